@@ -1,0 +1,181 @@
+// Minimal ELF64 reader for BPF object files: section headers, section bytes and the
+// symbol table. Enough to pull `.BTF` out of a `.bpf.o` and to list SEC() names and symbols.
+import { Btf } from './btf.js';
+
+const SHT_SYMTAB = 2;
+const SHT_NOBITS = 8;
+const SHN_UNDEF = 0;
+const SHN_LORESERVE = 0xff00;
+const SHN_ABS = 0xfff1;
+const SHN_COMMON = 0xfff2;
+const SHN_XINDEX = 0xffff;
+
+export interface ElfSection {
+  readonly index: number;
+  readonly name: string;
+  /** sh_type: 1 PROGBITS, 2 SYMTAB, 3 STRTAB, 8 NOBITS, 9 REL, ... */
+  readonly type: number;
+  readonly flags: bigint;
+  readonly offset: number;
+  readonly size: number;
+  readonly link: number;
+  readonly info: number;
+  readonly entsize: number;
+}
+
+export type ElfSymbolType = 'NOTYPE' | 'OBJECT' | 'FUNC' | 'SECTION' | 'FILE' | 'COMMON' | 'TLS' | `OTHER(${number})`;
+export type ElfSymbolBind = 'LOCAL' | 'GLOBAL' | 'WEAK' | `OTHER(${number})`;
+
+export interface ElfSymbol {
+  readonly name: string;
+  /** Name of the section the symbol is defined in; '' for undefined, absolute and common symbols. */
+  readonly section: string;
+  readonly sectionIndex: number;
+  /** Offset inside the section (object files are relocatable). */
+  readonly value: number;
+  readonly size: number;
+  readonly type: ElfSymbolType;
+  readonly bind: ElfSymbolBind;
+}
+
+const SYM_TYPES: readonly ElfSymbolType[] = ['NOTYPE', 'OBJECT', 'FUNC', 'SECTION', 'FILE', 'COMMON', 'TLS'];
+const SYM_BINDS: readonly ElfSymbolBind[] = ['LOCAL', 'GLOBAL', 'WEAK'];
+
+interface ElfFile {
+  buf: Uint8Array;
+  dv: DataView;
+  le: boolean;
+  sections: ElfSection[];
+}
+
+function open(buf: Uint8Array): ElfFile {
+  if (buf.byteLength < 64 || buf[0] !== 0x7f || buf[1] !== 0x45 || buf[2] !== 0x4c || buf[3] !== 0x46) {
+    throw new Error('ELF: not an ELF file');
+  }
+  if (buf[4] !== 2) throw new Error('ELF: only ELF64 is supported');
+  if (buf[5] !== 1 && buf[5] !== 2) throw new Error(`ELF: bad data encoding ${buf[5]}`);
+  const le = buf[5] === 1;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return { buf, dv, le, sections: readSectionHeaders(buf, dv, le) };
+}
+
+function u64(dv: DataView, at: number, le: boolean): number {
+  const v = dv.getBigUint64(at, le);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`ELF: value 0x${v.toString(16)} too large`);
+  return Number(v);
+}
+
+function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSection[] {
+  const shoff = u64(dv, 0x28, le);
+  const shentsize = dv.getUint16(0x3a, le);
+  let shnum = dv.getUint16(0x3c, le);
+  let shstrndx = dv.getUint16(0x3e, le);
+  if (shoff === 0) return [];
+  if (shentsize < 64) throw new Error(`ELF: bad section header size ${shentsize}`);
+  // Huge section counts/indices live in section 0 (ELF extended numbering).
+  if (shnum === 0) shnum = u64(dv, shoff + 0x20, le);
+  if (shstrndx === SHN_XINDEX) shstrndx = dv.getUint32(shoff + 0x28, le);
+  if (shoff + shnum * shentsize > buf.byteLength) throw new Error('ELF: section headers past end of file');
+
+  const raw = Array.from({ length: shnum }, (_, index) => {
+    const at = shoff + index * shentsize;
+    return {
+      index,
+      nameOff: dv.getUint32(at, le),
+      type: dv.getUint32(at + 4, le),
+      flags: dv.getBigUint64(at + 8, le),
+      offset: u64(dv, at + 0x18, le),
+      size: u64(dv, at + 0x20, le),
+      link: dv.getUint32(at + 0x28, le),
+      info: dv.getUint32(at + 0x2c, le),
+      entsize: u64(dv, at + 0x38, le),
+    };
+  });
+  for (const s of raw) {
+    if (s.type !== SHT_NOBITS && s.offset + s.size > buf.byteLength) throw new Error(`ELF: section ${s.index} past end of file`);
+  }
+  const names = raw[shstrndx];
+  const nameOf = (off: number): string => (names ? cString(buf, names.offset + off, names.offset + names.size) : '');
+  return raw.map(({ nameOff, ...s }) => ({ ...s, name: nameOf(nameOff) }));
+}
+
+function cString(buf: Uint8Array, start: number, limit: number): string {
+  let end = buf.indexOf(0, start);
+  if (end < 0 || end > limit) end = limit;
+  return Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('utf8');
+}
+
+function sectionBytes(f: ElfFile, s: ElfSection): Uint8Array {
+  // .bss occupies no file bytes: its contents are zeros.
+  return s.type === SHT_NOBITS ? new Uint8Array(s.size) : f.buf.subarray(s.offset, s.offset + s.size);
+}
+
+/** Section headers, in file order (index 0 is the null section). */
+export function readElfSectionHeaders(buf: Uint8Array): ElfSection[] {
+  return open(buf).sections;
+}
+
+/** Section name → contents (views into `buf`; NOBITS sections read as zeros). First of duplicate names wins. */
+export function readElfSections(buf: Uint8Array): Map<string, Uint8Array> {
+  const f = open(buf);
+  const out = new Map<string, Uint8Array>();
+  for (const s of f.sections) {
+    if (s.index === 0 || out.has(s.name)) continue;
+    out.set(s.name, sectionBytes(f, s));
+  }
+  return out;
+}
+
+/** Entries of `.symtab` (without the null symbol 0). */
+export function readElfSymbols(buf: Uint8Array): ElfSymbol[] {
+  const f = open(buf);
+  const symtab = f.sections.find((s) => s.type === SHT_SYMTAB);
+  if (!symtab) return [];
+  const strtab = f.sections[symtab.link];
+  if (!strtab) throw new Error('ELF: .symtab has no string table');
+  const entsize = symtab.entsize || 24;
+  const out: ElfSymbol[] = [];
+  for (let at = symtab.offset + entsize; at + 24 <= symtab.offset + symtab.size; at += entsize) {
+    out.push(readSymbol(f, at, strtab));
+  }
+  return out;
+}
+
+function readSymbol(f: ElfFile, at: number, strtab: ElfSection): ElfSymbol {
+  const { dv, le } = f;
+  const info = f.buf[at + 4];
+  const shndx = dv.getUint16(at + 6, le);
+  const special = shndx === SHN_UNDEF || (shndx >= SHN_LORESERVE && (shndx === SHN_ABS || shndx === SHN_COMMON || shndx === SHN_XINDEX));
+  return {
+    name: cString(f.buf, strtab.offset + dv.getUint32(at, le), strtab.offset + strtab.size),
+    section: special ? '' : (f.sections[shndx]?.name ?? ''),
+    sectionIndex: shndx,
+    value: u64(dv, at + 8, le),
+    size: u64(dv, at + 16, le),
+    type: SYM_TYPES[info & 0xf] ?? `OTHER(${info & 0xf})`,
+    bind: SYM_BINDS[info >> 4] ?? `OTHER(${info >> 4})`,
+  };
+}
+
+/**
+ * The `.BTF` of a BPF object file, with DATASEC sizes and variable offsets filled in from the
+ * ELF section sizes and symbols (compilers leave them 0; libbpf fixes them up the same way).
+ * Returns undefined when the object has no `.BTF`.
+ */
+export function readObjectBtf(buf: Uint8Array, base?: Btf): Btf | undefined {
+  const f = open(buf);
+  const btfSection = f.sections.find((s) => s.name === '.BTF');
+  if (!btfSection) return undefined;
+  const btf = Btf.parse(sectionBytes(f, btfSection), base);
+  const symbols = readElfSymbols(buf);
+  for (let id = btf.startId; id < btf.typeCount; id++) {
+    const t = btf.type(id);
+    if (t.kind !== 'DATASEC') continue;
+    const sec = f.sections.find((s) => s.name === t.name);
+    if (!sec) continue; // e.g. extern `.kconfig` / `.ksyms`: no ELF section, libbpf lays them out itself
+    const offsets = new Map<string, number>();
+    for (const sym of symbols) if (sym.sectionIndex === sec.index && sym.type === 'OBJECT') offsets.set(sym.name, sym.value);
+    btf.fixDatasec(t.name, sec.size, offsets);
+  }
+  return btf;
+}

@@ -1,0 +1,73 @@
+// Leak checks that tolerate other processes loading BPF at the same time: of what bpftool lists
+// now and did not list in `before`, only what carries one of our names counts (programs and maps
+// by name, internal maps by their object's name prefix, links by the program they hold).
+// Kernel object names are truncated to 15 characters; that is taken into account.
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KernelIds } from '../helpers/kernel.js';
+
+export interface Ours {
+  /** program names (C function names) */
+  progs?: string[];
+  /** map names (C names) */
+  maps?: string[];
+  /** object names (file name without .o): their internal maps (.rodata, .bss, ...) count as ours */
+  objects?: string[];
+}
+
+export interface Left {
+  prog: string[];
+  map: string[];
+  link: string[];
+}
+
+interface Row {
+  id: number;
+  name?: string;
+  prog_id?: number;
+}
+
+function list(kind: 'prog' | 'map' | 'link'): Row[] {
+  const out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return JSON.parse(out || '[]') as Row[];
+}
+
+const NAME_LEN = 15;
+
+function matches(kernelName: string | undefined, names: string[] | undefined): boolean {
+  if (!kernelName || !names) return false;
+  return names.some((n) => n.slice(0, NAME_LEN) === kernelName);
+}
+
+function internalOf(kernelName: string | undefined, objects: string[] | undefined): boolean {
+  if (!kernelName || !objects) return false;
+  const dot = kernelName.indexOf('.');
+  if (dot <= 0) return false;
+  const prefix = kernelName.slice(0, dot);
+  return objects.some((o) => o.startsWith(prefix) && /^\.(rodata|data|bss|kconfig)/.test(kernelName.slice(dot)));
+}
+
+/** One look: what is new since `before` and ours, as "id:name" strings. */
+export function oursNow(before: KernelIds, ours: Ours): Left {
+  const progs = list('prog').filter((p) => !before.prog.has(p.id) && matches(p.name, ours.progs));
+  const ourProgIds = new Set(progs.map((p) => p.id));
+  const maps = list('map').filter((m) => !before.map.has(m.id) && (matches(m.name, ours.maps) || internalOf(m.name, ours.objects)));
+  const links = list('link').filter((l) => !before.link.has(l.id) && l.prog_id !== undefined && ourProgIds.has(l.prog_id));
+  return {
+    prog: progs.map((p) => `${p.id}:${p.name}`),
+    map: maps.map((m) => `${m.id}:${m.name}`),
+    link: links.map((l) => `${l.id}:prog ${l.prog_id}`),
+  };
+}
+
+/** What of ours is left since `before`, waiting up to waitMs for deferred frees. */
+export async function leftOfOurs(before: KernelIds, ours: Ours, waitMs = 3000): Promise<Left> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const left = oursNow(before, ours);
+    if ((left.prog.length === 0 && left.map.length === 0 && left.link.length === 0) || Date.now() > deadline) return left;
+    await sleep(50);
+  }
+}
+
+export const NOTHING: Left = { prog: [], map: [], link: [] };
