@@ -5,8 +5,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { libbpf } from './ffi/libbpf.js';
-import { PROG_TYPES, MAP_TYPES, HELPER_NAMES, progType } from './constants.js';
+import { PROG_TYPES, MAP_TYPES, HELPER_NAMES, progType, attachType } from './constants.js';
+import { koffi, addressOf } from './ffi/koffi.js';
+import { libc } from './ffi/libc.js';
 import { captureLibbpfLog } from './ffi/print.js';
+import { BpfError, errnoText } from './errors.js';
 
 export type Support = 'yes' | 'no' | 'unknown';
 
@@ -62,11 +65,71 @@ export function probeMapTypes(): Record<string, Support> {
   return out;
 }
 
+// libbpf 1.1's libbpf_probe_bpf_helper() only knows the verifier's old wording ("unknown func");
+// kernels since 6.x say "program of this type cannot use helper", which libbpf 1.1 takes for
+// support, so it reports every helper for every type. We run the same tiny program (call helper;
+// exit) through BPF_PROG_LOAD ourselves and read the verifier's answer.
+const SYS_BPF = 321; // x86_64
+const BPF_PROG_LOAD = 5;
+const PROG_LOAD_ATTR_SIZE = 72; // up to expected_attach_type
+const HELPER_LOG_SIZE = 4096;
+const UNSUPPORTED_HELPER = /invalid func |unknown func |program of this type cannot use helper /;
+/** Attach types some program types need to load at all (as libbpf's own probes set them). */
+const PROBE_ATTACH_TYPE: Record<string, string> = {
+  cgroup_sock_addr: 'cgroup_inet4_connect',
+  cgroup_sockopt: 'cgroup_getsockopt',
+  sk_lookup: 'sk_lookup',
+  lirc_mode2: 'lirc_mode2',
+  netfilter: 'netfilter',
+};
+/** Types that cannot load without an attach target: their helpers cannot be probed this way. */
+const UNPROBEABLE = new Set(['tracing', 'ext', 'lsm', 'struct_ops']);
+
 /** Helpers a program type may call (about 200 tiny verifier runs: call when needed). */
 export function probeHelpers(programType: string): string[] {
   const type = progType.value(programType);
-  const { result } = captureLibbpfLog(() => HELPER_NAMES.map((name, id) => (id > 0 && libbpf.probeHelper(type, id, null) === 1 ? name : null)));
-  return result.filter((n): n is string => n !== null);
+  if (UNPROBEABLE.has(programType)) return [];
+  const insns = koffi.alloc('uint8_t', 16);
+  const license = koffi.alloc('uint8_t', 4);
+  const log = koffi.alloc('uint8_t', HELPER_LOG_SIZE);
+  try {
+    const code = new Uint8Array(koffi.view(insns, 16));
+    const codeView = new DataView(code.buffer, code.byteOffset, 16);
+    code.set([0x85, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]); // call imm; exit
+    new Uint8Array(koffi.view(license, 4)).set([0x47, 0x50, 0x4c, 0]); // "GPL"
+    const logBytes = new Uint8Array(koffi.view(log, HELPER_LOG_SIZE));
+    const attr = Buffer.alloc(PROG_LOAD_ATTR_SIZE);
+    attr.writeUInt32LE(type, 0);
+    attr.writeUInt32LE(2, 4);
+    attr.writeBigUInt64LE(addressOf(insns), 8);
+    attr.writeBigUInt64LE(addressOf(license), 16);
+    attr.writeUInt32LE(1, 24); // log_level
+    attr.writeUInt32LE(HELPER_LOG_SIZE, 28);
+    attr.writeBigUInt64LE(addressOf(log), 32);
+    const attach = PROBE_ATTACH_TYPE[programType];
+    if (attach) attr.writeUInt32LE(attachType.value(attach), 68);
+    const out: string[] = [];
+    HELPER_NAMES.forEach((name, id) => {
+      if (id === 0) return;
+      codeView.setInt32(4, id, true);
+      logBytes[0] = 0;
+      const fd = Number(libc.bpf(SYS_BPF, BPF_PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE));
+      if (fd >= 0) {
+        libc.close(fd);
+        out.push(name);
+        return;
+      }
+      const end = logBytes.indexOf(0);
+      const text = Buffer.from(logBytes.subarray(0, end < 0 ? HELPER_LOG_SIZE : end)).toString('latin1');
+      // any other refusal (arguments, context) means the verifier got past the helper check
+      if (!UNSUPPORTED_HELPER.test(text)) out.push(name);
+    });
+    return out;
+  } finally {
+    koffi.free(insns);
+    koffi.free(license);
+    koffi.free(log);
+  }
 }
 
 /** Tries to load and attach a real fentry program: the only honest fentry probe. */
@@ -76,13 +139,17 @@ async function probeFentry(): Promise<HookSupport> {
   const { BpfObject } = await import('./object.js');
   const { attachAuto } = await import('./link/tracing.js');
   let obj: import('./object.js').BpfObject | undefined;
+  let stage = 'open';
   try {
     obj = BpfObject.open(objPath, { name: 'kbpf_probe_fentry' });
+    stage = 'load';
     obj.load();
+    stage = 'attach';
     attachAuto(obj.program('probe_fentry')).close();
     return { supported: 'yes', detail: 'fentry program loaded and attached' };
   } catch (e) {
-    return { supported: 'no', detail: (e as Error).message.split('\n')[0] ?? 'failed' };
+    const why = e instanceof BpfError && e.errno ? `${errnoText(e.errno)} (${e.code})` : (e as Error).message.split('\n')[0];
+    return { supported: 'no', detail: `the kernel refused to ${stage} an fentry program on bpf_fentry_test1: ${why}; use tracepoints instead` };
   } finally {
     obj?.close();
   }

@@ -312,10 +312,18 @@ export class BpfMap {
     }
   }
 
-  /** Writes many entries with one BPF_MAP_UPDATE_BATCH call. */
+  /**
+   * Writes many entries with one BPF_MAP_UPDATE_BATCH call. The kernel's batch update takes no
+   * noexist/exist flag (only BPF_F_LOCK), so with one of those it updates entry by entry and
+   * throws at the first entry the flag refuses (the entries before it are written).
+   */
   updateBatch(entries: Iterable<[unknown, unknown]>, flag: UpdateFlag = 'any'): number {
     const list = [...entries];
     if (list.length === 0) return 0;
+    if (flag !== 'any') {
+      for (const [k, v] of list) this.update(k, v, flag);
+      return list.length;
+    }
     const keys = Buffer.alloc(this.keySize * list.length);
     const values = Buffer.alloc(this.valueBufferSize * list.length);
     list.forEach(([k, v], i) => {
@@ -323,7 +331,7 @@ export class BpfMap {
       values.set(this.encodeValue(v), i * this.valueBufferSize);
     });
     const count = [list.length];
-    const opts = batchOpts(UPDATE_FLAGS[flag]);
+    const opts = batchOpts();
     check(libbpf.mapUpdateBatch(this.fd, keys, values, count, opts), 'batch update', this.description);
     return count[0]!;
   }

@@ -164,6 +164,10 @@ export class BpfObject {
   /** Makes the object use an existing map (e.g. a pinned one) instead of creating its own. */
   reuseMap(name: string, map: BpfMap): void {
     const own = this.map(name);
+    if (this.#loaded) {
+      // libbpf would swap the fd under the loaded programs, which keep using the old map
+      throw new BpfError('reuse map', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, { hint: 'maps can only be reused before load' });
+    }
     check(libbpf.mapReuseFd(own.handle, map.fd), 'reuse map', `"${name}" of object "${this.name}" (from ${map.description})`);
   }
 

@@ -128,7 +128,7 @@ function createdTime(created: string | Date | undefined): string {
 export class LayoutStore {
   readonly root: string;
   private readonly lockOptions: LockOptions;
-  private ready?: Promise<void>;
+  private ready: Promise<void> | undefined;
 
   constructor(root: string, options: StoreOptions = {}) {
     this.root = root;

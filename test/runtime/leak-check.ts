@@ -71,3 +71,27 @@ export async function leftOfOurs(before: KernelIds, ours: Ours, waitMs = 3000): 
 }
 
 export const NOTHING: Left = { prog: [], map: [], link: [] };
+
+interface ObjectLike {
+  name: string;
+  programs: ReadonlyMap<string, unknown>;
+  maps: ReadonlyMap<string, unknown>;
+}
+
+/** Everything the given objects name: their programs, maps and internal maps. */
+export function oursOf(...objects: ObjectLike[]): Ours {
+  return {
+    progs: objects.flatMap((o) => [...o.programs.keys()]),
+    maps: objects.flatMap((o) => [...o.maps.keys()]),
+    objects: objects.map((o) => o.name),
+  };
+}
+
+/** Merges several descriptions of what is ours. */
+export function merge(...all: Ours[]): Ours {
+  return {
+    progs: all.flatMap((o) => o.progs ?? []),
+    maps: all.flatMap((o) => o.maps ?? []),
+    objects: all.flatMap((o) => o.objects ?? []),
+  };
+}

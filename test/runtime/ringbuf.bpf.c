@@ -17,6 +17,10 @@ struct event {
 	__u8 flags;
 };
 
+/* Only used through pointers: a global makes clang keep struct event in the object's BTF,
+ * where the reader finds it by name (ring buffers have no value type). */
+struct event *unused_event __attribute__((unused));
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);

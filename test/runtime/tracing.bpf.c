@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // Fixture for tracing.test.ts: a tracepoint on openat that records the paths one process opens,
-// and a raw tracepoint on sched_process_exec that records what that process's children exec.
+// a raw tracepoint on sched_process_exec that records what that process's children exec,
+// and a kprobe for features.test.ts.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -85,6 +86,14 @@ int raw_exec(struct bpf_raw_tracepoint_args *ctx)
 	e->count++;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	return 0;
+}
+
+/* a kprobe: loads (the program type exists) but cannot attach on a kernel without kprobes;
+ * features.test.ts checks that attaching is refused cleanly */
+SEC("kprobe/do_unlinkat")
+int BPF_KPROBE(on_unlinkat, int dfd)
+{
 	return 0;
 }
 

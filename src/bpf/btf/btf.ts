@@ -66,19 +66,18 @@ export class Btf {
   readonly startStrOff: number;
 
   private readonly dv: DataView;
-  private readonly strings: Uint8Array;
+  private readonly strings: Buffer;
   private readonly offsets: Uint32Array;
   private readonly cache: (BtfType | undefined)[];
   private readonly strCache = new Map<number, string>();
   private nameIndex: Map<string, number[]> | undefined;
-  private readonly decoder = new TextDecoder();
 
   private constructor(s: Sections, base: Btf | undefined) {
     this.littleEndian = s.littleEndian;
     this.base = base;
     this.startId = base ? base.typeCount : 1;
     this.startStrOff = base ? base.stringsEnd : 0;
-    this.strings = s.strings;
+    this.strings = Buffer.from(s.strings.buffer, s.strings.byteOffset, s.strings.byteLength);
     this.dv = new DataView(s.types.buffer, s.types.byteOffset, s.types.byteLength);
     this.offsets = this.scan();
     this.cache = new Array(this.offsets.length);
@@ -145,7 +144,7 @@ export class Btf {
     }
     let end = this.strings.indexOf(0, start);
     if (end < 0) end = this.strings.byteLength;
-    s = this.decoder.decode(this.strings.subarray(start, end));
+    s = this.strings.toString('utf8', start, end);
     this.strCache.set(off, s);
     return s;
   }

@@ -8,9 +8,10 @@
 //   unknown); unions → Uint8Array copies; floats → number; bitfields → number (bigint above
 //   32 bits), boolean or enumerator name depending on their declared type.
 // Encoding starts from zeroed bytes, so missing struct fields, missing trailing array
-// elements and unused string bytes are zero.
+// elements and unused string bytes are zero. Decoded objects encode back to the same bytes,
+// except padding (zeroed), non-UTF-8 strings, and non-0/1 bytes under a bool.
 import { Btf } from './btf.js';
-import type { BtfEnum, BtfEnum64, BtfInt, BtfMember, BtfType } from './types.js';
+import type { BtfEnum, BtfEnum64, BtfMember, BtfType } from './types.js';
 
 export interface Codec {
   readonly size: number;
@@ -49,6 +50,8 @@ interface Node {
   readonly read: Reader;
   /** Assumes the target bytes are zero; writes only what `v` specifies. */
   readonly write: Writer;
+  /** Decoding loses information (bool: any non-zero byte; string: bytes after the NUL). */
+  readonly lossy?: boolean;
 }
 
 /** Internal: a bad value, with the path (relative to the node that threw) built up while unwinding. */
@@ -182,6 +185,7 @@ function boolNode(size: number, le: boolean, label: string): Node {
   const int = intNode(size, false, le, label);
   return {
     size,
+    lossy: true,
     read: (dv, b, off) => {
       const v = int.read(dv, b, off);
       return v !== 0 && v !== 0n;
@@ -301,6 +305,7 @@ const utf8Encoder = new TextEncoder();
 function charArrayNode(n: number, label: string): Node {
   return {
     size: n,
+    lossy: true,
     read: (_dv, bytes, off) => {
       const end = off + n;
       let s = '';
@@ -413,13 +418,13 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
     const u = BigInt.asUintN(bits, n);
     acc.set(b, off + byte, big ? u : Number(u));
   };
-  const node = (read: Reader, write: Writer): Node => ({ size: 0, read, write });
+  const node = (read: Reader, write: Writer, lossy = false): Node => ({ size: 0, read, write, lossy });
 
   if (t.kind === 'INT' && t.bool) {
     return node((_d, b, off) => acc.get(b, off + byte) != 0, (_d, b, off, v) => {
       if (typeof v !== 'boolean') fail(`expected a boolean (${label}), got ${describe(v)}`);
       if (v) store(b, off, 1n);
-    });
+    }, true);
   }
   if (t.kind === 'ENUM' || t.kind === 'ENUM64') {
     const info = enumInfo(t, bits, signed, big, label);
@@ -441,9 +446,15 @@ interface Field {
   readonly key: string;
   readonly off: number;
   readonly node: Node;
+  /** Bytes of information the field carries: orders the variants of anonymous unions. */
+  readonly weight: number;
 }
 
-function structNode(fields: Field[], size: number, label: string): Node {
+const weightOf = (node: Node, bits?: number): number => (bits ? bits / 8 : node.size) - (node.lossy ? 0.5 : 0);
+const sum = (fields: Field[]): number => fields.reduce((a, f) => a + f.weight, 0);
+
+/** `fields` in declaration order for decoding; `writeOrder` the same fields in encoding order. */
+function structNode(fields: Field[], writeOrder: Field[], size: number, label: string): Node {
   const keys = new Set(fields.map((f) => f.key));
   const n = fields.length;
   return {
@@ -467,12 +478,12 @@ function structNode(fields: Field[], size: number, label: string): Node {
       let i = 0;
       try {
         for (; i < n; i++) {
-          const f = fields[i];
+          const f = writeOrder[i];
           const x = o[f.key];
           if (x !== undefined) f.node.write(dv, bytes, off + f.off, x);
         }
       } catch (e) {
-        throw within(e, `.${fields[i].key}`);
+        throw within(e, `.${writeOrder[i].key}`);
       }
     },
   };
@@ -516,7 +527,10 @@ class Compiler {
       case 'ENUM': case 'ENUM64': return enumNode(t, le, label);
       case 'FLOAT': return floatNode(t.size, le, label);
       case 'UNION': return bytesNode(t.size, label);
-      case 'STRUCT': return structNode(this.fields(t.members, 0), t.size, label);
+      case 'STRUCT': {
+        const { read, write } = this.fields(t.members, 0, false, new Set());
+        return structNode(read, write, t.size, label);
+      }
       case 'VAR': return this.node(t.type);
       case 'DATASEC': return this.datasec(t.id);
       case 'ARRAY':
@@ -534,20 +548,34 @@ class Compiler {
     return t.name === 'char' || (t.char && (t.name === 'signed char' || t.name === 'unsigned char'));
   }
 
-  /** Struct members as fields at byte offsets, flattening anonymous struct/union members. */
-  private fields(members: readonly BtfMember[], baseBits: number, out: Field[] = [], seen = new Set<string>()): Field[] {
+  /**
+   * Struct members as fields at byte offsets, flattening anonymous struct/union members.
+   * `read` is declaration order. In `write`, the variants of an anonymous union are sorted so
+   * that when overlapping variants are all given (as decode returns them) the one that keeps
+   * the most information is written last and wins: the widest variant, a u8 rather than a
+   * bool sharing its byte, the first declared among equals.
+   */
+  private fields(members: readonly BtfMember[], baseBits: number, union: boolean, seen: Set<string>): { read: Field[]; write: Field[] } {
+    const read: Field[] = [];
+    const groups: Field[][] = [];
     for (const m of members) {
       const bitOffset = baseBits + m.bitOffset;
       const t = this.btf.type(this.btf.resolve(m.type));
       if (!m.name) {
-        if (t.kind === 'STRUCT' || t.kind === 'UNION') this.fields(t.members, bitOffset, out, seen);
-        continue; // unnamed bitfield: padding
+        if (t.kind !== 'STRUCT' && t.kind !== 'UNION') continue; // unnamed bitfield: padding
+        const sub = this.fields(t.members, bitOffset, t.kind === 'UNION', seen);
+        read.push(...sub.read);
+        groups.push(sub.write);
+        continue;
       }
       if (seen.has(m.name)) continue;
       seen.add(m.name);
-      out.push(this.field(m, t, bitOffset));
+      const f = this.field(m, t, bitOffset);
+      read.push(f);
+      groups.push([f]);
     }
-    return out;
+    if (union) groups.reverse().sort((a, b) => sum(a) - sum(b)); // stable: ties keep reversed order
+    return { read, write: groups.flat() };
   }
 
   private field(m: BtfMember, t: BtfType, bitOffset: number): Field {
@@ -555,13 +583,16 @@ class Compiler {
     let bits = m.bitSize;
     if (!bits && t.kind === 'INT' && (t.bits !== t.size * 8 || t.bitOffset !== 0)) {
       bits = t.bits;
-      bitOffset += (t as BtfInt).bitOffset;
+      bitOffset += t.bitOffset;
     }
     if (!bits && bitOffset % 8 !== 0 && (t.kind === 'INT' || t.kind === 'ENUM' || t.kind === 'ENUM64')) bits = t.size * 8;
-    if (!bits) return { key: m.name, off: bitOffset / 8, node: this.node(m.type) };
+    if (!bits) {
+      const node = this.node(m.type);
+      return { key: m.name, off: bitOffset / 8, node, weight: weightOf(node) };
+    }
     const off = Math.floor(bitOffset / 8);
-    const label = `${this.label(m.type)}:${bits}`;
-    return { key: m.name, off, node: bitfieldNode(t, bitOffset - off * 8, bits, this.le, label) };
+    const node = bitfieldNode(t, bitOffset - off * 8, bits, this.le, `${this.label(m.type)}:${bits}`);
+    return { key: m.name, off, node, weight: weightOf(node, bits) };
   }
 
   private datasec(id: number): Node {
@@ -570,8 +601,11 @@ class Compiler {
     if (sec.size === 0 && sec.vars.length > 0) {
       throw new Error(`BTF codec: DATASEC ${sec.name} has no layout (size 0); read the object with readObjectBtf() or call Btf.fixDatasec()`);
     }
-    const fields = sec.vars.map((v) => ({ key: this.btf.type(v.type).name, off: v.offset, node: this.node(v.type) }));
-    return structNode(fields, sec.size, `section ${sec.name}`);
+    const fields = sec.vars.map((v) => {
+      const node = this.node(v.type);
+      return { key: this.btf.type(v.type).name, off: v.offset, node, weight: weightOf(node) };
+    });
+    return structNode(fields, fields, sec.size, `section ${sec.name}`);
   }
 }
 

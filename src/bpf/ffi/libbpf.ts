@@ -104,6 +104,7 @@ export const libbpf = {
   programAttachCgroup: f('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)') as (p: Pointer, fd: Fd) => Pointer | null,
   programAttachTracepoint: f('void *bpf_program__attach_tracepoint(void *prog, const char *category, const char *name)') as (p: Pointer, cat: string, name: string) => Pointer | null,
   programAttachRawTracepoint: f('void *bpf_program__attach_raw_tracepoint(void *prog, const char *name)') as (p: Pointer, name: string) => Pointer | null,
+  programAttachKprobe: f('void *bpf_program__attach_kprobe(void *prog, bool retprobe, const char *func_name)') as (p: Pointer, retprobe: boolean, func: string) => Pointer | null,
   programAttachUprobeOpts: f('void *bpf_program__attach_uprobe_opts(void *prog, int pid, const char *binary, size_t offset, const kbpf_uprobe_opts *opts)') as (p: Pointer, pid: number, binary: string, offset: number, opts: UprobeOpts) => Pointer | null,
   linkFd: f('int bpf_link__fd(void *link)') as (l: Pointer) => Fd,
   linkDestroy: f('int bpf_link__destroy(void *link)') as (l: Pointer) => Ret,

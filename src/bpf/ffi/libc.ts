@@ -25,6 +25,8 @@ export const libc = {
     nr: number, a: number | bigint | Uint8Array, b: number, c: number, d: number, e: number) => number,
   perfEventOpen: lib.func('long syscall(long nr, void *attr, int pid, int cpu, int group_fd, unsigned long flags)') as (
     nr: number, attr: Uint8Array, pid: number, cpu: number, groupFd: number, flags: number) => number,
+  bpf: lib.func('long syscall(long nr, long cmd, _Inout_ uint8_t *attr, unsigned long size)') as (
+    nr: number, cmd: number, attr: Uint8Array, size: number) => number,
   ioctl: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)') as (fd: number, req: number, arg: number) => number,
   getpagesize: lib.func('int getpagesize(void)') as () => number,
 };

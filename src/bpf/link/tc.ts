@@ -6,7 +6,9 @@ import { libbpf } from '../ffi/libbpf.js';
 import { BpfError, check } from '../errors.js';
 import type { Program } from '../program.js';
 import { Link } from './link.js';
-import { ifindexOf } from './netdev.js';
+import { ifindexOf, inNetns } from './netdev.js';
+import { openSync, closeSync } from 'node:fs';
+import { netlibc } from '../ffi/libc.js';
 
 export type TcDirection = 'ingress' | 'egress';
 
@@ -42,31 +44,51 @@ function tcOpts(progFd: number, handle: number, priority: number, flags = 0): Bu
   return b;
 }
 
-/** A cls_bpf filter on a clsact qdisc. */
+/**
+ * A cls_bpf filter on a clsact qdisc. An ifindex only means something in one network namespace,
+ * and netlink talks to the caller's: the filter keeps an fd of the namespace it was attached in
+ * and updates/detaches there (so detach() from another namespace, e.g. after inNetns() returned,
+ * removes this filter and not one on an unrelated interface with the same ifindex).
+ */
 export class TcFilter {
   #attached = true;
+  #netnsFd: number;
   constructor(
     readonly ifindex: number,
     readonly direction: TcDirection,
     readonly handle: number,
     readonly priority: number,
     readonly description: string,
-  ) {}
+    netnsFd = -1,
+  ) {
+    this.#netnsFd = netnsFd;
+  }
 
   get attached(): boolean {
     return this.#attached;
   }
 
+  #inOwnNetns<T>(fn: () => T): T {
+    return this.#netnsFd >= 0 ? inNetns(`/proc/self/fd/${this.#netnsFd}`, fn) : fn();
+  }
+
   /** Replaces the filter's program in place (tc's replace flag). */
   update(prog: Program): void {
-    check(libbpf.tcAttach(tcHook(this.ifindex, this.direction), tcOpts(prog.fd, this.handle, this.priority, 1)), 'update', `${this.description} to ${prog.description}`);
+    if (!this.#attached) throw new BpfError('update', this.description, 9, { hint: 'the filter is detached' });
+    const ret = this.#inOwnNetns(() => libbpf.tcAttach(tcHook(this.ifindex, this.direction), tcOpts(prog.fd, this.handle, this.priority, 1)));
+    check(ret, 'update', `${this.description} to ${prog.description}`);
   }
 
   detach(): void {
     if (!this.#attached) return;
-    const ret = libbpf.tcDetach(tcHook(this.ifindex, this.direction), tcOpts(0, this.handle, this.priority));
-    this.#attached = false;
-    if (ret < 0 && ret !== -2 && ret !== -19) check(ret, 'detach', this.description);
+    try {
+      const ret = this.#inOwnNetns(() => libbpf.tcDetach(tcHook(this.ifindex, this.direction), tcOpts(0, this.handle, this.priority)));
+      if (ret < 0 && ret !== -2 && ret !== -19) check(ret, 'detach', this.description);
+    } finally {
+      this.#attached = false;
+      if (this.#netnsFd >= 0) closeSync(this.#netnsFd);
+      this.#netnsFd = -1;
+    }
   }
 
   close(): void {
@@ -86,7 +108,8 @@ export function attachTcClsact(prog: Program, iface: string | number, direction:
   if (created < 0 && created !== -17) check(created, 'create clsact qdisc for', what);
   const o = tcOpts(prog.fd, opts.handle ?? 1, opts.priority ?? 1);
   check(libbpf.tcAttach(hook, o), 'attach', what);
-  return new TcFilter(ifindex, direction, o.readUInt32LE(20), o.readUInt32LE(24), `tc filter of ${what}`);
+  const netnsFd = openSync(`/proc/self/task/${netlibc.gettid()}/ns/net`, 'r');
+  return new TcFilter(ifindex, direction, o.readUInt32LE(20), o.readUInt32LE(24), `tc filter of ${what}`, netnsFd);
 }
 
 /** tcx where the kernel has it, clsact otherwise. */

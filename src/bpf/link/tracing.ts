@@ -64,18 +64,27 @@ export function attachUprobe(prog: Program, target: UprobeTarget): Link {
   return fromLibbpf(result, log, what);
 }
 
-/** kprobes need CONFIG_KPROBES; refused cleanly when the kernel lacks them. */
-export function attachKprobe(prog: Program, symbol: string): Link {
+const KPROBE_SECTION = /^(kprobe|kretprobe|ksyscall|kretsyscall|kprobe\.multi|kretprobe\.multi)(\/|$)/;
+
+function requireKprobes(what: string): void {
   if (!existsSync('/sys/bus/event_source/devices/kprobe')) {
-    throw new UnsupportedError('attach', `${prog.description} to kprobe ${symbol}`, 'this kernel has no kprobes (CONFIG_KPROBES is off); use a tracepoint instead');
+    throw new UnsupportedError('attach', what, 'this kernel has no kprobes (CONFIG_KPROBES is off); use a tracepoint instead');
   }
+}
+
+/** kprobes need CONFIG_KPROBES; refused cleanly when the kernel lacks them. */
+export function attachKprobe(prog: Program, symbol: string, opts: { retprobe?: boolean } = {}): Link {
+  const retprobe = opts.retprobe ?? prog.section.startsWith('kretprobe');
+  const what = `${prog.description} to ${retprobe ? 'kretprobe' : 'kprobe'} ${symbol}`;
+  requireKprobes(what);
   const h = needHandle(prog, 'attach');
-  const { result, log } = captureLibbpfLog(() => libbpf.programAttach(h));
-  return fromLibbpf(result, log, `${prog.description} to kprobe ${symbol}`);
+  const { result, log } = captureLibbpfLog(() => libbpf.programAttachKprobe(h, retprobe, symbol));
+  return fromLibbpf(result, log, what);
 }
 
 /** fentry/fexit/fmod_ret/lsm and other section-described attachments, through libbpf. */
 export function attachAuto(prog: Program): Link {
+  if (KPROBE_SECTION.test(prog.section)) requireKprobes(`${prog.description} (section ${prog.section})`);
   const h = needHandle(prog, 'attach');
   const { result, log } = captureLibbpfLog(() => libbpf.programAttach(h));
   return fromLibbpf(result, log, `${prog.description} (section ${prog.section})`);

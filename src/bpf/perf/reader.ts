@@ -20,6 +20,7 @@
 import { constants } from 'node:os';
 import { koffi, lastErrno, type Pointer } from '../ffi/koffi.js';
 import { libbpf, PerfSampleFn, PerfLostFn } from '../ffi/libbpf.js';
+import { libc } from '../ffi/libc.js';
 import { BpfError } from '../errors.js';
 import type { BpfMap } from '../map.js';
 import type { Codec } from '../btf/index.js';
@@ -74,11 +75,15 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
   readonly #codec: Codec | null;
   readonly #decodeName: string;
   #pb: Pointer | null;
+  #fd = -1;
   #watch: Watch | null;
   #closed = false;
   #queue: T[] = [];
   #head = 0;
   #waiters: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }[] = [];
+  #readableWaiters: (() => void)[] = [];
+  #pulledThisTurn = false;
+  #immediate: NodeJS.Immediate | null = null;
   #sink: ((record: T) => void) | null = null;
   #records = 0;
   #bytes = 0;
@@ -102,14 +107,24 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
     this.#codec = codec;
     this.#decodeName = name;
     const cb = callbacks();
-    const pb = libbpf.perfBufferNew(map.fd, pages, cb.sample, cb.lost, null, null);
-    if (!pb) throw new BpfError('open perf buffer on', map.description, lastErrno() || constants.errno.EINVAL);
+    // libbpf keeps the fd to remove its entries on free: give it our own duplicate, so closing the
+    // map's object first cannot make perf_buffer__free touch a stale (possibly reused) fd number.
+    const fd = libc.dup(map.fd);
+    if (fd < 0) throw new BpfError('open perf buffer on', map.description, lastErrno() || constants.errno.EBADF);
+    const pb = libbpf.perfBufferNew(fd, pages, cb.sample, cb.lost, null, null);
+    if (!pb) {
+      const errno = lastErrno() || constants.errno.EINVAL;
+      libc.close(fd);
+      throw new BpfError('open perf buffer on', map.description, errno);
+    }
+    this.#fd = fd;
     this.#pb = pb;
     try {
       const epfd = libbpf.perfBufferEpollFd(pb);
       this.#watch = poller().watch(epfd, () => this.onReadable(), { ref: opts.ref ?? true, description: `perf buffer ${map.description}` });
     } catch (e) {
       libbpf.perfBufferFree(pb);
+      libc.close(fd);
       this.#pb = null;
       throw e;
     }
@@ -206,20 +221,52 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
     return out;
   }
 
+  /**
+   * Next record; waits (on the shared poller) when the buffers are empty. The buffers are
+   * consumed synchronously at most once per turn of the event loop, so a busy producer cannot
+   * starve the rest of the process.
+   */
   next(): Promise<IteratorResult<T>> {
     if (this.#head < this.#queue.length) return Promise.resolve({ value: this.shift(), done: false });
     if (this.#closed) return Promise.resolve({ value: undefined, done: true });
-    if (this.#waiters.length === 0 && this.fill() > 0) return Promise.resolve({ value: this.shift(), done: false });
+    if (this.#waiters.length === 0 && !this.#pulledThisTurn && this.fill() > 0) {
+      return Promise.resolve({ value: this.shift(), done: false });
+    }
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
-      try {
-        this.#watch!.arm();
-      } catch (e) {
-        this.#waiters.pop();
-        reject(e);
-      }
+      this.wait(reject);
     });
   }
+
+  /** Resolves when the buffers may hold records (drain / consume), or the reader is closed. */
+  readable(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#head < this.#queue.length) return new Promise((resolve) => setImmediate(resolve));
+    return new Promise((resolve, reject) => {
+      this.#readableWaiters.push(resolve);
+      this.wait(reject);
+    });
+  }
+
+  private wait(reject: (e: unknown) => void): void {
+    if (this.#pulledThisTurn && this.#readableWaiters.length === 0) {
+      // consumed already in this turn: look again on the next one
+      if (!this.#immediate) this.#immediate = setImmediate(this.#onImmediate);
+      return;
+    }
+    try {
+      this.#watch!.arm();
+    } catch (e) {
+      this.#waiters = [];
+      this.#readableWaiters = [];
+      reject(e);
+    }
+  }
+
+  readonly #onImmediate = (): void => {
+    this.#immediate = null;
+    this.onReadable();
+  };
 
   /** Iterates the records; leaving the loop early closes the reader. */
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
@@ -265,20 +312,28 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
     this.#watch?.close();
     this.#watch = null;
     if (this.#pb) {
-      if (current === (this as PerfBufferReader<unknown>)) {
-        // close() from inside a callback: free once consume has returned.
-        const pb = this.#pb;
-        queueMicrotask(() => libbpf.perfBufferFree(pb));
-      } else {
-        libbpf.perfBufferFree(this.#pb);
-      }
+      const pb = this.#pb;
+      const fd = this.#fd;
+      const free = () => {
+        libbpf.perfBufferFree(pb);
+        libc.close(fd);
+      };
+      // close() from inside a callback: free once perf_buffer__consume has returned.
+      if (current === (this as PerfBufferReader<unknown>)) queueMicrotask(free);
+      else free();
       this.#pb = null;
+      this.#fd = -1;
     }
     this.#queue = [];
     this.#head = 0;
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#immediate = null;
     const waiters = this.#waiters;
+    const readable = this.#readableWaiters;
     this.#waiters = [];
+    this.#readableWaiters = [];
     for (const w of waiters) w.resolve({ value: undefined, done: true });
+    for (const resolve of readable) resolve();
   }
 
   [Symbol.dispose](): void {
@@ -287,8 +342,14 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
 
   private onReadable(): void {
     if (this.#closed) return;
+    if (this.#readableWaiters.length > 0) {
+      // the epoll fd is readable (or a turn passed): let the readers look
+      const ready = this.#readableWaiters;
+      this.#readableWaiters = [];
+      for (const resolve of ready) resolve();
+    }
     try {
-      if (this.#head >= this.#queue.length) this.fill();
+      if (this.#waiters.length > 0 && this.#head >= this.#queue.length) this.fill();
     } catch (e) {
       for (const w of this.#waiters.splice(0)) w.reject(e);
       return;
@@ -300,12 +361,20 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
   }
 
   private fill(): number {
+    if (!this.#pulledThisTurn) {
+      this.#pulledThisTurn = true;
+      setImmediate(this.#endTurn);
+    }
     this.#queue.length = 0;
     this.#head = 0;
     const q = this.#queue;
     this.consume((r) => q.push(r));
     return q.length;
   }
+
+  readonly #endTurn = (): void => {
+    this.#pulledThisTurn = false;
+  };
 
   private shift(): T {
     const v = this.#queue[this.#head]!;

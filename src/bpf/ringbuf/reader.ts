@@ -115,10 +115,14 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
   #stored = 0;
   readonly #storeEvery: number;
   #watch: Watch | null;
+  #fd: number;
   #closed = false;
   #queue: T[] = [];
   #head = 0;
   #waiters: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }[] = [];
+  #readableWaiters: (() => void)[] = [];
+  #pulledThisTurn = false;
+  #immediate: NodeJS.Immediate | null = null;
   #records = 0;
   #bytes = 0;
   #drops = 0;
@@ -144,15 +148,25 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     this.#decodeName = name;
     this.#lost = opts.lostCounter ? lostCounterReader(opts.lostCounter, opts.lostKey ?? 0) : null;
 
-    const fd = map.fd;
+    // The reader works on its own duplicate of the map's fd, so closing the map's object first
+    // cannot leave it with a stale (possibly reused) fd number.
+    const fd = libc.dup(map.fd);
+    if (fd < 0) throw new BpfError('read ring buffer', map.description, lastErrno() || constants.errno.EBADF);
+    this.#fd = fd;
     const pageSize = libc.getpagesize();
     this.#pageSize = pageSize;
-    const consPtr = mapOrThrow(pageSize, PROT_READ | PROT_WRITE, fd, 0, map, 'consumer page');
+    let consPtr: Pointer;
     let prodPtr: Pointer;
     try {
-      prodPtr = mapOrThrow(pageSize + 2 * size, PROT_READ, fd, pageSize, map, 'producer page and data');
+      consPtr = mapOrThrow(pageSize, PROT_READ | PROT_WRITE, fd, 0, map, 'consumer page');
+      try {
+        prodPtr = mapOrThrow(pageSize + 2 * size, PROT_READ, fd, pageSize, map, 'producer page and data');
+      } catch (e) {
+        libc.munmap(consPtr, pageSize);
+        throw e;
+      }
     } catch (e) {
-      libc.munmap(consPtr, pageSize);
+      libc.close(fd);
       throw e;
     }
     this.#consPtr = consPtr;
@@ -223,6 +237,7 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
   /**
    * Visits each record now in the ring (at most max) with the raw mapped bytes — no copy, no
    * allocation. The view is only valid during the call. Returns the number of records visited.
+   * (Records the async iterator already took from the ring are not revisited.)
    */
   consumeRaw(visit: RawRecordVisitor, max = Infinity): number {
     this.assertOpen('read');
@@ -266,8 +281,21 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     return n;
   }
 
-  /** Calls fn with each decoded record now in the ring (at most max); returns how many. */
+  /**
+   * Calls fn with each decoded record now in the ring (at most max); returns how many. Records
+   * the async iterator has already taken from the ring (stats.buffered) come first.
+   */
   consume(fn: (record: T) => void, max = Infinity): number {
+    let queued = 0;
+    while (queued < max && this.#head < this.#queue.length) {
+      fn(this.shift());
+      queued++;
+    }
+    if (queued >= max) return queued;
+    return queued + this.consumeRing(fn, max - queued);
+  }
+
+  private consumeRing(fn: (record: T) => void, max: number): number {
     const codec = this.#codec;
     if (!codec) return this.consumeRaw((_v, off, len) => fn(this.copyRecord(off, len) as T), max);
     const data = this.#data;
@@ -293,20 +321,62 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     return out;
   }
 
-  /** Next record; waits (on the shared poller) when the ring is empty. Done after close(). */
+  /**
+   * Next record; waits (on the shared poller) when the ring is empty. Done after close().
+   * Records are pulled from the ring synchronously at most once per turn of the event loop (up
+   * to highWaterMark of them); past that the next pull waits for setImmediate, so a busy ring
+   * cannot starve timers and I/O of the rest of the process.
+   */
   next(): Promise<IteratorResult<T>> {
     if (this.#head < this.#queue.length) return Promise.resolve({ value: this.shift(), done: false });
     if (this.#closed) return Promise.resolve({ value: undefined, done: true });
-    if (this.#waiters.length === 0 && this.fill() > 0) return Promise.resolve({ value: this.shift(), done: false });
+    if (this.#waiters.length === 0 && !this.#pulledThisTurn && this.fill() > 0) {
+      return Promise.resolve({ value: this.shift(), done: false });
+    }
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
-      try {
-        this.#watch!.arm();
-      } catch (e) {
-        this.#waiters.pop();
-        reject(e);
-      }
+      this.wait(reject);
     });
+  }
+
+  /**
+   * Resolves when there are records to read (drain / consume / consumeRaw), or the reader is
+   * closed. It always lets the event loop turn once (setImmediate) when records are there
+   * already, so `for (;;) { await r.readable(); r.consumeRaw(fn, n); }` does not starve it.
+   */
+  readable(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#readableWaiters.push(resolve);
+      this.wait(reject);
+    });
+  }
+
+  /** Gets onReadable called: on the next turn if records are there, else by the poller. */
+  private wait(reject: (e: unknown) => void): void {
+    if (this.#head < this.#queue.length || this.hasRecords()) {
+      if (!this.#immediate) this.#immediate = setImmediate(this.#onImmediate);
+      return;
+    }
+    try {
+      this.#watch!.arm();
+    } catch (e) {
+      this.#waiters = [];
+      this.#readableWaiters = [];
+      reject(e);
+    }
+  }
+
+  readonly #onImmediate = (): void => {
+    this.#immediate = null;
+    this.onReadable();
+  };
+
+  /** Whether the ring holds a committed record (or a discarded one) at consumer_pos. */
+  private hasRecords(): boolean {
+    if (this.#closed) return false;
+    if (this.#cons >= Number(Atomics.load(this.#prodPos, 0))) return false;
+    return (Atomics.load(this.#hdr, (this.#cons & this.#mask) >> 2) & BUSY_BIT) === 0;
   }
 
   /** Iterates the records. Leaving the loop early (break, throw) closes the reader, as a stream does. */
@@ -353,9 +423,14 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     this.unmap();
     this.#queue = [];
     this.#head = 0;
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#immediate = null;
     const waiters = this.#waiters;
+    const readable = this.#readableWaiters;
     this.#waiters = [];
+    this.#readableWaiters = [];
     for (const w of waiters) w.resolve({ value: undefined, done: true });
+    for (const resolve of readable) resolve();
   }
 
   [Symbol.dispose](): void {
@@ -364,20 +439,33 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
 
   private onReadable(): void {
     if (this.#closed) return;
+    if (this.#readableWaiters.length > 0 && (this.#head < this.#queue.length || this.hasRecords())) {
+      const ready = this.#readableWaiters;
+      this.#readableWaiters = [];
+      for (const resolve of ready) resolve();
+    }
     while (this.#waiters.length > 0) {
       if (this.#head >= this.#queue.length && this.fill() === 0) break;
       this.#waiters.shift()!.resolve({ value: this.shift(), done: false });
     }
-    if (this.#waiters.length > 0) this.#watch!.arm();
+    if (this.#waiters.length > 0 || this.#readableWaiters.length > 0) this.#watch!.arm();
   }
 
   /** Pulls up to highWaterMark records into the (empty) queue. */
   private fill(): number {
+    if (!this.#pulledThisTurn) {
+      this.#pulledThisTurn = true;
+      setImmediate(this.#endTurn);
+    }
     this.#queue.length = 0;
     this.#head = 0;
     const q = this.#queue;
-    return this.consume((r) => q.push(r), this.highWaterMark);
+    return this.consumeRing((r) => q.push(r), this.highWaterMark);
   }
+
+  readonly #endTurn = (): void => {
+    this.#pulledThisTurn = false;
+  };
 
   private shift(): T {
     const v = this.#queue[this.#head]!;
@@ -423,6 +511,8 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     if (this.#prodPtr) libc.munmap(this.#prodPtr, this.#pageSize + 2 * size);
     this.#consPtr = null;
     this.#prodPtr = null;
+    if (this.#fd >= 0) libc.close(this.#fd);
+    this.#fd = -1;
   }
 }
 

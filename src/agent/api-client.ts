@@ -1,0 +1,238 @@
+// A small client of the agent's API (docs/api.md), over its unix socket. The CLI uses it.
+import { request, type IncomingMessage } from 'node:http';
+import type { KernelFeatures } from '../bpf/features.js';
+import type { PackageSummary } from '../package/layout-store.js';
+import type { PackageSpec } from '../package/package-spec.js';
+import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type { LogRecord } from './log-store.js';
+
+/** An answer of the agent that was not a success, or a failure to reach it. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  constructor(readonly status: number, message: string, readonly details?: unknown, readonly code?: string) {
+    super(message);
+  }
+}
+
+export interface LogsQuery {
+  follow?: boolean;
+  /** an ISO time, Unix seconds, or a duration back from now (10s, 5m, 1h) */
+  since?: string;
+  tail?: number;
+}
+
+export interface MapDump {
+  name: string;
+  type: string;
+  entries: [unknown, unknown][];
+}
+
+export interface VersionInfo {
+  version: string;
+  api: string;
+  node?: string;
+  pid?: number;
+}
+
+export interface ApiClientOptions {
+  /** per-request timeout (not for followed logs); default 120 s: a run or an upgrade loads programs */
+  timeoutMs?: number;
+}
+
+function unreachable(socketPath: string, err: NodeJS.ErrnoException): ApiError {
+  switch (err.code) {
+    case 'ENOENT':
+    case 'ECONNREFUSED':
+    case 'ENOTDIR':
+      return new ApiError(0, `cannot reach the kbpf agent at ${socketPath}: is it running? (start it with: kbpf agent)`, undefined, err.code);
+    case 'EACCES':
+    case 'EPERM':
+      return new ApiError(0, `permission denied on the kbpf agent socket ${socketPath}: it is for root only (mode 0600); run kbpf as root, e.g. with sudo`, undefined, err.code);
+    default:
+      return new ApiError(0, `cannot talk to the kbpf agent at ${socketPath}: ${err.message}`, undefined, err.code);
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+export class ApiClient {
+  readonly timeoutMs: number;
+
+  constructor(readonly socketPath: string, opts: ApiClientOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+  }
+
+  /** Sends one request; resolves with the response once its headers are in (status checked). */
+  private open(method: string, path: string, body?: unknown, timeoutMs: number | undefined = this.timeoutMs): Promise<IncomingMessage> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = request({
+        socketPath: this.socketPath,
+        path,
+        method,
+        headers: {
+          Host: 'kbpf',
+          Accept: 'application/json',
+          ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {}),
+        },
+      });
+      let timer: NodeJS.Timeout | undefined;
+      if (timeoutMs) {
+        timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer from the kbpf agent within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })), timeoutMs);
+      }
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(e.code === 'ETIMEDOUT' ? new ApiError(0, e.message, undefined, e.code) : unreachable(this.socketPath, e));
+      });
+      req.on('response', (res) => {
+        clearTimeout(timer);
+        if (res.statusCode !== undefined && res.statusCode >= 400) {
+          readAll(res).then((text) => {
+            let message = text.trim() || `HTTP ${res.statusCode}`;
+            let details: unknown;
+            try {
+              const v = JSON.parse(text) as { error?: unknown; details?: unknown };
+              if (typeof v.error === 'string') message = v.error;
+              details = v.details;
+            } catch {
+              // not JSON
+            }
+            reject(new ApiError(res.statusCode!, message, details));
+          }, reject);
+          return;
+        }
+        resolve(res);
+      });
+      req.end(payload);
+    });
+  }
+
+  /** One JSON request and its JSON answer. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.open(method, path, body);
+    const text = await readAll(res);
+    if (text.trim() === '') return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new ApiError(res.statusCode ?? 0, `the agent answered ${method} ${path} with something that is not JSON: ${text.slice(0, 200)}`);
+    }
+  }
+
+  version(): Promise<VersionInfo> {
+    return this.call('GET', '/v1/version');
+  }
+
+  doctor(): Promise<KernelFeatures> {
+    return this.call('GET', '/v1/doctor');
+  }
+
+  list(): Promise<InstanceStatus[]> {
+    return this.call('GET', '/v1/instances');
+  }
+
+  inspect(name: string): Promise<InstanceStatus> {
+    return this.call('GET', `/v1/instances/${enc(name)}`);
+  }
+
+  run(req: RunRequest): Promise<InstanceStatus> {
+    return this.call('POST', '/v1/instances', req);
+  }
+
+  stop(name: string): Promise<InstanceStatus> {
+    return this.call('POST', `/v1/instances/${enc(name)}/stop`, {});
+  }
+
+  start(name: string): Promise<InstanceStatus> {
+    return this.call('POST', `/v1/instances/${enc(name)}/start`, {});
+  }
+
+  async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
+    await this.call('DELETE', `/v1/instances/${enc(name)}${opts.force ? '?force=1' : ''}`);
+  }
+
+  upgrade(name: string, req: UpgradeRequest): Promise<InstanceStatus> {
+    return this.call('POST', `/v1/instances/${enc(name)}/upgrade`, req);
+  }
+
+  rollback(name: string, opts: { toRevision?: number } = {}): Promise<InstanceStatus> {
+    return this.call('POST', `/v1/instances/${enc(name)}/rollback`, opts);
+  }
+
+  history(name: string): Promise<Revision[]> {
+    return this.call('GET', `/v1/instances/${enc(name)}/history`);
+  }
+
+  maps(name: string, map?: string): Promise<MapDump[]> {
+    return this.call('GET', `/v1/instances/${enc(name)}/maps${map !== undefined ? `/${enc(map)}` : ''}`);
+  }
+
+  images(): Promise<PackageSummary[]> {
+    return this.call('GET', '/v1/images');
+  }
+
+  inspectImage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }> {
+    return this.call('GET', `/v1/images/${enc(ref)}`);
+  }
+
+  removeImage(ref: string, opts: { force?: boolean } = {}): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+    return this.call('DELETE', `/v1/images/${enc(ref)}${opts.force ? '?force=1' : ''}`);
+  }
+
+  async metrics(): Promise<string> {
+    return readAll(await this.open('GET', '/metrics'));
+  }
+
+  /**
+   * An instance's log records, oldest first; with `follow`, keeps yielding new ones until
+   * `signal` aborts or the agent ends the stream (instance removed, agent stopped).
+   */
+  async *logs(name: string, query: LogsQuery = {}, signal?: AbortSignal): AsyncGenerator<LogRecord, void, undefined> {
+    const q = new URLSearchParams();
+    if (query.follow) q.set('follow', '1');
+    if (query.since !== undefined) q.set('since', query.since);
+    if (query.tail !== undefined) q.set('tail', String(query.tail));
+    const qs = q.toString();
+    const res = await this.open('GET', `/v1/instances/${enc(name)}/logs${qs ? `?${qs}` : ''}`, undefined, query.follow ? 0 : this.timeoutMs);
+    const onAbort = (): void => {
+      res.destroy();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let buf = '';
+    try {
+      res.setEncoding('utf8');
+      for await (const chunk of res as AsyncIterable<string>) {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.trim() === '') continue;
+          const v = JSON.parse(line) as LogRecord & { error?: string };
+          // an error after the stream started comes as a last line {"error": ...}
+          if (typeof v.error === 'string' && v.seq === undefined) throw new ApiError(500, v.error);
+          yield v;
+        }
+      }
+    } catch (e) {
+      if (signal?.aborted) return;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE') throw new ApiError(0, 'the kbpf agent closed the log stream (did it stop?)', undefined, code);
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      res.destroy();
+    }
+  }
+}
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}

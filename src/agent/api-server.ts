@@ -1,0 +1,504 @@
+// The agent's HTTP API on a unix socket (mode 0600: root only). JSON in and out; see docs/api.md.
+//
+//   GET    /v1/version
+//   GET    /v1/doctor
+//   GET    /v1/instances                       list
+//   POST   /v1/instances                       run        body: RunRequest             -> 201
+//   GET    /v1/instances/{name}                inspect
+//   DELETE /v1/instances/{name}[?force=1]      rm
+//   POST   /v1/instances/{name}/stop
+//   POST   /v1/instances/{name}/start
+//   POST   /v1/instances/{name}/upgrade        body: UpgradeRequest
+//   POST   /v1/instances/{name}/rollback       body: { toRevision? }
+//   GET    /v1/instances/{name}/history
+//   GET    /v1/instances/{name}/maps[/{map}]
+//   GET    /v1/instances/{name}/logs[?follow=1&since=&tail=]   NDJSON (streamed with follow)
+//   GET    /v1/images
+//   GET    /v1/images/{ref}                    inspect (ref URL-encoded)
+//   DELETE /v1/images/{ref}[?force=1]          rmi
+//   GET    /metrics                            Prometheus text 0.0.4
+//
+// Errors are `{"error": message}` (plus `details` when the agent gave some) with the status of
+// the AgentError, 400/404 for package reference errors, 500 otherwise.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { KernelFeatures } from '../bpf/features.js';
+import type { PackageSummary } from '../package/layout-store.js';
+import type { PackageSpec } from '../package/package-spec.js';
+import { KBPF_VERSION } from '../version.js';
+import { AgentError, type InstanceStatus, type Revision, type RunRequest, type UpgradeRequest } from './types.js';
+import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
+import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
+
+export const API_VERSION = 'v1';
+const MAX_BODY = 1024 * 1024;
+
+/** What the API server needs of the agent (the Agent class implements it). */
+export interface AgentApi {
+  readonly logs: {
+    read(instance: string, opts?: ReadOptions): LogRecord[];
+    followBatches(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncIterable<LogRecord[]>;
+  };
+  list(): InstanceStatus[];
+  inspect(name: string): InstanceStatus;
+  run(req: RunRequest): Promise<InstanceStatus>;
+  stop(name: string): Promise<InstanceStatus>;
+  startInstance(name: string): Promise<InstanceStatus>;
+  remove(name: string, opts?: { force?: boolean }): Promise<void>;
+  upgrade(name: string, req: UpgradeRequest): Promise<InstanceStatus>;
+  rollback(name: string, opts?: { toRevision?: number }): Promise<InstanceStatus>;
+  history(name: string): Revision[];
+  maps(name: string, map?: string): { name: string; type: string; entries: [unknown, unknown][] }[];
+  images(): Promise<PackageSummary[]>;
+  inspectImage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }>;
+  removeImage(ref: string, opts?: { force?: boolean }): Promise<{ removed: string[]; instancesRemoved: string[] }>;
+  metricsSnapshot(): MetricsSnapshot;
+  doctor(): Promise<KernelFeatures>;
+}
+
+export interface ApiServer {
+  readonly socketPath: string;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly details?: unknown) {
+    super(message);
+  }
+}
+
+/** Status for an error thrown by the agent or the package store. */
+export function errorStatus(err: unknown): number {
+  const e = err as { name?: string; status?: unknown; code?: unknown };
+  if (err instanceof AgentError || err instanceof HttpError) return err.status;
+  if (e && e.name === 'AgentError' && typeof e.status === 'number') return e.status;
+  switch (e?.code) {
+    case 'NOT_FOUND':
+      return 404;
+    case 'INVALID_REFERENCE':
+    case 'INVALID_DIGEST':
+    case 'INVALID_PACKAGE':
+      return 400;
+    case 'LOCK_TIMEOUT':
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, jsonReplacer) + '\n';
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  const status = errorStatus(err);
+  const e = err as { message?: string; details?: unknown };
+  const body: { error: string; details?: unknown } = { error: e?.message ? e.message : String(err) };
+  if (e?.details !== undefined) body.details = e.details;
+  if (res.headersSent) {
+    // a stream that already started: say it on the stream, as one more line
+    res.end(JSON.stringify(body, jsonReplacer) + '\n');
+    return;
+  }
+  sendJson(res, status >= 400 && status < 600 ? status : 500, body);
+}
+
+async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, `request body larger than ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, `request body is not JSON: ${(e as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function flag(q: URLSearchParams, name: string): boolean {
+  const v = q.get(name);
+  return v !== null && /^(|1|true|yes)$/i.test(v);
+}
+
+const DURATION_RE = /^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$/;
+
+/** A duration like 10s, 5m, 1h30m, 2d → milliseconds; undefined if it is not one. */
+export function parseDuration(s: string): number | undefined {
+  if (!DURATION_RE.test(s)) return undefined;
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(m[1]) * unit[m[2]!]!;
+  return total;
+}
+
+/** `since` as an ISO time, a Unix time in seconds, or a duration back from `now`. */
+export function parseSince(s: string, now = Date.now()): Date {
+  const d = parseDuration(s);
+  if (d !== undefined) return new Date(now - d);
+  if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
+  const t = Date.parse(s);
+  if (Number.isNaN(t)) throw new HttpError(400, `since: "${s}" is neither a time (2024-05-01T10:00:00Z) nor a duration (10s, 5m, 1h)`);
+  return new Date(t);
+}
+
+function str(body: Record<string, unknown>, key: string, required: boolean): string | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) {
+    if (required) throw new HttpError(400, `"${key}" is required`);
+    return undefined;
+  }
+  if (typeof v !== 'string' || v === '') throw new HttpError(400, `"${key}" must be a non-empty string`);
+  return v;
+}
+
+function obj(body: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, `"${key}" must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
+  const a = obj(body, 'attach');
+  if (!a) return undefined;
+  const out: NonNullable<RunRequest['attach']> = {};
+  for (const k of Object.keys(a)) {
+    if (k === 'cgroup' || k === 'iface') {
+      if (typeof a[k] !== 'string') throw new HttpError(400, `"attach.${k}" must be a string`);
+      out[k] = a[k] as string;
+    } else if (k === 'programs') {
+      const p = obj(a, 'programs') ?? {};
+      for (const [prog, target] of Object.entries(p)) {
+        if (typeof target !== 'string') throw new HttpError(400, `"attach.programs.${prog}" must be a string`);
+      }
+      out.programs = p as Record<string, string>;
+    } else {
+      throw new HttpError(400, `unknown attach field "${k}" (expected cgroup, iface, programs)`);
+    }
+  }
+  return out;
+}
+
+function runRequest(body: Record<string, unknown>): RunRequest {
+  const req: RunRequest = { image: str(body, 'image', true)! };
+  const name = str(body, 'name', false);
+  if (name !== undefined) req.name = name;
+  const config = obj(body, 'config');
+  if (config) req.config = config;
+  const attach = attachOf(body);
+  if (attach) req.attach = attach;
+  return req;
+}
+
+function upgradeRequest(body: Record<string, unknown>): UpgradeRequest {
+  const req: UpgradeRequest = { image: str(body, 'image', true)! };
+  const config = obj(body, 'config');
+  if (config) req.config = config;
+  const attach = attachOf(body);
+  if (attach) req.attach = attach;
+  return req;
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new HttpError(400, `bad URL encoding in "${s}"`);
+  }
+}
+
+function methodNotAllowed(allow: string[]): never {
+  throw Object.assign(new HttpError(405, `method not allowed (allowed: ${allow.join(', ')})`), { allow });
+}
+
+interface Ctx {
+  agent: AgentApi;
+  streams: Set<AbortController>;
+}
+
+async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  ctx.agent.inspect(name); // 404 for an unknown instance
+  const opts: ReadOptions = {};
+  const since = q.get('since');
+  if (since) opts.since = parseSince(since);
+  const tail = q.get('tail');
+  if (tail !== null && tail !== '') {
+    if (!/^\d+$/.test(tail)) throw new HttpError(400, `tail: "${tail}" is not a non-negative integer`);
+    opts.tail = Number(tail);
+  }
+  const headers = { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' };
+  if (!flag(q, 'follow')) {
+    const lines = ctx.agent.logs.read(name, opts).map((r) => JSON.stringify(r, jsonReplacer) + '\n').join('');
+    res.writeHead(200, { ...headers, 'Content-Length': Buffer.byteLength(lines) });
+    res.end(lines);
+    return;
+  }
+  const ac = new AbortController();
+  ctx.streams.add(ac);
+  const abort = (): void => ac.abort();
+  req.on('close', abort);
+  res.on('close', abort);
+  res.writeHead(200, headers);
+  res.flushHeaders();
+  try {
+    for await (const batch of ctx.agent.logs.followBatches(name, opts, ac.signal)) {
+      if (ac.signal.aborted) break;
+      const text = batch.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n';
+      if (!res.write(text)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            ac.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          res.on('drain', done);
+          ac.signal.addEventListener('abort', done);
+        });
+      }
+    }
+  } finally {
+    ctx.streams.delete(ac);
+    req.off('close', abort);
+    if (!res.writableEnded) res.end();
+  }
+}
+
+async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://kbpf');
+  const method = req.method ?? 'GET';
+  const q = url.searchParams;
+  const parts = url.pathname.split('/').filter((p) => p !== '');
+  const agent = ctx.agent;
+
+  if (url.pathname === '/metrics') {
+    if (method !== 'GET' && method !== 'HEAD') methodNotAllowed(['GET']);
+    const text = formatMetrics(agent.metricsSnapshot(), { version: KBPF_VERSION });
+    res.writeHead(200, { 'Content-Type': METRICS_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
+    res.end(method === 'HEAD' ? undefined : text);
+    return;
+  }
+  if (parts[0] !== API_VERSION) throw new HttpError(404, `no such endpoint: ${url.pathname} (the API is under /${API_VERSION}; see docs/api.md)`);
+  const [, resource, ...rest] = parts;
+
+  switch (resource) {
+    case 'version':
+      if (rest.length) break;
+      if (method !== 'GET') methodNotAllowed(['GET']);
+      return sendJson(res, 200, { version: KBPF_VERSION, api: API_VERSION, node: process.version, pid: process.pid });
+    case 'doctor':
+      if (rest.length) break;
+      if (method !== 'GET') methodNotAllowed(['GET']);
+      return sendJson(res, 200, await agent.doctor());
+    case 'instances': {
+      if (rest.length === 0) {
+        if (method === 'GET') return sendJson(res, 200, agent.list());
+        if (method === 'POST') return sendJson(res, 201, await agent.run(runRequest(await readBody(req))));
+        methodNotAllowed(['GET', 'POST']);
+      }
+      const name = decodeSegment(rest[0]!);
+      const sub = rest[1];
+      if (rest.length === 1) {
+        if (method === 'GET') return sendJson(res, 200, agent.inspect(name));
+        if (method === 'DELETE') {
+          await agent.remove(name, { force: flag(q, 'force') });
+          return sendJson(res, 200, { removed: name });
+        }
+        methodNotAllowed(['GET', 'DELETE']);
+      }
+      if (sub === 'maps' && rest.length <= 3) {
+        if (method !== 'GET') methodNotAllowed(['GET']);
+        const map = rest[2] !== undefined ? decodeSegment(rest[2]) : (q.get('map') ?? undefined);
+        return sendJson(res, 200, agent.maps(name, map));
+      }
+      if (rest.length !== 2) break;
+      switch (sub) {
+        case 'stop':
+        case 'start':
+        case 'upgrade':
+        case 'rollback': {
+          if (method !== 'POST') methodNotAllowed(['POST']);
+          const body = await readBody(req);
+          if (sub === 'stop') return sendJson(res, 200, await agent.stop(name));
+          if (sub === 'start') return sendJson(res, 200, await agent.startInstance(name));
+          if (sub === 'upgrade') return sendJson(res, 200, await agent.upgrade(name, upgradeRequest(body)));
+          const to = body.toRevision;
+          if (to !== undefined && (typeof to !== 'number' || !Number.isInteger(to) || to < 1)) {
+            throw new HttpError(400, '"toRevision" must be a positive integer');
+          }
+          return sendJson(res, 200, await agent.rollback(name, to !== undefined ? { toRevision: to as number } : {}));
+        }
+        case 'history':
+          if (method !== 'GET') methodNotAllowed(['GET']);
+          return sendJson(res, 200, agent.history(name));
+        case 'logs':
+          if (method !== 'GET') methodNotAllowed(['GET']);
+          return streamLogs(ctx, name, q, req, res);
+      }
+      break;
+    }
+    case 'images': {
+      if (rest.length === 0) {
+        if (method !== 'GET') methodNotAllowed(['GET']);
+        return sendJson(res, 200, await agent.images());
+      }
+      // a reference may hold '/', encoded or not
+      const ref = rest.map(decodeSegment).join('/');
+      if (method === 'GET') return sendJson(res, 200, await agent.inspectImage(ref));
+      if (method === 'DELETE') return sendJson(res, 200, await agent.removeImage(ref, { force: flag(q, 'force') }));
+      methodNotAllowed(['GET', 'DELETE']);
+    }
+  }
+  throw new HttpError(404, `no such endpoint: ${method} ${url.pathname} (see docs/api.md)`);
+}
+
+function handler(ctx: Ctx): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    route(ctx, req, res).catch((err: unknown) => {
+      const allow = (err as { allow?: string[] }).allow;
+      if (allow && !res.headersSent) res.setHeader('Allow', allow.join(', '));
+      if (errorStatus(err) === 500 && process.env.KBPF_DEBUG === '1') process.stderr.write(`kbpf agent: ${req.method} ${req.url}: ${(err as Error).stack ?? String(err)}\n`);
+      // drain what the client sent, so the connection can be reused
+      req.resume();
+      sendError(res, err);
+    });
+  };
+}
+
+/** Is an agent answering on this socket? */
+function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(true); // something holds it but does not answer: do not take it over
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      resolve(!(e.code === 'ECONNREFUSED' || e.code === 'ENOENT'));
+    });
+  });
+}
+
+/** Removes a socket file left by an agent that is gone; refuses if one answers, or if it is not a socket. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; not touching it (use --socket to choose another path)`);
+  if (await socketAnswers(path)) throw new Error(`another kbpf agent is already listening on ${path}`);
+  unlinkSync(path);
+}
+
+async function listenPrivately(server: Server, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  await clearStaleSocket(path);
+  // The socket file is created by bind() inside listen(), synchronously: with this umask it is
+  // 0600 from the first instant, before any connection can be accepted.
+  const old = process.umask(0o177);
+  try {
+    server.listen(path);
+  } finally {
+    process.umask(old);
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error): void => {
+      server.off('listening', onListening);
+      reject(e);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+  });
+  chmodSync(path, 0o600);
+}
+
+export async function startApiServer(agent: AgentApi, socketPath: string): Promise<ApiServer> {
+  const ctx: Ctx = { agent, streams: new Set() };
+  const server = createServer(handler(ctx));
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await listenPrivately(server, socketPath);
+  const ino = lstatSync(socketPath).ino;
+  let closing: Promise<void> | undefined;
+  return {
+    socketPath,
+    close(): Promise<void> {
+      closing ??= (async () => {
+        const done = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const ac of ctx.streams) ac.abort();
+        server.closeIdleConnections();
+        const t = setTimeout(() => server.closeAllConnections(), 2000);
+        await done;
+        clearTimeout(t);
+        try {
+          // only our own socket file: another agent may have taken the path meanwhile
+          if (lstatSync(socketPath).ino === ino) unlinkSync(socketPath);
+        } catch {
+          // already gone
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Serves only GET /metrics over TCP, for a Prometheus server that cannot scrape a unix socket. */
+export async function startMetricsServer(agent: Pick<AgentApi, 'metricsSnapshot'>, host: string, port: number): Promise<{ address: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://kbpf').pathname;
+    if (path !== '/metrics') return sendJson(res, 404, { error: 'only /metrics is served here' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET');
+      return sendJson(res, 405, { error: 'method not allowed (allowed: GET)' });
+    }
+    try {
+      const text = formatMetrics(agent.metricsSnapshot(), { version: KBPF_VERSION });
+      res.writeHead(200, { 'Content-Type': METRICS_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
+      res.end(req.method === 'HEAD' ? undefined : text);
+    } catch (e) {
+      sendError(res, e);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address();
+  const address = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
+  return {
+    address,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}

@@ -1,0 +1,531 @@
+// The bounded per-instance event log. Each instance has a directory with one JSON line per record:
+//
+//   <dir>/<instance>/events.jsonl      the newest records
+//   <dir>/<instance>/events.jsonl.1    older ... events.jsonl.<keep> the oldest kept
+//
+// Every record is `{"ts": ISO time, "seq": n, ...record}`; `seq` counts per instance from 1 and
+// keeps counting across agent restarts (it is recovered from the newest line on disk). A file is
+// rotated before it would grow past `maxBytes`, and at most `keep` rotated files are kept, so an
+// instance never uses more than (keep + 1) * maxBytes of disk, however chatty its program is.
+//
+// Writes are batched: append() only queues the line in memory (cheap enough for 100k events/s);
+// the queue is written with one write per instance at least every `flushMs` (100 ms), as soon as
+// it holds `maxPendingBytes`, and on close(). Readers see queued records too.
+//
+// follow() yields what is there, then new records as they come: append() wakes followers in the
+// same process at once, and a poll of the files (default every 250 ms) also picks up records
+// written by another process, across rotations (a follower remembers the inode and offset it
+// has read up to, and finds that file again after it was renamed to events.jsonl.N).
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface LogRecord {
+  ts: string;
+  seq: number;
+  [key: string]: unknown;
+}
+
+export interface LogStoreOptions {
+  /** Rotate a file before it passes this size. Default 4 MiB. */
+  maxBytes?: number;
+  /** Rotated files kept (events.jsonl.1 .. .keep). Default 2. */
+  keep?: number;
+  /** Longest time a record stays queued in memory. Default 100 ms. */
+  flushMs?: number;
+  /** Write at once when this much is queued for one instance. Default 1 MiB. */
+  maxPendingBytes?: number;
+  /** How often followers look at the files for records another process wrote. Default 250 ms. */
+  pollMs?: number;
+}
+
+export interface ReadOptions {
+  /** Only records with ts at or after this time. */
+  since?: Date;
+  /** Only the last N records (after `since`). */
+  tail?: number;
+}
+
+const FILE = 'events.jsonl';
+const INSTANCE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
+
+/** JSON.stringify replacer: bigints as numbers when exact, else decimal strings; bytes as hex. */
+export function jsonReplacer(_key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+  // Buffer.prototype.toJSON runs before the replacer sees the value
+  if (v && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data) && Object.keys(v).length === 2) {
+    return Buffer.from((v as { data: number[] }).data).toString('hex');
+  }
+  return v;
+}
+
+interface Pending {
+  line: string;
+  rec: LogRecord;
+}
+
+/** Per-instance writer state. */
+interface Writer {
+  dir: string;
+  fd?: number;
+  /** size of events.jsonl as written by us */
+  size: number;
+  seq: number;
+  pending: Pending[];
+  pendingBytes: number;
+  /** resolves waiting followers */
+  wake: Set<() => void>;
+}
+
+/** Where a follower has read up to in the files. */
+interface Cursor {
+  ino: number;
+  offset: number;
+}
+
+function isNotFound(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+const SEQ_PREFIX_RE = /^\{"ts":"[^"]*","seq":(\d+)[,}]/;
+
+/** Parses JSON lines; with `afterSeq`, lines we wrote (ts, seq first) at or before it are skipped unparsed. */
+function parseLines(text: string, into: LogRecord[], afterSeq?: number): void {
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    if (afterSeq !== undefined && end > start) {
+      const m = SEQ_PREFIX_RE.exec(text.slice(start, Math.min(end, start + 64)));
+      if (m && Number(m[1]) <= afterSeq) {
+        start = end + 1;
+        continue;
+      }
+    }
+    if (end > start) {
+      try {
+        const r = JSON.parse(text.slice(start, end)) as LogRecord;
+        if (r && typeof r === 'object' && typeof r.seq === 'number') into.push(r);
+      } catch {
+        // a torn line (crash mid-write): skip it
+      }
+    }
+    start = end + 1;
+  }
+}
+
+export class LogStore {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly keep: number;
+  readonly flushMs: number;
+  readonly maxPendingBytes: number;
+  readonly pollMs: number;
+  readonly #writers = new Map<string, Writer>();
+  #timer?: NodeJS.Timeout;
+  #closed = false;
+  /** abort controllers of running follow() calls, ended by close() */
+  readonly #followers = new Set<() => void>();
+
+  constructor(dir: string, opts: LogStoreOptions = {}) {
+    this.dir = dir;
+    this.maxBytes = Math.max(1024, opts.maxBytes ?? 4 * 1024 * 1024);
+    this.keep = Math.max(0, Math.floor(opts.keep ?? 2));
+    this.flushMs = opts.flushMs ?? 100;
+    this.maxPendingBytes = opts.maxPendingBytes ?? 1024 * 1024;
+    this.pollMs = opts.pollMs ?? 250;
+  }
+
+  private instanceDir(instance: string): string {
+    if (!INSTANCE_RE.test(instance) || instance === '.' || instance === '..') {
+      throw new Error(`invalid instance name for a log: ${JSON.stringify(instance)}`);
+    }
+    return join(this.dir, instance);
+  }
+
+  /** events.jsonl, events.jsonl.1, ... newest first. */
+  private files(dir: string): string[] {
+    const out = [join(dir, FILE)];
+    for (let i = 1; i <= this.keep; i++) out.push(join(dir, `${FILE}.${i}`));
+    return out;
+  }
+
+  private writer(instance: string): Writer {
+    let w = this.#writers.get(instance);
+    if (!w) {
+      const dir = this.instanceDir(instance);
+      w = { dir, size: 0, seq: this.lastSeqOnDisk(dir), pending: [], pendingBytes: 0, wake: new Set() };
+      this.#writers.set(instance, w);
+    }
+    return w;
+  }
+
+  /** The seq of the newest complete record on disk (0 when there is none). */
+  private lastSeqOnDisk(dir: string): number {
+    for (const file of this.files(dir)) {
+      let fd: number;
+      try {
+        fd = openSync(file, 'r');
+      } catch (e) {
+        if (isNotFound(e)) continue;
+        throw e;
+      }
+      try {
+        const size = fstatSync(fd).size;
+        let chunk = 64 * 1024;
+        while (size > 0) {
+          const len = Math.min(size, chunk);
+          const buf = Buffer.alloc(len);
+          readSync(fd, buf, 0, len, size - len);
+          const recs: LogRecord[] = [];
+          parseLines(buf.toString('utf8'), recs);
+          // the first line of a partial chunk may be cut: only trust it when the chunk is the file
+          const usable = len === size ? recs : recs.slice(1);
+          if (usable.length > 0) return usable[usable.length - 1]!.seq;
+          if (len === size) break;
+          chunk *= 4;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return 0;
+  }
+
+  /** Queues one record; it is on disk within flushMs. Never throws for I/O (that is reported at flush). */
+  append(instance: string, record: object): LogRecord {
+    if (this.#closed) throw new Error('the log store is closed');
+    const w = this.writer(instance);
+    const ts = new Date().toISOString();
+    const seq = ++w.seq;
+    // ts and seq come first and are ours, whatever the record says
+    const rec = { ts, seq, ...record } as LogRecord;
+    rec.ts = ts;
+    rec.seq = seq;
+    let line: string;
+    try {
+      line = JSON.stringify(rec, jsonReplacer) + '\n';
+    } catch (e) {
+      const safe = { ts: rec.ts, seq: rec.seq, error: `unserialisable record: ${(e as Error).message}` };
+      line = JSON.stringify(safe) + '\n';
+    }
+    w.pending.push({ line, rec });
+    w.pendingBytes += Buffer.byteLength(line);
+    if (w.pendingBytes >= this.maxPendingBytes) this.flushWriter(instance, w);
+    else this.armTimer();
+    for (const wake of w.wake) wake();
+    return rec;
+  }
+
+  private armTimer(): void {
+    if (this.#timer || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.flushAll();
+    }, this.flushMs);
+    this.#timer.unref?.();
+  }
+
+  private flushAll(): void {
+    for (const [name, w] of this.#writers) {
+      try {
+        this.flushWriter(name, w);
+      } catch (e) {
+        process.stderr.write(`kbpf agent: writing the event log of ${name}: ${(e as Error).message}\n`);
+      }
+    }
+  }
+
+  /** Writes the queue of one instance, rotating as needed so that no file passes maxBytes. */
+  private flushWriter(_instance: string, w: Writer): void {
+    if (w.pending.length === 0) return;
+    const pending = w.pending;
+    w.pending = [];
+    w.pendingBytes = 0;
+    if (w.fd === undefined) this.openFile(w);
+    let chunk: string[] = [];
+    let chunkBytes = 0;
+    const writeChunk = (): void => {
+      if (chunk.length === 0) return;
+      const buf = Buffer.from(chunk.join(''));
+      let off = 0;
+      while (off < buf.length) off += writeSync(w.fd!, buf, off, buf.length - off);
+      w.size += buf.length;
+      chunk = [];
+      chunkBytes = 0;
+    };
+    for (const p of pending) {
+      const n = Buffer.byteLength(p.line);
+      if (w.size + chunkBytes + n > this.maxBytes && w.size + chunkBytes > 0) {
+        writeChunk();
+        this.rotate(w);
+      }
+      chunk.push(p.line);
+      chunkBytes += n;
+    }
+    writeChunk();
+  }
+
+  private openFile(w: Writer): void {
+    mkdirSync(w.dir, { recursive: true, mode: 0o700 });
+    w.fd = openSync(join(w.dir, FILE), 'a', 0o600);
+    w.size = fstatSync(w.fd).size;
+  }
+
+  private rotate(w: Writer): void {
+    if (w.fd !== undefined) closeSync(w.fd);
+    w.fd = undefined;
+    const files = this.files(w.dir);
+    if (this.keep === 0) {
+      try {
+        unlinkSync(files[0]!);
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+    } else {
+      for (let i = files.length - 1; i >= 1; i--) {
+        try {
+          renameSync(files[i - 1]!, files[i]!);
+        } catch (e) {
+          if (!isNotFound(e)) throw e;
+        }
+      }
+    }
+    this.openFile(w);
+  }
+
+  /** Writes everything queued (all instances, or one). */
+  async flush(instance?: string): Promise<void> {
+    if (instance === undefined) this.flushAll();
+    else {
+      const w = this.#writers.get(instance);
+      if (w) this.flushWriter(instance, w);
+    }
+  }
+
+  /**
+   * Records of an instance, oldest first, across rotated files (and what is still queued).
+   * Synchronous: it reads at most (keep + 1) * maxBytes, less with `tail`.
+   */
+  read(instance: string, opts: ReadOptions = {}): LogRecord[] {
+    return this.snapshot(instance, opts).records;
+  }
+
+  /**
+   * Synchronous so that no flush or rotation happens while it reads: the result, the seq it
+   * ends at and the cursor into the current file are consistent.
+   */
+  private snapshot(instance: string, opts: ReadOptions): { records: LogRecord[]; lastSeq: number; cursor?: Cursor } {
+    const dir = this.instanceDir(instance);
+    const w = this.#writers.get(instance);
+    const tail = opts.tail !== undefined ? Math.max(0, Math.floor(opts.tail)) : undefined;
+    const sinceMs = opts.since?.getTime();
+    const keepRec = (r: LogRecord): boolean => sinceMs === undefined || Date.parse(r.ts) >= sinceMs;
+
+    const pendingRecs = (w?.pending ?? []).map((p) => p.rec);
+    const chunks: LogRecord[][] = [pendingRecs.filter(keepRec)];
+    let count = chunks[0]!.length;
+    let cursor: Cursor | undefined;
+    let lastSeq = pendingRecs.length > 0 ? pendingRecs[pendingRecs.length - 1]!.seq : 0;
+    // newest file first, so that tail can stop early
+    const files = this.files(dir);
+    for (let i = 0; i < files.length; i++) {
+      let text: string;
+      let ino: number;
+      try {
+        const fd = openSync(files[i]!, 'r');
+        try {
+          const st = fstatSync(fd);
+          ino = st.ino;
+          const buf = Buffer.alloc(st.size);
+          let off = 0;
+          while (off < st.size) {
+            const n = readSync(fd, buf, off, st.size - off, off);
+            if (n === 0) break;
+            off += n;
+          }
+          const end = buf.lastIndexOf(0x0a, off - 1) + 1; // complete lines only
+          text = buf.subarray(0, end).toString('utf8');
+          if (i === 0) cursor = { ino, offset: end };
+        } finally {
+          closeSync(fd);
+        }
+      } catch (e) {
+        if (isNotFound(e)) continue;
+        throw e;
+      }
+      const recs: LogRecord[] = [];
+      parseLines(text, recs);
+      if (lastSeq === 0 && recs.length > 0) lastSeq = recs[recs.length - 1]!.seq;
+      const kept = recs.filter(keepRec);
+      chunks.push(kept);
+      count += kept.length;
+      if (tail !== undefined && count >= tail) break;
+      // since: an older file whose newest record is before `since` holds nothing newer
+      if (sinceMs !== undefined && recs.length > 0 && Date.parse(recs[0]!.ts) < sinceMs) break;
+    }
+    const all: LogRecord[] = [];
+    for (let i = chunks.length - 1; i >= 0; i--) all.push(...chunks[i]!);
+    const records = tail !== undefined ? (tail === 0 ? [] : all.slice(-tail)) : all;
+    if (cursor === undefined) cursor = { ino: -1, offset: 0 };
+    return { records, lastSeq, cursor };
+  }
+
+  /**
+   * Yields the records there are (after `since`, the last `tail`), then new ones as they are
+   * appended, in batches, until `signal` aborts, the instance's log is removed or the store
+   * closes. A follower that falls more than the retained files behind skips what was rotated away.
+   */
+  async *followBatches(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncGenerator<LogRecord[], void, undefined> {
+    if (signal.aborted || this.#closed) return;
+    const w = this.writer(instance);
+    const first = this.snapshot(instance, opts);
+    let lastSeq = first.lastSeq;
+    let cursor = first.cursor!;
+
+    let dirty = false;
+    let notify: (() => void) | undefined;
+    const wake = (): void => {
+      dirty = true;
+      const n = notify;
+      notify = undefined;
+      n?.();
+    };
+    signal.addEventListener('abort', wake, { once: true });
+    this.#followers.add(wake);
+    w.wake.add(wake);
+    const ended = (): boolean => signal.aborted || this.#closed || this.#writers.get(instance) !== w;
+    try {
+      if (first.records.length > 0) yield first.records;
+      while (!ended()) {
+        dirty = false;
+        const next = this.readAfter(instance, cursor, lastSeq);
+        cursor = next.cursor;
+        if (next.records.length > 0) {
+          lastSeq = next.records[next.records.length - 1]!.seq;
+          yield next.records;
+          continue;
+        }
+        if (dirty || ended()) continue;
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          notify = resolve;
+          timer = setTimeout(wake, this.pollMs);
+        });
+        clearTimeout(timer);
+      }
+    } finally {
+      signal.removeEventListener('abort', wake);
+      this.#followers.delete(wake);
+      w.wake.delete(wake);
+    }
+  }
+
+  /** follow(), one record at a time. */
+  async *follow(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncGenerator<LogRecord, void, undefined> {
+    for await (const batch of this.followBatches(instance, opts, signal)) yield* batch;
+  }
+
+  /** New records after `lastSeq`: the rest of the file the cursor is in, newer files, then the queue. */
+  private readAfter(instance: string, cursor: Cursor, lastSeq: number): { records: LogRecord[]; cursor: Cursor } {
+    const dir = this.instanceDir(instance);
+    const files = this.files(dir);
+    const stats: { path: string; ino: number; size: number }[] = [];
+    for (const f of files) {
+      try {
+        const st = statSync(f);
+        stats.push({ path: f, ino: st.ino, size: st.size });
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+        stats.push({ path: f, ino: -2, size: 0 });
+      }
+    }
+    const records: LogRecord[] = [];
+    let newCursor = cursor;
+    const current = stats[0]!;
+    const quick = current.ino === cursor.ino && current.size === cursor.offset;
+    if (!quick) {
+      // oldest first: from the file the cursor is in (or every file if it was rotated away)
+      let from = stats.findIndex((s) => s.ino === cursor.ino);
+      let fromOffset = cursor.offset;
+      if (from < 0) {
+        from = stats.length - 1;
+        fromOffset = 0;
+      }
+      for (let i = from; i >= 0; i--) {
+        const s = stats[i]!;
+        if (s.ino < 0) continue;
+        const start = i === from ? fromOffset : 0;
+        let fd: number;
+        try {
+          fd = openSync(s.path, 'r');
+        } catch (e) {
+          if (isNotFound(e)) continue;
+          throw e;
+        }
+        try {
+          const st = fstatSync(fd);
+          if (st.ino !== s.ino) continue; // rotated in between: the next poll sorts it out
+          const len = st.size - start;
+          if (len <= 0) {
+            if (i === 0) newCursor = { ino: st.ino, offset: Math.min(start, st.size) };
+            continue;
+          }
+          const buf = Buffer.alloc(len);
+          let off = 0;
+          while (off < len) {
+            const n = readSync(fd, buf, off, len - off, start + off);
+            if (n === 0) break;
+            off += n;
+          }
+          const end = buf.lastIndexOf(0x0a, off - 1) + 1;
+          parseLines(buf.subarray(0, end).toString('utf8'), records, lastSeq);
+          if (i === 0) newCursor = { ino: st.ino, offset: start + end };
+        } finally {
+          closeSync(fd);
+        }
+      }
+    }
+    const out = records.filter((r) => r.seq > lastSeq);
+    let last = out.length > 0 ? out[out.length - 1]!.seq : lastSeq;
+    const w = this.#writers.get(instance);
+    if (w) {
+      for (const p of w.pending) {
+        if (p.rec.seq > last) {
+          out.push(p.rec);
+          last = p.rec.seq;
+        }
+      }
+    }
+    return { records: out, cursor: newCursor };
+  }
+
+  /** Deletes an instance's log; its followers end. */
+  async remove(instance: string): Promise<void> {
+    const dir = this.instanceDir(instance);
+    const w = this.#writers.get(instance);
+    if (w) {
+      if (w.fd !== undefined) closeSync(w.fd);
+      w.fd = undefined;
+      w.pending = [];
+      w.pendingBytes = 0;
+      this.#writers.delete(instance);
+      for (const wake of w.wake) wake();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  /** Writes what is queued and closes the files; followers end. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.flushAll();
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const w of this.#writers.values()) {
+      if (w.fd !== undefined) closeSync(w.fd);
+      w.fd = undefined;
+    }
+    for (const wake of [...this.#followers]) wake();
+  }
+}

@@ -1,0 +1,34 @@
+// Where an agent keeps things. Several agents can share a machine (the cluster tests run three)
+// as long as each has its own state directory and bpffs directory.
+import { join } from 'node:path';
+
+export interface AgentPaths {
+  stateDir: string;
+  /** OCI image layout holding packages */
+  storeDir: string;
+  /** one JSON file per instance (desired state and history) */
+  instancesDir: string;
+  /** per-instance bounded event logs */
+  logsDir: string;
+  /** vmlinux.h and other caches */
+  cacheDir: string;
+  /** unix socket of the API (mode 0600) */
+  socketPath: string;
+  /** the agent's own directory in bpffs: everything it pins lives below */
+  bpffsDir: string;
+}
+
+export const DEFAULT_STATE_DIR = '/var/lib/kbpf';
+export const DEFAULT_BPFFS_DIR = '/sys/fs/bpf/kbpf';
+
+export function agentPaths(stateDir = process.env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR, bpffsDir = process.env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR): AgentPaths {
+  return {
+    stateDir,
+    storeDir: join(stateDir, 'store'),
+    instancesDir: join(stateDir, 'instances'),
+    logsDir: join(stateDir, 'logs'),
+    cacheDir: join(stateDir, 'cache'),
+    socketPath: process.env.KBPF_SOCKET ?? join(stateDir, 'agent.sock'),
+    bpffsDir,
+  };
+}

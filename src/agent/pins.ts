@@ -1,0 +1,73 @@
+// The agent's bpffs layout. Everything of one instance lives under <bpffsDir>/<instance>/, one
+// directory per revision that is (or is becoming) live:
+//   rev-<n>/progs/<program>   loaded programs
+//   rev-<n>/maps/<map>        maps (a map carried over by an upgrade is pinned in both revisions)
+//   rev-<n>/links/<program>   links (a link switched in place is pinned in both revisions)
+// A pin is the only thing that keeps an agent-made object alive once the agent is gone, so
+// removing a revision's directory removes exactly what that revision alone held.
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type PinKind = 'progs' | 'maps' | 'links';
+
+export class InstancePins {
+  readonly dir: string;
+
+  constructor(readonly root: string, readonly instance: string) {
+    this.dir = join(root, instance);
+  }
+
+  revDir(rev: number): string {
+    return join(this.dir, `rev-${rev}`);
+  }
+
+  path(rev: number, kind: PinKind, name: string): string {
+    return join(this.revDir(rev), kind, name);
+  }
+
+  has(rev: number, kind: PinKind, name: string): boolean {
+    return existsSync(this.path(rev, kind, name));
+  }
+
+  names(rev: number, kind: PinKind): string[] {
+    try {
+      return readdirSync(join(this.revDir(rev), kind));
+    } catch {
+      return [];
+    }
+  }
+
+  prepare(rev: number): void {
+    for (const kind of ['progs', 'maps', 'links'] as const) mkdirSync(join(this.revDir(rev), kind), { recursive: true });
+  }
+
+  /** Revisions that have a directory. */
+  revisions(): number[] {
+    try {
+      return readdirSync(this.dir).filter((d) => /^rev-\d+$/.test(d)).map((d) => Number(d.slice(4))).sort((a, b) => a - b);
+    } catch {
+      return [];
+    }
+  }
+
+  removeKind(rev: number, kind: PinKind): void {
+    rmSync(join(this.revDir(rev), kind), { recursive: true, force: true });
+  }
+
+  removeRevision(rev: number): void {
+    rmSync(this.revDir(rev), { recursive: true, force: true });
+  }
+
+  removeAll(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Instance directories present under the agent's bpffs root. */
+export function pinnedInstances(root: string): string[] {
+  try {
+    return readdirSync(root);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,88 @@
+// The agent's data model: instances, their revisions, and what the API returns about them.
+import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
+
+export type DesiredState = 'running' | 'stopped';
+export type Phase = 'pending' | 'running' | 'stopped' | 'failed';
+
+/** One revision of an instance: which package, with which config and attach overrides. */
+export interface Revision {
+  revision: number;
+  /** the reference the user gave (name:tag or name@digest) */
+  image: string;
+  /** package (OCI manifest) digest */
+  digest: string;
+  config: Record<string, unknown>;
+  attach: AttachOverrides;
+  createdAt: string;
+  /** why this revision exists: run, upgrade, rollback */
+  cause: 'run' | 'upgrade' | 'rollback';
+}
+
+/** Desired state of one instance, as kept in the agent's state directory. */
+export interface InstanceRecord {
+  name: string;
+  desired: DesiredState;
+  /** revision number that should run */
+  current: number;
+  /** history, oldest first (bounded) */
+  revisions: Revision[];
+  createdAt: string;
+  /** an upgrade/rollback that started but did not commit (survives a crash) */
+  transition?: { from: number; to: number; startedAt: string };
+}
+
+export interface ProgramStatus {
+  name: string;
+  type: string;
+  attach: string;
+  progId?: number;
+  linkId?: number;
+  runCount?: string;
+  runTimeNs?: string;
+}
+
+export interface InstanceStatus {
+  name: string;
+  image: string;
+  digest: string;
+  package: { name: string; version: string };
+  revision: number;
+  desired: DesiredState;
+  phase: Phase;
+  message?: string;
+  createdAt: string;
+  programs: ProgramStatus[];
+  maps: { name: string; type: string; mapId?: number }[];
+  config: Record<string, unknown>;
+  events: { received: number; lost: number };
+}
+
+export interface RunRequest {
+  image: string;
+  name?: string;
+  /** config variables as given on the command line (strings) or typed values */
+  config?: Record<string, unknown>;
+  attach?: AttachOverrides;
+}
+
+export interface UpgradeRequest {
+  image: string;
+  config?: Record<string, unknown>;
+  attach?: AttachOverrides;
+}
+
+export interface ResolvedImage {
+  reference: string;
+  digest: string;
+  spec: PackageSpec;
+  /** ELF bytes by object file name */
+  objects: Map<string, Uint8Array>;
+}
+
+/** An error the API reports with an HTTP status. */
+export class AgentError extends Error {
+  override name = 'AgentError';
+  constructor(readonly status: number, message: string, readonly details?: unknown) {
+    super(message);
+  }
+}

@@ -1,0 +1,109 @@
+// The agent core against the real kernel: run -> events -> upgrade (map state carried, events
+// keep flowing) -> rollback -> stop/start -> rm, with nothing left behind; failed runs leave
+// nothing; a restarted agent adopts running programs instead of attaching twice.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openSync, closeSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent } from '../../src/agent/agent.js';
+import { kernelIds, leftSince } from '../helpers/kernel.js';
+import { testAgent, EXAMPLES } from './fixture.js';
+
+async function openAndWaitForEvent(agent: Agent, instance: string, marker: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'kbpf-open-'));
+  const path = join(dir, marker);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      closeSync(openSync(path, 'w'));
+      await sleep(100);
+      const hit = agent.logs.read(instance).find((r) => String((r as { event?: { path?: string } }).event?.path ?? '').endsWith(marker));
+      if (hit) return hit as Record<string, unknown>;
+    }
+    throw new Error(`no event for ${marker} from ${instance}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('run, events, upgrade, rollback, stop, start, rm of opensnoop', async (t) => {
+  const before = kernelIds();
+  const ta = await testAgent(t);
+  const v1 = await ta.build(join(EXAMPLES, 'opensnoop'));
+  assert.equal(v1, 'opensnoop:1.0.0');
+  const v2 = await ta.build(ta.variant('opensnoop', (f, s) => (f === 'kbpf.yaml' ? s.replace('version: 1.0.0', 'version: 2.0.0') : s.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'))));
+  assert.equal(v2, 'opensnoop:2.0.0');
+
+  const st = await ta.agent.run({ image: v1, name: 'snoop', config: { target_pid: String(process.pid) } });
+  assert.equal(st.phase, 'running');
+  assert.ok(st.programs[0]!.linkId && st.programs[0]!.progId);
+  const ev1 = await openAndWaitForEvent(ta.agent, 'snoop', 'kbpf-marker-1');
+  const e1 = ev1.event as { pid: number; comm: string; flags: number };
+  assert.equal(e1.pid, process.pid);
+  assert.ok((e1.flags & 0x40000000) === 0);
+
+  const comm = e1.comm;
+  const countBefore = ta.agent.maps('snoop', 'opens_by_comm')[0]!.entries.find(([k]) => k === comm)?.[1] as number;
+  assert.ok(countBefore >= 1);
+
+  const up = await ta.agent.upgrade('snoop', { image: v2 });
+  assert.equal(up.revision, 2);
+  assert.notEqual(up.programs[0]!.progId, st.programs[0]!.progId);
+  const ev2 = await openAndWaitForEvent(ta.agent, 'snoop', 'kbpf-marker-2');
+  assert.ok(((ev2.event as { flags: number }).flags & 0x40000000) !== 0, 'events now come from revision 2');
+  const countAfter = ta.agent.maps('snoop', 'opens_by_comm')[0]!.entries.find(([k]) => k === comm)?.[1] as number;
+  assert.ok(countAfter > countBefore, `counter map carried over (${countBefore} -> ${countAfter})`);
+
+  const back = await ta.agent.rollback('snoop');
+  assert.equal(back.revision, 3);
+  assert.equal(back.digest, st.digest);
+  const ev3 = await openAndWaitForEvent(ta.agent, 'snoop', 'kbpf-marker-3');
+  assert.ok(((ev3.event as { flags: number }).flags & 0x40000000) === 0, 'rolled back to revision 1 code');
+  assert.deepEqual(ta.agent.history('snoop').map((r) => [r.revision, r.cause]), [[1, 'run'], [2, 'upgrade'], [3, 'rollback']]);
+
+  await ta.agent.stop('snoop');
+  assert.equal(ta.agent.inspect('snoop').phase, 'stopped');
+  assert.equal(ta.agent.inspect('snoop').programs[0]!.linkId, undefined);
+  await ta.agent.startInstance('snoop');
+  await openAndWaitForEvent(ta.agent, 'snoop', 'kbpf-marker-4');
+
+  await assert.rejects(ta.agent.remove('snoop'), /running: stop it first/);
+  await ta.agent.remove('snoop', { force: true });
+  assert.equal(ta.agent.list().length, 0);
+  assert.ok(!existsSync(join(ta.paths.bpffsDir, 'snoop')));
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
+});
+
+test('a run with a bad config or a failing attach leaves nothing', async (t) => {
+  const before = kernelIds();
+  const ta = await testAgent(t);
+  const ref = await ta.build(join(EXAMPLES, 'opensnoop'));
+  await assert.rejects(ta.agent.run({ image: ref, config: { no_such: '1' } }), /unknown config variable "no_such"/);
+  await assert.rejects(ta.agent.run({ image: ref, config: { target_pid: 'abc' } }), /target_pid/);
+  const tcp = await ta.build(join(EXAMPLES, 'tcpconnect'));
+  await assert.rejects(ta.agent.run({ image: tcp, name: 'bad', attach: { cgroup: '/sys/fs/cgroup/unified/does-not-exist' } }), /does-not-exist/);
+  await assert.rejects(ta.agent.run({ image: 'nope:1.0' }), /nope/);
+  assert.equal(ta.agent.list().length, 0);
+  assert.ok(!existsSync(join(ta.paths.bpffsDir, 'bad')));
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
+});
+
+test('a restarted agent adopts running programs without attaching twice', async (t) => {
+  const before = kernelIds();
+  const ta = await testAgent(t);
+  const ref = await ta.build(join(EXAMPLES, 'opensnoop'));
+  const st = await ta.agent.run({ image: ref, name: 'adopt', config: { target_pid: String(process.pid) } });
+  await ta.agent.close();
+  const links = kernelIds().link.size;
+  ta.agent = new Agent(ta.paths, { log: () => {} });
+  await ta.agent.start();
+  const again = ta.agent.inspect('adopt');
+  assert.equal(again.phase, 'running');
+  assert.equal(again.programs[0]!.linkId, st.programs[0]!.linkId, 'same link: not attached again');
+  assert.equal(kernelIds().link.size, links);
+  await openAndWaitForEvent(ta.agent, 'adopt', 'kbpf-marker-adopt');
+  await ta.agent.remove('adopt', { force: true });
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
+});
