@@ -209,21 +209,24 @@ export async function removeRevisionPins(pins: InstancePins, rev: number): Promi
   const keep = new Set<number>();
   for (const other of pins.revisions()) {
     if (other === rev) continue;
-    for (const name of pins.names(other, 'links')) keep.add(linkIdAt(pins.path(other, 'links', name)));
+    for (const name of pins.names(other, 'links')) keep.add(idAt(pins.path(other, 'links', name), 'link'));
   }
-  const dropped = pins.names(rev, 'links').map((n) => linkIdAt(pins.path(rev, 'links', n))).filter((id) => id > 0 && !keep.has(id));
+  const links = pins.names(rev, 'links').map((n) => idAt(pins.path(rev, 'links', n), 'link')).filter((id) => id > 0 && !keep.has(id));
+  // a program's id goes only after its last link released it: then the hook no longer runs it
+  const progs = pins.names(rev, 'progs').map((n) => idAt(pins.path(rev, 'progs', n), 'prog')).filter((id) => id > 0);
   pins.removeRevision(rev);
   const deadline = Date.now() + 2000;
-  while (dropped.some((id) => infoOfId('link', id) !== undefined) && Date.now() < deadline) await sleep(5);
+  const alive = () => links.some((id) => infoOfId('link', id) !== undefined) || progs.some((id) => infoOfId('prog', id) !== undefined);
+  while (alive() && Date.now() < deadline) await sleep(5);
 }
 
-function linkIdAt(path: string): number {
+function idAt(path: string, kind: 'link' | 'prog'): number {
   try {
-    const link = Link.fromPin(path);
+    const obj = kind === 'link' ? Link.fromPin(path) : Program.fromPin(path);
     try {
-      return link.info().id;
+      return obj.info().id;
     } finally {
-      link.close();
+      obj.close();
     }
   } catch {
     return 0;

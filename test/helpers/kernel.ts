@@ -87,10 +87,23 @@ export interface KernelIds {
   link: Set<number>;
 }
 
+/**
+ * `bpftool -j KIND show` as objects. An object freed while bpftool walks the ids makes it print
+ * an {"error": ...} entry and exit 255: such entries are dropped, the rest is still the listing.
+ */
+export function bpftoolShow(kind: 'prog' | 'map' | 'link'): Record<string, unknown>[] {
+  let out: string;
+  try {
+    out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    out = String((e as { stdout?: string }).stdout ?? '');
+    if (!out.trim().startsWith('[')) throw e;
+  }
+  return (JSON.parse(out || '[]') as Record<string, unknown>[]).filter((o) => typeof o.id === 'number');
+}
+
 function bpftoolIds(kind: 'prog' | 'map' | 'link'): Set<number> {
-  const out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const list = JSON.parse(out || '[]') as { id: number }[];
-  return new Set(list.map((o) => o.id));
+  return new Set(bpftoolShow(kind).map((o) => o.id as number));
 }
 
 /** Ids of every program, map and link in the kernel now, as bpftool lists them. */

@@ -3,10 +3,10 @@
 // (`ip netns exec`), and teardown registered with the test's cleanup so it also runs on failure.
 // Addresses come from 10.x test ranges and are only ever set inside namespaces a test created.
 import { existsSync } from 'node:fs';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomInt } from 'node:crypto';
-import { uniqueName, type RunResult } from './kernel.js';
+import { uniqueName, bpftoolShow, type RunResult } from './kernel.js';
 
 interface Cleanup {
   after(fn: () => unknown): void;
@@ -187,8 +187,7 @@ export function idsOfObject(made: MadeIds, obj: { programs: ReadonlyMap<string, 
 }
 
 function bpftoolList(kind: 'prog' | 'map' | 'link'): Set<number> {
-  const out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return new Set((JSON.parse(out || '[]') as { id: number }[]).map((o) => o.id));
+  return new Set(bpftoolShow(kind).map((o) => o.id as number));
 }
 
 /** Which of the given ids bpftool still lists (waits up to waitMs for deferred frees). */
@@ -208,6 +207,5 @@ export async function stillListed(made: MadeIds, waitMs = 3000): Promise<MadeIds
 
 /** bpftool's JSON view of one link, or undefined if it is not listed. */
 export function bpftoolLink(id: number): Record<string, unknown> | undefined {
-  const out = execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return (JSON.parse(out || '[]') as Record<string, unknown>[]).find((l) => l.id === id);
+  return bpftoolShow('link').find((l) => l.id === id);
 }
