@@ -1,6 +1,7 @@
 // `npm run bench [-- NAME... ] [--duration=S] [--repeats=N] [--list]`
 //
-// Runs the benchmarks named on the command line (all of them by default). A benchmark is a
+// Runs the benchmarks named on the command line (all of them by default, in file-name order;
+// one that fails is reported and the others still run, exit status 1). A benchmark is a
 // module in bench/ that exports `benchmark: Benchmark`; this runner finds them in its own
 // directory (dist/bench/ after the build), so adding one is adding a file. Each benchmark prints
 // its result lines (`key: value`) on stdout; progress and details go to stderr.
@@ -75,11 +76,19 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const selected = names.length ? names.map((n) => all.get(n)!) : [...all.values()];
+  const failed: string[] = [];
   for (const b of selected) {
     note(`bench: ${b.name} — ${b.description} (${opts.repeats} × ${opts.durationS} s)`);
-    await b.run(opts);
+    // One benchmark failing must not hide the others' results: report it, go on, exit non-zero.
+    try {
+      await b.run(opts);
+    } catch (e) {
+      failed.push(b.name);
+      note(`bench: ${b.name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    }
   }
-  return 0;
+  if (failed.length) note(`bench: failed: ${failed.join(', ')}`);
+  return failed.length ? 1 : 0;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

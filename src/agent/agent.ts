@@ -21,6 +21,7 @@ import { InstancePins, pinnedInstances } from './pins.js';
 import { openConfigured, realize, removeRevisionPins, unrealizeLinks } from './realizer.js';
 import { EventPump } from './event-pump.js';
 import { LogStore } from './log-store.js';
+import { faultPoint } from './fault.js';
 import {
   AgentError, type InstanceRecord, type InstanceStatus, type Phase, type ProgramStatus, type ResolvedImage,
   type Revision, type RunRequest, type UpgradeRequest,
@@ -233,6 +234,7 @@ export class Agent {
         pins.removeAll();
         throw this.asAgentError(e, `run ${req.image}`);
       }
+      faultPoint('run-after-attach');
       const record: InstanceRecord = { name, desired: 'running', current: 1, revisions: [revision], createdAt: revision.createdAt };
       try {
         this.#state.save(record);
@@ -326,6 +328,7 @@ export class Agent {
           this.#state.save(record);
           throw this.asAgentError(e, `upgrade ${name} to ${req.image}`);
         }
+        faultPoint('upgrade-after-attach');
       }
       // commit
       const old = record.current;

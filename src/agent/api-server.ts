@@ -397,7 +397,7 @@ function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
 }
 
 /** Removes a socket file left by an agent that is gone; refuses if one answers, or if it is not a socket. */
-async function clearStaleSocket(path: string): Promise<void> {
+export async function ensureSocketFree(path: string): Promise<void> {
   let st;
   try {
     st = lstatSync(path);
@@ -412,7 +412,7 @@ async function clearStaleSocket(path: string): Promise<void> {
 
 async function listenPrivately(server: Server, path: string): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  await clearStaleSocket(path);
+  await ensureSocketFree(path);
   // The socket file is created by bind() inside listen(), synchronously: with this umask it is
   // 0600 from the first instant, before any connection can be accepted.
   const old = process.umask(0o177);

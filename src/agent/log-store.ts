@@ -59,6 +59,19 @@ export function jsonReplacer(_key: string, v: unknown): unknown {
   return v;
 }
 
+/** True when JSON.stringify needs no replacer for `v` (no bigint, no byte array). */
+function plainJson(v: unknown, depth = 0): boolean {
+  if (v === null || typeof v !== 'object') return typeof v !== 'bigint';
+  if (ArrayBuffer.isView(v) || depth > 16) return false;
+  if (Array.isArray(v)) {
+    for (const x of v) if (!plainJson(x, depth + 1)) return false;
+    return true;
+  }
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return false;
+  for (const k in v) if (!plainJson((v as Record<string, unknown>)[k], depth + 1)) return false;
+  return true;
+}
+
 interface Pending {
   line: string;
   rec: LogRecord;
@@ -123,6 +136,8 @@ export class LogStore {
   readonly pollMs: number;
   readonly #writers = new Map<string, Writer>();
   #timer?: NodeJS.Timeout;
+  #lastMs = 0;
+  #lastIso = '';
   #closed = false;
   /** abort controllers of running follow() calls, ended by close() */
   readonly #followers = new Set<() => void>();
@@ -196,7 +211,12 @@ export class LogStore {
   append(instance: string, record: object): LogRecord {
     if (this.#closed) throw new Error('the log store is closed');
     const w = this.writer(instance);
-    const ts = new Date().toISOString();
+    const now = Date.now();
+    if (now !== this.#lastMs) {
+      this.#lastMs = now;
+      this.#lastIso = new Date(now).toISOString();
+    }
+    const ts = this.#lastIso;
     const seq = ++w.seq;
     // ts and seq come first and are ours, whatever the record says
     const rec = { ts, seq, ...record } as LogRecord;
@@ -204,7 +224,7 @@ export class LogStore {
     rec.seq = seq;
     let line: string;
     try {
-      line = JSON.stringify(rec, jsonReplacer) + '\n';
+      line = (plainJson(record) ? JSON.stringify(rec) : JSON.stringify(rec, jsonReplacer)) + '\n';
     } catch (e) {
       const safe = { ts: rec.ts, seq: rec.seq, error: `unserialisable record: ${(e as Error).message}` };
       line = JSON.stringify(safe) + '\n';

@@ -1,10 +1,11 @@
 // Leak checks that tolerate other processes loading BPF at the same time: of what bpftool lists
 // now and did not list in `before`, only what carries one of our names counts (programs and maps
 // by name, internal maps by their object's name prefix, links by the program they hold).
-// Kernel object names are truncated to 15 characters; that is taken into account.
-import { execFileSync } from 'node:child_process';
+// Kernel object names are truncated to 15 characters (bpftool shows programs' full names from
+// BTF); both are taken into account.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KernelIds } from '../helpers/kernel.js';
+import { bpftoolShow } from '../helpers/kernel.js';
 
 export interface Ours {
   /** program names (C function names) */
@@ -28,23 +29,27 @@ interface Row {
 }
 
 function list(kind: 'prog' | 'map' | 'link'): Row[] {
-  const out = execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return JSON.parse(out || '[]') as Row[];
+  return bpftoolShow(kind) as unknown as Row[];
 }
 
 const NAME_LEN = 15;
 
 function matches(kernelName: string | undefined, names: string[] | undefined): boolean {
   if (!kernelName || !names) return false;
-  return names.some((n) => n.slice(0, NAME_LEN) === kernelName);
+  // the kernel keeps 15 characters; bpftool shows a program's full name from its BTF
+  return names.some((n) => n === kernelName || n.slice(0, NAME_LEN) === kernelName);
 }
 
+const INTERNAL_SUFFIXES = ['.rodata', '.data', '.bss', '.kconfig'];
+
+/** libbpf names an internal map "<first chars of the object name><section>", e.g. "tracing..rodata". */
 function internalOf(kernelName: string | undefined, objects: string[] | undefined): boolean {
   if (!kernelName || !objects) return false;
-  const dot = kernelName.indexOf('.');
-  if (dot <= 0) return false;
-  const prefix = kernelName.slice(0, dot);
-  return objects.some((o) => o.startsWith(prefix) && /^\.(rodata|data|bss|kconfig)/.test(kernelName.slice(dot)));
+  return INTERNAL_SUFFIXES.some((sfx) => {
+    if (!kernelName.endsWith(sfx) || kernelName.length === sfx.length) return false;
+    const prefix = kernelName.slice(0, -sfx.length);
+    return objects.some((o) => o.startsWith(prefix));
+  });
 }
 
 /** One look: what is new since `before` and ours, as "id:name" strings. */

@@ -73,7 +73,7 @@ test('a ring buffer delivers N events in order with their fields decoded from BT
   assert.equal(reader.decoding, 'btf:event');
 
   const N = 1000;
-  testRun(obj.program('emit_event').fd, PACKET, N);
+  testRun(obj.program('emit_event'), PACKET, N);
   assert.equal(reader.stats.pendingBytes, N * 48, 'each 40-byte event takes 48 bytes of ring with its header');
 
   const events = await take(reader[Symbol.asyncIterator](), N);
@@ -97,7 +97,7 @@ test('events produced while the reader waits arrive in order (producer on anothe
   const it = reader[Symbol.asyncIterator]();
   const first = it.next(); // waits on the shared poller before anything is produced
   const N = 50_000;
-  const run = testRunAsync(obj.program('emit_event').fd, PACKET, N);
+  const run = testRunAsync(obj.program('emit_event'), PACKET, N);
   const got: Event[] = [(await first).value as Event];
   await run;
   // everything the producer wrote is either in the ring or counted lost
@@ -126,7 +126,7 @@ test('a slow reader of a small ring: the producer counts its failed reservations
   const got: Event[] = [];
   let maxPending = 0;
   let maxBuffered = 0;
-  const run = testRunAsync(obj.program('emit_small').fd, PACKET, N);
+  const run = testRunAsync(obj.program('emit_small'), PACKET, N);
   // A consumer slower than the producer (1 ms per event). Every event is either read or counted
   // lost, so once the producer is done the two add up to N.
   while (got.length + reader.stats.lost < N) {
@@ -160,7 +160,7 @@ test('a burst larger than the ring: what fits is delivered, the rest is lost', (
   const obj = use(open());
   const reader = use(new RingBufferReader<Event>(obj.map('small'), { typeName: 'event', lostCounter: obj.map('small_lost') }));
   const N = 1000;
-  testRun(obj.program('emit_small').fd, PACKET, N);
+  testRun(obj.program('emit_small'), PACKET, N);
   const fits = Math.floor(4096 / 48);
   assert.equal(reader.stats.pendingBytes, fits * 48);
   const events = reader.drain();
@@ -168,7 +168,7 @@ test('a burst larger than the ring: what fits is delivered, the rest is lost', (
   events.forEach((e, i) => assertEvent(e, i));
   assert.equal(reader.stats.lost, N - fits);
   // the ring has room again
-  testRun(obj.program('emit_small').fd, PACKET, 1);
+  testRun(obj.program('emit_small'), PACKET, 1);
   const [next] = reader.drain();
   assertEvent(next!, N);
 });
@@ -178,7 +178,7 @@ test('discarded records are skipped and counted', (t) => {
   const obj = use(open({ discard_every: 4 }));
   const reader = use(new RingBufferReader<Event>(obj.map('events'), { typeName: 'event' }));
   const N = 100;
-  testRun(obj.program('emit_event').fd, PACKET, N);
+  testRun(obj.program('emit_event'), PACKET, N);
   const seqs = reader.drain().map((e) => Number(e.seq));
   assert.deepEqual(seqs, Array.from({ length: N }, (_, i) => i).filter((i) => i % 4 !== 0));
   assert.equal(reader.stats.discarded, N / 4);
@@ -190,7 +190,7 @@ test('drain(max), raw records, consumeRaw and batches', async (t) => {
   const obj = use(open());
   const raw = use(new RingBufferReader<Buffer>(obj.map('events'), { decode: 'raw' }));
   assert.equal(raw.decoding, 'raw');
-  testRun(obj.program('emit_event').fd, PACKET, 10);
+  testRun(obj.program('emit_event'), PACKET, 10);
   const firstThree = raw.drain(3);
   assert.equal(firstThree.length, 3);
   for (const [i, b] of firstThree.entries()) {
@@ -223,7 +223,7 @@ test('explicit codecs, and clear errors for wrong maps and unknown types', (t) =
   assert.throws(() => new RingBufferReader(obj.map('events'), { decode: 'btf' }), /record type is unknown/);
   const seqOnly = { size: 8, decode: (b: Uint8Array, o = 0) => new DataView(b.buffer, b.byteOffset).getBigUint64(o, true), encode: () => new Uint8Array(8) };
   const reader = use(new RingBufferReader<bigint>(obj.map('events'), { decode: seqOnly }));
-  testRun(obj.program('emit_event').fd, PACKET, 3);
+  testRun(obj.program('emit_event'), PACKET, 3);
   assert.deepEqual(reader.drain(), [0n, 1n, 2n]);
 });
 
@@ -244,7 +244,7 @@ test('closing the readers and the object leaves nothing of the test in the kerne
   const a = use(new RingBufferReader<Event>(obj.map('events'), { typeName: 'event', lostCounter: obj.map('events_lost') }));
   const b = use(new RingBufferReader<Event>(obj.map('small'), { typeName: 'event' }));
   const waiting = a.next();
-  testRun(obj.program('emit_event').fd, PACKET, 5);
+  testRun(obj.program('emit_event'), PACKET, 5);
   assertEvent((await waiting).value!, 0);
   // the object first: the readers hold the ring mapped (and their own fd) until they close
   obj.close();

@@ -25,7 +25,10 @@ export function attachCgroup(prog: Program, cgroupPath: string, type?: string): 
   try {
     const fd = libbpf.linkCreate(prog.fd, cgFd, typeId, null);
     const what = `${prog.description} to cgroup ${cgroupPath} (${typeName})`;
-    if (fd < 0) throw new BpfError('attach', what, -fd);
+    if (fd < 0) {
+      const hint = -fd === constants.errno.EBADF ? 'not a cgroup v2 directory (cgroup2 is mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified)' : undefined;
+      throw new BpfError('attach', what, -fd, { hint });
+    }
     return new Link(fd, `link of ${what}`);
   } finally {
     closeSync(cgFd);

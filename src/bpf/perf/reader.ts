@@ -85,6 +85,7 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
   #pulledThisTurn = false;
   #immediate: NodeJS.Immediate | null = null;
   #sink: ((record: T) => void) | null = null;
+  #sinkError: unknown = undefined;
   #records = 0;
   #bytes = 0;
   #lost = 0;
@@ -178,7 +179,14 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
     }
     this.#records++;
     this.#bytes += size;
-    this.#sink!(value as T);
+    try {
+      this.#sink!(value as T);
+    } catch (e) {
+      // Never throw through libbpf's C frames: rethrown once perf_buffer__consume returns; the
+      // records after this one are queued for the next call.
+      this.#sinkError = e;
+      this.#sink = (r) => this.#queue.push(r);
+    }
   }
 
   /** @internal lost callback (inside perf_buffer__consume) */
@@ -189,7 +197,8 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
 
   /**
    * Calls fn with every record the per-CPU buffers hold now (one perf_buffer__consume), then
-   * returns how many there were. Records queued for the iterator come first.
+   * returns how many there were. Records queued for the iterator come first. If fn throws, the
+   * records after it are kept for the next call and the error is rethrown.
    */
   consume(fn: (record: T) => void): number {
     this.assertOpen();
@@ -203,12 +212,18 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
     const prevCurrent = current;
     this.#sink = fn;
     current = this as PerfBufferReader<unknown>;
+    this.#sinkError = undefined;
     try {
       const ret = libbpf.perfBufferConsume(this.#pb);
       if (ret < 0) throw new BpfError('consume perf buffer', this.map.description, -ret);
     } finally {
       current = prevCurrent;
       this.#sink = prevSink;
+    }
+    if (this.#sinkError !== undefined) {
+      const e = this.#sinkError;
+      this.#sinkError = undefined;
+      throw e;
     }
     return n + this.#records - before;
   }

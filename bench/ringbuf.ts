@@ -1,0 +1,196 @@
+// Ring buffer throughput: the TypeScript RingBufferReader against libbpf's C consumer
+// (ring_buffer__poll), on the same producer, the same ring size, in the same run.
+//
+// Producer (bench/ringbuf.bpf.c): an XDP program that writes `batch` (64) 48-byte records per
+// run with bpf_loop, run with BPF_PROG_TEST_RUN and a large `repeat` over and over from another
+// thread until the window ends — on libuv's threadpool for TypeScript (koffi's async call, so the
+// JS thread is free to read), on a pthread in C. Both sides load the same object, so the ring
+// (8 MiB) and the producer are identical.
+//
+// Consumers, each reading every field of every record:
+//   ts (headline)  RingBufferReader woken by the shared poller, `readable()` + `consumeRaw()`
+//                  decoding the struct's fields straight from a DataView over the mapped ring;
+//   ts-btf-batches `batches()` yielding objects decoded by the BTF codec;
+//   ts-btf-iter    `for await (const e of reader)` with objects decoded by the BTF codec;
+//   c              bench/ringbuf_consumer.c: ring_buffer__poll with a callback reading the fields.
+// Each round measures records consumed per second over a fixed window (after a warm-up);
+// variants are interleaved round by round and the median of the rounds is reported.
+//
+// Prints on stdout: ringbuf_ts_events_per_s, ringbuf_c_events_per_s, ringbuf_ratio (TS / C);
+// the other variants, producer rates and lost counts go to stderr.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { BpfObject } from '../src/bpf/object.js';
+import { testRunAsync } from '../src/bpf/testrun.js';
+import { RingBufferReader } from '../src/bpf/ringbuf/index.js';
+import { median, note, result, type Benchmark, type BenchOptions } from './run.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const OBJECT = join(here, 'ringbuf.bpf.o');
+const CONSUMER_SRC = join(here, '..', '..', 'bench', 'ringbuf_consumer.c');
+const WARMUP_MS = 500;
+/** program runs per BPF_PROG_TEST_RUN call (× 64 records each) */
+const REPEAT = 10_000;
+
+type Variant = 'ts' | 'ts-btf-batches' | 'ts-btf-iter' | 'c';
+const HEADLINE: Variant = 'ts';
+
+interface Round {
+  events: number;
+  seconds: number;
+  produced: number;
+  lost: number;
+}
+
+interface BenchEvent {
+  seq: bigint;
+  ts: bigint;
+  pid: number;
+  cpu: number;
+  kind: number;
+  len: number;
+  comm: string;
+}
+
+export const benchmark: Benchmark = {
+  name: 'ringbuf',
+  description: 'ring buffer events/s: TypeScript RingBufferReader vs libbpf ring_buffer__poll (C), same producer',
+  run,
+};
+
+async function run(opts: BenchOptions): Promise<void> {
+  if (!existsSync(OBJECT)) throw new Error(`${OBJECT} is missing: run \`npm run build\` first`);
+  const variants = selectVariants(opts.args);
+  const tmp = mkdtempSync(join(tmpdir(), 'kbpf-bench-ringbuf-'));
+  try {
+    const consumer = join(tmp, 'ringbuf_consumer');
+    execFileSync('cc', ['-O2', '-Wall', '-o', consumer, CONSUMER_SRC, '-lbpf', '-lpthread'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const durationMs = Math.round(opts.durationS * 1000);
+    const rounds = new Map<Variant, Round[]>(variants.map((v) => [v, []]));
+    for (let i = 0; i < opts.repeats; i++) {
+      for (const v of variants) {
+        const r = v === 'c' ? cRound(consumer, durationMs) : await tsRound(v, durationMs);
+        rounds.get(v)!.push(r);
+        note(`  round ${i + 1} ${v.padEnd(14)} ${fmt(r.events / r.seconds)} events/s  (producer wrote ${fmt(r.produced)}, lost ${fmt(r.lost)})`);
+      }
+    }
+    const rate = (v: Variant) => median(rounds.get(v)!.map((r) => r.events / r.seconds));
+    for (const v of variants) note(`  median ${v.padEnd(14)} ${fmt(rate(v))} events/s`);
+    const ts = rate(HEADLINE);
+    const c = rate('c');
+    result('ringbuf_ts_events_per_s', Math.round(ts));
+    result('ringbuf_c_events_per_s', Math.round(c));
+    result('ringbuf_ratio', (ts / c).toFixed(2));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function selectVariants(args: string[]): Variant[] {
+  const all: Variant[] = ['ts', 'ts-btf-batches', 'ts-btf-iter', 'c'];
+  const arg = args.find((a) => a.startsWith('--ringbuf-variants='));
+  if (!arg) return all;
+  const chosen = arg.slice(arg.indexOf('=') + 1).split(',') as Variant[];
+  for (const v of chosen) if (!all.includes(v)) throw new Error(`unknown ringbuf variant ${v}; known: ${all.join(', ')}`);
+  if (!chosen.includes(HEADLINE)) chosen.unshift(HEADLINE);
+  if (!chosen.includes('c')) chosen.push('c');
+  return chosen;
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function cRound(binary: string, durationMs: number): Round {
+  const out = execFileSync(binary, [OBJECT, String(WARMUP_MS), String(durationMs), String(REPEAT)], { encoding: 'utf8' });
+  const get = (k: string) => Number(new RegExp(`${k}=([\\d.]+)`).exec(out)?.[1] ?? NaN);
+  if (get('consumed_total') !== get('produced')) throw new Error(`ringbuf bench: the C consumer read ${get('consumed_total')} records, the producer wrote ${get('produced')}`);
+  return { events: get('events'), seconds: get('seconds'), produced: get('produced'), lost: get('lost') };
+}
+
+let sink = 0;
+
+async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
+  const obj = BpfObject.open(OBJECT).load();
+  let reader: RingBufferReader<BenchEvent> | null = null;
+  try {
+    reader = new RingBufferReader<BenchEvent>(obj.map('events'), {
+      typeName: 'bench_event',
+      lostCounter: obj.map('events_lost'),
+      highWaterMark: 4096,
+    });
+    const prog = obj.program('produce');
+    const packet = new Uint8Array(64);
+    let stop = false;
+    let consumed = 0;
+    const producer = (async () => {
+      while (!stop) await testRunAsync(prog, { data: packet, dataOutSize: 64, repeat: REPEAT });
+    })();
+    let window = { events: 0, seconds: 0 };
+    const sampler = (async () => {
+      await sleep(WARMUP_MS);
+      const c0 = consumed;
+      const t0 = performance.now();
+      await sleep(durationMs);
+      window = { events: consumed - c0, seconds: (performance.now() - t0) / 1000 };
+      stop = true;
+    })();
+
+    const r = reader;
+    if (variant === 'ts') {
+      // Decode each record's fields from the mapped bytes: u64s as two u32 halves (exact below
+      // 2^53, no BigInt), comm's length as C's strnlen would.
+      const visit = (dv: DataView, off: number, _len: number): void => {
+        const seq = dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 4294967296;
+        const ts = dv.getUint32(off + 8, true) + dv.getUint32(off + 12, true) * 4294967296;
+        const pid = dv.getUint32(off + 16, true);
+        const cpu = dv.getUint32(off + 20, true);
+        const kind = dv.getUint32(off + 24, true);
+        const len = dv.getUint32(off + 28, true);
+        let n = 0;
+        while (n < 16 && dv.getUint8(off + 32 + n) !== 0) n++;
+        sink += seq + ts + pid + cpu + kind + len + n;
+        consumed++;
+      };
+      while (!stop) {
+        await r.readable();
+        r.consumeRaw(visit, 65536);
+      }
+      // Integrity: once the producer is done, every record it wrote has been read exactly once.
+      await producer;
+      r.consumeRaw(visit);
+      const written = Number((obj.map('.bss').lookup(0) as { seq: bigint }).seq);
+      if (consumed !== written) throw new Error(`ringbuf bench: the TypeScript reader read ${consumed} records, the producer wrote ${written}`);
+    } else if (variant === 'ts-btf-batches') {
+      for await (const batch of r.batches()) {
+        for (const e of batch) {
+          sink += Number(e.seq) + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
+        }
+        consumed += batch.length;
+        if (stop) break;
+      }
+    } else {
+      for (;;) {
+        const { value: e, done } = await r.next();
+        if (done || stop) break;
+        sink += Number(e.seq) + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
+        consumed++;
+      }
+    }
+    await sampler;
+    await producer;
+    const produced = Number((obj.map('.bss').lookup(0) as { seq: bigint }).seq);
+    return { ...window, produced, lost: r.stats.lost };
+  } finally {
+    reader?.close();
+    obj.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

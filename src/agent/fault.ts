@@ -1,0 +1,6 @@
+// Fault injection for crash tests: with KBPF_FAULT=<point>, the agent kills itself (SIGKILL, as
+// an OOM kill or a power cut would) when it reaches that point. Points: upgrade-after-attach
+// (new revision attached and pinned, not committed), run-after-attach.
+export function faultPoint(point: string): void {
+  if (process.env.KBPF_FAULT === point) process.kill(process.pid, 'SIGKILL');
+}

@@ -1,0 +1,16 @@
+// Entry point of the `kbpf` command (bin/kbpf.js imports this).
+import { runCli } from './program.js';
+
+export { runCli, buildProgram, type CliIo } from './program.js';
+
+/** Runs the CLI on process.argv; sets the exit code. */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const code = await runCli(argv, {
+    stdout: (s) => void process.stdout.write(s),
+    stderr: (s) => void process.stderr.write(s),
+    env: process.env,
+    // the agent may leave handles (libbpf, timers) behind once it has stopped: exit
+    onAgentStopped: () => void setTimeout(() => process.exit(0), 50).unref(),
+  });
+  process.exitCode = code;
+}

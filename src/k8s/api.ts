@@ -1,0 +1,216 @@
+// The kbpf.io/v1alpha1 API: BpfDeployment (which package runs on which nodes), BpfNodeInstance
+// (one deployment on one node: spec from the controller, status from that node's agent) and
+// BpfRevision (an immutable snapshot of a deployment's template, like a ControllerRevision).
+// The schemas with validation live in deploy/crds/.
+import { createHash } from 'node:crypto';
+
+export const GROUP = 'kbpf.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const PLURAL = { deployments: 'bpfdeployments', nodeInstances: 'bpfnodeinstances', revisions: 'bpfrevisions' } as const;
+
+/** labels the controller puts on what it owns */
+export const LABEL_DEPLOYMENT = 'kbpf.io/deployment';
+export const LABEL_NODE = 'kbpf.io/node';
+/** the agent removes this from a BpfNodeInstance once the node has nothing of it left */
+export const FINALIZER_NODE_CLEANUP = 'kbpf.io/node-cleanup';
+export const DEFAULT_NAMESPACE = 'kbpf-system';
+export const LEASE_NAME = 'kbpf-controller';
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: OwnerReference[];
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+
+export interface Attach {
+  cgroup?: string;
+  iface?: string;
+  programs?: Record<string, string>;
+}
+
+export type ConfigValues = Record<string, string | number>;
+
+/** What makes a revision: changing any of it starts a rollout. */
+export interface Template {
+  package: { image: string; pullSecret?: string };
+  config?: ConfigValues;
+  attach?: Attach;
+}
+
+export interface BpfDeploymentSpec extends Template {
+  nodeSelector?: LabelSelector;
+  nodeNames?: string[];
+  strategy?: { type?: 'RollingUpdate' | 'OnDelete'; rollingUpdate?: { maxUnavailable?: number | string } };
+  revisionHistoryLimit?: number;
+  paused?: boolean;
+}
+
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded';
+export interface Condition {
+  type: ConditionType;
+  status: 'True' | 'False' | 'Unknown';
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}
+
+export interface BpfDeploymentStatus {
+  observedGeneration?: number;
+  currentRevision?: number;
+  updateRevision?: number;
+  packageDigest?: string;
+  desiredNodes?: number;
+  readyNodes?: number;
+  updatedNodes?: number;
+  failedNodes?: number;
+  conditions?: Condition[];
+}
+
+export interface BpfDeployment {
+  apiVersion: typeof API_VERSION;
+  kind: 'BpfDeployment';
+  metadata: ObjectMeta;
+  spec: BpfDeploymentSpec;
+  status?: BpfDeploymentStatus;
+}
+
+export type NodePhase = 'Pending' | 'Loading' | 'Running' | 'Failed' | 'Deleting';
+
+export interface BpfNodeInstanceSpec {
+  deployment: string;
+  nodeName: string;
+  revision: number;
+  /** registry reference by digest: host/repo@sha256:… */
+  image: string;
+  digest: string;
+  pullSecret?: string;
+  config?: ConfigValues;
+  attach?: Attach;
+}
+
+export interface BpfNodeInstanceStatus {
+  phase?: NodePhase;
+  observedGeneration?: number;
+  revision?: number;
+  digest?: string;
+  message?: string;
+  programs?: { name: string; type?: string; attach?: string; progId?: number; linkId?: number }[];
+  mapIds?: number[];
+  updatedAt?: string;
+}
+
+export interface BpfNodeInstance {
+  apiVersion: typeof API_VERSION;
+  kind: 'BpfNodeInstance';
+  metadata: ObjectMeta;
+  spec: BpfNodeInstanceSpec;
+  status?: BpfNodeInstanceStatus;
+}
+
+export interface BpfRevision {
+  apiVersion: typeof API_VERSION;
+  kind: 'BpfRevision';
+  metadata: ObjectMeta;
+  deployment: string;
+  revision: number;
+  digest: string;
+  templateHash: string;
+  template: Template;
+}
+
+export interface NodeLike {
+  metadata: ObjectMeta;
+}
+
+/** JSON with object keys sorted, so equal values serialise equally. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function templateOf(spec: BpfDeploymentSpec): Template {
+  const t: Template = { package: { image: spec.package.image } };
+  if (spec.package.pullSecret) t.package.pullSecret = spec.package.pullSecret;
+  if (spec.config && Object.keys(spec.config).length) t.config = spec.config;
+  if (spec.attach && Object.keys(spec.attach).length) t.attach = spec.attach;
+  return t;
+}
+
+export function templateHash(t: Template): string {
+  return createHash('sha256').update(canonicalJson(t)).digest('hex').slice(0, 10);
+}
+
+export function nodeInstanceName(deployment: string, node: string): string {
+  const base = `${deployment}.${node}`;
+  if (base.length <= 253) return base;
+  return `${deployment}.${createHash('sha256').update(node).digest('hex').slice(0, 16)}`;
+}
+
+/** Does a label set match a selector (matchLabels and matchExpressions, as Kubernetes does)? */
+export function selectorMatches(sel: LabelSelector, labels: Record<string, string> = {}): boolean {
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false;
+  for (const e of sel.matchExpressions ?? []) {
+    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+    switch (e.operator) {
+      case 'In': if (!has || !(e.values ?? []).includes(labels[e.key]!)) return false; break;
+      case 'NotIn': if (has && (e.values ?? []).includes(labels[e.key]!)) return false; break;
+      case 'Exists': if (!has) return false; break;
+      case 'DoesNotExist': if (has) return false; break;
+    }
+  }
+  return true;
+}
+
+/** A label selector as the `labelSelector` query parameter spells it. */
+export function selectorString(sel: LabelSelector): string {
+  const parts = Object.entries(sel.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of sel.matchExpressions ?? []) {
+    if (e.operator === 'Exists') parts.push(e.key);
+    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
+    else parts.push(`${e.key} ${e.operator === 'In' ? 'in' : 'notin'} (${(e.values ?? []).join(',')})`);
+  }
+  return parts.join(',');
+}
+
+/** maxUnavailable as a node count (a percentage rounds down, but at least 1). */
+export function maxUnavailableOf(spec: BpfDeploymentSpec, desired: number): number {
+  const v = spec.strategy?.rollingUpdate?.maxUnavailable ?? 1;
+  if (typeof v === 'number') return Math.max(1, v);
+  const m = /^(\d+)%$/.exec(v);
+  if (m) return Math.max(1, Math.floor((desired * Number(m[1])) / 100));
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 1 ? Math.floor(n) : 1;
+}
+
+/** Is this instance running what its spec asks for? */
+export function instanceReady(ni: BpfNodeInstance): boolean {
+  return ni.status?.phase === 'Running' && ni.status.observedGeneration === ni.metadata.generation && ni.status.revision === ni.spec.revision && !ni.metadata.deletionTimestamp;
+}
