@@ -107,24 +107,31 @@ function sendError(res: ServerResponse, err: unknown): void {
   sendJson(res, status >= 400 && status < 600 ? status : 500, body);
 }
 
-async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, `request body larger than ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
-  if (text === '') return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new HttpError(400, `request body is not JSON: ${(e as Error).message}`);
-  }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new HttpError(400, 'request body must be a JSON object');
-  return v as Record<string, unknown>;
+function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      // past the limit: keep draining (so that the answer can be read), keep nothing
+      if (size > MAX_BODY) chunks.length = 0;
+      else chunks.push(chunk);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      if (size > MAX_BODY) return reject(new HttpError(413, `request body larger than ${MAX_BODY} bytes`));
+      const text = Buffer.concat(chunks).toString('utf8').trim();
+      if (text === '') return resolve({});
+      let v: unknown;
+      try {
+        v = JSON.parse(text);
+      } catch (e) {
+        return reject(new HttpError(400, `request body is not JSON: ${(e as Error).message}`));
+      }
+      if (!v || typeof v !== 'object' || Array.isArray(v)) return reject(new HttpError(400, 'request body must be a JSON object'));
+      resolve(v as Record<string, unknown>);
+    });
+  });
 }
 
 function flag(q: URLSearchParams, name: string): boolean {
@@ -225,7 +232,8 @@ function methodNotAllowed(allow: string[]): never {
 
 interface Ctx {
   agent: AgentApi;
-  streams: Set<AbortController>;
+  /** followed log streams: aborted, and waited for, by close() */
+  streams: Map<AbortController, Promise<void>>;
 }
 
 async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -246,11 +254,13 @@ async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: Incom
     return;
   }
   const ac = new AbortController();
-  ctx.streams.add(ac);
+  let finished!: () => void;
+  ctx.streams.set(ac, new Promise<void>((resolve) => (finished = resolve)));
   const abort = (): void => ac.abort();
   req.on('close', abort);
   res.on('close', abort);
-  res.writeHead(200, headers);
+  // a followed stream is the connection's last response: it ends when the stream does
+  res.writeHead(200, { ...headers, Connection: 'close' });
   res.flushHeaders();
   try {
     for await (const batch of ctx.agent.logs.followBatches(name, opts, ac.signal)) {
@@ -272,6 +282,7 @@ async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: Incom
     ctx.streams.delete(ac);
     req.off('close', abort);
     if (!res.writableEnded) res.end();
+    finished();
   }
 }
 
@@ -437,7 +448,7 @@ async function listenPrivately(server: Server, path: string): Promise<void> {
 }
 
 export async function startApiServer(agent: AgentApi, socketPath: string): Promise<ApiServer> {
-  const ctx: Ctx = { agent, streams: new Set() };
+  const ctx: Ctx = { agent, streams: new Map() };
   const server = createServer(handler(ctx));
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
@@ -451,8 +462,11 @@ export async function startApiServer(agent: AgentApi, socketPath: string): Promi
     close(): Promise<void> {
       closing ??= (async () => {
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const ac of ctx.streams) ac.abort();
+        const streams = [...ctx.streams.values()];
+        for (const ac of ctx.streams.keys()) ac.abort();
+        await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 1000).unref())]);
         server.closeIdleConnections();
+        // requests still running get a moment to answer; then the connections are cut
         const t = setTimeout(() => server.closeAllConnections(), 2000);
         await done;
         clearTimeout(t);

@@ -17,3 +17,6 @@ export { ensureBpffs, ensureTracefs, BPFFS } from './mounts.js';
 export { loadKernelBtfById } from './btf-kernel.js';
 export { setLibbpfDebug } from './ffi/print.js';
 export * from './btf/index.js';
+export * from './ringbuf/index.js';
+export * from './perf/index.js';
+export { poller, Poller, type Watch } from './poller.js';

@@ -57,9 +57,10 @@ export interface MapSpec {
 }
 
 export class BpfMap {
-  readonly #ptr: Pointer | null;
+  #ptr: Pointer | null;
   #fd: number;
   readonly #ownsFd: boolean;
+  #objectClosed = false;
   #btf: Btf | null | undefined;
   #keyCodec?: Codec;
   #valueCodec?: Codec;
@@ -128,7 +129,14 @@ export class BpfMap {
     return `map "${this.name}" of ${this.origin}`;
   }
 
+  /** @internal its object was closed: libbpf's map is gone with it */
+  objectClosed(): void {
+    this.#ptr = null;
+    this.#objectClosed = true;
+  }
+
   get fd(): number {
+    if (this.#objectClosed) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
     const fd = this.#ptr ? libbpf.mapFd(this.#ptr) : this.#fd;
     if (fd < 0) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'the map is not created yet (load its object first)' });
     return fd;

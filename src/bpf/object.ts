@@ -204,6 +204,8 @@ export class BpfObject {
   /** Releases every fd of the object. Pinned maps and links stay in the kernel. */
   close(): void {
     if (this.#ptr) {
+      for (const p of this.programs.values()) p.objectClosed();
+      for (const m of this.maps.values()) m.objectClosed();
       libbpf.objectClose(this.#ptr);
       this.#ptr = null;
     }

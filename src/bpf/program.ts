@@ -9,7 +9,8 @@ import { constants } from 'node:os';
 
 export class Program {
   #fd: number;
-  readonly #ptr: Pointer | null;
+  #ptr: Pointer | null;
+  #objectClosed = false;
   readonly #ownsFd: boolean;
 
   private constructor(
@@ -81,8 +82,15 @@ export class Program {
     return this.#ptr ? libbpf.programFd(this.#ptr) : this.#fd;
   }
 
+  /** @internal its object was closed: libbpf's program is gone with it */
+  objectClosed(): void {
+    this.#ptr = null;
+    this.#objectClosed = true;
+  }
+
   /** The program's fd; throws if it is not loaded. */
   get fd(): number {
+    if (this.#objectClosed) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
     const fd = this.fdOrNegative;
     if (fd < 0) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'the program is not loaded (call load() on its object first)' });
     return fd;

@@ -44,6 +44,11 @@ export function shortDigest(d: string | undefined): string {
   return m ? `sha256:${m[2]}` : d;
 }
 
+/** name@sha256:<64 hex> → name@sha256:<12 hex>, for tables. */
+export function shortRef(ref: string): string {
+  return ref.replace(/@sha256:([0-9a-f]{12})[0-9a-f]{52}$/, '@sha256:$1');
+}
+
 /** A value as a table cell: strings as they are, others as compact JSON. */
 export function cell(v: unknown): string {
   if (v === undefined || v === null) return '';

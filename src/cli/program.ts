@@ -9,7 +9,7 @@ import type { AttachOverrides } from '../package/package-spec.js';
 import type { InstanceStatus } from '../agent/types.js';
 import type { LogRecord } from '../agent/log-store.js';
 import { KBPF_VERSION } from '../version.js';
-import { LogTable, ago, cell, json, shortDigest, size, table } from './format.js';
+import { LogTable, ago, cell, json, shortDigest, shortRef, size, table } from './format.js';
 
 export interface CliIo {
   stdout(s: string): void;
@@ -113,8 +113,8 @@ function statusText(s: InstanceStatus): string {
 function describeInstance(s: InstanceStatus): string {
   const lines = [`${s.name}: ${statusText(s)}, ${s.image} (${shortDigest(s.digest)}), revision ${s.revision}`];
   if (s.message) lines.push(`  ${s.message}`);
-  const rows = s.programs.map((p) => ['  ' + p.name, p.type, p.attach, p.progId !== undefined ? `prog ${p.progId}` : '', p.linkId !== undefined ? `link ${p.linkId}` : '']);
-  if (rows.length) lines.push(table(['  PROGRAM', 'TYPE', 'ATTACH', 'PROG', 'LINK'], rows).trimEnd());
+  const rows = s.programs.map((p) => ['  ' + p.name, p.type, p.attach, p.progId !== undefined ? String(p.progId) : '', p.linkId !== undefined ? String(p.linkId) : '']);
+  if (rows.length) lines.push(table(['  PROGRAM', 'TYPE', 'ATTACH', 'PROG ID', 'LINK ID'], rows).trimEnd());
   const cfg = Object.entries(s.config ?? {});
   if (cfg.length) lines.push(`  config: ${cfg.map(([k, v]) => `${k}=${cell(v)}`).join(' ')}`);
   return lines.join('\n') + '\n';
@@ -281,7 +281,7 @@ export function buildProgram(io: CliIo): Command {
       if (opts.quiet) return out(list.map((s) => `${s.name}\n`).join(''));
       out(table(['NAME', 'IMAGE', 'REV', 'STATUS', 'PROGRAMS', 'EVENTS', 'CREATED'], list.map((s) => [
         s.name,
-        s.image,
+        shortRef(s.image),
         String(s.revision),
         statusText(s),
         String(s.programs.length),
@@ -306,28 +306,28 @@ export function buildProgram(io: CliIo): Command {
         process.once('SIGTERM', stop);
       }
       const t = new LogTable(out);
+      let batch: LogRecord[] = [];
+      let flushTimer: NodeJS.Timeout | undefined;
+      const flush = (): void => {
+        clearTimeout(flushTimer);
+        flushTimer = undefined;
+        if (opts.output === 'json') out(batch.map((r) => JSON.stringify(r) + '\n').join(''));
+        else t.add(batch);
+        batch = [];
+      };
       try {
         const q: { follow?: boolean; since?: string; tail?: number } = {};
         if (opts.follow) q.follow = true;
         if (opts.since) q.since = opts.since;
         if (opts.tail !== undefined) q.tail = opts.tail;
-        let batch: LogRecord[] = [];
-        let flushTimer: NodeJS.Timeout | undefined;
-        const flush = (): void => {
-          clearTimeout(flushTimer);
-          flushTimer = undefined;
-          if (opts.output === 'json') out(batch.map((r) => JSON.stringify(r) + '\n').join(''));
-          else t.add(batch);
-          batch = [];
-        };
         for await (const r of client(c).logs(name, q, ac.signal)) {
           batch.push(r);
           // gather what arrives together, so the table's widths fit the first screenful
           if (batch.length >= 512) flush();
           else flushTimer ??= setTimeout(flush, 20);
         }
-        flush();
       } finally {
+        flush();
         io.signal?.removeEventListener('abort', stop);
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
@@ -438,7 +438,7 @@ export function buildProgram(io: CliIo): Command {
       if (opts.output === 'json') return out(json(revs));
       out(table(['REVISION', 'IMAGE', 'DIGEST', 'CAUSE', 'CREATED', 'CONFIG'], revs.map((r) => [
         `${r.revision}${r.revision === st.revision ? ' *' : ''}`,
-        r.image,
+        shortRef(r.image),
         shortDigest(r.digest),
         r.cause,
         ago(r.createdAt),

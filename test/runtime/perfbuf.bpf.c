@@ -12,6 +12,7 @@ struct pb_event {
 	char comm[16];
 	enum pb_kind kind;
 	__u16 pkt_len;
+	__u32 cpu;
 };
 
 struct pb_event *unused_pb_event __attribute__((unused));
@@ -37,6 +38,7 @@ int emit_perf(struct xdp_md *ctx)
 		__builtin_memcpy(e.comm, data + 14, 16);
 	e.kind = e.seq % 2 ? PB_B : PB_A;
 	e.pkt_len = data_end - data;
+	e.cpu = bpf_get_smp_processor_id();
 	bpf_perf_event_output(ctx, &pb, BPF_F_CURRENT_CPU, &e, sizeof(e));
 	return XDP_PASS;
 }

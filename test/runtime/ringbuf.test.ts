@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readlinkSync, readFileSync } from 'node:fs';
 import { BpfObject } from '../../src/bpf/object.js';
 import { RingBufferReader } from '../../src/bpf/ringbuf/index.js';
 import { BpfError } from '../../src/bpf/errors.js';
@@ -225,6 +226,18 @@ test('explicit codecs, and clear errors for wrong maps and unknown types', (t) =
   const reader = use(new RingBufferReader<bigint>(obj.map('events'), { decode: seqOnly }));
   testRun(obj.program('emit_event'), PACKET, 3);
   assert.deepEqual(reader.drain(), [0n, 1n, 2n]);
+  // a record the codec throws on is dropped and counted, the others still arrive
+  const picky = use(new RingBufferReader<bigint>(obj.map('small'), {
+    decode: { ...seqOnly, decode: (b: Uint8Array, o = 0) => {
+      const seq = seqOnly.decode(b, o);
+      if (seq % 2n === 1n) throw new Error('odd');
+      return seq;
+    } },
+  }));
+  testRun(obj.program('emit_small'), PACKET, 5);
+  assert.deepEqual(picky.drain(), [0n, 2n, 4n]);
+  assert.equal(picky.stats.drops, 2);
+  assert.equal(picky.stats.records, 3);
 });
 
 test('close() ends a pending iteration', async (t) => {
@@ -238,9 +251,11 @@ test('close() ends a pending iteration', async (t) => {
 });
 
 test('closing the readers and the object leaves nothing of the test in the kernel', async (t) => {
+  const base = mapFdsAndMappings();
   const use = closer(t);
   const obj = use(open());
   const ids = { maps: [obj.map('events').id, obj.map('small').id, obj.map('events_lost').id], prog: obj.program('emit_event').id };
+  const before = mapFdsAndMappings();
   const a = use(new RingBufferReader<Event>(obj.map('events'), { typeName: 'event', lostCounter: obj.map('events_lost') }));
   const b = use(new RingBufferReader<Event>(obj.map('small'), { typeName: 'event' }));
   const waiting = a.next();
@@ -249,8 +264,11 @@ test('closing the readers and the object leaves nothing of the test in the kerne
   // the object first: the readers hold the ring mapped (and their own fd) until they close
   obj.close();
   assert.equal(a.drain().length, 4, 'a reader keeps working on its mapping after its object closed');
+  assert.ok(mapFdsAndMappings().mappings > before.mappings);
   a.close();
   b.close();
+  const after = mapFdsAndMappings();
+  assert.deepEqual(after, base, 'the readers unmapped their rings and closed their fds (and the object its own)');
   const exists = (kind: string, id: number) => spawnSync('bpftool', [kind, 'show', 'id', String(id)]).status === 0;
   const deadline = Date.now() + 5000;
   while ((ids.maps.some((id) => exists('map', id)) || exists('prog', ids.prog)) && Date.now() < deadline) {
@@ -259,3 +277,17 @@ test('closing the readers and the object leaves nothing of the test in the kerne
   for (const id of ids.maps) assert.ok(!exists('map', id), `map ${id} is gone`);
   assert.ok(!exists('prog', ids.prog), `program ${ids.prog} is gone`);
 });
+
+/** This process's fds and memory mappings of BPF maps (ring buffers are mmapped). */
+function mapFdsAndMappings(): { fds: number; mappings: number } {
+  let fds = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:bpf-map') fds++;
+    } catch {
+      // closed meanwhile (the fd readdir itself used)
+    }
+  }
+  const mappings = readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('anon_inode:bpf-map')).length;
+  return { fds, mappings };
+}

@@ -267,6 +267,7 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
             n++;
             bytes += dataLen;
             visit(view, off + HDR_SZ, dataLen);
+            if (this.#closed) return n; // closed by the visitor: the mapping is gone
           }
           if (cons - this.#stored >= storeEvery) this.storeCons(cons);
         }
@@ -310,7 +311,7 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
         this.#bytes -= len;
         return;
       }
-      if (value !== undefined) fn(value as T);
+      fn(value as T);
     }, max);
   }
 

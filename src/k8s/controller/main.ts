@@ -1,0 +1,40 @@
+// `kbpf-controller`: the controller Deployment's process. Only the replica holding the Lease
+// reconciles; the others stand by.
+import { hostname } from 'node:os';
+import { DEFAULT_NAMESPACE, LEASE_NAME } from '../api.js';
+import { connect } from '../kube.js';
+import { Controller } from './controller.js';
+import { LeaderElector } from './leader.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+export async function main(): Promise<void> {
+  const kube = connect(arg('kubeconfig'));
+  const namespace = arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE;
+  const identity = arg('identity') ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
+  const log = (m: string): void => void process.stderr.write(`kbpf controller ${identity}: ${m}\n`);
+  const controller = new Controller({ kube, namespace, log, resyncMs: Number(arg('resync-ms') ?? 10_000) });
+  const elector = new LeaderElector({
+    kube, namespace, name: LEASE_NAME, identity, log,
+    leaseDurationSeconds: Number(arg('lease-seconds') ?? 15),
+    onStarted: () => void controller.start().catch((e) => log(`start: ${(e as Error).message}`)),
+    onStopped: () => controller.stop(),
+  });
+  elector.start();
+  const stop = (): void => {
+    controller.stop();
+    void elector.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,38 @@
+// `kbpf-node-agent`: the DaemonSet's process. Node name from --node or $NODE_NAME (the downward
+// API), API server from --kubeconfig / $KUBECONFIG or the in-cluster service account.
+import { agentPaths } from '../../agent/paths.js';
+import { DEFAULT_NAMESPACE } from '../api.js';
+import { connect } from '../kube.js';
+import { NodeAgent } from './node-agent.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+export async function main(): Promise<void> {
+  const nodeName = arg('node') ?? process.env.NODE_NAME;
+  if (!nodeName) throw new Error('kbpf node agent: no node name (--node NAME or $NODE_NAME)');
+  const paths = agentPaths(arg('state-dir'), arg('bpffs-dir'));
+  const na = new NodeAgent({
+    nodeName,
+    kube: connect(arg('kubeconfig')),
+    paths,
+    namespace: arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
+    resyncMs: Number(arg('resync-ms') ?? 30_000),
+  });
+  await na.start();
+  process.stderr.write(`kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`);
+  const stop = (): void => {
+    void na.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,217 @@
+// The node agent in a cluster: the same `Agent` as standalone, with desired state taken from the
+// BpfNodeInstances of its own node instead of the local API. For each instance it pulls the
+// package by digest into the agent's store (cached: a digest already stored is not pulled again),
+// runs or upgrades it through the agent's one code path, and writes that node's status. An
+// instance being deleted is removed from the kernel before its finalizer is released.
+import { Agent } from '../../agent/agent.js';
+import type { AgentPaths } from '../../agent/paths.js';
+import { RegistryClient } from '../../package/registry-client.js';
+import type { Credentials } from '../../package/auth.js';
+import {
+  API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, PLURAL, VERSION, canonicalJson,
+  type BpfNodeInstance, type BpfNodeInstanceStatus, type NodePhase,
+} from '../api.js';
+import { KbpfApi, Reflector, coalesced, errorText, statusCode, type Kube } from '../kube.js';
+
+export interface NodeAgentOptions {
+  nodeName: string;
+  kube: Kube;
+  paths: AgentPaths;
+  /** namespace of pull secrets (the agent's own) */
+  namespace: string;
+  log?: (msg: string) => void;
+  /** how often everything is reconciled even without a change (ms) */
+  resyncMs?: number;
+}
+
+export class NodeAgent {
+  readonly agent: Agent;
+  readonly api: KbpfApi;
+  #reflector!: Reflector<BpfNodeInstance>;
+  #kick!: () => void;
+  #timer?: NodeJS.Timeout;
+  #stopped = false;
+  /** generation that failed, per instance: not retried until the spec changes or a resync */
+  readonly #failed = new Map<string, number>();
+  readonly #log: (msg: string) => void;
+
+  constructor(readonly opts: NodeAgentOptions) {
+    this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf node ${opts.nodeName}: ${m}\n`));
+    this.agent = new Agent(opts.paths, { log: this.#log });
+    this.api = new KbpfApi(opts.kube);
+  }
+
+  async start(): Promise<void> {
+    await this.agent.start();
+    this.#kick = coalesced(() => this.reconcileAll(), (e) => this.#log(`reconcile: ${errorText(e)}`));
+    const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
+    this.#reflector = new Reflector<BpfNodeInstance>(this.opts.kube, {
+      path: `/apis/${GROUP}/${VERSION}/${PLURAL.nodeInstances}`,
+      list: () => this.api.list(PLURAL.nodeInstances, { fieldSelector }),
+      fieldSelector,
+      onChange: () => this.#kick(),
+      log: this.#log,
+    });
+    await this.#reflector.start();
+    this.#timer = setInterval(() => {
+      this.#failed.clear();
+      this.#kick();
+    }, this.opts.resyncMs ?? 30_000);
+    this.#timer.unref();
+  }
+
+  /** Stops watching; programs keep running (a restarted agent adopts them). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#reflector?.stop();
+    await this.agent.close();
+  }
+
+  private async reconcileAll(): Promise<void> {
+    if (this.#stopped) return;
+    const wanted = new Map<string, BpfNodeInstance>();
+    for (const ni of this.#reflector.cache.values()) wanted.set(ni.spec.deployment, ni);
+    // instances of deployments this node should no longer run (their object is gone)
+    for (const st of this.agent.list()) {
+      if (!wanted.has(st.name)) {
+        this.#log(`${st.name}: no BpfNodeInstance for this node; removing it`);
+        await this.agent.remove(st.name, { force: true }).catch((e) => this.#log(`remove ${st.name}: ${errorText(e)}`));
+      }
+    }
+    for (const ni of wanted.values()) {
+      if (this.#stopped) return;
+      try {
+        await this.reconcile(ni);
+      } catch (e) {
+        this.#log(`${ni.metadata.name}: ${errorText(e)}`);
+      }
+    }
+  }
+
+  private async reconcile(ni: BpfNodeInstance): Promise<void> {
+    const name = ni.spec.deployment;
+    const local = this.agent.list().find((s) => s.name === name);
+    if (ni.metadata.deletionTimestamp) {
+      await this.writeStatus(ni, { phase: 'Deleting', message: 'removing the instance from this node' });
+      if (local) await this.agent.remove(name, { force: true });
+      await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => {
+        if (!o.metadata.finalizers?.includes(FINALIZER_NODE_CLEANUP)) return undefined;
+        o.metadata.finalizers = o.metadata.finalizers.filter((f) => f !== FINALIZER_NODE_CLEANUP);
+        return o;
+      });
+      this.#failed.delete(name);
+      return;
+    }
+    const gen = ni.metadata.generation ?? 0;
+    if (this.#failed.get(name) === gen) return;
+    const config = ni.spec.config ?? {};
+    const attach = ni.spec.attach ?? {};
+    if (local && local.phase === 'running' && this.matches(name, ni)) {
+      await this.writeStatus(ni, this.runningStatus(ni));
+      return;
+    }
+    try {
+      await this.writeStatus(ni, { phase: 'Loading', message: local ? `moving to revision ${ni.spec.revision}` : `loading revision ${ni.spec.revision}` });
+      await this.pull(ni);
+      if (!local) {
+        await this.agent.run({ image: ni.spec.image, name, config, attach });
+      } else if (!this.matches(name, ni)) {
+        await this.agent.upgrade(name, { image: ni.spec.image, config, attach });
+      } else {
+        await this.agent.startInstance(name);
+      }
+      this.#failed.delete(name);
+      await this.writeStatus(ni, this.runningStatus(ni));
+    } catch (e) {
+      this.#failed.set(name, gen);
+      const msg = errorText(e);
+      this.#log(`${name}: revision ${ni.spec.revision} failed: ${msg}`);
+      const st: Partial<BpfNodeInstanceStatus> = { phase: 'Failed', message: msg.slice(0, 32_000) };
+      // what runs is still reported (a failed upgrade leaves the old revision running)
+      const cur = this.agent.list().find((s) => s.name === name);
+      if (cur) Object.assign(st, this.programsOf(name));
+      await this.writeStatus(ni, st);
+    }
+  }
+
+  /** Does the local instance run exactly the package, config and attach points of the spec? */
+  private matches(name: string, ni: BpfNodeInstance): boolean {
+    const st = this.agent.inspect(name);
+    const rev = this.agent.history(name).find((r) => r.revision === st.revision);
+    return st.digest === ni.spec.digest
+      && canonicalJson(st.config ?? {}) === canonicalJson(ni.spec.config ?? {})
+      && canonicalJson(rev?.attach ?? {}) === canonicalJson(ni.spec.attach ?? {});
+  }
+
+  private programsOf(name: string): Partial<BpfNodeInstanceStatus> {
+    const st = this.agent.inspect(name);
+    return {
+      programs: st.programs.map((p) => ({ name: p.name, type: p.type, attach: p.attach, ...(p.progId !== undefined ? { progId: p.progId } : {}), ...(p.linkId !== undefined ? { linkId: p.linkId } : {}) })),
+      mapIds: st.maps.map((m) => m.mapId).filter((id): id is number => id !== undefined),
+      digest: st.digest,
+    };
+  }
+
+  private runningStatus(ni: BpfNodeInstance): Partial<BpfNodeInstanceStatus> {
+    const st = this.agent.inspect(ni.spec.deployment);
+    return { phase: 'Running' as NodePhase, revision: ni.spec.revision, ...this.programsOf(ni.spec.deployment), ...(st.message ? { message: st.message } : { message: undefined }) };
+  }
+
+  private async pull(ni: BpfNodeInstance): Promise<void> {
+    if (await this.agent.store.hasBlob(ni.spec.digest).catch(() => false)) {
+      try {
+        await this.agent.store.resolve(ni.spec.image);
+        return;
+      } catch {
+        /* blob without the reference: pull (only missing blobs are fetched) */
+      }
+    }
+    const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
+    const client = new RegistryClient({ credentials: async (registry) => credentials[registry] });
+    try {
+      const r = await client.pull(ni.spec.image, this.agent.store);
+      if (r.digest !== ni.spec.digest) throw new Error(`the registry answered ${r.digest}, not ${ni.spec.digest}`);
+    } catch (e) {
+      throw new Error(`pull ${ni.spec.image}: ${errorText(e)}`);
+    }
+  }
+
+  /** Registry credentials from a kubernetes.io/dockerconfigjson Secret in the agent's namespace. */
+  private async secretCredentials(name: string): Promise<Record<string, Credentials>> {
+    let secret;
+    try {
+      secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
+    } catch (e) {
+      throw new Error(`pull secret ${this.opts.namespace}/${name}: ${statusCode(e) === 404 ? 'not found' : errorText(e)}`);
+    }
+    const raw = secret.data?.['.dockerconfigjson'];
+    if (!raw) throw new Error(`pull secret ${this.opts.namespace}/${name} has no .dockerconfigjson`);
+    const cfg = JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as { auths?: Record<string, { username?: string; password?: string; auth?: string }> };
+    const out: Record<string, Credentials> = {};
+    for (const [host, a] of Object.entries(cfg.auths ?? {})) {
+      let { username, password } = a;
+      if (a.auth) [username, password] = Buffer.from(a.auth, 'base64').toString('utf8').split(/:(.*)/s) as [string, string];
+      out[host.replace(/^https?:\/\//, '').replace(/\/.*$/, '')] = { username, password };
+    }
+    return out;
+  }
+
+  /** Writes status if it differs from what the object has (retrying on 409 Conflict). */
+  private async writeStatus(ni: BpfNodeInstance, st: Partial<BpfNodeInstanceStatus>): Promise<void> {
+    await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => {
+      const next: BpfNodeInstanceStatus = { ...(o.status ?? {}), ...st, observedGeneration: o.metadata.generation ?? 0 };
+      for (const k of Object.keys(next) as (keyof BpfNodeInstanceStatus)[]) if (next[k] === undefined) delete next[k];
+      if (next.phase !== 'Running' && next.phase !== 'Failed' && st.revision === undefined) {
+        /* keep the revision it last ran */
+      }
+      const { updatedAt: _a, ...prev } = o.status ?? {};
+      const { updatedAt: _b, ...cmp } = next;
+      if (canonicalJson(prev) === canonicalJson(cmp)) return undefined;
+      next.updatedAt = new Date().toISOString();
+      o.status = next;
+      o.apiVersion = API_VERSION;
+      return o;
+    }, { status: true });
+  }
+}

@@ -1,0 +1,315 @@
+// The mesh test bed, shared by test/mesh/*.test.ts and bench/mesh.ts.
+//
+// A "node" is a network namespace holding a bridge; a "pod" is a network namespace joined to
+// that bridge by a veth pair, with its own cgroup under one parent cgroup (the one mesh-accel
+// attaches to), an app and a sidecar:
+//   app      HAProxy as uid 0 answering every request on :80 and :8081 itself, with a body that
+//            echoes which sidecars the request went through (headers they add)
+//   sidecar  Debian's HAProxy as the mesh's sidecar uid (istio 1337): outbound listener (15001)
+//            and inbound listener (15006), both with `option transparent` backends, i.e. they
+//            connect to the connection's original destination, which HAProxy gets from
+//            getsockopt(SOL_IP, SO_ORIGINAL_DST); each adds a header naming the destination it saw.
+// The same pods can be wired with iptables REDIRECT rules as istio-init writes them (owner-uid
+// exclusion for the sidecar), so the iptables and eBPF data paths run on identical pods.
+// Only addresses inside namespaces made here are used; everything goes at destroy(), which is
+// registered with the test's cleanup (so it also runs on failure).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CGROUP2_ROOT, uniqueName, type RunResult } from '../helpers/kernel.js';
+import { run } from '../helpers/netns.js';
+
+export interface Cleanup {
+  after(fn: () => unknown): void;
+}
+
+export type MeshModeName = 'istio' | 'linkerd' | 'kuma' | 'osm';
+
+export interface SidecarPorts {
+  outbound: number;
+  inbound: number;
+  uid: number;
+  /** bind address of the outbound listener (linkerd's proxy binds 127.0.0.1) */
+  outboundBind: string;
+}
+
+export const SIDECARS: Record<MeshModeName, SidecarPorts> = {
+  istio: { outbound: 15001, inbound: 15006, uid: 1337, outboundBind: '0.0.0.0' },
+  linkerd: { outbound: 4140, inbound: 4143, uid: 2102, outboundBind: '127.0.0.1' },
+  kuma: { outbound: 15001, inbound: 15006, uid: 5678, outboundBind: '0.0.0.0' },
+  osm: { outbound: 15001, inbound: 15003, uid: 1500, outboundBind: '0.0.0.0' },
+};
+
+/** The app's ports: 80 is meshed, 8081 is the one tests exclude. */
+export const APP_PORT = 80;
+export const APP_PORT_2 = 8081;
+
+export interface Pod {
+  name: string;
+  netns: string;
+  cgroup: string;
+  ip: string;
+  mode: MeshModeName;
+  sidecar: SidecarPorts;
+  dir: string;
+  procs: ChildProcess[];
+  iptables: boolean;
+}
+
+export interface PodOptions {
+  mode?: MeshModeName;
+  /** start the sidecar (default true) */
+  sidecar?: boolean;
+  /** sidecar threads (default 1) */
+  threads?: number;
+  /** called once the pod's namespace and cgroup exist, before anything runs in it (declare it here) */
+  beforeStart?: (pod: Pod) => unknown;
+}
+
+function q(a: string): string {
+  return `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+async function must(cmd: string, args: string[], what = `${cmd} ${args.join(' ')}`): Promise<RunResult> {
+  const r = await run(cmd, args, { timeoutMs: 15_000 });
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return r;
+}
+
+export class Testbed {
+  readonly pods: Pod[] = [];
+  readonly parentCgroup: string;
+  readonly nodeNs: string;
+  readonly subnet: string;
+  readonly dir: string;
+  #destroyed = false;
+
+  private constructor(readonly prefix: string) {
+    this.parentCgroup = `${CGROUP2_ROOT}/${uniqueName(`${prefix}-node`)}`;
+    this.nodeNs = uniqueName(`${prefix}-node`);
+    this.subnet = `10.${randomInt(200, 251)}.${randomInt(0, 256)}`;
+    this.dir = mkdtempSync(join(tmpdir(), 'kbpf-mesh-'));
+    chmodSync(this.dir, 0o755); // the sidecar (another uid) reads its config here
+  }
+
+  /** An empty node (bridge namespace + parent cgroup); destroyed at the test's cleanup. */
+  static async create(t: Cleanup, prefix = 'kbpfmesh'): Promise<Testbed> {
+    const tb = new Testbed(prefix);
+    t.after(() => tb.destroy());
+    mkdirSync(tb.parentCgroup);
+    await must('ip', ['netns', 'add', tb.nodeNs]);
+    await must('ip', ['-n', tb.nodeNs, 'link', 'set', 'lo', 'up']);
+    await must('ip', ['-n', tb.nodeNs, 'link', 'add', 'br0', 'type', 'bridge']);
+    await must('ip', ['-n', tb.nodeNs, 'link', 'set', 'br0', 'up']);
+    return tb;
+  }
+
+  /** A pod with its app (and sidecar unless opts.sidecar is false), answering once this returns. */
+  async addPod(opts: PodOptions = {}): Promise<Pod> {
+    const i = this.pods.length;
+    const mode = opts.mode ?? 'istio';
+    const name = `pod${i}`;
+    const netns = uniqueName(`${this.prefix}-${name}`);
+    const cgroup = join(this.parentCgroup, name);
+    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], iptables: false };
+    this.pods.push(pod);
+    mkdirSync(pod.dir);
+    mkdirSync(cgroup);
+    await must('ip', ['netns', 'add', netns]);
+    await must('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+    await must('ip', ['netns', 'exec', netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; true']);
+    const host = `v${i}`;
+    await must('ip', ['-n', this.nodeNs, 'link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    await must('ip', ['-n', this.nodeNs, 'link', 'set', host, 'master', 'br0', 'up']);
+    await must('ip', ['-n', netns, 'addr', 'add', `${pod.ip}/24`, 'dev', 'eth0']);
+    await must('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+    await opts.beforeStart?.(pod);
+    this.startApp(pod);
+    if (opts.sidecar !== false) this.startSidecar(pod, opts.threads ?? 1);
+    await this.waitListening(pod, [APP_PORT, APP_PORT_2, ...(opts.sidecar !== false ? [pod.sidecar.outbound, pod.sidecar.inbound] : [])]);
+    return pod;
+  }
+
+  /** Starts a long-running process inside the pod (netns + cgroup), optionally as another uid. */
+  spawnInPod(pod: Pod, cmd: string, args: string[], opts: { uid?: number; log?: string } = {}): ChildProcess {
+    const priv = opts.uid !== undefined ? `setpriv --reuid=${opts.uid} --regid=${opts.uid} --clear-groups ` : '';
+    // join the cgroup first: `ip netns exec` remounts /sys, which hides the cgroup2 mount
+    const script = `echo $$ > ${q(`${pod.cgroup}/cgroup.procs`)} && exec ip netns exec ${q(pod.netns)} ${priv}${[cmd, ...args].map(q).join(' ')}`;
+    const out = opts.log ? ['ignore', 'pipe', 'pipe'] as const : ['ignore', 'ignore', 'pipe'] as const;
+    const child = spawn('sh', ['-c', script], { stdio: [...out] });
+    let err = '';
+    child.stderr?.on('data', (d) => {
+      if (err.length < 8192) err += d;
+    });
+    if (opts.log) {
+      child.stdout?.on('data', (d) => writeFileSync(opts.log!, d, { flag: 'a' }));
+      child.stderr?.on('data', (d) => writeFileSync(opts.log!, d, { flag: 'a' }));
+    }
+    child.on('exit', (code, sig) => {
+      if (!this.#destroyed && code !== 0 && sig !== 'SIGKILL' && sig !== 'SIGTERM') process.stderr.write(`testbed: ${cmd} in ${pod.name} exited (${code ?? sig}): ${err.trim()}\n`);
+    });
+    pod.procs.push(child);
+    return child;
+  }
+
+  /** Runs a command to its end inside the pod (netns + cgroup). */
+  execInPod(pod: Pod, cmd: string, args: string[], opts: { uid?: number; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+    const priv = opts.uid !== undefined ? `setpriv --reuid=${opts.uid} --regid=${opts.uid} --clear-groups ` : '';
+    const script = `echo $$ > ${q(`${pod.cgroup}/cgroup.procs`)} && exec ip netns exec ${q(pod.netns)} ${priv}${[cmd, ...args].map(q).join(' ')}`;
+    return run('sh', ['-c', script], { timeoutMs: opts.timeoutMs ?? 15_000, input: opts.input });
+  }
+
+  /** HTTP GET from the pod's app side (uid 0, inside its cgroup): status line and body. */
+  async get(from: Pod, url: string, timeoutS = 5): Promise<{ ok: boolean; code: number; body: string; err: string }> {
+    const r = await this.execInPod(from, 'curl', ['-sS', '--max-time', String(timeoutS), '-o', '-', '-w', '\n%{http_code}', url], { timeoutMs: (timeoutS + 5) * 1000 });
+    const lines = r.stdout.split('\n');
+    const code = Number(lines.pop());
+    return { ok: r.code === 0 && code === 200, code, body: lines.join('\n'), err: r.stderr.trim() };
+  }
+
+  private startApp(pod: Pod): void {
+    const cfg = join(pod.dir, 'app.cfg');
+    writeFileSync(cfg, [
+      'global',
+      '  maxconn 4000',
+      '  nbthread 1',
+      'defaults',
+      '  mode http',
+      '  timeout connect 5s',
+      '  timeout client 30s',
+      '  timeout server 30s',
+      'frontend app',
+      `  bind 0.0.0.0:${APP_PORT}`,
+      `  bind 0.0.0.0:${APP_PORT_2}`,
+      `  http-request return status 200 content-type text/plain lf-string "app=${pod.name} port=%[dst_port] outbound=%[req.hdr(x-mesh-outbound)] inbound=%[req.hdr(x-mesh-inbound)]\\n"`,
+      '',
+    ].join('\n'));
+    this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg]);
+  }
+
+  private startSidecar(pod: Pod, threads: number): void {
+    const s = pod.sidecar;
+    const cfg = join(pod.dir, 'sidecar.cfg');
+    writeFileSync(cfg, [
+      'global',
+      '  maxconn 4000',
+      `  nbthread ${threads}`,
+      'defaults',
+      '  mode http',
+      '  timeout connect 5s',
+      '  timeout client 30s',
+      '  timeout server 30s',
+      // outbound: the app's connections, sent on to where the app wanted to go
+      'frontend outbound',
+      `  bind ${s.outboundBind}:${s.outbound}`,
+      '  http-request set-header x-mesh-outbound %[dst]:%[dst_port]',
+      '  default_backend original_dst',
+      'backend original_dst',
+      '  option transparent',
+      // inbound: peers' connections to this pod, handed to the local app (istio's 127.0.0.6)
+      'frontend inbound',
+      `  bind 0.0.0.0:${s.inbound}`,
+      '  http-request set-header x-mesh-inbound %[dst]:%[dst_port]',
+      '  default_backend local_app',
+      'backend local_app',
+      '  option transparent',
+      '  source 127.0.0.6',
+      '',
+    ].join('\n'));
+    this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg], { uid: s.uid });
+  }
+
+  /** Waits until each port has a listener in the pod's namespace. */
+  async waitListening(pod: Pod, ports: number[], timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await run('ip', ['netns', 'exec', pod.netns, 'ss', '-Htln']);
+      const listening = new Set([...r.stdout.matchAll(/:(\d+)\s/g)].map((m) => Number(m[1])));
+      const missing = ports.filter((p) => !listening.has(p));
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`${pod.name}: nothing listens on ${missing.join(', ')} after ${timeoutMs} ms`);
+      await sleep(30);
+    }
+  }
+
+  /** istio-init's nat rules in the pod's namespace (REDIRECT with owner-uid exclusion). */
+  async enableIptables(pod: Pod): Promise<void> {
+    const s = pod.sidecar;
+    const rules = [
+      '*nat',
+      ':ISTIO_INBOUND - [0:0]',
+      ':ISTIO_IN_REDIRECT - [0:0]',
+      ':ISTIO_OUTPUT - [0:0]',
+      ':ISTIO_REDIRECT - [0:0]',
+      '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+      '-A OUTPUT -p tcp -j ISTIO_OUTPUT',
+      '-A ISTIO_INBOUND -p tcp --dport 22 -j RETURN',
+      '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT',
+      `-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports ${s.inbound}`,
+      `-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports ${s.outbound}`,
+      '-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN',
+      `-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner ${s.uid} -j ISTIO_IN_REDIRECT`,
+      `-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner ${s.uid} -j RETURN`,
+      `-A ISTIO_OUTPUT -m owner --uid-owner ${s.uid} -j RETURN`,
+      '-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN',
+      '-A ISTIO_OUTPUT -j ISTIO_REDIRECT',
+      'COMMIT',
+      '',
+    ].join('\n');
+    const r = await run('ip', ['netns', 'exec', pod.netns, 'iptables-restore'], { input: rules });
+    if (r.code !== 0) throw new Error(`iptables-restore in ${pod.name} failed: ${r.stderr.trim()}`);
+    pod.iptables = true;
+  }
+
+  async disableIptables(pod: Pod): Promise<void> {
+    await must('ip', ['netns', 'exec', pod.netns, 'iptables', '-t', 'nat', '-F']);
+    await must('ip', ['netns', 'exec', pod.netns, 'iptables', '-t', 'nat', '-X']);
+    pod.iptables = false;
+  }
+
+  /** nat rules in the pod's namespace (iptables -t nat -S). */
+  async natRules(pod: Pod): Promise<string[]> {
+    const r = await run('ip', ['netns', 'exec', pod.netns, 'iptables', '-t', 'nat', '-S']);
+    return r.stdout.split('\n').filter((l) => l.startsWith('-A'));
+  }
+
+  /** Removes everything: processes, namespaces, cgroups, files. Safe to call twice. */
+  async destroy(): Promise<void> {
+    this.#destroyed = true;
+    for (const pod of this.pods) for (const p of pod.procs) p.kill('SIGKILL');
+    const cgroups = [...this.pods.map((p) => p.cgroup), this.parentCgroup];
+    for (const cg of cgroups) {
+      if (existsSync(`${cg}/cgroup.kill`)) {
+        try {
+          writeFileSync(`${cg}/cgroup.kill`, '1');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    for (const pod of this.pods) if (existsSync(`/run/netns/${pod.netns}`)) await run('ip', ['netns', 'del', pod.netns]);
+    if (existsSync(`/run/netns/${this.nodeNs}`)) await run('ip', ['netns', 'del', this.nodeNs]);
+    for (const cg of cgroups) await removeDir(cg);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function removeDir(cg: string): Promise<void> {
+  for (let i = 0; i < 100 && existsSync(cg); i++) {
+    try {
+      rmdirSync(cg);
+      return;
+    } catch {
+      try {
+        for (const pid of readFileSync(`${cg}/cgroup.procs`, 'utf8').split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      await sleep(30);
+    }
+  }
+  if (existsSync(cg)) rmdirSync(cg);
+}
