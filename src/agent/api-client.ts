@@ -69,6 +69,8 @@ export class ApiClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = request({
+        // one connection per request: nothing pooled outlives the call
+        agent: false,
         socketPath: this.socketPath,
         path,
         method,

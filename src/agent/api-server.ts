@@ -450,9 +450,11 @@ async function listenPrivately(server: Server, path: string): Promise<void> {
 export async function startApiServer(agent: AgentApi, socketPath: string): Promise<ApiServer> {
   const ctx: Ctx = { agent, streams: new Map() };
   const server = createServer(handler(ctx));
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // the peer is gone (ECONNRESET, EPIPE): nothing to answer
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable) return void socket.destroy();
+    socket.on('error', () => socket.destroy());
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
   });
   await listenPrivately(server, socketPath);
   const ino = lstatSync(socketPath).ino;

@@ -13,6 +13,8 @@ import type { ResolvedImage } from './types.js';
 
 export interface EventSink {
   append(instance: string, record: object): void;
+  /** makes what was appended durable against a crash of this process */
+  flushNow?(instance: string): void;
 }
 
 type Reader = RingBufferReader<unknown> | PerfBufferReader<unknown>;
@@ -83,6 +85,7 @@ export class EventPump {
           }
           this.sink.append(this.instance, { source: ev.map, event: value });
         }
+        this.sink.flushNow?.(this.instance);
         this.received += batch.length;
         if (this.#closed) break;
       }

@@ -88,6 +88,8 @@ interface Writer {
   pendingBytes: number;
   /** resolves waiting followers */
   wake: Set<() => void>;
+  /** the last write error reported */
+  lastError?: string;
 }
 
 /** Where a follower has read up to in the files. */
@@ -219,22 +221,37 @@ export class LogStore {
     const ts = this.#lastIso;
     const seq = ++w.seq;
     // ts and seq come first and are ours, whatever the record says
-    const rec = { ts, seq, ...record } as LogRecord;
+    let rec = { ts, seq, ...record } as LogRecord;
     rec.ts = ts;
     rec.seq = seq;
     let line: string;
     try {
-      line = (plainJson(record) ? JSON.stringify(rec) : JSON.stringify(rec, jsonReplacer)) + '\n';
+      if (plainJson(record)) {
+        line = JSON.stringify(rec) + '\n';
+      } else {
+        // readers get what the file will hold: bigints and bytes converted
+        line = JSON.stringify(rec, jsonReplacer) + '\n';
+        rec = JSON.parse(line) as LogRecord;
+      }
     } catch (e) {
-      const safe = { ts: rec.ts, seq: rec.seq, error: `unserialisable record: ${(e as Error).message}` };
-      line = JSON.stringify(safe) + '\n';
+      rec = { ts, seq, error: `unserialisable record: ${(e as Error).message}` };
+      line = JSON.stringify(rec) + '\n';
     }
     w.pending.push({ line, rec });
     w.pendingBytes += Buffer.byteLength(line);
-    if (w.pendingBytes >= this.maxPendingBytes) this.flushWriter(instance, w);
+    if (w.pendingBytes >= this.maxPendingBytes) this.flushReporting(instance, w);
     else this.armTimer();
     for (const wake of w.wake) wake();
     return rec;
+  }
+
+  /**
+   * Writes what is queued for one instance now, synchronously. The agent calls it after each
+   * batch of events so that a kill -9 loses none that already left the kernel's ring.
+   */
+  flushNow(instance: string): void {
+    const w = this.#writers.get(instance);
+    if (w) this.flushReporting(instance, w);
   }
 
   private armTimer(): void {
@@ -247,11 +264,25 @@ export class LogStore {
   }
 
   private flushAll(): void {
-    for (const [name, w] of this.#writers) {
-      try {
-        this.flushWriter(name, w);
-      } catch (e) {
-        process.stderr.write(`kbpf agent: writing the event log of ${name}: ${(e as Error).message}\n`);
+    for (const [name, w] of this.#writers) this.flushReporting(name, w);
+  }
+
+  /** Flushes; an I/O error (disk full, ...) drops that batch and is reported, once per kind. */
+  private flushReporting(name: string, w: Writer): void {
+    try {
+      this.flushWriter(name, w);
+      w.lastError = undefined;
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (w.lastError !== msg) process.stderr.write(`kbpf agent: writing the event log of ${name}: ${msg} (records are dropped until it works again)\n`);
+      w.lastError = msg;
+      if (w.fd !== undefined) {
+        try {
+          closeSync(w.fd);
+        } catch {
+          // already unusable
+        }
+        w.fd = undefined;
       }
     }
   }

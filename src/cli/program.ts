@@ -9,6 +9,7 @@ import type { AttachOverrides } from '../package/package-spec.js';
 import type { InstanceStatus } from '../agent/types.js';
 import type { LogRecord } from '../agent/log-store.js';
 import { KBPF_VERSION } from '../version.js';
+import { LayoutStore } from '../package/layout-store.js';
 import { LogTable, ago, cell, json, shortDigest, shortRef, size, table } from './format.js';
 
 export interface CliIo {
@@ -192,7 +193,6 @@ export function buildProgram(io: CliIo): Command {
     .addOption(outputOption('text'))
     .action(async (dir: string, opts: { tag?: string; quiet?: boolean; output: OutputFormat }, c: Command) => {
       const p = paths(globals(c));
-      const { LayoutStore } = await import('../package/layout-store.js');
       const { buildPackage } = await import('../build/builder.js');
       const store = new LayoutStore(p.storeDir);
       const verbose = !opts.quiet && opts.output !== 'json';
@@ -226,7 +226,6 @@ export function buildProgram(io: CliIo): Command {
     .argument('<image>', 'local package (name:version), or host[:port]/name:version')
     .argument('[registry-ref]', 'where to push: host[:port]/name[:tag] (default: IMAGE when it names a registry)'))
     .action(async (image: string, dest: string | undefined, opts: { insecure?: boolean; username?: string; password?: string }, c: Command) => {
-      const { LayoutStore } = await import('../package/layout-store.js');
       const store = new LayoutStore(paths(globals(c)).storeDir);
       const rc = await registryClient(opts);
       const r = await rc.push(store, image, dest, {
@@ -241,7 +240,6 @@ export function buildProgram(io: CliIo): Command {
     .argument('<ref>', 'host[:port]/name:tag or host[:port]/name@sha256:…')
     .option('--tag <name:version>', 'store it under this local name (default: REF as given)'))
     .action(async (ref: string, opts: { insecure?: boolean; username?: string; password?: string; tag?: string }, c: Command) => {
-      const { LayoutStore } = await import('../package/layout-store.js');
       const store = new LayoutStore(paths(globals(c)).storeDir);
       const rc = await registryClient(opts);
       const r = await rc.pull(ref, store, {
@@ -462,12 +460,12 @@ export function buildProgram(io: CliIo): Command {
     });
 
   // ---- packages ----
-  cmd('images', 'list the packages in the local store')
+  cmd('images', 'list the packages in the local store (reads the store directly: no agent needed)')
     .alias('packages')
     .option('-q, --quiet', 'print only references')
     .addOption(outputOption())
     .action(async (opts: { quiet?: boolean; output: OutputFormat }, c: Command) => {
-      const list = await client(c).images();
+      const list = await new LayoutStore(paths(globals(c)).storeDir).list();
       if (opts.output === 'json') return out(json(list));
       const rows: string[][] = [];
       for (const p of list) {

@@ -152,6 +152,20 @@ export class Reflector<T extends { metadata: ObjectMeta }> {
     this.#abort?.abort();
   }
 
+  /**
+   * Puts an object into the cache unless the cache has a newer version of it (a controller
+   * records what it just wrote, before its own watch event arrives). False when older.
+   */
+  observe(o: T): boolean {
+    const k = this.key(o);
+    const cur = this.cache.get(k);
+    const a = Number(cur?.metadata.resourceVersion);
+    const b = Number(o.metadata.resourceVersion);
+    if (cur && Number.isFinite(a) && Number.isFinite(b) && b < a) return false;
+    this.cache.set(k, o);
+    return true;
+  }
+
   private key(o: T): string {
     return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
   }
@@ -202,7 +216,7 @@ export class Reflector<T extends { metadata: ObjectMeta }> {
           if (obj?.metadata?.resourceVersion) this.#rv = obj.metadata.resourceVersion;
           if (type === 'BOOKMARK') return;
           if (type === 'DELETED') this.cache.delete(this.key(obj));
-          else this.cache.set(this.key(obj), obj);
+          else if (!this.observe(obj)) return;
           this.opts.onChange();
         }, (err: unknown) => {
           if (gone || statusCode(err) === 410) resolve('gone');

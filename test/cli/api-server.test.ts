@@ -40,7 +40,7 @@ async function fixture(t: { after(fn: () => Promise<void> | void): void }): Prom
 /** A raw request: status, headers and body text. */
 function raw(socketPath: string, method: string, path: string, body?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, headers: body !== undefined ? { 'Content-Type': 'application/json' } : {} }, (res) => {
+    const req = request({ agent: false, socketPath, method, path, headers: body !== undefined ? { 'Content-Type': 'application/json' } : {} }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));

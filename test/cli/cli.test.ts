@@ -405,3 +405,33 @@ test('kbpf agent: serves the API on a 0600 socket, refuses a second agent, stops
   assert.match(log, /SIGTERM: stopping \(programs keep running\)/);
   assert.equal(existsSync(sock), false);
 });
+
+test('push and pull through a registry, with credentials from flags or KBPF_REGISTRY_AUTH', async (t) => {
+  const { FakeRegistry } = await import('../package/fake-registry.js');
+  const { samplePackage } = await import('../package/helpers.js');
+  const { LayoutStore } = await import('../../src/package/layout-store.js');
+  const reg = new FakeRegistry({ auth: { mode: 'basic', username: 'kbpf', password: 's3cret' } });
+  await reg.start();
+  const a = mkdtempSync(join(tmpdir(), 'kbpf-push-'));
+  const b = mkdtempSync(join(tmpdir(), 'kbpf-pull-'));
+  t.after(async () => {
+    await reg.stop();
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  });
+  const stored = await new LayoutStore(join(a, 'store')).putPackage(samplePackage('opensnoop', '1.0.0'), 'opensnoop:1.0.0');
+  const remote = `${reg.host}/tools/opensnoop:1.0.0`;
+
+  let r = await kbpf(['--state-dir', a, 'push', 'opensnoop:1.0.0', remote]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /^kbpf: .*401/);
+  r = await kbpf(['--state-dir', a, 'push', '--username', 'kbpf', '--password', 's3cret', 'opensnoop:1.0.0', remote]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out, `pushed ${remote}\ndigest: ${stored.digest}\n`);
+  assert.match(r.err, /^pushed  +sha256:[0-9a-f]{12} opensnoop\.bpf\.o/m);
+
+  r = await kbpf(['--state-dir', b, 'pull', '--tag', 'opensnoop:1.0.0', remote], { KBPF_REGISTRY_AUTH: 'kbpf:s3cret' });
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^pulled opensnoop:1\.0\.0\ndigest: sha256:[0-9a-f]{64}\n$/);
+  assert.equal((await new LayoutStore(join(b, 'store')).resolve('opensnoop:1.0.0')).digest, stored.digest);
+});

@@ -20,9 +20,10 @@ test('append writes JSON lines with ts and seq; read returns them oldest first',
   const before = Date.now();
   logs.append('snoop', { source: 'events', event: { pid: 1, comm: 'init' } });
   logs.append('snoop', { source: 'events', event: { pid: 2, big: 2n ** 60n, small: 7n, bytes: new Uint8Array([1, 2, 255]) } });
-  // visible before the flush
+  // visible before the flush, as they will be on disk
   let recs = logs.read('snoop');
   assert.equal(recs.length, 2);
+  assert.equal((recs[1]!.event as { big: unknown }).big, (2n ** 60n).toString());
   await logs.flush();
   const text = readFileSync(join(dir, 'snoop', 'events.jsonl'), 'utf8');
   const lines = text.trim().split('\n').map((l) => JSON.parse(l));

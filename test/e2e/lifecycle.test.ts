@@ -131,7 +131,7 @@ test('kill -9 of the agent mid-upgrade: programs keep running, the restarted age
   const gen = opener(opens, 20);
   t.after(() => gen.kill('SIGKILL'));
   node.ok(['run', '--name', 'crashy', '--set', `target_pid=${gen.pid}`, 'opensnoop:1.0.0']);
-  const rev1 = node.json<{ programs: { progId: number }[] }>(['inspect', 'crashy']);
+  const rev1 = JSON.parse(node.ok(['inspect', 'crashy'])) as { programs: { progId: number }[] };
   const up = node.kbpf(['upgrade', 'crashy', 'opensnoop:2.0.0']);
   assert.notEqual(up.code, 0, 'the agent died during the upgrade');
   await node.waitAgentExit();
@@ -142,7 +142,7 @@ test('kill -9 of the agent mid-upgrade: programs keep running, the restarted age
   await sleep(300);
 
   await node.startAgent();
-  const st = node.json<{ revision: number; phase: string; programs: { progId: number }[]; message?: string }>(['inspect', 'crashy']);
+  const st = JSON.parse(node.ok(['inspect', 'crashy'])) as { revision: number; phase: string; programs: { progId: number }[]; message?: string };
   assert.equal(st.phase, 'running');
   assert.equal(st.revision, 1, 'the uncommitted upgrade was rolled back');
   assert.equal(st.programs[0]!.progId, rev1.programs[0]!.progId);
@@ -160,7 +160,7 @@ test('kill -9 of the agent mid-upgrade: programs keep running, the restarted age
 
   // the upgrade works once the agent is healthy
   node.ok(['upgrade', 'crashy', 'opensnoop:2.0.0']);
-  assert.equal(node.json<{ revision: number }>(['inspect', 'crashy']).revision, 2);
+  assert.equal((JSON.parse(node.ok(['inspect', 'crashy'])) as { revision: number }).revision, 2);
   node.ok(['rm', '-f', 'crashy']);
   assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });

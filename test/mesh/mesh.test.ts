@@ -92,3 +92,62 @@ test('rm of the instance restores direct traffic at once and leaves no program, 
   assert.match(direct.body, /^app=pod1 port=80 outbound= inbound=$/m);
   assert.deepEqual(await stillListed(ids), { prog: [], map: [], link: [] });
 });
+
+const DNS_PROXY = `
+const dgram = require('node:dgram');
+const s = dgram.createSocket('udp4');
+s.on('message', (m, r) => s.send('proxied:' + m, r.port, r.address));
+s.bind(Number(process.argv[1]), '127.0.0.1', () => console.log('ready'));
+`;
+const DNS_CLIENT = `
+const dgram = require('node:dgram');
+const [addr, connected] = [process.argv[1], process.argv[2] === 'connected'];
+const s = dgram.createSocket('udp4');
+const t = setTimeout(() => { console.log(JSON.stringify({ timeout: true })); process.exit(1); }, 3000);
+s.on('message', (m, r) => {
+  clearTimeout(t);
+  console.log(JSON.stringify({ reply: String(m), from: r.address + ':' + r.port, peer: connected ? s.remoteAddress() : null }));
+  s.close();
+});
+if (connected) s.connect(53, addr, () => s.send('q1'));
+else s.send('q1', 53, addr);
+`;
+
+test('DNS capture (istio mode): UDP 53 goes to the DNS proxy on 127.0.0.1:15053 and replies come from the original server', async (t) => {
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const proxy = tb.spawnInPod(a, 'node', ['-e', DNS_PROXY, '15053'], { uid: a.sidecar.uid });
+  assert.ok(proxy.pid);
+  for (let i = 0; i < 100; i++) {
+    const r = await tb.execInPod(a, 'ss', ['-Hunl']);
+    if (r.stdout.includes('127.0.0.1:15053')) break;
+    await new Promise((res) => setTimeout(res, 30));
+  }
+  const server = `${tb.subnet}.250`; // no such host: only the proxy can answer
+  for (const how of ['unconnected', 'connected']) {
+    const r = await tb.execInPod(a, 'node', ['-e', DNS_CLIENT, server, how]);
+    assert.equal(r.code, 0, `${how}: ${r.stdout} ${r.stderr}`);
+    const out = JSON.parse(r.stdout) as { reply: string; from: string; peer: { address: string; port: number } | null };
+    assert.equal(out.reply, 'proxied:q1', how);
+    assert.equal(out.from, `${server}:53`, how);
+    if (how === 'connected') assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 });
+  }
+  const s = mesh.maps.stats();
+  assert.ok(s.dns_redirect >= 2n && s.dns_restore >= 2n, JSON.stringify({ redirect: String(s.dns_redirect), restore: String(s.dns_restore) }));
+});
+
+test('linkerd mode: the proxy bind on 127.0.0.1:4140 is rewritten so app traffic reaches it, sidecar-to-sidecar via 4143', async (t) => {
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ mode: 'linkerd', beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ mode: 'linkerd', beforeStart: (p) => mesh.declare(p) });
+  const ss = await tb.execInPod(a, 'ss', ['-Htln']);
+  assert.match(ss.stdout, /0\.0\.0\.0:4140\s/, ss.stdout);
+  assert.doesNotMatch(ss.stdout, /127\.0\.0\.1:4140\s/);
+  const r = await tb.get(a, `http://${b.ip}/`);
+  assert.ok(r.ok, `${r.code} ${r.err}`);
+  assert.match(r.body, new RegExp(`app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80`));
+  const s = mesh.maps.stats();
+  assert.ok(s.bind_rewrite >= 2n && s.connect_peer >= 1n && s.msg_redirect_peer >= 1n);
+});

@@ -127,6 +127,7 @@ export class Controller {
       // going back to an earlier template (rollout undo): it becomes the newest revision again
       const renumbered = await this.api.update(PLURAL.revisions, existing.metadata.name, (o) => ({ ...o, revision: max + 1 }));
       if (!renumbered) throw new Error(`revision ${existing.metadata.name} vanished`);
+      this.#revisions.observe(renumbered);
       return renumbered;
     }
     const digest = await this.resolveDigest(template);
@@ -141,7 +142,9 @@ export class Controller {
       template,
     };
     try {
-      return await this.api.create(PLURAL.revisions, rev);
+      const created = await this.api.create(PLURAL.revisions, rev);
+      this.#revisions.observe(created);
+      return created;
     } catch (e) {
       if (statusCode(e) === 409) {
         const got = await this.api.get(PLURAL.revisions, rev.metadata.name);
@@ -236,7 +239,9 @@ export class Controller {
           spec: this.desiredSpec(d, node, update),
         };
         try {
-          byNode.set(node, await this.api.create(PLURAL.nodeInstances, ni));
+          const created = await this.api.create(PLURAL.nodeInstances, ni);
+          this.#instances.observe(created);
+          byNode.set(node, created);
         } catch (e) {
           if (statusCode(e) !== 409) throw e;
         }
@@ -255,7 +260,8 @@ export class Controller {
           budget -= costs;
           this.#log(`${dname}: node ${ni.spec.nodeName} to revision ${update.revision}`);
           const spec = this.desiredSpec(d, ni.spec.nodeName, update);
-          await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => ({ ...o, spec }));
+          const moved = await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => ({ ...o, spec }));
+          if (moved) this.#instances.observe(moved);
         }
       }
     }

@@ -20,6 +20,7 @@ export async function main(): Promise<void> {
     paths,
     namespace: arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     resyncMs: Number(arg('resync-ms') ?? 30_000),
+    cgroupRoot: arg('cgroup-root') ?? process.env.KBPF_CGROUP_ROOT,
   });
   await na.start();
   process.stderr.write(`kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`);

@@ -3,13 +3,14 @@
 // package by digest into the agent's store (cached: a digest already stored is not pulled again),
 // runs or upgrades it through the agent's one code path, and writes that node's status. An
 // instance being deleted is removed from the kernel before its finalizer is released.
+import { join } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import type { AgentPaths } from '../../agent/paths.js';
 import { RegistryClient } from '../../package/registry-client.js';
 import type { Credentials } from '../../package/auth.js';
 import {
   API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, PLURAL, VERSION, canonicalJson,
-  type BpfNodeInstance, type BpfNodeInstanceStatus, type NodePhase,
+  type Attach, type BpfNodeInstance, type BpfNodeInstanceStatus, type NodePhase,
 } from '../api.js';
 import { KbpfApi, Reflector, coalesced, errorText, statusCode, type Kube } from '../kube.js';
 
@@ -22,6 +23,11 @@ export interface NodeAgentOptions {
   log?: (msg: string) => void;
   /** how often everything is reconciled even without a change (ms) */
   resyncMs?: number;
+  /**
+   * This node's cgroup2 root (in a pod: the host's, mounted). A relative `attach.cgroup` of a
+   * deployment is resolved against it, and cgroup programs attach here when none is given.
+   */
+  cgroupRoot?: string;
 }
 
 export class NodeAgent {
@@ -106,7 +112,7 @@ export class NodeAgent {
     const gen = ni.metadata.generation ?? 0;
     if (this.#failed.get(name) === gen) return;
     const config = ni.spec.config ?? {};
-    const attach = ni.spec.attach ?? {};
+    const attach = this.localAttach(ni);
     if (local && local.phase === 'running' && this.matches(name, ni)) {
       await this.writeStatus(ni, this.runningStatus(ni));
       return;
@@ -141,7 +147,17 @@ export class NodeAgent {
     const rev = this.agent.history(name).find((r) => r.revision === st.revision);
     return st.digest === ni.spec.digest
       && canonicalJson(st.config ?? {}) === canonicalJson(ni.spec.config ?? {})
-      && canonicalJson(rev?.attach ?? {}) === canonicalJson(ni.spec.attach ?? {});
+      && canonicalJson(rev?.attach ?? {}) === canonicalJson(this.localAttach(ni));
+  }
+
+  /** The deployment's attach overrides with cgroup paths resolved on this node. */
+  private localAttach(ni: BpfNodeInstance): Attach {
+    const a: Attach = structuredClone(ni.spec.attach ?? {});
+    const root = this.opts.cgroupRoot;
+    if (!root) return a;
+    const resolve = (p: string): string => (p.startsWith('/') ? p : join(root, p));
+    a.cgroup = a.cgroup !== undefined ? resolve(a.cgroup) : root;
+    return a;
   }
 
   private programsOf(name: string): Partial<BpfNodeInstanceStatus> {

@@ -1,0 +1,159 @@
+// `npm run bench -- mesh`: requests through two sidecars, eBPF (mesh-accel) vs iptables REDIRECT.
+//
+// One test bed node (test/mesh/testbed.ts), two pods A and B, each with its app (HAProxy
+// answering itself) and its sidecar (HAProxy with `option transparent`, 1 thread, the istio uid).
+// wrk runs in pod A as the app would (its netns and cgroup, uid 0) against B's pod IP:
+//   none      no capture: A's app talks to B's app directly (the sidecars idle)
+//   iptables  istio-init's nat rules in both pods: app -> REDIRECT 15001 -> sidecar A ->
+//             B:80 -> REDIRECT 15006 -> sidecar B -> app B
+//   ebpf      mesh-accel run by a real agent on the pods' parent cgroup, both pods declared:
+//             app -> connect4 -> sidecar A -> connect4 -> B:15006 -> sidecar B -> app B, with
+//             sk_msg moving the bytes of every local hop through the sockhash
+// Each repeat measures every path (none, iptables, ebpf in turn, the instance removed again
+// after its turn so it costs the other paths nothing) at every point: keep-alive and
+// `Connection: close`, at 8 / 32 / 128 connections. Reported: medians over repeats, with the
+// min-max of requests/s as the spread.
+//
+// Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 3),
+// --mesh-conns=8,32,128.
+import { execFileSync } from 'node:child_process';
+import { median, note, result, type Benchmark, type BenchOptions } from './run.js';
+import { Testbed, type Pod } from '../test/mesh/testbed.js';
+import { runMesh, MESH_APP_DIR } from '../test/mesh/mesh-node.js';
+import { testAgent } from '../test/agent/fixture.js';
+
+type PathName = 'none' | 'iptables' | 'ebpf';
+const PATHS: PathName[] = ['none', 'iptables', 'ebpf'];
+
+interface Sample {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+function ms(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
+}
+
+export function parseWrk(out: string): Sample {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p = (q: string) => {
+    const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
+    return m ? ms(m[1]!, m[2]!) : NaN;
+  };
+  const err = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const errors = (err ? err.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
+  if (!Number.isFinite(rps)) throw new Error(`cannot parse wrk output:\n${out}`);
+  return { rps, p50Ms: p('50'), p99Ms: p('99'), errors };
+}
+
+function fmt(n: number, d = 2): string {
+  return Number.isFinite(n) ? n.toFixed(d) : 'n/a';
+}
+
+async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive: boolean, durationS: number): Promise<Sample> {
+  const args = ['-t1', `-c${conns}`, `-d${durationS}s`, '--latency', '--timeout', '5s', ...(keepAlive ? [] : ['-H', 'Connection: close']), url];
+  const r = await tb.execInPod(from, 'wrk', args, { timeoutMs: (durationS + 30) * 1000 });
+  if (r.code !== 0) throw new Error(`wrk failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return parseWrk(r.stdout);
+}
+
+export const benchmark: Benchmark = {
+  name: 'mesh',
+  description: 'HTTP through two HAProxy sidecars: no mesh vs iptables REDIRECT vs mesh-accel (eBPF), wrk keep-alive and close',
+  async run(opts: BenchOptions): Promise<void> {
+    const durationS = process.argv.some((a) => a.startsWith('--duration')) ? opts.durationS : 2;
+    const connsArg = opts.args.find((a) => a.startsWith('--mesh-conns='));
+    const conns = connsArg ? connsArg.slice('--mesh-conns='.length).split(',').map(Number) : [8, 32, 128];
+    const mid = conns[Math.floor(conns.length / 2)]!;
+    const cleanups: (() => unknown)[] = [];
+    const t = { after: (fn: () => unknown) => void cleanups.push(fn) };
+    try {
+      const tb = await Testbed.create(t, 'kbpfmeshbench');
+      const a = await tb.addPod();
+      const b = await tb.addPod();
+      // many short connections: allow reuse of TIME_WAIT ports inside the pods
+      for (const p of [a, b]) {
+        await tb.execInPod(p, 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65000']);
+      }
+      const ta = await testAgent(t);
+      const ref = await ta.build(MESH_APP_DIR);
+      const url = `http://${b.ip}:80/`;
+      const points = [...conns.map((c) => ({ c, ka: true })), ...conns.map((c) => ({ c, ka: false }))];
+      const key = (path: PathName, ka: boolean, c: number) => `${path}_${ka ? 'ka' : 'close'}_c${c}`;
+      const samples = new Map<string, Sample[]>();
+      note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${opts.repeats} repeats x ${durationS} s`);
+
+      for (let rep = 0; rep < opts.repeats; rep++) {
+        for (const path of PATHS) {
+          let mesh: Awaited<ReturnType<typeof runMesh>> | null = null;
+          if (path === 'iptables') for (const p of [a, b]) await tb.enableIptables(p);
+          if (path === 'ebpf') {
+            mesh = await runMesh(t, tb, `mesh-bench-${rep}`, { ta, ref });
+            for (const p of [a, b]) mesh.declare(p);
+          }
+          try {
+            // check the path really is what it says before measuring it
+            const probe = await tb.get(a, url);
+            const through = /outbound=\S+ inbound=\S+/.test(probe.body);
+            if (!probe.ok || through !== (path !== 'none')) throw new Error(`${path}: probe request went wrong: ${probe.code} ${probe.err} ${probe.body}`);
+            for (const pt of points) {
+              const s = await wrk(tb, a, url, pt.c, pt.ka, durationS);
+              const k = key(path, pt.ka, pt.c);
+              samples.set(k, [...(samples.get(k) ?? []), s]);
+              note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms${s.errors ? ` errors ${s.errors}` : ''}`);
+            }
+            if (mesh) {
+              const st = mesh.maps.stats();
+              note(`mesh: ebpf counters: connect_out ${st.connect_out} connect_peer ${st.connect_peer} msg_redirect ${st.msg_redirect} (peer ${st.msg_redirect_peer}) msg_pass ${st.msg_pass} origdst ${st.origdst}`);
+            }
+          } finally {
+            if (path === 'iptables') for (const p of [a, b]) await tb.disableIptables(p);
+            if (mesh) await mesh.remove();
+          }
+        }
+      }
+
+      const agg = (k: string) => {
+        const xs = samples.get(k) ?? [];
+        return {
+          rps: median(xs.map((x) => x.rps)), rpsMin: Math.min(...xs.map((x) => x.rps)), rpsMax: Math.max(...xs.map((x) => x.rps)),
+          p50: median(xs.map((x) => x.p50Ms)), p99: median(xs.map((x) => x.p99Ms)), errors: xs.reduce((s, x) => s + x.errors, 0),
+        };
+      };
+      note('');
+      note('| conn | connections | path | req/s (median) | req/s min-max | p50 ms | p99 ms | errors |');
+      note('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+      for (const pt of points) {
+        for (const path of PATHS) {
+          const k = key(path, pt.ka, pt.c);
+          const g = agg(k);
+          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${g.errors} |`);
+          result(`mesh_${k}_rps`, fmt(g.rps, 0));
+          result(`mesh_${k}_p50_ms`, fmt(g.p50, 3));
+          result(`mesh_${k}_p99_ms`, fmt(g.p99, 3));
+        }
+      }
+      const e = agg(key('ebpf', true, mid));
+      const i = agg(key('iptables', true, mid));
+      const ec = agg(key('ebpf', false, mid));
+      const ic = agg(key('iptables', false, mid));
+      result('mesh_rps_ratio', fmt(e.rps / i.rps, 3));
+      result('mesh_p50_ratio', fmt(e.p50 / i.p50, 3));
+      result('mesh_close_rps_ratio', fmt(ec.rps / ic.rps, 3));
+      result('mesh_close_p50_ratio', fmt(ec.p50 / ic.p50, 3));
+      note(`mesh: machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} CPUs, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
+    } finally {
+      for (const fn of cleanups.reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          note(`mesh: cleanup: ${(err as Error).message}`);
+        }
+      }
+    }
+  },
+};

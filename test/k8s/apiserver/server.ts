@@ -1,0 +1,723 @@
+// A test Kubernetes API server: only the API semantics kbpf relies on, over plain HTTP, so that
+// the real @kubernetes/client-node (and kubectl) can talk to it through a kubeconfig:
+// - discovery (/api, /apis, /api/v1, /apis/GROUP/VERSION) for the built-in kinds used (Node,
+//   Namespace, Secret, Lease, CustomResourceDefinition) and every kind a CRD defines;
+// - CRDs: creating one serves its kind; objects are validated against its OpenAPI v3 schema
+//   (defaults, pruning of unknown fields, x-kubernetes-validations), with a status subresource
+//   and selectableFields when the CRD declares them;
+// - create / get / list / update (409 Conflict on a stale resourceVersion) / merge-patch /
+//   delete (finalizers, deletionTimestamp), generation bumped on spec changes;
+// - list and watch with resourceVersion, label and field selectors, bookmarks, timeoutSeconds,
+//   and 410 Gone for a resourceVersion older than the retained event window (see compact());
+// - owner references with background garbage collection of dependents.
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { validate, compileSchemaRules, type Schema, type Problems } from './schema.js';
+
+type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata: Meta };
+interface Meta {
+  name: string;
+  namespace?: string;
+  generateName?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string }[];
+  [k: string]: unknown;
+}
+
+interface ResourceType {
+  group: string;
+  version: string;
+  plural: string;
+  singular: string;
+  kind: string;
+  namespaced: boolean;
+  shortNames?: string[];
+  categories?: string[];
+  schema?: Schema;
+  status: boolean;
+  /** field selector names besides metadata.name / metadata.namespace */
+  selectable: string[];
+}
+
+interface Event {
+  rv: number;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  rt: ResourceType;
+  obj: Obj;
+  old?: Obj;
+}
+
+interface Watcher {
+  rt: ResourceType;
+  namespace?: string;
+  match: (o: Obj) => boolean;
+  send: (type: string, obj: unknown) => void;
+  close: () => void;
+}
+
+class HttpError extends Error {
+  constructor(readonly code: number, readonly reason: string, message: string, readonly details?: unknown) {
+    super(message);
+  }
+}
+
+const BUILTIN: ResourceType[] = [
+  { group: '', version: 'v1', plural: 'nodes', singular: 'node', kind: 'Node', namespaced: false, shortNames: ['no'], status: true, selectable: ['spec.unschedulable'] },
+  { group: '', version: 'v1', plural: 'namespaces', singular: 'namespace', kind: 'Namespace', namespaced: false, shortNames: ['ns'], status: true, selectable: ['status.phase'] },
+  { group: '', version: 'v1', plural: 'secrets', singular: 'secret', kind: 'Secret', namespaced: true, status: false, selectable: ['type'] },
+  { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', singular: 'lease', kind: 'Lease', namespaced: true, status: false, selectable: [] },
+  { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', singular: 'customresourcedefinition', kind: 'CustomResourceDefinition', namespaced: false, shortNames: ['crd', 'crds'], status: true, selectable: [] },
+];
+
+function gv(rt: { group: string; version: string }): string {
+  return rt.group ? `${rt.group}/${rt.version}` : rt.version;
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** Label selector (the query-string form): =, ==, !=, in, notin, exists, !exists. */
+export function parseLabelSelector(s: string): (labels: Record<string, string>) => boolean {
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const c of s) {
+    if (c === '(') depth++;
+    if (c === ')') depth--;
+    if (c === ',' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  if (cur.trim()) parts.push(cur);
+  const tests = parts.map((raw) => {
+    const p = raw.trim();
+    let m: RegExpExecArray | null;
+    if ((m = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(p))) {
+      const [, key, op, vals] = m;
+      const set = vals!.split(',').map((v) => v.trim()).filter(Boolean);
+      return (l: Record<string, string>) => (op === 'in' ? key! in l && set.includes(l[key!]!) : !(key! in l) || !set.includes(l[key!]!));
+    }
+    if ((m = /^([^\s!=]+)\s*!=\s*(\S*)$/.exec(p))) {
+      const [, key, val] = m;
+      return (l: Record<string, string>) => l[key!] !== val;
+    }
+    if ((m = /^([^\s!=]+)\s*==?\s*(\S*)$/.exec(p))) {
+      const [, key, val] = m;
+      return (l: Record<string, string>) => l[key!] === val;
+    }
+    if ((m = /^!\s*([^\s!=]+)$/.exec(p))) {
+      const key = m[1]!;
+      return (l: Record<string, string>) => !(key in l);
+    }
+    if (/^[^\s!=(),]+$/.test(p)) return (l: Record<string, string>) => p in l;
+    throw new HttpError(400, 'BadRequest', `unable to parse requirement: ${JSON.stringify(p)}`);
+  });
+  return (labels) => tests.every((t) => t(labels));
+}
+
+function fieldValue(o: Obj, path: string): string | undefined {
+  let v: unknown = o;
+  for (const k of path.split('.')) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v === undefined || v === null ? undefined : String(v);
+}
+
+export interface TestApiServerOptions {
+  /** how many events watches can resume from (older resourceVersions get 410 Gone) */
+  eventWindow?: number;
+  bookmarkIntervalMs?: number;
+}
+
+export class TestApiServer {
+  readonly types = new Map<string, ResourceType>(); // key gv/plural
+  readonly objects = new Map<string, Obj>(); // key gv/plural/ns/name
+  readonly events: Event[] = [];
+  readonly watchers = new Set<Watcher>();
+  /** warnings sent to clients (unknown fields pruned), for tests to assert on */
+  readonly warnings: string[] = [];
+  /** every request: method and path, for tests */
+  readonly requests: { method: string; path: string; code: number }[] = [];
+  #rv = 100;
+  /** resourceVersions at or below this are gone */
+  #compactedRv = 100;
+  #server?: Server;
+  url = '';
+
+  constructor(readonly opts: TestApiServerOptions = {}) {
+    for (const rt of BUILTIN) this.types.set(`${gv(rt)}/${rt.plural}`, rt);
+  }
+
+  async start(): Promise<string> {
+    this.#server = createServer((req, res) => {
+      this.handle(req, res).catch((e) => this.fail(res, e));
+    });
+    this.#server.keepAliveTimeout = 1000;
+    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.watchers) w.close();
+    this.#server?.closeAllConnections();
+    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
+  }
+
+  /** Writes a kubeconfig that points at this server. */
+  writeKubeconfig(path: string, user = 'test-admin'): string {
+    writeFileSync(path, [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      '- name: test',
+      '  cluster:',
+      `    server: ${this.url}`,
+      'users:',
+      `- name: ${user}`,
+      '  user:',
+      '    token: test-token',
+      'contexts:',
+      '- name: test',
+      '  context:',
+      '    cluster: test',
+      `    user: ${user}`,
+      'current-context: test',
+      '',
+    ].join('\n'));
+    return path;
+  }
+
+  /** Forgets every event so far: watches resuming from an older resourceVersion get 410 Gone. */
+  compact(): void {
+    this.#compactedRv = this.#rv;
+    this.events.length = 0;
+  }
+
+  /** Ends every open watch (as an API server restart or a load balancer would). */
+  dropWatches(): void {
+    for (const w of [...this.watchers]) w.close();
+  }
+
+  get resourceVersion(): number {
+    return this.#rv;
+  }
+
+  // ---- storage ----
+
+  private key(rt: ResourceType, ns: string | undefined, name: string): string {
+    return `${gv(rt)}/${rt.plural}/${ns ?? ''}/${name}`;
+  }
+
+  private all(rt: ResourceType, ns?: string): Obj[] {
+    const prefix = `${gv(rt)}/${rt.plural}/`;
+    const out: Obj[] = [];
+    for (const [k, o] of this.objects) if (k.startsWith(prefix) && (ns === undefined || o.metadata.namespace === ns)) out.push(o);
+    return out;
+  }
+
+  private emit(type: Event['type'], rt: ResourceType, obj: Obj, old?: Obj): void {
+    const ev: Event = { rv: Number(obj.metadata.resourceVersion), type, rt, obj: structuredClone(obj), old: old && structuredClone(old) };
+    this.events.push(ev);
+    const max = this.opts.eventWindow ?? 5000;
+    if (this.events.length > max) {
+      const dropped = this.events.splice(0, this.events.length - max);
+      this.#compactedRv = dropped.at(-1)!.rv;
+    }
+    for (const w of this.watchers) this.deliver(w, ev);
+  }
+
+  private deliver(w: Watcher, ev: Event): void {
+    if (w.rt !== ev.rt) return;
+    if (w.namespace !== undefined && ev.obj.metadata.namespace !== w.namespace) return;
+    const now = w.match(ev.obj);
+    const before = ev.old ? w.match(ev.old) : false;
+    if (ev.type === 'MODIFIED') {
+      if (now && before) w.send('MODIFIED', ev.obj);
+      else if (now) w.send('ADDED', ev.obj);
+      else if (before) w.send('DELETED', ev.obj);
+    } else if (now) w.send(ev.type, ev.obj);
+  }
+
+  private nextRv(): string {
+    return String(++this.#rv);
+  }
+
+  // ---- HTTP ----
+
+  private fail(res: ServerResponse, e: unknown): void {
+    const he = e instanceof HttpError ? e : new HttpError(500, 'InternalError', (e as Error).stack ?? String(e));
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    this.json(res, he.code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: he.message, reason: he.reason, code: he.code, ...(he.details ? { details: he.details } : {}) });
+  }
+
+  private json(res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {
+    const text = JSON.stringify(body);
+    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
+    res.end(text);
+  }
+
+  private async body(req: IncomingMessage): Promise<Obj> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (!text) return {} as Obj;
+    try {
+      return JSON.parse(text) as Obj;
+    } catch {
+      throw new HttpError(400, 'BadRequest', 'the request body is not JSON');
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const method = req.method ?? 'GET';
+    res.on('finish', () => this.requests.push({ method, path: url.pathname, code: res.statusCode }));
+    const parts = url.pathname.split('/').filter(Boolean);
+    if (url.pathname === '/version') return this.json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-kbpf-test', platform: 'linux/amd64' });
+    if (url.pathname === '/healthz' || url.pathname === '/readyz') {
+      res.writeHead(200).end('ok');
+      return;
+    }
+    if (parts[0] === 'api' && parts.length === 1) return this.json(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: url.host }] });
+    if (parts[0] === 'apis' && parts.length === 1) return this.json(res, 200, this.groupList());
+    let group: string;
+    let version: string;
+    let rest: string[];
+    if (parts[0] === 'api') {
+      group = '';
+      version = parts[1]!;
+      rest = parts.slice(2);
+    } else if (parts[0] === 'apis' && parts.length >= 2) {
+      group = parts[1]!;
+      if (parts.length === 2) {
+        const g = this.groupList().groups.find((x) => x.name === group);
+        if (!g) throw new HttpError(404, 'NotFound', `the server could not find the requested resource`);
+        return this.json(res, 200, { kind: 'APIGroup', apiVersion: 'v1', ...g });
+      }
+      version = parts[2]!;
+      rest = parts.slice(3);
+    } else throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+    if (rest.length === 0) return this.json(res, 200, this.resourceList(group, version));
+    let ns: string | undefined;
+    if (rest[0] === 'namespaces' && rest.length >= 3) {
+      ns = rest[1];
+      rest = rest.slice(2);
+    }
+    const [plural, name, sub] = rest;
+    const rt = this.types.get(`${group ? `${group}/` : ''}${version}/${plural}`);
+    if (!rt) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${method} ${url.pathname})`);
+    if (rt.namespaced && name !== undefined && ns === undefined) throw new HttpError(404, 'NotFound', `${rt.plural} is namespaced: use /namespaces/NS/${rt.plural}/${name}`);
+    if (!rt.namespaced && ns !== undefined) throw new HttpError(404, 'NotFound', `${rt.plural} is cluster-scoped`);
+    if (sub !== undefined && !(sub === 'status' && rt.status)) throw new HttpError(404, 'NotFound', `no subresource ${sub} of ${rt.plural}`);
+    const q = url.searchParams;
+    if (name === undefined) {
+      if (method === 'GET' && (q.get('watch') === 'true' || q.get('watch') === '1')) return this.watch(req, res, rt, ns, q);
+      if (method === 'GET') return this.json(res, 200, this.list(rt, ns, q));
+      if (method === 'POST') {
+        const body = await this.body(req);
+        const warnings: string[] = [];
+        const created = this.create(rt, ns, body, warnings);
+        return this.json(res, 201, created, this.warningHeader(warnings));
+      }
+      throw new HttpError(405, 'MethodNotAllowed', `${method} on a collection is not supported`);
+    }
+    switch (method) {
+      case 'GET':
+        return this.json(res, 200, this.get(rt, ns, name));
+      case 'PUT': {
+        const warnings: string[] = [];
+        const out = this.update(rt, ns, name, await this.body(req), sub === 'status', warnings);
+        return this.json(res, 200, out, this.warningHeader(warnings));
+      }
+      case 'PATCH': {
+        const ct = String(req.headers['content-type'] ?? '');
+        if (!ct.startsWith('application/merge-patch+json')) throw new HttpError(415, 'UnsupportedMediaType', `the test API server supports only application/merge-patch+json patches (got ${ct || 'none'})`);
+        const cur = structuredClone(this.get(rt, ns, name));
+        const patched = mergePatch(cur, await this.body(req)) as Obj;
+        const warnings: string[] = [];
+        const out = this.update(rt, ns, name, patched, sub === 'status', warnings, true);
+        return this.json(res, 200, out, this.warningHeader(warnings));
+      }
+      case 'DELETE': {
+        const body = await this.body(req).catch(() => ({}) as Obj);
+        const policy = q.get('propagationPolicy') ?? (body as { propagationPolicy?: string }).propagationPolicy ?? 'Background';
+        return this.json(res, 200, this.delete(rt, ns, name, policy));
+      }
+    }
+    throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported`);
+  }
+
+  private warningHeader(w: string[]): Record<string, string> {
+    if (!w.length) return {};
+    this.warnings.push(...w);
+    return { Warning: w.map((x) => `299 - ${JSON.stringify(x)}`).join(', ') };
+  }
+
+  private groupList() {
+    const groups = new Map<string, Set<string>>();
+    for (const rt of this.types.values()) {
+      if (!rt.group) continue;
+      if (!groups.has(rt.group)) groups.set(rt.group, new Set());
+      groups.get(rt.group)!.add(rt.version);
+    }
+    return {
+      kind: 'APIGroupList',
+      apiVersion: 'v1',
+      groups: [...groups].map(([name, vs]) => {
+        const versions = [...vs].map((v) => ({ groupVersion: `${name}/${v}`, version: v }));
+        return { name, versions, preferredVersion: versions[0]! };
+      }),
+    };
+  }
+
+  private resourceList(group: string, version: string) {
+    const rts = [...this.types.values()].filter((t) => t.group === group && t.version === version);
+    if (rts.length === 0) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${group}/${version})`);
+    const resources = [];
+    for (const rt of rts) {
+      resources.push({
+        name: rt.plural, singularName: rt.singular, namespaced: rt.namespaced, kind: rt.kind,
+        verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+        ...(rt.shortNames ? { shortNames: rt.shortNames } : {}), ...(rt.categories ? { categories: rt.categories } : {}),
+      });
+      if (rt.status) resources.push({ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] });
+    }
+    return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
+  }
+
+  private matcher(rt: ResourceType, q: URLSearchParams): (o: Obj) => boolean {
+    const ls = q.get('labelSelector');
+    const fs = q.get('fieldSelector');
+    const labelOk = ls ? parseLabelSelector(ls) : () => true;
+    const fieldTests: ((o: Obj) => boolean)[] = [];
+    for (const part of (fs ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+      const m = /^([^!=]+)(==|=|!=)(.*)$/.exec(part);
+      if (!m) throw new HttpError(400, 'BadRequest', `invalid field selector ${JSON.stringify(part)}`);
+      const [, field, op, value] = m;
+      if (!['metadata.name', 'metadata.namespace', ...rt.selectable].includes(field!)) {
+        throw new HttpError(400, 'BadRequest', `field label not supported: ${field}`);
+      }
+      fieldTests.push((o) => ((fieldValue(o, field!) ?? '') === value) === (op !== '!='));
+    }
+    return (o) => labelOk(o.metadata.labels ?? {}) && fieldTests.every((t) => t(o));
+  }
+
+  list(rt: ResourceType, ns: string | undefined, q: URLSearchParams) {
+    const rv = q.get('resourceVersion');
+    if (rv && rv !== '0' && q.get('resourceVersionMatch') === 'Exact' && Number(rv) <= this.#compactedRv) {
+      throw new HttpError(410, 'Expired', `too old resource version: ${rv} (${this.#compactedRv})`);
+    }
+    const match = this.matcher(rt, q);
+    const items = this.all(rt, ns).filter(match).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    return { kind: `${rt.kind}List`, apiVersion: gv(rt), metadata: { resourceVersion: String(this.#rv) }, items };
+  }
+
+  private watch(req: IncomingMessage, res: ServerResponse, rt: ResourceType, ns: string | undefined, q: URLSearchParams): void {
+    const match = this.matcher(rt, q);
+    const rvParam = q.get('resourceVersion') ?? '';
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    const send = (type: string, object: unknown): void => {
+      if (!res.writableEnded) res.write(`${JSON.stringify({ type, object })}\n`);
+    };
+    const timers: NodeJS.Timeout[] = [];
+    const w: Watcher = {
+      rt, namespace: ns, match, send,
+      close: () => {
+        this.watchers.delete(w);
+        for (const t of timers) clearInterval(t);
+        if (!res.writableEnded) res.end();
+      },
+    };
+    req.on('close', () => w.close());
+    if (rvParam === '' || rvParam === '0') {
+      for (const o of this.all(rt, ns).filter(match)) send('ADDED', o);
+    } else {
+      const from = Number(rvParam);
+      if (!Number.isFinite(from) || from < this.#compactedRv) {
+        send('ERROR', { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${rvParam} (${this.#compactedRv})`, reason: 'Expired', code: 410 });
+        res.end();
+        return;
+      }
+      for (const ev of this.events) if (ev.rv > from) this.deliver(w, ev);
+    }
+    this.watchers.add(w);
+    if (q.get('allowWatchBookmarks') === 'true') {
+      timers.push(setInterval(() => send('BOOKMARK', { kind: rt.kind, apiVersion: gv(rt), metadata: { resourceVersion: String(this.#rv) } }), this.opts.bookmarkIntervalMs ?? 1000));
+    }
+    const timeout = Number(q.get('timeoutSeconds') ?? 0);
+    if (timeout > 0) timers.push(setTimeout(() => w.close(), timeout * 1000));
+  }
+
+  get(rt: ResourceType, ns: string | undefined, name: string): Obj {
+    const o = this.objects.get(this.key(rt, ns, name));
+    if (!o) throw new HttpError(404, 'NotFound', `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}" not found`, { name, group: rt.group, kind: rt.plural });
+    return o;
+  }
+
+  private check(rt: ResourceType, obj: Obj, old: Obj | undefined, warnings: string[]): void {
+    const expectedApi = gv(rt);
+    if (obj.apiVersion !== undefined && obj.apiVersion !== expectedApi) throw new HttpError(400, 'BadRequest', `apiVersion ${obj.apiVersion} does not match ${expectedApi}`);
+    if (obj.kind !== undefined && obj.kind !== rt.kind) throw new HttpError(400, 'BadRequest', `kind ${obj.kind} does not match ${rt.kind}`);
+    obj.apiVersion = expectedApi;
+    obj.kind = rt.kind;
+    const name = obj.metadata.name;
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253) {
+      throw this.invalid(rt, name, [`metadata.name: Invalid value: ${JSON.stringify(name)}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`]);
+    }
+    if (rt.plural === 'customresourcedefinitions') {
+      const errs = validateCrd(obj);
+      if (errs.length) throw this.invalid(rt, name, errs);
+    }
+    if (!rt.schema) return;
+    const p: Problems = { errors: [], warnings: [] };
+    validate(rt.schema, obj, '', p, old, true);
+    warnings.push(...p.warnings);
+    if (p.errors.length) throw this.invalid(rt, name, p.errors);
+  }
+
+  private invalid(rt: ResourceType, name: string, errors: string[]): HttpError {
+    const gk = rt.group ? `${rt.kind}.${rt.group}` : rt.kind;
+    return new HttpError(422, 'Invalid', `${gk} "${name}" is invalid: ${errors.length > 1 ? `[${errors.join(', ')}]` : errors[0]}`, {
+      name, group: rt.group, kind: rt.kind, causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e, field: e.split(':')[0] })),
+    });
+  }
+
+  create(rt: ResourceType, ns: string | undefined, body: Obj, warnings: string[] = []): Obj {
+    const obj = structuredClone(body);
+    obj.metadata = obj.metadata ?? ({} as Meta);
+    if (!obj.metadata.name && obj.metadata.generateName) obj.metadata.name = `${obj.metadata.generateName}${randomUUID().slice(0, 5)}`;
+    if (!obj.metadata.name) throw new HttpError(422, 'Invalid', `${rt.kind} is invalid: metadata.name: Required value: name or generateName is required`);
+    if (rt.namespaced) {
+      if (obj.metadata.namespace && ns && obj.metadata.namespace !== ns) throw new HttpError(400, 'BadRequest', 'the namespace of the object does not match the namespace of the request');
+      obj.metadata.namespace = ns ?? obj.metadata.namespace;
+    } else delete obj.metadata.namespace;
+    const k = this.key(rt, obj.metadata.namespace, obj.metadata.name);
+    if (this.objects.has(k)) throw new HttpError(409, 'AlreadyExists', `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${obj.metadata.name}" already exists`, { name: obj.metadata.name, group: rt.group, kind: rt.plural });
+    if (rt.status && rt.schema) delete obj.status; // the status subresource owns it
+    this.check(rt, obj, undefined, warnings);
+    const m = obj.metadata;
+    m.uid = randomUUID();
+    m.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    m.generation = 1;
+    delete m.deletionTimestamp;
+    delete m.resourceVersion;
+    if (rt.plural === 'customresourcedefinitions') this.establish(obj);
+    m.resourceVersion = this.nextRv();
+    this.objects.set(k, obj);
+    this.emit('ADDED', rt, obj);
+    return obj;
+  }
+
+  update(rt: ResourceType, ns: string | undefined, name: string, body: Obj, statusOnly: boolean, warnings: string[] = [], fromPatch = false): Obj {
+    const old = this.get(rt, ns, name);
+    if (!body.metadata) body.metadata = {} as Meta;
+    if (body.metadata.name !== undefined && body.metadata.name !== name) throw new HttpError(400, 'BadRequest', `the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
+    const rv = body.metadata.resourceVersion;
+    if (rv !== undefined && rv !== '' && rv !== old.metadata.resourceVersion && !fromPatch) {
+      throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, group: rt.group, kind: rt.plural });
+    }
+    let next: Obj;
+    if (statusOnly) {
+      next = structuredClone(old);
+      next.status = structuredClone(body.status);
+      if (next.status === undefined) delete next.status;
+    } else {
+      next = structuredClone(body);
+      next.metadata.name = name;
+      if (rt.status && (rt.schema || rt.plural === 'customresourcedefinitions' || rt.plural === 'nodes' || rt.plural === 'namespaces')) {
+        if (old.status === undefined) delete next.status;
+        else next.status = structuredClone(old.status);
+      }
+      for (const f of ['uid', 'creationTimestamp', 'generation', 'deletionTimestamp', 'namespace'] as const) {
+        if (old.metadata[f] === undefined) delete next.metadata[f];
+        else (next.metadata as Record<string, unknown>)[f] = old.metadata[f];
+      }
+      if (old.metadata.deletionTimestamp) {
+        const added = (next.metadata.finalizers ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f));
+        if (added.length) throw new HttpError(422, 'Forbidden', `no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}`);
+      }
+    }
+    next.metadata.resourceVersion = old.metadata.resourceVersion;
+    this.check(rt, next, old, warnings);
+    const specOf = (o: Obj) => canonical(Object.fromEntries(Object.entries(o).filter(([k]) => !['metadata', 'status', 'apiVersion', 'kind'].includes(k))));
+    if (!statusOnly && specOf(next) !== specOf(old)) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
+    if (canonical(next) === canonical(old)) return old; // no-op: no new resourceVersion, no event
+    if (rt.plural === 'customresourcedefinitions') this.establish(next);
+    next.metadata.resourceVersion = this.nextRv();
+    const k = this.key(rt, old.metadata.namespace, name);
+    this.objects.set(k, next);
+    this.emit('MODIFIED', rt, next, old);
+    if (next.metadata.deletionTimestamp && !(next.metadata.finalizers ?? []).length) this.remove(rt, next);
+    return next;
+  }
+
+  delete(rt: ResourceType, ns: string | undefined, name: string, policy = 'Background'): Obj {
+    const o = this.get(rt, ns, name);
+    if (policy === 'Orphan') {
+      for (const d of this.dependents(o.metadata.uid!)) {
+        const drt = this.typeOf(d);
+        this.update(drt, d.metadata.namespace, d.metadata.name, { ...structuredClone(d), metadata: { ...structuredClone(d.metadata), ownerReferences: d.metadata.ownerReferences!.filter((r) => r.uid !== o.metadata.uid) } }, false);
+      }
+    }
+    if ((o.metadata.finalizers ?? []).length) {
+      if (o.metadata.deletionTimestamp) return o;
+      const next = structuredClone(o);
+      next.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      next.metadata.resourceVersion = this.nextRv();
+      this.objects.set(this.key(rt, o.metadata.namespace, name), next);
+      this.emit('MODIFIED', rt, next, o);
+      return next;
+    }
+    return this.remove(rt, o);
+  }
+
+  private remove(rt: ResourceType, o: Obj): Obj {
+    this.objects.delete(this.key(rt, o.metadata.namespace, o.metadata.name));
+    const gone = structuredClone(o);
+    gone.metadata.resourceVersion = this.nextRv();
+    this.emit('DELETED', rt, gone, o);
+    if (rt.plural === 'customresourcedefinitions') this.unserve(o);
+    // background garbage collection: dependents whose owners are all gone are deleted
+    const uid = o.metadata.uid!;
+    setImmediate(() => this.collect(uid));
+    return gone;
+  }
+
+  private dependents(uid: string): Obj[] {
+    return [...this.objects.values()].filter((d) => d.metadata.ownerReferences?.some((r) => r.uid === uid));
+  }
+
+  private typeOf(o: Obj): ResourceType {
+    const [group, version] = o.apiVersion!.includes('/') ? o.apiVersion!.split('/') : ['', o.apiVersion!];
+    const rt = [...this.types.values()].find((t) => t.group === group && t.version === version && t.kind === o.kind);
+    if (!rt) throw new Error(`no type for ${o.apiVersion} ${o.kind}`);
+    return rt;
+  }
+
+  private collect(uid: string): void {
+    const uids = new Set([...this.objects.values()].map((o) => o.metadata.uid));
+    for (const d of this.dependents(uid)) {
+      if (d.metadata.ownerReferences!.some((r) => uids.has(r.uid))) continue;
+      try {
+        this.delete(this.typeOf(d), d.metadata.namespace, d.metadata.name);
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+
+  // ---- CRDs ----
+
+  private establish(crd: Obj): void {
+    const spec = crd.spec as CrdSpec;
+    for (const v of spec.versions) {
+      if (!v.served) continue;
+      const rt: ResourceType = {
+        group: spec.group, version: v.name, plural: spec.names.plural, singular: spec.names.singular ?? spec.names.kind.toLowerCase(), kind: spec.names.kind,
+        namespaced: spec.scope === 'Namespaced', shortNames: spec.names.shortNames, categories: spec.names.categories,
+        schema: v.schema?.openAPIV3Schema, status: !!v.subresources?.status,
+        selectable: (v.selectableFields ?? []).map((f) => f.jsonPath.replace(/^\./, '')),
+      };
+      this.types.set(`${spec.group}/${v.name}/${spec.names.plural}`, rt);
+    }
+    crd.status = {
+      conditions: [
+        { type: 'NamesAccepted', status: 'True', reason: 'NoConflicts', message: 'no conflicts found', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+        { type: 'Established', status: 'True', reason: 'InitialNamesAccepted', message: 'the initial names have been accepted', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+      ],
+      acceptedNames: spec.names,
+      storedVersions: spec.versions.filter((v) => v.storage).map((v) => v.name),
+    };
+  }
+
+  private unserve(crd: Obj): void {
+    const spec = crd.spec as CrdSpec;
+    for (const v of spec.versions) {
+      const rt = this.types.get(`${spec.group}/${v.name}/${spec.names.plural}`);
+      if (!rt) continue;
+      for (const o of this.all(rt)) this.objects.delete(this.key(rt, o.metadata.namespace, o.metadata.name));
+      this.types.delete(`${spec.group}/${v.name}/${spec.names.plural}`);
+    }
+  }
+}
+
+interface CrdSpec {
+  group: string;
+  scope: 'Cluster' | 'Namespaced';
+  names: { kind: string; plural: string; singular?: string; listKind?: string; shortNames?: string[]; categories?: string[] };
+  versions: { name: string; served: boolean; storage: boolean; schema?: { openAPIV3Schema?: Schema }; subresources?: { status?: object }; selectableFields?: { jsonPath: string }[] }[];
+}
+
+/** What the real API server checks of a CRD itself (the part that matters here). */
+export function validateCrd(crd: Obj): string[] {
+  const errs: string[] = [];
+  const spec = crd.spec as CrdSpec | undefined;
+  if (!spec) return ['spec: Required value'];
+  if (!spec.group || !spec.names?.plural || !spec.names?.kind) errs.push('spec.group, spec.names.plural and spec.names.kind are required');
+  if (crd.metadata.name !== `${spec.names?.plural}.${spec.group}`) errs.push(`metadata.name: Invalid value: ${JSON.stringify(crd.metadata.name)}: must be spec.names.plural+"."+spec.group`);
+  if (!['Cluster', 'Namespaced'].includes(spec.scope)) errs.push('spec.scope: Unsupported value');
+  if (!Array.isArray(spec.versions) || spec.versions.filter((v) => v.storage).length !== 1) errs.push('spec.versions: Invalid value: must have exactly one version marked as storage version');
+  for (const [i, v] of (spec.versions ?? []).entries()) {
+    const s = v.schema?.openAPIV3Schema;
+    if (!s) {
+      errs.push(`spec.versions[${i}].schema.openAPIV3Schema: Required value: schemas are required`);
+      continue;
+    }
+    errs.push(...structural(s, `spec.versions[${i}].schema.openAPIV3Schema`, true));
+    errs.push(...compileSchemaRules(s, `spec.versions[${i}].schema.openAPIV3Schema`));
+    for (const f of v.selectableFields ?? []) {
+      let node: Schema | undefined = s;
+      for (const k of f.jsonPath.replace(/^\./, '').split('.')) node = node?.properties?.[k];
+      if (!node || !['string', 'integer', 'boolean'].includes(node.type ?? '')) errs.push(`spec.versions[${i}].selectableFields: Invalid value: ${JSON.stringify(f.jsonPath)}: must point to a string, integer or boolean field`);
+    }
+  }
+  return errs;
+}
+
+/** A structural schema: every node has a type (or int-or-string / preserve-unknown-fields), nothing else allowed. */
+function structural(s: Schema, path: string, root = false): string[] {
+  const errs: string[] = [];
+  const allowed = new Set(['type', 'properties', 'additionalProperties', 'items', 'required', 'enum', 'minimum', 'maximum', 'minLength', 'maxLength', 'minItems', 'maxItems', 'maxProperties', 'pattern', 'format', 'default', 'nullable', 'description', 'x-kubernetes-int-or-string', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-validations', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-map-type', 'exclusiveMinimum', 'exclusiveMaximum', 'minProperties', 'uniqueItems', 'title', 'example', 'x-kubernetes-embedded-resource']);
+  for (const k of Object.keys(s)) if (!allowed.has(k)) errs.push(`${path}.${k}: Forbidden: not allowed in a structural schema`);
+  if (!s.type && !s['x-kubernetes-int-or-string'] && !s['x-kubernetes-preserve-unknown-fields']) errs.push(`${path}.type: Required value: must not be empty for specified object fields`);
+  if (root && s.type !== 'object') errs.push(`${path}.type: Invalid value: must be object at the root`);
+  if (s.properties && s.additionalProperties !== undefined && s.additionalProperties !== false) errs.push(`${path}: Forbidden: additionalProperties and properties are mutually exclusive`);
+  if (s.type === 'array' && !s.items) errs.push(`${path}.items: Required value: must be specified for arrays`);
+  if (s['x-kubernetes-list-type'] === 'map' && !s['x-kubernetes-list-map-keys']?.length) errs.push(`${path}: x-kubernetes-list-map-keys required for a list of type map`);
+  if (s.default !== undefined && root) errs.push(`${path}.default: Forbidden at the root`);
+  for (const [k, p] of Object.entries(s.properties ?? {})) errs.push(...structural(p, `${path}.properties[${k}]`));
+  if (typeof s.additionalProperties === 'object') errs.push(...structural(s.additionalProperties, `${path}.additionalProperties`));
+  if (s.items) errs.push(...structural(s.items, `${path}.items`));
+  return errs;
+}
+
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
