@@ -460,12 +460,12 @@ export function buildProgram(io: CliIo): Command {
     });
 
   // ---- packages ----
-  cmd('images', 'list the packages in the local store (reads the store directly: no agent needed)')
+  cmd('images', 'list the packages in the local store')
     .alias('packages')
     .option('-q, --quiet', 'print only references')
     .addOption(outputOption())
     .action(async (opts: { quiet?: boolean; output: OutputFormat }, c: Command) => {
-      const list = await new LayoutStore(paths(globals(c)).storeDir).list();
+      const list = await client(c).images();
       if (opts.output === 'json') return out(json(list));
       const rows: string[][] = [];
       for (const p of list) {

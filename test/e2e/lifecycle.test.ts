@@ -46,10 +46,9 @@ test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
   const built = node.ok(['build', join(ROOT, 'examples/opensnoop')]);
   assert.match(built, /opensnoop:1\.0\.0/);
   node.ok(['build', variant(join(work, 'v2'), join(ROOT, 'examples/opensnoop'), '2.0.0', (c) => c.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'))]);
+  await node.startAgent();
   const images = node.json<{ name: string; tags: string[] }[]>(['images']);
   assert.deepEqual(images.map((i) => [i.name, i.tags]).sort(), [['opensnoop', ['1.0.0']], ['opensnoop', ['2.0.0']]]);
-
-  await node.startAgent();
   const gen = opener(opens, 20);
   t.after(() => gen.kill('SIGKILL'));
   node.ok(['run', '--name', 'snoop', '--set', `target_pid=${gen.pid}`, 'opensnoop:1.0.0']);
@@ -103,9 +102,8 @@ test('a failed build and a failed run leave nothing', async (t) => {
   const r = node.kbpf(['build', '-t', 'broken:1.0', bad]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /broken\.bpf\.c:2:\d+: error/);
-  assert.deepEqual(node.json<unknown[]>(['images']), []);
-
   await node.startAgent();
+  assert.deepEqual(node.json<unknown[]>(['images']), []);
   node.ok(['build', join(ROOT, 'examples/tcpconnect')]);
   const fail = node.kbpf(['run', '--name', 'tc1', '--cgroup', '/sys/fs/cgroup/unified/no-such-cgroup', 'tcpconnect:1.0.0']);
   assert.equal(fail.code, 1);
