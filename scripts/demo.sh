@@ -19,16 +19,17 @@ trap cleanup EXIT
 
 echo "== building the example packages"
 for ex in examples/*/; do kbpf build "$ex"; done
-kbpf images
 
 if kbpf ps >/dev/null 2>&1; then
   echo "== using the agent already running at $KBPF_STATE_DIR"
 else
   echo "== starting the agent (state in $KBPF_STATE_DIR)"
-  kbpf agent >"${TMPDIR:-/tmp}/kbpf-demo-agent.log" 2>&1 &
+  node bin/kbpf.js agent >"${TMPDIR:-/tmp}/kbpf-demo-agent.log" 2>&1 &
   agent_pid=$!
   for _ in $(seq 100); do kbpf ps >/dev/null 2>&1 && break; sleep 0.1; done
 fi
+
+kbpf images
 
 echo "== running opensnoop"
 kbpf rm -f demo-opensnoop >/dev/null 2>&1 || true

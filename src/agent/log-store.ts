@@ -319,7 +319,10 @@ export class LogStore {
 
   private openFile(w: Writer): void {
     mkdirSync(w.dir, { recursive: true, mode: 0o700 });
-    w.fd = openSync(join(w.dir, FILE), 'a', 0o600);
+    // a+: followers in this process read the live file through this fd (pread), so following
+    // a log opens nothing: an agent running opensnoop would otherwise see its own opens, log
+    // them, read them, and so on
+    w.fd = openSync(join(w.dir, FILE), 'a+', 0o600);
     w.size = fstatSync(w.fd).size;
   }
 
@@ -507,9 +510,11 @@ export class LogStore {
         const s = stats[i]!;
         if (s.ino < 0) continue;
         const start = i === from ? fromOffset : 0;
+        const writer = this.#writers.get(instance);
+        const shared = i === 0 && writer?.fd !== undefined ? writer.fd : undefined;
         let fd: number;
         try {
-          fd = openSync(s.path, 'r');
+          fd = shared ?? openSync(s.path, 'r');
         } catch (e) {
           if (isNotFound(e)) continue;
           throw e;
@@ -533,7 +538,7 @@ export class LogStore {
           parseLines(buf.subarray(0, end).toString('utf8'), records, lastSeq);
           if (i === 0) newCursor = { ino: st.ino, offset: start + end };
         } finally {
-          closeSync(fd);
+          if (fd !== shared) closeSync(fd);
         }
       }
     }
