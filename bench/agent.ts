@@ -2,7 +2,7 @@
 // its unix-socket API), against the bare runtime doing the same load + attach in-process; and the
 // agent's RSS with 200 running instances, against the same agent idle.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,7 @@ export const benchmark: Benchmark = {
     ensureBpffs();
     const stateDir = mkdtempSync(join(tmpdir(), 'kbpf-bench-'));
     const bpffsDir = `/sys/fs/bpf/kbpf-bench-${process.pid}`;
+    const cgroupRoot = `/sys/fs/cgroup/unified/kbpf-bench-${process.pid}`;
     const runs = Number(opts.args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 40);
     const instances = Number(opts.args.find((a) => a.startsWith('--instances='))?.slice(12) ?? 200);
     let agent: { proc: ChildProcess; client: ApiClient } | undefined;
@@ -60,6 +61,11 @@ export const benchmark: Benchmark = {
       const store = new LayoutStore(join(stateDir, 'store'));
       const built = await buildPackage(join(ROOT, 'examples/opensnoop'), { store, cacheDir: join(ROOT, 'build') });
       const ref = built.stored.reference;
+      // a tracepoint takes at most 64 programs, so the 200 instances are per-"pod" tcpconnect
+      // instances, each on its own cgroup (as a node running one instance per pod would)
+      const perPod = (await buildPackage(join(ROOT, 'examples/tcpconnect'), { store, cacheDir: join(ROOT, 'build') })).stored.reference;
+      mkdirSync(cgroupRoot);
+      for (let i = 0; i < instances; i++) mkdirSync(join(cgroupRoot, `pod-${i}`));
       const elf = (await store.getLayer(await store.resolve(ref), 'opensnoop.bpf.o')).bytes;
 
       // baseline: the runtime alone, in this process
@@ -93,7 +99,7 @@ export const benchmark: Benchmark = {
       await sleep(500);
       const idle = rssMb(proc.pid!);
       for (let i = 0; i < instances; i++) {
-        await client.run({ image: ref, name: `rss-${i}`, config: { target_pid: '1' } });
+        await client.run({ image: perPod, name: `rss-${i}`, attach: { cgroup: join(cgroupRoot, `pod-${i}`) } });
         if ((i + 1) % 50 === 0) note(`agent: ${i + 1}/${instances} instances running, RSS ${rssMb(proc.pid!).toFixed(1)} MB`);
       }
       const running = (await client.list()).filter((s) => s.phase === 'running').length;
@@ -110,6 +116,10 @@ export const benchmark: Benchmark = {
       }
       rmSync(bpffsDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });
+      if (existsSync(cgroupRoot)) {
+        for (const d of readdirSync(cgroupRoot)) if (statSync(join(cgroupRoot, d)).isDirectory()) rmdirSync(join(cgroupRoot, d));
+        rmdirSync(cgroupRoot);
+      }
     }
   },
 };

@@ -1,15 +1,23 @@
 // Moves an instance's events from its pinned ring/perf buffers into its log, decoded from the
 // package's BTF. A pump reads from the pinned map, so it can be closed and re-opened (agent
 // restart, upgrade that carries the buffer over) without losing what the ring still holds.
+//
+// Ring buffers are mapped only while they carry events: an idle ring is watched through its fd
+// (epoll says when the producer submits) and unmapped again after IDLE_UNMAP_MS without records.
+// A mapped ring counts fully in the agent's RSS (the kernel maps every page at mmap time), so a
+// node with hundreds of mostly quiet instances would otherwise pay ~0.5 MB per 256 KiB ring.
 import { BpfObject } from '../bpf/object.js';
 import { BpfMap } from '../bpf/map.js';
 import { codecFor, type Codec } from '../bpf/btf/index.js';
 import { RingBufferReader } from '../bpf/ringbuf/reader.js';
 import { PerfBufferReader } from '../bpf/perf/reader.js';
+import { poller, type Watch } from '../bpf/poller.js';
 import type { EventSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import type { InstancePins } from './pins.js';
 import type { ResolvedImage } from './types.js';
+
+export const IDLE_UNMAP_MS = 2000;
 
 export interface EventSink {
   append(instance: string, record: object): void;
@@ -19,9 +27,11 @@ export interface EventSink {
 
 type Reader = RingBufferReader<unknown> | PerfBufferReader<unknown>;
 
-/** Codecs of each event's record struct, from the objects' BTF (no kernel needed). */
+/** Codecs of each event's record struct, from the objects' BTF (no kernel needed); cached on the image. */
 export function eventCodecs(image: ResolvedImage): Map<string, Codec | null> {
+  if (image.eventCodecs) return image.eventCodecs;
   const out = new Map<string, Codec | null>();
+  image.eventCodecs = out;
   for (const file of image.spec.objects) {
     const evs = image.spec.events.filter((e) => e.object === file);
     if (evs.length === 0) continue;
@@ -38,12 +48,98 @@ export function eventCodecs(image: ResolvedImage): Map<string, Codec | null> {
   return out;
 }
 
-export class EventPump {
-  #readers: { ev: EventSpec; reader: Reader; map: BpfMap; lostCounter?: BpfMap }[] = [];
+/** One event buffer of an instance: a reader that exists while there is something to read. */
+class Stream {
+  #reader: Reader | null = null;
+  #watch: Watch | null = null;
+  #loop: Promise<void> = Promise.resolve();
+  #lastRecord = 0;
+  #idleTimer: NodeJS.Timeout | null = null;
   #closed = false;
-  #done: Promise<void>[] = [];
+  #lostBefore = 0;
+
+  constructor(
+    readonly ev: EventSpec,
+    readonly map: BpfMap,
+    readonly lostCounter: BpfMap | undefined,
+    readonly decode: Codec | 'raw',
+    readonly onBatch: (ev: EventSpec, batch: unknown[]) => void,
+  ) {}
+
+  start(): void {
+    if (this.ev.kind === 'perf') {
+      this.open(); // perf buffers have no single fd to watch before they exist
+      return;
+    }
+    this.#watch = poller().watch(this.map.fd, () => this.open(), { ref: false, description: `ring buffer ${this.ev.map}` });
+    this.#watch.arm();
+  }
+
+  private open(): void {
+    if (this.#closed || this.#reader) return;
+    const reader: Reader = this.ev.kind === 'ringbuf'
+      ? new RingBufferReader(this.map, { decode: this.decode, lostCounter: this.lostCounter, ref: false })
+      : new PerfBufferReader(this.map, { decode: this.decode, ref: false });
+    this.#reader = reader;
+    this.#lastRecord = Date.now();
+    this.#loop = this.pump(reader);
+    if (this.ev.kind === 'ringbuf') {
+      this.#idleTimer = setInterval(() => this.unmapIfIdle(), IDLE_UNMAP_MS / 2);
+      this.#idleTimer.unref();
+    }
+  }
+
+  private async pump(reader: Reader): Promise<void> {
+    try {
+      for await (const batch of reader.batches()) {
+        this.#lastRecord = Date.now();
+        this.onBatch(this.ev, batch);
+      }
+    } catch (e) {
+      if (!this.#closed) process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
+    }
+  }
+
+  /** Unmaps a ring that has been quiet, and goes back to watching its fd. */
+  private unmapIfIdle(): void {
+    const r = this.#reader as RingBufferReader<unknown> | null;
+    if (!r || this.#closed) return;
+    if (Date.now() - this.#lastRecord < IDLE_UNMAP_MS || r.pendingBytes > 0 || r.stats.buffered > 0) return;
+    this.#lostBefore += r.stats.lost;
+    this.stopReader();
+    this.#watch?.arm();
+  }
+
+  private stopReader(): void {
+    if (this.#idleTimer) clearInterval(this.#idleTimer);
+    this.#idleTimer = null;
+    this.#reader?.close();
+    this.#reader = null;
+  }
+
+  get mapped(): boolean {
+    return this.#reader !== null;
+  }
+
+  get lost(): number {
+    return this.#lostBefore + (this.#reader?.stats.lost ?? 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#lostBefore = this.lost;
+    this.#closed = true;
+    this.#watch?.close();
+    this.stopReader();
+    await this.#loop;
+    this.map.close();
+    this.lostCounter?.close();
+  }
+}
+
+export class EventPump {
+  readonly #streams: Stream[] = [];
   received = 0;
-  lostBefore = 0;
 
   constructor(
     readonly instance: string,
@@ -51,63 +147,46 @@ export class EventPump {
     pins: InstancePins,
     rev: number,
     readonly sink: EventSink,
-    codecs: Map<string, Codec | null> = eventCodecs(image),
   ) {
+    const codecs = eventCodecs(image);
     for (const ev of image.spec.events) {
       if (!pins.has(rev, 'maps', ev.map)) continue;
       const map = BpfMap.fromPin(pins.path(rev, 'maps', ev.map));
-      const codec = codecs.get(ev.map) ?? null;
-      const decode = codec ?? 'raw';
-      let lostCounter: BpfMap | undefined;
       const lostName = [`${ev.map}_lost`, 'lost_events'].find((n) => pins.has(rev, 'maps', n));
-      if (lostName) lostCounter = BpfMap.fromPin(pins.path(rev, 'maps', lostName));
-      const reader: Reader = ev.kind === 'ringbuf'
-        ? new RingBufferReader(map, { decode, lostCounter, ref: false })
-        : new PerfBufferReader(map, { decode, ref: false });
-      this.#readers.push({ ev, reader, map, lostCounter });
+      const lostCounter = lostName ? BpfMap.fromPin(pins.path(rev, 'maps', lostName)) : undefined;
+      this.#streams.push(new Stream(ev, map, lostCounter, codecs.get(ev.map) ?? 'raw', (e, batch) => this.write(e, batch)));
     }
   }
 
   start(): this {
-    for (const r of this.#readers) this.#done.push(this.pump(r.ev, r.reader));
+    for (const s of this.#streams) s.start();
     return this;
   }
 
-  private async pump(ev: EventSpec, reader: Reader): Promise<void> {
+  private write(ev: EventSpec, batch: unknown[]): void {
     const columns = ev.columns;
-    try {
-      for await (const batch of reader.batches()) {
-        for (const rec of batch) {
-          let value = jsonValue(rec);
-          if (columns && value && typeof value === 'object') {
-            const all = value as Record<string, unknown>;
-            value = Object.fromEntries(columns.map((c) => [c, all[c]]));
-          }
-          this.sink.append(this.instance, { source: ev.map, event: value });
-        }
-        this.sink.flushNow?.(this.instance);
-        this.received += batch.length;
-        if (this.#closed) break;
+    for (const rec of batch) {
+      let value = jsonValue(rec);
+      if (columns && value && typeof value === 'object') {
+        const all = value as Record<string, unknown>;
+        value = Object.fromEntries(columns.map((c) => [c, all[c]]));
       }
-    } catch (e) {
-      if (!this.#closed) process.stderr.write(`kbpf agent: events of ${this.instance}/${ev.map} stopped: ${(e as Error).message}\n`);
+      this.sink.append(this.instance, { source: ev.map, event: value });
     }
+    this.sink.flushNow?.(this.instance);
+    this.received += batch.length;
+  }
+
+  /** Ring buffers currently mapped (the rest are watched through their fd only). */
+  get mappedStreams(): number {
+    return this.#streams.filter((s) => s.mapped).length;
   }
 
   get lost(): number {
-    if (this.#closed) return this.lostBefore;
-    return this.lostBefore + this.#readers.reduce((n, r) => n + r.reader.stats.lost, 0);
+    return this.#streams.reduce((n, s) => n + s.lost, 0);
   }
 
-  /** Reads what is pending now (used before switching readers). */
   async close(): Promise<void> {
-    this.lostBefore = this.lost;
-    this.#closed = true;
-    for (const r of this.#readers) {
-      r.reader.close();
-      r.map.close();
-      r.lostCounter?.close();
-    }
-    await Promise.allSettled(this.#done);
+    await Promise.all(this.#streams.map((s) => s.close()));
   }
 }

@@ -77,6 +77,8 @@ export interface ResolvedImage {
   spec: PackageSpec;
   /** ELF bytes by object file name */
   objects: Map<string, Uint8Array>;
+  /** event record codecs by map name, built once per package (see event-pump.ts) */
+  eventCodecs?: Map<string, import('../bpf/btf/index.js').Codec | null>;
 }
 
 /** An error the API reports with an HTTP status. */
