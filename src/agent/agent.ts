@@ -10,6 +10,8 @@ import { BpfMap } from '../bpf/map.js';
 import { Link } from '../bpf/link/link.js';
 import { Program } from '../bpf/program.js';
 import { BpfError } from '../bpf/errors.js';
+import { libbpf } from '../bpf/ffi/libbpf.js';
+import { libc } from '../bpf/ffi/libc.js';
 import { probeFeatures, type KernelFeatures } from '../bpf/features.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
 import { describeAttach, resolveAttach, type PackageSpec } from '../package/package-spec.js';
@@ -40,6 +42,8 @@ interface Live {
 
 export interface AgentOptions {
   log?: (msg: string) => void;
+  /** hold BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while running: run counts and times in metrics */
+  bpfStats?: boolean;
 }
 
 export class Agent {
@@ -50,8 +54,11 @@ export class Agent {
   readonly #images = new Map<string, ResolvedImage>();
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #log: (msg: string) => void;
+  readonly #wantStats: boolean;
+  #statsFd = -1;
 
   constructor(readonly paths: AgentPaths, opts: AgentOptions = {}) {
+    this.#wantStats = !!opts.bpfStats;
     mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
     this.store = new LayoutStore(paths.storeDir);
     this.logs = new LogStore(paths.logsDir);
@@ -65,6 +72,10 @@ export class Agent {
   async start(): Promise<void> {
     ensureBpffs();
     mkdirSync(this.paths.bpffsDir, { recursive: true });
+    if (this.#wantStats) {
+      this.#statsFd = libbpf.enableStats(0 /* BPF_STATS_RUN_TIME */);
+      if (this.#statsFd < 0) this.#log(`cannot enable BPF stats: ${new BpfError('enable', 'BPF stats', -this.#statsFd).message}`);
+    }
     await this.store.init();
     const records = this.#state.list();
     const known = new Set(records.map((r) => r.name));
@@ -82,6 +93,8 @@ export class Agent {
   async close(): Promise<void> {
     await Promise.allSettled([...this.#live.values()].map((l) => l.pump?.close()));
     await this.logs.close();
+    if (this.#statsFd >= 0) libc.close(this.#statsFd);
+    this.#statsFd = -1;
   }
 
   private async recover(record: InstanceRecord): Promise<void> {

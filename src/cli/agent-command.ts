@@ -14,13 +14,15 @@ export interface RunAgentOptions {
   signal?: AbortSignal;
   /** called once the API is served */
   onReady?: () => void;
+  /** enable the kernel's BPF run-time stats while the agent runs */
+  bpfStats?: boolean;
 }
 
 export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promise<void> {
   const log = (m: string): void => opts.io.stderr(`${new Date().toISOString()} kbpf agent: ${m}\n`);
   // refuse before touching anything if another agent already serves this socket
   await ensureSocketFree(paths.socketPath);
-  const agent = new Agent(paths, { log });
+  const agent = new Agent(paths, { log, bpfStats: opts.bpfStats });
   await agent.start();
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
   let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;

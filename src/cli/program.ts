@@ -172,8 +172,9 @@ export function buildProgram(io: CliIo): Command {
   cmd('agent', 'run the node agent in the foreground (programs keep running when it stops)')
     .option('--bpffs-dir <dir>', `the agent's directory in bpffs (env KBPF_BPFFS_DIR; default ${DEFAULT_BPFFS_DIR})`)
     .option('--metrics-address <host:port>', 'also serve GET /metrics over TCP here (the API stays on the unix socket)')
+    .option('--bpf-stats', "turn on the kernel's BPF run-time statistics while the agent runs (program run count and time in metrics; costs a little per program run)")
     .addHelpText('after', '\nThe API listens on --socket (mode 0600); SIGINT/SIGTERM stop the agent, leaving programs attached.')
-    .action(async (opts: { metricsAddress?: string }, c: Command) => {
+    .action(async (opts: { metricsAddress?: string; bpfStats?: boolean }, c: Command) => {
       const { runAgent } = await import('./agent-command.js');
       let metrics: { host: string; port: number } | undefined;
       if (opts.metricsAddress) {
@@ -181,7 +182,7 @@ export function buildProgram(io: CliIo): Command {
         if (!m) throw new CliError(`--metrics-address: expected host:port, got "${opts.metricsAddress}"`);
         metrics = { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1', port: Number(m[2]) };
       }
-      await runAgent(paths(globals(c)), { io, metrics, signal: io.signal });
+      await runAgent(paths(globals(c)), { io, metrics, signal: io.signal, bpfStats: !!opts.bpfStats });
       io.onAgentStopped?.();
     });
 

@@ -56,8 +56,8 @@ export class Node {
     return JSON.parse(this.ok([...args, '-o', 'json'])) as T;
   }
 
-  async startAgent(env: Record<string, string> = {}): Promise<void> {
-    const proc = spawn(process.execPath, [KBPF, 'agent'], { env: this.env(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  async startAgent(env: Record<string, string> = {}, args: string[] = []): Promise<void> {
+    const proc = spawn(process.execPath, [KBPF, 'agent', ...args], { env: this.env(env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.agent = proc;
     proc.stdout!.on('data', (d) => (this.agentLog += d));
     proc.stderr!.on('data', (d) => (this.agentLog += d));
