@@ -24,6 +24,8 @@ import { openConfigured, realize, removeRevisionPins, unrealizeLinks } from './r
 import { EventPump } from './event-pump.js';
 import { LogStore } from './log-store.js';
 import { faultPoint } from './fault.js';
+import { PidLock } from './pid-lock.js';
+import { join } from 'node:path';
 import {
   AgentError, type InstanceRecord, type InstanceStatus, type Phase, type ProgramStatus, type ResolvedImage,
   type Revision, type RunRequest, type UpgradeRequest,
@@ -56,9 +58,11 @@ export class Agent {
   readonly #log: (msg: string) => void;
   readonly #wantStats: boolean;
   #statsFd = -1;
+  readonly #pidLock: PidLock;
 
   constructor(readonly paths: AgentPaths, opts: AgentOptions = {}) {
     this.#wantStats = !!opts.bpfStats;
+    this.#pidLock = new PidLock(join(paths.stateDir, 'agent.pid'));
     mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
     this.store = new LayoutStore(paths.storeDir);
     this.logs = new LogStore(paths.logsDir);
@@ -70,6 +74,7 @@ export class Agent {
 
   /** Re-adopts pinned instances, reconciles them to desired state, removes orphans. */
   async start(): Promise<void> {
+    this.#pidLock.acquire();
     ensureBpffs();
     mkdirSync(this.paths.bpffsDir, { recursive: true });
     if (this.#wantStats) {
@@ -95,6 +100,7 @@ export class Agent {
     await this.logs.close();
     if (this.#statsFd >= 0) libc.close(this.#statsFd);
     this.#statsFd = -1;
+    this.#pidLock.release();
   }
 
   private async recover(record: InstanceRecord): Promise<void> {

@@ -107,3 +107,9 @@ test('a restarted agent adopts running programs without attaching twice', async 
   await ta.agent.remove('adopt', { force: true });
   assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });
+
+test('a second agent on the same state directory is refused', async (t) => {
+  const ta = await testAgent(t);
+  const second = new Agent(ta.paths, { log: () => {} });
+  await assert.rejects(second.start(), /another kbpf agent \(pid \d+\) owns this state directory/);
+});
