@@ -12,11 +12,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/** lock files held by agents of this process */
+const heldHere = new Set<string>();
+
 export class PidLock {
   #held = false;
   constructor(readonly path: string) {}
 
   acquire(): void {
+    if (heldHere.has(this.path)) throw new AgentError(409, `another kbpf agent (pid ${process.pid}) owns this state directory (${this.path})`);
+    this.take();
+    heldHere.add(this.path);
+  }
+
+  private take(): void {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const fd = openSync(this.path, 'wx', 0o600);
@@ -43,6 +52,7 @@ export class PidLock {
   release(): void {
     if (!this.#held) return;
     this.#held = false;
+    heldHere.delete(this.path);
     try {
       if (Number(readFileSync(this.path, 'utf8').trim()) === process.pid) unlinkSync(this.path);
     } catch {
