@@ -22,8 +22,8 @@ import { Testbed, type Pod } from '../test/mesh/testbed.js';
 import { runMesh, MESH_APP_DIR } from '../test/mesh/mesh-node.js';
 import { testAgent } from '../test/agent/fixture.js';
 
-type PathName = 'none' | 'iptables' | 'ebpf';
-const PATHS: PathName[] = ['none', 'iptables', 'ebpf'];
+type PathName = 'none' | 'iptables' | 'ebpf' | 'ebpf_nomsg';
+const DEFAULT_PATHS: PathName[] = ['none', 'iptables', 'ebpf'];
 
 interface Sample {
   rps: number;
@@ -69,6 +69,11 @@ export const benchmark: Benchmark = {
     const connsArg = opts.args.find((a) => a.startsWith('--mesh-conns='));
     const conns = connsArg ? connsArg.slice('--mesh-conns='.length).split(',').map(Number) : [8, 32, 128];
     const mid = conns[Math.floor(conns.length / 2)]!;
+    // --mesh-paths=none,iptables,ebpf,ebpf_nomsg (ebpf_nomsg: redirect_msgs=0, connect-time only)
+    const pathsArg = opts.args.find((a) => a.startsWith('--mesh-paths='));
+    const PATHS = pathsArg ? (pathsArg.slice('--mesh-paths='.length).split(',') as PathName[]) : DEFAULT_PATHS;
+    for (const p of PATHS) if (!['none', 'iptables', 'ebpf', 'ebpf_nomsg'].includes(p)) throw new Error(`--mesh-paths: unknown path ${p}`);
+    for (const p of ['iptables', 'ebpf'] as const) if (!PATHS.includes(p)) throw new Error(`--mesh-paths must include ${p} (the ratios compare them)`);
     const cleanups: (() => unknown)[] = [];
     const t = { after: (fn: () => unknown) => void cleanups.push(fn) };
     try {
@@ -87,35 +92,45 @@ export const benchmark: Benchmark = {
       const samples = new Map<string, Sample[]>();
       note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${opts.repeats} repeats x ${durationS} s`);
 
+      let instances = 0;
+      const counters = { connect_out: 0n, connect_peer: 0n, msg_redirect: 0n, msg_redirect_peer: 0n, msg_pass: 0n, origdst: 0n };
       for (let rep = 0; rep < opts.repeats; rep++) {
-        for (const path of PATHS) {
-          let mesh: Awaited<ReturnType<typeof runMesh>> | null = null;
-          if (path === 'iptables') for (const p of [a, b]) await tb.enableIptables(p);
-          if (path === 'ebpf') {
-            mesh = await runMesh(t, tb, `mesh-bench-${rep}`, { ta, ref });
-            for (const p of [a, b]) mesh.declare(p);
-          }
-          try {
-            // check the path really is what it says before measuring it
-            const probe = await tb.get(a, url);
-            const through = /outbound=\S+ inbound=\S+/.test(probe.body);
-            if (!probe.ok || through !== (path !== 'none')) throw new Error(`${path}: probe request went wrong: ${probe.code} ${probe.err} ${probe.body}`);
-            for (const pt of points) {
+        for (const pt of points) {
+          // the three paths back to back for each point (order rotated per repeat), so load
+          // from elsewhere on the machine hits them alike
+          const order = PATHS.map((_, i) => PATHS[(i + rep) % PATHS.length]!);
+          for (const path of order) {
+            let mesh: Awaited<ReturnType<typeof runMesh>> | null = null;
+            // a clean start: no pooled sidecar connection and no conntrack entry of another path
+            for (const p of [a, b]) await tb.restartSidecar(p);
+            await new Promise((res) => setTimeout(res, 100));
+            for (const p of [a, b]) await tb.flushConntrack(p);
+            if (path === 'iptables') for (const p of [a, b]) await tb.enableIptables(p);
+            if (path === 'ebpf' || path === 'ebpf_nomsg') {
+              mesh = await runMesh(t, tb, `mesh-bench-${instances++}`, { ta, ref }, path === 'ebpf_nomsg' ? { redirect_msgs: 0 } : {});
+              for (const p of [a, b]) mesh.declare(p);
+            }
+            try {
+              // check the path really is what it says before measuring it
+              const probe = await tb.get(a, url);
+              const through = /outbound=\S+ inbound=\S+/.test(probe.body);
+              if (!probe.ok || through !== (path !== 'none')) throw new Error(`${path}: probe request went wrong: ${probe.code} ${probe.err} ${probe.body}`);
               const s = await wrk(tb, a, url, pt.c, pt.ka, durationS);
               const k = key(path, pt.ka, pt.c);
               samples.set(k, [...(samples.get(k) ?? []), s]);
               note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms${s.errors ? ` errors ${s.errors}` : ''}`);
+              if (mesh && path === 'ebpf') {
+                const st = mesh.maps.stats();
+                for (const c of Object.keys(counters) as (keyof typeof counters)[]) counters[c] += st[c];
+              }
+            } finally {
+              if (path === 'iptables') for (const p of [a, b]) await tb.disableIptables(p);
+              if (mesh) await mesh.remove();
             }
-            if (mesh) {
-              const st = mesh.maps.stats();
-              note(`mesh: ebpf counters: connect_out ${st.connect_out} connect_peer ${st.connect_peer} msg_redirect ${st.msg_redirect} (peer ${st.msg_redirect_peer}) msg_pass ${st.msg_pass} origdst ${st.origdst}`);
-            }
-          } finally {
-            if (path === 'iptables') for (const p of [a, b]) await tb.disableIptables(p);
-            if (mesh) await mesh.remove();
           }
         }
       }
+      note(`mesh: ebpf counters over all windows: ${Object.entries(counters).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 
       const agg = (k: string) => {
         const xs = samples.get(k) ?? [];
@@ -136,6 +151,16 @@ export const benchmark: Benchmark = {
           result(`mesh_${k}_p50_ms`, fmt(g.p50, 3));
           result(`mesh_${k}_p99_ms`, fmt(g.p99, 3));
         }
+      }
+      // ratios within each repeat (same moment, same machine load), then their median and range
+      const ratios = (ka: boolean, f: (x: Sample) => number) => {
+        const es = samples.get(key('ebpf', ka, mid)) ?? [];
+        const is = samples.get(key('iptables', ka, mid)) ?? [];
+        return es.map((x, i) => f(x) / f(is[i]!));
+      };
+      for (const [name, ka, f] of [['rps', true, (x: Sample) => x.rps], ['p50', true, (x: Sample) => x.p50Ms], ['close_rps', false, (x: Sample) => x.rps], ['close_p50', false, (x: Sample) => x.p50Ms]] as const) {
+        const r = ratios(ka, f);
+        note(`mesh: ${name} ratio (ebpf/iptables, c${mid}) per repeat: ${r.map((x) => fmt(x, 3)).join(' ')} (median ${fmt(median(r), 3)})`);
       }
       const e = agg(key('ebpf', true, mid));
       const i = agg(key('iptables', true, mid));

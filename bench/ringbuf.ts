@@ -8,16 +8,19 @@
 // (8 MiB) and the producer are identical.
 //
 // Consumers, each reading every field of every record:
-//   ts (headline)  RingBufferReader woken by the shared poller, `readable()` + `consumeRaw()`
-//                  decoding the struct's fields straight from a DataView over the mapped ring;
-//   ts-btf-batches `batches()` yielding objects decoded by the BTF codec;
+//   ts-btf-batches (headline)  `batches()` yielding objects decoded by the BTF codec — what the
+//                  product hands to its users;
 //   ts-btf-iter    `for await (const e of reader)` with objects decoded by the BTF codec;
+//   ts-raw         RingBufferReader woken by the shared poller, `readable()` + `consumeRaw()`
+//                  decoding the struct's fields straight from a DataView over the mapped ring;
 //   c              bench/ringbuf_consumer.c: ring_buffer__poll with a callback reading the fields.
 // Each round measures records consumed per second over a fixed window (after a warm-up);
 // variants are interleaved round by round and the median of the rounds is reported.
 //
-// Prints on stdout: ringbuf_ts_events_per_s, ringbuf_c_events_per_s, ringbuf_ratio (TS / C);
-// the other variants, producer rates and lost counts go to stderr.
+// Prints on stdout: ringbuf_ts_events_per_s (the BTF-decoded batches() path),
+// ringbuf_c_events_per_s, ringbuf_ratio (TS / C) and, when that variant ran,
+// ringbuf_ts_raw_events_per_s (consumeRaw + DataView); the other variants, producer rates and
+// lost counts go to stderr.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,8 +39,9 @@ const WARMUP_MS = 500;
 /** program runs per BPF_PROG_TEST_RUN call (× 64 records each) */
 const REPEAT = 10_000;
 
-type Variant = 'ts' | 'ts-btf-batches' | 'ts-btf-iter' | 'c';
-const HEADLINE: Variant = 'ts';
+type Variant = 'ts-btf-batches' | 'ts-btf-iter' | 'ts-raw' | 'c';
+const HEADLINE: Variant = 'ts-btf-batches';
+const RAW: Variant = 'ts-raw';
 
 interface Round {
   events: number;
@@ -85,13 +89,15 @@ async function run(opts: BenchOptions): Promise<void> {
     result('ringbuf_ts_events_per_s', Math.round(ts));
     result('ringbuf_c_events_per_s', Math.round(c));
     result('ringbuf_ratio', (ts / c).toFixed(2));
+    if (variants.includes(RAW)) result('ringbuf_ts_raw_events_per_s', Math.round(rate(RAW)));
+    for (const v of variants) if (v !== 'c') note(`  ratio  ${v.padEnd(14)} ${(rate(v) / c).toFixed(2)}`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
 function selectVariants(args: string[]): Variant[] {
-  const all: Variant[] = ['ts', 'ts-btf-batches', 'ts-btf-iter', 'c'];
+  const all: Variant[] = ['ts-btf-batches', 'ts-btf-iter', 'ts-raw', 'c'];
   const arg = args.find((a) => a.startsWith('--ringbuf-variants='));
   if (!arg) return all;
   const chosen = arg.slice(arg.indexOf('=') + 1).split(',') as Variant[];
@@ -141,7 +147,16 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
     })();
 
     const r = reader;
-    if (variant === 'ts') {
+    // BTF variants: every record must be the next `seq` (nothing skipped, read twice or misdecoded).
+    let expect = -1;
+    let outOfOrder = 0;
+    const check = (e: BenchEvent): void => {
+      const seq = Number(e.seq);
+      if (seq !== expect + 1 && expect >= 0) outOfOrder++;
+      expect = seq;
+      sink += seq + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
+    };
+    if (variant === 'ts-raw') {
       // Decode each record's fields from the mapped bytes: u64s as two u32 halves (exact below
       // 2^53, no BigInt), comm's length as C's strnlen would.
       const visit = (dv: DataView, off: number, _len: number): void => {
@@ -167,9 +182,7 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       if (consumed !== written) throw new Error(`ringbuf bench: the TypeScript reader read ${consumed} records, the producer wrote ${written}`);
     } else if (variant === 'ts-btf-batches') {
       for await (const batch of r.batches()) {
-        for (const e of batch) {
-          sink += Number(e.seq) + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
-        }
+        for (const e of batch) check(e);
         consumed += batch.length;
         if (stop) break;
       }
@@ -177,12 +190,13 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       for (;;) {
         const { value: e, done } = await r.next();
         if (done || stop) break;
-        sink += Number(e.seq) + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
+        check(e);
         consumed++;
       }
     }
     await sampler;
     await producer;
+    if (outOfOrder) throw new Error(`ringbuf bench: ${variant} read ${outOfOrder} records out of sequence`);
     const produced = Number((obj.map('.bss').lookup(0) as { seq: bigint }).seq);
     return { ...window, produced, lost: r.stats.lost };
   } finally {

@@ -28,6 +28,9 @@
 #define MESH_MAX_CIDRS 4
 #define MESH_CGROUP_LEVELS 8
 
+/* config: 0 = sockops does not fill the sockhash (connect-time redirection only; for comparison) */
+const volatile __u8 redirect_msgs = 1;
+
 /* pod_settings.flags */
 #define MESH_F_BIND_REWRITE 1 /* linkerd: proxy's 127.0.0.1:outbound bind -> 0.0.0.0 */
 
@@ -343,6 +346,8 @@ int mesh_sockops(struct bpf_sock_ops *skops)
 		}
 	}
 	/* both ends on this node, at least one a mesh pod (two loopback ends could be any netns) */
+	if (!redirect_msgs)
+		return 1;
 	if (is_loopback(t.sip) && is_loopback(t.dip))
 		return 1;
 	if (!local_end(t.sip) || !local_end(t.dip))

@@ -16,6 +16,7 @@ import { probeFeatures, type KernelFeatures } from '../bpf/features.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
 import { describeAttach, resolveAttach, type PackageSpec } from '../package/package-spec.js';
 import { PackageError } from '../package/errors.js';
+import { parseReference, referenceName } from '../package/reference.js';
 import { jsonValue } from '../util/json.js';
 import type { AgentPaths } from './paths.js';
 import { StateStore, NAME_RE } from './state-store.js';
@@ -46,6 +47,11 @@ export interface AgentOptions {
   log?: (msg: string) => void;
   /** hold BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while running: run counts and times in metrics */
   bpfStats?: boolean;
+}
+
+/** The name part of a reference (registry host and port kept): `127.0.0.1:5000/x/y:1.0` -> `127.0.0.1:5000/x/y`. */
+function repositoryOf(ref: string): string {
+  return referenceName(parseReference(ref));
 }
 
 export class Agent {
@@ -461,10 +467,7 @@ export class Agent {
     if (ref.startsWith('sha256:')) {
       const hit = this.#images.get(ref);
       if (hit) return hit;
-      if (fallbackRef) {
-        const name = fallbackRef.replace(/[:@].*$/, '');
-        return this.resolveImage(`${name}@${ref}`);
-      }
+      if (fallbackRef) return this.resolveImage(`${repositoryOf(fallbackRef)}@${ref}`);
     }
     let pkg;
     try {
@@ -485,8 +488,7 @@ export class Agent {
   }
 
   private async referenceFor(rev: Revision): Promise<string> {
-    const name = rev.image.replace(/@.*$/, '').replace(/:[^/:]*$/, '');
-    return `${name}@${rev.digest}`;
+    return `${repositoryOf(rev.image)}@${rev.digest}`;
   }
 
   private status(record: InstanceRecord): InstanceStatus {

@@ -219,8 +219,10 @@ export class Reflector<T extends { metadata: ObjectMeta }> {
           else if (!this.observe(obj)) return;
           this.opts.onChange();
         }, (err: unknown) => {
+          const name = (err as Error | null)?.name;
           if (gone || statusCode(err) === 410) resolve('gone');
-          else if (err && !this.#stopped && (err as Error).name !== 'AbortError') reject(err);
+          // an idle watch timed out on the client side (no event or bookmark for 30 s): resume it
+          else if (err && !this.#stopped && name !== 'AbortError' && name !== 'TimeoutError') reject(err);
           else resolve('ended');
         })
         .then((abort) => {

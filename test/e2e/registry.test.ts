@@ -30,6 +30,10 @@ test('kbpf push to a registry, kbpf pull on another node, run it there', { skip:
   const st = JSON.parse(b.ok(['inspect', 'ex'])) as { phase: string; digest: string };
   assert.equal(st.phase, 'running');
   assert.equal(st.digest, digest);
+  // a restarted agent finds the package again from the reference with a registry port in it
+  await b.stopAgent();
+  await b.startAgent();
+  assert.equal((JSON.parse(b.ok(['inspect', 'ex'])) as { phase: string }).phase, 'running', b.agentLog);
   b.ok(['rm', '-f', 'ex']);
   assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });

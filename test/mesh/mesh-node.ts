@@ -34,10 +34,10 @@ function pinnedId(kind: 'prog' | 'map' | 'link', path: string): number | undefin
 }
 
 /** Runs mesh-accel on the test bed's parent cgroup (with a fresh agent, or `agent` built once). */
-export async function runMesh(t: Cleanup, tb: Testbed, name = 'mesh', agent?: { ta: TestAgent; ref: string }): Promise<MeshInstance> {
+export async function runMesh(t: Cleanup, tb: Testbed, name = 'mesh', agent?: { ta: TestAgent; ref: string }, config?: Record<string, unknown>): Promise<MeshInstance> {
   const ta = agent?.ta ?? (await testAgent(t));
   const ref = agent?.ref ?? (await ta.build(MESH_APP_DIR));
-  await ta.agent.run({ image: ref, name, attach: { cgroup: tb.parentCgroup } });
+  await ta.agent.run({ image: ref, name, config, attach: { cgroup: tb.parentCgroup } });
   let maps: MeshMaps | null = MeshMaps.ofInstance(ta.paths.bpffsDir, name);
   t.after(() => maps?.close());
   const inst: MeshInstance = {

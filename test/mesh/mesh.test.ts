@@ -76,7 +76,44 @@ test('excluded ports and CIDRs bypass the sidecar; include lists limit what is c
   assert.ok(mesh.maps.stats().connect_excluded >= 3n);
 });
 
-test('rm of the instance restores direct traffic at once and leaves no program, map or link', async (t) => {
+// one keep-alive connection, a request every 600 ms: prints "i localPort body" per request
+const KEEPALIVE_CLIENT = `
+const http = require('node:http');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const get = () => new Promise((res, rej) => {
+  const rq = http.get(process.argv[1], { agent, timeout: 3000 }, (r) => {
+    const port = r.socket.localPort; let b = '';
+    r.on('data', (d) => (b += d)); r.on('end', () => res(port + ' ' + b.trim()));
+  });
+  rq.on('timeout', () => rq.destroy(new Error('timeout'))); rq.on('error', rej);
+});
+(async () => {
+  for (let i = 0; i < Number(process.argv[2]); i++) {
+    try { console.log(i, await get()); } catch (e) { console.log(i, 'ERR', e.message); }
+    await new Promise((r) => setTimeout(r, 600));
+  }
+  process.exit(0);
+})();
+`;
+
+test('the iptables path of the test bed: istio-init REDIRECT rules carry the same request through both sidecars', async (t) => {
+  const tb = await Testbed.create(t);
+  const a = await tb.addPod();
+  const b = await tb.addPod();
+  const direct = await tb.get(a, `http://${b.ip}/`);
+  assert.match(direct.body, /^app=pod1 port=80 outbound= inbound=$/m);
+  await tb.enableIptables(a);
+  await tb.enableIptables(b);
+  assert.ok((await tb.natRules(a)).some((l) => /REDIRECT --to-ports 15001/.test(l)));
+  const r = await tb.get(a, `http://${b.ip}/`);
+  assert.ok(r.ok, r.err);
+  assert.match(r.body, new RegExp(`^app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`, 'm'));
+  await tb.disableIptables(a);
+  await tb.disableIptables(b);
+  assert.deepEqual(await tb.natRules(a), []);
+});
+
+test('rm of the instance restores direct traffic at once, keeps existing connections working, and leaves no program, map or link', async (t) => {
   const tb = await Testbed.create(t);
   const mesh = await runMesh(t, tb);
   const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
@@ -86,7 +123,17 @@ test('rm of the instance restores direct traffic at once and leaves no program, 
   const ids = mesh.ids();
   assert.ok(ids.prog.length >= 8 && ids.map.length >= 6 && ids.link.length >= 8, `pinned: ${JSON.stringify(ids)}`);
 
+  // a keep-alive connection that lives across the rm (its bytes went through the sockhash)
+  const client = tb.execInPod(a, 'node', ['-e', KEEPALIVE_CLIENT, `http://${b.ip}/`, '5'], { timeoutMs: 20_000 });
+  await new Promise((res) => setTimeout(res, 900));
   await mesh.remove();
+  const out = await client;
+  const lines = out.stdout.trim().split('\n');
+  assert.equal(lines.length, 5, out.stdout + out.stderr);
+  const ports = new Set(lines.map((l) => l.split(' ')[1]));
+  assert.equal(ports.size, 1, `one connection throughout: ${out.stdout}`);
+  for (const l of lines) assert.match(l, new RegExp(`^\\d \\d+ app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`), out.stdout);
+
   const direct = await tb.get(a, `http://${b.ip}/`);
   assert.ok(direct.ok, direct.err);
   assert.match(direct.body, /^app=pod1 port=80 outbound= inbound=$/m);
@@ -150,4 +197,60 @@ test('linkerd mode: the proxy bind on 127.0.0.1:4140 is rewritten so app traffic
   assert.match(r.body, new RegExp(`app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80`));
   const s = mesh.maps.stats();
   assert.ok(s.bind_rewrite >= 2n && s.connect_peer >= 1n && s.msg_redirect_peer >= 1n);
+});
+
+for (const mode of ['kuma', 'osm'] as const) {
+  test(`${mode} mode: its sidecar uid and ports (inbound ${mode === 'osm' ? 15003 : 15006}) carry app traffic through both sidecars`, async (t) => {
+    const tb = await Testbed.create(t);
+    const mesh = await runMesh(t, tb);
+    const a = await tb.addPod({ mode, beforeStart: (p) => mesh.declare(p) });
+    const b = await tb.addPod({ mode, beforeStart: (p) => mesh.declare(p) });
+    const r = await tb.get(a, `http://${b.ip}/`);
+    assert.ok(r.ok, `${r.code} ${r.err}`);
+    assert.match(r.body, new RegExp(`app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80`));
+    const s = mesh.maps.stats();
+    assert.ok(s.connect_out >= 1n && s.connect_peer >= 1n && s.origdst >= 2n && s.msg_redirect_peer >= 1n);
+  });
+}
+
+test('redirect_msgs=0 (config): connect-time redirection only, nothing enters the sockhash, traffic still flows', async (t) => {
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb, 'mesh-nomsg', undefined, { redirect_msgs: '0' });
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const r = await tb.get(a, `http://${b.ip}/`);
+  assert.match(r.body, new RegExp(`app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80`));
+  const s = mesh.maps.stats();
+  assert.equal(s.sock_added, 0n);
+  assert.equal(s.msg_redirect, 0n);
+  assert.ok(s.connect_out >= 1n && s.connect_peer >= 1n && s.origdst >= 2n);
+});
+
+test('standalone declarations: the declare CLI applies a pods file to a running instance, lists and removes them', async (t) => {
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const { run } = await import('../helpers/netns.js');
+  const cli = fileURLToPath(new URL('../../apps/mesh-accel/declare.js', import.meta.url));
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb, 'mesh');
+  const bpffs = mesh.ta.paths.bpffsDir;
+  const declare = async (pod: { ip: string; cgroup: string }, verb = 'apply') => {
+    const file = join(tb.dir, `${pod.ip}.yaml`);
+    writeFileSync(file, `pods:\n  - ip: ${pod.ip}\n    cgroup: ${pod.cgroup}\n    mode: istio\n    excludeOutboundPorts: [${APP_PORT_2}]\n`);
+    const r = await run('node', [cli, '--bpffs', bpffs, '--instance', 'mesh', verb, file]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout;
+  };
+  const a = await tb.addPod({ beforeStart: (p) => declare(p) });
+  const b = await tb.addPod({ beforeStart: (p) => declare(p) });
+  const listed = await run('node', [cli, '--bpffs', bpffs, 'list']);
+  assert.equal(listed.stdout.trim().split('\n').length, 2, listed.stdout + listed.stderr);
+  const r = await tb.get(a, `http://${b.ip}/`);
+  assert.match(r.body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
+  assert.match((await tb.get(a, `http://${b.ip}:${APP_PORT_2}/`)).body, /outbound= inbound=$/m);
+  assert.match(await declare(a, 'delete'), /removed 1 pod/);
+  assert.match((await tb.get(a, `http://${b.ip}/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
+  const stats = await run('node', [cli, '--bpffs', bpffs, 'stats']);
+  assert.match(stats.stdout, /^connect_out: [1-9]/m);
 });

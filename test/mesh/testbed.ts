@@ -56,6 +56,8 @@ export interface Pod {
   sidecar: SidecarPorts;
   dir: string;
   procs: ChildProcess[];
+  sidecarProc: ChildProcess | null;
+  sidecarThreads: number;
   iptables: boolean;
 }
 
@@ -114,7 +116,7 @@ export class Testbed {
     const name = `pod${i}`;
     const netns = uniqueName(`${this.prefix}-${name}`);
     const cgroup = join(this.parentCgroup, name);
-    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], iptables: false };
+    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecarThreads: opts.threads ?? 1, iptables: false };
     this.pods.push(pod);
     mkdirSync(pod.dir);
     mkdirSync(cgroup);
@@ -128,7 +130,7 @@ export class Testbed {
     await must('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
     await opts.beforeStart?.(pod);
     this.startApp(pod);
-    if (opts.sidecar !== false) this.startSidecar(pod, opts.threads ?? 1);
+    if (opts.sidecar !== false) this.startSidecar(pod);
     await this.waitListening(pod, [APP_PORT, APP_PORT_2, ...(opts.sidecar !== false ? [pod.sidecar.outbound, pod.sidecar.inbound] : [])]);
     return pod;
   }
@@ -190,7 +192,23 @@ export class Testbed {
     this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg]);
   }
 
-  private startSidecar(pod: Pod, threads: number): void {
+  /**
+   * Restarts the sidecar: no connection of an earlier phase (pooled upstream connections
+   * included) outlives it. Returns once it listens again.
+   */
+  async restartSidecar(pod: Pod): Promise<void> {
+    const old = pod.sidecarProc;
+    if (old && old.exitCode === null && old.signalCode === null) {
+      const gone = new Promise((res) => old.once('exit', res));
+      old.kill('SIGKILL');
+      await gone;
+    }
+    this.startSidecar(pod);
+    await this.waitListening(pod, [pod.sidecar.outbound, pod.sidecar.inbound]);
+  }
+
+  private startSidecar(pod: Pod): void {
+    const threads = pod.sidecarThreads;
     const s = pod.sidecar;
     const cfg = join(pod.dir, 'sidecar.cfg');
     writeFileSync(cfg, [
@@ -219,7 +237,7 @@ export class Testbed {
       '  source 127.0.0.6',
       '',
     ].join('\n'));
-    this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg], { uid: s.uid });
+    pod.sidecarProc = this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg], { uid: s.uid });
   }
 
   /** Waits until each port has a listener in the pod's namespace. */
@@ -268,6 +286,16 @@ export class Testbed {
     await must('ip', ['netns', 'exec', pod.netns, 'iptables', '-t', 'nat', '-F']);
     await must('ip', ['netns', 'exec', pod.netns, 'iptables', '-t', 'nat', '-X']);
     pod.iptables = false;
+  }
+
+  /**
+   * Forgets the pod's connection tracking entries (Debian package conntrack). Between benchmark
+   * phases: once nat rules were in a namespace, conntrack keeps tracking there, and entries of
+   * an earlier phase's short connections must not decide how a later phase's reused ports go.
+   */
+  async flushConntrack(pod: Pod): Promise<void> {
+    const r = await run('ip', ['netns', 'exec', pod.netns, 'conntrack', '-F'], { timeoutMs: 15_000 });
+    if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`conntrack -F in ${pod.name} failed: ${r.stderr.trim()}`);
   }
 
   /** nat rules in the pod's namespace (iptables -t nat -S). */

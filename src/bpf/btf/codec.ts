@@ -1,5 +1,6 @@
 // Encoders/decoders between BTF-described bytes and plain JS values. A codec is compiled once
-// per type into a tree of closures with precomputed offsets; decode/encode only run closures.
+// per type: structs and arrays into one generated function each for decode and encode (see
+// "code generation" below), scalars into small closures.
 //
 // JS representation:
 //   ints ≤ 32 bits → number; 64/128-bit ints and pointers → bigint; bool → boolean;
@@ -45,15 +46,6 @@ export class EncodeError extends Error {
 type Reader = (dv: DataView, bytes: Uint8Array, off: number) => unknown;
 type Writer = (dv: DataView, bytes: Uint8Array, off: number, v: unknown) => void;
 
-interface Node {
-  readonly size: number;
-  readonly read: Reader;
-  /** Assumes the target bytes are zero; writes only what `v` specifies. */
-  readonly write: Writer;
-  /** Decoding loses information (bool: any non-zero byte; string: bytes after the NUL). */
-  readonly lossy?: boolean;
-}
-
 /** Internal: a bad value, with the path (relative to the node that threw) built up while unwinding. */
 class FieldError {
   constructor(public path: string, readonly reason: string) {}
@@ -67,6 +59,225 @@ function fail(reason: string): never {
 function within(e: unknown, segment: string): unknown {
   if (e instanceof FieldError) e.path = segment + e.path;
   return e;
+}
+
+// ---------------------------------------------------------------- code generation
+//
+// Structs and arrays are compiled with `new Function` into one specialised function per type
+// (decode and encode): each field is read at its constant offset (DataView getters, byte loads
+// for u8), a struct decodes to one object literal with fixed keys (a stable hidden class), and
+// small nested structs and arrays are inlined. Scalars with a non-trivial mapping (enums,
+// bitfields, strings, bytes) are emitted as calls to small closures, which V8 inlines.
+// Generated code refers to run-time values only through parameters (`k0`, `k1`, ...): the only
+// BTF-derived text in it is field names, emitted as JSON string literals.
+
+/** Nested structs/arrays up to this many leaf reads are inlined into their parent's function. */
+const INLINE_MAX = 64;
+
+/** Index placeholder in a generated path: replaced by the loop index when an error is thrown. */
+const IDX = '\u0000';
+
+/** `at + n` for a generated offset expression `at` (`o`, `o+12`, or an identifier). */
+function plus(at: string, n: number): string {
+  if (n === 0) return at;
+  const m = /^([A-Za-z_$][\w$]*)(?:\+(\d+))?$/.exec(at);
+  if (!m) return `(${at})+${n}`;
+  return `${m[1]}+${Number(m[2] ?? 0) + n}`;
+}
+
+/** A JS object-literal key for `k` (an own property even for `__proto__`). */
+function litKey(k: string): string {
+  return k === '__proto__' ? `[${JSON.stringify(k)}]` : JSON.stringify(k);
+}
+
+class Gen {
+  private readonly values: unknown[] = [];
+  private readonly names: string[] = [];
+  private temps = 0;
+  /** Loop depth in the current function, for index variables i0, i1, ... */
+  depth = 0;
+  maxDepth = 0;
+  /** Static path of the value being written, relative to the function's root (IDX for indices). */
+  path = '';
+
+  /** A parameter name bound to `value`. */
+  k(value: unknown): string {
+    let i = this.values.indexOf(value);
+    if (i < 0) {
+      i = this.values.length;
+      this.values.push(value);
+      this.names.push(`k${i}`);
+    }
+    return this.names[i];
+  }
+
+  tmp(): string {
+    return `t${this.temps++}`;
+  }
+
+  decls(): string {
+    const vars: string[] = [];
+    for (let i = 0; i < this.temps; i++) vars.push(`t${i}`);
+    for (let i = 0; i < this.maxDepth; i++) vars.push(`i${i} = 0`);
+    return vars.length ? `let ${vars.join(', ')};\n` : '';
+  }
+
+  indices(): string {
+    const ix: string[] = [];
+    for (let i = 0; i < this.maxDepth; i++) ix.push(`i${i}`);
+    return ix.join(', ');
+  }
+
+  compile<F>(name: string, params: string, body: string): F {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    const make = new Function(...this.names, `"use strict";\nreturn function ${name}(${params}) {\n${body}\n};`) as (...a: unknown[]) => F;
+    return make(...this.values);
+  }
+}
+
+/** Whether `new Function` is allowed (not under --disallow-code-generation-from-strings). */
+const CAN_GENERATE = (() => {
+  try {
+    return (new Function('return 1') as () => number)() === 1;
+  } catch {
+    return false;
+  }
+})();
+
+/** Prefixes `e`'s path (a FieldError) with `path`, its index placeholders filled from `idx`. */
+function withinAt(e: unknown, path: string, ...idx: number[]): unknown {
+  if (e instanceof FieldError) {
+    let j = 0;
+    e.path = path.replace(/\u0000/g, () => String(idx[j++])) + e.path;
+  }
+  return e;
+}
+
+abstract class Node {
+  abstract readonly size: number;
+  /** Decoding loses information (bool: any non-zero byte; string: bytes after the NUL). */
+  lossy = false;
+  /** Leaf reads when inlined (a parent inlines this node up to INLINE_MAX). */
+  cost = 1;
+  /** Reads the value at `off`. */
+  abstract read(dv: DataView, bytes: Uint8Array, off: number): unknown;
+  /** Writes `v` at `off`. Assumes the target bytes are zero; writes only what `v` specifies. */
+  abstract write(dv: DataView, bytes: Uint8Array, off: number, v: unknown): void;
+  /** A JS expression reading the value at offset expression `at` (in scope: dv, b). */
+  abstract rx(g: Gen, at: string): string;
+  /** JS statements writing the value in variable `v` at `at`; may set `p` (error path) deeper. */
+  abstract wx(g: Gen, at: string, v: string): string;
+
+  /** rx, or a call of this node's own compiled reader when it is too big to inline. */
+  readExpr(g: Gen, at: string): string {
+    return this.cost <= INLINE_MAX ? this.rx(g, at) : `${g.k(this.reader())}(dv, b, ${at})`;
+  }
+
+  writeStmt(g: Gen, at: string, v: string): string {
+    return this.cost <= INLINE_MAX ? this.wx(g, at, v) : `${g.k(this.writer())}(dv, b, ${at}, ${v});`;
+  }
+
+  /** The cost this node adds to a parent. */
+  get inlineCost(): number {
+    return this.cost <= INLINE_MAX ? this.cost : 1;
+  }
+
+  reader(): Reader {
+    return (dv, b, off) => this.read(dv, b, off);
+  }
+
+  writer(): Writer {
+    return (dv, b, off, v) => this.write(dv, b, off, v);
+  }
+}
+
+/** A scalar: closures, plus optional inline code templates. */
+class Leaf extends Node {
+  constructor(
+    readonly size: number,
+    private readonly r: Reader,
+    private readonly w: Writer,
+    private readonly inline: { rx?: (g: Gen, at: string) => string; wx?: (g: Gen, at: string, v: string) => string; lossy?: boolean } = {},
+  ) {
+    super();
+    this.lossy = inline.lossy ?? false;
+  }
+
+  read(dv: DataView, b: Uint8Array, off: number): unknown {
+    return this.r(dv, b, off);
+  }
+
+  write(dv: DataView, b: Uint8Array, off: number, v: unknown): void {
+    this.w(dv, b, off, v);
+  }
+
+  rx(g: Gen, at: string): string {
+    return this.inline.rx ? this.inline.rx(g, at) : `${g.k(this.r)}(dv, b, ${at})`;
+  }
+
+  wx(g: Gen, at: string, v: string): string {
+    return this.inline.wx ? this.inline.wx(g, at, v) : `${g.k(this.w)}(dv, b, ${at}, ${v});`;
+  }
+
+  override reader(): Reader {
+    return this.r;
+  }
+
+  override writer(): Writer {
+    return this.w;
+  }
+}
+
+/** A struct, union-as-struct (DATASEC) or array: compiled on first use. */
+abstract class Composite extends Node {
+  #read: Reader | undefined;
+  #write: Writer | undefined;
+
+  /** Body of the standalone reader `(dv, b, o)`. */
+  protected readBody(g: Gen): string {
+    return `return ${this.rx(g, 'o')};`;
+  }
+
+  /** The same without code generation. */
+  protected abstract readSlow(dv: DataView, b: Uint8Array, off: number): unknown;
+  protected abstract writeSlow(dv: DataView, b: Uint8Array, off: number, v: unknown): void;
+
+  override reader(): Reader {
+    if (!this.#read) {
+      if (!CAN_GENERATE) {
+        this.#read = (dv, b, off) => this.readSlow(dv, b, off);
+      } else {
+        const g = new Gen();
+        const body = this.readBody(g);
+        this.#read = g.compile<Reader>('decode', 'dv, b, o', g.decls() + body);
+      }
+    }
+    return this.#read;
+  }
+
+  override writer(): Writer {
+    if (!this.#write) {
+      if (!CAN_GENERATE) {
+        this.#write = (dv, b, off, v) => this.writeSlow(dv, b, off, v);
+      } else {
+        const g = new Gen();
+        const body = this.wx(g, 'o', 'v');
+        const within = g.k(withinAt);
+        const ix = g.indices();
+        this.#write = g.compile<Writer>('encode', 'dv, b, o, v',
+          `let p = '';\n${g.decls()}try {\n${body}\n} catch (e) {\nthrow ${within}(e, p${ix ? `, ${ix}` : ''});\n}`);
+      }
+    }
+    return this.#write;
+  }
+
+  read(dv: DataView, b: Uint8Array, off: number): unknown {
+    return this.reader()(dv, b, off);
+  }
+
+  write(dv: DataView, b: Uint8Array, off: number, v: unknown): void {
+    this.writer()(dv, b, off, v);
+  }
 }
 
 function describe(v: unknown): string {
@@ -131,17 +342,37 @@ function smallAccessors(size: number, signed: boolean, le: boolean): [SmallGet, 
   }
 }
 
+const GETTER: Record<string, string> = { '1s': 'getInt8', '1u': 'getUint8', '2s': 'getInt16', '2u': 'getUint16', '4s': 'getInt32', '4u': 'getUint32', '8s': 'getBigInt64', '8u': 'getBigUint64' };
+const SETTER: Record<string, string> = { '1s': 'setInt8', '1u': 'setUint8', '2s': 'setInt16', '2u': 'setUint16', '4s': 'setInt32', '4u': 'setUint32', '8s': 'setBigInt64', '8u': 'setBigUint64' };
+
+/** Inline read of a 1/2/4/8-byte integer at `at`. */
+function intRead(size: number, signed: boolean, le: boolean, at: string): string {
+  if (size === 1 && !signed) return `b[${at}]`;
+  const get = GETTER[`${size}${signed ? 's' : 'u'}`];
+  return size === 1 ? `dv.${get}(${at})` : `dv.${get}(${at}, ${le})`;
+}
+
+/** Inline store of the already checked integer expression `x` at `at`. */
+function intStore(size: number, signed: boolean, le: boolean, at: string, x: string): string {
+  if (size === 1 && !signed) return `b[${at}] = ${x};`;
+  const set = SETTER[`${size}${signed ? 's' : 'u'}`];
+  return size === 1 ? `dv.${set}(${at}, ${x});` : `dv.${set}(${at}, ${x}, ${le});`;
+}
+
 function smallIntNode(size: number, signed: boolean, le: boolean, label: string): Node {
   const [get, set] = smallAccessors(size, signed, le);
   const [blo, bhi] = intRange(size * 8, signed);
   const lo = Number(blo), hi = Number(bhi);
-  return {
-    size,
-    read: (dv, _b, off) => get(dv, off),
-    write: (dv, _b, off, v) => {
+  return new Leaf(size,
+    (dv, _b, off) => get(dv, off),
+    (dv, _b, off, v) => {
       set(dv, off, typeof v === 'number' && v >= lo && v <= hi && Number.isInteger(v) ? v : toSmallInt(v, lo, hi, label));
     },
-  };
+    {
+      rx: (_g, at) => intRead(size, signed, le, at),
+      wx: (g, at, v) => `${intStore(size, signed, le, at,
+        `(typeof ${v} === 'number' && ${v} >= ${lo} && ${v} <= ${hi} && Number.isInteger(${v}) ? ${v} : ${g.k(toSmallInt)}(${v}, ${lo}, ${hi}, ${g.k(label)}))`)}`,
+    });
 }
 
 function int64Node(signed: boolean, le: boolean, label: string): Node {
@@ -150,28 +381,28 @@ function int64Node(signed: boolean, le: boolean, label: string): Node {
   const set = signed
     ? (dv: DataView, off: number, v: bigint) => dv.setBigInt64(off, v, le)
     : (dv: DataView, off: number, v: bigint) => dv.setBigUint64(off, v, le);
-  return {
-    size: 8,
-    read,
-    write: (dv, _b, off, v) => set(dv, off, typeof v === 'bigint' && v >= lo && v <= hi ? v : toBigInt(v, lo, hi, label)),
-  };
+  return new Leaf(8, read,
+    (dv, _b, off, v) => set(dv, off, typeof v === 'bigint' && v >= lo && v <= hi ? v : toBigInt(v, lo, hi, label)),
+    {
+      rx: (_g, at) => intRead(8, signed, le, at),
+      wx: (g, at, v) => intStore(8, signed, le, at,
+        `(typeof ${v} === 'bigint' && ${v} >= ${g.k(lo)} && ${v} <= ${g.k(hi)} ? ${v} : ${g.k(toBigInt)}(${v}, ${g.k(lo)}, ${g.k(hi)}, ${g.k(label)}))`),
+    });
 }
 
 function int128Node(signed: boolean, le: boolean, label: string): Node {
   const [lo, hi] = intRange(128, signed);
   const [loAt, hiAt] = le ? [0, 8] : [8, 0];
-  return {
-    size: 16,
-    read: (dv, _b, off) => {
+  return new Leaf(16,
+    (dv, _b, off) => {
       const v = (dv.getBigUint64(off + hiAt, le) << 64n) | dv.getBigUint64(off + loAt, le);
       return signed ? BigInt.asIntN(128, v) : v;
     },
-    write: (dv, _b, off, v) => {
+    (dv, _b, off, v) => {
       const n = BigInt.asUintN(128, toBigInt(v, lo, hi, label));
       dv.setBigUint64(off + loAt, BigInt.asUintN(64, n), le);
       dv.setBigUint64(off + hiAt, n >> 64n, le);
-    },
-  };
+    });
 }
 
 function intNode(size: number, signed: boolean, le: boolean, label: string): Node {
@@ -183,18 +414,21 @@ function intNode(size: number, signed: boolean, le: boolean, label: string): Nod
 
 function boolNode(size: number, le: boolean, label: string): Node {
   const int = intNode(size, false, le, label);
-  return {
-    size,
-    lossy: true,
-    read: (dv, b, off) => {
+  const failBool = (v: unknown): never => fail(`expected a boolean (${label}), got ${describe(v)}`);
+  return new Leaf(size,
+    (dv, b, off) => {
       const v = int.read(dv, b, off);
       return v !== 0 && v !== 0n;
     },
-    write: (dv, b, off, v) => {
-      if (typeof v !== 'boolean') fail(`expected a boolean (${label}), got ${describe(v)}`);
+    (dv, b, off, v) => {
+      if (typeof v !== 'boolean') failBool(v);
       if (v) int.write(dv, b, off, 1);
     },
-  };
+    {
+      lossy: true,
+      rx: size === 1 ? (_g, at) => `b[${at}] !== 0` : undefined,
+      wx: size === 1 ? (g, at, v) => `if (${v} === true) b[${at}] = 1; else if (${v} !== false) ${g.k(failBool)}(${v});` : undefined,
+    });
 }
 
 // ---------------------------------------------------------------- enums
@@ -242,31 +476,25 @@ function enumNode(t: BtfEnum | BtfEnum64, le: boolean, label: string): Node {
   if (size !== 1 && size !== 2 && size !== 4 && size !== 8) return bytesNode(size, label);
   const big = size === 8;
   const info = enumInfo(t, size * 8, t.signed, big, label);
+  const names = info.names;
+  const name = (v: number | bigint): unknown => names.get(v) ?? v;
   if (big) {
     const read: Reader = t.signed ? (dv, _b, off) => dv.getBigInt64(off, le) : (dv, _b, off) => dv.getBigUint64(off, le);
-    return {
-      size,
-      read: (dv, b, off) => {
-        const v = read(dv, b, off) as bigint;
-        return info.names.get(v) ?? v;
-      },
-      write: (dv, _b, off, v) => dv.setBigUint64(off, BigInt.asUintN(64, enumValue(info, v, 64)), le),
-    };
+    return new Leaf(size,
+      (dv, b, off) => name(read(dv, b, off) as bigint),
+      (dv, _b, off, v) => dv.setBigUint64(off, BigInt.asUintN(64, enumValue(info, v, 64)), le),
+      { rx: (g, at) => `${g.k(name)}(${intRead(8, t.signed, le, at)})` });
   }
   const [get] = smallAccessors(size, t.signed, le);
   const [, set] = smallAccessors(size, false, le);
   const mod = 2 ** (size * 8);
-  return {
-    size,
-    read: (dv, _b, off) => {
-      const v = get(dv, off);
-      return info.names.get(v) ?? v;
-    },
-    write: (dv, _b, off, v) => {
+  return new Leaf(size,
+    (dv, _b, off) => name(get(dv, off)),
+    (dv, _b, off, v) => {
       const n = Number(enumValue(info, v, size * 8));
       set(dv, off, n < 0 ? n + mod : n);
     },
-  };
+    { rx: (g, at) => `${g.k(name)}(${intRead(size, t.signed, le, at)})` });
 }
 
 // ---------------------------------------------------------------- floats, bytes, strings
@@ -280,79 +508,167 @@ function floatNode(size: number, le: boolean, label: string): Node {
     if (size === 4 && Number.isFinite(v) && Math.abs(v) > FLT_MAX) fail(`${v} does not fit in ${label}`);
     return v;
   };
+  const f = size === 4 ? 'Float32' : 'Float64';
   return size === 4
-    ? { size, read: (dv, _b, off) => dv.getFloat32(off, le), write: (dv, _b, off, v) => dv.setFloat32(off, check(v), le) }
-    : { size, read: (dv, _b, off) => dv.getFloat64(off, le), write: (dv, _b, off, v) => dv.setFloat64(off, check(v), le) };
+    ? new Leaf(size, (dv, _b, off) => dv.getFloat32(off, le), (dv, _b, off, v) => dv.setFloat32(off, check(v), le),
+      { rx: (_g, at) => `dv.get${f}(${at}, ${le})`, wx: (g, at, v) => `dv.set${f}(${at}, ${g.k(check)}(${v}), ${le});` })
+    : new Leaf(size, (dv, _b, off) => dv.getFloat64(off, le), (dv, _b, off, v) => dv.setFloat64(off, check(v), le),
+      { rx: (_g, at) => `dv.get${f}(${at}, ${le})`, wx: (g, at, v) => `dv.set${f}(${at}, (typeof ${v} === 'number' ? ${v} : ${g.k(check)}(${v})), ${le});` });
 }
 
 /** Opaque bytes (unions, long double, odd sizes): decodes to a copy; encodes from a Uint8Array. */
 function bytesNode(size: number, label: string): Node {
-  return {
-    size,
-    read: (_dv, bytes, off) => bytes.slice(off, off + size),
-    write: (_dv, bytes, off, v) => {
+  // `b` is always a plain Uint8Array (TypeCodec.views), so slice() copies (Buffer#slice would not).
+  return new Leaf(size,
+    (_dv, bytes, off) => bytes.slice(off, off + size),
+    (_dv, bytes, off, v) => {
       if (!(v instanceof Uint8Array) || v.length > size) {
         fail(`expected a Uint8Array of at most ${size} bytes (${label}), got ${describe(v)}`);
       }
       bytes.set(v, off);
     },
-  };
+    { rx: (_g, at) => `b.slice(${at}, ${plus(at, size)})` });
 }
 
 const utf8Decoder = new TextDecoder();
 const utf8Encoder = new TextEncoder();
+const fromCharCode = String.fromCharCode;
+/** Node's Buffer#latin1Slice works on any Uint8Array: one copy into a one-byte string. */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
+
+/** `b[s, e)`, all bytes below 0x80, as a string. */
+function asciiString(b: Uint8Array, s: number, e: number): string {
+  // String.fromCharCode with one argument per byte allocates the string once (measured: 2-3×
+  // faster than latin1Slice, TextDecoder or += for 1-16 bytes, which is what most char arrays hold).
+  switch (e - s) {
+    case 0: return '';
+    case 1: return fromCharCode(b[s]);
+    case 2: return fromCharCode(b[s], b[s + 1]);
+    case 3: return fromCharCode(b[s], b[s + 1], b[s + 2]);
+    case 4: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3]);
+    case 5: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
+    case 6: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
+    case 7: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
+    case 8: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
+    case 9: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8]);
+    case 10: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9]);
+    case 11: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10]);
+    case 12: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11]);
+    case 13: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12]);
+    case 14: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13]);
+    case 15: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14]);
+    case 16: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14], b[s + 15]);
+    default:
+      return latin1Slice ? latin1Slice.call(b, s, e) : utf8Decoder.decode(b.subarray(s, e));
+  }
+}
+
+/** A char[n] at `off`: the bytes up to the first NUL (or all n), as UTF-8. */
+function readCharArray(b: Uint8Array, off: number, n: number): string {
+  const end = off + n;
+  let i = off, high = 0;
+  for (; i < end; i++) {
+    const c = b[i];
+    if (c === 0) break;
+    high |= c;
+  }
+  return high < 0x80 ? asciiString(b, off, i) : utf8Decoder.decode(b.subarray(off, i));
+}
 
 function charArrayNode(n: number, label: string): Node {
-  return {
-    size: n,
-    lossy: true,
-    read: (_dv, bytes, off) => {
-      const end = off + n;
-      let s = '';
-      for (let i = off; i < end; i++) {
-        const c = bytes[i];
-        if (c === 0) return s;
-        if (c >= 0x80) {
-          const nul = bytes.indexOf(0, i);
-          return s + utf8Decoder.decode(bytes.subarray(i, nul < 0 || nul > end ? end : nul));
-        }
-        s += String.fromCharCode(c);
-      }
-      return s;
-    },
-    write: (_dv, bytes, off, v) => {
+  const read: Reader = (_dv, bytes, off) => readCharArray(bytes, off, n);
+  return new Leaf(n,
+    read,
+    (_dv, bytes, off, v) => {
       if (typeof v !== 'string') fail(`expected a string (${label}), got ${describe(v)}`);
       if (v.includes('\0')) fail(`${describe(v)} contains a NUL character (${label})`);
       // The string may fill the whole array (no NUL), which is how decode reads it back.
       const { read } = utf8Encoder.encodeInto(v, bytes.subarray(off, off + n));
       if (read < v.length) fail(`${describe(v)} is ${utf8Encoder.encode(v).length} bytes, does not fit in ${label}`);
     },
-  };
+    { lossy: true, rx: (g, at) => `${g.k(readCharArray)}(b, ${at}, ${n})` });
+}
+
+function isArrayValue(v: unknown): boolean {
+  return Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+}
+
+class ArrayNode extends Composite {
+  readonly size: number;
+
+  constructor(private readonly elem: Node, private readonly n: number, private readonly label: string) {
+    super();
+    this.size = elem.size * n;
+    this.cost = elem.inlineCost * n;
+    this.lossy = elem.lossy;
+  }
+
+  private get literal(): boolean {
+    return this.cost <= INLINE_MAX;
+  }
+
+  rx(g: Gen, at: string): string {
+    if (!this.literal) return `${g.k(this.reader())}(dv, b, ${at})`;
+    const es = this.elem.size;
+    const items: string[] = [];
+    for (let i = 0; i < this.n; i++) items.push(this.elem.readExpr(g, plus(at, i * es)));
+    return `[${items.join(', ')}]`;
+  }
+
+  protected override readBody(g: Gen): string {
+    if (this.literal) return super.readBody(g);
+    const q = g.tmp();
+    return `const a = [];\nfor (let i = 0; i < ${this.n}; i++) {\n${q} = o + i * ${this.elem.size};\na.push(${this.elem.readExpr(g, q)});\n}\nreturn a;`;
+  }
+
+  wx(g: Gen, at: string, v: string): string {
+    const { n, label } = this;
+    const es = this.elem.size;
+    const bad = g.k((x: unknown): never => fail(`expected an array (${label}), got ${describe(x)}`));
+    const tooMany = g.k((len: number): never => fail(`${len} elements do not fit in ${label}`));
+    const d = g.depth++;
+    g.maxDepth = Math.max(g.maxDepth, g.depth);
+    const x = g.tmp(), q = g.tmp();
+    const outer = g.path;
+    g.path = `${outer}[${IDX}]`;
+    const elemCode = this.elem.writeStmt(g, q, x);
+    const path = JSON.stringify(g.path);
+    g.path = outer;
+    g.depth--;
+    return `if (!${g.k(isArrayValue)}(${v})) ${bad}(${v});
+if (${v}.length > ${n}) ${tooMany}(${v}.length);
+for (i${d} = 0; i${d} < ${v}.length; i${d}++) {
+${x} = ${v}[i${d}];
+if (${x} !== undefined) {
+p = ${path};
+${q} = ${at} + i${d} * ${es};
+${elemCode}
+}
+}`;
+  }
+
+  protected readSlow(dv: DataView, bytes: Uint8Array, off: number): unknown {
+    const out = new Array<unknown>(this.n);
+    for (let i = 0; i < this.n; i++) out[i] = this.elem.read(dv, bytes, off + i * this.elem.size);
+    return out;
+  }
+
+  protected writeSlow(dv: DataView, bytes: Uint8Array, off: number, v: unknown): void {
+    const { n, label, elem } = this;
+    if (!isArrayValue(v)) fail(`expected an array (${label}), got ${describe(v)}`);
+    const a = v as ArrayLike<unknown>;
+    if (a.length > n) fail(`${a.length} elements do not fit in ${label}`);
+    let i = 0;
+    try {
+      for (; i < a.length; i++) if (a[i] !== undefined) elem.write(dv, bytes, off + i * elem.size, a[i]);
+    } catch (e) {
+      throw within(e, `[${i}]`);
+    }
+  }
 }
 
 function arrayNode(elem: Node, n: number, label: string): Node {
-  const es = elem.size;
-  return {
-    size: es * n,
-    read: (dv, bytes, off) => {
-      const out = new Array<unknown>(n);
-      for (let i = 0; i < n; i++) out[i] = elem.read(dv, bytes, off + i * es);
-      return out;
-    },
-    write: (dv, bytes, off, v) => {
-      if (!Array.isArray(v) && !(ArrayBuffer.isView(v) && !(v instanceof DataView))) {
-        fail(`expected an array (${label}), got ${describe(v)}`);
-      }
-      const a = v as ArrayLike<unknown>;
-      if (a.length > n) fail(`${a.length} elements do not fit in ${label}`);
-      let i = 0;
-      try {
-        for (; i < a.length; i++) if (a[i] !== undefined) elem.write(dv, bytes, off + i * es, a[i]);
-      } catch (e) {
-        throw within(e, `[${i}]`);
-      }
-    },
-  };
+  return new ArrayNode(elem, n, label);
 }
 
 // ---------------------------------------------------------------- bitfields
@@ -418,7 +734,8 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
     const u = BigInt.asUintN(bits, n);
     acc.set(b, off + byte, big ? u : Number(u));
   };
-  const node = (read: Reader, write: Writer, lossy = false): Node => ({ size: 0, read, write, lossy });
+  // size 0: a bitfield shares its bytes with its neighbours
+  const node = (read: Reader, write: Writer, lossy = false): Node => new Leaf(0, read, write, { lossy });
 
   if (t.kind === 'INT' && t.bool) {
     return node((_d, b, off) => acc.get(b, off + byte) != 0, (_d, b, off, v) => {
@@ -453,40 +770,73 @@ interface Field {
 const weightOf = (node: Node, bits?: number): number => (bits ? bits / 8 : node.size) - (node.lossy ? 0.5 : 0);
 const sum = (fields: Field[]): number => fields.reduce((a, f) => a + f.weight, 0);
 
+function isObjectValue(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
+}
+
 /** `fields` in declaration order for decoding; `writeOrder` the same fields in encoding order. */
-function structNode(fields: Field[], writeOrder: Field[], size: number, label: string): Node {
-  const keys = new Set(fields.map((f) => f.key));
-  const n = fields.length;
-  return {
-    size,
-    read: (dv, bytes, off) => {
-      const o: Record<string, unknown> = {};
-      for (let i = 0; i < n; i++) {
-        const f = fields[i];
-        o[f.key] = f.node.read(dv, bytes, off + f.off);
-      }
-      return o;
-    },
-    write: (dv, bytes, off, v) => {
-      if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v)) {
-        fail(`expected an object (${label}), got ${describe(v)}`);
-      }
-      const o = v as Record<string, unknown>;
-      for (const k in o) {
-        if (!keys.has(k)) throw new FieldError(`.${k}`, `unknown field of ${label} (fields: ${[...keys].join(', ')})`);
-      }
-      let i = 0;
-      try {
-        for (; i < n; i++) {
-          const f = writeOrder[i];
-          const x = o[f.key];
-          if (x !== undefined) f.node.write(dv, bytes, off + f.off, x);
-        }
-      } catch (e) {
-        throw within(e, `.${writeOrder[i].key}`);
-      }
-    },
+class StructNode extends Composite {
+  private readonly keys: Set<string>;
+
+  constructor(private readonly fields: Field[], private readonly writeOrder: Field[], readonly size: number, private readonly label: string) {
+    super();
+    this.keys = new Set(fields.map((f) => f.key));
+    this.cost = 1 + fields.reduce((a, f) => a + f.node.inlineCost, 0);
+  }
+
+  private badValue = (v: unknown): never => fail(`expected an object (${this.label}), got ${describe(v)}`);
+
+  /** Throws for the first key of `o` that is not a field. */
+  private checkKeys = (o: Record<string, unknown>): void => {
+    for (const k in o) {
+      if (!this.keys.has(k)) throw new FieldError(`.${k}`, `unknown field of ${this.label} (fields: ${[...this.keys].join(', ')})`);
+    }
   };
+
+  rx(g: Gen, at: string): string {
+    // One object literal: every decoded value of this type gets the same hidden class.
+    return `{${this.fields.map((f) => `${litKey(f.key)}: ${f.node.readExpr(g, plus(at, f.off))}`).join(', ')}}`;
+  }
+
+  wx(g: Gen, at: string, v: string): string {
+    const lines = [`if (!${g.k(isObjectValue)}(${v})) ${g.k(this.badValue)}(${v});`, `${g.k(this.checkKeys)}(${v});`];
+    const outer = g.path;
+    for (const f of this.writeOrder) {
+      const x = g.tmp();
+      g.path = `${outer}.${f.key}`;
+      const path = JSON.stringify(g.path);
+      const code = f.node.writeStmt(g, plus(at, f.off), x);
+      lines.push(`${x} = ${v}[${JSON.stringify(f.key)}];\nif (${x} !== undefined) {\np = ${path};\n${code}\n}`);
+    }
+    g.path = outer;
+    return lines.join('\n');
+  }
+
+  protected readSlow(dv: DataView, bytes: Uint8Array, off: number): unknown {
+    const o: Record<string, unknown> = {};
+    for (const f of this.fields) o[f.key] = f.node.read(dv, bytes, off + f.off);
+    return o;
+  }
+
+  protected writeSlow(dv: DataView, bytes: Uint8Array, off: number, v: unknown): void {
+    if (!isObjectValue(v)) this.badValue(v);
+    const o = v as Record<string, unknown>;
+    this.checkKeys(o);
+    let i = 0;
+    try {
+      for (; i < this.writeOrder.length; i++) {
+        const f = this.writeOrder[i];
+        const x = o[f.key];
+        if (x !== undefined) f.node.write(dv, bytes, off + f.off, x);
+      }
+    } catch (e) {
+      throw within(e, `.${this.writeOrder[i].key}`);
+    }
+  }
+}
+
+function structNode(fields: Field[], writeOrder: Field[], size: number, label: string): Node {
+  return new StructNode(fields, writeOrder, size, label);
 }
 
 // ---------------------------------------------------------------- compiling types to nodes
@@ -629,6 +979,8 @@ class TypeCodec implements BtfCodec {
   private lastBuf: Uint8Array | undefined;
   private lastDv: DataView | undefined;
   private lastBytes: Uint8Array | undefined;
+  private readFn: Reader | undefined;
+  private writeFn: Writer | undefined;
 
   constructor(private readonly node: Node, readonly typeId: number, readonly typeName: string, private readonly root: string) {
     this.size = node.size;
@@ -654,7 +1006,7 @@ class TypeCodec implements BtfCodec {
   decode(buf: Uint8Array, offset = 0): unknown {
     const [dv, bytes] = this.views(buf);
     this.check(buf, offset);
-    return this.node.read(dv, bytes, offset);
+    return (this.readFn ??= this.node.reader())(dv, bytes, offset);
   }
 
   encode(value: unknown, out?: Uint8Array, offset = 0): Uint8Array {
@@ -663,7 +1015,7 @@ class TypeCodec implements BtfCodec {
     this.check(out, offset);
     bytes.fill(0, offset, offset + this.size);
     try {
-      this.node.write(dv, bytes, offset, value);
+      (this.writeFn ??= this.node.writer())(dv, bytes, offset, value);
     } catch (e) {
       if (e instanceof FieldError) throw new EncodeError(this.root + e.path, e.reason);
       throw e;

@@ -120,10 +120,11 @@ export class NodeAgent {
     try {
       await this.writeStatus(ni, { phase: 'Loading', message: local ? `moving to revision ${ni.spec.revision}` : `loading revision ${ni.spec.revision}` });
       await this.pull(ni);
+      const image = this.localRef(ni);
       if (!local) {
-        await this.agent.run({ image: ni.spec.image, name, config, attach });
+        await this.agent.run({ image, name, config, attach });
       } else if (!this.matches(name, ni)) {
-        await this.agent.upgrade(name, { image: ni.spec.image, config, attach });
+        await this.agent.upgrade(name, { image, config, attach });
       } else {
         await this.agent.startInstance(name);
       }
@@ -174,10 +175,24 @@ export class NodeAgent {
     return { phase: 'Running' as NodePhase, revision: ni.spec.revision, ...this.programsOf(ni.spec.deployment), ...(st.message ? { message: st.message } : { message: undefined }) };
   }
 
+  /**
+   * The name the package has in this node's store: the repository path without the registry
+   * host, by digest (kbpf/tcpconnect@sha256:…). The agent keeps references in its revision
+   * history and cuts a name at the first ':' when it resolves one after a restart, so a
+   * registry host:port must not be part of it.
+   */
+  private localRef(ni: BpfNodeInstance): string {
+    const withoutDigest = ni.spec.image.replace(/@sha256:[a-f0-9]{64}$/, '');
+    const parts = withoutDigest.split('/');
+    const first = parts[0]!;
+    if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) parts.shift();
+    return `${parts.join('/').replace(/:[^/:]*$/, '')}@${ni.spec.digest}`;
+  }
+
   private async pull(ni: BpfNodeInstance): Promise<void> {
     if (await this.agent.store.hasBlob(ni.spec.digest).catch(() => false)) {
       try {
-        await this.agent.store.resolve(ni.spec.image);
+        await this.agent.store.resolve(this.localRef(ni));
         return;
       } catch {
         /* blob without the reference: pull (only missing blobs are fetched) */
@@ -186,7 +201,7 @@ export class NodeAgent {
     const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
     const client = new RegistryClient({ credentials: async (registry) => credentials[registry] });
     try {
-      const r = await client.pull(ni.spec.image, this.agent.store);
+      const r = await client.pull(ni.spec.image, this.agent.store, { tag: this.localRef(ni) });
       if (r.digest !== ni.spec.digest) throw new Error(`the registry answered ${r.digest}, not ${ni.spec.digest}`);
     } catch (e) {
       throw new Error(`pull ${ni.spec.image}: ${errorText(e)}`);

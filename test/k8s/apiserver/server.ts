@@ -190,6 +190,7 @@ export class TestApiServer {
       '- name: test',
       '  cluster:',
       `    server: ${this.url}`,
+      '    insecure-skip-tls-verify: true',
       'users:',
       `- name: ${user}`,
       '  user:',
@@ -205,9 +206,9 @@ export class TestApiServer {
     return path;
   }
 
-  /** Forgets every event so far: watches resuming from an older resourceVersion get 410 Gone. */
+  /** Forgets every event so far: watches resuming from any resourceVersion handed out so far get 410 Gone. */
   compact(): void {
-    this.#compactedRv = this.#rv;
+    this.#compactedRv = ++this.#rv;
     this.events.length = 0;
   }
 
