@@ -5,11 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iptables gcc make tar iputils-ping docker-registry skopeo prometheus util-linux kubernetes-client ${KBPF_EXTRA_APT:-})
+APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iptables gcc make tar iputils-ping docker-registry skopeo prometheus util-linux ${KBPF_EXTRA_APT:-})
+# packages wanted for a command, which another package may already provide (e.g. kubectl)
+declare -A FOR_COMMAND=([kubectl]=kubernetes-client)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+for c in "${!FOR_COMMAND[@]}"; do
+  command -v "$c" >/dev/null 2>&1 || missing+=("${FOR_COMMAND[$c]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
