@@ -132,6 +132,8 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
     const prog = obj.program('produce');
     const packet = new Uint8Array(64);
     let stop = false;
+    let wake!: () => void;
+    const stopped = new Promise<void>((resolve) => (wake = resolve));
     let consumed = 0;
     const producer = (async () => {
       while (!stop) await testRunAsync(prog, { data: packet, dataOutSize: 64, repeat: REPEAT });
@@ -144,6 +146,24 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       await sleep(durationMs);
       window = { events: consumed - c0, seconds: (performance.now() - t0) / 1000 };
       stop = true;
+      wake();
+    })();
+    let wakeRaw!: () => void;
+    const rawStalled = new Promise<void>((resolve) => (wakeRaw = resolve));
+    // A consumer still waiting for records a while after the producer's last call returned (a
+    // missed wake-up) would hang the round: close the reader, which ends the iterators, and say so.
+    let finished = false;
+    let stalled = false;
+    const guard = (async () => {
+      await stopped;
+      await producer;
+      for (let waited = 0; waited < 2000 && !finished; waited += 50) await sleep(50);
+      if (!finished) {
+        stalled = true;
+        note(`  ${variant}: the consumer was still waiting 2 s after the producer stopped; closing the reader`);
+        if (variant === 'ts-raw') wakeRaw();
+        else reader?.close();
+      }
     })();
 
     const r = reader;
@@ -172,7 +192,7 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
         consumed++;
       };
       while (!stop) {
-        await r.readable();
+        await Promise.race([r.readable(), rawStalled]);
         r.consumeRaw(visit, 65536);
       }
       // Integrity: once the producer is done, every record it wrote has been read exactly once.
@@ -194,8 +214,11 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
         consumed++;
       }
     }
+    finished = true;
     await sampler;
     await producer;
+    await guard;
+    if (stalled) note(`  ${variant}: stalled round (see above)`);
     if (outOfOrder) throw new Error(`ringbuf bench: ${variant} read ${outOfOrder} records out of sequence`);
     const produced = Number((obj.map('.bss').lookup(0) as { seq: bigint }).seq);
     return { ...window, produced, lost: r.stats.lost };

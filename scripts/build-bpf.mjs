@@ -46,7 +46,7 @@ for (const r of roots) {
     if (existsSync(out) && deps.every((d) => statSync(d).mtimeMs <= statSync(out).mtimeMs)) continue;
     try {
       execFileSync('clang', ['-g', '-O2', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-Wall', '-Wno-unused-function',
-        '-I', buildDir, '-I', dirname(src), '-c', src, '-o', out], { stdio: ['ignore', 'inherit', 'inherit'] });
+        '-I', buildDir, '-I', join(root, 'src/build/include'), '-I', dirname(src), '-c', src, '-o', out], { stdio: ['ignore', 'inherit', 'inherit'] });
     } catch {
       console.error(`build-bpf: failed to compile ${relative(root, src)}`);
       process.exit(1);

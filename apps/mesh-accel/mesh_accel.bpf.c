@@ -1,7 +1,7 @@
 // mesh-accel: sidecar acceleration (the Merbridge data path) as a kbpf package.
 //
 //   cgroup/connect4     app TCP -> the pod's own sidecar (pod IP : outbound port); sidecar TCP to
-//                       another local mesh pod -> that pod's inbound port; UDP 53 -> DNS proxy
+//                       another local mesh pod -> that pod's inbound port; port 53 (UDP, TCP) -> DNS proxy
 //   sockops             remembers the original destination per 4-tuple; puts local mesh sockets
 //                       into the sockhash
 //   sk_msg              moves bytes between the two ends of a local connection (never drops)
@@ -230,6 +230,9 @@ int mesh_connect4(struct bpf_sock_addr *ctx)
 	__u32 dst = ctx->user_ip4;
 	__u16 dport = bpf_ntohs(ctx->user_port);
 	__u32 uid = (__u32)bpf_get_current_uid_gid();
+
+	if (dport == 53 && pod->dns_port)
+		return dns_capture(ctx); /* DNS over TCP goes to the DNS proxy too */
 
 	if (uid == pod->sidecar_uid) {
 		/* the sidecar's own connection: only a shortcut to a local peer's inbound port */

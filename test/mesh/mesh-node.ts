@@ -14,6 +14,8 @@ export const MESH_APP_DIR = fileURLToPath(new URL('../../../apps/mesh-accel/', i
 export interface MeshInstance {
   ta: TestAgent;
   name: string;
+  /** the package reference the instance runs */
+  ref: string;
   maps: MeshMaps;
   /** declares a test bed pod (with the pod's mode and the given extra settings) */
   declare(pod: Pod, extra?: Partial<PodSpec>): void;
@@ -43,6 +45,7 @@ export async function runMesh(t: Cleanup, tb: Testbed, name = 'mesh', agent?: { 
   const inst: MeshInstance = {
     ta,
     name,
+    ref,
     get maps() {
       if (!maps) throw new Error('mesh instance removed');
       return maps;

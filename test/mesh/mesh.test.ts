@@ -145,43 +145,56 @@ const dgram = require('node:dgram');
 const s = dgram.createSocket('udp4');
 s.on('message', (m, r) => s.send('proxied:' + m, r.port, r.address));
 s.bind(Number(process.argv[1]), '127.0.0.1', () => console.log('ready'));
+require('node:net').createServer((c) => c.on('data', (d) => c.end('proxied:' + d))).listen(Number(process.argv[1]), '127.0.0.1');
 `;
 const DNS_CLIENT = `
 const dgram = require('node:dgram');
-const [addr, connected] = [process.argv[1], process.argv[2] === 'connected'];
-const s = dgram.createSocket('udp4');
+const [addr, how] = [process.argv[1], process.argv[2]];
 const t = setTimeout(() => { console.log(JSON.stringify({ timeout: true })); process.exit(1); }, 3000);
-s.on('message', (m, r) => {
-  clearTimeout(t);
-  console.log(JSON.stringify({ reply: String(m), from: r.address + ':' + r.port, peer: connected ? s.remoteAddress() : null }));
-  s.close();
-});
-if (connected) s.connect(53, addr, () => s.send('q1'));
-else s.send('q1', 53, addr);
+if (how === 'tcp') {
+  const c = require('node:net').connect(53, addr, () => c.write('q1'));
+  let b = '';
+  c.on('data', (d) => (b += d));
+  c.on('end', () => {
+    clearTimeout(t);
+    console.log(JSON.stringify({ reply: b, from: c.remoteAddress + ':' + c.remotePort, peer: { address: c.remoteAddress, port: c.remotePort } }));
+  });
+  c.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
+} else {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m, r) => {
+    clearTimeout(t);
+    console.log(JSON.stringify({ reply: String(m), from: r.address + ':' + r.port, peer: how === 'connected' ? s.remoteAddress() : null }));
+    s.close();
+  });
+  if (how === 'connected') s.connect(53, addr, () => s.send('q1'));
+  else s.send('q1', 53, addr);
+}
 `;
 
-test('DNS capture (istio mode): UDP 53 goes to the DNS proxy on 127.0.0.1:15053 and replies come from the original server', async (t) => {
+test('DNS capture (istio mode): UDP and TCP 53 go to the DNS proxy on 127.0.0.1:15053 and replies come from the original server', async (t) => {
   const tb = await Testbed.create(t);
   const mesh = await runMesh(t, tb);
   const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
   const proxy = tb.spawnInPod(a, 'node', ['-e', DNS_PROXY, '15053'], { uid: a.sidecar.uid });
   assert.ok(proxy.pid);
-  for (let i = 0; i < 100; i++) {
-    const r = await tb.execInPod(a, 'ss', ['-Hunl']);
-    if (r.stdout.includes('127.0.0.1:15053')) break;
-    await new Promise((res) => setTimeout(res, 30));
+  let ready = false;
+  for (let i = 0; i < 200 && !ready; i++) {
+    ready = (await tb.execInPod(a, 'ss', ['-Htunl'])).stdout.split('127.0.0.1:15053').length === 3; // udp and tcp
+    if (!ready) await new Promise((res) => setTimeout(res, 30));
   }
+  assert.ok(ready, 'the DNS proxy never listened on 127.0.0.1:15053');
   const server = `${tb.subnet}.250`; // no such host: only the proxy can answer
-  for (const how of ['unconnected', 'connected']) {
+  for (const how of ['unconnected', 'connected', 'tcp']) {
     const r = await tb.execInPod(a, 'node', ['-e', DNS_CLIENT, server, how]);
     assert.equal(r.code, 0, `${how}: ${r.stdout} ${r.stderr}`);
     const out = JSON.parse(r.stdout) as { reply: string; from: string; peer: { address: string; port: number } | null };
     assert.equal(out.reply, 'proxied:q1', how);
     assert.equal(out.from, `${server}:53`, how);
-    if (how === 'connected') assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 });
+    if (how !== 'unconnected') assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 });
   }
   const s = mesh.maps.stats();
-  assert.ok(s.dns_redirect >= 2n && s.dns_restore >= 2n, JSON.stringify({ redirect: String(s.dns_redirect), restore: String(s.dns_restore) }));
+  assert.ok(s.dns_redirect >= 3n && s.dns_restore >= 2n && s.peername >= 2n, JSON.stringify({ redirect: String(s.dns_redirect), restore: String(s.dns_restore) }));
 });
 
 test('linkerd mode: the proxy bind on 127.0.0.1:4140 is rewritten so app traffic reaches it, sidecar-to-sidecar via 4143', async (t) => {
@@ -253,4 +266,56 @@ test('standalone declarations: the declare CLI applies a pods file to a running 
   assert.match((await tb.get(a, `http://${b.ip}/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
   const stats = await run('node', [cli, '--bpffs', bpffs, 'stats']);
   assert.match(stats.stdout, /^connect_out: [1-9]/m);
+});
+
+test('a meshed pod (eBPF) talks to a pod that is meshed with iptables: the two data paths coexist, SO_ORIGINAL_DST falls back to the kernel', async (t) => {
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const c = await tb.addPod(); // not declared: as if on another node, meshed the iptables way
+  await tb.enableIptables(c);
+  const before = mesh.maps.stats();
+  const r = await tb.get(a, `http://${c.ip}/`);
+  assert.ok(r.ok, `${r.code} ${r.err}`);
+  assert.match(r.body, new RegExp(`^app=pod1 port=80 outbound=${c.ip}:80 inbound=${c.ip}:80$`, 'm'));
+  const s = mesh.maps.stats();
+  assert.equal(s.connect_peer, before.connect_peer, 'no shortcut to an undeclared pod');
+  assert.ok(s.origdst_miss > before.origdst_miss, "C's sidecar got its answer from conntrack");
+  // and back: C's app through its iptables sidecar to A (no inbound capture in A: A's app answers)
+  const back = await tb.get(c, `http://${a.ip}/`);
+  assert.match(back.body, new RegExp(`^app=pod0 port=80 outbound=${a.ip}:80 inbound=$`, 'm'));
+});
+
+test('upgrade of the running instance under traffic: a live keep-alive connection and new connections all succeed, pods stay declared', async (t) => {
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const client = tb.execInPod(a, 'node', ['-e', KEEPALIVE_CLIENT, `http://${b.ip}/`, '6'], { timeoutMs: 20_000 });
+  const fresh: Promise<{ ok: boolean; body: string; err: string }>[] = [];
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) {
+      fresh.push(tb.get(a, `http://${b.ip}/`));
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  })();
+  await new Promise((res) => setTimeout(res, 1000));
+  const st = await mesh.ta.agent.upgrade(mesh.name, { image: mesh.ref, config: { redirect_msgs: '1' } });
+  await new Promise((res) => setTimeout(res, 1000));
+  stop = true;
+  await loop;
+  const out = await client;
+  const lines = out.stdout.trim().split('\n');
+  assert.equal(lines.length, 6, out.stdout + out.stderr);
+  assert.equal(new Set(lines.map((l) => l.split(' ')[1])).size, 1, out.stdout);
+  for (const l of lines) assert.match(l, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80$`), out.stdout);
+  const results = await Promise.all(fresh);
+  assert.ok(results.length >= 10);
+  for (const r of results) assert.match(r.body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`), `${r.err}`);
+  assert.equal(st.revision, 2);
+  assert.equal(st.phase, 'running');
+  // the pods were carried over with the maps: a new connection after the upgrade is meshed
+  const after = await tb.get(b, `http://${a.ip}/`);
+  assert.match(after.body, new RegExp(`outbound=${a.ip}:80 inbound=${a.ip}:80`));
 });

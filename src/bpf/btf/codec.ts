@@ -974,11 +974,21 @@ function compiledFor(btf: Btf, strings: boolean): Compiled {
   return (pair[strings ? 1 : 0] ??= { compiler: new Compiler(btf, strings), codecs: new Map() });
 }
 
+/** A DataView and a plain Uint8Array (whose slice() copies, unlike Buffer's) over the bytes of `buf`. */
+class Views {
+  readonly dv: DataView;
+  readonly bytes: Uint8Array;
+  constructor(readonly buf: Uint8Array) {
+    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.bytes = buf.constructor === Uint8Array ? buf : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+}
+
 class TypeCodec implements BtfCodec {
   readonly size: number;
-  private lastBuf: Uint8Array | undefined;
-  private lastDv: DataView | undefined;
-  private lastBytes: Uint8Array | undefined;
+  /** Views of the last buffer decoded from / encoded into: a ring reader passes the same mapped bytes every time. */
+  private lastIn: Views | undefined;
+  private lastOut: Views | undefined;
   private readFn: Reader | undefined;
   private writeFn: Writer | undefined;
 
@@ -986,36 +996,31 @@ class TypeCodec implements BtfCodec {
     this.size = node.size;
   }
 
-  /** DataView and plain Uint8Array over the same bytes as `buf` (Buffer#slice would not copy). */
-  private views(buf: Uint8Array): [DataView, Uint8Array] {
-    if (buf !== this.lastBuf) {
-      if (!(buf instanceof Uint8Array)) throw new TypeError(`${this.root}: expected a Uint8Array buffer`);
-      this.lastBuf = buf;
-      this.lastDv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-      this.lastBytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-    }
-    return [this.lastDv!, this.lastBytes!];
+  private views(buf: Uint8Array): Views {
+    if (!(buf instanceof Uint8Array)) throw new TypeError(`${this.root}: expected a Uint8Array buffer`);
+    return new Views(buf);
   }
 
-  private check(buf: Uint8Array, offset: number): void {
-    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= buf.byteLength)) {
-      throw new RangeError(`${this.root}: ${this.typeName} needs ${this.size} bytes at offset ${offset}, buffer has ${buf.byteLength}`);
-    }
+  private outOfRange(buf: Uint8Array, offset: number): RangeError {
+    return new RangeError(`${this.root}: ${this.typeName} needs ${this.size} bytes at offset ${offset}, buffer has ${buf.byteLength}`);
   }
 
   decode(buf: Uint8Array, offset = 0): unknown {
-    const [dv, bytes] = this.views(buf);
-    this.check(buf, offset);
-    return (this.readFn ??= this.node.reader())(dv, bytes, offset);
+    let v = this.lastIn;
+    if (v === undefined || v.buf !== buf) this.lastIn = v = this.views(buf);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= buf.byteLength)) throw this.outOfRange(buf, offset);
+    return (this.readFn ??= this.node.reader())(v.dv, v.bytes, offset);
   }
 
   encode(value: unknown, out?: Uint8Array, offset = 0): Uint8Array {
     out ??= new Uint8Array(this.size);
-    const [dv, bytes] = this.views(out);
-    this.check(out, offset);
+    let v = this.lastOut;
+    if (v === undefined || v.buf !== out) this.lastOut = v = this.views(out);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= out.byteLength)) throw this.outOfRange(out, offset);
+    const bytes = v.bytes;
     bytes.fill(0, offset, offset + this.size);
     try {
-      (this.writeFn ??= this.node.writer())(dv, bytes, offset, value);
+      (this.writeFn ??= this.node.writer())(v.dv, bytes, offset, value);
     } catch (e) {
       if (e instanceof FieldError) throw new EncodeError(this.root + e.path, e.reason);
       throw e;
