@@ -29,10 +29,14 @@ export async function testAgent(t: { after(fn: () => unknown): void }): Promise<
   await agent.start();
   const dirs: string[] = [state];
   t.after(async () => {
-    for (const s of agent.list()) await agent.remove(s.name, { force: true }).catch(() => {});
-    await agent.close();
-    rmSync(paths.bpffsDir, { recursive: true, force: true });
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    try {
+      for (const s of agent.list()) await agent.remove(s.name, { force: true }).catch(() => {});
+      await agent.close();
+    } finally {
+      // whatever the agent could not remove: its pins hold the rest, so this detaches it too
+      rmSync(paths.bpffsDir, { recursive: true, force: true });
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
   });
   return {
     get agent() {
