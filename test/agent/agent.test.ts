@@ -113,3 +113,18 @@ test('a second agent on the same state directory is refused', async (t) => {
   const second = new Agent(ta.paths, { log: () => {} });
   await assert.rejects(second.start(), /another kbpf agent \(pid \d+\) owns this state directory/);
 });
+
+test('a failed upgrade leaves the running revision untouched', async (t) => {
+  const ta = await testAgent(t);
+  const v1 = await ta.build(join(EXAMPLES, 'opensnoop'));
+  // version 3 compiles but the verifier rejects it (reads past the end of the event)
+  const bad = await ta.build(ta.variant('opensnoop', (f, s) => (f === 'kbpf.yaml' ? s.replace('version: 1.0.0', 'version: 3.0.0') : s.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2]; ((char *)e)[sizeof(*e) + 64] = 1;'))));
+  const st = await ta.agent.run({ image: v1, name: 'keep', config: { target_pid: String(process.pid) } });
+  await assert.rejects(ta.agent.upgrade('keep', { image: bad }), (e: Error) => /trace_openat/.test(e.message) && /verifier|invalid|out of bounds|access/i.test(e.message));
+  const after = ta.agent.inspect('keep');
+  assert.equal(after.revision, 1);
+  assert.equal(after.programs[0]!.progId, st.programs[0]!.progId);
+  assert.equal(after.programs[0]!.linkId, st.programs[0]!.linkId);
+  assert.deepEqual(ta.agent.history('keep').map((r) => r.revision), [1]);
+  await openAndWaitForEvent(ta.agent, 'keep', 'kbpf-marker-keep');
+});

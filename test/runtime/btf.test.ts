@@ -4,6 +4,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import {
   Btf, codecFor, EncodeError, readElfSections, readElfSymbols, readElfSectionHeaders, readObjectBtf,
   BTF_KIND, type BtfKind,
@@ -614,5 +615,123 @@ describe('synthetic BTF', () => {
     const badKind = good.slice();
     badKind[24 + 7] = 31; // kind 31 in the info word
     assert.throws(() => Btf.parse(badKind), /unknown kind 31/);
+  });
+});
+
+// ---------------------------------------------------------------- generated codecs: shapes, big types, odd names, fallback
+
+describe('generated codecs', () => {
+  /** struct big { u32 n; u32 arr[100]; struct pair { u8 a; u8 b; } ps[40]; char s40[40]; char s3[3]; u32 "__proto__"; u32 "a\"b\\"; } */
+  function bigStruct(): { btf: Btf; st: number; pair: number } {
+    const w = new BtfWriter();
+    const u32 = w.add('INT', 'unsigned int', 0, false, 4, intEnc(32));
+    const u8 = w.add('INT', 'unsigned char', 0, false, 1, intEnc(8));
+    const chr = w.add('INT', 'char', 0, false, 1, intEnc(8, { signed: true }));
+    const arr = w.add('ARRAY', '', 0, false, 0, u32, u32, 100);
+    const pair = w.add('STRUCT', 'pair', 2, false, 2, w.str('a'), u8, 0, w.str('b'), u8, 8);
+    const parr = w.add('ARRAY', '', 0, false, 0, pair, u32, 40);
+    const s40 = w.add('ARRAY', '', 0, false, 0, chr, u32, 40);
+    const s3 = w.add('ARRAY', '', 0, false, 0, chr, u32, 3);
+    // offsets: n 0, arr 4, ps 404, s40 484, s3 524, __proto__ 528, a"b\ 532; size 536
+    const st = w.add('STRUCT', 'big', 7, false, 536,
+      w.str('n'), u32, 0, w.str('arr'), arr, 4 * 8, w.str('ps'), parr, 404 * 8, w.str('s40'), s40, 484 * 8,
+      w.str('s3'), s3, 524 * 8, w.str('__proto__'), u32, 528 * 8, w.str('a"b\\'), u32, 532 * 8);
+    return { btf: Btf.parse(w.build()), st, pair };
+  }
+
+  it('decodes to objects with the declared keys in order, one shape for every value', () => {
+    const btf = readObjectBtf(objectBytes())!;
+    const c = codecFor(btf, id(btf, 'kt_value', 'STRUCT'));
+    const a = c.decode(c.encode({ name: 'a' })) as Record<string, unknown>;
+    const b = c.decode(c.encode({ name: 'b', color: 'KT_RED', bits: { a: 1 } })) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(a), Object.keys(b));
+    assert.deepEqual(Object.keys(a).slice(0, 6), ['addr', 'peers', 'counts', 'name', 'color', 'sign']);
+    assert.deepEqual(Object.keys(a.addr as object), ['ip', 'port', 'proto']);
+  });
+
+  it('handles arrays too big to inline, with indices in error paths', () => {
+    const { btf, st } = bigStruct();
+    const c = codecFor(btf, st);
+    assert.equal(c.size, 536);
+    const value = {
+      n: 7,
+      arr: Array.from({ length: 100 }, (_, i) => i * 1000),
+      ps: Array.from({ length: 40 }, (_, i) => ({ a: i, b: 255 - i })),
+      s40: 'x'.repeat(39),
+      s3: 'abc',
+      ['__proto__']: 5,
+      'a"b\\': 6,
+    };
+    Object.defineProperty(value, '__proto__', { value: 5, enumerable: true, configurable: true, writable: true });
+    const bytes = c.encode(value);
+    assert.equal(new DataView(bytes.buffer).getUint32(4 + 99 * 4, true), 99000);
+    assert.equal(bytes[404 + 39 * 2 + 1], 216);
+    const v = c.decode(bytes) as Record<string, unknown>;
+    assert.deepEqual(v.arr, value.arr);
+    assert.deepEqual(v.ps, value.ps);
+    assert.equal(v.s40, 'x'.repeat(39));
+    assert.equal(v.s3, 'abc');
+    assert.ok(Object.hasOwn(v, '__proto__'), '__proto__ is an own property, not the prototype');
+    assert.equal(Object.getOwnPropertyDescriptor(v, '__proto__')?.value, 5);
+    assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    assert.equal(v['a"b\\'], 6);
+    assert.deepEqual(c.encode(v), bytes);
+    expectEncodeError(() => c.encode({ arr: [...Array(70).fill(0), -1] }), 'value.arr[70]: -1 does not fit in unsigned int');
+    expectEncodeError(() => c.encode({ ps: [...Array(37).fill({}), { b: 256 }] }), 'value.ps[37].b: 256 does not fit in unsigned char');
+    expectEncodeError(() => c.encode({ ps: [{}, { c: 1 }] }), /^value\.ps\[1\]\.c: unknown field of struct pair \(fields: a, b\)$/);
+    expectEncodeError(() => c.encode({ ps: Array(41).fill({}) }), 'value.ps: 41 elements do not fit in struct pair[40]');
+    expectEncodeError(() => c.encode({ s40: 'y'.repeat(41) }), /^value\.s40: "y+…" is 41 bytes, does not fit in char\[40\]$/);
+  });
+
+  it('decodes char arrays of every length up to the NUL, as UTF-8, from any buffer and offset', () => {
+    const { btf, st } = bigStruct();
+    const c = codecFor(btf, st);
+    for (let n = 0; n <= 40; n++) {
+      const s = 'abcdefghijklmnopqrstuvwxyz0123456789ABCD'.slice(0, n);
+      assert.equal((c.decode(c.encode({ s40: s })) as { s40: string }).s40, s);
+    }
+    for (const s of ['é', 'aé', 'ü'.repeat(20), '日本語', 'x😀y']) {
+      assert.equal((c.decode(c.encode({ s40: s })) as { s40: string }).s40, s);
+    }
+    // the same bytes in a Buffer at an offset, alternating with another buffer (cached views)
+    const one = Buffer.alloc(600);
+    c.encode({ n: 1, s40: 'one' }, one, 64);
+    const two = c.encode({ n: 2, s40: 'two' });
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual([(c.decode(one, 64) as { n: number }).n, (c.decode(one, 64) as { s40: string }).s40], [1, 'one']);
+      assert.deepEqual([(c.decode(two) as { n: number }).n, (c.decode(two) as { s40: string }).s40], [2, 'two']);
+    }
+  });
+
+  it('copies union bytes even when decoding from a Buffer', () => {
+    const btf = readObjectBtf(objectBytes())!;
+    const c = codecFor(btf, id(btf, 'kt_value', 'STRUCT'));
+    const buf = Buffer.from(c.encode({ raw: new Uint8Array([1, 2, 3]) }));
+    const v = c.decode(buf) as { raw: Uint8Array };
+    v.raw[0] = 99;
+    assert.equal((c.decode(buf) as { raw: Uint8Array }).raw[0], 1);
+  });
+
+  it('works without code generation (--disallow-code-generation-from-strings)', () => {
+    const index = new URL('../../src/bpf/btf/index.js', import.meta.url).href;
+    const obj = new URL('./btf_types.bpf.o', import.meta.url).pathname;
+    const script = `
+      import { readFileSync } from 'node:fs';
+      const { readObjectBtf, codecFor } = await import(${JSON.stringify(index)});
+      const btf = readObjectBtf(readFileSync(${JSON.stringify(obj)}));
+      const c = codecFor(btf, btf.findByName('kt_value', 'STRUCT').id);
+      const v = c.decode(c.encode({ addr: { ip: 1, port: 2 }, peers: [{}, { proto: 3 }], name: 'n', bits: { c: -3 }, matrix: [[1], [0, 2]] }));
+      let err = '';
+      try { c.encode({ matrix: [[], [0, 0, 300]] }); } catch (e) { err = e.message; }
+      console.log(JSON.stringify({ v, err }, (_k, x) => typeof x === 'bigint' ? String(x) : x instanceof Uint8Array ? [...x] : x));
+    `;
+    const out = execFileSync(process.execPath, ['--disallow-code-generation-from-strings', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const { v, err } = JSON.parse(out) as { v: Record<string, any>; err: string };
+    assert.deepEqual(v.addr, { ip: 1, port: 2, proto: 0 });
+    assert.deepEqual(v.peers, [{ ip: 0, port: 0, proto: 0 }, { ip: 0, port: 0, proto: 3 }]);
+    assert.equal(v.name, 'n');
+    assert.equal(v.bits.c, -3);
+    assert.deepEqual(v.matrix, [[1, 0, 0], [0, 2, 0]]);
+    assert.equal(err, 'value.matrix[1][2]: 300 does not fit in __u8');
   });
 });

@@ -806,7 +806,9 @@ class StructNode extends Composite {
       g.path = `${outer}.${f.key}`;
       const path = JSON.stringify(g.path);
       const code = f.node.writeStmt(g, plus(at, f.off), x);
-      lines.push(`${x} = ${v}[${JSON.stringify(f.key)}];\nif (${x} !== undefined) {\np = ${path};\n${code}\n}`);
+      // `__proto__` only as an own property: every object inherits one.
+      const get = f.key === '__proto__' ? `(Object.hasOwn(${v}, "__proto__") ? ${v}["__proto__"] : undefined)` : `${v}[${JSON.stringify(f.key)}]`;
+      lines.push(`${x} = ${get};\nif (${x} !== undefined) {\np = ${path};\n${code}\n}`);
     }
     g.path = outer;
     return lines.join('\n');
@@ -826,7 +828,7 @@ class StructNode extends Composite {
     try {
       for (; i < this.writeOrder.length; i++) {
         const f = this.writeOrder[i];
-        const x = o[f.key];
+        const x = f.key === '__proto__' && !Object.hasOwn(o, f.key) ? undefined : o[f.key];
         if (x !== undefined) f.node.write(dv, bytes, off + f.off, x);
       }
     } catch (e) {
