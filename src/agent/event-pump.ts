@@ -100,14 +100,20 @@ class Stream {
     }
   }
 
-  /** Unmaps a ring that has been quiet, and goes back to watching its fd. */
+  /**
+   * Unmaps a ring that has been quiet, and goes back to watching its fd. A ring that holds
+   * records nobody delivered for that long means a wake-up was missed: its reader is re-opened
+   * (the records stay in the ring; consumer_pos lives in the kernel's page).
+   */
   private unmapIfIdle(): void {
     const r = this.#reader as RingBufferReader<unknown> | null;
     if (!r || this.#closed) return;
-    if (Date.now() - this.#lastRecord < IDLE_UNMAP_MS || r.pendingBytes > 0 || r.stats.buffered > 0) return;
+    if (Date.now() - this.#lastRecord < IDLE_UNMAP_MS || r.stats.buffered > 0) return;
+    const stuck = r.pendingBytes > 0;
     this.#lostBefore += r.stats.lost;
     this.stopReader();
-    this.#watch?.arm();
+    if (stuck) this.open();
+    else this.#watch?.arm();
   }
 
   private stopReader(): void {
