@@ -15,18 +15,8 @@ struct event {
 /* config: only processes of this user id (-1 = every user) */
 const volatile __s64 target_uid = -1;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
-KBPF_EVENT(events, struct event);
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} events_lost SEC(".maps");
+/* events, and events_lost: records the ring had no room for */
+KBPF_RINGBUF(events, 256 * 1024, struct event);
 
 SEC("tracepoint/sched/sched_process_exec")
 int trace_exec(struct trace_event_raw_sched_process_exec *ctx)
@@ -34,14 +24,9 @@ int trace_exec(struct trace_event_raw_sched_process_exec *ctx)
 	__u32 uid = (__u32)bpf_get_current_uid_gid();
 	if (target_uid >= 0 && uid != (__u32)target_uid)
 		return 0;
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__u32 zero = 0;
-		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
-		if (lost)
-			__sync_fetch_and_add(lost, 1);
+	struct event *e = kbpf_reserve(events, sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);

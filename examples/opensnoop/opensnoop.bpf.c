@@ -16,19 +16,8 @@ struct event {
 /* config: only this process (0 = every process) */
 const volatile __u32 target_pid = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
-KBPF_EVENT(events, struct event);
-
-/* records the ring had no room for */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} events_lost SEC(".maps");
+/* events, and events_lost: records the ring had no room for */
+KBPF_RINGBUF(events, 256 * 1024, struct event);
 
 /* opens seen, per process name */
 struct {
@@ -45,14 +34,9 @@ int trace_openat(struct trace_event_raw_sys_enter *ctx)
 	if (target_pid && pid != target_pid)
 		return 0;
 
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__u32 zero = 0;
-		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
-		if (lost)
-			__sync_fetch_and_add(lost, 1);
+	struct event *e = kbpf_reserve(events, sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	e->pid = pid;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));

@@ -15,18 +15,8 @@ struct event {
 /* config: only this destination port (0 = every port) */
 const volatile __u16 target_port = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
-KBPF_EVENT(events, struct event);
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} events_lost SEC(".maps");
+/* events, and events_lost: records the ring had no room for */
+KBPF_RINGBUF(events, 256 * 1024, struct event);
 
 /* connections per destination port */
 struct {
@@ -51,14 +41,9 @@ int trace_connect4(struct bpf_sock_addr *ctx)
 	else
 		bpf_map_update_elem(&connects_by_port, &dport, &one, BPF_NOEXIST);
 
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__u32 zero = 0;
-		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
-		if (lost)
-			__sync_fetch_and_add(lost, 1);
+	struct event *e = kbpf_reserve(events, sizeof(*e));
+	if (!e)
 		return 1;
-	}
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
