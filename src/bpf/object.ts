@@ -13,6 +13,21 @@ import { Btf, codecFor } from './btf/index.js';
 import { rawDataOf } from './btf-kernel.js';
 
 const VERIFIER_LOG_SIZE = 1 << 20;
+
+/**
+ * Sections newer than Debian's libbpf 1.1 knows, with the program type (and expected attach
+ * type) libbpf would give them; applied to programs libbpf left untyped.
+ */
+const NEWER_SECTIONS: [RegExp, string, string?][] = [
+  [/^tc\/(ingress|egress)$/, 'sched_cls'],
+  [/^tcx\/ingress$/, 'sched_cls', 'tcx_ingress'],
+  [/^tcx\/egress$/, 'sched_cls', 'tcx_egress'],
+  [/^netkit\/primary$/, 'sched_cls', 'netkit_primary'],
+  [/^netkit\/peer$/, 'sched_cls', 'netkit_peer'],
+  [/^cgroup\/connect_unix$/, 'cgroup_sock_addr', 'cgroup_unix_connect'],
+  [/^cgroup\/sendmsg_unix$/, 'cgroup_sock_addr', 'cgroup_unix_sendmsg'],
+  [/^cgroup\/recvmsg_unix$/, 'cgroup_sock_addr', 'cgroup_unix_recvmsg'],
+];
 const GLOBAL_SECTIONS = /^\.(rodata|data|bss)(\..*)?$/;
 
 export interface OpenOptions {
@@ -48,6 +63,13 @@ export class BpfObject {
     const programs = new Map<string, Program>();
     for (let p = libbpf.objectNextProgram(ptr, null); p; p = libbpf.objectNextProgram(ptr, p)) {
       const prog = Program.ofObject(name, p);
+      if (prog.type === 'unspec') {
+        const known = NEWER_SECTIONS.find(([re]) => re.test(prog.section));
+        if (known) {
+          prog.setType(known[1]);
+          if (known[2]) prog.setExpectedAttachType(known[2]);
+        }
+      }
       programs.set(prog.name, prog);
     }
     const maps = new Map<string, BpfMap>();

@@ -32,7 +32,7 @@ export function attachFromSection(section: string, maps: MapEntrySpec[]): Attach
   if ((m = /^cgroup_skb\/(ingress|egress)$/.exec(section))) return { hook: 'cgroup', type: `skb_${m[1]}` };
   if (section === 'sockops') return { hook: 'cgroup', type: 'sock_ops' };
   if (section === 'xdp' || section.startsWith('xdp/')) return { hook: 'xdp' };
-  if ((m = /^(?:tc|classifier)(?:\/(ingress|egress))?$/.exec(section))) return { hook: 'tc', direction: (m[1] as 'ingress' | 'egress') ?? 'ingress' };
+  if ((m = /^(?:tc|tcx|classifier)(?:\/(ingress|egress))?$/.exec(section))) return { hook: 'tc', direction: (m[1] as 'ingress' | 'egress') ?? 'ingress' };
   if (section === 'sk_msg' || section.startsWith('sk_skb')) {
     const sockmaps = maps.filter((x) => x.type === 'sockmap' || x.type === 'sockhash');
     return sockmaps.length === 1 ? { hook: 'sockmap', map: sockmaps[0]!.name } : undefined;

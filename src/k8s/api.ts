@@ -120,7 +120,17 @@ export interface BpfNodeInstanceStatus {
   message?: string;
   programs?: { name: string; type?: string; attach?: string; progId?: number; linkId?: number }[];
   mapIds?: number[];
+  /** where this node's agent serves the instance's event log (see docs/kubernetes.md, "Logs") */
+  logs?: NodeLogsEndpoint;
   updatedAt?: string;
+}
+
+/** A node agent's log endpoint, as advertised in each of its instances' status. */
+export interface NodeLogsEndpoint {
+  /** base URL, e.g. http://10.0.0.7:10260 ; the log of deployment D is at {url}/v1/logs/D */
+  url: string;
+  /** NAMESPACE/NAME of a Secret whose `token` the agent requires as a bearer token (none: no auth) */
+  tokenSecret?: string;
 }
 
 export interface BpfNodeInstance {

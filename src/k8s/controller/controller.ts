@@ -21,6 +21,8 @@ export interface ControllerOptions {
   resyncMs?: number;
   /** resolves a package reference to its manifest digest (default: ask the registry) */
   resolveDigest?: (image: string, credentials: Record<string, Credentials>) => Promise<string>;
+  /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
+  insecureRegistries?: string[];
 }
 
 const DIGEST_RE = /@(sha256:[a-f0-9]{64})$/;
@@ -159,7 +161,7 @@ export class Controller {
     if (m) return m[1]!;
     const creds = t.package.pullSecret ? await this.secretCredentials(t.package.pullSecret) : {};
     if (this.opts.resolveDigest) return this.opts.resolveDigest(t.package.image, creds);
-    const client = new RegistryClient({ credentials: async (registry) => creds[registry] });
+    const client = new RegistryClient({ credentials: async (registry) => creds[registry], ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}) });
     return (await client.getManifest(t.package.image)).digest;
   }
 

@@ -10,6 +10,17 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+function args(name: string): string[] {
+  return process.argv.flatMap((a, i) => (a === `--${name}` && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : []));
+}
+
+/** HOST:PORT (IPv6 as [addr]:port) */
+function hostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s);
+  if (!m) throw new Error(`--logs-address ${s}: use HOST:PORT (port 0: any free port)`);
+  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+}
+
 export async function main(): Promise<void> {
   const nodeName = arg('node') ?? process.env.NODE_NAME;
   if (!nodeName) throw new Error('kbpf node agent: no node name (--node NAME or $NODE_NAME)');
@@ -21,7 +32,14 @@ export async function main(): Promise<void> {
     namespace: arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
     resyncMs: Number(arg('resync-ms') ?? 30_000),
     cgroupRoot: arg('cgroup-root') ?? process.env.KBPF_CGROUP_ROOT,
+    insecureRegistries: args('insecure-registry'),
   });
+  const logsAddress = arg('logs-address') ?? process.env.KBPF_LOGS_ADDRESS;
+  if (logsAddress) {
+    const advertise = arg('logs-advertise') ?? process.env.KBPF_LOGS_ADVERTISE;
+    const tokenSecret = arg('logs-token-secret') ?? process.env.KBPF_LOGS_TOKEN_SECRET;
+    na.opts.logs = { ...hostPort(logsAddress), ...(advertise ? { advertiseHost: advertise } : {}), ...(tokenSecret ? { tokenSecret } : {}) };
+  }
   await na.start();
   process.stderr.write(`kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`);
   const stop = (): void => {

@@ -10,8 +10,9 @@ import { RegistryClient } from '../../package/registry-client.js';
 import type { Credentials } from '../../package/auth.js';
 import {
   API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, PLURAL, VERSION, canonicalJson,
-  type Attach, type BpfNodeInstance, type BpfNodeInstanceStatus, type NodePhase,
+  type Attach, type BpfNodeInstance, type BpfNodeInstanceStatus, type NodeLogsEndpoint, type NodePhase,
 } from '../api.js';
+import { NodeLogsServer } from './logs-server.js';
 import { KbpfApi, Reflector, coalesced, errorText, statusCode, type Kube } from '../kube.js';
 
 export interface NodeAgentOptions {
@@ -28,6 +29,20 @@ export interface NodeAgentOptions {
    * deployment is resolved against it, and cgroup programs attach here when none is given.
    */
   cgroupRoot?: string;
+  /**
+   * Serve the instances' event logs over HTTP on this node address (kubectl bpf logs reads
+   * them; the URL is advertised in each instance's status.logs). Off when not given.
+   */
+  logs?: {
+    host: string;
+    port: number;
+    /** host to advertise (default: host) */
+    advertiseHost?: string;
+    /** NAME or NAMESPACE/NAME of a Secret whose data.token requests must carry as a bearer token */
+    tokenSecret?: string;
+  };
+  /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
+  insecureRegistries?: string[];
 }
 
 export class NodeAgent {
@@ -40,6 +55,8 @@ export class NodeAgent {
   /** generation that failed, per instance: not retried until the spec changes or a resync */
   readonly #failed = new Map<string, number>();
   readonly #log: (msg: string) => void;
+  #logsServer?: NodeLogsServer;
+  #logsEndpoint?: NodeLogsEndpoint;
 
   constructor(readonly opts: NodeAgentOptions) {
     this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf node ${opts.nodeName}: ${m}\n`));
@@ -49,6 +66,7 @@ export class NodeAgent {
 
   async start(): Promise<void> {
     await this.agent.start();
+    if (this.opts.logs) await this.startLogs(this.opts.logs);
     this.#kick = coalesced(() => this.reconcileAll(), (e) => this.#log(`reconcile: ${errorText(e)}`));
     const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
     this.#reflector = new Reflector<BpfNodeInstance>(this.opts.kube, {
@@ -71,7 +89,43 @@ export class NodeAgent {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#reflector?.stop();
+    await this.#logsServer?.close();
     await this.agent.close();
+  }
+
+  /** Where this agent serves logs (undefined when it does not). */
+  get logsEndpoint(): NodeLogsEndpoint | undefined {
+    return this.#logsEndpoint;
+  }
+
+  private async startLogs(o: NonNullable<NodeAgentOptions['logs']>): Promise<void> {
+    let token: string | undefined;
+    let tokenSecret: string | undefined;
+    if (o.tokenSecret) {
+      const [namespace, name] = o.tokenSecret.includes('/') ? o.tokenSecret.split('/', 2) as [string, string] : [this.opts.namespace, o.tokenSecret];
+      let secret;
+      try {
+        secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace });
+      } catch (e) {
+        throw new Error(`log endpoint token Secret ${namespace}/${name}: ${statusCode(e) === 404 ? 'not found' : errorText(e)}`);
+      }
+      const raw = secret.data?.token;
+      if (!raw) throw new Error(`log endpoint token Secret ${namespace}/${name} has no data.token`);
+      token = Buffer.from(raw, 'base64').toString('utf8').trim();
+      tokenSecret = `${namespace}/${name}`;
+    }
+    const agent = this.agent;
+    this.#logsServer = new NodeLogsServer({
+      host: o.host, port: o.port, ...(o.advertiseHost ? { advertiseHost: o.advertiseHost } : {}), ...(token ? { token } : {}),
+      source: {
+        has: (n) => agent.list().some((s) => s.name === n),
+        read: (n, opts) => agent.logs.read(n, opts),
+        followBatches: (n, opts, signal) => agent.logs.followBatches(n, opts, signal),
+      },
+    });
+    const url = await this.#logsServer.start();
+    this.#logsEndpoint = { url, ...(tokenSecret ? { tokenSecret } : {}) };
+    this.#log(`serving event logs at ${url}/v1/logs/DEPLOYMENT${tokenSecret ? ` (bearer token from Secret ${tokenSecret})` : ''}`);
   }
 
   private async reconcileAll(): Promise<void> {
@@ -199,7 +253,7 @@ export class NodeAgent {
       }
     }
     const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
-    const client = new RegistryClient({ credentials: async (registry) => credentials[registry] });
+    const client = new RegistryClient({ credentials: async (registry) => credentials[registry], ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}) });
     try {
       const r = await client.pull(ni.spec.image, this.agent.store, { tag: this.localRef(ni) });
       if (r.digest !== ni.spec.digest) throw new Error(`the registry answered ${r.digest}, not ${ni.spec.digest}`);
@@ -231,7 +285,7 @@ export class NodeAgent {
   /** Writes status if it differs from what the object has (retrying on 409 Conflict). */
   private async writeStatus(ni: BpfNodeInstance, st: Partial<BpfNodeInstanceStatus>): Promise<void> {
     await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => {
-      const next: BpfNodeInstanceStatus = { ...(o.status ?? {}), ...st, observedGeneration: o.metadata.generation ?? 0 };
+      const next: BpfNodeInstanceStatus = { ...(o.status ?? {}), ...st, observedGeneration: o.metadata.generation ?? 0, logs: this.#logsEndpoint };
       for (const k of Object.keys(next) as (keyof BpfNodeInstanceStatus)[]) if (next[k] === undefined) delete next[k];
       if (next.phase !== 'Running' && next.phase !== 'Failed' && st.revision === undefined) {
         /* keep the revision it last ran */

@@ -1,0 +1,176 @@
+// The node agent's log endpoint: what kubelet's /containerLogs is for pods. A read-only HTTP
+// server on a TCP address of the node (in the DaemonSet: the node's IP, port 10260) that serves
+// the event log of each instance this agent runs, straight from the agent's LogStore:
+//
+//   GET /healthz                                         "ok"
+//   GET /v1/logs/{deployment}[?follow=1&tail=N&since=T&afterSeq=S]
+//        NDJSON, one LogRecord per line ({"ts","seq",...}); streamed while follow=1.
+//        since: an RFC 3339 time or a duration (30s, 5m, 1h); afterSeq: only records with a
+//        larger seq (a follower that reconnects after an agent restart resumes with it).
+//
+// The endpoint is advertised in each BpfNodeInstance's status.logs, so `kubectl bpf logs`
+// finds it the way kubectl finds a pod's kubelet. With a token (from a Secret the agent may read
+// in its namespace), every request must carry `Authorization: Bearer TOKEN`; who may read logs
+// is then who may read that Secret (RBAC). Nothing here writes or controls anything.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { jsonReplacer, type LogRecord, type ReadOptions } from '../../agent/log-store.js';
+
+export interface LogSource {
+  /** is there an instance of this name on the node */
+  has(instance: string): boolean;
+  read(instance: string, opts?: ReadOptions): LogRecord[];
+  followBatches(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncIterable<LogRecord[]>;
+}
+
+export interface NodeLogsServerOptions {
+  /** address to listen on (an IP of the node) */
+  host: string;
+  /** port; 0 = any free one */
+  port: number;
+  /** host to put in the advertised URL (default: host) */
+  advertiseHost?: string;
+  /** required bearer token (none: no authentication) */
+  token?: string;
+  source: LogSource;
+}
+
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
+
+/** since=: RFC 3339 time or a duration back from now (500ms, 30s, 5m, 2h). */
+export function parseSince(s: string, now = Date.now()): Date {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(s);
+  if (m) return new Date(now - Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new Error(`since: "${s}" is neither a time (RFC 3339) nor a duration (30s, 5m, 1h)`);
+  return d;
+}
+
+export class NodeLogsServer {
+  url = '';
+  #server?: Server;
+  readonly #streams = new Set<AbortController>();
+
+  constructor(readonly opts: NodeLogsServerOptions) {}
+
+  async start(): Promise<string> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((e) => this.send(res, 500, { error: (e as Error).message }));
+    });
+    server.keepAliveTimeout = 5000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#server = server;
+    const port = (server.address() as AddressInfo).port;
+    const host = this.opts.advertiseHost ?? this.opts.host;
+    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    for (const ac of this.#streams) ac.abort();
+    const s = this.#server;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  private send(res: ServerResponse, status: number, body: unknown): void {
+    if (res.headersSent) {
+      res.end(JSON.stringify(body) + '\n');
+      return;
+    }
+    const text = JSON.stringify(body) + '\n';
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const token = this.opts.token;
+    if (!token) return true;
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const a = Buffer.from(m[1]!);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://node');
+    if (req.method !== 'GET') return this.send(res, 405, { error: 'method not allowed (read-only endpoint: GET)' });
+    if (url.pathname === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.end('ok\n');
+      return;
+    }
+    if (!this.authorized(req)) return this.send(res, 401, { error: 'this log endpoint needs a bearer token (the Secret named in the instance status, status.logs.tokenSecret)' });
+    const m = /^\/v1\/logs\/([^/]+)$/.exec(url.pathname);
+    if (!m) return this.send(res, 404, { error: `no such path ${url.pathname} (GET /v1/logs/DEPLOYMENT)` });
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      return this.send(res, 400, { error: 'bad URL encoding' });
+    }
+    if (!NAME_RE.test(name) || !this.opts.source.has(name)) return this.send(res, 404, { error: `no instance "${name}" on this node` });
+    const q = url.searchParams;
+    const opts: ReadOptions = {};
+    try {
+      const since = q.get('since');
+      if (since) opts.since = parseSince(since);
+      const tail = q.get('tail');
+      if (tail) {
+        if (!/^\d+$/.test(tail)) throw new Error(`tail: "${tail}" is not a non-negative integer`);
+        opts.tail = Number(tail);
+      }
+      const after = q.get('afterSeq');
+      if (after && !/^\d+$/.test(after)) throw new Error(`afterSeq: "${after}" is not a non-negative integer`);
+    } catch (e) {
+      return this.send(res, 400, { error: (e as Error).message });
+    }
+    const afterSeq = Number(q.get('afterSeq') ?? 0);
+    const keep = (r: LogRecord): boolean => r.seq > afterSeq;
+    const headers = { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' };
+    const follow = ['1', 'true'].includes(q.get('follow') ?? '');
+    if (!follow) {
+      const text = this.opts.source.read(name, opts).filter(keep).map((r) => JSON.stringify(r, jsonReplacer) + '\n').join('');
+      res.writeHead(200, { ...headers, 'Content-Length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    const ac = new AbortController();
+    this.#streams.add(ac);
+    const abort = (): void => ac.abort();
+    res.on('close', abort);
+    res.writeHead(200, { ...headers, Connection: 'close' });
+    res.flushHeaders();
+    try {
+      for await (const batch of this.opts.source.followBatches(name, opts, ac.signal)) {
+        if (ac.signal.aborted) break;
+        const recs = batch.filter(keep);
+        if (recs.length === 0) continue;
+        if (!res.write(recs.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n')) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              res.off('drain', done);
+              ac.signal.removeEventListener('abort', done);
+              resolve();
+            };
+            res.on('drain', done);
+            ac.signal.addEventListener('abort', done);
+          });
+        }
+      }
+    } finally {
+      this.#streams.delete(ac);
+      res.off('close', abort);
+      if (!res.writableEnded) res.end();
+    }
+  }
+}
