@@ -1,13 +1,16 @@
 // kbpf on a (test) Kubernetes cluster, end to end: the real controller process and three real
-// node-agent processes (each a "node" with its own cgroup subtree, bpffs dir and state dir)
-// against the test API server, packages pulled by digest from a real docker-registry on
-// loopback, and the kernel checked with bpftool.
+// node-agent processes (each a "node" with its own cgroup subtree, bpffs dir, state dir and
+// network namespace) against the test API server, packages pulled by digest from a real
+// docker-registry (reached through the namespaces' bridge), events read through
+// `kubectl bpf logs` from each agent's log endpoint, and the kernel checked with bpftool.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, existsSync, readdirSync, cpSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, existsSync, readdirSync, cpSync, readFileSync, writeFileSync, mkdtempSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { netnsPath } from '../helpers/netns.js';
 import { TestCluster, ROOT } from './harness.js';
 import { API_VERSION, PLURAL, instanceReady, type BpfDeployment, type BpfNodeInstance } from '../../src/k8s/api.js';
 import { kernelIds, leftSince, bpftoolShow, type KernelIds } from '../helpers/kernel.js';
@@ -25,6 +28,38 @@ function kubectl(c: TestCluster, args: string[]): Promise<{ code: number; stdout
   });
 }
 
+/** `kubectl bpf logs ARGS` left running: its stdout lines as they come; stop() ends it (SIGINT, as ^C). */
+function follow(c: TestCluster, args: string[]): { lines: string[]; stderr: string[]; stop(): Promise<number | null> } {
+  const p = spawn('kubectl', ['bpf', 'logs', ...args], { env: { ...process.env, KUBECONFIG: c.kubeconfig, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const stderr: string[] = [];
+  let buf = '';
+  p.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const l = buf.split('\n');
+    buf = l.pop()!;
+    lines.push(...l.filter(Boolean));
+  });
+  p.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  c.onCleanup(() => p.kill('SIGKILL'));
+  return {
+    lines, stderr, stop: async () => {
+      p.kill('SIGINT');
+      const t = setTimeout(() => p.kill('SIGKILL'), 3000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
+
+interface LogLine { node: string; ts: string; seq: number; source?: string; event?: { dport?: number; rev?: number; comm?: string } }
+
+/** A loop that connects to 127.0.0.1:PORT (refused: nothing listens) every 50 ms and prints how many times it has. */
+const CONNECT_PORT = 4242;
+const CONNECT_LOOP = `i=0; while :; do (exec 3<>/dev/tcp/127.0.0.1/${CONNECT_PORT}) 2>/dev/null; i=$((i+1)); echo $i; sleep 0.05; done`;
+
 function deployment(name: string, image: string, spec: Partial<BpfDeployment['spec']> = {}): BpfDeployment {
   return { apiVersion: API_VERSION, kind: 'BpfDeployment', metadata: { name }, spec: { package: { image }, ...spec } };
 }
@@ -38,7 +73,7 @@ function kernelProgIds(): Set<number> {
 }
 
 describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout: 240_000 }, () => {
-  const c = new TestCluster();
+  const c = new TestCluster({ netns: true });
   let refs: Record<string, string>;
   let before0: KernelIds;
 
@@ -48,7 +83,13 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     const v2 = mkdtempSync(join(tmpdir(), 'kbpf-k8s-src-'));
     c.onCleanup(() => import('node:fs').then((fs) => fs.rmSync(v2, { recursive: true, force: true })));
     cpSync(join(ROOT, 'examples/tcpconnect'), v2, { recursive: true });
-    writeFileSync(join(v2, 'kbpf.yaml'), readFileSync(join(v2, 'kbpf.yaml'), 'utf8').replace('version: 1.0.0', 'version: 2.0.0'));
+    writeFileSync(join(v2, 'kbpf.yaml'), readFileSync(join(v2, 'kbpf.yaml'), 'utf8').replace('version: 1.0.0', 'version: 2.0.0').replace('columns: [pid, comm, daddr, dport]', 'columns: [pid, comm, daddr, dport, rev]'));
+    // version 2 says so in every event: a field in the struct's tail padding (same size), so the
+    // ring buffer carries over and each event tells which revision's program produced it
+    const src = join(v2, 'tcpconnect.bpf.c');
+    writeFileSync(src, readFileSync(src, 'utf8').replace('\t__u16 dport;\n', '\t__u16 dport;\n\t__u8 rev;\n').replace('\te->dport = dport;\n', '\te->dport = dport;\n\te->rev = 2;\n'));
+    assert.match(readFileSync(src, 'utf8'), /e->rev = 2;/);
+    assert.match(readFileSync(join(v2, 'kbpf.yaml'), 'utf8'), /dport, rev\]/);
     refs = await c.publish([{ dir: join(ROOT, 'examples/tcpconnect'), tag: 'tcpconnect:1.0.0' }, { dir: v2, tag: 'tcpconnect:2.0.0' }]);
     await c.addNode('node-a', { 'kbpf.io/tier': 'edge' });
     await c.addNode('node-b');
@@ -87,9 +128,34 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     const ps = await kubectl(c, ['bpf', 'ps', 'conn']);
     assert.equal(ps.code, 0, ps.stderr);
     for (const n of NODES) assert.match(ps.stdout, new RegExp(`conn\\s+${n}\\s+1\\s+Running`));
+    const psB = await kubectl(c, ['bpf', 'ps', '--node', 'node-b']);
+    assert.equal(psB.code, 0, psB.stderr);
+    assert.match(psB.stdout, /conn\s+node-b\s+1\s+Running\s+trace_connect4#\d+/);
+    assert.doesNotMatch(psB.stdout, /node-a|node-c/);
   });
 
-  it('rolling upgrade moves nodes one at a time (maxUnavailable 1)', async () => {
+  it('each node is an agent in its own network namespace, serving its logs on its namespace address', () => {
+    const seen = new Set<string>();
+    for (const n of c.nodes.values()) {
+      const ns = readlinkSync(`/proc/${n.proc!.pid}/ns/net`);
+      assert.equal(ns, `net:[${statSync(netnsPath(n.netns!)).ino}]`, `${n.name}'s agent runs in ${n.netns}`);
+      assert.notEqual(ns, readlinkSync('/proc/self/ns/net'));
+      seen.add(ns);
+    }
+    assert.equal(seen.size, 3, 'three namespaces');
+  });
+
+  it('rolling upgrade moves nodes one at a time (maxUnavailable 1) and events keep flowing on every node', async (t) => {
+    // every node: a workload connecting from its cgroup and namespace; all nodes' events followed through the plugin
+    for (const n of c.nodes.values()) {
+      const ni = (await c.instances('conn')).find((x) => x.spec.nodeName === n.name)!;
+      assert.equal(ni.status!.logs?.url.startsWith(`http://${n.addr}:`), true, `${n.name} advertises logs on its namespace address: ${JSON.stringify(ni.status!.logs)}`);
+    }
+    const logs = follow(c, ['--all', '-f', '-o', 'json', 'conn']);
+    const work = new Map(NODES.map((n) => [n, c.startWorkload(n, CONNECT_LOOP)]));
+    const ours = (node: string): LogLine[] => logs.lines.map((l) => JSON.parse(l) as LogLine).filter((l) => l.node === node && l.event?.dport === CONNECT_PORT);
+    await c.until('events from every node', () => NODES.every((n) => ours(n).length >= 5), 15_000);
+    const upgradeStart = Date.now();
     const from = c.server.resourceVersion;
     await c.api.update(PLURAL.deployments, 'conn', (d) => ({ ...d, spec: { ...d.spec, package: { image: refs['tcpconnect:2.0.0']! } } }));
     const nis = await c.until('conn at revision 2 on three nodes', async () => {
@@ -110,6 +176,30 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
       maxDown = Math.max(maxDown, [...current.values()].filter((n) => !instanceReady(n)).length);
     }
     assert.equal(maxDown, 1, 'exactly one node at a time was between revisions');
+    // events kept flowing on every node through the upgrade, from both revisions, none lost
+    await c.until('revision 2 events from every node', () => NODES.every((n) => ours(n).filter((l) => l.event!.rev === 2).length >= 5), 15_000)
+      .catch((e: Error) => { throw new Error(`${e.message}\nlast events: ${logs.lines.slice(-4).join('\n')}\n${logs.stderr.join('')}`); });
+    await c.stopWorkloads();
+    const made = new Map(NODES.map((n) => [n, Number(work.get(n)!.out.at(-1) ?? 0)]));
+    await c.until('every connection the workloads made is in the log', () => NODES.every((n) => ours(n).length >= made.get(n)!), 10_000);
+    await sleep(300);
+    await logs.stop();
+    assert.equal(logs.stderr.join(''), '', 'the follower reported no error');
+    for (const n of NODES) {
+      const evs = ours(n);
+      const v1 = evs.filter((l) => l.event!.rev === undefined);
+      const v2 = evs.filter((l) => l.event!.rev === 2);
+      assert.ok(v1.length >= 5 && v2.length >= 5, `${n}: events of both revisions (${v1.length} of revision 1, ${v2.length} of revision 2)`);
+      assert.ok(Date.parse(v1.at(-1)!.ts) <= Date.parse(v2.at(-1)!.ts));
+      // one event per connect: the workload counted its attempts; killed mid-attempt, at most one more
+      assert.ok(evs.length >= made.get(n)! && evs.length <= made.get(n)! + 1, `${n}: ${evs.length} events for ${made.get(n)} connects (no event lost in the upgrade)`);
+      assert.deepEqual(evs.map((l) => l.seq), [...evs.map((l) => l.seq)].sort((a, b) => a - b), `${n}: in order`);
+      const during = evs.filter((l) => Date.parse(l.ts) >= upgradeStart - 1000).map((l) => Date.parse(l.ts));
+      let gap = 0;
+      for (let i = 1; i < during.length; i++) gap = Math.max(gap, during[i]! - during[i - 1]!);
+      assert.ok(gap < 1500, `${n}: longest gap between events during the upgrade ${gap} ms`);
+      t.diagnostic(`${n}: ${evs.length} events for ${made.get(n)} connects, ${v1.length} from revision 1 and ${v2.length} from revision 2, longest gap ${gap} ms`);
+    }
     const v2Ids = progIds(nis);
     assert.equal(v2Ids.filter((id) => v1Ids.includes(id)).length, 0, 'every node runs a new program');
     const live = kernelProgIds();
@@ -120,6 +210,24 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
       return x?.status?.currentRevision === 2 && x.status.updatedNodes === 3 && x;
     });
     assert.equal(d.status!.packageDigest, nis[0]!.spec.digest);
+  });
+
+  it('kubectl bpf logs: one node\'s or every node\'s events, each line with its node', async () => {
+    const bare = await kubectl(c, ['bpf', 'logs', 'conn']);
+    assert.notEqual(bare.code, 0);
+    assert.match(bare.stderr, /runs on 3 nodes \(node-a, node-b, node-c\): say --node NAME or --all/);
+    const one = await kubectl(c, ['bpf', 'logs', '--node', 'node-b', '--tail', '5', 'conn']);
+    assert.equal(one.code, 0, one.stderr);
+    const lines = one.stdout.trim().split('\n');
+    assert.equal(lines.length, 5);
+    for (const l of lines) assert.match(l, /^node-b {2}\d{4}-\d\d-\d\dT\S+Z {2}events \{.*"dport":/);
+    const all = await kubectl(c, ['bpf', 'logs', '--all', '--tail', '3', 'conn']);
+    assert.equal(all.code, 0, all.stderr);
+    const byNode = all.stdout.trim().split('\n').map((l) => l.split(' ')[0]);
+    for (const n of NODES) assert.equal(byNode.filter((x) => x === n).length, 3, `${n} in:\n${all.stdout}`);
+    const nowhere = await kubectl(c, ['bpf', 'logs', '--node', 'node-z', 'conn']);
+    assert.notEqual(nowhere.code, 0);
+    assert.match(nowhere.stderr, /conn does not run on node-z/);
   });
 
   it('kubectl bpf rollout undo goes back to revision 1\'s package as revision 3', async () => {

@@ -1,8 +1,21 @@
 // A test "cluster" on this machine: the test API server, the kbpf CRDs from deploy/crds applied
 // through @kubernetes/client-node, Node objects, a real docker-registry on loopback with the
 // example packages pushed to it, and real controller and node-agent processes. Each "node" is an
-// agent process inside its own cgroup subtree, with its own state dir and bpffs dir. Everything
-// is torn down at the end (processes, cgroups, pins, temp dirs), also when a test fails.
+// agent process inside its own cgroup subtree, with its own state dir and bpffs dir, and (with
+// `netns: true`) inside its own network namespace:
+//
+//   root namespace: bridge kbbr… 10.X.Y.1/24 ── the API server listens there, and a TCP
+//                   forwarder to the loopback registry (so image refs are 10.X.Y.1:PORT/…)
+//     └─ veth ── node-a's namespace: eth0 10.X.Y.10/24, default via 10.X.Y.1
+//     └─ veth ── node-b's namespace: eth0 10.X.Y.11/24 …
+//
+// The agent is started with nsenter --net (only the network namespace changes: it keeps the
+// host's /sys/fs/bpf and cgroup2 mounts, which `ip netns exec` would remount) and serves its
+// event logs on its namespace address. Traffic only ever goes to loopback, the bridge address
+// or the namespaces' addresses. Everything is torn down at the end (processes, namespaces, veths,
+// the bridge, cgroups, pins, temp dirs), also when a test fails.
+import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from 'node:net';
+import { randomInt } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, readdirSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +33,7 @@ import { buildPackage } from '../../src/build/builder.js';
 import { ensureBpffs } from '../../src/bpf/mounts.js';
 import { startRegistry, type RunningRegistry } from '../package/helpers.js';
 import { CGROUP2_ROOT, removeCgroup, uniqueName } from '../helpers/kernel.js';
+import { makeNetns, netnsPath, run, testSubnet } from '../helpers/netns.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DIST = join(ROOT, 'dist');
@@ -40,6 +54,49 @@ export interface TestNode {
   cgroup: string;
   proc?: ChildProcess;
   log: string[];
+  /** the node's network namespace and its address there (with netns: true) */
+  netns?: string;
+  addr?: string;
+  workloads: ChildProcess[];
+}
+
+export interface TestClusterOptions {
+  /** each node in its own network namespace (needs ip, nsenter; root) */
+  netns?: boolean;
+}
+
+async function ipx(args: string[]): Promise<void> {
+  const r = await run('ip', args);
+  if (r.code !== 0) throw new Error(`ip ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
+}
+
+/** A TCP forwarder listening on host:0 to 127.0.0.1:port (closed with everything it carries). */
+async function forwarder(host: string, port: number): Promise<{ server: TcpServer; port: number; close(): Promise<void> }> {
+  const socks = new Set<Socket>();
+  const server = createTcpServer((down) => {
+    const up = tcpConnect(port, '127.0.0.1');
+    for (const s of [down, up]) {
+      socks.add(s);
+      s.on('close', () => socks.delete(s));
+      s.on('error', () => {
+        down.destroy();
+        up.destroy();
+      });
+    }
+    down.pipe(up).pipe(down);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    close: () => new Promise<void>((r) => {
+      for (const s of socks) s.destroy();
+      server.close(() => r());
+    }),
+  };
 }
 
 const procs = new Set<ChildProcess>();
@@ -48,7 +105,7 @@ process.on('exit', () => {
 });
 
 export class TestCluster {
-  server = new TestApiServer({ bookmarkIntervalMs: 500 });
+  server!: TestApiServer;
   dir = mkdtempSync(join(tmpdir(), 'kbpf-k8s-'));
   kubeconfig = '';
   kube!: Kube;
@@ -58,8 +115,36 @@ export class TestCluster {
   controllers: { proc: ChildProcess; log: string[] }[] = [];
   readonly id = uniqueName('kbpf-k8s');
   #cleanups: (() => unknown)[] = [];
+  /** network teardown, run after every process is gone */
+  #netCleanups: (() => unknown)[] = [];
+  /** the bridge's /24 prefix (10.X.Y) and its address 10.X.Y.1, with netns */
+  subnet?: string;
+  gateway?: string;
+  /** registry host:port as the nodes reach it (the bridge address with netns, else loopback) */
+  registryHost?: string;
+  #nodeIndex = 0;
+
+  constructor(readonly opts: TestClusterOptions = {}) {}
+
+  /** The bridge all node namespaces hang off, with 10.X.Y.1/24 in the root namespace. */
+  private async makeBridge(): Promise<void> {
+    const taken = (await run('ip', ['-4', '-j', 'route', 'show'])).stdout;
+    let subnet = testSubnet();
+    for (let i = 0; i < 20 && taken.includes(`"${subnet}.`); i++) subnet = testSubnet();
+    const bridge = `kbbr${process.pid.toString(36)}${randomInt(0, 36 ** 3).toString(36)}`.slice(0, 15);
+    await ipx(['link', 'add', bridge, 'type', 'bridge']);
+    this.#netCleanups.push(() => run('ip', ['link', 'del', bridge]));
+    await ipx(['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
+    await ipx(['link', 'set', bridge, 'up']);
+    this.subnet = subnet;
+    this.gateway = `${subnet}.1`;
+    this.#bridge = bridge;
+  }
+  #bridge?: string;
 
   async start(): Promise<void> {
+    if (this.opts.netns) await this.makeBridge();
+    this.server = new TestApiServer({ bookmarkIntervalMs: 500, ...(this.gateway ? { host: this.gateway } : {}) });
     await this.server.start();
     this.kubeconfig = this.server.writeKubeconfig(join(this.dir, 'kubeconfig'));
     this.kube = connect(this.kubeconfig);
@@ -71,15 +156,22 @@ export class TestCluster {
 
   /** Builds example packages and pushes them to a loopback docker-registry; answers name -> remote reference. */
   async publish(pkgs: { dir: string; tag: string }[]): Promise<Record<string, string>> {
-    this.registry ??= await startRegistry();
+    if (!this.registry) {
+      this.registry = await startRegistry();
+      this.registryHost = this.registry.host;
+      if (this.gateway) {
+        const fwd = await forwarder(this.gateway, Number(this.registry.host.split(':').pop()));
+        this.#netCleanups.unshift(() => fwd.close());
+        this.registryHost = `${this.gateway}:${fwd.port}`;
+      }
+    }
     const store = new LayoutStore(join(this.dir, 'build-store'));
     const client = new RegistryClient({ credentials: {} });
     const out: Record<string, string> = {};
     for (const p of pkgs) {
       const r = await buildPackage(p.dir, { tag: p.tag, store, cacheDir: join(ROOT, 'build') });
-      const remote = `${this.registry.host}/kbpf/${p.tag}`;
-      await client.push(store, r.stored.reference, remote);
-      out[p.tag] = remote;
+      await client.push(store, r.stored.reference, `${this.registry.host}/kbpf/${p.tag}`);
+      out[p.tag] = `${this.registryHost}/kbpf/${p.tag}`;
     }
     return out;
   }
@@ -88,19 +180,80 @@ export class TestCluster {
     ensureBpffs();
     const cgroup = join(CGROUP2_ROOT, `${this.id}-${name}`);
     mkdirSync(cgroup);
-    const node: TestNode = { name, stateDir: join(this.dir, `node-${name}`), bpffsDir: `/sys/fs/bpf/${this.id}-${name}`, cgroup, log: [] };
+    const node: TestNode = { name, stateDir: join(this.dir, `node-${name}`), bpffsDir: `/sys/fs/bpf/${this.id}-${name}`, cgroup, log: [], workloads: [] };
     this.nodes.set(name, node);
+    if (this.opts.netns) await this.makeNodeNetwork(node);
     await this.kube.core.createNode({ body: { metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } } } });
     return node;
   }
 
-  /** Starts (or restarts) the node's agent process inside the node's cgroup. */
+  /** The node's network namespace, with a veth to the bridge: eth0 10.X.Y.(10+i)/24, default via the bridge. */
+  private async makeNodeNetwork(node: TestNode): Promise<void> {
+    const ns = await makeNetns({ after: (fn) => void this.#netCleanups.push(fn) }, 'kbpf');
+    const i = this.#nodeIndex++;
+    const host = `kbv${process.pid.toString(36)}${randomInt(0, 36 ** 3).toString(36)}${i}`.slice(0, 15);
+    await ipx(['link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    this.#netCleanups.push(() => run('ip', ['link', 'del', host]));
+    await ipx(['link', 'set', host, 'master', this.#bridge!]);
+    await ipx(['link', 'set', host, 'up']);
+    const addr = `${this.subnet}.${10 + i}`;
+    await ipx(['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+    await ipx(['-n', ns, 'link', 'set', 'eth0', 'up']);
+    await ipx(['-n', ns, 'route', 'add', 'default', 'via', this.gateway!]);
+    node.netns = ns;
+    node.addr = addr;
+  }
+
+  /** argv that runs a command in the node's cgroup `cg` (and network namespace, if it has one). */
+  private inNode(node: TestNode, cg: string, argv: string[]): [string, string[]] {
+    mkdirSync(cg, { recursive: true });
+    const sh = ['sh', '-c', `echo $$ > '${cg}/cgroup.procs' && exec "$0" "$@"`, ...argv];
+    return node.netns ? ['nsenter', [`--net=${netnsPath(node.netns)}`, '--', ...sh]] : [sh[0]!, sh.slice(1)];
+  }
+
+  /**
+   * A workload process on the node: `bash -c SCRIPT` in the node's cgroup `workload` (and its
+   * network namespace). Its stdout lines are collected; it is killed at stop().
+   */
+  startWorkload(name: string, script: string): { proc: ChildProcess; out: string[] } {
+    const node = this.nodes.get(name)!;
+    const [cmd, args] = this.inNode(node, join(node.cgroup, 'workload'), ['bash', '-c', script]);
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.add(proc);
+    proc.on('exit', () => procs.delete(proc));
+    const out: string[] = [];
+    let buf = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      out.push(...lines);
+    });
+    proc.stderr!.on('data', (d: Buffer) => node.log.push(`workload: ${d.toString().trim()}`));
+    node.workloads.push(proc);
+    return { proc, out };
+  }
+
+  async stopWorkloads(name?: string): Promise<void> {
+    for (const n of this.nodes.values()) {
+      if (name && n.name !== name) continue;
+      for (const p of n.workloads.splice(0)) {
+        if (p.exitCode !== null || p.signalCode !== null) continue;
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        await exited;
+      }
+    }
+  }
+
+  /** Starts (or restarts) the node's agent process inside the node's cgroup (and network namespace). */
   startAgent(name: string): TestNode {
     const node = this.nodes.get(name)!;
     const agentCgroup = join(node.cgroup, 'kbpf-agent');
-    mkdirSync(agentCgroup, { recursive: true });
-    const args = [join(DIST, 'src/k8s/node/main.js'), '--node', name, '--kubeconfig', this.kubeconfig, '--state-dir', node.stateDir, '--bpffs-dir', node.bpffsDir, '--cgroup-root', node.cgroup, '--resync-ms', '3000'];
-    const proc = spawn('sh', ['-c', `echo $$ > '${agentCgroup}/cgroup.procs' && exec "$0" "$@"`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [join(DIST, 'src/k8s/node/main.js'), '--node', name, '--kubeconfig', this.kubeconfig, '--state-dir', node.stateDir, '--bpffs-dir', node.bpffsDir, '--cgroup-root', node.cgroup, '--resync-ms', '3000',
+      '--logs-address', `${node.addr ?? '127.0.0.1'}:0`, ...(this.gateway && this.registryHost ? ['--insecure-registry', this.registryHost] : [])];
+    const [cmd, argv] = this.inNode(node, agentCgroup, [process.execPath, ...args]);
+    const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     procs.add(proc);
     proc.on('exit', () => procs.delete(proc));
     const push = (d: Buffer) => node.log.push(...d.toString().split('\n').filter(Boolean));
@@ -120,7 +273,8 @@ export class TestCluster {
 
   startController(identity = `controller-${this.controllers.length}`): { proc: ChildProcess; log: string[] } {
     const log: string[] = [];
-    const proc = spawn(process.execPath, [join(DIST, 'src/k8s/controller/main.js'), '--kubeconfig', this.kubeconfig, '--identity', identity, '--resync-ms', '2000', '--lease-seconds', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [join(DIST, 'src/k8s/controller/main.js'), '--kubeconfig', this.kubeconfig, '--identity', identity, '--resync-ms', '2000', '--lease-seconds', '3',
+      ...(this.gateway && this.registryHost ? ['--insecure-registry', this.registryHost] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     procs.add(proc);
     proc.on('exit', () => procs.delete(proc));
     const push = (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean));
@@ -171,7 +325,8 @@ export class TestCluster {
       await exited;
     }
     for (const n of this.nodes.keys()) await this.killAgent(n);
-    await this.server.stop().catch(() => undefined);
+    await this.stopWorkloads();
+    await this.server?.stop().catch(() => undefined);
     await this.registry?.stop().catch(() => undefined);
     // whatever a failed test left pinned: detach by unpinning (links and programs go with the pins)
     for (const n of this.nodes.values()) {
@@ -181,6 +336,8 @@ export class TestCluster {
         await removeCgroup(n.cgroup).catch(() => undefined);
       }
     }
+    for (const fn of this.#netCleanups.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
+    this.#netCleanups = [];
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

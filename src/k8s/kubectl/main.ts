@@ -2,14 +2,105 @@
 // with $KUBECONFIG and the arguments after "bpf"). It reads and writes the kbpf.io resources only.
 import { Command, Option } from 'commander';
 import {
-  API_VERSION, PLURAL, instanceReady, templateHash, templateOf,
+  API_VERSION, PLURAL, instanceReady, nodeInstanceName, templateHash, templateOf,
   type BpfDeployment, type BpfNodeInstance, type BpfRevision, type ConfigValues,
 } from '../api.js';
-import { KbpfApi, connect, errorText } from '../kube.js';
+import { KbpfApi, connect, errorText, type Kube } from '../kube.js';
 
 function api(cmd: Command): KbpfApi {
   const opts = cmd.optsWithGlobals() as { kubeconfig?: string };
   return new KbpfApi(connect(opts.kubeconfig));
+}
+
+interface LogsOptions { node: string[]; all?: boolean; follow?: boolean; tail?: string; since?: string; output: string }
+
+/** Bearer tokens of log endpoints, per Secret (NAMESPACE/NAME), read once. */
+async function endpointToken(kube: Kube, secret: string | undefined, cache: Map<string, string>): Promise<string | undefined> {
+  if (!secret) return undefined;
+  const hit = cache.get(secret);
+  if (hit !== undefined) return hit;
+  const [namespace, name] = secret.split('/', 2) as [string, string];
+  let s;
+  try {
+    s = await kube.core.readNamespacedSecret({ name, namespace });
+  } catch (e) {
+    throw new Error(`reading the log endpoint token (Secret ${secret}): ${errorText(e)}`);
+  }
+  const token = Buffer.from(s.data?.token ?? '', 'base64').toString('utf8').trim();
+  cache.set(secret, token);
+  return token;
+}
+
+/** One line of `kubectl bpf logs`: the node, the time, then the record (without ts/seq). */
+function logLine(node: string, r: Record<string, unknown>, output: string): string {
+  if (output === 'json') return JSON.stringify({ node, ...r }) + '\n';
+  const { ts, seq: _seq, ...rest } = r;
+  const body = rest.source !== undefined && rest.event !== undefined && Object.keys(rest).length === 2
+    ? `${String(rest.source)} ${JSON.stringify(rest.event)}` : JSON.stringify(rest);
+  return `${node}  ${String(ts)}  ${body}\n`;
+}
+
+/**
+ * Reads (or follows) one node's log of a deployment from the node agent's log endpoint, as the
+ * instance status advertises it. While following, a dropped stream (agent restart, upgrade of
+ * the agent) is resumed after the last record seen, from the endpoint the status names then.
+ */
+async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOptions, emit: (r: Record<string, unknown>) => void, tokens: Map<string, string>, signal: AbortSignal): Promise<void> {
+  let lastSeq = 0;
+  let first = true;
+  for (;;) {
+    const ni = await a.get(PLURAL.nodeInstances, nodeInstanceName(deployment, node));
+    if (!ni) {
+      if (first) throw new Error(`${deployment} does not run on node ${node}`);
+      return; // removed from the node while following
+    }
+    const ep = ni.status?.logs;
+    if (!ep) {
+      if (first && !o.follow) throw new Error(`node ${node}: its agent serves no logs (it runs without --logs-address, or has not reported yet)`);
+    } else {
+      const q = new URLSearchParams();
+      if (o.follow) q.set('follow', '1');
+      if (first && o.tail !== undefined) q.set('tail', o.tail);
+      if (first && o.since !== undefined) q.set('since', o.since);
+      if (lastSeq) q.set('afterSeq', String(lastSeq));
+      const token = await endpointToken(a.kube, ep.tokenSecret, tokens);
+      try {
+        const res = await fetch(`${ep.url}/v1/logs/${encodeURIComponent(deployment)}?${q}`, { headers: token ? { Authorization: `Bearer ${token}` } : {}, signal });
+        if (!res.ok) {
+          const text = await res.text();
+          let msg = text.trim();
+          try {
+            msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+          } catch { /* not JSON */ }
+          if (res.status === 404 && !first) return;
+          throw Object.assign(new Error(`node ${node} (${ep.url}): ${res.status} ${msg}`), { fatal: true });
+        }
+        first = false;
+        const decoder = new TextDecoder();
+        let buf = '';
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += decoder.decode(chunk, { stream: true });
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (!line.trim()) continue;
+            const r = JSON.parse(line) as Record<string, unknown>;
+            if (typeof r.error === 'string' && r.seq === undefined) throw new Error(`node ${node}: ${r.error}`);
+            if (typeof r.seq === 'number') lastSeq = Math.max(lastSeq, r.seq);
+            emit(r);
+          }
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        if ((e as { fatal?: boolean }).fatal || !o.follow) throw first ? new Error(`node ${node}: reading logs from ${ep.url}: ${errorText(e)}`) : e;
+      }
+    }
+    if (!o.follow || signal.aborted) return;
+    first = false;
+    await new Promise((r) => setTimeout(r, 1000));
+    if (signal.aborted) return;
+  }
 }
 
 function table(rows: string[][]): string {
@@ -111,6 +202,52 @@ export function program(): Command {
           (n.status?.programs ?? []).map((p) => `${p.name}#${p.progId ?? '?'}`).join(','), (n.status?.message ?? '').replace(/\s+/g, ' ')]);
       }
       process.stdout.write(table(rows));
+    });
+
+  root.command('logs').alias('log')
+    .description('events of a deployment on one node (--node) or on all its nodes (--all), each line with its node')
+    .argument('<name>', 'deployment')
+    .option('--node <name>', 'this node (repeatable)', collect, [])
+    .option('--all', 'every node the deployment runs on')
+    .option('-f, --follow', 'keep streaming new events')
+    .option('--tail <n>', 'only the last N events of each node')
+    .option('--since <time>', 'only events since a time (RFC 3339) or a duration back (30s, 5m, 1h)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (name: string, o: LogsOptions, cmd: Command) => {
+      const a = api(cmd);
+      await mustGet(a, name);
+      const instances = (await a.list(PLURAL.nodeInstances, { fieldSelector: `spec.deployment=${name}` })).items;
+      const onNodes = instances.map((n) => n.spec.nodeName).sort();
+      let nodes: string[];
+      if (o.node.length) {
+        const missing = o.node.filter((n) => !onNodes.includes(n));
+        if (missing.length) throw new Error(`${name} does not run on ${missing.join(', ')} (it runs on: ${onNodes.join(', ') || 'no node'})`);
+        nodes = o.node;
+      } else if (o.all || onNodes.length === 1) {
+        nodes = onNodes;
+      } else {
+        throw new Error(onNodes.length ? `${name} runs on ${onNodes.length} nodes (${onNodes.join(', ')}): say --node NAME or --all` : `${name} runs on no node yet`);
+      }
+      const ac = new AbortController();
+      const stop = (): void => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const tokens = new Map<string, string>();
+      try {
+        if (o.follow) {
+          const results = await Promise.allSettled(nodes.map((n) => nodeLogs(a, name, n, o, (r) => void process.stdout.write(logLine(n, r, o.output)), tokens, ac.signal)));
+          const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed.length) throw new Error(failed.map((f) => errorText(f.reason)).join('; '));
+        } else {
+          const all: { node: string; r: Record<string, unknown> }[] = [];
+          await Promise.all(nodes.map((n) => nodeLogs(a, name, n, o, (r) => void all.push({ node: n, r }), tokens, ac.signal)));
+          all.sort((x, y) => String(x.r.ts).localeCompare(String(y.r.ts)) || x.node.localeCompare(y.node) || Number(x.r.seq) - Number(y.r.seq));
+          process.stdout.write(all.map((x) => logLine(x.node, x.r, o.output)).join(''));
+        }
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
     });
 
   root.command('rm').alias('delete')

@@ -3,7 +3,7 @@
 import { agentPaths } from '../../agent/paths.js';
 import { DEFAULT_NAMESPACE } from '../api.js';
 import { connect } from '../kube.js';
-import { NodeAgent } from './node-agent.js';
+import { NodeAgent, type NodeAgentOptions } from './node-agent.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,7 +25,15 @@ export async function main(): Promise<void> {
   const nodeName = arg('node') ?? process.env.NODE_NAME;
   if (!nodeName) throw new Error('kbpf node agent: no node name (--node NAME or $NODE_NAME)');
   const paths = agentPaths(arg('state-dir'), arg('bpffs-dir'));
+  const logsAddress = arg('logs-address') ?? process.env.KBPF_LOGS_ADDRESS;
+  let logs: NodeAgentOptions['logs'];
+  if (logsAddress) {
+    const advertise = arg('logs-advertise') ?? process.env.KBPF_LOGS_ADVERTISE;
+    const tokenSecret = arg('logs-token-secret') ?? process.env.KBPF_LOGS_TOKEN_SECRET;
+    logs = { ...hostPort(logsAddress), ...(advertise ? { advertiseHost: advertise } : {}), ...(tokenSecret ? { tokenSecret } : {}) };
+  }
   const na = new NodeAgent({
+    logs,
     nodeName,
     kube: connect(arg('kubeconfig')),
     paths,
@@ -34,12 +42,6 @@ export async function main(): Promise<void> {
     cgroupRoot: arg('cgroup-root') ?? process.env.KBPF_CGROUP_ROOT,
     insecureRegistries: args('insecure-registry'),
   });
-  const logsAddress = arg('logs-address') ?? process.env.KBPF_LOGS_ADDRESS;
-  if (logsAddress) {
-    const advertise = arg('logs-advertise') ?? process.env.KBPF_LOGS_ADVERTISE;
-    const tokenSecret = arg('logs-token-secret') ?? process.env.KBPF_LOGS_TOKEN_SECRET;
-    na.opts.logs = { ...hostPort(logsAddress), ...(advertise ? { advertiseHost: advertise } : {}), ...(tokenSecret ? { tokenSecret } : {}) };
-  }
   await na.start();
   process.stderr.write(`kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`);
   const stop = (): void => {

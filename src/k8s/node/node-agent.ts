@@ -66,7 +66,9 @@ export class NodeAgent {
 
   async start(): Promise<void> {
     await this.agent.start();
-    if (this.opts.logs) await this.startLogs(this.opts.logs);
+    // a log endpoint that cannot start (port taken, token Secret missing) serves nothing, and
+    // says so; the agent's programs are more important than its logs endpoint
+    if (this.opts.logs) await this.startLogs(this.opts.logs).catch((e) => this.#log(`not serving event logs: ${errorText(e)}`));
     this.#kick = coalesced(() => this.reconcileAll(), (e) => this.#log(`reconcile: ${errorText(e)}`));
     const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
     this.#reflector = new Reflector<BpfNodeInstance>(this.opts.kube, {

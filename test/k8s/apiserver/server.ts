@@ -144,6 +144,8 @@ export interface TestApiServerOptions {
   /** how many events watches can resume from (older resourceVersions get 410 Gone) */
   eventWindow?: number;
   bookmarkIntervalMs?: number;
+  /** address to listen on (default 127.0.0.1) */
+  host?: string;
 }
 
 export class TestApiServer {
@@ -170,8 +172,9 @@ export class TestApiServer {
       this.handle(req, res).catch((e) => this.fail(res, e));
     });
     this.#server.keepAliveTimeout = 1000;
-    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    const host = this.opts.host ?? '127.0.0.1';
+    await new Promise<void>((r) => this.#server!.listen(0, host, r));
+    this.url = `http://${host}:${(this.#server.address() as AddressInfo).port}`;
     return this.url;
   }
 
