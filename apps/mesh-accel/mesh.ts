@@ -47,6 +47,8 @@ export interface PodSpec {
   includeOutboundPorts?: number[];
   /** inbound ports a peer's sidecar reaches directly (istio: excludeInboundPorts) */
   excludeInboundPorts?: number[];
+  /** only these inbound ports go through the pod's inbound sidecar (istio: includeInboundPorts); empty = all */
+  includeInboundPorts?: number[];
   /** destinations that bypass the sidecar (istio: excludeOutboundIPRanges), e.g. 10.0.0.0/8 */
   excludeOutboundCidrs?: string[];
   /** only these destinations go to the sidecar (istio: includeOutboundIPRanges); empty = all */
@@ -100,6 +102,7 @@ export function podSettings(pod: PodSpec): Record<string, unknown> {
     exclude_out_ports: ports(pod.excludeOutboundPorts, 'excludeOutboundPorts'),
     include_out_ports: ports(pod.includeOutboundPorts, 'includeOutboundPorts'),
     exclude_in_ports: ports(pod.excludeInboundPorts, 'excludeInboundPorts'),
+    include_in_ports: ports(pod.includeInboundPorts, 'includeInboundPorts'),
     exclude_out_cidrs: list(pod.excludeOutboundCidrs, MAX_CIDRS, 'excludeOutboundCidrs').map(cidrNet),
     include_out_cidrs: list(pod.includeOutboundCidrs, MAX_CIDRS, 'includeOutboundCidrs').map(cidrNet),
   };
@@ -155,30 +158,41 @@ export class MeshMaps {
     return this.#maps.get(name)!;
   }
 
-  /** Puts a pod into the mesh (before its first connection). */
-  declarePod(pod: PodSpec): void {
+  /** Puts a pod into the mesh (before its first connection); answers the cgroup id it is keyed by. */
+  declarePod(pod: PodSpec): bigint {
     const value = podSettings(pod);
+    const id = cgroupId(pod.cgroup);
     this.m('pods_by_ip').update(ipNet(pod.ip), value);
-    this.m('pods_by_cgroup').update(cgroupId(pod.cgroup), value);
+    this.m('pods_by_cgroup').update(id, value);
+    return id;
   }
 
   /** Takes a pod out of the mesh (its new connections go straight out again). */
   removePod(pod: Pick<PodSpec, 'ip' | 'cgroup'>): void {
-    this.m('pods_by_cgroup').delete(cgroupId(pod.cgroup));
-    this.m('pods_by_ip').delete(ipNet(pod.ip));
+    this.removePodIds(pod.ip, cgroupId(pod.cgroup));
+  }
+
+  /** The same by cgroup id, for a pod whose cgroup directory may already be gone. */
+  removePodIds(ip: string, cgroup: bigint): void {
+    this.m('pods_by_cgroup').delete(cgroup);
+    this.m('pods_by_ip').delete(ipNet(ip));
+  }
+
+  /** Whether a cgroup id is declared. */
+  hasCgroup(cgroup: bigint): boolean {
+    return this.m('pods_by_cgroup').lookup(cgroup) !== undefined;
   }
 
   pods(): { ip: string; settings: Record<string, unknown> }[] {
     return this.m('pods_by_ip').lookupBatch().map(([k, v]) => ({ ip: ipString(Number(k)), settings: v as Record<string, unknown> }));
   }
 
-  /** Counters summed over CPUs. */
+  /** Counters summed over CPUs (one per-CPU value holding every counter). */
   stats(): MeshStats {
-    const m = this.m('mesh_stats');
+    const per = (this.m('mesh_stats').lookup(0) ?? []) as { c: (bigint | number)[] }[];
     const out = {} as MeshStats;
     STATS.forEach((name, i) => {
-      const per = m.lookup(i) as (bigint | number)[] | undefined;
-      out[name] = (per ?? []).reduce<bigint>((a, b) => a + BigInt(b), 0n);
+      out[name] = per.reduce<bigint>((a, v) => a + BigInt(v.c[i] ?? 0), 0n);
     });
     return out;
   }

@@ -49,6 +49,7 @@ struct pod_settings {
 	__u16 exclude_out_ports[MESH_MAX_PORTS]; /* 0 = unused */
 	__u16 include_out_ports[MESH_MAX_PORTS]; /* all unused = every port */
 	__u16 exclude_in_ports[MESH_MAX_PORTS];  /* peers' sidecars go straight to the app */
+	__u16 include_in_ports[MESH_MAX_PORTS];  /* all unused = every port goes to the inbound sidecar */
 	struct cidr exclude_out_cidrs[MESH_MAX_CIDRS];
 	struct cidr include_out_cidrs[MESH_MAX_CIDRS]; /* all unused = everywhere */
 };
@@ -122,18 +123,29 @@ struct {
 	__type(value, __u32);
 } mesh_socks SEC(".maps");
 
+/* all counters in one per-CPU value: one map lookup per program run (sk_msg runs per message) */
+struct mesh_counters {
+	__u64 c[MESH_NR_STATS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MESH_NR_STATS);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct mesh_counters);
 } mesh_stats SEC(".maps");
+
+static __always_inline struct mesh_counters *counters(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&mesh_stats, &zero);
+}
 
 static __always_inline void stat_add(__u32 slot, __u64 n)
 {
-	__u64 *v = bpf_map_lookup_elem(&mesh_stats, &slot);
-	if (v)
-		*v += n;
+	struct mesh_counters *v = counters();
+	if (v && slot < MESH_NR_STATS)
+		v->c[slot] += n;
 }
 
 /* The pod the current task belongs to: its own cgroup or the nearest declared ancestor. */
@@ -241,7 +253,8 @@ int mesh_connect4(struct bpf_sock_addr *ctx)
 		struct pod_settings *peer = bpf_map_lookup_elem(&pods_by_ip, &dst);
 		if (!peer || !peer->inbound_port || dport == peer->inbound_port)
 			return 1;
-		if (port_listed(peer->exclude_in_ports, dport))
+		if (port_listed(peer->exclude_in_ports, dport) ||
+		    (!no_ports(peer->include_in_ports) && !port_listed(peer->include_in_ports, dport)))
 			return 1;
 		remember(ctx, dst, dport);
 		ctx->user_port = bpf_htons(peer->inbound_port);
@@ -363,6 +376,7 @@ int mesh_sockops(struct bpf_sock_ops *skops)
 SEC("sk_msg")
 int mesh_msg(struct sk_msg_md *msg)
 {
+	/* per message: one sockhash lookup (the redirect) and one counter lookup, nothing else */
 	struct tuple peer = {
 		.sip = msg->remote_ip4,
 		.dip = msg->local_ip4,
@@ -370,14 +384,19 @@ int mesh_msg(struct sk_msg_md *msg)
 		.dport = (__u16)msg->local_port,
 	};
 	__u64 size = msg->size;
-	if (bpf_msg_redirect_hash(msg, &mesh_socks, &peer, BPF_F_INGRESS) != SK_PASS) {
-		stat_add(ST_MSG_PASS, 1);
+	long verdict = bpf_msg_redirect_hash(msg, &mesh_socks, &peer, BPF_F_INGRESS);
+	struct mesh_counters *v = counters();
+	if (verdict != SK_PASS) {
+		if (v)
+			v->c[ST_MSG_PASS]++;
 		return SK_PASS; /* never drop: TCP carries what we cannot redirect */
 	}
-	stat_add(ST_MSG_REDIRECT, 1);
-	stat_add(ST_MSG_BYTES, size);
-	if (peer.sip != peer.dip && !is_loopback(peer.sip) && !is_loopback(peer.dip))
-		stat_add(ST_MSG_REDIRECT_PEER, 1);
+	if (v) {
+		v->c[ST_MSG_REDIRECT]++;
+		v->c[ST_MSG_BYTES] += size;
+		if (peer.sip != peer.dip && !is_loopback(peer.sip) && !is_loopback(peer.dip))
+			v->c[ST_MSG_REDIRECT_PEER]++;
+	}
 	return SK_PASS;
 }
 

@@ -67,6 +67,8 @@ export interface PodOptions {
   sidecar?: boolean;
   /** sidecar threads (default 1) */
   threads?: number;
+  /** the pod's cgroup directory name under the parent cgroup (default podN; kubelet names it pod<uid>) */
+  cgroupName?: string;
   /** called once the pod's namespace and cgroup exist, before anything runs in it (declare it here) */
   beforeStart?: (pod: Pod) => unknown;
 }
@@ -115,7 +117,7 @@ export class Testbed {
     const mode = opts.mode ?? 'istio';
     const name = `pod${i}`;
     const netns = uniqueName(`${this.prefix}-${name}`);
-    const cgroup = join(this.parentCgroup, name);
+    const cgroup = join(this.parentCgroup, opts.cgroupName ?? name);
     const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecarThreads: opts.threads ?? 1, iptables: false };
     this.pods.push(pod);
     mkdirSync(pod.dir);
@@ -133,6 +135,11 @@ export class Testbed {
     if (opts.sidecar !== false) this.startSidecar(pod);
     await this.waitListening(pod, [APP_PORT, APP_PORT_2, ...(opts.sidecar !== false ? [pod.sidecar.outbound, pod.sidecar.inbound] : [])]);
     return pod;
+  }
+
+  /** The IP the next addPod() gets. */
+  nextPodIp(): string {
+    return `${this.subnet}.${10 + this.pods.length}`;
   }
 
   /** Starts a long-running process inside the pod (netns + cgroup), optionally as another uid. */
