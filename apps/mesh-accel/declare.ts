@@ -5,7 +5,7 @@
 //   node dist/apps/mesh-accel/declare.js [--instance NAME] [--bpffs DIR] list
 //   node dist/apps/mesh-accel/declare.js [--instance NAME] [--bpffs DIR] stats
 //
-// FILE.yaml:  pods: [{ ip: 10.1.0.5, cgroup: /sys/fs/cgroup/unified/pods/a, mode: istio,
+// FILE.yaml:  pods: [{ ip: 10.1.0.5, ip6: fd00::5 (optional), cgroup: /sys/fs/cgroup/unified/pods/a, mode: istio,
 //                      excludeOutboundPorts: [3306], excludeOutboundCidrs: [10.96.0.0/12] }, ...]
 // The agent's bpffs directory defaults to $KBPF_BPFFS_DIR or /sys/fs/bpf/kbpf, the instance to
 // "mesh". Apply a pod before starting anything in its cgroup: its first connection is meshed.

@@ -20,6 +20,7 @@
 // the pod on the node; the watcher keeps such pods pending and looks again every retryMs.
 import { readdirSync, existsSync } from 'node:fs';
 import { join, isAbsolute } from 'node:path';
+import { isIPv4, isIPv6 } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { connect, Reflector, errorText, type Kube } from '../../src/k8s/kube.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
@@ -85,17 +86,27 @@ export function parsePorts(v: string, what: string): number[] {
   return out;
 }
 
-/** "10.0.0.0/8, 192.168.1.1" -> IPv4 CIDRs; IPv6 ranges are skipped (IPv4 data path). */
+/** "10.0.0.0/8, 192.168.1.1, fd00::/8" -> CIDRs (at most MAX_CIDRS of each family). */
 export function parseCidrs(v: string, what: string): string[] {
-  const out = v.split(',').map((s) => s.trim()).filter(Boolean).filter((c) => !c.includes(':'));
-  if (out.length > MAX_CIDRS) throw new Error(`${what}: mesh-accel supports at most ${MAX_CIDRS} IPv4 ranges per list (got ${out.length})`);
+  const out = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const [fam, n] of [['IPv4', out.filter((c) => !c.includes(':')).length], ['IPv6', out.filter((c) => c.includes(':')).length]] as const) {
+    if (n > MAX_CIDRS) throw new Error(`${what}: mesh-accel supports at most ${MAX_CIDRS} ${fam} ranges per list (got ${n})`);
+  }
   return out;
+}
+
+function podIPs(pod: PodObject): string[] {
+  return [...(pod.status?.podIPs ?? []).map((x) => x.ip), pod.status?.podIP].filter((x): x is string => !!x);
 }
 
 /** The pod's IPv4 address (status.podIPs, then status.podIP). */
 export function podIPv4(pod: PodObject): string | undefined {
-  const ips = [...(pod.status?.podIPs ?? []).map((x) => x.ip), pod.status?.podIP].filter((x): x is string => !!x);
-  return ips.find((ip) => /^\d+\.\d+\.\d+\.\d+$/.test(ip));
+  return podIPs(pod).find((ip) => isIPv4(ip));
+}
+
+/** The pod's IPv6 address on a dual-stack cluster (status.podIPs). */
+export function podIPv6(pod: PodObject): string | undefined {
+  return podIPs(pod).find((ip) => isIPv6(ip));
 }
 
 /**
@@ -274,6 +285,7 @@ export class MeshPodWatcher {
         continue;
       }
       const ip = podIPv4(pod);
+      const ip6 = podIPv6(pod);
       if (!ip) {
         this.pending.set(key, 'no IPv4 pod IP yet');
         continue;
@@ -283,12 +295,12 @@ export class MeshPodWatcher {
         this.pending.set(key, 'no cgroup yet');
         continue;
       }
-      want.set(key, { key, uid: pod.metadata?.uid ?? '', ip, cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ip, cgroup } });
+      want.set(key, { key, uid: pod.metadata?.uid ?? '', ip, cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ip, ...(ip6 ? { ip6 } : {}), cgroup } });
     }
     for (const [key, d] of this.declared) {
       const w = want.get(key);
-      if (!w || w.ip !== d.ip || w.cgroup !== d.cgroup) {
-        this.opts.maps.removePodIds(d.ip, d.cgroupId);
+      if (!w || w.ip !== d.ip || w.spec.ip6 !== d.spec.ip6 || w.cgroup !== d.cgroup) {
+        this.opts.maps.removePodIds(d.ip, d.cgroupId, d.spec.ip6);
         this.declared.delete(key);
         this.opts.log?.(`mesh-accel: removed pod ${key} (${d.ip})`);
       }

@@ -6,6 +6,7 @@
 // <bpffs>/<instance>/rev-N/maps/) or of a BpfObject loaded directly.
 import { statSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { isIPv4, isIPv6 } from 'node:net';
 import { BpfMap } from '../../src/bpf/map.js';
 
 export type MeshMode = 'istio' | 'linkerd' | 'kuma' | 'osm';
@@ -34,6 +35,8 @@ const F_BIND_REWRITE = 1;
 export interface PodSpec {
   /** the pod's IPv4 address */
   ip: string;
+  /** the pod's IPv6 address (dual-stack pods): its IPv6 app traffic is captured too (connect6) */
+  ip6?: string;
   /** the pod's cgroup v2 directory (its id is what the kernel sees) */
   cgroup: string;
   mode?: MeshMode;
@@ -49,9 +52,13 @@ export interface PodSpec {
   excludeInboundPorts?: number[];
   /** only these inbound ports go through the pod's inbound sidecar (istio: includeInboundPorts); empty = all */
   includeInboundPorts?: number[];
-  /** destinations that bypass the sidecar (istio: excludeOutboundIPRanges), e.g. 10.0.0.0/8 */
+  /** destinations that bypass the sidecar (istio: excludeOutboundIPRanges), e.g. 10.0.0.0/8 or fd00::/8 */
   excludeOutboundCidrs?: string[];
-  /** only these destinations go to the sidecar (istio: includeOutboundIPRanges); empty = all */
+  /**
+   * only these destinations go to the sidecar (istio: includeOutboundIPRanges); empty = all.
+   * IPv4 and IPv6 ranges may be mixed; a list with ranges of one family only captures nothing
+   * of the other (as istio's iptables / ip6tables rules).
+   */
   includeOutboundCidrs?: string[];
 }
 
@@ -64,6 +71,54 @@ export function ipNet(ip: string): number {
 
 export function ipString(n: number): string {
   return [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24].join('.');
+}
+
+/** IPv6 address -> four u32 whose little-endian bytes are the address in network order (as the BPF side reads it). */
+export function ip6Words(ip: string): number[] {
+  if (!isIPv6(ip)) throw new Error(`not an IPv6 address: ${ip}`);
+  let s = ip.replace(/%.*$/, '');
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4) {
+    const n = ipNet(v4[1]!);
+    s = s.slice(0, -v4[1]!.length) + `${(((n & 0xff) << 8) | ((n >>> 8) & 0xff)).toString(16)}:${((((n >>> 16) & 0xff) << 8) | (n >>> 24)).toString(16)}`;
+  }
+  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  const g = groups.map((x) => parseInt(x, 16));
+  const words: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const a = g[2 * i]!, b = g[2 * i + 1]!;
+    // bytes a>>8, a&0xff, b>>8, b&0xff in memory order, read as a little-endian u32
+    words.push(((a >>> 8) | ((a & 0xff) << 8) | ((b >>> 8) << 16) | ((b & 0xff) << 24)) >>> 0);
+  }
+  return words;
+}
+
+export function ip6String(words: number[]): string {
+  const g: string[] = [];
+  for (const w of words) g.push((((w & 0xff) << 8) | ((w >>> 8) & 0xff)).toString(16), ((((w >>> 16) & 0xff) << 8) | (w >>> 24)).toString(16));
+  // the longest run of zero groups becomes ::
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && g[j] === '0') j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+  }
+  if (best < 0) return g.join(':');
+  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
+}
+
+function cidr6Net(c: string): { addr: number[]; mask: number[] } {
+  const [ip, lenS] = c.split('/');
+  const len = lenS === undefined ? 128 : Number(lenS);
+  if (!Number.isInteger(len) || len < 0 || len > 128) throw new Error(`bad CIDR: ${c}`);
+  if (len === 0) throw new Error(`CIDR ${c}: /0 is not supported (use include/exclude of the whole mesh instead)`);
+  const bytes = Array.from({ length: 16 }, (_, i) => (len >= 8 * (i + 1) ? 0xff : len <= 8 * i ? 0 : (0xff << (8 - (len - 8 * i))) & 0xff));
+  const mask = [0, 1, 2, 3].map((w) => (bytes[4 * w]! | (bytes[4 * w + 1]! << 8) | (bytes[4 * w + 2]! << 16) | (bytes[4 * w + 3]! << 24)) >>> 0);
+  const addr = ip6Words(ip!).map((w, i) => (w & mask[i]!) >>> 0);
+  return { addr, mask };
 }
 
 function cidrNet(c: string): { addr: number; mask: number } {
@@ -88,10 +143,20 @@ function ports(xs: number[] | undefined, what: string): number[] {
   return l;
 }
 
+function cidrs(xs: string[] | undefined, what: string): { v4: { addr: number; mask: number }[]; v6: { addr: number[]; mask: number[] }[] } {
+  const all = xs ?? [];
+  const v6 = all.filter((c) => c.includes(':'));
+  const v4 = all.filter((c) => !c.includes(':'));
+  return { v4: list(v4, MAX_CIDRS, `IPv4 ${what}`).map(cidrNet), v6: list(v6, MAX_CIDRS, `IPv6 ${what}`).map(cidr6Net) };
+}
+
 /** A pod's settings as the BPF struct pod_settings (BTF-typed map value). */
 export function podSettings(pod: PodSpec): Record<string, unknown> {
   const mode = { ...MODES[pod.mode ?? 'istio'], ...pod.settings };
   const dns = pod.captureDns ?? mode.dnsPort > 0;
+  if (pod.ip6 !== undefined && isIPv4(pod.ip6)) throw new Error(`not an IPv6 address: ${pod.ip6}`);
+  const ex = cidrs(pod.excludeOutboundCidrs, 'excludeOutboundCidrs');
+  const inc = cidrs(pod.includeOutboundCidrs, 'includeOutboundCidrs');
   return {
     ip: ipNet(pod.ip),
     sidecar_uid: mode.sidecarUid,
@@ -103,8 +168,11 @@ export function podSettings(pod: PodSpec): Record<string, unknown> {
     include_out_ports: ports(pod.includeOutboundPorts, 'includeOutboundPorts'),
     exclude_in_ports: ports(pod.excludeInboundPorts, 'excludeInboundPorts'),
     include_in_ports: ports(pod.includeInboundPorts, 'includeInboundPorts'),
-    exclude_out_cidrs: list(pod.excludeOutboundCidrs, MAX_CIDRS, 'excludeOutboundCidrs').map(cidrNet),
-    include_out_cidrs: list(pod.includeOutboundCidrs, MAX_CIDRS, 'includeOutboundCidrs').map(cidrNet),
+    exclude_out_cidrs: ex.v4,
+    include_out_cidrs: inc.v4,
+    ip6: pod.ip6 ? ip6Words(pod.ip6) : [0, 0, 0, 0],
+    exclude_out_cidrs6: ex.v6,
+    include_out_cidrs6: inc.v6,
   };
 }
 
@@ -129,7 +197,7 @@ export class MeshMaps {
   readonly #maps = new Map<string, BpfMap>();
 
   private constructor(get: (name: string) => BpfMap, owned: boolean) {
-    for (const n of ['pods_by_cgroup', 'pods_by_ip', 'mesh_stats', 'orig_by_tuple', 'mesh_socks']) {
+    for (const n of ['pods_by_cgroup', 'pods_by_ip', 'pods_by_ip6', 'mesh_stats', 'orig_by_tuple', 'mesh_socks']) {
       const m = get(n);
       this.#maps.set(n, m);
       if (owned) this.#owned.push(m);
@@ -163,19 +231,21 @@ export class MeshMaps {
     const value = podSettings(pod);
     const id = cgroupId(pod.cgroup);
     this.m('pods_by_ip').update(ipNet(pod.ip), value);
+    if (pod.ip6) this.m('pods_by_ip6').update({ a: ip6Words(pod.ip6) }, value);
     this.m('pods_by_cgroup').update(id, value);
     return id;
   }
 
   /** Takes a pod out of the mesh (its new connections go straight out again). */
-  removePod(pod: Pick<PodSpec, 'ip' | 'cgroup'>): void {
-    this.removePodIds(pod.ip, cgroupId(pod.cgroup));
+  removePod(pod: Pick<PodSpec, 'ip' | 'ip6' | 'cgroup'>): void {
+    this.removePodIds(pod.ip, cgroupId(pod.cgroup), pod.ip6);
   }
 
   /** The same by cgroup id, for a pod whose cgroup directory may already be gone. */
-  removePodIds(ip: string, cgroup: bigint): void {
+  removePodIds(ip: string, cgroup: bigint, ip6?: string): void {
     this.m('pods_by_cgroup').delete(cgroup);
     this.m('pods_by_ip').delete(ipNet(ip));
+    if (ip6) this.m('pods_by_ip6').delete({ a: ip6Words(ip6) });
   }
 
   /** Whether a cgroup id is declared. */
@@ -185,6 +255,11 @@ export class MeshMaps {
 
   pods(): { ip: string; settings: Record<string, unknown> }[] {
     return this.m('pods_by_ip').lookupBatch().map(([k, v]) => ({ ip: ipString(Number(k)), settings: v as Record<string, unknown> }));
+  }
+
+  /** The IPv6 addresses declared (pods_by_ip6). */
+  pods6(): { ip6: string; settings: Record<string, unknown> }[] {
+    return this.m('pods_by_ip6').lookupBatch().map(([k, v]) => ({ ip6: ip6String((k as { a: number[] }).a), settings: v as Record<string, unknown> }));
   }
 
   /** Counters summed over CPUs (one per-CPU value holding every counter). */

@@ -2,25 +2,32 @@
 //
 //   cgroup/connect4     app TCP -> the pod's own sidecar (pod IP : outbound port); sidecar TCP to
 //                       another local mesh pod -> that pod's inbound port; port 53 (UDP, TCP) -> DNS proxy
+//   cgroup/connect6     the same for IPv6 TCP (pod IPv6 : outbound port, peers by pods_by_ip6);
+//                       v4-mapped destinations on AF_INET6 sockets take the IPv4 path
 //   sockops             remembers the original destination per 4-tuple; puts local mesh sockets
-//                       into the sockhash
-//   sk_msg              moves bytes between the two ends of a local connection (never drops)
-//   cgroup/getsockopt   answers SO_ORIGINAL_DST from what sockops remembered
-//   cgroup/getpeername4 the app sees the address it connected to, not the sidecar's
+//                       into the sockhash (mesh_socks; pure IPv6 sockets into mesh_socks6)
+//   sk_msg              moves bytes between the two ends of a local connection (never drops);
+//                       mesh_msg on mesh_socks, mesh_msg6 on mesh_socks6
+//   cgroup/getsockopt   answers SO_ORIGINAL_DST (SOL_IP) and IP6T_SO_ORIGINAL_DST (SOL_IPV6) from
+//                       what sockops remembered
+//   cgroup/getpeername4/6 the app sees the address it connected to, not the sidecar's
 //   cgroup/bind4        linkerd: the proxy's 127.0.0.1:outbound listener becomes 0.0.0.0
 //   cgroup/sendmsg4     DNS capture (unconnected UDP 53 -> 127.0.0.1:dns port)
 //   cgroup/recvmsg4     DNS replies show the original server as their source
 //
 // Which pods are in the mesh and how (ports, sidecar uid, exclusions) is in two maps the agent
 // side fills before a pod's first connection: pods_by_cgroup (cgroup id -> settings) and
-// pods_by_ip (pod IP -> settings). See README.md and mesh.ts.
+// pods_by_ip (pod IP -> settings), pods_by_ip6 (pod IPv6 -> settings). See README.md and mesh.ts.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #define AF_INET 2
+#define AF_INET6 10
 #define SOL_IP 0
+#define SOL_IPV6 41
 #define SO_ORIGINAL_DST 80
+#define IP6T_SO_ORIGINAL_DST 80
 #define PAGE_SIZE 4096
 #define LOCALHOST_NET 0x0100007f /* 127.0.0.1 in network order, read as a little-endian u32 */
 
@@ -39,6 +46,16 @@ struct cidr {
 	__u32 mask; /* network order; 0 (with addr 0) = unused slot */
 };
 
+/* an IPv6 prefix: four u32 words as in memory (network byte order) */
+struct cidr6 {
+	__u32 addr[4];
+	__u32 mask[4]; /* all zero = unused slot */
+};
+
+struct ip6_key {
+	__u32 a[4]; /* network order */
+};
+
 struct pod_settings {
 	__u32 ip;            /* pod IP, network order */
 	__u32 sidecar_uid;   /* the sidecar's uid: its connections are not sent to itself */
@@ -51,7 +68,11 @@ struct pod_settings {
 	__u16 exclude_in_ports[MESH_MAX_PORTS];  /* peers' sidecars go straight to the app */
 	__u16 include_in_ports[MESH_MAX_PORTS];  /* all unused = every port goes to the inbound sidecar */
 	struct cidr exclude_out_cidrs[MESH_MAX_CIDRS];
-	struct cidr include_out_cidrs[MESH_MAX_CIDRS]; /* all unused = everywhere */
+	struct cidr include_out_cidrs[MESH_MAX_CIDRS]; /* all unused (both families) = everywhere */
+	/* IPv6 (appended, so the IPv4 fields keep their offsets) */
+	__u32 ip6[4];        /* pod IPv6 address, network order; all zero = the pod has none */
+	struct cidr6 exclude_out_cidrs6[MESH_MAX_CIDRS];
+	struct cidr6 include_out_cidrs6[MESH_MAX_CIDRS];
 };
 
 struct orig_dst {
@@ -65,6 +86,19 @@ struct tuple {
 	__u32 dip;   /* network order */
 	__u16 sport; /* host order */
 	__u16 dport; /* host order */
+};
+
+struct orig_dst6 {
+	__u32 ip[4]; /* network order */
+	__u16 port;  /* host order */
+	__u16 pad;
+};
+
+struct tuple6 {
+	__u32 sip[4]; /* network order */
+	__u32 dip[4];
+	__u16 sport;  /* host order */
+	__u16 dport;
 };
 
 enum mesh_stat {
@@ -99,6 +133,13 @@ struct {
 	__type(value, struct pod_settings);
 } pods_by_ip SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ip6_key);
+	__type(value, struct pod_settings);
+} pods_by_ip6 SEC(".maps");
+
 /* socket cookie of a redirected socket -> where it was going */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -114,6 +155,28 @@ struct {
 	__type(key, struct tuple);
 	__type(value, struct orig_dst);
 } orig_by_tuple SEC(".maps");
+
+/* IPv6: the same three (v4-mapped sockets use the IPv4 maps, keyed by their IPv4 ends) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct orig_dst6);
+} orig6_by_cookie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tuple6);
+	__type(value, struct orig_dst6);
+} orig_by_tuple6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tuple6);
+	__type(value, __u32);
+} mesh_socks6 SEC(".maps");
 
 /* local mesh sockets, by their 4-tuple as they see it */
 struct {
@@ -199,6 +262,22 @@ static __always_inline int cidr_match(const struct cidr *c, __u32 ip)
 	return used ? 0 : -1;
 }
 
+/* 1 if ip is in a used slot, 0 if not, -1 if every slot is unused (ip NULL: only whether any is used) */
+static __always_inline int cidr6_match(const struct cidr6 *c, const __u32 *ip)
+{
+	int used = 0;
+#pragma unroll
+	for (int i = 0; i < MESH_MAX_CIDRS; i++) {
+		if (!(c[i].mask[0] | c[i].mask[1] | c[i].mask[2] | c[i].mask[3]))
+			continue;
+		used = 1;
+		if (ip && (ip[0] & c[i].mask[0]) == c[i].addr[0] && (ip[1] & c[i].mask[1]) == c[i].addr[1] &&
+		    (ip[2] & c[i].mask[2]) == c[i].addr[2] && (ip[3] & c[i].mask[3]) == c[i].addr[3])
+			return 1;
+	}
+	return used ? 0 : -1;
+}
+
 static __always_inline int is_loopback(__u32 ip_net)
 {
 	return (ip_net & 0xff) == 127;
@@ -229,6 +308,66 @@ static __always_inline int dns_capture(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/*
+ * What connect() does with a TCP connection to dst:dport, IPv4 (connect4) or v4-mapped on an
+ * AF_INET6 socket (connect6). 1 = send it to *ip:*port instead (its original destination is
+ * remembered under the socket's cookie), 0 = leave it alone.
+ */
+static __always_inline int connect_tcp4(void *ctx, __u32 dst, __u16 dport, __u32 *ip, __u16 *port)
+{
+	struct pod_settings *pod = current_pod();
+	if (!pod)
+		return 0;
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+
+	if (dport == 53 && pod->dns_port) {
+		/* DNS over TCP goes to the DNS proxy too */
+		if (uid == pod->sidecar_uid || (dst == LOCALHOST_NET && dport == pod->dns_port))
+			return 0;
+		remember(ctx, dst, 53);
+		*ip = LOCALHOST_NET;
+		*port = pod->dns_port;
+		stat_add(ST_DNS_REDIRECT, 1);
+		return 1;
+	}
+
+	if (uid == pod->sidecar_uid) {
+		/* the sidecar's own connection: only a shortcut to a local peer's inbound port */
+		if (dst == pod->ip || is_loopback(dst))
+			return 0;
+		struct pod_settings *peer = bpf_map_lookup_elem(&pods_by_ip, &dst);
+		if (!peer || !peer->inbound_port || dport == peer->inbound_port)
+			return 0;
+		if (port_listed(peer->exclude_in_ports, dport) ||
+		    (!no_ports(peer->include_in_ports) && !port_listed(peer->include_in_ports, dport)))
+			return 0;
+		remember(ctx, dst, dport);
+		*ip = dst;
+		*port = peer->inbound_port;
+		stat_add(ST_CONNECT_PEER, 1);
+		return 1;
+	}
+
+	if (!pod->outbound_port || is_loopback(dst) || dst == pod->ip)
+		return 0;
+	int inc = cidr_match(pod->include_out_cidrs, dst);
+	if (port_listed(pod->exclude_out_ports, dport) ||
+	    (!no_ports(pod->include_out_ports) && !port_listed(pod->include_out_ports, dport)) ||
+	    cidr_match(pod->exclude_out_cidrs, dst) == 1 || inc == 0 ||
+	    (inc == -1 && cidr6_match(pod->include_out_cidrs6, NULL) != -1)) {
+		/* (an include list of IPv6 ranges only captures no IPv4 destination, as istio's) */
+		stat_add(ST_CONNECT_EXCLUDED, 1);
+		return 0;
+	}
+	remember(ctx, dst, dport);
+	/* to the pod's own IP, not 127.0.0.1: the source becomes the pod IP too, so the 4-tuple
+	 * is unique on the node (pod IPs are) — see README.md */
+	*ip = pod->ip;
+	*port = pod->outbound_port;
+	stat_add(ST_CONNECT_OUT, 1);
+	return 1;
+}
+
 SEC("cgroup/connect4")
 int mesh_connect4(struct bpf_sock_addr *ctx)
 {
@@ -236,45 +375,101 @@ int mesh_connect4(struct bpf_sock_addr *ctx)
 		return dns_capture(ctx);
 	if (ctx->protocol != IPPROTO_TCP)
 		return 1;
-	struct pod_settings *pod = current_pod();
-	if (!pod)
-		return 1;
-	__u32 dst = ctx->user_ip4;
+	__u32 ip;
+	__u16 port;
+	if (connect_tcp4(ctx, ctx->user_ip4, bpf_ntohs(ctx->user_port), &ip, &port)) {
+		ctx->user_ip4 = ip;
+		ctx->user_port = bpf_htons(port);
+	}
+	return 1;
+}
+
+static __always_inline int is_v4mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline int is_loopback6(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
+}
+
+static __always_inline int is_linklocal6(const __u32 *a)
+{
+	return (a[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000);
+}
+
+static __always_inline int ip6_eq(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline int ip6_zero(const __u32 *a)
+{
+	return !(a[0] | a[1] | a[2] | a[3]);
+}
+
+static __always_inline void remember6(void *ctx, const __u32 *ip, __u16 port)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct orig_dst6 o = { .ip = { ip[0], ip[1], ip[2], ip[3] }, .port = port };
+	bpf_map_update_elem(&orig6_by_cookie, &cookie, &o, BPF_ANY);
+}
+
+SEC("cgroup/connect6")
+int mesh_connect6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 1; /* DNS capture is IPv4 only (the DNS proxy listens on 127.0.0.1) */
+	struct ip6_key d = { .a = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] } };
 	__u16 dport = bpf_ntohs(ctx->user_port);
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
 
-	if (dport == 53 && pod->dns_port)
-		return dns_capture(ctx); /* DNS over TCP goes to the DNS proxy too */
+	if (is_v4mapped(d.a)) {
+		/* an IPv4 peer through an AF_INET6 socket: the IPv4 rules, answered v4-mapped */
+		__u32 ip;
+		__u16 port;
+		if (connect_tcp4(ctx, d.a[3], dport, &ip, &port)) {
+			ctx->user_ip6[3] = ip;
+			ctx->user_port = bpf_htons(port);
+		}
+		return 1;
+	}
 
-	if (uid == pod->sidecar_uid) {
-		/* the sidecar's own connection: only a shortcut to a local peer's inbound port */
-		if (dst == pod->ip || is_loopback(dst))
-			return 1;
-		struct pod_settings *peer = bpf_map_lookup_elem(&pods_by_ip, &dst);
+	struct pod_settings *pod = current_pod();
+	if (!pod || ip6_zero(pod->ip6))
+		return 1;
+	if (is_loopback6(d.a) || is_linklocal6(d.a) || ip6_eq(d.a, pod->ip6))
+		return 1;
+
+	if ((__u32)bpf_get_current_uid_gid() == pod->sidecar_uid) {
+		struct pod_settings *peer = bpf_map_lookup_elem(&pods_by_ip6, &d);
 		if (!peer || !peer->inbound_port || dport == peer->inbound_port)
 			return 1;
 		if (port_listed(peer->exclude_in_ports, dport) ||
 		    (!no_ports(peer->include_in_ports) && !port_listed(peer->include_in_ports, dport)))
 			return 1;
-		remember(ctx, dst, dport);
+		remember6(ctx, d.a, dport);
 		ctx->user_port = bpf_htons(peer->inbound_port);
 		stat_add(ST_CONNECT_PEER, 1);
 		return 1;
 	}
 
-	if (!pod->outbound_port || is_loopback(dst) || dst == pod->ip)
+	if (!pod->outbound_port)
 		return 1;
+	int inc = cidr6_match(pod->include_out_cidrs6, d.a);
 	if (port_listed(pod->exclude_out_ports, dport) ||
 	    (!no_ports(pod->include_out_ports) && !port_listed(pod->include_out_ports, dport)) ||
-	    cidr_match(pod->exclude_out_cidrs, dst) == 1 ||
-	    cidr_match(pod->include_out_cidrs, dst) == 0) {
+	    cidr6_match(pod->exclude_out_cidrs6, d.a) == 1 || inc == 0 ||
+	    (inc == -1 && cidr_match(pod->include_out_cidrs, 0) != -1)) {
 		stat_add(ST_CONNECT_EXCLUDED, 1);
 		return 1;
 	}
-	remember(ctx, dst, dport);
-	/* to the pod's own IP, not 127.0.0.1: the source becomes the pod IP too, so the 4-tuple
-	 * is unique on the node (pod IPs are) — see README.md */
-	ctx->user_ip4 = pod->ip;
+	remember6(ctx, d.a, dport);
+	/* the pod's own IPv6 address: the source becomes it too, so the 4-tuple is unique */
+	ctx->user_ip6[0] = pod->ip6[0];
+	ctx->user_ip6[1] = pod->ip6[1];
+	ctx->user_ip6[2] = pod->ip6[2];
+	ctx->user_ip6[3] = pod->ip6[3];
 	ctx->user_port = bpf_htons(pod->outbound_port);
 	stat_add(ST_CONNECT_OUT, 1);
 	return 1;
@@ -319,6 +514,32 @@ int mesh_getpeername4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+SEC("cgroup/getpeername6")
+int mesh_getpeername6(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct orig_dst6 *o6 = bpf_map_lookup_elem(&orig6_by_cookie, &cookie);
+	if (o6) {
+		ctx->user_ip6[0] = o6->ip[0];
+		ctx->user_ip6[1] = o6->ip[1];
+		ctx->user_ip6[2] = o6->ip[2];
+		ctx->user_ip6[3] = o6->ip[3];
+		ctx->user_port = bpf_htons(o6->port);
+		stat_add(ST_PEERNAME, 1);
+		return 1;
+	}
+	struct orig_dst *o = bpf_map_lookup_elem(&orig_by_cookie, &cookie); /* v4-mapped */
+	if (!o)
+		return 1;
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = bpf_htonl(0xffff);
+	ctx->user_ip6[3] = o->ip;
+	ctx->user_port = bpf_htons(o->port);
+	stat_add(ST_PEERNAME, 1);
+	return 1;
+}
+
 SEC("cgroup/bind4")
 int mesh_bind4(struct bpf_sock_addr *ctx)
 {
@@ -340,13 +561,54 @@ static __always_inline int local_end(__u32 ip)
 	return is_loopback(ip) || bpf_map_lookup_elem(&pods_by_ip, &ip) != NULL;
 }
 
+static __always_inline int local_end6(const __u32 *ip)
+{
+	struct ip6_key k = { .a = { ip[0], ip[1], ip[2], ip[3] } };
+	return is_loopback6(ip) || bpf_map_lookup_elem(&pods_by_ip6, &k) != NULL;
+}
+
+static __always_inline int sockops6(struct bpf_sock_ops *skops, const __u32 *lip, const __u32 *rip)
+{
+	struct tuple6 t = {
+		.sip = { lip[0], lip[1], lip[2], lip[3] },
+		.dip = { rip[0], rip[1], rip[2], rip[3] },
+		.sport = (__u16)skops->local_port,
+		.dport = (__u16)bpf_ntohl(skops->remote_port),
+	};
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		struct orig_dst6 *o = bpf_map_lookup_elem(&orig6_by_cookie, &cookie);
+		if (o) {
+			struct orig_dst6 copy = *o;
+			bpf_map_update_elem(&orig_by_tuple6, &t, &copy, BPF_ANY);
+		}
+	}
+	if (!redirect_msgs)
+		return 1;
+	if (is_loopback6(t.sip) && is_loopback6(t.dip))
+		return 1;
+	if (!local_end6(t.sip) || !local_end6(t.dip))
+		return 1;
+	if (bpf_sock_hash_update(skops, &mesh_socks6, &t, BPF_ANY) == 0)
+		stat_add(ST_SOCK_ADDED, 1);
+	return 1;
+}
+
 SEC("sockops")
 int mesh_sockops(struct bpf_sock_ops *skops)
 {
-	if (skops->family != AF_INET)
-		return 1;
 	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
+	if (skops->family == AF_INET6) {
+		__u32 rip[4] = { skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2], skops->remote_ip6[3] };
+		if (!is_v4mapped(rip)) {
+			__u32 lip[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3] };
+			return sockops6(skops, lip, rip);
+		}
+		/* v4-mapped: an IPv4 connection; local_ip4 / remote_ip4 hold its IPv4 ends */
+	} else if (skops->family != AF_INET) {
+		return 1;
+	}
 	struct tuple t = {
 		.sip = skops->local_ip4,
 		.dip = skops->remote_ip4,
@@ -400,36 +662,116 @@ int mesh_msg(struct sk_msg_md *msg)
 	return SK_PASS;
 }
 
+SEC("sk_msg")
+int mesh_msg6(struct sk_msg_md *msg)
+{
+	struct tuple6 peer = {
+		.sip = { msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2], msg->remote_ip6[3] },
+		.dip = { msg->local_ip6[0], msg->local_ip6[1], msg->local_ip6[2], msg->local_ip6[3] },
+		.sport = (__u16)bpf_ntohl(msg->remote_port),
+		.dport = (__u16)msg->local_port,
+	};
+	__u64 size = msg->size;
+	long verdict = bpf_msg_redirect_hash(msg, &mesh_socks6, &peer, BPF_F_INGRESS);
+	struct mesh_counters *v = counters();
+	if (verdict != SK_PASS) {
+		if (v)
+			v->c[ST_MSG_PASS]++;
+		return SK_PASS; /* never drop */
+	}
+	if (v) {
+		v->c[ST_MSG_REDIRECT]++;
+		v->c[ST_MSG_BYTES] += size;
+		if (!ip6_eq(peer.sip, peer.dip) && !is_loopback6(peer.sip) && !is_loopback6(peer.dip))
+			v->c[ST_MSG_REDIRECT_PEER]++;
+	}
+	return SK_PASS;
+}
+
 SEC("cgroup/getsockopt")
 int mesh_getsockopt(struct bpf_sockopt *ctx)
 {
-	if (ctx->level != SOL_IP || ctx->optname != SO_ORIGINAL_DST) {
+	int v6 = ctx->level == SOL_IPV6 && ctx->optname == IP6T_SO_ORIGINAL_DST;
+	if (!v6 && (ctx->level != SOL_IP || ctx->optname != SO_ORIGINAL_DST)) {
 		if (ctx->optlen > PAGE_SIZE)
 			ctx->optlen = 0; /* leave the kernel's answer alone */
 		return 1;
 	}
 	struct bpf_sock *sk = ctx->sk;
-	if (!sk || sk->family != AF_INET)
+	if (!sk)
 		return 1;
 	/* the server end of the connection: the key is the client's view of it */
-	struct tuple t = {
-		.sip = sk->dst_ip4,
-		.dip = sk->src_ip4,
-		.sport = bpf_ntohs(sk->dst_port),
-		.dport = (__u16)sk->src_port,
-	};
+	struct tuple t;
+	if (sk->family == AF_INET6) {
+		__u32 rip[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+		__u32 lip[4] = { sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3] };
+		if (!is_v4mapped(rip)) {
+			if (!v6)
+				return 1; /* SOL_IP on an IPv6 connection: the kernel's answer */
+			struct tuple6 t6 = {
+				.sip = { rip[0], rip[1], rip[2], rip[3] },
+				.dip = { lip[0], lip[1], lip[2], lip[3] },
+				.sport = bpf_ntohs(sk->dst_port),
+				.dport = (__u16)sk->src_port,
+			};
+			struct orig_dst6 *o6 = bpf_map_lookup_elem(&orig_by_tuple6, &t6);
+			if (!o6) {
+				stat_add(ST_ORIGDST_MISS, 1);
+				return 1; /* the kernel's own answer (conntrack / ip6tables REDIRECT) stands */
+			}
+			struct sockaddr_in6 *sa6 = ctx->optval;
+			if ((void *)(sa6 + 1) > ctx->optval_end)
+				return 1;
+			__builtin_memset(sa6, 0, sizeof(*sa6));
+			sa6->sin6_family = AF_INET6;
+			sa6->sin6_port = bpf_htons(o6->port);
+			sa6->sin6_addr.in6_u.u6_addr32[0] = o6->ip[0];
+			sa6->sin6_addr.in6_u.u6_addr32[1] = o6->ip[1];
+			sa6->sin6_addr.in6_u.u6_addr32[2] = o6->ip[2];
+			sa6->sin6_addr.in6_u.u6_addr32[3] = o6->ip[3];
+			ctx->optlen = sizeof(*sa6);
+			ctx->retval = 0;
+			stat_add(ST_ORIGDST, 1);
+			return 1;
+		}
+		/* v4-mapped: an IPv4 connection on an AF_INET6 socket */
+		t.sip = rip[3];
+		t.dip = lip[3];
+	} else if (sk->family == AF_INET) {
+		if (v6)
+			return 1;
+		t.sip = sk->dst_ip4;
+		t.dip = sk->src_ip4;
+	} else {
+		return 1;
+	}
+	t.sport = bpf_ntohs(sk->dst_port);
+	t.dport = (__u16)sk->src_port;
 	struct orig_dst *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
 	if (!o) {
 		stat_add(ST_ORIGDST_MISS, 1);
 		return 1; /* the kernel's own answer (conntrack / iptables REDIRECT) stands */
 	}
-	struct sockaddr_in *sa = ctx->optval;
-	if ((void *)(sa + 1) > ctx->optval_end)
-		return 1;
-	sa->sin_family = AF_INET;
-	sa->sin_port = bpf_htons(o->port);
-	sa->sin_addr.s_addr = o->ip;
-	ctx->optlen = sizeof(*sa);
+	if (v6) {
+		/* IP6T_SO_ORIGINAL_DST on a v4-mapped connection: the v4-mapped address */
+		struct sockaddr_in6 *sa6 = ctx->optval;
+		if ((void *)(sa6 + 1) > ctx->optval_end)
+			return 1;
+		__builtin_memset(sa6, 0, sizeof(*sa6));
+		sa6->sin6_family = AF_INET6;
+		sa6->sin6_port = bpf_htons(o->port);
+		sa6->sin6_addr.in6_u.u6_addr32[2] = bpf_htonl(0xffff);
+		sa6->sin6_addr.in6_u.u6_addr32[3] = o->ip;
+		ctx->optlen = sizeof(*sa6);
+	} else {
+		struct sockaddr_in *sa = ctx->optval;
+		if ((void *)(sa + 1) > ctx->optval_end)
+			return 1;
+		sa->sin_family = AF_INET;
+		sa->sin_port = bpf_htons(o->port);
+		sa->sin_addr.s_addr = o->ip;
+		ctx->optlen = sizeof(*sa);
+	}
 	ctx->retval = 0;
 	stat_add(ST_ORIGDST, 1);
 	return 1;

@@ -23,10 +23,7 @@ const NODE = 'node-1';
 const NS = 'shop';
 
 async function apiServer(t: Cleanup): Promise<Kube> {
-  const server = new TestApiServer({ bookmarkIntervalMs: 500 });
-  // The test API server does not serve Pods among its built-in kinds (yet): register the kind
-  // the way its built-ins are described, with spec.nodeName selectable as on a real server.
-  server.types.set('v1/pods', { group: '', version: 'v1', plural: 'pods', singular: 'pod', kind: 'Pod', namespaced: true, shortNames: ['po'], status: true, selectable: ['spec.nodeName', 'status.phase'] });
+  const server = new TestApiServer({ bookmarkIntervalMs: 500 }); // Pods are a built-in kind (spec.nodeName selectable)
   await server.start();
   const dir = mkdtempSync(join(tmpdir(), 'kbpf-mesh-k8s-'));
   t.after(async () => {
@@ -56,7 +53,7 @@ async function schedulePod(kube: Kube, tb: Testbed, w: MeshPodWatcher, def: PodD
     cgroupName: `pod${uid}`,
     beforeStart: async (p) => {
       const cur = await kube.core.readNamespacedPod({ name: def.name, namespace: NS });
-      await kube.core.replaceNamespacedPodStatus({ name: def.name, namespace: NS, body: { ...cur, status: { phase: 'Pending', podIP: p.ip, podIPs: [{ ip: p.ip }] } } });
+      await kube.core.replaceNamespacedPodStatus({ name: def.name, namespace: NS, body: { ...cur, status: { phase: 'Pending', podIP: p.ip, podIPs: [{ ip: p.ip }, ...(p.ip6 ? [{ ip: p.ip6 }] : [])] } } });
       // the agent's promise: a meshed pod is declared before its first connection
       if (meshed) await w.until((x) => x.declared.has(`${NS}/${def.name}`), 10_000, `${NS}/${def.name} declared`);
     },
@@ -166,11 +163,51 @@ test('annotations to settings: istio include/exclude, linkerd ranges and uid, re
     'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.96.0.0/12, fd00::/8',
     'traffic.sidecar.istio.io/includeInboundPorts': '80,8080',
     'proxy.istio.io/config': 'proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: "true"\n',
-  }), 'istio'), { mode: 'istio', excludeOutboundCidrs: ['10.96.0.0/12'], includeInboundPorts: [80, 8080], captureDns: true });
+  }), 'istio'), { mode: 'istio', excludeOutboundCidrs: ['10.96.0.0/12', 'fd00::/8'], includeInboundPorts: [80, 8080], captureDns: true });
   assert.deepEqual(podSettingsOf(pod({ 'traffic.sidecar.istio.io/includeOutboundIPRanges': '' }), 'istio').settings, { outboundPort: 0 });
   assert.deepEqual(podSettingsOf(pod({ 'traffic.sidecar.istio.io/includeInboundPorts': '' }), 'istio').settings, { inboundPort: 0 });
   assert.deepEqual(podSettingsOf(pod({ 'config.linkerd.io/skip-outbound-ports': '25,3306-3308', 'config.linkerd.io/skip-subnets': '10.0.0.0/8', 'config.linkerd.io/proxy-uid': '2103' }), 'linkerd'),
     { mode: 'linkerd', excludeOutboundPorts: [25, 3306, 3307, 3308], excludeOutboundCidrs: ['10.0.0.0/8'], settings: { sidecarUid: 2103 } });
   assert.throws(() => podSettingsOf(pod({ 'config.linkerd.io/skip-inbound-ports': '1-1024' }), 'linkerd'), /config\.linkerd\.io\/skip-inbound-ports: .*at most 8/);
   assert.throws(() => parsePorts('80,http', 'x'), /not a port/);
+});
+
+test('cluster mode, dual-stack: both addresses of status.podIPs are declared; the first IPv6 request goes through both sidecars; deleting the pod removes its IPv6 entry', async (t) => {
+  const kube = await apiServer(t);
+  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6: true });
+  const mesh = await runMesh(t, tb);
+  const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
+  await w.start();
+  t.after(() => w.stop());
+  const { pod: a } = await schedulePod(kube, tb, w, { name: 'a', sidecarContainer: 'istio-proxy' });
+  const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': `${a.ip6}/128` } });
+  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  const first = await tb.get(a, `http://[${b.ip6}]/`);
+  assert.ok(first.ok, `${first.code} ${first.err}`);
+  assert.match(first.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
+  // b's annotation excludes a's IPv6 address (an IPv6 range from istio's annotation), not its IPv4 one
+  assert.match((await tb.get(b, `http://[${a.ip6}]/`)).body, /^app=pod0 port=80 outbound= inbound=$/m);
+  assert.match((await tb.get(b, `http://${a.ip}/`)).body, new RegExp(`outbound=${a.ip}:80 inbound=${a.ip}:80`));
+  await kube.core.deleteNamespacedPod({ name: 'b', namespace: NS });
+  await w.until((x) => !x.declared.has(`${NS}/b`), 10_000, 'b removed');
+  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6), [a.ip6]);
+});
+
+test('the test API server serves Pods as a built-in kind: spec.nodeName and status.phase field selectors, status only through the status subresource', async (t) => {
+  const kube = await apiServer(t);
+  for (const [name, node] of [['p1', NODE], ['p2', 'node-2']] as const) {
+    await kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name }, spec: { nodeName: node, containers: [{ name: 'app', image: 'app' }] } } });
+  }
+  const names = async (fieldSelector: string) => (await kube.core.listNamespacedPod({ namespace: NS, fieldSelector })).items.map((p) => p.metadata!.name).sort();
+  assert.deepEqual(await names(`spec.nodeName=${NODE}`), ['p1']);
+  const cur = await kube.core.readNamespacedPod({ name: 'p2', namespace: NS });
+  await kube.core.replaceNamespacedPodStatus({ name: 'p2', namespace: NS, body: { ...cur, status: { phase: 'Running', podIP: '10.0.0.2' } } });
+  assert.deepEqual(await names('status.phase=Running'), ['p2']);
+  assert.deepEqual(await names('spec.nodeName!=node-2,status.phase!=Running'), ['p1']);
+  // a PUT of the pod itself keeps the status kubelet reported
+  const p2 = await kube.core.readNamespacedPod({ name: 'p2', namespace: NS });
+  p2.metadata!.labels = { x: 'y' };
+  const replaced = await kube.core.replaceNamespacedPod({ name: 'p2', namespace: NS, body: { ...p2, status: { phase: 'Failed' } } });
+  assert.equal(replaced.status?.phase, 'Running');
+  await assert.rejects(kube.core.listNamespacedPod({ namespace: NS, fieldSelector: 'spec.hostname=x' }), /field label not supported|400/);
 });

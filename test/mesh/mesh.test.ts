@@ -319,3 +319,53 @@ test('upgrade of the running instance under traffic: a live keep-alive connectio
   const after = await tb.get(b, `http://${a.ip}/`);
   assert.match(after.body, new RegExp(`outbound=${a.ip}:80 inbound=${a.ip}:80`));
 });
+
+test('IPv6 (connect6): app to app over IPv6 through both sidecars (IP6T_SO_ORIGINAL_DST), sockhash on IPv6; IPv4 and v4-mapped on the same pods take the IPv4 path; IPv6 CIDRs exclude', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6: true });
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  assert.ok(a.ip6 && b.ip6);
+  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  assert.deepEqual(await tb.natRules(a), []);
+
+  const before = mesh.maps.stats();
+  const r = await tb.get(a, `http://[${b.ip6}]:${APP_PORT}/`);
+  assert.ok(r.ok, `request failed: ${r.code} ${r.err}`);
+  // both IPv6 sidecars got B's IPv6 address from getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST)
+  // (without the answer they close the connection; getsockname would say [A]:15001 / [B]:15006)
+  assert.match(r.body, new RegExp(`^app=pod1 port=${APP_PORT} outbound=\\[${b.ip6}\\]:${APP_PORT} inbound=\\[${b.ip6}\\]:${APP_PORT}$`, 'm'));
+  const s = mesh.maps.stats();
+  assert.ok(s.connect_out > before.connect_out, 'app connection went to the local sidecar');
+  assert.ok(s.connect_peer > before.connect_peer, 'sidecar connection went to the peer inbound port');
+  assert.ok(s.origdst - before.origdst >= 2n, `both sidecars got IP6T_SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`);
+  assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the IPv6 sockhash');
+  assert.ok(s.sock_added - before.sock_added >= 6n, `sockets in the sockhash: ${s.sock_added - before.sock_added}`);
+  for (let i = 0; i < 10; i++) {
+    const x = await tb.get(a, `http://[${b.ip6}]/r${i}`);
+    assert.ok(x.ok && x.body.includes(`inbound=[${b.ip6}]:80`), `request ${i}: ${x.code} ${x.err}`);
+  }
+  const back = await tb.get(b, `http://[${a.ip6}]/`);
+  assert.match(back.body, new RegExp(`^app=pod0 port=80 outbound=\\[${a.ip6}\\]:80 inbound=\\[${a.ip6}\\]:80$`, 'm'));
+
+  // IPv4 on the same (dual-stack) pods: HAProxy's IPv4 listeners, as before
+  const v4 = await tb.get(a, `http://${b.ip}/`);
+  assert.ok(v4.ok, `${v4.code} ${v4.err}`);
+  assert.match(v4.body, new RegExp(`^app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`, 'm'));
+  // a v4-mapped destination on an AF_INET6 socket (curl to [::ffff:B]) behaves like IPv4
+  const m0 = mesh.maps.stats();
+  const mapped = await tb.get(a, `http://[::ffff:${b.ip}]/`);
+  assert.ok(mapped.ok, `${mapped.code} ${mapped.err}`);
+  assert.match(mapped.body, new RegExp(`^app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`, 'm'));
+  const m1 = mesh.maps.stats();
+  assert.ok(m1.connect_out > m0.connect_out && m1.msg_redirect > m0.msg_redirect, 'the v4-mapped connection was redirected and went through the sockhash');
+
+  // IPv6 ranges: c excludes B's IPv6 address; d includes only an IPv4 range (so no IPv6 capture)
+  const c = await tb.addPod({ beforeStart: (p) => mesh.declare(p, { excludeOutboundCidrs: [`${b.ip6}/128`] }) });
+  const d = await tb.addPod({ beforeStart: (p) => mesh.declare(p, { includeOutboundCidrs: [`${tb.subnet}.0/24`] }) });
+  assert.match((await tb.get(c, `http://[${b.ip6}]/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
+  assert.match((await tb.get(c, `http://[${a.ip6}]/`)).body, new RegExp(`outbound=\\[${a.ip6}\\]:80 inbound=\\[${a.ip6}\\]:80`));
+  assert.match((await tb.get(c, `http://${b.ip}/`)).body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
+  assert.match((await tb.get(d, `http://[${b.ip6}]/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
+  assert.match((await tb.get(d, `http://${b.ip}/`)).body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
+});

@@ -31,3 +31,17 @@ test('bad pod settings are refused before anything reaches the kernel', () => {
   assert.throws(() => podSettings({ ip: '10.0.0.1', cgroup: '/x', excludeOutboundPorts: [1, 2, 3, 4, 5, 6, 7, 8, 9] }), /at most 8/);
   assert.throws(() => podSettings({ ip: '10.0.0.1', cgroup: '/x', excludeOutboundCidrs: ['10.0.0.0/33'] }), /bad CIDR/);
 });
+
+test('IPv6 addresses and ranges are encoded as the BPF side compares them (u32 words in network byte order)', async () => {
+  const { ip6Words, ip6String } = await import('../../apps/mesh-accel/mesh.js');
+  assert.deepEqual(ip6Words('::1'), [0, 0, 0, 0x01000000]);
+  assert.deepEqual(ip6Words('fd00:6b62::a'), [0x626b00fd, 0, 0, 0x0a000000]);
+  assert.deepEqual(ip6Words('::ffff:10.1.2.3'), [0, 0, 0xffff0000, ipNet('10.1.2.3')]);
+  assert.equal(ip6String(ip6Words('fd00:6b62:7066:12::a')), 'fd00:6b62:7066:12::a');
+  const s = podSettings({ ip: '10.1.2.3', ip6: 'fd00::5', cgroup: '/x', excludeOutboundCidrs: ['10.0.0.0/8', 'fd00:6b62::/33'] });
+  assert.deepEqual(s.ip6, ip6Words('fd00::5'));
+  assert.deepEqual(s.exclude_out_cidrs, [{ addr: ipNet('10.0.0.0'), mask: ipNet('255.0.0.0') }]);
+  assert.deepEqual(s.exclude_out_cidrs6, [{ addr: ip6Words('fd00:6b62::'), mask: ip6Words('ffff:ffff:8000::') }]);
+  assert.throws(() => podSettings({ ip: '10.0.0.1', ip6: '10.0.0.2', cgroup: '/x' }), /not an IPv6 address/);
+  assert.throws(() => podSettings({ ip: '10.0.0.1', cgroup: '/x', excludeOutboundCidrs: ['fd00::/129'] }), /bad CIDR/);
+});

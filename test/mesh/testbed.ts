@@ -11,12 +11,18 @@
 //            getsockopt(SOL_IP, SO_ORIGINAL_DST); each adds a header naming the destination it saw.
 // The same pods can be wired with iptables REDIRECT rules as istio-init writes them (owner-uid
 // exclusion for the sidecar), so the iptables and eBPF data paths run on identical pods.
+// Dual-stack (Testbed.create(t, prefix, { ipv6: true })): each pod also gets an address in a
+// random fd00:6b62:7066:XXXX::/64 ("kbpf" in hex, a ULA prefix) on the same bridge; the app
+// listens on [::]:80 and [::]:8081 too, and the IPv6 half of the sidecar is sidecar6.ts (a tiny
+// Node proxy using getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST)), because Debian's HAProxy does not
+// ask for an IPv6 connection's original destination (see sidecar6.ts).
 // Only addresses inside namespaces made here are used; everything goes at destroy(), which is
 // registered with the test's cleanup (so it also runs on failure).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CGROUP2_ROOT, uniqueName, type RunResult } from '../helpers/kernel.js';
@@ -52,11 +58,14 @@ export interface Pod {
   netns: string;
   cgroup: string;
   ip: string;
+  /** the pod's IPv6 address on a dual-stack test bed */
+  ip6?: string;
   mode: MeshModeName;
   sidecar: SidecarPorts;
   dir: string;
   procs: ChildProcess[];
   sidecarProc: ChildProcess | null;
+  sidecar6Proc: ChildProcess | null;
   sidecarThreads: number;
   iptables: boolean;
 }
@@ -83,25 +92,35 @@ async function must(cmd: string, args: string[], what = `${cmd} ${args.join(' ')
   return r;
 }
 
+export interface TestbedOptions {
+  /** dual-stack pods: an IPv6 address each (fd00:6b62:7066:XXXX::/64), app and sidecar on IPv6 too */
+  ipv6?: boolean;
+}
+
+const SIDECAR6 = fileURLToPath(new URL('./sidecar6.js', import.meta.url));
+
 export class Testbed {
   readonly pods: Pod[] = [];
   readonly parentCgroup: string;
   readonly nodeNs: string;
   readonly subnet: string;
+  /** the IPv6 /64 (without the trailing ::/64) on a dual-stack test bed */
+  readonly subnet6: string | null;
   readonly dir: string;
   #destroyed = false;
 
-  private constructor(readonly prefix: string) {
+  private constructor(readonly prefix: string, opts: TestbedOptions) {
     this.parentCgroup = `${CGROUP2_ROOT}/${uniqueName(`${prefix}-node`)}`;
     this.nodeNs = uniqueName(`${prefix}-node`);
     this.subnet = `10.${randomInt(200, 251)}.${randomInt(0, 256)}`;
+    this.subnet6 = opts.ipv6 ? `fd00:6b62:7066:${randomInt(1, 0xffff).toString(16)}` : null;
     this.dir = mkdtempSync(join(tmpdir(), 'kbpf-mesh-'));
     chmodSync(this.dir, 0o755); // the sidecar (another uid) reads its config here
   }
 
   /** An empty node (bridge namespace + parent cgroup); destroyed at the test's cleanup. */
-  static async create(t: Cleanup, prefix = 'kbpfmesh'): Promise<Testbed> {
-    const tb = new Testbed(prefix);
+  static async create(t: Cleanup, prefix = 'kbpfmesh', opts: TestbedOptions = {}): Promise<Testbed> {
+    const tb = new Testbed(prefix, opts);
     t.after(() => tb.destroy());
     mkdirSync(tb.parentCgroup);
     await must('ip', ['netns', 'add', tb.nodeNs]);
@@ -118,22 +137,28 @@ export class Testbed {
     const name = `pod${i}`;
     const netns = uniqueName(`${this.prefix}-${name}`);
     const cgroup = join(this.parentCgroup, opts.cgroupName ?? name);
-    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecarThreads: opts.threads ?? 1, iptables: false };
+    const ip6 = this.subnet6 ? `${this.subnet6}::${(10 + i).toString(16)}` : undefined;
+    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, ip6, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecar6Proc: null, sidecarThreads: opts.threads ?? 1, iptables: false };
     this.pods.push(pod);
     mkdirSync(pod.dir);
     mkdirSync(cgroup);
     await must('ip', ['netns', 'add', netns]);
     await must('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-    await must('ip', ['netns', 'exec', netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; true']);
+    const v6 = ip6 ? 0 : 1;
+    await must('ip', ['netns', 'exec', netns, 'sh', '-c', `echo ${v6} > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo ${v6} > /proc/sys/net/ipv6/conf/default/disable_ipv6; true`]);
     const host = `v${i}`;
     await must('ip', ['-n', this.nodeNs, 'link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
     await must('ip', ['-n', this.nodeNs, 'link', 'set', host, 'master', 'br0', 'up']);
     await must('ip', ['-n', netns, 'addr', 'add', `${pod.ip}/24`, 'dev', 'eth0']);
+    // nodad: the address is usable at once (no duplicate address detection wait)
+    if (ip6) await must('ip', ['-n', netns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
     await must('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
     await opts.beforeStart?.(pod);
     this.startApp(pod);
     if (opts.sidecar !== false) this.startSidecar(pod);
-    await this.waitListening(pod, [APP_PORT, APP_PORT_2, ...(opts.sidecar !== false ? [pod.sidecar.outbound, pod.sidecar.inbound] : [])]);
+    const ports = [APP_PORT, APP_PORT_2, ...(opts.sidecar !== false ? [pod.sidecar.outbound, pod.sidecar.inbound] : [])];
+    await this.waitListening(pod, ports);
+    if (ip6) await this.waitListening(pod, ports, 10_000, 6);
     return pod;
   }
 
@@ -173,7 +198,7 @@ export class Testbed {
 
   /** HTTP GET from the pod's app side (uid 0, inside its cgroup): status line and body. */
   async get(from: Pod, url: string, timeoutS = 5): Promise<{ ok: boolean; code: number; body: string; err: string }> {
-    const r = await this.execInPod(from, 'curl', ['-sS', '--max-time', String(timeoutS), '-o', '-', '-w', '\n%{http_code}', url], { timeoutMs: (timeoutS + 5) * 1000 });
+    const r = await this.execInPod(from, 'curl', ['-sS', '-g', '--max-time', String(timeoutS), '-o', '-', '-w', '\n%{http_code}', url], { timeoutMs: (timeoutS + 5) * 1000 });
     const lines = r.stdout.split('\n');
     const code = Number(lines.pop());
     return { ok: r.code === 0 && code === 200, code, body: lines.join('\n'), err: r.stderr.trim() };
@@ -193,6 +218,7 @@ export class Testbed {
       'frontend app',
       `  bind 0.0.0.0:${APP_PORT}`,
       `  bind 0.0.0.0:${APP_PORT_2}`,
+      ...(pod.ip6 ? [`  bind [::]:${APP_PORT} v6only`, `  bind [::]:${APP_PORT_2} v6only`] : []),
       `  http-request return status 200 content-type text/plain lf-string "app=${pod.name} port=%[dst_port] outbound=%[req.hdr(x-mesh-outbound)] inbound=%[req.hdr(x-mesh-inbound)]\\n"`,
       '',
     ].join('\n'));
@@ -204,14 +230,16 @@ export class Testbed {
    * included) outlives it. Returns once it listens again.
    */
   async restartSidecar(pod: Pod): Promise<void> {
-    const old = pod.sidecarProc;
-    if (old && old.exitCode === null && old.signalCode === null) {
-      const gone = new Promise((res) => old.once('exit', res));
-      old.kill('SIGKILL');
-      await gone;
+    for (const old of [pod.sidecarProc, pod.sidecar6Proc]) {
+      if (old && old.exitCode === null && old.signalCode === null) {
+        const gone = new Promise((res) => old.once('exit', res));
+        old.kill('SIGKILL');
+        await gone;
+      }
     }
     this.startSidecar(pod);
     await this.waitListening(pod, [pod.sidecar.outbound, pod.sidecar.inbound]);
+    if (pod.ip6) await this.waitListening(pod, [pod.sidecar.outbound, pod.sidecar.inbound], 10_000, 6);
   }
 
   private startSidecar(pod: Pod): void {
@@ -245,13 +273,15 @@ export class Testbed {
       '',
     ].join('\n'));
     pod.sidecarProc = this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg], { uid: s.uid });
+    // the IPv6 listeners: HAProxy would answer IPv6 connections with its own address (see sidecar6.ts)
+    if (pod.ip6) pod.sidecar6Proc = this.spawnInPod(pod, process.execPath, [SIDECAR6, String(s.outbound), String(s.inbound)], { uid: s.uid });
   }
 
-  /** Waits until each port has a listener in the pod's namespace. */
-  async waitListening(pod: Pod, ports: number[], timeoutMs = 10_000): Promise<void> {
+  /** Waits until each port has a listener in the pod's namespace (of either family, or only IPv4 / IPv6). */
+  async waitListening(pod: Pod, ports: number[], timeoutMs = 10_000, family?: 4 | 6): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const r = await run('ip', ['netns', 'exec', pod.netns, 'ss', '-Htln']);
+      const r = await run('ip', ['netns', 'exec', pod.netns, 'ss', family ? `-Htln${family}` : '-Htln']);
       const listening = new Set([...r.stdout.matchAll(/:(\d+)\s/g)].map((m) => Number(m[1])));
       const missing = ports.filter((p) => !listening.has(p));
       if (missing.length === 0) return;

@@ -1,7 +1,7 @@
 // A test Kubernetes API server: only the API semantics kbpf relies on, over plain HTTP, so that
 // the real @kubernetes/client-node (and kubectl) can talk to it through a kubeconfig:
 // - discovery (/api, /apis, /api/v1, /apis/GROUP/VERSION) for the built-in kinds used (Node,
-//   Namespace, Secret, Lease, CustomResourceDefinition) and every kind a CRD defines;
+//   Namespace, Pod, Secret, Lease, CustomResourceDefinition) and every kind a CRD defines;
 // - CRDs: creating one serves its kind; objects are validated against its OpenAPI v3 schema
 //   (defaults, pruning of unknown fields, x-kubernetes-validations), with a status subresource
 //   and selectableFields when the CRD declares them;
@@ -73,6 +73,9 @@ class HttpError extends Error {
 const BUILTIN: ResourceType[] = [
   { group: '', version: 'v1', plural: 'nodes', singular: 'node', kind: 'Node', namespaced: false, shortNames: ['no'], status: true, selectable: ['spec.unschedulable'] },
   { group: '', version: 'v1', plural: 'namespaces', singular: 'namespace', kind: 'Namespace', namespaced: false, shortNames: ['ns'], status: true, selectable: ['status.phase'] },
+  // pods: status subresource (kubelet reports status.podIP(s) / phase there); spec.nodeName and
+  // status.phase selectable as on a real server (a node's agent lists spec.nodeName=<node>)
+  { group: '', version: 'v1', plural: 'pods', singular: 'pod', kind: 'Pod', namespaced: true, shortNames: ['po'], categories: ['all'], status: true, selectable: ['spec.nodeName', 'status.phase'] },
   { group: '', version: 'v1', plural: 'secrets', singular: 'secret', kind: 'Secret', namespaced: true, status: false, selectable: ['type'] },
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', singular: 'lease', kind: 'Lease', namespaced: true, status: false, selectable: [] },
   { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', singular: 'customresourcedefinition', kind: 'CustomResourceDefinition', namespaced: false, shortNames: ['crd', 'crds'], status: true, selectable: [] },
@@ -549,7 +552,7 @@ export class TestApiServer {
     } else {
       next = structuredClone(body);
       next.metadata.name = name;
-      if (rt.status && (rt.schema || rt.plural === 'customresourcedefinitions' || rt.plural === 'nodes' || rt.plural === 'namespaces')) {
+      if (rt.status && (rt.schema || rt.plural === 'customresourcedefinitions' || rt.plural === 'nodes' || rt.plural === 'namespaces' || rt.plural === 'pods')) {
         if (old.status === undefined) delete next.status;
         else next.status = structuredClone(old.status);
       }
