@@ -149,21 +149,29 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       wake();
     })();
     let wakeRaw!: () => void;
-    const rawStalled = new Promise<void>((resolve) => (wakeRaw = resolve));
-    // A consumer still waiting for records a while after the producer's last call returned (a
-    // missed wake-up) would hang the round: close the reader, which ends the iterators, and say so.
+    const rawReleased = new Promise<void>((resolve) => (wakeRaw = resolve));
+    // Release of the consumer once the producer is done. The consumer leaves its loop at the first
+    // records it gets after `stop`; but when the sampler's timer and the producer's last
+    // completion fall in the same turn of the event loop (timers run before I/O callbacks),
+    // `stop` is set after the consumer has read the producer's last records and the producer
+    // makes no further call, so the consumer waits — rightly — on an empty ring for records that
+    // will never come. That consumer is released as soon as the ring is drained (all records
+    // read). A consumer still waiting 2 s after the producer stopped while records are left in the
+    // ring would be a missed wake-up: it is released too, and the round is reported as stalled.
     let finished = false;
     let stalled = false;
+    const drained = (): boolean => reader!.closed || (reader!.pendingBytes === 0 && reader!.stats.buffered === 0);
     const guard = (async () => {
       await stopped;
       await producer;
-      for (let waited = 0; waited < 2000 && !finished; waited += 50) await sleep(50);
-      if (!finished) {
+      for (let waited = 0; waited < 2000 && !finished && !drained(); waited += 10) await sleep(10);
+      if (finished) return;
+      if (!drained()) {
         stalled = true;
-        note(`  ${variant}: the consumer was still waiting 2 s after the producer stopped; closing the reader`);
-        if (variant === 'ts-raw') wakeRaw();
-        else reader?.close();
+        note(`  ${variant}: the consumer was still waiting 2 s after the producer stopped, with ${reader!.pendingBytes} bytes unread in the ring; closing the reader`);
       }
+      if (variant === 'ts-raw') wakeRaw();
+      else reader?.close();
     })();
 
     const r = reader;
@@ -192,7 +200,7 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
         consumed++;
       };
       while (!stop) {
-        await Promise.race([r.readable(), rawStalled]);
+        await Promise.race([r.readable(), rawReleased]);
         r.consumeRaw(visit, 65536);
       }
       // Integrity: once the producer is done, every record it wrote has been read exactly once.
