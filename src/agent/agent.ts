@@ -183,7 +183,6 @@ export class Agent {
   maps(name: string, only?: string): { name: string; type: string; entries: [unknown, unknown][] }[] {
     const record = this.record(name);
     const pins = this.pins(name);
-    const spec = this.#images.get(this.currentRevision(record).digest)?.spec;
     const names = pins.names(record.current, 'maps').filter((m) => !only || m === only);
     if (only && names.length === 0) throw new AgentError(404, `instance ${name} has no pinned map "${only}" (maps: ${pins.names(record.current, 'maps').join(', ') || 'none'})`);
     return names.map((m) => {
@@ -197,7 +196,6 @@ export class Agent {
           list.push([jsonValue(k), jsonValue(v)]);
           if (list.length >= 10_000) break;
         }
-        void spec;
         return { name: m, type, entries: list };
       } finally {
         map.close();
