@@ -21,14 +21,23 @@
 // a shared machine hits both alike); their min-max is printed as the spread.
 //
 // Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 5),
-// --mesh-conns=8,32,128, --mesh-warmup=S (default 1, 0 = none).
+// --mesh-conns=8,32,128, --mesh-warmup=S (default 1, 0 = none), --mesh-ka-only (keep-alive points
+// only), --mesh-alt=DIR (A/B against another build of the package, e.g. an older commit's tree
+// from `git archive`: adds the path ebpf_alt, the package DIR/apps/mesh-accel run the same way,
+// its pods written as this version's IPv4 settings (the IPv6 fields were appended to
+// struct pod_settings, so the IPv4 part is the 0.1.0 layout); its paired ratios to iptables are
+// printed next to ebpf's).
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { BpfMap } from '../src/bpf/index.js';
+import { podSettings, ipNet, cgroupId } from '../apps/mesh-accel/mesh.js';
 import { median, note, result, type Benchmark, type BenchOptions } from './run.js';
 import { Testbed, type Pod } from '../test/mesh/testbed.js';
 import { runMesh, MESH_APP_DIR } from '../test/mesh/mesh-node.js';
 import { testAgent } from '../test/agent/fixture.js';
 
-type PathName = 'none' | 'iptables' | 'ebpf' | 'ebpf_nomsg';
+type PathName = 'none' | 'iptables' | 'ebpf' | 'ebpf_nomsg' | 'ebpf_alt';
 const DEFAULT_PATHS: PathName[] = ['none', 'iptables', 'ebpf'];
 
 interface Sample {
@@ -80,8 +89,13 @@ export const benchmark: Benchmark = {
     const mid = conns[Math.floor(conns.length / 2)]!;
     // --mesh-paths=none,iptables,ebpf,ebpf_nomsg (ebpf_nomsg: redirect_msgs=0, connect-time only)
     const pathsArg = opts.args.find((a) => a.startsWith('--mesh-paths='));
-    const PATHS = pathsArg ? (pathsArg.slice('--mesh-paths='.length).split(',') as PathName[]) : DEFAULT_PATHS;
-    for (const p of PATHS) if (!['none', 'iptables', 'ebpf', 'ebpf_nomsg'].includes(p)) throw new Error(`--mesh-paths: unknown path ${p}`);
+    const PATHS = pathsArg ? (pathsArg.slice('--mesh-paths='.length).split(',') as PathName[]) : [...DEFAULT_PATHS];
+    const altArg = opts.args.find((a) => a.startsWith('--mesh-alt='));
+    const altDir = altArg ? altArg.slice('--mesh-alt='.length) : null;
+    if (altDir && !PATHS.includes('ebpf_alt')) PATHS.push('ebpf_alt');
+    if (!altDir && PATHS.includes('ebpf_alt')) throw new Error('--mesh-paths: ebpf_alt needs --mesh-alt=DIR');
+    const kaOnly = opts.args.includes('--mesh-ka-only');
+    for (const p of PATHS) if (!['none', 'iptables', 'ebpf', 'ebpf_nomsg', 'ebpf_alt'].includes(p)) throw new Error(`--mesh-paths: unknown path ${p}`);
     for (const p of ['iptables', 'ebpf'] as const) if (!PATHS.includes(p)) throw new Error(`--mesh-paths must include ${p} (the ratios compare them)`);
     const cleanups: (() => unknown)[] = [];
     const t = { after: (fn: () => unknown) => void cleanups.push(fn) };
@@ -95,8 +109,10 @@ export const benchmark: Benchmark = {
       }
       const ta = await testAgent(t);
       const ref = await ta.build(MESH_APP_DIR);
+      // the A/B package: its own build and its own (possibly different) map layouts
+      const alt = altDir ? { ref: await ta.build(join(altDir, 'apps/mesh-accel')) } : null;
       const url = `http://${b.ip}:80/`;
-      const points = [...conns.map((c) => ({ c, ka: true })), ...conns.map((c) => ({ c, ka: false }))];
+      const points = [...conns.map((c) => ({ c, ka: true })), ...(kaOnly ? [] : conns.map((c) => ({ c, ka: false })))];
       const key = (path: PathName, ka: boolean, c: number) => `${path}_${ka ? 'ka' : 'close'}_c${c}`;
       const samples = new Map<string, Sample[]>();
       note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up)`);
@@ -110,6 +126,7 @@ export const benchmark: Benchmark = {
           const order = PATHS.map((_, i) => PATHS[(i + rep) % PATHS.length]!);
           for (const path of order) {
             let mesh: Awaited<ReturnType<typeof runMesh>> | null = null;
+            let altMesh: { name: string; maps: { close(): void } } | null = null;
             // a clean start: no pooled sidecar connection and no conntrack entry of another path
             for (const p of [a, b]) await tb.restartSidecar(p);
             await new Promise((res) => setTimeout(res, 100));
@@ -118,6 +135,21 @@ export const benchmark: Benchmark = {
             if (path === 'ebpf' || path === 'ebpf_nomsg') {
               mesh = await runMesh(t, tb, `mesh-bench-${instances++}`, { ta, ref }, path === 'ebpf_nomsg' ? { redirect_msgs: 0 } : {});
               for (const p of [a, b]) mesh.declare(p);
+            }
+            if (path === 'ebpf_alt' && alt) {
+              const name = `mesh-bench-alt-${instances++}`;
+              await ta.agent.run({ image: alt.ref, name, attach: { cgroup: tb.parentCgroup } });
+              const dir = join(ta.paths.bpffsDir, name);
+              const rev = readdirSync(dir).find((d) => /^rev-\d+$/.test(d) && existsSync(join(dir, d, 'maps', 'pods_by_ip')));
+              if (!rev) throw new Error(`ebpf_alt: no pinned maps under ${dir}`);
+              const byIp = BpfMap.fromPin(join(dir, rev, 'maps', 'pods_by_ip'));
+              const byCg = BpfMap.fromPin(join(dir, rev, 'maps', 'pods_by_cgroup'));
+              altMesh = { name, maps: { close: () => (byIp.close(), byCg.close()) } };
+              for (const p of [a, b]) {
+                const { ip6: _a, exclude_out_cidrs6: _b, include_out_cidrs6: _c, ...v4 } = podSettings({ ip: p.ip, cgroup: p.cgroup, mode: p.mode });
+                byIp.update(ipNet(p.ip), v4);
+                byCg.update(cgroupId(p.cgroup), v4);
+              }
             }
             try {
               // check the path really is what it says before measuring it
@@ -136,6 +168,10 @@ export const benchmark: Benchmark = {
             } finally {
               if (path === 'iptables') for (const p of [a, b]) await tb.disableIptables(p);
               if (mesh) await mesh.remove();
+              if (altMesh) {
+                altMesh.maps.close();
+                await ta.agent.remove(altMesh.name, { force: true });
+              }
             }
           }
         }
@@ -163,15 +199,21 @@ export const benchmark: Benchmark = {
         }
       }
       // ratios within each repeat (same moment, same machine load), then their median and range
-      const ratios = (ka: boolean, f: (x: Sample) => number) => {
-        const es = samples.get(key('ebpf', ka, mid)) ?? [];
+      const ratios = (ka: boolean, f: (x: Sample) => number, path: PathName = 'ebpf') => {
+        const es = samples.get(key(path, ka, mid)) ?? [];
         const is = samples.get(key('iptables', ka, mid)) ?? [];
         return es.map((x, i) => f(x) / f(is[i]!));
       };
       const paired: Record<string, number[]> = {};
       for (const [name, ka, f] of [['rps', true, (x: Sample) => x.rps], ['p50', true, (x: Sample) => x.p50Ms], ['close_rps', false, (x: Sample) => x.rps], ['close_p50', false, (x: Sample) => x.p50Ms]] as const) {
+        if (kaOnly && !ka) continue;
         const r = ratios(ka, f);
         paired[name] = r;
+        if (alt) {
+          const ra = ratios(ka, f, 'ebpf_alt');
+          note(`mesh: ${name} ratio (ebpf_alt/iptables, c${mid}) per repeat: ${ra.map((x) => fmt(x, 3)).join(' ')} (median ${fmt(median(ra), 3)}, min ${fmt(Math.min(...ra), 3)}, max ${fmt(Math.max(...ra), 3)})`);
+          result(`mesh_alt_${name}_ratio`, fmt(median(ra), 3));
+        }
         note(`mesh: ${name} ratio (ebpf/iptables, c${mid}) per repeat: ${r.map((x) => fmt(x, 3)).join(' ')} (median ${fmt(median(r), 3)}, min ${fmt(Math.min(...r), 3)}, max ${fmt(Math.max(...r), 3)})`);
       }
       const e = agg(key('ebpf', true, mid));
@@ -180,7 +222,8 @@ export const benchmark: Benchmark = {
       const ic = agg(key('iptables', false, mid));
       // headline: median of the paired per-repeat ratios; the ratio of the medians is printed too
       for (const name of ['rps', 'p50', 'close_rps', 'close_p50']) {
-        const r = paired[name]!;
+        const r = paired[name];
+        if (!r) continue;
         result(`mesh_${name}_ratio`, fmt(median(r), 3));
         result(`mesh_${name}_ratio_min`, fmt(Math.min(...r), 3));
         result(`mesh_${name}_ratio_max`, fmt(Math.max(...r), 3));
