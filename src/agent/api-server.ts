@@ -31,6 +31,7 @@ import { KBPF_VERSION } from '../version.js';
 import { AgentError, type InstanceStatus, type Revision, type RunRequest, type UpgradeRequest } from './types.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
+import { writeWithBackpressure } from '../util/http-stream.js';
 
 export const API_VERSION = 'v1';
 const MAX_BODY = 1024 * 1024;
@@ -265,18 +266,7 @@ async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: Incom
   try {
     for await (const batch of ctx.agent.logs.followBatches(name, opts, ac.signal)) {
       if (ac.signal.aborted) break;
-      const text = batch.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n';
-      if (!res.write(text)) {
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            res.off('drain', done);
-            ac.signal.removeEventListener('abort', done);
-            resolve();
-          };
-          res.on('drain', done);
-          ac.signal.addEventListener('abort', done);
-        });
-      }
+      await writeWithBackpressure(res, batch.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n', ac.signal);
     }
   } finally {
     ctx.streams.delete(ac);

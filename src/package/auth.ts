@@ -112,6 +112,25 @@ function entryToCredentials(entry: AuthEntry, where: string): Credentials | unde
   return Object.keys(c).length > 0 ? c : undefined;
 }
 
+/**
+ * Credentials per registry host from the text of a docker config JSON (`{"auths": {...}}`), as a
+ * Kubernetes pull secret's `.dockerconfigjson` holds it.
+ */
+export function credentialsFromDockerConfig(json: string, where: string): Record<string, Credentials> {
+  let file: AuthFile;
+  try {
+    file = JSON.parse(json) as AuthFile;
+  } catch (err) {
+    throw new PackageError('AUTH_CONFIG', `${where} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const out: Record<string, Credentials> = {};
+  for (const [key, entry] of Object.entries(file.auths ?? {})) {
+    const c = entryToCredentials(entry, `${where}: auths["${key}"]`);
+    if (c) out[normalizeKey(key).replace(/\/.*$/, '')] = c;
+  }
+  return out;
+}
+
 /** Runs `docker-credential-<helper> get`, the docker credential helper protocol. */
 export function runCredentialHelper(helper: string, registry: string, timeoutMs = 30_000): Promise<Credentials | undefined> {
   const program = `docker-credential-${helper}`;

@@ -26,6 +26,19 @@ function seqsIn(lines: LogLine[]): number[] {
   return [...new Set(lines.map((l) => /seq-(\d+)$/.exec(l.event.path)?.[1]).filter((x): x is string => !!x).map(Number))].sort((a, b) => a - b);
 }
 
+/** Sequence numbers missing between the first and the last one seen. */
+function gaps(seqs: number[]): number[] {
+  const seen = new Set(seqs);
+  const missing: number[] = [];
+  for (let i = seqs[0]!; i <= seqs.at(-1)!; i++) if (!seen.has(i)) missing.push(i);
+  return missing;
+}
+
+/** The instance's log as JSON lines. */
+function jsonLogs(node: Node, instance: string): LogLine[] {
+  return node.ok(['logs', '-o', 'json', instance]).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
+}
+
 function variant(dir: string, from: string, version: string, edit: (c: string) => string): string {
   cpSync(from, dir, { recursive: true });
   const c = join(dir, 'opensnoop.bpf.c');
@@ -56,7 +69,7 @@ test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
   assert.deepEqual(ps.map((p) => [p.name, p.phase, p.revision]), [['snoop', 'running', 1]]);
 
   await sleep(700);
-  let logs = node.ok(['logs', '-o', 'json', 'snoop']).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
+  let logs = jsonLogs(node, 'snoop');
   assert.ok(logs.length > 5, `events arrive (${logs.length})`);
   assert.equal(logs[0]!.event.pid, gen.pid);
   const table = node.ok(['logs', '--tail', '3', 'snoop']);
@@ -76,13 +89,8 @@ test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
   await sleep(700);
   gen.kill('SIGKILL');
   await sleep(300);
-  logs = node.ok(['logs', '-o', 'json', 'snoop']).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
-  const seqs = seqsIn(logs);
-  const first = seqs[0]!;
-  const last = seqs.at(-1)!;
-  const missing = [];
-  for (let i = first; i <= last; i++) if (!seqs.includes(i)) missing.push(i);
-  assert.deepEqual(missing, [], 'no event lost across upgrade and rollback');
+  logs = jsonLogs(node, 'snoop');
+  assert.deepEqual(gaps(seqsIn(logs)), [], 'no event lost across upgrade and rollback');
   assert.ok(logs.some((l) => (l.event.flags & 0x40000000) !== 0), 'some events came from revision 2');
   assert.ok((logs.at(-1)!.event.flags & 0x40000000) === 0, 'the last events come from the rolled-back code');
   const history = node.json<{ revision: number; cause: string }[]>(['history', 'snoop']);
@@ -151,10 +159,7 @@ test('kill -9 of the agent mid-upgrade: programs keep running, the restarted age
   await sleep(500);
   gen.kill('SIGKILL');
   await sleep(300);
-  const seqs = seqsIn(node.ok(['logs', '-o', 'json', 'crashy']).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine));
-  const missing = [];
-  for (let i = seqs[0]!; i <= seqs.at(-1)!; i++) if (!seqs.includes(i)) missing.push(i);
-  assert.deepEqual(missing, [], 'no event lost while the agent was down');
+  assert.deepEqual(gaps(seqsIn(jsonLogs(node, 'crashy'))), [], 'no event lost while the agent was down');
 
   // the upgrade works once the agent is healthy
   node.ok(['upgrade', 'crashy', 'opensnoop:2.0.0']);

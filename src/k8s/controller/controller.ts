@@ -6,7 +6,7 @@
 // revision or Node reconciles everything again from the watch caches.
 import type { V1Node } from '@kubernetes/client-node';
 import { RegistryClient } from '../../package/registry-client.js';
-import type { Credentials } from '../../package/auth.js';
+import { credentialsFromDockerConfig, type Credentials } from '../../package/auth.js';
 import {
   API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, LABEL_DEPLOYMENT, LABEL_NODE, PLURAL, VERSION,
   canonicalJson, instanceReady, maxUnavailableOf, nodeInstanceName, selectorMatches, templateHash, templateOf,
@@ -169,14 +169,7 @@ export class Controller {
     const secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
     const raw = secret.data?.['.dockerconfigjson'];
     if (!raw) return {};
-    const cfg = JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as { auths?: Record<string, { username?: string; password?: string; auth?: string }> };
-    const out: Record<string, Credentials> = {};
-    for (const [host, a] of Object.entries(cfg.auths ?? {})) {
-      let { username, password } = a;
-      if (a.auth) [username, password] = Buffer.from(a.auth, 'base64').toString('utf8').split(/:(.*)/s) as [string, string];
-      out[host.replace(/^https?:\/\//, '').replace(/\/.*$/, '')] = { username, password };
-    }
-    return out;
+    return credentialsFromDockerConfig(Buffer.from(raw, 'base64').toString('utf8'), `pull secret ${this.opts.namespace}/${name}`);
   }
 
   private desiredSpec(d: BpfDeployment, node: string, rev: BpfRevision): BpfNodeInstance['spec'] {

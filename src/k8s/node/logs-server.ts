@@ -16,6 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { jsonReplacer, type LogRecord, type ReadOptions } from '../../agent/log-store.js';
+import { writeWithBackpressure } from '../../util/http-stream.js';
 
 export interface LogSource {
   /** is there an instance of this name on the node */
@@ -155,17 +156,7 @@ export class NodeLogsServer {
         if (ac.signal.aborted) break;
         const recs = batch.filter(keep);
         if (recs.length === 0) continue;
-        if (!res.write(recs.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n')) {
-          await new Promise<void>((resolve) => {
-            const done = (): void => {
-              res.off('drain', done);
-              ac.signal.removeEventListener('abort', done);
-              resolve();
-            };
-            res.on('drain', done);
-            ac.signal.addEventListener('abort', done);
-          });
-        }
+        await writeWithBackpressure(res, recs.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n', ac.signal);
       }
     } finally {
       this.#streams.delete(ac);

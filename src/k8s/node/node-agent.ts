@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import type { AgentPaths } from '../../agent/paths.js';
 import { RegistryClient } from '../../package/registry-client.js';
-import type { Credentials } from '../../package/auth.js';
+import { credentialsFromDockerConfig, type Credentials } from '../../package/auth.js';
 import {
   API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, PLURAL, VERSION, canonicalJson,
   type Attach, type BpfNodeInstance, type BpfNodeInstanceStatus, type NodeLogsEndpoint, type NodePhase,
@@ -274,14 +274,7 @@ export class NodeAgent {
     }
     const raw = secret.data?.['.dockerconfigjson'];
     if (!raw) throw new Error(`pull secret ${this.opts.namespace}/${name} has no .dockerconfigjson`);
-    const cfg = JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as { auths?: Record<string, { username?: string; password?: string; auth?: string }> };
-    const out: Record<string, Credentials> = {};
-    for (const [host, a] of Object.entries(cfg.auths ?? {})) {
-      let { username, password } = a;
-      if (a.auth) [username, password] = Buffer.from(a.auth, 'base64').toString('utf8').split(/:(.*)/s) as [string, string];
-      out[host.replace(/^https?:\/\//, '').replace(/\/.*$/, '')] = { username, password };
-    }
-    return out;
+    return credentialsFromDockerConfig(Buffer.from(raw, 'base64').toString('utf8'), `pull secret ${this.opts.namespace}/${name}`);
   }
 
   /** Writes status if it differs from what the object has (retrying on 409 Conflict). */
