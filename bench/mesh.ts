@@ -20,7 +20,12 @@
 // ratios (eBPF and iptables windows of one repeat run back to back, so load from elsewhere on
 // a shared machine hits both alike); their min-max is printed as the spread.
 //
-// Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 5),
+// Also measured per window: CPU time per request (all CPUs, every process, from /proc/stat) and
+// how much of the window the CPUs sat idle; mesh_cpu_ratio is eBPF / iptables CPU per request,
+// the cost of the data path without the scheduler's idle gaps.
+//
+// Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 7),
+// --mesh-wrk-threads=N (default 2, wrk's own default: one thread per CPU here),
 // --mesh-conns=8,32,128, --mesh-warmup=S (default 1, 0 = none), --mesh-ka-only (keep-alive points
 // only), --mesh-alt=DIR (A/B against another build of the package, e.g. an older commit's tree
 // from `git archive`: adds the path ebpf_alt, the package DIR/apps/mesh-accel run the same way,
@@ -29,7 +34,7 @@
 // printed next to ebpf's).
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { BpfMap } from '../src/bpf/index.js';
 import { podSettings, ipNet, cgroupId } from '../apps/mesh-accel/mesh.js';
 import { median, note, result, type Benchmark, type BenchOptions } from './run.js';
@@ -45,14 +50,26 @@ interface Sample {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** CPU time (all CPUs, user + system + softirq, every process) per request, µs */
+  cpuUsPerReq: number;
+  /** share of the window the CPUs were idle (0-1) */
+  idle: number;
 }
+
+/** Busy and idle time of all CPUs so far (/proc/stat, USER_HZ ticks); steal counts as neither. */
+function cpuTimes(): { busy: number; idle: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0] = f;
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait };
+}
+const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
 
 function ms(v: string, unit: string): number {
   const n = Number(v);
   return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
 }
 
-export function parseWrk(out: string): Sample {
+export function parseWrk(out: string): Omit<Sample, 'cpuUsPerReq' | 'idle'> {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
   const p = (q: string) => {
     const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
@@ -69,11 +86,17 @@ function fmt(n: number, d = 2): string {
   return Number.isFinite(n) ? n.toFixed(d) : 'n/a';
 }
 
-async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive: boolean, durationS: number): Promise<Sample> {
-  const args = ['-t1', `-c${conns}`, `-d${durationS}s`, '--latency', '--timeout', '5s', ...(keepAlive ? [] : ['-H', 'Connection: close']), url];
+async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive: boolean, durationS: number, threads: number): Promise<Sample> {
+  const args = [`-t${threads}`, `-c${conns}`, `-d${durationS}s`, '--latency', '--timeout', '5s', ...(keepAlive ? [] : ['-H', 'Connection: close']), url];
+  const before = cpuTimes();
   const r = await tb.execInPod(from, 'wrk', args, { timeoutMs: (durationS + 30) * 1000 });
+  const after = cpuTimes();
   if (r.code !== 0) throw new Error(`wrk failed (${r.code}): ${r.stderr}${r.stdout}`);
-  return parseWrk(r.stdout);
+  const w = parseWrk(r.stdout);
+  // the window includes wrk's own start and exit (a few ms): small next to the seconds measured
+  const busy = after.busy - before.busy;
+  const idle = after.idle - before.idle;
+  return { ...w, cpuUsPerReq: (busy * TICK_US) / (w.rps * durationS), idle: idle / Math.max(1, busy + idle) };
 }
 
 export const benchmark: Benchmark = {
@@ -81,7 +104,11 @@ export const benchmark: Benchmark = {
   description: 'HTTP through two HAProxy sidecars: no mesh vs iptables REDIRECT vs mesh-accel (eBPF), wrk keep-alive and close',
   async run(opts: BenchOptions): Promise<void> {
     const durationS = process.argv.some((a) => a.startsWith('--duration')) ? opts.durationS : 2;
-    const repeats = process.argv.some((a) => a.startsWith('--repeats')) ? opts.repeats : 5;
+    const repeats = process.argv.some((a) => a.startsWith('--repeats')) ? opts.repeats : 7;
+    // wrk's own default: 2 threads (one per CPU on this machine); --mesh-wrk-threads=1 for the old setup
+    const threadsArg = opts.args.find((a) => a.startsWith('--mesh-wrk-threads='));
+    const wrkThreads = threadsArg ? Number(threadsArg.slice('--mesh-wrk-threads='.length)) : 2;
+    if (!Number.isInteger(wrkThreads) || wrkThreads < 1) throw new Error('--mesh-wrk-threads must be a positive integer');
     const warmArg = opts.args.find((a) => a.startsWith('--mesh-warmup='));
     const warmupS = warmArg ? Number(warmArg.slice('--mesh-warmup='.length)) : 1;
     const connsArg = opts.args.find((a) => a.startsWith('--mesh-conns='));
@@ -115,7 +142,7 @@ export const benchmark: Benchmark = {
       const points = [...conns.map((c) => ({ c, ka: true })), ...(kaOnly ? [] : conns.map((c) => ({ c, ka: false })))];
       const key = (path: PathName, ka: boolean, c: number) => `${path}_${ka ? 'ka' : 'close'}_c${c}`;
       const samples = new Map<string, Sample[]>();
-      note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up)`);
+      note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up), wrk -t${wrkThreads}`);
 
       let instances = 0;
       const counters = { connect_out: 0n, connect_peer: 0n, msg_redirect: 0n, msg_redirect_peer: 0n, msg_pass: 0n, origdst: 0n };
@@ -156,11 +183,11 @@ export const benchmark: Benchmark = {
               const probe = await tb.get(a, url);
               const through = /outbound=\S+ inbound=\S+/.test(probe.body);
               if (!probe.ok || through !== (path !== 'none')) throw new Error(`${path}: probe request went wrong: ${probe.code} ${probe.err} ${probe.body}`);
-              if (warmupS > 0) await wrk(tb, a, url, pt.c, pt.ka, warmupS);
-              const s = await wrk(tb, a, url, pt.c, pt.ka, durationS);
+              if (warmupS > 0) await wrk(tb, a, url, pt.c, pt.ka, warmupS, wrkThreads);
+              const s = await wrk(tb, a, url, pt.c, pt.ka, durationS, wrkThreads);
               const k = key(path, pt.ka, pt.c);
               samples.set(k, [...(samples.get(k) ?? []), s]);
-              note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms${s.errors ? ` errors ${s.errors}` : ''}`);
+              note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms cpu ${fmt(s.cpuUsPerReq, 1)} us/req idle ${fmt(100 * s.idle, 1)}%${s.errors ? ` errors ${s.errors}` : ''}`);
               if (mesh && path === 'ebpf') {
                 const st = mesh.maps.stats();
                 for (const c of Object.keys(counters) as (keyof typeof counters)[]) counters[c] += st[c];
@@ -183,19 +210,21 @@ export const benchmark: Benchmark = {
         return {
           rps: median(xs.map((x) => x.rps)), rpsMin: Math.min(...xs.map((x) => x.rps)), rpsMax: Math.max(...xs.map((x) => x.rps)),
           p50: median(xs.map((x) => x.p50Ms)), p99: median(xs.map((x) => x.p99Ms)), errors: xs.reduce((s, x) => s + x.errors, 0),
+          cpu: median(xs.map((x) => x.cpuUsPerReq)), idle: median(xs.map((x) => x.idle)),
         };
       };
       note('');
-      note('| conn | connections | path | req/s (median) | req/s min-max | p50 ms | p99 ms | errors |');
-      note('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+      note('| conn | connections | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | CPU idle | errors |');
+      note('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const pt of points) {
         for (const path of PATHS) {
           const k = key(path, pt.ka, pt.c);
           const g = agg(k);
-          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${g.errors} |`);
+          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`);
           result(`mesh_${k}_rps`, fmt(g.rps, 0));
           result(`mesh_${k}_p50_ms`, fmt(g.p50, 3));
           result(`mesh_${k}_p99_ms`, fmt(g.p99, 3));
+          result(`mesh_${k}_cpu_us_per_req`, fmt(g.cpu, 1));
         }
       }
       // ratios within each repeat (same moment, same machine load), then their median and range
@@ -205,7 +234,11 @@ export const benchmark: Benchmark = {
         return es.map((x, i) => f(x) / f(is[i]!));
       };
       const paired: Record<string, number[]> = {};
-      for (const [name, ka, f] of [['rps', true, (x: Sample) => x.rps], ['p50', true, (x: Sample) => x.p50Ms], ['close_rps', false, (x: Sample) => x.rps], ['close_p50', false, (x: Sample) => x.p50Ms]] as const) {
+      const byName = [
+        ['rps', true, (x: Sample) => x.rps], ['p50', true, (x: Sample) => x.p50Ms], ['cpu', true, (x: Sample) => x.cpuUsPerReq],
+        ['close_rps', false, (x: Sample) => x.rps], ['close_p50', false, (x: Sample) => x.p50Ms], ['close_cpu', false, (x: Sample) => x.cpuUsPerReq],
+      ] as const;
+      for (const [name, ka, f] of byName) {
         if (kaOnly && !ka) continue;
         const r = ratios(ka, f);
         paired[name] = r;
@@ -221,14 +254,14 @@ export const benchmark: Benchmark = {
       const ec = agg(key('ebpf', false, mid));
       const ic = agg(key('iptables', false, mid));
       // headline: median of the paired per-repeat ratios; the ratio of the medians is printed too
-      for (const name of ['rps', 'p50', 'close_rps', 'close_p50']) {
+      for (const name of ['rps', 'p50', 'cpu', 'close_rps', 'close_p50', 'close_cpu']) {
         const r = paired[name];
         if (!r) continue;
         result(`mesh_${name}_ratio`, fmt(median(r), 3));
         result(`mesh_${name}_ratio_min`, fmt(Math.min(...r), 3));
         result(`mesh_${name}_ratio_max`, fmt(Math.max(...r), 3));
       }
-      note(`mesh: ratio of medians: rps ${fmt(e.rps / i.rps, 3)}, p50 ${fmt(e.p50 / i.p50, 3)}, close rps ${fmt(ec.rps / ic.rps, 3)}, close p50 ${fmt(ec.p50 / ic.p50, 3)}`);
+      note(`mesh: ratio of medians: rps ${fmt(e.rps / i.rps, 3)}, p50 ${fmt(e.p50 / i.p50, 3)}, cpu/req ${fmt(e.cpu / i.cpu, 3)}, close rps ${fmt(ec.rps / ic.rps, 3)}, close p50 ${fmt(ec.p50 / ic.p50, 3)}`);
       note(`mesh: machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} CPUs, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
     } finally {
       for (const fn of cleanups.reverse()) {

@@ -19,7 +19,9 @@ export function readPods(file: string): PodSpec[] {
   if (!doc || !Array.isArray(doc.pods)) throw new Error(`${file}: expected a top-level "pods:" list`);
   return doc.pods.map((p, i) => {
     const pod = p as PodSpec;
-    if (typeof pod?.ip !== 'string' || typeof pod?.cgroup !== 'string') throw new Error(`${file}: pods[${i}] needs ip and cgroup`);
+    if (typeof pod?.cgroup !== 'string' || (typeof pod.ip !== 'string' && typeof pod.ip6 !== 'string')) {
+      throw new Error(`${file}: pods[${i}] needs cgroup and ip (IPv4), ip6 (IPv6) or both`);
+    }
     return pod;
   });
 }
@@ -43,7 +45,11 @@ export function main(argv: string[]): number {
   try {
     if (verb === 'apply') for (const p of pods) maps.declarePod(p);
     else if (verb === 'delete') for (const p of pods) maps.removePod(p);
-    else if (verb === 'list') for (const p of maps.pods()) process.stdout.write(`${JSON.stringify(p)}\n`);
+    else if (verb === 'list') {
+      for (const p of maps.pods()) process.stdout.write(`${JSON.stringify(p)}\n`);
+      // IPv6-only pods (ip 0) are only in pods_by_ip6
+      for (const p of maps.pods6()) if (!p.settings.ip) process.stdout.write(`${JSON.stringify(p)}\n`);
+    }
     else for (const [k, v] of Object.entries(maps.stats())) process.stdout.write(`${k}: ${v}\n`);
     if (verb === 'apply' || verb === 'delete') process.stdout.write(`${verb === 'apply' ? 'declared' : 'removed'} ${pods.length} pod(s) in ${instance}\n`);
   } finally {

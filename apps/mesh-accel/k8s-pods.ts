@@ -200,7 +200,8 @@ export function annotationCgroupResolver(root: string): CgroupResolver {
 export interface DeclaredPod {
   key: string;
   uid: string;
-  ip: string;
+  /** the pod's IPv4 address (undefined: an IPv6-only pod) */
+  ip: string | undefined;
   cgroup: string;
   cgroupId: bigint;
   spec: PodSpec;
@@ -286,8 +287,8 @@ export class MeshPodWatcher {
       }
       const ip = podIPv4(pod);
       const ip6 = podIPv6(pod);
-      if (!ip) {
-        this.pending.set(key, 'no IPv4 pod IP yet');
+      if (!ip && !ip6) {
+        this.pending.set(key, 'no pod IP yet');
         continue;
       }
       const cgroup = prev && prev.uid === pod.metadata?.uid ? prev.cgroup : this.#resolve(pod);
@@ -295,14 +296,14 @@ export class MeshPodWatcher {
         this.pending.set(key, 'no cgroup yet');
         continue;
       }
-      want.set(key, { key, uid: pod.metadata?.uid ?? '', ip, cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ip, ...(ip6 ? { ip6 } : {}), cgroup } });
+      want.set(key, { key, uid: pod.metadata?.uid ?? '', ip, cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ...(ip ? { ip } : {}), ...(ip6 ? { ip6 } : {}), cgroup } });
     }
     for (const [key, d] of this.declared) {
       const w = want.get(key);
       if (!w || w.ip !== d.ip || w.spec.ip6 !== d.spec.ip6 || w.cgroup !== d.cgroup) {
         this.opts.maps.removePodIds(d.ip, d.cgroupId, d.spec.ip6);
         this.declared.delete(key);
-        this.opts.log?.(`mesh-accel: removed pod ${key} (${d.ip})`);
+        this.opts.log?.(`mesh-accel: removed pod ${key} (${d.ip ?? d.spec.ip6})`);
       }
     }
     for (const [key, w] of want) {
@@ -311,7 +312,7 @@ export class MeshPodWatcher {
       try {
         w.cgroupId = this.opts.maps.declarePod(w.spec);
         this.declared.set(key, w);
-        this.opts.log?.(`mesh-accel: declared pod ${key} (${w.ip}, ${w.spec.mode}, cgroup ${w.cgroup})`);
+        this.opts.log?.(`mesh-accel: declared pod ${key} (${[w.ip, w.spec.ip6].filter(Boolean).join(', ')}, ${w.spec.mode}, cgroup ${w.cgroup})`);
       } catch (e) {
         this.pending.set(key, `declare failed: ${errorText(e)}`);
       }

@@ -33,9 +33,9 @@ export const MAX_CIDRS = 4;
 const F_BIND_REWRITE = 1;
 
 export interface PodSpec {
-  /** the pod's IPv4 address */
-  ip: string;
-  /** the pod's IPv6 address (dual-stack pods): its IPv6 app traffic is captured too (connect6) */
+  /** the pod's IPv4 address (absent on an IPv6-only pod: then ip6 is required) */
+  ip?: string;
+  /** the pod's IPv6 address (dual-stack or IPv6-only pods): its IPv6 app traffic is captured (connect6) */
   ip6?: string;
   /** the pod's cgroup v2 directory (its id is what the kernel sees) */
   cgroup: string;
@@ -155,10 +155,11 @@ export function podSettings(pod: PodSpec): Record<string, unknown> {
   const mode = { ...MODES[pod.mode ?? 'istio'], ...pod.settings };
   const dns = pod.captureDns ?? mode.dnsPort > 0;
   if (pod.ip6 !== undefined && isIPv4(pod.ip6)) throw new Error(`not an IPv6 address: ${pod.ip6}`);
+  if (!pod.ip && !pod.ip6) throw new Error(`pod ${pod.cgroup}: needs an IPv4 address (ip), an IPv6 address (ip6) or both`);
   const ex = cidrs(pod.excludeOutboundCidrs, 'excludeOutboundCidrs');
   const inc = cidrs(pod.includeOutboundCidrs, 'includeOutboundCidrs');
   return {
-    ip: ipNet(pod.ip),
+    ip: pod.ip ? ipNet(pod.ip) : 0, // 0: IPv6-only, no IPv4 capture
     sidecar_uid: mode.sidecarUid,
     outbound_port: mode.outboundPort,
     inbound_port: mode.inboundPort,
@@ -230,7 +231,7 @@ export class MeshMaps {
   declarePod(pod: PodSpec): bigint {
     const value = podSettings(pod);
     const id = cgroupId(pod.cgroup);
-    this.m('pods_by_ip').update(ipNet(pod.ip), value);
+    if (pod.ip) this.m('pods_by_ip').update(ipNet(pod.ip), value);
     if (pod.ip6) this.m('pods_by_ip6').update({ a: ip6Words(pod.ip6) }, value);
     this.m('pods_by_cgroup').update(id, value);
     return id;
@@ -242,9 +243,9 @@ export class MeshMaps {
   }
 
   /** The same by cgroup id, for a pod whose cgroup directory may already be gone. */
-  removePodIds(ip: string, cgroup: bigint, ip6?: string): void {
+  removePodIds(ip: string | undefined, cgroup: bigint, ip6?: string): void {
     this.m('pods_by_cgroup').delete(cgroup);
-    this.m('pods_by_ip').delete(ipNet(ip));
+    if (ip) this.m('pods_by_ip').delete(ipNet(ip));
     if (ip6) this.m('pods_by_ip6').delete({ a: ip6Words(ip6) });
   }
 

@@ -11,9 +11,9 @@
 //   cgroup/getsockopt   answers SO_ORIGINAL_DST (SOL_IP) and IP6T_SO_ORIGINAL_DST (SOL_IPV6) from
 //                       what sockops remembered
 //   cgroup/getpeername4/6 the app sees the address it connected to, not the sidecar's
-//   cgroup/bind4        linkerd: the proxy's 127.0.0.1:outbound listener becomes 0.0.0.0
-//   cgroup/sendmsg4     DNS capture (unconnected UDP 53 -> 127.0.0.1:dns port)
-//   cgroup/recvmsg4     DNS replies show the original server as their source
+//   cgroup/bind4/6      linkerd: the proxy's 127.0.0.1 / [::1]:outbound listener becomes 0.0.0.0 / [::]
+//   cgroup/sendmsg4/6   DNS capture (unconnected UDP 53 -> 127.0.0.1:dns port, IPv6 -> [::1]:dns port)
+//   cgroup/recvmsg4/6   DNS replies show the original server as their source
 //
 // Which pods are in the mesh and how (ports, sidecar uid, exclusions) is in two maps the agent
 // side fills before a pod's first connection: pods_by_cgroup (cgroup id -> settings) and
@@ -290,15 +290,24 @@ static __always_inline void remember(void *ctx, __u32 ip, __u16 port)
 	bpf_map_update_elem(&orig_by_cookie, &cookie, &o, BPF_ANY);
 }
 
-static __always_inline int dns_capture(struct bpf_sock_addr *ctx)
+/* The pod whose DNS query (to port 53) this is, if its DNS is captured; NULL otherwise. */
+static __always_inline struct pod_settings *dns_pod(struct bpf_sock_addr *ctx)
 {
 	if (ctx->user_port != bpf_htons(53))
-		return 1;
+		return NULL;
 	struct pod_settings *pod = current_pod();
 	if (!pod || !pod->dns_port)
-		return 1;
+		return NULL;
 	if ((__u32)bpf_get_current_uid_gid() == pod->sidecar_uid)
-		return 1; /* the DNS proxy's own upstream queries */
+		return NULL; /* the DNS proxy's own upstream queries */
+	return pod;
+}
+
+static __always_inline int dns_capture(struct bpf_sock_addr *ctx)
+{
+	struct pod_settings *pod = dns_pod(ctx);
+	if (!pod)
+		return 1;
 	if (ctx->user_ip4 == LOCALHOST_NET && ctx->user_port == bpf_htons(pod->dns_port))
 		return 1;
 	remember(ctx, ctx->user_ip4, 53);
@@ -348,7 +357,8 @@ static __always_inline int connect_tcp4(void *ctx, __u32 dst, __u16 dport, __u32
 		return 1;
 	}
 
-	if (!pod->outbound_port || is_loopback(dst) || dst == pod->ip)
+	/* (an IPv6-only pod, ip 0, has no IPv4 address for the sidecar's listener) */
+	if (!pod->outbound_port || !pod->ip || is_loopback(dst) || dst == pod->ip)
 		return 0;
 	int inc = cidr_match(pod->include_out_cidrs, dst);
 	if (port_listed(pod->exclude_out_ports, dport) ||
@@ -416,13 +426,46 @@ static __always_inline void remember6(void *ctx, const __u32 *ip, __u16 port)
 	bpf_map_update_elem(&orig6_by_cookie, &cookie, &o, BPF_ANY);
 }
 
+/*
+ * DNS to port 53 from an AF_INET6 socket (UDP sendmsg / connect, TCP connect) -> the DNS proxy:
+ * [::1]:dns_port for an IPv6 server, ::ffff:127.0.0.1:dns_port for a v4-mapped one (the proxy's
+ * IPv4 listener). The original server is remembered under the socket's cookie (orig6_by_cookie,
+ * or orig_by_cookie for v4-mapped) for recvmsg6 / getpeername6. 1 = rewritten.
+ */
+static __always_inline int dns_capture6(struct bpf_sock_addr *ctx)
+{
+	struct pod_settings *pod = dns_pod(ctx);
+	if (!pod)
+		return 0;
+	__u32 d[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	if (is_v4mapped(d)) {
+		remember(ctx, d[3], 53);
+		ctx->user_ip6[3] = LOCALHOST_NET;
+	} else {
+		remember6(ctx, d, 53);
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	ctx->user_port = bpf_htons(pod->dns_port);
+	stat_add(ST_DNS_REDIRECT, 1);
+	return 1;
+}
+
 SEC("cgroup/connect6")
 int mesh_connect6(struct bpf_sock_addr *ctx)
 {
+	if (ctx->protocol == IPPROTO_UDP) {
+		dns_capture6(ctx);
+		return 1;
+	}
 	if (ctx->protocol != IPPROTO_TCP)
-		return 1; /* DNS capture is IPv4 only (the DNS proxy listens on 127.0.0.1) */
+		return 1;
 	struct ip6_key d = { .a = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] } };
 	__u16 dport = bpf_ntohs(ctx->user_port);
+	if (dport == 53 && !is_v4mapped(d.a) && dns_capture6(ctx))
+		return 1; /* DNS over TCP to an IPv6 server (v4-mapped: connect_tcp4 below) */
 
 	if (is_v4mapped(d.a)) {
 		/* an IPv4 peer through an AF_INET6 socket: the IPv4 rules, answered v4-mapped */
@@ -501,6 +544,46 @@ int mesh_recvmsg4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+SEC("cgroup/sendmsg6")
+int mesh_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->protocol == IPPROTO_UDP)
+		dns_capture6(ctx);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int mesh_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->protocol != IPPROTO_UDP)
+		return 1;
+	__u32 src[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	int mapped = is_v4mapped(src) && src[3] == LOCALHOST_NET;
+	if (!mapped && !is_loopback6(src))
+		return 1;
+	struct pod_settings *pod = current_pod();
+	if (!pod || !pod->dns_port || ctx->user_port != bpf_htons(pod->dns_port))
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	if (mapped) {
+		struct orig_dst *o = bpf_map_lookup_elem(&orig_by_cookie, &cookie);
+		if (!o || o->port != 53)
+			return 1;
+		ctx->user_ip6[3] = o->ip;
+	} else {
+		struct orig_dst6 *o6 = bpf_map_lookup_elem(&orig6_by_cookie, &cookie);
+		if (!o6 || o6->port != 53)
+			return 1;
+		ctx->user_ip6[0] = o6->ip[0];
+		ctx->user_ip6[1] = o6->ip[1];
+		ctx->user_ip6[2] = o6->ip[2];
+		ctx->user_ip6[3] = o6->ip[3];
+	}
+	ctx->user_port = bpf_htons(53);
+	stat_add(ST_DNS_RESTORE, 1);
+	return 1;
+}
+
 SEC("cgroup/getpeername4")
 int mesh_getpeername4(struct bpf_sock_addr *ctx)
 {
@@ -552,6 +635,25 @@ int mesh_bind4(struct bpf_sock_addr *ctx)
 		return 1;
 	/* app connections arrive at POD_IP:outbound, so the listener must not be loopback-only */
 	ctx->user_ip4 = 0;
+	stat_add(ST_BIND_REWRITE, 1);
+	return 1;
+}
+
+SEC("cgroup/bind6")
+int mesh_bind6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 1;
+	__u32 a[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	if (!is_loopback6(a))
+		return 1;
+	struct pod_settings *pod = current_pod();
+	if (!pod || !(pod->flags & MESH_F_BIND_REWRITE) || !pod->outbound_port)
+		return 1;
+	if ((__u32)bpf_get_current_uid_gid() != pod->sidecar_uid || ctx->user_port != bpf_htons(pod->outbound_port))
+		return 1;
+	/* [::1]:outbound -> [::]:outbound, as bind4 does for 127.0.0.1 */
+	ctx->user_ip6[3] = 0;
 	stat_add(ST_BIND_REWRITE, 1);
 	return 1;
 }

@@ -53,7 +53,9 @@ async function schedulePod(kube: Kube, tb: Testbed, w: MeshPodWatcher, def: PodD
     cgroupName: `pod${uid}`,
     beforeStart: async (p) => {
       const cur = await kube.core.readNamespacedPod({ name: def.name, namespace: NS });
-      await kube.core.replaceNamespacedPodStatus({ name: def.name, namespace: NS, body: { ...cur, status: { phase: 'Pending', podIP: p.ip, podIPs: [{ ip: p.ip }, ...(p.ip6 ? [{ ip: p.ip6 }] : [])] } } });
+      // what kubelet reports: the pod's addresses, IPv4 first (an IPv6-only pod has only its IPv6 one)
+      const ips = [...(p.ipv6Only ? [] : [p.ip]), ...(p.ip6 ? [p.ip6] : [])];
+      await kube.core.replaceNamespacedPodStatus({ name: def.name, namespace: NS, body: { ...cur, status: { phase: 'Pending', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } } });
       // the agent's promise: a meshed pod is declared before its first connection
       if (meshed) await w.until((x) => x.declared.has(`${NS}/${def.name}`), 10_000, `${NS}/${def.name} declared`);
     },
@@ -188,6 +190,25 @@ test('cluster mode, dual-stack: both addresses of status.podIPs are declared; th
   // b's annotation excludes a's IPv6 address (an IPv6 range from istio's annotation), not its IPv4 one
   assert.match((await tb.get(b, `http://[${a.ip6}]/`)).body, /^app=pod0 port=80 outbound= inbound=$/m);
   assert.match((await tb.get(b, `http://${a.ip}/`)).body, new RegExp(`outbound=${a.ip}:80 inbound=${a.ip}:80`));
+  await kube.core.deleteNamespacedPod({ name: 'b', namespace: NS });
+  await w.until((x) => !x.declared.has(`${NS}/b`), 10_000, 'b removed');
+  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6), [a.ip6]);
+});
+
+test('cluster mode, IPv6-only: a pod with only an IPv6 address in status.podIPs is declared by it and its first request goes through both sidecars', async (t) => {
+  const kube = await apiServer(t);
+  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6Only: true });
+  const mesh = await runMesh(t, tb);
+  const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
+  await w.start();
+  t.after(() => w.stop());
+  const { pod: a } = await schedulePod(kube, tb, w, { name: 'a', sidecarContainer: 'istio-proxy' });
+  const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy' });
+  assert.deepEqual(mesh.maps.pods(), [], 'no IPv4 entry');
+  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  const first = await tb.get(a, `http://[${b.ip6}]/`);
+  assert.ok(first.ok, `${first.code} ${first.err}`);
+  assert.match(first.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
   await kube.core.deleteNamespacedPod({ name: 'b', namespace: NS });
   await w.until((x) => !x.declared.has(`${NS}/b`), 10_000, 'b removed');
   assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6), [a.ip6]);

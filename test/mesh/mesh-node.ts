@@ -51,7 +51,7 @@ export async function runMesh(t: Cleanup, tb: Testbed, name = 'mesh', agent?: { 
       return maps;
     },
     declare(pod, extra = {}) {
-      inst.maps.declarePod({ ip: pod.ip, ip6: pod.ip6, cgroup: pod.cgroup, mode: pod.mode, ...extra });
+      inst.maps.declarePod({ ip: pod.ipv6Only ? undefined : pod.ip, ip6: pod.ip6, cgroup: pod.cgroup, mode: pod.mode, ...extra });
     },
     ids() {
       const made = madeIds();

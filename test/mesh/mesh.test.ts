@@ -1,7 +1,7 @@
 // mesh-accel on a real kernel with real HAProxy sidecars, run through the real agent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Testbed, APP_PORT, APP_PORT_2 } from './testbed.js';
+import { Testbed, APP_PORT, APP_PORT_2, type Pod } from './testbed.js';
 import { runMesh } from './mesh-node.js';
 import { stillListed } from '../helpers/netns.js';
 
@@ -140,12 +140,15 @@ test('rm of the instance restores direct traffic at once, keeps existing connect
   assert.deepEqual(await stillListed(ids), { prog: [], map: [], link: [] });
 });
 
+// a DNS proxy stand-in on 127.0.0.1:PORT (and [::1]:PORT with a second argument "6"), UDP and TCP
 const DNS_PROXY = `
 const dgram = require('node:dgram');
-const s = dgram.createSocket('udp4');
-s.on('message', (m, r) => s.send('proxied:' + m, r.port, r.address));
-s.bind(Number(process.argv[1]), '127.0.0.1', () => console.log('ready'));
-require('node:net').createServer((c) => c.on('data', (d) => c.end('proxied:' + d))).listen(Number(process.argv[1]), '127.0.0.1');
+for (const [fam, host] of [['udp4', '127.0.0.1'], ...(process.argv[2] === '6' ? [['udp6', '::1']] : [])]) {
+  const s = dgram.createSocket(fam);
+  s.on('message', (m, r) => s.send('proxied:' + m, r.port, r.address));
+  s.bind(Number(process.argv[1]), host);
+  require('node:net').createServer((c) => c.on('data', (d) => c.end('proxied:' + d))).listen(Number(process.argv[1]), host);
+}
 `;
 const DNS_CLIENT = `
 const dgram = require('node:dgram');
@@ -161,7 +164,7 @@ if (how === 'tcp') {
   });
   c.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
 } else {
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(addr.includes(':') ? 'udp6' : 'udp4');
   s.on('message', (m, r) => {
     clearTimeout(t);
     console.log(JSON.stringify({ reply: String(m), from: r.address + ':' + r.port, peer: how === 'connected' ? s.remoteAddress() : null }));
@@ -176,14 +179,7 @@ test('DNS capture (istio mode): UDP and TCP 53 go to the DNS proxy on 127.0.0.1:
   const tb = await Testbed.create(t);
   const mesh = await runMesh(t, tb);
   const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
-  const proxy = tb.spawnInPod(a, 'node', ['-e', DNS_PROXY, '15053'], { uid: a.sidecar.uid });
-  assert.ok(proxy.pid);
-  let ready = false;
-  for (let i = 0; i < 200 && !ready; i++) {
-    ready = (await tb.execInPod(a, 'ss', ['-Htunl'])).stdout.split('127.0.0.1:15053').length === 3; // udp and tcp
-    if (!ready) await new Promise((res) => setTimeout(res, 30));
-  }
-  assert.ok(ready, 'the DNS proxy never listened on 127.0.0.1:15053');
+  await startDnsProxy(tb, a, false);
   const server = `${tb.subnet}.250`; // no such host: only the proxy can answer
   for (const how of ['unconnected', 'connected', 'tcp']) {
     const r = await tb.execInPod(a, 'node', ['-e', DNS_CLIENT, server, how]);
@@ -368,4 +364,79 @@ test('IPv6 (connect6): app to app over IPv6 through both sidecars (IP6T_SO_ORIGI
   assert.match((await tb.get(c, `http://${b.ip}/`)).body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
   assert.match((await tb.get(d, `http://[${b.ip6}]/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
   assert.match((await tb.get(d, `http://${b.ip}/`)).body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
+});
+
+/** Starts the DNS proxy stand-in in the pod (as the sidecar uid) and waits for its listeners. */
+async function startDnsProxy(tb: Testbed, pod: Pod, ipv6: boolean): Promise<void> {
+  const proxy = tb.spawnInPod(pod, 'node', ['-e', DNS_PROXY, '15053', ...(ipv6 ? ['6'] : [])], { uid: pod.sidecar.uid });
+  assert.ok(proxy.pid);
+  const want = (out: string) => out.split('127.0.0.1:15053').length === 3 && (!ipv6 || out.split('[::1]:15053').length === 3); // udp and tcp
+  let ready = false;
+  for (let i = 0; i < 200 && !ready; i++) {
+    ready = want((await tb.execInPod(pod, 'ss', ['-Htunl'])).stdout);
+    if (!ready) await new Promise((res) => setTimeout(res, 30));
+  }
+  assert.ok(ready, `the DNS proxy never listened on 127.0.0.1:15053${ipv6 ? ' and [::1]:15053' : ''}`);
+}
+
+test('DNS capture over IPv6 (sendmsg6 / recvmsg6 / connect6): UDP and TCP 53 to an IPv6 server go to [::1]:15053, v4-mapped ones to 127.0.0.1:15053; replies come from the original server', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6: true });
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  await startDnsProxy(tb, a, true);
+  const before = mesh.maps.stats();
+  const server6 = `${tb.subnet6}::fa`; // no such host: only the proxy can answer
+  const mapped = `::ffff:${tb.subnet}.250`;
+  for (const [server, how] of [[server6, 'unconnected'], [server6, 'connected'], [server6, 'tcp'], [mapped, 'unconnected'], [mapped, 'connected']] as const) {
+    const r = await tb.execInPod(a, 'node', ['-e', DNS_CLIENT, server, how]);
+    assert.equal(r.code, 0, `${server} ${how}: ${r.stdout} ${r.stderr}`);
+    const out = JSON.parse(r.stdout) as { reply: string; from: string; peer: { address: string; port: number } | null };
+    assert.equal(out.reply, 'proxied:q1', `${server} ${how}`);
+    assert.equal(out.from, `${server}:53`, `${server} ${how}: the reply's source is the server the app asked`);
+    if (how !== 'unconnected') assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 }, `${server} ${how}`);
+  }
+  const s = mesh.maps.stats();
+  assert.ok(s.dns_redirect - before.dns_redirect >= 5n, `redirected: ${s.dns_redirect - before.dns_redirect}`);
+  assert.ok(s.dns_restore - before.dns_restore >= 3n, `restored: ${s.dns_restore - before.dns_restore}`);
+  // the proxy's own upstream query (sidecar uid) is not captured: it fails to reach the (absent) server
+  const own = await tb.execInPod(a, 'node', ['-e', DNS_CLIENT, server6, 'unconnected'], { uid: a.sidecar.uid });
+  assert.notEqual(own.code, 0, `the sidecar's own DNS query was captured: ${own.stdout}`);
+});
+
+test('linkerd mode over IPv6 (bind6): the proxy bind on [::1]:4140 becomes [::]:4140 and IPv6 app traffic reaches it', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6: true });
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ mode: 'linkerd', beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ mode: 'linkerd', beforeStart: (p) => mesh.declare(p) });
+  const ss = await tb.execInPod(a, 'ss', ['-Htln6']);
+  assert.match(ss.stdout, /\[::\]:4140\s/, ss.stdout);
+  assert.doesNotMatch(ss.stdout, /\[::1\]:4140\s/);
+  const r = await tb.get(a, `http://[${b.ip6}]/`);
+  assert.ok(r.ok, `${r.code} ${r.err}`);
+  assert.match(r.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
+  const s = mesh.maps.stats();
+  assert.ok(s.bind_rewrite >= 4n, `bind rewrites (2 pods x IPv4 + IPv6): ${s.bind_rewrite}`);
+});
+
+test('IPv6-only pods (no IPv4 address): declared by ip6 alone, app to app through both sidecars with the sockhash, removal restores direct traffic', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6Only: true });
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const addrs = await tb.execInPod(a, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0']);
+  assert.doesNotMatch(addrs.stdout, /inet /, 'no IPv4 address in the pod');
+  assert.deepEqual(mesh.maps.pods(), [], 'nothing in pods_by_ip');
+  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  const before = mesh.maps.stats();
+  const r = await tb.get(a, `http://[${b.ip6}]/`);
+  assert.ok(r.ok, `${r.code} ${r.err}`);
+  assert.match(r.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
+  const s = mesh.maps.stats();
+  assert.ok(s.connect_out > before.connect_out && s.connect_peer > before.connect_peer, 'app -> sidecar -> peer inbound');
+  assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the IPv6 sockhash');
+  // IPv4 loopback inside the pod is left alone (no IPv4 capture for a pod without an IPv4 address)
+  const lo = await tb.get(a, 'http://127.0.0.1/');
+  assert.match(lo.body, /^app=pod0 port=80 outbound= inbound=$/m);
+  mesh.maps.removePod({ ip6: a.ip6, cgroup: a.cgroup });
+  assert.match((await tb.get(a, `http://[${b.ip6}]/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
 });

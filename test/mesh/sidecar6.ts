@@ -6,8 +6,8 @@
 // transparent` takes getsockname(), i.e. the sidecar's own listener, and loops to itself
 // (strace shows no SOL_IPV6 getsockopt). Node has no getsockopt, so it is called through koffi.
 //
-//   node sidecar6.js OUTBOUND_PORT INBOUND_PORT
-// listens on [::]:OUTBOUND and [::]:INBOUND (IPv6 only: the IPv4 listeners are HAProxy's), adds
+//   node sidecar6.js OUTBOUND_PORT INBOUND_PORT [OUTBOUND_HOST]
+// listens on [OUTBOUND_HOST]:OUTBOUND (default [::]; linkerd's proxy binds [::1]) and [::]:INBOUND (IPv6 only: the IPv4 listeners are HAProxy's), adds
 // `x-mesh-outbound: [addr]:port` / `x-mesh-inbound: [addr]:port` (the original destination it
 // got) to the first request of each connection, and pipes the connection to that destination.
 // A connection whose original destination the kernel cannot tell is closed.
@@ -44,7 +44,7 @@ export function originalDst6(sock: net.Socket): { address: string; port: number 
   return { address, port: dv.getUint16(2, false) };
 }
 
-function serve(port: number, kind: 'outbound' | 'inbound'): Promise<void> {
+function serve(host: string, port: number, kind: 'outbound' | 'inbound'): Promise<void> {
   const srv = net.createServer((c) => {
     c.on('error', () => c.destroy());
     const dst = originalDst6(c);
@@ -75,12 +75,12 @@ function serve(port: number, kind: 'outbound' | 'inbound'): Promise<void> {
   });
   return new Promise((res, rej) => {
     srv.once('error', rej);
-    srv.listen({ host: '::', port, ipv6Only: true }, () => res());
+    srv.listen({ host, port, ipv6Only: true }, () => res());
   });
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'))) {
-  const [outbound, inbound] = process.argv.slice(2).map(Number);
-  await Promise.all([serve(outbound!, 'outbound'), serve(inbound!, 'inbound')]);
+  const [outbound, inbound] = process.argv.slice(2, 4).map(Number);
+  await Promise.all([serve(process.argv[4] ?? '::', outbound!, 'outbound'), serve('::', inbound!, 'inbound')]);
   process.stdout.write('ready\n');
 }

@@ -58,8 +58,10 @@ export interface Pod {
   netns: string;
   cgroup: string;
   ip: string;
-  /** the pod's IPv6 address on a dual-stack test bed */
+  /** the pod's IPv6 address on a dual-stack or IPv6-only test bed */
   ip6?: string;
+  /** an IPv6-only pod: `ip` is not configured (nothing in the pod has an IPv4 address but loopback) */
+  ipv6Only: boolean;
   mode: MeshModeName;
   sidecar: SidecarPorts;
   dir: string;
@@ -67,6 +69,8 @@ export interface Pod {
   sidecarProc: ChildProcess | null;
   sidecar6Proc: ChildProcess | null;
   sidecarThreads: number;
+  /** CPUs everything in the pod runs on (taskset -c list), null = anywhere */
+  cpus: string | null;
   iptables: boolean;
 }
 
@@ -76,6 +80,11 @@ export interface PodOptions {
   sidecar?: boolean;
   /** sidecar threads (default 1) */
   threads?: number;
+  /**
+   * CPUs for everything started in the pod (a `taskset -c` list, e.g. "0"): a pod with its own
+   * CPUs, as kubelet's static CPU manager gives a Guaranteed pod. Default: any CPU.
+   */
+  cpus?: string;
   /** the pod's cgroup directory name under the parent cgroup (default podN; kubelet names it pod<uid>) */
   cgroupName?: string;
   /** called once the pod's namespace and cgroup exist, before anything runs in it (declare it here) */
@@ -84,6 +93,13 @@ export interface PodOptions {
 
 function q(a: string): string {
   return `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A shell line that runs cmd in the pod: its cgroup, its netns, its CPUs, optionally as another uid. */
+function podScript(pod: Pod, cmd: string, args: string[], uid?: number): string {
+  const priv = uid !== undefined ? `setpriv --reuid=${uid} --regid=${uid} --clear-groups ` : '';
+  const cpus = pod.cpus !== null ? `taskset -c ${q(pod.cpus)} ` : '';
+  return `echo $$ > ${q(`${pod.cgroup}/cgroup.procs`)} && exec ${cpus}ip netns exec ${q(pod.netns)} ${priv}${[cmd, ...args].map(q).join(' ')}`;
 }
 
 async function must(cmd: string, args: string[], what = `${cmd} ${args.join(' ')}`): Promise<RunResult> {
@@ -95,6 +111,8 @@ async function must(cmd: string, args: string[], what = `${cmd} ${args.join(' ')
 export interface TestbedOptions {
   /** dual-stack pods: an IPv6 address each (fd00:6b62:7066:XXXX::/64), app and sidecar on IPv6 too */
   ipv6?: boolean;
+  /** with ipv6: IPv6-only pods (no IPv4 address on eth0; `pod.ip` is only a name then) */
+  ipv6Only?: boolean;
 }
 
 const SIDECAR6 = fileURLToPath(new URL('./sidecar6.js', import.meta.url));
@@ -107,13 +125,15 @@ export class Testbed {
   /** the IPv6 /64 (without the trailing ::/64) on a dual-stack test bed */
   readonly subnet6: string | null;
   readonly dir: string;
+  readonly ipv6Only: boolean;
   #destroyed = false;
 
   private constructor(readonly prefix: string, opts: TestbedOptions) {
     this.parentCgroup = `${CGROUP2_ROOT}/${uniqueName(`${prefix}-node`)}`;
     this.nodeNs = uniqueName(`${prefix}-node`);
     this.subnet = `10.${randomInt(200, 251)}.${randomInt(0, 256)}`;
-    this.subnet6 = opts.ipv6 ? `fd00:6b62:7066:${randomInt(1, 0xffff).toString(16)}` : null;
+    this.subnet6 = opts.ipv6 || opts.ipv6Only ? `fd00:6b62:7066:${randomInt(1, 0xffff).toString(16)}` : null;
+    this.ipv6Only = !!opts.ipv6Only;
     this.dir = mkdtempSync(join(tmpdir(), 'kbpf-mesh-'));
     chmodSync(this.dir, 0o755); // the sidecar (another uid) reads its config here
   }
@@ -138,7 +158,7 @@ export class Testbed {
     const netns = uniqueName(`${this.prefix}-${name}`);
     const cgroup = join(this.parentCgroup, opts.cgroupName ?? name);
     const ip6 = this.subnet6 ? `${this.subnet6}::${(10 + i).toString(16)}` : undefined;
-    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, ip6, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecar6Proc: null, sidecarThreads: opts.threads ?? 1, iptables: false };
+    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, ip6, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecar6Proc: null, sidecarThreads: opts.threads ?? 1, cpus: opts.cpus ?? null, iptables: false, ipv6Only: this.ipv6Only };
     this.pods.push(pod);
     mkdirSync(pod.dir);
     mkdirSync(cgroup);
@@ -149,7 +169,7 @@ export class Testbed {
     const host = `v${i}`;
     await must('ip', ['-n', this.nodeNs, 'link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
     await must('ip', ['-n', this.nodeNs, 'link', 'set', host, 'master', 'br0', 'up']);
-    await must('ip', ['-n', netns, 'addr', 'add', `${pod.ip}/24`, 'dev', 'eth0']);
+    if (!pod.ipv6Only) await must('ip', ['-n', netns, 'addr', 'add', `${pod.ip}/24`, 'dev', 'eth0']);
     // nodad: the address is usable at once (no duplicate address detection wait)
     if (ip6) await must('ip', ['-n', netns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
     await must('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
@@ -169,9 +189,8 @@ export class Testbed {
 
   /** Starts a long-running process inside the pod (netns + cgroup), optionally as another uid. */
   spawnInPod(pod: Pod, cmd: string, args: string[], opts: { uid?: number; log?: string } = {}): ChildProcess {
-    const priv = opts.uid !== undefined ? `setpriv --reuid=${opts.uid} --regid=${opts.uid} --clear-groups ` : '';
     // join the cgroup first: `ip netns exec` remounts /sys, which hides the cgroup2 mount
-    const script = `echo $$ > ${q(`${pod.cgroup}/cgroup.procs`)} && exec ip netns exec ${q(pod.netns)} ${priv}${[cmd, ...args].map(q).join(' ')}`;
+    const script = podScript(pod, cmd, args, opts.uid);
     const out = opts.log ? ['ignore', 'pipe', 'pipe'] as const : ['ignore', 'ignore', 'pipe'] as const;
     const child = spawn('sh', ['-c', script], { stdio: [...out] });
     let err = '';
@@ -191,8 +210,7 @@ export class Testbed {
 
   /** Runs a command to its end inside the pod (netns + cgroup). */
   execInPod(pod: Pod, cmd: string, args: string[], opts: { uid?: number; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
-    const priv = opts.uid !== undefined ? `setpriv --reuid=${opts.uid} --regid=${opts.uid} --clear-groups ` : '';
-    const script = `echo $$ > ${q(`${pod.cgroup}/cgroup.procs`)} && exec ip netns exec ${q(pod.netns)} ${priv}${[cmd, ...args].map(q).join(' ')}`;
+    const script = podScript(pod, cmd, args, opts.uid);
     return run('sh', ['-c', script], { timeoutMs: opts.timeoutMs ?? 15_000, input: opts.input });
   }
 
@@ -274,7 +292,8 @@ export class Testbed {
     ].join('\n'));
     pod.sidecarProc = this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg], { uid: s.uid });
     // the IPv6 listeners: HAProxy would answer IPv6 connections with its own address (see sidecar6.ts)
-    if (pod.ip6) pod.sidecar6Proc = this.spawnInPod(pod, process.execPath, [SIDECAR6, String(s.outbound), String(s.inbound)], { uid: s.uid });
+    const outbound6 = s.outboundBind === '127.0.0.1' ? '::1' : '::'; // linkerd binds loopback (bind4 / bind6 rewrite it)
+    if (pod.ip6) pod.sidecar6Proc = this.spawnInPod(pod, process.execPath, [SIDECAR6, String(s.outbound), String(s.inbound), outbound6], { uid: s.uid });
   }
 
   /** Waits until each port has a listener in the pod's namespace (of either family, or only IPv4 / IPv6). */
