@@ -24,8 +24,8 @@
 // how much of the window the CPUs sat idle; mesh_cpu_ratio is eBPF / iptables CPU per request,
 // the cost of the data path without the scheduler's idle gaps.
 //
-// Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 7),
-// --mesh-wrk-threads=N (default 2, wrk's own default: one thread per CPU here),
+// Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 5),
+// --mesh-wrk-threads=N (default 1),
 // --mesh-conns=8,32,128, --mesh-warmup=S (default 1, 0 = none), --mesh-ka-only (keep-alive points
 // only), --mesh-alt=DIR (A/B against another build of the package, e.g. an older commit's tree
 // from `git archive`: adds the path ebpf_alt, the package DIR/apps/mesh-accel run the same way,
@@ -104,10 +104,10 @@ export const benchmark: Benchmark = {
   description: 'HTTP through two HAProxy sidecars: no mesh vs iptables REDIRECT vs mesh-accel (eBPF), wrk keep-alive and close',
   async run(opts: BenchOptions): Promise<void> {
     const durationS = process.argv.some((a) => a.startsWith('--duration')) ? opts.durationS : 2;
-    const repeats = process.argv.some((a) => a.startsWith('--repeats')) ? opts.repeats : 7;
-    // wrk's own default: 2 threads (one per CPU on this machine); --mesh-wrk-threads=1 for the old setup
+    const repeats = process.argv.some((a) => a.startsWith('--repeats')) ? opts.repeats : 5;
+    // one wrk thread (it takes ~15% of the machine; 2 threads slow every path, the ratios stay alike)
     const threadsArg = opts.args.find((a) => a.startsWith('--mesh-wrk-threads='));
-    const wrkThreads = threadsArg ? Number(threadsArg.slice('--mesh-wrk-threads='.length)) : 2;
+    const wrkThreads = threadsArg ? Number(threadsArg.slice('--mesh-wrk-threads='.length)) : 1;
     if (!Number.isInteger(wrkThreads) || wrkThreads < 1) throw new Error('--mesh-wrk-threads must be a positive integer');
     const warmArg = opts.args.find((a) => a.startsWith('--mesh-warmup='));
     const warmupS = warmArg ? Number(warmArg.slice('--mesh-warmup='.length)) : 1;
