@@ -126,6 +126,22 @@ export const benchmark: Benchmark = {
     for (const p of ['iptables', 'ebpf'] as const) if (!PATHS.includes(p)) throw new Error(`--mesh-paths must include ${p} (the ratios compare them)`);
     const cleanups: (() => unknown)[] = [];
     const t = { after: (fn: () => unknown) => void cleanups.push(fn) };
+    const cleanUp = async () => {
+      for (const fn of cleanups.splice(0).reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          note(`mesh: cleanup: ${(err as Error).message}`);
+        }
+      }
+    };
+    // Ctrl-C / kill: take the test bed down (namespaces, cgroups, the agent's pins) before exiting
+    const onSignal = (sig: NodeJS.Signals) => {
+      note(`mesh: ${sig}: cleaning up`);
+      void cleanUp().finally(() => process.exit(130));
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
       const tb = await Testbed.create(t, 'kbpfmeshbench');
       const a = await tb.addPod();
@@ -264,13 +280,9 @@ export const benchmark: Benchmark = {
       note(`mesh: ratio of medians: rps ${fmt(e.rps / i.rps, 3)}, p50 ${fmt(e.p50 / i.p50, 3)}, cpu/req ${fmt(e.cpu / i.cpu, 3)}, close rps ${fmt(ec.rps / ic.rps, 3)}, close p50 ${fmt(ec.p50 / ic.p50, 3)}`);
       note(`mesh: machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} CPUs, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
     } finally {
-      for (const fn of cleanups.reverse()) {
-        try {
-          await fn();
-        } catch (err) {
-          note(`mesh: cleanup: ${(err as Error).message}`);
-        }
-      }
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await cleanUp();
     }
   },
 };
