@@ -105,20 +105,17 @@ export const benchmark: Benchmark = {
   async run(opts: BenchOptions): Promise<void> {
     const durationS = process.argv.some((a) => a.startsWith('--duration')) ? opts.durationS : 2;
     const repeats = process.argv.some((a) => a.startsWith('--repeats')) ? opts.repeats : 5;
+    // the value of --mesh-NAME=VALUE, or undefined
+    const arg = (name: string) => opts.args.find((a) => a.startsWith(`--mesh-${name}=`))?.slice(`--mesh-${name}=`.length);
     // one wrk thread (it takes ~15% of the machine; 2 threads slow every path, the ratios stay alike)
-    const threadsArg = opts.args.find((a) => a.startsWith('--mesh-wrk-threads='));
-    const wrkThreads = threadsArg ? Number(threadsArg.slice('--mesh-wrk-threads='.length)) : 1;
+    const wrkThreads = Number(arg('wrk-threads') ?? 1);
     if (!Number.isInteger(wrkThreads) || wrkThreads < 1) throw new Error('--mesh-wrk-threads must be a positive integer');
-    const warmArg = opts.args.find((a) => a.startsWith('--mesh-warmup='));
-    const warmupS = warmArg ? Number(warmArg.slice('--mesh-warmup='.length)) : 1;
-    const connsArg = opts.args.find((a) => a.startsWith('--mesh-conns='));
-    const conns = connsArg ? connsArg.slice('--mesh-conns='.length).split(',').map(Number) : [8, 32, 128];
+    const warmupS = Number(arg('warmup') ?? 1);
+    const conns = arg('conns')?.split(',').map(Number) ?? [8, 32, 128];
     const mid = conns[Math.floor(conns.length / 2)]!;
     // --mesh-paths=none,iptables,ebpf,ebpf_nomsg (ebpf_nomsg: redirect_msgs=0, connect-time only)
-    const pathsArg = opts.args.find((a) => a.startsWith('--mesh-paths='));
-    const PATHS = pathsArg ? (pathsArg.slice('--mesh-paths='.length).split(',') as PathName[]) : [...DEFAULT_PATHS];
-    const altArg = opts.args.find((a) => a.startsWith('--mesh-alt='));
-    const altDir = altArg ? altArg.slice('--mesh-alt='.length) : null;
+    const PATHS = (arg('paths')?.split(',') as PathName[] | undefined) ?? [...DEFAULT_PATHS];
+    const altDir = arg('alt') ?? null;
     if (altDir && !PATHS.includes('ebpf_alt')) PATHS.push('ebpf_alt');
     if (!altDir && PATHS.includes('ebpf_alt')) throw new Error('--mesh-paths: ebpf_alt needs --mesh-alt=DIR');
     const kaOnly = opts.args.includes('--mesh-ka-only');

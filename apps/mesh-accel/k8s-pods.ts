@@ -200,8 +200,6 @@ export function annotationCgroupResolver(root: string): CgroupResolver {
 export interface DeclaredPod {
   key: string;
   uid: string;
-  /** the pod's IPv4 address (undefined: an IPv6-only pod) */
-  ip: string | undefined;
   cgroup: string;
   cgroupId: bigint;
   spec: PodSpec;
@@ -296,14 +294,14 @@ export class MeshPodWatcher {
         this.pending.set(key, 'no cgroup yet');
         continue;
       }
-      want.set(key, { key, uid: pod.metadata?.uid ?? '', ip, cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ...(ip ? { ip } : {}), ...(ip6 ? { ip6 } : {}), cgroup } });
+      want.set(key, { key, uid: pod.metadata?.uid ?? '', cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ...(ip ? { ip } : {}), ...(ip6 ? { ip6 } : {}), cgroup } });
     }
     for (const [key, d] of this.declared) {
       const w = want.get(key);
-      if (!w || w.ip !== d.ip || w.spec.ip6 !== d.spec.ip6 || w.cgroup !== d.cgroup) {
-        this.opts.maps.removePodIds(d.ip, d.cgroupId, d.spec.ip6);
+      if (!w || w.spec.ip !== d.spec.ip || w.spec.ip6 !== d.spec.ip6 || w.cgroup !== d.cgroup) {
+        this.opts.maps.removePodIds(d.spec.ip, d.cgroupId, d.spec.ip6);
         this.declared.delete(key);
-        this.opts.log?.(`mesh-accel: removed pod ${key} (${d.ip ?? d.spec.ip6})`);
+        this.opts.log?.(`mesh-accel: removed pod ${key} (${d.spec.ip ?? d.spec.ip6})`);
       }
     }
     for (const [key, w] of want) {
@@ -312,7 +310,7 @@ export class MeshPodWatcher {
       try {
         w.cgroupId = this.opts.maps.declarePod(w.spec);
         this.declared.set(key, w);
-        this.opts.log?.(`mesh-accel: declared pod ${key} (${[w.ip, w.spec.ip6].filter(Boolean).join(', ')}, ${w.spec.mode}, cgroup ${w.cgroup})`);
+        this.opts.log?.(`mesh-accel: declared pod ${key} (${[w.spec.ip, w.spec.ip6].filter(Boolean).join(', ')}, ${w.spec.mode}, cgroup ${w.cgroup})`);
       } catch (e) {
         this.pending.set(key, `declare failed: ${errorText(e)}`);
       }

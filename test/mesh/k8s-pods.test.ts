@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestApiServer } from '../k8s/apiserver/server.js';
 import { connect, type Kube } from '../../src/k8s/kube.js';
-import { Testbed, APP_PORT, APP_PORT_2, type Pod, type MeshModeName, type Cleanup } from './testbed.js';
-import { runMesh } from './mesh-node.js';
+import { Testbed, APP_PORT, APP_PORT_2, type Pod, type MeshModeName, type Cleanup, type TestbedOptions } from './testbed.js';
+import { runMesh, type MeshInstance } from './mesh-node.js';
 import { MeshPodWatcher, kubeletCgroupResolver, podSettingsOf, meshOfPod, parsePorts, type PodObject } from '../../apps/mesh-accel/k8s-pods.js';
 import { cgroupId, ipNet } from '../../apps/mesh-accel/mesh.js';
 
@@ -63,13 +63,19 @@ async function schedulePod(kube: Kube, tb: Testbed, w: MeshPodWatcher, def: PodD
   return { pod, uid };
 }
 
-test('cluster mode: meshed pods from the API server are declared before their first request; annotations exclude ports; deleting a pod unmeshes it', async (t) => {
+/** A node in cluster mode: the test API server, a test bed node, mesh-accel on it and a pod watcher. */
+async function clusterNode(t: Cleanup, opts: TestbedOptions = {}): Promise<{ kube: Kube; tb: Testbed; mesh: MeshInstance; w: MeshPodWatcher }> {
   const kube = await apiServer(t);
-  const tb = await Testbed.create(t);
+  const tb = await Testbed.create(t, 'kbpfmesh', opts);
   const mesh = await runMesh(t, tb);
   const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
   await w.start();
   t.after(() => w.stop());
+  return { kube, tb, mesh, w };
+}
+
+test('cluster mode: meshed pods from the API server are declared before their first request; annotations exclude ports; deleting a pod unmeshes it', async (t) => {
+  const { kube, tb, mesh, w } = await clusterNode(t);
 
   // a pod on another node and a pod without a sidecar are never declared
   await kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'elsewhere', annotations: { 'sidecar.istio.io/status': '{}' } }, spec: { nodeName: 'node-2', containers: [{ name: 'app', image: 'app' }] }, status: { podIP: '10.99.0.1' } } });
@@ -129,12 +135,7 @@ test('cluster mode: meshed pods from the API server are declared before their fi
 });
 
 test('cluster mode: linkerd pods by proxy-version annotation, skip-outbound-ports honoured; annotation changes are applied', async (t) => {
-  const kube = await apiServer(t);
-  const tb = await Testbed.create(t);
-  const mesh = await runMesh(t, tb);
-  const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
-  await w.start();
-  t.after(() => w.stop());
+  const { kube, tb, mesh, w } = await clusterNode(t);
   const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy' });
   const { pod: l } = await schedulePod(kube, tb, w, { name: 'l', mode: 'linkerd', annotations: { 'linkerd.io/proxy-version': 'stable-2.14.10', 'config.linkerd.io/skip-outbound-ports': `${APP_PORT_2}` } });
   const s = mesh.maps.pods().find((p) => p.ip === l.ip)!.settings;
@@ -175,12 +176,7 @@ test('annotations to settings: istio include/exclude, linkerd ranges and uid, re
 });
 
 test('cluster mode, dual-stack: both addresses of status.podIPs are declared; the first IPv6 request goes through both sidecars; deleting the pod removes its IPv6 entry', async (t) => {
-  const kube = await apiServer(t);
-  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6: true });
-  const mesh = await runMesh(t, tb);
-  const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
-  await w.start();
-  t.after(() => w.stop());
+  const { kube, tb, mesh, w } = await clusterNode(t, { ipv6: true });
   const { pod: a } = await schedulePod(kube, tb, w, { name: 'a', sidecarContainer: 'istio-proxy' });
   const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': `${a.ip6}/128` } });
   assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
@@ -196,12 +192,7 @@ test('cluster mode, dual-stack: both addresses of status.podIPs are declared; th
 });
 
 test('cluster mode, IPv6-only: a pod with only an IPv6 address in status.podIPs is declared by it and its first request goes through both sidecars', async (t) => {
-  const kube = await apiServer(t);
-  const tb = await Testbed.create(t, 'kbpfmesh', { ipv6Only: true });
-  const mesh = await runMesh(t, tb);
-  const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
-  await w.start();
-  t.after(() => w.stop());
+  const { kube, tb, mesh, w } = await clusterNode(t, { ipv6Only: true });
   const { pod: a } = await schedulePod(kube, tb, w, { name: 'a', sidecarContainer: 'istio-proxy' });
   const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy' });
   assert.deepEqual(mesh.maps.pods(), [], 'no IPv4 entry');
