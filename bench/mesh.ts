@@ -22,10 +22,14 @@
 //
 // Also measured per window: CPU time per request (all CPUs, every process, from /proc/stat) and
 // how much of the window the CPUs sat idle; mesh_cpu_ratio is eBPF / iptables CPU per request,
-// the cost of the data path without the scheduler's idle gaps.
+// the cost of the data path without the scheduler's idle gaps. And the CPU time of each sidecar
+// per request (/proc/PID/stat): mesh_sidecar_cpu_ratio, eBPF / iptables, is the ratio that bounds
+// requests/s on a node where every process of the chain has a core of its own.
 //
 // Options after --: --duration=S (default 2 s for this benchmark), --repeats=N (default 5),
-// --mesh-wrk-threads=N (default 1),
+// --mesh-wrk-threads=N (default 1), --mesh-sidecar-threads=N (HAProxy nbthread, default 1),
+// --mesh-cpus=LIST (run the whole test bed, wrk included, on these CPUs: a taskset list; CPU time
+// and idle are then counted on these CPUs only),
 // --mesh-conns=8,32,128, --mesh-warmup=S (default 1, 0 = none), --mesh-ka-only (keep-alive points
 // only), --mesh-alt=DIR (A/B against another build of the package, e.g. an older commit's tree
 // from `git archive`: adds the path ebpf_alt, the package DIR/apps/mesh-accel run the same way,
@@ -54,22 +58,61 @@ interface Sample {
   cpuUsPerReq: number;
   /** share of the window the CPUs were idle (0-1) */
   idle: number;
+  /**
+   * CPU time of one sidecar per request, µs (the mean of A's and B's, from /proc/PID/stat; kernel
+   * work done in the process's context, softirq included, counts): what bounds requests/s once
+   * each process has a core of its own
+   */
+  sidecarUsPerReq: number;
 }
 
-/** Busy and idle time of all CPUs so far (/proc/stat, USER_HZ ticks); steal counts as neither. */
-function cpuTimes(): { busy: number; idle: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0] = f;
-  return { busy: user + nice + system + irq + softirq, idle: idle + iowait };
+/** The CPUs of a taskset list ("0", "0-1,3"). */
+function cpuList(list: string): Set<number> {
+  const out = new Set<number>();
+  for (const part of list.split(',')) {
+    const [lo, hi = lo] = part.split('-').map(Number);
+    for (let c = lo!; c <= hi!; c++) out.add(c);
+  }
+  return out;
+}
+
+/**
+ * Busy and idle time so far (/proc/stat, USER_HZ ticks) of the given CPUs, or of all of them;
+ * steal counts as neither.
+ */
+function cpuTimes(cpus: Set<number> | null): { busy: number; idle: number } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const rows = cpus ? lines.filter((l) => { const m = /^cpu(\d+) /.exec(l); return m !== null && cpus.has(Number(m[1])); }) : [lines[0]!];
+  let busy = 0;
+  let idleTicks = 0;
+  for (const row of rows) {
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0] = row.trim().split(/\s+/).slice(1).map(Number);
+    busy += user + nice + system + irq + softirq;
+    idleTicks += idle + iowait;
+  }
+  return { busy, idle: idleTicks };
 }
 const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
+
+/** user + system ticks a process has used so far (/proc/PID/stat fields 14 and 15) */
+function procTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** the pid of the pod's sidecar (HAProxy runs in the foreground: the spawned pid is its own) */
+function sidecarPid(pod: Pod): number {
+  const pid = pod.sidecarProc?.pid;
+  if (pid === undefined || readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'haproxy') throw new Error(`${pod.name}: no running sidecar to measure`);
+  return pid;
+}
 
 function ms(v: string, unit: string): number {
   const n = Number(v);
   return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
 }
 
-export function parseWrk(out: string): Omit<Sample, 'cpuUsPerReq' | 'idle'> {
+export function parseWrk(out: string): Omit<Sample, 'cpuUsPerReq' | 'idle' | 'sidecarUsPerReq'> {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
   const p = (q: string) => {
     const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
@@ -86,17 +129,22 @@ function fmt(n: number, d = 2): string {
   return Number.isFinite(n) ? n.toFixed(d) : 'n/a';
 }
 
-async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive: boolean, durationS: number, threads: number): Promise<Sample> {
+async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive: boolean, durationS: number, threads: number, sidecars: Pod[]): Promise<Sample> {
   const args = [`-t${threads}`, `-c${conns}`, `-d${durationS}s`, '--latency', '--timeout', '5s', ...(keepAlive ? [] : ['-H', 'Connection: close']), url];
-  const before = cpuTimes();
+  const pids = sidecars.map(sidecarPid);
+  const sidecarBefore = pids.map(procTicks);
+  const measured = from.cpus !== null ? cpuList(from.cpus) : null;
+  const before = cpuTimes(measured);
   const r = await tb.execInPod(from, 'wrk', args, { timeoutMs: (durationS + 30) * 1000 });
-  const after = cpuTimes();
+  const after = cpuTimes(measured);
+  const sidecarTicks = pids.reduce((sum, pid, i) => sum + procTicks(pid) - sidecarBefore[i]!, 0);
   if (r.code !== 0) throw new Error(`wrk failed (${r.code}): ${r.stderr}${r.stdout}`);
   const w = parseWrk(r.stdout);
   // the window includes wrk's own start and exit (a few ms): small next to the seconds measured
   const busy = after.busy - before.busy;
   const idle = after.idle - before.idle;
-  return { ...w, cpuUsPerReq: (busy * TICK_US) / (w.rps * durationS), idle: idle / Math.max(1, busy + idle) };
+  const requests = w.rps * durationS;
+  return { ...w, cpuUsPerReq: (busy * TICK_US) / requests, idle: idle / Math.max(1, busy + idle), sidecarUsPerReq: (sidecarTicks * TICK_US) / pids.length / requests };
 }
 
 export const benchmark: Benchmark = {
@@ -110,6 +158,13 @@ export const benchmark: Benchmark = {
     // one wrk thread (it takes ~15% of the machine; 2 threads slow every path, the ratios stay alike)
     const wrkThreads = Number(arg('wrk-threads') ?? 1);
     if (!Number.isInteger(wrkThreads) || wrkThreads < 1) throw new Error('--mesh-wrk-threads must be a positive integer');
+    // HAProxy threads per sidecar (default 1; istio runs its sidecars with concurrency 2)
+    const sidecarThreads = Number(arg('sidecar-threads') ?? 1);
+    if (!Number.isInteger(sidecarThreads) || sidecarThreads < 1) throw new Error('--mesh-sidecar-threads must be a positive integer');
+    // CPUs for the whole test bed, wrk included (a taskset list, e.g. 0): with one CPU nothing
+    // waits on a wake-up on another CPU, and requests/s follow the CPU cost of a request
+    const cpus = arg('cpus');
+    if (cpus !== undefined && !/^\d+([-,]\d+)*$/.test(cpus)) throw new Error(`--mesh-cpus: not a CPU list: ${cpus}`);
     const warmupS = Number(arg('warmup') ?? 1);
     const conns = arg('conns')?.split(',').map(Number) ?? [8, 32, 128];
     const mid = conns[Math.floor(conns.length / 2)]!;
@@ -141,8 +196,8 @@ export const benchmark: Benchmark = {
     process.once('SIGTERM', onSignal);
     try {
       const tb = await Testbed.create(t, 'kbpfmeshbench');
-      const a = await tb.addPod();
-      const b = await tb.addPod();
+      const a = await tb.addPod({ threads: sidecarThreads, cpus });
+      const b = await tb.addPod({ threads: sidecarThreads, cpus });
       // many short connections: allow reuse of TIME_WAIT ports inside the pods
       for (const p of [a, b]) {
         await tb.execInPod(p, 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65000']);
@@ -155,7 +210,7 @@ export const benchmark: Benchmark = {
       const points = [...conns.map((c) => ({ c, ka: true })), ...(kaOnly ? [] : conns.map((c) => ({ c, ka: false })))];
       const key = (path: PathName, ka: boolean, c: number) => `${path}_${ka ? 'ka' : 'close'}_c${c}`;
       const samples = new Map<string, Sample[]>();
-      note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up), wrk -t${wrkThreads}`);
+      note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up), wrk -t${wrkThreads}, sidecar threads ${sidecarThreads}, CPUs ${cpus ?? 'all'}`);
 
       let instances = 0;
       const counters = { connect_out: 0n, connect_peer: 0n, msg_redirect: 0n, msg_redirect_peer: 0n, msg_pass: 0n, origdst: 0n };
@@ -196,11 +251,11 @@ export const benchmark: Benchmark = {
               const probe = await tb.get(a, url);
               const through = /outbound=\S+ inbound=\S+/.test(probe.body);
               if (!probe.ok || through !== (path !== 'none')) throw new Error(`${path}: probe request went wrong: ${probe.code} ${probe.err} ${probe.body}`);
-              if (warmupS > 0) await wrk(tb, a, url, pt.c, pt.ka, warmupS, wrkThreads);
-              const s = await wrk(tb, a, url, pt.c, pt.ka, durationS, wrkThreads);
+              if (warmupS > 0) await wrk(tb, a, url, pt.c, pt.ka, warmupS, wrkThreads, [a, b]);
+              const s = await wrk(tb, a, url, pt.c, pt.ka, durationS, wrkThreads, [a, b]);
               const k = key(path, pt.ka, pt.c);
               samples.set(k, [...(samples.get(k) ?? []), s]);
-              note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms cpu ${fmt(s.cpuUsPerReq, 1)} us/req idle ${fmt(100 * s.idle, 1)}%${s.errors ? ` errors ${s.errors}` : ''}`);
+              note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms cpu ${fmt(s.cpuUsPerReq, 1)} us/req (sidecar ${fmt(s.sidecarUsPerReq, 1)}) idle ${fmt(100 * s.idle, 1)}%${s.errors ? ` errors ${s.errors}` : ''}`);
               if (mesh && path === 'ebpf') {
                 const st = mesh.maps.stats();
                 for (const c of Object.keys(counters) as (keyof typeof counters)[]) counters[c] += st[c];
@@ -223,21 +278,22 @@ export const benchmark: Benchmark = {
         return {
           rps: median(xs.map((x) => x.rps)), rpsMin: Math.min(...xs.map((x) => x.rps)), rpsMax: Math.max(...xs.map((x) => x.rps)),
           p50: median(xs.map((x) => x.p50Ms)), p99: median(xs.map((x) => x.p99Ms)), errors: xs.reduce((s, x) => s + x.errors, 0),
-          cpu: median(xs.map((x) => x.cpuUsPerReq)), idle: median(xs.map((x) => x.idle)),
+          cpu: median(xs.map((x) => x.cpuUsPerReq)), idle: median(xs.map((x) => x.idle)), sidecar: median(xs.map((x) => x.sidecarUsPerReq)),
         };
       };
       note('');
-      note('| conn | connections | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | CPU idle | errors |');
-      note('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+      note('| conn | connections | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | sidecar µs/req | CPU idle | errors |');
+      note('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const pt of points) {
         for (const path of PATHS) {
           const k = key(path, pt.ka, pt.c);
           const g = agg(k);
-          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`);
+          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(g.sidecar, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`);
           result(`mesh_${k}_rps`, fmt(g.rps, 0));
           result(`mesh_${k}_p50_ms`, fmt(g.p50, 3));
           result(`mesh_${k}_p99_ms`, fmt(g.p99, 3));
           result(`mesh_${k}_cpu_us_per_req`, fmt(g.cpu, 1));
+          if (path !== 'none') result(`mesh_${k}_sidecar_cpu_us_per_req`, fmt(g.sidecar, 1));
         }
       }
       // ratios within each repeat (same moment, same machine load), then their median and range
@@ -249,6 +305,7 @@ export const benchmark: Benchmark = {
       const paired: Record<string, number[]> = {};
       const byName = [
         ['rps', true, (x: Sample) => x.rps], ['p50', true, (x: Sample) => x.p50Ms], ['cpu', true, (x: Sample) => x.cpuUsPerReq],
+        ['sidecar_cpu', true, (x: Sample) => x.sidecarUsPerReq],
         ['close_rps', false, (x: Sample) => x.rps], ['close_p50', false, (x: Sample) => x.p50Ms], ['close_cpu', false, (x: Sample) => x.cpuUsPerReq],
       ] as const;
       for (const [name, ka, f] of byName) {
@@ -267,7 +324,7 @@ export const benchmark: Benchmark = {
       const ec = agg(key('ebpf', false, mid));
       const ic = agg(key('iptables', false, mid));
       // headline: median of the paired per-repeat ratios; the ratio of the medians is printed too
-      for (const name of ['rps', 'p50', 'cpu', 'close_rps', 'close_p50', 'close_cpu']) {
+      for (const name of ['rps', 'p50', 'cpu', 'sidecar_cpu', 'close_rps', 'close_p50', 'close_cpu']) {
         const r = paired[name];
         if (!r) continue;
         result(`mesh_${name}_ratio`, fmt(median(r), 3));
