@@ -20,7 +20,7 @@
 // registered with the test's cleanup (so it also runs on failure).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, rmdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
@@ -180,6 +180,21 @@ export class Testbed {
     await this.waitListening(pod, ports);
     if (ip6) await this.waitListening(pod, ports, 10_000, 6);
     return pod;
+  }
+
+  /**
+   * Moves everything running in the pod (every thread of every process in its cgroup) to these
+   * CPUs, or back to all of them (null); what starts in the pod later runs there too.
+   */
+  async setPodCpus(pod: Pod, cpus: string | null): Promise<void> {
+    pod.cpus = cpus;
+    const list = cpus ?? `0-${availableParallelism() - 1}`;
+    const pids = readFileSync(join(pod.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+    for (const pid of pids) {
+      const r = await run('taskset', ['-a', '-p', '-c', list, pid], { timeoutMs: 15_000 });
+      // a process may exit meanwhile (ESRCH): nothing to move
+      if (r.code !== 0 && existsSync(`/proc/${pid}`)) throw new Error(`${pod.name}: taskset -p ${list} ${pid}: ${r.stderr.trim()}`);
+    }
   }
 
   /** The IP the next addPod() gets. */
