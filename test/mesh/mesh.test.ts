@@ -1,5 +1,7 @@
 // mesh-accel on a real kernel with real HAProxy sidecars, run through the real agent.
 import { test } from 'node:test';
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
 import { Testbed, APP_PORT, APP_PORT_2, type Pod } from './testbed.js';
 import { runMesh } from './mesh-node.js';
@@ -111,6 +113,29 @@ test('the iptables path of the test bed: istio-init REDIRECT rules carry the sam
   await tb.disableIptables(a);
   await tb.disableIptables(b);
   assert.deepEqual(await tb.natRules(a), []);
+});
+
+test('the test bed pins a running pod to CPUs (setPodCpus): every thread of its processes, and what starts in it later; null undoes it', async (t) => {
+  const tb = await Testbed.create(t);
+  const a = await tb.addPod();
+  // the CPUs each thread of the pod's processes may run on, from /proc/PID/task/TID/status
+  const allowed = () => {
+    const pids = readFileSync(`${a.cgroup}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
+    assert.ok(pids.length >= 2, `app and sidecar in the pod's cgroup: ${pids.join(' ')}`);
+    return new Set(pids.flatMap((pid) => readdirSync(`/proc/${pid}/task`).map((tid) => /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1])));
+  };
+  const all = `0-${availableParallelism() - 1}`;
+  const everywhere = availableParallelism() === 1 ? '0' : all;
+  assert.deepEqual([...allowed()], [everywhere]);
+  await tb.setPodCpus(a, '0');
+  assert.deepEqual([...allowed()], ['0']);
+  await tb.restartSidecar(a);
+  assert.deepEqual([...allowed()], ['0'], 'a restarted sidecar starts on the pod\'s CPUs');
+  const inPod = await tb.execInPod(a, 'grep', ['Cpus_allowed_list', '/proc/self/status']);
+  assert.match(inPod.stdout, /Cpus_allowed_list:\s*0$/m);
+  assert.ok((await tb.get(a, `http://${a.ip}/`)).ok, 'the pinned pod still answers');
+  await tb.setPodCpus(a, null);
+  assert.deepEqual([...allowed()], [everywhere]);
 });
 
 test('rm of the instance restores direct traffic at once, keeps existing connections working, and leaves no program, map or link', async (t) => {
