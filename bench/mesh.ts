@@ -13,7 +13,9 @@
 // after its turn so it costs the other paths nothing) at every point: keep-alive and
 // `Connection: close`, at 8 / 32 / 128 connections, with the whole test bed (wrk included) on
 // CPU 0; and keep-alive at 32 connections with the test bed on every CPU (figures named
-// *_allcpus). Reported: medians over repeats, with the min-max of requests/s as the spread.
+// *_allcpus), and once more on CPU 0 with L4 sidecars (HAProxy `mode tcp`: bytes passed on, no
+// HTTP parsing, as a sidecar does for plain TCP services; figures named *_l4). Reported: medians
+// over repeats, with the min-max of requests/s as the spread.
 //
 // Why one CPU for the headline: the chain is four single-threaded processes (wrk, sidecar A,
 // sidecar B, app B). On one CPU they never wait for a wake-up on another CPU, the CPU is always
@@ -220,13 +222,16 @@ export const benchmark: Benchmark = {
       // the A/B package: its own build and its own (possibly different) map layouts
       const alt = altDir ? { ref: await ta.build(join(altDir, 'apps/mesh-accel')) } : null;
       const url = `http://${b.ip}:80/`;
-      interface Point { c: number; ka: boolean; cpus: string | null; allCpus?: true }
+      // a point: keep-alive or close, connections, where the test bed runs, L7 or L4 sidecars
+      interface PointKey { ka: boolean; c: number; allCpus?: true; l4?: true }
+      interface Point extends PointKey { cpus: string | null }
       const points: Point[] = [
         ...conns.map((c) => ({ c, ka: true, cpus })),
         ...(kaOnly ? [] : conns.map((c) => ({ c, ka: false, cpus }))),
         ...(cpus !== null ? [{ c: mid, ka: true, cpus: null, allCpus: true as const }] : []),
+        { c: mid, ka: true, cpus, l4: true },
       ];
-      const key = (path: PathName, pt: { ka: boolean; c: number; allCpus?: true }) => `${path}_${pt.ka ? 'ka' : 'close'}_c${pt.c}${pt.allCpus ? '_allcpus' : ''}`;
+      const key = (path: PathName, pt: PointKey) => `${path}_${pt.ka ? 'ka' : 'close'}_c${pt.c}${pt.allCpus ? '_allcpus' : ''}${pt.l4 ? '_l4' : ''}`;
       const samples = new Map<string, Sample[]>();
       note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up), wrk -t${wrkThreads}, sidecar threads ${sidecarThreads}, test bed on CPUs ${cpus ?? 'all'}${cpus !== null ? ` (and on all CPUs: keep-alive, ${mid} connections)` : ''}`);
 
@@ -241,7 +246,10 @@ export const benchmark: Benchmark = {
             let mesh: Awaited<ReturnType<typeof runMesh>> | null = null;
             let altMesh: { name: string; maps: { close(): void } } | null = null;
             // a clean start: no pooled sidecar connection and no conntrack entry of another path
-            for (const p of [a, b]) await tb.setPodCpus(p, pt.cpus);
+            for (const p of [a, b]) {
+              await tb.setPodCpus(p, pt.cpus);
+              p.sidecarProtocol = pt.l4 ? 'tcp' : 'http';
+            }
             for (const p of [a, b]) await tb.restartSidecar(p);
             await new Promise((res) => setTimeout(res, 100));
             for (const p of [a, b]) await tb.flushConntrack(p);
@@ -267,9 +275,13 @@ export const benchmark: Benchmark = {
             }
             try {
               // check the path really is what it says before measuring it
+              // (the app's peer is B's sidecar, 127.0.0.6, or pod A itself; L7 sidecars add their headers)
               const probe = await tb.get(a, url);
-              const through = /outbound=\S+ inbound=\S+/.test(probe.body);
-              if (!probe.ok || through !== (path !== 'none')) throw new Error(`${path}: probe request went wrong: ${probe.code} ${probe.err} ${probe.body}`);
+              const meshed = path !== 'none';
+              const headers = /outbound=\S+ inbound=\S+/.test(probe.body);
+              if (!probe.ok || probe.peer !== (meshed ? '127.0.0.6' : a.ip) || headers !== (meshed && !pt.l4)) {
+                throw new Error(`${path}${pt.l4 ? ' (L4 sidecars)' : ''}: probe request went wrong: ${probe.code} ${probe.err} peer ${probe.peer} ${probe.body}`);
+              }
               if (warmupS > 0) await wrk(tb, a, url, pt.c, pt.ka, warmupS, wrkThreads, [a, b]);
               const s = await wrk(tb, a, url, pt.c, pt.ka, durationS, wrkThreads, [a, b]);
               const k = key(path, pt);
@@ -301,13 +313,13 @@ export const benchmark: Benchmark = {
         };
       };
       note('');
-      note('| conn | connections | CPUs | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | sidecar µs/req | CPU idle | errors |');
-      note('| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+      note('| conn | connections | CPUs | sidecars | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | sidecar µs/req | CPU idle | errors |');
+      note('| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const pt of points) {
         for (const path of PATHS) {
           const k = key(path, pt);
           const g = agg(k);
-          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${pt.cpus ?? 'all'} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(g.sidecar, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`);
+          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${pt.cpus ?? 'all'} | ${pt.l4 ? 'L4' : 'L7'} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(g.sidecar, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`);
           result(`mesh_${k}_rps`, fmt(g.rps, 0));
           result(`mesh_${k}_p50_ms`, fmt(g.p50, 3));
           result(`mesh_${k}_p99_ms`, fmt(g.p99, 3));
@@ -324,12 +336,14 @@ export const benchmark: Benchmark = {
       const ka = { ka: true, c: mid };
       const close = { ka: false, c: mid };
       const all = { ka: true, c: mid, allCpus: true as const };
+      const l4 = { ka: true, c: mid, l4: true as const };
       const byName = [
         ['rps', ka, rps], ['p50', ka, p50], ['cpu', ka, cpu], ['sidecar_cpu', ka, sidecarCpu],
         ['close_rps', close, rps], ['close_p50', close, p50], ['close_cpu', close, cpu],
         ['allcpus_rps', all, rps], ['allcpus_p50', all, p50], ['allcpus_cpu', all, cpu], ['allcpus_sidecar_cpu', all, sidecarCpu],
+        ['l4_rps', l4, rps], ['l4_p50', l4, p50], ['l4_cpu', l4, cpu], ['l4_sidecar_cpu', l4, sidecarCpu],
       ] as const;
-      const paired = (path: PathName, pt: typeof all | typeof ka, f: (x: Sample) => number) => {
+      const paired = (path: PathName, pt: PointKey, f: (x: Sample) => number) => {
         const es = samples.get(key(path, pt)) ?? [];
         const is = samples.get(key('iptables', pt)) ?? [];
         return es.map((x, i) => f(x) / f(is[i]!));
@@ -338,7 +352,7 @@ export const benchmark: Benchmark = {
       for (const [name, pt, f] of byName) {
         const r = paired('ebpf', pt, f);
         if (r.length === 0) continue; // a point this run left out
-        const where = `c${pt.c}, CPUs ${'allCpus' in pt ? 'all' : (cpus ?? 'all')}`;
+        const where = `c${pt.c}, CPUs ${'allCpus' in pt ? 'all' : (cpus ?? 'all')}${'l4' in pt ? ', L4 sidecars' : ''}`;
         if (alt) {
           const ra = paired('ebpf_alt', pt, f);
           note(`mesh: ${name} ratio (ebpf_alt/iptables, ${where}) per repeat: ${spread(ra)}`);

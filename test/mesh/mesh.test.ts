@@ -20,6 +20,7 @@ test('app to app through both sidecars on the eBPF path: no iptables rule, sidec
   assert.ok(r.ok, `request failed: ${r.code} ${r.err}`);
   // A's sidecar (outbound) and B's sidecar (inbound) both saw B's address as the destination
   assert.match(r.body, new RegExp(`^app=pod1 port=${APP_PORT} outbound=${b.ip}:${APP_PORT} inbound=${b.ip}:${APP_PORT}$`, 'm'));
+  assert.equal(r.peer, '127.0.0.6', "B's sidecar connected to the app");
   const s = mesh.maps.stats();
   assert.ok(s.connect_out > before.connect_out, 'app connection went to the local sidecar');
   assert.ok(s.connect_peer > before.connect_peer, 'sidecar connection went to the peer inbound port');
@@ -98,12 +99,31 @@ const get = () => new Promise((res, rej) => {
 })();
 `;
 
+test('L4 sidecars (tcp mode, no HTTP parsing): the eBPF path carries the bytes through both, SO_ORIGINAL_DST alone finds the destination', async (t) => {
+  const tb = await Testbed.create(t);
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ sidecarProtocol: 'tcp', beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ sidecarProtocol: 'tcp', beforeStart: (p) => mesh.declare(p) });
+  const before = mesh.maps.stats();
+  const r = await tb.get(a, `http://${b.ip}:${APP_PORT_2}/`);
+  assert.ok(r.ok, `request failed: ${r.code} ${r.err}`);
+  // no x-mesh headers (L4 sidecars add none), but B's sidecar is who connected to the app, on
+  // the port the client asked for: both sidecars took the destination from SO_ORIGINAL_DST
+  assert.match(r.body, new RegExp(`^app=pod1 port=${APP_PORT_2} outbound= inbound=$`, 'm'));
+  assert.equal(r.peer, '127.0.0.6');
+  const s = mesh.maps.stats();
+  assert.ok(s.origdst - before.origdst >= 2n, `both sidecars got SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`);
+  assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the sockhash redirect');
+  assert.ok(s.msg_redirect - s.msg_redirect_peer > before.msg_redirect - before.msg_redirect_peer, 'app<->sidecar bytes went through the sockhash redirect');
+});
+
 test('the iptables path of the test bed: istio-init REDIRECT rules carry the same request through both sidecars', async (t) => {
   const tb = await Testbed.create(t);
   const a = await tb.addPod();
   const b = await tb.addPod();
   const direct = await tb.get(a, `http://${b.ip}/`);
   assert.match(direct.body, /^app=pod1 port=80 outbound= inbound=$/m);
+  assert.equal(direct.peer, a.ip, 'no sidecar: the app sees the client pod');
   await tb.enableIptables(a);
   await tb.enableIptables(b);
   assert.ok((await tb.natRules(a)).some((l) => /REDIRECT --to-ports 15001/.test(l)));

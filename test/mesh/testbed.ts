@@ -69,6 +69,12 @@ export interface Pod {
   sidecarProc: ChildProcess | null;
   sidecar6Proc: ChildProcess | null;
   sidecarThreads: number;
+  /**
+   * What the sidecar proxies, read each time it (re)starts: http (L7: parses each request, adds
+   * the x-mesh-* headers, as a sidecar routing HTTP does) or tcp (L4: passes the bytes on, as a
+   * sidecar does for plain TCP services; no headers)
+   */
+  sidecarProtocol: 'http' | 'tcp';
   /** CPUs everything in the pod runs on (taskset -c list), null = anywhere */
   cpus: string | null;
   iptables: boolean;
@@ -80,6 +86,8 @@ export interface PodOptions {
   sidecar?: boolean;
   /** sidecar threads (default 1) */
   threads?: number;
+  /** what the sidecar proxies: http (default, L7) or tcp (L4); see Pod.sidecarProtocol */
+  sidecarProtocol?: 'http' | 'tcp';
   /**
    * CPUs for everything started in the pod (a `taskset -c` list, e.g. "0"): a pod with its own
    * CPUs, as kubelet's static CPU manager gives a Guaranteed pod. Default: any CPU.
@@ -158,7 +166,7 @@ export class Testbed {
     const netns = uniqueName(`${this.prefix}-${name}`);
     const cgroup = join(this.parentCgroup, opts.cgroupName ?? name);
     const ip6 = this.subnet6 ? `${this.subnet6}::${(10 + i).toString(16)}` : undefined;
-    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, ip6, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecar6Proc: null, sidecarThreads: opts.threads ?? 1, cpus: opts.cpus ?? null, iptables: false, ipv6Only: this.ipv6Only };
+    const pod: Pod = { name, netns, cgroup, ip: `${this.subnet}.${10 + i}`, ip6, mode, sidecar: SIDECARS[mode], dir: join(this.dir, name), procs: [], sidecarProc: null, sidecar6Proc: null, sidecarThreads: opts.threads ?? 1, sidecarProtocol: opts.sidecarProtocol ?? 'http', cpus: opts.cpus ?? null, iptables: false, ipv6Only: this.ipv6Only };
     this.pods.push(pod);
     mkdirSync(pod.dir);
     mkdirSync(cgroup);
@@ -229,12 +237,16 @@ export class Testbed {
     return run('sh', ['-c', script], { timeoutMs: opts.timeoutMs ?? 15_000, input: opts.input });
   }
 
-  /** HTTP GET from the pod's app side (uid 0, inside its cgroup): status line and body. */
-  async get(from: Pod, url: string, timeoutS = 5): Promise<{ ok: boolean; code: number; body: string; err: string }> {
-    const r = await this.execInPod(from, 'curl', ['-sS', '-g', '--max-time', String(timeoutS), '-o', '-', '-w', '\n%{http_code}', url], { timeoutMs: (timeoutS + 5) * 1000 });
+  /**
+   * HTTP GET from the pod's app side (uid 0, inside its cgroup): status, body, and the test bed
+   * app's x-peer header (the address that connected to the app: 127.0.0.6 behind a sidecar).
+   */
+  async get(from: Pod, url: string, timeoutS = 5): Promise<{ ok: boolean; code: number; body: string; peer: string; err: string }> {
+    const r = await this.execInPod(from, 'curl', ['-sS', '-g', '--max-time', String(timeoutS), '-o', '-', '-w', '\n%header{x-peer}\n%{http_code}', url], { timeoutMs: (timeoutS + 5) * 1000 });
     const lines = r.stdout.split('\n');
     const code = Number(lines.pop());
-    return { ok: r.code === 0 && code === 200, code, body: lines.join('\n'), err: r.stderr.trim() };
+    const peer = lines.pop() ?? '';
+    return { ok: r.code === 0 && code === 200, code, body: lines.join('\n'), peer, err: r.stderr.trim() };
   }
 
   private startApp(pod: Pod): void {
@@ -252,7 +264,8 @@ export class Testbed {
       `  bind 0.0.0.0:${APP_PORT}`,
       `  bind 0.0.0.0:${APP_PORT_2}`,
       ...(pod.ip6 ? [`  bind [::]:${APP_PORT} v6only`, `  bind [::]:${APP_PORT_2} v6only`] : []),
-      `  http-request return status 200 content-type text/plain lf-string "app=${pod.name} port=%[dst_port] outbound=%[req.hdr(x-mesh-outbound)] inbound=%[req.hdr(x-mesh-inbound)]\\n"`,
+      // the body says which sidecars (L7) saw the request, the x-peer header who connected to the app
+      `  http-request return status 200 content-type text/plain lf-string "app=${pod.name} port=%[dst_port] outbound=%[req.hdr(x-mesh-outbound)] inbound=%[req.hdr(x-mesh-inbound)]\\n" hdr x-peer %[src]`,
       '',
     ].join('\n'));
     this.spawnInPod(pod, 'haproxy', ['-db', '-f', cfg]);
@@ -278,27 +291,28 @@ export class Testbed {
   private startSidecar(pod: Pod): void {
     const threads = pod.sidecarThreads;
     const s = pod.sidecar;
+    const l7 = pod.sidecarProtocol === 'http';
     const cfg = join(pod.dir, 'sidecar.cfg');
     writeFileSync(cfg, [
       'global',
       '  maxconn 4000',
       `  nbthread ${threads}`,
       'defaults',
-      '  mode http',
+      `  mode ${pod.sidecarProtocol}`,
       '  timeout connect 5s',
       '  timeout client 30s',
       '  timeout server 30s',
       // outbound: the app's connections, sent on to where the app wanted to go
       'frontend outbound',
       `  bind ${s.outboundBind}:${s.outbound}`,
-      '  http-request set-header x-mesh-outbound %[dst]:%[dst_port]',
+      ...(l7 ? ['  http-request set-header x-mesh-outbound %[dst]:%[dst_port]'] : []),
       '  default_backend original_dst',
       'backend original_dst',
       '  option transparent',
       // inbound: peers' connections to this pod, handed to the local app (istio's 127.0.0.6)
       'frontend inbound',
       `  bind 0.0.0.0:${s.inbound}`,
-      '  http-request set-header x-mesh-inbound %[dst]:%[dst_port]',
+      ...(l7 ? ['  http-request set-header x-mesh-inbound %[dst]:%[dst_port]'] : []),
       '  default_backend local_app',
       'backend local_app',
       '  option transparent',
