@@ -14,6 +14,7 @@ import { startApiServer, parseDuration, parseSince } from '../../src/agent/api-s
 import { ApiClient, ApiError } from '../../src/agent/api-client.js';
 import { AgentError } from '../../src/agent/types.js';
 import { FakeAgent } from './fake-agent.js';
+import { tempDir } from '../helpers/kernel.js';
 
 interface Fixture {
   dir: string;
@@ -297,8 +298,7 @@ test('a client that goes away ends its follow; close() ends open streams', async
 });
 
 test('stale sockets: removed when nothing answers; refused when an agent answers or the path is not a socket', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-stale-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'kbpf-stale-');
   const agent = new FakeAgent();
   t.after(() => agent.close());
   const sock = join(dir, 'agent.sock');

@@ -2,20 +2,14 @@
 // seq kept across restarts, follow (in process and across processes), remove, close.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LogStore, type LogRecord } from '../../src/agent/log-store.js';
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const d = mkdtempSync(join(tmpdir(), 'kbpf-logs-'));
-  t.after(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
+import { tempDir } from '../helpers/kernel.js';
 
 test('append writes JSON lines with ts and seq; read returns them oldest first', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir);
   const before = Date.now();
   logs.append('snoop', { source: 'events', event: { pid: 1, comm: 'init' } });
@@ -47,7 +41,7 @@ test('append writes JSON lines with ts and seq; read returns them oldest first',
 });
 
 test('writes are batched and flushed within flushMs', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir, { flushMs: 100 });
   for (let i = 0; i < 1000; i++) logs.append('a', { i });
   const file = join(dir, 'a', 'events.jsonl');
@@ -58,7 +52,7 @@ test('writes are batched and flushed within flushMs', async (t) => {
 });
 
 test('close flushes what is queued; seq continues after a restart', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const a = new LogStore(dir, { flushMs: 10_000 });
   for (let i = 0; i < 5; i++) a.append('x', { i });
   await a.close();
@@ -70,7 +64,7 @@ test('close flushes what is queued; seq continues after a restart', async (t) =>
 });
 
 test('since and tail', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir);
   for (let i = 0; i < 5; i++) logs.append('x', { i });
   await logs.flush();
@@ -88,7 +82,7 @@ test('since and tail', async (t) => {
 });
 
 test('rotation bounds the disk a chatty instance uses', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const maxBytes = 64 * 1024;
   const keep = 2;
   const logs = new LogStore(dir, { maxBytes, keep, maxPendingBytes: 16 * 1024 });
@@ -113,7 +107,7 @@ test('rotation bounds the disk a chatty instance uses', async (t) => {
   assert.deepEqual(logs.read('chatty', { tail: 5 }).map((r) => r.i), [N - 5, N - 4, N - 3, N - 2, N - 1]);
   await logs.close();
   // keep = 0: only the current file
-  const dir0 = tempDir(t);
+  const dir0 = tempDir(t, 'kbpf-logs-');
   const l0 = new LogStore(dir0, { maxBytes: 4096, keep: 0 });
   for (let i = 0; i < 1000; i++) l0.append('y', { i, payload });
   await l0.close();
@@ -122,7 +116,7 @@ test('rotation bounds the disk a chatty instance uses', async (t) => {
 });
 
 test('100k appends are fast (batched writes)', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir);
   const t0 = performance.now();
   for (let i = 0; i < 100_000; i++) logs.append('fast', { source: 'events', event: { pid: i, comm: 'bench', path: '/etc/passwd' } });
@@ -134,7 +128,7 @@ test('100k appends are fast (batched writes)', async (t) => {
 });
 
 test('follow yields existing records, then new ones as they are appended', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir, { pollMs: 5000 }); // in-process wake-ups, not polling
   logs.append('f', { i: 0 });
   logs.append('f', { i: 1 });
@@ -156,7 +150,7 @@ test('follow yields existing records, then new ones as they are appended', async
 });
 
 test('follow with tail and since, across rotations, without loss or duplicates', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir, { maxBytes: 8 * 1024, keep: 3, flushMs: 5 });
   for (let i = 0; i < 10; i++) logs.append('r', { i });
   const ac = new AbortController();
@@ -180,7 +174,7 @@ test('follow with tail and since, across rotations, without loss or duplicates',
 });
 
 test('follow picks up records another process writes, across rotation (polling)', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const writer = new LogStore(dir, { maxBytes: 4096, keep: 2, flushMs: 5 });
   const reader = new LogStore(dir, { pollMs: 20 });
   writer.append('p', { i: 0 });
@@ -207,7 +201,7 @@ test('follow picks up records another process writes, across rotation (polling)'
 });
 
 test('remove deletes the log and ends its followers; close ends followers too', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-logs-');
   const logs = new LogStore(dir, { pollMs: 5000 });
   logs.append('gone', { i: 1 });
   await logs.flush();
@@ -228,7 +222,7 @@ test('remove deletes the log and ends its followers; close ends followers too', 
 });
 
 test('instance names cannot escape the log directory', async (t) => {
-  const logs = new LogStore(tempDir(t));
+  const logs = new LogStore(tempDir(t, 'kbpf-logs-'));
   assert.throws(() => logs.append('../etc', {}), /invalid instance name/);
   assert.throws(() => logs.read('a/b'), /invalid instance name/);
   await logs.close();

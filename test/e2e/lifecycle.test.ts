@@ -5,12 +5,11 @@
 // refuses a non-root user.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, cpSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, cpSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { kernelIds, leftSince, bpftoolShow } from '../helpers/kernel.js';
+import { kernelIds, leftSince, bpftoolShow, tempDir } from '../helpers/kernel.js';
 import { Node, ROOT, KBPF } from './cli.js';
 
 interface LogLine { seq: number; event: { pid: number; path: string; flags: number } }
@@ -51,10 +50,8 @@ function variant(dir: string, from: string, version: string, edit: (c: string) =
 test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
   const before = kernelIds();
   const node = new Node(t);
-  const work = mkdtempSync(join(tmpdir(), 'kbpf-e2e-src-'));
-  t.after(() => rmSync(work, { recursive: true, force: true }));
-  const opens = mkdtempSync(join(tmpdir(), 'kbpf-e2e-opens-'));
-  t.after(() => rmSync(opens, { recursive: true, force: true }));
+  const work = tempDir(t, 'kbpf-e2e-src-');
+  const opens = tempDir(t, 'kbpf-e2e-opens-');
 
   const built = node.ok(['build', join(ROOT, 'examples/opensnoop')]);
   assert.match(built, /opensnoop:1\.0\.0/);
@@ -104,8 +101,7 @@ test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
 test('a failed build and a failed run leave nothing', async (t) => {
   const before = kernelIds();
   const node = new Node(t);
-  const bad = mkdtempSync(join(tmpdir(), 'kbpf-e2e-bad-'));
-  t.after(() => rmSync(bad, { recursive: true, force: true }));
+  const bad = tempDir(t, 'kbpf-e2e-bad-');
   writeFileSync(join(bad, 'broken.bpf.c'), '#include "vmlinux.h"\nint x(void) { return y; }\n');
   const r = node.kbpf(['build', '-t', 'broken:1.0', bad]);
   assert.equal(r.code, 1);
@@ -126,10 +122,8 @@ test('a failed build and a failed run leave nothing', async (t) => {
 test('kill -9 of the agent mid-upgrade: programs keep running, the restarted agent is consistent', async (t) => {
   const before = kernelIds();
   const node = new Node(t);
-  const work = mkdtempSync(join(tmpdir(), 'kbpf-e2e-src-'));
-  t.after(() => rmSync(work, { recursive: true, force: true }));
-  const opens = mkdtempSync(join(tmpdir(), 'kbpf-e2e-opens-'));
-  t.after(() => rmSync(opens, { recursive: true, force: true }));
+  const work = tempDir(t, 'kbpf-e2e-src-');
+  const opens = tempDir(t, 'kbpf-e2e-opens-');
   node.ok(['build', join(ROOT, 'examples/opensnoop')]);
   node.ok(['build', variant(join(work, 'v2'), join(ROOT, 'examples/opensnoop'), '2.0.0', (c) => c.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'))]);
 

@@ -2,13 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { mkdtempSync, rmSync, copyFileSync, closeSync, openSync } from 'node:fs';
+import { copyFileSync, closeSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { testAgent, EXAMPLES } from '../agent/fixture.js';
-import { kernelIds, leftSince, makeCgroup, run, runInCgroup } from '../helpers/kernel.js';
+import { kernelIds, leftSince, makeCgroup, run, runInCgroup, tempDir } from '../helpers/kernel.js';
 import type { Agent } from '../../src/agent/agent.js';
 
 type Ev = Record<string, unknown>;
@@ -27,8 +26,7 @@ async function waitFor(agent: Agent, instance: string, match: (e: Ev) => boolean
 test('opensnoop shows an open of a file, with the process that opened it', async (t) => {
   const before = kernelIds();
   const ta = await testAgent(t);
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-ex-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'kbpf-ex-');
   await ta.agent.run({ image: await ta.build(join(EXAMPLES, 'opensnoop')), name: 'os', config: { target_pid: String(process.pid) } });
   const path = join(dir, 'opened-by-the-test');
   const e = await waitFor(ta.agent, 'os', (x) => x.path === path, () => closeSync(openSync(path, 'w')));
@@ -41,8 +39,7 @@ test('opensnoop shows an open of a file, with the process that opened it', async
 test('execsnoop shows an exec with its file name and parent', async (t) => {
   const before = kernelIds();
   const ta = await testAgent(t);
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-ex-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'kbpf-ex-');
   const bin = join(dir, 'kbpf-exec-probe');
   copyFileSync('/bin/true', bin);
   await ta.agent.run({ image: await ta.build(join(EXAMPLES, 'execsnoop')), name: 'ex' });

@@ -1,7 +1,9 @@
 // Test helpers for real-kernel tests: cgroups, processes inside them, and leak checks with
 // bpftool. Everything a helper creates is removed by the test's cleanup, also on failure.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, rmdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, rmdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -17,8 +19,16 @@ export function objectPath(testUrl: string, name: string): string {
   return fileURLToPath(new URL(`./${name}`, testUrl));
 }
 
-interface Cleanup {
+/** What a helper needs of the test context: somewhere to register its teardown. */
+export interface Cleanup {
   after(fn: () => unknown): void;
+}
+
+/** A fresh directory under the system temp dir; removed with everything in it at cleanup. */
+export function tempDir(t: Cleanup, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 /** A fresh cgroup v2 directory; removed (after killing what is left in it) at cleanup. */

@@ -6,11 +6,7 @@ import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomInt } from 'node:crypto';
-import { uniqueName, bpftoolShow, type RunResult } from './kernel.js';
-
-interface Cleanup {
-  after(fn: () => unknown): void;
-}
+import { uniqueName, bpftoolShow, type Cleanup, type RunResult } from './kernel.js';
 
 /**
  * Runs a command to its end and collects its output. (Like kernel.ts's run, but stdin is

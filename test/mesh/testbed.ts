@@ -25,12 +25,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CGROUP2_ROOT, uniqueName, type RunResult } from '../helpers/kernel.js';
+import { CGROUP2_ROOT, uniqueName, type Cleanup, type RunResult } from '../helpers/kernel.js';
 import { run } from '../helpers/netns.js';
 
-export interface Cleanup {
-  after(fn: () => unknown): void;
-}
+export type { Cleanup };
 
 export type MeshModeName = 'istio' | 'linkerd' | 'kuma' | 'osm';
 

@@ -4,8 +4,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +11,7 @@ import {
   BpfObject, BpfMap, BpfError, VerifierError, type Link,
   attachTracepoint, attachRawTracepoint, attachUprobe, attachCgroup, attachXdp, attachTcx,
 } from '../../src/bpf/index.js';
-import { objectPath, kernelIds, makeCgroup } from '../helpers/kernel.js';
+import { objectPath, kernelIds, makeCgroup, tempDir } from '../helpers/kernel.js';
 import { leftOfOurs, oursNow, oursOf, merge, NOTHING, type Ours } from './leak-check.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/uprobe_target.c', import.meta.url));
@@ -29,8 +27,7 @@ function testInterface(t: T): string {
 }
 
 function uprobeTarget(t: T): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-leak-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'kbpf-leak-');
   const bin = join(dir, 'kbpf_uprobe_target');
   execFileSync('cc', ['-O2', '-o', bin, FIXTURE]);
   return bin;

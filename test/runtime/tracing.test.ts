@@ -2,27 +2,20 @@
 // path this process opens, and a raw tracepoint on sched_process_exec sees an exec it causes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, openSync, closeSync, copyFileSync, chmodSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync, copyFileSync, chmodSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BpfObject, attachTracepoint, attachRawTracepoint } from '../../src/bpf/index.js';
-import { objectPath, kernelIds } from '../helpers/kernel.js';
+import { objectPath, kernelIds, tempDir } from '../helpers/kernel.js';
 import { leftOfOurs, oursOf, NOTHING } from './leak-check.js';
-
-function tempDir(t: { after(fn: () => unknown): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-tracing-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 interface OpenKey { path: string }
 interface ExecEvent { pid: number; ppid: number; count: number; comm: string; filename: string }
 
 test('a tracepoint on syscalls/sys_enter_openat sees the path this process opens', async (t) => {
   const before = kernelIds();
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-tracing-');
   const path = join(dir, `kbpf-open-${randomBytes(6).toString('hex')}`);
   writeFileSync(path, 'x'); // before attach: not counted
   const obj = BpfObject.open(objectPath(import.meta.url, 'tracing.bpf.o'));
@@ -58,7 +51,7 @@ test('a tracepoint on syscalls/sys_enter_openat sees the path this process opens
 
 test('a raw tracepoint on sched_process_exec sees an exec this process causes', async (t) => {
   const before = kernelIds();
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'kbpf-tracing-');
   // a uniquely named copy of true(1): its path and comm identify our exec
   const exe = join(dir, `kbpfx${randomBytes(5).toString('hex')}`);
   copyFileSync('/bin/true', exe);

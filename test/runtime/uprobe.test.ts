@@ -2,13 +2,11 @@
 // arguments (PT_REGS_PARM1), the uretprobe the return values, for every run of the binary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, BpfError, attachUprobe, type Link } from '../../src/bpf/index.js';
-import { objectPath, kernelIds } from '../helpers/kernel.js';
+import { objectPath, kernelIds, tempDir } from '../helpers/kernel.js';
 import { leftOfOurs, oursOf, NOTHING } from './leak-check.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/uprobe_target.c', import.meta.url));
@@ -16,8 +14,7 @@ const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/uprobe_target.c', 
 interface Call { arg: number; ret: number; entries: number; returns: number }
 
 function buildTarget(t: { after(fn: () => unknown): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-uprobe-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'kbpf-uprobe-');
   const bin = join(dir, 'kbpf_uprobe_target');
   execFileSync('cc', ['-O2', '-g', '-o', bin, FIXTURE]);
   return bin;
