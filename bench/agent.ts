@@ -1,19 +1,19 @@
 // Agent benchmarks: `run` of a stored package until attached (through the real agent process and
 // its unix-socket API), against the bare runtime doing the same load + attach in-process; and the
 // agent's RSS with 200 running instances, against the same agent idle.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../src/agent/api-client.js';
-import { LayoutStore } from '../src/package/layout-store.js';
-import { buildPackage } from '../src/build/builder.js';
-import { BpfObject } from '../src/bpf/object.js';
 import { attachTracepoint } from '../src/bpf/link/tracing.js';
 import { ensureBpffs } from '../src/bpf/mounts.js';
-import { result, note, type Benchmark } from './run.js';
+import { BpfObject } from '../src/bpf/object.js';
+import { buildPackage } from '../src/compile/builder.js';
+import { LayoutStore } from '../src/package/layout-store.js';
+import { type Benchmark, note, result } from './run.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -29,7 +29,11 @@ function rssMb(pid: number): number {
 
 async function startAgent(stateDir: string, bpffsDir: string): Promise<{ proc: ChildProcess; client: ApiClient }> {
   const socket = join(stateDir, 'agent.sock');
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/kbpf.js'), 'agent', '--state-dir', stateDir, '--bpffs-dir', bpffsDir, '--socket', socket], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(
+    process.execPath,
+    [join(ROOT, 'bin/kbpf.js'), 'agent', '--state-dir', stateDir, '--bpffs-dir', bpffsDir, '--socket', socket],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   const client = new ApiClient(socket);
   for (let i = 0; i < 200; i++) {
     if (existsSync(socket)) {
@@ -63,7 +67,8 @@ export const benchmark: Benchmark = {
       const ref = built.stored.reference;
       // a tracepoint takes at most 64 programs, so the 200 instances are per-"pod" tcpconnect
       // instances, each on its own cgroup (as a node running one instance per pod would)
-      const perPod = (await buildPackage(join(ROOT, 'examples/tcpconnect'), { store, cacheDir: join(ROOT, 'build') })).stored.reference;
+      const perPod = (await buildPackage(join(ROOT, 'examples/tcpconnect'), { store, cacheDir: join(ROOT, 'build') }))
+        .stored.reference;
       mkdirSync(cgroupRoot);
       for (let i = 0; i < instances; i++) mkdirSync(join(cgroupRoot, `pod-${i}`));
       const elf = (await store.getLayer(await store.resolve(ref), 'opensnoop.bpf.o')).bytes;
@@ -88,7 +93,8 @@ export const benchmark: Benchmark = {
         const t0 = performance.now();
         const st = await client.run({ image: ref, name: `lat-${i}`, config: { target_pid: '1' } });
         lat.push(performance.now() - t0);
-        if (st.phase !== 'running' || !st.programs[0]?.linkId) throw new Error(`instance not attached: ${JSON.stringify(st)}`);
+        if (st.phase !== 'running' || !st.programs[0]?.linkId)
+          throw new Error(`instance not attached: ${JSON.stringify(st)}`);
         await client.remove(`lat-${i}`, { force: true });
       }
       note(`agent: ${runs} runs of ${ref} (run returns when every program is attached and pinned)`);
@@ -100,7 +106,8 @@ export const benchmark: Benchmark = {
       const idle = rssMb(proc.pid!);
       for (let i = 0; i < instances; i++) {
         await client.run({ image: perPod, name: `rss-${i}`, attach: { cgroup: join(cgroupRoot, `pod-${i}`) } });
-        if ((i + 1) % 50 === 0) note(`agent: ${i + 1}/${instances} instances running, RSS ${rssMb(proc.pid!).toFixed(1)} MB`);
+        if ((i + 1) % 50 === 0)
+          note(`agent: ${i + 1}/${instances} instances running, RSS ${rssMb(proc.pid!).toFixed(1)} MB`);
       }
       const running = (await client.list()).filter((s) => s.phase === 'running').length;
       if (running !== instances) throw new Error(`only ${running}/${instances} instances running`);
@@ -117,7 +124,8 @@ export const benchmark: Benchmark = {
       rmSync(bpffsDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });
       if (existsSync(cgroupRoot)) {
-        for (const d of readdirSync(cgroupRoot)) if (statSync(join(cgroupRoot, d)).isDirectory()) rmdirSync(join(cgroupRoot, d));
+        for (const d of readdirSync(cgroupRoot))
+          if (statSync(join(cgroupRoot, d)).isDirectory()) rmdirSync(join(cgroupRoot, d));
         rmdirSync(cgroupRoot);
       }
     }

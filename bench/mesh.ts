@@ -1,6 +1,6 @@
 // `npm run bench -- mesh`: requests through two sidecars, eBPF (mesh-accel) vs iptables REDIRECT.
 //
-// One test bed node (test/mesh/testbed.ts), two pods A and B, each with its app (HAProxy
+// One test bed node (testbed/mesh/testbed.ts), two pods A and B, each with its app (HAProxy
 // answering itself) and its sidecar (HAProxy with `option transparent`, 1 thread, the istio uid).
 // wrk runs in pod A as the app would (its netns and cgroup, uid 0) against B's pod IP:
 //   none      no capture: A's app talks to B's app directly (the sidecars idle)
@@ -48,14 +48,14 @@
 // struct pod_settings, so the IPv4 part is the 0.1.0 layout); its paired ratios to iptables are
 // printed next to ebpf's).
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cgroupId, ipNet, podSettings } from '../apps/mesh-accel/mesh.js';
 import { BpfMap } from '../src/bpf/index.js';
-import { podSettings, ipNet, cgroupId } from '../apps/mesh-accel/mesh.js';
-import { median, note, result, type Benchmark, type BenchOptions } from './run.js';
-import { Testbed, type Pod } from '../test/mesh/testbed.js';
-import { runMesh, MESH_APP_DIR } from '../test/mesh/mesh-node.js';
-import { testAgent } from '../test/agent/fixture.js';
+import { testAgent } from '../testbed/agent.js';
+import { MESH_APP_DIR, runMesh } from '../testbed/mesh/mesh-node.js';
+import { type Pod, Testbed } from '../testbed/mesh/testbed.js';
+import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
 
 type PathName = 'none' | 'iptables' | 'ebpf' | 'ebpf_nomsg' | 'ebpf_alt';
 const DEFAULT_PATHS: PathName[] = ['none', 'iptables', 'ebpf'];
@@ -93,11 +93,20 @@ function cpuList(list: string): Set<number> {
  */
 function cpuTimes(cpus: Set<number> | null): { busy: number; idle: number } {
   const lines = readFileSync('/proc/stat', 'utf8').split('\n');
-  const rows = cpus ? lines.filter((l) => { const m = /^cpu(\d+) /.exec(l); return m !== null && cpus.has(Number(m[1])); }) : [lines[0]!];
+  const rows = cpus
+    ? lines.filter((l) => {
+        const m = /^cpu(\d+) /.exec(l);
+        return m !== null && cpus.has(Number(m[1]));
+      })
+    : [lines[0]!];
   let busy = 0;
   let idleTicks = 0;
   for (const row of rows) {
-    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0] = row.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0] = row
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
     busy += user + nice + system + irq + softirq;
     idleTicks += idle + iowait;
   }
@@ -114,7 +123,8 @@ function procTicks(pid: number): number {
 /** the pid of the pod's sidecar (HAProxy runs in the foreground: the spawned pid is its own) */
 function sidecarPid(pod: Pod): number {
   const pid = pod.sidecarProc?.pid;
-  if (pid === undefined || readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'haproxy') throw new Error(`${pod.name}: no running sidecar to measure`);
+  if (pid === undefined || readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'haproxy')
+    throw new Error(`${pod.name}: no running sidecar to measure`);
   return pid;
 }
 
@@ -140,8 +150,26 @@ function fmt(n: number, d = 2): string {
   return Number.isFinite(n) ? n.toFixed(d) : 'n/a';
 }
 
-async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive: boolean, durationS: number, threads: number, sidecars: Pod[]): Promise<Sample> {
-  const args = [`-t${threads}`, `-c${conns}`, `-d${durationS}s`, '--latency', '--timeout', '5s', ...(keepAlive ? [] : ['-H', 'Connection: close']), url];
+async function wrk(
+  tb: Testbed,
+  from: Pod,
+  url: string,
+  conns: number,
+  keepAlive: boolean,
+  durationS: number,
+  threads: number,
+  sidecars: Pod[],
+): Promise<Sample> {
+  const args = [
+    `-t${threads}`,
+    `-c${conns}`,
+    `-d${durationS}s`,
+    '--latency',
+    '--timeout',
+    '5s',
+    ...(keepAlive ? [] : ['-H', 'Connection: close']),
+    url,
+  ];
   const pids = sidecars.map(sidecarPid);
   const sidecarBefore = pids.map(procTicks);
   const measured = from.cpus !== null ? cpuList(from.cpus) : null;
@@ -155,30 +183,40 @@ async function wrk(tb: Testbed, from: Pod, url: string, conns: number, keepAlive
   const busy = after.busy - before.busy;
   const idle = after.idle - before.idle;
   const requests = w.rps * durationS;
-  return { ...w, cpuUsPerReq: (busy * TICK_US) / requests, idle: idle / Math.max(1, busy + idle), sidecarUsPerReq: (sidecarTicks * TICK_US) / pids.length / requests };
+  return {
+    ...w,
+    cpuUsPerReq: (busy * TICK_US) / requests,
+    idle: idle / Math.max(1, busy + idle),
+    sidecarUsPerReq: (sidecarTicks * TICK_US) / pids.length / requests,
+  };
 }
 
 export const benchmark: Benchmark = {
   name: 'mesh',
-  description: 'HTTP through two HAProxy sidecars: no mesh vs iptables REDIRECT vs mesh-accel (eBPF), wrk keep-alive and close',
+  description:
+    'HTTP through two HAProxy sidecars: no mesh vs iptables REDIRECT vs mesh-accel (eBPF), wrk keep-alive and close',
   async run(opts: BenchOptions): Promise<void> {
     const durationS = process.argv.some((a) => a.startsWith('--duration')) ? opts.durationS : 2;
     const repeats = process.argv.some((a) => a.startsWith('--repeats')) ? opts.repeats : 5;
     // the value of --mesh-NAME=VALUE, or undefined
-    const arg = (name: string) => opts.args.find((a) => a.startsWith(`--mesh-${name}=`))?.slice(`--mesh-${name}=`.length);
+    const arg = (name: string) =>
+      opts.args.find((a) => a.startsWith(`--mesh-${name}=`))?.slice(`--mesh-${name}=`.length);
     // one wrk thread (it takes ~15% of the machine; 2 threads slow every path, the ratios stay alike)
     const wrkThreads = Number(arg('wrk-threads') ?? 1);
-    if (!Number.isInteger(wrkThreads) || wrkThreads < 1) throw new Error('--mesh-wrk-threads must be a positive integer');
+    if (!Number.isInteger(wrkThreads) || wrkThreads < 1)
+      throw new Error('--mesh-wrk-threads must be a positive integer');
     // HAProxy threads per sidecar (default 1; istio runs its sidecars with concurrency 2)
     const sidecarThreads = Number(arg('sidecar-threads') ?? 1);
-    if (!Number.isInteger(sidecarThreads) || sidecarThreads < 1) throw new Error('--mesh-sidecar-threads must be a positive integer');
+    if (!Number.isInteger(sidecarThreads) || sidecarThreads < 1)
+      throw new Error('--mesh-sidecar-threads must be a positive integer');
     // Where the test bed runs (wrk included): by default all of it on CPU 0, where requests/s
     // follow the CPU cost of a request; plus one keep-alive point at the middle connection count
     // with every CPU, where four single-threaded processes share the CPUs and wait on each other's
     // wake-ups (its figures carry _allcpus). --mesh-cpus=LIST pins elsewhere; =all pins nothing
     // (and drops the extra point).
     const cpusArg = arg('cpus') ?? '0';
-    if (cpusArg !== 'all' && !/^\d+([-,]\d+)*$/.test(cpusArg)) throw new Error(`--mesh-cpus: not a CPU list (or all): ${cpusArg}`);
+    if (cpusArg !== 'all' && !/^\d+([-,]\d+)*$/.test(cpusArg))
+      throw new Error(`--mesh-cpus: not a CPU list (or all): ${cpusArg}`);
     const cpus = cpusArg === 'all' ? null : cpusArg;
     const warmupS = Number(arg('warmup') ?? 1);
     const conns = arg('conns')?.split(',').map(Number) ?? [8, 32, 128];
@@ -189,8 +227,11 @@ export const benchmark: Benchmark = {
     if (altDir && !PATHS.includes('ebpf_alt')) PATHS.push('ebpf_alt');
     if (!altDir && PATHS.includes('ebpf_alt')) throw new Error('--mesh-paths: ebpf_alt needs --mesh-alt=DIR');
     const kaOnly = opts.args.includes('--mesh-ka-only');
-    for (const p of PATHS) if (!['none', 'iptables', 'ebpf', 'ebpf_nomsg', 'ebpf_alt'].includes(p)) throw new Error(`--mesh-paths: unknown path ${p}`);
-    for (const p of ['iptables', 'ebpf'] as const) if (!PATHS.includes(p)) throw new Error(`--mesh-paths must include ${p} (the ratios compare them)`);
+    for (const p of PATHS)
+      if (!['none', 'iptables', 'ebpf', 'ebpf_nomsg', 'ebpf_alt'].includes(p))
+        throw new Error(`--mesh-paths: unknown path ${p}`);
+    for (const p of ['iptables', 'ebpf'] as const)
+      if (!PATHS.includes(p)) throw new Error(`--mesh-paths must include ${p} (the ratios compare them)`);
     const cleanups: (() => unknown)[] = [];
     const t = { after: (fn: () => unknown) => void cleanups.push(fn) };
     const cleanUp = async () => {
@@ -215,7 +256,12 @@ export const benchmark: Benchmark = {
       const b = await tb.addPod({ threads: sidecarThreads });
       // many short connections: allow reuse of TIME_WAIT ports inside the pods
       for (const p of [a, b]) {
-        await tb.execInPod(p, 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65000']);
+        await tb.execInPod(p, 'sysctl', [
+          '-q',
+          '-w',
+          'net.ipv4.tcp_tw_reuse=1',
+          'net.ipv4.ip_local_port_range=1024 65000',
+        ]);
       }
       const ta = await testAgent(t);
       const ref = await ta.build(MESH_APP_DIR);
@@ -223,20 +269,37 @@ export const benchmark: Benchmark = {
       const alt = altDir ? { ref: await ta.build(join(altDir, 'apps/mesh-accel')) } : null;
       const url = `http://${b.ip}:80/`;
       // a point: keep-alive or close, connections, where the test bed runs, L7 or L4 sidecars
-      interface PointKey { ka: boolean; c: number; allCpus?: true; l4?: true }
-      interface Point extends PointKey { cpus: string | null }
+      interface PointKey {
+        ka: boolean;
+        c: number;
+        allCpus?: true;
+        l4?: true;
+      }
+      interface Point extends PointKey {
+        cpus: string | null;
+      }
       const points: Point[] = [
         ...conns.map((c) => ({ c, ka: true, cpus })),
         ...(kaOnly ? [] : conns.map((c) => ({ c, ka: false, cpus }))),
         ...(cpus !== null ? [{ c: mid, ka: true, cpus: null, allCpus: true as const }] : []),
         { c: mid, ka: true, cpus, l4: true },
       ];
-      const key = (path: PathName, pt: PointKey) => `${path}_${pt.ka ? 'ka' : 'close'}_c${pt.c}${pt.allCpus ? '_allcpus' : ''}${pt.l4 ? '_l4' : ''}`;
+      const key = (path: PathName, pt: PointKey) =>
+        `${path}_${pt.ka ? 'ka' : 'close'}_c${pt.c}${pt.allCpus ? '_allcpus' : ''}${pt.l4 ? '_l4' : ''}`;
       const samples = new Map<string, Sample[]>();
-      note(`mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up), wrk -t${wrkThreads}, sidecar threads ${sidecarThreads}, test bed on CPUs ${cpus ?? 'all'}${cpus !== null ? ` (and on all CPUs: keep-alive, ${mid} connections)` : ''}`);
+      note(
+        `mesh: node ${tb.subnet}.0/24, pods ${a.ip} -> ${b.ip}, ${points.length} points x ${PATHS.length} paths x ${repeats} repeats x ${durationS} s (+ ${warmupS} s warm-up), wrk -t${wrkThreads}, sidecar threads ${sidecarThreads}, test bed on CPUs ${cpus ?? 'all'}${cpus !== null ? ` (and on all CPUs: keep-alive, ${mid} connections)` : ''}`,
+      );
 
       let instances = 0;
-      const counters = { connect_out: 0n, connect_peer: 0n, msg_redirect: 0n, msg_redirect_peer: 0n, msg_pass: 0n, origdst: 0n };
+      const counters = {
+        connect_out: 0n,
+        connect_peer: 0n,
+        msg_redirect: 0n,
+        msg_redirect_peer: 0n,
+        msg_pass: 0n,
+        origdst: 0n,
+      };
       for (let rep = 0; rep < repeats; rep++) {
         for (const pt of points) {
           // the three paths back to back for each point (order rotated per repeat), so load
@@ -255,20 +318,41 @@ export const benchmark: Benchmark = {
             for (const p of [a, b]) await tb.flushConntrack(p);
             if (path === 'iptables') for (const p of [a, b]) await tb.enableIptables(p);
             if (path === 'ebpf' || path === 'ebpf_nomsg') {
-              mesh = await runMesh(t, tb, `mesh-bench-${instances++}`, { ta, ref }, path === 'ebpf_nomsg' ? { redirect_msgs: 0 } : {});
+              mesh = await runMesh(
+                t,
+                tb,
+                `mesh-bench-${instances++}`,
+                { ta, ref },
+                path === 'ebpf_nomsg' ? { redirect_msgs: 0 } : {},
+              );
               for (const p of [a, b]) mesh.declare(p);
             }
             if (path === 'ebpf_alt' && alt) {
               const name = `mesh-bench-alt-${instances++}`;
               await ta.agent.run({ image: alt.ref, name, attach: { cgroup: tb.parentCgroup } });
               const dir = join(ta.paths.bpffsDir, name);
-              const rev = readdirSync(dir).find((d) => /^rev-\d+$/.test(d) && existsSync(join(dir, d, 'maps', 'pods_by_ip')));
+              const rev = readdirSync(dir).find(
+                (d) => /^rev-\d+$/.test(d) && existsSync(join(dir, d, 'maps', 'pods_by_ip')),
+              );
               if (!rev) throw new Error(`ebpf_alt: no pinned maps under ${dir}`);
               const byIp = BpfMap.fromPin(join(dir, rev, 'maps', 'pods_by_ip'));
               const byCg = BpfMap.fromPin(join(dir, rev, 'maps', 'pods_by_cgroup'));
-              altMesh = { name, maps: { close: () => (byIp.close(), byCg.close()) } };
+              altMesh = {
+                name,
+                maps: {
+                  close: () => {
+                    byIp.close();
+                    byCg.close();
+                  },
+                },
+              };
               for (const p of [a, b]) {
-                const { ip6: _a, exclude_out_cidrs6: _b, include_out_cidrs6: _c, ...v4 } = podSettings({ ip: p.ip, cgroup: p.cgroup, mode: p.mode });
+                const {
+                  ip6: _a,
+                  exclude_out_cidrs6: _b,
+                  include_out_cidrs6: _c,
+                  ...v4
+                } = podSettings({ ip: p.ip, cgroup: p.cgroup, mode: p.mode });
                 byIp.update(ipNet(p.ip), v4);
                 byCg.update(cgroupId(p.cgroup), v4);
               }
@@ -280,13 +364,17 @@ export const benchmark: Benchmark = {
               const meshed = path !== 'none';
               const headers = /outbound=\S+ inbound=\S+/.test(probe.body);
               if (!probe.ok || probe.peer !== (meshed ? '127.0.0.6' : a.ip) || headers !== (meshed && !pt.l4)) {
-                throw new Error(`${path}${pt.l4 ? ' (L4 sidecars)' : ''}: probe request went wrong: ${probe.code} ${probe.err} peer ${probe.peer} ${probe.body}`);
+                throw new Error(
+                  `${path}${pt.l4 ? ' (L4 sidecars)' : ''}: probe request went wrong: ${probe.code} ${probe.err} peer ${probe.peer} ${probe.body}`,
+                );
               }
               if (warmupS > 0) await wrk(tb, a, url, pt.c, pt.ka, warmupS, wrkThreads, [a, b]);
               const s = await wrk(tb, a, url, pt.c, pt.ka, durationS, wrkThreads, [a, b]);
               const k = key(path, pt);
               samples.set(k, [...(samples.get(k) ?? []), s]);
-              note(`mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms cpu ${fmt(s.cpuUsPerReq, 1)} us/req (sidecar ${fmt(s.sidecarUsPerReq, 1)}) idle ${fmt(100 * s.idle, 1)}%${s.errors ? ` errors ${s.errors}` : ''}`);
+              note(
+                `mesh: rep ${rep + 1} ${k}: ${fmt(s.rps, 0)} req/s p50 ${fmt(s.p50Ms, 3)} ms p99 ${fmt(s.p99Ms, 3)} ms cpu ${fmt(s.cpuUsPerReq, 1)} us/req (sidecar ${fmt(s.sidecarUsPerReq, 1)}) idle ${fmt(100 * s.idle, 1)}%${s.errors ? ` errors ${s.errors}` : ''}`,
+              );
               if (mesh && path === 'ebpf') {
                 const st = mesh.maps.stats();
                 for (const c of Object.keys(counters) as (keyof typeof counters)[]) counters[c] += st[c];
@@ -302,24 +390,38 @@ export const benchmark: Benchmark = {
           }
         }
       }
-      note(`mesh: ebpf counters over all windows: ${Object.entries(counters).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      note(
+        `mesh: ebpf counters over all windows: ${Object.entries(counters)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
+      );
 
       const agg = (k: string) => {
         const xs = samples.get(k) ?? [];
         return {
-          rps: median(xs.map((x) => x.rps)), rpsMin: Math.min(...xs.map((x) => x.rps)), rpsMax: Math.max(...xs.map((x) => x.rps)),
-          p50: median(xs.map((x) => x.p50Ms)), p99: median(xs.map((x) => x.p99Ms)), errors: xs.reduce((s, x) => s + x.errors, 0),
-          cpu: median(xs.map((x) => x.cpuUsPerReq)), idle: median(xs.map((x) => x.idle)), sidecar: median(xs.map((x) => x.sidecarUsPerReq)),
+          rps: median(xs.map((x) => x.rps)),
+          rpsMin: Math.min(...xs.map((x) => x.rps)),
+          rpsMax: Math.max(...xs.map((x) => x.rps)),
+          p50: median(xs.map((x) => x.p50Ms)),
+          p99: median(xs.map((x) => x.p99Ms)),
+          errors: xs.reduce((s, x) => s + x.errors, 0),
+          cpu: median(xs.map((x) => x.cpuUsPerReq)),
+          idle: median(xs.map((x) => x.idle)),
+          sidecar: median(xs.map((x) => x.sidecarUsPerReq)),
         };
       };
       note('');
-      note('| conn | connections | CPUs | sidecars | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | sidecar µs/req | CPU idle | errors |');
+      note(
+        '| conn | connections | CPUs | sidecars | path | req/s (median) | req/s min-max | p50 ms | p99 ms | CPU µs/req | sidecar µs/req | CPU idle | errors |',
+      );
       note('| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const pt of points) {
         for (const path of PATHS) {
           const k = key(path, pt);
           const g = agg(k);
-          note(`| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${pt.cpus ?? 'all'} | ${pt.l4 ? 'L4' : 'L7'} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(g.sidecar, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`);
+          note(
+            `| ${pt.ka ? 'keep-alive' : 'close'} | ${pt.c} | ${pt.cpus ?? 'all'} | ${pt.l4 ? 'L4' : 'L7'} | ${path} | ${fmt(g.rps, 0)} | ${fmt(g.rpsMin, 0)}-${fmt(g.rpsMax, 0)} | ${fmt(g.p50, 3)} | ${fmt(g.p99, 3)} | ${fmt(g.cpu, 1)} | ${fmt(g.sidecar, 1)} | ${fmt(100 * g.idle, 1)}% | ${g.errors} |`,
+          );
           result(`mesh_${k}_rps`, fmt(g.rps, 0));
           result(`mesh_${k}_p50_ms`, fmt(g.p50, 3));
           result(`mesh_${k}_p99_ms`, fmt(g.p99, 3));
@@ -338,17 +440,29 @@ export const benchmark: Benchmark = {
       const all = { ka: true, c: mid, allCpus: true as const };
       const l4 = { ka: true, c: mid, l4: true as const };
       const byName = [
-        ['rps', ka, rps], ['p50', ka, p50], ['cpu', ka, cpu], ['sidecar_cpu', ka, sidecarCpu],
-        ['close_rps', close, rps], ['close_p50', close, p50], ['close_cpu', close, cpu],
-        ['allcpus_rps', all, rps], ['allcpus_p50', all, p50], ['allcpus_cpu', all, cpu], ['allcpus_sidecar_cpu', all, sidecarCpu],
-        ['l4_rps', l4, rps], ['l4_p50', l4, p50], ['l4_cpu', l4, cpu], ['l4_sidecar_cpu', l4, sidecarCpu],
+        ['rps', ka, rps],
+        ['p50', ka, p50],
+        ['cpu', ka, cpu],
+        ['sidecar_cpu', ka, sidecarCpu],
+        ['close_rps', close, rps],
+        ['close_p50', close, p50],
+        ['close_cpu', close, cpu],
+        ['allcpus_rps', all, rps],
+        ['allcpus_p50', all, p50],
+        ['allcpus_cpu', all, cpu],
+        ['allcpus_sidecar_cpu', all, sidecarCpu],
+        ['l4_rps', l4, rps],
+        ['l4_p50', l4, p50],
+        ['l4_cpu', l4, cpu],
+        ['l4_sidecar_cpu', l4, sidecarCpu],
       ] as const;
       const paired = (path: PathName, pt: PointKey, f: (x: Sample) => number) => {
         const es = samples.get(key(path, pt)) ?? [];
         const is = samples.get(key('iptables', pt)) ?? [];
         return es.map((x, i) => f(x) / f(is[i]!));
       };
-      const spread = (r: number[]) => `${r.map((x) => fmt(x, 3)).join(' ')} (median ${fmt(median(r), 3)}, min ${fmt(Math.min(...r), 3)}, max ${fmt(Math.max(...r), 3)})`;
+      const spread = (r: number[]) =>
+        `${r.map((x) => fmt(x, 3)).join(' ')} (median ${fmt(median(r), 3)}, min ${fmt(Math.min(...r), 3)}, max ${fmt(Math.max(...r), 3)})`;
       for (const [name, pt, f] of byName) {
         const r = paired('ebpf', pt, f);
         if (r.length === 0) continue; // a point this run left out
@@ -365,8 +479,12 @@ export const benchmark: Benchmark = {
       }
       const e = agg(key('ebpf', ka));
       const i = agg(key('iptables', ka));
-      note(`mesh: ratio of medians (keep-alive, c${mid}): rps ${fmt(e.rps / i.rps, 3)}, p50 ${fmt(e.p50 / i.p50, 3)}, cpu/req ${fmt(e.cpu / i.cpu, 3)}`);
-      note(`mesh: machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} CPUs, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`);
+      note(
+        `mesh: ratio of medians (keep-alive, c${mid}): rps ${fmt(e.rps / i.rps, 3)}, p50 ${fmt(e.p50 / i.p50, 3)}, cpu/req ${fmt(e.cpu / i.cpu, 3)}`,
+      );
+      note(
+        `mesh: machine: ${execFileSync('nproc', { encoding: 'utf8' }).trim()} CPUs, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}`,
+      );
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

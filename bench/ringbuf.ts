@@ -25,12 +25,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { BpfObject } from '../src/bpf/object.js';
-import { testRunAsync } from '../src/bpf/testrun.js';
 import { RingBufferReader } from '../src/bpf/ringbuf/index.js';
-import { median, note, result, type Benchmark, type BenchOptions } from './run.js';
+import { testRunAsync } from '../src/bpf/testrun.js';
+import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const OBJECT = join(here, 'ringbuf.bpf.o');
@@ -72,14 +72,18 @@ async function run(opts: BenchOptions): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), 'kbpf-bench-ringbuf-'));
   try {
     const consumer = join(tmp, 'ringbuf_consumer');
-    execFileSync('cc', ['-O2', '-Wall', '-o', consumer, CONSUMER_SRC, '-lbpf', '-lpthread'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync('cc', ['-O2', '-Wall', '-o', consumer, CONSUMER_SRC, '-lbpf', '-lpthread'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     const durationMs = Math.round(opts.durationS * 1000);
     const rounds = new Map<Variant, Round[]>(variants.map((v) => [v, []]));
     for (let i = 0; i < opts.repeats; i++) {
       for (const v of variants) {
         const r = v === 'c' ? cRound(consumer, durationMs) : await tsRound(v, durationMs);
         rounds.get(v)!.push(r);
-        note(`  round ${i + 1} ${v.padEnd(14)} ${fmt(r.events / r.seconds)} events/s  (producer wrote ${fmt(r.produced)}, lost ${fmt(r.lost)})`);
+        note(
+          `  round ${i + 1} ${v.padEnd(14)} ${fmt(r.events / r.seconds)} events/s  (producer wrote ${fmt(r.produced)}, lost ${fmt(r.lost)})`,
+        );
       }
     }
     const rate = (v: Variant) => median(rounds.get(v)!.map((r) => r.events / r.seconds));
@@ -101,7 +105,8 @@ function selectVariants(args: string[]): Variant[] {
   const arg = args.find((a) => a.startsWith('--ringbuf-variants='));
   if (!arg) return all;
   const chosen = arg.slice(arg.indexOf('=') + 1).split(',') as Variant[];
-  for (const v of chosen) if (!all.includes(v)) throw new Error(`unknown ringbuf variant ${v}; known: ${all.join(', ')}`);
+  for (const v of chosen)
+    if (!all.includes(v)) throw new Error(`unknown ringbuf variant ${v}; known: ${all.join(', ')}`);
   if (!chosen.includes(HEADLINE)) chosen.unshift(HEADLINE);
   if (!chosen.includes('c')) chosen.push('c');
   return chosen;
@@ -112,13 +117,18 @@ function fmt(n: number): string {
 }
 
 function cRound(binary: string, durationMs: number): Round {
-  const out = execFileSync(binary, [OBJECT, String(WARMUP_MS), String(durationMs), String(REPEAT)], { encoding: 'utf8' });
+  const out = execFileSync(binary, [OBJECT, String(WARMUP_MS), String(durationMs), String(REPEAT)], {
+    encoding: 'utf8',
+  });
   const get = (k: string) => Number(new RegExp(`${k}=([\\d.]+)`).exec(out)?.[1] ?? NaN);
-  if (get('consumed_total') !== get('produced')) throw new Error(`ringbuf bench: the C consumer read ${get('consumed_total')} records, the producer wrote ${get('produced')}`);
+  if (get('consumed_total') !== get('produced'))
+    throw new Error(
+      `ringbuf bench: the C consumer read ${get('consumed_total')} records, the producer wrote ${get('produced')}`,
+    );
   return { events: get('events'), seconds: get('seconds'), produced: get('produced'), lost: get('lost') };
 }
 
-let sink = 0;
+let _sink = 0;
 
 async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
   const obj = BpfObject.open(OBJECT).load();
@@ -168,7 +178,9 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       if (finished) return;
       if (!drained()) {
         stalled = true;
-        note(`  ${variant}: the consumer was still waiting 2 s after the producer stopped, with ${reader!.pendingBytes} bytes unread in the ring; closing the reader`);
+        note(
+          `  ${variant}: the consumer was still waiting 2 s after the producer stopped, with ${reader!.pendingBytes} bytes unread in the ring; closing the reader`,
+        );
       }
       if (variant === 'ts-raw') wakeRaw();
       else reader?.close();
@@ -182,7 +194,7 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       const seq = Number(e.seq);
       if (seq !== expect + 1 && expect >= 0) outOfOrder++;
       expect = seq;
-      sink += seq + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
+      _sink += seq + Number(e.ts) + e.pid + e.cpu + e.kind + e.len + e.comm.length;
     };
     if (variant === 'ts-raw') {
       // Decode each record's fields from the mapped bytes: u64s as two u32 halves (exact below
@@ -196,7 +208,7 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
         const len = dv.getUint32(off + 28, true);
         let n = 0;
         while (n < 16 && dv.getUint8(off + 32 + n) !== 0) n++;
-        sink += seq + ts + pid + cpu + kind + len + n;
+        _sink += seq + ts + pid + cpu + kind + len + n;
         consumed++;
       };
       while (!stop) {
@@ -207,7 +219,8 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
       await producer;
       r.consumeRaw(visit);
       const written = Number((obj.map('.bss').lookup(0) as { seq: bigint }).seq);
-      if (consumed !== written) throw new Error(`ringbuf bench: the TypeScript reader read ${consumed} records, the producer wrote ${written}`);
+      if (consumed !== written)
+        throw new Error(`ringbuf bench: the TypeScript reader read ${consumed} records, the producer wrote ${written}`);
     } else if (variant === 'ts-btf-batches') {
       for await (const batch of r.batches()) {
         for (const e of batch) check(e);

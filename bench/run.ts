@@ -6,7 +6,7 @@
 // directory (dist/bench/ after the build), so adding one is adding a file. Each benchmark prints
 // its result lines (`key: value`) on stdout; progress and details go to stderr.
 import { readdirSync } from 'node:fs';
-import { dirname, join, basename } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export interface BenchOptions {
@@ -44,7 +44,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 async function discover(): Promise<Map<string, Benchmark>> {
   const found = new Map<string, Benchmark>();
-  const files = readdirSync(here).filter((f) => f.endsWith('.js') && f !== basename(fileURLToPath(import.meta.url))).sort();
+  const files = readdirSync(here)
+    .filter((f) => f.endsWith('.js') && f !== basename(fileURLToPath(import.meta.url)))
+    .sort();
   for (const f of files) {
     const mod = (await import(pathToFileURL(join(here, f)).href)) as { benchmark?: Benchmark };
     if (mod.benchmark && typeof mod.benchmark.run === 'function') found.set(mod.benchmark.name, mod.benchmark);

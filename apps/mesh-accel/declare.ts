@@ -36,7 +36,11 @@ export function main(argv: string[]): number {
     else rest.push(argv[i]!);
   }
   const [verb, file] = rest;
-  if (!verb || ((verb === 'apply' || verb === 'delete') && !file) || !['apply', 'delete', 'list', 'stats'].includes(verb)) {
+  if (
+    !verb ||
+    ((verb === 'apply' || verb === 'delete') && !file) ||
+    !['apply', 'delete', 'list', 'stats'].includes(verb)
+  ) {
     process.stderr.write('usage: declare [--instance NAME] [--bpffs DIR] apply|delete FILE.yaml | list | stats\n');
     return 2;
   }
@@ -49,9 +53,9 @@ export function main(argv: string[]): number {
       for (const p of maps.pods()) process.stdout.write(`${JSON.stringify(p)}\n`);
       // IPv6-only pods (ip 0) are only in pods_by_ip6
       for (const p of maps.pods6()) if (!p.settings.ip) process.stdout.write(`${JSON.stringify(p)}\n`);
-    }
-    else for (const [k, v] of Object.entries(maps.stats())) process.stdout.write(`${k}: ${v}\n`);
-    if (verb === 'apply' || verb === 'delete') process.stdout.write(`${verb === 'apply' ? 'declared' : 'removed'} ${pods.length} pod(s) in ${instance}\n`);
+    } else for (const [k, v] of Object.entries(maps.stats())) process.stdout.write(`${k}: ${v}\n`);
+    if (verb === 'apply' || verb === 'delete')
+      process.stdout.write(`${verb === 'apply' ? 'declared' : 'removed'} ${pods.length} pod(s) in ${instance}\n`);
   } finally {
     maps.close();
   }

@@ -18,13 +18,13 @@
 //   systemd driver   <root>/kubepods[-<qos>].slice/kubepods[-<qos>]-pod<uid with _ for ->.slice
 // The kubelet creates that directory when it starts the pod sandbox, after the API server shows
 // the pod on the node; the watcher keeps such pods pending and looks again every retryMs.
-import { readdirSync, existsSync } from 'node:fs';
-import { join, isAbsolute } from 'node:path';
+import { type Dirent, existsSync, readdirSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, Reflector, errorText, type Kube } from '../../src/k8s/kube.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
-import { MeshMaps, MAX_PORTS, MAX_CIDRS, type MeshMode, type PodSpec } from './mesh.js';
+import { connect, errorText, type Kube, Reflector } from '../../src/k8s/kube.js';
+import { MAX_CIDRS, MAX_PORTS, MeshMaps, type MeshMode, type PodSpec } from './mesh.js';
 
 export const ANNOTATIONS = {
   istioStatus: 'sidecar.istio.io/status',
@@ -52,8 +52,20 @@ export const ANNOTATIONS = {
 
 /** The parts of a Pod this file reads (the client's V1Pod or a watch event's plain JSON). */
 export interface PodObject {
-  metadata?: { name?: string; namespace?: string; uid?: string; annotations?: Record<string, string>; deletionTimestamp?: unknown; resourceVersion?: string };
-  spec?: { nodeName?: string; hostNetwork?: boolean; containers?: { name: string }[]; initContainers?: { name: string }[] };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: unknown;
+    resourceVersion?: string;
+  };
+  spec?: {
+    nodeName?: string;
+    hostNetwork?: boolean;
+    containers?: { name: string }[];
+    initContainers?: { name: string }[];
+  };
   status?: { phase?: string; podIP?: string; podIPs?: { ip: string }[] };
 }
 
@@ -74,13 +86,19 @@ export function meshOfPod(pod: PodObject): MeshMode | null {
 /** "80,8080", "4567-4569" (linkerd ranges), " 53 " -> ports; at most MAX_PORTS. */
 export function parsePorts(v: string, what: string): number[] {
   const out: number[] = [];
-  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new Error(`${what}: not a port or port range: ${JSON.stringify(part)}`);
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
     if (lo < 1 || hi > 65535 || hi < lo) throw new Error(`${what}: bad port range ${part}`);
-    if (out.length + (hi - lo + 1) > MAX_PORTS) throw new Error(`${what}: mesh-accel supports at most ${MAX_PORTS} ports per list (got ${part} in ${JSON.stringify(v)})`);
+    if (out.length + (hi - lo + 1) > MAX_PORTS)
+      throw new Error(
+        `${what}: mesh-accel supports at most ${MAX_PORTS} ports per list (got ${part} in ${JSON.stringify(v)})`,
+      );
     for (let p = lo; p <= hi; p++) out.push(p);
   }
   return out;
@@ -88,9 +106,16 @@ export function parsePorts(v: string, what: string): number[] {
 
 /** "10.0.0.0/8, 192.168.1.1, fd00::/8" -> CIDRs (at most MAX_CIDRS of each family). */
 export function parseCidrs(v: string, what: string): string[] {
-  const out = v.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const [fam, n] of [['IPv4', out.filter((c) => !c.includes(':')).length], ['IPv6', out.filter((c) => c.includes(':')).length]] as const) {
-    if (n > MAX_CIDRS) throw new Error(`${what}: mesh-accel supports at most ${MAX_CIDRS} ${fam} ranges per list (got ${n})`);
+  const out = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const [fam, n] of [
+    ['IPv4', out.filter((c) => !c.includes(':')).length],
+    ['IPv6', out.filter((c) => c.includes(':')).length],
+  ] as const) {
+    if (n > MAX_CIDRS)
+      throw new Error(`${what}: mesh-accel supports at most ${MAX_CIDRS} ${fam} ranges per list (got ${n})`);
   }
   return out;
 }
@@ -120,15 +145,19 @@ export function podSettingsOf(pod: PodObject, mode: MeshMode): Omit<PodSpec, 'ip
   const cidrs = (k: string) => (a[k] !== undefined ? parseCidrs(a[k]!, k) : undefined);
   if (mode === 'istio') {
     const incIp = a[ANNOTATIONS.istioIncludeOutboundIPRanges];
-    if (incIp !== undefined && incIp.trim() === '') spec.settings = { ...spec.settings, outboundPort: 0 }; // "" = no outbound capture
-    else if (incIp !== undefined && incIp.trim() !== '*') spec.includeOutboundCidrs = cidrs(ANNOTATIONS.istioIncludeOutboundIPRanges);
+    if (incIp !== undefined && incIp.trim() === '')
+      spec.settings = { ...spec.settings, outboundPort: 0 }; // "" = no outbound capture
+    else if (incIp !== undefined && incIp.trim() !== '*')
+      spec.includeOutboundCidrs = cidrs(ANNOTATIONS.istioIncludeOutboundIPRanges);
     spec.excludeOutboundCidrs = cidrs(ANNOTATIONS.istioExcludeOutboundIPRanges);
     spec.excludeOutboundPorts = ports(ANNOTATIONS.istioExcludeOutboundPorts);
     spec.includeOutboundPorts = ports(ANNOTATIONS.istioIncludeOutboundPorts);
     spec.excludeInboundPorts = ports(ANNOTATIONS.istioExcludeInboundPorts);
     const incIn = a[ANNOTATIONS.istioIncludeInboundPorts];
-    if (incIn !== undefined && incIn.trim() === '') spec.settings = { ...spec.settings, inboundPort: 0 }; // "" = no inbound capture
-    else if (incIn !== undefined && incIn.trim() !== '*') spec.includeInboundPorts = ports(ANNOTATIONS.istioIncludeInboundPorts);
+    if (incIn !== undefined && incIn.trim() === '')
+      spec.settings = { ...spec.settings, inboundPort: 0 }; // "" = no inbound capture
+    else if (incIn !== undefined && incIn.trim() !== '*')
+      spec.includeInboundPorts = ports(ANNOTATIONS.istioIncludeInboundPorts);
     // istio's DNS proxy only listens when the proxy config asks for it
     spec.captureDns = /ISTIO_META_DNS_CAPTURE["']?\s*:\s*["']?true/.test(a[ANNOTATIONS.istioProxyConfig] ?? '');
   } else if (mode === 'linkerd') {
@@ -164,7 +193,7 @@ export function kubeletCgroupResolver(roots: string[]): CgroupResolver {
     for (const root of roots) {
       if (!existsSync(root)) continue;
       const level = (dir: string, depth: number): string | undefined => {
-        let entries;
+        let entries: Dirent[];
         try {
           entries = readdirSync(dir, { withFileTypes: true });
         } catch {
@@ -216,7 +245,12 @@ export interface MeshPodWatcherOptions {
   log?: (msg: string) => void;
 }
 
-const DEFAULT_ROOTS = ['/sys/fs/cgroup/kubepods.slice', '/sys/fs/cgroup/kubepods', '/sys/fs/cgroup/unified/kubepods.slice', '/sys/fs/cgroup/unified/kubepods'];
+const DEFAULT_ROOTS = [
+  '/sys/fs/cgroup/kubepods.slice',
+  '/sys/fs/cgroup/kubepods',
+  '/sys/fs/cgroup/unified/kubepods.slice',
+  '/sys/fs/cgroup/unified/kubepods',
+];
 
 /** Keeps the instance's pod maps equal to the meshed pods the API server shows on this node. */
 export class MeshPodWatcher {
@@ -237,7 +271,10 @@ export class MeshPodWatcher {
       fieldSelector,
       list: async () => {
         const r = await opts.kube.core.listPodForAllNamespaces({ fieldSelector });
-        return { items: r.items as unknown as (PodObject & { metadata: ObjectMeta })[], resourceVersion: r.metadata?.resourceVersion ?? '' };
+        return {
+          items: r.items as unknown as (PodObject & { metadata: ObjectMeta })[],
+          resourceVersion: r.metadata?.resourceVersion ?? '',
+        };
       },
       onChange: () => this.reconcile(),
       log: opts.log,
@@ -294,7 +331,13 @@ export class MeshPodWatcher {
         this.pending.set(key, 'no cgroup yet');
         continue;
       }
-      want.set(key, { key, uid: pod.metadata?.uid ?? '', cgroup, cgroupId: prev?.cgroupId ?? 0n, spec: { ...settings, ...(ip ? { ip } : {}), ...(ip6 ? { ip6 } : {}), cgroup } });
+      want.set(key, {
+        key,
+        uid: pod.metadata?.uid ?? '',
+        cgroup,
+        cgroupId: prev?.cgroupId ?? 0n,
+        spec: { ...settings, ...(ip ? { ip } : {}), ...(ip6 ? { ip6 } : {}), cgroup },
+      });
     }
     for (const [key, d] of this.declared) {
       const w = want.get(key);
@@ -310,7 +353,9 @@ export class MeshPodWatcher {
       try {
         w.cgroupId = this.opts.maps.declarePod(w.spec);
         this.declared.set(key, w);
-        this.opts.log?.(`mesh-accel: declared pod ${key} (${[w.spec.ip, w.spec.ip6].filter(Boolean).join(', ')}, ${w.spec.mode}, cgroup ${w.cgroup})`);
+        this.opts.log?.(
+          `mesh-accel: declared pod ${key} (${[w.spec.ip, w.spec.ip6].filter(Boolean).join(', ')}, ${w.spec.mode}, cgroup ${w.cgroup})`,
+        );
       } catch (e) {
         this.pending.set(key, `declare failed: ${errorText(e)}`);
       }
@@ -330,7 +375,9 @@ export class MeshPodWatcher {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         off();
-        reject(new Error(`mesh-accel pods: timed out waiting for ${what}; pending: ${JSON.stringify([...this.pending])}`));
+        reject(
+          new Error(`mesh-accel pods: timed out waiting for ${what}; pending: ${JSON.stringify([...this.pending])}`),
+        );
       }, timeoutMs);
       const off = this.onReconcile(() => {
         if (!pred(this)) return;
@@ -359,7 +406,13 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (!node) throw new Error('--node NAME (or $NODE_NAME) is required');
   const maps = MeshMaps.ofInstance(bpffs, instance);
-  const w = new MeshPodWatcher({ kube: connect(kubeconfig), nodeName: node, maps, resolveCgroup: roots.length ? kubeletCgroupResolver(roots) : undefined, log: (m) => process.stderr.write(`${m}\n`) });
+  const w = new MeshPodWatcher({
+    kube: connect(kubeconfig),
+    nodeName: node,
+    maps,
+    resolveCgroup: roots.length ? kubeletCgroupResolver(roots) : undefined,
+    log: (m) => process.stderr.write(`${m}\n`),
+  });
   await w.start();
   const stop = () => {
     w.stop();

@@ -4,9 +4,9 @@
 // A pod is declared (pods_by_cgroup + pods_by_ip) before its first connection, so the first
 // request never fails; the maps are those of a running instance (pinned by the agent under
 // <bpffs>/<instance>/rev-N/maps/) or of a BpfObject loaded directly.
-import { statSync, readdirSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
+import { join } from 'node:path';
 import { BpfMap } from '../../src/bpf/map.js';
 
 export type MeshMode = 'istio' | 'linkerd' | 'kuma' | 'osm';
@@ -65,7 +65,8 @@ export interface PodSpec {
 /** Dotted quad -> the u32 whose little-endian bytes are the address in network order. */
 export function ipNet(ip: string): number {
   const p = ip.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`not an IPv4 address: ${ip}`);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255))
+    throw new Error(`not an IPv4 address: ${ip}`);
   return (p[0]! | (p[1]! << 8) | (p[2]! << 16) | (p[3]! << 24)) >>> 0;
 }
 
@@ -80,16 +81,19 @@ export function ip6Words(ip: string): number[] {
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
   if (v4) {
     const n = ipNet(v4[1]!);
-    s = s.slice(0, -v4[1]!.length) + `${(((n & 0xff) << 8) | ((n >>> 8) & 0xff)).toString(16)}:${((((n >>> 16) & 0xff) << 8) | (n >>> 24)).toString(16)}`;
+    s =
+      s.slice(0, -v4[1]!.length) +
+      `${(((n & 0xff) << 8) | ((n >>> 8) & 0xff)).toString(16)}:${((((n >>> 16) & 0xff) << 8) | (n >>> 24)).toString(16)}`;
   }
-  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
+  const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, undefined];
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
   const g = groups.map((x) => parseInt(x, 16));
   const words: number[] = [];
   for (let i = 0; i < 4; i++) {
-    const a = g[2 * i]!, b = g[2 * i + 1]!;
+    const a = g[2 * i]!,
+      b = g[2 * i + 1]!;
     // bytes a>>8, a&0xff, b>>8, b&0xff in memory order, read as a little-endian u32
     words.push(((a >>> 8) | ((a & 0xff) << 8) | ((b >>> 8) << 16) | ((b & 0xff) << 24)) >>> 0);
   }
@@ -98,9 +102,14 @@ export function ip6Words(ip: string): number[] {
 
 export function ip6String(words: number[]): string {
   const g: string[] = [];
-  for (const w of words) g.push((((w & 0xff) << 8) | ((w >>> 8) & 0xff)).toString(16), ((((w >>> 16) & 0xff) << 8) | (w >>> 24)).toString(16));
+  for (const w of words)
+    g.push(
+      (((w & 0xff) << 8) | ((w >>> 8) & 0xff)).toString(16),
+      ((((w >>> 16) & 0xff) << 8) | (w >>> 24)).toString(16),
+    );
   // the longest run of zero groups becomes ::
-  let best = -1, bestLen = 1;
+  let best = -1,
+    bestLen = 1;
   for (let i = 0; i < 8; i++) {
     let j = i;
     while (j < 8 && g[j] === '0') j++;
@@ -115,8 +124,12 @@ function cidr6Net(c: string): { addr: number[]; mask: number[] } {
   const len = lenS === undefined ? 128 : Number(lenS);
   if (!Number.isInteger(len) || len < 0 || len > 128) throw new Error(`bad CIDR: ${c}`);
   if (len === 0) throw new Error(`CIDR ${c}: /0 is not supported (use include/exclude of the whole mesh instead)`);
-  const bytes = Array.from({ length: 16 }, (_, i) => (len >= 8 * (i + 1) ? 0xff : len <= 8 * i ? 0 : (0xff << (8 - (len - 8 * i))) & 0xff));
-  const mask = [0, 1, 2, 3].map((w) => (bytes[4 * w]! | (bytes[4 * w + 1]! << 8) | (bytes[4 * w + 2]! << 16) | (bytes[4 * w + 3]! << 24)) >>> 0);
+  const bytes = Array.from({ length: 16 }, (_, i) =>
+    len >= 8 * (i + 1) ? 0xff : len <= 8 * i ? 0 : (0xff << (8 - (len - 8 * i))) & 0xff,
+  );
+  const mask = [0, 1, 2, 3].map(
+    (w) => (bytes[4 * w]! | (bytes[4 * w + 1]! << 8) | (bytes[4 * w + 2]! << 16) | (bytes[4 * w + 3]! << 24)) >>> 0,
+  );
   const addr = ip6Words(ip!).map((w, i) => (w & mask[i]!) >>> 0);
   return { addr, mask };
 }
@@ -126,7 +139,7 @@ function cidrNet(c: string): { addr: number; mask: number } {
   const len = lenS === undefined ? 32 : Number(lenS);
   if (!Number.isInteger(len) || len < 0 || len > 32) throw new Error(`bad CIDR: ${c}`);
   if (len === 0) throw new Error(`CIDR ${c}: /0 is not supported (use include/exclude of the whole mesh instead)`);
-  const m = len === 32 ? 0xffffffff : ((0xffffffff << (32 - len)) >>> 0);
+  const m = len === 32 ? 0xffffffff : (0xffffffff << (32 - len)) >>> 0;
   const maskNet = ipNet([m >>> 24, (m >>> 16) & 0xff, (m >>> 8) & 0xff, m & 0xff].join('.'));
   return { addr: (ipNet(ip!) & maskNet) >>> 0, mask: maskNet };
 }
@@ -143,11 +156,17 @@ function ports(xs: number[] | undefined, what: string): number[] {
   return l;
 }
 
-function cidrs(xs: string[] | undefined, what: string): { v4: { addr: number; mask: number }[]; v6: { addr: number[]; mask: number[] }[] } {
+function cidrs(
+  xs: string[] | undefined,
+  what: string,
+): { v4: { addr: number; mask: number }[]; v6: { addr: number[]; mask: number[] }[] } {
   const all = xs ?? [];
   const v6 = all.filter((c) => c.includes(':'));
   const v4 = all.filter((c) => !c.includes(':'));
-  return { v4: list(v4, MAX_CIDRS, `IPv4 ${what}`).map(cidrNet), v6: list(v6, MAX_CIDRS, `IPv6 ${what}`).map(cidr6Net) };
+  return {
+    v4: list(v4, MAX_CIDRS, `IPv4 ${what}`).map(cidrNet),
+    v6: list(v6, MAX_CIDRS, `IPv6 ${what}`).map(cidr6Net),
+  };
 }
 
 /** A pod's settings as the BPF struct pod_settings (BTF-typed map value). */
@@ -155,7 +174,8 @@ export function podSettings(pod: PodSpec): Record<string, unknown> {
   const mode = { ...MODES[pod.mode ?? 'istio'], ...pod.settings };
   const dns = pod.captureDns ?? mode.dnsPort > 0;
   if (pod.ip6 !== undefined && isIPv4(pod.ip6)) throw new Error(`not an IPv6 address: ${pod.ip6}`);
-  if (!pod.ip && !pod.ip6) throw new Error(`pod ${pod.cgroup}: needs an IPv4 address (ip), an IPv6 address (ip6) or both`);
+  if (!pod.ip && !pod.ip6)
+    throw new Error(`pod ${pod.cgroup}: needs an IPv4 address (ip), an IPv6 address (ip6) or both`);
   const ex = cidrs(pod.excludeOutboundCidrs, 'excludeOutboundCidrs');
   const inc = cidrs(pod.includeOutboundCidrs, 'includeOutboundCidrs');
   return {
@@ -183,8 +203,20 @@ export function cgroupId(path: string): bigint {
 }
 
 export const STATS = [
-  'connect_out', 'connect_peer', 'connect_excluded', 'sock_added', 'msg_redirect', 'msg_redirect_peer',
-  'msg_pass', 'msg_bytes', 'origdst', 'dns_redirect', 'dns_restore', 'bind_rewrite', 'peername', 'origdst_miss',
+  'connect_out',
+  'connect_peer',
+  'connect_excluded',
+  'sock_added',
+  'msg_redirect',
+  'msg_redirect_peer',
+  'msg_pass',
+  'msg_bytes',
+  'origdst',
+  'dns_redirect',
+  'dns_restore',
+  'bind_rewrite',
+  'peername',
+  'origdst_miss',
 ] as const;
 export type MeshStats = Record<(typeof STATS)[number], bigint>;
 
@@ -213,7 +245,12 @@ export class MeshMaps {
   /** From the pins of an agent instance: <bpffsDir>/<instance>/rev-<current>/maps/. */
   static ofInstance(bpffsDir: string, instance: string): MeshMaps {
     const dir = join(bpffsDir, instance);
-    const revs = existsSync(dir) ? readdirSync(dir).filter((d) => /^rev-\d+$/.test(d)).map((d) => Number(d.slice(4))).sort((a, b) => b - a) : [];
+    const revs = existsSync(dir)
+      ? readdirSync(dir)
+          .filter((d) => /^rev-\d+$/.test(d))
+          .map((d) => Number(d.slice(4)))
+          .sort((a, b) => b - a)
+      : [];
     const rev = revs.find((r) => existsSync(join(dir, `rev-${r}`, 'maps', 'pods_by_ip')));
     if (rev === undefined) throw new Error(`no pinned mesh-accel maps under ${dir} (is the instance running?)`);
     return MeshMaps.ofPinDir(join(dir, `rev-${rev}`, 'maps'));
@@ -255,12 +292,16 @@ export class MeshMaps {
   }
 
   pods(): { ip: string; settings: Record<string, unknown> }[] {
-    return this.m('pods_by_ip').lookupBatch().map(([k, v]) => ({ ip: ipString(Number(k)), settings: v as Record<string, unknown> }));
+    return this.m('pods_by_ip')
+      .lookupBatch()
+      .map(([k, v]) => ({ ip: ipString(Number(k)), settings: v as Record<string, unknown> }));
   }
 
   /** The IPv6 addresses declared (pods_by_ip6). */
   pods6(): { ip6: string; settings: Record<string, unknown> }[] {
-    return this.m('pods_by_ip6').lookupBatch().map(([k, v]) => ({ ip6: ip6String((k as { a: number[] }).a), settings: v as Record<string, unknown> }));
+    return this.m('pods_by_ip6')
+      .lookupBatch()
+      .map(([k, v]) => ({ ip6: ip6String((k as { a: number[] }).a), settings: v as Record<string, unknown> }));
   }
 
   /** Counters summed over CPUs (one per-CPU value holding every counter). */

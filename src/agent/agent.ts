@@ -3,33 +3,41 @@
 // pumps events into per-instance logs, and on restart re-adopts what is pinned instead of
 // attaching twice. Where desired state comes from (the local API, or the Kubernetes API in a
 // cluster) does not change how it is realised here.
-import { mkdirSync } from 'node:fs';
+
 import { randomBytes } from 'node:crypto';
-import { ensureBpffs } from '../bpf/mounts.js';
-import { BpfMap } from '../bpf/map.js';
-import { Link } from '../bpf/link/link.js';
-import { Program } from '../bpf/program.js';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { BpfError } from '../bpf/errors.js';
+import { type KernelFeatures, probeFeatures } from '../bpf/features.js';
 import { libbpf } from '../bpf/ffi/libbpf.js';
 import { libc } from '../bpf/ffi/libc.js';
-import { probeFeatures, type KernelFeatures } from '../bpf/features.js';
-import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
-import { describeAttach, resolveAttach, type PackageSpec } from '../package/package-spec.js';
+import { Link } from '../bpf/link/link.js';
+import { BpfMap } from '../bpf/map.js';
+import { ensureBpffs } from '../bpf/mounts.js';
+import { Program } from '../bpf/program.js';
 import { PackageError } from '../package/errors.js';
+import { LayoutStore, type PackageSummary, type ResolvedPackage } from '../package/layout-store.js';
+import { describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { parseReference, referenceName } from '../package/reference.js';
 import { jsonValue } from '../util/json.js';
+import { EventPump } from './event-pump.js';
+import { faultPoint } from './fault.js';
+import { LogStore } from './log-store.js';
 import type { AgentPaths } from './paths.js';
-import { StateStore, NAME_RE } from './state-store.js';
+import { PidLock } from './pid-lock.js';
 import { InstancePins, pinnedInstances } from './pins.js';
 import { openConfigured, realize, removeRevisionPins, unrealizeLinks } from './realizer.js';
-import { EventPump } from './event-pump.js';
-import { LogStore } from './log-store.js';
-import { faultPoint } from './fault.js';
-import { PidLock } from './pid-lock.js';
-import { join } from 'node:path';
+import { NAME_RE, StateStore } from './state-store.js';
 import {
-  AgentError, type InstanceRecord, type InstanceStatus, type Phase, type ProgramStatus, type ResolvedImage,
-  type Revision, type RunRequest, type UpgradeRequest,
+  AgentError,
+  type InstanceRecord,
+  type InstanceStatus,
+  type Phase,
+  type ProgramStatus,
+  type ResolvedImage,
+  type Revision,
+  type RunRequest,
+  type UpgradeRequest,
 } from './types.js';
 
 const HISTORY_LIMIT = 10;
@@ -66,7 +74,10 @@ export class Agent {
   #statsFd = -1;
   readonly #pidLock: PidLock;
 
-  constructor(readonly paths: AgentPaths, opts: AgentOptions = {}) {
+  constructor(
+    readonly paths: AgentPaths,
+    opts: AgentOptions = {},
+  ) {
     this.#wantStats = !!opts.bpfStats;
     this.#pidLock = new PidLock(join(paths.stateDir, 'agent.pid'));
     mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
@@ -85,7 +96,8 @@ export class Agent {
     mkdirSync(this.paths.bpffsDir, { recursive: true });
     if (this.#wantStats) {
       this.#statsFd = libbpf.enableStats(0 /* BPF_STATS_RUN_TIME */);
-      if (this.#statsFd < 0) this.#log(`cannot enable BPF stats: ${new BpfError('enable', 'BPF stats', -this.#statsFd).message}`);
+      if (this.#statsFd < 0)
+        this.#log(`cannot enable BPF stats: ${new BpfError('enable', 'BPF stats', -this.#statsFd).message}`);
     }
     await this.store.init();
     const records = this.#state.list();
@@ -114,7 +126,9 @@ export class Agent {
     const live = this.liveOf(record.name);
     if (record.transition) {
       const { from, to } = record.transition;
-      this.#log(`${record.name}: revision ${to} did not commit before the agent stopped; returning to revision ${from}`);
+      this.#log(
+        `${record.name}: revision ${to} did not commit before the agent stopped; returning to revision ${from}`,
+      );
       this.switchLinksBack(pins, from);
       if (to !== from) pins.removeRevision(to);
       delete record.transition;
@@ -131,7 +145,14 @@ export class Agent {
         } else {
           this.#log(`${record.name}: revision ${record.current} is not fully in the kernel; attaching it`);
           if (pins.revisions().includes(record.current)) unrealizeLinks(pins, record.current);
-          realize({ pins, rev: record.current, image, config: rev.config, attach: rev.attach, carryMapsFrom: record.current });
+          realize({
+            pins,
+            rev: record.current,
+            image,
+            config: rev.config,
+            attach: rev.attach,
+            carryMapsFrom: record.current,
+          });
         }
         live.phase = 'running';
         this.startPump(record.name, image, record.current);
@@ -163,7 +184,9 @@ export class Agent {
 
   private isComplete(pins: InstancePins, rev: number, spec: PackageSpec): boolean {
     if (!pins.revisions().includes(rev)) return false;
-    return spec.programs.every((p) => pins.has(rev, 'progs', p.name) && (p.attach.hook === 'none' || pins.has(rev, 'links', p.name)));
+    return spec.programs.every(
+      (p) => pins.has(rev, 'progs', p.name) && (p.attach.hook === 'none' || pins.has(rev, 'links', p.name)),
+    );
   }
 
   // ---- queries ----
@@ -184,12 +207,25 @@ export class Agent {
     const record = this.record(name);
     const pins = this.pins(name);
     const names = pins.names(record.current, 'maps').filter((m) => !only || m === only);
-    if (only && names.length === 0) throw new AgentError(404, `instance ${name} has no pinned map "${only}" (maps: ${pins.names(record.current, 'maps').join(', ') || 'none'})`);
+    if (only && names.length === 0)
+      throw new AgentError(
+        404,
+        `instance ${name} has no pinned map "${only}" (maps: ${pins.names(record.current, 'maps').join(', ') || 'none'})`,
+      );
     return names.map((m) => {
       const map = BpfMap.fromPin(pins.path(record.current, 'maps', m));
       try {
         const type = map.type;
-        const readable = !['ringbuf', 'perf_event_array', 'sockmap', 'sockhash', 'prog_array', 'queue', 'stack', 'bloom_filter'].includes(type);
+        const readable = ![
+          'ringbuf',
+          'perf_event_array',
+          'sockmap',
+          'sockhash',
+          'prog_array',
+          'queue',
+          'stack',
+          'bloom_filter',
+        ].includes(type);
         const entries = readable ? map.entries() : [];
         const list: [unknown, unknown][] = [];
         for (const [k, v] of entries) {
@@ -216,7 +252,15 @@ export class Agent {
     return probeFeatures();
   }
 
-  metricsSnapshot(): { instances: { name: string; phase: string; eventsReceived: number; eventsLost: number; programs: { name: string; progId?: number; runCount?: bigint; runTimeNs?: bigint }[] }[] } {
+  metricsSnapshot(): {
+    instances: {
+      name: string;
+      phase: string;
+      eventsReceived: number;
+      eventsLost: number;
+      programs: { name: string; progId?: number; runCount?: bigint; runTimeNs?: bigint }[];
+    }[];
+  } {
     return {
       instances: this.#state.list().map((r) => {
         const live = this.liveOf(r.name);
@@ -234,7 +278,13 @@ export class Agent {
             return { name: p };
           }
         });
-        return { name: r.name, phase: live.phase, eventsReceived: live.received + (live.pump?.received ?? 0), eventsLost: live.lost + (live.pump?.lost ?? 0), programs };
+        return {
+          name: r.name,
+          phase: live.phase,
+          eventsReceived: live.received + (live.pump?.received ?? 0),
+          eventsLost: live.lost + (live.pump?.lost ?? 0),
+          programs,
+        };
       }),
     };
   }
@@ -244,12 +294,25 @@ export class Agent {
   async run(req: RunRequest): Promise<InstanceStatus> {
     const image = await this.resolveImage(req.image);
     const name = req.name ?? `${image.spec.name}-${randomBytes(3).toString('hex')}`;
-    if (!NAME_RE.test(name)) throw new AgentError(400, `invalid instance name "${name}": use lower-case letters, digits, '-', '_' and '.', at most 63 characters`);
+    if (!NAME_RE.test(name))
+      throw new AgentError(
+        400,
+        `invalid instance name "${name}": use lower-case letters, digits, '-', '_' and '.', at most 63 characters`,
+      );
     return this.locked(name, async () => {
-      if (this.#state.get(name)) throw new AgentError(409, `an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
+      if (this.#state.get(name))
+        throw new AgentError(409, `an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
       const config = req.config ?? {};
-      openConfigured(image, config).forEach((o) => o.close()); // refuse bad config before the kernel sees anything
-      const revision: Revision = { revision: 1, image: req.image, digest: image.digest, config, attach: req.attach ?? {}, createdAt: new Date().toISOString(), cause: 'run' };
+      for (const o of openConfigured(image, config).values()) o.close(); // refuse bad config before the kernel sees anything
+      const revision: Revision = {
+        revision: 1,
+        image: req.image,
+        digest: image.digest,
+        config,
+        attach: req.attach ?? {},
+        createdAt: new Date().toISOString(),
+        cause: 'run',
+      };
       const pins = this.pins(name);
       try {
         realize({ pins, rev: 1, image, config, attach: revision.attach });
@@ -258,7 +321,13 @@ export class Agent {
         throw this.asAgentError(e, `run ${req.image}`);
       }
       faultPoint('run-after-attach');
-      const record: InstanceRecord = { name, desired: 'running', current: 1, revisions: [revision], createdAt: revision.createdAt };
+      const record: InstanceRecord = {
+        name,
+        desired: 'running',
+        current: 1,
+        revisions: [revision],
+        createdAt: revision.createdAt,
+      };
       try {
         this.#state.save(record);
       } catch (e) {
@@ -333,16 +402,28 @@ export class Agent {
       const oldImage = await this.resolveImage(from.digest, from.image);
       const known = new Set(image.spec.config.map((c) => c.name));
       const config = req.config ?? Object.fromEntries(Object.entries(from.config).filter(([k]) => known.has(k)));
-      openConfigured(image, config).forEach((o) => o.close());
+      for (const o of openConfigured(image, config).values()) o.close();
       const to = Math.max(...record.revisions.map((r) => r.revision)) + 1;
-      const revision: Revision = { revision: to, image: req.image, digest: image.digest, config, attach: req.attach ?? from.attach, createdAt: new Date().toISOString(), cause };
+      const revision: Revision = {
+        revision: to,
+        image: req.image,
+        digest: image.digest,
+        config,
+        attach: req.attach ?? from.attach,
+        createdAt: new Date().toISOString(),
+        cause,
+      };
       const pins = this.pins(name);
       if (record.desired === 'running') {
         record.transition = { from: record.current, to, startedAt: revision.createdAt };
         this.#state.save(record);
         try {
           realize({
-            pins, rev: to, image, config, attach: revision.attach,
+            pins,
+            rev: to,
+            image,
+            config,
+            attach: revision.attach,
             carryMapsFrom: record.current,
             linksFrom: { rev: record.current, attach: from.attach, spec: oldImage.spec },
           });
@@ -375,21 +456,35 @@ export class Agent {
   async rollback(name: string, opts: { toRevision?: number } = {}): Promise<InstanceStatus> {
     const record = this.record(name);
     const idx = record.revisions.findIndex((r) => r.revision === record.current);
-    const target = opts.toRevision !== undefined ? record.revisions.find((r) => r.revision === opts.toRevision) : record.revisions[idx - 1];
+    const target =
+      opts.toRevision !== undefined
+        ? record.revisions.find((r) => r.revision === opts.toRevision)
+        : record.revisions[idx - 1];
     if (!target) {
-      throw new AgentError(409, opts.toRevision !== undefined
-        ? `instance ${name} has no revision ${opts.toRevision} (revisions: ${record.revisions.map((r) => r.revision).join(', ')})`
-        : `instance ${name} has no earlier revision to roll back to`);
+      throw new AgentError(
+        409,
+        opts.toRevision !== undefined
+          ? `instance ${name} has no revision ${opts.toRevision} (revisions: ${record.revisions.map((r) => r.revision).join(', ')})`
+          : `instance ${name} has no earlier revision to roll back to`,
+      );
     }
     const ref = await this.referenceFor(target);
     return this.upgrade(name, { image: ref, config: target.config, attach: target.attach }, 'rollback');
   }
 
-  async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+  async removeImage(
+    ref: string,
+    opts: { force?: boolean } = {},
+  ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
     const img = await this.resolveImage(ref);
-    const users = this.#state.list().filter((r) => r.revisions.some((v) => v.digest === img.digest && v.revision === r.current));
+    const users = this.#state
+      .list()
+      .filter((r) => r.revisions.some((v) => v.digest === img.digest && v.revision === r.current));
     if (users.length && !opts.force) {
-      throw new AgentError(409, `image ${ref} is used by instance(s) ${users.map((u) => u.name).join(', ')}: remove them first, or use rmi --force (which removes them too)`);
+      throw new AgentError(
+        409,
+        `image ${ref} is used by instance(s) ${users.map((u) => u.name).join(', ')}: remove them first, or use rmi --force (which removes them too)`,
+      );
     }
     const instancesRemoved: string[] = [];
     for (const u of users) {
@@ -467,7 +562,7 @@ export class Agent {
       if (hit) return hit;
       if (fallbackRef) return this.resolveImage(`${repositoryOf(fallbackRef)}@${ref}`);
     }
-    let pkg;
+    let pkg: ResolvedPackage;
     try {
       pkg = await this.store.resolve(ref);
     } catch (e) {
@@ -477,7 +572,8 @@ export class Agent {
     const hit = this.#images.get(pkg.digest);
     if (hit) return hit;
     const spec = pkg.config as unknown as PackageSpec;
-    if (!Array.isArray(spec.objects) || !Array.isArray(spec.programs)) throw new AgentError(400, `image ${ref} is not a kbpf package`);
+    if (!Array.isArray(spec.objects) || !Array.isArray(spec.programs))
+      throw new AgentError(400, `image ${ref} is not a kbpf package`);
     const objects = new Map<string, Uint8Array>();
     for (const file of spec.objects) objects.set(file, (await this.store.getLayer(pkg, file)).bytes);
     const image: ResolvedImage = { reference: pkg.reference, digest: pkg.digest, spec, objects };
@@ -519,19 +615,21 @@ export class Agent {
       }
       return st;
     });
-    const maps = (image?.spec.maps ?? []).filter((m) => m.pin).map((m) => {
-      let mapId: number | undefined;
-      if (pins.has(record.current, 'maps', m.name)) {
-        try {
-          const map = BpfMap.fromPin(pins.path(record.current, 'maps', m.name));
-          mapId = map.id;
-          map.close();
-        } catch {
-          /* gone */
+    const maps = (image?.spec.maps ?? [])
+      .filter((m) => m.pin)
+      .map((m) => {
+        let mapId: number | undefined;
+        if (pins.has(record.current, 'maps', m.name)) {
+          try {
+            const map = BpfMap.fromPin(pins.path(record.current, 'maps', m.name));
+            mapId = map.id;
+            map.close();
+          } catch {
+            /* gone */
+          }
         }
-      }
-      return { name: m.name, type: m.type, mapId };
-    });
+        return { name: m.name, type: m.type, mapId };
+      });
     return {
       name: record.name,
       image: rev.image,

@@ -1,15 +1,20 @@
 // A small client of the agent's API (docs/api.md), over its unix socket. The CLI uses it.
-import { request, type IncomingMessage } from 'node:http';
+import { type IncomingMessage, request } from 'node:http';
 import type { KernelFeatures } from '../bpf/features.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
-import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 import type { LogRecord } from './log-store.js';
+import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 /** An answer of the agent that was not a success, or a failure to reach it. */
 export class ApiError extends Error {
   override name = 'ApiError';
-  constructor(readonly status: number, message: string, readonly details?: unknown, readonly code?: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details?: unknown,
+    readonly code?: string,
+  ) {
     super(message);
   }
 }
@@ -44,10 +49,20 @@ function unreachable(socketPath: string, err: NodeJS.ErrnoException): ApiError {
     case 'ENOENT':
     case 'ECONNREFUSED':
     case 'ENOTDIR':
-      return new ApiError(0, `cannot reach the kbpf agent at ${socketPath}: is it running? (start it with: kbpf agent)`, undefined, err.code);
+      return new ApiError(
+        0,
+        `cannot reach the kbpf agent at ${socketPath}: is it running? (start it with: kbpf agent)`,
+        undefined,
+        err.code,
+      );
     case 'EACCES':
     case 'EPERM':
-      return new ApiError(0, `permission denied on the kbpf agent socket ${socketPath}: it is for root only (mode 0600); run kbpf as root, e.g. with sudo`, undefined, err.code);
+      return new ApiError(
+        0,
+        `permission denied on the kbpf agent socket ${socketPath}: it is for root only (mode 0600); run kbpf as root, e.g. with sudo`,
+        undefined,
+        err.code,
+      );
     default:
       return new ApiError(0, `cannot talk to the kbpf agent at ${socketPath}: ${err.message}`, undefined, err.code);
   }
@@ -60,12 +75,20 @@ function enc(s: string): string {
 export class ApiClient {
   readonly timeoutMs: number;
 
-  constructor(readonly socketPath: string, opts: ApiClientOptions = {}) {
+  constructor(
+    readonly socketPath: string,
+    opts: ApiClientOptions = {},
+  ) {
     this.timeoutMs = opts.timeoutMs ?? 120_000;
   }
 
   /** Sends one request; resolves with the response once its headers are in (status checked). */
-  private open(method: string, path: string, body?: unknown, timeoutMs: number | undefined = this.timeoutMs): Promise<IncomingMessage> {
+  private open(
+    method: string,
+    path: string,
+    body?: unknown,
+    timeoutMs: number | undefined = this.timeoutMs,
+  ): Promise<IncomingMessage> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = request({
@@ -82,11 +105,21 @@ export class ApiClient {
       });
       let timer: NodeJS.Timeout | undefined;
       if (timeoutMs) {
-        timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer from the kbpf agent within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })), timeoutMs);
+        timer = setTimeout(
+          () =>
+            req.destroy(
+              Object.assign(new Error(`no answer from the kbpf agent within ${Math.round(timeoutMs / 1000)} s`), {
+                code: 'ETIMEDOUT',
+              }),
+            ),
+          timeoutMs,
+        );
       }
       req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(e.code === 'ETIMEDOUT' ? new ApiError(0, e.message, undefined, e.code) : unreachable(this.socketPath, e));
+        reject(
+          e.code === 'ETIMEDOUT' ? new ApiError(0, e.message, undefined, e.code) : unreachable(this.socketPath, e),
+        );
       });
       req.on('response', (res) => {
         clearTimeout(timer);
@@ -119,7 +152,10 @@ export class ApiClient {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new ApiError(res.statusCode ?? 0, `the agent answered ${method} ${path} with something that is not JSON: ${text.slice(0, 200)}`);
+      throw new ApiError(
+        res.statusCode ?? 0,
+        `the agent answered ${method} ${path} with something that is not JSON: ${text.slice(0, 200)}`,
+      );
     }
   }
 
@@ -197,7 +233,12 @@ export class ApiClient {
     if (query.since !== undefined) q.set('since', query.since);
     if (query.tail !== undefined) q.set('tail', String(query.tail));
     const qs = q.toString();
-    const res = await this.open('GET', `/v1/instances/${enc(name)}/logs${qs ? `?${qs}` : ''}`, undefined, query.follow ? 0 : this.timeoutMs);
+    const res = await this.open(
+      'GET',
+      `/v1/instances/${enc(name)}/logs${qs ? `?${qs}` : ''}`,
+      undefined,
+      query.follow ? 0 : this.timeoutMs,
+    );
     const onAbort = (): void => {
       res.destroy();
     };
@@ -207,8 +248,9 @@ export class ApiClient {
       res.setEncoding('utf8');
       for await (const chunk of res as AsyncIterable<string>) {
         buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
+        for (;;) {
+          const nl = buf.indexOf('\n');
+          if (nl < 0) break;
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
           if (line.trim() === '') continue;
@@ -221,7 +263,8 @@ export class ApiClient {
     } catch (e) {
       if (signal?.aborted) return;
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE') throw new ApiError(0, 'the kbpf agent closed the log stream (did it stop?)', undefined, code);
+      if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE')
+        throw new ApiError(0, 'the kbpf agent closed the log stream (did it stop?)', undefined, code);
       throw e;
     } finally {
       signal?.removeEventListener('abort', onAbort);

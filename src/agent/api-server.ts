@@ -20,18 +20,19 @@
 //
 // Errors are `{"error": message}` (plus `details` when the agent gave some) with the status of
 // the AgentError, 400/404 for package reference errors, 500 otherwise.
+
+import { chmodSync, lstatSync, mkdirSync, type Stats, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KernelFeatures } from '../bpf/features.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
+import { writeWithBackpressure } from '../util/http-stream.js';
 import { KBPF_VERSION } from '../version.js';
-import { AgentError, type InstanceStatus, type Revision, type RunRequest, type UpgradeRequest } from './types.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
-import { writeWithBackpressure } from '../util/http-stream.js';
+import { AgentError, type InstanceStatus, type Revision, type RunRequest, type UpgradeRequest } from './types.js';
 
 export const API_VERSION = 'v1';
 const MAX_BODY = 1024 * 1024;
@@ -65,7 +66,11 @@ export interface ApiServer {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly details?: unknown) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details?: unknown,
+  ) {
     super(message);
   }
 }
@@ -90,8 +95,11 @@ export function errorStatus(err: unknown): number {
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, jsonReplacer) + '\n';
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  const text = `${JSON.stringify(body, jsonReplacer)}\n`;
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -102,7 +110,7 @@ function sendError(res: ServerResponse, err: unknown): void {
   if (e?.details !== undefined) body.details = e.details;
   if (res.headersSent) {
     // a stream that already started: say it on the stream, as one more line
-    res.end(JSON.stringify(body, jsonReplacer) + '\n');
+    res.end(`${JSON.stringify(body, jsonReplacer)}\n`);
     return;
   }
   sendJson(res, status >= 400 && status < 600 ? status : 500, body);
@@ -129,7 +137,8 @@ function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
       } catch (e) {
         return reject(new HttpError(400, `request body is not JSON: ${(e as Error).message}`));
       }
-      if (!v || typeof v !== 'object' || Array.isArray(v)) return reject(new HttpError(400, 'request body must be a JSON object'));
+      if (!v || typeof v !== 'object' || Array.isArray(v))
+        return reject(new HttpError(400, 'request body must be a JSON object'));
       resolve(v as Record<string, unknown>);
     });
   });
@@ -157,7 +166,8 @@ export function parseSince(s: string, now = Date.now()): Date {
   if (d !== undefined) return new Date(now - d);
   if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
   const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new HttpError(400, `since: "${s}" is neither a time (2024-05-01T10:00:00Z) nor a duration (10s, 5m, 1h)`);
+  if (Number.isNaN(t))
+    throw new HttpError(400, `since: "${s}" is neither a time (2024-05-01T10:00:00Z) nor a duration (10s, 5m, 1h)`);
   return new Date(t);
 }
 
@@ -237,7 +247,13 @@ interface Ctx {
   streams: Map<AbortController, Promise<void>>;
 }
 
-async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function streamLogs(
+  ctx: Ctx,
+  name: string,
+  q: URLSearchParams,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   ctx.agent.inspect(name); // 404 for an unknown instance
   const opts: ReadOptions = {};
   const since = q.get('since');
@@ -249,7 +265,10 @@ async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: Incom
   }
   const headers = { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' };
   if (!flag(q, 'follow')) {
-    const lines = ctx.agent.logs.read(name, opts).map((r) => JSON.stringify(r, jsonReplacer) + '\n').join('');
+    const lines = ctx.agent.logs
+      .read(name, opts)
+      .map((r) => `${JSON.stringify(r, jsonReplacer)}\n`)
+      .join('');
     res.writeHead(200, { ...headers, 'Content-Length': Buffer.byteLength(lines) });
     res.end(lines);
     return;
@@ -266,7 +285,7 @@ async function streamLogs(ctx: Ctx, name: string, q: URLSearchParams, req: Incom
   try {
     for await (const batch of ctx.agent.logs.followBatches(name, opts, ac.signal)) {
       if (ac.signal.aborted) break;
-      await writeWithBackpressure(res, batch.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n', ac.signal);
+      await writeWithBackpressure(res, `${batch.map((r) => JSON.stringify(r, jsonReplacer)).join('\n')}\n`, ac.signal);
     }
   } finally {
     ctx.streams.delete(ac);
@@ -290,7 +309,8 @@ async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promi
     res.end(method === 'HEAD' ? undefined : text);
     return;
   }
-  if (parts[0] !== API_VERSION) throw new HttpError(404, `no such endpoint: ${url.pathname} (the API is under /${API_VERSION}; see docs/api.md)`);
+  if (parts[0] !== API_VERSION)
+    throw new HttpError(404, `no such endpoint: ${url.pathname} (the API is under /${API_VERSION}; see docs/api.md)`);
   const [, resource, ...rest] = parts;
 
   switch (resource) {
@@ -369,7 +389,8 @@ function handler(ctx: Ctx): (req: IncomingMessage, res: ServerResponse) => void 
     route(ctx, req, res).catch((err: unknown) => {
       const allow = (err as { allow?: string[] }).allow;
       if (allow && !res.headersSent) res.setHeader('Allow', allow.join(', '));
-      if (errorStatus(err) === 500 && process.env.KBPF_DEBUG === '1') process.stderr.write(`kbpf agent: ${req.method} ${req.url}: ${(err as Error).stack ?? String(err)}\n`);
+      if (errorStatus(err) === 500 && process.env.KBPF_DEBUG === '1')
+        process.stderr.write(`kbpf agent: ${req.method} ${req.url}: ${(err as Error).stack ?? String(err)}\n`);
       // drain what the client sent, so the connection can be reused
       req.resume();
       sendError(res, err);
@@ -399,14 +420,15 @@ function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
 
 /** Removes a socket file left by an agent that is gone; refuses if one answers, or if it is not a socket. */
 export async function ensureSocketFree(path: string): Promise<void> {
-  let st;
+  let st: Stats;
   try {
     st = lstatSync(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw e;
   }
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; not touching it (use --socket to choose another path)`);
+  if (!st.isSocket())
+    throw new Error(`${path} exists and is not a socket; not touching it (use --socket to choose another path)`);
   if (await socketAnswers(path)) throw new Error(`another kbpf agent is already listening on ${path}`);
   unlinkSync(path);
 }
@@ -475,7 +497,11 @@ export async function startApiServer(agent: AgentApi, socketPath: string): Promi
 }
 
 /** Serves only GET /metrics over TCP, for a Prometheus server that cannot scrape a unix socket. */
-export async function startMetricsServer(agent: Pick<AgentApi, 'metricsSnapshot'>, host: string, port: number): Promise<{ address: string; close(): Promise<void> }> {
+export async function startMetricsServer(
+  agent: Pick<AgentApi, 'metricsSnapshot'>,
+  host: string,
+  port: number,
+): Promise<{ address: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://kbpf').pathname;
     if (path !== '/metrics') return sendJson(res, 404, { error: 'only /metrics is served here' });
@@ -499,12 +525,14 @@ export async function startMetricsServer(agent: Pick<AgentApi, 'metricsSnapshot'
     });
   });
   const a = server.address();
-  const address = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
+  const address =
+    a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
   return {
     address,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

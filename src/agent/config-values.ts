@@ -34,7 +34,10 @@ export function coerceConfigValue(v: ConfigVarSpec, value: unknown): unknown {
     try {
       return JSON.parse(value);
     } catch {
-      throw new AgentError(400, `config variable ${v.name} (${v.type}): expected JSON for a structured value, got "${value}"`);
+      throw new AgentError(
+        400,
+        `config variable ${v.name} (${v.type}): expected JSON for a structured value, got "${value}"`,
+      );
     }
   }
   // enums: the enumerator name
@@ -47,7 +50,10 @@ export function resolveConfig(vars: ConfigVarSpec[], given: Record<string, unkno
   for (const [k, val] of Object.entries(given)) {
     const v = vars.find((x) => x.name === k);
     if (!v) {
-      throw new AgentError(400, `unknown config variable "${k}"; this package has: ${vars.map((x) => `${x.name} (${x.type})`).join(', ') || 'none'}`);
+      throw new AgentError(
+        400,
+        `unknown config variable "${k}"; this package has: ${vars.map((x) => `${x.name} (${x.type})`).join(', ') || 'none'}`,
+      );
     }
     out[k] = coerceConfigValue(v, val);
   }

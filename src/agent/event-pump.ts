@@ -6,12 +6,13 @@
 // (epoll says when the producer submits) and unmapped again after IDLE_UNMAP_MS without records.
 // A mapped ring counts fully in the agent's RSS (the kernel maps every page at mmap time), so a
 // node with hundreds of mostly quiet instances would otherwise pay ~0.5 MB per 256 KiB ring.
-import { BpfObject } from '../bpf/object.js';
+
+import { type Codec, codecFor } from '../bpf/btf/index.js';
 import { BpfMap } from '../bpf/map.js';
-import { codecFor, type Codec } from '../bpf/btf/index.js';
-import { RingBufferReader } from '../bpf/ringbuf/reader.js';
+import { BpfObject } from '../bpf/object.js';
 import { PerfBufferReader } from '../bpf/perf/reader.js';
 import { poller, type Watch } from '../bpf/poller.js';
+import { RingBufferReader } from '../bpf/ringbuf/reader.js';
 import type { EventSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import type { InstancePins } from './pins.js';
@@ -71,15 +72,19 @@ class Stream {
       this.open(); // perf buffers have no single fd to watch before they exist
       return;
     }
-    this.#watch = poller().watch(this.map.fd, () => this.open(), { ref: false, description: `ring buffer ${this.ev.map}` });
+    this.#watch = poller().watch(this.map.fd, () => this.open(), {
+      ref: false,
+      description: `ring buffer ${this.ev.map}`,
+    });
     this.#watch.arm();
   }
 
   private open(): void {
     if (this.#closed || this.#reader) return;
-    const reader: Reader = this.ev.kind === 'ringbuf'
-      ? new RingBufferReader(this.map, { decode: this.decode, lostCounter: this.lostCounter, ref: false })
-      : new PerfBufferReader(this.map, { decode: this.decode, ref: false });
+    const reader: Reader =
+      this.ev.kind === 'ringbuf'
+        ? new RingBufferReader(this.map, { decode: this.decode, lostCounter: this.lostCounter, ref: false })
+        : new PerfBufferReader(this.map, { decode: this.decode, ref: false });
     this.#reader = reader;
     this.#lastRecord = Date.now();
     this.#loop = this.pump(reader);
@@ -96,7 +101,8 @@ class Stream {
         this.onBatch(this.ev, batch);
       }
     } catch (e) {
-      if (!this.#closed) process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
+      if (!this.#closed)
+        process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
     }
   }
 
@@ -160,7 +166,9 @@ export class EventPump {
       const map = BpfMap.fromPin(pins.path(rev, 'maps', ev.map));
       const lostName = [`${ev.map}_lost`, 'lost_events'].find((n) => pins.has(rev, 'maps', n));
       const lostCounter = lostName ? BpfMap.fromPin(pins.path(rev, 'maps', lostName)) : undefined;
-      this.#streams.push(new Stream(ev, map, lostCounter, codecs.get(ev.map) ?? 'raw', (e, batch) => this.write(e, batch)));
+      this.#streams.push(
+        new Stream(ev, map, lostCounter, codecs.get(ev.map) ?? 'raw', (e, batch) => this.write(e, batch)),
+      );
     }
   }
 

@@ -16,7 +16,18 @@
 // same process at once, and a poll of the files (default every 250 ms) also picks up records
 // written by another process, across rotations (a follower remembers the inode and offset it
 // has read up to, and finds that file again after it was renamed to events.jsonl.N).
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 export interface LogRecord {
@@ -50,10 +61,17 @@ const INSTANCE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
 
 /** JSON.stringify replacer: bigints as numbers when exact, else decimal strings; bytes as hex. */
 export function jsonReplacer(_key: string, v: unknown): unknown {
-  if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v.toString();
+  if (typeof v === 'bigint')
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v.toString();
   if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
   // Buffer.prototype.toJSON runs before the replacer sees the value
-  if (v && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data) && Object.keys(v).length === 2) {
+  if (
+    v &&
+    typeof v === 'object' &&
+    (v as { type?: unknown }).type === 'Buffer' &&
+    Array.isArray((v as { data?: unknown }).data) &&
+    Object.keys(v).length === 2
+  ) {
     return Buffer.from((v as { data: number[] }).data).toString('hex');
   }
   return v;
@@ -227,15 +245,15 @@ export class LogStore {
     let line: string;
     try {
       if (plainJson(record)) {
-        line = JSON.stringify(rec) + '\n';
+        line = `${JSON.stringify(rec)}\n`;
       } else {
         // readers get what the file will hold: bigints and bytes converted
-        line = JSON.stringify(rec, jsonReplacer) + '\n';
+        line = `${JSON.stringify(rec, jsonReplacer)}\n`;
         rec = JSON.parse(line) as LogRecord;
       }
     } catch (e) {
       rec = { ts, seq, error: `unserialisable record: ${(e as Error).message}` };
-      line = JSON.stringify(rec) + '\n';
+      line = `${JSON.stringify(rec)}\n`;
     }
     w.pending.push({ line, rec });
     w.pendingBytes += Buffer.byteLength(line);
@@ -274,7 +292,10 @@ export class LogStore {
       w.lastError = undefined;
     } catch (e) {
       const msg = (e as Error).message;
-      if (w.lastError !== msg) process.stderr.write(`kbpf agent: writing the event log of ${name}: ${msg} (records are dropped until it works again)\n`);
+      if (w.lastError !== msg)
+        process.stderr.write(
+          `kbpf agent: writing the event log of ${name}: ${msg} (records are dropped until it works again)\n`,
+        );
       w.lastError = msg;
       if (w.fd !== undefined) {
         try {
@@ -430,7 +451,11 @@ export class LogStore {
    * appended, in batches, until `signal` aborts, the instance's log is removed or the store
    * closes. A follower that falls more than the retained files behind skips what was rotated away.
    */
-  async *followBatches(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncGenerator<LogRecord[], void, undefined> {
+  async *followBatches(
+    instance: string,
+    opts: ReadOptions,
+    signal: AbortSignal,
+  ): AsyncGenerator<LogRecord[], void, undefined> {
     if (signal.aborted || this.#closed) return;
     const w = this.writer(instance);
     const first = this.snapshot(instance, opts);

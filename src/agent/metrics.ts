@@ -53,17 +53,24 @@ function nsToSeconds(ns: bigint): string {
   const a = neg ? -ns : ns;
   const whole = a / 1_000_000_000n;
   const frac = (a % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
-  return `${neg ? '-' : ''}${whole}${frac ? '.' + frac : ''}`;
+  return `${neg ? '-' : ''}${whole}${frac ? `.${frac}` : ''}`;
 }
 
 class Family {
   readonly samples: string[] = [];
-  constructor(readonly name: string, readonly type: 'gauge' | 'counter', readonly help: string) {}
+  constructor(
+    readonly name: string,
+    readonly type: 'gauge' | 'counter',
+    readonly help: string,
+  ) {}
   add(l: Record<string, string>, value: string): void {
     this.samples.push(`${this.name}${labels(l)} ${value}`);
   }
   text(): string {
-    return [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.samples].join('\n') + '\n';
+    return (
+      [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.samples].join('\n') +
+      '\n'
+    );
   }
 }
 
@@ -81,10 +88,26 @@ export function formatMetrics(snapshot: MetricsSnapshot, opts: { version?: strin
   for (const [phase, n] of byPhase) instances.add({ phase }, num(n));
   families.push(instances);
 
-  const received = new Family('kbpf_events_received_total', 'counter', 'Events read from the instance\'s ring or perf buffers.');
-  const lost = new Family('kbpf_events_lost_total', 'counter', 'Events the instance\'s programs could not submit or the reader lost.');
-  const runCount = new Family('kbpf_program_run_count_total', 'counter', 'Times the program ran, from the kernel\'s BPF stats (kernel.bpf_stats_enabled=1).');
-  const runTime = new Family('kbpf_program_run_time_seconds_total', 'counter', 'Time spent in the program, from the kernel\'s BPF stats (kernel.bpf_stats_enabled=1).');
+  const received = new Family(
+    'kbpf_events_received_total',
+    'counter',
+    "Events read from the instance's ring or perf buffers.",
+  );
+  const lost = new Family(
+    'kbpf_events_lost_total',
+    'counter',
+    "Events the instance's programs could not submit or the reader lost.",
+  );
+  const runCount = new Family(
+    'kbpf_program_run_count_total',
+    'counter',
+    "Times the program ran, from the kernel's BPF stats (kernel.bpf_stats_enabled=1).",
+  );
+  const runTime = new Family(
+    'kbpf_program_run_time_seconds_total',
+    'counter',
+    "Time spent in the program, from the kernel's BPF stats (kernel.bpf_stats_enabled=1).",
+  );
   const seen = new Set<string>();
   for (const i of snapshot.instances) {
     if (seen.has(i.name)) continue; // one series per label set

@@ -21,7 +21,10 @@ export interface AgentPaths {
 export const DEFAULT_STATE_DIR = '/var/lib/kbpf';
 export const DEFAULT_BPFFS_DIR = '/sys/fs/bpf/kbpf';
 
-export function agentPaths(stateDir = process.env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR, bpffsDir = process.env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR): AgentPaths {
+export function agentPaths(
+  stateDir = process.env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR,
+  bpffsDir = process.env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR,
+): AgentPaths {
   return {
     stateDir,
     storeDir: join(stateDir, 'store'),

@@ -1,6 +1,6 @@
 // One agent per state directory: a pid file that a second agent checks before touching anything.
 // A pid file whose process is gone (crash, kill -9) is stale and taken over.
-import { readFileSync, writeFileSync, unlinkSync, openSync, closeSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { AgentError } from './types.js';
 
 function alive(pid: number): boolean {
@@ -20,7 +20,8 @@ export class PidLock {
   constructor(readonly path: string) {}
 
   acquire(): void {
-    if (heldHere.has(this.path)) throw new AgentError(409, `another kbpf agent (pid ${process.pid}) owns this state directory (${this.path})`);
+    if (heldHere.has(this.path))
+      throw new AgentError(409, `another kbpf agent (pid ${process.pid}) owns this state directory (${this.path})`);
     this.take();
     heldHere.add(this.path);
   }

@@ -13,7 +13,10 @@ export type PinKind = 'progs' | 'maps' | 'links';
 export class InstancePins {
   readonly dir: string;
 
-  constructor(readonly root: string, readonly instance: string) {
+  constructor(
+    readonly root: string,
+    readonly instance: string,
+  ) {
     this.dir = join(root, instance);
   }
 
@@ -38,13 +41,17 @@ export class InstancePins {
   }
 
   prepare(rev: number): void {
-    for (const kind of ['progs', 'maps', 'links'] as const) mkdirSync(join(this.revDir(rev), kind), { recursive: true });
+    for (const kind of ['progs', 'maps', 'links'] as const)
+      mkdirSync(join(this.revDir(rev), kind), { recursive: true });
   }
 
   /** Revisions that have a directory. */
   revisions(): number[] {
     try {
-      return readdirSync(this.dir).filter((d) => /^rev-\d+$/.test(d)).map((d) => Number(d.slice(4))).sort((a, b) => a - b);
+      return readdirSync(this.dir)
+        .filter((d) => /^rev-\d+$/.test(d))
+        .map((d) => Number(d.slice(4)))
+        .sort((a, b) => a - b);
     } catch {
       return [];
     }

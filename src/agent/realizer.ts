@@ -3,18 +3,24 @@
 // existing links in place), pin the links. Either everything happens or nothing remains.
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { infoOfId } from '../bpf/info.js';
-import { BpfObject } from '../bpf/object.js';
-import { BpfMap } from '../bpf/map.js';
-import { Program } from '../bpf/program.js';
-import { Link } from '../bpf/link/link.js';
 import { BpfError } from '../bpf/errors.js';
+import { infoOfId } from '../bpf/info.js';
 import { attachCgroup } from '../bpf/link/cgroup.js';
-import { attachXdp } from '../bpf/link/xdp.js';
-import { attachTcx } from '../bpf/link/tc.js';
+import { Link } from '../bpf/link/link.js';
 import { attachSockmap } from '../bpf/link/sockmap.js';
-import { attachTracepoint, attachRawTracepoint, attachUprobe } from '../bpf/link/tracing.js';
-import { describeAttach, resolveAttach, type AttachOverrides, type AttachSpec, type PackageSpec } from '../package/package-spec.js';
+import { attachTcx } from '../bpf/link/tc.js';
+import { attachRawTracepoint, attachTracepoint, attachUprobe } from '../bpf/link/tracing.js';
+import { attachXdp } from '../bpf/link/xdp.js';
+import { BpfMap } from '../bpf/map.js';
+import { BpfObject } from '../bpf/object.js';
+import { Program } from '../bpf/program.js';
+import {
+  type AttachOverrides,
+  type AttachSpec,
+  describeAttach,
+  type PackageSpec,
+  resolveAttach,
+} from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';
 import type { InstancePins } from './pins.js';
 import { AgentError, type ResolvedImage } from './types.js';
@@ -56,7 +62,10 @@ export function openConfigured(image: ResolvedImage, config: Record<string, unkn
       try {
         objects.get(decl.object)!.setGlobal(k, coerceConfigValue(decl, v));
       } catch (e) {
-        throw new AgentError(400, `config variable ${k} (${decl.type}): ${(e as BpfError).hint ?? (e as Error).message}`);
+        throw new AgentError(
+          400,
+          `config variable ${k} (${decl.type}): ${(e as BpfError).hint ?? (e as Error).message}`,
+        );
       }
     }
     return objects;
@@ -82,7 +91,12 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Lin
     case 'uprobe':
     case 'uretprobe': {
       const i = a.target.lastIndexOf(':');
-      return attachUprobe(prog, { binary: a.target.slice(0, i), symbol: a.target.slice(i + 1), retprobe: a.hook === 'uretprobe', pid: a.pid });
+      return attachUprobe(prog, {
+        binary: a.target.slice(0, i),
+        symbol: a.target.slice(i + 1),
+        retprobe: a.hook === 'uretprobe',
+        pid: a.pid,
+      });
     }
     case 'xdp':
       if (!a.target) throw new AgentError(400, `program ${prog.name} attaches to XDP: name the interface with --iface`);
@@ -131,7 +145,11 @@ export function realize(input: RealizeInput): RealizeResult {
       const path = pins.path(rev, 'maps', m.name);
       if (!pins.has(rev, 'maps', m.name)) objects.get(m.object)!.map(m.name).pin(path);
     }
-    for (const p of spec.programs) objects.get(p.object)!.program(p.name).pin(pins.path(rev, 'progs', p.name));
+    for (const p of spec.programs)
+      objects
+        .get(p.object)!
+        .program(p.name)
+        .pin(pins.path(rev, 'progs', p.name));
 
     for (const p of spec.programs) {
       const obj = objects.get(p.object)!;
@@ -211,12 +229,19 @@ export async function removeRevisionPins(pins: InstancePins, rev: number): Promi
     if (other === rev) continue;
     for (const name of pins.names(other, 'links')) keep.add(idAt(pins.path(other, 'links', name), 'link'));
   }
-  const links = pins.names(rev, 'links').map((n) => idAt(pins.path(rev, 'links', n), 'link')).filter((id) => id > 0 && !keep.has(id));
+  const links = pins
+    .names(rev, 'links')
+    .map((n) => idAt(pins.path(rev, 'links', n), 'link'))
+    .filter((id) => id > 0 && !keep.has(id));
   // a program's id goes only after its last link released it: then the hook no longer runs it
-  const progs = pins.names(rev, 'progs').map((n) => idAt(pins.path(rev, 'progs', n), 'prog')).filter((id) => id > 0);
+  const progs = pins
+    .names(rev, 'progs')
+    .map((n) => idAt(pins.path(rev, 'progs', n), 'prog'))
+    .filter((id) => id > 0);
   pins.removeRevision(rev);
   const deadline = Date.now() + 2000;
-  const alive = () => links.some((id) => infoOfId('link', id) !== undefined) || progs.some((id) => infoOfId('prog', id) !== undefined);
+  const alive = () =>
+    links.some((id) => infoOfId('link', id) !== undefined) || progs.some((id) => infoOfId('prog', id) !== undefined);
   while (alive() && Date.now() < deadline) await sleep(5);
 }
 

@@ -1,7 +1,17 @@
 // Crash-safe desired state: one JSON file per instance, replaced atomically (write to a temp
 // file, fsync, rename, fsync the directory). A kill -9 at any point leaves either the old or the
 // new record, never a torn one.
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { InstanceRecord } from './types.js';
 

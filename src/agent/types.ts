@@ -84,7 +84,11 @@ export interface ResolvedImage {
 /** An error the API reports with an HTTP status. */
 export class AgentError extends Error {
   override name = 'AgentError';
-  constructor(readonly status: number, message: string, readonly details?: unknown) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details?: unknown,
+  ) {
     super(message);
   }
 }

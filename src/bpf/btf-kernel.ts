@@ -1,9 +1,10 @@
 // BTF objects loaded in the kernel (by id), as parsed Btf. Used for maps and programs that were
 // re-opened from a pin or an id, whose object file is not at hand.
-import { libbpf } from './ffi/libbpf.js';
-import { koffi, lastErrno } from './ffi/koffi.js';
-import { BpfError } from './errors.js';
+
 import { Btf } from './btf/index.js';
+import { BpfError } from './errors.js';
+import { koffi, lastErrno } from './ffi/koffi.js';
+import { libbpf } from './ffi/libbpf.js';
 
 const cache = new Map<number, Btf>();
 

@@ -45,7 +45,11 @@ export class BpfError extends Error {
     let msg = subject ? `${op} ${subject}: ${why}` : `${op}: ${why}`;
     if (details.hint) msg += `; ${details.hint}`;
     const relevant = (details.libbpfLog ?? []).filter((l) => !l.startsWith('libbpf: -- ') && l.trim() !== '');
-    if (relevant.length) msg += `\n  libbpf: ${relevant.slice(-6).map((l) => l.replace(/^libbpf:\s*/, '')).join('\n  libbpf: ')}`;
+    if (relevant.length)
+      msg += `\n  libbpf: ${relevant
+        .slice(-6)
+        .map((l) => l.replace(/^libbpf:\s*/, ''))
+        .join('\n  libbpf: ')}`;
     super(msg, details.cause !== undefined ? { cause: details.cause } : undefined);
     this.code = errnoName(errno);
     this.libbpfLog = details.libbpfLog ?? [];

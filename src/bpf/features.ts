@@ -4,12 +4,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { attachType, HELPER_NAMES, MAP_TYPES, PROG_TYPES, progType } from './constants.js';
+import { BpfError, errnoText } from './errors.js';
+import { addressOf, koffi } from './ffi/koffi.js';
 import { libbpf } from './ffi/libbpf.js';
-import { PROG_TYPES, MAP_TYPES, HELPER_NAMES, progType, attachType } from './constants.js';
-import { koffi, addressOf } from './ffi/koffi.js';
 import { libc } from './ffi/libc.js';
 import { captureLibbpfLog } from './ffi/print.js';
-import { BpfError, errnoText } from './errors.js';
 
 export type Support = 'yes' | 'no' | 'unknown';
 
@@ -53,14 +53,18 @@ function atLeast(major: number, minor: number): boolean {
 
 export function probeProgramTypes(): Record<string, Support> {
   const out: Record<string, Support> = {};
-  const { result } = captureLibbpfLog(() => PROG_TYPES.map((name, i) => [name, i === 0 ? 'no' : probe(libbpf.probeProgType(i, null))] as const));
+  const { result } = captureLibbpfLog(() =>
+    PROG_TYPES.map((name, i) => [name, i === 0 ? 'no' : probe(libbpf.probeProgType(i, null))] as const),
+  );
   for (const [name, s] of result) if (name !== 'unspec') out[name] = s;
   return out;
 }
 
 export function probeMapTypes(): Record<string, Support> {
   const out: Record<string, Support> = {};
-  const { result } = captureLibbpfLog(() => MAP_TYPES.map((name, i) => [name, i === 0 ? 'no' : probe(libbpf.probeMapType(i, null))] as const));
+  const { result } = captureLibbpfLog(() =>
+    MAP_TYPES.map((name, i) => [name, i === 0 ? 'no' : probe(libbpf.probeMapType(i, null))] as const),
+  );
   for (const [name, s] of result) if (name !== 'unspec') out[name] = s;
   return out;
 }
@@ -148,8 +152,12 @@ async function probeFentry(): Promise<HookSupport> {
     attachAuto(obj.program('probe_fentry')).close();
     return { supported: 'yes', detail: 'fentry program loaded and attached' };
   } catch (e) {
-    const why = e instanceof BpfError && e.errno ? `${errnoText(e.errno)} (${e.code})` : (e as Error).message.split('\n')[0];
-    return { supported: 'no', detail: `the kernel refused to ${stage} an fentry program on bpf_fentry_test1: ${why}; use tracepoints instead` };
+    const why =
+      e instanceof BpfError && e.errno ? `${errnoText(e.errno)} (${e.code})` : (e as Error).message.split('\n')[0];
+    return {
+      supported: 'no',
+      detail: `the kernel refused to ${stage} an fentry program on bpf_fentry_test1: ${why}; use tracepoints instead`,
+    };
   } finally {
     obj?.close();
   }
@@ -162,17 +170,27 @@ export async function probeHooks(): Promise<Record<string, HookSupport>> {
     kprobe: pmu('kprobe')
       ? { supported: 'yes', detail: 'kprobe PMU present' }
       : { supported: 'no', detail: 'no kprobe PMU (CONFIG_KPROBES off): use tracepoints' },
-    uprobe: pmu('uprobe') ? { supported: 'yes', detail: 'uprobe PMU present' } : { supported: 'no', detail: 'no uprobe PMU' },
-    tracepoint: tracefs || pmu('tracepoint')
-      ? { supported: 'yes', detail: 'tracepoint PMU present' }
-      : { supported: 'no', detail: 'no tracefs' },
+    uprobe: pmu('uprobe')
+      ? { supported: 'yes', detail: 'uprobe PMU present' }
+      : { supported: 'no', detail: 'no uprobe PMU' },
+    tracepoint:
+      tracefs || pmu('tracepoint')
+        ? { supported: 'yes', detail: 'tracepoint PMU present' }
+        : { supported: 'no', detail: 'no tracefs' },
     fentry: await probeFentry(),
-    tcx: atLeast(6, 6) ? { supported: 'yes', detail: 'kernel >= 6.6' } : { supported: 'no', detail: 'tcx needs kernel 6.6; clsact is used instead' },
-    sockmap_link: atLeast(6, 10) ? { supported: 'yes', detail: 'kernel >= 6.10' } : { supported: 'no', detail: 'sockmap links need kernel 6.10' },
-    cgroup_v2: existsSync('/sys/fs/cgroup/unified/cgroup.controllers') || existsSync('/sys/fs/cgroup/cgroup.controllers')
-      ? { supported: 'yes', detail: 'cgroup2 mounted' }
-      : { supported: 'no', detail: 'cgroup2 not mounted' },
-    bpf_link_update: atLeast(5, 7) ? { supported: 'yes', detail: 'kernel >= 5.7' } : { supported: 'no', detail: 'needs kernel 5.7' },
+    tcx: atLeast(6, 6)
+      ? { supported: 'yes', detail: 'kernel >= 6.6' }
+      : { supported: 'no', detail: 'tcx needs kernel 6.6; clsact is used instead' },
+    sockmap_link: atLeast(6, 10)
+      ? { supported: 'yes', detail: 'kernel >= 6.10' }
+      : { supported: 'no', detail: 'sockmap links need kernel 6.10' },
+    cgroup_v2:
+      existsSync('/sys/fs/cgroup/unified/cgroup.controllers') || existsSync('/sys/fs/cgroup/cgroup.controllers')
+        ? { supported: 'yes', detail: 'cgroup2 mounted' }
+        : { supported: 'no', detail: 'cgroup2 not mounted' },
+    bpf_link_update: atLeast(5, 7)
+      ? { supported: 'yes', detail: 'kernel >= 5.7' }
+      : { supported: 'no', detail: 'needs kernel 5.7' },
   };
 }
 

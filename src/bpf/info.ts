@@ -1,10 +1,11 @@
 // BPF_OBJ_GET_INFO_BY_FD for programs, maps and links, and walking the kernel's id spaces:
 // what bpftool shows, as plain objects.
-import { libbpf } from './ffi/libbpf.js';
+
+import { attachType, linkType, mapType, progType } from './constants.js';
 import { check } from './errors.js';
-import { progType, mapType, linkType, attachType } from './constants.js';
+import { addressOf, koffi } from './ffi/koffi.js';
+import { libbpf } from './ffi/libbpf.js';
 import { libc } from './ffi/libc.js';
-import { koffi, addressOf } from './ffi/koffi.js';
 
 function getInfo(fd: number, size: number, what: string): Buffer {
   const info = Buffer.alloc(size);
@@ -19,8 +20,17 @@ function cString(b: Buffer, off: number, len: number): string {
 }
 
 export interface ProgInfo {
-  id: number; type: string; name: string; tag: string; mapIds: number[];
-  btfId: number; runTimeNs: bigint; runCount: bigint; verifiedInsns: number; loadTime: bigint; uid: number;
+  id: number;
+  type: string;
+  name: string;
+  tag: string;
+  mapIds: number[];
+  btfId: number;
+  runTimeNs: bigint;
+  runCount: bigint;
+  verifiedInsns: number;
+  loadTime: bigint;
+  uid: number;
 }
 
 export function progInfo(fd: number): ProgInfo {
@@ -58,8 +68,16 @@ export function progInfo(fd: number): ProgInfo {
 }
 
 export interface MapInfo {
-  id: number; type: string; name: string; keySize: number; valueSize: number; maxEntries: number;
-  flags: number; btfId: number; btfKeyTypeId: number; btfValueTypeId: number;
+  id: number;
+  type: string;
+  name: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
 }
 
 export function mapInfo(fd: number): MapInfo {
@@ -79,7 +97,9 @@ export function mapInfo(fd: number): MapInfo {
 }
 
 export interface LinkInfo {
-  id: number; type: string; progId: number;
+  id: number;
+  type: string;
+  progId: number;
   /** cgroup links: the cgroup's id; */
   cgroupId?: bigint;
   /** cgroup, tcx, netkit links */

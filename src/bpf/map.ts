@@ -1,14 +1,14 @@
 // BPF maps: lookup / update / delete / iterate / batch, with keys and values converted to and
 // from plain JS values through the map's BTF (raw bytes when a map has no BTF).
 import { constants } from 'node:os';
+import { type Btf, type Codec, codecFor } from './btf/index.js';
+import { loadKernelBtfById } from './btf-kernel.js';
+import { mapType } from './constants.js';
+import { BpfError, check } from './errors.js';
+import type { Pointer } from './ffi/koffi.js';
 import { libbpf } from './ffi/libbpf.js';
 import { libc } from './ffi/libc.js';
-import type { Pointer } from './ffi/koffi.js';
-import { BpfError, check } from './errors.js';
-import { mapType } from './constants.js';
-import { mapInfo, type MapInfo } from './info.js';
-import { Btf, codecFor, type Codec } from './btf/index.js';
-import { loadKernelBtfById } from './btf-kernel.js';
+import { type MapInfo, mapInfo } from './info.js';
 
 const { ENOENT } = constants.errno;
 
@@ -75,7 +75,13 @@ export class BpfMap {
     readonly maxEntries: number,
     readonly flags: number,
     readonly origin: string,
-    init: { ptr?: Pointer; fd?: number; ownsFd?: boolean; btfIds: { key: number; value: number }; btf: () => Btf | null },
+    init: {
+      ptr?: Pointer;
+      fd?: number;
+      ownsFd?: boolean;
+      btfIds: { key: number; value: number };
+      btf: () => Btf | null;
+    },
   ) {
     this.#ptr = init.ptr ?? null;
     this.#fd = init.fd ?? -1;
@@ -87,8 +93,13 @@ export class BpfMap {
   /** @internal one of an object's maps */
   static ofObject(objectName: string, ptr: Pointer, btf: Btf | null, name: string): BpfMap {
     return new BpfMap(
-      name, mapType.name(libbpf.mapType(ptr)), libbpf.mapKeySize(ptr), libbpf.mapValueSize(ptr),
-      libbpf.mapMaxEntries(ptr), libbpf.mapFlags(ptr), `object "${objectName}"`,
+      name,
+      mapType.name(libbpf.mapType(ptr)),
+      libbpf.mapKeySize(ptr),
+      libbpf.mapValueSize(ptr),
+      libbpf.mapMaxEntries(ptr),
+      libbpf.mapFlags(ptr),
+      `object "${objectName}"`,
       { ptr, btfIds: { key: libbpf.mapBtfKeyTypeId(ptr), value: libbpf.mapBtfValueTypeId(ptr) }, btf: () => btf },
     );
   }
@@ -103,7 +114,9 @@ export class BpfMap {
       throw e;
     }
     return new BpfMap(info.name, info.type, info.keySize, info.valueSize, info.maxEntries, info.flags, origin, {
-      fd, ownsFd: true, btfIds: { key: info.btfKeyTypeId, value: info.btfValueTypeId },
+      fd,
+      ownsFd: true,
+      btfIds: { key: info.btfKeyTypeId, value: info.btfValueTypeId },
       btf: () => (info.btfId ? loadKernelBtfById(info.btfId) : null),
     });
   }
@@ -120,7 +133,14 @@ export class BpfMap {
     const opts = Buffer.alloc(64);
     opts.writeBigUInt64LE(56n, 0); // sz of struct bpf_map_create_opts (libbpf 1.1)
     opts.writeUInt32LE(spec.flags ?? 0, 32);
-    const fd = libbpf.mapCreate(mapType.value(spec.type), spec.name ?? null, spec.keySize, spec.valueSize, spec.maxEntries, opts);
+    const fd = libbpf.mapCreate(
+      mapType.value(spec.type),
+      spec.name ?? null,
+      spec.keySize,
+      spec.valueSize,
+      spec.maxEntries,
+      opts,
+    );
     if (fd < 0) throw new BpfError('create map', `"${spec.name ?? ''}" (${spec.type})`, -fd);
     return BpfMap.fromFd(fd, 'created');
   }
@@ -136,9 +156,13 @@ export class BpfMap {
   }
 
   get fd(): number {
-    if (this.#objectClosed) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
+    if (this.#objectClosed)
+      throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
     const fd = this.#ptr ? libbpf.mapFd(this.#ptr) : this.#fd;
-    if (fd < 0) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'the map is not created yet (load its object first)' });
+    if (fd < 0)
+      throw new BpfError('use', this.description, constants.errno.EBADF, {
+        hint: 'the map is not created yet (load its object first)',
+      });
     return fd;
   }
 
@@ -209,8 +233,11 @@ export class BpfMap {
       const slot = Math.ceil(this.valueSize / 8) * 8;
       const out = new Uint8Array(slot * n);
       const values = Array.isArray(value) ? value : new Array(n).fill(value);
-      if (values.length !== n) throw new Error(`a per-CPU value needs ${n} elements (one per possible CPU), got ${values.length}`);
-      values.forEach((v, i) => this.valueCodec.encode(v, out, i * slot));
+      if (values.length !== n)
+        throw new Error(`a per-CPU value needs ${n} elements (one per possible CPU), got ${values.length}`);
+      values.forEach((v, i) => {
+        this.valueCodec.encode(v, out, i * slot);
+      });
       return out;
     } catch (e) {
       if (e instanceof BpfError) throw e;
@@ -307,7 +334,11 @@ export class BpfMap {
       const count = [batchSize];
       const ret = libbpf.mapLookupBatch(this.fd, inBatch, batchToken, keys, values, count, opts);
       if (ret < 0 && ret !== -ENOENT) {
-        if (out.length === 0 && (ret === -constants.errno.EINVAL || ret === -constants.errno.EOPNOTSUPP || ret === -524)) return [...this.entries()];
+        if (
+          out.length === 0 &&
+          (ret === -constants.errno.EINVAL || ret === -constants.errno.EOPNOTSUPP || ret === -524)
+        )
+          return [...this.entries()];
         check(ret, 'batch look up in', this.description);
       }
       for (let i = 0; i < count[0]!; i++) {
@@ -349,7 +380,9 @@ export class BpfMap {
     const list = [...keyList];
     if (list.length === 0) return 0;
     const keys = Buffer.alloc(this.keySize * list.length);
-    list.forEach((k, i) => keys.set(this.encodeKey(k), i * this.keySize));
+    list.forEach((k, i) => {
+      keys.set(this.encodeKey(k), i * this.keySize);
+    });
     const count = [list.length];
     const ret = libbpf.mapDeleteBatch(this.fd, keys, count, batchOpts());
     if (ret < 0 && ret !== -ENOENT) check(ret, 'batch delete from', this.description);

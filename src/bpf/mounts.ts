@@ -4,10 +4,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { BpfError } from './errors.js';
 
 function mounted(path: string, fstype: string): boolean {
-  return readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => {
-    const [, mnt, type] = l.split(' ');
-    return mnt === path && type === fstype;
-  });
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((l) => {
+      const [, mnt, type] = l.split(' ');
+      return mnt === path && type === fstype;
+    });
 }
 
 function ensureMount(path: string, fstype: string): void {
@@ -15,7 +17,9 @@ function ensureMount(path: string, fstype: string): void {
   try {
     execFileSync('mount', ['-t', fstype, fstype, path], { stdio: 'pipe' });
   } catch (e) {
-    throw new BpfError('mount', `${fstype} at ${path}`, 1, { hint: String((e as { stderr?: Buffer }).stderr ?? e).trim() });
+    throw new BpfError('mount', `${fstype} at ${path}`, 1, {
+      hint: String((e as { stderr?: Buffer }).stderr ?? e).trim(),
+    });
   }
 }
 

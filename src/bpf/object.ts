@@ -1,16 +1,16 @@
 // A BPF ELF object: open (file or bytes), set global variables, load (with the verifier's log
 // captured per program), then hand out its programs and maps. close() releases every fd.
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
 import { constants } from 'node:os';
-import { libbpf, OBJECT_OPEN_OPTS_SIZE } from './ffi/libbpf.js';
-import { koffi, lastErrno, type Pointer } from './ffi/koffi.js';
-import { captureLibbpfLog } from './ffi/print.js';
-import { BpfError, VerifierError, check } from './errors.js';
-import { Program } from './program.js';
-import { BpfMap } from './map.js';
+import { basename } from 'node:path';
 import { Btf, codecFor } from './btf/index.js';
 import { rawDataOf } from './btf-kernel.js';
+import { BpfError, check, VerifierError } from './errors.js';
+import { koffi, lastErrno, type Pointer } from './ffi/koffi.js';
+import { libbpf, OBJECT_OPEN_OPTS_SIZE } from './ffi/libbpf.js';
+import { captureLibbpfLog } from './ffi/print.js';
+import { BpfMap } from './map.js';
+import { Program } from './program.js';
 
 const VERIFIER_LOG_SIZE = 1 << 20;
 
@@ -94,7 +94,13 @@ export class BpfObject {
     const { result: ptr, log } = captureLibbpfLog(() => libbpf.objectOpenMem(bytes, bytes.length, openOpts));
     if (!ptr) {
       const errno = lastErrno() || constants.errno.EINVAL;
-      throw new BpfError('open object', `"${name}"`, errno, { libbpfLog: log, hint: errno === constants.errno.EINVAL || errno === constants.errno.ENOEXEC ? 'not a valid BPF ELF object' : undefined });
+      throw new BpfError('open object', `"${name}"`, errno, {
+        libbpfLog: log,
+        hint:
+          errno === constants.errno.EINVAL || errno === constants.errno.ENOEXEC
+            ? 'not a valid BPF ELF object'
+            : undefined,
+      });
     }
     return new BpfObject(ptr, name);
   }
@@ -104,19 +110,26 @@ export class BpfObject {
   }
 
   private get ptr(): Pointer {
-    if (!this.#ptr) throw new BpfError('use', `object "${this.name}"`, constants.errno.EBADF, { hint: 'the object is closed' });
+    if (!this.#ptr)
+      throw new BpfError('use', `object "${this.name}"`, constants.errno.EBADF, { hint: 'the object is closed' });
     return this.#ptr;
   }
 
   program(name: string): Program {
     const p = this.programs.get(name);
-    if (!p) throw new BpfError('find program', `"${name}" in object "${this.name}"`, constants.errno.ENOENT, { hint: `programs: ${[...this.programs.keys()].join(', ') || 'none'}` });
+    if (!p)
+      throw new BpfError('find program', `"${name}" in object "${this.name}"`, constants.errno.ENOENT, {
+        hint: `programs: ${[...this.programs.keys()].join(', ') || 'none'}`,
+      });
     return p;
   }
 
   map(name: string): BpfMap {
     const m = this.maps.get(name);
-    if (!m) throw new BpfError('find map', `"${name}" in object "${this.name}"`, constants.errno.ENOENT, { hint: `maps: ${[...this.maps.keys()].join(', ') || 'none'}` });
+    if (!m)
+      throw new BpfError('find map', `"${name}" in object "${this.name}"`, constants.errno.ENOENT, {
+        hint: `maps: ${[...this.maps.keys()].join(', ') || 'none'}`,
+      });
     return m;
   }
 
@@ -135,7 +148,14 @@ export class BpfObject {
       if (!GLOBAL_SECTIONS.test(section)) continue;
       const sec = this.btf.datasec(section);
       for (const v of sec?.vars ?? []) {
-        out.push({ name: v.name, section, typeId: v.typeId, typeName: this.btf.typeName(v.typeId), offset: v.offset, size: v.size });
+        out.push({
+          name: v.name,
+          section,
+          typeId: v.typeId,
+          typeName: this.btf.typeName(v.typeId),
+          offset: v.offset,
+          size: v.size,
+        });
       }
     }
     return out;
@@ -145,7 +165,9 @@ export class BpfObject {
     const v = this.globals().find((g) => g.name === name);
     if (!v) {
       const known = this.globals().map((g) => g.name);
-      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, constants.errno.ENOENT, { hint: `known variables: ${known.join(', ') || 'none'}` });
+      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, constants.errno.ENOENT, {
+        hint: `known variables: ${known.join(', ') || 'none'}`,
+      });
     }
     return v;
   }
@@ -160,12 +182,20 @@ export class BpfObject {
   /** Sets a global variable by name before load; the value is checked against its BTF type. */
   setGlobal(name: string, value: unknown): void {
     const v = this.globalVariable(name);
-    if (this.#loaded) throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, { hint: 'globals can only be set before load' });
+    if (this.#loaded)
+      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, {
+        hint: 'globals can only be set before load',
+      });
     const data = this.sectionData(v.section);
     try {
       codecFor(this.btf!, v.typeId).encode(value, data, v.offset);
     } catch (e) {
-      throw new BpfError('set global variable', `"${name}" (${v.typeName}) of object "${this.name}"`, constants.errno.EINVAL, { hint: (e as Error).message });
+      throw new BpfError(
+        'set global variable',
+        `"${name}" (${v.typeName}) of object "${this.name}"`,
+        constants.errno.EINVAL,
+        { hint: (e as Error).message },
+      );
     }
     const m = this.#internal.get(v.section)!;
     check(libbpf.mapSetInitialValue(m, data, data.length), 'set global variable', `"${name}" of object "${this.name}"`);
@@ -188,9 +218,15 @@ export class BpfObject {
     const own = this.map(name);
     if (this.#loaded) {
       // libbpf would swap the fd under the loaded programs, which keep using the old map
-      throw new BpfError('reuse map', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, { hint: 'maps can only be reused before load' });
+      throw new BpfError('reuse map', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, {
+        hint: 'maps can only be reused before load',
+      });
     }
-    check(libbpf.mapReuseFd(own.handle, map.fd), 'reuse map', `"${name}" of object "${this.name}" (from ${map.description})`);
+    check(
+      libbpf.mapReuseFd(own.handle, map.fd),
+      'reuse map',
+      `"${name}" of object "${this.name}" (from ${map.description})`,
+    );
   }
 
   /** Loads every program (and creates the maps). A rejected program throws VerifierError. */
@@ -243,12 +279,18 @@ function readSource(path: string): Uint8Array {
     return readFileSync(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new BpfError('open object', path, constants.errno[err.code as keyof typeof constants.errno] ?? constants.errno.EIO);
+    throw new BpfError(
+      'open object',
+      path,
+      constants.errno[err.code as keyof typeof constants.errno] ?? constants.errno.EIO,
+    );
   }
 }
 
 function readCString(ptr: Pointer, max: number): string {
   const bytes = new Uint8Array(koffi.view(ptr, max));
   const end = bytes.indexOf(0);
-  return Buffer.from(bytes.subarray(0, end < 0 ? max : end)).toString('utf8').trimEnd();
+  return Buffer.from(bytes.subarray(0, end < 0 ? max : end))
+    .toString('utf8')
+    .trimEnd();
 }

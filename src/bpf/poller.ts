@@ -17,9 +17,9 @@
 // the process alive. With nothing armed, nothing waits at all: a process with no other work exits
 // (at most WAIT_TIMEOUT_MS after the last reader stopped waiting).
 import { constants } from 'node:os';
-import { libc, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLLIN, EPOLL_CLOEXEC } from './ffi/libc.js';
-import { lastErrno } from './ffi/koffi.js';
 import { BpfError } from './errors.js';
+import { lastErrno } from './ffi/koffi.js';
+import { EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLLIN, libc } from './ffi/libc.js';
 
 const EPOLL_CTL_MOD = 3;
 const EPOLLERR = 0x8;
@@ -255,7 +255,7 @@ export class Poller {
       const token = this.#eventsView.getUint32(i * EVENT_SIZE + 4, true);
       const w = this.#watches.get(token);
       // A watch closed or disarmed while the wait was in flight: ignore the stale event.
-      if (!w || !w.armed) continue;
+      if (!w?.armed) continue;
       this.markDisarmed(w); // one-shot: the kernel disarmed it
       ready.push([w, events]);
     }

@@ -1,11 +1,12 @@
 // A BPF program: either one of a BpfObject's (libbpf owns it) or one re-opened by fd/pin.
+
+import { constants } from 'node:os';
+import { attachType, progType } from './constants.js';
+import { BpfError, check } from './errors.js';
+import type { Pointer } from './ffi/koffi.js';
 import { libbpf } from './ffi/libbpf.js';
 import { libc } from './ffi/libc.js';
-import type { Pointer } from './ffi/koffi.js';
-import { check, BpfError } from './errors.js';
-import { progType, attachType } from './constants.js';
-import { progInfo, type ProgInfo } from './info.js';
-import { constants } from 'node:os';
+import { type ProgInfo, progInfo } from './info.js';
 
 export class Program {
   #fd: number;
@@ -90,9 +91,13 @@ export class Program {
 
   /** The program's fd; throws if it is not loaded. */
   get fd(): number {
-    if (this.#objectClosed) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
+    if (this.#objectClosed)
+      throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
     const fd = this.fdOrNegative;
-    if (fd < 0) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'the program is not loaded (call load() on its object first)' });
+    if (fd < 0)
+      throw new BpfError('use', this.description, constants.errno.EBADF, {
+        hint: 'the program is not loaded (call load() on its object first)',
+      });
     return fd;
   }
 
@@ -112,7 +117,11 @@ export class Program {
 
   setExpectedAttachType(type: string): void {
     this.requireUnloaded('set expected attach type of');
-    check(libbpf.programSetExpectedAttachType(this.#ptr, attachType.value(type)), 'set expected attach type of', this.description);
+    check(
+      libbpf.programSetExpectedAttachType(this.#ptr, attachType.value(type)),
+      'set expected attach type of',
+      this.description,
+    );
   }
 
   /** Whether load() loads this program (default true). */
@@ -139,7 +148,9 @@ export class Program {
 
   private requireUnloaded(op: string): void {
     if (!this.#ptr || this.loaded) {
-      throw new BpfError(op, this.description, constants.errno.EBUSY, { hint: 'only possible before the object is loaded' });
+      throw new BpfError(op, this.description, constants.errno.EBUSY, {
+        hint: 'only possible before the object is loaded',
+      });
     }
   }
 }

@@ -1,8 +1,9 @@
 // BPF_PROG_TEST_RUN: run a loaded program on given input (packet data and/or context) without
 // traffic, for unit tests of program logic and for benchmarks.
-import { libbpf } from './ffi/libbpf.js';
-import { koffi, addressOf, type Pointer } from './ffi/koffi.js';
+
 import { check } from './errors.js';
+import { addressOf, koffi, type Pointer } from './ffi/koffi.js';
+import { libbpf } from './ffi/libbpf.js';
 import type { Program } from './program.js';
 
 export interface TestRunOptions {

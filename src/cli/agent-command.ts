@@ -34,7 +34,9 @@ export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promis
     await agent.close();
     throw e;
   }
-  log(`kbpf ${KBPF_VERSION} serving ${paths.socketPath}${metrics ? `, metrics on http://${metrics.address}/metrics` : ''} (state ${paths.stateDir}, bpffs ${paths.bpffsDir}); ${agent.list().length} instance(s)`);
+  log(
+    `kbpf ${KBPF_VERSION} serving ${paths.socketPath}${metrics ? `, metrics on http://${metrics.address}/metrics` : ''} (state ${paths.stateDir}, bpffs ${paths.bpffsDir}); ${agent.list().length} instance(s)`,
+  );
   opts.onReady?.();
 
   await new Promise<void>((resolve) => {

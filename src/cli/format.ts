@@ -4,8 +4,12 @@ import type { LogRecord } from '../agent/log-store.js';
 /** Left-aligned columns separated by three spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n') + '\n';
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('   ')
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
 
 /** "3 seconds ago", "5 minutes ago", "2 days ago". */
@@ -58,7 +62,7 @@ export function cell(v: unknown): string {
 }
 
 export function json(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x), 2) + '\n';
+  return `${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x), 2)}\n`;
 }
 
 // ---- logs ----
@@ -129,6 +133,9 @@ export class LogTable {
   }
 
   private line(cells: string[]): string {
-    return cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(this.widths[i] ?? c.length))).join('   ').trimEnd() + '\n';
+    return `${cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(this.widths[i] ?? c.length)))
+      .join('   ')
+      .trimEnd()}\n`;
   }
 }

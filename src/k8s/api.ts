@@ -7,7 +7,11 @@ import { createHash } from 'node:crypto';
 export const GROUP = 'kbpf.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
-export const PLURAL = { deployments: 'bpfdeployments', nodeInstances: 'bpfnodeinstances', revisions: 'bpfrevisions' } as const;
+export const PLURAL = {
+  deployments: 'bpfdeployments',
+  nodeInstances: 'bpfnodeinstances',
+  revisions: 'bpfrevisions',
+} as const;
 
 /** labels the controller puts on what it owns */
 export const LABEL_DEPLOYMENT = 'kbpf.io/deployment';
@@ -161,7 +165,11 @@ export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
@@ -188,12 +196,20 @@ export function nodeInstanceName(deployment: string, node: string): string {
 export function selectorMatches(sel: LabelSelector, labels: Record<string, string> = {}): boolean {
   for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false;
   for (const e of sel.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+    const has = Object.hasOwn(labels, e.key);
     switch (e.operator) {
-      case 'In': if (!has || !(e.values ?? []).includes(labels[e.key]!)) return false; break;
-      case 'NotIn': if (has && (e.values ?? []).includes(labels[e.key]!)) return false; break;
-      case 'Exists': if (!has) return false; break;
-      case 'DoesNotExist': if (has) return false; break;
+      case 'In':
+        if (!has || !(e.values ?? []).includes(labels[e.key]!)) return false;
+        break;
+      case 'NotIn':
+        if (has && (e.values ?? []).includes(labels[e.key]!)) return false;
+        break;
+      case 'Exists':
+        if (!has) return false;
+        break;
+      case 'DoesNotExist':
+        if (has) return false;
+        break;
     }
   }
   return true;
@@ -222,5 +238,10 @@ export function maxUnavailableOf(spec: BpfDeploymentSpec, desired: number): numb
 
 /** Is this instance running what its spec asks for? */
 export function instanceReady(ni: BpfNodeInstance): boolean {
-  return ni.status?.phase === 'Running' && ni.status.observedGeneration === ni.metadata.generation && ni.status.revision === ni.spec.revision && !ni.metadata.deletionTimestamp;
+  return (
+    ni.status?.phase === 'Running' &&
+    ni.status.observedGeneration === ni.metadata.generation &&
+    ni.status.revision === ni.spec.revision &&
+    !ni.metadata.deletionTimestamp
+  );
 }

@@ -2,7 +2,15 @@
 // resources, and a reflector (list, then watch from the list's resourceVersion with bookmarks;
 // on 410 Gone or a dropped watch, list again) that keeps a local cache of one kind.
 import * as k8s from '@kubernetes/client-node';
-import { GROUP, VERSION, PLURAL, type BpfDeployment, type BpfNodeInstance, type BpfRevision, type ObjectMeta } from './api.js';
+import {
+  type BpfDeployment,
+  type BpfNodeInstance,
+  type BpfRevision,
+  GROUP,
+  type ObjectMeta,
+  type PLURAL,
+  VERSION,
+} from './api.js';
 
 export interface Kube {
   kc: k8s.KubeConfig;
@@ -57,14 +65,25 @@ interface KindMap {
 export class KbpfApi {
   constructor(readonly kube: Kube) {}
 
-  async list<P extends Plural>(plural: P, q: { labelSelector?: string; fieldSelector?: string } = {}): Promise<{ items: KindMap[P][]; resourceVersion: string }> {
-    const r = (await this.kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...q })) as { items: KindMap[P][]; metadata: { resourceVersion: string } };
+  async list<P extends Plural>(
+    plural: P,
+    q: { labelSelector?: string; fieldSelector?: string } = {},
+  ): Promise<{ items: KindMap[P][]; resourceVersion: string }> {
+    const r = (await this.kube.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...q })) as {
+      items: KindMap[P][];
+      metadata: { resourceVersion: string };
+    };
     return { items: r.items, resourceVersion: r.metadata.resourceVersion };
   }
 
   async get<P extends Plural>(plural: P, name: string): Promise<KindMap[P] | undefined> {
     try {
-      return (await this.kube.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural, name })) as KindMap[P];
+      return (await this.kube.custom.getClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural,
+        name,
+      })) as KindMap[P];
     } catch (e) {
       if (statusCode(e) === 404) return undefined;
       throw e;
@@ -72,20 +91,43 @@ export class KbpfApi {
   }
 
   async create<P extends Plural>(plural: P, body: KindMap[P]): Promise<KindMap[P]> {
-    return (await this.kube.custom.createClusterCustomObject({ group: GROUP, version: VERSION, plural, body })) as KindMap[P];
+    return (await this.kube.custom.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural,
+      body,
+    })) as KindMap[P];
   }
 
   async replace<P extends Plural>(plural: P, body: KindMap[P]): Promise<KindMap[P]> {
-    return (await this.kube.custom.replaceClusterCustomObject({ group: GROUP, version: VERSION, plural, name: body.metadata.name, body })) as KindMap[P];
+    return (await this.kube.custom.replaceClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural,
+      name: body.metadata.name,
+      body,
+    })) as KindMap[P];
   }
 
   async replaceStatus<P extends Plural>(plural: P, body: KindMap[P]): Promise<KindMap[P]> {
-    return (await this.kube.custom.replaceClusterCustomObjectStatus({ group: GROUP, version: VERSION, plural, name: body.metadata.name, body })) as KindMap[P];
+    return (await this.kube.custom.replaceClusterCustomObjectStatus({
+      group: GROUP,
+      version: VERSION,
+      plural,
+      name: body.metadata.name,
+      body,
+    })) as KindMap[P];
   }
 
   async delete(plural: Plural, name: string): Promise<void> {
     try {
-      await this.kube.custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural, name, propagationPolicy: 'Background' });
+      await this.kube.custom.deleteClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural,
+        name,
+        propagationPolicy: 'Background',
+      });
     } catch (e) {
       if (statusCode(e) !== 404) throw e;
     }
@@ -95,7 +137,12 @@ export class KbpfApi {
    * Read-modify-write with optimistic concurrency: `edit` gets the newest object and returns the
    * new one (or undefined for no change); a 409 Conflict reads again and retries.
    */
-  async update<P extends Plural>(plural: P, name: string, edit: (o: KindMap[P]) => KindMap[P] | undefined, opts: { status?: boolean } = {}): Promise<KindMap[P] | undefined> {
+  async update<P extends Plural>(
+    plural: P,
+    name: string,
+    edit: (o: KindMap[P]) => KindMap[P] | undefined,
+    opts: { status?: boolean } = {},
+  ): Promise<KindMap[P] | undefined> {
     for (let attempt = 0; ; attempt++) {
       const cur = await this.get(plural, name);
       if (!cur) return undefined;
@@ -137,7 +184,10 @@ export class Reflector<T extends { metadata: ObjectMeta }> {
   #markSynced!: () => void;
   relists = 0;
 
-  constructor(readonly kube: Kube, readonly opts: ReflectorOptions<T>) {
+  constructor(
+    readonly kube: Kube,
+    readonly opts: ReflectorOptions<T>,
+  ) {
     this.#synced = new Promise((r) => (this.#markSynced = r));
   }
 
@@ -202,29 +252,38 @@ export class Reflector<T extends { metadata: ObjectMeta }> {
     return new Promise((resolve, reject) => {
       let gone = false;
       const watch = new k8s.Watch(this.kube.kc);
-      const q: Record<string, string | boolean | number> = { resourceVersion: this.#rv, allowWatchBookmarks: true, timeoutSeconds: 300 };
+      const q: Record<string, string | boolean | number> = {
+        resourceVersion: this.#rv,
+        allowWatchBookmarks: true,
+        timeoutSeconds: 300,
+      };
       if (this.opts.labelSelector) q.labelSelector = this.opts.labelSelector;
       if (this.opts.fieldSelector) q.fieldSelector = this.opts.fieldSelector;
       watch
-        .watch(this.opts.path, q, (type, obj: T & { code?: number }) => {
-          if (type === 'ERROR') {
-            if (obj.code === 410) gone = true;
-            else this.opts.log?.(`watch ${this.opts.path}: ${JSON.stringify(obj)}`);
-            this.#abort?.abort();
-            return;
-          }
-          if (obj?.metadata?.resourceVersion) this.#rv = obj.metadata.resourceVersion;
-          if (type === 'BOOKMARK') return;
-          if (type === 'DELETED') this.cache.delete(this.key(obj));
-          else if (!this.observe(obj)) return;
-          this.opts.onChange();
-        }, (err: unknown) => {
-          const name = (err as Error | null)?.name;
-          if (gone || statusCode(err) === 410) resolve('gone');
-          // an idle watch timed out on the client side (no event or bookmark for 30 s): resume it
-          else if (err && !this.#stopped && name !== 'AbortError' && name !== 'TimeoutError') reject(err);
-          else resolve('ended');
-        })
+        .watch(
+          this.opts.path,
+          q,
+          (type, obj: T & { code?: number }) => {
+            if (type === 'ERROR') {
+              if (obj.code === 410) gone = true;
+              else this.opts.log?.(`watch ${this.opts.path}: ${JSON.stringify(obj)}`);
+              this.#abort?.abort();
+              return;
+            }
+            if (obj?.metadata?.resourceVersion) this.#rv = obj.metadata.resourceVersion;
+            if (type === 'BOOKMARK') return;
+            if (type === 'DELETED') this.cache.delete(this.key(obj));
+            else if (!this.observe(obj)) return;
+            this.opts.onChange();
+          },
+          (err: unknown) => {
+            const name = (err as Error | null)?.name;
+            if (gone || statusCode(err) === 410) resolve('gone');
+            // an idle watch timed out on the client side (no event or bookmark for 30 s): resume it
+            else if (err && !this.#stopped && name !== 'AbortError' && name !== 'TimeoutError') reject(err);
+            else resolve('ended');
+          },
+        )
         .then((abort) => {
           this.#abort = abort;
           if (this.#stopped) abort.abort();
@@ -244,10 +303,12 @@ export function coalesced(fn: () => Promise<void>, onError: (e: unknown) => void
     }
     running = true;
     again = false;
-    fn().catch(onError).finally(() => {
-      running = false;
-      if (again) kick();
-    });
+    fn()
+      .catch(onError)
+      .finally(() => {
+        running = false;
+        if (again) kick();
+      });
   };
   return kick;
 }

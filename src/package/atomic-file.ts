@@ -1,7 +1,8 @@
 /** Crash-safe file writes: write a temporary file, fsync it, rename it into place, fsync the directory. */
-import { open, rename, unlink } from 'node:fs/promises';
+
 import { randomBytes } from 'node:crypto';
-import { dirname, join, basename } from 'node:path';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 export function tempName(prefix: string): string {
   return `${prefix}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -9,7 +10,7 @@ export function tempName(prefix: string): string {
 
 /** fsync a directory so a rename inside it survives a power loss. Best effort where unsupported. */
 export async function fsyncDir(dir: string): Promise<void> {
-  let fh;
+  let fh: FileHandle | undefined;
   try {
     fh = await open(dir, 'r');
     await fh.sync();
@@ -40,7 +41,7 @@ export async function writeTempFile(tmpDir: string, prefix: string, bytes: Uint8
 export async function writeFileAtomic(path: string, bytes: Uint8Array | string, mode = 0o644): Promise<void> {
   const data = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
   const dir = dirname(path);
-  const tmp = await writeTempFile(dir, '.' + basename(path), data, mode);
+  const tmp = await writeTempFile(dir, `.${basename(path)}`, data, mode);
   try {
     await rename(tmp, path);
   } catch (err) {

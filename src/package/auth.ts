@@ -10,8 +10,9 @@
  *   $XDG_RUNTIME_DIR/containers/auth.json      (podman, skopeo login)
  *   $DOCKER_CONFIG/config.json, else ~/.docker/config.json   (docker login)
  */
-import { readFile } from 'node:fs/promises';
+
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PackageError } from './errors.js';
@@ -65,14 +66,18 @@ async function readAuthFile(path: string): Promise<AuthFile | undefined> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new PackageError('AUTH_CONFIG', `cannot read registry auth file ${path}: ${(err as Error).message}`, { cause: err });
+    throw new PackageError('AUTH_CONFIG', `cannot read registry auth file ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   try {
     const v = JSON.parse(text) as unknown;
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
     return v as AuthFile;
   } catch (err) {
-    throw new PackageError('AUTH_CONFIG', `registry auth file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw new PackageError('AUTH_CONFIG', `registry auth file ${path} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -132,7 +137,11 @@ export function credentialsFromDockerConfig(json: string, where: string): Record
 }
 
 /** Runs `docker-credential-<helper> get`, the docker credential helper protocol. */
-export function runCredentialHelper(helper: string, registry: string, timeoutMs = 30_000): Promise<Credentials | undefined> {
+export function runCredentialHelper(
+  helper: string,
+  registry: string,
+  timeoutMs = 30_000,
+): Promise<Credentials | undefined> {
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
     const child = execFile(program, ['get'], { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
@@ -140,14 +149,27 @@ export function runCredentialHelper(helper: string, registry: string, timeoutMs 
       if (err) {
         const text = `${out} ${String(stderr).trim()}`.trim();
         if (/credentials not found/i.test(text)) return resolve(undefined);
-        return reject(new PackageError('AUTH_CONFIG', `credential helper ${program} failed for ${registry}: ${text || err.message}`, { cause: err }));
+        return reject(
+          new PackageError(
+            'AUTH_CONFIG',
+            `credential helper ${program} failed for ${registry}: ${text || err.message}`,
+            { cause: err },
+          ),
+        );
       }
       try {
         const v = JSON.parse(out) as { Username?: string; Secret?: string };
         if (!v.Secret) return resolve(undefined);
-        resolve(v.Username === '<token>' ? { identityToken: v.Secret } : { username: v.Username ?? '', password: v.Secret });
+        resolve(
+          v.Username === '<token>' ? { identityToken: v.Secret } : { username: v.Username ?? '', password: v.Secret },
+        );
       } catch {
-        reject(new PackageError('AUTH_CONFIG', `credential helper ${program} answered something that is not JSON for ${registry}`));
+        reject(
+          new PackageError(
+            'AUTH_CONFIG',
+            `credential helper ${program} answered something that is not JSON for ${registry}`,
+          ),
+        );
       }
     });
     child.stdin?.end(registry);
@@ -155,7 +177,11 @@ export function runCredentialHelper(helper: string, registry: string, timeoutMs 
 }
 
 /** Looks a registry up in the auth files; undefined when none has an entry. */
-export async function credentialsFromAuthFiles(registry: string, repository?: string, options: AuthFileOptions = {}): Promise<Credentials | undefined> {
+export async function credentialsFromAuthFiles(
+  registry: string,
+  repository?: string,
+  options: AuthFileOptions = {},
+): Promise<Credentials | undefined> {
   const files = options.files ?? authFilePaths(options.env ?? process.env);
   const keys = candidateKeys(registry, repository);
   for (const path of files) {

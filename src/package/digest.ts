@@ -1,12 +1,12 @@
 /** sha256 content digests in the OCI form `sha256:<64 lowercase hex>`. */
 import { createHash, type Hash } from 'node:crypto';
-import { PackageError, DigestMismatchError } from './errors.js';
+import { DigestMismatchError, PackageError } from './errors.js';
 
 export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 /** The digest of `bytes` (a string is hashed as UTF-8). */
 export function sha256Digest(bytes: Uint8Array | string): string {
-  return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 export function isDigest(s: string): boolean {
@@ -37,7 +37,11 @@ export function verifyBytes(bytes: Uint8Array, expected: string, where: string, 
   }
   const actual = sha256Digest(bytes);
   if (actual !== expected) {
-    throw new DigestMismatchError(`${where}: content hashes to ${actual}, expected ${expected} (corrupted or tampered)`, expected, actual);
+    throw new DigestMismatchError(
+      `${where}: content hashes to ${actual}, expected ${expected} (corrupted or tampered)`,
+      expected,
+      actual,
+    );
   }
 }
 
@@ -50,6 +54,6 @@ export class DigestStream {
     this.size += chunk.byteLength;
   }
   digest(): string {
-    return 'sha256:' + this.hash.digest('hex');
+    return `sha256:${this.hash.digest('hex')}`;
   }
 }

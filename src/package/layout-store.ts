@@ -15,22 +15,39 @@
  * then index.json is rewritten (temp file + rename) under the lock file.
  * Blobs orphaned by a failure are removed by gc().
  */
-import { mkdir, readFile, readdir, rename, stat, unlink, access } from 'node:fs/promises';
+
 import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PackageError, NotFoundError, DigestMismatchError } from './errors.js';
-import { sha256Digest, digestHex, verifyBytes } from './digest.js';
-import { writeTempFile, writeFileAtomic, fsyncDir } from './atomic-file.js';
-import { withFileLock, type FileLock, type LockOptions } from './lock.js';
+import { fsyncDir, writeFileAtomic, writeTempFile } from './atomic-file.js';
+import { digestHex, sha256Digest, verifyBytes } from './digest.js';
+import { DigestMismatchError, NotFoundError, PackageError } from './errors.js';
+import { type FileLock, type LockOptions, withFileLock } from './lock.js';
 import {
-  type Descriptor, type ImageIndex, type ImageManifest, type PackageManifest, type Annotations,
-  parseImageIndex, parseImageManifest, validatePackageManifest, buildImageManifest, canonicalJson, isKbpfPackage,
+  type Annotations,
+  buildImageManifest,
+  canonicalJson,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  isKbpfPackage,
+  type PackageManifest,
+  parseImageIndex,
+  parseImageManifest,
+  validatePackageManifest,
 } from './manifest.js';
 import {
-  OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST, KBPF_CONFIG, KBPF_BYTECODE, KBPF_LAYER_TYPES,
-  ANNOTATION_REF_NAME, ANNOTATION_TITLE, ANNOTATION_CREATED, ANNOTATION_VERSION,
+  ANNOTATION_CREATED,
+  ANNOTATION_REF_NAME,
+  ANNOTATION_TITLE,
+  ANNOTATION_VERSION,
+  KBPF_BYTECODE,
+  KBPF_CONFIG,
+  KBPF_LAYER_TYPES,
+  OCI_IMAGE_INDEX,
+  OCI_IMAGE_MANIFEST,
 } from './media-types.js';
-import { type Reference, parseReference, formatReference, referenceName } from './reference.js';
+import { formatReference, parseReference, type Reference, referenceName } from './reference.js';
 
 export interface LayerInput {
   mediaType: string;
@@ -165,10 +182,14 @@ export class LayoutStore {
       await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
       await mkdir(this.tmpDir, { recursive: true });
     } catch (err) {
-      throw new PackageError('INVALID_PACKAGE', `cannot create package store ${this.root}: ${(err as Error).message}`, { cause: err });
+      throw new PackageError('INVALID_PACKAGE', `cannot create package store ${this.root}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const layoutFile = join(this.root, 'oci-layout');
-    const existing = await readFile(layoutFile, 'utf8').catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
+    const existing = await readFile(layoutFile, 'utf8').catch((err) =>
+      isNotFound(err) ? undefined : Promise.reject(err),
+    );
     if (existing === undefined) {
       await writeFileAtomic(layoutFile, JSON.stringify({ imageLayoutVersion: LAYOUT_VERSION }));
     } else {
@@ -179,15 +200,22 @@ export class LayoutStore {
         version = undefined;
       }
       if (version !== LAYOUT_VERSION) {
-        throw new PackageError('INVALID_PACKAGE', `${layoutFile}: imageLayoutVersion is ${JSON.stringify(version)}, this kbpf understands ${LAYOUT_VERSION}`);
+        throw new PackageError(
+          'INVALID_PACKAGE',
+          `${layoutFile}: imageLayoutVersion is ${JSON.stringify(version)}, this kbpf understands ${LAYOUT_VERSION}`,
+        );
       }
     }
     if (!(await exists(this.indexPath))) {
-      await withFileLock(this.lockPath, async () => {
-        if (!(await exists(this.indexPath))) {
-          await this.writeIndex({ schemaVersion: 2, mediaType: OCI_IMAGE_INDEX, manifests: [] });
-        }
-      }, this.lockOptions);
+      await withFileLock(
+        this.lockPath,
+        async () => {
+          if (!(await exists(this.indexPath))) {
+            await this.writeIndex({ schemaVersion: 2, mediaType: OCI_IMAGE_INDEX, manifests: [] });
+          }
+        },
+        this.lockOptions,
+      );
     }
   }
 
@@ -199,10 +227,17 @@ export class LayoutStore {
    * blob file is either absent or complete. With `expected`, a digest or size
    * mismatch is refused before anything is stored.
    */
-  async putBlob(bytes: Uint8Array, expected: { digest?: string; size?: number; mediaType?: string } = {}): Promise<Descriptor> {
+  async putBlob(
+    bytes: Uint8Array,
+    expected: { digest?: string; size?: number; mediaType?: string } = {},
+  ): Promise<Descriptor> {
     await this.init();
     const digest = sha256Digest(bytes);
-    const descriptor: Descriptor = { mediaType: expected.mediaType ?? 'application/octet-stream', digest, size: bytes.byteLength };
+    const descriptor: Descriptor = {
+      mediaType: expected.mediaType ?? 'application/octet-stream',
+      digest,
+      size: bytes.byteLength,
+    };
     if (expected.digest !== undefined) verifyBytes(bytes, expected.digest, `blob ${expected.digest}`, expected.size);
     const path = this.blobPath(digest);
     const present = await readFile(path).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
@@ -260,13 +295,17 @@ export class LayoutStore {
   /** Runs `mutate` on the current index under the lock and writes the result atomically. */
   private async updateIndex<T>(mutate: (index: ImageIndex, lock: FileLock) => Promise<T>): Promise<T> {
     await this.init();
-    return withFileLock(this.lockPath, async (lock) => {
-      const index = await this.readIndex();
-      const result = await mutate(index, lock);
-      await lock.assertHeld();
-      await this.writeIndex(index);
-      return result;
-    }, this.lockOptions);
+    return withFileLock(
+      this.lockPath,
+      async (lock) => {
+        const index = await this.readIndex();
+        const result = await mutate(index, lock);
+        await lock.assertHeld();
+        await this.writeIndex(index);
+        return result;
+      },
+      this.lockOptions,
+    );
   }
 
   /** The index descriptors with the package name and tag each one stands for. */
@@ -315,23 +354,37 @@ export class LayoutStore {
   async putPackage(input: PutPackageInput, tag?: string | Reference): Promise<StoredPackage> {
     const pkg = validatePackageManifest(input.manifest);
     if (!Array.isArray(input.layers) || input.layers.length === 0) {
-      throw new PackageError('INVALID_PACKAGE', `package ${pkg.name}:${pkg.version}: no layers (a package needs at least one ${KBPF_BYTECODE} layer)`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `package ${pkg.name}:${pkg.version}: no layers (a package needs at least one ${KBPF_BYTECODE} layer)`,
+      );
     }
     const titles = new Set<string>();
     for (const [i, layer] of input.layers.entries()) {
       const where = `package ${pkg.name}:${pkg.version}, layer ${i}`;
       if (!KBPF_LAYER_TYPES.includes(layer.mediaType)) {
-        throw new PackageError('INVALID_PACKAGE', `${where}: media type ${JSON.stringify(layer.mediaType)} is not one of ${KBPF_LAYER_TYPES.join(', ')}`);
+        throw new PackageError(
+          'INVALID_PACKAGE',
+          `${where}: media type ${JSON.stringify(layer.mediaType)} is not one of ${KBPF_LAYER_TYPES.join(', ')}`,
+        );
       }
       if (typeof layer.title !== 'string' || layer.title.length === 0 || layer.title.includes('/')) {
-        throw new PackageError('INVALID_PACKAGE', `${where}: title ${JSON.stringify(layer.title)} must be a file name (non-empty, no "/")`);
+        throw new PackageError(
+          'INVALID_PACKAGE',
+          `${where}: title ${JSON.stringify(layer.title)} must be a file name (non-empty, no "/")`,
+        );
       }
-      if (titles.has(layer.title)) throw new PackageError('INVALID_PACKAGE', `${where}: two layers are named "${layer.title}"`);
+      if (titles.has(layer.title))
+        throw new PackageError('INVALID_PACKAGE', `${where}: two layers are named "${layer.title}"`);
       titles.add(layer.title);
-      if (!(layer.bytes instanceof Uint8Array)) throw new PackageError('INVALID_PACKAGE', `${where}: bytes is not a Uint8Array`);
+      if (!(layer.bytes instanceof Uint8Array))
+        throw new PackageError('INVALID_PACKAGE', `${where}: bytes is not a Uint8Array`);
     }
     if (!input.layers.some((l) => l.mediaType === KBPF_BYTECODE)) {
-      throw new PackageError('INVALID_PACKAGE', `package ${pkg.name}:${pkg.version}: no ${KBPF_BYTECODE} layer (no BPF object)`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `package ${pkg.name}:${pkg.version}: no ${KBPF_BYTECODE} layer (no BPF object)`,
+      );
     }
     const ref = tag === undefined ? parseReference(`${pkg.name}:${pkg.version}`) : toRef(tag);
     if (ref.digest !== undefined || ref.tag === undefined) {
@@ -340,7 +393,11 @@ export class LayoutStore {
 
     const configBytes = Buffer.from(canonicalJson(pkg), 'utf8');
     const blobs: BlobWithBytes[] = [];
-    const config: Descriptor = { mediaType: KBPF_CONFIG, digest: sha256Digest(configBytes), size: configBytes.byteLength };
+    const config: Descriptor = {
+      mediaType: KBPF_CONFIG,
+      digest: sha256Digest(configBytes),
+      size: configBytes.byteLength,
+    };
     blobs.push({ descriptor: config, bytes: configBytes });
     const layers: Descriptor[] = input.layers.map((l) => {
       const d: Descriptor = {
@@ -352,7 +409,12 @@ export class LayoutStore {
       blobs.push({ descriptor: d, bytes: l.bytes });
       return d;
     });
-    const buildInput: Parameters<typeof buildImageManifest>[0] = { pkg, config, layers, created: createdTime(input.created) };
+    const buildInput: Parameters<typeof buildImageManifest>[0] = {
+      pkg,
+      config,
+      layers,
+      created: createdTime(input.created),
+    };
     if (input.annotations) buildInput.annotations = input.annotations;
     if (input.bpfmanPrograms) buildInput.bpfmanPrograms = input.bpfmanPrograms;
     if (input.bpfmanMaps) buildInput.bpfmanMaps = input.bpfmanMaps;
@@ -367,12 +429,19 @@ export class LayoutStore {
    * Every blob the manifest names must be given here or already be stored;
    * every digest is verified.
    */
-  async importPackage(input: { manifestBytes: Uint8Array; blobs: BlobWithBytes[] }, ref: string | Reference): Promise<StoredPackage> {
+  async importPackage(
+    input: { manifestBytes: Uint8Array; blobs: BlobWithBytes[] },
+    ref: string | Reference,
+  ): Promise<StoredPackage> {
     const target = toRef(ref);
     const digest = sha256Digest(input.manifestBytes);
     const where = `package ${formatReference(target)} (${digest})`;
     if (target.digest !== undefined && target.digest !== digest) {
-      throw new DigestMismatchError(`${where}: manifest hashes to ${digest}, the reference says ${target.digest}`, target.digest, digest);
+      throw new DigestMismatchError(
+        `${where}: manifest hashes to ${digest}, the reference says ${target.digest}`,
+        target.digest,
+        digest,
+      );
     }
     const manifest = parseImageManifest(input.manifestBytes, where);
     const given = new Map(input.blobs.map((b) => [b.descriptor.digest, b]));
@@ -380,7 +449,8 @@ export class LayoutStore {
     for (const d of needed) {
       const b = given.get(d.digest);
       if (b) verifyBytes(b.bytes, d.digest, `${where}: blob ${d.digest}`, d.size);
-      else if (!(await this.hasBlob(d.digest))) throw new NotFoundError(`${where}: blob ${d.digest} (${d.mediaType}) was not given and is not in the store`);
+      else if (!(await this.hasBlob(d.digest)))
+        throw new NotFoundError(`${where}: blob ${d.digest} (${d.mediaType}) was not given and is not in the store`);
     }
     // 1. content blobs, 2. the manifest, 3. the tag.
     for (const d of needed) {
@@ -391,7 +461,7 @@ export class LayoutStore {
     const indexDescriptor: Descriptor = { mediaType: OCI_IMAGE_MANIFEST, digest, size: input.manifestBytes.byteLength };
     if (manifest.artifactType) indexDescriptor.artifactType = manifest.artifactType;
     const name = referenceName(target);
-    const tag = target.digest === undefined ? target.tag ?? 'latest' : target.tag;
+    const tag = target.digest === undefined ? (target.tag ?? 'latest') : target.tag;
     const refName = tag !== undefined ? `${name}:${tag}` : `${name}@${digest}`;
     indexDescriptor.annotations = { [ANNOTATION_REF_NAME]: refName };
 
@@ -400,7 +470,8 @@ export class LayoutStore {
       for (const d of needed) {
         if (!(await this.hasBlob(d.digest))) {
           const b = given.get(d.digest);
-          if (!b) throw new NotFoundError(`${where}: blob ${d.digest} disappeared from the store while it was being tagged`);
+          if (!b)
+            throw new NotFoundError(`${where}: blob ${d.digest} disappeared from the store while it was being tagged`);
           await this.putBlob(b.bytes, { digest: d.digest, size: d.size });
         }
       }
@@ -409,7 +480,8 @@ export class LayoutStore {
       const drop = new Set<Descriptor>();
       for (const e of entries) {
         if (e.name !== name) continue;
-        if (tag !== undefined ? e.tag === tag : e.tag === undefined && e.descriptor.digest === digest) drop.add(e.descriptor);
+        if (tag !== undefined ? e.tag === tag : e.tag === undefined && e.descriptor.digest === digest)
+          drop.add(e.descriptor);
       }
       index.manifests = index.manifests.filter((d) => !drop.has(d));
       index.manifests.push(indexDescriptor);
@@ -422,14 +494,19 @@ export class LayoutStore {
   private async findEntries(ref: Reference): Promise<{ entries: Entry[]; matches: Entry[] }> {
     const entries = await this.entries(await this.readIndex());
     const name = referenceName(ref);
-    const matches = entries.filter((e) =>
-      e.name === name && (ref.digest !== undefined ? e.descriptor.digest === ref.digest : e.tag === (ref.tag ?? 'latest')));
+    const matches = entries.filter(
+      (e) =>
+        e.name === name &&
+        (ref.digest !== undefined ? e.descriptor.digest === ref.digest : e.tag === (ref.tag ?? 'latest')),
+    );
     return { entries, matches };
   }
 
   private notFound(ref: Reference, entries: Entry[]): NotFoundError {
     const name = referenceName(ref);
-    const same = entries.filter((e) => e.name === name).map((e) => (e.tag !== undefined ? `${name}:${e.tag}` : `${name}@${e.descriptor.digest}`));
+    const same = entries
+      .filter((e) => e.name === name)
+      .map((e) => (e.tag !== undefined ? `${name}:${e.tag}` : `${name}@${e.descriptor.digest}`));
     const hint = same.length > 0 ? ` (it has ${same.join(', ')})` : '';
     return new NotFoundError(`package ${formatReference(ref)} is not in the package store ${this.root}${hint}`);
   }
@@ -445,19 +522,25 @@ export class LayoutStore {
     const manifestBytes = await this.getBlob(digest);
     const manifest = parseImageManifest(manifestBytes, `package ${label} (${digest})`);
     if (!isKbpfPackage(manifest)) {
-      throw new PackageError('INVALID_PACKAGE', `${label} (${digest}) is not a kbpf package: artifactType ${JSON.stringify(manifest.artifactType)}, config media type ${JSON.stringify(manifest.config.mediaType)}`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `${label} (${digest}) is not a kbpf package: artifactType ${JSON.stringify(manifest.artifactType)}, config media type ${JSON.stringify(manifest.config.mediaType)}`,
+      );
     }
     const configBytes = await this.getBlob(manifest.config.digest, manifest.config.size);
     let configJson: unknown;
     try {
       configJson = JSON.parse(Buffer.from(configBytes).toString('utf8'));
     } catch (err) {
-      throw new PackageError('INVALID_PACKAGE', `${label}: config blob ${manifest.config.digest} is not JSON (${(err as Error).message})`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `${label}: config blob ${manifest.config.digest} is not JSON (${(err as Error).message})`,
+      );
     }
     const config = validatePackageManifest(configJson, `${label}: package manifest`);
     const name = entry.name || referenceName(ref);
     const tags = entries.filter((e) => e.name === name && e.descriptor.digest === digest && e.tag !== undefined);
-    const tag = ref.digest === undefined ? ref.tag ?? 'latest' : tags[0]?.tag;
+    const tag = ref.digest === undefined ? (ref.tag ?? 'latest') : tags[0]?.tag;
     const result: ResolvedPackage = {
       reference: tag !== undefined ? `${name}:${tag}` : `${name}@${digest}`,
       name,
@@ -474,10 +557,14 @@ export class LayoutStore {
 
   /** Reads and verifies one layer of a resolved package, by title (file name) or index. */
   async getLayer(pkg: StoredPackage, which: string | number): Promise<{ descriptor: Descriptor; bytes: Uint8Array }> {
-    const descriptor = typeof which === 'number'
-      ? pkg.manifest.layers[which]
-      : pkg.manifest.layers.find((l) => l.annotations?.[ANNOTATION_TITLE] === which);
-    if (!descriptor) throw new NotFoundError(`package ${pkg.reference} has no layer ${typeof which === 'number' ? `#${which}` : `"${which}"`}`);
+    const descriptor =
+      typeof which === 'number'
+        ? pkg.manifest.layers[which]
+        : pkg.manifest.layers.find((l) => l.annotations?.[ANNOTATION_TITLE] === which);
+    if (!descriptor)
+      throw new NotFoundError(
+        `package ${pkg.reference} has no layer ${typeof which === 'number' ? `#${which}` : `"${which}"`}`,
+      );
     return { descriptor, bytes: await this.getBlob(descriptor.digest, descriptor.size) };
   }
 
@@ -506,21 +593,31 @@ export class LayoutStore {
       }
       if (e.tag !== undefined && !row.tags.includes(e.tag)) row.tags.push(e.tag);
     }
-    return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name) || (b.created ?? '').localeCompare(a.created ?? ''));
+    return [...rows.values()].sort(
+      (a, b) => a.name.localeCompare(b.name) || (b.created ?? '').localeCompare(a.created ?? ''),
+    );
   }
 
   /** Points tag `dst` at the package `src` resolves to. */
   async tag(src: string | Reference, dst: string | Reference): Promise<StoredPackage> {
     const from = await this.resolve(src);
     const to = toRef(dst);
-    if (to.digest !== undefined) throw new PackageError('INVALID_PACKAGE', `cannot tag as "${formatReference(to)}": the target must be name:tag, not a digest`);
+    if (to.digest !== undefined)
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `cannot tag as "${formatReference(to)}": the target must be name:tag, not a digest`,
+      );
     return this.importPackage({ manifestBytes: from.manifestBytes, blobs: [] }, to);
   }
 
   /** Removes one tag; returns the digest it pointed at. Blobs stay until gc(). */
   async untag(reference: string | Reference): Promise<string> {
     const ref = toRef(reference);
-    if (ref.digest !== undefined) throw new PackageError('INVALID_REFERENCE', `untag ${formatReference(ref)}: give name:tag, not a digest (use remove)`);
+    if (ref.digest !== undefined)
+      throw new PackageError(
+        'INVALID_REFERENCE',
+        `untag ${formatReference(ref)}: give name:tag, not a digest (use remove)`,
+      );
     return this.updateIndex(async (index) => {
       const entries = await this.entries(index);
       const name = referenceName(ref);
@@ -541,8 +638,9 @@ export class LayoutStore {
     return this.updateIndex(async (index) => {
       const entries = await this.entries(index);
       const name = referenceName(ref);
-      const hits = entries.filter((e) =>
-        e.name === name && (ref.digest !== undefined ? e.descriptor.digest === ref.digest : e.tag === ref.tag));
+      const hits = entries.filter(
+        (e) => e.name === name && (ref.digest !== undefined ? e.descriptor.digest === ref.digest : e.tag === ref.tag),
+      );
       if (hits.length === 0) throw this.notFound(ref, entries);
       const drop = new Set(hits.map((h) => h.descriptor));
       index.manifests = index.manifests.filter((d) => !drop.has(d));
@@ -559,61 +657,72 @@ export class LayoutStore {
   async gc(options: GcOptions = {}): Promise<GcResult> {
     const grace = options.gracePeriodMs ?? 0;
     await this.init();
-    return withFileLock(this.lockPath, async () => {
-      const index = await this.readIndex();
-      const reachable = new Set<string>();
-      const visit = async (d: Descriptor, depth: number): Promise<void> => {
-        if (reachable.has(d.digest) || depth > 8) return;
-        reachable.add(d.digest);
-        let bytes: Uint8Array;
-        try {
-          bytes = await this.getBlob(d.digest);
-        } catch {
-          return;
-        }
-        if (d.mediaType === OCI_IMAGE_INDEX || d.mediaType === 'application/vnd.docker.distribution.manifest.list.v2+json') {
+    return withFileLock(
+      this.lockPath,
+      async () => {
+        const index = await this.readIndex();
+        const reachable = new Set<string>();
+        const visit = async (d: Descriptor, depth: number): Promise<void> => {
+          if (reachable.has(d.digest) || depth > 8) return;
+          reachable.add(d.digest);
+          let bytes: Uint8Array;
           try {
-            for (const child of parseImageIndex(bytes, d.digest).manifests) await visit(child, depth + 1);
-          } catch { /* not an index after all */ }
-          return;
-        }
-        try {
-          const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<ImageManifest>;
-          for (const c of [m.config, ...(m.layers ?? []), m.subject]) {
-            if (c && typeof c.digest === 'string') reachable.add(c.digest);
+            bytes = await this.getBlob(d.digest);
+          } catch {
+            return;
           }
-        } catch { /* not JSON: a blob, nothing more to follow */ }
-      };
-      for (const d of index.manifests) await visit(d, 0);
+          if (
+            d.mediaType === OCI_IMAGE_INDEX ||
+            d.mediaType === 'application/vnd.docker.distribution.manifest.list.v2+json'
+          ) {
+            try {
+              for (const child of parseImageIndex(bytes, d.digest).manifests) await visit(child, depth + 1);
+            } catch {
+              /* not an index after all */
+            }
+            return;
+          }
+          try {
+            const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<ImageManifest>;
+            for (const c of [m.config, ...(m.layers ?? []), m.subject]) {
+              if (c && typeof c.digest === 'string') reachable.add(c.digest);
+            }
+          } catch {
+            /* not JSON: a blob, nothing more to follow */
+          }
+        };
+        for (const d of index.manifests) await visit(d, 0);
 
-      const result: GcResult = { removed: [], freedBytes: 0, removedTempFiles: 0 };
-      const now = Date.now();
-      const blobDir = join(this.root, 'blobs', 'sha256');
-      for (const file of await readdir(blobDir).catch(() => [] as string[])) {
-        const digest = `sha256:${file}`;
-        if (reachable.has(digest)) continue;
-        const path = join(blobDir, file);
-        const st = await stat(path).catch(() => undefined);
-        if (!st || !st.isFile() || now - st.mtimeMs < grace) continue;
-        await unlink(path).catch(() => undefined);
-        result.removed.push(digest);
-        result.freedBytes += st.size;
-      }
-      // Temporary files of writers that died: in .kbpf-tmp/, and index.json / oci-layout temp files in the root.
-      const temps = [
-        ...(await readdir(this.tmpDir).catch(() => [] as string[])).map((f) => join(this.tmpDir, f)),
-        ...(await readdir(this.root).catch(() => [] as string[]))
-          .filter((f) => /^\.(index\.json|oci-layout)\.tmp-/.test(f) || /^index\.json\.lock\.stale-/.test(f))
-          .map((f) => join(this.root, f)),
-      ];
-      for (const path of temps) {
-        const st = await stat(path).catch(() => undefined);
-        if (!st || now - st.mtimeMs < Math.max(grace, 60_000)) continue;
-        await unlink(path).catch(() => undefined);
-        result.removedTempFiles++;
-      }
-      return result;
-    }, this.lockOptions);
+        const result: GcResult = { removed: [], freedBytes: 0, removedTempFiles: 0 };
+        const now = Date.now();
+        const blobDir = join(this.root, 'blobs', 'sha256');
+        for (const file of await readdir(blobDir).catch(() => [] as string[])) {
+          const digest = `sha256:${file}`;
+          if (reachable.has(digest)) continue;
+          const path = join(blobDir, file);
+          const st = await stat(path).catch(() => undefined);
+          if (!st?.isFile() || now - st.mtimeMs < grace) continue;
+          await unlink(path).catch(() => undefined);
+          result.removed.push(digest);
+          result.freedBytes += st.size;
+        }
+        // Temporary files of writers that died: in .kbpf-tmp/, and index.json / oci-layout temp files in the root.
+        const temps = [
+          ...(await readdir(this.tmpDir).catch(() => [] as string[])).map((f) => join(this.tmpDir, f)),
+          ...(await readdir(this.root).catch(() => [] as string[]))
+            .filter((f) => /^\.(index\.json|oci-layout)\.tmp-/.test(f) || /^index\.json\.lock\.stale-/.test(f))
+            .map((f) => join(this.root, f)),
+        ];
+        for (const path of temps) {
+          const st = await stat(path).catch(() => undefined);
+          if (!st || now - st.mtimeMs < Math.max(grace, 60_000)) continue;
+          await unlink(path).catch(() => undefined);
+          result.removedTempFiles++;
+        }
+        return result;
+      },
+      this.lockOptions,
+    );
   }
 }
 

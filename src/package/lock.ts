@@ -10,8 +10,9 @@
  * live lock was moved by mistake it is linked back. The owner checks that
  * the lock is still its own before it commits (`assertHeld`).
  */
-import { open, readFile, rename, unlink, link, readlink, stat } from 'node:fs/promises';
+
 import { randomBytes } from 'node:crypto';
+import { link, open, readFile, readlink, rename, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { PackageError } from './errors.js';
 
@@ -60,7 +61,10 @@ function processAlive(pid: number): boolean {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class FileLock {
-  private constructor(readonly path: string, private readonly nonce: string) {}
+  private constructor(
+    readonly path: string,
+    private readonly nonce: string,
+  ) {}
 
   static async acquire(path: string, options: LockOptions = {}): Promise<FileLock> {
     const timeoutMs = options.timeoutMs ?? 15_000;
@@ -86,7 +90,9 @@ export class FileLock {
         return new FileLock(path, me.nonce);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new PackageError('LOCK_TIMEOUT', `cannot create lock file ${path}: ${(err as Error).message}`, { cause: err });
+          throw new PackageError('LOCK_TIMEOUT', `cannot create lock file ${path}: ${(err as Error).message}`, {
+            cause: err,
+          });
         }
       }
       const raw = await readFile(path, 'utf8').catch(() => undefined);
@@ -100,7 +106,9 @@ export class FileLock {
         continue;
       }
       if (Date.now() - start > timeoutMs) {
-        const who = owner ? `pid ${owner.pid} on ${owner.host} since ${new Date(owner.created).toISOString()}` : 'an unknown process';
+        const who = owner
+          ? `pid ${owner.pid} on ${owner.host} since ${new Date(owner.created).toISOString()}`
+          : 'an unknown process';
         throw new PackageError(
           'LOCK_TIMEOUT',
           `timed out after ${timeoutMs} ms waiting for lock ${path}, held by ${who}; if no kbpf process is running, delete the file`,
@@ -115,7 +123,10 @@ export class FileLock {
   async assertHeld(): Promise<void> {
     const raw = await readFile(this.path, 'utf8').catch(() => '');
     if (parseLock(raw)?.nonce !== this.nonce) {
-      throw new PackageError('LOCK_TIMEOUT', `lock ${this.path} was taken over by another process (this one stalled longer than the stale limit); nothing was committed`);
+      throw new PackageError(
+        'LOCK_TIMEOUT',
+        `lock ${this.path} was taken over by another process (this one stalled longer than the stale limit); nothing was committed`,
+      );
     }
   }
 
@@ -148,7 +159,11 @@ async function breakStale(path: string, observed: string, nonce: string): Promis
   await unlink(aside).catch(() => undefined);
 }
 
-export async function withFileLock<T>(path: string, fn: (lock: FileLock) => Promise<T>, options?: LockOptions): Promise<T> {
+export async function withFileLock<T>(
+  path: string,
+  fn: (lock: FileLock) => Promise<T>,
+  options?: LockOptions,
+): Promise<T> {
   const lock = await FileLock.acquire(path, options);
   try {
     return await fn(lock);

@@ -2,15 +2,24 @@
  * OCI structures (descriptor, image manifest, image index) and the kbpf
  * package manifest: building them, and validating what is read back.
  */
-import { PackageError } from './errors.js';
+
 import { DIGEST_RE } from './digest.js';
+import { PackageError } from './errors.js';
 import {
-  OCI_IMAGE_MANIFEST, OCI_IMAGE_INDEX, DOCKER_MANIFEST_V2, DOCKER_MANIFEST_LIST,
-  KBPF_ARTIFACT_TYPE, KBPF_CONFIG,
-  ANNOTATION_TITLE, ANNOTATION_VERSION, ANNOTATION_CREATED, ANNOTATION_DESCRIPTION,
-  BPFMAN_PROGRAMS, BPFMAN_MAPS,
+  ANNOTATION_CREATED,
+  ANNOTATION_DESCRIPTION,
+  ANNOTATION_TITLE,
+  ANNOTATION_VERSION,
+  BPFMAN_MAPS,
+  BPFMAN_PROGRAMS,
+  DOCKER_MANIFEST_LIST,
+  DOCKER_MANIFEST_V2,
+  KBPF_ARTIFACT_TYPE,
+  KBPF_CONFIG,
+  OCI_IMAGE_INDEX,
+  OCI_IMAGE_MANIFEST,
 } from './media-types.js';
-import { parseReference, isValidTag } from './reference.js';
+import { isValidTag, parseReference } from './reference.js';
 
 export type Annotations = Record<string, string>;
 
@@ -112,12 +121,16 @@ export function parseImageManifest(bytes: Uint8Array, where: string): ImageManif
     invalid(where, 'is an image index (a multi-platform list), not a kbpf package manifest');
   }
   if (mt === DOCKER_MANIFEST_V2) invalid(where, 'is a Docker image manifest, not an OCI kbpf package');
-  if (mt !== undefined && mt !== OCI_IMAGE_MANIFEST) invalid(where, `manifest media type is ${JSON.stringify(mt)}, expected ${OCI_IMAGE_MANIFEST}`);
+  if (mt !== undefined && mt !== OCI_IMAGE_MANIFEST)
+    invalid(where, `manifest media type is ${JSON.stringify(mt)}, expected ${OCI_IMAGE_MANIFEST}`);
   if (v.schemaVersion !== 2) invalid(where, `schemaVersion is ${JSON.stringify(v.schemaVersion)}, expected 2`);
   validateDescriptor(v.config, `${where} (config)`);
   if (!Array.isArray(v.layers)) invalid(where, '"layers" is not an array');
-  v.layers.forEach((l, i) => validateDescriptor(l, `${where} (layer ${i})`));
-  if (v.artifactType !== undefined && typeof v.artifactType !== 'string') invalid(where, '"artifactType" is not a string');
+  v.layers.forEach((l, i) => {
+    validateDescriptor(l, `${where} (layer ${i})`);
+  });
+  if (v.artifactType !== undefined && typeof v.artifactType !== 'string')
+    invalid(where, '"artifactType" is not a string');
   checkAnnotations(v.annotations, where);
   return { ...v, mediaType: OCI_IMAGE_MANIFEST } as unknown as ImageManifest;
 }
@@ -137,7 +150,9 @@ export function parseImageIndex(bytes: Uint8Array, where: string): ImageIndex {
   if (!isObject(v)) invalid(where, 'index is not a JSON object');
   if (v.schemaVersion !== 2) invalid(where, `schemaVersion is ${JSON.stringify(v.schemaVersion)}, expected 2`);
   if (!Array.isArray(v.manifests)) invalid(where, '"manifests" is not an array');
-  v.manifests.forEach((d, i) => validateDescriptor(d, `${where} (manifests[${i}])`));
+  v.manifests.forEach((d, i) => {
+    validateDescriptor(d, `${where} (manifests[${i}])`);
+  });
   return v as unknown as ImageIndex;
 }
 
@@ -147,13 +162,20 @@ export function validatePackageManifest(v: unknown, where = 'package manifest'):
   if (typeof v.name !== 'string' || v.name.length === 0) invalid(where, 'has no "name" (a string)');
   try {
     const ref = parseReference(v.name, { defaultTag: null });
-    if (ref.registry !== undefined || ref.tag !== undefined || ref.digest !== undefined) throw new Error('has a host, tag or digest');
+    if (ref.registry !== undefined || ref.tag !== undefined || ref.digest !== undefined)
+      throw new Error('has a host, tag or digest');
   } catch {
-    invalid(where, `"name" ${JSON.stringify(v.name)} is not a valid package name (lowercase letters, digits, ".", "_", "-", "/" between components)`);
+    invalid(
+      where,
+      `"name" ${JSON.stringify(v.name)} is not a valid package name (lowercase letters, digits, ".", "_", "-", "/" between components)`,
+    );
   }
   if (typeof v.version !== 'string' || v.version.length === 0) invalid(where, 'has no "version" (a string)');
   if (!isValidTag(v.version)) {
-    invalid(where, `"version" ${JSON.stringify(v.version)} cannot be used as a tag (letters, digits, "_", ".", "-"; at most 128; not starting with "." or "-")`);
+    invalid(
+      where,
+      `"version" ${JSON.stringify(v.version)} cannot be used as a tag (letters, digits, "_", ".", "-"; at most 128; not starting with "." or "-")`,
+    );
   }
   if (v.description !== undefined && typeof v.description !== 'string') invalid(where, '"description" is not a string');
   return v as PackageManifest;
@@ -178,8 +200,10 @@ export function buildImageManifest(input: BuildManifestInput): ImageManifest {
   annotations[ANNOTATION_VERSION] = input.pkg.version;
   annotations[ANNOTATION_CREATED] = input.created;
   if (input.pkg.description) annotations[ANNOTATION_DESCRIPTION] = input.pkg.description;
-  if (input.bpfmanPrograms && Object.keys(input.bpfmanPrograms).length > 0) annotations[BPFMAN_PROGRAMS] = canonicalJson(input.bpfmanPrograms);
-  if (input.bpfmanMaps && Object.keys(input.bpfmanMaps).length > 0) annotations[BPFMAN_MAPS] = canonicalJson(input.bpfmanMaps);
+  if (input.bpfmanPrograms && Object.keys(input.bpfmanPrograms).length > 0)
+    annotations[BPFMAN_PROGRAMS] = canonicalJson(input.bpfmanPrograms);
+  if (input.bpfmanMaps && Object.keys(input.bpfmanMaps).length > 0)
+    annotations[BPFMAN_MAPS] = canonicalJson(input.bpfmanMaps);
   return {
     schemaVersion: 2,
     mediaType: OCI_IMAGE_MANIFEST,

@@ -13,7 +13,17 @@ export type AttachSpec =
   | { hook: 'none' };
 
 export type HookName = AttachSpec['hook'];
-export const HOOKS: readonly HookName[] = ['tracepoint', 'raw_tracepoint', 'cgroup', 'xdp', 'tc', 'sockmap', 'uprobe', 'uretprobe', 'none'];
+export const HOOKS: readonly HookName[] = [
+  'tracepoint',
+  'raw_tracepoint',
+  'cgroup',
+  'xdp',
+  'tc',
+  'sockmap',
+  'uprobe',
+  'uretprobe',
+  'none',
+];
 
 export interface ProgramSpec {
   name: string;
@@ -80,7 +90,11 @@ export interface AttachOverrides {
 }
 
 /** Where each program attaches for one instance: spec targets with run-time overrides applied. */
-export function resolveAttach(spec: ProgramSpec, overrides: AttachOverrides = {}, defaults = { cgroup: '/sys/fs/cgroup/unified' }): AttachSpec {
+export function resolveAttach(
+  spec: ProgramSpec,
+  overrides: AttachOverrides = {},
+  defaults = { cgroup: '/sys/fs/cgroup/unified' },
+): AttachSpec {
   const a = spec.attach;
   const explicit = overrides.programs?.[spec.name];
   switch (a.hook) {

@@ -8,8 +8,9 @@
  * registry: a reference without a host names a package in the local store.
  * Without tag and digest, the tag is `latest`.
  */
-import { InvalidReferenceError } from './errors.js';
+
 import { DIGEST_RE, digestHex } from './digest.js';
+import { InvalidReferenceError } from './errors.js';
 
 export interface Reference {
   /** `host[:port]`, absent for local-only names. */
@@ -72,9 +73,12 @@ export function parseReference(input: string, options: ParseOptions = {}): Refer
     rest = rest.slice(0, colon);
     if (tag.length === 0) fail(input, 'empty tag after ":"');
     if (!TAG_RE.test(tag)) {
-      fail(input, tag.length > 128
-        ? `tag is ${tag.length} characters long (at most 128)`
-        : `tag "${tag}" may contain only letters, digits, "_", "." and "-", and must not start with "." or "-"`);
+      fail(
+        input,
+        tag.length > 128
+          ? `tag is ${tag.length} characters long (at most 128)`
+          : `tag "${tag}" may contain only letters, digits, "_", "." and "-", and must not start with "." or "-"`,
+      );
     }
   }
 
@@ -95,12 +99,16 @@ export function parseReference(input: string, options: ParseOptions = {}): Refer
       if (parts.length === 1 && looksLikeHost(part)) {
         fail(input, `"${part}" looks like a registry host but no package name follows it`);
       }
-      fail(input, `name component "${part}" may contain only lowercase letters, digits and single separators ".", "_", "__" or "-", and must start and end with a letter or digit`);
+      fail(
+        input,
+        `name component "${part}" may contain only lowercase letters, digits and single separators ".", "_", "__" or "-", and must start and end with a letter or digit`,
+      );
     }
   }
   const repository = parts.join('/');
   const fullName = registry ? `${registry}/${repository}` : repository;
-  if (fullName.length > MAX_NAME_LENGTH) fail(input, `name is ${fullName.length} characters long (at most ${MAX_NAME_LENGTH})`);
+  if (fullName.length > MAX_NAME_LENGTH)
+    fail(input, `name is ${fullName.length} characters long (at most ${MAX_NAME_LENGTH})`);
 
   const defaultTag = options.defaultTag === undefined ? DEFAULT_TAG : options.defaultTag;
   if (tag === undefined && digest === undefined && defaultTag !== null) tag = defaultTag;
@@ -131,6 +139,8 @@ export function isValidTag(tag: string): boolean {
 
 /** Hosts that are spoken to over plain HTTP without being told: loopback only. */
 export function isLoopbackRegistry(registry: string): boolean {
-  const host = registry.startsWith('[') ? registry.slice(0, registry.indexOf(']') + 1) : registry.replace(/:[0-9]+$/, '');
+  const host = registry.startsWith('[')
+    ? registry.slice(0, registry.indexOf(']') + 1)
+    : registry.replace(/:[0-9]+$/, '');
   return host === 'localhost' || host === '[::1]' || /^127(?:\.[0-9]{1,3}){3}$/.test(host);
 }

@@ -13,13 +13,26 @@
  * - Pull: every manifest and blob digest (and size) is verified before it is
  *   stored; the local tag is written only after all blobs are stored.
  */
-import { PackageError, RegistryError, DigestMismatchError, NotFoundError } from './errors.js';
-import { sha256Digest, DigestStream, verifyBytes } from './digest.js';
-import { type Credentials, type CredentialsProvider, authFileCredentials, parseWwwAuthenticate, type Challenge } from './auth.js';
-import { type Reference, parseReference, formatReference, isLoopbackRegistry } from './reference.js';
-import { type Descriptor, type ImageManifest, parseImageManifest, isKbpfPackage } from './manifest.js';
-import { OCI_IMAGE_MANIFEST, OCI_IMAGE_INDEX, DOCKER_MANIFEST_V2, DOCKER_MANIFEST_LIST, ANNOTATION_TITLE } from './media-types.js';
-import type { LayoutStore, BlobWithBytes } from './layout-store.js';
+
+import {
+  authFileCredentials,
+  type Challenge,
+  type Credentials,
+  type CredentialsProvider,
+  parseWwwAuthenticate,
+} from './auth.js';
+import { DigestStream, sha256Digest, verifyBytes } from './digest.js';
+import { DigestMismatchError, NotFoundError, PackageError, RegistryError } from './errors.js';
+import type { BlobWithBytes, LayoutStore } from './layout-store.js';
+import { type Descriptor, type ImageManifest, isKbpfPackage, parseImageManifest } from './manifest.js';
+import {
+  ANNOTATION_TITLE,
+  DOCKER_MANIFEST_LIST,
+  DOCKER_MANIFEST_V2,
+  OCI_IMAGE_INDEX,
+  OCI_IMAGE_MANIFEST,
+} from './media-types.js';
+import { formatReference, isLoopbackRegistry, parseReference, type Reference } from './reference.js';
 
 export interface ProgressEvent {
   /** What is being transferred. */
@@ -138,7 +151,7 @@ async function errorDetail(res: Response): Promise<{ text: string; codes: string
           let s = [e.code, e.message].filter(Boolean).join(': ');
           if (e.detail !== undefined && e.detail !== null && e.detail !== '') {
             const d = typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail);
-            s += ` (${d.length > 200 ? d.slice(0, 200) + '…' : d})`;
+            s += ` (${d.length > 200 ? `${d.slice(0, 200)}…` : d})`;
           }
           return s;
         });
@@ -149,7 +162,7 @@ async function errorDetail(res: Response): Promise<{ text: string; codes: string
     }
   }
   const text = body.replace(/\s+/g, ' ').trim();
-  return { text: text.length > 300 ? text.slice(0, 300) + '…' : text, codes };
+  return { text: text.length > 300 ? `${text.slice(0, 300)}…` : text, codes };
 }
 
 function titleOf(d: Descriptor): string | undefined {
@@ -191,14 +204,29 @@ export class RegistryClient {
 
   private op(verb: string, ref: Reference, label: string, actions: string): Op {
     if (!ref.registry) {
-      throw new PackageError('INVALID_REFERENCE', `${verb} ${label}: no registry in the reference; write host[:port]/${ref.repository}${ref.tag ? ':' + ref.tag : ''}`);
+      throw new PackageError(
+        'INVALID_REFERENCE',
+        `${verb} ${label}: no registry in the reference; write host[:port]/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}`,
+      );
     }
-    return { verb, label, registry: ref.registry, repository: ref.repository, scope: `repository:${ref.repository}:${actions}` };
+    return {
+      verb,
+      label,
+      registry: ref.registry,
+      repository: ref.repository,
+      scope: `repository:${ref.repository}:${actions}`,
+    };
   }
 
-  private fail(op: Op, res: Response, what: string, detail: { text: string; codes: string[] }, hint = ''): RegistryError {
-    const status = `${res.status}${res.statusText ? ' ' + res.statusText : ''}`;
-    const msg = `${op.verb} ${op.label}: ${what}: registry answered ${status}${detail.text ? ': ' + detail.text : ''}${hint}`;
+  private fail(
+    op: Op,
+    res: Response,
+    what: string,
+    detail: { text: string; codes: string[] },
+    hint = '',
+  ): RegistryError {
+    const status = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
+    const msg = `${op.verb} ${op.label}: ${what}: registry answered ${status}${detail.text ? `: ${detail.text}` : ''}${hint}`;
     return new RegistryError(msg, res.status, detail.codes);
   }
 
@@ -219,14 +247,18 @@ export class RegistryClient {
           ? ' (TLS failed: if the registry speaks plain HTTP, mark it insecure)'
           : ' (the registry may expect HTTPS)';
       }
-      throw new PackageError('NETWORK', `${op.verb} ${op.label}: ${init.what}: cannot reach ${url}: ${text}${hint}`, { cause: err });
+      throw new PackageError('NETWORK', `${op.verb} ${op.label}: ${init.what}: cannot reach ${url}: ${text}${hint}`, {
+        cause: err,
+      });
     }
   }
 
   /** One request, answering an authentication challenge once if the registry asks for one. */
   private async request(op: Op, url: string, init: RequestInit2): Promise<Response> {
     const cacheKey = `${op.registry} ${op.scope}`;
-    let authorization = this.authCache.get(cacheKey) ?? (this.basicRegistries.has(op.registry) ? this.authCache.get(op.registry) : undefined);
+    let authorization =
+      this.authCache.get(cacheKey) ??
+      (this.basicRegistries.has(op.registry) ? this.authCache.get(op.registry) : undefined);
     let res = await this.send(op, url, init, authorization);
     if (res.status === 401) {
       const header = res.headers.get('www-authenticate') ?? '';
@@ -243,7 +275,8 @@ export class RegistryClient {
     const detail = await errorDetail(res);
     let hint = '';
     if (res.status === 403) hint = ' (the credentials lack the permission)';
-    if (res.status === 405 && init.method !== 'GET' && init.method !== 'HEAD') hint = ' (the registry is read-only or does not allow this operation)';
+    if (res.status === 405 && init.method !== 'GET' && init.method !== 'HEAD')
+      hint = ' (the registry is read-only or does not allow this operation)';
     throw this.fail(op, res, init.what, detail, hint);
   }
 
@@ -269,8 +302,13 @@ export class RegistryClient {
     }
     if (basic) {
       if (!creds?.username && !creds?.password) {
-        throw this.fail(op, res, what, { text: `authentication required (Basic realm "${basic.params.realm ?? ''}")`, codes: ['UNAUTHORIZED'] },
-          ` and no credentials for ${op.registry} were given (log in with skopeo/podman/docker login, or set $REGISTRY_AUTH_FILE)`);
+        throw this.fail(
+          op,
+          res,
+          what,
+          { text: `authentication required (Basic realm "${basic.params.realm ?? ''}")`, codes: ['UNAUTHORIZED'] },
+          ` and no credentials for ${op.registry} were given (log in with skopeo/podman/docker login, or set $REGISTRY_AUTH_FILE)`,
+        );
       }
       const value = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password ?? ''}`).toString('base64')}`;
       this.authCache.set(op.registry, value);
@@ -278,12 +316,19 @@ export class RegistryClient {
       return value;
     }
     const schemes = challenges.map((c) => c.scheme).join(', ') || 'none given';
-    throw this.fail(op, res, what, { text: `authentication required with an unsupported scheme (${schemes})`, codes: ['UNAUTHORIZED'] });
+    throw this.fail(op, res, what, {
+      text: `authentication required with an unsupported scheme (${schemes})`,
+      codes: ['UNAUTHORIZED'],
+    });
   }
 
   private async fetchToken(op: Op, challenge: Challenge, creds: Credentials | undefined): Promise<string> {
     const realm = challenge.params.realm;
-    if (!realm) throw new PackageError('REGISTRY', `${op.verb} ${op.label}: the registry asked for a bearer token but named no realm (token server)`);
+    if (!realm)
+      throw new PackageError(
+        'REGISTRY',
+        `${op.verb} ${op.label}: the registry asked for a bearer token but named no realm (token server)`,
+      );
     let url: URL;
     try {
       url = new URL(realm);
@@ -295,7 +340,12 @@ export class RegistryClient {
     const headers: Record<string, string> = { 'User-Agent': this.userAgent, Accept: 'application/json' };
     let init: RequestInit;
     if (creds?.identityToken) {
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'kbpf', scope: op.scope });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: creds.identityToken,
+        client_id: 'kbpf',
+        scope: op.scope,
+      });
       if (service) form.set('service', service);
       headers['Content-Type'] = 'application/x-www-form-urlencoded';
       init = { method: 'POST', headers, body: form.toString() };
@@ -313,15 +363,26 @@ export class RegistryClient {
     try {
       res = await this.fetchImpl(url, init);
     } catch (err) {
-      throw new PackageError('NETWORK', `${op.verb} ${op.label}: ${what}: cannot reach ${url.origin}: ${describeNetworkError(err).text}`, { cause: err });
+      throw new PackageError(
+        'NETWORK',
+        `${op.verb} ${op.label}: ${what}: cannot reach ${url.origin}: ${describeNetworkError(err).text}`,
+        { cause: err },
+      );
     }
     if (!res.ok) {
       const detail = await errorDetail(res);
-      const status = `${res.status}${res.statusText ? ' ' + res.statusText : ''}`;
-      const hint = res.status === 401 || res.status === 403
-        ? creds ? ' (the credentials were refused)' : ` (no credentials for ${op.registry} were given)`
-        : '';
-      throw new RegistryError(`${op.verb} ${op.label}: ${what}: token server answered ${status}${detail.text ? ': ' + detail.text : ''}${hint}`, res.status, detail.codes);
+      const status = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
+      const hint =
+        res.status === 401 || res.status === 403
+          ? creds
+            ? ' (the credentials were refused)'
+            : ` (no credentials for ${op.registry} were given)`
+          : '';
+      throw new RegistryError(
+        `${op.verb} ${op.label}: ${what}: token server answered ${status}${detail.text ? `: ${detail.text}` : ''}${hint}`,
+        res.status,
+        detail.codes,
+      );
     }
     let body: { token?: string; access_token?: string };
     try {
@@ -330,7 +391,8 @@ export class RegistryClient {
       throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer is not JSON`);
     }
     const token = body.token ?? body.access_token;
-    if (!token) throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer has no token`);
+    if (!token)
+      throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer has no token`);
     return token;
   }
 
@@ -344,28 +406,48 @@ export class RegistryClient {
   private async fetchManifest(op: Op, ref: Reference): Promise<RemoteManifest> {
     const which = ref.digest ?? ref.tag ?? 'latest';
     const res = await this.request(op, this.url(op, `manifests/${which}`), {
-      method: 'GET', headers: { Accept: MANIFEST_ACCEPT }, expect: [200], allow: [404], what: 'get manifest',
+      method: 'GET',
+      headers: { Accept: MANIFEST_ACCEPT },
+      expect: [200],
+      allow: [404],
+      what: 'get manifest',
     });
     if (res.status === 404) {
       const detail = await errorDetail(res);
-      throw new NotFoundError(`${op.verb} ${op.label}: the registry has no manifest ${which} in ${op.repository}${detail.text ? ' (' + detail.text + ')' : ''}`);
+      throw new NotFoundError(
+        `${op.verb} ${op.label}: the registry has no manifest ${which} in ${op.repository}${detail.text ? ` (${detail.text})` : ''}`,
+      );
     }
     const declared = Number(res.headers.get('content-length') ?? '0');
     if (declared > MAX_MANIFEST_BYTES) {
       await res.body?.cancel().catch(() => undefined);
-      throw new PackageError('INVALID_PACKAGE', `${op.verb} ${op.label}: the manifest is ${declared} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `${op.verb} ${op.label}: the manifest is ${declared} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`,
+      );
     }
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (bytes.byteLength > MAX_MANIFEST_BYTES) {
-      throw new PackageError('INVALID_PACKAGE', `${op.verb} ${op.label}: the manifest is ${bytes.byteLength} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `${op.verb} ${op.label}: the manifest is ${bytes.byteLength} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`,
+      );
     }
     const digest = sha256Digest(bytes);
     if (ref.digest !== undefined && digest !== ref.digest) {
-      throw new DigestMismatchError(`${op.verb} ${op.label}: the manifest the registry sent hashes to ${digest}, not the requested ${ref.digest}`, ref.digest, digest);
+      throw new DigestMismatchError(
+        `${op.verb} ${op.label}: the manifest the registry sent hashes to ${digest}, not the requested ${ref.digest}`,
+        ref.digest,
+        digest,
+      );
     }
     const header = res.headers.get('docker-content-digest');
-    if (header && header.startsWith('sha256:') && header !== digest) {
-      throw new DigestMismatchError(`${op.verb} ${op.label}: the manifest hashes to ${digest} but the registry says ${header} (Docker-Content-Digest)`, header, digest);
+    if (header?.startsWith('sha256:') && header !== digest) {
+      throw new DigestMismatchError(
+        `${op.verb} ${op.label}: the manifest hashes to ${digest} but the registry says ${header} (Docker-Content-Digest)`,
+        header,
+        digest,
+      );
     }
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     return { digest, mediaType, bytes };
@@ -373,7 +455,12 @@ export class RegistryClient {
 
   /** Size of the blob if the registry has it, else undefined. */
   private async blobSize(op: Op, digest: string): Promise<number | undefined> {
-    const res = await this.request(op, this.url(op, `blobs/${digest}`), { method: 'HEAD', expect: [200], allow: [404], what: `check blob ${digest}` });
+    const res = await this.request(op, this.url(op, `blobs/${digest}`), {
+      method: 'HEAD',
+      expect: [200],
+      allow: [404],
+      what: `check blob ${digest}`,
+    });
     await res.body?.cancel().catch(() => undefined);
     if (res.status === 404) return undefined;
     return Number(res.headers.get('content-length') ?? '-1');
@@ -389,7 +476,9 @@ export class RegistryClient {
     };
     report(0);
     const start = await this.request(op, this.url(op, 'blobs/uploads/'), {
-      method: 'POST', expect: [202], what,
+      method: 'POST',
+      expect: [202],
+      what,
     });
     await start.body?.cancel().catch(() => undefined);
     let location = this.location(op, start, what);
@@ -424,15 +513,23 @@ export class RegistryClient {
     await res.body?.cancel().catch(() => undefined);
     const stored = res.headers.get('docker-content-digest');
     if (stored && stored !== d.digest) {
-      throw new DigestMismatchError(`${op.verb} ${op.label}: ${what}: the registry stored it as ${stored}`, d.digest, stored);
+      throw new DigestMismatchError(
+        `${op.verb} ${op.label}: ${what}: the registry stored it as ${stored}`,
+        d.digest,
+        stored,
+      );
     }
     report(d.size);
   }
 
   private location(op: Op, res: Response, what: string): string {
     const loc = res.headers.get('location');
-    if (!loc) throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the registry answered ${res.status} without a Location header`);
-    return new URL(loc, this.baseUrl(op.registry) + '/').toString();
+    if (!loc)
+      throw new PackageError(
+        'REGISTRY',
+        `${op.verb} ${op.label}: ${what}: the registry answered ${res.status} without a Location header`,
+      );
+    return new URL(loc, `${this.baseUrl(op.registry)}/`).toString();
   }
 
   private async downloadBlob(op: Op, d: Descriptor, onProgress?: ProgressCallback): Promise<Uint8Array> {
@@ -456,7 +553,11 @@ export class RegistryClient {
         chunks.push(value);
         if (hash.size > d.size) {
           await reader.cancel().catch(() => undefined);
-          throw new DigestMismatchError(`${op.verb} ${op.label}: ${what}: the registry sent more than the ${d.size} bytes the manifest declares`, d.digest, 'unknown');
+          throw new DigestMismatchError(
+            `${op.verb} ${op.label}: ${what}: the registry sent more than the ${d.size} bytes the manifest declares`,
+            d.digest,
+            'unknown',
+          );
         }
         report(hash.size);
       }
@@ -480,7 +581,12 @@ export class RegistryClient {
    * that names a registry; a destination without tag or digest takes the
    * source's tag.
    */
-  async push(store: LayoutStore, source: string | Reference, destination?: string | Reference, options: PushOptions = {}): Promise<PushResult> {
+  async push(
+    store: LayoutStore,
+    source: string | Reference,
+    destination?: string | Reference,
+    options: PushOptions = {},
+  ): Promise<PushResult> {
     const src = typeof source === 'string' ? parseReference(source) : source;
     let dst: Reference;
     if (destination === undefined) {
@@ -495,14 +601,25 @@ export class RegistryClient {
       throw Object.assign(err, { message: `push ${label}: ${err.message}` });
     });
     if (dst.digest !== undefined && dst.digest !== pkg.digest) {
-      throw new DigestMismatchError(`push ${label}: the local package ${pkg.reference} is ${pkg.digest}, not ${dst.digest}`, dst.digest, pkg.digest);
+      throw new DigestMismatchError(
+        `push ${label}: the local package ${pkg.reference} is ${pkg.digest}, not ${dst.digest}`,
+        dst.digest,
+        pkg.digest,
+      );
     }
     const result: PushResult = { reference: label, digest: pkg.digest, uploaded: 0, skipped: 0, bytesUploaded: 0 };
     for (const d of [pkg.manifest.config, ...pkg.manifest.layers]) {
       const size = await this.blobSize(op, d.digest);
       if (size !== undefined) {
         result.skipped++;
-        const e: ProgressEvent = { phase: 'upload', digest: d.digest, mediaType: d.mediaType, done: d.size, total: d.size, skipped: true };
+        const e: ProgressEvent = {
+          phase: 'upload',
+          digest: d.digest,
+          mediaType: d.mediaType,
+          done: d.size,
+          total: d.size,
+          skipped: true,
+        };
         const t = titleOf(d);
         if (t) e.title = t;
         options.onProgress?.(e);
@@ -526,7 +643,11 @@ export class RegistryClient {
     await res.body?.cancel().catch(() => undefined);
     const stored = res.headers.get('docker-content-digest');
     if (stored && stored !== pkg.digest) {
-      throw new DigestMismatchError(`push ${label}: the registry stored the manifest as ${stored}, not ${pkg.digest} (it rewrote the manifest)`, pkg.digest, stored);
+      throw new DigestMismatchError(
+        `push ${label}: the registry stored the manifest as ${stored}, not ${pkg.digest} (it rewrote the manifest)`,
+        pkg.digest,
+        stored,
+      );
     }
     return result;
   }
@@ -538,18 +659,39 @@ export class RegistryClient {
     const op = this.op('pull', ref, label, 'pull');
     const remote = await this.fetchManifest(op, ref);
     if (remote.mediaType === OCI_IMAGE_INDEX || remote.mediaType === DOCKER_MANIFEST_LIST) {
-      throw new PackageError('INVALID_PACKAGE', `pull ${label}: ${remote.digest} is an image index (a multi-platform list), not a kbpf package`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `pull ${label}: ${remote.digest} is an image index (a multi-platform list), not a kbpf package`,
+      );
     }
     const manifest = parseImageManifest(remote.bytes, `pull ${label}: manifest ${remote.digest}`);
     if (!isKbpfPackage(manifest)) {
-      throw new PackageError('INVALID_PACKAGE', `pull ${label}: not a kbpf package: artifactType ${JSON.stringify(manifest.artifactType)}, config media type ${JSON.stringify(manifest.config.mediaType)}`);
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `pull ${label}: not a kbpf package: artifactType ${JSON.stringify(manifest.artifactType)}, config media type ${JSON.stringify(manifest.config.mediaType)}`,
+      );
     }
-    const result: PullResult = { reference: label, localReference: '', digest: remote.digest, manifest, downloaded: 0, present: 0, bytesDownloaded: 0 };
+    const result: PullResult = {
+      reference: label,
+      localReference: '',
+      digest: remote.digest,
+      manifest,
+      downloaded: 0,
+      present: 0,
+      bytesDownloaded: 0,
+    };
     const blobs: BlobWithBytes[] = [];
     for (const d of [manifest.config, ...manifest.layers]) {
       if (await store.hasBlob(d.digest)) {
         result.present++;
-        const e: ProgressEvent = { phase: 'download', digest: d.digest, mediaType: d.mediaType, done: d.size, total: d.size, skipped: true };
+        const e: ProgressEvent = {
+          phase: 'download',
+          digest: d.digest,
+          mediaType: d.mediaType,
+          done: d.size,
+          total: d.size,
+          skipped: true,
+        };
         const t = titleOf(d);
         if (t) e.title = t;
         options.onProgress?.(e);

@@ -1,17 +1,23 @@
 // The agent core against the real kernel: run -> events -> upgrade (map state carried, events
 // keep flowing) -> rollback -> stop/start -> rm, with nothing left behind; failed runs leave
 // nothing; a restarted agent adopts running programs instead of attaching twice.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { openSync, closeSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../../src/agent/agent.js';
-import { kernelIds, leftSince } from '../helpers/kernel.js';
-import { testAgent, EXAMPLES } from './fixture.js';
+import { EXAMPLES, testAgent } from '../../testbed/agent.js';
+import { kernelIds, leftSince } from '../../testbed/kernel.js';
 
-async function openAndWaitForEvent(agent: Agent, instance: string, marker: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+async function openAndWaitForEvent(
+  agent: Agent,
+  instance: string,
+  marker: string,
+  timeoutMs = 5000,
+): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'kbpf-open-'));
   const path = join(dir, marker);
   try {
@@ -19,7 +25,9 @@ async function openAndWaitForEvent(agent: Agent, instance: string, marker: strin
     while (Date.now() < deadline) {
       closeSync(openSync(path, 'w'));
       await sleep(100);
-      const hit = agent.logs.read(instance).find((r) => String((r as { event?: { path?: string } }).event?.path ?? '').endsWith(marker));
+      const hit = agent.logs
+        .read(instance)
+        .find((r) => String((r as { event?: { path?: string } }).event?.path ?? '').endsWith(marker));
       if (hit) return hit as Record<string, unknown>;
     }
     throw new Error(`no event for ${marker} from ${instance}`);
@@ -33,7 +41,13 @@ test('run, events, upgrade, rollback, stop, start, rm of opensnoop', async (t) =
   const ta = await testAgent(t);
   const v1 = await ta.build(join(EXAMPLES, 'opensnoop'));
   assert.equal(v1, 'opensnoop:1.0.0');
-  const v2 = await ta.build(ta.variant('opensnoop', (f, s) => (f === 'kbpf.yaml' ? s.replace('version: 1.0.0', 'version: 2.0.0') : s.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'))));
+  const v2 = await ta.build(
+    ta.variant('opensnoop', (f, s) =>
+      f === 'kbpf.yaml'
+        ? s.replace('version: 1.0.0', 'version: 2.0.0')
+        : s.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'),
+    ),
+  );
   assert.equal(v2, 'opensnoop:2.0.0');
 
   const st = await ta.agent.run({ image: v1, name: 'snoop', config: { target_pid: String(process.pid) } });
@@ -61,7 +75,14 @@ test('run, events, upgrade, rollback, stop, start, rm of opensnoop', async (t) =
   assert.equal(back.digest, st.digest);
   const ev3 = await openAndWaitForEvent(ta.agent, 'snoop', 'kbpf-marker-3');
   assert.ok(((ev3.event as { flags: number }).flags & 0x40000000) === 0, 'rolled back to revision 1 code');
-  assert.deepEqual(ta.agent.history('snoop').map((r) => [r.revision, r.cause]), [[1, 'run'], [2, 'upgrade'], [3, 'rollback']]);
+  assert.deepEqual(
+    ta.agent.history('snoop').map((r) => [r.revision, r.cause]),
+    [
+      [1, 'run'],
+      [2, 'upgrade'],
+      [3, 'rollback'],
+    ],
+  );
 
   await ta.agent.stop('snoop');
   assert.equal(ta.agent.inspect('snoop').phase, 'stopped');
@@ -83,7 +104,10 @@ test('a run with a bad config or a failing attach leaves nothing', async (t) => 
   await assert.rejects(ta.agent.run({ image: ref, config: { no_such: '1' } }), /unknown config variable "no_such"/);
   await assert.rejects(ta.agent.run({ image: ref, config: { target_pid: 'abc' } }), /target_pid/);
   const tcp = await ta.build(join(EXAMPLES, 'tcpconnect'));
-  await assert.rejects(ta.agent.run({ image: tcp, name: 'bad', attach: { cgroup: '/sys/fs/cgroup/unified/does-not-exist' } }), /does-not-exist/);
+  await assert.rejects(
+    ta.agent.run({ image: tcp, name: 'bad', attach: { cgroup: '/sys/fs/cgroup/unified/does-not-exist' } }),
+    /does-not-exist/,
+  );
   await assert.rejects(ta.agent.run({ image: 'nope:1.0' }), /nope/);
   assert.equal(ta.agent.list().length, 0);
   assert.ok(!existsSync(join(ta.paths.bpffsDir, 'bad')));
@@ -118,13 +142,28 @@ test('a failed upgrade leaves the running revision untouched', async (t) => {
   const ta = await testAgent(t);
   const v1 = await ta.build(join(EXAMPLES, 'opensnoop'));
   // version 3 compiles but the verifier rejects it (reads past the end of the event)
-  const bad = await ta.build(ta.variant('opensnoop', (f, s) => (f === 'kbpf.yaml' ? s.replace('version: 1.0.0', 'version: 3.0.0') : s.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2]; ((char *)e)[sizeof(*e) + 64] = 1;'))));
+  const bad = await ta.build(
+    ta.variant('opensnoop', (f, s) =>
+      f === 'kbpf.yaml'
+        ? s.replace('version: 1.0.0', 'version: 3.0.0')
+        : s.replace(
+            'e->flags = (__s32)ctx->args[2];',
+            'e->flags = (__s32)ctx->args[2]; ((char *)e)[sizeof(*e) + 64] = 1;',
+          ),
+    ),
+  );
   const st = await ta.agent.run({ image: v1, name: 'keep', config: { target_pid: String(process.pid) } });
-  await assert.rejects(ta.agent.upgrade('keep', { image: bad }), (e: Error) => /trace_openat/.test(e.message) && /verifier|invalid|out of bounds|access/i.test(e.message));
+  await assert.rejects(
+    ta.agent.upgrade('keep', { image: bad }),
+    (e: Error) => /trace_openat/.test(e.message) && /verifier|invalid|out of bounds|access/i.test(e.message),
+  );
   const after = ta.agent.inspect('keep');
   assert.equal(after.revision, 1);
   assert.equal(after.programs[0]!.progId, st.programs[0]!.progId);
   assert.equal(after.programs[0]!.linkId, st.programs[0]!.linkId);
-  assert.deepEqual(ta.agent.history('keep').map((r) => r.revision), [1]);
+  assert.deepEqual(
+    ta.agent.history('keep').map((r) => r.revision),
+    [1],
+  );
   await openAndWaitForEvent(ta.agent, 'keep', 'kbpf-marker-keep');
 });

@@ -5,24 +5,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentApi } from '../../src/agent/api-server.js';
 import { LogStore } from '../../src/agent/log-store.js';
-import { AgentError, type InstanceStatus, type Revision, type RunRequest, type UpgradeRequest } from '../../src/agent/types.js';
+import {
+  AgentError,
+  type InstanceStatus,
+  type Revision,
+  type RunRequest,
+  type UpgradeRequest,
+} from '../../src/agent/types.js';
+import type { KernelFeatures } from '../../src/bpf/features.js';
 import type { PackageSummary } from '../../src/package/layout-store.js';
 import type { PackageSpec } from '../../src/package/package-spec.js';
-import type { KernelFeatures } from '../../src/bpf/features.js';
 
 export const SPEC: PackageSpec = {
   name: 'opensnoop',
   version: '1.0.0',
   objects: ['opensnoop.bpf.o'],
-  programs: [{ name: 'handle_openat', object: 'opensnoop.bpf.o', section: 'tracepoint/syscalls/sys_enter_openat', type: 'tracepoint', attach: { hook: 'tracepoint', target: 'syscalls/sys_enter_openat' } }],
+  programs: [
+    {
+      name: 'handle_openat',
+      object: 'opensnoop.bpf.o',
+      section: 'tracepoint/syscalls/sys_enter_openat',
+      type: 'tracepoint',
+      attach: { hook: 'tracepoint', target: 'syscalls/sys_enter_openat' },
+    },
+  ],
   config: [{ name: 'target_pid', object: 'opensnoop.bpf.o', section: '.rodata', type: 'u32', size: 4, default: 0 }],
   maps: [],
   events: [{ map: 'events', object: 'opensnoop.bpf.o', kind: 'ringbuf', type: 'event' }],
   builder: '0.1.0',
 };
 
-const DIGEST1 = 'sha256:' + '1'.repeat(64);
-const DIGEST2 = 'sha256:' + '2'.repeat(64);
+const DIGEST1 = `sha256:${'1'.repeat(64)}`;
+const DIGEST2 = `sha256:${'2'.repeat(64)}`;
 
 interface Inst {
   status: InstanceStatus;
@@ -35,8 +49,22 @@ export class FakeAgent implements AgentApi {
   readonly calls: { verb: string; args: unknown[] }[] = [];
   readonly instances = new Map<string, Inst>();
   readonly imageList: PackageSummary[] = [
-    { name: 'opensnoop', tags: ['1.0.0'], digest: DIGEST1, size: 12345, version: '1.0.0', created: new Date().toISOString() },
-    { name: 'opensnoop', tags: ['2.0.0'], digest: DIGEST2, size: 12400, version: '2.0.0', created: new Date().toISOString() },
+    {
+      name: 'opensnoop',
+      tags: ['1.0.0'],
+      digest: DIGEST1,
+      size: 12345,
+      version: '1.0.0',
+      created: new Date().toISOString(),
+    },
+    {
+      name: 'opensnoop',
+      tags: ['2.0.0'],
+      digest: DIGEST2,
+      size: 12400,
+      version: '2.0.0',
+      created: new Date().toISOString(),
+    },
   ];
   /** make the next call throw this */
   failNext?: Error;
@@ -74,15 +102,49 @@ export class FakeAgent implements AgentApi {
     this.call('run', req);
     const digest = this.digestOf(req.image);
     const name = req.name ?? 'opensnoop-abc123';
-    if (this.instances.has(name)) throw new AgentError(409, `an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
-    if (req.config) for (const k of Object.keys(req.config)) if (k !== 'target_pid') throw new AgentError(400, `unknown config variable "${k}"; this package has: target_pid (u32)`);
+    if (this.instances.has(name))
+      throw new AgentError(409, `an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
+    if (req.config)
+      for (const k of Object.keys(req.config))
+        if (k !== 'target_pid')
+          throw new AgentError(400, `unknown config variable "${k}"; this package has: target_pid (u32)`);
     const createdAt = new Date().toISOString();
     const status: InstanceStatus = {
-      name, image: req.image, digest, package: { name: 'opensnoop', version: req.image.split(':')[1]! }, revision: 1, desired: 'running', phase: 'running', createdAt,
-      programs: [{ name: 'handle_openat', type: 'tracepoint', attach: 'tracepoint syscalls/sys_enter_openat', progId: 42, linkId: 7 }],
-      maps: [{ name: 'events', type: 'ringbuf', mapId: 9 }], config: req.config ?? {}, events: { received: 0, lost: 0 },
+      name,
+      image: req.image,
+      digest,
+      package: { name: 'opensnoop', version: req.image.split(':')[1]! },
+      revision: 1,
+      desired: 'running',
+      phase: 'running',
+      createdAt,
+      programs: [
+        {
+          name: 'handle_openat',
+          type: 'tracepoint',
+          attach: 'tracepoint syscalls/sys_enter_openat',
+          progId: 42,
+          linkId: 7,
+        },
+      ],
+      maps: [{ name: 'events', type: 'ringbuf', mapId: 9 }],
+      config: req.config ?? {},
+      events: { received: 0, lost: 0 },
     };
-    this.instances.set(name, { status, revisions: [{ revision: 1, image: req.image, digest, config: req.config ?? {}, attach: req.attach ?? {}, createdAt, cause: 'run' }] });
+    this.instances.set(name, {
+      status,
+      revisions: [
+        {
+          revision: 1,
+          image: req.image,
+          digest,
+          config: req.config ?? {},
+          attach: req.attach ?? {},
+          createdAt,
+          cause: 'run',
+        },
+      ],
+    });
     return status;
   }
 
@@ -103,7 +165,8 @@ export class FakeAgent implements AgentApi {
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
     this.call('remove', name, opts);
     const i = this.get(name);
-    if (i.status.desired === 'running' && !opts.force) throw new AgentError(409, `instance ${name} is running: stop it first, or remove it with rm -f`);
+    if (i.status.desired === 'running' && !opts.force)
+      throw new AgentError(409, `instance ${name} is running: stop it first, or remove it with rm -f`);
     this.instances.delete(name);
     await this.logs.remove(name);
   }
@@ -113,7 +176,15 @@ export class FakeAgent implements AgentApi {
     const i = this.get(name);
     const digest = this.digestOf(req.image);
     const rev = i.revisions.length + 1;
-    i.revisions.push({ revision: rev, image: req.image, digest, config: req.config ?? i.status.config, attach: req.attach ?? {}, createdAt: new Date().toISOString(), cause: 'upgrade' });
+    i.revisions.push({
+      revision: rev,
+      image: req.image,
+      digest,
+      config: req.config ?? i.status.config,
+      attach: req.attach ?? {},
+      createdAt: new Date().toISOString(),
+      cause: 'upgrade',
+    });
     i.status = { ...i.status, image: req.image, digest, revision: rev, config: req.config ?? i.status.config };
     return i.status;
   }
@@ -121,7 +192,10 @@ export class FakeAgent implements AgentApi {
   async rollback(name: string, opts: { toRevision?: number } = {}): Promise<InstanceStatus> {
     this.call('rollback', name, opts);
     const i = this.get(name);
-    const target = opts.toRevision !== undefined ? i.revisions.find((r) => r.revision === opts.toRevision) : i.revisions[i.revisions.length - 2];
+    const target =
+      opts.toRevision !== undefined
+        ? i.revisions.find((r) => r.revision === opts.toRevision)
+        : i.revisions[i.revisions.length - 2];
     if (!target) throw new AgentError(409, `instance ${name} has no earlier revision to roll back to`);
     const rev = i.revisions.length + 1;
     i.revisions.push({ ...target, revision: rev, cause: 'rollback', createdAt: new Date().toISOString() });
@@ -138,7 +212,14 @@ export class FakeAgent implements AgentApi {
     this.call('maps', name, map);
     this.get(name);
     const all = [
-      { name: 'counts', type: 'hash', entries: [[1, 10], [2, 20]] as [unknown, unknown][] },
+      {
+        name: 'counts',
+        type: 'hash',
+        entries: [
+          [1, 10],
+          [2, 20],
+        ] as [unknown, unknown][],
+      },
       { name: 'events', type: 'ringbuf', entries: [] as [unknown, unknown][] },
     ];
     if (map === undefined) return all;
@@ -157,11 +238,18 @@ export class FakeAgent implements AgentApi {
     return { reference: ref, digest: this.digestOf(ref), spec: SPEC };
   }
 
-  async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+  async removeImage(
+    ref: string,
+    opts: { force?: boolean } = {},
+  ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
     this.call('removeImage', ref, opts);
     const digest = this.digestOf(ref);
     const users = [...this.instances.values()].filter((i) => i.status.digest === digest).map((i) => i.status.name);
-    if (users.length && !opts.force) throw new AgentError(409, `image ${ref} is used by instance(s) ${users.join(', ')}: remove them first, or use rmi --force (which removes them too)`);
+    if (users.length && !opts.force)
+      throw new AgentError(
+        409,
+        `image ${ref} is used by instance(s) ${users.join(', ')}: remove them first, or use rmi --force (which removes them too)`,
+      );
     for (const u of users) this.instances.delete(u);
     return { removed: [ref], instancesRemoved: users };
   }
@@ -170,7 +258,10 @@ export class FakeAgent implements AgentApi {
     this.call('metricsSnapshot');
     return {
       instances: [...this.instances.values()].map((i) => ({
-        name: i.status.name, phase: i.status.phase, eventsReceived: 5, eventsLost: 1,
+        name: i.status.name,
+        phase: i.status.phase,
+        eventsReceived: 5,
+        eventsLost: 1,
         programs: [{ name: 'handle_openat', progId: 42, runCount: 1234n, runTimeNs: 5_000_000_123n }],
       })),
     };
@@ -179,7 +270,11 @@ export class FakeAgent implements AgentApi {
   async doctor(): Promise<KernelFeatures> {
     this.call('doctor');
     return {
-      kernel: '6.1.0-test', btf: true, jit: true, unprivilegedBpf: false, libbpf: '1.1.0',
+      kernel: '6.1.0-test',
+      btf: true,
+      jit: true,
+      unprivilegedBpf: false,
+      libbpf: '1.1.0',
       programTypes: { tracepoint: 'yes', xdp: 'yes', lsm: 'no' },
       mapTypes: { hash: 'yes', ringbuf: 'yes', arena: 'unknown' },
       hooks: { fentry: { supported: 'yes', detail: 'BTF trampolines' }, tcx: { supported: 'no', detail: 'needs 6.6' } },

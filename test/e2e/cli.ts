@@ -1,12 +1,12 @@
 // Drives the real `kbpf` CLI and a real agent process, each in its own state dir, bpffs dir and
 // socket, for end-to-end tests. Everything is removed at the end of the test, also on failure.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { uniqueName } from '../helpers/kernel.js';
+import { fileURLToPath } from 'node:url';
+import { uniqueName } from '../../testbed/kernel.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const KBPF = join(ROOT, 'bin/kbpf.js');
@@ -37,11 +37,21 @@ export class Node {
   }
 
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return { ...process.env, KBPF_STATE_DIR: this.stateDir, KBPF_SOCKET: this.socket, KBPF_BPFFS_DIR: this.bpffsDir, ...extra };
+    return {
+      ...process.env,
+      KBPF_STATE_DIR: this.stateDir,
+      KBPF_SOCKET: this.socket,
+      KBPF_BPFFS_DIR: this.bpffsDir,
+      ...extra,
+    };
   }
 
   kbpf(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): CliResult {
-    const r = spawnSync(process.execPath, [KBPF, ...args], { env: this.env(opts.env), encoding: 'utf8', timeout: opts.timeoutMs ?? 60_000 });
+    const r = spawnSync(process.execPath, [KBPF, ...args], {
+      env: this.env(opts.env),
+      encoding: 'utf8',
+      timeout: opts.timeoutMs ?? 60_000,
+    });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
@@ -57,7 +67,10 @@ export class Node {
   }
 
   async startAgent(env: Record<string, string> = {}, args: string[] = []): Promise<void> {
-    const proc = spawn(process.execPath, [KBPF, 'agent', ...args], { env: this.env(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [KBPF, 'agent', ...args], {
+      env: this.env(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.agent = proc;
     proc.stdout!.on('data', (d) => (this.agentLog += d));
     proc.stderr!.on('data', (d) => (this.agentLog += d));

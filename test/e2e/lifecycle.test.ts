@@ -3,16 +3,20 @@
 // with bpftool showing nothing left; failed build and failed run leave nothing; kill -9 of the
 // agent mid-upgrade keeps programs running and a restarted agent is consistent; the 0600 socket
 // refuses a non-root user.
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
-import { writeFileSync, cpSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { kernelIds, leftSince, bpftoolShow, tempDir } from '../helpers/kernel.js';
-import { Node, ROOT, KBPF } from './cli.js';
 
-interface LogLine { seq: number; event: { pid: number; path: string; flags: number } }
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bpftoolShow, kernelIds, leftSince, tempDir } from '../../testbed/kernel.js';
+import { KBPF, Node, ROOT } from './cli.js';
+
+interface LogLine {
+  seq: number;
+  event: { pid: number; path: string; flags: number };
+}
 
 /** A process that opens DIR/seq-N files in a loop, one every `everyMs`. */
 function opener(dir: string, everyMs: number) {
@@ -22,7 +26,14 @@ function opener(dir: string, everyMs: number) {
 }
 
 function seqsIn(lines: LogLine[]): number[] {
-  return [...new Set(lines.map((l) => /seq-(\d+)$/.exec(l.event.path)?.[1]).filter((x): x is string => !!x).map(Number))].sort((a, b) => a - b);
+  return [
+    ...new Set(
+      lines
+        .map((l) => /seq-(\d+)$/.exec(l.event.path)?.[1])
+        .filter((x): x is string => !!x)
+        .map(Number),
+    ),
+  ].sort((a, b) => a - b);
 }
 
 /** Sequence numbers missing between the first and the last one seen. */
@@ -35,7 +46,12 @@ function gaps(seqs: number[]): number[] {
 
 /** The instance's log as JSON lines. */
 function jsonLogs(node: Node, instance: string): LogLine[] {
-  return node.ok(['logs', '-o', 'json', instance]).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
+  return node
+    .ok(['logs', '-o', 'json', instance])
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogLine);
 }
 
 function variant(dir: string, from: string, version: string, edit: (c: string) => string): string {
@@ -55,15 +71,26 @@ test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
 
   const built = node.ok(['build', join(ROOT, 'examples/opensnoop')]);
   assert.match(built, /opensnoop:1\.0\.0/);
-  node.ok(['build', variant(join(work, 'v2'), join(ROOT, 'examples/opensnoop'), '2.0.0', (c) => c.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'))]);
+  node.ok([
+    'build',
+    variant(join(work, 'v2'), join(ROOT, 'examples/opensnoop'), '2.0.0', (c) =>
+      c.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'),
+    ),
+  ]);
   await node.startAgent();
   const images = node.json<{ name: string; tags: string[] }[]>(['images']);
-  assert.deepEqual(images.map((i) => [i.name, i.tags]).sort(), [['opensnoop', ['1.0.0']], ['opensnoop', ['2.0.0']]]);
+  assert.deepEqual(images.map((i) => [i.name, i.tags]).sort(), [
+    ['opensnoop', ['1.0.0']],
+    ['opensnoop', ['2.0.0']],
+  ]);
   const gen = opener(opens, 20);
   t.after(() => gen.kill('SIGKILL'));
   node.ok(['run', '--name', 'snoop', '--set', `target_pid=${gen.pid}`, 'opensnoop:1.0.0']);
   const ps = node.json<{ name: string; phase: string; revision: number }[]>(['ps']);
-  assert.deepEqual(ps.map((p) => [p.name, p.phase, p.revision]), [['snoop', 'running', 1]]);
+  assert.deepEqual(
+    ps.map((p) => [p.name, p.phase, p.revision]),
+    [['snoop', 'running', 1]],
+  );
 
   await sleep(700);
   let logs = jsonLogs(node, 'snoop');
@@ -88,10 +115,20 @@ test('build, run, logs, upgrade, rollback, rm through the CLI', async (t) => {
   await sleep(300);
   logs = jsonLogs(node, 'snoop');
   assert.deepEqual(gaps(seqsIn(logs)), [], 'no event lost across upgrade and rollback');
-  assert.ok(logs.some((l) => (l.event.flags & 0x40000000) !== 0), 'some events came from revision 2');
+  assert.ok(
+    logs.some((l) => (l.event.flags & 0x40000000) !== 0),
+    'some events came from revision 2',
+  );
   assert.ok((logs.at(-1)!.event.flags & 0x40000000) === 0, 'the last events come from the rolled-back code');
   const history = node.json<{ revision: number; cause: string }[]>(['history', 'snoop']);
-  assert.deepEqual(history.map((h) => [h.revision, h.cause]), [[1, 'run'], [2, 'upgrade'], [3, 'rollback']]);
+  assert.deepEqual(
+    history.map((h) => [h.revision, h.cause]),
+    [
+      [1, 'run'],
+      [2, 'upgrade'],
+      [3, 'rollback'],
+    ],
+  );
 
   node.ok(['rm', '-f', 'snoop']);
   assert.deepEqual(node.json<unknown[]>(['ps']), []);
@@ -109,7 +146,14 @@ test('a failed build and a failed run leave nothing', async (t) => {
   await node.startAgent();
   assert.deepEqual(node.json<unknown[]>(['images']), []);
   node.ok(['build', join(ROOT, 'examples/tcpconnect')]);
-  const fail = node.kbpf(['run', '--name', 'tc1', '--cgroup', '/sys/fs/cgroup/unified/no-such-cgroup', 'tcpconnect:1.0.0']);
+  const fail = node.kbpf([
+    'run',
+    '--name',
+    'tc1',
+    '--cgroup',
+    '/sys/fs/cgroup/unified/no-such-cgroup',
+    'tcpconnect:1.0.0',
+  ]);
   assert.equal(fail.code, 1);
   assert.match(fail.stderr, /no-such-cgroup/);
   const badSet = node.kbpf(['run', '--set', 'nope=1', 'tcpconnect:1.0.0']);
@@ -125,7 +169,12 @@ test('kill -9 of the agent mid-upgrade: programs keep running, the restarted age
   const work = tempDir(t, 'kbpf-e2e-src-');
   const opens = tempDir(t, 'kbpf-e2e-opens-');
   node.ok(['build', join(ROOT, 'examples/opensnoop')]);
-  node.ok(['build', variant(join(work, 'v2'), join(ROOT, 'examples/opensnoop'), '2.0.0', (c) => c.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'))]);
+  node.ok([
+    'build',
+    variant(join(work, 'v2'), join(ROOT, 'examples/opensnoop'), '2.0.0', (c) =>
+      c.replace('e->flags = (__s32)ctx->args[2];', 'e->flags = (__s32)ctx->args[2] | 0x40000000;'),
+    ),
+  ]);
 
   await node.startAgent({ KBPF_FAULT: 'upgrade-after-attach' });
   const gen = opener(opens, 20);
@@ -142,12 +191,17 @@ test('kill -9 of the agent mid-upgrade: programs keep running, the restarted age
   await sleep(300);
 
   await node.startAgent();
-  const st = JSON.parse(node.ok(['inspect', 'crashy'])) as { revision: number; phase: string; programs: { progId: number }[]; message?: string };
+  const st = JSON.parse(node.ok(['inspect', 'crashy'])) as {
+    revision: number;
+    phase: string;
+    programs: { progId: number }[];
+    message?: string;
+  };
   assert.equal(st.phase, 'running');
   assert.equal(st.revision, 1, 'the uncommitted upgrade was rolled back');
   assert.equal(st.programs[0]!.progId, rev1.programs[0]!.progId);
   assert.match(st.message ?? '', /interrupted/);
-  const ours = bpftoolShow('link').filter((l) => l.type === 'perf_event' && (l.prog_id === rev1.programs[0]!.progId));
+  const ours = bpftoolShow('link').filter((l) => l.type === 'perf_event' && l.prog_id === rev1.programs[0]!.progId);
   assert.equal(ours.length, 1, 'attached exactly once');
   // events from while the agent was down were kept in the ring and arrive now
   await sleep(500);
@@ -166,7 +220,11 @@ test('the agent socket is 0600 and refuses a non-root user', async (t) => {
   const node = new Node(t);
   await node.startAgent();
   assert.equal(statSync(node.socket).mode & 0o777, 0o600);
-  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, KBPF, 'ps'], { env: node.env(), encoding: 'utf8' });
+  const r = spawnSync(
+    'setpriv',
+    ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, KBPF, 'ps'],
+    { env: node.env(), encoding: 'utf8' },
+  );
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /permission denied|EACCES/i);
 });

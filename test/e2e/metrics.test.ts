@@ -1,14 +1,15 @@
 // The agent's Prometheus metrics, from a real agent with the kernel's BPF stats on: instances by
 // phase, events per instance, program run counts; and promtool accepts the exposition.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { once } from 'node:events';
-import { ApiClient } from '../../src/agent/api-client.js';
-import { makeCgroup, runInCgroup } from '../helpers/kernel.js';
-import { Node, ROOT } from './cli.js';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { test } from 'node:test';
+import { ApiClient } from '../../src/agent/api-client.js';
+import { makeCgroup, runInCgroup } from '../../testbed/kernel.js';
+import { Node, ROOT } from './cli.js';
 
 test('metrics: run counts from BPF stats, events, phases; promtool check passes', async (t) => {
   const node = new Node(t);
@@ -23,7 +24,10 @@ test('metrics: run counts from BPF stats, events, phases; promtool check passes'
   await node.startAgent({}, ['--bpf-stats']);
   node.ok(['run', '--name', 'conn', '--cgroup', cg, 'tcpconnect:1.0.0']);
   for (let i = 0; i < 3; i++) {
-    const r = await runInCgroup(cg, process.execPath, ['-e', `require('net').connect(${port},'127.0.0.1').on('data',()=>process.exit(0))`]);
+    const r = await runInCgroup(cg, process.execPath, [
+      '-e',
+      `require('net').connect(${port},'127.0.0.1').on('data',()=>process.exit(0))`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
   }
   await new Promise((r) => setTimeout(r, 500));

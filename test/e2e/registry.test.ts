@@ -1,14 +1,17 @@
 // push and pull through the CLI against a real registry (Debian's docker-registry on loopback),
 // then run the pulled package on a second node: the path a package takes from one machine to
 // another.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startRegistry, missingRegistryTools } from '../package/helpers.js';
-import { kernelIds, leftSince } from '../helpers/kernel.js';
+import { test } from 'node:test';
+import { kernelIds, leftSince } from '../../testbed/kernel.js';
+import { missingRegistryTools, startRegistry } from '../package/helpers.js';
 import { Node, ROOT } from './cli.js';
 
-test('kbpf push to a registry, kbpf pull on another node, run it there', { skip: missingRegistryTools().length ? `needs ${missingRegistryTools().join(', ')}` : false }, async (t) => {
+test('kbpf push to a registry, kbpf pull on another node, run it there', {
+  skip: missingRegistryTools().length ? `needs ${missingRegistryTools().join(', ')}` : false,
+}, async (t) => {
   const before = kernelIds();
   const registry = await startRegistry();
   t.after(() => registry.stop());
@@ -25,7 +28,10 @@ test('kbpf push to a registry, kbpf pull on another node, run it there', { skip:
   assert.ok(digest, out);
   await b.startAgent();
   const images = b.json<{ name: string; digest: string }[]>(['images']);
-  assert.ok(images.some((i) => i.digest === digest), JSON.stringify(images));
+  assert.ok(
+    images.some((i) => i.digest === digest),
+    JSON.stringify(images),
+  );
   b.ok(['run', '--name', 'ex', '--set', 'target_uid=65534', remote]);
   const st = JSON.parse(b.ok(['inspect', 'ex'])) as { phase: string; digest: string };
   assert.equal(st.phase, 'running');

@@ -3,18 +3,29 @@
 // network namespace) against the test API server, packages pulled by digest from a real
 // docker-registry (reached through the namespaces' bridge), events read through
 // `kubectl bpf logs` from each agent's log endpoint, and the kernel checked with bpftool.
-import { describe, it, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { mkdirSync, existsSync, readdirSync, cpSync, readFileSync, writeFileSync, mkdtempSync, readlinkSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { execFile, spawn } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { netnsPath } from '../helpers/netns.js';
-import { TestCluster, ROOT } from './harness.js';
-import { API_VERSION, PLURAL, instanceReady, type BpfDeployment, type BpfNodeInstance } from '../../src/k8s/api.js';
-import { kernelIds, leftSince, bpftoolShow, type KernelIds } from '../helpers/kernel.js';
+import { API_VERSION, type BpfDeployment, type BpfNodeInstance, instanceReady, PLURAL } from '../../src/k8s/api.js';
+import { bpftoolShow, type KernelIds, kernelIds, leftSince } from '../../testbed/kernel.js';
+import { netnsPath } from '../../testbed/netns.js';
 import { missingRegistryTools } from '../package/helpers.js';
+import { ROOT, TestCluster } from './harness.js';
 
 const missing = missingRegistryTools().filter((m) => m === 'docker-registry');
 const skip = missing.length ? `needs the Debian package docker-registry` : false;
@@ -22,15 +33,30 @@ const NODES = ['node-a', 'node-b', 'node-c'];
 
 function kubectl(c: TestCluster, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('kubectl', args, { env: { ...process.env, KUBECONFIG: c.kubeconfig, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` }, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      'kubectl',
+      args,
+      {
+        env: { ...process.env, KUBECONFIG: c.kubeconfig, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` },
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) => {
+        resolve({
+          code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0,
+          stdout,
+          stderr,
+        });
+      },
+    );
   });
 }
 
 /** `kubectl bpf logs ARGS` left running: its stdout lines as they come; stop() ends it (SIGINT, as ^C). */
 function follow(c: TestCluster, args: string[]): { lines: string[]; stderr: string[]; stop(): Promise<number | null> } {
-  const p = spawn('kubectl', ['bpf', 'logs', ...args], { env: { ...process.env, KUBECONFIG: c.kubeconfig, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn('kubectl', ['bpf', 'logs', ...args], {
+    env: { ...process.env, KUBECONFIG: c.kubeconfig, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: string[] = [];
   const stderr: string[] = [];
   let buf = '';
@@ -44,7 +70,9 @@ function follow(c: TestCluster, args: string[]): { lines: string[]; stderr: stri
   const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
   c.onCleanup(() => p.kill('SIGKILL'));
   return {
-    lines, stderr, stop: async () => {
+    lines,
+    stderr,
+    stop: async () => {
       p.kill('SIGINT');
       const t = setTimeout(() => p.kill('SIGKILL'), 3000);
       const code = await exited;
@@ -54,7 +82,13 @@ function follow(c: TestCluster, args: string[]): { lines: string[]; stderr: stri
   };
 }
 
-interface LogLine { node: string; ts: string; seq: number; source?: string; event?: { dport?: number; rev?: number; comm?: string } }
+interface LogLine {
+  node: string;
+  ts: string;
+  seq: number;
+  source?: string;
+  event?: { dport?: number; rev?: number; comm?: string };
+}
 
 /** A loop that connects to 127.0.0.1:PORT (refused: nothing listens) every 50 ms and prints how many times it has. */
 const CONNECT_PORT = 4242;
@@ -83,14 +117,27 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     const v2 = mkdtempSync(join(tmpdir(), 'kbpf-k8s-src-'));
     c.onCleanup(() => import('node:fs').then((fs) => fs.rmSync(v2, { recursive: true, force: true })));
     cpSync(join(ROOT, 'examples/tcpconnect'), v2, { recursive: true });
-    writeFileSync(join(v2, 'kbpf.yaml'), readFileSync(join(v2, 'kbpf.yaml'), 'utf8').replace('version: 1.0.0', 'version: 2.0.0').replace('columns: [pid, comm, daddr, dport]', 'columns: [pid, comm, daddr, dport, rev]'));
+    writeFileSync(
+      join(v2, 'kbpf.yaml'),
+      readFileSync(join(v2, 'kbpf.yaml'), 'utf8')
+        .replace('version: 1.0.0', 'version: 2.0.0')
+        .replace('columns: [pid, comm, daddr, dport]', 'columns: [pid, comm, daddr, dport, rev]'),
+    );
     // version 2 says so in every event: a field in the struct's tail padding (same size), so the
     // ring buffer carries over and each event tells which revision's program produced it
     const src = join(v2, 'tcpconnect.bpf.c');
-    writeFileSync(src, readFileSync(src, 'utf8').replace('\t__u16 dport;\n', '\t__u16 dport;\n\t__u8 rev;\n').replace('\te->dport = dport;\n', '\te->dport = dport;\n\te->rev = 2;\n'));
+    writeFileSync(
+      src,
+      readFileSync(src, 'utf8')
+        .replace('\t__u16 dport;\n', '\t__u16 dport;\n\t__u8 rev;\n')
+        .replace('\te->dport = dport;\n', '\te->dport = dport;\n\te->rev = 2;\n'),
+    );
     assert.match(readFileSync(src, 'utf8'), /e->rev = 2;/);
     assert.match(readFileSync(join(v2, 'kbpf.yaml'), 'utf8'), /dport, rev\]/);
-    refs = await c.publish([{ dir: join(ROOT, 'examples/tcpconnect'), tag: 'tcpconnect:1.0.0' }, { dir: v2, tag: 'tcpconnect:2.0.0' }]);
+    refs = await c.publish([
+      { dir: join(ROOT, 'examples/tcpconnect'), tag: 'tcpconnect:1.0.0' },
+      { dir: v2, tag: 'tcpconnect:2.0.0' },
+    ]);
     await c.addNode('node-a', { 'kbpf.io/tier': 'edge' });
     await c.addNode('node-b');
     await c.addNode('node-c');
@@ -106,12 +153,19 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
 
   it('deploys to all nodes: each node runs the package, pulled by digest, and reports it', async () => {
     await c.api.create(PLURAL.deployments, deployment('conn', refs['tcpconnect:1.0.0']!));
-    const nis = await c.until('conn running on three nodes', async () => {
-      const l = await c.instances('conn');
-      return l.length === 3 && l.every((n) => instanceReady(n) && n.status!.revision === 1) && l;
-    }, 60_000);
+    const nis = await c.until(
+      'conn running on three nodes',
+      async () => {
+        const l = await c.instances('conn');
+        return l.length === 3 && l.every((n) => instanceReady(n) && n.status!.revision === 1) && l;
+      },
+      60_000,
+    );
     assert.deepEqual(nis.map((n) => n.spec.nodeName).sort(), NODES);
-    assert.ok(nis.every((n) => n.spec.image.includes('@sha256:') && n.status!.digest === n.spec.digest), 'pulled and run by digest');
+    assert.ok(
+      nis.every((n) => n.spec.image.includes('@sha256:') && n.status!.digest === n.spec.digest),
+      'pulled and run by digest',
+    );
     v1Ids = progIds(nis);
     assert.equal(new Set(v1Ids).size, 3, 'one program per node');
     const live = kernelProgIds();
@@ -119,7 +173,11 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     for (const n of c.nodes.values()) assert.ok(existsSync(join(n.bpffsDir, 'conn')), `pins under ${n.bpffsDir}`);
     const d = await c.until('status rolled up', async () => {
       const x = await c.deployment('conn');
-      return x?.status?.readyNodes === 3 && x.status.conditions?.find((k) => k.type === 'Progressing')?.reason === 'RolloutComplete' && x;
+      return (
+        x?.status?.readyNodes === 3 &&
+        x.status.conditions?.find((k) => k.type === 'Progressing')?.reason === 'RolloutComplete' &&
+        x
+      );
     });
     assert.equal(d.status!.desiredNodes, 3);
     assert.equal(d.status!.currentRevision, 1);
@@ -149,22 +207,34 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     // every node: a workload connecting from its cgroup and namespace; all nodes' events followed through the plugin
     for (const n of c.nodes.values()) {
       const ni = (await c.instances('conn')).find((x) => x.spec.nodeName === n.name)!;
-      assert.equal(ni.status!.logs?.url.startsWith(`http://${n.addr}:`), true, `${n.name} advertises logs on its namespace address: ${JSON.stringify(ni.status!.logs)}`);
+      assert.equal(
+        ni.status!.logs?.url.startsWith(`http://${n.addr}:`),
+        true,
+        `${n.name} advertises logs on its namespace address: ${JSON.stringify(ni.status!.logs)}`,
+      );
     }
     const logs = follow(c, ['--all', '-f', '-o', 'json', 'conn']);
     const work = new Map(NODES.map((n) => [n, c.startWorkload(n, CONNECT_LOOP)]));
-    const ours = (node: string): LogLine[] => logs.lines.map((l) => JSON.parse(l) as LogLine).filter((l) => l.node === node && l.event?.dport === CONNECT_PORT);
+    const ours = (node: string): LogLine[] =>
+      logs.lines.map((l) => JSON.parse(l) as LogLine).filter((l) => l.node === node && l.event?.dport === CONNECT_PORT);
     await c.until('events from every node', () => NODES.every((n) => ours(n).length >= 5), 15_000);
     const upgradeStart = Date.now();
     const from = c.server.resourceVersion;
-    await c.api.update(PLURAL.deployments, 'conn', (d) => ({ ...d, spec: { ...d.spec, package: { image: refs['tcpconnect:2.0.0']! } } }));
-    const nis = await c.until('conn at revision 2 on three nodes', async () => {
-      const l = await c.instances('conn');
-      return l.length === 3 && l.every((n) => instanceReady(n) && n.status!.revision === 2) && l;
-    }, 60_000);
+    await c.api.update(PLURAL.deployments, 'conn', (d) => ({
+      ...d,
+      spec: { ...d.spec, package: { image: refs['tcpconnect:2.0.0']! } },
+    }));
+    const nis = await c.until(
+      'conn at revision 2 on three nodes',
+      async () => {
+        const l = await c.instances('conn');
+        return l.length === 3 && l.every((n) => instanceReady(n) && n.status!.revision === 2) && l;
+      },
+      60_000,
+    );
     // replay every change to the node instances since the update: never two nodes unavailable
     const state = new Map<string, BpfNodeInstance>();
-    for (const n of (await c.instances('conn'))) state.set(n.metadata.name, n);
+    for (const n of await c.instances('conn')) state.set(n.metadata.name, n);
     let maxDown = 0;
     const current = new Map<string, BpfNodeInstance>();
     for (const ev of c.server.events) {
@@ -177,11 +247,22 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     }
     assert.equal(maxDown, 1, 'exactly one node at a time was between revisions');
     // events kept flowing on every node through the upgrade, from both revisions, none lost
-    await c.until('revision 2 events from every node', () => NODES.every((n) => ours(n).filter((l) => l.event!.rev === 2).length >= 5), 15_000)
-      .catch((e: Error) => { throw new Error(`${e.message}\nlast events: ${logs.lines.slice(-4).join('\n')}\n${logs.stderr.join('')}`); });
+    await c
+      .until(
+        'revision 2 events from every node',
+        () => NODES.every((n) => ours(n).filter((l) => l.event!.rev === 2).length >= 5),
+        15_000,
+      )
+      .catch((e: Error) => {
+        throw new Error(`${e.message}\nlast events: ${logs.lines.slice(-4).join('\n')}\n${logs.stderr.join('')}`);
+      });
     await c.stopWorkloads();
     const made = new Map(NODES.map((n) => [n, Number(work.get(n)!.out.at(-1) ?? 0)]));
-    await c.until('every connection the workloads made is in the log', () => NODES.every((n) => ours(n).length >= made.get(n)!), 10_000);
+    await c.until(
+      'every connection the workloads made is in the log',
+      () => NODES.every((n) => ours(n).length >= made.get(n)!),
+      10_000,
+    );
     await sleep(300);
     await logs.stop();
     assert.equal(logs.stderr.join(''), '', 'the follower reported no error');
@@ -189,21 +270,37 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
       const evs = ours(n);
       const v1 = evs.filter((l) => l.event!.rev === undefined);
       const v2 = evs.filter((l) => l.event!.rev === 2);
-      assert.ok(v1.length >= 5 && v2.length >= 5, `${n}: events of both revisions (${v1.length} of revision 1, ${v2.length} of revision 2)`);
+      assert.ok(
+        v1.length >= 5 && v2.length >= 5,
+        `${n}: events of both revisions (${v1.length} of revision 1, ${v2.length} of revision 2)`,
+      );
       assert.ok(Date.parse(v1.at(-1)!.ts) <= Date.parse(v2.at(-1)!.ts));
       // one event per connect: the workload counted its attempts; killed mid-attempt, at most one more
-      assert.ok(evs.length >= made.get(n)! && evs.length <= made.get(n)! + 1, `${n}: ${evs.length} events for ${made.get(n)} connects (no event lost in the upgrade)`);
-      assert.deepEqual(evs.map((l) => l.seq), [...evs.map((l) => l.seq)].sort((a, b) => a - b), `${n}: in order`);
+      assert.ok(
+        evs.length >= made.get(n)! && evs.length <= made.get(n)! + 1,
+        `${n}: ${evs.length} events for ${made.get(n)} connects (no event lost in the upgrade)`,
+      );
+      assert.deepEqual(
+        evs.map((l) => l.seq),
+        [...evs.map((l) => l.seq)].sort((a, b) => a - b),
+        `${n}: in order`,
+      );
       const during = evs.filter((l) => Date.parse(l.ts) >= upgradeStart - 1000).map((l) => Date.parse(l.ts));
       let gap = 0;
       for (let i = 1; i < during.length; i++) gap = Math.max(gap, during[i]! - during[i - 1]!);
       assert.ok(gap < 1500, `${n}: longest gap between events during the upgrade ${gap} ms`);
-      t.diagnostic(`${n}: ${evs.length} events for ${made.get(n)} connects, ${v1.length} from revision 1 and ${v2.length} from revision 2, longest gap ${gap} ms`);
+      t.diagnostic(
+        `${n}: ${evs.length} events for ${made.get(n)} connects, ${v1.length} from revision 1 and ${v2.length} from revision 2, longest gap ${gap} ms`,
+      );
     }
     const v2Ids = progIds(nis);
     assert.equal(v2Ids.filter((id) => v1Ids.includes(id)).length, 0, 'every node runs a new program');
     const live = kernelProgIds();
-    await c.until('revision 1 programs gone from the kernel', () => v1Ids.every((id) => !kernelProgIds().has(id)), 10_000);
+    await c.until(
+      'revision 1 programs gone from the kernel',
+      () => v1Ids.every((id) => !kernelProgIds().has(id)),
+      10_000,
+    );
     for (const id of v2Ids) assert.ok(live.has(id));
     const d = await c.until('status at revision 2', async () => {
       const x = await c.deployment('conn');
@@ -212,7 +309,7 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     assert.equal(d.status!.packageDigest, nis[0]!.spec.digest);
   });
 
-  it('kubectl bpf logs: one node\'s or every node\'s events, each line with its node', async () => {
+  it("kubectl bpf logs: one node's or every node's events, each line with its node", async () => {
     const bare = await kubectl(c, ['bpf', 'logs', 'conn']);
     assert.notEqual(bare.code, 0);
     assert.match(bare.stderr, /runs on 3 nodes \(node-a, node-b, node-c\): say --node NAME or --all/);
@@ -223,15 +320,20 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     for (const l of lines) assert.match(l, /^node-b {2}\d{4}-\d\d-\d\dT\S+Z {2}events \{.*"dport":/);
     const all = await kubectl(c, ['bpf', 'logs', '--all', '--tail', '3', 'conn']);
     assert.equal(all.code, 0, all.stderr);
-    const byNode = all.stdout.trim().split('\n').map((l) => l.split(' ')[0]);
+    const byNode = all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[0]);
     for (const n of NODES) assert.equal(byNode.filter((x) => x === n).length, 3, `${n} in:\n${all.stdout}`);
     const nowhere = await kubectl(c, ['bpf', 'logs', '--node', 'node-z', 'conn']);
     assert.notEqual(nowhere.code, 0);
     assert.match(nowhere.stderr, /conn does not run on node-z/);
   });
 
-  it('kubectl bpf rollout undo goes back to revision 1\'s package as revision 3', async () => {
-    const v1Digest = (await c.api.list(PLURAL.revisions, { labelSelector: 'kbpf.io/deployment=conn' })).items.find((r) => r.revision === 1)!.digest;
+  it("kubectl bpf rollout undo goes back to revision 1's package as revision 3", async () => {
+    const v1Digest = (await c.api.list(PLURAL.revisions, { labelSelector: 'kbpf.io/deployment=conn' })).items.find(
+      (r) => r.revision === 1,
+    )!.digest;
     const undo = await kubectl(c, ['bpf', 'rollout', 'undo', 'conn']);
     assert.equal(undo.code, 0, undo.stderr);
     const status = await kubectl(c, ['bpf', 'rollout', 'status', 'conn', '--timeout', '60']);
@@ -246,27 +348,46 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
   });
 
   it('a label selector picks nodes; a node labelled later gets it, one unlabelled loses it', async () => {
-    await c.api.create(PLURAL.deployments, deployment('edge', refs['tcpconnect:1.0.0']!, { nodeSelector: { matchLabels: { 'kbpf.io/tier': 'edge' } } }));
-    await c.until('edge on node-a only', async () => {
-      const l = await c.instances('edge');
-      return l.length === 1 && l[0]!.spec.nodeName === 'node-a' && instanceReady(l[0]!);
-    }, 30_000);
+    await c.api.create(
+      PLURAL.deployments,
+      deployment('edge', refs['tcpconnect:1.0.0']!, { nodeSelector: { matchLabels: { 'kbpf.io/tier': 'edge' } } }),
+    );
+    await c.until(
+      'edge on node-a only',
+      async () => {
+        const l = await c.instances('edge');
+        return l.length === 1 && l[0]!.spec.nodeName === 'node-a' && instanceReady(l[0]!);
+      },
+      30_000,
+    );
     assert.ok(!existsSync(join(c.nodes.get('node-b')!.bpffsDir, 'edge')));
     const nodeB = await c.kube.core.readNode({ name: 'node-b' });
     nodeB.metadata!.labels = { ...nodeB.metadata!.labels, 'kbpf.io/tier': 'edge' };
     await c.kube.core.replaceNode({ name: 'node-b', body: nodeB });
-    await c.until('edge on node-b too', async () => {
-      const l = await c.instances('edge');
-      return l.length === 2 && l.every(instanceReady);
-    }, 30_000);
+    await c.until(
+      'edge on node-b too',
+      async () => {
+        const l = await c.instances('edge');
+        return l.length === 2 && l.every(instanceReady);
+      },
+      30_000,
+    );
     assert.ok(existsSync(join(c.nodes.get('node-b')!.bpffsDir, 'edge')));
     const nodeA = await c.kube.core.readNode({ name: 'node-a' });
     delete nodeA.metadata!.labels!['kbpf.io/tier'];
     await c.kube.core.replaceNode({ name: 'node-a', body: nodeA });
-    await c.until('edge gone from node-a', async () => {
-      const l = await c.instances('edge');
-      return l.length === 1 && l[0]!.spec.nodeName === 'node-b' && !existsSync(join(c.nodes.get('node-a')!.bpffsDir, 'edge'));
-    }, 30_000);
+    await c.until(
+      'edge gone from node-a',
+      async () => {
+        const l = await c.instances('edge');
+        return (
+          l.length === 1 &&
+          l[0]!.spec.nodeName === 'node-b' &&
+          !existsSync(join(c.nodes.get('node-a')!.bpffsDir, 'edge'))
+        );
+      },
+      30_000,
+    );
     const d = await c.until('edge counts', async () => {
       const x = await c.deployment('edge');
       return x?.status?.desiredNodes === 1 && x.status.readyNodes === 1 && x;
@@ -274,13 +395,20 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     assert.equal(d.status!.failedNodes, 0);
   });
 
-  it('a failed load on one node shows in that node\'s status and in the deployment\'s Degraded condition', async () => {
+  it("a failed load on one node shows in that node's status and in the deployment's Degraded condition", async () => {
     for (const n of ['node-a', 'node-b']) mkdirSync(join(c.nodes.get(n)!.cgroup, 'workloads'));
-    await c.api.create(PLURAL.deployments, deployment('scoped', refs['tcpconnect:1.0.0']!, { attach: { cgroup: 'workloads' } }));
-    const d = await c.until('scoped degraded on node-c', async () => {
-      const x = await c.deployment('scoped');
-      return x?.status?.failedNodes === 1 && x.status.readyNodes === 2 && x;
-    }, 30_000);
+    await c.api.create(
+      PLURAL.deployments,
+      deployment('scoped', refs['tcpconnect:1.0.0']!, { attach: { cgroup: 'workloads' } }),
+    );
+    const d = await c.until(
+      'scoped degraded on node-c',
+      async () => {
+        const x = await c.deployment('scoped');
+        return x?.status?.failedNodes === 1 && x.status.readyNodes === 2 && x;
+      },
+      30_000,
+    );
     const degraded = d.status!.conditions!.find((k) => k.type === 'Degraded')!;
     assert.equal(degraded.status, 'True');
     assert.match(degraded.message!, /node-c: .*workloads/);
@@ -298,15 +426,29 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     const before = (await c.instances('conn')).find((n) => n.spec.nodeName === 'node-b')!;
     const ids = progIds([before]);
     await c.killAgent('node-b');
-    assert.ok(ids.every((id) => kernelProgIds().has(id)), 'programs keep running without the agent');
+    assert.ok(
+      ids.every((id) => kernelProgIds().has(id)),
+      'programs keep running without the agent',
+    );
     c.startAgent('node-b');
-    await c.until('node-b agent adopted its instances', () => c.nodes.get('node-b')!.log.some((l) => /adopted revision/.test(l)), 20_000);
+    await c.until(
+      'node-b agent adopted its instances',
+      () => c.nodes.get('node-b')!.log.some((l) => /adopted revision/.test(l)),
+      20_000,
+    );
     // a change while it was down is picked up too
-    await c.api.update(PLURAL.deployments, 'edge', (d) => ({ ...d, spec: { ...d.spec, config: { target_port: 8080 } } }));
-    await c.until('edge reconfigured on node-b', async () => {
-      const l = await c.instances('edge');
-      return l.length === 1 && instanceReady(l[0]!) && l[0]!.status!.revision === 2;
-    }, 30_000);
+    await c.api.update(PLURAL.deployments, 'edge', (d) => ({
+      ...d,
+      spec: { ...d.spec, config: { target_port: 8080 } },
+    }));
+    await c.until(
+      'edge reconfigured on node-b',
+      async () => {
+        const l = await c.instances('edge');
+        return l.length === 1 && instanceReady(l[0]!) && l[0]!.status!.revision === 2;
+      },
+      30_000,
+    );
     const after = (await c.instances('conn')).find((n) => n.spec.nodeName === 'node-b')!;
     assert.deepEqual(progIds([after]), ids, 'same programs, not attached twice');
     assert.equal(after.status!.phase, 'Running');
@@ -317,11 +459,15 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
       const r = await kubectl(c, ['bpf', 'rm', name]);
       assert.equal(r.code, 0, r.stderr);
     }
-    await c.until('no node instances or revisions left', async () => {
-      const ni = await c.api.list(PLURAL.nodeInstances);
-      const rev = await c.api.list(PLURAL.revisions);
-      return ni.items.length === 0 && rev.items.length === 0;
-    }, 30_000);
+    await c.until(
+      'no node instances or revisions left',
+      async () => {
+        const ni = await c.api.list(PLURAL.nodeInstances);
+        const rev = await c.api.list(PLURAL.revisions);
+        return ni.items.length === 0 && rev.items.length === 0;
+      },
+      30_000,
+    );
     for (const n of c.nodes.values()) {
       const left = existsSync(n.bpffsDir) ? readdirSync(n.bpffsDir) : [];
       assert.deepEqual(left, [], `${n.name}: nothing pinned`);
@@ -337,13 +483,23 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
       for (const m of st?.mapIds ?? []) maps.add(m);
     }
     assert.ok(progs.size >= 9 && maps.size >= 9);
-    await c.until('every reported program and map gone', () => {
-      const liveProgs = bpftoolShow('prog');
-      const liveMaps = new Set(bpftoolShow('map').map((m) => m.id as number));
-      const ours = liveProgs.filter((p) => progs.has(p.id as number) || (p.name === 'trace_connect4' && !before0.prog.has(p.id as number)));
-      return ours.length === 0 && [...maps].every((m) => !liveMaps.has(m));
-    }, 5000);
+    await c.until(
+      'every reported program and map gone',
+      () => {
+        const liveProgs = bpftoolShow('prog');
+        const liveMaps = new Set(bpftoolShow('map').map((m) => m.id as number));
+        const ours = liveProgs.filter(
+          (p) => progs.has(p.id as number) || (p.name === 'trace_connect4' && !before0.prog.has(p.id as number)),
+        );
+        return ours.length === 0 && [...maps].every((m) => !liveMaps.has(m));
+      },
+      5000,
+    );
     const left = await leftSince(before0, 0);
-    assert.deepEqual(bpftoolShow('link').filter((l) => left.link.includes(l.id as number) && progs.has(l.prog_id as number)), [], 'no link of ours');
+    assert.deepEqual(
+      bpftoolShow('link').filter((l) => left.link.includes(l.id as number) && progs.has(l.prog_id as number)),
+      [],
+      'no link of ours',
+    );
   });
 });

@@ -14,37 +14,48 @@
 // event logs on its namespace address. Traffic only ever goes to loopback, the bridge address
 // or the namespaces' addresses. Everything is torn down at the end (processes, namespaces, veths,
 // the bridge, cgroups, pins, temp dirs), also when a test fails.
-import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from 'node:net';
+
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, readdirSync, mkdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  createServer as createTcpServer,
+  type Socket,
+  type Server as TcpServer,
+  connect as tcpConnect,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseAllDocuments } from 'yaml';
+import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
-import { TestApiServer } from './apiserver/server.js';
+import { parseAllDocuments } from 'yaml';
+import { ensureBpffs } from '../../src/bpf/mounts.js';
+import { buildPackage } from '../../src/compile/builder.js';
+import { type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../src/k8s/api.js';
 import { connect, KbpfApi, type Kube } from '../../src/k8s/kube.js';
-import { PLURAL, type BpfDeployment, type BpfNodeInstance } from '../../src/k8s/api.js';
 import { LayoutStore } from '../../src/package/layout-store.js';
 import { RegistryClient } from '../../src/package/registry-client.js';
-import { buildPackage } from '../../src/build/builder.js';
-import { ensureBpffs } from '../../src/bpf/mounts.js';
-import { startRegistry, type RunningRegistry } from '../package/helpers.js';
-import { CGROUP2_ROOT, removeCgroup, uniqueName } from '../helpers/kernel.js';
-import { makeNetns, netnsPath, run, testSubnet } from '../helpers/netns.js';
+import { CGROUP2_ROOT, removeCgroup, uniqueName } from '../../testbed/kernel.js';
+import { makeNetns, netnsPath, run, testSubnet } from '../../testbed/netns.js';
+import { type RunningRegistry, startRegistry } from '../package/helpers.js';
+import { TestApiServer } from './apiserver/server.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DIST = join(ROOT, 'dist');
 
 export function loadYaml(path: string): Record<string, unknown>[] {
-  return parseAllDocuments(readFileSync(path, 'utf8')).map((d) => d.toJSON()).filter(Boolean) as Record<string, unknown>[];
+  return parseAllDocuments(readFileSync(path, 'utf8'))
+    .map((d) => d.toJSON())
+    .filter(Boolean) as Record<string, unknown>[];
 }
 
 export function crdFiles(): string[] {
   const dir = join(ROOT, 'deploy', 'crds');
-  return readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort().map((f) => join(dir, f));
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 export interface TestNode {
@@ -71,7 +82,10 @@ async function ipx(args: string[]): Promise<void> {
 }
 
 /** A TCP forwarder listening on host:0 to 127.0.0.1:port (closed with everything it carries). */
-async function forwarder(host: string, port: number): Promise<{ server: TcpServer; port: number; close(): Promise<void> }> {
+async function forwarder(
+  host: string,
+  port: number,
+): Promise<{ server: TcpServer; port: number; close(): Promise<void> }> {
   const socks = new Set<Socket>();
   const server = createTcpServer((down) => {
     const up = tcpConnect(port, '127.0.0.1');
@@ -92,10 +106,11 @@ async function forwarder(host: string, port: number): Promise<{ server: TcpServe
   return {
     server,
     port: (server.address() as { port: number }).port,
-    close: () => new Promise<void>((r) => {
-      for (const s of socks) s.destroy();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of socks) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -150,7 +165,9 @@ export class TestCluster {
     this.kube = connect(this.kubeconfig);
     this.api = new KbpfApi(this.kube);
     const ext = this.kube.kc.makeApiClient(k8s.ApiextensionsV1Api);
-    for (const f of crdFiles()) for (const doc of k8s.loadAllYaml(readFileSync(f, 'utf8'))) await ext.createCustomResourceDefinition({ body: doc as k8s.V1CustomResourceDefinition });
+    for (const f of crdFiles())
+      for (const doc of k8s.loadAllYaml(readFileSync(f, 'utf8')))
+        await ext.createCustomResourceDefinition({ body: doc as k8s.V1CustomResourceDefinition });
     await this.kube.core.createNamespace({ body: { metadata: { name: 'kbpf-system' } } });
   }
 
@@ -180,10 +197,19 @@ export class TestCluster {
     ensureBpffs();
     const cgroup = join(CGROUP2_ROOT, `${this.id}-${name}`);
     mkdirSync(cgroup);
-    const node: TestNode = { name, stateDir: join(this.dir, `node-${name}`), bpffsDir: `/sys/fs/bpf/${this.id}-${name}`, cgroup, log: [], workloads: [] };
+    const node: TestNode = {
+      name,
+      stateDir: join(this.dir, `node-${name}`),
+      bpffsDir: `/sys/fs/bpf/${this.id}-${name}`,
+      cgroup,
+      log: [],
+      workloads: [],
+    };
     this.nodes.set(name, node);
     if (this.opts.netns) await this.makeNodeNetwork(node);
-    await this.kube.core.createNode({ body: { metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } } } });
+    await this.kube.core.createNode({
+      body: { metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } } },
+    });
     return node;
   }
 
@@ -250,8 +276,24 @@ export class TestCluster {
   startAgent(name: string): TestNode {
     const node = this.nodes.get(name)!;
     const agentCgroup = join(node.cgroup, 'kbpf-agent');
-    const args = [join(DIST, 'src/k8s/node/main.js'), '--node', name, '--kubeconfig', this.kubeconfig, '--state-dir', node.stateDir, '--bpffs-dir', node.bpffsDir, '--cgroup-root', node.cgroup, '--resync-ms', '3000',
-      '--logs-address', `${node.addr ?? '127.0.0.1'}:0`, ...(this.gateway && this.registryHost ? ['--insecure-registry', this.registryHost] : [])];
+    const args = [
+      join(DIST, 'src/k8s/node/main.js'),
+      '--node',
+      name,
+      '--kubeconfig',
+      this.kubeconfig,
+      '--state-dir',
+      node.stateDir,
+      '--bpffs-dir',
+      node.bpffsDir,
+      '--cgroup-root',
+      node.cgroup,
+      '--resync-ms',
+      '3000',
+      '--logs-address',
+      `${node.addr ?? '127.0.0.1'}:0`,
+      ...(this.gateway && this.registryHost ? ['--insecure-registry', this.registryHost] : []),
+    ];
     const [cmd, argv] = this.inNode(node, agentCgroup, [process.execPath, ...args]);
     const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     procs.add(proc);
@@ -273,8 +315,22 @@ export class TestCluster {
 
   startController(identity = `controller-${this.controllers.length}`): { proc: ChildProcess; log: string[] } {
     const log: string[] = [];
-    const proc = spawn(process.execPath, [join(DIST, 'src/k8s/controller/main.js'), '--kubeconfig', this.kubeconfig, '--identity', identity, '--resync-ms', '2000', '--lease-seconds', '3',
-      ...(this.gateway && this.registryHost ? ['--insecure-registry', this.registryHost] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(
+      process.execPath,
+      [
+        join(DIST, 'src/k8s/controller/main.js'),
+        '--kubeconfig',
+        this.kubeconfig,
+        '--identity',
+        identity,
+        '--resync-ms',
+        '2000',
+        '--lease-seconds',
+        '3',
+        ...(this.gateway && this.registryHost ? ['--insecure-registry', this.registryHost] : []),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     procs.add(proc);
     proc.on('exit', () => procs.delete(proc));
     const push = (d: Buffer) => log.push(...d.toString().split('\n').filter(Boolean));
@@ -290,7 +346,11 @@ export class TestCluster {
   }
 
   /** Waits until `fn` answers something truthy; the error names what was awaited and shows the logs. */
-  async until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  async until<T>(
+    what: string,
+    fn: () => Promise<T | undefined | false> | T | undefined | false,
+    timeoutMs = 30_000,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
     for (;;) {
@@ -303,7 +363,9 @@ export class TestCluster {
       if (Date.now() > deadline) {
         const logs = [...this.nodes.values()].map((n) => `--- ${n.name}:\n${n.log.slice(-15).join('\n')}`).join('\n');
         const clog = this.controllers.map((c) => c.log.slice(-20).join('\n')).join('\n');
-        throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}\n--- controller:\n${clog}\n${logs}`);
+        throw new Error(
+          `timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}\n--- controller:\n${clog}\n${logs}`,
+        );
       }
       await sleep(150);
     }
@@ -318,12 +380,16 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    for (const fn of this.#cleanups.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
-    for (const c of this.controllers) if (c.proc.exitCode === null && c.proc.signalCode === null) {
-      const exited = new Promise((r) => c.proc.once('exit', r));
-      c.proc.kill('SIGKILL');
-      await exited;
-    }
+    for (const fn of this.#cleanups.reverse())
+      await Promise.resolve()
+        .then(fn)
+        .catch(() => undefined);
+    for (const c of this.controllers)
+      if (c.proc.exitCode === null && c.proc.signalCode === null) {
+        const exited = new Promise((r) => c.proc.once('exit', r));
+        c.proc.kill('SIGKILL');
+        await exited;
+      }
     for (const n of this.nodes.keys()) await this.killAgent(n);
     await this.stopWorkloads();
     await this.server?.stop().catch(() => undefined);
@@ -332,11 +398,15 @@ export class TestCluster {
     for (const n of this.nodes.values()) {
       rmSync(n.bpffsDir, { recursive: true, force: true });
       if (existsSync(n.cgroup)) {
-        for (const sub of readdirSync(n.cgroup, { withFileTypes: true })) if (sub.isDirectory()) await removeCgroup(join(n.cgroup, sub.name)).catch(() => undefined);
+        for (const sub of readdirSync(n.cgroup, { withFileTypes: true }))
+          if (sub.isDirectory()) await removeCgroup(join(n.cgroup, sub.name)).catch(() => undefined);
         await removeCgroup(n.cgroup).catch(() => undefined);
       }
     }
-    for (const fn of this.#netCleanups.reverse()) await Promise.resolve().then(fn).catch(() => undefined);
+    for (const fn of this.#netCleanups.reverse())
+      await Promise.resolve()
+        .then(fn)
+        .catch(() => undefined);
     this.#netCleanups = [];
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,9 +1,10 @@
 // The plugin through Debian's real kubectl (package kubernetes-client): kubectl finds
 // bin/kubectl-bpf on PATH and runs it, passing the arguments and the kubeconfig through.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { ROOT, TestCluster } from './harness.js';
 
 function hasKubectl(): boolean {
@@ -16,22 +17,34 @@ function hasKubectl(): boolean {
 }
 const skip = hasKubectl() ? false : 'needs kubectl (Debian package kubernetes-client)';
 
-function kubectl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function kubectl(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('kubectl', args, { env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}`, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      'kubectl',
+      args,
+      { env: { ...process.env, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}`, ...env }, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
 test('kubectl plugin list finds kubectl-bpf and kubectl bpf --help runs', { skip }, async () => {
   const list = await kubectl(['plugin', 'list']);
-  assert.match(list.stdout, new RegExp(`${join(ROOT, 'bin', 'kubectl-bpf').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'));
+  assert.match(
+    list.stdout,
+    new RegExp(`${join(ROOT, 'bin', 'kubectl-bpf').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'),
+  );
   assert.doesNotMatch(list.stderr, /warning: .*kubectl-bpf/, list.stderr);
   const help = await kubectl(['bpf', '--help']);
   assert.equal(help.code, 0, help.stderr);
   assert.match(help.stdout, /Usage: kubectl bpf/);
-  for (const verb of ['run', 'upgrade', 'ps', 'rm', 'rollout']) assert.match(help.stdout, new RegExp(`^\\s+${verb}\\b`, 'm'));
+  for (const verb of ['run', 'upgrade', 'ps', 'rm', 'rollout'])
+    assert.match(help.stdout, new RegExp(`^\\s+${verb}\\b`, 'm'));
   const rollout = await kubectl(['bpf', 'rollout', '--help']);
   assert.equal(rollout.code, 0);
   for (const verb of ['status', 'history', 'undo']) assert.match(rollout.stdout, new RegExp(`^\\s+${verb}\\b`, 'm'));
@@ -43,7 +56,21 @@ test('kubectl bpf talks to the cluster of the kubeconfig and says what went wron
   await c.start();
   const env = { KUBECONFIG: c.kubeconfig };
   const digest = `sha256:${'b'.repeat(64)}`;
-  const run = await kubectl(['bpf', 'run', 'snoop', `127.0.0.1:5000/kbpf/opensnoop@${digest}`, '--set', 'target_pid=42', '-l', 'kbpf.io/tier=edge', '--max-unavailable', '25%'], env);
+  const run = await kubectl(
+    [
+      'bpf',
+      'run',
+      'snoop',
+      `127.0.0.1:5000/kbpf/opensnoop@${digest}`,
+      '--set',
+      'target_pid=42',
+      '-l',
+      'kbpf.io/tier=edge',
+      '--max-unavailable',
+      '25%',
+    ],
+    env,
+  );
   assert.equal(run.code, 0, run.stderr);
   const d = await c.deployment('snoop');
   assert.deepEqual(d!.spec.config, { target_pid: 42 });
@@ -73,15 +100,26 @@ test('leader election: one controller leads through the Lease, a standby takes o
   await c.until('ctl-a leads', () => a.log.some((l) => l.includes('leading')), 10_000);
   const b = c.startController('ctl-b');
   const digest = `sha256:${'c'.repeat(64)}`;
-  await c.api.create('bpfdeployments', { apiVersion: 'kbpf.io/v1alpha1', kind: 'BpfDeployment', metadata: { name: 'idle' }, spec: { package: { image: `127.0.0.1:5000/kbpf/opensnoop@${digest}` }, nodeNames: ['nowhere'] } });
+  await c.api.create('bpfdeployments', {
+    apiVersion: 'kbpf.io/v1alpha1',
+    kind: 'BpfDeployment',
+    metadata: { name: 'idle' },
+    spec: { package: { image: `127.0.0.1:5000/kbpf/opensnoop@${digest}` }, nodeNames: ['nowhere'] },
+  });
   await c.until('status from the leader', async () => (await c.deployment('idle'))?.status?.desiredNodes === 0);
   assert.ok(!b.log.some((l) => l.includes('leading')), 'the standby does not lead');
   const lease = await c.kube.coordination.readNamespacedLease({ name: 'kbpf-controller', namespace: 'kbpf-system' });
   assert.equal(lease.spec!.holderIdentity, 'ctl-a');
   a.proc.kill('SIGTERM');
   await c.until('ctl-b takes over', () => b.log.some((l) => l.includes('leading')), 10_000);
-  await c.api.update('bpfdeployments', 'idle', (d) => ({ ...d, spec: { ...d.spec, nodeNames: ['nowhere', 'elsewhere'] } }));
-  await c.until('the new leader reconciles', async () => (await c.deployment('idle'))?.status?.observedGeneration === 2);
+  await c.api.update('bpfdeployments', 'idle', (d) => ({
+    ...d,
+    spec: { ...d.spec, nodeNames: ['nowhere', 'elsewhere'] },
+  }));
+  await c.until(
+    'the new leader reconciles',
+    async () => (await c.deployment('idle'))?.status?.observedGeneration === 2,
+  );
   const l2 = await c.kube.coordination.readNamespacedLease({ name: 'kbpf-controller', namespace: 'kbpf-system' });
   assert.equal(l2.spec!.holderIdentity, 'ctl-b');
   assert.ok((l2.spec!.leaseTransitions ?? 0) >= 1);

@@ -4,15 +4,16 @@
 // (structural schemas, CEL rules that compile, selectable fields) plus an example object
 // validated against its schema; the Helm chart rendered with its default values equals the
 // plain manifests; and the least-privilege properties of RBAC and the DaemonSet.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
-import { ROOT, loadYaml, crdFiles } from './harness.js';
+import { type Schema, validate } from './apiserver/schema.js';
 import { validateCrd } from './apiserver/server.js';
-import { validate, type Schema } from './apiserver/schema.js';
+import { crdFiles, loadYaml, ROOT } from './harness.js';
 
 const DEPLOY = join(ROOT, 'deploy');
 const models = k8s as unknown as Record<string, { getAttributeTypeMap?: () => { baseName: string; type: string }[] }>;
@@ -49,7 +50,10 @@ function check(value: unknown, type: string, path: string, out: string[]): void 
   const arr = /^Array<(.+)>$/.exec(type);
   if (arr) {
     if (!Array.isArray(value)) out.push(`${path}: expected a list`);
-    else value.forEach((v, i) => check(v, arr[1]!, `${path}[${i}]`, out));
+    else
+      value.forEach((v, i) => {
+        check(v, arr[1]!, `${path}[${i}]`, out);
+      });
     return;
   }
   const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
@@ -75,13 +79,16 @@ function check(value: unknown, type: string, path: string, out: string[]): void 
       continue;
     }
     // JSONSchemaProps.items / additionalProperties are typed any (schema or bool): check schemas
-    if (type === 'V1JSONSchemaProps' && (k === 'items' || k === 'additionalProperties') && typeof v === 'object') t = 'V1JSONSchemaProps';
+    if (type === 'V1JSONSchemaProps' && (k === 'items' || k === 'additionalProperties') && typeof v === 'object')
+      t = 'V1JSONSchemaProps';
     check(v, t, `${path}.${k}`, out);
   }
 }
 
 function manifestFiles(): string[] {
-  const top = readdirSync(DEPLOY).filter((f) => f.endsWith('.yaml')).map((f) => join(DEPLOY, f));
+  const top = readdirSync(DEPLOY)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => join(DEPLOY, f));
   return [...top, ...crdFiles()];
 }
 
@@ -94,7 +101,12 @@ test('every manifest in deploy/ conforms to the Kubernetes API models client-nod
       const model = modelName(String(doc.apiVersion), String(doc.kind));
       assert.ok(models[model]?.getAttributeTypeMap, `${f}: ${doc.apiVersion} ${doc.kind} has no model ${model}`);
       const problems: string[] = [];
-      check(doc, model, `${f.slice(DEPLOY.length + 1)}:${doc.kind}/${(doc.metadata as { name: string }).name}`, problems);
+      check(
+        doc,
+        model,
+        `${f.slice(DEPLOY.length + 1)}:${doc.kind}/${(doc.metadata as { name: string }).name}`,
+        problems,
+      );
       assert.deepEqual(problems, []);
       // and the client's own round trip keeps every field
       const round = parseYaml(k8s.dumpYaml(typed[i]));
@@ -103,22 +115,52 @@ test('every manifest in deploy/ conforms to the Kubernetes API models client-nod
       kinds.add(String(doc.kind));
     }
   }
-  for (const k of ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'DaemonSet', 'Deployment', 'CustomResourceDefinition']) {
+  for (const k of [
+    'Namespace',
+    'ServiceAccount',
+    'ClusterRole',
+    'ClusterRoleBinding',
+    'Role',
+    'RoleBinding',
+    'ValidatingAdmissionPolicy',
+    'ValidatingAdmissionPolicyBinding',
+    'DaemonSet',
+    'Deployment',
+    'CustomResourceDefinition',
+  ]) {
     assert.ok(kinds.has(k), `deploy/ has a ${k}`);
   }
   assert.ok(count >= 18);
   // the check itself notices a misspelt field and a wrong type
   const bad: string[] = [];
-  check({ apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'x' }, spec: { template: { spec: { containers: [{ name: 'c', privilegd: true, ports: [{ containerPort: '80' }] }] } } } }, 'V1DaemonSet', 'bad', bad);
-  assert.deepEqual(bad, ['bad.spec.template.spec.containers[0].privilegd: no such field in V1Container', 'bad.spec.template.spec.containers[0].ports[0].containerPort: expected number, got "80"']);
+  check(
+    {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name: 'x' },
+      spec: { template: { spec: { containers: [{ name: 'c', privilegd: true, ports: [{ containerPort: '80' }] }] } } },
+    },
+    'V1DaemonSet',
+    'bad',
+    bad,
+  );
+  assert.deepEqual(bad, [
+    'bad.spec.template.spec.containers[0].privilegd: no such field in V1Container',
+    'bad.spec.template.spec.containers[0].ports[0].containerPort: expected number, got "80"',
+  ]);
 });
 
-test('the CRDs pass the API server\'s CRD checks and the example validates against its schema', () => {
+test("the CRDs pass the API server's CRD checks and the example validates against its schema", () => {
   const crds = crdFiles().flatMap((f) => loadYaml(f));
-  assert.deepEqual(crds.map((c) => (c.metadata as { name: string }).name).sort(), ['bpfdeployments.kbpf.io', 'bpfnodeinstances.kbpf.io', 'bpfrevisions.kbpf.io']);
+  assert.deepEqual(crds.map((c) => (c.metadata as { name: string }).name).sort(), [
+    'bpfdeployments.kbpf.io',
+    'bpfnodeinstances.kbpf.io',
+    'bpfrevisions.kbpf.io',
+  ]);
   for (const crd of crds) assert.deepEqual(validateCrd(crd as never), [], `${(crd.metadata as { name: string }).name}`);
   const deploymentCrd = crds.find((c) => (c.metadata as { name: string }).name === 'bpfdeployments.kbpf.io')!;
-  const schema = (deploymentCrd.spec as { versions: { schema: { openAPIV3Schema: Schema } }[] }).versions[0]!.schema.openAPIV3Schema;
+  const schema = (deploymentCrd.spec as { versions: { schema: { openAPIV3Schema: Schema } }[] }).versions[0]!.schema
+    .openAPIV3Schema;
   for (const doc of loadYaml(join(DEPLOY, 'examples/tcpconnect.yaml'))) {
     const p = { errors: [] as string[], warnings: [] as string[] };
     validate(schema, doc, '', p, undefined, true);
@@ -141,33 +183,53 @@ function render(template: string, values: Record<string, unknown>, release: { Na
 
 test('the Helm chart renders (default values) exactly the manifests in deploy/', () => {
   const chart = join(DEPLOY, 'chart/kbpf');
-  const meta = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')) as { apiVersion: string; name: string; version: string };
+  const meta = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')) as {
+    apiVersion: string;
+    name: string;
+    version: string;
+  };
   assert.equal(meta.apiVersion, 'v2');
   assert.equal(meta.name, 'kbpf');
   const values = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8')) as Record<string, unknown>;
-  const templates = readdirSync(join(chart, 'templates')).filter((f) => f.endsWith('.yaml')).sort();
-  const plain = readdirSync(DEPLOY).filter((f) => f.endsWith('.yaml')).sort();
+  const templates = readdirSync(join(chart, 'templates'))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
+  const plain = readdirSync(DEPLOY)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
   assert.deepEqual(templates, plain, 'one template per manifest');
   for (const f of templates) {
     const rendered = render(readFileSync(join(chart, 'templates', f), 'utf8'), values, { Namespace: 'kbpf-system' });
-    const docs = rendered.split(/^---$/m).map((d) => parseYaml(d)).filter(Boolean);
+    const docs = rendered
+      .split(/^---$/m)
+      .map((d) => parseYaml(d))
+      .filter(Boolean);
     assert.deepEqual(docs, loadYaml(join(DEPLOY, f)), `templates/${f} renders deploy/${f}`);
   }
   for (const f of readdirSync(join(DEPLOY, 'crds'))) {
-    assert.equal(readFileSync(join(chart, 'crds', f), 'utf8'), readFileSync(join(DEPLOY, 'crds', f), 'utf8'), `chart crds/${f} is deploy/crds/${f}`);
+    assert.equal(
+      readFileSync(join(chart, 'crds', f), 'utf8'),
+      readFileSync(join(DEPLOY, 'crds', f), 'utf8'),
+      `chart crds/${f} is deploy/crds/${f}`,
+    );
   }
 });
 
 test('least privilege: RBAC and the agent DaemonSet', () => {
   const rbac = loadYaml(join(DEPLOY, 'rbac.yaml')) as unknown as k8s.V1ClusterRole[];
-  const role = (kind: string, name: string) => rbac.find((r) => (r as { kind?: string }).kind === kind && r.metadata!.name === name)!;
+  const role = (kind: string, name: string) =>
+    rbac.find((r) => (r as { kind?: string }).kind === kind && r.metadata!.name === name)!;
   const agent = role('ClusterRole', 'kbpf-agent');
-  const verbs = (r: k8s.V1ClusterRole, res: string) => r.rules!.filter((x) => x.resources!.includes(res)).flatMap((x) => x.verbs);
+  const verbs = (r: k8s.V1ClusterRole, res: string) =>
+    r.rules!.filter((x) => x.resources!.includes(res)).flatMap((x) => x.verbs);
   assert.deepEqual(verbs(agent, 'bpfnodeinstances').sort(), ['get', 'list', 'update', 'watch']);
   assert.deepEqual(verbs(agent, 'bpfnodeinstances/status').sort(), ['get', 'update']);
   assert.deepEqual(verbs(agent, 'bpfdeployments'), [], 'the agent cannot read or change deployments');
   for (const r of rbac.filter((x) => (x as { kind?: string }).kind === 'ClusterRole')) {
-    assert.ok(!r.rules!.some((x) => x.resources!.includes('secrets') || x.verbs.includes('*') || x.resources!.includes('*')), `${r.metadata!.name}: no cluster-wide secrets, no wildcards`);
+    assert.ok(
+      !r.rules!.some((x) => x.resources!.includes('secrets') || x.verbs.includes('*') || x.resources!.includes('*')),
+      `${r.metadata!.name}: no cluster-wide secrets, no wildcards`,
+    );
   }
   const vap = loadYaml(join(DEPLOY, 'admission-policy.yaml'))[0] as unknown as k8s.V1ValidatingAdmissionPolicy;
   assert.match(vap.spec!.matchConditions![0]!.expression, /system:serviceaccount:kbpf-system:kbpf-agent/);
@@ -179,9 +241,16 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
   assert.equal(sc.privileged, false);
   assert.deepEqual(sc.capabilities!.drop, ['ALL']);
   assert.deepEqual([...sc.capabilities!.add!].sort(), ['BPF', 'NET_ADMIN', 'PERFMON']);
-  assert.deepEqual(pod.volumes!.filter((v) => v.hostPath).map((v) => v.hostPath!.path).sort(), ['/sys/fs/bpf', '/sys/fs/cgroup', '/sys/kernel/btf', '/sys/kernel/tracing', '/var/lib/kbpf']);
+  assert.deepEqual(
+    pod
+      .volumes!.filter((v) => v.hostPath)
+      .map((v) => v.hostPath!.path)
+      .sort(),
+    ['/sys/fs/bpf', '/sys/fs/cgroup', '/sys/kernel/btf', '/sys/kernel/tracing', '/var/lib/kbpf'],
+  );
   const mounts = new Map(pod.containers[0]!.volumeMounts!.map((m) => [m.name, m]));
-  for (const ro of ['cgroup', 'btf', 'tracefs']) assert.equal(mounts.get(ro)!.readOnly, true, `${ro} is mounted read-only`);
+  for (const ro of ['cgroup', 'btf', 'tracefs'])
+    assert.equal(mounts.get(ro)!.readOnly, true, `${ro} is mounted read-only`);
   assert.equal(pod.hostPID, undefined);
   const ctl = loadYaml(join(DEPLOY, 'controller-deployment.yaml'))[0] as unknown as k8s.V1Deployment;
   const cpod = ctl.spec!.template.spec!;

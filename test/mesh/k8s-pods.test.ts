@@ -7,17 +7,33 @@
 // kubeletCgroupResolver([parent cgroup]). The pod's IP reaches the API server the way kubelet
 // reports it, in status.podIP(s), once the pod's network namespace has its address; only then,
 // and once the watcher has declared it, does anything start in the pod.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestApiServer } from '../k8s/apiserver/server.js';
-import { connect, type Kube } from '../../src/k8s/kube.js';
-import { Testbed, APP_PORT, APP_PORT_2, type Pod, type MeshModeName, type Cleanup, type TestbedOptions } from './testbed.js';
-import { runMesh, type MeshInstance } from './mesh-node.js';
-import { MeshPodWatcher, kubeletCgroupResolver, podSettingsOf, meshOfPod, parsePorts, type PodObject } from '../../apps/mesh-accel/k8s-pods.js';
+import { test } from 'node:test';
+import {
+  kubeletCgroupResolver,
+  MeshPodWatcher,
+  meshOfPod,
+  type PodObject,
+  parsePorts,
+  podSettingsOf,
+} from '../../apps/mesh-accel/k8s-pods.js';
 import { cgroupId, ipNet } from '../../apps/mesh-accel/mesh.js';
+import { connect, type Kube } from '../../src/k8s/kube.js';
+import { type MeshInstance, runMesh } from '../../testbed/mesh/mesh-node.js';
+import {
+  APP_PORT,
+  APP_PORT_2,
+  type Cleanup,
+  type MeshModeName,
+  type Pod,
+  Testbed,
+  type TestbedOptions,
+} from '../../testbed/mesh/testbed.js';
+import { TestApiServer } from '../k8s/apiserver/server.js';
 
 const NODE = 'node-1';
 const NS = 'shop';
@@ -43,9 +59,20 @@ interface PodDef {
 }
 
 /** Creates the Pod object, then the test bed pod (cgroup pod<uid>), reporting its IP like kubelet. */
-async function schedulePod(kube: Kube, tb: Testbed, w: MeshPodWatcher, def: PodDef): Promise<{ pod: Pod; uid: string }> {
-  const containers = [{ name: 'app', image: 'app' }, ...(def.sidecarContainer ? [{ name: def.sidecarContainer, image: 'proxy' }] : [])];
-  const created = await kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: def.name, annotations: def.annotations }, spec: { nodeName: NODE, containers } } });
+async function schedulePod(
+  kube: Kube,
+  tb: Testbed,
+  w: MeshPodWatcher,
+  def: PodDef,
+): Promise<{ pod: Pod; uid: string }> {
+  const containers = [
+    { name: 'app', image: 'app' },
+    ...(def.sidecarContainer ? [{ name: def.sidecarContainer, image: 'proxy' }] : []),
+  ];
+  const created = await kube.core.createNamespacedPod({
+    namespace: NS,
+    body: { metadata: { name: def.name, annotations: def.annotations }, spec: { nodeName: NODE, containers } },
+  });
   const uid = created.metadata!.uid!;
   const meshed = meshOfPod(created as PodObject) !== null;
   const pod = await tb.addPod({
@@ -55,7 +82,11 @@ async function schedulePod(kube: Kube, tb: Testbed, w: MeshPodWatcher, def: PodD
       const cur = await kube.core.readNamespacedPod({ name: def.name, namespace: NS });
       // what kubelet reports: the pod's addresses, IPv4 first (an IPv6-only pod has only its IPv6 one)
       const ips = [...(p.ipv6Only ? [] : [p.ip]), ...(p.ip6 ? [p.ip6] : [])];
-      await kube.core.replaceNamespacedPodStatus({ name: def.name, namespace: NS, body: { ...cur, status: { phase: 'Pending', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } } });
+      await kube.core.replaceNamespacedPodStatus({
+        name: def.name,
+        namespace: NS,
+        body: { ...cur, status: { phase: 'Pending', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } },
+      });
       // the agent's promise: a meshed pod is declared before its first connection
       if (meshed) await w.until((x) => x.declared.has(`${NS}/${def.name}`), 10_000, `${NS}/${def.name} declared`);
     },
@@ -64,11 +95,20 @@ async function schedulePod(kube: Kube, tb: Testbed, w: MeshPodWatcher, def: PodD
 }
 
 /** A node in cluster mode: the test API server, a test bed node, mesh-accel on it and a pod watcher. */
-async function clusterNode(t: Cleanup, opts: TestbedOptions = {}): Promise<{ kube: Kube; tb: Testbed; mesh: MeshInstance; w: MeshPodWatcher }> {
+async function clusterNode(
+  t: Cleanup,
+  opts: TestbedOptions = {},
+): Promise<{ kube: Kube; tb: Testbed; mesh: MeshInstance; w: MeshPodWatcher }> {
   const kube = await apiServer(t);
   const tb = await Testbed.create(t, 'kbpfmesh', opts);
   const mesh = await runMesh(t, tb);
-  const w = new MeshPodWatcher({ kube, nodeName: NODE, maps: mesh.maps, resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]), retryMs: 50 });
+  const w = new MeshPodWatcher({
+    kube,
+    nodeName: NODE,
+    maps: mesh.maps,
+    resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]),
+    retryMs: 50,
+  });
   await w.start();
   t.after(() => w.stop());
   return { kube, tb, mesh, w };
@@ -78,7 +118,14 @@ test('cluster mode: meshed pods from the API server are declared before their fi
   const { kube, tb, mesh, w } = await clusterNode(t);
 
   // a pod on another node and a pod without a sidecar are never declared
-  await kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'elsewhere', annotations: { 'sidecar.istio.io/status': '{}' } }, spec: { nodeName: 'node-2', containers: [{ name: 'app', image: 'app' }] }, status: { podIP: '10.99.0.1' } } });
+  await kube.core.createNamespacedPod({
+    namespace: NS,
+    body: {
+      metadata: { name: 'elsewhere', annotations: { 'sidecar.istio.io/status': '{}' } },
+      spec: { nodeName: 'node-2', containers: [{ name: 'app', image: 'app' }] },
+      status: { podIP: '10.99.0.1' },
+    },
+  });
 
   // b: meshed by its istio-proxy container alone
   const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy' });
@@ -109,7 +156,10 @@ test('cluster mode: meshed pods from the API server are declared before their fi
   // the very first request of the new pod goes through both sidecars
   const first = await tb.get(a, `http://${b.ip}:${APP_PORT}/`);
   assert.ok(first.ok, `${first.code} ${first.err}`);
-  assert.match(first.body, new RegExp(`^app=pod0 port=${APP_PORT} outbound=${b.ip}:${APP_PORT} inbound=${b.ip}:${APP_PORT}$`, 'm'));
+  assert.match(
+    first.body,
+    new RegExp(`^app=pod0 port=${APP_PORT} outbound=${b.ip}:${APP_PORT} inbound=${b.ip}:${APP_PORT}$`, 'm'),
+  );
   // and the other way, b's first request to a
   const back = await tb.get(b, `http://${a.ip}/`);
   assert.match(back.body, new RegExp(`^app=pod1 port=80 outbound=${a.ip}:80 inbound=${a.ip}:80$`, 'm'));
@@ -124,7 +174,10 @@ test('cluster mode: meshed pods from the API server are declared before their fi
   // deleting the pod takes it out of the maps (IP and cgroup); its app's connections go direct
   await kube.core.deleteNamespacedPod({ name: 'a', namespace: NS });
   await w.until((x) => !x.declared.has(`${NS}/a`), 10_000, 'a removed');
-  assert.deepEqual(mesh.maps.pods().map((p) => p.ip), [b.ip]);
+  assert.deepEqual(
+    mesh.maps.pods().map((p) => p.ip),
+    [b.ip],
+  );
   assert.ok(!mesh.maps.hasCgroup(cgroupId(a.cgroup)));
   const after = await tb.get(a, `http://${b.ip}/`);
   assert.ok(after.ok, after.err);
@@ -137,7 +190,14 @@ test('cluster mode: meshed pods from the API server are declared before their fi
 test('cluster mode: linkerd pods by proxy-version annotation, skip-outbound-ports honoured; annotation changes are applied', async (t) => {
   const { kube, tb, mesh, w } = await clusterNode(t);
   const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy' });
-  const { pod: l } = await schedulePod(kube, tb, w, { name: 'l', mode: 'linkerd', annotations: { 'linkerd.io/proxy-version': 'stable-2.14.10', 'config.linkerd.io/skip-outbound-ports': `${APP_PORT_2}` } });
+  const { pod: l } = await schedulePod(kube, tb, w, {
+    name: 'l',
+    mode: 'linkerd',
+    annotations: {
+      'linkerd.io/proxy-version': 'stable-2.14.10',
+      'config.linkerd.io/skip-outbound-ports': `${APP_PORT_2}`,
+    },
+  });
   const s = mesh.maps.pods().find((p) => p.ip === l.ip)!.settings;
   assert.deepEqual([s.outbound_port, s.inbound_port, s.sidecar_uid], [4140, 4143, 2102]);
   const r = await tb.get(l, `http://${b.ip}/`);
@@ -148,38 +208,90 @@ test('cluster mode: linkerd pods by proxy-version annotation, skip-outbound-port
 
   // b's annotation gains excludeOutboundPorts 80: the watcher re-declares b with it
   const cur = await kube.core.readNamespacedPod({ name: 'b', namespace: NS });
-  cur.metadata!.annotations = { ...(cur.metadata!.annotations ?? {}), 'traffic.sidecar.istio.io/excludeOutboundPorts': '80' };
+  cur.metadata!.annotations = {
+    ...(cur.metadata!.annotations ?? {}),
+    'traffic.sidecar.istio.io/excludeOutboundPorts': '80',
+  };
   await kube.core.replaceNamespacedPod({ name: 'b', namespace: NS, body: cur });
-  await w.until((x) => (x.declared.get(`${NS}/b`)?.spec.excludeOutboundPorts ?? []).includes(80), 10_000, 'b re-declared');
+  await w.until(
+    (x) => (x.declared.get(`${NS}/b`)?.spec.excludeOutboundPorts ?? []).includes(80),
+    10_000,
+    'b re-declared',
+  );
   const direct = await tb.get(b, `http://${l.ip}/`);
   assert.match(direct.body, /^app=pod1 port=80 outbound= inbound=$/m);
 });
 
 test('annotations to settings: istio include/exclude, linkerd ranges and uid, refusals name the annotation', () => {
-  const pod = (annotations: Record<string, string>, containers: string[] = []): PodObject => ({ metadata: { annotations }, spec: { containers: containers.map((name) => ({ name })) } });
+  const pod = (annotations: Record<string, string>, containers: string[] = []): PodObject => ({
+    metadata: { annotations },
+    spec: { containers: containers.map((name) => ({ name })) },
+  });
   assert.equal(meshOfPod(pod({}, ['istio-proxy'])), 'istio');
   assert.equal(meshOfPod(pod({ 'linkerd.io/proxy-version': 'x' })), 'linkerd');
   assert.equal(meshOfPod(pod({ 'kuma.io/sidecar-injected': 'true' })), 'kuma');
   assert.equal(meshOfPod(pod({ 'sidecar.istio.io/inject': 'true' })), null, 'the inject request alone is no sidecar');
-  assert.deepEqual(podSettingsOf(pod({
-    'traffic.sidecar.istio.io/includeOutboundIPRanges': '*',
-    'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.96.0.0/12, fd00::/8',
-    'traffic.sidecar.istio.io/includeInboundPorts': '80,8080',
-    'proxy.istio.io/config': 'proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: "true"\n',
-  }), 'istio'), { mode: 'istio', excludeOutboundCidrs: ['10.96.0.0/12', 'fd00::/8'], includeInboundPorts: [80, 8080], captureDns: true });
-  assert.deepEqual(podSettingsOf(pod({ 'traffic.sidecar.istio.io/includeOutboundIPRanges': '' }), 'istio').settings, { outboundPort: 0 });
-  assert.deepEqual(podSettingsOf(pod({ 'traffic.sidecar.istio.io/includeInboundPorts': '' }), 'istio').settings, { inboundPort: 0 });
-  assert.deepEqual(podSettingsOf(pod({ 'config.linkerd.io/skip-outbound-ports': '25,3306-3308', 'config.linkerd.io/skip-subnets': '10.0.0.0/8', 'config.linkerd.io/proxy-uid': '2103' }), 'linkerd'),
-    { mode: 'linkerd', excludeOutboundPorts: [25, 3306, 3307, 3308], excludeOutboundCidrs: ['10.0.0.0/8'], settings: { sidecarUid: 2103 } });
-  assert.throws(() => podSettingsOf(pod({ 'config.linkerd.io/skip-inbound-ports': '1-1024' }), 'linkerd'), /config\.linkerd\.io\/skip-inbound-ports: .*at most 8/);
+  assert.deepEqual(
+    podSettingsOf(
+      pod({
+        'traffic.sidecar.istio.io/includeOutboundIPRanges': '*',
+        'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.96.0.0/12, fd00::/8',
+        'traffic.sidecar.istio.io/includeInboundPorts': '80,8080',
+        'proxy.istio.io/config': 'proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: "true"\n',
+      }),
+      'istio',
+    ),
+    {
+      mode: 'istio',
+      excludeOutboundCidrs: ['10.96.0.0/12', 'fd00::/8'],
+      includeInboundPorts: [80, 8080],
+      captureDns: true,
+    },
+  );
+  assert.deepEqual(podSettingsOf(pod({ 'traffic.sidecar.istio.io/includeOutboundIPRanges': '' }), 'istio').settings, {
+    outboundPort: 0,
+  });
+  assert.deepEqual(podSettingsOf(pod({ 'traffic.sidecar.istio.io/includeInboundPorts': '' }), 'istio').settings, {
+    inboundPort: 0,
+  });
+  assert.deepEqual(
+    podSettingsOf(
+      pod({
+        'config.linkerd.io/skip-outbound-ports': '25,3306-3308',
+        'config.linkerd.io/skip-subnets': '10.0.0.0/8',
+        'config.linkerd.io/proxy-uid': '2103',
+      }),
+      'linkerd',
+    ),
+    {
+      mode: 'linkerd',
+      excludeOutboundPorts: [25, 3306, 3307, 3308],
+      excludeOutboundCidrs: ['10.0.0.0/8'],
+      settings: { sidecarUid: 2103 },
+    },
+  );
+  assert.throws(
+    () => podSettingsOf(pod({ 'config.linkerd.io/skip-inbound-ports': '1-1024' }), 'linkerd'),
+    /config\.linkerd\.io\/skip-inbound-ports: .*at most 8/,
+  );
   assert.throws(() => parsePorts('80,http', 'x'), /not a port/);
 });
 
 test('cluster mode, dual-stack: both addresses of status.podIPs are declared; the first IPv6 request goes through both sidecars; deleting the pod removes its IPv6 entry', async (t) => {
   const { kube, tb, mesh, w } = await clusterNode(t, { ipv6: true });
   const { pod: a } = await schedulePod(kube, tb, w, { name: 'a', sidecarContainer: 'istio-proxy' });
-  const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy', annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': `${a.ip6}/128` } });
-  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  const { pod: b } = await schedulePod(kube, tb, w, {
+    name: 'b',
+    sidecarContainer: 'istio-proxy',
+    annotations: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': `${a.ip6}/128` },
+  });
+  assert.deepEqual(
+    mesh.maps
+      .pods6()
+      .map((p) => p.ip6)
+      .sort(),
+    [a.ip6, b.ip6].sort(),
+  );
   const first = await tb.get(a, `http://[${b.ip6}]/`);
   assert.ok(first.ok, `${first.code} ${first.err}`);
   assert.match(first.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
@@ -188,7 +300,10 @@ test('cluster mode, dual-stack: both addresses of status.podIPs are declared; th
   assert.match((await tb.get(b, `http://${a.ip}/`)).body, new RegExp(`outbound=${a.ip}:80 inbound=${a.ip}:80`));
   await kube.core.deleteNamespacedPod({ name: 'b', namespace: NS });
   await w.until((x) => !x.declared.has(`${NS}/b`), 10_000, 'b removed');
-  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6), [a.ip6]);
+  assert.deepEqual(
+    mesh.maps.pods6().map((p) => p.ip6),
+    [a.ip6],
+  );
 });
 
 test('cluster mode, IPv6-only: a pod with only an IPv6 address in status.podIPs is declared by it and its first request goes through both sidecars', async (t) => {
@@ -196,30 +311,57 @@ test('cluster mode, IPv6-only: a pod with only an IPv6 address in status.podIPs 
   const { pod: a } = await schedulePod(kube, tb, w, { name: 'a', sidecarContainer: 'istio-proxy' });
   const { pod: b } = await schedulePod(kube, tb, w, { name: 'b', sidecarContainer: 'istio-proxy' });
   assert.deepEqual(mesh.maps.pods(), [], 'no IPv4 entry');
-  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  assert.deepEqual(
+    mesh.maps
+      .pods6()
+      .map((p) => p.ip6)
+      .sort(),
+    [a.ip6, b.ip6].sort(),
+  );
   const first = await tb.get(a, `http://[${b.ip6}]/`);
   assert.ok(first.ok, `${first.code} ${first.err}`);
   assert.match(first.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
   await kube.core.deleteNamespacedPod({ name: 'b', namespace: NS });
   await w.until((x) => !x.declared.has(`${NS}/b`), 10_000, 'b removed');
-  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6), [a.ip6]);
+  assert.deepEqual(
+    mesh.maps.pods6().map((p) => p.ip6),
+    [a.ip6],
+  );
 });
 
 test('the test API server serves Pods as a built-in kind: spec.nodeName and status.phase field selectors, status only through the status subresource', async (t) => {
   const kube = await apiServer(t);
-  for (const [name, node] of [['p1', NODE], ['p2', 'node-2']] as const) {
-    await kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name }, spec: { nodeName: node, containers: [{ name: 'app', image: 'app' }] } } });
+  for (const [name, node] of [
+    ['p1', NODE],
+    ['p2', 'node-2'],
+  ] as const) {
+    await kube.core.createNamespacedPod({
+      namespace: NS,
+      body: { metadata: { name }, spec: { nodeName: node, containers: [{ name: 'app', image: 'app' }] } },
+    });
   }
-  const names = async (fieldSelector: string) => (await kube.core.listNamespacedPod({ namespace: NS, fieldSelector })).items.map((p) => p.metadata!.name).sort();
+  const names = async (fieldSelector: string) =>
+    (await kube.core.listNamespacedPod({ namespace: NS, fieldSelector })).items.map((p) => p.metadata!.name).sort();
   assert.deepEqual(await names(`spec.nodeName=${NODE}`), ['p1']);
   const cur = await kube.core.readNamespacedPod({ name: 'p2', namespace: NS });
-  await kube.core.replaceNamespacedPodStatus({ name: 'p2', namespace: NS, body: { ...cur, status: { phase: 'Running', podIP: '10.0.0.2' } } });
+  await kube.core.replaceNamespacedPodStatus({
+    name: 'p2',
+    namespace: NS,
+    body: { ...cur, status: { phase: 'Running', podIP: '10.0.0.2' } },
+  });
   assert.deepEqual(await names('status.phase=Running'), ['p2']);
   assert.deepEqual(await names('spec.nodeName!=node-2,status.phase!=Running'), ['p1']);
   // a PUT of the pod itself keeps the status kubelet reported
   const p2 = await kube.core.readNamespacedPod({ name: 'p2', namespace: NS });
   p2.metadata!.labels = { x: 'y' };
-  const replaced = await kube.core.replaceNamespacedPod({ name: 'p2', namespace: NS, body: { ...p2, status: { phase: 'Failed' } } });
+  const replaced = await kube.core.replaceNamespacedPod({
+    name: 'p2',
+    namespace: NS,
+    body: { ...p2, status: { phase: 'Failed' } },
+  });
   assert.equal(replaced.status?.phase, 'Running');
-  await assert.rejects(kube.core.listNamespacedPod({ namespace: NS, fieldSelector: 'spec.hostname=x' }), /field label not supported|400/);
+  await assert.rejects(
+    kube.core.listNamespacedPod({ namespace: NS, fieldSelector: 'spec.hostname=x' }),
+    /field label not supported|400/,
+  );
 });

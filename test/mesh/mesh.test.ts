@@ -1,11 +1,12 @@
 // mesh-accel on a real kernel with real HAProxy sidecars, run through the real agent.
-import { test } from 'node:test';
+
+import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import assert from 'node:assert/strict';
-import { Testbed, APP_PORT, APP_PORT_2, type Pod } from './testbed.js';
-import { runMesh } from './mesh-node.js';
-import { stillListed } from '../helpers/netns.js';
+import { test } from 'node:test';
+import { runMesh } from '../../testbed/mesh/mesh-node.js';
+import { APP_PORT, APP_PORT_2, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
+import { stillListed } from '../../testbed/netns.js';
 
 test('app to app through both sidecars on the eBPF path: no iptables rule, sidecars see the original destination, bytes go through the sockhash', async (t) => {
   const tb = await Testbed.create(t);
@@ -19,14 +20,26 @@ test('app to app through both sidecars on the eBPF path: no iptables rule, sidec
   const r = await tb.get(a, `http://${b.ip}:${APP_PORT}/`);
   assert.ok(r.ok, `request failed: ${r.code} ${r.err}`);
   // A's sidecar (outbound) and B's sidecar (inbound) both saw B's address as the destination
-  assert.match(r.body, new RegExp(`^app=pod1 port=${APP_PORT} outbound=${b.ip}:${APP_PORT} inbound=${b.ip}:${APP_PORT}$`, 'm'));
+  assert.match(
+    r.body,
+    new RegExp(`^app=pod1 port=${APP_PORT} outbound=${b.ip}:${APP_PORT} inbound=${b.ip}:${APP_PORT}$`, 'm'),
+  );
   assert.equal(r.peer, '127.0.0.6', "B's sidecar connected to the app");
   const s = mesh.maps.stats();
   assert.ok(s.connect_out > before.connect_out, 'app connection went to the local sidecar');
   assert.ok(s.connect_peer > before.connect_peer, 'sidecar connection went to the peer inbound port');
-  assert.ok(s.origdst - before.origdst >= 2n, `both sidecars got SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`);
-  assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the sockhash redirect');
-  assert.ok(s.msg_redirect - s.msg_redirect_peer > before.msg_redirect - before.msg_redirect_peer, 'app<->sidecar bytes went through the sockhash redirect');
+  assert.ok(
+    s.origdst - before.origdst >= 2n,
+    `both sidecars got SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`,
+  );
+  assert.ok(
+    s.msg_redirect_peer > before.msg_redirect_peer,
+    'sidecar-to-sidecar bytes went through the sockhash redirect',
+  );
+  assert.ok(
+    s.msg_redirect - s.msg_redirect_peer > before.msg_redirect - before.msg_redirect_peer,
+    'app<->sidecar bytes went through the sockhash redirect',
+  );
   assert.ok(s.sock_added - before.sock_added >= 6n, `sockets in the sockhash: ${s.sock_added - before.sock_added}`);
 
   // many requests, each on a new connection: all go through, none is dropped
@@ -112,9 +125,18 @@ test('L4 sidecars (tcp mode, no HTTP parsing): the eBPF path carries the bytes t
   assert.match(r.body, new RegExp(`^app=pod1 port=${APP_PORT_2} outbound= inbound=$`, 'm'));
   assert.equal(r.peer, '127.0.0.6');
   const s = mesh.maps.stats();
-  assert.ok(s.origdst - before.origdst >= 2n, `both sidecars got SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`);
-  assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the sockhash redirect');
-  assert.ok(s.msg_redirect - s.msg_redirect_peer > before.msg_redirect - before.msg_redirect_peer, 'app<->sidecar bytes went through the sockhash redirect');
+  assert.ok(
+    s.origdst - before.origdst >= 2n,
+    `both sidecars got SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`,
+  );
+  assert.ok(
+    s.msg_redirect_peer > before.msg_redirect_peer,
+    'sidecar-to-sidecar bytes went through the sockhash redirect',
+  );
+  assert.ok(
+    s.msg_redirect - s.msg_redirect_peer > before.msg_redirect - before.msg_redirect_peer,
+    'app<->sidecar bytes went through the sockhash redirect',
+  );
 });
 
 test('the iptables path of the test bed: istio-init REDIRECT rules carry the same request through both sidecars', async (t) => {
@@ -142,7 +164,13 @@ test('the test bed pins a running pod to CPUs (setPodCpus): every thread of its 
   const allowed = () => {
     const pids = readFileSync(`${a.cgroup}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
     assert.ok(pids.length >= 2, `app and sidecar in the pod's cgroup: ${pids.join(' ')}`);
-    return new Set(pids.flatMap((pid) => readdirSync(`/proc/${pid}/task`).map((tid) => /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1])));
+    return new Set(
+      pids.flatMap((pid) =>
+        readdirSync(`/proc/${pid}/task`).map(
+          (tid) => /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1],
+        ),
+      ),
+    );
   };
   const all = `0-${availableParallelism() - 1}`;
   const everywhere = availableParallelism() === 1 ? '0' : all;
@@ -150,7 +178,7 @@ test('the test bed pins a running pod to CPUs (setPodCpus): every thread of its 
   await tb.setPodCpus(a, '0');
   assert.deepEqual([...allowed()], ['0']);
   await tb.restartSidecar(a);
-  assert.deepEqual([...allowed()], ['0'], 'a restarted sidecar starts on the pod\'s CPUs');
+  assert.deepEqual([...allowed()], ['0'], "a restarted sidecar starts on the pod's CPUs");
   const inPod = await tb.execInPod(a, 'grep', ['Cpus_allowed_list', '/proc/self/status']);
   assert.match(inPod.stdout, /Cpus_allowed_list:\s*0$/m);
   assert.ok((await tb.get(a, `http://${a.ip}/`)).ok, 'the pinned pod still answers');
@@ -177,7 +205,8 @@ test('rm of the instance restores direct traffic at once, keeps existing connect
   assert.equal(lines.length, 5, out.stdout + out.stderr);
   const ports = new Set(lines.map((l) => l.split(' ')[1]));
   assert.equal(ports.size, 1, `one connection throughout: ${out.stdout}`);
-  for (const l of lines) assert.match(l, new RegExp(`^\\d \\d+ app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`), out.stdout);
+  for (const l of lines)
+    assert.match(l, new RegExp(`^\\d \\d+ app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`), out.stdout);
 
   const direct = await tb.get(a, `http://${b.ip}/`);
   assert.ok(direct.ok, direct.err);
@@ -232,10 +261,14 @@ test('DNS capture (istio mode): UDP and TCP 53 go to the DNS proxy on 127.0.0.1:
     const out = JSON.parse(r.stdout) as { reply: string; from: string; peer: { address: string; port: number } | null };
     assert.equal(out.reply, 'proxied:q1', how);
     assert.equal(out.from, `${server}:53`, how);
-    if (how !== 'unconnected') assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 });
+    if (how !== 'unconnected')
+      assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 });
   }
   const s = mesh.maps.stats();
-  assert.ok(s.dns_redirect >= 3n && s.dns_restore >= 2n && s.peername >= 2n, JSON.stringify({ redirect: String(s.dns_redirect), restore: String(s.dns_restore) }));
+  assert.ok(
+    s.dns_redirect >= 3n && s.dns_restore >= 2n && s.peername >= 2n,
+    JSON.stringify({ redirect: String(s.dns_redirect), restore: String(s.dns_restore) }),
+  );
 });
 
 test('linkerd mode: the proxy bind on 127.0.0.1:4140 is rewritten so app traffic reaches it, sidecar-to-sidecar via 4143', async (t) => {
@@ -284,14 +317,17 @@ test('standalone declarations: the declare CLI applies a pods file to a running 
   const { writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { fileURLToPath } = await import('node:url');
-  const { run } = await import('../helpers/netns.js');
+  const { run } = await import('../../testbed/netns.js');
   const cli = fileURLToPath(new URL('../../apps/mesh-accel/declare.js', import.meta.url));
   const tb = await Testbed.create(t);
   const mesh = await runMesh(t, tb, 'mesh');
   const bpffs = mesh.ta.paths.bpffsDir;
   const declare = async (pod: { ip: string; cgroup: string }, verb = 'apply') => {
     const file = join(tb.dir, `${pod.ip}.yaml`);
-    writeFileSync(file, `pods:\n  - ip: ${pod.ip}\n    cgroup: ${pod.cgroup}\n    mode: istio\n    excludeOutboundPorts: [${APP_PORT_2}]\n`);
+    writeFileSync(
+      file,
+      `pods:\n  - ip: ${pod.ip}\n    cgroup: ${pod.cgroup}\n    mode: istio\n    excludeOutboundPorts: [${APP_PORT_2}]\n`,
+    );
     const r = await run('node', [cli, '--bpffs', bpffs, '--instance', 'mesh', verb, file]);
     assert.equal(r.code, 0, r.stderr);
     return r.stdout;
@@ -367,7 +403,13 @@ test('IPv6 (connect6): app to app over IPv6 through both sidecars (IP6T_SO_ORIGI
   const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
   const b = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
   assert.ok(a.ip6 && b.ip6);
-  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  assert.deepEqual(
+    mesh.maps
+      .pods6()
+      .map((p) => p.ip6)
+      .sort(),
+    [a.ip6, b.ip6].sort(),
+  );
   assert.deepEqual(await tb.natRules(a), []);
 
   const before = mesh.maps.stats();
@@ -375,11 +417,20 @@ test('IPv6 (connect6): app to app over IPv6 through both sidecars (IP6T_SO_ORIGI
   assert.ok(r.ok, `request failed: ${r.code} ${r.err}`);
   // both IPv6 sidecars got B's IPv6 address from getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST)
   // (without the answer they close the connection; getsockname would say [A]:15001 / [B]:15006)
-  assert.match(r.body, new RegExp(`^app=pod1 port=${APP_PORT} outbound=\\[${b.ip6}\\]:${APP_PORT} inbound=\\[${b.ip6}\\]:${APP_PORT}$`, 'm'));
+  assert.match(
+    r.body,
+    new RegExp(
+      `^app=pod1 port=${APP_PORT} outbound=\\[${b.ip6}\\]:${APP_PORT} inbound=\\[${b.ip6}\\]:${APP_PORT}$`,
+      'm',
+    ),
+  );
   const s = mesh.maps.stats();
   assert.ok(s.connect_out > before.connect_out, 'app connection went to the local sidecar');
   assert.ok(s.connect_peer > before.connect_peer, 'sidecar connection went to the peer inbound port');
-  assert.ok(s.origdst - before.origdst >= 2n, `both sidecars got IP6T_SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`);
+  assert.ok(
+    s.origdst - before.origdst >= 2n,
+    `both sidecars got IP6T_SO_ORIGINAL_DST from the map (${s.origdst - before.origdst})`,
+  );
   assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the IPv6 sockhash');
   assert.ok(s.sock_added - before.sock_added >= 6n, `sockets in the sockhash: ${s.sock_added - before.sock_added}`);
   for (let i = 0; i < 10; i++) {
@@ -399,13 +450,19 @@ test('IPv6 (connect6): app to app over IPv6 through both sidecars (IP6T_SO_ORIGI
   assert.ok(mapped.ok, `${mapped.code} ${mapped.err}`);
   assert.match(mapped.body, new RegExp(`^app=pod1 port=80 outbound=${b.ip}:80 inbound=${b.ip}:80$`, 'm'));
   const m1 = mesh.maps.stats();
-  assert.ok(m1.connect_out > m0.connect_out && m1.msg_redirect > m0.msg_redirect, 'the v4-mapped connection was redirected and went through the sockhash');
+  assert.ok(
+    m1.connect_out > m0.connect_out && m1.msg_redirect > m0.msg_redirect,
+    'the v4-mapped connection was redirected and went through the sockhash',
+  );
 
   // IPv6 ranges: c excludes B's IPv6 address; d includes only an IPv4 range (so no IPv6 capture)
   const c = await tb.addPod({ beforeStart: (p) => mesh.declare(p, { excludeOutboundCidrs: [`${b.ip6}/128`] }) });
   const d = await tb.addPod({ beforeStart: (p) => mesh.declare(p, { includeOutboundCidrs: [`${tb.subnet}.0/24`] }) });
   assert.match((await tb.get(c, `http://[${b.ip6}]/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
-  assert.match((await tb.get(c, `http://[${a.ip6}]/`)).body, new RegExp(`outbound=\\[${a.ip6}\\]:80 inbound=\\[${a.ip6}\\]:80`));
+  assert.match(
+    (await tb.get(c, `http://[${a.ip6}]/`)).body,
+    new RegExp(`outbound=\\[${a.ip6}\\]:80 inbound=\\[${a.ip6}\\]:80`),
+  );
   assert.match((await tb.get(c, `http://${b.ip}/`)).body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
   assert.match((await tb.get(d, `http://[${b.ip6}]/`)).body, /^app=pod1 port=80 outbound= inbound=$/m);
   assert.match((await tb.get(d, `http://${b.ip}/`)).body, new RegExp(`outbound=${b.ip}:80 inbound=${b.ip}:80`));
@@ -413,9 +470,12 @@ test('IPv6 (connect6): app to app over IPv6 through both sidecars (IP6T_SO_ORIGI
 
 /** Starts the DNS proxy stand-in in the pod (as the sidecar uid) and waits for its listeners. */
 async function startDnsProxy(tb: Testbed, pod: Pod, ipv6: boolean): Promise<void> {
-  const proxy = tb.spawnInPod(pod, 'node', ['-e', DNS_PROXY, '15053', ...(ipv6 ? ['6'] : [])], { uid: pod.sidecar.uid });
+  const proxy = tb.spawnInPod(pod, 'node', ['-e', DNS_PROXY, '15053', ...(ipv6 ? ['6'] : [])], {
+    uid: pod.sidecar.uid,
+  });
   assert.ok(proxy.pid);
-  const want = (out: string) => out.split('127.0.0.1:15053').length === 3 && (!ipv6 || out.split('[::1]:15053').length === 3); // udp and tcp
+  const want = (out: string) =>
+    out.split('127.0.0.1:15053').length === 3 && (!ipv6 || out.split('[::1]:15053').length === 3); // udp and tcp
   let ready = false;
   for (let i = 0; i < 200 && !ready; i++) {
     ready = want((await tb.execInPod(pod, 'ss', ['-Htunl'])).stdout);
@@ -432,13 +492,24 @@ test('DNS capture over IPv6 (sendmsg6 / recvmsg6 / connect6): UDP and TCP 53 to 
   const before = mesh.maps.stats();
   const server6 = `${tb.subnet6}::fa`; // no such host: only the proxy can answer
   const mapped = `::ffff:${tb.subnet}.250`;
-  for (const [server, how] of [[server6, 'unconnected'], [server6, 'connected'], [server6, 'tcp'], [mapped, 'unconnected'], [mapped, 'connected']] as const) {
+  for (const [server, how] of [
+    [server6, 'unconnected'],
+    [server6, 'connected'],
+    [server6, 'tcp'],
+    [mapped, 'unconnected'],
+    [mapped, 'connected'],
+  ] as const) {
     const r = await tb.execInPod(a, 'node', ['-e', DNS_CLIENT, server, how]);
     assert.equal(r.code, 0, `${server} ${how}: ${r.stdout} ${r.stderr}`);
     const out = JSON.parse(r.stdout) as { reply: string; from: string; peer: { address: string; port: number } | null };
     assert.equal(out.reply, 'proxied:q1', `${server} ${how}`);
     assert.equal(out.from, `${server}:53`, `${server} ${how}: the reply's source is the server the app asked`);
-    if (how !== 'unconnected') assert.deepEqual({ address: out.peer!.address, port: out.peer!.port }, { address: server, port: 53 }, `${server} ${how}`);
+    if (how !== 'unconnected')
+      assert.deepEqual(
+        { address: out.peer!.address, port: out.peer!.port },
+        { address: server, port: 53 },
+        `${server} ${how}`,
+      );
   }
   const s = mesh.maps.stats();
   assert.ok(s.dns_redirect - before.dns_redirect >= 5n, `redirected: ${s.dns_redirect - before.dns_redirect}`);
@@ -471,13 +542,22 @@ test('IPv6-only pods (no IPv4 address): declared by ip6 alone, app to app throug
   const addrs = await tb.execInPod(a, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0']);
   assert.doesNotMatch(addrs.stdout, /inet /, 'no IPv4 address in the pod');
   assert.deepEqual(mesh.maps.pods(), [], 'nothing in pods_by_ip');
-  assert.deepEqual(mesh.maps.pods6().map((p) => p.ip6).sort(), [a.ip6, b.ip6].sort());
+  assert.deepEqual(
+    mesh.maps
+      .pods6()
+      .map((p) => p.ip6)
+      .sort(),
+    [a.ip6, b.ip6].sort(),
+  );
   const before = mesh.maps.stats();
   const r = await tb.get(a, `http://[${b.ip6}]/`);
   assert.ok(r.ok, `${r.code} ${r.err}`);
   assert.match(r.body, new RegExp(`^app=pod1 port=80 outbound=\\[${b.ip6}\\]:80 inbound=\\[${b.ip6}\\]:80$`, 'm'));
   const s = mesh.maps.stats();
-  assert.ok(s.connect_out > before.connect_out && s.connect_peer > before.connect_peer, 'app -> sidecar -> peer inbound');
+  assert.ok(
+    s.connect_out > before.connect_out && s.connect_peer > before.connect_peer,
+    'app -> sidecar -> peer inbound',
+  );
   assert.ok(s.msg_redirect_peer > before.msg_redirect_peer, 'sidecar-to-sidecar bytes went through the IPv6 sockhash');
   // IPv4 loopback inside the pod is left alone (no IPv4 capture for a pod without an IPv4 address)
   const lo = await tb.get(a, 'http://127.0.0.1/');

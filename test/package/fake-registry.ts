@@ -4,8 +4,9 @@
  * optional Basic or Bearer (token server on /token) authentication. It
  * records every request so tests can check what the client did.
  */
-import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface FakeRequest {
   method: string;
@@ -16,17 +17,29 @@ export interface FakeRequest {
 }
 
 export interface FakeRegistryOptions {
-  auth?: { mode: 'basic' | 'bearer'; username: string; password: string; refreshToken?: string; anonymousPull?: boolean };
+  auth?: {
+    mode: 'basic' | 'bearer';
+    username: string;
+    password: string;
+    refreshToken?: string;
+    anonymousPull?: boolean;
+  };
 }
 
-const sha = (b: Uint8Array) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export class FakeRegistry {
   readonly blobs = new Map<string, Buffer>();
   readonly manifests = new Map<string, { bytes: Buffer; type: string }>();
   readonly tags = new Map<string, string>();
   readonly requests: FakeRequest[] = [];
-  readonly tokenRequests: { method: string; scope: string | null; service: string | null; account: string | null; body?: string }[] = [];
+  readonly tokenRequests: {
+    method: string;
+    scope: string | null;
+    service: string | null;
+    account: string | null;
+    body?: string;
+  }[] = [];
   /** Hooks to misbehave: change what a blob GET or manifest GET returns, or fail a route. */
   tamperBlob: ((digest: string, bytes: Buffer) => Buffer) | undefined;
   tamperManifest: ((bytes: Buffer) => { bytes: Buffer; digestHeader?: string }) | undefined;
@@ -74,7 +87,13 @@ export class FakeRegistry {
     return digest;
   }
 
-  private error(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  private error(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    headers: Record<string, string> = {},
+  ): void {
     res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
     res.end(JSON.stringify({ errors: [{ code, message, detail: null }] }));
   }
@@ -84,7 +103,7 @@ export class FakeRegistry {
     if (!auth) return true;
     const header = req.headers.authorization ?? '';
     if (auth.mode === 'basic') {
-      const expected = 'Basic ' + Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+      const expected = `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
       if (header === expected) return true;
       this.error(res, 401, 'UNAUTHORIZED', 'authentication required', { 'WWW-Authenticate': 'Basic realm="fake"' });
       return false;
@@ -108,21 +127,36 @@ export class FakeRegistry {
     if (req.method === 'POST') {
       const form = new URLSearchParams(body.toString());
       scope = form.get('scope');
-      this.tokenRequests.push({ method: 'POST', scope, service: form.get('service'), account: null, body: body.toString() });
+      this.tokenRequests.push({
+        method: 'POST',
+        scope,
+        service: form.get('service'),
+        account: null,
+        body: body.toString(),
+      });
       ok = form.get('grant_type') === 'refresh_token' && form.get('refresh_token') === auth.refreshToken;
     } else {
-      this.tokenRequests.push({ method: 'GET', scope, service: url.searchParams.get('service'), account: url.searchParams.get('account') });
+      this.tokenRequests.push({
+        method: 'GET',
+        scope,
+        service: url.searchParams.get('service'),
+        account: url.searchParams.get('account'),
+      });
       const header = req.headers.authorization;
-      if (header) ok = header === 'Basic ' + Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+      if (header) ok = header === `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
       else ok = auth.anonymousPull === true && scope !== null && !scope.endsWith('push');
     }
     if (!ok) {
-      res.writeHead(401, { 'Content-Type': 'application/json' }).end(JSON.stringify({ details: 'incorrect username or password' }));
+      res
+        .writeHead(401, { 'Content-Type': 'application/json' })
+        .end(JSON.stringify({ details: 'incorrect username or password' }));
       return;
     }
-    const token = 'tok-' + randomBytes(6).toString('hex');
+    const token = `tok-${randomBytes(6).toString('hex')}`;
     this.tokens.set(token, scope ?? '');
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(req.method === 'POST' ? { access_token: token } : { token }));
+    res
+      .writeHead(200, { 'Content-Type': 'application/json' })
+      .end(JSON.stringify(req.method === 'POST' ? { access_token: token } : { token }));
   }
 
   private handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
@@ -132,10 +166,16 @@ export class FakeRegistry {
     if (req.headers['content-type']) entry.contentType = req.headers['content-type'];
     if (req.headers['content-range']) entry.contentRange = String(req.headers['content-range']);
     this.requests.push(entry);
-    if (url.pathname === '/token') return this.handleToken(req, res, url, body);
+    if (url.pathname === '/token') {
+      this.handleToken(req, res, url, body);
+      return;
+    }
 
     const m = /^\/v2\/(.+?)\/(blobs\/uploads\/([^/]*)|blobs\/([^/]+)|manifests\/([^/]+))$/.exec(url.pathname);
-    if (!m) return this.error(res, 404, 'NAME_UNKNOWN', 'no route');
+    if (!m) {
+      this.error(res, 404, 'NAME_UNKNOWN', 'no route');
+      return;
+    }
     const repo = m[1]!;
     const method = req.method ?? 'GET';
     const action = method === 'GET' || method === 'HEAD' ? 'pull' : 'push';
@@ -150,31 +190,50 @@ export class FakeRegistry {
         return;
       }
       const parts = this.uploads.get(id);
-      if (!parts) return this.error(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'upload unknown');
+      if (!parts) {
+        this.error(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'upload unknown');
+        return;
+      }
       if (method === 'PATCH') {
         parts.push(body);
         const size = parts.reduce((s, p) => s + p.length, 0);
-        res.writeHead(202, { Location: `http://${this.host}/v2/${repo}/blobs/uploads/${id}?_state=s${size}`, Range: `0-${size - 1}` }).end();
+        res
+          .writeHead(202, {
+            Location: `http://${this.host}/v2/${repo}/blobs/uploads/${id}?_state=s${size}`,
+            Range: `0-${size - 1}`,
+          })
+          .end();
         return;
       }
       if (method === 'PUT') {
         parts.push(body);
         const all = Buffer.concat(parts);
         const digest = url.searchParams.get('digest');
-        if (digest !== sha(all)) return this.error(res, 400, 'DIGEST_INVALID', 'provided digest did not match uploaded content');
+        if (digest !== sha(all)) {
+          this.error(res, 400, 'DIGEST_INVALID', 'provided digest did not match uploaded content');
+          return;
+        }
         this.blobs.set(digest, all);
         this.uploads.delete(id);
         res.writeHead(201, { Location: `/v2/${repo}/blobs/${digest}`, 'Docker-Content-Digest': digest }).end();
         return;
       }
-      return this.error(res, 405, 'UNSUPPORTED', 'method');
+      this.error(res, 405, 'UNSUPPORTED', 'method');
+      return;
     }
     if (m[4]) {
       const digest = m[4];
       const blob = this.blobs.get(digest);
-      if (!blob) return this.error(res, 404, 'BLOB_UNKNOWN', 'blob unknown to registry');
+      if (!blob) {
+        this.error(res, 404, 'BLOB_UNKNOWN', 'blob unknown to registry');
+        return;
+      }
       const bytes = method === 'GET' && this.tamperBlob ? this.tamperBlob(digest, blob) : blob;
-      res.writeHead(200, { 'Content-Length': String(blob.length), 'Docker-Content-Digest': digest, 'Content-Type': 'application/octet-stream' });
+      res.writeHead(200, {
+        'Content-Length': String(blob.length),
+        'Docker-Content-Digest': digest,
+        'Content-Type': 'application/octet-stream',
+      });
       if (method === 'HEAD') res.end();
       else res.end(bytes.subarray(0, blob.length));
       return;
@@ -182,7 +241,9 @@ export class FakeRegistry {
     const ref = m[5]!;
     if (method === 'PUT') {
       if (this.failManifestPut) {
-        res.writeHead(this.failManifestPut.status, { 'Content-Type': 'application/json' }).end(this.failManifestPut.body);
+        res
+          .writeHead(this.failManifestPut.status, { 'Content-Type': 'application/json' })
+          .end(this.failManifestPut.body);
         return;
       }
       const digest = sha(body);
@@ -193,7 +254,10 @@ export class FakeRegistry {
     }
     const digest = ref.startsWith('sha256:') ? ref : this.tags.get(`${repo}:${ref}`);
     const man = digest ? this.manifests.get(`${repo}@${digest}`) : undefined;
-    if (!digest || !man) return this.error(res, 404, 'MANIFEST_UNKNOWN', 'manifest unknown');
+    if (!digest || !man) {
+      this.error(res, 404, 'MANIFEST_UNKNOWN', 'manifest unknown');
+      return;
+    }
     let bytes = man.bytes;
     let header = digest;
     if (this.tamperManifest) {
@@ -201,7 +265,11 @@ export class FakeRegistry {
       bytes = t.bytes;
       header = t.digestHeader ?? header;
     }
-    res.writeHead(200, { 'Content-Type': man.type, 'Docker-Content-Digest': header, 'Content-Length': String(bytes.length) });
+    res.writeHead(200, {
+      'Content-Type': man.type,
+      'Docker-Content-Digest': header,
+      'Content-Length': String(bytes.length),
+    });
     res.end(method === 'HEAD' ? undefined : bytes);
   }
 }

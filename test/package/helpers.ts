@@ -1,10 +1,11 @@
 /** Shared helpers for the package tests (not a test file itself). */
-import { mkdtemp, rm, readdir, readFile } from 'node:fs/promises';
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { KBPF_BYTECODE, KBPF_SOURCE, type PutPackageInput } from '../../src/package/index.js';
 
 /** A fresh temp directory, removed by the returned cleanup. */
@@ -21,7 +22,11 @@ export function fakeElf(seed: string, size = 64): Uint8Array {
   return out;
 }
 
-export function samplePackage(name = 'opensnoop', version = '1.0', extra: Record<string, unknown> = {}): PutPackageInput {
+export function samplePackage(
+  name = 'opensnoop',
+  version = '1.0',
+  extra: Record<string, unknown> = {},
+): PutPackageInput {
   return {
     manifest: {
       name,
@@ -119,10 +124,20 @@ export async function startRegistry(options: { htpasswd?: string } = {}): Promis
     let output = '';
     const child = spawn(DOCKER_REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
-    child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
     let exited = false;
-    const exitedPromise = new Promise<void>((r) => child.once('exit', () => { exited = true; running.delete(child); r(); }));
+    const exitedPromise = new Promise<void>((r) =>
+      child.once('exit', () => {
+        exited = true;
+        running.delete(child);
+        r();
+      }),
+    );
     const stop = async () => {
       if (!exited) {
         child.kill('SIGTERM');
@@ -156,15 +171,26 @@ export async function startRegistry(options: { htpasswd?: string } = {}): Promis
 }
 
 /** Runs a command; resolves with its output and exit code (never rejects on a non-zero exit). */
-export function run(cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });

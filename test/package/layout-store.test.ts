@@ -1,14 +1,26 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile, chmod, readdir, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import {
-  LayoutStore, sha256Digest, DigestMismatchError, NotFoundError, PackageError,
-  KBPF_ARTIFACT_TYPE, KBPF_CONFIG, KBPF_BYTECODE, KBPF_SOURCE, OCI_IMAGE_MANIFEST, OCI_IMAGE_INDEX,
-  ANNOTATION_TITLE, ANNOTATION_REF_NAME, BPFMAN_PROGRAMS,
-  type Descriptor, type ImageIndex,
+  ANNOTATION_REF_NAME,
+  ANNOTATION_TITLE,
+  BPFMAN_PROGRAMS,
+  type Descriptor,
+  DigestMismatchError,
+  type ImageIndex,
+  KBPF_ARTIFACT_TYPE,
+  KBPF_BYTECODE,
+  KBPF_CONFIG,
+  KBPF_SOURCE,
+  LayoutStore,
+  NotFoundError,
+  OCI_IMAGE_INDEX,
+  OCI_IMAGE_MANIFEST,
+  PackageError,
+  sha256Digest,
 } from '../../src/package/index.js';
-import { tempDir, samplePackage, blobFiles, fakeElf } from './helpers.js';
+import { blobFiles, fakeElf, samplePackage, tempDir } from './helpers.js';
 
 async function withStore(t: { after: (fn: () => Promise<void>) => void }): Promise<LayoutStore> {
   const { dir, cleanup } = await tempDir();
@@ -20,7 +32,11 @@ test('init writes an OCI image layout: oci-layout, empty index.json, blobs/sha25
   const store = await withStore(t);
   await store.init();
   assert.deepEqual(JSON.parse(await readFile(join(store.root, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
-  assert.deepEqual(JSON.parse(await readFile(store.indexPath, 'utf8')), { schemaVersion: 2, mediaType: OCI_IMAGE_INDEX, manifests: [] });
+  assert.deepEqual(JSON.parse(await readFile(store.indexPath, 'utf8')), {
+    schemaVersion: 2,
+    mediaType: OCI_IMAGE_INDEX,
+    manifests: [],
+  });
   assert.deepEqual(await blobFiles(store.root), []);
   await store.init(); // idempotent
   assert.deepEqual(await store.list(), []);
@@ -47,10 +63,13 @@ test('putPackage stores an OCI artifact that resolve() reads back', async (t) =>
   assert.equal(m.mediaType, OCI_IMAGE_MANIFEST);
   assert.equal(m.artifactType, KBPF_ARTIFACT_TYPE);
   assert.equal(m.config.mediaType, KBPF_CONFIG);
-  assert.deepEqual(m.layers.map((l: Descriptor) => [l.mediaType, l.annotations?.[ANNOTATION_TITLE]]), [
-    [KBPF_BYTECODE, 'opensnoop.bpf.o'],
-    [KBPF_SOURCE, 'source.tar.gz'],
-  ]);
+  assert.deepEqual(
+    m.layers.map((l: Descriptor) => [l.mediaType, l.annotations?.[ANNOTATION_TITLE]]),
+    [
+      [KBPF_BYTECODE, 'opensnoop.bpf.o'],
+      [KBPF_SOURCE, 'source.tar.gz'],
+    ],
+  );
   assert.deepEqual(m.annotations, {
     'org.opencontainers.image.title': 'opensnoop',
     'org.opencontainers.image.version': '1.0',
@@ -121,7 +140,10 @@ test('putPackage refuses invalid packages, saying why, and writes no tag', async
     [{ ...good, manifest: { name: 'x', version: '1.0+build' } }, /"version" "1.0\+build" cannot be used as a tag/],
     [{ ...good, layers: [] }, /no layers/],
     [{ ...good, layers: [good.layers[1]!] }, /no application\/vnd\.kbpf\.bytecode\.v1\+elf layer/],
-    [{ ...good, layers: [{ ...good.layers[0]!, mediaType: 'application/zip' }] }, /media type "application\/zip" is not one of/],
+    [
+      { ...good, layers: [{ ...good.layers[0]!, mediaType: 'application/zip' }] },
+      /media type "application\/zip" is not one of/,
+    ],
     [{ ...good, layers: [good.layers[0]!, good.layers[0]!] }, /two layers are named "opensnoop.bpf.o"/],
     [{ ...good, layers: [{ ...good.layers[0]!, title: 'a/b.o' }] }, /must be a file name/],
   ];
@@ -146,12 +168,15 @@ test('list, tag, retag, untag and remove', async (t) => {
   await store.tag('opensnoop:1.0', 'registry.example.com/team/opensnoop:1.0');
 
   const list = await store.list();
-  assert.deepEqual(list.map((r) => [r.name, r.tags, r.digest]), [
-    ['execsnoop', ['0.1'], ex.digest],
-    ['opensnoop', ['2.0', 'latest'], v2.digest],
-    ['opensnoop', ['1.0'], v1.digest],
-    ['registry.example.com/team/opensnoop', ['1.0'], v1.digest],
-  ]);
+  assert.deepEqual(
+    list.map((r) => [r.name, r.tags, r.digest]),
+    [
+      ['execsnoop', ['0.1'], ex.digest],
+      ['opensnoop', ['2.0', 'latest'], v2.digest],
+      ['opensnoop', ['1.0'], v1.digest],
+      ['registry.example.com/team/opensnoop', ['1.0'], v1.digest],
+    ],
+  );
   const row = list.find((r) => r.digest === v1.digest)!;
   assert.equal(row.created, '2025-01-02T03:04:05Z');
   assert.equal(row.version, '1.0');
@@ -169,7 +194,10 @@ test('list, tag, retag, untag and remove', async (t) => {
   assert.equal(await store.untag('opensnoop:latest'), v1.digest);
   await assert.rejects(store.resolve('opensnoop:latest'), (err: unknown) => {
     assert.ok(err instanceof NotFoundError);
-    assert.match(err.message, /package opensnoop:latest is not in the package store .* \(it has opensnoop:1.0, opensnoop:2.0\)/);
+    assert.match(
+      err.message,
+      /package opensnoop:latest is not in the package store .* \(it has opensnoop:1.0, opensnoop:2.0\)/,
+    );
     return true;
   });
   await assert.rejects(store.untag('opensnoop:9'), NotFoundError);
@@ -179,8 +207,11 @@ test('list, tag, retag, untag and remove', async (t) => {
   // Removing by digest removes every tag of that name on it.
   await store.tag('opensnoop:2.0', 'opensnoop:stable');
   assert.deepEqual((await store.remove(`opensnoop@${v2.digest}`)).sort(), ['opensnoop:2.0', 'opensnoop:stable']);
-  assert.deepEqual((await store.remove('execsnoop:0.1')), ['execsnoop:0.1']);
-  assert.deepEqual((await store.list()).map((r) => `${r.name}:${r.tags.join(',')}`), ['opensnoop:1.0', 'registry.example.com/team/opensnoop:1.0']);
+  assert.deepEqual(await store.remove('execsnoop:0.1'), ['execsnoop:0.1']);
+  assert.deepEqual(
+    (await store.list()).map((r) => `${r.name}:${r.tags.join(',')}`),
+    ['opensnoop:1.0', 'registry.example.com/team/opensnoop:1.0'],
+  );
 });
 
 test('gc removes only blobs unreachable from index.json', async (t) => {
@@ -211,10 +242,16 @@ test('gc removes only blobs unreachable from index.json', async (t) => {
 /** A store whose putBlob fails on the n-th call: a crash in the middle of putPackage. */
 class FailingBlobStore extends LayoutStore {
   calls = 0;
-  constructor(root: string, private readonly failAt: number) {
+  constructor(
+    root: string,
+    private readonly failAt: number,
+  ) {
     super(root);
   }
-  override async putBlob(bytes: Uint8Array, expected?: { digest?: string; size?: number; mediaType?: string }): Promise<Descriptor> {
+  override async putBlob(
+    bytes: Uint8Array,
+    expected?: { digest?: string; size?: number; mediaType?: string },
+  ): Promise<Descriptor> {
     if (++this.calls === this.failAt) throw new Error(`simulated failure writing blob #${this.failAt}`);
     return super.putBlob(bytes, expected);
   }
@@ -241,7 +278,10 @@ test('a failure in the middle of putPackage leaves no tag and list() unchanged',
   // Fail at the config (1), the ELF (2), the source (3), the manifest (4).
   for (const failAt of [1, 2, 3, 4]) {
     const store = new FailingBlobStore(root, failAt);
-    await assert.rejects(store.putPackage(samplePackage('opensnoop', '2.0')), new RegExp(`simulated failure writing blob #${failAt}`));
+    await assert.rejects(
+      store.putPackage(samplePackage('opensnoop', '2.0')),
+      new RegExp(`simulated failure writing blob #${failAt}`),
+    );
     // Also replacing an existing tag: the old tag must keep pointing at the old package.
     const again = new FailingBlobStore(root, failAt);
     await assert.rejects(again.putPackage(samplePackage('opensnoop', '9.9'), 'opensnoop:1.0'));
@@ -255,7 +295,11 @@ test('a failure in the middle of putPackage leaves no tag and list() unchanged',
   await assert.rejects(failing.putPackage(samplePackage('opensnoop', '2.0')), /simulated failure writing index.json/);
   assert.deepEqual(await base.list(), listBefore);
   assert.deepEqual(await readFile(base.indexPath), indexBefore);
-  assert.deepEqual(await readdir(root).then((f) => f.filter((n) => n.includes('lock'))), [], 'lock released after failure');
+  assert.deepEqual(
+    await readdir(root).then((f) => f.filter((n) => n.includes('lock'))),
+    [],
+    'lock released after failure',
+  );
 
   // The partial blobs are unreachable; gc removes exactly them.
   await base.gc();
@@ -278,7 +322,12 @@ test('digest verification catches corrupted and truncated blobs', async (t) => {
   await assert.rejects(store.getBlob(elf.digest), (err: unknown) => {
     assert.ok(err instanceof DigestMismatchError);
     assert.equal(err.code, 'DIGEST_MISMATCH');
-    assert.match(err.message, new RegExp(`blob ${elf.digest} in package store .* is corrupted: content hashes to sha256:[0-9a-f]{64}, expected ${elf.digest}`));
+    assert.match(
+      err.message,
+      new RegExp(
+        `blob ${elf.digest} in package store .* is corrupted: content hashes to sha256:[0-9a-f]{64}, expected ${elf.digest}`,
+      ),
+    );
     return true;
   });
   const r = await store.resolve('opensnoop:1.0');
@@ -304,7 +353,10 @@ test('putBlob verifies expected digest and size before storing', async (t) => {
   const bytes = fakeElf('x');
   const wrong = sha256Digest('something else');
   await assert.rejects(store.putBlob(bytes, { digest: wrong }), DigestMismatchError);
-  await assert.rejects(store.putBlob(bytes, { digest: sha256Digest(bytes), size: 3 }), /size is 64 bytes, the descriptor says 3/);
+  await assert.rejects(
+    store.putBlob(bytes, { digest: sha256Digest(bytes), size: 3 }),
+    /size is 64 bytes, the descriptor says 3/,
+  );
   assert.deepEqual(await blobFiles(store.root), []);
   const d = await store.putBlob(bytes, { digest: sha256Digest(bytes), size: 64, mediaType: KBPF_BYTECODE });
   assert.deepEqual(d, { mediaType: KBPF_BYTECODE, digest: sha256Digest(bytes), size: 64 });
@@ -321,16 +373,27 @@ test('reads layouts written by other tools: bare-tag ref names, foreign entries 
   const index: ImageIndex = {
     schemaVersion: 2,
     manifests: [
-      { mediaType: OCI_IMAGE_MANIFEST, digest: put.digest, size: put.size, annotations: { [ANNOTATION_REF_NAME]: '1.0' } },
+      {
+        mediaType: OCI_IMAGE_MANIFEST,
+        digest: put.digest,
+        size: put.size,
+        annotations: { [ANNOTATION_REF_NAME]: '1.0' },
+      },
       foreign,
     ],
   };
   await writeFile(store.indexPath, JSON.stringify(index));
   assert.equal((await store.resolve('opensnoop:1.0')).digest, put.digest, 'name taken from the title annotation');
-  assert.deepEqual((await store.list()).map((r) => [r.name, r.tags]), [['opensnoop', ['1.0']]]);
+  assert.deepEqual(
+    (await store.list()).map((r) => [r.name, r.tags]),
+    [['opensnoop', ['1.0']]],
+  );
   await store.putPackage(samplePackage('execsnoop', '1.0'));
   const after = JSON.parse(await readFile(store.indexPath, 'utf8')) as ImageIndex;
-  assert.ok(after.manifests.some((d) => d.digest === foreign.digest && d.annotations === undefined), 'foreign entry preserved');
+  assert.ok(
+    after.manifests.some((d) => d.digest === foreign.digest && d.annotations === undefined),
+    'foreign entry preserved',
+  );
   assert.equal(after.manifests.length, 3);
 });
 
@@ -339,7 +402,10 @@ test('refuses a layout of another version and an index that is not JSON', async 
   t.after(cleanup);
   await mkdir(join(dir, 'a'));
   await writeFile(join(dir, 'a', 'oci-layout'), '{"imageLayoutVersion":"2.0.0"}');
-  await assert.rejects(new LayoutStore(join(dir, 'a')).putPackage(samplePackage()), /imageLayoutVersion is "2.0.0", this kbpf understands 1.0.0/);
+  await assert.rejects(
+    new LayoutStore(join(dir, 'a')).putPackage(samplePackage()),
+    /imageLayoutVersion is "2.0.0", this kbpf understands 1.0.0/,
+  );
   await mkdir(join(dir, 'b'));
   await writeFile(join(dir, 'b', 'index.json'), '{oops');
   await assert.rejects(new LayoutStore(join(dir, 'b')).list(), /index.json: index is not valid JSON/);

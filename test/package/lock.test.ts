@@ -1,12 +1,12 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile, readFile, readdir, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
-import { hostname } from 'node:os';
 import { spawn } from 'node:child_process';
+import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { LayoutStore, FileLock, PackageError, type ImageIndex } from '../../src/package/index.js';
-import { tempDir, samplePackage, run } from './helpers.js';
+import { FileLock, type ImageIndex, LayoutStore, PackageError } from '../../src/package/index.js';
+import { run, samplePackage, tempDir } from './helpers.js';
 
 const packageModule = fileURLToPath(new URL('../../src/package/index.js', import.meta.url));
 
@@ -35,7 +35,8 @@ test('concurrent writers in different processes do not lose or corrupt tags', as
     Array.from({ length: workers }, (_, w) =>
       run(process.execPath, ['--input-type=module', '-e', WORKER, root, String(w), String(count)], {
         env: { ...process.env, KBPF_PACKAGE_MODULE: packageModule },
-      })),
+      }),
+    ),
   );
   for (const r of results) assert.equal(r.code, 0, r.stderr);
 
@@ -43,10 +44,14 @@ test('concurrent writers in different processes do not lose or corrupt tags', as
   const index = JSON.parse(await readFile(store.indexPath, 'utf8')) as ImageIndex;
   assert.equal(index.manifests.length, workers * count + 1, 'every tag, and shared:latest exactly once');
   const names = (await store.list()).map((r) => r.name).sort();
-  for (let w = 0; w < workers; w++) for (let i = 0; i < count; i++) assert.ok(names.includes(`w${w}-${i}`), `w${w}-${i}`);
+  for (let w = 0; w < workers; w++)
+    for (let i = 0; i < count; i++) assert.ok(names.includes(`w${w}-${i}`), `w${w}-${i}`);
   const shared = await store.resolve('shared:latest');
   assert.ok(shared.config.name.startsWith('w'));
-  assert.deepEqual((await readdir(root)).filter((f) => f.includes('lock') || f.includes('.tmp-')), []);
+  assert.deepEqual(
+    (await readdir(root)).filter((f) => f.includes('lock') || f.includes('.tmp-')),
+    [],
+  );
 });
 
 test('a lock left by a dead process is broken at once', async (t) => {
@@ -60,7 +65,10 @@ test('a lock left by a dead process is broken at once', async (t) => {
   await new Promise((r) => child.once('exit', r));
   const { readlink } = await import('node:fs/promises');
   const pidns = await readlink('/proc/self/ns/pid').catch(() => '');
-  await writeFile(join(store.root, 'index.json.lock'), JSON.stringify({ pid: deadPid, host: hostname(), pidns, nonce: 'dead', created: Date.now() }));
+  await writeFile(
+    join(store.root, 'index.json.lock'),
+    JSON.stringify({ pid: deadPid, host: hostname(), pidns, nonce: 'dead', created: Date.now() }),
+  );
   const started = Date.now();
   await store.putPackage(samplePackage());
   assert.ok(Date.now() - started < 1500, 'did not wait for the timeout');
@@ -73,7 +81,10 @@ test('a lock older than staleMs is broken even if its pid is alive', async (t) =
   const store = new LayoutStore(join(dir, 'store'), { lock: { timeoutMs: 3000, staleMs: 500 } });
   await store.init();
   const lockPath = join(store.root, 'index.json.lock');
-  await writeFile(lockPath, JSON.stringify({ pid: 1, host: 'elsewhere', pidns: '', nonce: 'old', created: Date.now() - 10_000 }));
+  await writeFile(
+    lockPath,
+    JSON.stringify({ pid: 1, host: 'elsewhere', pidns: '', nonce: 'old', created: Date.now() - 10_000 }),
+  );
   await store.putPackage(samplePackage());
   // Garbage content: judged by the file's age.
   await writeFile(lockPath, '');
@@ -92,7 +103,10 @@ test('a live lock makes writers wait, then fail with a message naming the holder
     await assert.rejects(store.putPackage(samplePackage()), (err: unknown) => {
       assert.ok(err instanceof PackageError);
       assert.equal(err.code, 'LOCK_TIMEOUT');
-      assert.match(err.message, new RegExp(`timed out after 300 ms waiting for lock .*index\\.json\\.lock, held by pid ${process.pid} on `));
+      assert.match(
+        err.message,
+        new RegExp(`timed out after 300 ms waiting for lock .*index\\.json\\.lock, held by pid ${process.pid} on `),
+      );
       return true;
     });
   } finally {

@@ -1,10 +1,14 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import {
-  parseReference, formatReference, referenceName, isLoopbackRegistry, InvalidReferenceError,
+  formatReference,
+  InvalidReferenceError,
+  isLoopbackRegistry,
+  parseReference,
+  referenceName,
 } from '../../src/package/index.js';
 
-const D = 'sha256:' + 'ab'.repeat(32);
+const D = `sha256:${'ab'.repeat(32)}`;
 
 test('parses names, tags, digests and registry hosts', () => {
   const cases: [string, object][] = [
@@ -17,7 +21,10 @@ test('parses names, tags, digests and registry hosts', () => {
     ['127.0.0.1:5000/opensnoop:1.0', { registry: '127.0.0.1:5000', repository: 'opensnoop', tag: '1.0' }],
     ['localhost/opensnoop', { registry: 'localhost', repository: 'opensnoop', tag: 'latest' }],
     ['localhost:5000/a/b/c:tag', { registry: 'localhost:5000', repository: 'a/b/c', tag: 'tag' }],
-    ['registry.example.com/team/tcpconnect', { registry: 'registry.example.com', repository: 'team/tcpconnect', tag: 'latest' }],
+    [
+      'registry.example.com/team/tcpconnect',
+      { registry: 'registry.example.com', repository: 'team/tcpconnect', tag: 'latest' },
+    ],
     ['[::1]:5000/x:y', { registry: '[::1]:5000', repository: 'x', tag: 'y' }],
     [`ghcr.io/org/pkg@${D}`, { registry: 'ghcr.io', repository: 'org/pkg', digest: D }],
   ];
@@ -46,11 +53,11 @@ test('refuses bad references with a message saying what is wrong', () => {
     ['Opensnoop:1.0', /must be lowercase \("Opensnoop"\)/],
     ['opensnoop:', /empty tag/],
     ['opensnoop:-x', /tag "-x" may contain only/],
-    ['opensnoop:' + 'a'.repeat(129), /129 characters long \(at most 128\)/],
+    [`opensnoop:${'a'.repeat(129)}`, /129 characters long \(at most 128\)/],
     ['opensnoop@sha256:abc', /invalid digest "sha256:abc".*64 lowercase hex/],
-    ['opensnoop@md5:' + 'a'.repeat(32), /algorithm "md5" is not supported/],
+    [`opensnoop@md5:${'a'.repeat(32)}`, /algorithm "md5" is not supported/],
     ['opensnoop@', /nothing after "@"/],
-    ['@' + D, /missing name/],
+    [`@${D}`, /missing name/],
     ['a//b', /empty path component/],
     ['/a', /empty path component/],
     ['http://reg/x:1', /no scheme/],
@@ -61,17 +68,22 @@ test('refuses bad references with a message saying what is wrong', () => {
     ['bad_host_:5000/x', /registry host "bad_host_:5000" is not a valid/],
   ];
   for (const [input, why] of bad) {
-    assert.throws(() => parseReference(input), (err: unknown) => {
-      assert.ok(err instanceof InvalidReferenceError, `${input}: ${String(err)}`);
-      assert.equal(err.code, 'INVALID_REFERENCE');
-      assert.match(err.message, /^invalid reference ".*":/s, input);
-      assert.match(err.message, why, input);
-      return true;
-    });
+    assert.throws(
+      () => parseReference(input),
+      (err: unknown) => {
+        assert.ok(err instanceof InvalidReferenceError, `${input}: ${String(err)}`);
+        assert.equal(err.code, 'INVALID_REFERENCE');
+        assert.match(err.message, /^invalid reference ".*":/s, input);
+        assert.match(err.message, why, input);
+        return true;
+      },
+    );
   }
 });
 
 test('loopback registries are detected for plain HTTP', () => {
-  for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000', '[::1]']) assert.ok(isLoopbackRegistry(h), h);
-  for (const h of ['registry.example.com', '10.0.0.1:5000', 'localhost.example.com:5000', '127.0.0.1.nip.io']) assert.ok(!isLoopbackRegistry(h), h);
+  for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000', '[::1]'])
+    assert.ok(isLoopbackRegistry(h), h);
+  for (const h of ['registry.example.com', '10.0.0.1:5000', 'localhost.example.com:5000', '127.0.0.1.nip.io'])
+    assert.ok(!isLoopbackRegistry(h), h);
 });

@@ -4,18 +4,30 @@
  * OCI client. Needs the Debian packages `docker-registry` and `skopeo`; the
  * test is skipped (and says so) when they are missing.
  */
-import { describe, it, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { writeFile, readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import {
-  LayoutStore, RegistryClient, RegistryError, authFileCredentials, sha256Digest,
-  KBPF_ARTIFACT_TYPE, KBPF_CONFIG, KBPF_BYTECODE, KBPF_SOURCE, OCI_IMAGE_MANIFEST,
+  authFileCredentials,
+  KBPF_ARTIFACT_TYPE,
+  KBPF_BYTECODE,
+  KBPF_CONFIG,
+  KBPF_SOURCE,
+  LayoutStore,
+  OCI_IMAGE_MANIFEST,
+  RegistryClient,
+  RegistryError,
+  sha256Digest,
 } from '../../src/package/index.js';
-import { tempDir, samplePackage, startRegistry, missingRegistryTools, run, type RunningRegistry } from './helpers.js';
+import { missingRegistryTools, type RunningRegistry, run, samplePackage, startRegistry, tempDir } from './helpers.js';
 
 const missing = missingRegistryTools();
-const skip = missing.length > 0 ? `needs the Debian package(s) ${missing.join(', ')} (apt-get install ${missing.join(' ')})` : false;
+const skip =
+  missing.length > 0
+    ? `needs the Debian package(s) ${missing.join(', ')} (apt-get install ${missing.join(' ')})`
+    : false;
 
 /** htpasswd line for user `kbpf`, password `kbpf-secret` (bcrypt, cost 4). */
 const HTPASSWD = 'kbpf:$2b$04$L7aqxo5SFPntWDGAAkQwB.dL84Z82uxQbiRqeoH1GxfdaZvjG9oz2\n';
@@ -67,7 +79,10 @@ describe('push and pull against docker-registry, checked with skopeo', { skip },
     assert.deepEqual(Buffer.from(b.manifestBytes), Buffer.from(a.manifestBytes));
     assert.deepEqual(b.config, a.config);
     for (const l of a.manifest.layers) {
-      assert.deepEqual(Buffer.from(await second.getBlob(l.digest, l.size)), Buffer.from(await store.getBlob(l.digest, l.size)));
+      assert.deepEqual(
+        Buffer.from(await second.getBlob(l.digest, l.size)),
+        Buffer.from(await store.getBlob(l.digest, l.size)),
+      );
     }
     const byDigest = await client.pull(`${registry.host}/kbpf/opensnoop@${pushedDigest}`, second);
     assert.equal(byDigest.digest, pushedDigest);
@@ -82,7 +97,10 @@ describe('push and pull against docker-registry, checked with skopeo', { skip },
     assert.equal(m.mediaType, OCI_IMAGE_MANIFEST);
     assert.equal(m.artifactType, KBPF_ARTIFACT_TYPE);
     assert.equal(m.config.mediaType, KBPF_CONFIG);
-    assert.deepEqual(m.layers.map((l: { mediaType: string }) => l.mediaType), [KBPF_BYTECODE, KBPF_SOURCE]);
+    assert.deepEqual(
+      m.layers.map((l: { mediaType: string }) => l.mediaType),
+      [KBPF_BYTECODE, KBPF_SOURCE],
+    );
     assert.equal(m.annotations['io.ebpf.programs'], '{"handle_openat":"tracepoint"}');
 
     const config = await skopeo(['inspect', '--config', '--raw', '--tls-verify=false', `docker://${remote}`]);
@@ -96,13 +114,22 @@ describe('push and pull against docker-registry, checked with skopeo', { skip },
     if (summary.code === 0) {
       assert.equal(JSON.parse(summary.stdout).Digest, pushedDigest);
     } else {
-      assert.match(summary.stderr, /unsupported image-specific operation on artifact with type \\?"application\/vnd\.kbpf\.package\.config\.v1\+json\\?"/);
+      assert.match(
+        summary.stderr,
+        /unsupported image-specific operation on artifact with type \\?"application\/vnd\.kbpf\.package\.config\.v1\+json\\?"/,
+      );
     }
   });
 
   it('skopeo copies it into an OCI layout that the store reads, and from the store back to the registry', async () => {
     const layout = join(dir, 'skopeo-layout');
-    const copy = await skopeo(['copy', '--all', '--src-tls-verify=false', `docker://${remote}`, `oci:${layout}:opensnoop:1.0`]);
+    const copy = await skopeo([
+      'copy',
+      '--all',
+      '--src-tls-verify=false',
+      `docker://${remote}`,
+      `oci:${layout}:opensnoop:1.0`,
+    ]);
     assert.equal(copy.code, 0, copy.stderr);
     const copied = new LayoutStore(layout);
     const r = await copied.resolve('opensnoop:1.0');
@@ -110,7 +137,10 @@ describe('push and pull against docker-registry, checked with skopeo', { skip },
     assert.equal(r.config.name, 'opensnoop');
     const elf = await copied.getLayer(r, 'opensnoop.bpf.o');
     assert.deepEqual(Buffer.from(elf.bytes), Buffer.from(samplePackage().layers[0]!.bytes));
-    assert.deepEqual((await copied.list()).map((p) => [p.name, p.tags, p.digest]), [['opensnoop', ['1.0'], pushedDigest]]);
+    assert.deepEqual(
+      (await copied.list()).map((p) => [p.name, p.tags, p.digest]),
+      [['opensnoop', ['1.0'], pushedDigest]],
+    );
 
     // skopeo's usual `oci:DIR:TAG` form, with a bare tag: the name comes from the manifest's title.
     const bare = join(dir, 'skopeo-bare');
@@ -120,11 +150,21 @@ describe('push and pull against docker-registry, checked with skopeo', { skip },
 
     // The other way: skopeo reads kbpf's own store as an OCI layout and pushes from it.
     const back = `${registry.host}/kbpf/copied:1.0`;
-    const copy3 = await skopeo(['copy', '--all', '--dest-tls-verify=false', `oci:${store.root}:opensnoop:1.0`, `docker://${back}`]);
+    const copy3 = await skopeo([
+      'copy',
+      '--all',
+      '--dest-tls-verify=false',
+      `oci:${store.root}:opensnoop:1.0`,
+      `docker://${back}`,
+    ]);
     assert.equal(copy3.code, 0, copy3.stderr);
     const third = new LayoutStore(join(dir, 'third'));
     assert.equal((await client.pull(back, third)).digest, pushedDigest);
-    assert.equal(JSON.parse(await readFile(join(store.root, 'index.json'), 'utf8')).manifests.length, 1, 'skopeo did not modify the store');
+    assert.equal(
+      JSON.parse(await readFile(join(store.root, 'index.json'), 'utf8')).manifests.length,
+      1,
+      'skopeo did not modify the store',
+    );
   });
 });
 
@@ -152,17 +192,33 @@ describe('docker-registry with htpasswd basic auth', { skip }, () => {
     await assert.rejects(anonymous.push(store, 'execsnoop:0.1', remote), (err: unknown) => {
       assert.ok(err instanceof RegistryError);
       assert.equal(err.status, 401);
-      assert.match(err.message, new RegExp(`^push ${remote}: check blob sha256:[0-9a-f]{64}: registry answered 401 Unauthorized: authentication required \\(Basic realm "kbpf-test"\\) and no credentials for ${registry.host} were given`));
+      assert.match(
+        err.message,
+        new RegExp(
+          `^push ${remote}: check blob sha256:[0-9a-f]{64}: registry answered 401 Unauthorized: authentication required \\(Basic realm "kbpf-test"\\) and no credentials for ${registry.host} were given`,
+        ),
+      );
       return true;
     });
 
     const authFile = join(dir, 'auth.json');
-    await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('kbpf:wrong').toString('base64') } } }));
+    await writeFile(
+      authFile,
+      JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('kbpf:wrong').toString('base64') } } }),
+    );
     const wrong = new RegistryClient({ credentials: authFileCredentials({ files: [authFile] }) });
-    await assert.rejects(wrong.push(store, 'execsnoop:0.1', remote), /registry answered 401 Unauthorized.*\(the credentials were refused or lack the permission\)/);
+    await assert.rejects(
+      wrong.push(store, 'execsnoop:0.1', remote),
+      /registry answered 401 Unauthorized.*\(the credentials were refused or lack the permission\)/,
+    );
 
-    await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('kbpf:kbpf-secret').toString('base64') } } }));
-    const client = new RegistryClient({ credentials: authFileCredentials({ env: { REGISTRY_AUTH_FILE: authFile, HOME: dir } }) });
+    await writeFile(
+      authFile,
+      JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from('kbpf:kbpf-secret').toString('base64') } } }),
+    );
+    const client = new RegistryClient({
+      credentials: authFileCredentials({ env: { REGISTRY_AUTH_FILE: authFile, HOME: dir } }),
+    });
     const pushed = await client.push(store, 'execsnoop:0.1', remote);
     const pulled = await client.pull(remote, new LayoutStore(join(dir, 'pulled')));
     assert.equal(pulled.digest, pushed.digest);

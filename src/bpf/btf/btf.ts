@@ -3,8 +3,16 @@
 // use, so parsing the ~5 MB vmlinux BTF costs little until types are asked for.
 import { readFileSync } from 'node:fs';
 import {
-  BTF_KIND, BTF_KIND_NAMES, MODIFIER_KINDS,
-  type BtfKind, type BtfLinkage, type BtfMember, type BtfType, type BtfTypeOf, type Datasec, type DatasecVar,
+  BTF_KIND,
+  BTF_KIND_NAMES,
+  type BtfKind,
+  type BtfLinkage,
+  type BtfMember,
+  type BtfType,
+  type BtfTypeOf,
+  type Datasec,
+  type DatasecVar,
+  MODIFIER_KINDS,
 } from './types.js';
 
 const BTF_MAGIC = 0xeb9f;
@@ -18,13 +26,32 @@ const KERNEL_BTF_PATH = '/sys/kernel/btf/vmlinux';
 /** Bytes that follow the common 12-byte header of a type of this kind. */
 function trailerSize(kind: number, vlen: number): number {
   switch (kind) {
-    case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: return 4;
-    case BTF_KIND.ARRAY: return 12;
-    case BTF_KIND.STRUCT: case BTF_KIND.UNION: case BTF_KIND.DATASEC: case BTF_KIND.ENUM64: return 12 * vlen;
-    case BTF_KIND.ENUM: case BTF_KIND.FUNC_PROTO: return 8 * vlen;
-    case BTF_KIND.PTR: case BTF_KIND.FWD: case BTF_KIND.TYPEDEF: case BTF_KIND.VOLATILE: case BTF_KIND.CONST:
-    case BTF_KIND.RESTRICT: case BTF_KIND.FUNC: case BTF_KIND.FLOAT: case BTF_KIND.TYPE_TAG: return 0;
-    default: return -1;
+    case BTF_KIND.INT:
+    case BTF_KIND.VAR:
+    case BTF_KIND.DECL_TAG:
+      return 4;
+    case BTF_KIND.ARRAY:
+      return 12;
+    case BTF_KIND.STRUCT:
+    case BTF_KIND.UNION:
+    case BTF_KIND.DATASEC:
+    case BTF_KIND.ENUM64:
+      return 12 * vlen;
+    case BTF_KIND.ENUM:
+    case BTF_KIND.FUNC_PROTO:
+      return 8 * vlen;
+    case BTF_KIND.PTR:
+    case BTF_KIND.FWD:
+    case BTF_KIND.TYPEDEF:
+    case BTF_KIND.VOLATILE:
+    case BTF_KIND.CONST:
+    case BTF_KIND.RESTRICT:
+    case BTF_KIND.FUNC:
+    case BTF_KIND.FLOAT:
+    case BTF_KIND.TYPE_TAG:
+      return 0;
+    default:
+      return -1;
   }
 }
 
@@ -48,7 +75,8 @@ function readHeader(raw: Uint8Array): Sections {
   const section = (what: string, offAt: number): Uint8Array => {
     const start = hdrLen + dv.getUint32(offAt, le);
     const end = start + dv.getUint32(offAt + 4, le);
-    if (end > raw.byteLength) throw new Error(`BTF: ${what} section [${start}, ${end}) past end of blob (${raw.byteLength})`);
+    if (end > raw.byteLength)
+      throw new Error(`BTF: ${what} section [${start}, ${end}) past end of blob (${raw.byteLength})`);
     return raw.subarray(start, end);
   };
   return { littleEndian: le, types: section('type', 8), strings: section('string', 16) };
@@ -86,7 +114,8 @@ export class Btf {
   /** Parses a raw BTF blob (copied). With `base`, the blob is split BTF on top of it (e.g. a module's). */
   static parse(raw: Uint8Array, base?: Btf): Btf {
     const s = readHeader(new Uint8Array(raw));
-    if (base && base.littleEndian !== s.littleEndian) throw new Error('BTF: split BTF and its base differ in endianness');
+    if (base && base.littleEndian !== s.littleEndian)
+      throw new Error('BTF: split BTF and its base differ in endianness');
     return new Btf(s, base);
   }
 
@@ -158,7 +187,12 @@ export class Btf {
     }
     const i = id - this.startId;
     if (!(i < this.offsets.length) || !Number.isInteger(i)) throw new RangeError(`BTF: no type id ${id}`);
-    return (this.cache[i] ??= this.decode(id, this.offsets[i]));
+    let t = this.cache[i];
+    if (t === undefined) {
+      t = this.decode(id, this.offsets[i]);
+      this.cache[i] = t;
+    }
+    return t;
   }
 
   /** `type(id)`, checked to be of `kind`. */
@@ -187,33 +221,63 @@ export class Btf {
     switch (kind) {
       case 'INT': {
         const enc = u32(p);
-        const bits = enc & 0xff, bitOffset = (enc >>> 16) & 0xff, e = (enc >>> 24) & 0x0f;
-        return { kind, id, name, size: sizeOrType, signed: (e & 1) !== 0, char: (e & 2) !== 0, bool: (e & 4) !== 0, bitOffset, bits };
+        const bits = enc & 0xff,
+          bitOffset = (enc >>> 16) & 0xff,
+          e = (enc >>> 24) & 0x0f;
+        return {
+          kind,
+          id,
+          name,
+          size: sizeOrType,
+          signed: (e & 1) !== 0,
+          char: (e & 2) !== 0,
+          bool: (e & 4) !== 0,
+          bitOffset,
+          bits,
+        };
       }
-      case 'PTR': case 'TYPEDEF': case 'VOLATILE': case 'CONST': case 'RESTRICT':
+      case 'PTR':
+      case 'TYPEDEF':
+      case 'VOLATILE':
+      case 'CONST':
+      case 'RESTRICT':
         return { kind, id, name, type: sizeOrType };
       case 'TYPE_TAG':
         return { kind, id, name, type: sizeOrType, attr: kindFlag };
       case 'ARRAY':
         return { kind, id, name, type: u32(p), indexType: u32(p + 4), nelems: u32(p + 8) };
-      case 'STRUCT': case 'UNION': {
+      case 'STRUCT':
+      case 'UNION': {
         const members = list<BtfMember>(12, (at) => {
           const off = u32(at + 8);
           return {
-            name: this.str(u32(at)), type: u32(at + 4),
-            bitOffset: kindFlag ? off & 0xffffff : off, bitSize: kindFlag ? off >>> 24 : 0,
+            name: this.str(u32(at)),
+            type: u32(at + 4),
+            bitOffset: kindFlag ? off & 0xffffff : off,
+            bitSize: kindFlag ? off >>> 24 : 0,
           };
         });
         return { kind, id, name, size: sizeOrType, kindFlag, members };
       }
       case 'ENUM':
         return {
-          kind, id, name, size: sizeOrType, signed: kindFlag,
-          values: list(8, (at) => ({ name: this.str(u32(at)), value: kindFlag ? dv.getInt32(at + 4, le) : u32(at + 4) })),
+          kind,
+          id,
+          name,
+          size: sizeOrType,
+          signed: kindFlag,
+          values: list(8, (at) => ({
+            name: this.str(u32(at)),
+            value: kindFlag ? dv.getInt32(at + 4, le) : u32(at + 4),
+          })),
         };
       case 'ENUM64':
         return {
-          kind, id, name, size: sizeOrType, signed: kindFlag,
+          kind,
+          id,
+          name,
+          size: sizeOrType,
+          signed: kindFlag,
           values: list(12, (at) => {
             const v = (BigInt(u32(at + 8)) << 32n) | BigInt(u32(at + 4));
             return { name: this.str(u32(at)), value: kindFlag ? BigInt.asIntN(64, v) : v };
@@ -224,11 +288,23 @@ export class Btf {
       case 'FUNC':
         return { kind, id, name, type: sizeOrType, linkage: LINKAGE[vlen] ?? 'static' };
       case 'FUNC_PROTO':
-        return { kind, id, name, returnType: sizeOrType, params: list(8, (at) => ({ name: this.str(u32(at)), type: u32(at + 4) })) };
+        return {
+          kind,
+          id,
+          name,
+          returnType: sizeOrType,
+          params: list(8, (at) => ({ name: this.str(u32(at)), type: u32(at + 4) })),
+        };
       case 'VAR':
         return { kind, id, name, type: sizeOrType, linkage: LINKAGE[u32(p)] ?? 'static' };
       case 'DATASEC':
-        return { kind, id, name, size: sizeOrType, vars: list(12, (at) => ({ type: u32(at), offset: u32(at + 4), size: u32(at + 8) })) };
+        return {
+          kind,
+          id,
+          name,
+          size: sizeOrType,
+          vars: list(12, (at) => ({ type: u32(at), offset: u32(at + 4), size: u32(at + 8) })),
+        };
       case 'FLOAT':
         return { kind, id, name, size: sizeOrType };
       case 'DECL_TAG':
@@ -256,7 +332,9 @@ export class Btf {
   /** Every type with this name (and kind), base first. */
   findAllByName(name: string, kind?: BtfKind | Lowercase<BtfKind>): BtfType[] {
     const k = kind?.toUpperCase();
-    return this.idsNamed(name).map((id) => this.type(id)).filter((t) => !k || t.kind === k);
+    return this.idsNamed(name)
+      .map((id) => this.type(id))
+      .filter((t) => !k || t.kind === k);
   }
 
   private idsNamed(name: string): number[] {
@@ -277,7 +355,8 @@ export class Btf {
       else index.set(name, [this.startId + i]);
     }
     this.strCache.clear(); // the index holds the names now; don't keep 100k+ cache entries too
-    return (this.nameIndex = index);
+    this.nameIndex = index;
+    return index;
   }
 
   /** Follows typedef / const / volatile / restrict / type_tag to the underlying type id. */
@@ -296,7 +375,13 @@ export class Btf {
     for (let i = 0; i < MAX_CHAIN; i++) {
       const t = this.type(this.resolve(id));
       switch (t.kind) {
-        case 'INT': case 'STRUCT': case 'UNION': case 'ENUM': case 'ENUM64': case 'FLOAT': case 'DATASEC':
+        case 'INT':
+        case 'STRUCT':
+        case 'UNION':
+        case 'ENUM':
+        case 'ENUM64':
+        case 'FLOAT':
+        case 'DATASEC':
           return mult * t.size;
         case 'PTR':
           return mult * 8;
@@ -323,42 +408,60 @@ export class Btf {
   private declare(id: number, declarator: string, depth: number): string {
     if (depth > MAX_CHAIN) return `${declarator}...`;
     const t = this.type(id);
-    const named = (base: string): string => (!declarator ? base : declarator[0] === '[' ? base + declarator : `${base} ${declarator}`);
+    const named = (base: string): string =>
+      !declarator ? base : declarator[0] === '[' ? base + declarator : `${base} ${declarator}`;
     switch (t.kind) {
-      case 'VOID': return named('void');
-      case 'INT': case 'FLOAT': case 'TYPEDEF': return named(t.name);
-      case 'STRUCT': case 'UNION': case 'ENUM': case 'ENUM64': {
+      case 'VOID':
+        return named('void');
+      case 'INT':
+      case 'FLOAT':
+      case 'TYPEDEF':
+        return named(t.name);
+      case 'STRUCT':
+      case 'UNION':
+      case 'ENUM':
+      case 'ENUM64': {
         const tag = t.kind === 'ENUM64' ? 'enum' : t.kind.toLowerCase();
         return named(`${tag} ${t.name || '(anon)'}`);
       }
-      case 'FWD': return named(`${t.fwdKind} ${t.name}`);
+      case 'FWD':
+        return named(`${t.fwdKind} ${t.name}`);
       case 'PTR': {
         const target = this.type(t.type).kind;
         const wrap = target === 'ARRAY' || target === 'FUNC_PROTO';
         return this.declare(t.type, wrap ? `(*${declarator})` : `*${declarator}`, depth + 1);
       }
-      case 'ARRAY': return this.declare(t.type, `${declarator}[${t.nelems}]`, depth + 1);
-      case 'CONST': case 'VOLATILE': case 'RESTRICT': {
+      case 'ARRAY':
+        return this.declare(t.type, `${declarator}[${t.nelems}]`, depth + 1);
+      case 'CONST':
+      case 'VOLATILE':
+      case 'RESTRICT': {
         const q = t.kind.toLowerCase();
         // A qualified pointer reads `T *const p`; anything else reads `const T`.
-        if (this.type(t.type).kind === 'PTR') return this.declare(t.type, declarator ? `${q} ${declarator}` : q, depth + 1);
+        if (this.type(t.type).kind === 'PTR')
+          return this.declare(t.type, declarator ? `${q} ${declarator}` : q, depth + 1);
         return `${q} ${this.declare(t.type, declarator, depth + 1)}`;
       }
-      case 'TYPE_TAG': return this.declare(t.type, declarator, depth + 1);
+      case 'TYPE_TAG':
+        return this.declare(t.type, declarator, depth + 1);
       case 'FUNC_PROTO': {
         const params = t.params.map((p) => (p.type === 0 && !p.name ? '...' : this.declare(p.type, p.name, depth + 1)));
         return this.declare(t.returnType, `${declarator}(${params.join(', ') || 'void'})`, depth + 1);
       }
-      case 'FUNC': return this.declare(t.type, declarator || t.name, depth + 1);
-      case 'VAR': return this.declare(t.type, declarator || t.name, depth + 1);
-      case 'DATASEC': case 'DECL_TAG': return named(t.name);
+      case 'FUNC':
+        return this.declare(t.type, declarator || t.name, depth + 1);
+      case 'VAR':
+        return this.declare(t.type, declarator || t.name, depth + 1);
+      case 'DATASEC':
+      case 'DECL_TAG':
+        return named(t.name);
     }
   }
 
   /** A data section's variables (`.rodata`, `.data`, `.bss`, `.data.custom`, ...). */
   datasec(name: string): Datasec | undefined {
     const found = this.findByName(name, 'DATASEC');
-    if (!found || found.type.kind !== 'DATASEC') return undefined;
+    if (found?.type.kind !== 'DATASEC') return undefined;
     const sec = found.type;
     const vars: DatasecVar[] = sec.vars.map((v) => {
       const t = this.type(v.type);
@@ -374,7 +477,7 @@ export class Btf {
    */
   fixDatasec(name: string, size: number, offsets: ReadonlyMap<string, number>): void {
     const found = this.findByName(name, 'DATASEC');
-    if (!found || found.type.kind !== 'DATASEC') throw new Error(`BTF: no DATASEC ${name}`);
+    if (found?.type.kind !== 'DATASEC') throw new Error(`BTF: no DATASEC ${name}`);
     const sec = found.type;
     const vars = sec.vars.map((v) => {
       const varName = this.type(v.type).name;

@@ -11,7 +11,7 @@
 // Encoding starts from zeroed bytes, so missing struct fields, missing trailing array
 // elements and unused string bytes are zero. Decoded objects encode back to the same bytes,
 // except padding (zeroed), non-UTF-8 strings, and non-0/1 bytes under a bool.
-import { Btf } from './btf.js';
+import type { Btf } from './btf.js';
 import type { BtfEnum, BtfEnum64, BtfMember, BtfType } from './types.js';
 
 export interface Codec {
@@ -37,7 +37,10 @@ export interface BtfCodec extends Codec {
 
 /** Thrown by `Codec.encode` for a value that does not match the type. */
 export class EncodeError extends Error {
-  constructor(readonly path: string, readonly reason: string) {
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
     super(`${path}: ${reason}`);
     this.name = 'EncodeError';
   }
@@ -48,7 +51,10 @@ type Writer = (dv: DataView, bytes: Uint8Array, off: number, v: unknown) => void
 
 /** Internal: a bad value, with the path (relative to the node that threw) built up while unwinding. */
 class FieldError {
-  constructor(public path: string, readonly reason: string) {}
+  constructor(
+    public path: string,
+    readonly reason: string,
+  ) {}
 }
 
 function fail(reason: string): never {
@@ -130,7 +136,9 @@ class Gen {
 
   compile<F>(name: string, params: string, body: string): F {
     // eslint-disable-next-line @typescript-eslint/no-implied-eval
-    const make = new Function(...this.names, `"use strict";\nreturn function ${name}(${params}) {\n${body}\n};`) as (...a: unknown[]) => F;
+    const make = new Function(...this.names, `"use strict";\nreturn function ${name}(${params}) {\n${body}\n};`) as (
+      ...a: unknown[]
+    ) => F;
     return make(...this.values);
   }
 }
@@ -148,6 +156,7 @@ const CAN_GENERATE = (() => {
 function withinAt(e: unknown, path: string, ...idx: number[]): unknown {
   if (e instanceof FieldError) {
     let j = 0;
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is the index placeholder that callers put in `path`
     e.path = path.replace(/\u0000/g, () => String(idx[j++])) + e.path;
   }
   return e;
@@ -197,7 +206,11 @@ class Leaf extends Node {
     readonly size: number,
     private readonly r: Reader,
     private readonly w: Writer,
-    private readonly inline: { rx?: (g: Gen, at: string) => string; wx?: (g: Gen, at: string, v: string) => string; lossy?: boolean } = {},
+    private readonly inline: {
+      rx?: (g: Gen, at: string) => string;
+      wx?: (g: Gen, at: string, v: string) => string;
+      lossy?: boolean;
+    } = {},
   ) {
     super();
     this.lossy = inline.lossy ?? false;
@@ -264,8 +277,11 @@ abstract class Composite extends Node {
         const body = this.wx(g, 'o', 'v');
         const within = g.k(withinAt);
         const ix = g.indices();
-        this.#write = g.compile<Writer>('encode', 'dv, b, o, v',
-          `let p = '';\n${g.decls()}try {\n${body}\n} catch (e) {\nthrow ${within}(e, p${ix ? `, ${ix}` : ''});\n}`);
+        this.#write = g.compile<Writer>(
+          'encode',
+          'dv, b, o, v',
+          `let p = '';\n${g.decls()}try {\n${body}\n} catch (e) {\nthrow ${within}(e, p${ix ? `, ${ix}` : ''});\n}`,
+        );
       }
     }
     return this.#write;
@@ -331,19 +347,43 @@ type SmallSet = (dv: DataView, off: number, v: number) => void;
 
 function smallAccessors(size: number, signed: boolean, le: boolean): [SmallGet, SmallSet] {
   switch (size) {
-    case 1: return signed ? [(d, o) => d.getInt8(o), (d, o, v) => d.setInt8(o, v)] : [(d, o) => d.getUint8(o), (d, o, v) => d.setUint8(o, v)];
-    case 2: return signed
-      ? [(d, o) => d.getInt16(o, le), (d, o, v) => d.setInt16(o, v, le)]
-      : [(d, o) => d.getUint16(o, le), (d, o, v) => d.setUint16(o, v, le)];
-    case 4: return signed
-      ? [(d, o) => d.getInt32(o, le), (d, o, v) => d.setInt32(o, v, le)]
-      : [(d, o) => d.getUint32(o, le), (d, o, v) => d.setUint32(o, v, le)];
-    default: throw new Error(`BTF codec: no ${size}-byte small integer`);
+    case 1:
+      return signed
+        ? [(d, o) => d.getInt8(o), (d, o, v) => d.setInt8(o, v)]
+        : [(d, o) => d.getUint8(o), (d, o, v) => d.setUint8(o, v)];
+    case 2:
+      return signed
+        ? [(d, o) => d.getInt16(o, le), (d, o, v) => d.setInt16(o, v, le)]
+        : [(d, o) => d.getUint16(o, le), (d, o, v) => d.setUint16(o, v, le)];
+    case 4:
+      return signed
+        ? [(d, o) => d.getInt32(o, le), (d, o, v) => d.setInt32(o, v, le)]
+        : [(d, o) => d.getUint32(o, le), (d, o, v) => d.setUint32(o, v, le)];
+    default:
+      throw new Error(`BTF codec: no ${size}-byte small integer`);
   }
 }
 
-const GETTER: Record<string, string> = { '1s': 'getInt8', '1u': 'getUint8', '2s': 'getInt16', '2u': 'getUint16', '4s': 'getInt32', '4u': 'getUint32', '8s': 'getBigInt64', '8u': 'getBigUint64' };
-const SETTER: Record<string, string> = { '1s': 'setInt8', '1u': 'setUint8', '2s': 'setInt16', '2u': 'setUint16', '4s': 'setInt32', '4u': 'setUint32', '8s': 'setBigInt64', '8u': 'setBigUint64' };
+const GETTER: Record<string, string> = {
+  '1s': 'getInt8',
+  '1u': 'getUint8',
+  '2s': 'getInt16',
+  '2u': 'getUint16',
+  '4s': 'getInt32',
+  '4u': 'getUint32',
+  '8s': 'getBigInt64',
+  '8u': 'getBigUint64',
+};
+const SETTER: Record<string, string> = {
+  '1s': 'setInt8',
+  '1u': 'setUint8',
+  '2s': 'setInt16',
+  '2u': 'setUint16',
+  '4s': 'setInt32',
+  '4u': 'setUint32',
+  '8s': 'setBigInt64',
+  '8u': 'setBigUint64',
+};
 
 /** Inline read of a 1/2/4/8-byte integer at `at`. */
 function intRead(size: number, signed: boolean, le: boolean, at: string): string {
@@ -362,17 +402,30 @@ function intStore(size: number, signed: boolean, le: boolean, at: string, x: str
 function smallIntNode(size: number, signed: boolean, le: boolean, label: string): Node {
   const [get, set] = smallAccessors(size, signed, le);
   const [blo, bhi] = intRange(size * 8, signed);
-  const lo = Number(blo), hi = Number(bhi);
-  return new Leaf(size,
+  const lo = Number(blo),
+    hi = Number(bhi);
+  return new Leaf(
+    size,
     (dv, _b, off) => get(dv, off),
     (dv, _b, off, v) => {
-      set(dv, off, typeof v === 'number' && v >= lo && v <= hi && Number.isInteger(v) ? v : toSmallInt(v, lo, hi, label));
+      set(
+        dv,
+        off,
+        typeof v === 'number' && v >= lo && v <= hi && Number.isInteger(v) ? v : toSmallInt(v, lo, hi, label),
+      );
     },
     {
       rx: (_g, at) => intRead(size, signed, le, at),
-      wx: (g, at, v) => `${intStore(size, signed, le, at,
-        `(typeof ${v} === 'number' && ${v} >= ${lo} && ${v} <= ${hi} && Number.isInteger(${v}) ? ${v} : ${g.k(toSmallInt)}(${v}, ${lo}, ${hi}, ${g.k(label)}))`)}`,
-    });
+      wx: (g, at, v) =>
+        `${intStore(
+          size,
+          signed,
+          le,
+          at,
+          `(typeof ${v} === 'number' && ${v} >= ${lo} && ${v} <= ${hi} && Number.isInteger(${v}) ? ${v} : ${g.k(toSmallInt)}(${v}, ${lo}, ${hi}, ${g.k(label)}))`,
+        )}`,
+    },
+  );
 }
 
 function int64Node(signed: boolean, le: boolean, label: string): Node {
@@ -381,19 +434,29 @@ function int64Node(signed: boolean, le: boolean, label: string): Node {
   const set = signed
     ? (dv: DataView, off: number, v: bigint) => dv.setBigInt64(off, v, le)
     : (dv: DataView, off: number, v: bigint) => dv.setBigUint64(off, v, le);
-  return new Leaf(8, read,
+  return new Leaf(
+    8,
+    read,
     (dv, _b, off, v) => set(dv, off, typeof v === 'bigint' && v >= lo && v <= hi ? v : toBigInt(v, lo, hi, label)),
     {
       rx: (_g, at) => intRead(8, signed, le, at),
-      wx: (g, at, v) => intStore(8, signed, le, at,
-        `(typeof ${v} === 'bigint' && ${v} >= ${g.k(lo)} && ${v} <= ${g.k(hi)} ? ${v} : ${g.k(toBigInt)}(${v}, ${g.k(lo)}, ${g.k(hi)}, ${g.k(label)}))`),
-    });
+      wx: (g, at, v) =>
+        intStore(
+          8,
+          signed,
+          le,
+          at,
+          `(typeof ${v} === 'bigint' && ${v} >= ${g.k(lo)} && ${v} <= ${g.k(hi)} ? ${v} : ${g.k(toBigInt)}(${v}, ${g.k(lo)}, ${g.k(hi)}, ${g.k(label)}))`,
+        ),
+    },
+  );
 }
 
 function int128Node(signed: boolean, le: boolean, label: string): Node {
   const [lo, hi] = intRange(128, signed);
   const [loAt, hiAt] = le ? [0, 8] : [8, 0];
-  return new Leaf(16,
+  return new Leaf(
+    16,
     (dv, _b, off) => {
       const v = (dv.getBigUint64(off + hiAt, le) << 64n) | dv.getBigUint64(off + loAt, le);
       return signed ? BigInt.asIntN(128, v) : v;
@@ -402,7 +465,8 @@ function int128Node(signed: boolean, le: boolean, label: string): Node {
       const n = BigInt.asUintN(128, toBigInt(v, lo, hi, label));
       dv.setBigUint64(off + loAt, BigInt.asUintN(64, n), le);
       dv.setBigUint64(off + hiAt, n >> 64n, le);
-    });
+    },
+  );
 }
 
 function intNode(size: number, signed: boolean, le: boolean, label: string): Node {
@@ -415,7 +479,8 @@ function intNode(size: number, signed: boolean, le: boolean, label: string): Nod
 function boolNode(size: number, le: boolean, label: string): Node {
   const int = intNode(size, false, le, label);
   const failBool = (v: unknown): never => fail(`expected a boolean (${label}), got ${describe(v)}`);
-  return new Leaf(size,
+  return new Leaf(
+    size,
     (dv, b, off) => {
       const v = int.read(dv, b, off);
       return v !== 0 && v !== 0n;
@@ -427,8 +492,12 @@ function boolNode(size: number, le: boolean, label: string): Node {
     {
       lossy: true,
       rx: size === 1 ? (_g, at) => `b[${at}] !== 0` : undefined,
-      wx: size === 1 ? (g, at, v) => `if (${v} === true) b[${at}] = 1; else if (${v} !== false) ${g.k(failBool)}(${v});` : undefined,
-    });
+      wx:
+        size === 1
+          ? (g, at, v) => `if (${v} === true) b[${at}] = 1; else if (${v} !== false) ${g.k(failBool)}(${v});`
+          : undefined,
+    },
+  );
 }
 
 // ---------------------------------------------------------------- enums
@@ -467,7 +536,8 @@ function enumValue(info: EnumInfo, v: unknown, bits: number): bigint {
   if (n === undefined) fail(`expected an enumerator name or an integer (${info.label}), got ${describe(v)}`);
   // Accept both the signed and the unsigned reading of the storage: compilers before clang 15
   // mark every enum unsigned, even those with negative enumerators.
-  if (n < -(1n << BigInt(bits - 1)) || n > (1n << BigInt(bits)) - 1n) fail(`${String(v)} does not fit in ${info.label}`);
+  if (n < -(1n << BigInt(bits - 1)) || n > (1n << BigInt(bits)) - 1n)
+    fail(`${String(v)} does not fit in ${info.label}`);
   return n;
 }
 
@@ -479,22 +549,28 @@ function enumNode(t: BtfEnum | BtfEnum64, le: boolean, label: string): Node {
   const names = info.names;
   const name = (v: number | bigint): unknown => names.get(v) ?? v;
   if (big) {
-    const read: Reader = t.signed ? (dv, _b, off) => dv.getBigInt64(off, le) : (dv, _b, off) => dv.getBigUint64(off, le);
-    return new Leaf(size,
+    const read: Reader = t.signed
+      ? (dv, _b, off) => dv.getBigInt64(off, le)
+      : (dv, _b, off) => dv.getBigUint64(off, le);
+    return new Leaf(
+      size,
       (dv, b, off) => name(read(dv, b, off) as bigint),
       (dv, _b, off, v) => dv.setBigUint64(off, BigInt.asUintN(64, enumValue(info, v, 64)), le),
-      { rx: (g, at) => `${g.k(name)}(${intRead(8, t.signed, le, at)})` });
+      { rx: (g, at) => `${g.k(name)}(${intRead(8, t.signed, le, at)})` },
+    );
   }
   const [get] = smallAccessors(size, t.signed, le);
   const [, set] = smallAccessors(size, false, le);
   const mod = 2 ** (size * 8);
-  return new Leaf(size,
+  return new Leaf(
+    size,
     (dv, _b, off) => name(get(dv, off)),
     (dv, _b, off, v) => {
       const n = Number(enumValue(info, v, size * 8));
       set(dv, off, n < 0 ? n + mod : n);
     },
-    { rx: (g, at) => `${g.k(name)}(${intRead(size, t.signed, le, at)})` });
+    { rx: (g, at) => `${g.k(name)}(${intRead(size, t.signed, le, at)})` },
+  );
 }
 
 // ---------------------------------------------------------------- floats, bytes, strings
@@ -510,16 +586,31 @@ function floatNode(size: number, le: boolean, label: string): Node {
   };
   const f = size === 4 ? 'Float32' : 'Float64';
   return size === 4
-    ? new Leaf(size, (dv, _b, off) => dv.getFloat32(off, le), (dv, _b, off, v) => dv.setFloat32(off, check(v), le),
-      { rx: (_g, at) => `dv.get${f}(${at}, ${le})`, wx: (g, at, v) => `dv.set${f}(${at}, ${g.k(check)}(${v}), ${le});` })
-    : new Leaf(size, (dv, _b, off) => dv.getFloat64(off, le), (dv, _b, off, v) => dv.setFloat64(off, check(v), le),
-      { rx: (_g, at) => `dv.get${f}(${at}, ${le})`, wx: (g, at, v) => `dv.set${f}(${at}, (typeof ${v} === 'number' ? ${v} : ${g.k(check)}(${v})), ${le});` });
+    ? new Leaf(
+        size,
+        (dv, _b, off) => dv.getFloat32(off, le),
+        (dv, _b, off, v) => dv.setFloat32(off, check(v), le),
+        {
+          rx: (_g, at) => `dv.get${f}(${at}, ${le})`,
+          wx: (g, at, v) => `dv.set${f}(${at}, ${g.k(check)}(${v}), ${le});`,
+        },
+      )
+    : new Leaf(
+        size,
+        (dv, _b, off) => dv.getFloat64(off, le),
+        (dv, _b, off, v) => dv.setFloat64(off, check(v), le),
+        {
+          rx: (_g, at) => `dv.get${f}(${at}, ${le})`,
+          wx: (g, at, v) => `dv.set${f}(${at}, (typeof ${v} === 'number' ? ${v} : ${g.k(check)}(${v})), ${le});`,
+        },
+      );
 }
 
 /** Opaque bytes (unions, long double, odd sizes): decodes to a copy; encodes from a Uint8Array. */
 function bytesNode(size: number, label: string): Node {
   // `b` is always a plain Uint8Array (TypeCodec.views), so slice() copies (Buffer#slice would not).
-  return new Leaf(size,
+  return new Leaf(
+    size,
     (_dv, bytes, off) => bytes.slice(off, off + size),
     (_dv, bytes, off, v) => {
       if (!(v instanceof Uint8Array) || v.length > size) {
@@ -527,37 +618,155 @@ function bytesNode(size: number, label: string): Node {
       }
       bytes.set(v, off);
     },
-    { rx: (_g, at) => `b.slice(${at}, ${plus(at, size)})` });
+    { rx: (_g, at) => `b.slice(${at}, ${plus(at, size)})` },
+  );
 }
 
 const utf8Decoder = new TextDecoder();
 const utf8Encoder = new TextEncoder();
 const fromCharCode = String.fromCharCode;
 /** Node's Buffer#latin1Slice works on any Uint8Array: one copy into a one-byte string. */
-const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
+const latin1Slice = (
+  Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }
+).latin1Slice;
 
 /** `b[s, e)`, all bytes below 0x80, as a string. */
 function asciiString(b: Uint8Array, s: number, e: number): string {
   // String.fromCharCode with one argument per byte allocates the string once (measured: 2-3×
   // faster than latin1Slice, TextDecoder or += for 1-16 bytes, which is what most char arrays hold).
   switch (e - s) {
-    case 0: return '';
-    case 1: return fromCharCode(b[s]);
-    case 2: return fromCharCode(b[s], b[s + 1]);
-    case 3: return fromCharCode(b[s], b[s + 1], b[s + 2]);
-    case 4: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3]);
-    case 5: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
-    case 6: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
-    case 7: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
-    case 8: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
-    case 9: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8]);
-    case 10: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9]);
-    case 11: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10]);
-    case 12: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11]);
-    case 13: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12]);
-    case 14: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13]);
-    case 15: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14]);
-    case 16: return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14], b[s + 15]);
+    case 0:
+      return '';
+    case 1:
+      return fromCharCode(b[s]);
+    case 2:
+      return fromCharCode(b[s], b[s + 1]);
+    case 3:
+      return fromCharCode(b[s], b[s + 1], b[s + 2]);
+    case 4:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3]);
+    case 5:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
+    case 6:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
+    case 7:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
+    case 8:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
+    case 9:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8]);
+    case 10:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+      );
+    case 11:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+      );
+    case 12:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+      );
+    case 13:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+      );
+    case 14:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+        b[s + 13],
+      );
+    case 15:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+        b[s + 13],
+        b[s + 14],
+      );
+    case 16:
+      return fromCharCode(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+        b[s + 13],
+        b[s + 14],
+        b[s + 15],
+      );
     default:
       return latin1Slice ? latin1Slice.call(b, s, e) : utf8Decoder.decode(b.subarray(s, e));
   }
@@ -566,7 +775,8 @@ function asciiString(b: Uint8Array, s: number, e: number): string {
 /** A char[n] at `off`: the bytes up to the first NUL (or all n), as UTF-8. */
 function readCharArray(b: Uint8Array, off: number, n: number): string {
   const end = off + n;
-  let i = off, high = 0;
+  let i = off,
+    high = 0;
   for (; i < end; i++) {
     const c = b[i];
     if (c === 0) break;
@@ -577,7 +787,8 @@ function readCharArray(b: Uint8Array, off: number, n: number): string {
 
 function charArrayNode(n: number, label: string): Node {
   const read: Reader = (_dv, bytes, off) => readCharArray(bytes, off, n);
-  return new Leaf(n,
+  return new Leaf(
+    n,
     read,
     (_dv, bytes, off, v) => {
       if (typeof v !== 'string') fail(`expected a string (${label}), got ${describe(v)}`);
@@ -586,7 +797,8 @@ function charArrayNode(n: number, label: string): Node {
       const { read } = utf8Encoder.encodeInto(v, bytes.subarray(off, off + n));
       if (read < v.length) fail(`${describe(v)} is ${utf8Encoder.encode(v).length} bytes, does not fit in ${label}`);
     },
-    { lossy: true, rx: (g, at) => `${g.k(readCharArray)}(b, ${at}, ${n})` });
+    { lossy: true, rx: (g, at) => `${g.k(readCharArray)}(b, ${at}, ${n})` },
+  );
 }
 
 function isArrayValue(v: unknown): boolean {
@@ -596,7 +808,11 @@ function isArrayValue(v: unknown): boolean {
 class ArrayNode extends Composite {
   readonly size: number;
 
-  constructor(private readonly elem: Node, private readonly n: number, private readonly label: string) {
+  constructor(
+    private readonly elem: Node,
+    private readonly n: number,
+    private readonly label: string,
+  ) {
     super();
     this.size = elem.size * n;
     this.cost = elem.inlineCost * n;
@@ -628,7 +844,8 @@ class ArrayNode extends Composite {
     const tooMany = g.k((len: number): never => fail(`${len} elements do not fit in ${label}`));
     const d = g.depth++;
     g.maxDepth = Math.max(g.maxDepth, g.depth);
-    const x = g.tmp(), q = g.tmp();
+    const x = g.tmp(),
+      q = g.tmp();
     const outer = g.path;
     g.path = `${outer}[${IDX}]`;
     const elemCode = this.elem.writeStmt(g, q, x);
@@ -685,7 +902,8 @@ function bitAccess(shift: number, bits: number, le: boolean): BitAccess {
   const low = le ? shift : span * 8 - shift - bits;
   if (bits <= 32) {
     // span ≤ 5 bytes: exact in doubles
-    const unit = 2 ** low, mod = 2 ** bits;
+    const unit = 2 ** low,
+      mod = 2 ** bits;
     const load = (b: Uint8Array, off: number): number => {
       let acc = 0;
       if (le) for (let i = span - 1; i >= 0; i--) acc = acc * 256 + b[off + i];
@@ -702,7 +920,8 @@ function bitAccess(shift: number, bits: number, le: boolean): BitAccess {
       },
     };
   }
-  const blow = BigInt(low), mask = (1n << BigInt(bits)) - 1n;
+  const blow = BigInt(low),
+    mask = (1n << BigInt(bits)) - 1n;
   const load = (b: Uint8Array, off: number): bigint => {
     let acc = 0n;
     if (le) for (let i = span - 1; i >= 0; i--) acc = (acc << 8n) | BigInt(b[off + i]);
@@ -738,10 +957,14 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
   const node = (read: Reader, write: Writer, lossy = false): Node => new Leaf(0, read, write, { lossy });
 
   if (t.kind === 'INT' && t.bool) {
-    return node((_d, b, off) => acc.get(b, off + byte) != 0, (_d, b, off, v) => {
-      if (typeof v !== 'boolean') fail(`expected a boolean (${label}), got ${describe(v)}`);
-      if (v) store(b, off, 1n);
-    }, true);
+    return node(
+      (_d, b, off) => acc.get(b, off + byte) !== 0,
+      (_d, b, off, v) => {
+        if (typeof v !== 'boolean') fail(`expected a boolean (${label}), got ${describe(v)}`);
+        if (v) store(b, off, 1n);
+      },
+      true,
+    );
   }
   if (t.kind === 'ENUM' || t.kind === 'ENUM64') {
     const info = enumInfo(t, bits, signed, big, label);
@@ -754,7 +977,10 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
     );
   }
   if (t.kind !== 'INT') throw new Error(`BTF codec: bitfield of unsupported kind ${t.kind} (${label})`);
-  return node((_d, b, off) => toSigned(acc.get(b, off + byte)), (_d, b, off, v) => store(b, off, toBigInt(v, lo, hi, label)));
+  return node(
+    (_d, b, off) => toSigned(acc.get(b, off + byte)),
+    (_d, b, off, v) => store(b, off, toBigInt(v, lo, hi, label)),
+  );
 }
 
 // ---------------------------------------------------------------- structs
@@ -778,7 +1004,12 @@ function isObjectValue(v: unknown): boolean {
 class StructNode extends Composite {
   private readonly keys: Set<string>;
 
-  constructor(private readonly fields: Field[], private readonly writeOrder: Field[], readonly size: number, private readonly label: string) {
+  constructor(
+    private readonly fields: Field[],
+    private readonly writeOrder: Field[],
+    readonly size: number,
+    private readonly label: string,
+  ) {
     super();
     this.keys = new Set(fields.map((f) => f.key));
     this.cost = 1 + fields.reduce((a, f) => a + f.node.inlineCost, 0);
@@ -789,7 +1020,8 @@ class StructNode extends Composite {
   /** Throws for the first key of `o` that is not a field. */
   private checkKeys = (o: Record<string, unknown>): void => {
     for (const k in o) {
-      if (!this.keys.has(k)) throw new FieldError(`.${k}`, `unknown field of ${this.label} (fields: ${[...this.keys].join(', ')})`);
+      if (!this.keys.has(k))
+        throw new FieldError(`.${k}`, `unknown field of ${this.label} (fields: ${[...this.keys].join(', ')})`);
     }
   };
 
@@ -807,7 +1039,10 @@ class StructNode extends Composite {
       const path = JSON.stringify(g.path);
       const code = f.node.writeStmt(g, plus(at, f.off), x);
       // `__proto__` only as an own property: every object inherits one.
-      const get = f.key === '__proto__' ? `(Object.hasOwn(${v}, "__proto__") ? ${v}["__proto__"] : undefined)` : `${v}[${JSON.stringify(f.key)}]`;
+      const get =
+        f.key === '__proto__'
+          ? `(Object.hasOwn(${v}, "__proto__") ? ${v}["__proto__"] : undefined)`
+          : `${v}[${JSON.stringify(f.key)}]`;
       lines.push(`${x} = ${get};\nif (${x} !== undefined) {\np = ${path};\n${code}\n}`);
     }
     g.path = outer;
@@ -849,7 +1084,10 @@ class Compiler {
   private readonly nodes = new Map<number, Node>();
   private readonly le: boolean;
 
-  constructor(private readonly btf: Btf, private readonly strings: boolean) {
+  constructor(
+    private readonly btf: Btf,
+    private readonly strings: boolean,
+  ) {
     this.le = btf.littleEndian;
   }
 
@@ -874,17 +1112,25 @@ class Compiler {
     const label = this.label(id);
     const t = btf.type(btf.resolve(id));
     switch (t.kind) {
-      case 'INT': return t.bool ? boolNode(t.size, le, label) : intNode(t.size, t.signed, le, label);
-      case 'PTR': return intNode(8, false, le, label);
-      case 'ENUM': case 'ENUM64': return enumNode(t, le, label);
-      case 'FLOAT': return floatNode(t.size, le, label);
-      case 'UNION': return bytesNode(t.size, label);
+      case 'INT':
+        return t.bool ? boolNode(t.size, le, label) : intNode(t.size, t.signed, le, label);
+      case 'PTR':
+        return intNode(8, false, le, label);
+      case 'ENUM':
+      case 'ENUM64':
+        return enumNode(t, le, label);
+      case 'FLOAT':
+        return floatNode(t.size, le, label);
+      case 'UNION':
+        return bytesNode(t.size, label);
       case 'STRUCT': {
         const { read, write } = this.fields(t.members, 0, false, new Set());
         return structNode(read, write, t.size, label);
       }
-      case 'VAR': return this.node(t.type);
-      case 'DATASEC': return this.datasec(t.id);
+      case 'VAR':
+        return this.node(t.type);
+      case 'DATASEC':
+        return this.datasec(t.id);
       case 'ARRAY':
         if (this.strings && this.isChar(t.type)) return charArrayNode(t.nelems, label);
         return arrayNode(this.node(t.type), t.nelems, label);
@@ -907,7 +1153,12 @@ class Compiler {
    * the most information is written last and wins: the widest variant, a u8 rather than a
    * bool sharing its byte, the first declared among equals.
    */
-  private fields(members: readonly BtfMember[], baseBits: number, union: boolean, seen: Set<string>): { read: Field[]; write: Field[] } {
+  private fields(
+    members: readonly BtfMember[],
+    baseBits: number,
+    union: boolean,
+    seen: Set<string>,
+  ): { read: Field[]; write: Field[] } {
     const read: Field[] = [];
     const groups: Field[][] = [];
     for (const m of members) {
@@ -937,7 +1188,8 @@ class Compiler {
       bits = t.bits;
       bitOffset += t.bitOffset;
     }
-    if (!bits && bitOffset % 8 !== 0 && (t.kind === 'INT' || t.kind === 'ENUM' || t.kind === 'ENUM64')) bits = t.size * 8;
+    if (!bits && bitOffset % 8 !== 0 && (t.kind === 'INT' || t.kind === 'ENUM' || t.kind === 'ENUM64'))
+      bits = t.size * 8;
     if (!bits) {
       const node = this.node(m.type);
       return { key: m.name, off: bitOffset / 8, node, weight: weightOf(node) };
@@ -951,7 +1203,9 @@ class Compiler {
     const sec = this.btf.type(id);
     if (sec.kind !== 'DATASEC') throw new Error(`BTF codec: type ${id} is not a DATASEC`);
     if (sec.size === 0 && sec.vars.length > 0) {
-      throw new Error(`BTF codec: DATASEC ${sec.name} has no layout (size 0); read the object with readObjectBtf() or call Btf.fixDatasec()`);
+      throw new Error(
+        `BTF codec: DATASEC ${sec.name} has no layout (size 0); read the object with readObjectBtf() or call Btf.fixDatasec()`,
+      );
     }
     const fields = sec.vars.map((v) => {
       const node = this.node(v.type);
@@ -972,8 +1226,17 @@ const compiled = new WeakMap<Btf, Compiled[]>();
 
 function compiledFor(btf: Btf, strings: boolean): Compiled {
   let pair = compiled.get(btf);
-  if (!pair) compiled.set(btf, (pair = []));
-  return (pair[strings ? 1 : 0] ??= { compiler: new Compiler(btf, strings), codecs: new Map() });
+  if (!pair) {
+    pair = [];
+    compiled.set(btf, pair);
+  }
+  const k = strings ? 1 : 0;
+  let c = pair[k];
+  if (c === undefined) {
+    c = { compiler: new Compiler(btf, strings), codecs: new Map() };
+    pair[k] = c;
+  }
+  return c;
 }
 
 /** A DataView and a plain Uint8Array (whose slice() copies, unlike Buffer's) over the bytes of `buf`. */
@@ -994,7 +1257,12 @@ class TypeCodec implements BtfCodec {
   private readFn: Reader | undefined;
   private writeFn: Writer | undefined;
 
-  constructor(private readonly node: Node, readonly typeId: number, readonly typeName: string, private readonly root: string) {
+  constructor(
+    private readonly node: Node,
+    readonly typeId: number,
+    readonly typeName: string,
+    private readonly root: string,
+  ) {
     this.size = node.size;
   }
 
@@ -1004,25 +1272,39 @@ class TypeCodec implements BtfCodec {
   }
 
   private outOfRange(buf: Uint8Array, offset: number): RangeError {
-    return new RangeError(`${this.root}: ${this.typeName} needs ${this.size} bytes at offset ${offset}, buffer has ${buf.byteLength}`);
+    return new RangeError(
+      `${this.root}: ${this.typeName} needs ${this.size} bytes at offset ${offset}, buffer has ${buf.byteLength}`,
+    );
   }
 
   decode(buf: Uint8Array, offset = 0): unknown {
     let v = this.lastIn;
     if (v === undefined || v.buf !== buf) this.lastIn = v = this.views(buf);
-    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= buf.byteLength)) throw this.outOfRange(buf, offset);
-    return (this.readFn ??= this.node.reader())(v.dv, v.bytes, offset);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= buf.byteLength))
+      throw this.outOfRange(buf, offset);
+    let read = this.readFn;
+    if (read === undefined) {
+      read = this.node.reader();
+      this.readFn = read;
+    }
+    return read(v.dv, v.bytes, offset);
   }
 
   encode(value: unknown, out?: Uint8Array, offset = 0): Uint8Array {
     out ??= new Uint8Array(this.size);
     let v = this.lastOut;
     if (v === undefined || v.buf !== out) this.lastOut = v = this.views(out);
-    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= out.byteLength)) throw this.outOfRange(out, offset);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + this.size <= out.byteLength))
+      throw this.outOfRange(out, offset);
     const bytes = v.bytes;
     bytes.fill(0, offset, offset + this.size);
     try {
-      (this.writeFn ??= this.node.writer())(v.dv, bytes, offset, value);
+      let write = this.writeFn;
+      if (write === undefined) {
+        write = this.node.writer();
+        this.writeFn = write;
+      }
+      write(v.dv, bytes, offset, value);
     } catch (e) {
       if (e instanceof FieldError) throw new EncodeError(this.root + e.path, e.reason);
       throw e;

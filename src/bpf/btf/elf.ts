@@ -92,7 +92,8 @@ function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSect
     };
   });
   for (const s of raw) {
-    if (s.type !== SHT_NOBITS && s.offset + s.size > buf.byteLength) throw new Error(`ELF: section ${s.index} past end of file`);
+    if (s.type !== SHT_NOBITS && s.offset + s.size > buf.byteLength)
+      throw new Error(`ELF: section ${s.index} past end of file`);
   }
   const names = raw[shstrndx];
   const nameOf = (off: number): string => (names ? cString(buf, names.offset + off, names.offset + names.size) : '');
@@ -145,7 +146,9 @@ function readSymbol(f: ElfFile, at: number, strtab: ElfSection): ElfSymbol {
   const { dv, le } = f;
   const info = f.buf[at + 4];
   const shndx = dv.getUint16(at + 6, le);
-  const special = shndx === SHN_UNDEF || (shndx >= SHN_LORESERVE && (shndx === SHN_ABS || shndx === SHN_COMMON || shndx === SHN_XINDEX));
+  const special =
+    shndx === SHN_UNDEF ||
+    (shndx >= SHN_LORESERVE && (shndx === SHN_ABS || shndx === SHN_COMMON || shndx === SHN_XINDEX));
   return {
     name: cString(f.buf, strtab.offset + dv.getUint32(at, le), strtab.offset + strtab.size),
     section: special ? '' : (f.sections[shndx]?.name ?? ''),
@@ -174,7 +177,8 @@ export function readObjectBtf(buf: Uint8Array, base?: Btf): Btf | undefined {
     const sec = f.sections.find((s) => s.name === t.name);
     if (!sec) continue; // e.g. extern `.kconfig` / `.ksyms`: no ELF section, libbpf lays them out itself
     const offsets = new Map<string, number>();
-    for (const sym of symbols) if (sym.sectionIndex === sec.index && sym.type === 'OBJECT') offsets.set(sym.name, sym.value);
+    for (const sym of symbols)
+      if (sym.sectionIndex === sec.index && sym.type === 'OBJECT') offsets.set(sym.name, sym.value);
     btf.fixDatasec(t.name, sec.size, offsets);
   }
   return btf;

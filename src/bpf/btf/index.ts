@@ -1,9 +1,15 @@
 // BTF: parsing (btf.ts), the type model (types.ts), value codecs (codec.ts) and the ELF
 // reader that extracts `.BTF` and symbols from BPF object files (elf.ts).
 export { Btf } from './btf.js';
-export { codecFor, EncodeError, type BtfCodec, type Codec, type CodecOptions } from './codec.js';
+export { type BtfCodec, type Codec, type CodecOptions, codecFor, EncodeError } from './codec.js';
 export {
-  readElfSectionHeaders, readElfSections, readElfSymbols, readObjectBtf,
-  type ElfSection, type ElfSymbol, type ElfSymbolBind, type ElfSymbolType,
+  type ElfSection,
+  type ElfSymbol,
+  type ElfSymbolBind,
+  type ElfSymbolType,
+  readElfSectionHeaders,
+  readElfSections,
+  readElfSymbols,
+  readObjectBtf,
 } from './elf.js';
 export * from './types.js';

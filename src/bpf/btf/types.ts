@@ -231,7 +231,13 @@ export type BtfType =
 export type BtfTypeOf<K extends BtfKind> = Extract<BtfType, { kind: K }>;
 
 /** Kinds that `Btf.resolve` looks through. */
-export const MODIFIER_KINDS: ReadonlySet<BtfKind> = new Set<BtfKind>(['TYPEDEF', 'CONST', 'VOLATILE', 'RESTRICT', 'TYPE_TAG']);
+export const MODIFIER_KINDS: ReadonlySet<BtfKind> = new Set<BtfKind>([
+  'TYPEDEF',
+  'CONST',
+  'VOLATILE',
+  'RESTRICT',
+  'TYPE_TAG',
+]);
 
 /** A global variable of a data section, as `Btf.datasec` reports it. */
 export interface DatasecVar {

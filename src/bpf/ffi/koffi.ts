@@ -2,7 +2,7 @@
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: koffi's FFI surface is dynamic (functions and types are built at runtime); call sites cast results
 export const koffi: any = require('koffi');
 
 /** An opaque native pointer as koffi hands it to JavaScript. */

@@ -8,26 +8,60 @@ export const libc = {
   close: lib.func('int close(int fd)') as (fd: number) => number,
   dup: lib.func('int dup(int fd)') as (fd: number) => number,
   mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)') as (
-    addr: null, len: number, prot: number, flags: number, fd: number, off: number) => unknown,
+    addr: null,
+    len: number,
+    prot: number,
+    flags: number,
+    fd: number,
+    off: number,
+  ) => unknown,
   munmap: lib.func('int munmap(void *addr, size_t len)') as (addr: unknown, len: number) => number,
   epollCreate1: lib.func('int epoll_create1(int flags)') as (flags: number) => number,
   epollCtl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as (
-    epfd: number, op: number, fd: number, event: Uint8Array | null) => number,
+    epfd: number,
+    op: number,
+    fd: number,
+    event: Uint8Array | null,
+  ) => number,
   epollWait: lib.func('int epoll_wait(int epfd, _Out_ uint8_t *events, int maxevents, int timeout)') as {
     (epfd: number, events: Uint8Array, max: number, timeout: number): number;
     async(epfd: number, events: Uint8Array, max: number, timeout: number, cb: (err: unknown, n: number) => void): void;
   },
   vsnprintf: lib.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)') as (
-    buf: Uint8Array, size: number, fmt: string, ap: unknown) => number,
+    buf: Uint8Array,
+    size: number,
+    fmt: string,
+    ap: unknown,
+  ) => number,
   strerror: lib.func('const char *strerror(int errnum)') as (errnum: number) => string,
   getpid: lib.func('int getpid(void)') as () => number,
   syscall6: lib.func('long syscall(long nr, long a, long b, long c, long d, long e)') as (
-    nr: number, a: number | bigint | Uint8Array, b: number, c: number, d: number, e: number) => number,
+    nr: number,
+    a: number | bigint | Uint8Array,
+    b: number,
+    c: number,
+    d: number,
+    e: number,
+  ) => number,
   perfEventOpen: lib.func('long syscall(long nr, void *attr, int pid, int cpu, int group_fd, unsigned long flags)') as (
-    nr: number, attr: Uint8Array, pid: number, cpu: number, groupFd: number, flags: number) => number,
+    nr: number,
+    attr: Uint8Array,
+    pid: number,
+    cpu: number,
+    groupFd: number,
+    flags: number,
+  ) => number,
   bpf: lib.func('long syscall(long nr, long cmd, _Inout_ uint8_t *attr, unsigned long size)') as (
-    nr: number, cmd: number, attr: Uint8Array, size: number) => number,
-  ioctl: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)') as (fd: number, req: number, arg: number) => number,
+    nr: number,
+    cmd: number,
+    attr: Uint8Array,
+    size: number,
+  ) => number,
+  ioctl: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)') as (
+    fd: number,
+    req: number,
+    arg: number,
+  ) => number,
   getpagesize: lib.func('int getpagesize(void)') as () => number,
 };
 

@@ -1,8 +1,8 @@
 // libbpf prints warnings through a callback; we install one that records the messages of the
 // operation in progress so errors can quote them (instead of letting libbpf write to stderr).
 import { koffi, type Pointer } from './koffi.js';
-import { libc } from './libc.js';
 import { libbpf, PrintFn } from './libbpf.js';
+import { libc } from './libc.js';
 
 const LEVEL_WARN = 0;
 const LEVEL_INFO = 1;

@@ -1,13 +1,14 @@
 // A link: a program attached to a hook, as a kernel object with its own fd. It can be pinned,
 // re-opened from its pin, switched to another program in place (bpf_link_update), detached,
 // and closed. Closing an unpinned link detaches the program.
-import { constants } from 'node:os';
+
 import { unlinkSync } from 'node:fs';
+import { constants } from 'node:os';
+import { BpfError, check } from '../errors.js';
+import type { Pointer } from '../ffi/koffi.js';
 import { libbpf } from '../ffi/libbpf.js';
 import { libc } from '../ffi/libc.js';
-import type { Pointer } from '../ffi/koffi.js';
-import { BpfError, check } from '../errors.js';
-import { linkInfo, type LinkInfo } from '../info.js';
+import { type LinkInfo, linkInfo } from '../info.js';
 import type { Program } from '../program.js';
 
 export class Link {
@@ -16,7 +17,11 @@ export class Link {
   #pinPath: string | null = null;
 
   /** @internal */
-  constructor(fd: number, readonly description: string, libbpfLink: Pointer | null = null) {
+  constructor(
+    fd: number,
+    readonly description: string,
+    libbpfLink: Pointer | null = null,
+  ) {
     this.#fd = fd;
     this.#libbpfLink = libbpfLink;
   }
@@ -36,7 +41,8 @@ export class Link {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'the link is closed' });
+    if (this.#fd < 0)
+      throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'the link is closed' });
     return this.#fd;
   }
 

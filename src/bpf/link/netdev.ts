@@ -1,15 +1,18 @@
 // Interface name -> ifindex in the calling thread's network namespace, and running a function
 // inside another network namespace (links to an interface resolve it in the caller's namespace).
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BpfError } from '../errors.js';
-import { netlibc, CLONE_NEWNET } from '../ffi/libc.js';
 import { lastErrno } from '../ffi/koffi.js';
+import { CLONE_NEWNET, netlibc } from '../ffi/libc.js';
 
 export function ifindexOf(iface: string | number): number {
   if (typeof iface === 'number') return iface;
   const idx = netlibc.ifNametoindex(iface);
-  if (!idx) throw new BpfError('find interface', iface, constants.errno.ENODEV, { hint: 'no such network interface in this network namespace' });
+  if (!idx)
+    throw new BpfError('find interface', iface, constants.errno.ENODEV, {
+      hint: 'no such network interface in this network namespace',
+    });
   return idx;
 }
 
@@ -32,7 +35,10 @@ export function inNetns<T>(netns: string, fn: () => T): T {
     try {
       return fn();
     } finally {
-      if (netlibc.setns(self, CLONE_NEWNET) !== 0) throw new BpfError('return from network namespace', path, lastErrno());
+      if (netlibc.setns(self, CLONE_NEWNET) !== 0) {
+        // biome-ignore lint/correctness/noUnsafeFinally: a thread left in the wrong namespace must fail loudly, over fn's result or error
+        throw new BpfError('return from network namespace', path, lastErrno());
+      }
     }
   } finally {
     closeSync(target);

@@ -1,14 +1,15 @@
 // tc: tcx links (kernel 6.6+; a real BPF link that can be pinned and updated in place) or the
 // classic clsact qdisc with a cls_bpf filter in direct-action mode (netlink; no link object:
 // the returned TcFilter detaches by deleting the filter).
+
+import { closeSync, openSync } from 'node:fs';
 import { attachType } from '../constants.js';
-import { libbpf } from '../ffi/libbpf.js';
 import { BpfError, check } from '../errors.js';
+import { libbpf } from '../ffi/libbpf.js';
+import { netlibc } from '../ffi/libc.js';
 import type { Program } from '../program.js';
 import { Link } from './link.js';
 import { ifindexOf, inNetns } from './netdev.js';
-import { openSync, closeSync } from 'node:fs';
-import { netlibc } from '../ffi/libc.js';
 
 export type TcDirection = 'ingress' | 'egress';
 
@@ -16,8 +17,16 @@ export type TcDirection = 'ingress' | 'egress';
 export function attachTcx(prog: Program, iface: string | number, direction: TcDirection): Link {
   const ifindex = ifindexOf(iface);
   const what = `${prog.description} to tcx ${direction} of ${iface}`;
-  const fd = libbpf.linkCreate(prog.fd, ifindex, attachType.value(direction === 'ingress' ? 'tcx_ingress' : 'tcx_egress'), null);
-  if (fd < 0) throw new BpfError('attach', what, -fd, { hint: -fd === 22 ? 'the kernel may lack tcx (6.6+): use the clsact mode' : undefined });
+  const fd = libbpf.linkCreate(
+    prog.fd,
+    ifindex,
+    attachType.value(direction === 'ingress' ? 'tcx_ingress' : 'tcx_egress'),
+    null,
+  );
+  if (fd < 0)
+    throw new BpfError('attach', what, -fd, {
+      hint: -fd === 22 ? 'the kernel may lack tcx (6.6+): use the clsact mode' : undefined,
+    });
   return new Link(fd, `link of ${what}`);
 }
 
@@ -75,14 +84,18 @@ export class TcFilter {
   /** Replaces the filter's program in place (tc's replace flag). */
   update(prog: Program): void {
     if (!this.#attached) throw new BpfError('update', this.description, 9, { hint: 'the filter is detached' });
-    const ret = this.#inOwnNetns(() => libbpf.tcAttach(tcHook(this.ifindex, this.direction), tcOpts(prog.fd, this.handle, this.priority, 1)));
+    const ret = this.#inOwnNetns(() =>
+      libbpf.tcAttach(tcHook(this.ifindex, this.direction), tcOpts(prog.fd, this.handle, this.priority, 1)),
+    );
     check(ret, 'update', `${this.description} to ${prog.description}`);
   }
 
   detach(): void {
     if (!this.#attached) return;
     try {
-      const ret = this.#inOwnNetns(() => libbpf.tcDetach(tcHook(this.ifindex, this.direction), tcOpts(0, this.handle, this.priority)));
+      const ret = this.#inOwnNetns(() =>
+        libbpf.tcDetach(tcHook(this.ifindex, this.direction), tcOpts(0, this.handle, this.priority)),
+      );
       if (ret < 0 && ret !== -2 && ret !== -19) check(ret, 'detach', this.description);
     } finally {
       this.#attached = false;
@@ -97,7 +110,12 @@ export class TcFilter {
 }
 
 /** Attaches with the classic clsact qdisc (created if missing; left in place on detach). */
-export function attachTcClsact(prog: Program, iface: string | number, direction: TcDirection, opts: { handle?: number; priority?: number } = {}): TcFilter {
+export function attachTcClsact(
+  prog: Program,
+  iface: string | number,
+  direction: TcDirection,
+  opts: { handle?: number; priority?: number } = {},
+): TcFilter {
   const ifindex = ifindexOf(iface);
   const what = `${prog.description} to tc ${direction} of ${iface}`;
   const hook = tcHook(ifindex, direction);

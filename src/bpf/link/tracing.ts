@@ -2,17 +2,20 @@
 // refused with an UnsupportedError when this kernel lacks them (see features.ts).
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import { libbpf, UPROBE_OPTS_SIZE } from '../ffi/libbpf.js';
-import { lastErrno, type Pointer } from '../ffi/koffi.js';
-import { captureLibbpfLog } from '../ffi/print.js';
 import { BpfError, UnsupportedError } from '../errors.js';
+import { lastErrno, type Pointer } from '../ffi/koffi.js';
+import { libbpf, UPROBE_OPTS_SIZE } from '../ffi/libbpf.js';
+import { captureLibbpfLog } from '../ffi/print.js';
+import { ensureTracefs } from '../mounts.js';
 import type { Program } from '../program.js';
 import { Link } from './link.js';
-import { ensureTracefs } from '../mounts.js';
 
 function needHandle(prog: Program, op: string): Pointer {
   const h = prog.handle;
-  if (!h) throw new BpfError(op, prog.description, constants.errno.EINVAL, { hint: 'only programs of an object opened in this process can attach here' });
+  if (!h)
+    throw new BpfError(op, prog.description, constants.errno.EINVAL, {
+      hint: 'only programs of an object opened in this process can attach here',
+    });
   return h;
 }
 
@@ -25,10 +28,13 @@ function fromLibbpf(ptr: Pointer | null, log: string[], what: string): Link {
 export function attachTracepoint(prog: Program, tracepoint: string): Link {
   const [category, name] = tracepoint.split('/');
   const what = `${prog.description} to tracepoint ${tracepoint}`;
-  if (!category || !name) throw new BpfError('attach', what, constants.errno.EINVAL, { hint: 'expected CATEGORY/NAME' });
+  if (!category || !name)
+    throw new BpfError('attach', what, constants.errno.EINVAL, { hint: 'expected CATEGORY/NAME' });
   ensureTracefs();
   if (!existsSync(`/sys/kernel/tracing/events/${category}/${name}`)) {
-    throw new BpfError('attach', what, constants.errno.ENOENT, { hint: 'no such tracepoint (see /sys/kernel/tracing/events)' });
+    throw new BpfError('attach', what, constants.errno.ENOENT, {
+      hint: 'no such tracepoint (see /sys/kernel/tracing/events)',
+    });
   }
   const h = needHandle(prog, 'attach');
   const { result, log } = captureLibbpfLog(() => libbpf.programAttachTracepoint(h, category, name));
@@ -57,10 +63,19 @@ export interface UprobeTarget {
 export function attachUprobe(prog: Program, target: UprobeTarget): Link {
   const kind = target.retprobe ? 'uretprobe' : 'uprobe';
   const what = `${prog.description} to ${kind} ${target.binary}:${target.symbol ?? `0x${(target.offset ?? 0).toString(16)}`}`;
-  if (!existsSync(target.binary)) throw new BpfError('attach', what, constants.errno.ENOENT, { hint: 'no such binary' });
+  if (!existsSync(target.binary))
+    throw new BpfError('attach', what, constants.errno.ENOENT, { hint: 'no such binary' });
   const h = needHandle(prog, 'attach');
-  const opts = { sz: UPROBE_OPTS_SIZE, ref_ctr_offset: 0, bpf_cookie: target.cookie ?? 0n, retprobe: !!target.retprobe, func_name: target.symbol ?? null };
-  const { result, log } = captureLibbpfLog(() => libbpf.programAttachUprobeOpts(h, target.pid ?? -1, target.binary, target.offset ?? 0, opts));
+  const opts = {
+    sz: UPROBE_OPTS_SIZE,
+    ref_ctr_offset: 0,
+    bpf_cookie: target.cookie ?? 0n,
+    retprobe: !!target.retprobe,
+    func_name: target.symbol ?? null,
+  };
+  const { result, log } = captureLibbpfLog(() =>
+    libbpf.programAttachUprobeOpts(h, target.pid ?? -1, target.binary, target.offset ?? 0, opts),
+  );
   return fromLibbpf(result, log, what);
 }
 
@@ -68,7 +83,11 @@ const KPROBE_SECTION = /^(kprobe|kretprobe|ksyscall|kretsyscall|kprobe\.multi|kr
 
 function requireKprobes(what: string): void {
   if (!existsSync('/sys/bus/event_source/devices/kprobe')) {
-    throw new UnsupportedError('attach', what, 'this kernel has no kprobes (CONFIG_KPROBES is off); use a tracepoint instead');
+    throw new UnsupportedError(
+      'attach',
+      what,
+      'this kernel has no kprobes (CONFIG_KPROBES is off); use a tracepoint instead',
+    );
   }
 }
 

@@ -1,2 +1,2 @@
-export { PerfBufferReader } from './reader.js';
 export type { PerfBufferReaderOptions, PerfBufferStats } from './reader.js';
+export { PerfBufferReader } from './reader.js';

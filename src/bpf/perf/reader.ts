@@ -18,14 +18,14 @@
 // so the JavaScript queue is bounded by their size (pagesPerCpu × page size × CPUs) rather than
 // by highWaterMark, which only bounds `batches()`.
 import { constants } from 'node:os';
-import { koffi, lastErrno, type Pointer } from '../ffi/koffi.js';
-import { libbpf, PerfSampleFn, PerfLostFn } from '../ffi/libbpf.js';
-import { libc } from '../ffi/libc.js';
-import { BpfError } from '../errors.js';
-import type { BpfMap } from '../map.js';
 import type { Codec } from '../btf/index.js';
+import { BpfError } from '../errors.js';
+import { koffi, lastErrno, type Pointer } from '../ffi/koffi.js';
+import { libbpf, PerfLostFn, PerfSampleFn } from '../ffi/libbpf.js';
+import { libc } from '../ffi/libc.js';
+import type { BpfMap } from '../map.js';
 import { poller, type Watch } from '../poller.js';
-import { resolveCodec, type RecordDecode } from '../ringbuf/reader.js';
+import { type RecordDecode, resolveCodec } from '../ringbuf/reader.js';
 
 export interface PerfBufferReaderOptions {
   /** As for RingBufferReader: 'btf' with typeName, 'raw' (Buffer copies), or a Codec. */
@@ -62,8 +62,14 @@ let lostCb: Pointer | null = null;
 
 function callbacks(): { sample: Pointer; lost: Pointer } {
   if (!sampleCb) {
-    sampleCb = koffi.register((_ctx: unknown, cpu: number, data: Pointer, size: number) => current?.onSample(cpu, data, size), koffi.pointer(PerfSampleFn));
-    lostCb = koffi.register((_ctx: unknown, cpu: number, cnt: number | bigint) => current?.onLost(cpu, Number(cnt)), koffi.pointer(PerfLostFn));
+    sampleCb = koffi.register(
+      (_ctx: unknown, cpu: number, data: Pointer, size: number) => current?.onSample(cpu, data, size),
+      koffi.pointer(PerfSampleFn),
+    );
+    lostCb = koffi.register(
+      (_ctx: unknown, cpu: number, cnt: number | bigint) => current?.onLost(cpu, Number(cnt)),
+      koffi.pointer(PerfLostFn),
+    );
   }
   return { sample: sampleCb, lost: lostCb };
 }
@@ -94,11 +100,15 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
 
   constructor(map: BpfMap, opts: PerfBufferReaderOptions = {}) {
     if (map.type !== 'perf_event_array') {
-      throw new BpfError('read perf buffer', map.description, constants.errno.EINVAL, { hint: `it is a ${map.type} map, not a perf_event_array` });
+      throw new BpfError('read perf buffer', map.description, constants.errno.EINVAL, {
+        hint: `it is a ${map.type} map, not a perf_event_array`,
+      });
     }
     const pages = opts.pagesPerCpu ?? 8;
     if (!Number.isInteger(pages) || pages < 1 || (pages & (pages - 1)) !== 0) {
-      throw new BpfError('read perf buffer', map.description, constants.errno.EINVAL, { hint: `pagesPerCpu must be a power of two, got ${pages}` });
+      throw new BpfError('read perf buffer', map.description, constants.errno.EINVAL, {
+        hint: `pagesPerCpu must be a power of two, got ${pages}`,
+      });
     }
     this.map = map;
     this.pagesPerCpu = pages;
@@ -122,7 +132,10 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
     this.#pb = pb;
     try {
       const epfd = libbpf.perfBufferEpollFd(pb);
-      this.#watch = poller().watch(epfd, () => this.onReadable(), { ref: opts.ref ?? true, description: `perf buffer ${map.description}` });
+      this.#watch = poller().watch(epfd, () => this.onReadable(), {
+        ref: opts.ref ?? true,
+        description: `perf buffer ${map.description}`,
+      });
     } catch (e) {
       libbpf.perfBufferFree(pb);
       libc.close(fd);
@@ -402,6 +415,9 @@ export class PerfBufferReader<T = unknown> implements AsyncIterable<T> {
   }
 
   private assertOpen(): void {
-    if (this.#closed) throw new BpfError('read', `perf buffer ${this.map.description}`, constants.errno.EBADF, { hint: 'the reader is closed' });
+    if (this.#closed)
+      throw new BpfError('read', `perf buffer ${this.map.description}`, constants.errno.EBADF, {
+        hint: 'the reader is closed',
+      });
   }
 }

@@ -1,3 +1,3 @@
-export { RingBufferReader, resolveCodec } from './reader.js';
-export type { RingBufferReaderOptions, RingBufferStats, RecordDecode, RawRecordVisitor } from './reader.js';
 export { lostCounterReader } from './lost.js';
+export type { RawRecordVisitor, RecordDecode, RingBufferReaderOptions, RingBufferStats } from './reader.js';
+export { RingBufferReader, resolveCodec } from './reader.js';

@@ -7,7 +7,9 @@ import type { BpfMap } from '../map.js';
 /** Returns a function giving the counter's increase since this call. */
 export function lostCounterReader(map: BpfMap, key: unknown): () => number {
   if (map.valueSize !== 8 && map.valueSize !== 4) {
-    throw new BpfError('use as lost-record counter', map.description, constants.errno.EINVAL, { hint: `its values are ${map.valueSize} bytes; expected a __u64 or __u32 counter` });
+    throw new BpfError('use as lost-record counter', map.description, constants.errno.EINVAL, {
+      hint: `its values are ${map.valueSize} bytes; expected a __u64 or __u32 counter`,
+    });
   }
   const keyBytes = map.keySize === 0 ? null : map.encodeKey(key);
   const read = (): number => {

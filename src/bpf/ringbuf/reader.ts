@@ -39,11 +39,11 @@
 // ring — which fills, and the producer sees its reservations fail — instead of an unbounded queue
 // in JavaScript.
 import { constants } from 'node:os';
-import { koffi, addressOf, lastErrno, type Pointer } from '../ffi/koffi.js';
-import { libc, PROT_READ, PROT_WRITE, MAP_SHARED } from '../ffi/libc.js';
+import { type Codec, codecFor } from '../btf/index.js';
 import { BpfError } from '../errors.js';
+import { addressOf, koffi, lastErrno, type Pointer } from '../ffi/koffi.js';
+import { libc, MAP_SHARED, PROT_READ, PROT_WRITE } from '../ffi/libc.js';
 import type { BpfMap } from '../map.js';
-import { codecFor, type Codec } from '../btf/index.js';
 import { poller, type Watch } from '../poller.js';
 import { lostCounterReader } from './lost.js';
 
@@ -132,14 +132,18 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
 
   constructor(map: BpfMap, opts: RingBufferReaderOptions = {}) {
     if (map.type !== 'ringbuf') {
-      throw new BpfError('read ring buffer', map.description, constants.errno.EINVAL, { hint: `it is a ${map.type} map, not a ringbuf` });
+      throw new BpfError('read ring buffer', map.description, constants.errno.EINVAL, {
+        hint: `it is a ${map.type} map, not a ringbuf`,
+      });
     }
     this.map = map;
     const size = map.maxEntries;
     this.capacity = size;
     this.#mask = size - 1;
     if ((size & (size - 1)) !== 0 || size > 0x80000000) {
-      throw new BpfError('read ring buffer', map.description, constants.errno.EINVAL, { hint: `ring size ${size} is not a power of two ≤ 2 GiB` });
+      throw new BpfError('read ring buffer', map.description, constants.errno.EINVAL, {
+        hint: `ring size ${size} is not a power of two ≤ 2 GiB`,
+      });
     }
     this.highWaterMark = Math.max(1, Math.floor(opts.highWaterMark ?? 1024));
     this.#storeEvery = Math.max(HDR_SZ, size / 8);
@@ -181,7 +185,10 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     this.#cons = Number(Atomics.load(this.#consPos, 0));
     this.#stored = this.#cons;
     try {
-      this.#watch = poller().watch(fd, () => this.onReadable(), { ref: opts.ref ?? true, description: `ring buffer ${map.description}` });
+      this.#watch = poller().watch(fd, () => this.onReadable(), {
+        ref: opts.ref ?? true,
+        description: `ring buffer ${map.description}`,
+      });
     } catch (e) {
       this.unmap();
       throw e;
@@ -497,7 +504,10 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
   }
 
   private assertOpen(op: string): void {
-    if (this.#closed) throw new BpfError(op, `ring buffer ${this.map.description}`, constants.errno.EBADF, { hint: 'the reader is closed' });
+    if (this.#closed)
+      throw new BpfError(op, `ring buffer ${this.map.description}`, constants.errno.EBADF, {
+        hint: 'the reader is closed',
+      });
   }
 
   private unmap(): void {
@@ -521,30 +531,44 @@ function mapOrThrow(len: number, prot: number, fd: number, off: number, map: Bpf
   const p = libc.mmap(null, len, prot, MAP_SHARED, fd, off);
   const addr = addressOf(p);
   if (addr === 0n || addr === 0xffffffffffffffffn || addr === -1n) {
-    throw new BpfError('map into memory', `the ${what} of ring buffer ${map.description}`, lastErrno() || constants.errno.ENOMEM);
+    throw new BpfError(
+      'map into memory',
+      `the ${what} of ring buffer ${map.description}`,
+      lastErrno() || constants.errno.ENOMEM,
+    );
   }
   return p;
 }
 
 /** The codec records decode with, from the options and the map's BTF. */
-export function resolveCodec(map: BpfMap, opts: { decode?: RecordDecode; typeName?: string; ignoreValueType?: boolean }): { codec: Codec | null; name: string } {
+export function resolveCodec(
+  map: BpfMap,
+  opts: { decode?: RecordDecode; typeName?: string; ignoreValueType?: boolean },
+): { codec: Codec | null; name: string } {
   const decode = opts.decode;
   if (decode === 'raw') return { codec: null, name: 'raw' };
   if (decode && typeof decode === 'object') return { codec: decode, name: 'codec' };
   const btf = map.btf;
   if (opts.typeName) {
     if (!btf) {
-      throw new BpfError('decode records of', map.description, constants.errno.ENOENT, { hint: `type "${opts.typeName}" was asked for but the map has no BTF` });
+      throw new BpfError('decode records of', map.description, constants.errno.ENOENT, {
+        hint: `type "${opts.typeName}" was asked for but the map has no BTF`,
+      });
     }
     const found = btf.findByName(opts.typeName, 'struct') ?? btf.findByName(opts.typeName);
     if (!found) {
-      throw new BpfError('decode records of', map.description, constants.errno.ENOENT, { hint: `no type "${opts.typeName}" in the object's BTF` });
+      throw new BpfError('decode records of', map.description, constants.errno.ENOENT, {
+        hint: `no type "${opts.typeName}" in the object's BTF`,
+      });
     }
     return { codec: codecFor(btf, found.id), name: `btf:${opts.typeName}` };
   }
-  if (btf && map.valueTypeId && !opts.ignoreValueType) return { codec: codecFor(btf, map.valueTypeId), name: `btf:${btf.typeName(map.valueTypeId)}` };
+  if (btf && map.valueTypeId && !opts.ignoreValueType)
+    return { codec: codecFor(btf, map.valueTypeId), name: `btf:${btf.typeName(map.valueTypeId)}` };
   if (decode === 'btf') {
-    throw new BpfError('decode records of', map.description, constants.errno.ENOENT, { hint: 'the record type is unknown: pass typeName (a struct in the object\'s BTF) or a Codec' });
+    throw new BpfError('decode records of', map.description, constants.errno.ENOENT, {
+      hint: "the record type is unknown: pass typeName (a struct in the object's BTF) or a Codec",
+    });
   }
   return { codec: null, name: 'raw' };
 }

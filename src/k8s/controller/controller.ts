@@ -5,14 +5,32 @@
 // counts and conditions. It is level-triggered: every change to a deployment, node instance,
 // revision or Node reconciles everything again from the watch caches.
 import type { V1Node } from '@kubernetes/client-node';
+import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
-import { credentialsFromDockerConfig, type Credentials } from '../../package/auth.js';
 import {
-  API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, LABEL_DEPLOYMENT, LABEL_NODE, PLURAL, VERSION,
-  canonicalJson, instanceReady, maxUnavailableOf, nodeInstanceName, selectorMatches, templateHash, templateOf,
-  type BpfDeployment, type BpfDeploymentStatus, type BpfNodeInstance, type BpfRevision, type Condition, type NodeLike, type Template,
+  API_VERSION,
+  type BpfDeployment,
+  type BpfDeploymentStatus,
+  type BpfNodeInstance,
+  type BpfRevision,
+  type Condition,
+  canonicalJson,
+  FINALIZER_NODE_CLEANUP,
+  GROUP,
+  instanceReady,
+  LABEL_DEPLOYMENT,
+  LABEL_NODE,
+  maxUnavailableOf,
+  type NodeLike,
+  nodeInstanceName,
+  PLURAL,
+  selectorMatches,
+  type Template,
+  templateHash,
+  templateOf,
+  VERSION,
 } from '../api.js';
-import { KbpfApi, Reflector, coalesced, errorText, statusCode, type Kube } from '../kube.js';
+import { coalesced, errorText, KbpfApi, type Kube, Reflector, statusCode } from '../kube.js';
 
 export interface ControllerOptions {
   kube: Kube;
@@ -47,12 +65,30 @@ export class Controller {
 
   async start(): Promise<void> {
     this.#stopped = false;
-    this.#kick = coalesced(() => this.reconcileAll(), (e) => this.#log(`reconcile: ${errorText(e)}`));
+    this.#kick = coalesced(
+      () => this.reconcileAll(),
+      (e) => this.#log(`reconcile: ${errorText(e)}`),
+    );
     const onChange = (): void => this.#kick();
     const path = (p: string): string => `/apis/${GROUP}/${VERSION}/${p}`;
-    this.#deployments = new Reflector(this.opts.kube, { path: path(PLURAL.deployments), list: () => this.api.list(PLURAL.deployments), onChange, log: this.#log });
-    this.#instances = new Reflector(this.opts.kube, { path: path(PLURAL.nodeInstances), list: () => this.api.list(PLURAL.nodeInstances), onChange, log: this.#log });
-    this.#revisions = new Reflector(this.opts.kube, { path: path(PLURAL.revisions), list: () => this.api.list(PLURAL.revisions), onChange, log: this.#log });
+    this.#deployments = new Reflector(this.opts.kube, {
+      path: path(PLURAL.deployments),
+      list: () => this.api.list(PLURAL.deployments),
+      onChange,
+      log: this.#log,
+    });
+    this.#instances = new Reflector(this.opts.kube, {
+      path: path(PLURAL.nodeInstances),
+      list: () => this.api.list(PLURAL.nodeInstances),
+      onChange,
+      log: this.#log,
+    });
+    this.#revisions = new Reflector(this.opts.kube, {
+      path: path(PLURAL.revisions),
+      list: () => this.api.list(PLURAL.revisions),
+      onChange,
+      log: this.#log,
+    });
     this.#nodes = new Reflector(this.opts.kube, {
       path: '/api/v1/nodes',
       list: async () => {
@@ -62,7 +98,12 @@ export class Controller {
       onChange,
       log: this.#log,
     });
-    await Promise.all([this.#deployments.start(), this.#instances.start(), this.#revisions.start(), this.#nodes.start()]);
+    await Promise.all([
+      this.#deployments.start(),
+      this.#instances.start(),
+      this.#revisions.start(),
+      this.#nodes.start(),
+    ]);
     this.#timer = setInterval(onChange, this.opts.resyncMs ?? 10_000);
     this.#timer.unref();
     this.#kick();
@@ -86,7 +127,11 @@ export class Controller {
     }
     // instances whose node left the cluster: nobody will release their finalizer
     for (const ni of this.#instances.cache.values()) {
-      if (ni.metadata.deletionTimestamp && !this.#nodes.cache.has(ni.spec.nodeName) && ni.metadata.finalizers?.includes(FINALIZER_NODE_CLEANUP)) {
+      if (
+        ni.metadata.deletionTimestamp &&
+        !this.#nodes.cache.has(ni.spec.nodeName) &&
+        ni.metadata.finalizers?.includes(FINALIZER_NODE_CLEANUP)
+      ) {
         await this.releaseFinalizer(ni.metadata.name);
       }
     }
@@ -115,7 +160,16 @@ export class Controller {
   }
 
   private ownerRef(d: BpfDeployment) {
-    return [{ apiVersion: API_VERSION, kind: 'BpfDeployment', name: d.metadata.name, uid: d.metadata.uid!, controller: true, blockOwnerDeletion: true }];
+    return [
+      {
+        apiVersion: API_VERSION,
+        kind: 'BpfDeployment',
+        name: d.metadata.name,
+        uid: d.metadata.uid!,
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ];
   }
 
   /** The revision for the deployment's current template: found, re-numbered (undo), or created. */
@@ -127,7 +181,10 @@ export class Controller {
     if (existing) {
       if (existing.revision === max) return existing;
       // going back to an earlier template (rollout undo): it becomes the newest revision again
-      const renumbered = await this.api.update(PLURAL.revisions, existing.metadata.name, (o) => ({ ...o, revision: max + 1 }));
+      const renumbered = await this.api.update(PLURAL.revisions, existing.metadata.name, (o) => ({
+        ...o,
+        revision: max + 1,
+      }));
       if (!renumbered) throw new Error(`revision ${existing.metadata.name} vanished`);
       this.#revisions.observe(renumbered);
       return renumbered;
@@ -136,7 +193,11 @@ export class Controller {
     const rev: BpfRevision = {
       apiVersion: API_VERSION,
       kind: 'BpfRevision',
-      metadata: { name: `${d.metadata.name}-${hash}`, labels: { [LABEL_DEPLOYMENT]: d.metadata.name }, ownerReferences: this.ownerRef(d) },
+      metadata: {
+        name: `${d.metadata.name}-${hash}`,
+        labels: { [LABEL_DEPLOYMENT]: d.metadata.name },
+        ownerReferences: this.ownerRef(d),
+      },
       deployment: d.metadata.name,
       revision: max + 1,
       digest,
@@ -161,7 +222,10 @@ export class Controller {
     if (m) return m[1]!;
     const creds = t.package.pullSecret ? await this.secretCredentials(t.package.pullSecret) : {};
     if (this.opts.resolveDigest) return this.opts.resolveDigest(t.package.image, creds);
-    const client = new RegistryClient({ credentials: async (registry) => creds[registry], ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}) });
+    const client = new RegistryClient({
+      credentials: async (registry) => creds[registry],
+      ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
+    });
     return (await client.getManifest(t.package.image)).digest;
   }
 
@@ -169,7 +233,10 @@ export class Controller {
     const secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
     const raw = secret.data?.['.dockerconfigjson'];
     if (!raw) return {};
-    return credentialsFromDockerConfig(Buffer.from(raw, 'base64').toString('utf8'), `pull secret ${this.opts.namespace}/${name}`);
+    return credentialsFromDockerConfig(
+      Buffer.from(raw, 'base64').toString('utf8'),
+      `pull secret ${this.opts.namespace}/${name}`,
+    );
   }
 
   private desiredSpec(d: BpfDeployment, node: string, rev: BpfRevision): BpfNodeInstance['spec'] {
@@ -190,8 +257,12 @@ export class Controller {
   private async reconcile(d: BpfDeployment): Promise<void> {
     if (d.metadata.deletionTimestamp) return; // owned objects go by garbage collection
     const dname = d.metadata.name;
-    const revisions = [...this.#revisions.cache.values()].filter((r) => r.deployment === dname && r.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid));
-    const instances = [...this.#instances.cache.values()].filter((n) => n.spec.deployment === dname && n.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid));
+    const revisions = [...this.#revisions.cache.values()].filter(
+      (r) => r.deployment === dname && r.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid),
+    );
+    const instances = [...this.#instances.cache.values()].filter(
+      (n) => n.spec.deployment === dname && n.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid),
+    );
     const nodes = this.selectedNodes(d);
     const selected = new Set(nodes);
 
@@ -243,12 +314,19 @@ export class Controller {
       }
       // rolling update: at most maxUnavailable selected nodes away from ready at once
       if ((d.spec.strategy?.type ?? 'RollingUpdate') === 'RollingUpdate') {
-        const live = nodes.map((n) => byNode.get(n)).filter((n): n is BpfNodeInstance => !!n && !n.metadata.deletionTimestamp);
-        const behind = live.filter((n) => canonicalJson(n.spec) !== canonicalJson(this.desiredSpec(d, n.spec.nodeName, update!)));
+        const live = nodes
+          .map((n) => byNode.get(n))
+          .filter((n): n is BpfNodeInstance => !!n && !n.metadata.deletionTimestamp);
+        const behind = live.filter(
+          (n) => canonicalJson(n.spec) !== canonicalJson(this.desiredSpec(d, n.spec.nodeName, update!)),
+        );
         const unavailable = live.filter((n) => !instanceReady(n)).length;
         let budget = maxUnavailableOf(d.spec, nodes.length) - unavailable;
         // not-ready nodes first: moving them costs no availability
-        behind.sort((a, b) => Number(instanceReady(a)) - Number(instanceReady(b)) || a.spec.nodeName.localeCompare(b.spec.nodeName));
+        behind.sort(
+          (a, b) =>
+            Number(instanceReady(a)) - Number(instanceReady(b)) || a.spec.nodeName.localeCompare(b.spec.nodeName),
+        );
         for (const ni of behind) {
           const costs = instanceReady(ni) ? 1 : 0;
           if (costs > budget) break;
@@ -264,21 +342,38 @@ export class Controller {
     await this.writeStatus(d, nodes, update, resolveError);
   }
 
-  private async pruneRevisions(d: BpfDeployment, revisions: BpfRevision[], instances: BpfNodeInstance[], update?: BpfRevision): Promise<void> {
+  private async pruneRevisions(
+    d: BpfDeployment,
+    revisions: BpfRevision[],
+    instances: BpfNodeInstance[],
+    update?: BpfRevision,
+  ): Promise<void> {
     const limit = d.spec.revisionHistoryLimit ?? 10;
     const inUse = new Set(instances.map((n) => n.spec.revision));
-    const old = revisions.filter((r) => r.metadata.name !== update?.metadata.name && !inUse.has(r.revision)).sort((a, b) => a.revision - b.revision);
-    for (const r of old.slice(0, Math.max(0, old.length - limit))) await this.api.delete(PLURAL.revisions, r.metadata.name);
+    const old = revisions
+      .filter((r) => r.metadata.name !== update?.metadata.name && !inUse.has(r.revision))
+      .sort((a, b) => a.revision - b.revision);
+    for (const r of old.slice(0, Math.max(0, old.length - limit)))
+      await this.api.delete(PLURAL.revisions, r.metadata.name);
   }
 
-  private async writeStatus(d: BpfDeployment, nodes: string[], update: BpfRevision | undefined, resolveError?: string): Promise<void> {
+  private async writeStatus(
+    d: BpfDeployment,
+    nodes: string[],
+    update: BpfRevision | undefined,
+    resolveError?: string,
+  ): Promise<void> {
     const dname = d.metadata.name;
     const selected = new Set(nodes);
-    const instances = [...this.#instances.cache.values()].filter((n) => n.spec.deployment === dname && selected.has(n.spec.nodeName) && !n.metadata.deletionTimestamp);
+    const instances = [...this.#instances.cache.values()].filter(
+      (n) => n.spec.deployment === dname && selected.has(n.spec.nodeName) && !n.metadata.deletionTimestamp,
+    );
     const desired = nodes.length;
     const updated = update ? instances.filter((n) => n.spec.revision === update.revision) : [];
     const ready = instances.filter(instanceReady);
-    const failed = instances.filter((n) => n.status?.phase === 'Failed' && n.status.observedGeneration === n.metadata.generation);
+    const failed = instances.filter(
+      (n) => n.status?.phase === 'Failed' && n.status.observedGeneration === n.metadata.generation,
+    );
     const updatedReady = updated.filter(instanceReady);
     const complete = !!update && updatedReady.length === desired;
     const maxUnavailable = maxUnavailableOf(d.spec, desired);
@@ -287,22 +382,56 @@ export class Controller {
     const cond = (type: Condition['type'], ok: boolean, reason: string, message: string): Condition => {
       const status = ok ? 'True' : 'False';
       const prev = prevConds.find((c) => c.type === type);
-      return { type, status, reason, message, observedGeneration: gen, lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime! : new Date().toISOString() };
+      return {
+        type,
+        status,
+        reason,
+        message,
+        observedGeneration: gen,
+        lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime! : new Date().toISOString(),
+      };
     };
     const failures = failed.map((n) => `${n.spec.nodeName}: ${n.status?.message ?? 'failed'}`).join('; ');
     const conditions: Condition[] = [
-      cond('Available', desired > 0 && ready.length >= desired - maxUnavailable && ready.length > 0, desired === 0 ? 'NoNodesSelected' : ready.length >= desired - maxUnavailable && ready.length > 0 ? 'MinimumNodesReady' : 'NodesUnavailable', `${ready.length} of ${desired} node(s) ready`),
+      cond(
+        'Available',
+        desired > 0 && ready.length >= desired - maxUnavailable && ready.length > 0,
+        desired === 0
+          ? 'NoNodesSelected'
+          : ready.length >= desired - maxUnavailable && ready.length > 0
+            ? 'MinimumNodesReady'
+            : 'NodesUnavailable',
+        `${ready.length} of ${desired} node(s) ready`,
+      ),
       d.spec.paused
         ? cond('Progressing', false, 'Paused', 'the rollout is paused')
         : resolveError
           ? cond('Progressing', false, 'PackageUnresolved', resolveError)
-          : cond('Progressing', !complete, complete ? 'RolloutComplete' : 'RollingUpdate', complete ? `revision ${update!.revision} runs on all ${desired} node(s)` : `${updatedReady.length} of ${desired} node(s) run revision ${update?.revision ?? '?'}`),
-      cond('Degraded', failed.length > 0 || !!resolveError, failed.length ? 'NodesFailed' : resolveError ? 'PackageUnresolved' : 'AsExpected', failed.length ? `${failed.length} node(s) failed: ${failures}`.slice(0, 32_000) : resolveError ?? 'no node failed'),
+          : cond(
+              'Progressing',
+              !complete,
+              complete ? 'RolloutComplete' : 'RollingUpdate',
+              complete
+                ? `revision ${update!.revision} runs on all ${desired} node(s)`
+                : `${updatedReady.length} of ${desired} node(s) run revision ${update?.revision ?? '?'}`,
+            ),
+      cond(
+        'Degraded',
+        failed.length > 0 || !!resolveError,
+        failed.length ? 'NodesFailed' : resolveError ? 'PackageUnresolved' : 'AsExpected',
+        failed.length
+          ? `${failed.length} node(s) failed: ${failures}`.slice(0, 32_000)
+          : (resolveError ?? 'no node failed'),
+      ),
     ];
     const status: BpfDeploymentStatus = {
       observedGeneration: gen,
       ...(update ? { updateRevision: update.revision, packageDigest: update.digest } : {}),
-      ...(complete ? { currentRevision: update!.revision } : d.status?.currentRevision !== undefined ? { currentRevision: d.status.currentRevision } : {}),
+      ...(complete
+        ? { currentRevision: update!.revision }
+        : d.status?.currentRevision !== undefined
+          ? { currentRevision: d.status.currentRevision }
+          : {}),
       desiredNodes: desired,
       readyNodes: ready.length,
       updatedNodes: updated.length,
@@ -310,12 +439,18 @@ export class Controller {
       conditions,
     };
     if (canonicalJson(status) === canonicalJson(d.status ?? {})) return;
-    await this.api.update(PLURAL.deployments, dname, (o) => {
-      if (o.metadata.generation !== d.metadata.generation) return undefined; // a newer spec: the next pass writes
-      const strip = (s: BpfDeploymentStatus | undefined) => canonicalJson({ ...s, conditions: s?.conditions?.map(({ lastTransitionTime: _t, ...c }) => c) });
-      if (strip(o.status) === strip(status)) return undefined;
-      o.status = status;
-      return o;
-    }, { status: true });
+    await this.api.update(
+      PLURAL.deployments,
+      dname,
+      (o) => {
+        if (o.metadata.generation !== d.metadata.generation) return undefined; // a newer spec: the next pass writes
+        const strip = (s: BpfDeploymentStatus | undefined) =>
+          canonicalJson({ ...s, conditions: s?.conditions?.map(({ lastTransitionTime: _t, ...c }) => c) });
+        if (strip(o.status) === strip(status)) return undefined;
+        o.status = status;
+        return o;
+      },
+      { status: true },
+    );
   }
 }

@@ -1,7 +1,7 @@
 // Leader election with a coordination.k8s.io/v1 Lease: one controller replica reconciles; the
 // others wait until the holder stops renewing (leaseDurationSeconds) and then take it over.
 import type { V1Lease } from '@kubernetes/client-node';
-import { statusCode, type Kube } from '../kube.js';
+import { type Kube, statusCode } from '../kube.js';
 
 export interface LeaderOptions {
   kube: Kube;
@@ -57,7 +57,11 @@ export class LeaderElector {
       const lease = await this.read();
       if (lease?.spec?.holderIdentity === this.opts.identity) {
         lease.spec.holderIdentity = undefined;
-        await this.opts.kube.coordination.replaceNamespacedLease({ name: this.opts.name, namespace: this.opts.namespace, body: lease });
+        await this.opts.kube.coordination.replaceNamespacedLease({
+          name: this.opts.name,
+          namespace: this.opts.namespace,
+          body: lease,
+        });
       }
     } catch {
       /* it expires by itself */
@@ -70,7 +74,10 @@ export class LeaderElector {
 
   private async read(): Promise<V1Lease | undefined> {
     try {
-      return await this.opts.kube.coordination.readNamespacedLease({ name: this.opts.name, namespace: this.opts.namespace });
+      return await this.opts.kube.coordination.readNamespacedLease({
+        name: this.opts.name,
+        namespace: this.opts.namespace,
+      });
     } catch (e) {
       if (statusCode(e) === 404) return undefined;
       throw e;
@@ -85,7 +92,18 @@ export class LeaderElector {
       try {
         await kube.coordination.createNamespacedLease({
           namespace,
-          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+          body: {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: this.duration,
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: 0,
+            },
+          },
         });
         return true;
       } catch (e) {

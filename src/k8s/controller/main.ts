@@ -16,9 +16,21 @@ export async function main(): Promise<void> {
   const namespace = arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE;
   const identity = arg('identity') ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   const log = (m: string): void => void process.stderr.write(`kbpf controller ${identity}: ${m}\n`);
-  const controller = new Controller({ kube, namespace, log, resyncMs: Number(arg('resync-ms') ?? 10_000), insecureRegistries: process.argv.flatMap((a, i) => (a === '--insecure-registry' && process.argv[i + 1] ? [process.argv[i + 1]!] : [])) });
+  const controller = new Controller({
+    kube,
+    namespace,
+    log,
+    resyncMs: Number(arg('resync-ms') ?? 10_000),
+    insecureRegistries: process.argv.flatMap((a, i) =>
+      a === '--insecure-registry' && process.argv[i + 1] ? [process.argv[i + 1]!] : [],
+    ),
+  });
   const elector = new LeaderElector({
-    kube, namespace, name: LEASE_NAME, identity, log,
+    kube,
+    namespace,
+    name: LEASE_NAME,
+    identity,
+    log,
     leaseDurationSeconds: Number(arg('lease-seconds') ?? 15),
     onStarted: () => void controller.start().catch((e) => log(`start: ${(e as Error).message}`)),
     onStopped: () => controller.stop(),

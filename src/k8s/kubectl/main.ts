@@ -1,42 +1,67 @@
 // `kubectl bpf`: the cluster verbs, as a kubectl plugin (kubectl runs bin/kubectl-bpf from PATH
 // with $KUBECONFIG and the arguments after "bpf"). It reads and writes the kbpf.io resources only.
+
+import type { V1Secret } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import {
-  API_VERSION, PLURAL, instanceReady, nodeInstanceName, templateHash, templateOf,
-  type BpfDeployment, type BpfNodeInstance, type BpfRevision, type ConfigValues,
+  API_VERSION,
+  type BpfDeployment,
+  type BpfNodeInstance,
+  type BpfRevision,
+  type ConfigValues,
+  instanceReady,
+  nodeInstanceName,
+  PLURAL,
+  templateHash,
+  templateOf,
 } from '../api.js';
-import { KbpfApi, connect, errorText, type Kube } from '../kube.js';
+import { connect, errorText, KbpfApi, type Kube } from '../kube.js';
 
 function api(cmd: Command): KbpfApi {
   const opts = cmd.optsWithGlobals() as { kubeconfig?: string };
   return new KbpfApi(connect(opts.kubeconfig));
 }
 
-interface LogsOptions { node: string[]; all?: boolean; follow?: boolean; tail?: string; since?: string; output: string }
+interface LogsOptions {
+  node: string[];
+  all?: boolean;
+  follow?: boolean;
+  tail?: string;
+  since?: string;
+  output: string;
+}
 
 /** Bearer tokens of log endpoints, per Secret (NAMESPACE/NAME), read once. */
-async function endpointToken(kube: Kube, secret: string | undefined, cache: Map<string, string>): Promise<string | undefined> {
+async function endpointToken(
+  kube: Kube,
+  secret: string | undefined,
+  cache: Map<string, string>,
+): Promise<string | undefined> {
   if (!secret) return undefined;
   const hit = cache.get(secret);
   if (hit !== undefined) return hit;
   const [namespace, name] = secret.split('/', 2) as [string, string];
-  let s;
+  let s: V1Secret;
   try {
     s = await kube.core.readNamespacedSecret({ name, namespace });
   } catch (e) {
     throw new Error(`reading the log endpoint token (Secret ${secret}): ${errorText(e)}`);
   }
-  const token = Buffer.from(s.data?.token ?? '', 'base64').toString('utf8').trim();
+  const token = Buffer.from(s.data?.token ?? '', 'base64')
+    .toString('utf8')
+    .trim();
   cache.set(secret, token);
   return token;
 }
 
 /** One line of `kubectl bpf logs`: the node, the time, then the record (without ts/seq). */
 function logLine(node: string, r: Record<string, unknown>, output: string): string {
-  if (output === 'json') return JSON.stringify({ node, ...r }) + '\n';
+  if (output === 'json') return `${JSON.stringify({ node, ...r })}\n`;
   const { ts, seq: _seq, ...rest } = r;
-  const body = rest.source !== undefined && rest.event !== undefined && Object.keys(rest).length === 2
-    ? `${String(rest.source)} ${JSON.stringify(rest.event)}` : JSON.stringify(rest);
+  const body =
+    rest.source !== undefined && rest.event !== undefined && Object.keys(rest).length === 2
+      ? `${String(rest.source)} ${JSON.stringify(rest.event)}`
+      : JSON.stringify(rest);
   return `${node}  ${String(ts)}  ${body}\n`;
 }
 
@@ -45,7 +70,15 @@ function logLine(node: string, r: Record<string, unknown>, output: string): stri
  * instance status advertises it. While following, a dropped stream (agent restart, upgrade of
  * the agent) is resumed after the last record seen, from the endpoint the status names then.
  */
-async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOptions, emit: (r: Record<string, unknown>) => void, tokens: Map<string, string>, signal: AbortSignal): Promise<void> {
+async function nodeLogs(
+  a: KbpfApi,
+  deployment: string,
+  node: string,
+  o: LogsOptions,
+  emit: (r: Record<string, unknown>) => void,
+  tokens: Map<string, string>,
+  signal: AbortSignal,
+): Promise<void> {
   let lastSeq = 0;
   let first = true;
   for (;;) {
@@ -56,7 +89,10 @@ async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOpt
     }
     const ep = ni.status?.logs;
     if (!ep) {
-      if (first && !o.follow) throw new Error(`node ${node}: its agent serves no logs (it runs without --logs-address, or has not reported yet)`);
+      if (first && !o.follow)
+        throw new Error(
+          `node ${node}: its agent serves no logs (it runs without --logs-address, or has not reported yet)`,
+        );
     } else {
       const q = new URLSearchParams();
       if (o.follow) q.set('follow', '1');
@@ -65,13 +101,18 @@ async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOpt
       if (lastSeq) q.set('afterSeq', String(lastSeq));
       const token = await endpointToken(a.kube, ep.tokenSecret, tokens);
       try {
-        const res = await fetch(`${ep.url}/v1/logs/${encodeURIComponent(deployment)}?${q}`, { headers: token ? { Authorization: `Bearer ${token}` } : {}, signal });
+        const res = await fetch(`${ep.url}/v1/logs/${encodeURIComponent(deployment)}?${q}`, {
+          headers: token ? { Authorization: `Bearer ${token}` } : {},
+          signal,
+        });
         if (!res.ok) {
           const text = await res.text();
           let msg = text.trim();
           try {
             msg = (JSON.parse(text) as { error?: string }).error ?? msg;
-          } catch { /* not JSON */ }
+          } catch {
+            /* not JSON */
+          }
           if (res.status === 404 && !first) return;
           throw Object.assign(new Error(`node ${node} (${ep.url}): ${res.status} ${msg}`), { fatal: true });
         }
@@ -80,8 +121,9 @@ async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOpt
         let buf = '';
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           buf += decoder.decode(chunk, { stream: true });
-          let i;
-          while ((i = buf.indexOf('\n')) >= 0) {
+          for (;;) {
+            const i = buf.indexOf('\n');
+            if (i < 0) break;
             const line = buf.slice(0, i);
             buf = buf.slice(i + 1);
             if (!line.trim()) continue;
@@ -93,7 +135,8 @@ async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOpt
         }
       } catch (e) {
         if (signal.aborted) return;
-        if ((e as { fatal?: boolean }).fatal || !o.follow) throw first ? new Error(`node ${node}: reading logs from ${ep.url}: ${errorText(e)}`) : e;
+        if ((e as { fatal?: boolean }).fatal || !o.follow)
+          throw first ? new Error(`node ${node}: reading logs from ${ep.url}: ${errorText(e)}`) : e;
       }
     }
     if (!o.follow || signal.aborted) return;
@@ -105,7 +148,7 @@ async function nodeLogs(a: KbpfApi, deployment: string, node: string, o: LogsOpt
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('   ')).join('\n') + '\n';
+  return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('   ')).join('\n')}\n`;
 }
 
 function parseSet(values: string[]): ConfigValues {
@@ -124,7 +167,9 @@ function collect(v: string, prev: string[]): string[] {
 }
 
 async function revisionsOf(a: KbpfApi, name: string): Promise<BpfRevision[]> {
-  return (await a.list(PLURAL.revisions, { labelSelector: `kbpf.io/deployment=${name}` })).items.sort((x, y) => x.revision - y.revision);
+  return (await a.list(PLURAL.revisions, { labelSelector: `kbpf.io/deployment=${name}` })).items.sort(
+    (x, y) => x.revision - y.revision,
+  );
 }
 
 async function mustGet(a: KbpfApi, name: string): Promise<BpfDeployment> {
@@ -139,34 +184,68 @@ export function program(): Command {
     .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)')
     .showHelpAfterError();
 
-  root.command('run')
+  root
+    .command('run')
     .description('deploy a package to nodes (creates a BpfDeployment)')
     .argument('<name>', 'deployment name')
     .argument('<image>', 'package in a registry, host/repo:tag or host/repo@sha256:…')
     .option('--set <var=value>', 'config variable (repeatable)', collect, [])
     .option('--node <name>', 'run on this node (repeatable; default: all nodes)', collect, [])
     .option('-l, --selector <labels>', 'run on the nodes with these labels, k=v[,k=v]')
-    .option('--cgroup <path>', 'cgroup to attach cgroup programs to (relative to each node\'s cgroup root)')
+    .option('--cgroup <path>', "cgroup to attach cgroup programs to (relative to each node's cgroup root)")
     .option('--iface <name>', 'interface for xdp/tc programs')
     .option('--max-unavailable <n>', 'nodes that may be between revisions during a rollout', '1')
     .option('--pull-secret <name>', 'dockerconfigjson Secret in the kbpf namespace')
-    .action(async (name: string, image: string, o: { set: string[]; node: string[]; selector?: string; cgroup?: string; iface?: string; maxUnavailable: string; pullSecret?: string }, cmd: Command) => {
-      const d: BpfDeployment = {
-        apiVersion: API_VERSION, kind: 'BpfDeployment', metadata: { name },
-        spec: {
-          package: { image, ...(o.pullSecret ? { pullSecret: o.pullSecret } : {}) },
-          ...(o.set.length ? { config: parseSet(o.set) } : {}),
-          ...(o.node.length ? { nodeNames: o.node } : {}),
-          ...(o.selector ? { nodeSelector: { matchLabels: Object.fromEntries(o.selector.split(',').map((kv) => kv.split('=') as [string, string])) } } : {}),
-          ...(o.cgroup || o.iface ? { attach: { ...(o.cgroup ? { cgroup: o.cgroup } : {}), ...(o.iface ? { iface: o.iface } : {}) } } : {}),
-          strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: /^\d+$/.test(o.maxUnavailable) ? Number(o.maxUnavailable) : o.maxUnavailable } },
+    .action(
+      async (
+        name: string,
+        image: string,
+        o: {
+          set: string[];
+          node: string[];
+          selector?: string;
+          cgroup?: string;
+          iface?: string;
+          maxUnavailable: string;
+          pullSecret?: string;
         },
-      };
-      await api(cmd).create(PLURAL.deployments, d);
-      process.stdout.write(`bpfdeployment.kbpf.io/${name} created\n`);
-    });
+        cmd: Command,
+      ) => {
+        const d: BpfDeployment = {
+          apiVersion: API_VERSION,
+          kind: 'BpfDeployment',
+          metadata: { name },
+          spec: {
+            package: { image, ...(o.pullSecret ? { pullSecret: o.pullSecret } : {}) },
+            ...(o.set.length ? { config: parseSet(o.set) } : {}),
+            ...(o.node.length ? { nodeNames: o.node } : {}),
+            ...(o.selector
+              ? {
+                  nodeSelector: {
+                    matchLabels: Object.fromEntries(
+                      o.selector.split(',').map((kv) => kv.split('=') as [string, string]),
+                    ),
+                  },
+                }
+              : {}),
+            ...(o.cgroup || o.iface
+              ? { attach: { ...(o.cgroup ? { cgroup: o.cgroup } : {}), ...(o.iface ? { iface: o.iface } : {}) } }
+              : {}),
+            strategy: {
+              type: 'RollingUpdate',
+              rollingUpdate: {
+                maxUnavailable: /^\d+$/.test(o.maxUnavailable) ? Number(o.maxUnavailable) : o.maxUnavailable,
+              },
+            },
+          },
+        };
+        await api(cmd).create(PLURAL.deployments, d);
+        process.stdout.write(`bpfdeployment.kbpf.io/${name} created\n`);
+      },
+    );
 
-  root.command('upgrade')
+  root
+    .command('upgrade')
     .description('move a deployment to another package (a rolling update, one revision more)')
     .argument('<name>')
     .argument('<image>')
@@ -181,7 +260,9 @@ export function program(): Command {
       process.stdout.write(`bpfdeployment.kbpf.io/${name} image updated\n`);
     });
 
-  root.command('ps').alias('list')
+  root
+    .command('ps')
+    .alias('list')
     .description('deployments and their state on each node')
     .argument('[name]', 'only this deployment')
     .option('--node <name>', 'only this node')
@@ -189,22 +270,34 @@ export function program(): Command {
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (name: string | undefined, o: { node?: string; selector?: string; output: string }, cmd: Command) => {
       const a = api(cmd);
-      const deployments = name ? [await mustGet(a, name)] : (await a.list(PLURAL.deployments, o.selector ? { labelSelector: o.selector } : {})).items;
+      const deployments = name
+        ? [await mustGet(a, name)]
+        : (await a.list(PLURAL.deployments, o.selector ? { labelSelector: o.selector } : {})).items;
       const names = new Set(deployments.map((d) => d.metadata.name));
-      const instances = (await a.list(PLURAL.nodeInstances, o.node ? { fieldSelector: `spec.nodeName=${o.node}` } : {})).items.filter((n) => names.has(n.spec.deployment));
+      const instances = (
+        await a.list(PLURAL.nodeInstances, o.node ? { fieldSelector: `spec.nodeName=${o.node}` } : {})
+      ).items.filter((n) => names.has(n.spec.deployment));
       if (o.output === 'json') {
-        process.stdout.write(JSON.stringify({ deployments, instances }, null, 2) + '\n');
+        process.stdout.write(`${JSON.stringify({ deployments, instances }, null, 2)}\n`);
         return;
       }
       const rows = [['DEPLOYMENT', 'NODE', 'REVISION', 'PHASE', 'PROGRAMS', 'MESSAGE']];
       for (const n of instances.sort((x, y) => x.metadata.name.localeCompare(y.metadata.name))) {
-        rows.push([n.spec.deployment, n.spec.nodeName, `${n.status?.revision ?? '-'}${n.status?.revision !== n.spec.revision ? `→${n.spec.revision}` : ''}`, n.status?.phase ?? 'Pending',
-          (n.status?.programs ?? []).map((p) => `${p.name}#${p.progId ?? '?'}`).join(','), (n.status?.message ?? '').replace(/\s+/g, ' ')]);
+        rows.push([
+          n.spec.deployment,
+          n.spec.nodeName,
+          `${n.status?.revision ?? '-'}${n.status?.revision !== n.spec.revision ? `→${n.spec.revision}` : ''}`,
+          n.status?.phase ?? 'Pending',
+          (n.status?.programs ?? []).map((p) => `${p.name}#${p.progId ?? '?'}`).join(','),
+          (n.status?.message ?? '').replace(/\s+/g, ' '),
+        ]);
       }
       process.stdout.write(table(rows));
     });
 
-  root.command('logs').alias('log')
+  root
+    .command('logs')
+    .alias('log')
     .description('events of a deployment on one node (--node) or on all its nodes (--all), each line with its node')
     .argument('<name>', 'deployment')
     .option('--node <name>', 'this node (repeatable)', collect, [])
@@ -221,12 +314,19 @@ export function program(): Command {
       let nodes: string[];
       if (o.node.length) {
         const missing = o.node.filter((n) => !onNodes.includes(n));
-        if (missing.length) throw new Error(`${name} does not run on ${missing.join(', ')} (it runs on: ${onNodes.join(', ') || 'no node'})`);
+        if (missing.length)
+          throw new Error(
+            `${name} does not run on ${missing.join(', ')} (it runs on: ${onNodes.join(', ') || 'no node'})`,
+          );
         nodes = o.node;
       } else if (o.all || onNodes.length === 1) {
         nodes = onNodes;
       } else {
-        throw new Error(onNodes.length ? `${name} runs on ${onNodes.length} nodes (${onNodes.join(', ')}): say --node NAME or --all` : `${name} runs on no node yet`);
+        throw new Error(
+          onNodes.length
+            ? `${name} runs on ${onNodes.length} nodes (${onNodes.join(', ')}): say --node NAME or --all`
+            : `${name} runs on no node yet`,
+        );
       }
       const ac = new AbortController();
       const stop = (): void => ac.abort();
@@ -235,13 +335,24 @@ export function program(): Command {
       const tokens = new Map<string, string>();
       try {
         if (o.follow) {
-          const results = await Promise.allSettled(nodes.map((n) => nodeLogs(a, name, n, o, (r) => void process.stdout.write(logLine(n, r, o.output)), tokens, ac.signal)));
+          const results = await Promise.allSettled(
+            nodes.map((n) =>
+              nodeLogs(a, name, n, o, (r) => void process.stdout.write(logLine(n, r, o.output)), tokens, ac.signal),
+            ),
+          );
           const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (failed.length) throw new Error(failed.map((f) => errorText(f.reason)).join('; '));
         } else {
           const all: { node: string; r: Record<string, unknown> }[] = [];
-          await Promise.all(nodes.map((n) => nodeLogs(a, name, n, o, (r) => void all.push({ node: n, r }), tokens, ac.signal)));
-          all.sort((x, y) => String(x.r.ts).localeCompare(String(y.r.ts)) || x.node.localeCompare(y.node) || Number(x.r.seq) - Number(y.r.seq));
+          await Promise.all(
+            nodes.map((n) => nodeLogs(a, name, n, o, (r) => void all.push({ node: n, r }), tokens, ac.signal)),
+          );
+          all.sort(
+            (x, y) =>
+              String(x.r.ts).localeCompare(String(y.r.ts)) ||
+              x.node.localeCompare(y.node) ||
+              Number(x.r.seq) - Number(y.r.seq),
+          );
           process.stdout.write(all.map((x) => logLine(x.node, x.r, o.output)).join(''));
         }
       } finally {
@@ -250,7 +361,9 @@ export function program(): Command {
       }
     });
 
-  root.command('rm').alias('delete')
+  root
+    .command('rm')
+    .alias('delete')
     .description('delete a deployment: every node removes its programs')
     .argument('<name...>')
     .action(async (list: string[], _o: unknown, cmd: Command) => {
@@ -263,7 +376,8 @@ export function program(): Command {
     });
 
   const rollout = root.command('rollout').description('manage the rollout of a deployment');
-  rollout.command('status')
+  rollout
+    .command('status')
     .description('wait until the rollout completes (or fails)')
     .argument('<name>')
     .option('--timeout <seconds>', 'give up after', '120')
@@ -286,14 +400,15 @@ export function program(): Command {
         } else {
           line = `Waiting for bpfdeployment "${name}" rollout to finish: ${st.updatedNodes ?? 0} of ${st.desiredNodes ?? '?'} updated nodes, ${st.readyNodes ?? 0} ready...`;
         }
-        if (line !== last) process.stdout.write(line + '\n');
+        if (line !== last) process.stdout.write(`${line}\n`);
         last = line;
         if (done || o.watch === 'false') return;
         if (Date.now() > deadline) throw new Error(`timed out waiting for the rollout of ${name}`);
         await new Promise((r) => setTimeout(r, 500));
       }
     });
-  rollout.command('history')
+  rollout
+    .command('history')
     .description('revisions of a deployment')
     .argument('<name>')
     .action(async (name: string, _o: unknown, cmd: Command) => {
@@ -302,11 +417,18 @@ export function program(): Command {
       const current = templateHash(templateOf(d.spec));
       const rows = [['REVISION', 'DIGEST', 'IMAGE', 'CONFIG', '']];
       for (const r of await revisionsOf(a, name)) {
-        rows.push([String(r.revision), r.digest.slice(0, 19), r.template.package.image, JSON.stringify(r.template.config ?? {}), r.templateHash === current ? '(current)' : '']);
+        rows.push([
+          String(r.revision),
+          r.digest.slice(0, 19),
+          r.template.package.image,
+          JSON.stringify(r.template.config ?? {}),
+          r.templateHash === current ? '(current)' : '',
+        ]);
       }
       process.stdout.write(table(rows));
     });
-  rollout.command('undo')
+  rollout
+    .command('undo')
     .description('go back to the previous revision (or --to-revision N)')
     .argument('<name>')
     .option('--to-revision <n>', 'revision to go back to')
@@ -315,10 +437,16 @@ export function program(): Command {
       const revs = await revisionsOf(a, name);
       const d = await mustGet(a, name);
       const current = revs.find((r) => r.templateHash === templateHash(templateOf(d.spec)));
-      const target = o.toRevision !== undefined
-        ? revs.find((r) => r.revision === Number(o.toRevision))
-        : revs.filter((r) => r.revision < (current?.revision ?? Infinity)).at(-1);
-      if (!target) throw new Error(o.toRevision !== undefined ? `${name} has no revision ${o.toRevision} (revisions: ${revs.map((r) => r.revision).join(', ')})` : `${name} has no earlier revision to go back to`);
+      const target =
+        o.toRevision !== undefined
+          ? revs.find((r) => r.revision === Number(o.toRevision))
+          : revs.filter((r) => r.revision < (current?.revision ?? Infinity)).at(-1);
+      if (!target)
+        throw new Error(
+          o.toRevision !== undefined
+            ? `${name} has no revision ${o.toRevision} (revisions: ${revs.map((r) => r.revision).join(', ')})`
+            : `${name} has no earlier revision to go back to`,
+        );
       await a.update(PLURAL.deployments, name, (x) => {
         x.spec.package = structuredClone(target.template.package);
         if (target.template.config) x.spec.config = structuredClone(target.template.config);
@@ -327,7 +455,9 @@ export function program(): Command {
         else delete x.spec.attach;
         return x;
       });
-      process.stdout.write(`bpfdeployment.kbpf.io/${name} rolled back (to the template of revision ${target.revision})\n`);
+      process.stdout.write(
+        `bpfdeployment.kbpf.io/${name} rolled back (to the template of revision ${target.revision})\n`,
+      );
     });
   return root;
 }

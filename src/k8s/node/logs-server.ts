@@ -12,9 +12,10 @@
 // finds it the way kubectl finds a pod's kubelet. With a token (from a Secret the agent may read
 // in its namespace), every request must carry `Authorization: Bearer TOKEN`; who may read logs
 // is then who may read that Secret (RBAC). Nothing here writes or controls anything.
+
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { timingSafeEqual } from 'node:crypto';
 import { jsonReplacer, type LogRecord, type ReadOptions } from '../../agent/log-store.js';
 import { writeWithBackpressure } from '../../util/http-stream.js';
 
@@ -42,9 +43,11 @@ const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
 /** since=: RFC 3339 time or a duration back from now (500ms, 30s, 5m, 2h). */
 export function parseSince(s: string, now = Date.now()): Date {
   const m = /^(\d+)(ms|s|m|h)$/.exec(s);
-  if (m) return new Date(now - Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
+  if (m)
+    return new Date(now - Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
   const d = new Date(s);
-  if (Number.isNaN(d.getTime())) throw new Error(`since: "${s}" is neither a time (RFC 3339) nor a duration (30s, 5m, 1h)`);
+  if (Number.isNaN(d.getTime()))
+    throw new Error(`since: "${s}" is neither a time (RFC 3339) nor a duration (30s, 5m, 1h)`);
   return d;
 }
 
@@ -84,11 +87,14 @@ export class NodeLogsServer {
 
   private send(res: ServerResponse, status: number, body: unknown): void {
     if (res.headersSent) {
-      res.end(JSON.stringify(body) + '\n');
+      res.end(`${JSON.stringify(body)}\n`);
       return;
     }
-    const text = JSON.stringify(body) + '\n';
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+    const text = `${JSON.stringify(body)}\n`;
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(text),
+    });
     res.end(text);
   }
 
@@ -110,7 +116,11 @@ export class NodeLogsServer {
       res.end('ok\n');
       return;
     }
-    if (!this.authorized(req)) return this.send(res, 401, { error: 'this log endpoint needs a bearer token (the Secret named in the instance status, status.logs.tokenSecret)' });
+    if (!this.authorized(req))
+      return this.send(res, 401, {
+        error:
+          'this log endpoint needs a bearer token (the Secret named in the instance status, status.logs.tokenSecret)',
+      });
     const m = /^\/v1\/logs\/([^/]+)$/.exec(url.pathname);
     if (!m) return this.send(res, 404, { error: `no such path ${url.pathname} (GET /v1/logs/DEPLOYMENT)` });
     let name: string;
@@ -119,7 +129,8 @@ export class NodeLogsServer {
     } catch {
       return this.send(res, 400, { error: 'bad URL encoding' });
     }
-    if (!NAME_RE.test(name) || !this.opts.source.has(name)) return this.send(res, 404, { error: `no instance "${name}" on this node` });
+    if (!NAME_RE.test(name) || !this.opts.source.has(name))
+      return this.send(res, 404, { error: `no instance "${name}" on this node` });
     const q = url.searchParams;
     const opts: ReadOptions = {};
     try {
@@ -140,7 +151,11 @@ export class NodeLogsServer {
     const headers = { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' };
     const follow = ['1', 'true'].includes(q.get('follow') ?? '');
     if (!follow) {
-      const text = this.opts.source.read(name, opts).filter(keep).map((r) => JSON.stringify(r, jsonReplacer) + '\n').join('');
+      const text = this.opts.source
+        .read(name, opts)
+        .filter(keep)
+        .map((r) => `${JSON.stringify(r, jsonReplacer)}\n`)
+        .join('');
       res.writeHead(200, { ...headers, 'Content-Length': Buffer.byteLength(text) });
       res.end(text);
       return;
@@ -156,7 +171,7 @@ export class NodeLogsServer {
         if (ac.signal.aborted) break;
         const recs = batch.filter(keep);
         if (recs.length === 0) continue;
-        await writeWithBackpressure(res, recs.map((r) => JSON.stringify(r, jsonReplacer)).join('\n') + '\n', ac.signal);
+        await writeWithBackpressure(res, `${recs.map((r) => JSON.stringify(r, jsonReplacer)).join('\n')}\n`, ac.signal);
       }
     } finally {
       this.#streams.delete(ac);

@@ -11,7 +11,9 @@ function arg(name: string): string | undefined {
 }
 
 function args(name: string): string[] {
-  return process.argv.flatMap((a, i) => (a === `--${name}` && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : []));
+  return process.argv.flatMap((a, i) =>
+    a === `--${name}` && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : [],
+  );
 }
 
 /** HOST:PORT (IPv6 as [addr]:port) */
@@ -30,7 +32,11 @@ export async function main(): Promise<void> {
   if (logsAddress) {
     const advertise = arg('logs-advertise') ?? process.env.KBPF_LOGS_ADVERTISE;
     const tokenSecret = arg('logs-token-secret') ?? process.env.KBPF_LOGS_TOKEN_SECRET;
-    logs = { ...hostPort(logsAddress), ...(advertise ? { advertiseHost: advertise } : {}), ...(tokenSecret ? { tokenSecret } : {}) };
+    logs = {
+      ...hostPort(logsAddress),
+      ...(advertise ? { advertiseHost: advertise } : {}),
+      ...(tokenSecret ? { tokenSecret } : {}),
+    };
   }
   const na = new NodeAgent({
     logs,
@@ -43,7 +49,9 @@ export async function main(): Promise<void> {
     insecureRegistries: args('insecure-registry'),
   });
   await na.start();
-  process.stderr.write(`kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`);
+  process.stderr.write(
+    `kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`,
+  );
   const stop = (): void => {
     void na.stop().finally(() => process.exit(0));
   };

@@ -4,16 +4,26 @@
 // runs or upgrades it through the agent's one code path, and writes that node's status. An
 // instance being deleted is removed from the kernel before its finalizer is released.
 import { join } from 'node:path';
+import type { V1Secret } from '@kubernetes/client-node';
 import { Agent } from '../../agent/agent.js';
 import type { AgentPaths } from '../../agent/paths.js';
+import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
-import { credentialsFromDockerConfig, type Credentials } from '../../package/auth.js';
 import {
-  API_VERSION, FINALIZER_NODE_CLEANUP, GROUP, PLURAL, VERSION, canonicalJson,
-  type Attach, type BpfNodeInstance, type BpfNodeInstanceStatus, type NodeLogsEndpoint, type NodePhase,
+  API_VERSION,
+  type Attach,
+  type BpfNodeInstance,
+  type BpfNodeInstanceStatus,
+  canonicalJson,
+  FINALIZER_NODE_CLEANUP,
+  GROUP,
+  type NodeLogsEndpoint,
+  type NodePhase,
+  PLURAL,
+  VERSION,
 } from '../api.js';
+import { coalesced, errorText, KbpfApi, type Kube, Reflector, statusCode } from '../kube.js';
 import { NodeLogsServer } from './logs-server.js';
-import { KbpfApi, Reflector, coalesced, errorText, statusCode, type Kube } from '../kube.js';
 
 export interface NodeAgentOptions {
   nodeName: string;
@@ -68,8 +78,12 @@ export class NodeAgent {
     await this.agent.start();
     // a log endpoint that cannot start (port taken, token Secret missing) serves nothing, and
     // says so; the agent's programs are more important than its logs endpoint
-    if (this.opts.logs) await this.startLogs(this.opts.logs).catch((e) => this.#log(`not serving event logs: ${errorText(e)}`));
-    this.#kick = coalesced(() => this.reconcileAll(), (e) => this.#log(`reconcile: ${errorText(e)}`));
+    if (this.opts.logs)
+      await this.startLogs(this.opts.logs).catch((e) => this.#log(`not serving event logs: ${errorText(e)}`));
+    this.#kick = coalesced(
+      () => this.reconcileAll(),
+      (e) => this.#log(`reconcile: ${errorText(e)}`),
+    );
     const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
     this.#reflector = new Reflector<BpfNodeInstance>(this.opts.kube, {
       path: `/apis/${GROUP}/${VERSION}/${PLURAL.nodeInstances}`,
@@ -104,12 +118,16 @@ export class NodeAgent {
     let token: string | undefined;
     let tokenSecret: string | undefined;
     if (o.tokenSecret) {
-      const [namespace, name] = o.tokenSecret.includes('/') ? o.tokenSecret.split('/', 2) as [string, string] : [this.opts.namespace, o.tokenSecret];
-      let secret;
+      const [namespace, name] = o.tokenSecret.includes('/')
+        ? (o.tokenSecret.split('/', 2) as [string, string])
+        : [this.opts.namespace, o.tokenSecret];
+      let secret: V1Secret;
       try {
         secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace });
       } catch (e) {
-        throw new Error(`log endpoint token Secret ${namespace}/${name}: ${statusCode(e) === 404 ? 'not found' : errorText(e)}`);
+        throw new Error(
+          `log endpoint token Secret ${namespace}/${name}: ${statusCode(e) === 404 ? 'not found' : errorText(e)}`,
+        );
       }
       const raw = secret.data?.token;
       if (!raw) throw new Error(`log endpoint token Secret ${namespace}/${name} has no data.token`);
@@ -118,7 +136,10 @@ export class NodeAgent {
     }
     const agent = this.agent;
     this.#logsServer = new NodeLogsServer({
-      host: o.host, port: o.port, ...(o.advertiseHost ? { advertiseHost: o.advertiseHost } : {}), ...(token ? { token } : {}),
+      host: o.host,
+      port: o.port,
+      ...(o.advertiseHost ? { advertiseHost: o.advertiseHost } : {}),
+      ...(token ? { token } : {}),
       source: {
         has: (n) => agent.list().some((s) => s.name === n),
         read: (n, opts) => agent.logs.read(n, opts),
@@ -127,7 +148,9 @@ export class NodeAgent {
     });
     const url = await this.#logsServer.start();
     this.#logsEndpoint = { url, ...(tokenSecret ? { tokenSecret } : {}) };
-    this.#log(`serving event logs at ${url}/v1/logs/DEPLOYMENT${tokenSecret ? ` (bearer token from Secret ${tokenSecret})` : ''}`);
+    this.#log(
+      `serving event logs at ${url}/v1/logs/DEPLOYMENT${tokenSecret ? ` (bearer token from Secret ${tokenSecret})` : ''}`,
+    );
   }
 
   private async reconcileAll(): Promise<void> {
@@ -174,7 +197,10 @@ export class NodeAgent {
       return;
     }
     try {
-      await this.writeStatus(ni, { phase: 'Loading', message: local ? `moving to revision ${ni.spec.revision}` : `loading revision ${ni.spec.revision}` });
+      await this.writeStatus(ni, {
+        phase: 'Loading',
+        message: local ? `moving to revision ${ni.spec.revision}` : `loading revision ${ni.spec.revision}`,
+      });
       await this.pull(ni);
       const image = this.localRef(ni);
       if (!local) {
@@ -202,9 +228,11 @@ export class NodeAgent {
   private matches(name: string, ni: BpfNodeInstance): boolean {
     const st = this.agent.inspect(name);
     const rev = this.agent.history(name).find((r) => r.revision === st.revision);
-    return st.digest === ni.spec.digest
-      && canonicalJson(st.config ?? {}) === canonicalJson(ni.spec.config ?? {})
-      && canonicalJson(rev?.attach ?? {}) === canonicalJson(this.localAttach(ni));
+    return (
+      st.digest === ni.spec.digest &&
+      canonicalJson(st.config ?? {}) === canonicalJson(ni.spec.config ?? {}) &&
+      canonicalJson(rev?.attach ?? {}) === canonicalJson(this.localAttach(ni))
+    );
   }
 
   /** The deployment's attach overrides with cgroup paths resolved on this node. */
@@ -220,7 +248,13 @@ export class NodeAgent {
   private programsOf(name: string): Partial<BpfNodeInstanceStatus> {
     const st = this.agent.inspect(name);
     return {
-      programs: st.programs.map((p) => ({ name: p.name, type: p.type, attach: p.attach, ...(p.progId !== undefined ? { progId: p.progId } : {}), ...(p.linkId !== undefined ? { linkId: p.linkId } : {}) })),
+      programs: st.programs.map((p) => ({
+        name: p.name,
+        type: p.type,
+        attach: p.attach,
+        ...(p.progId !== undefined ? { progId: p.progId } : {}),
+        ...(p.linkId !== undefined ? { linkId: p.linkId } : {}),
+      })),
       mapIds: st.maps.map((m) => m.mapId).filter((id): id is number => id !== undefined),
       digest: st.digest,
     };
@@ -228,7 +262,12 @@ export class NodeAgent {
 
   private runningStatus(ni: BpfNodeInstance): Partial<BpfNodeInstanceStatus> {
     const st = this.agent.inspect(ni.spec.deployment);
-    return { phase: 'Running' as NodePhase, revision: ni.spec.revision, ...this.programsOf(ni.spec.deployment), ...(st.message ? { message: st.message } : { message: undefined }) };
+    return {
+      phase: 'Running' as NodePhase,
+      revision: ni.spec.revision,
+      ...this.programsOf(ni.spec.deployment),
+      ...(st.message ? { message: st.message } : { message: undefined }),
+    };
   }
 
   /**
@@ -255,7 +294,10 @@ export class NodeAgent {
       }
     }
     const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
-    const client = new RegistryClient({ credentials: async (registry) => credentials[registry], ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}) });
+    const client = new RegistryClient({
+      credentials: async (registry) => credentials[registry],
+      ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
+    });
     try {
       const r = await client.pull(ni.spec.image, this.agent.store, { tag: this.localRef(ni) });
       if (r.digest !== ni.spec.digest) throw new Error(`the registry answered ${r.digest}, not ${ni.spec.digest}`);
@@ -266,32 +308,47 @@ export class NodeAgent {
 
   /** Registry credentials from a kubernetes.io/dockerconfigjson Secret in the agent's namespace. */
   private async secretCredentials(name: string): Promise<Record<string, Credentials>> {
-    let secret;
+    let secret: V1Secret;
     try {
       secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
     } catch (e) {
-      throw new Error(`pull secret ${this.opts.namespace}/${name}: ${statusCode(e) === 404 ? 'not found' : errorText(e)}`);
+      throw new Error(
+        `pull secret ${this.opts.namespace}/${name}: ${statusCode(e) === 404 ? 'not found' : errorText(e)}`,
+      );
     }
     const raw = secret.data?.['.dockerconfigjson'];
     if (!raw) throw new Error(`pull secret ${this.opts.namespace}/${name} has no .dockerconfigjson`);
-    return credentialsFromDockerConfig(Buffer.from(raw, 'base64').toString('utf8'), `pull secret ${this.opts.namespace}/${name}`);
+    return credentialsFromDockerConfig(
+      Buffer.from(raw, 'base64').toString('utf8'),
+      `pull secret ${this.opts.namespace}/${name}`,
+    );
   }
 
   /** Writes status if it differs from what the object has (retrying on 409 Conflict). */
   private async writeStatus(ni: BpfNodeInstance, st: Partial<BpfNodeInstanceStatus>): Promise<void> {
-    await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => {
-      const next: BpfNodeInstanceStatus = { ...(o.status ?? {}), ...st, observedGeneration: o.metadata.generation ?? 0, logs: this.#logsEndpoint };
-      for (const k of Object.keys(next) as (keyof BpfNodeInstanceStatus)[]) if (next[k] === undefined) delete next[k];
-      if (next.phase !== 'Running' && next.phase !== 'Failed' && st.revision === undefined) {
-        /* keep the revision it last ran */
-      }
-      const { updatedAt: _a, ...prev } = o.status ?? {};
-      const { updatedAt: _b, ...cmp } = next;
-      if (canonicalJson(prev) === canonicalJson(cmp)) return undefined;
-      next.updatedAt = new Date().toISOString();
-      o.status = next;
-      o.apiVersion = API_VERSION;
-      return o;
-    }, { status: true });
+    await this.api.update(
+      PLURAL.nodeInstances,
+      ni.metadata.name,
+      (o) => {
+        const next: BpfNodeInstanceStatus = {
+          ...(o.status ?? {}),
+          ...st,
+          observedGeneration: o.metadata.generation ?? 0,
+          logs: this.#logsEndpoint,
+        };
+        for (const k of Object.keys(next) as (keyof BpfNodeInstanceStatus)[]) if (next[k] === undefined) delete next[k];
+        if (next.phase !== 'Running' && next.phase !== 'Failed' && st.revision === undefined) {
+          /* keep the revision it last ran */
+        }
+        const { updatedAt: _a, ...prev } = o.status ?? {};
+        const { updatedAt: _b, ...cmp } = next;
+        if (canonicalJson(prev) === canonicalJson(cmp)) return undefined;
+        next.updatedAt = new Date().toISOString();
+        o.status = next;
+        o.apiVersion = API_VERSION;
+        return o;
+      },
+      { status: true },
+    );
   }
 }

@@ -10,7 +10,10 @@ function tokenize(src: string): Tok[] {
   let i = 0;
   while (i < src.length) {
     const c = src[i]!;
-    if (/\s/.test(c)) { i++; continue; }
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
     if (/[0-9]/.test(c)) {
       let j = i;
       while (j < src.length && /[0-9]/.test(src[j]!)) j++;
@@ -42,8 +45,16 @@ function tokenize(src: string): Tok[] {
       continue;
     }
     const two = src.slice(i, i + 2);
-    if (['&&', '||', '==', '!=', '<=', '>='].includes(two)) { out.push({ k: 'op', v: two }); i += 2; continue; }
-    if ('()[].,!<>?:+-'.includes(c)) { out.push({ k: 'op', v: c }); i++; continue; }
+    if (['&&', '||', '==', '!=', '<=', '>='].includes(two)) {
+      out.push({ k: 'op', v: two });
+      i += 2;
+      continue;
+    }
+    if ('()[].,!<>?:+-'.includes(c)) {
+      out.push({ k: 'op', v: c });
+      i++;
+      continue;
+    }
     throw new Error(`unexpected character ${JSON.stringify(c)} in ${src}`);
   }
   return out;
@@ -72,7 +83,10 @@ function parse(src: string): Node {
     expect('(');
     if (!peek(')')) {
       list.push(expr());
-      while (peek(',')) { p++; list.push(expr()); }
+      while (peek(',')) {
+        p++;
+        list.push(expr());
+      }
     }
     expect(')');
     return list;
@@ -101,7 +115,7 @@ function parse(src: string): Node {
       if (peek('.')) {
         p++;
         const id = toks[p++];
-        if (!id || id.k !== 'id') throw new Error(`expected a name after . in ${src}`);
+        if (id?.k !== 'id') throw new Error(`expected a name after . in ${src}`);
         n = peek('(') ? { t: 'call', fn: id.v, target: n, args: args() } : { t: 'sel', obj: n, field: id.v };
       } else if (peek('[')) {
         p++;
@@ -112,8 +126,14 @@ function parse(src: string): Node {
     }
   };
   const unary = (): Node => {
-    if (peek('!')) { p++; return { t: 'un', op: '!', x: unary() }; }
-    if (peek('-')) { p++; return { t: 'un', op: '-', x: unary() }; }
+    if (peek('!')) {
+      p++;
+      return { t: 'un', op: '!', x: unary() };
+    }
+    if (peek('-')) {
+      p++;
+      return { t: 'un', op: '-', x: unary() };
+    }
     return postfix();
   };
   const level = (ops: string[], next: () => Node) => (): Node => {
@@ -161,22 +181,28 @@ function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((x, i) => deepEqual(x, (b as unknown[])[i]));
+  if (Array.isArray(a))
+    return a.length === (b as unknown[]).length && a.every((x, i) => deepEqual(x, (b as unknown[])[i]));
   const ka = Object.keys(a as object).sort();
   const kb = Object.keys(b as object).sort();
-  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  return (
+    ka.length === kb.length &&
+    ka.every((k, i) => k === kb[i] && deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+  );
 }
 
 function evaluate(n: Node, env: Record<string, unknown>): unknown {
   switch (n.t) {
-    case 'lit': return n.v;
+    case 'lit':
+      return n.v;
     case 'id':
       if (n.name in env) return env[n.name];
       if (['int', 'string', 'bool', 'list', 'map', 'double'].includes(n.name)) return new TypeName(n.name);
       throw new Error(`undeclared reference to '${n.name}'`);
     case 'sel': {
       const o = evaluate(n.obj, env);
-      if (o === null || typeof o !== 'object' || !(n.field in (o as object))) throw new Error(`no such key: ${n.field}`);
+      if (o === null || typeof o !== 'object' || !(n.field in (o as object)))
+        throw new Error(`no such key: ${n.field}`);
       return (o as Record<string, unknown>)[n.field];
     }
     case 'idx': {
@@ -191,28 +217,41 @@ function evaluate(n: Node, env: Record<string, unknown>): unknown {
       if (n.op === '!') return !x;
       return -(x as number);
     }
-    case 'cond': return evaluate(n.c, env) ? evaluate(n.a, env) : evaluate(n.b, env);
+    case 'cond':
+      return evaluate(n.c, env) ? evaluate(n.a, env) : evaluate(n.b, env);
     case 'bin': {
       if (n.op === '&&') return !!evaluate(n.a, env) && !!evaluate(n.b, env);
       if (n.op === '||') return !!evaluate(n.a, env) || !!evaluate(n.b, env);
       const a = evaluate(n.a, env);
       const b = evaluate(n.b, env);
       switch (n.op) {
-        case '==': return a instanceof TypeName || b instanceof TypeName ? (a as TypeName).name === (b as TypeName).name : deepEqual(a, b);
-        case '!=': return a instanceof TypeName || b instanceof TypeName ? (a as TypeName).name !== (b as TypeName).name : !deepEqual(a, b);
-        case '<': return (a as number) < (b as number);
-        case '<=': return (a as number) <= (b as number);
-        case '>': return (a as number) > (b as number);
-        case '>=': return (a as number) >= (b as number);
-        case '+': return (a as number) + (b as number);
-        case '-': return (a as number) - (b as number);
+        case '==':
+          return a instanceof TypeName || b instanceof TypeName
+            ? (a as TypeName).name === (b as TypeName).name
+            : deepEqual(a, b);
+        case '!=':
+          return a instanceof TypeName || b instanceof TypeName
+            ? (a as TypeName).name !== (b as TypeName).name
+            : !deepEqual(a, b);
+        case '<':
+          return (a as number) < (b as number);
+        case '<=':
+          return (a as number) <= (b as number);
+        case '>':
+          return (a as number) > (b as number);
+        case '>=':
+          return (a as number) >= (b as number);
+        case '+':
+          return (a as number) + (b as number);
+        case '-':
+          return (a as number) - (b as number);
       }
       throw new Error(`operator ${n.op}`);
     }
     case 'call': {
       if (n.fn === 'has' && !n.target) {
         const arg = n.args[0];
-        if (!arg || arg.t !== 'sel') throw new Error('has() takes a field selection');
+        if (arg?.t !== 'sel') throw new Error('has() takes a field selection');
         const o = evaluate(arg.obj, env);
         return o !== null && typeof o === 'object' && arg.field in (o as object);
       }
@@ -224,13 +263,20 @@ function evaluate(n: Node, env: Record<string, unknown>): unknown {
           if (typeof subject === 'string' || Array.isArray(subject)) return subject.length;
           if (subject && typeof subject === 'object') return Object.keys(subject).length;
           throw new Error('size() of a non-container');
-        case 'type': return new TypeName(typeOf(subject));
-        case 'contains': return String(subject).includes(String(args[0]));
-        case 'startsWith': return String(subject).startsWith(String(args[0]));
-        case 'endsWith': return String(subject).endsWith(String(args[0]));
-        case 'matches': return new RegExp(String(args[0])).test(String(subject));
-        case 'int': return Math.trunc(Number(subject));
-        case 'string': return String(subject);
+        case 'type':
+          return new TypeName(typeOf(subject));
+        case 'contains':
+          return String(subject).includes(String(args[0]));
+        case 'startsWith':
+          return String(subject).startsWith(String(args[0]));
+        case 'endsWith':
+          return String(subject).endsWith(String(args[0]));
+        case 'matches':
+          return new RegExp(String(args[0])).test(String(subject));
+        case 'int':
+          return Math.trunc(Number(subject));
+        case 'string':
+          return String(subject);
       }
       throw new Error(`function ${n.fn} is not supported by the test API server`);
     }

@@ -2,7 +2,7 @@
 // defaults are applied, unknown fields are pruned (and reported as warnings), types, formats,
 // enums, bounds and patterns are checked, and x-kubernetes-validations rules are evaluated
 // (transition rules with oldSelf only on update, where the old value exists).
-import { compileRule, type CompiledRule } from './cel.js';
+import { type CompiledRule, compileRule } from './cel.js';
 
 export interface Schema {
   type?: string;
@@ -25,7 +25,13 @@ export interface Schema {
   description?: string;
   'x-kubernetes-int-or-string'?: boolean;
   'x-kubernetes-preserve-unknown-fields'?: boolean;
-  'x-kubernetes-validations'?: { rule: string; message?: string; messageExpression?: string; reason?: string; fieldPath?: string }[];
+  'x-kubernetes-validations'?: {
+    rule: string;
+    message?: string;
+    messageExpression?: string;
+    reason?: string;
+    fieldPath?: string;
+  }[];
   'x-kubernetes-list-type'?: string;
   'x-kubernetes-list-map-keys'?: string[];
 }
@@ -53,11 +59,14 @@ export function compileSchemaRules(s: Schema | undefined, path = ''): string[] {
     try {
       rule(v.rule);
     } catch (e) {
-      errs.push(`${path || '<root>'}: x-kubernetes-validations rule ${JSON.stringify(v.rule)}: ${(e as Error).message}`);
+      errs.push(
+        `${path || '<root>'}: x-kubernetes-validations rule ${JSON.stringify(v.rule)}: ${(e as Error).message}`,
+      );
     }
   }
   for (const [k, p] of Object.entries(s.properties ?? {})) errs.push(...compileSchemaRules(p, `${path}.${k}`));
-  if (typeof s.additionalProperties === 'object') errs.push(...compileSchemaRules(s.additionalProperties, `${path}[*]`));
+  if (typeof s.additionalProperties === 'object')
+    errs.push(...compileSchemaRules(s.additionalProperties, `${path}[*]`));
   if (s.items) errs.push(...compileSchemaRules(s.items, `${path}[*]`));
   return errs;
 }
@@ -89,26 +98,43 @@ export function validate(s: Schema, value: unknown, path: string, p: Problems, o
       return value;
     }
   }
-  if (s.enum && !s.enum.some((e) => e === value)) p.errors.push(`${at}: Unsupported value: ${JSON.stringify(value)}: supported values: ${s.enum.map((e) => JSON.stringify(e)).join(', ')}`);
+  if (s.enum && !s.enum.some((e) => e === value))
+    p.errors.push(
+      `${at}: Unsupported value: ${JSON.stringify(value)}: supported values: ${s.enum.map((e) => JSON.stringify(e)).join(', ')}`,
+    );
   if (typeof value === 'number') {
-    if (s.minimum !== undefined && value < s.minimum) p.errors.push(`${at}: Invalid value: ${value}: ${at} in body should be greater than or equal to ${s.minimum}`);
-    if (s.maximum !== undefined && value > s.maximum) p.errors.push(`${at}: Invalid value: ${value}: ${at} in body should be less than or equal to ${s.maximum}`);
+    if (s.minimum !== undefined && value < s.minimum)
+      p.errors.push(`${at}: Invalid value: ${value}: ${at} in body should be greater than or equal to ${s.minimum}`);
+    if (s.maximum !== undefined && value > s.maximum)
+      p.errors.push(`${at}: Invalid value: ${value}: ${at} in body should be less than or equal to ${s.maximum}`);
   }
   if (typeof value === 'string') {
-    if (s.minLength !== undefined && value.length < s.minLength) p.errors.push(`${at}: Invalid value: ${JSON.stringify(value)}: ${at} in body should be at least ${s.minLength} chars long`);
-    if (s.maxLength !== undefined && value.length > s.maxLength) p.errors.push(`${at}: Too long: may not be more than ${s.maxLength} bytes`);
-    if (s.pattern && !new RegExp(s.pattern).test(value)) p.errors.push(`${at}: Invalid value: ${JSON.stringify(value)}: ${at} in body should match '${s.pattern}'`);
-    if (s.format === 'date-time' && Number.isNaN(Date.parse(value))) p.errors.push(`${at}: Invalid value: ${JSON.stringify(value)}: ${at} in body must be of type date-time`);
+    if (s.minLength !== undefined && value.length < s.minLength)
+      p.errors.push(
+        `${at}: Invalid value: ${JSON.stringify(value)}: ${at} in body should be at least ${s.minLength} chars long`,
+      );
+    if (s.maxLength !== undefined && value.length > s.maxLength)
+      p.errors.push(`${at}: Too long: may not be more than ${s.maxLength} bytes`);
+    if (s.pattern && !new RegExp(s.pattern).test(value))
+      p.errors.push(`${at}: Invalid value: ${JSON.stringify(value)}: ${at} in body should match '${s.pattern}'`);
+    if (s.format === 'date-time' && Number.isNaN(Date.parse(value)))
+      p.errors.push(`${at}: Invalid value: ${JSON.stringify(value)}: ${at} in body must be of type date-time`);
   }
   if (Array.isArray(value)) {
-    if (s.minItems !== undefined && value.length < s.minItems) p.errors.push(`${at}: Invalid value: ${value.length}: ${at} in body should have at least ${s.minItems} items`);
-    if (s.maxItems !== undefined && value.length > s.maxItems) p.errors.push(`${at}: Too many: ${value.length}: must have at most ${s.maxItems} items`);
-    if (s['x-kubernetes-list-type'] === 'set' && new Set(value.map((v) => JSON.stringify(v))).size !== value.length) p.errors.push(`${at}: Duplicate value in a list of type set`);
+    if (s.minItems !== undefined && value.length < s.minItems)
+      p.errors.push(`${at}: Invalid value: ${value.length}: ${at} in body should have at least ${s.minItems} items`);
+    if (s.maxItems !== undefined && value.length > s.maxItems)
+      p.errors.push(`${at}: Too many: ${value.length}: must have at most ${s.maxItems} items`);
+    if (s['x-kubernetes-list-type'] === 'set' && new Set(value.map((v) => JSON.stringify(v))).size !== value.length)
+      p.errors.push(`${at}: Duplicate value in a list of type set`);
     if (s['x-kubernetes-list-type'] === 'map' && s['x-kubernetes-list-map-keys']) {
-      const keys = value.map((v) => JSON.stringify(s['x-kubernetes-list-map-keys']!.map((k) => (v as Record<string, unknown>)?.[k])));
+      const keys = value.map((v) =>
+        JSON.stringify(s['x-kubernetes-list-map-keys']!.map((k) => (v as Record<string, unknown>)?.[k])),
+      );
       if (new Set(keys).size !== keys.length) p.errors.push(`${at}: Duplicate value: list map keys must be unique`);
     }
-    if (s.items) for (let i = 0; i < value.length; i++) value[i] = validate(s.items, value[i], `${path}[${i}]`, p, undefined);
+    if (s.items)
+      for (let i = 0; i < value.length; i++) value[i] = validate(s.items, value[i], `${path}[${i}]`, p, undefined);
   }
   if (value && typeof value === 'object' && !Array.isArray(value)) {
     const o = value as Record<string, unknown>;
@@ -116,7 +142,8 @@ export function validate(s: Schema, value: unknown, path: string, p: Problems, o
     for (const [k, ps] of Object.entries(s.properties ?? {})) {
       if (!(k in o) && ps.default !== undefined) o[k] = structuredClone(ps.default);
     }
-    if (s.maxProperties !== undefined && Object.keys(o).length > s.maxProperties) p.errors.push(`${at}: Too many: ${Object.keys(o).length}: must have at most ${s.maxProperties} items`);
+    if (s.maxProperties !== undefined && Object.keys(o).length > s.maxProperties)
+      p.errors.push(`${at}: Too many: ${Object.keys(o).length}: must have at most ${s.maxProperties} items`);
     for (const r of s.required ?? []) if (!(r in o)) p.errors.push(`${path ? `${path}.` : ''}${r}: Required value`);
     for (const k of Object.keys(o)) {
       const child = path ? `${path}.${k}` : k;
@@ -145,7 +172,10 @@ export function validate(s: Schema, value: unknown, path: string, p: Problems, o
     } catch (e) {
       err = (e as Error).message;
     }
-    if (!ok) p.errors.push(`${at}: Invalid value: "${typeName(value)}": ${err ? `rule ${JSON.stringify(v.rule)} failed to evaluate: ${err}` : v.message ?? `failed rule: ${v.rule}`}`);
+    if (!ok)
+      p.errors.push(
+        `${at}: Invalid value: "${typeName(value)}": ${err ? `rule ${JSON.stringify(v.rule)} failed to evaluate: ${err}` : (v.message ?? `failed rule: ${v.rule}`)}`,
+      );
   }
   return value;
 }

@@ -10,11 +10,12 @@
 // - list and watch with resourceVersion, label and field selectors, bookmarks, timeoutSeconds,
 //   and 410 Gone for a resourceVersion older than the retained event window (see compact());
 // - owner references with background garbage collection of dependents.
-import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { validate, compileSchemaRules, type Schema, type Problems } from './schema.js';
+import { compileSchemaRules, type Problems, type Schema, validate } from './schema.js';
 
 type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata: Meta };
 interface Meta {
@@ -65,20 +66,84 @@ interface Watcher {
 }
 
 class HttpError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string, readonly details?: unknown) {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
     super(message);
   }
 }
 
 const BUILTIN: ResourceType[] = [
-  { group: '', version: 'v1', plural: 'nodes', singular: 'node', kind: 'Node', namespaced: false, shortNames: ['no'], status: true, selectable: ['spec.unschedulable'] },
-  { group: '', version: 'v1', plural: 'namespaces', singular: 'namespace', kind: 'Namespace', namespaced: false, shortNames: ['ns'], status: true, selectable: ['status.phase'] },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'nodes',
+    singular: 'node',
+    kind: 'Node',
+    namespaced: false,
+    shortNames: ['no'],
+    status: true,
+    selectable: ['spec.unschedulable'],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'namespaces',
+    singular: 'namespace',
+    kind: 'Namespace',
+    namespaced: false,
+    shortNames: ['ns'],
+    status: true,
+    selectable: ['status.phase'],
+  },
   // pods: status subresource (kubelet reports status.podIP(s) / phase there); spec.nodeName and
   // status.phase selectable as on a real server (a node's agent lists spec.nodeName=<node>)
-  { group: '', version: 'v1', plural: 'pods', singular: 'pod', kind: 'Pod', namespaced: true, shortNames: ['po'], categories: ['all'], status: true, selectable: ['spec.nodeName', 'status.phase'] },
-  { group: '', version: 'v1', plural: 'secrets', singular: 'secret', kind: 'Secret', namespaced: true, status: false, selectable: ['type'] },
-  { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', singular: 'lease', kind: 'Lease', namespaced: true, status: false, selectable: [] },
-  { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', singular: 'customresourcedefinition', kind: 'CustomResourceDefinition', namespaced: false, shortNames: ['crd', 'crds'], status: true, selectable: [] },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'pods',
+    singular: 'pod',
+    kind: 'Pod',
+    namespaced: true,
+    shortNames: ['po'],
+    categories: ['all'],
+    status: true,
+    selectable: ['spec.nodeName', 'status.phase'],
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'secrets',
+    singular: 'secret',
+    kind: 'Secret',
+    namespaced: true,
+    status: false,
+    selectable: ['type'],
+  },
+  {
+    group: 'coordination.k8s.io',
+    version: 'v1',
+    plural: 'leases',
+    singular: 'lease',
+    kind: 'Lease',
+    namespaced: true,
+    status: false,
+    selectable: [],
+  },
+  {
+    group: 'apiextensions.k8s.io',
+    version: 'v1',
+    plural: 'customresourcedefinitions',
+    singular: 'customresourcedefinition',
+    kind: 'CustomResourceDefinition',
+    namespaced: false,
+    shortNames: ['crd', 'crds'],
+    status: true,
+    selectable: [],
+  },
 ];
 
 function gv(rt: { group: string; version: string }): string {
@@ -89,7 +154,11 @@ function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
@@ -110,21 +179,28 @@ export function parseLabelSelector(s: string): (labels: Record<string, string>) 
   if (cur.trim()) parts.push(cur);
   const tests = parts.map((raw) => {
     const p = raw.trim();
-    let m: RegExpExecArray | null;
-    if ((m = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(p))) {
+    let m = /^([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(p);
+    if (m) {
       const [, key, op, vals] = m;
-      const set = vals!.split(',').map((v) => v.trim()).filter(Boolean);
-      return (l: Record<string, string>) => (op === 'in' ? key! in l && set.includes(l[key!]!) : !(key! in l) || !set.includes(l[key!]!));
+      const set = vals!
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
+      return (l: Record<string, string>) =>
+        op === 'in' ? key! in l && set.includes(l[key!]!) : !(key! in l) || !set.includes(l[key!]!);
     }
-    if ((m = /^([^\s!=]+)\s*!=\s*(\S*)$/.exec(p))) {
+    m = /^([^\s!=]+)\s*!=\s*(\S*)$/.exec(p);
+    if (m) {
       const [, key, val] = m;
       return (l: Record<string, string>) => l[key!] !== val;
     }
-    if ((m = /^([^\s!=]+)\s*==?\s*(\S*)$/.exec(p))) {
+    m = /^([^\s!=]+)\s*==?\s*(\S*)$/.exec(p);
+    if (m) {
       const [, key, val] = m;
       return (l: Record<string, string>) => l[key!] === val;
     }
-    if ((m = /^!\s*([^\s!=]+)$/.exec(p))) {
+    m = /^!\s*([^\s!=]+)$/.exec(p);
+    if (m) {
       const key = m[1]!;
       return (l: Record<string, string>) => !(key in l);
     }
@@ -189,26 +265,29 @@ export class TestApiServer {
 
   /** Writes a kubeconfig that points at this server. */
   writeKubeconfig(path: string, user = 'test-admin'): string {
-    writeFileSync(path, [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: test',
-      '  cluster:',
-      `    server: ${this.url}`,
-      '    insecure-skip-tls-verify: true',
-      'users:',
-      `- name: ${user}`,
-      '  user:',
-      '    token: test-token',
-      'contexts:',
-      '- name: test',
-      '  context:',
-      '    cluster: test',
-      `    user: ${user}`,
-      'current-context: test',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      path,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: test',
+        '  cluster:',
+        `    server: ${this.url}`,
+        '    insecure-skip-tls-verify: true',
+        'users:',
+        `- name: ${user}`,
+        '  user:',
+        '    token: test-token',
+        'contexts:',
+        '- name: test',
+        '  context:',
+        '    cluster: test',
+        `    user: ${user}`,
+        'current-context: test',
+        '',
+      ].join('\n'),
+    );
     return path;
   }
 
@@ -236,12 +315,19 @@ export class TestApiServer {
   private all(rt: ResourceType, ns?: string): Obj[] {
     const prefix = `${gv(rt)}/${rt.plural}/`;
     const out: Obj[] = [];
-    for (const [k, o] of this.objects) if (k.startsWith(prefix) && (ns === undefined || o.metadata.namespace === ns)) out.push(o);
+    for (const [k, o] of this.objects)
+      if (k.startsWith(prefix) && (ns === undefined || o.metadata.namespace === ns)) out.push(o);
     return out;
   }
 
   private emit(type: Event['type'], rt: ResourceType, obj: Obj, old?: Obj): void {
-    const ev: Event = { rv: Number(obj.metadata.resourceVersion), type, rt, obj: structuredClone(obj), old: old && structuredClone(old) };
+    const ev: Event = {
+      rv: Number(obj.metadata.resourceVersion),
+      type,
+      rt,
+      obj: structuredClone(obj),
+      old: old && structuredClone(old),
+    };
     this.events.push(ev);
     const max = this.opts.eventWindow ?? 5000;
     if (this.events.length > max) {
@@ -275,7 +361,16 @@ export class TestApiServer {
       res.end();
       return;
     }
-    this.json(res, he.code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: he.message, reason: he.reason, code: he.code, ...(he.details ? { details: he.details } : {}) });
+    this.json(res, he.code, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: he.message,
+      reason: he.reason,
+      code: he.code,
+      ...(he.details ? { details: he.details } : {}),
+    });
   }
 
   private json(res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -301,12 +396,18 @@ export class TestApiServer {
     const method = req.method ?? 'GET';
     res.on('finish', () => this.requests.push({ method, path: url.pathname, code: res.statusCode }));
     const parts = url.pathname.split('/').filter(Boolean);
-    if (url.pathname === '/version') return this.json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-kbpf-test', platform: 'linux/amd64' });
+    if (url.pathname === '/version')
+      return this.json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-kbpf-test', platform: 'linux/amd64' });
     if (url.pathname === '/healthz' || url.pathname === '/readyz') {
       res.writeHead(200).end('ok');
       return;
     }
-    if (parts[0] === 'api' && parts.length === 1) return this.json(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: url.host }] });
+    if (parts[0] === 'api' && parts.length === 1)
+      return this.json(res, 200, {
+        kind: 'APIVersions',
+        versions: ['v1'],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: url.host }],
+      });
     if (parts[0] === 'apis' && parts.length === 1) return this.json(res, 200, this.groupList());
     let group: string;
     let version: string;
@@ -333,13 +434,21 @@ export class TestApiServer {
     }
     const [plural, name, sub] = rest;
     const rt = this.types.get(`${group ? `${group}/` : ''}${version}/${plural}`);
-    if (!rt) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${method} ${url.pathname})`);
-    if (rt.namespaced && name !== undefined && ns === undefined) throw new HttpError(404, 'NotFound', `${rt.plural} is namespaced: use /namespaces/NS/${rt.plural}/${name}`);
+    if (!rt)
+      throw new HttpError(
+        404,
+        'NotFound',
+        `the server could not find the requested resource (${method} ${url.pathname})`,
+      );
+    if (rt.namespaced && name !== undefined && ns === undefined)
+      throw new HttpError(404, 'NotFound', `${rt.plural} is namespaced: use /namespaces/NS/${rt.plural}/${name}`);
     if (!rt.namespaced && ns !== undefined) throw new HttpError(404, 'NotFound', `${rt.plural} is cluster-scoped`);
-    if (sub !== undefined && !(sub === 'status' && rt.status)) throw new HttpError(404, 'NotFound', `no subresource ${sub} of ${rt.plural}`);
+    if (sub !== undefined && !(sub === 'status' && rt.status))
+      throw new HttpError(404, 'NotFound', `no subresource ${sub} of ${rt.plural}`);
     const q = url.searchParams;
     if (name === undefined) {
-      if (method === 'GET' && (q.get('watch') === 'true' || q.get('watch') === '1')) return this.watch(req, res, rt, ns, q);
+      if (method === 'GET' && (q.get('watch') === 'true' || q.get('watch') === '1'))
+        return this.watch(req, res, rt, ns, q);
       if (method === 'GET') return this.json(res, 200, this.list(rt, ns, q));
       if (method === 'POST') {
         const body = await this.body(req);
@@ -359,7 +468,12 @@ export class TestApiServer {
       }
       case 'PATCH': {
         const ct = String(req.headers['content-type'] ?? '');
-        if (!ct.startsWith('application/merge-patch+json')) throw new HttpError(415, 'UnsupportedMediaType', `the test API server supports only application/merge-patch+json patches (got ${ct || 'none'})`);
+        if (!ct.startsWith('application/merge-patch+json'))
+          throw new HttpError(
+            415,
+            'UnsupportedMediaType',
+            `the test API server supports only application/merge-patch+json patches (got ${ct || 'none'})`,
+          );
         const cur = structuredClone(this.get(rt, ns, name));
         const patched = mergePatch(cur, await this.body(req)) as Obj;
         const warnings: string[] = [];
@@ -368,7 +482,8 @@ export class TestApiServer {
       }
       case 'DELETE': {
         const body = await this.body(req).catch(() => ({}) as Obj);
-        const policy = q.get('propagationPolicy') ?? (body as { propagationPolicy?: string }).propagationPolicy ?? 'Background';
+        const policy =
+          q.get('propagationPolicy') ?? (body as { propagationPolicy?: string }).propagationPolicy ?? 'Background';
         return this.json(res, 200, this.delete(rt, ns, name, policy));
       }
     }
@@ -400,17 +515,34 @@ export class TestApiServer {
 
   private resourceList(group: string, version: string) {
     const rts = [...this.types.values()].filter((t) => t.group === group && t.version === version);
-    if (rts.length === 0) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${group}/${version})`);
+    if (rts.length === 0)
+      throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${group}/${version})`);
     const resources = [];
     for (const rt of rts) {
       resources.push({
-        name: rt.plural, singularName: rt.singular, namespaced: rt.namespaced, kind: rt.kind,
+        name: rt.plural,
+        singularName: rt.singular,
+        namespaced: rt.namespaced,
+        kind: rt.kind,
         verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
-        ...(rt.shortNames ? { shortNames: rt.shortNames } : {}), ...(rt.categories ? { categories: rt.categories } : {}),
+        ...(rt.shortNames ? { shortNames: rt.shortNames } : {}),
+        ...(rt.categories ? { categories: rt.categories } : {}),
       });
-      if (rt.status) resources.push({ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] });
+      if (rt.status)
+        resources.push({
+          name: `${rt.plural}/status`,
+          singularName: '',
+          namespaced: rt.namespaced,
+          kind: rt.kind,
+          verbs: ['get', 'patch', 'update'],
+        });
     }
-    return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
+    return {
+      kind: 'APIResourceList',
+      apiVersion: 'v1',
+      groupVersion: group ? `${group}/${version}` : version,
+      resources,
+    };
   }
 
   private matcher(rt: ResourceType, q: URLSearchParams): (o: Obj) => boolean {
@@ -418,7 +550,10 @@ export class TestApiServer {
     const fs = q.get('fieldSelector');
     const labelOk = ls ? parseLabelSelector(ls) : () => true;
     const fieldTests: ((o: Obj) => boolean)[] = [];
-    for (const part of (fs ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const part of (fs ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const m = /^([^!=]+)(==|=|!=)(.*)$/.exec(part);
       if (!m) throw new HttpError(400, 'BadRequest', `invalid field selector ${JSON.stringify(part)}`);
       const [, field, op, value] = m;
@@ -436,11 +571,19 @@ export class TestApiServer {
       throw new HttpError(410, 'Expired', `too old resource version: ${rv} (${this.#compactedRv})`);
     }
     const match = this.matcher(rt, q);
-    const items = this.all(rt, ns).filter(match).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    const items = this.all(rt, ns)
+      .filter(match)
+      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
     return { kind: `${rt.kind}List`, apiVersion: gv(rt), metadata: { resourceVersion: String(this.#rv) }, items };
   }
 
-  private watch(req: IncomingMessage, res: ServerResponse, rt: ResourceType, ns: string | undefined, q: URLSearchParams): void {
+  private watch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rt: ResourceType,
+    ns: string | undefined,
+    q: URLSearchParams,
+  ): void {
     const match = this.matcher(rt, q);
     const rvParam = q.get('resourceVersion') ?? '';
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
@@ -449,7 +592,10 @@ export class TestApiServer {
     };
     const timers: NodeJS.Timeout[] = [];
     const w: Watcher = {
-      rt, namespace: ns, match, send,
+      rt,
+      namespace: ns,
+      match,
+      send,
       close: () => {
         this.watchers.delete(w);
         for (const t of timers) clearInterval(t);
@@ -462,7 +608,15 @@ export class TestApiServer {
     } else {
       const from = Number(rvParam);
       if (!Number.isFinite(from) || from < this.#compactedRv) {
-        send('ERROR', { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${rvParam} (${this.#compactedRv})`, reason: 'Expired', code: 410 });
+        send('ERROR', {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: `too old resource version: ${rvParam} (${this.#compactedRv})`,
+          reason: 'Expired',
+          code: 410,
+        });
         res.end();
         return;
       }
@@ -470,7 +624,13 @@ export class TestApiServer {
     }
     this.watchers.add(w);
     if (q.get('allowWatchBookmarks') === 'true') {
-      timers.push(setInterval(() => send('BOOKMARK', { kind: rt.kind, apiVersion: gv(rt), metadata: { resourceVersion: String(this.#rv) } }), this.opts.bookmarkIntervalMs ?? 1000));
+      timers.push(
+        setInterval(
+          () =>
+            send('BOOKMARK', { kind: rt.kind, apiVersion: gv(rt), metadata: { resourceVersion: String(this.#rv) } }),
+          this.opts.bookmarkIntervalMs ?? 1000,
+        ),
+      );
     }
     const timeout = Number(q.get('timeoutSeconds') ?? 0);
     if (timeout > 0) timers.push(setTimeout(() => w.close(), timeout * 1000));
@@ -478,19 +638,28 @@ export class TestApiServer {
 
   get(rt: ResourceType, ns: string | undefined, name: string): Obj {
     const o = this.objects.get(this.key(rt, ns, name));
-    if (!o) throw new HttpError(404, 'NotFound', `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}" not found`, { name, group: rt.group, kind: rt.plural });
+    if (!o)
+      throw new HttpError(404, 'NotFound', `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}" not found`, {
+        name,
+        group: rt.group,
+        kind: rt.plural,
+      });
     return o;
   }
 
   private check(rt: ResourceType, obj: Obj, old: Obj | undefined, warnings: string[]): void {
     const expectedApi = gv(rt);
-    if (obj.apiVersion !== undefined && obj.apiVersion !== expectedApi) throw new HttpError(400, 'BadRequest', `apiVersion ${obj.apiVersion} does not match ${expectedApi}`);
-    if (obj.kind !== undefined && obj.kind !== rt.kind) throw new HttpError(400, 'BadRequest', `kind ${obj.kind} does not match ${rt.kind}`);
+    if (obj.apiVersion !== undefined && obj.apiVersion !== expectedApi)
+      throw new HttpError(400, 'BadRequest', `apiVersion ${obj.apiVersion} does not match ${expectedApi}`);
+    if (obj.kind !== undefined && obj.kind !== rt.kind)
+      throw new HttpError(400, 'BadRequest', `kind ${obj.kind} does not match ${rt.kind}`);
     obj.apiVersion = expectedApi;
     obj.kind = rt.kind;
     const name = obj.metadata.name;
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253) {
-      throw this.invalid(rt, name, [`metadata.name: Invalid value: ${JSON.stringify(name)}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`]);
+      throw this.invalid(rt, name, [
+        `metadata.name: Invalid value: ${JSON.stringify(name)}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`,
+      ]);
     }
     if (rt.plural === 'customresourcedefinitions') {
       const errs = validateCrd(obj);
@@ -505,22 +674,47 @@ export class TestApiServer {
 
   private invalid(rt: ResourceType, name: string, errors: string[]): HttpError {
     const gk = rt.group ? `${rt.kind}.${rt.group}` : rt.kind;
-    return new HttpError(422, 'Invalid', `${gk} "${name}" is invalid: ${errors.length > 1 ? `[${errors.join(', ')}]` : errors[0]}`, {
-      name, group: rt.group, kind: rt.kind, causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e, field: e.split(':')[0] })),
-    });
+    return new HttpError(
+      422,
+      'Invalid',
+      `${gk} "${name}" is invalid: ${errors.length > 1 ? `[${errors.join(', ')}]` : errors[0]}`,
+      {
+        name,
+        group: rt.group,
+        kind: rt.kind,
+        causes: errors.map((e) => ({ reason: 'FieldValueInvalid', message: e, field: e.split(':')[0] })),
+      },
+    );
   }
 
   create(rt: ResourceType, ns: string | undefined, body: Obj, warnings: string[] = []): Obj {
     const obj = structuredClone(body);
     obj.metadata = obj.metadata ?? ({} as Meta);
-    if (!obj.metadata.name && obj.metadata.generateName) obj.metadata.name = `${obj.metadata.generateName}${randomUUID().slice(0, 5)}`;
-    if (!obj.metadata.name) throw new HttpError(422, 'Invalid', `${rt.kind} is invalid: metadata.name: Required value: name or generateName is required`);
+    if (!obj.metadata.name && obj.metadata.generateName)
+      obj.metadata.name = `${obj.metadata.generateName}${randomUUID().slice(0, 5)}`;
+    if (!obj.metadata.name)
+      throw new HttpError(
+        422,
+        'Invalid',
+        `${rt.kind} is invalid: metadata.name: Required value: name or generateName is required`,
+      );
     if (rt.namespaced) {
-      if (obj.metadata.namespace && ns && obj.metadata.namespace !== ns) throw new HttpError(400, 'BadRequest', 'the namespace of the object does not match the namespace of the request');
+      if (obj.metadata.namespace && ns && obj.metadata.namespace !== ns)
+        throw new HttpError(
+          400,
+          'BadRequest',
+          'the namespace of the object does not match the namespace of the request',
+        );
       obj.metadata.namespace = ns ?? obj.metadata.namespace;
     } else delete obj.metadata.namespace;
     const k = this.key(rt, obj.metadata.namespace, obj.metadata.name);
-    if (this.objects.has(k)) throw new HttpError(409, 'AlreadyExists', `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${obj.metadata.name}" already exists`, { name: obj.metadata.name, group: rt.group, kind: rt.plural });
+    if (this.objects.has(k))
+      throw new HttpError(
+        409,
+        'AlreadyExists',
+        `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${obj.metadata.name}" already exists`,
+        { name: obj.metadata.name, group: rt.group, kind: rt.plural },
+      );
     if (rt.status && rt.schema) delete obj.status; // the status subresource owns it
     this.check(rt, obj, undefined, warnings);
     const m = obj.metadata;
@@ -536,13 +730,31 @@ export class TestApiServer {
     return obj;
   }
 
-  update(rt: ResourceType, ns: string | undefined, name: string, body: Obj, statusOnly: boolean, warnings: string[] = [], fromPatch = false): Obj {
+  update(
+    rt: ResourceType,
+    ns: string | undefined,
+    name: string,
+    body: Obj,
+    statusOnly: boolean,
+    warnings: string[] = [],
+    fromPatch = false,
+  ): Obj {
     const old = this.get(rt, ns, name);
     if (!body.metadata) body.metadata = {} as Meta;
-    if (body.metadata.name !== undefined && body.metadata.name !== name) throw new HttpError(400, 'BadRequest', `the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
+    if (body.metadata.name !== undefined && body.metadata.name !== name)
+      throw new HttpError(
+        400,
+        'BadRequest',
+        `the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`,
+      );
     const rv = body.metadata.resourceVersion;
     if (rv !== undefined && rv !== '' && rv !== old.metadata.resourceVersion && !fromPatch) {
-      throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on ${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, group: rt.group, kind: rt.plural });
+      throw new HttpError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        { name, group: rt.group, kind: rt.plural },
+      );
     }
     let next: Obj;
     if (statusOnly) {
@@ -552,7 +764,14 @@ export class TestApiServer {
     } else {
       next = structuredClone(body);
       next.metadata.name = name;
-      if (rt.status && (rt.schema || rt.plural === 'customresourcedefinitions' || rt.plural === 'nodes' || rt.plural === 'namespaces' || rt.plural === 'pods')) {
+      if (
+        rt.status &&
+        (rt.schema ||
+          rt.plural === 'customresourcedefinitions' ||
+          rt.plural === 'nodes' ||
+          rt.plural === 'namespaces' ||
+          rt.plural === 'pods')
+      ) {
         if (old.status === undefined) delete next.status;
         else next.status = structuredClone(old.status);
       }
@@ -562,12 +781,22 @@ export class TestApiServer {
       }
       if (old.metadata.deletionTimestamp) {
         const added = (next.metadata.finalizers ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f));
-        if (added.length) throw new HttpError(422, 'Forbidden', `no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}`);
+        if (added.length)
+          throw new HttpError(
+            422,
+            'Forbidden',
+            `no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}`,
+          );
       }
     }
     next.metadata.resourceVersion = old.metadata.resourceVersion;
     this.check(rt, next, old, warnings);
-    const specOf = (o: Obj) => canonical(Object.fromEntries(Object.entries(o).filter(([k]) => !['metadata', 'status', 'apiVersion', 'kind'].includes(k))));
+    const specOf = (o: Obj) =>
+      canonical(
+        Object.fromEntries(
+          Object.entries(o).filter(([k]) => !['metadata', 'status', 'apiVersion', 'kind'].includes(k)),
+        ),
+      );
     if (!statusOnly && specOf(next) !== specOf(old)) next.metadata.generation = (old.metadata.generation ?? 1) + 1;
     if (canonical(next) === canonical(old)) return old; // no-op: no new resourceVersion, no event
     if (rt.plural === 'customresourcedefinitions') this.establish(next);
@@ -584,7 +813,19 @@ export class TestApiServer {
     if (policy === 'Orphan') {
       for (const d of this.dependents(o.metadata.uid!)) {
         const drt = this.typeOf(d);
-        this.update(drt, d.metadata.namespace, d.metadata.name, { ...structuredClone(d), metadata: { ...structuredClone(d.metadata), ownerReferences: d.metadata.ownerReferences!.filter((r) => r.uid !== o.metadata.uid) } }, false);
+        this.update(
+          drt,
+          d.metadata.namespace,
+          d.metadata.name,
+          {
+            ...structuredClone(d),
+            metadata: {
+              ...structuredClone(d.metadata),
+              ownerReferences: d.metadata.ownerReferences!.filter((r) => r.uid !== o.metadata.uid),
+            },
+          },
+          false,
+        );
       }
     }
     if ((o.metadata.finalizers ?? []).length) {
@@ -641,17 +882,36 @@ export class TestApiServer {
     for (const v of spec.versions) {
       if (!v.served) continue;
       const rt: ResourceType = {
-        group: spec.group, version: v.name, plural: spec.names.plural, singular: spec.names.singular ?? spec.names.kind.toLowerCase(), kind: spec.names.kind,
-        namespaced: spec.scope === 'Namespaced', shortNames: spec.names.shortNames, categories: spec.names.categories,
-        schema: v.schema?.openAPIV3Schema, status: !!v.subresources?.status,
+        group: spec.group,
+        version: v.name,
+        plural: spec.names.plural,
+        singular: spec.names.singular ?? spec.names.kind.toLowerCase(),
+        kind: spec.names.kind,
+        namespaced: spec.scope === 'Namespaced',
+        shortNames: spec.names.shortNames,
+        categories: spec.names.categories,
+        schema: v.schema?.openAPIV3Schema,
+        status: !!v.subresources?.status,
         selectable: (v.selectableFields ?? []).map((f) => f.jsonPath.replace(/^\./, '')),
       };
       this.types.set(`${spec.group}/${v.name}/${spec.names.plural}`, rt);
     }
     crd.status = {
       conditions: [
-        { type: 'NamesAccepted', status: 'True', reason: 'NoConflicts', message: 'no conflicts found', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
-        { type: 'Established', status: 'True', reason: 'InitialNamesAccepted', message: 'the initial names have been accepted', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+        {
+          type: 'NamesAccepted',
+          status: 'True',
+          reason: 'NoConflicts',
+          message: 'no conflicts found',
+          lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        },
+        {
+          type: 'Established',
+          status: 'True',
+          reason: 'InitialNamesAccepted',
+          message: 'the initial names have been accepted',
+          lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        },
       ],
       acceptedNames: spec.names,
       storedVersions: spec.versions.filter((v) => v.storage).map((v) => v.name),
@@ -672,8 +932,22 @@ export class TestApiServer {
 interface CrdSpec {
   group: string;
   scope: 'Cluster' | 'Namespaced';
-  names: { kind: string; plural: string; singular?: string; listKind?: string; shortNames?: string[]; categories?: string[] };
-  versions: { name: string; served: boolean; storage: boolean; schema?: { openAPIV3Schema?: Schema }; subresources?: { status?: object }; selectableFields?: { jsonPath: string }[] }[];
+  names: {
+    kind: string;
+    plural: string;
+    singular?: string;
+    listKind?: string;
+    shortNames?: string[];
+    categories?: string[];
+  };
+  versions: {
+    name: string;
+    served: boolean;
+    storage: boolean;
+    schema?: { openAPIV3Schema?: Schema };
+    subresources?: { status?: object };
+    selectableFields?: { jsonPath: string }[];
+  }[];
 }
 
 /** What the real API server checks of a CRD itself (the part that matters here). */
@@ -681,10 +955,15 @@ export function validateCrd(crd: Obj): string[] {
   const errs: string[] = [];
   const spec = crd.spec as CrdSpec | undefined;
   if (!spec) return ['spec: Required value'];
-  if (!spec.group || !spec.names?.plural || !spec.names?.kind) errs.push('spec.group, spec.names.plural and spec.names.kind are required');
-  if (crd.metadata.name !== `${spec.names?.plural}.${spec.group}`) errs.push(`metadata.name: Invalid value: ${JSON.stringify(crd.metadata.name)}: must be spec.names.plural+"."+spec.group`);
+  if (!spec.group || !spec.names?.plural || !spec.names?.kind)
+    errs.push('spec.group, spec.names.plural and spec.names.kind are required');
+  if (crd.metadata.name !== `${spec.names?.plural}.${spec.group}`)
+    errs.push(
+      `metadata.name: Invalid value: ${JSON.stringify(crd.metadata.name)}: must be spec.names.plural+"."+spec.group`,
+    );
   if (!['Cluster', 'Namespaced'].includes(spec.scope)) errs.push('spec.scope: Unsupported value');
-  if (!Array.isArray(spec.versions) || spec.versions.filter((v) => v.storage).length !== 1) errs.push('spec.versions: Invalid value: must have exactly one version marked as storage version');
+  if (!Array.isArray(spec.versions) || spec.versions.filter((v) => v.storage).length !== 1)
+    errs.push('spec.versions: Invalid value: must have exactly one version marked as storage version');
   for (const [i, v] of (spec.versions ?? []).entries()) {
     const s = v.schema?.openAPIV3Schema;
     if (!s) {
@@ -696,7 +975,10 @@ export function validateCrd(crd: Obj): string[] {
     for (const f of v.selectableFields ?? []) {
       let node: Schema | undefined = s;
       for (const k of f.jsonPath.replace(/^\./, '').split('.')) node = node?.properties?.[k];
-      if (!node || !['string', 'integer', 'boolean'].includes(node.type ?? '')) errs.push(`spec.versions[${i}].selectableFields: Invalid value: ${JSON.stringify(f.jsonPath)}: must point to a string, integer or boolean field`);
+      if (!node || !['string', 'integer', 'boolean'].includes(node.type ?? ''))
+        errs.push(
+          `spec.versions[${i}].selectableFields: Invalid value: ${JSON.stringify(f.jsonPath)}: must point to a string, integer or boolean field`,
+        );
     }
   }
   return errs;
@@ -705,23 +987,61 @@ export function validateCrd(crd: Obj): string[] {
 /** A structural schema: every node has a type (or int-or-string / preserve-unknown-fields), nothing else allowed. */
 function structural(s: Schema, path: string, root = false): string[] {
   const errs: string[] = [];
-  const allowed = new Set(['type', 'properties', 'additionalProperties', 'items', 'required', 'enum', 'minimum', 'maximum', 'minLength', 'maxLength', 'minItems', 'maxItems', 'maxProperties', 'pattern', 'format', 'default', 'nullable', 'description', 'x-kubernetes-int-or-string', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-validations', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-map-type', 'exclusiveMinimum', 'exclusiveMaximum', 'minProperties', 'uniqueItems', 'title', 'example', 'x-kubernetes-embedded-resource']);
-  for (const k of Object.keys(s)) if (!allowed.has(k)) errs.push(`${path}.${k}: Forbidden: not allowed in a structural schema`);
-  if (!s.type && !s['x-kubernetes-int-or-string'] && !s['x-kubernetes-preserve-unknown-fields']) errs.push(`${path}.type: Required value: must not be empty for specified object fields`);
+  const allowed = new Set([
+    'type',
+    'properties',
+    'additionalProperties',
+    'items',
+    'required',
+    'enum',
+    'minimum',
+    'maximum',
+    'minLength',
+    'maxLength',
+    'minItems',
+    'maxItems',
+    'maxProperties',
+    'pattern',
+    'format',
+    'default',
+    'nullable',
+    'description',
+    'x-kubernetes-int-or-string',
+    'x-kubernetes-preserve-unknown-fields',
+    'x-kubernetes-validations',
+    'x-kubernetes-list-type',
+    'x-kubernetes-list-map-keys',
+    'x-kubernetes-map-type',
+    'exclusiveMinimum',
+    'exclusiveMaximum',
+    'minProperties',
+    'uniqueItems',
+    'title',
+    'example',
+    'x-kubernetes-embedded-resource',
+  ]);
+  for (const k of Object.keys(s))
+    if (!allowed.has(k)) errs.push(`${path}.${k}: Forbidden: not allowed in a structural schema`);
+  if (!s.type && !s['x-kubernetes-int-or-string'] && !s['x-kubernetes-preserve-unknown-fields'])
+    errs.push(`${path}.type: Required value: must not be empty for specified object fields`);
   if (root && s.type !== 'object') errs.push(`${path}.type: Invalid value: must be object at the root`);
-  if (s.properties && s.additionalProperties !== undefined && s.additionalProperties !== false) errs.push(`${path}: Forbidden: additionalProperties and properties are mutually exclusive`);
+  if (s.properties && s.additionalProperties !== undefined && s.additionalProperties !== false)
+    errs.push(`${path}: Forbidden: additionalProperties and properties are mutually exclusive`);
   if (s.type === 'array' && !s.items) errs.push(`${path}.items: Required value: must be specified for arrays`);
-  if (s['x-kubernetes-list-type'] === 'map' && !s['x-kubernetes-list-map-keys']?.length) errs.push(`${path}: x-kubernetes-list-map-keys required for a list of type map`);
+  if (s['x-kubernetes-list-type'] === 'map' && !s['x-kubernetes-list-map-keys']?.length)
+    errs.push(`${path}: x-kubernetes-list-map-keys required for a list of type map`);
   if (s.default !== undefined && root) errs.push(`${path}.default: Forbidden at the root`);
   for (const [k, p] of Object.entries(s.properties ?? {})) errs.push(...structural(p, `${path}.properties[${k}]`));
-  if (typeof s.additionalProperties === 'object') errs.push(...structural(s.additionalProperties, `${path}.additionalProperties`));
+  if (typeof s.additionalProperties === 'object')
+    errs.push(...structural(s.additionalProperties, `${path}.additionalProperties`));
   if (s.items) errs.push(...structural(s.items, `${path}.items`));
   return errs;
 }
 
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> =
+    target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);

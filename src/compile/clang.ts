@@ -1,0 +1,52 @@
+// Compiles one .bpf.c into a BPF ELF object with BTF (clang -target bpf -g -O2, CO-RE).
+import { execFile } from 'node:child_process';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { BuildError } from './errors.js';
+
+const execFileP = promisify(execFile);
+
+export interface CompileOptions {
+  includeDirs: string[];
+  defines?: Record<string, string>;
+  clang?: string;
+}
+
+/** clang's diagnostics, one per "file:line:col: error: message" line plus context lines. */
+export function parseDiagnostics(stderr: string): string[] {
+  const lines = stderr.split('\n');
+  const out: string[] = [];
+  for (const line of lines) {
+    if (/^[^\s:][^:]*:\d+:\d+: (error|fatal error|warning):/.test(line)) out.push(line);
+  }
+  return out.length ? out : lines.filter((l) => l.trim()).slice(0, 20);
+}
+
+export async function compileBpf(src: string, out: string, opts: CompileOptions): Promise<void> {
+  const args = [
+    '-g',
+    '-O2',
+    '-target',
+    'bpf',
+    '-D__TARGET_ARCH_x86',
+    '-Wall',
+    '-Wno-unused-function',
+    '-Wno-compare-distinct-pointer-types',
+    ...opts.includeDirs.flatMap((d) => ['-I', d]),
+    '-I',
+    dirname(src),
+    ...Object.entries(opts.defines ?? {}).map(([k, v]) => `-D${k}=${v}`),
+    '-c',
+    src,
+    '-o',
+    out,
+  ];
+  try {
+    await execFileP(opts.clang ?? 'clang', args, { maxBuffer: 16 << 20 });
+  } catch (e) {
+    const err = e as { code?: string | number; stderr?: string };
+    if (err.code === 'ENOENT') throw new BuildError('clang is not installed (apt-get install clang)');
+    const diags = parseDiagnostics(err.stderr ?? String(e)).filter((d) => !/: warning:/.test(d));
+    throw new BuildError(`compiling ${src} failed`, diags);
+  }
+}

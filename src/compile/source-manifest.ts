@@ -1,0 +1,123 @@
+// kbpf.yaml: what a source directory says that its objects cannot (name, version, description,
+// attach targets, descriptions of config variables, which maps to pin, how to show events).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { type AttachSpec, HOOKS } from '../package/package-spec.js';
+import { BuildError } from './errors.js';
+
+export interface SourceManifest {
+  name?: string;
+  version?: string;
+  description?: string;
+  programs: Record<string, { attach?: AttachSpec }>;
+  config: Record<string, { description?: string; default?: unknown }>;
+  maps: Record<string, { pin?: boolean }>;
+  events: Record<string, { type?: string; columns?: string[] }>;
+}
+
+export const MANIFEST_FILE = 'kbpf.yaml';
+
+function obj(v: unknown, where: string): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new BuildError(`${MANIFEST_FILE}: ${where} must be a mapping`);
+  return v as Record<string, unknown>;
+}
+
+/** "tracepoint:syscalls/sys_enter_openat", "cgroup:connect4", "xdp:eth0", "tc:ingress:eth0", "sockmap:sock_map", "uprobe:/bin/bash:readline" */
+export function parseAttach(value: unknown, where: string): AttachSpec {
+  if (value && typeof value === 'object') {
+    const a = value as { hook?: string };
+    if (!a.hook || !HOOKS.includes(a.hook as AttachSpec['hook']))
+      throw new BuildError(`${MANIFEST_FILE}: ${where}: unknown hook type "${a.hook}" (known: ${HOOKS.join(', ')})`);
+    return value as AttachSpec;
+  }
+  if (typeof value !== 'string')
+    throw new BuildError(
+      `${MANIFEST_FILE}: ${where}: attach must be a string like "tracepoint:CATEGORY/NAME" or a mapping`,
+    );
+  const i = value.indexOf(':');
+  const hook = i < 0 ? value : value.slice(0, i);
+  const rest = i < 0 ? '' : value.slice(i + 1);
+  switch (hook) {
+    case 'tracepoint':
+    case 'raw_tracepoint':
+      if (!rest) throw new BuildError(`${MANIFEST_FILE}: ${where}: ${hook} needs a target`);
+      return { hook, target: rest };
+    case 'uprobe':
+    case 'uretprobe':
+      if (!rest.includes(':')) throw new BuildError(`${MANIFEST_FILE}: ${where}: ${hook} needs BINARY:SYMBOL`);
+      return { hook, target: rest };
+    case 'cgroup': {
+      const [type, ...path] = rest.split(':');
+      if (!type) throw new BuildError(`${MANIFEST_FILE}: ${where}: cgroup needs a hook type, e.g. cgroup:connect4`);
+      return { hook, type, target: path.length ? path.join(':') : undefined };
+    }
+    case 'xdp':
+      return { hook, target: rest || undefined };
+    case 'tc': {
+      const [direction, iface] = rest.split(':');
+      if (direction !== 'ingress' && direction !== 'egress')
+        throw new BuildError(`${MANIFEST_FILE}: ${where}: tc needs ingress or egress, e.g. tc:ingress`);
+      return { hook, direction, target: iface || undefined };
+    }
+    case 'sockmap':
+      if (!rest) throw new BuildError(`${MANIFEST_FILE}: ${where}: sockmap needs the map's name`);
+      return { hook, map: rest };
+    case 'none':
+      return { hook };
+    default:
+      throw new BuildError(`${MANIFEST_FILE}: ${where}: unknown hook type "${hook}" (known: ${HOOKS.join(', ')})`);
+  }
+}
+
+export function readSourceManifest(dir: string): SourceManifest {
+  const path = join(dir, MANIFEST_FILE);
+  let raw: unknown = {};
+  if (existsSync(path)) {
+    try {
+      raw = parse(readFileSync(path, 'utf8')) ?? {};
+    } catch (e) {
+      throw new BuildError(`${path}: invalid YAML: ${(e as Error).message}`);
+    }
+  }
+  const top = obj(raw, 'the file');
+  const known = new Set(['name', 'version', 'description', 'programs', 'config', 'maps', 'events']);
+  for (const k of Object.keys(top))
+    if (!known.has(k)) throw new BuildError(`${MANIFEST_FILE}: unknown key "${k}" (known: ${[...known].join(', ')})`);
+  const str = (k: string) => {
+    const v = top[k];
+    if (v !== undefined && typeof v !== 'string' && typeof v !== 'number')
+      throw new BuildError(`${MANIFEST_FILE}: ${k} must be a string`);
+    return v === undefined ? undefined : String(v);
+  };
+  const programs: SourceManifest['programs'] = {};
+  for (const [name, p] of Object.entries(obj(top.programs, 'programs'))) {
+    const e = obj(p, `programs.${name}`);
+    programs[name] = e.attach !== undefined ? { attach: parseAttach(e.attach, `programs.${name}.attach`) } : {};
+  }
+  const config: SourceManifest['config'] = {};
+  for (const [name, c] of Object.entries(obj(top.config, 'config'))) {
+    const e = typeof c === 'string' ? { description: c } : obj(c, `config.${name}`);
+    config[name] = { description: e.description as string | undefined, default: e.default };
+  }
+  const maps: SourceManifest['maps'] = {};
+  for (const [name, m] of Object.entries(obj(top.maps, 'maps')))
+    maps[name] = { pin: obj(m, `maps.${name}`).pin as boolean | undefined };
+  const events: SourceManifest['events'] = {};
+  for (const [name, ev] of Object.entries(obj(top.events, 'events'))) {
+    const e = obj(ev, `events.${name}`);
+    if (e.columns !== undefined && !Array.isArray(e.columns))
+      throw new BuildError(`${MANIFEST_FILE}: events.${name}.columns must be a list`);
+    events[name] = { type: e.type as string | undefined, columns: e.columns as string[] | undefined };
+  }
+  return {
+    name: str('name'),
+    version: str('version'),
+    description: str('description'),
+    programs,
+    config,
+    maps,
+    events,
+  };
+}

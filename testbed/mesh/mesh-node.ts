@@ -1,0 +1,99 @@
+// mesh-accel on a test bed node, run by a real (throw-away) agent: build apps/mesh-accel, run it
+// with --cgroup of the pods' parent cgroup, and open its pinned maps to declare pods.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MeshMaps, type PodSpec } from '../../apps/mesh-accel/mesh.js';
+import { type TestAgent, testAgent } from '../agent.js';
+import { type MadeIds, madeIds } from '../netns.js';
+import type { Cleanup, Pod, Testbed } from './testbed.js';
+
+export const MESH_APP_DIR = fileURLToPath(new URL('../../../apps/mesh-accel/', import.meta.url));
+
+export interface MeshInstance {
+  ta: TestAgent;
+  name: string;
+  /** the package reference the instance runs */
+  ref: string;
+  maps: MeshMaps;
+  /** declares a test bed pod (with the pod's mode and the given extra settings) */
+  declare(pod: Pod, extra?: Partial<PodSpec>): void;
+  /** kernel ids of everything the instance pinned (programs, maps, links) */
+  ids(): MadeIds;
+  /** closes our map handles and removes the instance through the agent */
+  remove(): Promise<void>;
+}
+
+function pinnedId(kind: 'prog' | 'map' | 'link', path: string): number | undefined {
+  try {
+    const out = execFileSync('bpftool', ['-j', kind, 'show', 'pinned', path], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const v = JSON.parse(out) as { id?: number } | { id?: number }[];
+    return Array.isArray(v) ? v[0]?.id : v.id;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs mesh-accel on the test bed's parent cgroup (with a fresh agent, or `agent` built once). */
+export async function runMesh(
+  t: Cleanup,
+  tb: Testbed,
+  name = 'mesh',
+  agent?: { ta: TestAgent; ref: string },
+  config?: Record<string, unknown>,
+): Promise<MeshInstance> {
+  const ta = agent?.ta ?? (await testAgent(t));
+  const ref = agent?.ref ?? (await ta.build(MESH_APP_DIR));
+  await ta.agent.run({ image: ref, name, config, attach: { cgroup: tb.parentCgroup } });
+  let maps: MeshMaps | null = MeshMaps.ofInstance(ta.paths.bpffsDir, name);
+  t.after(() => maps?.close());
+  const inst: MeshInstance = {
+    ta,
+    name,
+    ref,
+    get maps() {
+      if (!maps) throw new Error('mesh instance removed');
+      return maps;
+    },
+    declare(pod, extra = {}) {
+      inst.maps.declarePod({
+        ip: pod.ipv6Only ? undefined : pod.ip,
+        ip6: pod.ip6,
+        cgroup: pod.cgroup,
+        mode: pod.mode,
+        ...extra,
+      });
+    },
+    ids() {
+      const made = madeIds();
+      const dir = join(ta.paths.bpffsDir, name);
+      if (!existsSync(dir)) return made;
+      for (const rev of readdirSync(dir)) {
+        for (const [kind, sub] of [
+          ['prog', 'progs'],
+          ['map', 'maps'],
+          ['link', 'links'],
+        ] as const) {
+          const d = join(dir, rev, sub);
+          if (!existsSync(d)) continue;
+          for (const f of readdirSync(d)) {
+            const id = pinnedId(kind, join(d, f));
+            if (id !== undefined) made[kind].push(id);
+          }
+        }
+      }
+      return made;
+    },
+    async remove() {
+      maps?.close();
+      maps = null;
+      await ta.agent.remove(name, { force: true });
+    },
+  };
+  return inst;
+}
