@@ -1,21 +1,27 @@
 // A small client of the agent's API (docs/api.md), over its unix socket. The CLI uses it.
 import { type IncomingMessage, request } from 'node:http';
 import type { KernelFeatures } from '../bpf/features.js';
+import { ERROR_KINDS, type ErrorKind, KbpfError, Unavailable, Unknown } from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import type { LogRecord } from './log-store.js';
 import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
-/** An answer of the agent that was not a success, or a failure to reach it. */
-export class ApiError extends Error {
+/**
+ * An answer of the agent that was not a success, or a failure to reach it (status 0). Its kind is
+ * the one the agent named in the answer, so a client matches `isKind(e, NotFound)` as it would
+ * in the agent itself; an agent that cannot be reached is Unavailable.
+ */
+export class ApiError extends KbpfError {
   override name = 'ApiError';
   constructor(
     readonly status: number,
     message: string,
-    readonly details?: unknown,
+    override readonly details?: unknown,
     readonly code?: string,
+    kind?: ErrorKind,
   ) {
-    super(message);
+    super(kind ?? (status === 0 ? Unavailable : Unknown), message, { details });
   }
 }
 
@@ -127,14 +133,16 @@ export class ApiClient {
           readAll(res).then((text) => {
             let message = text.trim() || `HTTP ${res.statusCode}`;
             let details: unknown;
+            let kind: ErrorKind | undefined;
             try {
-              const v = JSON.parse(text) as { error?: unknown; details?: unknown };
+              const v = JSON.parse(text) as { error?: unknown; details?: unknown; kind?: unknown };
               if (typeof v.error === 'string') message = v.error;
               details = v.details;
+              kind = ERROR_KINDS.find((k) => k.name === v.kind);
             } catch {
               // not JSON
             }
-            reject(new ApiError(res.statusCode!, message, details));
+            reject(new ApiError(res.statusCode!, message, details, undefined, kind));
           }, reject);
           return;
         }

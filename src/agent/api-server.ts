@@ -18,21 +18,35 @@
 //   DELETE /v1/images/{ref}[?force=1]          rmi
 //   GET    /metrics                            Prometheus text 0.0.4
 //
-// Errors are `{"error": message}` (plus `details` when the agent gave some) with the status of
-// the AgentError, 400/404 for package reference errors, 500 otherwise.
+// Errors are `{"error": message, "kind": KIND}` (plus `details` when the agent gave some), with
+// the HTTP status chosen from the error's kind in errorStatus, the one place that does.
 
 import { chmodSync, lstatSync, mkdirSync, type Stats, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
+import { constants } from 'node:os';
 import { dirname } from 'node:path';
+import { BpfError, VerifierError } from '../bpf/errors.js';
 import type { KernelFeatures } from '../bpf/features.js';
+import {
+  Conflict,
+  Corrupted,
+  findError,
+  Invalid,
+  KbpfError,
+  kindOf,
+  NotFound,
+  Refused,
+  Unavailable,
+  Unsupported,
+} from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
 import { KBPF_VERSION } from '../version.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
-import { AgentError, type InstanceStatus, type Revision, type RunRequest, type UpgradeRequest } from './types.js';
+import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 export const API_VERSION = 'v1';
 const MAX_BODY = 1024 * 1024;
@@ -75,19 +89,34 @@ class HttpError extends Error {
   }
 }
 
-/** Status for an error thrown by the agent or the package store. */
+/**
+ * The one place where an error becomes an HTTP status: transport errors carry theirs; every other
+ * error is answered by its kind (src/errors.ts), and a kernel refusal by its errno where that says
+ * more (no permission, out of memory or busy).
+ */
 export function errorStatus(err: unknown): number {
-  const e = err as { name?: string; status?: unknown; code?: unknown };
-  if (err instanceof AgentError || err instanceof HttpError) return err.status;
-  if (e && e.name === 'AgentError' && typeof e.status === 'number') return e.status;
-  switch (e?.code) {
-    case 'NOT_FOUND':
+  if (err instanceof HttpError) return err.status;
+  const legacy = err as { name?: string; status?: unknown };
+  if (legacy?.name === 'AgentError' && typeof legacy.status === 'number') return legacy.status;
+  const bpf = findError(err, BpfError);
+  if (bpf && !(bpf instanceof VerifierError) && bpf.errno) {
+    const { EPERM, EACCES, ENOMEM, ENOSPC, E2BIG, EBUSY, EAGAIN } = constants.errno;
+    if (bpf.errno === EPERM || bpf.errno === EACCES) return 403;
+    if ([ENOMEM, ENOSPC, E2BIG, EBUSY, EAGAIN].includes(bpf.errno)) return 503;
+  }
+  switch (kindOf(err)) {
+    case NotFound:
       return 404;
-    case 'INVALID_REFERENCE':
-    case 'INVALID_DIGEST':
-    case 'INVALID_PACKAGE':
+    case Conflict:
+      return 409;
+    case Invalid:
       return 400;
-    case 'LOCK_TIMEOUT':
+    case Unsupported:
+      return 501;
+    case Refused:
+    case Corrupted:
+      return 422;
+    case Unavailable:
       return 503;
     default:
       return 500;
@@ -106,8 +135,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 function sendError(res: ServerResponse, err: unknown): void {
   const status = errorStatus(err);
   const e = err as { message?: string; details?: unknown };
-  const body: { error: string; details?: unknown } = { error: e?.message ? e.message : String(err) };
-  if (e?.details !== undefined) body.details = e.details;
+  const body: { error: string; kind?: string; details?: unknown } = { error: e?.message ? e.message : String(err) };
+  const kind = kindOf(err);
+  if (kind) body.kind = kind.name;
+  const details = e?.details ?? findError(err, KbpfError)?.details;
+  if (details !== undefined) body.details = details;
   if (res.headersSent) {
     // a stream that already started: say it on the stream, as one more line
     res.end(`${JSON.stringify(body, jsonReplacer)}\n`);

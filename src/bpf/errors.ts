@@ -2,6 +2,7 @@
 // program, map or link by name), and why: the errno in words and its code, plus libbpf's own
 // messages for the operation and, for a rejected program, the verifier's log.
 import { constants } from 'node:os';
+import { Conflict, type ErrorKind, KbpfError, NotFound, Refused, Unsupported } from '../errors.js';
 import { libc } from './ffi/libc.js';
 
 const ERRNO_NAMES = new Map<number, string>();
@@ -29,31 +30,65 @@ export interface BpfErrorDetails {
   cause?: unknown;
 }
 
-export class BpfError extends Error {
+/** What the kernel's answer means, for errnos that say more than "refused". */
+export function kindOfErrno(errno: number): ErrorKind {
+  switch (errno) {
+    case constants.errno.ENOENT:
+    case constants.errno.ESRCH:
+      return NotFound;
+    case constants.errno.EEXIST:
+      return Conflict;
+    case constants.errno.EOPNOTSUPP:
+    case constants.errno.ENOSYS:
+    case 524 /* ENOTSUPP */:
+      return Unsupported;
+    default:
+      return Refused;
+  }
+}
+
+/**
+ * An operation of the runtime failed. Said as "OP SUBJECT: WHY; HINT" plus libbpf's lines.
+ * Given an errno, the kernel (or libbpf, or the C library) refused: `errno` and `code` (its name)
+ * say which, and the kind follows from it (ENOENT is also NotFound, EEXIST also Conflict…).
+ * Given a kind instead, the runtime itself refused before asking the kernel (a program name not
+ * in the object, a value of the wrong size, a closed object); `errno` is 0 and `code` the kind's
+ * name.
+ */
+export class BpfError extends KbpfError {
   override name = 'BpfError';
+  readonly errno: number;
   readonly code: string;
   readonly libbpfLog: string[];
-  readonly hint?: string;
 
   constructor(
     readonly op: string,
     readonly subject: string,
-    readonly errno: number,
+    errnoOrKind: number | ErrorKind,
     details: BpfErrorDetails = {},
   ) {
-    const why = errno ? `${errnoText(errno)} (${errnoName(errno)})` : 'failed';
-    let msg = subject ? `${op} ${subject}: ${why}` : `${op}: ${why}`;
-    if (details.hint) msg += `; ${details.hint}`;
+    const errno = typeof errnoOrKind === 'number' ? errnoOrKind : 0;
+    const kind = typeof errnoOrKind === 'number' ? kindOfErrno(errnoOrKind) : errnoOrKind;
+    const why = errno
+      ? `${errnoText(errno)} (${errnoName(errno)})`
+      : typeof errnoOrKind === 'number'
+        ? 'failed'
+        : kind.summary;
+    super(kind, subject ? `${op} ${subject}: ${why}` : `${op}: ${why}`, { hint: details.hint, cause: details.cause });
     const relevant = (details.libbpfLog ?? []).filter((l) => !l.startsWith('libbpf: -- ') && l.trim() !== '');
     if (relevant.length)
-      msg += `\n  libbpf: ${relevant
+      this.message += `\n  libbpf: ${relevant
         .slice(-6)
         .map((l) => l.replace(/^libbpf:\s*/, ''))
         .join('\n  libbpf: ')}`;
-    super(msg, details.cause !== undefined ? { cause: details.cause } : undefined);
-    this.code = errnoName(errno);
+    this.errno = errno;
+    this.code = errno ? errnoName(errno) : kind.name;
     this.libbpfLog = details.libbpfLog ?? [];
-    this.hint = details.hint;
+  }
+
+  /** Every errno the kernel returned is also a refusal. */
+  override matches(kind: ErrorKind): boolean {
+    return kind === this.kind || (this.errno !== 0 && kind === Refused);
   }
 }
 
@@ -70,7 +105,6 @@ export class VerifierError extends BpfError {
     super('load program', `"${programName}" of object "${objectName}"`, errno, { libbpfLog: [] });
     const tail = VerifierError.excerpt(log);
     this.message += `\n  verifier: ${tail.join('\n  verifier: ')}`;
-    void libbpfLog;
     (this as { libbpfLog: string[] }).libbpfLog = libbpfLog;
   }
 
@@ -81,11 +115,13 @@ export class VerifierError extends BpfError {
   }
 }
 
-/** A feature this kernel does not have (kprobes, fentry, a map type, ...). */
+/** A feature this kernel does not have (kprobes, fentry, a map type, ...); `feature` names it. */
 export class UnsupportedError extends BpfError {
   override name = 'UnsupportedError';
-  constructor(op: string, subject: string, hint: string) {
-    super(op, subject, constants.errno.EOPNOTSUPP, { hint });
+  readonly feature: string;
+  constructor(op: string, subject: string, hint: string, feature: string = subject) {
+    super(op, subject, Unsupported, { hint });
+    this.feature = feature;
   }
 }
 

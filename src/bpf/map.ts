@@ -1,6 +1,8 @@
 // BPF maps: lookup / update / delete / iterate / batch, with keys and values converted to and
 // from plain JS values through the map's BTF (raw bytes when a map has no BTF).
+
 import { constants } from 'node:os';
+import { Invalid } from '../errors.js';
 import { type Btf, type Codec, codecFor } from './btf/index.js';
 import { loadKernelBtfById } from './btf-kernel.js';
 import { mapType } from './constants.js';
@@ -156,11 +158,10 @@ export class BpfMap {
   }
 
   get fd(): number {
-    if (this.#objectClosed)
-      throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
+    if (this.#objectClosed) throw new BpfError('use', this.description, Invalid, { hint: 'its object is closed' });
     const fd = this.#ptr ? libbpf.mapFd(this.#ptr) : this.#fd;
     if (fd < 0)
-      throw new BpfError('use', this.description, constants.errno.EBADF, {
+      throw new BpfError('use', this.description, Invalid, {
         hint: 'the map is not created yet (load its object first)',
       });
     return fd;
@@ -222,7 +223,7 @@ export class BpfMap {
     try {
       return this.keyCodec.encode(key);
     } catch (e) {
-      throw new BpfError('encode key for', this.description, constants.errno.EINVAL, { hint: (e as Error).message });
+      throw new BpfError('encode key for', this.description, Invalid, { hint: (e as Error).message, cause: e });
     }
   }
 
@@ -241,7 +242,7 @@ export class BpfMap {
       return out;
     } catch (e) {
       if (e instanceof BpfError) throw e;
-      throw new BpfError('encode value for', this.description, constants.errno.EINVAL, { hint: (e as Error).message });
+      throw new BpfError('encode value for', this.description, Invalid, { hint: (e as Error).message, cause: e });
     }
   }
 

@@ -1,8 +1,10 @@
 // A BPF ELF object: open (file or bytes), set global variables, load (with the verifier's log
 // captured per program), then hand out its programs and maps. close() releases every fd.
+
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename } from 'node:path';
+import { Conflict, Invalid, NotFound } from '../errors.js';
 import { Btf, codecFor } from './btf/index.js';
 import { rawDataOf } from './btf-kernel.js';
 import { BpfError, check, VerifierError } from './errors.js';
@@ -110,15 +112,14 @@ export class BpfObject {
   }
 
   private get ptr(): Pointer {
-    if (!this.#ptr)
-      throw new BpfError('use', `object "${this.name}"`, constants.errno.EBADF, { hint: 'the object is closed' });
+    if (!this.#ptr) throw new BpfError('use', `object "${this.name}"`, Invalid, { hint: 'the object is closed' });
     return this.#ptr;
   }
 
   program(name: string): Program {
     const p = this.programs.get(name);
     if (!p)
-      throw new BpfError('find program', `"${name}" in object "${this.name}"`, constants.errno.ENOENT, {
+      throw new BpfError('find program', `"${name}" in object "${this.name}"`, NotFound, {
         hint: `programs: ${[...this.programs.keys()].join(', ') || 'none'}`,
       });
     return p;
@@ -127,7 +128,7 @@ export class BpfObject {
   map(name: string): BpfMap {
     const m = this.maps.get(name);
     if (!m)
-      throw new BpfError('find map', `"${name}" in object "${this.name}"`, constants.errno.ENOENT, {
+      throw new BpfError('find map', `"${name}" in object "${this.name}"`, NotFound, {
         hint: `maps: ${[...this.maps.keys()].join(', ') || 'none'}`,
       });
     return m;
@@ -165,7 +166,7 @@ export class BpfObject {
     const v = this.globals().find((g) => g.name === name);
     if (!v) {
       const known = this.globals().map((g) => g.name);
-      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, constants.errno.ENOENT, {
+      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, NotFound, {
         hint: `known variables: ${known.join(', ') || 'none'}`,
       });
     }
@@ -183,19 +184,17 @@ export class BpfObject {
   setGlobal(name: string, value: unknown): void {
     const v = this.globalVariable(name);
     if (this.#loaded)
-      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, {
+      throw new BpfError('set global variable', `"${name}" of object "${this.name}"`, Conflict, {
         hint: 'globals can only be set before load',
       });
     const data = this.sectionData(v.section);
     try {
       codecFor(this.btf!, v.typeId).encode(value, data, v.offset);
     } catch (e) {
-      throw new BpfError(
-        'set global variable',
-        `"${name}" (${v.typeName}) of object "${this.name}"`,
-        constants.errno.EINVAL,
-        { hint: (e as Error).message },
-      );
+      throw new BpfError('set global variable', `"${name}" (${v.typeName}) of object "${this.name}"`, Invalid, {
+        hint: (e as Error).message,
+        cause: e,
+      });
     }
     const m = this.#internal.get(v.section)!;
     check(libbpf.mapSetInitialValue(m, data, data.length), 'set global variable', `"${name}" of object "${this.name}"`);
@@ -218,7 +217,7 @@ export class BpfObject {
     const own = this.map(name);
     if (this.#loaded) {
       // libbpf would swap the fd under the loaded programs, which keep using the old map
-      throw new BpfError('reuse map', `"${name}" of object "${this.name}"`, constants.errno.EBUSY, {
+      throw new BpfError('reuse map', `"${name}" of object "${this.name}"`, Conflict, {
         hint: 'maps can only be reused before load',
       });
     }

@@ -1,6 +1,6 @@
 // A BPF program: either one of a BpfObject's (libbpf owns it) or one re-opened by fd/pin.
 
-import { constants } from 'node:os';
+import { Conflict, Invalid } from '../errors.js';
 import { attachType, progType } from './constants.js';
 import { BpfError, check } from './errors.js';
 import type { Pointer } from './ffi/koffi.js';
@@ -91,11 +91,10 @@ export class Program {
 
   /** The program's fd; throws if it is not loaded. */
   get fd(): number {
-    if (this.#objectClosed)
-      throw new BpfError('use', this.description, constants.errno.EBADF, { hint: 'its object is closed' });
+    if (this.#objectClosed) throw new BpfError('use', this.description, Invalid, { hint: 'its object is closed' });
     const fd = this.fdOrNegative;
     if (fd < 0)
-      throw new BpfError('use', this.description, constants.errno.EBADF, {
+      throw new BpfError('use', this.description, Invalid, {
         hint: 'the program is not loaded (call load() on its object first)',
       });
     return fd;
@@ -148,7 +147,7 @@ export class Program {
 
   private requireUnloaded(op: string): void {
     if (!this.#ptr || this.loaded) {
-      throw new BpfError(op, this.description, constants.errno.EBUSY, {
+      throw new BpfError(op, this.description, Conflict, {
         hint: 'only possible before the object is loaded',
       });
     }

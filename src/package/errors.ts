@@ -1,4 +1,18 @@
-/** Errors of the package store and registry client. Each carries a stable `code`. */
+/**
+ * Errors of the package store and registry client. Each carries a stable `code` (what went wrong
+ * in package terms) and, from it, one of kbpf's error kinds (src/errors.ts).
+ */
+import {
+  Conflict,
+  Corrupted,
+  type ErrorKind,
+  Invalid,
+  KbpfError,
+  NotFound,
+  Refused,
+  Unavailable,
+  Unknown,
+} from '../errors.js';
 
 export type PackageErrorCode =
   | 'INVALID_REFERENCE'
@@ -11,13 +25,35 @@ export type PackageErrorCode =
   | 'NETWORK'
   | 'AUTH_CONFIG';
 
-export class PackageError extends Error {
+const KIND_OF_CODE: Record<PackageErrorCode, ErrorKind> = {
+  INVALID_REFERENCE: Invalid,
+  INVALID_DIGEST: Invalid,
+  INVALID_PACKAGE: Invalid,
+  NOT_FOUND: NotFound,
+  DIGEST_MISMATCH: Corrupted,
+  LOCK_TIMEOUT: Unavailable,
+  REGISTRY: Unknown,
+  NETWORK: Unavailable,
+  AUTH_CONFIG: Invalid,
+};
+
+export class PackageError extends KbpfError {
   readonly code: PackageErrorCode;
-  constructor(code: PackageErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: PackageErrorCode, message: string, options?: { cause?: unknown; kind?: ErrorKind }) {
+    super(options?.kind ?? KIND_OF_CODE[code], message, { cause: options?.cause });
     this.name = 'PackageError';
     this.code = code;
   }
+}
+
+/** What a registry's HTTP answer means, in kbpf's kinds. */
+function kindOfRegistryStatus(status: number): ErrorKind {
+  if (status === 404) return NotFound;
+  if (status === 401 || status === 403) return Refused;
+  if (status === 409) return Conflict;
+  if (status === 400 || status === 413 || status === 422) return Invalid;
+  if (status === 429 || status >= 500) return Unavailable;
+  return Unknown;
 }
 
 /** A reference string that is not `[host[:port]/]name[:tag][@sha256:hex]`. */
@@ -54,13 +90,11 @@ export class RegistryError extends PackageError {
   /** OCI distribution error codes from the body, e.g. `MANIFEST_UNKNOWN`. */
   readonly registryCodes: string[];
   constructor(message: string, status: number, registryCodes: string[] = []) {
-    super('REGISTRY', message);
+    super('REGISTRY', message, { kind: kindOfRegistryStatus(status) });
     this.name = 'RegistryError';
     this.status = status;
     this.registryCodes = registryCodes;
   }
 }
 
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { errorMessage } from '../errors.js';

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachUprobe, BpfError, BpfObject, type Link } from '../../src/bpf/index.js';
+import { isKind, NotFound } from '../../src/errors.js';
 import { kernelIds, objectPath, tempDir } from '../../testbed/kernel.js';
 import { leftOfOurs, NOTHING, oursOf } from './leak-check.js';
 
@@ -80,7 +81,7 @@ test('a uprobe on a missing symbol or binary fails with an error naming it', asy
     );
     assert.throws(
       () => attachUprobe(obj.program('on_enter'), { binary: '/nonexistent/kbpf', symbol: 'kbpf_target' }),
-      (e: unknown) => e instanceof BpfError && e.code === 'ENOENT' && /\/nonexistent\/kbpf/.test(e.message),
+      (e: unknown) => e instanceof BpfError && isKind(e, NotFound) && /\/nonexistent\/kbpf/.test(e.message),
     );
   } finally {
     obj.close();

@@ -1,7 +1,9 @@
 // Tracing hooks: tracepoints, raw tracepoints, uprobes/uretprobes. kprobes and fentry/fexit are
 // refused with an UnsupportedError when this kernel lacks them (see features.ts).
+
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
+import { Invalid, NotFound } from '../../errors.js';
 import { BpfError, UnsupportedError } from '../errors.js';
 import { lastErrno, type Pointer } from '../ffi/koffi.js';
 import { libbpf, UPROBE_OPTS_SIZE } from '../ffi/libbpf.js';
@@ -13,7 +15,7 @@ import { Link } from './link.js';
 function needHandle(prog: Program, op: string): Pointer {
   const h = prog.handle;
   if (!h)
-    throw new BpfError(op, prog.description, constants.errno.EINVAL, {
+    throw new BpfError(op, prog.description, Invalid, {
       hint: 'only programs of an object opened in this process can attach here',
     });
   return h;
@@ -28,11 +30,10 @@ function fromLibbpf(ptr: Pointer | null, log: string[], what: string): Link {
 export function attachTracepoint(prog: Program, tracepoint: string): Link {
   const [category, name] = tracepoint.split('/');
   const what = `${prog.description} to tracepoint ${tracepoint}`;
-  if (!category || !name)
-    throw new BpfError('attach', what, constants.errno.EINVAL, { hint: 'expected CATEGORY/NAME' });
+  if (!category || !name) throw new BpfError('attach', what, Invalid, { hint: 'expected CATEGORY/NAME' });
   ensureTracefs();
   if (!existsSync(`/sys/kernel/tracing/events/${category}/${name}`)) {
-    throw new BpfError('attach', what, constants.errno.ENOENT, {
+    throw new BpfError('attach', what, NotFound, {
       hint: 'no such tracepoint (see /sys/kernel/tracing/events)',
     });
   }
@@ -63,8 +64,7 @@ export interface UprobeTarget {
 export function attachUprobe(prog: Program, target: UprobeTarget): Link {
   const kind = target.retprobe ? 'uretprobe' : 'uprobe';
   const what = `${prog.description} to ${kind} ${target.binary}:${target.symbol ?? `0x${(target.offset ?? 0).toString(16)}`}`;
-  if (!existsSync(target.binary))
-    throw new BpfError('attach', what, constants.errno.ENOENT, { hint: 'no such binary' });
+  if (!existsSync(target.binary)) throw new BpfError('attach', what, NotFound, { hint: 'no such binary' });
   const h = needHandle(prog, 'attach');
   const opts = {
     sz: UPROBE_OPTS_SIZE,
@@ -87,6 +87,7 @@ function requireKprobes(what: string): void {
       'attach',
       what,
       'this kernel has no kprobes (CONFIG_KPROBES is off); use a tracepoint instead',
+      'kprobes',
     );
   }
 }
