@@ -1,5 +1,7 @@
-// Kernel UAPI enum values (from the running kernel's BTF, linux 6.18), with the short lower-case
-// names bpftool prints. Generated once; a newer kernel only appends.
+// Kernel UAPI enum values (enum bpf_prog_type, bpf_map_type, bpf_attach_type, bpf_link_type,
+// bpf_func_id as of linux 6.18), with the short lower-case names bpftool prints. Kept by hand: a
+// newer kernel only appends, and test/bpf/constants.test.ts checks every entry against the
+// running kernel's BTF.
 
 export const PROG_TYPES = [
   'unspec', // 0

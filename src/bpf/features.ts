@@ -1,9 +1,11 @@
 // What this kernel supports, as data: program types, map types, helpers (per program type), and
 // the hooks that need more than a type (kprobes, fentry, tcx, sockmap links, uprobes, ...).
 // The CLI's `doctor` prints this.
+
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { archInfo } from './arch.js';
 import { attachType, HELPER_NAMES, MAP_TYPES, PROG_TYPES, progType } from './constants.js';
 import { BpfError, errnoText } from './errors.js';
 import { addressOf, koffi } from './ffi/koffi.js';
@@ -73,7 +75,6 @@ export function probeMapTypes(): Record<string, Support> {
 // kernels since 6.x say "program of this type cannot use helper", which libbpf 1.1 takes for
 // support, so it reports every helper for every type. We run the same tiny program (call helper;
 // exit) through BPF_PROG_LOAD ourselves and read the verifier's answer.
-const SYS_BPF = 321; // x86_64
 const BPF_PROG_LOAD = 5;
 const PROG_LOAD_ATTR_SIZE = 72; // up to expected_attach_type
 const HELPER_LOG_SIZE = 4096;
@@ -117,7 +118,7 @@ export function probeHelpers(programType: string): string[] {
       if (id === 0) return;
       codeView.setInt32(4, id, true);
       logBytes[0] = 0;
-      const fd = Number(libc.bpf(SYS_BPF, BPF_PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE));
+      const fd = Number(libc.bpf(archInfo().sysBpf, BPF_PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE));
       if (fd >= 0) {
         libc.close(fd);
         out.push(name);

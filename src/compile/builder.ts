@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { NotFound } from '../errors.js';
 import type { LayoutStore, StoredPackage } from '../package/layout-store.js';
 import { KBPF_BYTECODE, KBPF_SOURCE } from '../package/media-types.js';
 import type { PackageSpec, ProgramSpec } from '../package/package-spec.js';
@@ -43,7 +44,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
   try {
     files = (await readdir(src)).filter((f) => f.endsWith('.bpf.c')).sort();
   } catch {
-    throw new BuildError(`${src}: no such directory`);
+    throw new BuildError(`${src}: no such directory`, [], NotFound);
   }
   if (files.length === 0) throw new BuildError(`${src}: no *.bpf.c files: nothing to build`);
   const manifest = readSourceManifest(src);

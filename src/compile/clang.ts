@@ -1,7 +1,10 @@
 // Compiles one .bpf.c into a BPF ELF object with BTF (clang -target bpf -g -O2, CO-RE).
+
 import { execFile } from 'node:child_process';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
+import { targetArchDefine } from '../bpf/arch.js';
+import { Unsupported } from '../errors.js';
 import { BuildError } from './errors.js';
 
 const execFileP = promisify(execFile);
@@ -28,7 +31,7 @@ export async function compileBpf(src: string, out: string, opts: CompileOptions)
     '-O2',
     '-target',
     'bpf',
-    '-D__TARGET_ARCH_x86',
+    `-D${targetArchDefine()}`,
     '-Wall',
     '-Wno-unused-function',
     '-Wno-compare-distinct-pointer-types',
@@ -45,7 +48,7 @@ export async function compileBpf(src: string, out: string, opts: CompileOptions)
     await execFileP(opts.clang ?? 'clang', args, { maxBuffer: 16 << 20 });
   } catch (e) {
     const err = e as { code?: string | number; stderr?: string };
-    if (err.code === 'ENOENT') throw new BuildError('clang is not installed (apt-get install clang)');
+    if (err.code === 'ENOENT') throw new BuildError('clang is not installed (apt-get install clang)', [], Unsupported);
     const diags = parseDiagnostics(err.stderr ?? String(e)).filter((d) => !/: warning:/.test(d));
     throw new BuildError(`compiling ${src} failed`, diags);
   }

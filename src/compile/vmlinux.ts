@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Unsupported } from '../errors.js';
 import { BuildError } from './errors.js';
 
 export const KERNEL_BTF = '/sys/kernel/btf/vmlinux';
@@ -15,6 +16,8 @@ export function ensureVmlinuxHeader(cacheDir: string): string {
   if (!existsSync(KERNEL_BTF))
     throw new BuildError(
       `cannot generate vmlinux.h: ${KERNEL_BTF} is missing (kernel built without CONFIG_DEBUG_INFO_BTF)`,
+      [],
+      Unsupported,
     );
   const id = createHash('sha256').update(readFileSync(KERNEL_BTF)).digest('hex');
   if (existsSync(header) && existsSync(stamp) && readFileSync(stamp, 'utf8') === id) return header;

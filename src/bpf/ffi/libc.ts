@@ -1,5 +1,6 @@
 // The few libc calls the runtime needs that Node does not expose: mmap for ring buffers,
 // epoll to wait on BPF fds, close for raw fds, perf_event_open through syscall().
+import { archInfo } from '../arch.js';
 import { koffi } from './koffi.js';
 
 const lib = koffi.load('libc.so.6');
@@ -73,7 +74,8 @@ export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
 export const EPOLLIN = 1;
 export const EPOLL_CLOEXEC = 0o2000000;
-export const SYS_PERF_EVENT_OPEN = 298; // x86_64
+/** perf_event_open's syscall number on this machine */
+export const SYS_PERF_EVENT_OPEN = archInfo().sysPerfEventOpen;
 
 export const netlibc = {
   ifNametoindex: lib.func('unsigned int if_nametoindex(const char *name)') as (name: string) => number,
