@@ -106,7 +106,11 @@ export class Controller {
     this.#caches = caches;
     const resyncMs = this.opts.resyncMs ?? 10_000;
     const deployments = new WorkQueue<string>({
-      reconcile: (name) => this.reconcileDeployment(name),
+      reconcile: async (name) => {
+        const action = await this.reconcileDeployment(name);
+        this.#lastError.delete(name);
+        return action;
+      },
       onError: (name, e) => this.logError(name, e),
       concurrency: this.opts.concurrency ?? 4,
       // a failing deployment is retried at least as often as a resync
@@ -115,6 +119,7 @@ export class Controller {
     const finalizers = new WorkQueue<string>({
       reconcile: async (name) => {
         await this.releaseIfNodeGone(name);
+        this.#lastError.delete(name);
         return undefined;
       },
       onError: (name, e) => this.logError(name, e),
@@ -391,7 +396,6 @@ export class Controller {
     await this.writeStatus(d, nodes, update, resolveError?.message);
     // the status says why; the queue retries with backoff (and at once on a change)
     if (resolveError) throw resolveError;
-    this.#lastError.delete(name);
     return { requeueAfterMs: this.opts.resyncMs ?? 10_000 };
   }
 

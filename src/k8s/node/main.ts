@@ -1,5 +1,6 @@
-// `kbpf-node-agent`: the DaemonSet's process. Node name from --node or $NODE_NAME (the downward
-// API), API server from --kubeconfig / $KUBECONFIG or the in-cluster service account.
+// `kbpf-node-agent`: the DaemonSet's process — the node's agent, driven by a NodeReconciler from
+// the node's BpfNodeInstances. Node name from --node or $NODE_NAME (the downward API), API server
+// from --kubeconfig / $KUBECONFIG or the in-cluster service account.
 import { agentPaths } from '../../agent/paths.js';
 import { DEFAULT_NAMESPACE } from '../api.js';
 import { connect } from '../kube.js';

@@ -118,7 +118,11 @@ export class NodeReconciler {
     if (this.opts.logs)
       await this.startLogs(this.opts.logs).catch((e) => this.#log(`not serving event logs: ${errorText(e)}`));
     const queue = new WorkQueue<string>({
-      reconcile: (name) => this.reconcile(name),
+      reconcile: async (name) => {
+        const action = await this.reconcile(name);
+        this.#lastError.delete(name);
+        return action;
+      },
       onError: (name, e) => {
         const msg = errorText(e);
         if (this.#lastError.get(name) === msg) return;
@@ -221,7 +225,7 @@ export class NodeReconciler {
   private local(name: string): Local | undefined {
     if (!agentHas(this.agent, name)) return undefined;
     const history: Revision[] = this.agent.history(name);
-    const status = this.agent.inspect(name);
+    const status: InstanceStatus = this.agent.inspect(name);
     return { status, attach: history.find((r) => r.revision === status.revision)?.attach ?? {} };
   }
 
@@ -230,11 +234,11 @@ export class NodeReconciler {
     if (this.#stopped) return undefined;
     const resync: Action = { requeueAfterMs: this.#resyncMs };
     const ni = this.instanceOf(name);
-    const local = this.local(name);
+    const exists = agentHas(this.agent, name);
     if (!ni) {
       // a deployment this node should no longer run (its object is gone)
       this.#failed.delete(name);
-      if (local) {
+      if (exists) {
         this.#log(`${name}: no BpfNodeInstance for this node; removing it`);
         await this.agent.remove(name, { force: true });
       }
@@ -243,11 +247,11 @@ export class NodeReconciler {
     const update: Update<BpfNodeInstance> = (n, edit) => this.api.update(PLURAL.nodeInstances, n, edit);
     const removed = await finalize(ni, FINALIZER_NODE_CLEANUP, update, async () => {
       await this.writeStatus(ni, { phase: 'Deleting', message: 'removing the instance from this node' });
-      if (local) await this.agent.remove(name, { force: true });
+      if (exists) await this.agent.remove(name, { force: true });
     });
     if (removed || ni.metadata.deletionTimestamp) {
       // going without our finalizer (released by someone else): nothing of it stays here either
-      if (!removed && local) await this.agent.remove(name, { force: true });
+      if (!removed && exists) await this.agent.remove(name, { force: true });
       this.#failed.delete(name);
       return undefined;
     }
@@ -255,6 +259,7 @@ export class NodeReconciler {
     const failed = this.#failed.get(name);
     const now = Date.now();
     if (failed?.generation === gen && now < failed.retryAt) return { requeueAfterMs: failed.retryAt - now };
+    const local = exists ? this.local(name) : undefined;
     const config = ni.spec.config ?? {};
     const attach = this.localAttach(ni);
     const matches = !!local && this.matches(local, ni);
@@ -280,8 +285,8 @@ export class NodeReconciler {
       this.#log(`${name}: revision ${ni.spec.revision} failed: ${msg}`);
       const failure: Partial<BpfNodeInstanceStatus> = { phase: 'Failed', message: msg.slice(0, 32_000) };
       // what runs is still reported (a failed upgrade leaves the old revision running)
-      const now = this.local(name);
-      if (now) Object.assign(failure, this.programsOf(now.status));
+      const after = this.local(name);
+      if (after) Object.assign(failure, this.programsOf(after.status));
       await this.writeStatus(ni, failure);
       return resync;
     }
