@@ -23,7 +23,9 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ObjectMeta } from '../../src/k8s/api.js';
-import { connect, errorText, type Kube, Reflector } from '../../src/k8s/kube.js';
+import { connect, errorText, type Kube } from '../../src/k8s/kube.js';
+import { Store } from '../../src/k8s/runtime/store.js';
+import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
 import { MAX_CIDRS, MAX_PORTS, MeshMaps, type MeshMode, type PodSpec } from './mesh.js';
 
 export const ANNOTATIONS = {
@@ -257,7 +259,8 @@ export class MeshPodWatcher {
   readonly declared = new Map<string, DeclaredPod>();
   /** pods in a mesh that are not declared yet, with the reason (no IP yet, no cgroup yet, bad annotation) */
   readonly pending = new Map<string, string>();
-  readonly #reflector: Reflector<PodObject & { metadata: ObjectMeta }>;
+  readonly #pods = new Store<PodObject & { metadata: ObjectMeta }>();
+  readonly #watcher: Watcher<PodObject & { metadata: ObjectMeta }>;
   readonly #resolve: CgroupResolver;
   #timer?: NodeJS.Timeout;
   #stopped = false;
@@ -266,31 +269,35 @@ export class MeshPodWatcher {
   constructor(readonly opts: MeshPodWatcherOptions) {
     this.#resolve = opts.resolveCgroup ?? kubeletCgroupResolver(DEFAULT_ROOTS);
     const fieldSelector = `spec.nodeName=${opts.nodeName}`;
-    this.#reflector = new Reflector(opts.kube, {
-      path: '/api/v1/pods',
-      fieldSelector,
-      list: async () => {
-        const r = await opts.kube.core.listPodForAllNamespaces({ fieldSelector });
-        return {
-          items: r.items as unknown as (PodObject & { metadata: ObjectMeta })[],
-          resourceVersion: r.metadata?.resourceVersion ?? '',
-        };
+    this.#watcher = new Watcher(
+      apiListWatch(opts.kube, {
+        path: '/api/v1/pods',
+        fieldSelector,
+        list: async () => {
+          const r = await opts.kube.core.listPodForAllNamespaces({ fieldSelector });
+          return {
+            items: r.items as unknown as (PodObject & { metadata: ObjectMeta })[],
+            resourceVersion: r.metadata?.resourceVersion ?? '',
+          };
+        },
+      }),
+      (e) => {
+        if (this.#pods.apply(e).length > 0) this.reconcile();
       },
-      onChange: () => this.reconcile(),
-      log: opts.log,
-    });
+      { what: 'pods', ...(opts.log ? { log: opts.log } : {}) },
+    );
   }
 
   /** Resolves after the first list has been applied. */
   async start(): Promise<void> {
-    await this.#reflector.start();
+    await this.#watcher.start();
     this.reconcile();
   }
 
   /** Stops watching; the maps keep what is declared (the instance's `rm` clears them). */
   stop(): void {
     this.#stopped = true;
-    this.#reflector.stop();
+    this.#watcher.stop();
     if (this.#timer) clearTimeout(this.#timer);
   }
 
@@ -305,7 +312,7 @@ export class MeshPodWatcher {
     if (this.#stopped) return;
     const want = new Map<string, DeclaredPod>();
     this.pending.clear();
-    for (const [key, pod] of this.#reflector.cache) {
+    for (const [key, pod] of this.#pods) {
       if (pod.spec?.nodeName !== this.opts.nodeName || pod.spec?.hostNetwork) continue;
       if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') continue;
       if (pod.metadata?.annotations?.[ANNOTATIONS.optOut] === 'false') continue;

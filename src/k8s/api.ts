@@ -227,7 +227,7 @@ export function selectorString(sel: LabelSelector): string {
 }
 
 /** maxUnavailable as a node count (a percentage rounds down, but at least 1). */
-export function maxUnavailableOf(spec: BpfDeploymentSpec, desired: number): number {
+export function maxUnavailableOf(spec: Pick<BpfDeploymentSpec, 'strategy'>, desired: number): number {
   const v = spec.strategy?.rollingUpdate?.maxUnavailable ?? 1;
   if (typeof v === 'number') return Math.max(1, v);
   const m = /^(\d+)%$/.exec(v);

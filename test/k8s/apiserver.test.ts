@@ -1,13 +1,15 @@
 // The test API server's semantics, exercised through the real @kubernetes/client-node: the kbpf
 // CRDs install, objects are validated against their schemas and CEL rules, stale updates get
-// 409, the status subresource, selectors, watch with bookmarks, 410 Gone and the reflector's
+// 409, the status subresource, selectors, watch with bookmarks, 410 Gone and the watcher's
 // relist, finalizers and garbage collection of owned objects.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { API_VERSION, type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../src/k8s/api.js';
-import { errorText, Reflector, statusCode } from '../../src/k8s/kube.js';
+import { errorText, statusCode } from '../../src/k8s/kube.js';
+import { Store } from '../../src/k8s/runtime/store.js';
+import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
 import { TestCluster } from './harness.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
@@ -160,17 +162,23 @@ test('test API server: discovery, CRD schemas, CEL rules, conflicts, status, sel
   r = await rejected(c.api.list(PLURAL.nodeInstances, { fieldSelector: 'spec.image=x' }));
   assert.equal(r.code, 400);
 
-  // a reflector sees changes, bookmarks keep it current, and 410 Gone makes it list again
+  // a watcher feeding a store sees changes, bookmarks keep it current, and 410 Gone makes it list again
   let changes = 0;
-  const refl = new Reflector<BpfNodeInstance>(c.kube, {
-    path: '/apis/kbpf.io/v1alpha1/bpfnodeinstances',
-    list: () => c.api.list(PLURAL.nodeInstances, { fieldSelector: 'spec.nodeName=node-a' }),
-    fieldSelector: 'spec.nodeName=node-a',
-    onChange: () => changes++,
-  });
-  t.after(() => refl.stop());
-  await refl.start();
-  assert.deepEqual([...refl.cache.keys()], ['snoop.node-a']);
+  const cache = new Store<BpfNodeInstance>();
+  const watcher = new Watcher<BpfNodeInstance>(
+    apiListWatch(c.kube, {
+      path: '/apis/kbpf.io/v1alpha1/bpfnodeinstances',
+      list: () => c.api.list(PLURAL.nodeInstances, { fieldSelector: 'spec.nodeName=node-a' }),
+      fieldSelector: 'spec.nodeName=node-a',
+    }),
+    (e) => {
+      changes += cache.apply(e).length;
+    },
+    { what: 'bpfnodeinstances' },
+  );
+  t.after(() => watcher.stop());
+  await watcher.start();
+  assert.deepEqual([...cache.keys()], ['snoop.node-a']);
   await c.until(
     'a watch event',
     async () => {
@@ -180,13 +188,13 @@ test('test API server: discovery, CRD schemas, CEL rules, conflicts, status, sel
         (o) => ({ ...o, status: { phase: 'Running', revision: 1 } }),
         { status: true },
       );
-      return refl.cache.get('snoop.node-a')?.status?.phase === 'Running';
+      return cache.get('snoop.node-a')?.status?.phase === 'Running';
     },
     5000,
   );
   c.server.compact();
   c.server.dropWatches();
-  const relists = refl.relists;
+  const relists = watcher.relists;
   await c.api.update(
     PLURAL.nodeInstances,
     'snoop.node-a',
@@ -195,7 +203,7 @@ test('test API server: discovery, CRD schemas, CEL rules, conflicts, status, sel
   );
   await c.until(
     'a relist after 410 Gone',
-    () => refl.relists > relists && refl.cache.get('snoop.node-a')?.status?.phase === 'Loading',
+    () => watcher.relists > relists && cache.get('snoop.node-a')?.status?.phase === 'Loading',
     5000,
   );
   assert.ok(changes >= 3);
@@ -216,5 +224,5 @@ test('test API server: discovery, CRD schemas, CEL rules, conflicts, status, sel
       metadata: { ...o.metadata, finalizers: [] },
     }));
   assert.equal((await c.api.list(PLURAL.nodeInstances)).items.length, 0);
-  await c.until('the reflector sees the deletion', () => refl.cache.size === 0, 5000);
+  await c.until('the store sees the deletion', () => cache.size === 0, 5000);
 });

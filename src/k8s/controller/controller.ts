@@ -1,10 +1,16 @@
 // The controller: for each BpfDeployment it keeps one BpfRevision per distinct template (package,
 // config, attach), decides which nodes run it (all, a label selector, or names), creates one
 // BpfNodeInstance per selected node, moves nodes to the newest revision no faster than the
-// rolling strategy's maxUnavailable allows, and rolls the nodes' status up into the deployment's
-// counts and conditions. It is level-triggered: every change to a deployment, node instance,
-// revision or Node reconciles everything again from the watch caches.
+// rolling strategy's maxUnavailable allows (planned by rollout.ts), and rolls the nodes' status
+// up into the deployment's counts and conditions.
+//
+// Shape: one watcher + store per kind (deployments, node instances, revisions, Nodes); mappers
+// (mappers.ts) route each change to the deployments it concerns, into a work queue keyed by
+// deployment name (coalesced, never two reconciles of one deployment at once, per-deployment
+// backoff on failure, and a requeue after `resyncMs`). A second queue, keyed by instance,
+// releases the finalizer of instances whose Node is gone (no agent will).
 import type { V1Node } from '@kubernetes/client-node';
+import { KbpfError, kindOf, NotFoundError, Unknown } from '../../errors.js';
 import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
 import {
@@ -24,19 +30,34 @@ import {
   type NodeLike,
   nodeInstanceName,
   PLURAL,
-  selectorMatches,
   type Template,
   templateHash,
   templateOf,
   VERSION,
 } from '../api.js';
-import { coalesced, errorText, KbpfApi, type Kube, Reflector, statusCode } from '../kube.js';
+import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
+import { finalize } from '../runtime/finalizer.js';
+import { type Action, WorkQueue } from '../runtime/queue.js';
+import { type Change, Store } from '../runtime/store.js';
+import { apiListWatch, type ListWatch, type WatchEvent, Watcher } from '../runtime/watcher.js';
+import {
+  deploymentsForNode,
+  deploymentsOfOwned,
+  instancesToFinalizeOnNode,
+  instanceToFinalize,
+  ownerDeployment,
+  selectsNode,
+} from './mappers.js';
+import { planRollout } from './rollout.js';
 
 export interface ControllerOptions {
   kube: Kube;
   namespace: string;
   log?: (msg: string) => void;
+  /** each deployment is reconciled again this often even without a change (ms, default 10 s) */
   resyncMs?: number;
+  /** deployments reconciled at once (default 4) */
+  concurrency?: number;
   /** resolves a package reference to its manifest digest (default: ask the registry) */
   resolveDigest?: (image: string, credentials: Record<string, Credentials>) => Promise<string>;
   /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
@@ -45,17 +66,25 @@ export interface ControllerOptions {
 
 const DIGEST_RE = /@(sha256:[a-f0-9]{64})$/;
 
+type Node = V1Node & NodeLike;
+
+/** The caches the controller reconciles from. */
+interface Caches {
+  deployments: Store<BpfDeployment>;
+  instances: Store<BpfNodeInstance>;
+  revisions: Store<BpfRevision>;
+  nodes: Store<Node>;
+}
+
 export class Controller {
   readonly api: KbpfApi;
-  #deployments!: Reflector<BpfDeployment>;
-  #instances!: Reflector<BpfNodeInstance>;
-  #revisions!: Reflector<BpfRevision>;
-  #nodes!: Reflector<V1Node & NodeLike>;
-  #kick!: () => void;
-  #timer?: NodeJS.Timeout;
+  #caches!: Caches;
+  #watchers: Watcher<{ metadata: NodeLike['metadata'] }>[] = [];
+  #deploymentQueue?: WorkQueue<string>;
+  #finalizerQueue?: WorkQueue<string>;
   #stopped = false;
-  /** digest resolution failures per deployment generation (reported as Degraded) */
-  readonly #resolveErrors = new Map<string, string>();
+  /** the last error logged per key, so a failure that repeats is logged once */
+  readonly #lastError = new Map<string, string>();
   readonly #log: (msg: string) => void;
 
   constructor(readonly opts: ControllerOptions) {
@@ -63,99 +92,144 @@ export class Controller {
     this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf controller: ${m}\n`));
   }
 
+  /** Watches everything, and once every cache has listed, starts reconciling. Can start again after stop. */
   async start(): Promise<void> {
     this.#stopped = false;
-    this.#kick = coalesced(
-      () => this.reconcileAll(),
-      (e) => this.#log(`reconcile: ${errorText(e)}`),
-    );
-    const onChange = (): void => this.#kick();
-    const path = (p: string): string => `/apis/${GROUP}/${VERSION}/${p}`;
-    this.#deployments = new Reflector(this.opts.kube, {
-      path: path(PLURAL.deployments),
-      list: () => this.api.list(PLURAL.deployments),
-      onChange,
-      log: this.#log,
-    });
-    this.#instances = new Reflector(this.opts.kube, {
-      path: path(PLURAL.nodeInstances),
-      list: () => this.api.list(PLURAL.nodeInstances),
-      onChange,
-      log: this.#log,
-    });
-    this.#revisions = new Reflector(this.opts.kube, {
-      path: path(PLURAL.revisions),
-      list: () => this.api.list(PLURAL.revisions),
-      onChange,
-      log: this.#log,
-    });
-    this.#nodes = new Reflector(this.opts.kube, {
-      path: '/api/v1/nodes',
-      list: async () => {
-        const r = await this.opts.kube.core.listNode();
-        return { items: r.items as (V1Node & NodeLike)[], resourceVersion: r.metadata?.resourceVersion ?? '' };
+    const caches: Caches = {
+      deployments: new Store(),
+      instances: new Store({
+        indexes: { node: (ni) => ni.spec.nodeName, deployment: (ni) => ownerDeployment(ni) },
+      }),
+      revisions: new Store({ indexes: { deployment: (r) => ownerDeployment(r) } }),
+      nodes: new Store(),
+    };
+    this.#caches = caches;
+    const resyncMs = this.opts.resyncMs ?? 10_000;
+    const deployments = new WorkQueue<string>({
+      reconcile: async (name) => {
+        const action = await this.reconcileDeployment(name);
+        this.#lastError.delete(name);
+        return action;
       },
-      onChange,
-      log: this.#log,
+      onError: (name, e) => this.logError(name, e),
+      concurrency: this.opts.concurrency ?? 4,
+      // a failing deployment is retried at least as often as a resync
+      backoff: { maxMs: Math.max(200, resyncMs) },
     });
-    await Promise.all([
-      this.#deployments.start(),
-      this.#instances.start(),
-      this.#revisions.start(),
-      this.#nodes.start(),
-    ]);
-    this.#timer = setInterval(onChange, this.opts.resyncMs ?? 10_000);
-    this.#timer.unref();
-    this.#kick();
+    const finalizers = new WorkQueue<string>({
+      reconcile: async (name) => {
+        await this.releaseIfNodeGone(name);
+        this.#lastError.delete(name);
+        return undefined;
+      },
+      onError: (name, e) => this.logError(name, e),
+    });
+    this.#deploymentQueue = deployments;
+    this.#finalizerQueue = finalizers;
+    const onNode = (node: string) => caches.instances.byIndex('node', node);
+
+    const path = (p: string): string => `/apis/${GROUP}/${VERSION}/${p}`;
+    const watch = <T extends { metadata: NodeLike['metadata'] }>(
+      what: string,
+      source: ListWatch<T>,
+      store: Store<T>,
+      route: (c: Change<T>) => void,
+    ): Watcher<T> =>
+      new Watcher<T>(
+        source,
+        (e: WatchEvent<T>) => {
+          for (const c of store.apply(e)) route(c);
+        },
+        { what, log: this.#log },
+      );
+    const watchers = [
+      watch(
+        PLURAL.deployments,
+        apiListWatch(this.opts.kube, {
+          path: path(PLURAL.deployments),
+          list: () => this.api.list(PLURAL.deployments),
+        }),
+        caches.deployments,
+        (c) => deployments.add((c.after ?? c.before)!.metadata.name),
+      ),
+      watch(
+        PLURAL.nodeInstances,
+        apiListWatch(this.opts.kube, {
+          path: path(PLURAL.nodeInstances),
+          list: () => this.api.list(PLURAL.nodeInstances),
+        }),
+        caches.instances,
+        (c) => {
+          for (const d of deploymentsOfOwned(c)) deployments.add(d);
+          for (const ni of instanceToFinalize(c)) finalizers.add(ni);
+        },
+      ),
+      watch(
+        PLURAL.revisions,
+        apiListWatch(this.opts.kube, {
+          path: path(PLURAL.revisions),
+          list: () => this.api.list(PLURAL.revisions),
+        }),
+        caches.revisions,
+        (c) => {
+          for (const d of deploymentsOfOwned(c)) deployments.add(d);
+        },
+      ),
+      watch(
+        'nodes',
+        apiListWatch<Node>(this.opts.kube, {
+          path: '/api/v1/nodes',
+          list: async () => {
+            const r = await this.opts.kube.core.listNode();
+            return { items: r.items as Node[], resourceVersion: r.metadata?.resourceVersion ?? '' };
+          },
+        }),
+        caches.nodes,
+        (c) => {
+          for (const d of deploymentsForNode(c, caches.deployments.values(), onNode)) deployments.add(d);
+          for (const ni of instancesToFinalizeOnNode(c, onNode)) finalizers.add(ni);
+        },
+      ),
+    ];
+    this.#watchers = watchers as Watcher<{ metadata: NodeLike['metadata'] }>[];
+    // decide nothing before every cache is complete (a missing Node would look deleted)
+    await Promise.all(watchers.map((w) => w.start()));
+    if (this.#stopped) return;
+    deployments.start();
+    finalizers.start();
   }
 
   stop(): void {
     this.#stopped = true;
-    clearInterval(this.#timer);
-    for (const r of [this.#deployments, this.#instances, this.#revisions, this.#nodes]) r?.stop();
+    for (const w of this.#watchers) w.stop();
+    void this.#deploymentQueue?.stop();
+    void this.#finalizerQueue?.stop();
   }
 
-  private async reconcileAll(): Promise<void> {
-    if (this.#stopped) return;
-    for (const d of this.#deployments.cache.values()) {
-      if (this.#stopped) return;
-      try {
-        await this.reconcile(d);
-      } catch (e) {
-        this.#log(`${d.metadata.name}: ${errorText(e)}`);
-      }
-    }
-    // instances whose node left the cluster: nobody will release their finalizer
-    for (const ni of this.#instances.cache.values()) {
-      if (
-        ni.metadata.deletionTimestamp &&
-        !this.#nodes.cache.has(ni.spec.nodeName) &&
-        ni.metadata.finalizers?.includes(FINALIZER_NODE_CLEANUP)
-      ) {
-        await this.releaseFinalizer(ni.metadata.name);
-      }
-    }
+  private logError(key: string, e: unknown): void {
+    const msg = errorText(e);
+    if (this.#lastError.get(key) === msg) return;
+    this.#lastError.set(key, msg);
+    this.#log(`${key}: ${msg}`);
   }
 
-  private async releaseFinalizer(name: string): Promise<void> {
-    await this.api.update(PLURAL.nodeInstances, name, (o) => {
-      if (!o.metadata.finalizers?.includes(FINALIZER_NODE_CLEANUP)) return undefined;
-      o.metadata.finalizers = o.metadata.finalizers.filter((f) => f !== FINALIZER_NODE_CLEANUP);
-      return o;
-    });
+  /** An instance being deleted whose Node no longer exists: nobody else will release its finalizer. */
+  private async releaseIfNodeGone(name: string): Promise<void> {
+    const ni = this.#caches.instances.get(name);
+    if (!ni || this.#caches.nodes.has(ni.spec.nodeName)) return;
+    await finalize(
+      ni,
+      FINALIZER_NODE_CLEANUP,
+      (n, edit) => this.api.update(PLURAL.nodeInstances, n, edit),
+      async () => this.#log(`${name}: node ${ni.spec.nodeName} is gone; releasing the instance`),
+    );
   }
 
   /** The nodes a deployment selects (Nodes being deleted are not counted). */
   selectedNodes(d: BpfDeployment): string[] {
     const out: string[] = [];
-    for (const n of this.#nodes.cache.values()) {
-      if (n.metadata.deletionTimestamp) continue;
-      const name = n.metadata.name;
-      if (d.spec.nodeNames) {
-        if (!d.spec.nodeNames.includes(name)) continue;
-      } else if (d.spec.nodeSelector && !selectorMatches(d.spec.nodeSelector, n.metadata.labels)) continue;
-      out.push(name);
-    }
+    for (const n of this.#caches.nodes.values())
+      if (!n.metadata.deletionTimestamp && selectsNode(d, n)) out.push(n.metadata.name);
     return out.sort();
   }
 
@@ -185,8 +259,8 @@ export class Controller {
         ...o,
         revision: max + 1,
       }));
-      if (!renumbered) throw new Error(`revision ${existing.metadata.name} vanished`);
-      this.#revisions.observe(renumbered);
+      if (!renumbered) throw new NotFoundError(`revision ${existing.metadata.name} vanished`);
+      this.#caches.revisions.observe(renumbered);
       return renumbered;
     }
     const digest = await this.resolveDigest(template);
@@ -206,7 +280,7 @@ export class Controller {
     };
     try {
       const created = await this.api.create(PLURAL.revisions, rev);
-      this.#revisions.observe(created);
+      this.#caches.revisions.observe(created);
       return created;
     } catch (e) {
       if (statusCode(e) === 409) {
@@ -254,92 +328,75 @@ export class Controller {
     };
   }
 
-  private async reconcile(d: BpfDeployment): Promise<void> {
-    if (d.metadata.deletionTimestamp) return; // owned objects go by garbage collection
-    const dname = d.metadata.name;
-    const revisions = [...this.#revisions.cache.values()].filter(
-      (r) => r.deployment === dname && r.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid),
-    );
-    const instances = [...this.#instances.cache.values()].filter(
-      (n) => n.spec.deployment === dname && n.metadata.ownerReferences?.some((o) => o.uid === d.metadata.uid),
-    );
+  private async reconcileDeployment(name: string): Promise<Action | undefined> {
+    if (this.#stopped) return undefined;
+    const d = this.#caches.deployments.get(name);
+    if (!d || d.metadata.deletionTimestamp) return undefined; // owned objects go by garbage collection
+    const uid = d.metadata.uid;
+    const revisions = this.#caches.revisions
+      .byIndex('deployment', name)
+      .filter((r) => r.deployment === name && r.metadata.ownerReferences?.some((o) => o.uid === uid));
+    const instances = this.#caches.instances
+      .byIndex('deployment', name)
+      .filter((n) => n.spec.deployment === name && n.metadata.ownerReferences?.some((o) => o.uid === uid));
     const nodes = this.selectedNodes(d);
-    const selected = new Set(nodes);
 
     let update: BpfRevision | undefined;
-    let resolveError: string | undefined;
+    let resolveError: Error | undefined;
     if (!d.spec.paused) {
       try {
         update = await this.updateRevision(d, revisions);
-        this.#resolveErrors.delete(dname);
       } catch (e) {
-        resolveError = `cannot resolve ${d.spec.package.image}: ${errorText(e)}`;
-        if (this.#resolveErrors.get(dname) !== resolveError) this.#log(`${dname}: ${resolveError}`);
-        this.#resolveErrors.set(dname, resolveError);
+        // the kind stays (a tag that does not exist, a registry that is down)
+        resolveError = new KbpfError(kindOf(e) ?? Unknown, `cannot resolve ${d.spec.package.image}: ${errorText(e)}`, {
+          cause: e,
+        });
       }
     } else {
       update = revisions.find((r) => r.templateHash === templateHash(templateOf(d.spec)));
     }
-    const byNode = new Map(instances.map((n) => [n.spec.nodeName, n]));
 
-    // nodes no longer selected (or gone): their instance goes (the agent cleans up first)
-    for (const ni of instances) {
-      if (!selected.has(ni.spec.nodeName) && !ni.metadata.deletionTimestamp) {
-        this.#log(`${dname}: node ${ni.spec.nodeName} is no longer selected`);
-        await this.api.delete(PLURAL.nodeInstances, ni.metadata.name);
-      }
+    const plan = planRollout({
+      spec: d.spec,
+      nodes,
+      instances,
+      ...(update ? { desired: (node: string) => this.desiredSpec(d, node, update) } : {}),
+    });
+    for (const ni of plan.remove) {
+      this.#log(`${name}: node ${ni.spec.nodeName} is no longer selected`);
+      await this.api.delete(PLURAL.nodeInstances, ni.metadata.name);
     }
-    if (update && !d.spec.paused) {
-      // nodes without an instance get the newest revision at once (like a DaemonSet)
-      for (const node of nodes) {
-        if (byNode.has(node)) continue;
+    if (update) {
+      for (const node of plan.create) {
         const ni: BpfNodeInstance = {
           apiVersion: API_VERSION,
           kind: 'BpfNodeInstance',
           metadata: {
-            name: nodeInstanceName(dname, node),
-            labels: { [LABEL_DEPLOYMENT]: dname, [LABEL_NODE]: node },
+            name: nodeInstanceName(name, node),
+            labels: { [LABEL_DEPLOYMENT]: name, [LABEL_NODE]: node },
             finalizers: [FINALIZER_NODE_CLEANUP],
             ownerReferences: this.ownerRef(d),
           },
           spec: this.desiredSpec(d, node, update),
         };
         try {
-          const created = await this.api.create(PLURAL.nodeInstances, ni);
-          this.#instances.observe(created);
-          byNode.set(node, created);
+          this.#caches.instances.observe(await this.api.create(PLURAL.nodeInstances, ni));
         } catch (e) {
           if (statusCode(e) !== 409) throw e;
         }
       }
-      // rolling update: at most maxUnavailable selected nodes away from ready at once
-      if ((d.spec.strategy?.type ?? 'RollingUpdate') === 'RollingUpdate') {
-        const live = nodes
-          .map((n) => byNode.get(n))
-          .filter((n): n is BpfNodeInstance => !!n && !n.metadata.deletionTimestamp);
-        const behind = live.filter(
-          (n) => canonicalJson(n.spec) !== canonicalJson(this.desiredSpec(d, n.spec.nodeName, update!)),
-        );
-        const unavailable = live.filter((n) => !instanceReady(n)).length;
-        let budget = maxUnavailableOf(d.spec, nodes.length) - unavailable;
-        // not-ready nodes first: moving them costs no availability
-        behind.sort(
-          (a, b) =>
-            Number(instanceReady(a)) - Number(instanceReady(b)) || a.spec.nodeName.localeCompare(b.spec.nodeName),
-        );
-        for (const ni of behind) {
-          const costs = instanceReady(ni) ? 1 : 0;
-          if (costs > budget) break;
-          budget -= costs;
-          this.#log(`${dname}: node ${ni.spec.nodeName} to revision ${update.revision}`);
-          const spec = this.desiredSpec(d, ni.spec.nodeName, update);
-          const moved = await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => ({ ...o, spec }));
-          if (moved) this.#instances.observe(moved);
-        }
+      for (const ni of plan.move) {
+        this.#log(`${name}: node ${ni.spec.nodeName} to revision ${update.revision}`);
+        const spec = this.desiredSpec(d, ni.spec.nodeName, update);
+        const moved = await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => ({ ...o, spec }));
+        if (moved) this.#caches.instances.observe(moved);
       }
     }
     await this.pruneRevisions(d, revisions, instances, update);
-    await this.writeStatus(d, nodes, update, resolveError);
+    await this.writeStatus(d, nodes, update, resolveError?.message);
+    // the status says why; the queue retries with backoff (and at once on a change)
+    if (resolveError) throw resolveError;
+    return { requeueAfterMs: this.opts.resyncMs ?? 10_000 };
   }
 
   private async pruneRevisions(
@@ -365,9 +422,9 @@ export class Controller {
   ): Promise<void> {
     const dname = d.metadata.name;
     const selected = new Set(nodes);
-    const instances = [...this.#instances.cache.values()].filter(
-      (n) => n.spec.deployment === dname && selected.has(n.spec.nodeName) && !n.metadata.deletionTimestamp,
-    );
+    const instances = this.#caches.instances
+      .byIndex('deployment', dname)
+      .filter((n) => n.spec.deployment === dname && selected.has(n.spec.nodeName) && !n.metadata.deletionTimestamp);
     const desired = nodes.length;
     const updated = update ? instances.filter((n) => n.spec.revision === update.revision) : [];
     const ready = instances.filter(instanceReady);

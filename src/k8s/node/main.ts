@@ -1,9 +1,10 @@
-// `kbpf-node-agent`: the DaemonSet's process. Node name from --node or $NODE_NAME (the downward
-// API), API server from --kubeconfig / $KUBECONFIG or the in-cluster service account.
+// `kbpf-node-agent`: the DaemonSet's process — the node's agent, driven by a NodeReconciler from
+// the node's BpfNodeInstances. Node name from --node or $NODE_NAME (the downward API), API server
+// from --kubeconfig / $KUBECONFIG or the in-cluster service account.
 import { agentPaths } from '../../agent/paths.js';
 import { DEFAULT_NAMESPACE } from '../api.js';
 import { connect } from '../kube.js';
-import { NodeAgent, type NodeAgentOptions } from './node-agent.js';
+import { NodeReconciler, type NodeReconcilerOptions } from './node-reconciler.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -28,7 +29,7 @@ export async function main(): Promise<void> {
   if (!nodeName) throw new Error('kbpf node agent: no node name (--node NAME or $NODE_NAME)');
   const paths = agentPaths(arg('state-dir'), arg('bpffs-dir'));
   const logsAddress = arg('logs-address') ?? process.env.KBPF_LOGS_ADDRESS;
-  let logs: NodeAgentOptions['logs'];
+  let logs: NodeReconcilerOptions['logs'];
   if (logsAddress) {
     const advertise = arg('logs-advertise') ?? process.env.KBPF_LOGS_ADVERTISE;
     const tokenSecret = arg('logs-token-secret') ?? process.env.KBPF_LOGS_TOKEN_SECRET;
@@ -38,7 +39,7 @@ export async function main(): Promise<void> {
       ...(tokenSecret ? { tokenSecret } : {}),
     };
   }
-  const na = new NodeAgent({
+  const node = new NodeReconciler({
     logs,
     nodeName,
     kube: connect(arg('kubeconfig')),
@@ -48,12 +49,12 @@ export async function main(): Promise<void> {
     cgroupRoot: arg('cgroup-root') ?? process.env.KBPF_CGROUP_ROOT,
     insecureRegistries: args('insecure-registry'),
   });
-  await na.start();
+  await node.start();
   process.stderr.write(
     `kbpf node ${nodeName}: watching BpfNodeInstances (state ${paths.stateDir}, pins ${paths.bpffsDir})\n`,
   );
   const stop = (): void => {
-    void na.stop().finally(() => process.exit(0));
+    void node.stop().finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

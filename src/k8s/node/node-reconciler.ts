@@ -1,0 +1,437 @@
+// The node reconciler: what makes a node's `Agent` (the same one as standalone kbpf) follow the
+// cluster. Its desired state is the BpfNodeInstances of its own node instead of the local API:
+// for each instance it pulls the package by digest into the agent's store (a digest already
+// stored is not pulled again), runs or upgrades it through the agent's one code path, and writes
+// that node's status. An instance being deleted is removed from the kernel before its finalizer
+// is released; a local instance without an object is removed.
+//
+// Shape: a watcher + store of this node's instances (fieldSelector spec.nodeName), a work queue
+// keyed by deployment name (= the agent's instance name), one reconcile per key with its own
+// requeue after `resyncMs`. A reconcile asks the agent about its one instance (O(1) per instance),
+// so a pass over N instances costs O(N) agent calls.
+import { join } from 'node:path';
+import type { V1Secret } from '@kubernetes/client-node';
+import { Agent } from '../../agent/agent.js';
+import type { AgentPaths } from '../../agent/paths.js';
+import type { InstanceStatus, Revision } from '../../agent/types.js';
+import {
+  CorruptedError,
+  InvalidError,
+  KbpfError,
+  kindOf,
+  NotFoundError,
+  Unavailable,
+  UnavailableError,
+} from '../../errors.js';
+import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
+import { RegistryClient } from '../../package/registry-client.js';
+import {
+  API_VERSION,
+  type Attach,
+  type BpfNodeInstance,
+  type BpfNodeInstanceStatus,
+  canonicalJson,
+  FINALIZER_NODE_CLEANUP,
+  GROUP,
+  type NodeLogsEndpoint,
+  type NodePhase,
+  nodeInstanceName,
+  PLURAL,
+  VERSION,
+} from '../api.js';
+import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
+import { finalize, type Update } from '../runtime/finalizer.js';
+import { type Action, WorkQueue } from '../runtime/queue.js';
+import { Store } from '../runtime/store.js';
+import { apiListWatch, Watcher } from '../runtime/watcher.js';
+import { NodeLogsServer } from './logs-server.js';
+
+export interface NodeReconcilerOptions {
+  nodeName: string;
+  kube: Kube;
+  paths: AgentPaths;
+  /** namespace of pull secrets (the agent's own) */
+  namespace: string;
+  log?: (msg: string) => void;
+  /** how often each instance is reconciled even without a change (ms) */
+  resyncMs?: number;
+  /**
+   * This node's cgroup2 root (in a pod: the host's, mounted). A relative `attach.cgroup` of a
+   * deployment is resolved against it, and cgroup programs attach here when none is given.
+   */
+  cgroupRoot?: string;
+  /**
+   * Serve the instances' event logs over HTTP on this node address (kubectl bpf logs reads
+   * them; the URL is advertised in each instance's status.logs). Off when not given.
+   */
+  logs?: {
+    host: string;
+    port: number;
+    /** host to advertise (default: host) */
+    advertiseHost?: string;
+    /** NAME or NAMESPACE/NAME of a Secret whose data.token requests must carry as a bearer token */
+    tokenSecret?: string;
+  };
+  /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
+  insecureRegistries?: string[];
+}
+
+/** The agent's instance as the reconciler needs it: its status and the attach points of its revision. */
+interface Local {
+  status: InstanceStatus;
+  attach: Attach;
+}
+
+export class NodeReconciler {
+  readonly agent: Agent;
+  readonly api: KbpfApi;
+  #instances = this.newStore();
+  #watcher?: Watcher<BpfNodeInstance>;
+  #queue?: WorkQueue<string>;
+  #sweep?: NodeJS.Timeout;
+  #stopped = false;
+  /** a generation that failed, per instance: not retried until the spec changes or `retryAt` */
+  readonly #failed = new Map<string, { generation: number; retryAt: number }>();
+  /** the last error logged per instance, so a failure that repeats is logged once */
+  readonly #lastError = new Map<string, string>();
+  readonly #log: (msg: string) => void;
+  readonly #resyncMs: number;
+  #logsServer?: NodeLogsServer;
+  #logsEndpoint?: NodeLogsEndpoint;
+
+  constructor(readonly opts: NodeReconcilerOptions) {
+    this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf node ${opts.nodeName}: ${m}\n`));
+    this.#resyncMs = opts.resyncMs ?? 30_000;
+    this.agent = new Agent(opts.paths, { log: this.#log });
+    this.api = new KbpfApi(opts.kube);
+  }
+
+  private newStore(): Store<BpfNodeInstance> {
+    return new Store<BpfNodeInstance>({ indexes: { deployment: (ni) => ni.spec.deployment } });
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    await this.agent.start();
+    // a log endpoint that cannot start (port taken, token Secret missing) serves nothing, and
+    // says so; the agent's programs are more important than its logs endpoint
+    if (this.opts.logs)
+      await this.startLogs(this.opts.logs).catch((e) => this.#log(`not serving event logs: ${errorText(e)}`));
+    const queue = new WorkQueue<string>({
+      reconcile: async (name) => {
+        const action = await this.reconcile(name);
+        this.#lastError.delete(name);
+        return action;
+      },
+      onError: (name, e) => {
+        const msg = errorText(e);
+        if (this.#lastError.get(name) === msg) return;
+        this.#lastError.set(name, msg);
+        this.#log(`${name}: ${msg}`);
+      },
+      backoff: { maxMs: Math.max(200, this.#resyncMs) },
+    });
+    this.#queue = queue;
+    const store = this.newStore();
+    this.#instances = store;
+    const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
+    this.#watcher = new Watcher<BpfNodeInstance>(
+      apiListWatch(this.opts.kube, {
+        path: `/apis/${GROUP}/${VERSION}/${PLURAL.nodeInstances}`,
+        list: () => this.api.list(PLURAL.nodeInstances, { fieldSelector }),
+        fieldSelector,
+      }),
+      (e) => {
+        for (const c of store.apply(e)) for (const o of [c.before, c.after]) if (o) queue.add(o.spec.deployment);
+      },
+      { what: PLURAL.nodeInstances, log: this.#log },
+    );
+    await this.#watcher.start();
+    // local instances without an object are removed (the one full listing of the agent per pass)
+    this.sweep();
+    queue.start();
+    this.#sweep = setInterval(() => this.sweep(), this.#resyncMs);
+    this.#sweep.unref();
+  }
+
+  /** Stops watching; programs keep running (a restarted reconciler's agent adopts them). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#sweep);
+    this.#watcher?.stop();
+    await this.#queue?.stop();
+    await this.#logsServer?.close();
+    await this.agent.close();
+  }
+
+  /** Queues the agent's instances that have no BpfNodeInstance (their reconcile removes them). */
+  private sweep(): void {
+    for (const st of this.agent.list())
+      if (this.#instances.byIndex('deployment', st.name).length === 0) this.#queue?.add(st.name);
+  }
+
+  /** Where this agent serves logs (undefined when it does not). */
+  get logsEndpoint(): NodeLogsEndpoint | undefined {
+    return this.#logsEndpoint;
+  }
+
+  private async startLogs(o: NonNullable<NodeReconcilerOptions['logs']>): Promise<void> {
+    let token: string | undefined;
+    let tokenSecret: string | undefined;
+    if (o.tokenSecret) {
+      const [namespace, name] = o.tokenSecret.includes('/')
+        ? (o.tokenSecret.split('/', 2) as [string, string])
+        : [this.opts.namespace, o.tokenSecret];
+      let secret: V1Secret;
+      try {
+        secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace });
+      } catch (e) {
+        const what = `log endpoint token Secret ${namespace}/${name}`;
+        if (statusCode(e) === 404) throw new NotFoundError(`${what}: not found`, { cause: e });
+        throw new UnavailableError(`${what}: ${errorText(e)}`, { cause: e });
+      }
+      const raw = secret.data?.token;
+      if (!raw) throw new InvalidError(`log endpoint token Secret ${namespace}/${name} has no data.token`);
+      token = Buffer.from(raw, 'base64').toString('utf8').trim();
+      tokenSecret = `${namespace}/${name}`;
+    }
+    const agent = this.agent;
+    this.#logsServer = new NodeLogsServer({
+      host: o.host,
+      port: o.port,
+      ...(o.advertiseHost ? { advertiseHost: o.advertiseHost } : {}),
+      ...(token ? { token } : {}),
+      source: {
+        has: (n) => agentHas(agent, n),
+        read: (n, opts) => agent.logs.read(n, opts),
+        followBatches: (n, opts, signal) => agent.logs.followBatches(n, opts, signal),
+      },
+    });
+    const url = await this.#logsServer.start();
+    this.#logsEndpoint = { url, ...(tokenSecret ? { tokenSecret } : {}) };
+    this.#log(
+      `serving event logs at ${url}/v1/logs/DEPLOYMENT${tokenSecret ? ` (bearer token from Secret ${tokenSecret})` : ''}`,
+    );
+  }
+
+  /** This node's instance of a deployment (named by the controller; any other name is found too). */
+  private instanceOf(deployment: string): BpfNodeInstance | undefined {
+    const ni = this.#instances.get(nodeInstanceName(deployment, this.opts.nodeName));
+    if (ni?.spec.deployment === deployment) return ni;
+    return this.#instances.byIndex('deployment', deployment)[0];
+  }
+
+  /** The agent's instance of that name (one status query), if it has one. */
+  private local(name: string): Local | undefined {
+    if (!agentHas(this.agent, name)) return undefined;
+    const history: Revision[] = this.agent.history(name);
+    const status: InstanceStatus = this.agent.inspect(name);
+    return { status, attach: history.find((r) => r.revision === status.revision)?.attach ?? {} };
+  }
+
+  /** Makes the agent's instance `name` (a deployment's name) what this node's BpfNodeInstance says. */
+  private async reconcile(name: string): Promise<Action | undefined> {
+    if (this.#stopped) return undefined;
+    const resync: Action = { requeueAfterMs: this.#resyncMs };
+    const ni = this.instanceOf(name);
+    const exists = agentHas(this.agent, name);
+    if (!ni) {
+      // a deployment this node should no longer run (its object is gone)
+      this.#failed.delete(name);
+      if (exists) {
+        this.#log(`${name}: no BpfNodeInstance for this node; removing it`);
+        await this.agent.remove(name, { force: true });
+      }
+      return undefined;
+    }
+    const update: Update<BpfNodeInstance> = (n, edit) => this.api.update(PLURAL.nodeInstances, n, edit);
+    const removed = await finalize(ni, FINALIZER_NODE_CLEANUP, update, async () => {
+      await this.writeStatus(ni, { phase: 'Deleting', message: 'removing the instance from this node' });
+      if (exists) await this.agent.remove(name, { force: true });
+    });
+    if (removed || ni.metadata.deletionTimestamp) {
+      // going without our finalizer (released by someone else): nothing of it stays here either
+      if (!removed && exists) await this.agent.remove(name, { force: true });
+      this.#failed.delete(name);
+      return undefined;
+    }
+    const gen = ni.metadata.generation ?? 0;
+    const failed = this.#failed.get(name);
+    const now = Date.now();
+    if (failed?.generation === gen && now < failed.retryAt) return { requeueAfterMs: failed.retryAt - now };
+    const local = exists ? this.local(name) : undefined;
+    const config = ni.spec.config ?? {};
+    const attach = this.localAttach(ni);
+    const matches = !!local && this.matches(local, ni);
+    if (local && local.status.phase === 'running' && matches) {
+      this.#failed.delete(name);
+      await this.writeStatus(ni, this.runningStatus(ni, local.status));
+      return resync;
+    }
+    let st: InstanceStatus;
+    try {
+      await this.writeStatus(ni, {
+        phase: 'Loading',
+        message: local ? `moving to revision ${ni.spec.revision}` : `loading revision ${ni.spec.revision}`,
+      });
+      await this.pull(ni);
+      const image = this.localRef(ni);
+      if (!local) st = await this.agent.run({ image, name, config, attach });
+      else if (!matches) st = await this.agent.upgrade(name, { image, config, attach });
+      else st = await this.agent.startInstance(name);
+    } catch (e) {
+      this.#failed.set(name, { generation: gen, retryAt: Date.now() + this.#resyncMs });
+      const msg = errorText(e);
+      this.#log(`${name}: revision ${ni.spec.revision} failed: ${msg}`);
+      const failure: Partial<BpfNodeInstanceStatus> = { phase: 'Failed', message: msg.slice(0, 32_000) };
+      // what runs is still reported (a failed upgrade leaves the old revision running)
+      const after = this.local(name);
+      if (after) Object.assign(failure, this.programsOf(after.status));
+      await this.writeStatus(ni, failure);
+      return resync;
+    }
+    this.#failed.delete(name);
+    await this.writeStatus(ni, this.runningStatus(ni, st));
+    return resync;
+  }
+
+  /** Does the local instance run exactly the package, config and attach points of the spec? */
+  private matches(local: Local, ni: BpfNodeInstance): boolean {
+    return (
+      local.status.digest === ni.spec.digest &&
+      canonicalJson(local.status.config ?? {}) === canonicalJson(ni.spec.config ?? {}) &&
+      canonicalJson(local.attach) === canonicalJson(this.localAttach(ni))
+    );
+  }
+
+  /** The deployment's attach overrides with cgroup paths resolved on this node. */
+  private localAttach(ni: BpfNodeInstance): Attach {
+    const a: Attach = structuredClone(ni.spec.attach ?? {});
+    const root = this.opts.cgroupRoot;
+    if (!root) return a;
+    const resolve = (p: string): string => (p.startsWith('/') ? p : join(root, p));
+    a.cgroup = a.cgroup !== undefined ? resolve(a.cgroup) : root;
+    return a;
+  }
+
+  private programsOf(st: InstanceStatus): Partial<BpfNodeInstanceStatus> {
+    return {
+      programs: st.programs.map((p) => ({
+        name: p.name,
+        type: p.type,
+        attach: p.attach,
+        ...(p.progId !== undefined ? { progId: p.progId } : {}),
+        ...(p.linkId !== undefined ? { linkId: p.linkId } : {}),
+      })),
+      mapIds: st.maps.map((m) => m.mapId).filter((id): id is number => id !== undefined),
+      digest: st.digest,
+    };
+  }
+
+  private runningStatus(ni: BpfNodeInstance, st: InstanceStatus): Partial<BpfNodeInstanceStatus> {
+    return {
+      phase: 'Running' as NodePhase,
+      revision: ni.spec.revision,
+      ...this.programsOf(st),
+      ...(st.message ? { message: st.message } : { message: undefined }),
+    };
+  }
+
+  /**
+   * The name the package has in this node's store: the repository path without the registry
+   * host, by digest (kbpf/tcpconnect@sha256:…). The agent keeps references in its revision
+   * history and cuts a name at the first ':' when it resolves one after a restart, so a
+   * registry host:port must not be part of it.
+   */
+  private localRef(ni: BpfNodeInstance): string {
+    const withoutDigest = ni.spec.image.replace(/@sha256:[a-f0-9]{64}$/, '');
+    const parts = withoutDigest.split('/');
+    const first = parts[0]!;
+    if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) parts.shift();
+    return `${parts.join('/').replace(/:[^/:]*$/, '')}@${ni.spec.digest}`;
+  }
+
+  private async pull(ni: BpfNodeInstance): Promise<void> {
+    if (await this.agent.store.hasBlob(ni.spec.digest).catch(() => false)) {
+      try {
+        await this.agent.store.resolve(this.localRef(ni));
+        return;
+      } catch {
+        /* blob without the reference: pull (only missing blobs are fetched) */
+      }
+    }
+    const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
+    const client = new RegistryClient({
+      credentials: async (registry) => credentials[registry],
+      ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
+    });
+    try {
+      const r = await client.pull(ni.spec.image, this.agent.store, { tag: this.localRef(ni) });
+      if (r.digest !== ni.spec.digest)
+        throw new CorruptedError(`the registry answered ${r.digest}, not ${ni.spec.digest}`);
+    } catch (e) {
+      throw withKind(e, `pull ${ni.spec.image}: ${errorText(e)}`);
+    }
+  }
+
+  /** Registry credentials from a kubernetes.io/dockerconfigjson Secret in the agent's namespace. */
+  private async secretCredentials(name: string): Promise<Record<string, Credentials>> {
+    let secret: V1Secret;
+    try {
+      secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
+    } catch (e) {
+      const what = `pull secret ${this.opts.namespace}/${name}`;
+      if (statusCode(e) === 404) throw new NotFoundError(`${what}: not found`, { cause: e });
+      throw new UnavailableError(`${what}: ${errorText(e)}`, { cause: e });
+    }
+    const raw = secret.data?.['.dockerconfigjson'];
+    if (!raw) throw new InvalidError(`pull secret ${this.opts.namespace}/${name} has no .dockerconfigjson`);
+    return credentialsFromDockerConfig(
+      Buffer.from(raw, 'base64').toString('utf8'),
+      `pull secret ${this.opts.namespace}/${name}`,
+    );
+  }
+
+  /** Writes status if it differs from what the object has (retrying on 409 Conflict). */
+  private async writeStatus(ni: BpfNodeInstance, st: Partial<BpfNodeInstanceStatus>): Promise<void> {
+    await this.api.update(
+      PLURAL.nodeInstances,
+      ni.metadata.name,
+      (o) => {
+        const next: BpfNodeInstanceStatus = {
+          ...(o.status ?? {}),
+          ...st,
+          observedGeneration: o.metadata.generation ?? 0,
+          logs: this.#logsEndpoint,
+        };
+        for (const k of Object.keys(next) as (keyof BpfNodeInstanceStatus)[]) if (next[k] === undefined) delete next[k];
+        if (next.phase !== 'Running' && next.phase !== 'Failed' && st.revision === undefined) {
+          /* keep the revision it last ran */
+        }
+        const { updatedAt: _a, ...prev } = o.status ?? {};
+        const { updatedAt: _b, ...cmp } = next;
+        if (canonicalJson(prev) === canonicalJson(cmp)) return undefined;
+        next.updatedAt = new Date().toISOString();
+        o.status = next;
+        o.apiVersion = API_VERSION;
+        return o;
+      },
+      { status: true },
+    );
+  }
+}
+
+/** Does the agent have an instance of that name? (No status query: history reads its records only.) */
+function agentHas(agent: Agent, name: string): boolean {
+  try {
+    agent.history(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `message` as an error of the kind of `cause` (a registry that cannot be reached: Unavailable). */
+function withKind(cause: unknown, message: string): KbpfError {
+  return new KbpfError(kindOf(cause) ?? Unavailable, message, { cause });
+}
