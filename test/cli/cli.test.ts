@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startApiServer } from '../../src/agent/api-server.js';
-import { buildProgram, parseSinceArg, runCli } from '../../src/cli/program.js';
+import { parseSinceArg } from '../../src/cli/options.js';
+import { buildProgram, runCli } from '../../src/cli/program.js';
 import { FakeAgent } from './fake-agent.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/kbpf.js', import.meta.url));
@@ -135,7 +136,7 @@ test('refusals of malformed arguments: exit 1, one "kbpf: " line, nothing sent t
     [['run', '--attach', 'tracepoint', 'opensnoop:1.0.0'], /expected program=target/],
     [['run', '--frobnicate', 'opensnoop:1.0.0'], /unknown option '--frobnicate'/],
     [['run'], /missing required argument 'image'/],
-    [['ps', '-o', 'yaml'], /argument 'yaml' is invalid.*table, json/],
+    [['ps', '-o', 'xml'], /argument 'xml' is invalid.*table, wide, json, yaml/],
     [['logs', '--tail', 'ten', 'a'], /--tail must be a non-negative integer/],
     [['logs', '--since', 'the dawn of time', 'a'], /expected a duration/],
     [['rollback', '--to-revision', '0', 'a'], /--to-revision must be a positive integer/],

@@ -5,7 +5,7 @@ import { Agent } from '../agent/agent.js';
 import { ensureSocketFree, startApiServer, startMetricsServer } from '../agent/api-server.js';
 import type { AgentPaths } from '../agent/paths.js';
 import { KBPF_VERSION } from '../version.js';
-import type { CliIo } from './program.js';
+import type { CliIo } from './io.js';
 
 export interface RunAgentOptions {
   io: CliIo;
