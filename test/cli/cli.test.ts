@@ -224,6 +224,24 @@ test('ps: aligned table, -a, -q, -o json', async (t) => {
   );
 });
 
+test('-o wide and -o yaml: more columns, and the same data as -o json', async (t) => {
+  const YAML = (await import('yaml')).default;
+  const f = await fixture(t);
+  await f.k('run', '--name', 'snoop', '--set', 'target_pid=1', 'opensnoop:1.0.0');
+  let r = await f.k('ps', '-o', 'wide');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^NAME\s+IMAGE\s+REV\s+STATUS\s+PROGRAMS\s+EVENTS\s+CREATED\s+DIGEST\s+PROG IDS\s+MESSAGE$/m);
+  assert.match(r.out, /^snoop\s.*sha256:111111111111\s+handle_openat#42$/m);
+  for (const args of [['ps'], ['history', 'snoop'], ['images'], ['maps', 'snoop'], ['doctor'], ['inspect', 'snoop']]) {
+    const j = await f.k(...args, '-o', 'json');
+    const y = await f.k(...args, '-o', 'yaml');
+    assert.equal(y.code, 0, `${args.join(' ')}: ${y.err}`);
+    assert.deepEqual(YAML.parse(y.out), JSON.parse(j.out), args.join(' '));
+  }
+  r = await f.k('run', '-o', 'yaml', '--name', 'y', 'opensnoop:1.0.0');
+  assert.equal(YAML.parse(r.out).name, 'y');
+});
+
 test('logs: columns from the decoded event, -o json lines, --tail, --since, -f', async (t) => {
   const f = await fixture(t);
   await f.k('run', '--name', 'snoop', 'opensnoop:1.0.0');
