@@ -44,9 +44,7 @@ export function parseSinceArg(v: string, now = Date.now()): string {
 
 /** -o, --output with these formats; the first is the default. */
 export function outputOption(formats: readonly string[]): Option {
-  return new Option('-o, --output <format>', `output format: ${formats.join(', ')}`)
-    .choices(formats)
-    .default(formats[0]);
+  return new Option('-o, --output <format>', 'output format').choices(formats).default(formats[0]);
 }
 
 export interface AttachOptions {
