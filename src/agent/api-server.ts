@@ -42,6 +42,7 @@ import {
 } from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
+import { parseSince } from '../util/duration.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
 import { KBPF_VERSION } from '../version.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
@@ -181,28 +182,6 @@ function flag(q: URLSearchParams, name: string): boolean {
   return v !== null && /^(|1|true|yes)$/i.test(v);
 }
 
-const DURATION_RE = /^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$/;
-
-/** A duration like 10s, 5m, 1h30m, 2d → milliseconds; undefined if it is not one. */
-export function parseDuration(s: string): number | undefined {
-  if (!DURATION_RE.test(s)) return undefined;
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-  let total = 0;
-  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(m[1]) * unit[m[2]!]!;
-  return total;
-}
-
-/** `since` as an ISO time, a Unix time in seconds, or a duration back from `now`. */
-export function parseSince(s: string, now = Date.now()): Date {
-  const d = parseDuration(s);
-  if (d !== undefined) return new Date(now - d);
-  if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
-  const t = Date.parse(s);
-  if (Number.isNaN(t))
-    throw new HttpError(400, `since: "${s}" is neither a time (2024-05-01T10:00:00Z) nor a duration (10s, 5m, 1h)`);
-  return new Date(t);
-}
-
 function str(body: Record<string, unknown>, key: string, required: boolean): string | undefined {
   const v = body[key];
   if (v === undefined || v === null) {
@@ -289,7 +268,13 @@ async function streamLogs(
   ctx.agent.inspect(name); // 404 for an unknown instance
   const opts: ReadOptions = {};
   const since = q.get('since');
-  if (since) opts.since = parseSince(since);
+  if (since) {
+    try {
+      opts.since = parseSince(since);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+  }
   const tail = q.get('tail');
   if (tail !== null && tail !== '') {
     if (!/^\d+$/.test(tail)) throw new HttpError(400, `tail: "${tail}" is not a non-negative integer`);

@@ -21,17 +21,24 @@ export interface AgentPaths {
 export const DEFAULT_STATE_DIR = '/var/lib/kbpf';
 export const DEFAULT_BPFFS_DIR = '/sys/fs/bpf/kbpf';
 
-export function agentPaths(
-  stateDir = process.env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR,
-  bpffsDir = process.env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR,
+/** Where an agent's things are when not given: flags first, then $KBPF_STATE_DIR, $KBPF_BPFFS_DIR,
+ * $KBPF_SOCKET, then the defaults (the socket: STATE_DIR/agent.sock). The one place that reads them. */
+export function resolveAgentPaths(
+  given: { stateDir?: string; bpffsDir?: string; socketPath?: string } = {},
+  env: NodeJS.ProcessEnv = process.env,
 ): AgentPaths {
+  const stateDir = given.stateDir ?? env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR;
   return {
     stateDir,
     storeDir: join(stateDir, 'store'),
     instancesDir: join(stateDir, 'instances'),
     logsDir: join(stateDir, 'logs'),
     cacheDir: join(stateDir, 'cache'),
-    socketPath: process.env.KBPF_SOCKET ?? join(stateDir, 'agent.sock'),
-    bpffsDir,
+    socketPath: given.socketPath ?? env.KBPF_SOCKET ?? join(stateDir, 'agent.sock'),
+    bpffsDir: given.bpffsDir ?? env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR,
   };
+}
+
+export function agentPaths(stateDir?: string, bpffsDir?: string): AgentPaths {
+  return resolveAgentPaths({ stateDir, bpffsDir });
 }

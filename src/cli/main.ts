@@ -1,7 +1,8 @@
 // Entry point of the `kbpf` command (bin/kbpf.js imports this).
 import { runCli } from './program.js';
 
-export { buildProgram, type CliIo, runCli } from './program.js';
+export type { CliIo } from './io.js';
+export { buildProgram, runCli } from './program.js';
 
 /** Runs the CLI on process.argv; sets the exit code. */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {

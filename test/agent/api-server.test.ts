@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, ApiError } from '../../src/agent/api-client.js';
-import { parseDuration, parseSince, startApiServer } from '../../src/agent/api-server.js';
+import { startApiServer } from '../../src/agent/api-server.js';
 import { AgentError } from '../../src/agent/types.js';
 import { tempDir } from '../../testbed/kernel.js';
 import { FakeAgent } from '../cli/fake-agent.js';
@@ -430,18 +430,4 @@ test('the client explains a missing agent', async () => {
       e.message ===
         'cannot reach the kbpf agent at /nonexistent/kbpf/agent.sock: is it running? (start it with: kbpf agent)',
   );
-});
-
-test('durations and since', () => {
-  assert.equal(parseDuration('10s'), 10_000);
-  assert.equal(parseDuration('1h30m'), 5_400_000);
-  assert.equal(parseDuration('250ms'), 250);
-  assert.equal(parseDuration('2d'), 172_800_000);
-  assert.equal(parseDuration('10'), undefined);
-  assert.equal(parseDuration('abc'), undefined);
-  const now = Date.parse('2024-05-01T10:00:00Z');
-  assert.equal(parseSince('5m', now).toISOString(), '2024-05-01T09:55:00.000Z');
-  assert.equal(parseSince('2024-05-01T09:00:00Z', now).toISOString(), '2024-05-01T09:00:00.000Z');
-  assert.equal(parseSince('1714557600', now).toISOString(), '2024-05-01T10:00:00.000Z');
-  assert.throws(() => parseSince('soon', now), /neither a time/);
 });

@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startApiServer } from '../../src/agent/api-server.js';
-import { buildProgram, parseSinceArg, runCli } from '../../src/cli/program.js';
+import { parseSinceArg } from '../../src/cli/options.js';
+import { buildProgram, runCli } from '../../src/cli/program.js';
 import { FakeAgent } from './fake-agent.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/kbpf.js', import.meta.url));
@@ -135,7 +136,7 @@ test('refusals of malformed arguments: exit 1, one "kbpf: " line, nothing sent t
     [['run', '--attach', 'tracepoint', 'opensnoop:1.0.0'], /expected program=target/],
     [['run', '--frobnicate', 'opensnoop:1.0.0'], /unknown option '--frobnicate'/],
     [['run'], /missing required argument 'image'/],
-    [['ps', '-o', 'yaml'], /argument 'yaml' is invalid.*table, json/],
+    [['ps', '-o', 'xml'], /argument 'xml' is invalid.*table, wide, json, yaml/],
     [['logs', '--tail', 'ten', 'a'], /--tail must be a non-negative integer/],
     [['logs', '--since', 'the dawn of time', 'a'], /expected a duration/],
     [['rollback', '--to-revision', '0', 'a'], /--to-revision must be a positive integer/],
@@ -221,6 +222,24 @@ test('ps: aligned table, -a, -q, -o json', async (t) => {
     j.map((s) => s.name),
     ['first', 'a-much-longer-name'],
   );
+});
+
+test('-o wide and -o yaml: more columns, and the same data as -o json', async (t) => {
+  const YAML = (await import('yaml')).default;
+  const f = await fixture(t);
+  await f.k('run', '--name', 'snoop', '--set', 'target_pid=1', 'opensnoop:1.0.0');
+  let r = await f.k('ps', '-o', 'wide');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^NAME\s+IMAGE\s+REV\s+STATUS\s+PROGRAMS\s+EVENTS\s+CREATED\s+DIGEST\s+PROG IDS\s+MESSAGE$/m);
+  assert.match(r.out, /^snoop\s.*sha256:111111111111\s+handle_openat#42$/m);
+  for (const args of [['ps'], ['history', 'snoop'], ['images'], ['maps', 'snoop'], ['doctor'], ['inspect', 'snoop']]) {
+    const j = await f.k(...args, '-o', 'json');
+    const y = await f.k(...args, '-o', 'yaml');
+    assert.equal(y.code, 0, `${args.join(' ')}: ${y.err}`);
+    assert.deepEqual(YAML.parse(y.out), JSON.parse(j.out), args.join(' '));
+  }
+  r = await f.k('run', '-o', 'yaml', '--name', 'y', 'opensnoop:1.0.0');
+  assert.equal(YAML.parse(r.out).name, 'y');
 });
 
 test('logs: columns from the decoded event, -o json lines, --tail, --since, -f', async (t) => {

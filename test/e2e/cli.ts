@@ -29,7 +29,7 @@ export class Node {
     this.bpffsDir = `/sys/fs/bpf/${uniqueName('kbpf-e2e')}`;
     this.socket = join(this.stateDir, 'agent.sock');
     t.after(async () => {
-      spawnSync(process.execPath, [KBPF, 'rm', '-f', '--all'], { env: this.env(), timeout: 20_000 });
+      spawnSync(process.execPath, [KBPF, 'clear', '--force'], { env: this.env(), timeout: 20_000 });
       await this.stopAgent();
       rmSync(this.bpffsDir, { recursive: true, force: true });
       rmSync(this.stateDir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // bin/kubectl-bpf on PATH and runs it, passing the arguments and the kubeconfig through.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT, TestCluster } from './harness.js';
@@ -32,6 +32,43 @@ function kubectl(
     );
   });
 }
+
+test('bin/kubectl-bpf: every verb has --help; a bad --since or --timeout is refused before the cluster is asked', () => {
+  const plugin = (args: string[]) =>
+    spawnSync(process.execPath, [join(ROOT, 'bin', 'kubectl-bpf'), ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, KUBECONFIG: '/nonexistent/kubeconfig' },
+    });
+  // verb → how its usage line names it (aliases after a |)
+  const usage: Record<string, string> = {
+    run: 'run',
+    upgrade: 'upgrade',
+    ps: 'ps|list',
+    logs: 'logs|log',
+    rm: 'rm|delete',
+    rollout: 'rollout',
+    'rollout status': 'rollout status',
+    'rollout history': 'rollout history',
+    'rollout undo': 'rollout undo',
+  };
+  for (const [verb, name] of Object.entries(usage)) {
+    const r = plugin([...verb.split(' '), '--help']);
+    assert.equal(r.status, 0, `${verb} --help: ${r.stderr}`);
+    assert.ok(r.stdout.startsWith(`Usage: kubectl bpf ${name} `), `${verb} --help: ${r.stdout}`);
+  }
+  let r = plugin(['logs', '--since', 'the dawn of time', 'conn']);
+  assert.equal(r.status, 1);
+  assert.match(
+    r.stderr,
+    /'--since <time>' argument 'the dawn of time' is invalid\. expected a duration \(30s, 5m, 1h30m\)/,
+  );
+  r = plugin(['rollout', 'status', '--timeout', 'forever', 'conn']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /expected seconds \(120\) or a duration/);
+  r = plugin(['ps', '-o', 'xml']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /Allowed choices are table, wide, json, yaml/);
+});
 
 test('kubectl plugin list finds kubectl-bpf and kubectl bpf --help runs', { skip }, async () => {
   const list = await kubectl(['plugin', 'list']);

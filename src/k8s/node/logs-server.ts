@@ -5,7 +5,7 @@
 //   GET /healthz                                         "ok"
 //   GET /v1/logs/{deployment}[?follow=1&tail=N&since=T&afterSeq=S]
 //        NDJSON, one LogRecord per line ({"ts","seq",...}); streamed while follow=1.
-//        since: an RFC 3339 time or a duration (30s, 5m, 1h); afterSeq: only records with a
+//        since: an RFC 3339 time or a duration (30s, 5m, 1h30m); afterSeq: only records with a
 //        larger seq (a follower that reconnects after an agent restart resumes with it).
 //
 // The endpoint is advertised in each BpfNodeInstance's status.logs, so `kubectl bpf logs`
@@ -17,6 +17,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { jsonReplacer, type LogRecord, type ReadOptions } from '../../agent/log-store.js';
+import { parseSince } from '../../util/duration.js';
 import { writeWithBackpressure } from '../../util/http-stream.js';
 
 export interface LogSource {
@@ -39,17 +40,6 @@ export interface NodeLogsServerOptions {
 }
 
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
-
-/** since=: RFC 3339 time or a duration back from now (500ms, 30s, 5m, 2h). */
-export function parseSince(s: string, now = Date.now()): Date {
-  const m = /^(\d+)(ms|s|m|h)$/.exec(s);
-  if (m)
-    return new Date(now - Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
-  const d = new Date(s);
-  if (Number.isNaN(d.getTime()))
-    throw new Error(`since: "${s}" is neither a time (RFC 3339) nor a duration (30s, 5m, 1h)`);
-  return d;
-}
 
 export class NodeLogsServer {
   url = '';

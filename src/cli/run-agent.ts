@@ -5,7 +5,8 @@ import { Agent } from '../agent/agent.js';
 import { ensureSocketFree, startApiServer, startMetricsServer } from '../agent/api-server.js';
 import type { AgentPaths } from '../agent/paths.js';
 import { KBPF_VERSION } from '../version.js';
-import type { CliIo } from './program.js';
+import type { CliIo } from './io.js';
+import { escapeLines } from './render/escape.js';
 
 export interface RunAgentOptions {
   io: CliIo;
@@ -19,7 +20,7 @@ export interface RunAgentOptions {
 }
 
 export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promise<void> {
-  const log = (m: string): void => opts.io.stderr(`${new Date().toISOString()} kbpf agent: ${m}\n`);
+  const log = (m: string): void => opts.io.stderr(`${new Date().toISOString()} kbpf agent: ${escapeLines(m)}\n`);
   // refuse before touching anything if another agent already serves this socket
   await ensureSocketFree(paths.socketPath);
   const agent = new Agent(paths, { log, bpfStats: opts.bpfStats });

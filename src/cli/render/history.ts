@@ -1,0 +1,59 @@
+// Revisions: of an instance on a node (kbpf history) and of a deployment in a cluster
+// (kubectl bpf rollout history).
+import type { Revision } from '../../agent/types.js';
+import type { BpfRevision } from '../../k8s/api.js';
+import { type Column, type ListFormat, list } from './output.js';
+import { ago, cell, keyValues, shortDigest, shortRef } from './values.js';
+
+interface InstanceRevisionRow {
+  r: Revision;
+  current: boolean;
+}
+
+const INSTANCE_REVISION_COLUMNS: readonly Column<InstanceRevisionRow>[] = [
+  { header: 'REVISION', value: (x) => `${x.r.revision}${x.current ? ' *' : ''}` },
+  { header: 'IMAGE', value: (x) => shortRef(x.r.image) },
+  { header: 'DIGEST', value: (x) => shortDigest(x.r.digest) },
+  { header: 'CAUSE', value: (x) => cell(x.r.cause) },
+  { header: 'CREATED', value: (x) => ago(x.r.createdAt) },
+  { header: 'CONFIG', value: (x) => keyValues(x.r.config) },
+  { header: 'ATTACH', value: (x) => (Object.keys(x.r.attach ?? {}).length ? cell(x.r.attach) : ''), wide: true },
+];
+
+/** kbpf history: the instance's revisions, `*` marking the current one */
+export function renderInstanceHistory(format: ListFormat, revisions: readonly Revision[], current: number): string {
+  return list(
+    format,
+    revisions.map((r) => ({ r, current: r.revision === current })),
+    INSTANCE_REVISION_COLUMNS,
+    revisions,
+  );
+}
+
+interface DeploymentRevisionRow {
+  r: BpfRevision;
+  current: boolean;
+}
+
+const DEPLOYMENT_REVISION_COLUMNS: readonly Column<DeploymentRevisionRow>[] = [
+  { header: 'REVISION', value: (x) => String(x.r.revision) },
+  { header: 'DIGEST', value: (x) => cell(x.r.digest.slice(0, 19)) },
+  { header: 'IMAGE', value: (x) => cell(x.r.template.package.image) },
+  { header: 'CONFIG', value: (x) => cell(JSON.stringify(x.r.template.config ?? {})) },
+  { header: 'ATTACH', value: (x) => cell(JSON.stringify(x.r.template.attach ?? {})), wide: true },
+  { header: '', value: (x) => (x.current ? '(current)' : '') },
+];
+
+/** kubectl bpf rollout history: the deployment's revisions, `(current)` marking its template's */
+export function renderDeploymentHistory(
+  format: ListFormat,
+  revisions: readonly BpfRevision[],
+  currentTemplateHash: string,
+): string {
+  return list(
+    format,
+    revisions.map((r) => ({ r, current: r.templateHash === currentTemplateHash })),
+    DEPLOYMENT_REVISION_COLUMNS,
+    revisions,
+  );
+}

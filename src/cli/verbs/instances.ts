@@ -1,0 +1,201 @@
+// Instances on the node, through the agent's API: run, ps, inspect, stop, start, rm, clear,
+// upgrade, rollback, history, maps.
+import { type Command, Option } from 'commander';
+import { ApiError } from '../../agent/api-client.js';
+import type { RunRequest, UpgradeRequest } from '../../agent/types.js';
+import type { CliContext } from '../context.js';
+import { CliError, eachName } from '../errors.js';
+import {
+  type AttachOptions,
+  addAttachOptions,
+  attachOverrides,
+  configOf,
+  outputOption,
+  positiveInt,
+} from '../options.js';
+import { renderInstanceHistory } from '../render/history.js';
+import { renderInstance, renderInstanceNames, renderInstanceState, renderInstances } from '../render/instances.js';
+import { renderMaps } from '../render/maps.js';
+import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFormat } from '../render/output.js';
+import { cell } from '../render/values.js';
+
+const DATA_FORMATS = ['json', 'yaml'] as const;
+
+export function addInstanceVerbs(program: Command, ctx: CliContext): void {
+  addAttachOptions(
+    program
+      .command('run')
+      .description('load and attach a package as a new instance')
+      .argument('<image>', 'package: name:version, name@sha256:…')
+      .option('--name <name>', 'instance name (default: package name and a random suffix)'),
+  )
+    .addOption(outputOption(TEXT_FORMATS))
+    .addHelpText(
+      'after',
+      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nExample: kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0",
+    )
+    .action(async (image: string, opts: AttachOptions & { name?: string; output: TextFormat }, c: Command) => {
+      const req: RunRequest = { image };
+      if (opts.name) req.name = opts.name;
+      const config = configOf(opts.set);
+      if (config) req.config = config;
+      const attach = attachOverrides(opts);
+      if (attach) req.attach = attach;
+      ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
+    });
+
+  program
+    .command('ps')
+    .alias('list')
+    .description('list instances (those meant to run; -a for all)')
+    .option('-a, --all', 'also stopped instances')
+    .option('-q, --quiet', 'print only names')
+    .addOption(outputOption(LIST_FORMATS))
+    .action(async (opts: { all?: boolean; quiet?: boolean; output: ListFormat }, c: Command) => {
+      const list = (await ctx.client(c).list()).filter(
+        (s) => opts.all || s.desired === 'running' || s.phase !== 'stopped',
+      );
+      if (opts.quiet && !isData(opts.output)) return ctx.out(renderInstanceNames(list));
+      ctx.out(renderInstances(opts.output, list));
+    });
+
+  program
+    .command('inspect')
+    .alias('show')
+    .description('show an instance or a package as JSON')
+    .argument('<name...>', 'instance name or package reference')
+    .addOption(new Option('--type <kind>', 'look only for this kind').choices(['instance', 'image']))
+    .addOption(outputOption(DATA_FORMATS))
+    .action(async (names: string[], opts: { type?: 'instance' | 'image'; output: 'json' | 'yaml' }, c: Command) => {
+      const api = ctx.client(c);
+      const results: unknown[] = [];
+      for (const n of names) {
+        const looksLikeImage = /[:@/]/.test(n);
+        if (opts.type !== 'image' && !(looksLikeImage && opts.type === undefined)) {
+          try {
+            results.push(await api.inspect(n));
+            continue;
+          } catch (e) {
+            if (!(e instanceof ApiError && e.status === 404) || opts.type === 'instance') throw e;
+          }
+        }
+        try {
+          results.push(await api.inspectImage(n));
+        } catch (e) {
+          if (e instanceof ApiError && e.status === 404 && opts.type === undefined && !looksLikeImage) {
+            throw new CliError(`no instance or package named "${n}" (see: kbpf ps -a, kbpf images)`);
+          }
+          throw e;
+        }
+      }
+      ctx.out(data(opts.output, results.length === 1 ? results[0] : results));
+    });
+
+  for (const [verb, what] of [
+    ['stop', 'detach and unload instances (their config and history are kept)'],
+    ['start', 'load and attach stopped instances again'],
+  ] as const) {
+    program
+      .command(verb)
+      .description(what)
+      .argument('<instance...>')
+      .action(async (names: string[], _opts: unknown, c: Command) => {
+        const api = ctx.client(c);
+        await eachName(ctx.io, names, async (n) => {
+          ctx.out(renderInstanceState(verb === 'stop' ? await api.stop(n) : await api.start(n)));
+        });
+      });
+  }
+
+  program
+    .command('rm')
+    .alias('delete')
+    .description('remove instances: detach, unload, forget history and logs')
+    .argument('<instance...>')
+    .option('-f, --force', 'also remove running instances')
+    .action(async (names: string[], opts: { force?: boolean }, c: Command) => {
+      const api = ctx.client(c);
+      await eachName(ctx.io, names, async (n) => {
+        await api.remove(n, { force: !!opts.force });
+        ctx.out(`${cell(n)}\n`);
+      });
+    });
+
+  program
+    .command('clear')
+    .description('remove every instance (running ones included); needs --force')
+    .option('-f, --force', 'really remove them all')
+    .action(async (opts: { force?: boolean }, c: Command) => {
+      const api = ctx.client(c);
+      const all = await api.list();
+      if (all.length === 0) return ctx.note('no instances');
+      if (!opts.force) {
+        throw new CliError(
+          `clear removes all ${all.length} instance(s) (${all.map((s) => s.name).join(', ')}), running ones included; to do it: kbpf clear --force`,
+        );
+      }
+      await eachName(
+        ctx.io,
+        all.map((s) => s.name),
+        async (n) => {
+          await api.remove(n, { force: true });
+          ctx.out(`${cell(n)}\n`);
+        },
+      );
+    });
+
+  addAttachOptions(
+    program
+      .command('upgrade')
+      .description('switch an instance to another package in place (a new revision)')
+      .argument('<instance>')
+      .argument('<image>'),
+  )
+    .addOption(outputOption(TEXT_FORMATS))
+    .addHelpText(
+      'after',
+      '\nWithout --set the current config is kept (for the variables the new package still has); with --set, the given values replace it.\nWithout --cgroup/--iface/--attach the current attach targets are kept.',
+    )
+    .action(async (name: string, image: string, opts: AttachOptions & { output: TextFormat }, c: Command) => {
+      const req: UpgradeRequest = { image };
+      const config = configOf(opts.set);
+      if (config) req.config = config;
+      const attach = attachOverrides(opts);
+      if (attach) req.attach = attach;
+      ctx.out(renderInstance(opts.output, await ctx.client(c).upgrade(name, req)));
+    });
+
+  program
+    .command('rollback')
+    .description('return an instance to its previous revision (or --to-revision N), as a new revision')
+    .argument('<instance>')
+    .option('--to-revision <n>', 'the revision to return to', positiveInt('--to-revision'))
+    .addOption(outputOption(TEXT_FORMATS))
+    .action(async (name: string, opts: { toRevision?: number; output: TextFormat }, c: Command) => {
+      const st = await ctx
+        .client(c)
+        .rollback(name, opts.toRevision !== undefined ? { toRevision: opts.toRevision } : {});
+      ctx.out(renderInstance(opts.output, st));
+    });
+
+  program
+    .command('history')
+    .description("list an instance's revisions")
+    .argument('<instance>')
+    .addOption(outputOption(LIST_FORMATS))
+    .action(async (name: string, opts: { output: ListFormat }, c: Command) => {
+      const api = ctx.client(c);
+      const [revs, st] = await Promise.all([api.history(name), api.inspect(name)]);
+      ctx.out(renderInstanceHistory(opts.output, revs, st.revision));
+    });
+
+  program
+    .command('maps')
+    .description("show an instance's maps, decoded from BTF")
+    .argument('<instance>')
+    .argument('[map]', 'only this map')
+    .addOption(outputOption(LIST_FORMATS))
+    .action(async (name: string, map: string | undefined, opts: { output: ListFormat }, c: Command) => {
+      ctx.out(renderMaps(opts.output, await ctx.client(c).maps(name, map)));
+    });
+}
