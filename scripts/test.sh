@@ -7,8 +7,8 @@ bash scripts/setup.sh
 if [ $# -gt 0 ]; then
   files=("$@")
 else
-  echo "test: lint and format (biome check)"
-  npx biome check .
+  echo "test: lint, format and import cycles (npm run lint)"
+  npm run --silent lint
   mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 fi
 exec node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

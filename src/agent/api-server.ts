@@ -268,13 +268,7 @@ async function streamLogs(
   ctx.agent.inspect(name); // 404 for an unknown instance
   const opts: ReadOptions = {};
   const since = q.get('since');
-  if (since) {
-    try {
-      opts.since = parseSince(since);
-    } catch (e) {
-      throw new HttpError(400, (e as Error).message);
-    }
-  }
+  if (since) opts.since = parseSince(since); // an InvalidError: 400
   const tail = q.get('tail');
   if (tail !== null && tail !== '') {
     if (!/^\d+$/.test(tail)) throw new HttpError(400, `tail: "${tail}" is not a non-negative integer`);
