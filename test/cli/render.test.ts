@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import YAML from 'yaml';
 import type { InstanceStatus } from '../../src/agent/types.js';
-import { renderDeployments } from '../../src/cli/render/deployments.js';
 import { escapeControl, escapeLines } from '../../src/cli/render/escape.js';
 import { describeInstance, renderInstances } from '../../src/cli/render/instances.js';
 import { LogTable, renderNodeRecord } from '../../src/cli/render/logs.js';
 import { table } from '../../src/cli/render/output.js';
 import type { BpfDeployment, BpfNodeInstance } from '../../src/k8s/api.js';
+import { renderDeployments } from '../../src/k8s/kubectl/render/deployments.js';
 
 function instance(name: string, over: Partial<InstanceStatus> = {}): InstanceStatus {
   return {

@@ -1,7 +1,5 @@
-// Revisions: of an instance on a node (kbpf history) and of a deployment in a cluster
-// (kubectl bpf rollout history).
+// Revisions of an instance on a node (kbpf history).
 import type { Revision } from '../../agent/types.js';
-import type { BpfRevision } from '../../k8s/api.js';
 import { type Column, type ListFormat, list } from './output.js';
 import { ago, cell, keyValues, shortDigest, shortRef } from './values.js';
 
@@ -26,34 +24,6 @@ export function renderInstanceHistory(format: ListFormat, revisions: readonly Re
     format,
     revisions.map((r) => ({ r, current: r.revision === current })),
     INSTANCE_REVISION_COLUMNS,
-    revisions,
-  );
-}
-
-interface DeploymentRevisionRow {
-  r: BpfRevision;
-  current: boolean;
-}
-
-const DEPLOYMENT_REVISION_COLUMNS: readonly Column<DeploymentRevisionRow>[] = [
-  { header: 'REVISION', value: (x) => String(x.r.revision) },
-  { header: 'DIGEST', value: (x) => cell(x.r.digest.slice(0, 19)) },
-  { header: 'IMAGE', value: (x) => cell(x.r.template.package.image) },
-  { header: 'CONFIG', value: (x) => cell(JSON.stringify(x.r.template.config ?? {})) },
-  { header: 'ATTACH', value: (x) => cell(JSON.stringify(x.r.template.attach ?? {})), wide: true },
-  { header: '', value: (x) => (x.current ? '(current)' : '') },
-];
-
-/** kubectl bpf rollout history: the deployment's revisions, `(current)` marking its template's */
-export function renderDeploymentHistory(
-  format: ListFormat,
-  revisions: readonly BpfRevision[],
-  currentTemplateHash: string,
-): string {
-  return list(
-    format,
-    revisions.map((r) => ({ r, current: r.templateHash === currentTemplateHash })),
-    DEPLOYMENT_REVISION_COLUMNS,
     revisions,
   );
 }

@@ -1,10 +1,10 @@
 // kubectl bpf run, upgrade, ps, rm: BpfDeployments and their state on each node.
 import type { Command } from 'commander';
 import { outputOption } from '../../../cli/options.js';
-import { renderDeployments } from '../../../cli/render/deployments.js';
 import { LIST_FORMATS, type ListFormat } from '../../../cli/render/output.js';
 import { cell } from '../../../cli/render/values.js';
 import { API_VERSION, type BpfDeployment, PLURAL } from '../../api.js';
+import { renderDeployments } from '../render/deployments.js';
 import { api, collect, mustGet, parseSet } from '../resources.js';
 
 interface RunOptions {

@@ -2,11 +2,11 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { outputOption } from '../../../cli/options.js';
 import { escapeControl } from '../../../cli/render/escape.js';
-import { renderDeploymentHistory } from '../../../cli/render/history.js';
 import { LIST_FORMATS, type ListFormat } from '../../../cli/render/output.js';
 import { cell } from '../../../cli/render/values.js';
 import { parseDuration } from '../../../util/duration.js';
 import { PLURAL, templateHash, templateOf } from '../../api.js';
+import { renderDeploymentHistory } from '../render/history.js';
 import { api, mustGet, revisionsOf } from '../resources.js';
 
 /** --timeout: seconds (120) or a duration (2m, 1m30s), in milliseconds. */

@@ -1,7 +1,7 @@
 // Deployments in a cluster and their state on each node (kubectl bpf ps): one row per node instance.
-import type { BpfDeployment, BpfNodeInstance } from '../../k8s/api.js';
-import { type Column, type ListFormat, list } from './output.js';
-import { ago, cell, shortDigest } from './values.js';
+import { type Column, type ListFormat, list } from '../../../cli/render/output.js';
+import { ago, cell, shortDigest } from '../../../cli/render/values.js';
+import type { BpfDeployment, BpfNodeInstance } from '../../api.js';
 
 export const NODE_INSTANCE_COLUMNS: readonly Column<BpfNodeInstance>[] = [
   { header: 'DEPLOYMENT', value: (n) => cell(n.spec.deployment) },
