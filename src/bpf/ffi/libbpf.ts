@@ -287,6 +287,14 @@ export const libbpf = {
   perfBufferConsume: f('int perf_buffer__consume(void *pb)') as (pb: Pointer) => Ret,
   perfBufferPoll: f('int perf_buffer__poll(void *pb, int timeout_ms)') as (pb: Pointer, timeout: number) => Ret,
   perfBufferFree: f('void perf_buffer__free(void *pb)') as (pb: Pointer) => void,
+  perfBufferBufferCnt: f('size_t perf_buffer__buffer_cnt(const void *pb)') as (pb: Pointer) => number,
+  /** the mmap'd per-CPU ring of buffer idx: its perf_event_mmap_page, then the data pages */
+  perfBufferBuffer: f('int perf_buffer__buffer(void *pb, int buf_idx, _Out_ void **buf, _Out_ size_t *buf_size)') as (
+    pb: Pointer,
+    idx: number,
+    buf: [Pointer],
+    size: [number],
+  ) => Ret,
 
   // feature probes
   probeProgType: f('int libbpf_probe_bpf_prog_type(int type, const void *opts)') as (type: number, opts: null) => Ret,
