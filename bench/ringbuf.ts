@@ -14,22 +14,36 @@
 //   ts-raw         RingBufferReader woken by the shared poller, `readable()` + `consumeRaw()`
 //                  decoding the struct's fields straight from a DataView over the mapped ring;
 //   c              bench/ringbuf_consumer.c: ring_buffer__poll with a callback reading the fields.
+// And end to end, from the ring to an instance's log as `kbpf logs` reads it:
+//   ts-e2e         what the agent's event pump does (src/agent/event-pump.ts, reproduced here):
+//                  a RingBufferReader with the event's BTF codec, the lost counter and ref: false
+//                  (default highWaterMark), `batches()`, each record made JSON-safe (jsonValue)
+//                  and appended to a LogStore as { source, event }, flushNow after each batch;
+//                  at the end the log is read back with a fresh LogStore (its last record must
+//                  be the last one read from the ring);
+//   c-e2e          bench/ringbuf_consumer.c with a log file: each record written as the same
+//                  JSON text line (ts, seq, source, event) through a buffer written out after
+//                  each ring_buffer__poll, rotated like the log store.
 // Each round measures records consumed per second over a fixed window (after a warm-up);
 // variants are interleaved round by round and the median of the rounds is reported.
 //
 // Prints on stdout: ringbuf_ts_events_per_s (the BTF-decoded batches() path),
 // ringbuf_c_events_per_s, ringbuf_ratio (TS / C) and, when that variant ran,
-// ringbuf_ts_raw_events_per_s (consumeRaw + DataView); the other variants, producer rates and
-// lost counts go to stderr.
+// ringbuf_ts_raw_events_per_s (consumeRaw + DataView), and for the end-to-end pair
+// ringbuf_e2e_events_per_s (ts-e2e), ringbuf_e2e_c_events_per_s (c-e2e) and ringbuf_e2e_ratio;
+// the other variants, producer rates and lost counts go to stderr.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { LogStore } from '../src/agent/log-store.js';
+import { codecFor } from '../src/bpf/btf/index.js';
 import { BpfObject } from '../src/bpf/object.js';
 import { RingBufferReader } from '../src/bpf/ringbuf/index.js';
 import { testRunAsync } from '../src/bpf/testrun.js';
+import { jsonValue } from '../src/util/json.js';
 import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -39,9 +53,13 @@ const WARMUP_MS = 500;
 /** program runs per BPF_PROG_TEST_RUN call (× 64 records each) */
 const REPEAT = 10_000;
 
-type Variant = 'ts-btf-batches' | 'ts-btf-iter' | 'ts-raw' | 'c';
+type Variant = 'ts-btf-batches' | 'ts-btf-iter' | 'ts-raw' | 'c' | 'ts-e2e' | 'c-e2e';
+const ALL: Variant[] = ['ts-btf-batches', 'ts-btf-iter', 'ts-raw', 'c', 'ts-e2e', 'c-e2e'];
 const HEADLINE: Variant = 'ts-btf-batches';
 const RAW: Variant = 'ts-raw';
+/** the instance and event the end-to-end variants log as */
+const INSTANCE = 'bench-ringbuf';
+const EVENT = { map: 'events', type: 'bench_event', columns: undefined as string[] | undefined };
 
 interface Round {
   events: number;
@@ -79,7 +97,10 @@ async function run(opts: BenchOptions): Promise<void> {
     const rounds = new Map<Variant, Round[]>(variants.map((v) => [v, []]));
     for (let i = 0; i < opts.repeats; i++) {
       for (const v of variants) {
-        const r = v === 'c' ? cRound(consumer, durationMs) : await tsRound(v, durationMs);
+        const r =
+          v === 'c' || v === 'c-e2e'
+            ? cRound(consumer, durationMs, v === 'c-e2e' ? join(tmp, 'c-log') : null)
+            : await tsRound(v, durationMs, join(tmp, 'ts-logs'));
         rounds.get(v)!.push(r);
         note(
           `  round ${i + 1} ${v.padEnd(14)} ${fmt(r.events / r.seconds)} events/s  (producer wrote ${fmt(r.produced)}, lost ${fmt(r.lost)})`,
@@ -94,21 +115,31 @@ async function run(opts: BenchOptions): Promise<void> {
     result('ringbuf_c_events_per_s', Math.round(c));
     result('ringbuf_ratio', (ts / c).toFixed(2));
     if (variants.includes(RAW)) result('ringbuf_ts_raw_events_per_s', Math.round(rate(RAW)));
-    for (const v of variants) if (v !== 'c') note(`  ratio  ${v.padEnd(14)} ${(rate(v) / c).toFixed(2)}`);
+    if (variants.includes('ts-e2e') && variants.includes('c-e2e')) {
+      const e2e = rate('ts-e2e');
+      const cE2e = rate('c-e2e');
+      result('ringbuf_e2e_events_per_s', Math.round(e2e));
+      result('ringbuf_e2e_c_events_per_s', Math.round(cE2e));
+      result('ringbuf_e2e_ratio', (e2e / cE2e).toFixed(2));
+    }
+    for (const v of variants)
+      if (v !== 'c' && v !== 'c-e2e' && v !== 'ts-e2e') note(`  ratio  ${v.padEnd(14)} ${(rate(v) / c).toFixed(2)}`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
 function selectVariants(args: string[]): Variant[] {
-  const all: Variant[] = ['ts-btf-batches', 'ts-btf-iter', 'ts-raw', 'c'];
   const arg = args.find((a) => a.startsWith('--ringbuf-variants='));
-  if (!arg) return all;
+  if (!arg) return ALL;
   const chosen = arg.slice(arg.indexOf('=') + 1).split(',') as Variant[];
   for (const v of chosen)
-    if (!all.includes(v)) throw new Error(`unknown ringbuf variant ${v}; known: ${all.join(', ')}`);
+    if (!ALL.includes(v)) throw new Error(`unknown ringbuf variant ${v}; known: ${ALL.join(', ')}`);
   if (!chosen.includes(HEADLINE)) chosen.unshift(HEADLINE);
   if (!chosen.includes('c')) chosen.push('c');
+  // each end-to-end figure is only reported against the other
+  if (chosen.includes('ts-e2e') && !chosen.includes('c-e2e')) chosen.push('c-e2e');
+  if (chosen.includes('c-e2e') && !chosen.includes('ts-e2e')) chosen.push('ts-e2e');
   return chosen;
 }
 
@@ -116,10 +147,15 @@ function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-function cRound(binary: string, durationMs: number): Round {
-  const out = execFileSync(binary, [OBJECT, String(WARMUP_MS), String(durationMs), String(REPEAT)], {
-    encoding: 'utf8',
-  });
+function cRound(binary: string, durationMs: number, logDir: string | null): Round {
+  const args = [OBJECT, String(WARMUP_MS), String(durationMs), String(REPEAT)];
+  if (logDir) {
+    rmSync(logDir, { recursive: true, force: true });
+    mkdirSync(logDir, { recursive: true });
+    args.push(join(logDir, 'events.jsonl'));
+  }
+  const out = execFileSync(binary, args, { encoding: 'utf8' });
+  if (logDir) rmSync(logDir, { recursive: true, force: true });
   const get = (k: string) => Number(new RegExp(`${k}=([\\d.]+)`).exec(out)?.[1] ?? NaN);
   if (get('consumed_total') !== get('produced'))
     throw new Error(
@@ -130,15 +166,30 @@ function cRound(binary: string, durationMs: number): Round {
 
 let _sink = 0;
 
-async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
+async function tsRound(variant: Variant, durationMs: number, logDir: string): Promise<Round> {
   const obj = BpfObject.open(OBJECT).load();
   let reader: RingBufferReader<BenchEvent> | null = null;
+  let store: LogStore | null = null;
   try {
-    reader = new RingBufferReader<BenchEvent>(obj.map('events'), {
-      typeName: 'bench_event',
-      lostCounter: obj.map('events_lost'),
-      highWaterMark: 4096,
-    });
+    if (variant === 'ts-e2e') {
+      // as the event pump opens it: the event's codec from the object's BTF, its lost counter,
+      // unref'd, the default highWaterMark
+      const btf = obj.btf!;
+      const codec = codecFor(btf, btf.findByName(EVENT.type, 'STRUCT')!.id);
+      reader = new RingBufferReader<BenchEvent>(obj.map(EVENT.map), {
+        decode: codec,
+        lostCounter: obj.map('events_lost'),
+        ref: false,
+      });
+      rmSync(logDir, { recursive: true, force: true });
+      store = new LogStore(logDir);
+    } else {
+      reader = new RingBufferReader<BenchEvent>(obj.map('events'), {
+        typeName: 'bench_event',
+        lostCounter: obj.map('events_lost'),
+        highWaterMark: 4096,
+      });
+    }
     const prog = obj.program('produce');
     const packet = new Uint8Array(64);
     let stop = false;
@@ -227,6 +278,29 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
         consumed += batch.length;
         if (stop) break;
       }
+    } else if (variant === 'ts-e2e') {
+      let last = -1n;
+      for await (const batch of r.batches()) {
+        appendBatch(store!, batch);
+        consumed += batch.length;
+        last = batch[batch.length - 1]!.seq;
+        if (stop) break;
+      }
+      // What `kbpf logs` shows: read back by another store, the newest record is the last read.
+      await store!.close();
+      const newest = new LogStore(logDir).read(INSTANCE, { tail: 1 })[0] as unknown as
+        | { seq: number; source: string; event: { seq: number; comm: string } }
+        | undefined;
+      if (
+        consumed > 0 &&
+        (newest?.seq !== consumed ||
+          newest.source !== EVENT.map ||
+          newest.event.seq !== Number(last) ||
+          newest.event.comm !== 'kbpf-bench')
+      )
+        throw new Error(
+          `ringbuf bench: the log's newest record is ${JSON.stringify(newest)}; expected seq ${consumed}, event.seq ${last}`,
+        );
     } else {
       for (;;) {
         const { value: e, done } = await r.next();
@@ -245,8 +319,24 @@ async function tsRound(variant: Variant, durationMs: number): Promise<Round> {
     return { ...window, produced, lost: r.stats.lost };
   } finally {
     reader?.close();
+    await store?.close();
+    if (store) rmSync(logDir, { recursive: true, force: true });
     obj.close();
   }
+}
+
+/** What the event pump does with a batch (EventPump.write in src/agent/event-pump.ts). */
+function appendBatch(store: LogStore, batch: unknown[]): void {
+  const columns = EVENT.columns;
+  for (const rec of batch) {
+    let value = jsonValue(rec);
+    if (columns && value && typeof value === 'object') {
+      const all = value as Record<string, unknown>;
+      value = Object.fromEntries(columns.map((c) => [c, all[c]]));
+    }
+    store.append(INSTANCE, { source: EVENT.map, event: value });
+  }
+  store.flushNow(INSTANCE);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -4,18 +4,25 @@
 // runs the producer with BPF_PROG_TEST_RUN on a second thread, and consumes the ring with
 // libbpf's ring_buffer__poll, reading every field of every record.
 //
-//   ringbuf_consumer <producer.bpf.o> <warmup_ms> <duration_ms> <repeat_per_test_run>
+//   ringbuf_consumer <producer.bpf.o> <warmup_ms> <duration_ms> <repeat_per_test_run> [<log>]
+//
+// With <log>, each record is also written to that file as a text line — the line kbpf's log
+// store writes for it: {"ts":<ISO time>,"seq":<n>,"source":"events","event":{...every field}} —
+// through a user-space buffer written out after each ring_buffer__poll (as the agent writes its
+// log after each batch), the file rotated like the log store's (4 MiB, 2 kept: <log>.1, <log>.2).
 //
 // Prints one line: events=<consumed in the window> seconds=<window> produced=<records written
 // by the producer over the whole run> lost=<failed reservations> consumed_total=<all consumed>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +52,104 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* the text log (with <log>): a buffer written out after each poll, rotated like the log store */
+#define LOG_MAX_BYTES (4 << 20)
+#define LOG_KEEP 2
+#define LOG_BUF (1 << 20)
+static const char *log_path;
+static int log_fd = -1;
+static size_t log_size; /* bytes in the current file */
+static char log_buf[LOG_BUF];
+static size_t log_len;
+static uint64_t log_seq;
+static int64_t last_ms = -1;
+static char iso[32];
+
+static void log_open(void)
+{
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (log_fd < 0) {
+		fprintf(stderr, "ringbuf_consumer: open %s: %s\n", log_path, strerror(errno));
+		exit(1);
+	}
+	log_size = 0;
+}
+
+static void log_write_out(void)
+{
+	size_t off = 0;
+	while (off < log_len) {
+		ssize_t n = write(log_fd, log_buf + off, log_len - off);
+		if (n < 0) {
+			fprintf(stderr, "ringbuf_consumer: write %s: %s\n", log_path, strerror(errno));
+			exit(1);
+		}
+		off += n;
+	}
+	log_size += log_len;
+	log_len = 0;
+}
+
+static void log_rotate(void)
+{
+	char from[4096], to[4096];
+	close(log_fd);
+	for (int i = LOG_KEEP; i >= 1; i--) {
+		if (i == 1)
+			snprintf(from, sizeof(from), "%s", log_path);
+		else
+			snprintf(from, sizeof(from), "%s.%d", log_path, i - 1);
+		snprintf(to, sizeof(to), "%s.%d", log_path, i);
+		rename(from, to);
+	}
+	log_open();
+}
+
+static void log_record(const struct bench_event *e)
+{
+	struct timeval tv;
+	char line[512];
+	char comm[16 * 6 + 1];
+	size_t c = 0;
+
+	gettimeofday(&tv, NULL);
+	int64_t ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	if (ms != last_ms) {
+		struct tm tm;
+		time_t secs = tv.tv_sec;
+		gmtime_r(&secs, &tm);
+		size_t k = strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(iso + k, sizeof(iso) - k, ".%03dZ", (int)(tv.tv_usec / 1000));
+		last_ms = ms;
+	}
+	/* comm as a JSON string: up to the NUL, escaped */
+	for (size_t i = 0; i < sizeof(e->comm) && e->comm[i]; i++) {
+		unsigned char ch = e->comm[i];
+		if (ch == '"' || ch == '\\') {
+			comm[c++] = '\\';
+			comm[c++] = ch;
+		} else if (ch < 0x20) {
+			c += sprintf(comm + c, "\\u%04x", ch);
+		} else {
+			comm[c++] = ch;
+		}
+	}
+	comm[c] = 0;
+	int n = snprintf(line, sizeof(line),
+			 "{\"ts\":\"%s\",\"seq\":%llu,\"source\":\"events\",\"event\":{\"seq\":%llu,\"ts\":%llu,"
+			 "\"pid\":%u,\"cpu\":%u,\"kind\":%u,\"len\":%u,\"comm\":\"%s\"}}\n",
+			 iso, (unsigned long long)++log_seq, (unsigned long long)e->seq, (unsigned long long)e->ts,
+			 e->pid, e->cpu, e->kind, e->len, comm);
+	if (log_size + log_len + n > LOG_MAX_BYTES && log_size + log_len > 0) {
+		log_write_out();
+		log_rotate();
+	}
+	if (log_len + n > sizeof(log_buf))
+		log_write_out();
+	memcpy(log_buf + log_len, line, n);
+	log_len += n;
+}
+
 static int on_event(void *ctx, void *data, size_t size)
 {
 	const struct bench_event *e = data;
@@ -54,6 +159,8 @@ static int on_event(void *ctx, void *data, size_t size)
 	(void)size;
 	memcpy(comm, e->comm, sizeof(comm));
 	sink += e->seq + e->ts + e->pid + e->cpu + e->kind + e->len + strnlen(comm, sizeof(comm));
+	if (log_path)
+		log_record(e);
 	__atomic_store_n(&consumed, consumed + 1, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -102,9 +209,13 @@ static uint64_t sum_percpu(int map_fd)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s <producer.bpf.o> <warmup_ms> <duration_ms> <repeat>\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s <producer.bpf.o> <warmup_ms> <duration_ms> <repeat> [<log>]\n", argv[0]);
 		return 2;
+	}
+	if (argc == 6) {
+		log_path = argv[5];
+		log_open();
 	}
 	warmup_ms = atoi(argv[2]);
 	duration_ms = atoi(argv[3]);
@@ -142,10 +253,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ringbuf_consumer: ring_buffer__poll: %s\n", strerror(-n));
 			stop = 1;
 		}
+		if (log_path && log_len)
+			log_write_out();
 	}
 	pthread_join(samp, NULL);
 	pthread_join(prod, NULL);
 	ring_buffer__consume(rb);
+	if (log_path) {
+		log_write_out();
+		close(log_fd);
+	}
 
 	uint64_t produced = 0;
 	if (bss) {

@@ -10,8 +10,6 @@ type Fd = number;
 type Ret = number;
 
 export const PrintFn = koffi.proto('int kbpf_libbpf_print_fn(int level, const char *fmt, void *ap)');
-export const PerfSampleFn = koffi.proto('void kbpf_perf_sample_fn(void *ctx, int cpu, void *data, uint32_t size)');
-export const PerfLostFn = koffi.proto('void kbpf_perf_lost_fn(void *ctx, int cpu, uint64_t cnt)');
 
 // struct bpf_object_open_opts as of libbpf 1.1 (later versions only append fields)
 export const ObjectOpenOptsType = koffi.struct('kbpf_object_open_opts', {
@@ -279,14 +277,21 @@ export const libbpf = {
     opts: Uint8Array,
   ) => Ret,
 
-  // perf buffer (callbacks run on the JS thread, from perf_buffer__consume)
+  // perf buffer: libbpf opens and maps the per-CPU rings; their records are walked in JavaScript
+  // (src/bpf/perf/walker.ts), so no sample / lost callbacks are given
   perfBufferNew: f(
-    'void *perf_buffer__new(int map_fd, size_t page_cnt, kbpf_perf_sample_fn *sample, kbpf_perf_lost_fn *lost, void *ctx, const void *opts)',
-  ) as (fd: Fd, pages: number, sample: Pointer, lost: Pointer, ctx: null, opts: null) => Pointer | null,
+    'void *perf_buffer__new(int map_fd, size_t page_cnt, void *sample, void *lost, void *ctx, const void *opts)',
+  ) as (fd: Fd, pages: number, sample: null, lost: null, ctx: null, opts: null) => Pointer | null,
   perfBufferEpollFd: f('int perf_buffer__epoll_fd(void *pb)') as (pb: Pointer) => Fd,
-  perfBufferConsume: f('int perf_buffer__consume(void *pb)') as (pb: Pointer) => Ret,
-  perfBufferPoll: f('int perf_buffer__poll(void *pb, int timeout_ms)') as (pb: Pointer, timeout: number) => Ret,
   perfBufferFree: f('void perf_buffer__free(void *pb)') as (pb: Pointer) => void,
+  perfBufferBufferCnt: f('size_t perf_buffer__buffer_cnt(const void *pb)') as (pb: Pointer) => number,
+  /** the mmap'd per-CPU ring of buffer idx: its perf_event_mmap_page, then the data pages */
+  perfBufferBuffer: f('int perf_buffer__buffer(void *pb, int buf_idx, _Out_ void **buf, _Out_ size_t *buf_size)') as (
+    pb: Pointer,
+    idx: number,
+    buf: [Pointer],
+    size: [number],
+  ) => Ret,
 
   // feature probes
   probeProgType: f('int libbpf_probe_bpf_prog_type(int type, const void *opts)') as (type: number, opts: null) => Ret,
