@@ -18,7 +18,7 @@
 //
 // Failure: if reading the buffer fails, or arming the poller does, every pending next() and
 // readable() is rejected with that error; the queue stays open (a later call may succeed).
-import { ConflictError } from '../../errors.js';
+import { InvalidError } from '../../errors.js';
 import { poller as sharedPoller, type Watch, type WatchOptions } from '../poller.js';
 import { RecordCounts, type RecordSource } from './source.js';
 
@@ -91,7 +91,7 @@ export class RecordQueue<T> implements AsyncIterable<T> {
 
   /** Throws the error of a closed reader when the queue is closed. */
   assertOpen(op: string): void {
-    if (this.#closed) throw new ConflictError(`${op} ${this.source.description}: the reader is closed`);
+    if (this.#closed) throw new InvalidError(`${op} ${this.source.description}: the reader is closed`);
   }
 
   /**
