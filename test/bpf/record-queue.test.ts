@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import { RecordQueue, type RecordWatcher } from '../../src/bpf/records/queue.js';
 import type { RecordCounts, RecordSource } from '../../src/bpf/records/source.js';
-import { Conflict, isKind } from '../../src/errors.js';
+import { Invalid, isKind } from '../../src/errors.js';
 
 type Kind = 'ring' | 'perf';
 
@@ -186,7 +186,7 @@ for (const kind of ['ring', 'perf'] as const) {
     assert.deepEqual(await it.next(), { value: undefined, done: true });
     assert.throws(
       () => queue.drain(),
-      (e: unknown) => isKind(e, Conflict) && /closed/.test((e as Error).message),
+      (e: unknown) => isKind(e, Invalid) && /closed/.test((e as Error).message),
     );
     queue.close(); // twice is fine
   });
