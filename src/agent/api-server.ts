@@ -26,6 +26,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import type { KernelFeatures } from '../bpf/features.js';
+import { Conflict, Invalid, kindOf, NotFound } from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
@@ -80,6 +81,10 @@ export function errorStatus(err: unknown): number {
   const e = err as { name?: string; status?: unknown; code?: unknown };
   if (err instanceof AgentError || err instanceof HttpError) return err.status;
   if (e && e.name === 'AgentError' && typeof e.status === 'number') return e.status;
+  const kind = kindOf(err);
+  if (kind === NotFound) return 404;
+  if (kind === Conflict) return 409;
+  if (kind === Invalid) return 400;
   switch (e?.code) {
     case 'NOT_FOUND':
       return 404;

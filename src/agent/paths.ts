@@ -19,12 +19,15 @@ export interface AgentPaths {
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/kbpf';
+/** The one place the agent's bpffs directory is named; $KBPF_BPFFS_DIR overrides it. */
 export const DEFAULT_BPFFS_DIR = '/sys/fs/bpf/kbpf';
 
-export function agentPaths(
-  stateDir = process.env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR,
-  bpffsDir = process.env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR,
-): AgentPaths {
+/** The agent's bpffs directory as the environment says (for tools that run next to the agent). */
+export function bpffsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR;
+}
+
+export function agentPaths(stateDir = process.env.KBPF_STATE_DIR ?? DEFAULT_STATE_DIR, bpffs = bpffsDir()): AgentPaths {
   return {
     stateDir,
     storeDir: join(stateDir, 'store'),
@@ -32,6 +35,6 @@ export function agentPaths(
     logsDir: join(stateDir, 'logs'),
     cacheDir: join(stateDir, 'cache'),
     socketPath: process.env.KBPF_SOCKET ?? join(stateDir, 'agent.sock'),
-    bpffsDir,
+    bpffsDir: bpffs,
   };
 }

@@ -1,5 +1,6 @@
 // The agent's data model: instances, their revisions, and what the API returns about them.
-import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
+import { Conflict, Invalid, KbpfError, NotFound, Unknown } from '../errors.js';
+import type { AttachOverrides } from '../package/package-spec.js';
 
 export type DesiredState = 'running' | 'stopped';
 export type Phase = 'pending' | 'running' | 'stopped' | 'failed';
@@ -71,24 +72,19 @@ export interface UpgradeRequest {
   attach?: AttachOverrides;
 }
 
-export interface ResolvedImage {
-  reference: string;
-  digest: string;
-  spec: PackageSpec;
-  /** ELF bytes by object file name */
-  objects: Map<string, Uint8Array>;
-  /** event record codecs by map name, built once per package (see event-pump.ts) */
-  eventCodecs?: Map<string, import('../bpf/btf/index.js').Codec | null>;
-}
-
-/** An error the API reports with an HTTP status. */
-export class AgentError extends Error {
+/**
+ * @deprecated An error with an HTTP status, from before the error kinds (src/errors.ts). The
+ * agent no longer throws it; it stays, with the kind its status means, for callers not moved yet.
+ */
+export class AgentError extends KbpfError {
   override name = 'AgentError';
   constructor(
     readonly status: number,
     message: string,
-    readonly details?: unknown,
+    details?: unknown,
   ) {
-    super(message);
+    super(status === 404 ? NotFound : status === 409 ? Conflict : status === 400 ? Invalid : Unknown, message, {
+      details,
+    });
   }
 }

@@ -1,0 +1,107 @@
+// The packages the agent runs, read from its store with their object files (ELF bytes), kept
+// in a small LRU by manifest digest. A node runs many instances of few packages, so a handful
+// of entries serve them all; an instance never needs its package's bytes once it runs (its
+// status keeps the spec, its event pump the codecs), so eviction costs only a re-read on the
+// next run, upgrade or start of that package.
+import type { Codec } from '../bpf/btf/index.js';
+import { InvalidError, kindOf, NotFoundError, UnavailableError } from '../errors.js';
+import { PackageError } from '../package/errors.js';
+import type { LayoutStore } from '../package/layout-store.js';
+import type { PackageSpec } from '../package/package-spec.js';
+import { parseReference, referenceName } from '../package/reference.js';
+
+/** A package as the agent runs it: what the store resolved, its spec and its objects' bytes. */
+export interface FetchedPackage {
+  reference: string;
+  digest: string;
+  spec: PackageSpec;
+  /** ELF bytes by object file name */
+  objects: Map<string, Uint8Array>;
+  /** event record codecs by map name, derived once per package from the objects' BTF */
+  eventCodecs?: Map<string, Codec | null>;
+}
+
+export const PACKAGE_CACHE_ENTRIES = 8;
+
+/** The name part of a reference (registry host and port kept): `127.0.0.1:5000/x/y:1.0` -> `127.0.0.1:5000/x/y`. */
+export function repositoryOf(ref: string): string {
+  return referenceName(parseReference(ref));
+}
+
+/** Until the package store's errors carry kinds themselves: the kind their code means. */
+function withKind(e: unknown): unknown {
+  if (!(e instanceof PackageError) || kindOf(e) !== undefined) return e;
+  const opts = { cause: e };
+  switch (e.code) {
+    case 'NOT_FOUND':
+      return new NotFoundError(e.message, opts);
+    case 'INVALID_REFERENCE':
+    case 'INVALID_DIGEST':
+    case 'INVALID_PACKAGE':
+      return new InvalidError(e.message, opts);
+    case 'LOCK_TIMEOUT':
+      return new UnavailableError(e.message, opts);
+    default:
+      return e;
+  }
+}
+
+export class PackageCache {
+  readonly #entries = new Map<string, FetchedPackage>();
+
+  constructor(
+    readonly store: LayoutStore,
+    readonly capacity = PACKAGE_CACHE_ENTRIES,
+  ) {}
+
+  /**
+   * The package a reference names. A bare digest (`sha256:…`, as revisions record it) is looked
+   * up in the cache first, then in the store under `fallbackRef`'s repository.
+   */
+  async fetch(ref: string, fallbackRef?: string): Promise<FetchedPackage> {
+    if (ref.startsWith('sha256:')) {
+      const hit = this.get(ref);
+      if (hit) return hit;
+      if (fallbackRef) return this.fetch(`${repositoryOf(fallbackRef)}@${ref}`);
+    }
+    let resolved: Awaited<ReturnType<LayoutStore['resolve']>>;
+    try {
+      resolved = await this.store.resolve(ref);
+    } catch (e) {
+      throw withKind(e);
+    }
+    const hit = this.get(resolved.digest);
+    if (hit) return hit;
+    const spec = resolved.config as unknown as PackageSpec;
+    if (!Array.isArray(spec.objects) || !Array.isArray(spec.programs))
+      throw new InvalidError(`package ${ref} is not a kbpf package (no objects or programs)`);
+    const objects = new Map<string, Uint8Array>();
+    try {
+      for (const file of spec.objects) objects.set(file, (await this.store.getLayer(resolved, file)).bytes);
+    } catch (e) {
+      throw withKind(e);
+    }
+    const pkg: FetchedPackage = { reference: resolved.reference, digest: resolved.digest, spec, objects };
+    this.#entries.set(pkg.digest, pkg);
+    while (this.#entries.size > this.capacity) this.#entries.delete(this.#entries.keys().next().value!);
+    return pkg;
+  }
+
+  /** A cached package, made the most recently used. */
+  get(digest: string): FetchedPackage | undefined {
+    const hit = this.#entries.get(digest);
+    if (hit) {
+      this.#entries.delete(digest);
+      this.#entries.set(digest, hit);
+    }
+    return hit;
+  }
+
+  forget(digest: string): void {
+    this.#entries.delete(digest);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
