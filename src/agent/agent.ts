@@ -34,7 +34,7 @@ import type { InstancePlanner, RevisionTarget } from './planner.js';
 import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
-import { NAME_RE, StateStore } from './state-store.js';
+import { NAME_RE, type StagedRecord, StateStore } from './state-store.js';
 import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 const HISTORY_LIMIT = 10;
@@ -63,6 +63,7 @@ export class Agent {
   readonly #log: (msg: string) => void;
   readonly #wantStats: boolean;
   #stats?: RunTimeStats;
+  #closed = false;
   readonly #pidLock: PidLock;
 
   constructor(
@@ -108,6 +109,7 @@ export class Agent {
 
   /** Stops reading events. Programs keep running; a restarted agent adopts them. */
   async close(): Promise<void> {
+    this.#closed = true;
     await Promise.allSettled([...this.#views.values()].map((v) => v.closeEvents()));
     await this.logs.close();
     this.#stats?.close();
@@ -254,11 +256,20 @@ export class Agent {
         createdAt: revision.createdAt,
       };
       const plan = new Plan(`run ${req.image}`);
+      // the record is written while the programs load, and made current once they are attached
+      let staged: StagedRecord | undefined;
+      plan.step(
+        `write the record of ${name}`,
+        () => {
+          staged = this.#state.stage(record);
+        },
+        () => staged?.discard(),
+      );
       const realised = planner.run(plan, name, this.target(1, pkg, revision));
       plan.step('fault point run-after-attach', () => faultPoint('run-after-attach'));
       plan.step(
         `save the record of ${name}`,
-        () => this.#state.save(record),
+        () => staged!.commit(),
         () => this.#state.delete(name),
       );
       await execute(plan, this.#log);
@@ -267,7 +278,7 @@ export class Agent {
       view.ids = realised.ids;
       view.phase = 'running';
       this.#views.set(name, view);
-      this.openEvents(view, planner, pkg);
+      this.openEventsSoon(view, planner, pkg);
       return instanceStatus(view);
     });
   }
@@ -496,6 +507,27 @@ export class Agent {
     } catch (e) {
       view.message = `events unavailable: ${errorMessage(e)}`;
     }
+  }
+
+  /**
+   * Opens the events once the verb has answered (its caller waits for the programs, not for the
+   * reader of their events; the ring keeps what they submit meanwhile), as the next operation
+   * on the instance, so a stop or rm that follows finds the events open.
+   */
+  private openEventsSoon(view: InstanceView, planner: InstancePlanner, pkg: FetchedPackage): void {
+    const current = view.record.current;
+    setImmediate(() => {
+      void this.locked(view.name, async () => {
+        if (
+          this.#closed ||
+          this.#views.get(view.name) !== view ||
+          view.phase !== 'running' ||
+          view.record.current !== current
+        )
+          return;
+        if (!view.events) this.openEvents(view, planner, pkg);
+      });
+    });
   }
 
   private views(): InstanceView[] {

@@ -3,6 +3,12 @@
 // of entries serve them all; an instance never needs its package's bytes once it runs (its
 // status keeps the spec, its event pump the codecs), so eviction costs only a re-read on the
 // next run, upgrade or start of that package.
+//
+// A reference is resolved through the store's index once; while the index file stays the same
+// (the store replaces it, by rename, on every change), the reference keeps its digest and a
+// cached package is served without reading the store again.
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Codec } from '../bpf/btf/index.js';
 import { InvalidError, kindOf, NotFoundError, UnavailableError } from '../errors.js';
 import { PackageError } from '../package/errors.js';
@@ -48,6 +54,9 @@ function withKind(e: unknown): unknown {
 
 export class PackageCache {
   readonly #entries = new Map<string, FetchedPackage>();
+  /** reference → digest, as of the index file with this stamp */
+  readonly #refs = new Map<string, string>();
+  #refsStamp = '';
 
   constructor(
     readonly store: LayoutStore,
@@ -64,12 +73,21 @@ export class PackageCache {
       if (hit) return hit;
       if (fallbackRef) return this.fetch(`${repositoryOf(fallbackRef)}@${ref}`);
     }
+    const stamp = this.indexStamp();
+    if (stamp !== this.#refsStamp) {
+      this.#refs.clear();
+      this.#refsStamp = stamp;
+    }
+    const known = this.#refs.get(ref);
+    const cached = known && this.get(known);
+    if (cached) return cached;
     let resolved: Awaited<ReturnType<LayoutStore['resolve']>>;
     try {
       resolved = await this.store.resolve(ref);
     } catch (e) {
       throw withKind(e);
     }
+    if (stamp) this.#refs.set(ref, resolved.digest);
     const hit = this.get(resolved.digest);
     if (hit) return hit;
     const spec = resolved.config as unknown as PackageSpec;
@@ -99,6 +117,16 @@ export class PackageCache {
 
   forget(digest: string): void {
     this.#entries.delete(digest);
+  }
+
+  /** Identifies the store's index file as it is now ('' when it cannot be read). */
+  private indexStamp(): string {
+    try {
+      const st = statSync(join(this.store.root, 'index.json'), { bigint: true });
+      return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      return '';
+    }
   }
 
   get size(): number {
