@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KernelFeatures } from '../bpf/features.js';
+import { limitMallocRetention } from '../bpf/ffi/malloc.js';
 import { BpfMap } from '../bpf/map.js';
 import { ensureBpffs } from '../bpf/mounts.js';
 import { RunTimeStats } from '../bpf/stats.js';
@@ -86,6 +87,8 @@ export class Agent {
   /** Re-adopts pinned instances, reconciles them to desired state, removes orphans. */
   async start(): Promise<void> {
     this.#pidLock.acquire();
+    limitMallocRetention(); // a node agent loads objects all day: memory libbpf freed goes back
+
     ensureBpffs();
     if (this.#wantStats) {
       try {
