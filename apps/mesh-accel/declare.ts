@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { bpffsDir } from '../../src/agent/paths.js';
 import { MeshMaps, type PodSpec } from './mesh.js';
 
 export function readPods(file: string): PodSpec[] {
@@ -28,7 +29,7 @@ export function readPods(file: string): PodSpec[] {
 
 export function main(argv: string[]): number {
   let instance = 'mesh';
-  let bpffs = process.env.KBPF_BPFFS_DIR ?? '/sys/fs/bpf/kbpf';
+  let bpffs = bpffsDir();
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--instance') instance = argv[++i]!;

@@ -22,6 +22,7 @@ import { type Dirent, existsSync, readdirSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bpffsDir } from '../../src/agent/paths.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
 import { connect, errorText, type Kube } from '../../src/k8s/kube.js';
 import { Store } from '../../src/k8s/runtime/store.js';
@@ -400,7 +401,7 @@ export async function main(argv: string[]): Promise<void> {
   let node = process.env.NODE_NAME ?? '';
   let kubeconfig: string | undefined;
   let instance = 'mesh';
-  let bpffs = process.env.KBPF_BPFFS_DIR ?? '/sys/fs/bpf/kbpf';
+  let bpffs = bpffsDir();
   const roots: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;

@@ -2,11 +2,11 @@
 // declarations turned into the package's map entries, and the data path's counters.
 //
 // A pod is declared (pods_by_cgroup + pods_by_ip) before its first connection, so the first
-// request never fails; the maps are those of a running instance (pinned by the agent under
-// <bpffs>/<instance>/rev-N/maps/) or of a BpfObject loaded directly.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// request never fails; the maps are those of a running instance (found through the agent, which
+// pins them) or of a BpfObject loaded directly.
+import { statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
-import { join } from 'node:path';
+import { instanceMapPin } from '../../src/agent/pins.js';
 import { BpfMap } from '../../src/bpf/map.js';
 
 export type MeshMode = 'istio' | 'linkerd' | 'kuma' | 'osm';
@@ -230,10 +230,15 @@ export class MeshMaps {
   readonly #maps = new Map<string, BpfMap>();
 
   private constructor(get: (name: string) => BpfMap, owned: boolean) {
-    for (const n of ['pods_by_cgroup', 'pods_by_ip', 'pods_by_ip6', 'mesh_stats', 'orig_by_tuple', 'mesh_socks']) {
-      const m = get(n);
-      this.#maps.set(n, m);
-      if (owned) this.#owned.push(m);
+    try {
+      for (const n of ['pods_by_cgroup', 'pods_by_ip', 'pods_by_ip6', 'mesh_stats', 'orig_by_tuple', 'mesh_socks']) {
+        const m = get(n);
+        this.#maps.set(n, m);
+        if (owned) this.#owned.push(m);
+      }
+    } catch (e) {
+      this.close();
+      throw e;
     }
   }
 
@@ -242,22 +247,18 @@ export class MeshMaps {
     return new MeshMaps((n) => obj.map(n), false);
   }
 
-  /** From the pins of an agent instance: <bpffsDir>/<instance>/rev-<current>/maps/. */
-  static ofInstance(bpffsDir: string, instance: string): MeshMaps {
-    const dir = join(bpffsDir, instance);
-    const revs = existsSync(dir)
-      ? readdirSync(dir)
-          .filter((d) => /^rev-\d+$/.test(d))
-          .map((d) => Number(d.slice(4)))
-          .sort((a, b) => b - a)
-      : [];
-    const rev = revs.find((r) => existsSync(join(dir, `rev-${r}`, 'maps', 'pods_by_ip')));
-    if (rev === undefined) throw new Error(`no pinned mesh-accel maps under ${dir} (is the instance running?)`);
-    return MeshMaps.ofPinDir(join(dir, `rev-${rev}`, 'maps'));
+  /** From a running instance of the agent in this process. */
+  static ofAgent(agent: { instanceMap(instance: string, map: string): BpfMap }, instance: string): MeshMaps {
+    return new MeshMaps((n) => agent.instanceMap(instance, n), true);
   }
 
-  static ofPinDir(mapsDir: string): MeshMaps {
-    return new MeshMaps((n) => BpfMap.fromPin(join(mapsDir, n)), true);
+  /** From the pins of an instance of the agent that owns `bpffsDir` (which may be another process). */
+  static ofInstance(bpffsDir: string, instance: string): MeshMaps {
+    return new MeshMaps((n) => {
+      const path = instanceMapPin(bpffsDir, instance, n);
+      if (!path) throw new Error(`no pinned mesh-accel map ${n} of instance ${instance} (is the instance running?)`);
+      return BpfMap.fromPin(path);
+    }, true);
   }
 
   private m(name: string): BpfMap {

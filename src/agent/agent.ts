@@ -1,55 +1,44 @@
 // The node agent: owns desired state (instances, revisions, config) in its state directory,
-// realises it in the kernel through the runtime, pins everything under its bpffs directory,
-// pumps events into per-instance logs, and on restart re-adopts what is pinned instead of
-// attaching twice. Where desired state comes from (the local API, or the Kubernetes API in a
-// cluster) does not change how it is realised here.
+// realises it through planners (one per kind of instance; today BPF programs in the kernel,
+// program-planner.ts), pins everything under its bpffs directory, moves events into
+// per-instance logs, and on restart re-adopts what is pinned instead of attaching twice. Where
+// desired state comes from (the local API, or the Kubernetes API in a cluster) does not change
+// how it is realised here.
+//
+// Every verb that changes an instance goes fetch → plan → execute: the package is fetched
+// (package-cache.ts), a plan of steps with their undo is made (plan.ts; the planner's steps and
+// the agent's record steps), and one executor runs it, unwinding on failure. What the plan's
+// steps derive (kernel ids, event codecs) is kept in the agent's view of the instance
+// (instance-view.ts), which the queries (queries.ts) read.
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfError } from '../bpf/errors.js';
-import { type KernelFeatures, probeFeatures } from '../bpf/features.js';
-import { libbpf } from '../bpf/ffi/libbpf.js';
-import { libc } from '../bpf/ffi/libc.js';
-import { Link } from '../bpf/link/link.js';
+import type { KernelFeatures } from '../bpf/features.js';
+import { limitMallocRetention } from '../bpf/ffi/malloc.js';
 import { BpfMap } from '../bpf/map.js';
 import { ensureBpffs } from '../bpf/mounts.js';
-import { Program } from '../bpf/program.js';
-import { PackageError } from '../package/errors.js';
-import { LayoutStore, type PackageSummary, type ResolvedPackage } from '../package/layout-store.js';
-import { describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
-import { parseReference, referenceName } from '../package/reference.js';
-import { jsonValue } from '../util/json.js';
-import { EventPump } from './event-pump.js';
+import { RunTimeStats } from '../bpf/stats.js';
+import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
+import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
+import type { PackageSpec } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
+import { InstanceView } from './instance-view.js';
 import { LogStore } from './log-store.js';
+import type { MetricsSnapshot } from './metrics.js';
+import { type FetchedPackage, PackageCache } from './package-cache.js';
 import type { AgentPaths } from './paths.js';
 import { PidLock } from './pid-lock.js';
-import { InstancePins, pinnedInstances } from './pins.js';
-import { openConfigured, realize, removeRevisionPins, unrealizeLinks } from './realizer.js';
-import { NAME_RE, StateStore } from './state-store.js';
-import {
-  AgentError,
-  type InstanceRecord,
-  type InstanceStatus,
-  type Phase,
-  type ProgramStatus,
-  type ResolvedImage,
-  type Revision,
-  type RunRequest,
-  type UpgradeRequest,
-} from './types.js';
+import { removeRootIfEmpty } from './pins.js';
+import { execute, Plan } from './plan.js';
+import type { InstancePlanner, RevisionTarget } from './planner.js';
+import { ProgramPlanner } from './program-planner.js';
+import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
+import { noKernelIds } from './realizer.js';
+import { NAME_RE, type StagedRecord, StateStore } from './state-store.js';
+import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 const HISTORY_LIMIT = 10;
-
-interface Live {
-  phase: Phase;
-  message?: string;
-  pump?: EventPump;
-  /** events counted by pumps that were closed (upgrade, stop) */
-  received: number;
-  lost: number;
-}
 
 export interface AgentOptions {
   log?: (msg: string) => void;
@@ -57,21 +46,25 @@ export interface AgentOptions {
   bpfStats?: boolean;
 }
 
-/** The name part of a reference (registry host and port kept): `127.0.0.1:5000/x/y:1.0` -> `127.0.0.1:5000/x/y`. */
-function repositoryOf(ref: string): string {
-  return referenceName(parseReference(ref));
+/** What a package looks like to `kbpf inspect` of a package. */
+export interface PackageDescription {
+  reference: string;
+  digest: string;
+  spec: PackageSpec;
 }
 
 export class Agent {
   readonly store: LayoutStore;
   readonly logs: LogStore;
+  readonly #packages: PackageCache;
   readonly #state: StateStore;
-  readonly #live = new Map<string, Live>();
-  readonly #images = new Map<string, ResolvedImage>();
+  readonly #views = new Map<string, InstanceView>();
+  readonly #planners: readonly InstancePlanner[];
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #log: (msg: string) => void;
   readonly #wantStats: boolean;
-  #statsFd = -1;
+  #stats?: RunTimeStats;
+  #closed = false;
   readonly #pidLock: PidLock;
 
   constructor(
@@ -82,8 +75,10 @@ export class Agent {
     this.#pidLock = new PidLock(join(paths.stateDir, 'agent.pid'));
     mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
     this.store = new LayoutStore(paths.storeDir);
+    this.#packages = new PackageCache(this.store);
     this.logs = new LogStore(paths.logsDir);
     this.#state = new StateStore(paths.instancesDir);
+    this.#planners = [new ProgramPlanner(paths.bpffsDir)];
     this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf agent: ${m}\n`));
   }
 
@@ -92,235 +87,170 @@ export class Agent {
   /** Re-adopts pinned instances, reconciles them to desired state, removes orphans. */
   async start(): Promise<void> {
     this.#pidLock.acquire();
+    limitMallocRetention(); // a node agent loads objects all day: memory libbpf freed goes back
+
     ensureBpffs();
-    mkdirSync(this.paths.bpffsDir, { recursive: true });
     if (this.#wantStats) {
-      this.#statsFd = libbpf.enableStats(0 /* BPF_STATS_RUN_TIME */);
-      if (this.#statsFd < 0)
-        this.#log(`cannot enable BPF stats: ${new BpfError('enable', 'BPF stats', -this.#statsFd).message}`);
+      try {
+        this.#stats = RunTimeStats.enable();
+      } catch (e) {
+        this.#log(`cannot enable BPF stats: ${errorMessage(e)}`);
+      }
     }
     await this.store.init();
-    const records = this.#state.list();
-    const known = new Set(records.map((r) => r.name));
-    for (const dir of pinnedInstances(this.paths.bpffsDir)) {
-      if (known.has(dir)) continue;
-      this.#log(`removing orphaned pins of unknown instance "${dir}"`);
-      this.teardown(new InstancePins(this.paths.bpffsDir, dir));
+    for (const record of this.#state.list()) this.#views.set(record.name, new InstanceView(record));
+    for (const planner of this.#planners) {
+      for (const name of planner.realised()) {
+        if (this.#views.has(name)) continue;
+        this.#log(`removing orphaned pins of unknown instance "${name}"`);
+        planner.teardown(name, this.#log);
+      }
     }
-    for (const record of records) {
-      await this.locked(record.name, () => this.recover(record));
-    }
+    for (const view of this.#views.values()) await this.locked(view.name, () => this.recover(view));
+    removeRootIfEmpty(this.paths.bpffsDir);
   }
 
   /** Stops reading events. Programs keep running; a restarted agent adopts them. */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.#live.values()].map((l) => l.pump?.close()));
+    this.#closed = true;
+    await Promise.allSettled([...this.#views.values()].map((v) => v.closeEvents()));
     await this.logs.close();
-    if (this.#statsFd >= 0) libc.close(this.#statsFd);
-    this.#statsFd = -1;
+    this.#stats?.close();
+    this.#stats = undefined;
     this.#pidLock.release();
   }
 
-  private async recover(record: InstanceRecord): Promise<void> {
-    const pins = this.pins(record.name);
-    const live = this.liveOf(record.name);
-    if (record.transition) {
-      const { from, to } = record.transition;
-      this.#log(
-        `${record.name}: revision ${to} did not commit before the agent stopped; returning to revision ${from}`,
-      );
-      this.switchLinksBack(pins, from);
-      if (to !== from) pins.removeRevision(to);
-      delete record.transition;
-      this.#state.save(record);
-      live.message = `an upgrade to revision ${to} was interrupted by an agent restart and rolled back`;
-    }
-    for (const rev of pins.revisions()) if (rev !== record.current) pins.removeRevision(rev);
+  private async recover(view: InstanceView): Promise<void> {
+    const record = view.record;
+    const name = record.name;
     const rev = this.currentRevision(record);
+    let pkg: FetchedPackage | undefined;
+    let fetchError: unknown;
     try {
-      const image = await this.resolveImage(rev.digest, rev.image);
+      pkg = await this.#packages.fetch(rev.digest, rev.image);
+    } catch (e) {
+      fetchError = e;
+    }
+    const planner = this.plannerFor(pkg?.spec);
+    const transition = record.transition;
+    if (transition)
+      this.#log(
+        `${name}: revision ${transition.to} did not commit before the agent stopped; returning to revision ${transition.from}`,
+      );
+    try {
+      const adopted = planner.adopt(name, record.current, pkg?.spec, transition);
+      if (transition) {
+        const next = structuredClone(record);
+        delete next.transition;
+        this.#state.save(next);
+        view.record = next;
+        view.message = `an upgrade to revision ${transition.to} was interrupted by an agent restart and rolled back`;
+      }
+      if (!pkg) throw fetchError;
+      view.spec = pkg.spec;
+      view.ids = adopted.ids;
       if (record.desired === 'running') {
-        if (this.isComplete(pins, record.current, image.spec)) {
-          this.#log(`${record.name}: adopted revision ${record.current} (programs kept running)`);
+        if (adopted.complete) {
+          this.#log(`${name}: adopted revision ${record.current} (programs kept running)`);
         } else {
-          this.#log(`${record.name}: revision ${record.current} is not fully in the kernel; attaching it`);
-          if (pins.revisions().includes(record.current)) unrealizeLinks(pins, record.current);
-          realize({
-            pins,
-            rev: record.current,
-            image,
-            config: rev.config,
-            attach: rev.attach,
-            carryMapsFrom: record.current,
-          });
+          this.#log(`${name}: revision ${record.current} is not fully in the kernel; attaching it`);
+          const plan = new Plan(`start ${name}`);
+          const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
+          await execute(plan, this.#log);
+          view.ids = realised.ids;
         }
-        live.phase = 'running';
-        this.startPump(record.name, image, record.current);
+        view.phase = 'running';
+        this.openEvents(view, planner, pkg);
       } else {
-        if (pins.revisions().includes(record.current)) unrealizeLinks(pins, record.current);
-        live.phase = 'stopped';
+        const plan = new Plan(`stop ${name}`);
+        planner.stop(plan, name, record.current);
+        await execute(plan, this.#log);
+        view.ids = { ...noKernelIds(), maps: view.ids.maps };
+        view.phase = 'stopped';
       }
     } catch (e) {
-      live.phase = 'failed';
-      live.message = (e as Error).message;
-      this.#log(`${record.name}: ${live.message}`);
+      view.phase = 'failed';
+      view.message = errorMessage(e);
+      this.#log(`${name}: ${view.message}`);
     }
-  }
-
-  /** After a crash mid-upgrade: every link of revision `rev` points at that revision's program again. */
-  private switchLinksBack(pins: InstancePins, rev: number): void {
-    for (const name of pins.names(rev, 'links')) {
-      if (!pins.has(rev, 'progs', name)) continue;
-      const link = Link.fromPin(pins.path(rev, 'links', name));
-      const prog = Program.fromPin(pins.path(rev, 'progs', name));
-      try {
-        if (link.info().progId !== prog.info().id) link.update(prog);
-      } finally {
-        link.close();
-        prog.close();
-      }
-    }
-  }
-
-  private isComplete(pins: InstancePins, rev: number, spec: PackageSpec): boolean {
-    if (!pins.revisions().includes(rev)) return false;
-    return spec.programs.every(
-      (p) => pins.has(rev, 'progs', p.name) && (p.attach.hook === 'none' || pins.has(rev, 'links', p.name)),
-    );
   }
 
   // ---- queries ----
 
   list(): InstanceStatus[] {
-    return this.#state.list().map((r) => this.status(r));
+    return this.views().map(instanceStatus);
   }
 
   inspect(name: string): InstanceStatus {
-    return this.status(this.record(name));
+    return instanceStatus(this.view(name));
   }
 
   history(name: string): Revision[] {
-    return this.record(name).revisions;
+    return structuredClone(this.view(name).record.revisions);
   }
 
-  maps(name: string, only?: string): { name: string; type: string; entries: [unknown, unknown][] }[] {
-    const record = this.record(name);
-    const pins = this.pins(name);
-    const names = pins.names(record.current, 'maps').filter((m) => !only || m === only);
-    if (only && names.length === 0)
-      throw new AgentError(
-        404,
-        `instance ${name} has no pinned map "${only}" (maps: ${pins.names(record.current, 'maps').join(', ') || 'none'})`,
-      );
-    return names.map((m) => {
-      const map = BpfMap.fromPin(pins.path(record.current, 'maps', m));
-      try {
-        const type = map.type;
-        const readable = ![
-          'ringbuf',
-          'perf_event_array',
-          'sockmap',
-          'sockhash',
-          'prog_array',
-          'queue',
-          'stack',
-          'bloom_filter',
-        ].includes(type);
-        const entries = readable ? map.entries() : [];
-        const list: [unknown, unknown][] = [];
-        for (const [k, v] of entries) {
-          list.push([jsonValue(k), jsonValue(v)]);
-          if (list.length >= 10_000) break;
-        }
-        return { name: m, type, entries: list };
-      } finally {
-        map.close();
-      }
-    });
+  maps(name: string, only?: string): MapDump[] {
+    const view = this.view(name);
+    const planner = this.plannerFor(view.spec);
+    return dumpMaps(view, (m) => planner.mapPin(name, view.record.current, m), only);
   }
 
-  async images(): Promise<PackageSummary[]> {
+  /**
+   * Where map `map` of instance `name`'s running revision is pinned: how applications next to
+   * the agent reach an instance's maps (see also instanceMapPin in pins.ts, for other processes).
+   */
+  instanceMapPath(name: string, map: string): string {
+    const view = this.view(name);
+    const path = this.plannerFor(view.spec).mapPin(name, view.record.current, map);
+    if (!path) throw new NotFoundError(`instance ${name} has no pinned map "${map}" (is it running?)`);
+    return path;
+  }
+
+  /** Opens map `map` of instance `name`'s running revision. close() it when done. */
+  instanceMap(name: string, map: string): BpfMap {
+    return BpfMap.fromPin(this.instanceMapPath(name, map));
+  }
+
+  async packages(): Promise<PackageSummary[]> {
     return this.store.list();
   }
 
-  async inspectImage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }> {
-    const img = await this.resolveImage(ref);
-    return { reference: img.reference, digest: img.digest, spec: img.spec };
+  async inspectPackage(ref: string): Promise<PackageDescription> {
+    const pkg = await this.#packages.fetch(ref);
+    return { reference: pkg.reference, digest: pkg.digest, spec: pkg.spec };
   }
 
   async doctor(): Promise<KernelFeatures> {
+    const { probeFeatures } = await import('../bpf/features.js');
     return probeFeatures();
   }
 
-  metricsSnapshot(): {
-    instances: {
-      name: string;
-      phase: string;
-      eventsReceived: number;
-      eventsLost: number;
-      programs: { name: string; progId?: number; runCount?: bigint; runTimeNs?: bigint }[];
-    }[];
-  } {
-    return {
-      instances: this.#state.list().map((r) => {
-        const live = this.liveOf(r.name);
-        const pins = this.pins(r.name);
-        const programs = pins.names(r.current, 'progs').map((p) => {
-          try {
-            const prog = Program.fromPin(pins.path(r.current, 'progs', p));
-            try {
-              const info = prog.info();
-              return { name: p, progId: info.id, runCount: info.runCount, runTimeNs: info.runTimeNs };
-            } finally {
-              prog.close();
-            }
-          } catch {
-            return { name: p };
-          }
-        });
-        return {
-          name: r.name,
-          phase: live.phase,
-          eventsReceived: live.received + (live.pump?.received ?? 0),
-          eventsLost: live.lost + (live.pump?.lost ?? 0),
-          programs,
-        };
-      }),
-    };
+  metricsSnapshot(): MetricsSnapshot {
+    return metricsSnapshot(this.views());
   }
 
   // ---- verbs that change state ----
 
   async run(req: RunRequest): Promise<InstanceStatus> {
-    const image = await this.resolveImage(req.image);
-    const name = req.name ?? `${image.spec.name}-${randomBytes(3).toString('hex')}`;
+    const pkg = await this.#packages.fetch(req.image);
+    const name = req.name ?? `${pkg.spec.name}-${randomBytes(3).toString('hex')}`;
     if (!NAME_RE.test(name))
-      throw new AgentError(
-        400,
+      throw new InvalidError(
         `invalid instance name "${name}": use lower-case letters, digits, '-', '_' and '.', at most 63 characters`,
       );
     return this.locked(name, async () => {
-      if (this.#state.get(name))
-        throw new AgentError(409, `an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
-      const config = req.config ?? {};
-      for (const o of openConfigured(image, config).values()) o.close(); // refuse bad config before the kernel sees anything
+      if (this.#views.has(name))
+        throw new ConflictError(`an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
+      const planner = this.plannerFor(pkg.spec);
       const revision: Revision = {
         revision: 1,
         image: req.image,
-        digest: image.digest,
-        config,
+        digest: pkg.digest,
+        config: req.config ?? {},
         attach: req.attach ?? {},
         createdAt: new Date().toISOString(),
         cause: 'run',
       };
-      const pins = this.pins(name);
-      try {
-        realize({ pins, rev: 1, image, config, attach: revision.attach });
-      } catch (e) {
-        pins.removeAll();
-        throw this.asAgentError(e, `run ${req.image}`);
-      }
-      faultPoint('run-after-attach');
       const record: InstanceRecord = {
         name,
         desired: 'running',
@@ -328,162 +258,133 @@ export class Agent {
         revisions: [revision],
         createdAt: revision.createdAt,
       };
-      try {
-        this.#state.save(record);
-      } catch (e) {
-        this.teardown(pins);
-        throw e;
-      }
-      const live = this.liveOf(name);
-      live.phase = 'running';
-      live.message = undefined;
-      this.startPump(name, image, 1);
-      return this.status(record);
+      const plan = new Plan(`run ${req.image}`);
+      // the record is written while the programs load, and made current once they are attached
+      let staged: StagedRecord | undefined;
+      plan.step(
+        `write the record of ${name}`,
+        () => {
+          staged = this.#state.stage(record);
+        },
+        () => staged?.discard(),
+      );
+      const realised = planner.run(plan, name, this.target(1, pkg, revision));
+      plan.step('fault point run-after-attach', () => faultPoint('run-after-attach'));
+      plan.step(
+        `save the record of ${name}`,
+        () => staged!.commit(),
+        () => this.#state.delete(name),
+      );
+      await execute(plan, this.#log);
+      const view = new InstanceView(record);
+      view.spec = pkg.spec;
+      view.ids = realised.ids;
+      view.phase = 'running';
+      this.#views.set(name, view);
+      this.openEventsSoon(view, planner, pkg);
+      return instanceStatus(view);
     });
   }
 
   async stop(name: string): Promise<InstanceStatus> {
     return this.locked(name, async () => {
-      const record = this.record(name);
-      record.desired = 'stopped';
-      this.#state.save(record);
-      await this.stopPump(name);
-      unrealizeLinks(this.pins(name), record.current);
-      const live = this.liveOf(name);
-      live.phase = 'stopped';
-      live.message = undefined;
-      return this.status(record);
+      const view = this.view(name);
+      const plan = new Plan(`stop ${name}`);
+      this.recordStep(plan, view, 'record that it is stopped', (r) => {
+        r.desired = 'stopped';
+      });
+      plan.step('stop its events', () => view.closeEvents());
+      this.plannerFor(view.spec).stop(plan, name, view.record.current);
+      await execute(plan, this.#log);
+      view.ids = { ...noKernelIds(), maps: view.ids.maps };
+      view.phase = 'stopped';
+      view.message = undefined;
+      return instanceStatus(view);
     });
   }
 
   async startInstance(name: string): Promise<InstanceStatus> {
     return this.locked(name, async () => {
-      const record = this.record(name);
-      const live = this.liveOf(name);
-      if (record.desired === 'running' && live.phase === 'running') return this.status(record);
+      const view = this.view(name);
+      const record = view.record;
+      if (record.desired === 'running' && view.phase === 'running') return instanceStatus(view);
       const rev = this.currentRevision(record);
-      const image = await this.resolveImage(rev.digest, rev.image);
-      const pins = this.pins(name);
-      const carry = pins.revisions().at(-1);
-      try {
-        realize({ pins, rev: record.current, image, config: rev.config, attach: rev.attach, carryMapsFrom: carry });
-      } catch (e) {
-        throw this.asAgentError(e, `start ${name}`);
-      }
-      if (carry !== undefined && carry !== record.current) pins.removeRevision(carry);
-      record.desired = 'running';
-      this.#state.save(record);
-      live.phase = 'running';
-      live.message = undefined;
-      this.startPump(name, image, record.current);
-      return this.status(record);
+      const pkg = await this.#packages.fetch(rev.digest, rev.image);
+      const planner = this.plannerFor(pkg.spec);
+      const plan = new Plan(`start ${name}`);
+      const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
+      this.recordStep(plan, view, 'record that it runs', (r) => {
+        r.desired = 'running';
+      });
+      await execute(plan, this.#log);
+      view.spec = pkg.spec;
+      view.ids = realised.ids;
+      view.phase = 'running';
+      view.message = undefined;
+      this.openEvents(view, planner, pkg);
+      return instanceStatus(view);
     });
   }
 
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
     return this.locked(name, async () => {
-      const record = this.record(name);
-      if (record.desired === 'running' && !opts.force) {
-        throw new AgentError(409, `instance ${name} is running: stop it first, or remove it with rm -f`);
+      const view = this.view(name);
+      if (view.record.desired === 'running' && !opts.force) {
+        throw new ConflictError(`instance ${name} is running: stop it first, or remove it with rm -f`);
       }
-      await this.stopPump(name);
-      this.teardown(this.pins(name));
+      await view.closeEvents();
+      this.plannerFor(view.spec).teardown(name, this.#log);
       this.#state.delete(name);
-      this.#live.delete(name);
+      this.#views.delete(name);
       await this.logs.remove(name);
+      removeRootIfEmpty(this.paths.bpffsDir);
     });
   }
 
   async upgrade(name: string, req: UpgradeRequest, cause: Revision['cause'] = 'upgrade'): Promise<InstanceStatus> {
-    const image = await this.resolveImage(req.image);
-    return this.locked(name, async () => {
-      const record = this.record(name);
-      const from = this.currentRevision(record);
-      const oldImage = await this.resolveImage(from.digest, from.image);
-      const known = new Set(image.spec.config.map((c) => c.name));
-      const config = req.config ?? Object.fromEntries(Object.entries(from.config).filter(([k]) => known.has(k)));
-      for (const o of openConfigured(image, config).values()) o.close();
-      const to = Math.max(...record.revisions.map((r) => r.revision)) + 1;
-      const revision: Revision = {
-        revision: to,
-        image: req.image,
-        digest: image.digest,
-        config,
-        attach: req.attach ?? from.attach,
-        createdAt: new Date().toISOString(),
-        cause,
-      };
-      const pins = this.pins(name);
-      if (record.desired === 'running') {
-        record.transition = { from: record.current, to, startedAt: revision.createdAt };
-        this.#state.save(record);
-        try {
-          realize({
-            pins,
-            rev: to,
-            image,
-            config,
-            attach: revision.attach,
-            carryMapsFrom: record.current,
-            linksFrom: { rev: record.current, attach: from.attach, spec: oldImage.spec },
-          });
-        } catch (e) {
-          delete record.transition;
-          this.#state.save(record);
-          throw this.asAgentError(e, `upgrade ${name} to ${req.image}`);
-        }
-        faultPoint('upgrade-after-attach');
-      }
-      // commit
-      const old = record.current;
-      delete record.transition;
-      record.current = to;
-      record.revisions.push(revision);
-      if (record.revisions.length > HISTORY_LIMIT) record.revisions.splice(0, record.revisions.length - HISTORY_LIMIT);
-      this.#state.save(record);
-      if (record.desired === 'running') {
-        await this.stopPump(name);
-        await removeRevisionPins(pins, old);
-        this.startPump(name, image, to);
-      }
-      const live = this.liveOf(name);
-      live.message = undefined;
-      return this.status(record);
-    });
+    const pkg = await this.#packages.fetch(req.image);
+    return this.locked(name, () =>
+      this.switchTo(this.view(name), pkg, { ...req, cause }, `upgrade ${name} to ${req.image}`),
+    );
   }
 
   /** Goes back to an earlier revision (default: the one before the current), as a new revision. */
   async rollback(name: string, opts: { toRevision?: number } = {}): Promise<InstanceStatus> {
-    const record = this.record(name);
-    const idx = record.revisions.findIndex((r) => r.revision === record.current);
-    const target =
-      opts.toRevision !== undefined
-        ? record.revisions.find((r) => r.revision === opts.toRevision)
-        : record.revisions[idx - 1];
-    if (!target) {
-      throw new AgentError(
-        409,
+    return this.locked(name, async () => {
+      const view = this.view(name);
+      const record = view.record;
+      const idx = record.revisions.findIndex((r) => r.revision === record.current);
+      const target =
         opts.toRevision !== undefined
-          ? `instance ${name} has no revision ${opts.toRevision} (revisions: ${record.revisions.map((r) => r.revision).join(', ')})`
-          : `instance ${name} has no earlier revision to roll back to`,
+          ? record.revisions.find((r) => r.revision === opts.toRevision)
+          : record.revisions[idx - 1];
+      if (!target) {
+        if (opts.toRevision !== undefined)
+          throw new NotFoundError(
+            `instance ${name} has no revision ${opts.toRevision} (revisions: ${record.revisions.map((r) => r.revision).join(', ')})`,
+          );
+        throw new ConflictError(`instance ${name} has no earlier revision to roll back to`);
+      }
+      const pkg = await this.#packages.fetch(target.digest, target.image);
+      // the new revision shows the reference the user gave for the one it goes back to
+      return this.switchTo(
+        view,
+        pkg,
+        { image: target.image, config: target.config, attach: target.attach, cause: 'rollback' },
+        `roll ${name} back to revision ${target.revision}`,
       );
-    }
-    const ref = await this.referenceFor(target);
-    return this.upgrade(name, { image: ref, config: target.config, attach: target.attach }, 'rollback');
+    });
   }
 
-  async removeImage(
+  async removePackage(
     ref: string,
     opts: { force?: boolean } = {},
   ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
-    const img = await this.resolveImage(ref);
-    const users = this.#state
-      .list()
-      .filter((r) => r.revisions.some((v) => v.digest === img.digest && v.revision === r.current));
+    const pkg = await this.#packages.fetch(ref);
+    const users = this.views().filter((v) => v.revision?.digest === pkg.digest);
     if (users.length && !opts.force) {
-      throw new AgentError(
-        409,
-        `image ${ref} is used by instance(s) ${users.map((u) => u.name).join(', ')}: remove them first, or use rmi --force (which removes them too)`,
+      throw new ConflictError(
+        `package ${ref} is used by instance(s) ${users.map((u) => u.name).join(', ')}: remove them first, or use rmi --force (which removes them too)`,
       );
     }
     const instancesRemoved: string[] = [];
@@ -492,165 +393,146 @@ export class Agent {
       instancesRemoved.push(u.name);
     }
     const removed = await this.store.remove(ref);
-    this.#images.delete(img.digest);
+    this.#packages.forget(pkg.digest);
     return { removed, instancesRemoved };
   }
 
   // ---- internals ----
 
-  private pins(name: string): InstancePins {
-    return new InstancePins(this.paths.bpffsDir, name);
+  /** Upgrade and rollback: plans revision n+1 of `pkg` next to the running one and switches to it. */
+  private async switchTo(
+    view: InstanceView,
+    pkg: FetchedPackage,
+    req: UpgradeRequest & { cause: Revision['cause'] },
+    subject: string,
+  ): Promise<InstanceStatus> {
+    const name = view.name;
+    const record = view.record;
+    const from = this.currentRevision(record);
+    const fromSpec = view.spec ?? (await this.#packages.fetch(from.digest, from.image)).spec;
+    const known = new Set(pkg.spec.config.map((c) => c.name));
+    const config = req.config ?? Object.fromEntries(Object.entries(from.config).filter(([k]) => known.has(k)));
+    const to = Math.max(...record.revisions.map((r) => r.revision)) + 1;
+    const revision: Revision = {
+      revision: to,
+      image: req.image,
+      digest: pkg.digest,
+      config,
+      attach: req.attach ?? from.attach,
+      createdAt: new Date().toISOString(),
+      cause: req.cause,
+    };
+    const planner = this.plannerFor(pkg.spec);
+    const target = this.target(to, pkg, revision);
+    const running = record.desired === 'running';
+    const old = record.current;
+    const plan = new Plan(subject);
+    let realised = { ids: noKernelIds() };
+    if (running) {
+      this.recordStep(plan, view, `record the switch to revision ${to}`, (r) => {
+        r.transition = { from: old, to, startedAt: revision.createdAt };
+      });
+      realised = planner.upgrade(plan, name, target, { rev: old, spec: fromSpec, attach: from.attach });
+      plan.step('fault point upgrade-after-attach', () => faultPoint('upgrade-after-attach'));
+    } else {
+      planner.check(plan, target);
+    }
+    this.recordStep(plan, view, `commit revision ${to}`, (r) => {
+      delete r.transition;
+      r.current = to;
+      r.revisions.push(revision);
+      if (r.revisions.length > HISTORY_LIMIT) r.revisions.splice(0, r.revisions.length - HISTORY_LIMIT);
+    });
+    if (running) {
+      plan.onCommit(`stop the events of revision ${old}`, () => view.closeEvents());
+      planner.retire(plan, name, old);
+    }
+    try {
+      await execute(plan, this.#log);
+    } finally {
+      if (view.record.current === to) {
+        view.spec = pkg.spec;
+        view.ids = realised.ids;
+      }
+    }
+    if (running) this.openEvents(view, planner, pkg);
+    view.message = undefined;
+    return instanceStatus(view);
   }
 
-  private record(name: string): InstanceRecord {
-    const r = this.#state.get(name);
-    if (!r) throw new AgentError(404, `no instance named "${name}" (see: kbpf ps)`);
-    return r;
+  /** A step that saves a changed copy of the instance's record; its undo saves the record as it was. */
+  private recordStep(plan: Plan, view: InstanceView, does: string, change: (r: InstanceRecord) => void): void {
+    let before: InstanceRecord | undefined;
+    plan.step(
+      does,
+      () => {
+        before = view.record;
+        const next = structuredClone(before);
+        change(next);
+        this.#state.save(next);
+        view.record = next;
+      },
+      () => {
+        this.#state.save(before!);
+        view.record = before!;
+      },
+    );
+  }
+
+  private target(rev: number, pkg: FetchedPackage, revision: Revision): RevisionTarget {
+    return { rev, pkg, config: revision.config, attach: revision.attach };
+  }
+
+  private plannerFor(spec: PackageSpec | undefined): InstancePlanner {
+    if (!spec) return this.#planners[0]!;
+    const planner = this.#planners.find((p) => p.handles(spec));
+    if (!planner) throw new InvalidError(`package ${spec.name}:${spec.version} is of no kind this agent runs`);
+    return planner;
+  }
+
+  private openEvents(view: InstanceView, planner: InstancePlanner, pkg: FetchedPackage): void {
+    try {
+      view.events = planner.openEvents(view.name, view.record.current, pkg, this.logs);
+    } catch (e) {
+      view.message = `events unavailable: ${errorMessage(e)}`;
+    }
+  }
+
+  /**
+   * Opens the events once the verb has answered (its caller waits for the programs, not for the
+   * reader of their events; the ring keeps what they submit meanwhile), as the next operation
+   * on the instance, so a stop or rm that follows finds the events open.
+   */
+  private openEventsSoon(view: InstanceView, planner: InstancePlanner, pkg: FetchedPackage): void {
+    const current = view.record.current;
+    setImmediate(() => {
+      void this.locked(view.name, async () => {
+        if (
+          this.#closed ||
+          this.#views.get(view.name) !== view ||
+          view.phase !== 'running' ||
+          view.record.current !== current
+        )
+          return;
+        if (!view.events) this.openEvents(view, planner, pkg);
+      });
+    });
+  }
+
+  private views(): InstanceView[] {
+    return [...this.#views.values()].sort((a, b) => a.record.createdAt.localeCompare(b.record.createdAt));
+  }
+
+  private view(name: string): InstanceView {
+    const v = this.#views.get(name);
+    if (!v) throw new NotFoundError(`no instance named "${name}" (see: kbpf ps)`);
+    return v;
   }
 
   private currentRevision(record: InstanceRecord): Revision {
     const rev = record.revisions.find((r) => r.revision === record.current);
-    if (!rev) throw new AgentError(500, `instance ${record.name}: revision ${record.current} missing from its history`);
+    if (!rev) throw new CorruptedError(`instance ${record.name}: revision ${record.current} missing from its history`);
     return rev;
-  }
-
-  private liveOf(name: string): Live {
-    let l = this.#live.get(name);
-    if (!l) {
-      l = { phase: 'pending', received: 0, lost: 0 };
-      this.#live.set(name, l);
-    }
-    return l;
-  }
-
-  private startPump(name: string, image: ResolvedImage, rev: number): void {
-    if (image.spec.events.length === 0) return;
-    const live = this.liveOf(name);
-    try {
-      live.pump = new EventPump(name, image, this.pins(name), rev, this.logs).start();
-    } catch (e) {
-      live.message = `events unavailable: ${(e as Error).message}`;
-    }
-  }
-
-  private async stopPump(name: string): Promise<void> {
-    const live = this.#live.get(name);
-    if (!live?.pump) return;
-    const pump = live.pump;
-    live.pump = undefined;
-    await pump.close();
-    live.received += pump.received;
-    live.lost += pump.lost;
-  }
-
-  /** Detaches and unpins everything of an instance. */
-  private teardown(pins: InstancePins): void {
-    for (const rev of pins.revisions()) {
-      try {
-        unrealizeLinks(pins, rev);
-      } catch (e) {
-        this.#log(`while removing ${pins.instance} revision ${rev}: ${(e as Error).message}`);
-      }
-    }
-    pins.removeAll();
-  }
-
-  /** Resolves a reference in the local store, with the package's objects (cached by digest). */
-  private async resolveImage(ref: string, fallbackRef?: string): Promise<ResolvedImage> {
-    if (ref.startsWith('sha256:')) {
-      const hit = this.#images.get(ref);
-      if (hit) return hit;
-      if (fallbackRef) return this.resolveImage(`${repositoryOf(fallbackRef)}@${ref}`);
-    }
-    let pkg: ResolvedPackage;
-    try {
-      pkg = await this.store.resolve(ref);
-    } catch (e) {
-      if (e instanceof PackageError) throw new AgentError(404, `image ${ref}: ${e.message}`);
-      throw e;
-    }
-    const hit = this.#images.get(pkg.digest);
-    if (hit) return hit;
-    const spec = pkg.config as unknown as PackageSpec;
-    if (!Array.isArray(spec.objects) || !Array.isArray(spec.programs))
-      throw new AgentError(400, `image ${ref} is not a kbpf package`);
-    const objects = new Map<string, Uint8Array>();
-    for (const file of spec.objects) objects.set(file, (await this.store.getLayer(pkg, file)).bytes);
-    const image: ResolvedImage = { reference: pkg.reference, digest: pkg.digest, spec, objects };
-    this.#images.set(pkg.digest, image);
-    return image;
-  }
-
-  private async referenceFor(rev: Revision): Promise<string> {
-    return `${repositoryOf(rev.image)}@${rev.digest}`;
-  }
-
-  private status(record: InstanceRecord): InstanceStatus {
-    const rev = this.currentRevision(record);
-    const image = this.#images.get(rev.digest);
-    const live = this.liveOf(record.name);
-    const pins = this.pins(record.name);
-    const programs: ProgramStatus[] = (image?.spec.programs ?? []).map((p) => {
-      const st: ProgramStatus = { name: p.name, type: p.type, attach: describeAttach(resolveAttach(p, rev.attach)) };
-      try {
-        if (pins.has(record.current, 'links', p.name)) {
-          const link = Link.fromPin(pins.path(record.current, 'links', p.name));
-          try {
-            const info = link.info();
-            st.linkId = info.id;
-            st.progId = info.progId;
-          } finally {
-            link.close();
-          }
-        } else if (pins.has(record.current, 'progs', p.name)) {
-          const prog = Program.fromPin(pins.path(record.current, 'progs', p.name));
-          try {
-            st.progId = prog.info().id;
-          } finally {
-            prog.close();
-          }
-        }
-      } catch {
-        /* reported through phase/message */
-      }
-      return st;
-    });
-    const maps = (image?.spec.maps ?? [])
-      .filter((m) => m.pin)
-      .map((m) => {
-        let mapId: number | undefined;
-        if (pins.has(record.current, 'maps', m.name)) {
-          try {
-            const map = BpfMap.fromPin(pins.path(record.current, 'maps', m.name));
-            mapId = map.id;
-            map.close();
-          } catch {
-            /* gone */
-          }
-        }
-        return { name: m.name, type: m.type, mapId };
-      });
-    return {
-      name: record.name,
-      image: rev.image,
-      digest: rev.digest,
-      package: { name: image?.spec.name ?? '?', version: image?.spec.version ?? '?' },
-      revision: record.current,
-      desired: record.desired,
-      phase: live.phase,
-      message: live.message,
-      createdAt: record.createdAt,
-      programs,
-      maps,
-      config: rev.config,
-      events: { received: live.received + (live.pump?.received ?? 0), lost: live.lost + (live.pump?.lost ?? 0) },
-    };
-  }
-
-  private asAgentError(e: unknown, what: string): Error {
-    if (e instanceof AgentError) return e;
-    if (e instanceof BpfError) return new AgentError(400, `${what}: ${e.message}`, { code: e.code });
-    return e as Error;
   }
 
   /** Serialises operations on one instance. */

@@ -215,15 +215,18 @@ export class ApiClient {
     return this.call('GET', `/v1/instances/${enc(name)}/maps${map !== undefined ? `/${enc(map)}` : ''}`);
   }
 
-  images(): Promise<PackageSummary[]> {
+  packages(): Promise<PackageSummary[]> {
     return this.call('GET', '/v1/images');
   }
 
-  inspectImage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }> {
+  inspectPackage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }> {
     return this.call('GET', `/v1/images/${enc(ref)}`);
   }
 
-  removeImage(ref: string, opts: { force?: boolean } = {}): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+  removePackage(
+    ref: string,
+    opts: { force?: boolean } = {},
+  ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
     return this.call('DELETE', `/v1/images/${enc(ref)}${opts.force ? '?force=1' : ''}`);
   }
 

@@ -68,9 +68,9 @@ export interface AgentApi {
   rollback(name: string, opts?: { toRevision?: number }): Promise<InstanceStatus>;
   history(name: string): Revision[];
   maps(name: string, map?: string): { name: string; type: string; entries: [unknown, unknown][] }[];
-  images(): Promise<PackageSummary[]>;
-  inspectImage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }>;
-  removeImage(ref: string, opts?: { force?: boolean }): Promise<{ removed: string[]; instancesRemoved: string[] }>;
+  packages(): Promise<PackageSummary[]>;
+  inspectPackage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }>;
+  removePackage(ref: string, opts?: { force?: boolean }): Promise<{ removed: string[]; instancesRemoved: string[] }>;
   metricsSnapshot(): MetricsSnapshot;
   doctor(): Promise<KernelFeatures>;
 }
@@ -97,8 +97,6 @@ class HttpError extends Error {
  */
 export function errorStatus(err: unknown): number {
   if (err instanceof HttpError) return err.status;
-  const legacy = err as { name?: string; status?: unknown };
-  if (legacy?.name === 'AgentError' && typeof legacy.status === 'number') return legacy.status;
   const bpf = findError(err, BpfError);
   if (bpf && !(bpf instanceof VerifierError) && bpf.errno) {
     const { EPERM, EACCES, ENOMEM, ENOSPC, E2BIG, EBUSY, EAGAIN } = constants.errno;
@@ -383,12 +381,12 @@ async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promi
     case 'images': {
       if (rest.length === 0) {
         if (method !== 'GET') methodNotAllowed(['GET']);
-        return sendJson(res, 200, await agent.images());
+        return sendJson(res, 200, await agent.packages());
       }
       // a reference may hold '/', encoded or not
       const ref = rest.map(decodeSegment).join('/');
-      if (method === 'GET') return sendJson(res, 200, await agent.inspectImage(ref));
-      if (method === 'DELETE') return sendJson(res, 200, await agent.removeImage(ref, { force: flag(q, 'force') }));
+      if (method === 'GET') return sendJson(res, 200, await agent.inspectPackage(ref));
+      if (method === 'DELETE') return sendJson(res, 200, await agent.removePackage(ref, { force: flag(q, 'force') }));
       methodNotAllowed(['GET', 'DELETE']);
     }
   }

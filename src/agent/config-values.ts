@@ -1,8 +1,9 @@
 // Config variables arrive as strings from the command line (--set pid=42) or as JSON values;
 // this turns them into what the BTF codec of the variable expects, and says clearly when a
 // value cannot be one.
+
+import { InvalidError } from '../errors.js';
 import type { ConfigVarSpec } from '../package/package-spec.js';
-import { AgentError } from './types.js';
 
 const INT_RE = /^[-+]?(0x[0-9a-f]+|0o[0-7]+|0b[01]+|\d+)$/i;
 
@@ -20,7 +21,7 @@ export function coerceConfigValue(v: ConfigVarSpec, value: unknown): unknown {
   if (isBool(v.type)) {
     if (/^(true|1|yes|on)$/i.test(value)) return true;
     if (/^(false|0|no|off)$/i.test(value)) return false;
-    throw new AgentError(400, `config variable ${v.name} (${v.type}): "${value}" is not a boolean (true/false)`);
+    throw new InvalidError(`config variable ${v.name} (${v.type}): "${value}" is not a boolean (true/false)`);
   }
   if (INT_RE.test(value)) {
     const neg = value.startsWith('-');
@@ -34,8 +35,7 @@ export function coerceConfigValue(v: ConfigVarSpec, value: unknown): unknown {
     try {
       return JSON.parse(value);
     } catch {
-      throw new AgentError(
-        400,
+      throw new InvalidError(
         `config variable ${v.name} (${v.type}): expected JSON for a structured value, got "${value}"`,
       );
     }
@@ -50,8 +50,7 @@ export function resolveConfig(vars: ConfigVarSpec[], given: Record<string, unkno
   for (const [k, val] of Object.entries(given)) {
     const v = vars.find((x) => x.name === k);
     if (!v) {
-      throw new AgentError(
-        400,
+      throw new InvalidError(
         `unknown config variable "${k}"; this package has: ${vars.map((x) => `${x.name} (${x.type})`).join(', ') || 'none'}`,
       );
     }

@@ -13,10 +13,10 @@ import { BpfObject } from '../bpf/object.js';
 import { PerfBufferReader } from '../bpf/perf/reader.js';
 import { poller, type Watch } from '../bpf/poller.js';
 import { RingBufferReader } from '../bpf/ringbuf/reader.js';
-import type { EventSpec } from '../package/package-spec.js';
+import type { EventSpec, PackageSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
+import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
-import type { ResolvedImage } from './types.js';
 
 export const IDLE_UNMAP_MS = 2000;
 
@@ -28,25 +28,31 @@ export interface EventSink {
 
 type Reader = RingBufferReader<unknown> | PerfBufferReader<unknown>;
 
-/** Codecs of each event's record struct, from the objects' BTF (no kernel needed); cached on the image. */
-export function eventCodecs(image: ResolvedImage): Map<string, Codec | null> {
-  if (image.eventCodecs) return image.eventCodecs;
+/** Codecs of each event's record struct, from the BTF of objects that are open already. */
+export function eventCodecsOf(spec: PackageSpec, object: (file: string) => BpfObject): Map<string, Codec | null> {
   const out = new Map<string, Codec | null>();
-  image.eventCodecs = out;
-  for (const file of image.spec.objects) {
-    const evs = image.spec.events.filter((e) => e.object === file);
-    if (evs.length === 0) continue;
-    const obj = BpfObject.open(image.objects.get(file)!, { name: file });
-    try {
-      for (const ev of evs) {
-        const t = ev.type && obj.btf?.findByName(ev.type, 'STRUCT');
-        out.set(ev.map, t && obj.btf ? codecFor(obj.btf, t.id) : null);
-      }
-    } finally {
-      obj.close();
-    }
+  for (const ev of spec.events) {
+    const btf = object(ev.object).btf;
+    const t = ev.type && btf?.findByName(ev.type, 'STRUCT');
+    out.set(ev.map, t && btf ? codecFor(btf, t.id) : null);
   }
   return out;
+}
+
+/**
+ * The package's event codecs, derived once per package: by the plan that opened its objects,
+ * or here (opening them without loading) for an instance an agent adopts after a restart.
+ */
+export function eventCodecs(pkg: FetchedPackage): Map<string, Codec | null> {
+  if (pkg.eventCodecs) return pkg.eventCodecs;
+  const files = [...new Set(pkg.spec.events.map((e) => e.object))];
+  const open = new Map(files.map((f) => [f, BpfObject.open(pkg.objects.get(f)!, { name: f })]));
+  try {
+    pkg.eventCodecs = eventCodecsOf(pkg.spec, (f) => open.get(f)!);
+  } finally {
+    for (const o of open.values()) o.close();
+  }
+  return pkg.eventCodecs;
 }
 
 /** One event buffer of an instance: a reader that exists while there is something to read. */
@@ -155,13 +161,13 @@ export class EventPump {
 
   constructor(
     readonly instance: string,
-    image: ResolvedImage,
+    events: EventSpec[],
+    codecs: Map<string, Codec | null>,
     pins: InstancePins,
     rev: number,
     readonly sink: EventSink,
   ) {
-    const codecs = eventCodecs(image);
-    for (const ev of image.spec.events) {
+    for (const ev of events) {
       if (!pins.has(rev, 'maps', ev.map)) continue;
       const map = BpfMap.fromPin(pins.path(rev, 'maps', ev.map));
       const lostName = [`${ev.map}_lost`, 'lost_events'].find((n) => pins.has(rev, 'maps', n));

@@ -19,7 +19,13 @@ export interface AgentPaths {
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/kbpf';
+/** The one place the agent's bpffs directory is named; $KBPF_BPFFS_DIR overrides it. */
 export const DEFAULT_BPFFS_DIR = '/sys/fs/bpf/kbpf';
+
+/** The agent's bpffs directory as the environment says (for tools that run next to the agent). */
+export function bpffsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR;
+}
 
 /** Where an agent's things are when not given: flags first, then $KBPF_STATE_DIR, $KBPF_BPFFS_DIR,
  * $KBPF_SOCKET, then the defaults (the socket: STATE_DIR/agent.sock). The one place that reads them. */
@@ -35,7 +41,7 @@ export function resolveAgentPaths(
     logsDir: join(stateDir, 'logs'),
     cacheDir: join(stateDir, 'cache'),
     socketPath: given.socketPath ?? env.KBPF_SOCKET ?? join(stateDir, 'agent.sock'),
-    bpffsDir: given.bpffsDir ?? env.KBPF_BPFFS_DIR ?? DEFAULT_BPFFS_DIR,
+    bpffsDir: given.bpffsDir ?? bpffsDir(env),
   };
 }
 

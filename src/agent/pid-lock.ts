@@ -1,7 +1,7 @@
 // One agent per state directory: a pid file that a second agent checks before touching anything.
 // A pid file whose process is gone (crash, kill -9) is stale and taken over.
 import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { AgentError } from './types.js';
+import { ConflictError } from '../errors.js';
 
 function alive(pid: number): boolean {
   try {
@@ -21,7 +21,7 @@ export class PidLock {
 
   acquire(): void {
     if (heldHere.has(this.path))
-      throw new AgentError(409, `another kbpf agent (pid ${process.pid}) owns this state directory (${this.path})`);
+      throw new ConflictError(`another kbpf agent (pid ${process.pid}) owns this state directory (${this.path})`);
     this.take();
     heldHere.add(this.path);
   }
@@ -42,7 +42,7 @@ export class PidLock {
       }
       const pid = Number(readFileSync(this.path, 'utf8').trim());
       if (pid && pid !== process.pid && alive(pid)) {
-        throw new AgentError(409, `another kbpf agent (pid ${pid}) owns this state directory (${this.path})`);
+        throw new ConflictError(`another kbpf agent (pid ${pid}) owns this state directory (${this.path})`);
       }
       unlinkSync(this.path); // stale: its agent is gone
     }

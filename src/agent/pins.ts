@@ -5,7 +5,7 @@
 //   rev-<n>/links/<program>   links (a link switched in place is pinned in both revisions)
 // A pin is the only thing that keeps an agent-made object alive once the agent is gone, so
 // removing a revision's directory removes exactly what that revision alone held.
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 export type PinKind = 'progs' | 'maps' | 'links';
@@ -67,6 +67,29 @@ export class InstancePins {
 
   removeAll(): void {
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Where a map of a running instance is pinned: the newest revision that pins it. This is the
+ * public way for an application next to the agent (another process, maybe) to reach an
+ * instance's maps; the layout below the instance's directory is the agent's business.
+ */
+export function instanceMapPin(root: string, instance: string, map: string): string | undefined {
+  const pins = new InstancePins(root, instance);
+  const rev = pins
+    .revisions()
+    .reverse()
+    .find((r) => pins.has(r, 'maps', map));
+  return rev === undefined ? undefined : pins.path(rev, 'maps', map);
+}
+
+/** Removes the agent's bpffs directory when no instance is left in it. */
+export function removeRootIfEmpty(root: string): void {
+  try {
+    rmdirSync(root);
+  } catch {
+    /* not empty, or gone already */
   }
 }
 

@@ -1,6 +1,7 @@
-// Makes one revision of an instance real in the kernel, through the runtime: open the package's
-// objects, set config, carry maps over from a previous revision, load, pin, attach (or switch
-// existing links in place), pin the links. Either everything happens or nothing remains.
+// The kernel operations an instance of BPF programs is made of, through the runtime: open a
+// package's objects with config set, attach one program as its spec says, detach a revision,
+// drop a revision's pins, read the kernel ids a revision holds. The program planner
+// (program-planner.ts) puts them in order, each with its undo.
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BpfError } from '../bpf/errors.js';
@@ -14,47 +15,32 @@ import { attachXdp } from '../bpf/link/xdp.js';
 import { BpfMap } from '../bpf/map.js';
 import { BpfObject } from '../bpf/object.js';
 import { Program } from '../bpf/program.js';
-import {
-  type AttachOverrides,
-  type AttachSpec,
-  describeAttach,
-  type PackageSpec,
-  resolveAttach,
-} from '../package/package-spec.js';
+import { CorruptedError, InvalidError } from '../errors.js';
+import type { AttachSpec, PackageSpec } from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';
+import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
-import { AgentError, type ResolvedImage } from './types.js';
 
-export interface RevisionInput {
-  image: ResolvedImage;
-  config: Record<string, unknown>;
-  attach: AttachOverrides;
+/** Kernel ids of what one revision holds, by program / map name. */
+export interface KernelIds {
+  progs: Map<string, number>;
+  links: Map<string, number>;
+  maps: Map<string, number>;
 }
 
-export interface RealizeInput extends RevisionInput {
-  pins: InstancePins;
-  rev: number;
-  /** maps pinned in this revision are reused when name and layout match (upgrade, start) */
-  carryMapsFrom?: number;
-  /** links pinned in this revision are switched to the new programs in place where possible */
-  linksFrom?: { rev: number; attach: AttachOverrides; spec: PackageSpec };
-}
-
-export interface RealizeResult {
-  carriedMaps: string[];
-  updatedLinks: string[];
-  newLinks: string[];
+export function noKernelIds(): KernelIds {
+  return { progs: new Map(), links: new Map(), maps: new Map() };
 }
 
 /** Opens the package's objects and applies config; validates everything before any load. */
-export function openConfigured(image: ResolvedImage, config: Record<string, unknown>): Map<string, BpfObject> {
-  const spec = image.spec;
+export function openConfigured(pkg: FetchedPackage, config: Record<string, unknown>): Map<string, BpfObject> {
+  const spec = pkg.spec;
   const values = resolveConfig(spec.config, config);
   const objects = new Map<string, BpfObject>();
   try {
     for (const file of spec.objects) {
-      const bytes = image.objects.get(file);
-      if (!bytes) throw new AgentError(500, `package ${image.reference} has no layer ${file}`);
+      const bytes = pkg.objects.get(file);
+      if (!bytes) throw new CorruptedError(`package ${pkg.reference} has no layer ${file}`);
       objects.set(file, BpfObject.open(bytes, { name: `${spec.name}/${file.replace(/\.bpf\.o$|\.o$/, '')}` }));
     }
     for (const [k, v] of Object.entries(values)) {
@@ -62,10 +48,9 @@ export function openConfigured(image: ResolvedImage, config: Record<string, unkn
       try {
         objects.get(decl.object)!.setGlobal(k, coerceConfigValue(decl, v));
       } catch (e) {
-        throw new AgentError(
-          400,
-          `config variable ${k} (${decl.type}): ${(e as BpfError).hint ?? (e as Error).message}`,
-        );
+        throw new InvalidError(`config variable ${k} (${decl.type}): ${(e as BpfError).hint ?? (e as Error).message}`, {
+          cause: e,
+        });
       }
     }
     return objects;
@@ -75,7 +60,10 @@ export function openConfigured(image: ResolvedImage, config: Record<string, unkn
   }
 }
 
-function sameLayout(a: BpfMap, b: { type: string; keySize: number; valueSize: number; maxEntries: number }): boolean {
+export function sameLayout(
+  a: BpfMap,
+  b: { type: string; keySize: number; valueSize: number; maxEntries: number },
+): boolean {
   return a.type === b.type && a.keySize === b.keySize && a.valueSize === b.valueSize && a.maxEntries === b.maxEntries;
 }
 
@@ -99,10 +87,10 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Lin
       });
     }
     case 'xdp':
-      if (!a.target) throw new AgentError(400, `program ${prog.name} attaches to XDP: name the interface with --iface`);
+      if (!a.target) throw new InvalidError(`program ${prog.name} attaches to XDP: name the interface with --iface`);
       return attachXdp(prog, a.target, a.mode ?? 'auto');
     case 'tc':
-      if (!a.target) throw new AgentError(400, `program ${prog.name} attaches to tc: name the interface with --iface`);
+      if (!a.target) throw new InvalidError(`program ${prog.name} attaches to tc: name the interface with --iface`);
       return attachTcx(prog, a.target, a.direction);
     case 'sockmap':
       return attachSockmap(prog, obj.map(a.map));
@@ -111,96 +99,9 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Lin
   }
 }
 
-/** Links that cannot be switched in place: perf-event based ones (tracepoints, uprobes). */
-function updatable(a: AttachSpec): boolean {
+/** Links that can be switched to another program in place (not perf-event based ones). */
+export function updatable(a: AttachSpec): boolean {
   return a.hook === 'cgroup' || a.hook === 'xdp' || a.hook === 'tc' || a.hook === 'sockmap';
-}
-
-/** Realises one revision. On failure, undoes everything it did and rethrows. */
-export function realize(input: RealizeInput): RealizeResult {
-  const { pins, rev, image } = input;
-  const spec = image.spec;
-  const result: RealizeResult = { carriedMaps: [], updatedLinks: [], newLinks: [] };
-  const switched: { link: Link; old: Program }[] = [];
-  const opened: { close(): void }[] = [];
-  const revExisted = pins.revisions().includes(rev);
-  const objects = openConfigured(image, input.config);
-  try {
-    // carry maps over
-    if (input.carryMapsFrom !== undefined) {
-      for (const m of spec.maps) {
-        if (!m.pin || !pins.has(input.carryMapsFrom, 'maps', m.name)) continue;
-        const old = BpfMap.fromPin(pins.path(input.carryMapsFrom, 'maps', m.name));
-        opened.push(old);
-        if (!sameLayout(old, m)) continue;
-        objects.get(m.object)!.reuseMap(m.name, old);
-        result.carriedMaps.push(m.name);
-      }
-    }
-    for (const o of objects.values()) o.load();
-
-    pins.prepare(rev);
-    for (const m of spec.maps) {
-      if (!m.pin) continue;
-      const path = pins.path(rev, 'maps', m.name);
-      if (!pins.has(rev, 'maps', m.name)) objects.get(m.object)!.map(m.name).pin(path);
-    }
-    for (const p of spec.programs)
-      objects
-        .get(p.object)!
-        .program(p.name)
-        .pin(pins.path(rev, 'progs', p.name));
-
-    for (const p of spec.programs) {
-      const obj = objects.get(p.object)!;
-      const prog = obj.program(p.name);
-      const attach = resolveAttach(p, input.attach);
-      const from = input.linksFrom;
-      if (from && updatable(attach) && pins.has(from.rev, 'links', p.name)) {
-        const before = from.spec.programs.find((x) => x.name === p.name);
-        if (before && describeAttach(resolveAttach(before, from.attach)) === describeAttach(attach)) {
-          const link = Link.fromPin(pins.path(from.rev, 'links', p.name));
-          opened.push(link);
-          const old = Program.fromPin(pins.path(from.rev, 'progs', p.name));
-          opened.push(old);
-          link.update(prog);
-          switched.push({ link, old });
-          link.pin(pins.path(rev, 'links', p.name));
-          result.updatedLinks.push(p.name);
-          continue;
-        }
-      }
-      const link = attachProgram(prog, attach, obj);
-      if (link) {
-        try {
-          link.pin(pins.path(rev, 'links', p.name));
-        } finally {
-          link.close();
-        }
-        result.newLinks.push(p.name);
-      }
-    }
-    return result;
-  } catch (e) {
-    // undo: switch links back, then drop every pin of this revision (new links die with them)
-    for (const { link, old } of switched.reverse()) {
-      try {
-        link.update(old);
-      } catch (undoErr) {
-        process.stderr.write(`kbpf agent: could not switch ${link.description} back: ${(undoErr as Error).message}\n`);
-      }
-    }
-    if (revExisted && input.carryMapsFrom === rev) {
-      pins.removeKind(rev, 'links');
-      pins.removeKind(rev, 'progs');
-    } else {
-      pins.removeRevision(rev);
-    }
-    throw e;
-  } finally {
-    for (const o of opened) o.close();
-    for (const o of objects.values()) o.close();
-  }
 }
 
 /** Detaches a revision's links and unloads its programs; keeps its maps (stop). */
@@ -215,6 +116,47 @@ export function unrealizeLinks(pins: InstancePins, rev: number): void {
   }
   pins.removeKind(rev, 'links');
   pins.removeKind(rev, 'progs');
+}
+
+/** After a crash mid-upgrade: every link of revision `rev` points at that revision's program again. */
+export function switchLinksBack(pins: InstancePins, rev: number): void {
+  for (const name of pins.names(rev, 'links')) {
+    if (!pins.has(rev, 'progs', name)) continue;
+    const link = Link.fromPin(pins.path(rev, 'links', name));
+    const prog = Program.fromPin(pins.path(rev, 'progs', name));
+    try {
+      if (link.info().progId !== prog.info().id) link.update(prog);
+    } finally {
+      link.close();
+      prog.close();
+    }
+  }
+}
+
+/** Whether every program of the spec (and its link) is pinned in revision `rev`. */
+export function isComplete(pins: InstancePins, rev: number, spec: PackageSpec): boolean {
+  if (!pins.revisions().includes(rev)) return false;
+  return spec.programs.every(
+    (p) => pins.has(rev, 'progs', p.name) && (p.attach.hook === 'none' || pins.has(rev, 'links', p.name)),
+  );
+}
+
+/** The kernel ids a revision's pins hold (read once, when an agent adopts what it finds pinned). */
+export function pinnedIds(pins: InstancePins, rev: number): KernelIds {
+  const ids = noKernelIds();
+  for (const name of pins.names(rev, 'links')) {
+    const id = idAt(pins.path(rev, 'links', name), 'link');
+    if (id > 0) ids.links.set(name, id);
+  }
+  for (const name of pins.names(rev, 'progs')) {
+    const id = idAt(pins.path(rev, 'progs', name), 'prog');
+    if (id > 0) ids.progs.set(name, id);
+  }
+  for (const name of pins.names(rev, 'maps')) {
+    const id = idAt(pins.path(rev, 'maps', name), 'map');
+    if (id > 0) ids.maps.set(name, id);
+  }
+  return ids;
 }
 
 /**
@@ -245,9 +187,9 @@ export async function removeRevisionPins(pins: InstancePins, rev: number): Promi
   while (alive() && Date.now() < deadline) await sleep(5);
 }
 
-function idAt(path: string, kind: 'link' | 'prog'): number {
+function idAt(path: string, kind: 'link' | 'prog' | 'map'): number {
   try {
-    const obj = kind === 'link' ? Link.fromPin(path) : Program.fromPin(path);
+    const obj = kind === 'link' ? Link.fromPin(path) : kind === 'prog' ? Program.fromPin(path) : BpfMap.fromPin(path);
     try {
       return obj.info().id;
     } finally {

@@ -1,5 +1,4 @@
-// The agent's data model: instances, their revisions, and what the API returns about them.
-import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
+import type { AttachOverrides } from '../package/package-spec.js';
 
 export type DesiredState = 'running' | 'stopped';
 export type Phase = 'pending' | 'running' | 'stopped' | 'failed';
@@ -69,26 +68,4 @@ export interface UpgradeRequest {
   image: string;
   config?: Record<string, unknown>;
   attach?: AttachOverrides;
-}
-
-export interface ResolvedImage {
-  reference: string;
-  digest: string;
-  spec: PackageSpec;
-  /** ELF bytes by object file name */
-  objects: Map<string, Uint8Array>;
-  /** event record codecs by map name, built once per package (see event-pump.ts) */
-  eventCodecs?: Map<string, import('../bpf/btf/index.js').Codec | null>;
-}
-
-/** An error the API reports with an HTTP status. */
-export class AgentError extends Error {
-  override name = 'AgentError';
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly details?: unknown,
-  ) {
-    super(message);
-  }
 }

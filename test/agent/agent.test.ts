@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent } from '../../src/agent/agent.js';
+import { Conflict, Invalid, isKind, NotFound } from '../../src/errors.js';
 import { EXAMPLES, testAgent } from '../../testbed/agent.js';
 import { kernelIds, leftSince } from '../../testbed/kernel.js';
 
@@ -76,13 +77,14 @@ test('run, events, upgrade, rollback, stop, start, rm of opensnoop', async (t) =
   const ev3 = await openAndWaitForEvent(ta.agent, 'snoop', 'kbpf-marker-3');
   assert.ok(((ev3.event as { flags: number }).flags & 0x40000000) === 0, 'rolled back to revision 1 code');
   assert.deepEqual(
-    ta.agent.history('snoop').map((r) => [r.revision, r.cause]),
+    ta.agent.history('snoop').map((r) => [r.revision, r.cause, r.image]),
     [
-      [1, 'run'],
-      [2, 'upgrade'],
-      [3, 'rollback'],
+      [1, 'run', v1],
+      [2, 'upgrade', v2],
+      [3, 'rollback', v1],
     ],
   );
+  assert.equal(back.image, v1, 'a rollback shows the reference of the revision it went back to');
 
   await ta.agent.stop('snoop');
   assert.equal(ta.agent.inspect('snoop').phase, 'stopped');
@@ -94,7 +96,44 @@ test('run, events, upgrade, rollback, stop, start, rm of opensnoop', async (t) =
   await ta.agent.remove('snoop', { force: true });
   assert.equal(ta.agent.list().length, 0);
   assert.ok(!existsSync(join(ta.paths.bpffsDir, 'snoop')));
+  assert.ok(!existsSync(ta.paths.bpffsDir), "the agent's bpffs directory goes with its last instance");
   assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
+});
+
+test('errors say what happened by kind, not by HTTP status', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(join(EXAMPLES, 'opensnoop'));
+  await assert.rejects(ta.agent.run({ image: 'nope:1.0' }), (e) => isKind(e, NotFound));
+  await assert.rejects(ta.agent.run({ image: ref, name: 'Bad Name' }), (e) => isKind(e, Invalid));
+  await assert.rejects(ta.agent.run({ image: ref, config: { target_pid: 'abc' } }), (e: Error) => {
+    assert.ok(isKind(e, Invalid));
+    assert.match(e.message, /^run opensnoop:1\.0\.0: config variable target_pid/);
+    return true;
+  });
+  await ta.agent.run({ image: ref, name: 'k', config: { target_pid: '1' } });
+  await assert.rejects(ta.agent.run({ image: ref, name: 'k' }), (e) => isKind(e, Conflict));
+  await assert.rejects(ta.agent.rollback('k'), (e) => isKind(e, Conflict));
+  await assert.rejects(ta.agent.rollback('k', { toRevision: 7 }), (e) => isKind(e, NotFound));
+  await assert.rejects(ta.agent.remove('k'), (e) => isKind(e, Conflict));
+  assert.throws(
+    () => ta.agent.inspect('ghost'),
+    (e) => isKind(e, NotFound),
+  );
+  assert.throws(
+    () => ta.agent.maps('k', 'nope'),
+    (e) => isKind(e, NotFound),
+  );
+  // an application reaches an instance's map through the agent, not by the pin layout
+  const counts = ta.agent.instanceMap('k', 'opens_by_comm');
+  try {
+    assert.equal(counts.type, 'hash');
+  } finally {
+    counts.close();
+  }
+  assert.throws(
+    () => ta.agent.instanceMapPath('k', 'nope'),
+    (e) => isKind(e, NotFound),
+  );
 });
 
 test('a run with a bad config or a failing attach leaves nothing', async (t) => {

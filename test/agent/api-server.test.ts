@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, ApiError } from '../../src/agent/api-client.js';
 import { startApiServer } from '../../src/agent/api-server.js';
-import { AgentError } from '../../src/agent/types.js';
+import { KbpfError, Refused } from '../../src/errors.js';
 import { tempDir } from '../../testbed/kernel.js';
 import { FakeAgent } from '../cli/fake-agent.js';
 
@@ -234,14 +234,14 @@ test('status codes of refusals: 400 for bad requests, 404, 405, 500 with the mes
   assert.equal(code, 500);
   assert.deepEqual(res, { error: 'the kernel said no: EPERM' });
 
-  agent.failNext = new AgentError(422, 'program handle_openat: verifier refused it', [
-    'R1 invalid mem access',
-    'processed 12 insns',
-  ]);
+  agent.failNext = new KbpfError(Refused, 'program handle_openat: verifier refused it', {
+    details: ['R1 invalid mem access', 'processed 12 insns'],
+  });
   [code, res] = await status(socket, 'GET', '/v1/instances');
   assert.equal(code, 422);
   assert.deepEqual(res, {
     error: 'program handle_openat: verifier refused it',
+    kind: 'Refused',
     details: ['R1 invalid mem access', 'processed 12 insns'],
   });
 
@@ -270,20 +270,23 @@ test('maps, images, doctor, version', async (t) => {
   ]);
   await assert.rejects(client.maps('m', 'nope'), (e: ApiError) => e.status === 404);
 
-  assert.equal((await client.images()).length, 2);
-  const img = await client.inspectImage('opensnoop:1.0.0');
+  assert.equal((await client.packages()).length, 2);
+  const img = await client.inspectPackage('opensnoop:1.0.0');
   assert.equal(img.spec.name, 'opensnoop');
   // a reference with a registry and a path, encoded or not
-  await assert.rejects(client.inspectImage('localhost:5000/tools/opensnoop:1.0.0'), (e: ApiError) => e.status === 404);
+  await assert.rejects(
+    client.inspectPackage('localhost:5000/tools/opensnoop:1.0.0'),
+    (e: ApiError) => e.status === 404,
+  );
   assert.equal(agent.calls.at(-1)!.args[0], 'localhost:5000/tools/opensnoop:1.0.0');
   await status(socket, 'GET', '/v1/images/localhost:5000/tools/opensnoop:1.0.0');
   assert.equal(agent.calls.at(-1)!.args[0], 'localhost:5000/tools/opensnoop:1.0.0');
 
   await assert.rejects(
-    client.removeImage('opensnoop:1.0.0'),
+    client.removePackage('opensnoop:1.0.0'),
     (e: ApiError) => e.status === 409 && /used by instance\(s\) m/.test(e.message),
   );
-  assert.deepEqual(await client.removeImage('opensnoop:1.0.0', { force: true }), {
+  assert.deepEqual(await client.removePackage('opensnoop:1.0.0', { force: true }), {
     removed: ['opensnoop:1.0.0'],
     instancesRemoved: ['m'],
   });

@@ -1,18 +1,14 @@
 // An in-memory stand-in for the Agent, implementing what the API server needs: lets the API and
 // the CLI be tested without a kernel. It records the calls it gets.
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentApi } from '../../src/agent/api-server.js';
 import { LogStore } from '../../src/agent/log-store.js';
-import {
-  AgentError,
-  type InstanceStatus,
-  type Revision,
-  type RunRequest,
-  type UpgradeRequest,
-} from '../../src/agent/types.js';
+import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from '../../src/agent/types.js';
 import type { KernelFeatures } from '../../src/bpf/features.js';
+import { ConflictError, InvalidError, NotFoundError } from '../../src/errors.js';
 import type { PackageSummary } from '../../src/package/layout-store.js';
 import type { PackageSpec } from '../../src/package/package-spec.js';
 
@@ -78,14 +74,14 @@ export class FakeAgent implements AgentApi {
 
   private get(name: string): Inst {
     const i = this.instances.get(name);
-    if (!i) throw new AgentError(404, `no instance named "${name}" (see: kbpf ps)`);
+    if (!i) throw new NotFoundError(`no instance named "${name}" (see: kbpf ps)`);
     return i;
   }
 
   private digestOf(image: string): string {
     if (image === 'opensnoop:1.0.0') return DIGEST1;
     if (image === 'opensnoop:2.0.0') return DIGEST2;
-    throw new AgentError(404, `no package ${image} in the local store (see: kbpf images)`);
+    throw new NotFoundError(`no package ${image} in the local store (see: kbpf images)`);
   }
 
   list(): InstanceStatus[] {
@@ -103,11 +99,11 @@ export class FakeAgent implements AgentApi {
     const digest = this.digestOf(req.image);
     const name = req.name ?? 'opensnoop-abc123';
     if (this.instances.has(name))
-      throw new AgentError(409, `an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
+      throw new ConflictError(`an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
     if (req.config)
       for (const k of Object.keys(req.config))
         if (k !== 'target_pid')
-          throw new AgentError(400, `unknown config variable "${k}"; this package has: target_pid (u32)`);
+          throw new InvalidError(`unknown config variable "${k}"; this package has: target_pid (u32)`);
     const createdAt = new Date().toISOString();
     const status: InstanceStatus = {
       name,
@@ -166,7 +162,7 @@ export class FakeAgent implements AgentApi {
     this.call('remove', name, opts);
     const i = this.get(name);
     if (i.status.desired === 'running' && !opts.force)
-      throw new AgentError(409, `instance ${name} is running: stop it first, or remove it with rm -f`);
+      throw new ConflictError(`instance ${name} is running: stop it first, or remove it with rm -f`);
     this.instances.delete(name);
     await this.logs.remove(name);
   }
@@ -196,7 +192,7 @@ export class FakeAgent implements AgentApi {
       opts.toRevision !== undefined
         ? i.revisions.find((r) => r.revision === opts.toRevision)
         : i.revisions[i.revisions.length - 2];
-    if (!target) throw new AgentError(409, `instance ${name} has no earlier revision to roll back to`);
+    if (!target) throw new ConflictError(`instance ${name} has no earlier revision to roll back to`);
     const rev = i.revisions.length + 1;
     i.revisions.push({ ...target, revision: rev, cause: 'rollback', createdAt: new Date().toISOString() });
     i.status = { ...i.status, image: target.image, digest: target.digest, revision: rev };
@@ -224,30 +220,29 @@ export class FakeAgent implements AgentApi {
     ];
     if (map === undefined) return all;
     const m = all.filter((x) => x.name === map);
-    if (m.length === 0) throw new AgentError(404, `instance ${name} has no pinned map "${map}" (maps: counts, events)`);
+    if (m.length === 0) throw new NotFoundError(`instance ${name} has no pinned map "${map}" (maps: counts, events)`);
     return m;
   }
 
-  async images(): Promise<PackageSummary[]> {
-    this.call('images');
+  async packages(): Promise<PackageSummary[]> {
+    this.call('packages');
     return this.imageList;
   }
 
-  async inspectImage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }> {
-    this.call('inspectImage', ref);
+  async inspectPackage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }> {
+    this.call('inspectPackage', ref);
     return { reference: ref, digest: this.digestOf(ref), spec: SPEC };
   }
 
-  async removeImage(
+  async removePackage(
     ref: string,
     opts: { force?: boolean } = {},
   ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
-    this.call('removeImage', ref, opts);
+    this.call('removePackage', ref, opts);
     const digest = this.digestOf(ref);
     const users = [...this.instances.values()].filter((i) => i.status.digest === digest).map((i) => i.status.name);
     if (users.length && !opts.force)
-      throw new AgentError(
-        409,
+      throw new ConflictError(
         `image ${ref} is used by instance(s) ${users.join(', ')}: remove them first, or use rmi --force (which removes them too)`,
       );
     for (const u of users) this.instances.delete(u);

@@ -1,9 +1,6 @@
 // mesh-accel on a test bed node, run by a real (throw-away) agent: build apps/mesh-accel, run it
 // with --cgroup of the pods' parent cgroup, and open its pinned maps to declare pods.
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MeshMaps, type PodSpec } from '../../apps/mesh-accel/mesh.js';
 import { type TestAgent, testAgent } from '../agent.js';
@@ -20,23 +17,10 @@ export interface MeshInstance {
   maps: MeshMaps;
   /** declares a test bed pod (with the pod's mode and the given extra settings) */
   declare(pod: Pod, extra?: Partial<PodSpec>): void;
-  /** kernel ids of everything the instance pinned (programs, maps, links) */
+  /** kernel ids of what the instance runs (programs, pinned maps, links), as the agent reports them */
   ids(): MadeIds;
   /** closes our map handles and removes the instance through the agent */
   remove(): Promise<void>;
-}
-
-function pinnedId(kind: 'prog' | 'map' | 'link', path: string): number | undefined {
-  try {
-    const out = execFileSync('bpftool', ['-j', kind, 'show', 'pinned', path], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const v = JSON.parse(out) as { id?: number } | { id?: number }[];
-    return Array.isArray(v) ? v[0]?.id : v.id;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Runs mesh-accel on the test bed's parent cgroup (with a fresh agent, or `agent` built once). */
@@ -50,7 +34,7 @@ export async function runMesh(
   const ta = agent?.ta ?? (await testAgent(t));
   const ref = agent?.ref ?? (await ta.build(MESH_APP_DIR));
   await ta.agent.run({ image: ref, name, config, attach: { cgroup: tb.parentCgroup } });
-  let maps: MeshMaps | null = MeshMaps.ofInstance(ta.paths.bpffsDir, name);
+  let maps: MeshMaps | null = MeshMaps.ofAgent(ta.agent, name);
   t.after(() => maps?.close());
   const inst: MeshInstance = {
     ta,
@@ -71,22 +55,17 @@ export async function runMesh(
     },
     ids() {
       const made = madeIds();
-      const dir = join(ta.paths.bpffsDir, name);
-      if (!existsSync(dir)) return made;
-      for (const rev of readdirSync(dir)) {
-        for (const [kind, sub] of [
-          ['prog', 'progs'],
-          ['map', 'maps'],
-          ['link', 'links'],
-        ] as const) {
-          const d = join(dir, rev, sub);
-          if (!existsSync(d)) continue;
-          for (const f of readdirSync(d)) {
-            const id = pinnedId(kind, join(d, f));
-            if (id !== undefined) made[kind].push(id);
-          }
-        }
+      let st: ReturnType<TestAgent['agent']['inspect']>;
+      try {
+        st = ta.agent.inspect(name);
+      } catch {
+        return made;
       }
+      for (const p of st.programs) {
+        if (p.progId !== undefined) made.prog.push(p.progId);
+        if (p.linkId !== undefined) made.link.push(p.linkId);
+      }
+      for (const m of st.maps) if (m.mapId !== undefined) made.map.push(m.mapId);
       return made;
     },
     async remove() {

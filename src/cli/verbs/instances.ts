@@ -80,7 +80,7 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
           }
         }
         try {
-          results.push(await api.inspectImage(n));
+          results.push(await api.inspectPackage(n));
         } catch (e) {
           if (e instanceof ApiError && e.status === 404 && opts.type === undefined && !looksLikeImage) {
             throw new CliError(`no instance or package named "${n}" (see: kbpf ps -a, kbpf images)`);

@@ -124,7 +124,7 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
     .option('-q, --quiet', 'print only references')
     .addOption(outputOption(LIST_FORMATS))
     .action(async (opts: { quiet?: boolean; output: ListFormat }, c: Command) => {
-      const list = await ctx.client(c).images();
+      const list = await ctx.client(c).packages();
       if (opts.quiet && !isData(opts.output)) return ctx.out(renderPackageReferences(list));
       ctx.out(renderPackages(opts.output, list));
     });
@@ -137,7 +137,7 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
     .action(async (images: string[], opts: { force?: boolean }, c: Command) => {
       const api = ctx.client(c);
       await eachName(ctx.io, images, async (ref) => {
-        ctx.out(renderRemoved(await api.removeImage(ref, { force: !!opts.force })));
+        ctx.out(renderRemoved(await api.removePackage(ref, { force: !!opts.force })));
       });
     });
 }

@@ -1,0 +1,81 @@
+// What the agent asks of one kind of instance. Today every instance is a set of BPF programs
+// in the kernel (program-planner.ts); the kinds that come next (Wasm guests, a user-space
+// engine) are new planners, chosen by what their package declares, not new branches in the
+// agent. A planner only adds steps to plans (plan.ts); the agent adds the steps of its own
+// records around them and runs the plan.
+import type { Codec } from '../bpf/btf/index.js';
+import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
+import type { EventSink } from './event-pump.js';
+import type { FetchedPackage } from './package-cache.js';
+import type { Plan } from './plan.js';
+import type { KernelIds } from './realizer.js';
+
+/** One revision to make real. */
+export interface RevisionTarget {
+  rev: number;
+  pkg: FetchedPackage;
+  config: Record<string, unknown>;
+  attach: AttachOverrides;
+}
+
+/** The revision that runs now, as an upgrade switches away from it. */
+export interface RunningRevision {
+  rev: number;
+  spec: PackageSpec;
+  attach: AttachOverrides;
+}
+
+/** What executing a planner's steps derived, carried to the later steps and the agent's view. */
+export interface Realization {
+  ids: KernelIds;
+  /** event record codecs, from the objects the steps opened (no second open) */
+  codecs?: Map<string, Codec | null>;
+}
+
+export interface InstancePlanner {
+  readonly kind: string;
+  handles(spec: PackageSpec): boolean;
+  /** Steps that check `target` (config, objects) before the kernel sees anything. */
+  check(plan: Plan, target: RevisionTarget): void;
+  /** Steps that make a fresh instance's first revision real. */
+  run(plan: Plan, instance: string, target: RevisionTarget): Realization;
+  /** Steps that make the current revision of a stopped (or half-realised) instance real again. */
+  start(plan: Plan, instance: string, target: RevisionTarget): Realization;
+  /** Steps that make `target` real next to `from` and switch over to it (maps carried, links moved). */
+  upgrade(plan: Plan, instance: string, target: RevisionTarget, from: RunningRevision): Realization;
+  /** Steps that drop an old revision once the switch is committed. */
+  retire(plan: Plan, instance: string, rev: number): void;
+  /** Steps that stop a revision (programs detached; state such as maps kept). */
+  stop(plan: Plan, instance: string, rev: number): void;
+  /** Removes everything of an instance, now (remove, orphans). */
+  teardown(instance: string, log: (msg: string) => void): void;
+  /** Instances this planner finds realised (pinned) on the node. */
+  realised(): string[];
+  /**
+   * What an agent that (re)starts finds of an instance: an upgrade to `transition.to` that did not
+   * commit is undone, revisions other than `rev` are dropped, and what `rev` holds is read.
+   */
+  adopt(
+    instance: string,
+    rev: number,
+    spec: PackageSpec | undefined,
+    transition?: { from: number; to: number },
+  ): Adopted;
+  /** Where map `map` of revision `rev` is pinned (undefined: it is not). */
+  mapPin(instance: string, rev: number, map: string): string | undefined;
+  /** Starts moving the revision's events into `sink` (undefined: the package has none). */
+  openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined;
+}
+
+export interface Adopted {
+  /** everything of the revision is in the kernel (nothing to attach) */
+  complete: boolean;
+  ids: KernelIds;
+}
+
+/** A running flow of an instance's events into its log. */
+export interface EventSource {
+  readonly received: number;
+  readonly lost: number;
+  close(): Promise<void>;
+}

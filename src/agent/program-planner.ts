@@ -1,0 +1,243 @@
+// The planner of instances made of BPF programs in the kernel. A revision is realised in these
+// steps, each with its undo:
+//
+//   open the package's objects with the config   (validates config before the kernel sees it;
+//                                                 the same open objects give the event codecs)
+//   carry maps over from an earlier revision     (same name and layout: the map is reused)
+//   load the objects
+//   pin maps and programs under rev-<n>/         undo: drop the revision's pins
+//   attach the programs, or switch the links     undo: switch the links back
+//   of the running revision in place, pin links
+//
+// Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
+import { Link } from '../bpf/link/link.js';
+import { BpfMap } from '../bpf/map.js';
+import type { BpfObject } from '../bpf/object.js';
+import { Program } from '../bpf/program.js';
+import { describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
+import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
+import type { FetchedPackage } from './package-cache.js';
+import { InstancePins, pinnedInstances } from './pins.js';
+import type { Plan } from './plan.js';
+import type { Adopted, EventSource, InstancePlanner, Realization, RevisionTarget, RunningRevision } from './planner.js';
+import {
+  attachProgram,
+  isComplete,
+  noKernelIds,
+  openConfigured,
+  pinnedIds,
+  removeRevisionPins,
+  sameLayout,
+  switchLinksBack,
+  unrealizeLinks,
+  updatable,
+} from './realizer.js';
+
+interface RealizeOptions {
+  /** maps pinned in this revision are reused when name and layout match (upgrade, start) */
+  carryMapsFrom?: number;
+  /** links of this revision are switched to the new programs in place where possible */
+  linksFrom?: RunningRevision;
+}
+
+export class ProgramPlanner implements InstancePlanner {
+  readonly kind = 'bpf-programs';
+
+  constructor(readonly bpffsDir: string) {}
+
+  pins(instance: string): InstancePins {
+    return new InstancePins(this.bpffsDir, instance);
+  }
+
+  handles(spec: PackageSpec): boolean {
+    return Array.isArray(spec.objects) && Array.isArray(spec.programs);
+  }
+
+  check(plan: Plan, target: RevisionTarget): void {
+    plan.step(`check the config of ${target.pkg.reference}`, () => {
+      for (const o of openConfigured(target.pkg, target.config).values()) o.close();
+    });
+  }
+
+  run(plan: Plan, instance: string, target: RevisionTarget): Realization {
+    return this.realize(plan, instance, target, {});
+  }
+
+  start(plan: Plan, instance: string, target: RevisionTarget): Realization {
+    const pins = this.pins(instance);
+    const carry = pins.revisions().at(-1);
+    const { rev } = target;
+    if (pins.names(rev, 'links').length || pins.names(rev, 'progs').length)
+      plan.step(`detach what is left of revision ${rev}`, () => unrealizeLinks(pins, rev));
+    const out = this.realize(plan, instance, target, { carryMapsFrom: carry });
+    if (carry !== undefined && carry !== rev) plan.onCommit(`drop revision ${carry}`, () => pins.removeRevision(carry));
+    return out;
+  }
+
+  upgrade(plan: Plan, instance: string, target: RevisionTarget, from: RunningRevision): Realization {
+    return this.realize(plan, instance, target, { carryMapsFrom: from.rev, linksFrom: from });
+  }
+
+  retire(plan: Plan, instance: string, rev: number): void {
+    const pins = this.pins(instance);
+    plan.onCommit(`drop revision ${rev}`, () => removeRevisionPins(pins, rev));
+  }
+
+  stop(plan: Plan, instance: string, rev: number): void {
+    const pins = this.pins(instance);
+    plan.step(`detach the programs of revision ${rev}`, () => unrealizeLinks(pins, rev));
+  }
+
+  teardown(instance: string, log: (msg: string) => void): void {
+    const pins = this.pins(instance);
+    for (const rev of pins.revisions()) {
+      try {
+        unrealizeLinks(pins, rev);
+      } catch (e) {
+        log(`while removing ${instance} revision ${rev}: ${(e as Error).message}`);
+      }
+    }
+    pins.removeAll();
+  }
+
+  realised(): string[] {
+    return pinnedInstances(this.bpffsDir);
+  }
+
+  adopt(
+    instance: string,
+    rev: number,
+    spec: PackageSpec | undefined,
+    transition?: { from: number; to: number },
+  ): Adopted {
+    const pins = this.pins(instance);
+    if (transition) {
+      switchLinksBack(pins, transition.from);
+      if (transition.to !== transition.from) pins.removeRevision(transition.to);
+    }
+    for (const r of pins.revisions()) if (r !== rev) pins.removeRevision(r);
+    return { complete: spec ? isComplete(pins, rev, spec) : false, ids: pinnedIds(pins, rev) };
+  }
+
+  mapPin(instance: string, rev: number, map: string): string | undefined {
+    const pins = this.pins(instance);
+    return pins.has(rev, 'maps', map) ? pins.path(rev, 'maps', map) : undefined;
+  }
+
+  openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined {
+    if (pkg.spec.events.length === 0) return undefined;
+    return new EventPump(instance, pkg.spec.events, eventCodecs(pkg), this.pins(instance), rev, sink).start();
+  }
+
+  private realize(plan: Plan, instance: string, target: RevisionTarget, opts: RealizeOptions): Realization {
+    const pins = this.pins(instance);
+    const { rev, pkg } = target;
+    const spec = pkg.spec;
+    const out: Realization = { ids: noKernelIds() };
+    let objects = new Map<string, BpfObject>();
+    const opened: { close(): void }[] = [];
+    plan.always(() => {
+      for (const o of opened) o.close();
+      for (const o of objects.values()) o.close();
+    });
+
+    plan.step(`open the objects of ${pkg.reference} with the config`, () => {
+      objects = openConfigured(pkg, target.config);
+      pkg.eventCodecs ??= eventCodecsOf(spec, (file) => objects.get(file)!);
+      out.codecs = pkg.eventCodecs;
+    });
+
+    const carry = opts.carryMapsFrom;
+    if (carry !== undefined)
+      plan.step(`carry maps over from revision ${carry}`, () => {
+        for (const m of spec.maps) {
+          if (!m.pin || !pins.has(carry, 'maps', m.name)) continue;
+          const old = BpfMap.fromPin(pins.path(carry, 'maps', m.name));
+          opened.push(old);
+          if (sameLayout(old, m)) objects.get(m.object)!.reuseMap(m.name, old);
+        }
+      });
+
+    plan.step(`load the objects of ${pkg.reference}`, () => {
+      for (const o of objects.values()) o.load();
+    });
+
+    let instanceExisted = false;
+    let revisionExisted = false;
+    plan.step(
+      `pin the maps and programs of revision ${rev}`,
+      () => {
+        instanceExisted = pins.revisions().length > 0;
+        revisionExisted = pins.revisions().includes(rev);
+        pins.prepare(rev);
+        for (const m of spec.maps) {
+          if (!m.pin) continue;
+          const map = objects.get(m.object)!.map(m.name);
+          if (!pins.has(rev, 'maps', m.name)) map.pin(pins.path(rev, 'maps', m.name));
+          out.ids.maps.set(m.name, map.id);
+        }
+        for (const p of spec.programs) {
+          const prog = objects.get(p.object)!.program(p.name);
+          prog.pin(pins.path(rev, 'progs', p.name));
+          out.ids.progs.set(p.name, prog.id);
+        }
+      },
+      () => {
+        if (!instanceExisted) pins.removeAll();
+        else if (revisionExisted && carry === rev) {
+          pins.removeKind(rev, 'links');
+          pins.removeKind(rev, 'progs');
+        } else pins.removeRevision(rev);
+      },
+    );
+
+    const switched: { link: Link; old: Program }[] = [];
+    plan.step(
+      `attach the programs of revision ${rev}`,
+      () => {
+        for (const p of spec.programs) {
+          const obj = objects.get(p.object)!;
+          const prog = obj.program(p.name);
+          const attach = resolveAttach(p, target.attach);
+          const from = opts.linksFrom;
+          if (from && updatable(attach) && pins.has(from.rev, 'links', p.name)) {
+            const before = from.spec.programs.find((x) => x.name === p.name);
+            if (before && describeAttach(resolveAttach(before, from.attach)) === describeAttach(attach)) {
+              const link = Link.fromPin(pins.path(from.rev, 'links', p.name));
+              opened.push(link);
+              const old = Program.fromPin(pins.path(from.rev, 'progs', p.name));
+              opened.push(old);
+              link.update(prog);
+              switched.push({ link, old });
+              link.pin(pins.path(rev, 'links', p.name));
+              out.ids.links.set(p.name, link.id);
+              continue;
+            }
+          }
+          const link = attachProgram(prog, attach, obj);
+          if (link) {
+            try {
+              link.pin(pins.path(rev, 'links', p.name));
+              out.ids.links.set(p.name, link.id);
+            } finally {
+              link.close();
+            }
+          }
+        }
+      },
+      () => {
+        // links attached anew die with the revision's pins (the step before undoes those)
+        let failed: unknown;
+        for (const { link, old } of switched.reverse()) {
+          try {
+            link.update(old);
+          } catch (e) {
+            failed ??= e;
+          }
+        }
+        if (failed) throw failed;
+      },
+    );
+    return out;
+  }
+}

@@ -1,0 +1,103 @@
+// The agent's read-only answers, from its view of the instances (instance-view.ts): status
+// (ps, inspect), the metrics snapshot, and map dumps. Status reads no pins; metrics ask the
+// kernel only for the figures that change (run counts and times, by program id); a map dump
+// opens the one pinned map it reads.
+import { infoOfId } from '../bpf/info.js';
+import { BpfMap } from '../bpf/map.js';
+import { NotFoundError } from '../errors.js';
+import { describeAttach, resolveAttach } from '../package/package-spec.js';
+import { jsonValue } from '../util/json.js';
+import type { InstanceView } from './instance-view.js';
+import type { MetricsSnapshot } from './metrics.js';
+import type { InstanceStatus, ProgramStatus } from './types.js';
+
+const MAX_MAP_ENTRIES = 10_000;
+
+export function instanceStatus(view: InstanceView): InstanceStatus {
+  const record = view.record;
+  const rev = view.revision!;
+  const spec = view.spec;
+  const programs: ProgramStatus[] = (spec?.programs ?? []).map((p) => {
+    const st: ProgramStatus = { name: p.name, type: p.type, attach: describeAttach(resolveAttach(p, rev.attach)) };
+    const progId = view.ids.progs.get(p.name);
+    const linkId = view.ids.links.get(p.name);
+    if (linkId !== undefined) st.linkId = linkId;
+    if (progId !== undefined) st.progId = progId;
+    return st;
+  });
+  const maps = (spec?.maps ?? [])
+    .filter((m) => m.pin)
+    .map((m) => ({ name: m.name, type: m.type, mapId: view.ids.maps.get(m.name) }));
+  return {
+    name: record.name,
+    image: rev.image,
+    digest: rev.digest,
+    package: { name: spec?.name ?? '?', version: spec?.version ?? '?' },
+    revision: record.current,
+    desired: record.desired,
+    phase: view.phase,
+    message: view.message,
+    createdAt: record.createdAt,
+    programs,
+    maps,
+    config: { ...rev.config },
+    events: { received: view.eventsReceived, lost: view.eventsLost },
+  };
+}
+
+export function metricsSnapshot(views: Iterable<InstanceView>): MetricsSnapshot {
+  const instances: MetricsSnapshot['instances'] = [];
+  for (const view of views) {
+    const programs = [...view.ids.progs].map(([name, progId]) => {
+      const info = infoOfId('prog', progId);
+      return info ? { name, progId, runCount: info.runCount, runTimeNs: info.runTimeNs } : { name };
+    });
+    instances.push({
+      name: view.name,
+      phase: view.phase,
+      eventsReceived: view.eventsReceived,
+      eventsLost: view.eventsLost,
+      programs,
+    });
+  }
+  return { instances };
+}
+
+export interface MapDump {
+  name: string;
+  type: string;
+  entries: [unknown, unknown][];
+}
+
+/**
+ * The entries of an instance's pinned maps (or of the one named `only`), as JSON values, at
+ * most 10,000 per map. Maps the kernel does not let user space read as key/value pairs (ring
+ * and perf buffers, socket maps, queues, …) are listed without entries.
+ */
+export function dumpMaps(view: InstanceView, pinOf: (map: string) => string | undefined, only?: string): MapDump[] {
+  const pinned = (view.spec?.maps ?? []).filter((m) => m.pin && pinOf(m.name) !== undefined).map((m) => m.name);
+  const names = pinned.filter((m) => !only || m === only);
+  if (only && names.length === 0)
+    throw new NotFoundError(`instance ${view.name} has no pinned map "${only}" (maps: ${pinned.join(', ') || 'none'})`);
+  return names.map((name) => {
+    const map = BpfMap.fromPin(pinOf(name)!);
+    try {
+      return { name, type: map.type, entries: readEntries(map) };
+    } finally {
+      map.close();
+    }
+  });
+}
+
+function readEntries(map: BpfMap): [unknown, unknown][] {
+  const list: [unknown, unknown][] = [];
+  try {
+    for (const [k, v] of map.entries()) {
+      list.push([jsonValue(k), jsonValue(v)]);
+      if (list.length >= MAX_MAP_ENTRIES) break;
+    }
+  } catch {
+    return []; // not readable from user space as key/value pairs
+  }
+  return list;
+}
