@@ -209,8 +209,8 @@ function store(mem: VmMemory, addr: bigint, size: number, v: bigint): void {
 function atomic(mem: VmMemory, r: bigint[], dst: number, src: number, off: number, size: 4 | 8, op: number): void {
   const addr = (r[dst]! + BigInt(off)) & M64;
   const mask = size === 4 ? M32 : M64;
-  const old = load(mem, addr, size, false);
   mem.check(addr, size, true);
+  const old = load(mem, addr, size, false);
   const s = r[src]! & mask;
   if (op === ATOMIC_CMPXCHG) {
     if (old === (r[0]! & mask)) store(mem, addr, size, s);
