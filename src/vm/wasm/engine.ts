@@ -21,7 +21,11 @@ export function wasmImports(ctx: RunContext, prog: PreparedProgram, pcOf: () => 
   const env: Record<string, WebAssembly.ImportValue> = {
     memory: ctx.mem.memory,
     fault: (pc: number, addr: bigint, size: number, write: number) => {
-      ctx.mem.check(u64(addr), size, write !== 0);
+      try {
+        ctx.mem.check(u64(addr), size, write !== 0);
+      } catch (e) {
+        throw e instanceof VmFault ? e.at(pc) : e;
+      }
       throw new VmFault(`bad access at 0x${u64(addr).toString(16)}`, pc);
     },
     stop: (pc: number, why: number) => {
