@@ -112,6 +112,18 @@ export class Bytes {
     return this;
   }
   bytes(bs: ArrayLike<number>): this {
+    if (bs instanceof Uint8Array && bs.length > 16) {
+      let cap = this.#buf.length;
+      while (this.length + bs.length > cap) cap *= 2;
+      if (cap !== this.#buf.length) {
+        const n = new Uint8Array(cap);
+        n.set(this.#buf.subarray(0, this.length));
+        this.#buf = n;
+      }
+      this.#buf.set(bs, this.length);
+      this.length += bs.length;
+      return this;
+    }
     for (let i = 0; i < bs.length; i++) this.byte(bs[i]!);
     return this;
   }
