@@ -171,7 +171,7 @@ export function readVmObject(buf: Uint8Array): VmObjectSpec {
   }
 
   const text = sections.find((s) => s.name === '.text');
-  const textInsns = text && text.size ? decodeProgram(buf.slice(text.offset, text.offset + text.size)) : [];
+  const textInsns = text?.size ? decodeProgram(buf.slice(text.offset, text.offset + text.size)) : [];
 
   /** Applies a section's relocations to its instructions (copied), with `base` = its place in the program. */
   const relocate = (

@@ -41,7 +41,6 @@ import {
   SIZE_W,
   SRC_X,
   ST,
-  STX,
 } from './insn.js';
 import { type VmMap, VmValueMap } from './maps.js';
 
@@ -162,8 +161,7 @@ export function prepareProgram(name: string, insns: readonly Insn[], opts: Prepa
     if (i.dst === 10 && writesDst(i)) throw bad(pc, i, 'r10 is read-only');
     if (i.code === LDDW) {
       const next = out[pc + 1];
-      if (!next || next.code !== 0 || next.dst || next.src || next.off)
-        throw bad(pc, i, 'lddw without its second half');
+      if (next?.code !== 0 || next.dst || next.src || next.off) throw bad(pc, i, 'lddw without its second half');
       second.add(pc + 1);
       imm64.set(pc, resolveLddw(pc, i, next, opts.maps ?? []));
       continue;

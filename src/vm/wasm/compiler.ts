@@ -80,7 +80,7 @@ export function helperImportName(id: number): string {
 // block number and an address temp.
 const LOCAL_OF_REG = [6, 0, 1, 2, 3, 4, 7, 8, 9, 10, 5];
 const T1 = 11;
-const T2 = 12;
+const _T2 = 12;
 const LBL = 13;
 const ADDR = 14;
 const EXTRA_LOCALS = [I64, I64, I64, I64, I64, I64, I64, I32, I32];
