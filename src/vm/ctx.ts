@@ -1,0 +1,110 @@
+// Packet program contexts. A VM address fits in 32 bits, so the `data`/`data_end` fields of
+// struct xdp_md and struct __sk_buff (u32 in the UAPI) can hold real addresses: a program's
+// `(void *)(long)ctx->data` is then the packet's address without rewriting the ctx loads (the
+// kernel's verifier rewrites them because kernel pointers are 64-bit). The ctx is read-only
+// except the fields the kernel lets the program type write.
+import { InvalidError } from '../errors.js';
+import type { Region } from './memory.js';
+import type { Vm } from './vm.js';
+
+export const XDP_MD_SIZE = 24;
+export const SK_BUFF_SIZE = 192;
+/** Room before and after the packet (XDP_PACKET_HEADROOM). */
+export const HEADROOM = 256;
+
+export interface PacketInput {
+  data: Uint8Array;
+  ifindex?: number;
+  rxQueue?: number;
+  /** __sk_buff fields */
+  mark?: number;
+  priority?: number;
+  protocol?: number;
+}
+
+export interface PacketResult {
+  retval: number;
+  /** the packet after the run (between data and data_end) */
+  data: Uint8Array;
+  /** the ctx after the run */
+  ctx: Uint8Array;
+}
+
+const SKB_WRITABLE: [number, number][] = [
+  [8, 12], // mark
+  [32, 36], // priority
+  [44, 72], // tc_index, cb[5]
+];
+
+function regionsFor(vm: Vm, at: number, size: number, writable: [number, number][], name: string): Region[] {
+  const out: Region[] = [];
+  let pos = 0;
+  for (const [s, e] of [...writable, [size, size] as [number, number]]) {
+    if (s > pos) out.push(vm.mem.addRegion(at + pos, s - pos, 'ctx', name, false));
+    if (e > s) out.push(vm.mem.addRegion(at + s, e - s, 'ctx', `${name} (writable)`, true));
+    pos = e;
+  }
+  return out;
+}
+
+const scratches = new WeakMap<Vm, { buf: number; size: number; ctx: number }>();
+
+/** Memory for the packet and ctx of a run, reused across runs of a VM. */
+function scratch(vm: Vm, size: number): { buf: number; ctx: number } {
+  let s = scratches.get(vm);
+  if (!s || s.size < size) {
+    const cap = Math.max(size, 2048);
+    s = { buf: vm.mem.alloc(cap), size: cap, ctx: vm.mem.alloc(SK_BUFF_SIZE) };
+    scratches.set(vm, s);
+  }
+  return s;
+}
+
+/** Runs an xdp or sched_cls (tc) program on a packet, the way BPF_PROG_TEST_RUN does. */
+export function runPacket(vm: Vm, program: string, type: string, input: PacketInput): PacketResult {
+  if (type !== 'xdp' && type !== 'sched_cls' && type !== 'sched_act')
+    throw new InvalidError(`program type ${type} has no packet context in the user-space engine`);
+  const len = input.data.length;
+  const { buf, ctx } = scratch(vm, HEADROOM + len + HEADROOM);
+  const data = buf + HEADROOM;
+  vm.mem.u8.set(input.data, data);
+  const packet = vm.mem.addRegion(data, len, 'packet', 'packet');
+  const ctxSize = type === 'xdp' ? XDP_MD_SIZE : SK_BUFF_SIZE;
+  const dv = vm.mem.dv;
+  vm.mem.u8.fill(0, ctx, ctx + SK_BUFF_SIZE);
+  if (type === 'xdp') {
+    dv.setUint32(ctx, data, true);
+    dv.setUint32(ctx + 4, data + len, true);
+    dv.setUint32(ctx + 8, data, true);
+    dv.setUint32(ctx + 12, input.ifindex ?? 1, true);
+    dv.setUint32(ctx + 16, input.rxQueue ?? 0, true);
+  } else {
+    dv.setUint32(ctx, len, true);
+    dv.setUint32(ctx + 8, input.mark ?? 0, true);
+    dv.setUint32(ctx + 16, input.protocol ?? (len >= 14 ? input.data[12]! | (input.data[13]! << 8) : 0), true);
+    dv.setUint32(ctx + 32, input.priority ?? 0, true);
+    dv.setUint32(ctx + 36, input.ifindex ?? 1, true);
+    dv.setUint32(ctx + 40, input.ifindex ?? 1, true);
+    dv.setUint32(ctx + 76, data, true);
+    dv.setUint32(ctx + 80, data + len, true);
+    dv.setUint32(ctx + 140, data, true);
+  }
+  const ctxRegions =
+    type === 'xdp'
+      ? regionsFor(vm, ctx, ctxSize, [], 'xdp_md')
+      : regionsFor(vm, ctx, ctxSize, SKB_WRITABLE, '__sk_buff');
+  try {
+    const r0 = vm.run(program, [BigInt(ctx)]);
+    const d = vm.mem.dv;
+    const start = type === 'xdp' ? d.getUint32(ctx, true) : d.getUint32(ctx + 76, true);
+    const end = type === 'xdp' ? d.getUint32(ctx + 4, true) : d.getUint32(ctx + 80, true);
+    return {
+      retval: Number(BigInt.asUintN(32, r0)),
+      data: vm.mem.u8.slice(start, end),
+      ctx: vm.mem.u8.slice(ctx, ctx + ctxSize),
+    };
+  } finally {
+    vm.mem.removeRegion(packet);
+    for (const r of ctxRegions) vm.mem.removeRegion(r);
+  }
+}

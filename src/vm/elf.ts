@@ -1,0 +1,265 @@
+// Loading a package's BPF object (the same ELF the kernel gets) into a VM: BTF-defined maps from
+// `.maps`, `.rodata`/`.data`/`.bss` as one-entry array maps, programs from their SEC() sections
+// with `.text` subprograms linked in, map/global/call relocations applied, and prog arrays
+// initialised from `.maps` relocations (`__array(values, …)`). Uses the runtime's ELF and BTF
+// readers.
+
+import { type Btf, type ElfSection, readElfSectionHeaders, readElfSymbols, readObjectBtf } from '../bpf/btf/index.js';
+import type { MapType } from '../bpf/constants.js';
+import { MAP_TYPES } from '../bpf/constants.js';
+import { CorruptedError } from '../errors.js';
+import { VmLoadError } from './errors.js';
+import { CALL, decodeProgram, type Insn, JMP, LDDW, PSEUDO_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE } from './insn.js';
+import type { MapSpec } from './maps.js';
+import { VmProgArray } from './maps.js';
+import type { Vm } from './vm.js';
+
+const SHT_REL = 9;
+const SHF_EXECINSTR = 4n;
+
+export interface ObjectProgram {
+  name: string;
+  section: string;
+  /** program type from the section name (xdp, sched_cls, socket_filter, …) */
+  type: string;
+  insns: Insn[];
+}
+
+export interface VmObjectSpec {
+  maps: MapSpec[];
+  programs: ObjectProgram[];
+  /** prog array initial contents: map name → (slot → program name) */
+  progArrays: Map<string, Map<number, string>>;
+}
+
+interface Rel {
+  offset: number;
+  sym: number;
+}
+
+export function programTypeOf(section: string): string {
+  const s = section.split('/')[0]!;
+  if (s === 'xdp' || s.startsWith('xdp.')) return 'xdp';
+  if (s === 'tc' || s === 'classifier' || s === 'tcx' || s.startsWith('tcx') || s.startsWith('tc.')) return 'sched_cls';
+  if (s === 'socket') return 'socket_filter';
+  return s;
+}
+
+function readRels(buf: Uint8Array, s: ElfSection): Rel[] {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out: Rel[] = [];
+  const ent = s.entsize || 16;
+  for (let at = s.offset; at + 16 <= s.offset + s.size; at += ent) {
+    out.push({ offset: Number(dv.getBigUint64(at, true)), sym: Number(dv.getBigUint64(at + 8, true) >> 32n) });
+  }
+  return out;
+}
+
+/** The size a `__uint(name, N)` member encodes (int (*name)[N]) or the size of `__type(name, T)`. */
+function mapDef(btf: Btf, name: string, typeId: number): MapSpec & { valuesOffset?: number } {
+  const t = btf.type(btf.resolve(typeId));
+  if (t.kind !== 'STRUCT') throw new CorruptedError(`map ${name}: BTF definition is not a struct`);
+  const spec: MapSpec & { valuesOffset?: number } = {
+    name,
+    type: 'unspec' as MapType,
+    keySize: 0,
+    valueSize: 0,
+    maxEntries: 0,
+  };
+  for (const m of t.members) {
+    const mt = btf.type(btf.resolve(m.type));
+    const pointee = mt.kind === 'PTR' ? btf.type(btf.resolve(mt.type)) : undefined;
+    const uint = () => {
+      if (pointee?.kind !== 'ARRAY') throw new CorruptedError(`map ${name}: member ${m.name} is not __uint`);
+      return pointee.nelems;
+    };
+    const size = () => {
+      if (mt.kind !== 'PTR') throw new CorruptedError(`map ${name}: member ${m.name} is not __type`);
+      return btf.sizeOf(mt.type);
+    };
+    switch (m.name) {
+      case 'type': {
+        const n = uint();
+        spec.type = (MAP_TYPES[n] ?? `type ${n}`) as MapType;
+        break;
+      }
+      case 'max_entries':
+        spec.maxEntries = uint();
+        break;
+      case 'map_flags':
+        spec.flags = uint();
+        break;
+      case 'key_size':
+        spec.keySize = uint();
+        break;
+      case 'value_size':
+        spec.valueSize = uint();
+        break;
+      case 'key':
+        spec.keySize = size();
+        break;
+      case 'value':
+        spec.valueSize = size();
+        break;
+      case 'values':
+        spec.valuesOffset = m.bitOffset / 8;
+        break;
+    }
+  }
+  if (spec.type === 'ringbuf' || spec.type === 'perf_event_array' || spec.type === 'prog_array') {
+    spec.keySize ||= 4;
+    spec.valueSize ||= 4;
+  }
+  return spec;
+}
+
+/** Reads what a VM needs from a BPF object file. */
+export function readVmObject(buf: Uint8Array): VmObjectSpec {
+  const sections = readElfSectionHeaders(buf);
+  const symbols = readElfSymbols(buf);
+  const symAt = (i: number) => symbols[i - 1];
+  const btf = readObjectBtf(buf);
+  const maps: MapSpec[] = [];
+  const mapBySym = new Map<string, number>();
+  const mapByDataSection = new Map<number, number>();
+  const progArrays = new Map<string, Map<number, string>>();
+  const valuesOffsets = new Map<string, { start: number; offset: number }>();
+
+  const mapsSec = sections.find((s) => s.name === '.maps');
+  if (mapsSec) {
+    if (!btf) throw new CorruptedError('object has .maps but no .BTF');
+    const ds = btf.datasec('.maps');
+    for (const sym of symbols.filter((s) => s.sectionIndex === mapsSec.index && s.type === 'OBJECT')) {
+      const v = ds?.vars.find((x) => x.name === sym.name);
+      if (!v) throw new CorruptedError(`map ${sym.name}: no BTF`);
+      const { valuesOffset, ...spec } = mapDef(btf, sym.name, v.typeId);
+      if (valuesOffset !== undefined) valuesOffsets.set(sym.name, { start: sym.value, offset: valuesOffset });
+      mapBySym.set(sym.name, maps.length);
+      maps.push(spec);
+    }
+  }
+  for (const s of sections) {
+    if (!/^\.(rodata|data|bss)(\..*)?$/.test(s.name) || s.size === 0) continue;
+    mapByDataSection.set(s.index, maps.length);
+    maps.push({
+      name: s.name,
+      type: 'array',
+      keySize: 4,
+      valueSize: s.size,
+      maxEntries: 1,
+      readOnly: s.name.startsWith('.rodata'),
+      initial: s.type === 8 ? undefined : buf.slice(s.offset, s.offset + s.size),
+    });
+  }
+
+  const relsOf = new Map<number, Rel[]>();
+  for (const s of sections) if (s.type === SHT_REL) relsOf.set(s.info, readRels(buf, s));
+
+  // prog array slots from relocations in .maps
+  if (mapsSec) {
+    for (const r of relsOf.get(mapsSec.index) ?? []) {
+      for (const [name, v] of valuesOffsets) {
+        if (r.offset < v.start + v.offset) continue;
+        const slot = (r.offset - v.start - v.offset) / 8;
+        const target = symAt(r.sym);
+        if (!Number.isInteger(slot) || !target) continue;
+        const m = progArrays.get(name) ?? new Map<number, string>();
+        m.set(slot, target.name);
+        progArrays.set(name, m);
+      }
+    }
+  }
+
+  const text = sections.find((s) => s.name === '.text');
+  const textInsns = text?.size ? decodeProgram(buf.slice(text.offset, text.offset + text.size)) : [];
+
+  /** Applies a section's relocations to its instructions (copied), with `base` = its place in the program. */
+  const relocate = (
+    sec: ElfSection,
+    insns: Insn[],
+    from: number,
+    to: number,
+    base: number,
+    textBase: number,
+  ): boolean => {
+    let usesText = false;
+    for (const r of relsOf.get(sec.index) ?? []) {
+      const idx = r.offset / 8;
+      if (idx < from || idx >= to) continue;
+      const i = insns[base + idx - from]!;
+      const sym = symAt(r.sym);
+      if (!sym) throw new CorruptedError(`${sec.name}: relocation against symbol ${r.sym}`);
+      if (i.code === LDDW) {
+        const next = insns[base + idx - from + 1]!;
+        const m = mapBySym.get(sym.name);
+        if (m !== undefined && sym.section === '.maps') {
+          i.src = PSEUDO_MAP_FD;
+          i.imm = m;
+          continue;
+        }
+        const d = mapByDataSection.get(sym.sectionIndex);
+        if (d !== undefined) {
+          next.imm = sym.value + i.imm;
+          i.src = PSEUDO_MAP_VALUE;
+          i.imm = d;
+          continue;
+        }
+        throw new VmLoadError(`${sec.name}+${idx}: relocation against ${sym.name || sym.section} is not supported`, {
+          unsupported: true,
+        });
+      }
+      if (i.code === (JMP | CALL) && i.src === PSEUDO_CALL) {
+        if (sym.section !== '.text')
+          throw new VmLoadError(`${sec.name}+${idx}: call into ${sym.section || 'an extern'} is not supported`, {
+            unsupported: true,
+          });
+        const target = textBase + sym.value / 8 + i.imm + 1;
+        i.imm = target - (base + idx - from) - 1;
+        usesText = true;
+        continue;
+      }
+      throw new VmLoadError(`${sec.name}+${idx}: relocation of ${i.code.toString(16)} is not supported`, {
+        unsupported: true,
+      });
+    }
+    return usesText;
+  };
+
+  const programs: ObjectProgram[] = [];
+  for (const sec of sections) {
+    if (!(sec.flags & SHF_EXECINSTR) || sec.name === '.text' || sec.size === 0) continue;
+    const all = decodeProgram(buf.slice(sec.offset, sec.offset + sec.size));
+    const funcs = symbols.filter((s) => s.sectionIndex === sec.index && s.type === 'FUNC' && s.bind !== 'LOCAL');
+    for (const f of funcs) {
+      const from = f.value / 8;
+      const to = f.size ? from + f.size / 8 : all.length;
+      const insns = all.slice(from, to).map((i) => ({ ...i }));
+      const textBase = insns.length;
+      const text2 = textInsns.map((i) => ({ ...i }));
+      const linked = [...insns, ...text2];
+      const usesText = relocate(sec, linked, from, to, 0, textBase);
+      if (usesText && text) relocate(text, linked, 0, textInsns.length, textBase, textBase);
+      programs.push({
+        name: f.name,
+        section: sec.name,
+        type: programTypeOf(sec.name),
+        insns: usesText ? linked : insns,
+      });
+    }
+  }
+  return { maps, programs, progArrays };
+}
+
+/** Creates an object's maps and programs in a VM; returns the program specs. */
+export function loadVmObject(vm: Vm, buf: Uint8Array): VmObjectSpec {
+  const spec = readVmObject(buf);
+  const base = vm.maps.length;
+  if (base) throw new VmLoadError('load an object into a fresh VM');
+  for (const m of spec.maps) vm.addMap(m);
+  for (const p of spec.programs) vm.load(p.name, p.insns);
+  for (const [name, slots] of spec.progArrays) {
+    const m = vm.map(name);
+    if (m instanceof VmProgArray) for (const [i, p] of slots) m.setProgram(i, p);
+  }
+  return spec;
+}
