@@ -50,8 +50,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { BpfMap } from 'kbpf/bpf';
 import { cgroupId, ipNet, podSettings } from '../apps/mesh-accel/mesh.js';
-import { BpfMap } from '../src/bpf/index.js';
 import { testAgent } from '../testbed/agent.js';
 import { MESH_APP_DIR, runMesh } from '../testbed/mesh/mesh-node.js';
 import { type Pod, Testbed } from '../testbed/mesh/testbed.js';

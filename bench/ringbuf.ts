@@ -38,11 +38,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { BpfObject, codecFor, RingBufferReader, testRunAsync } from 'kbpf/bpf';
 import { LogStore } from '../src/agent/log-store.js';
-import { codecFor } from '../src/bpf/btf/index.js';
-import { BpfObject } from '../src/bpf/object.js';
-import { RingBufferReader } from '../src/bpf/ringbuf/index.js';
-import { testRunAsync } from '../src/bpf/testrun.js';
 import { jsonValue } from '../src/util/json.js';
 import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
 

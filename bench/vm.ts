@@ -7,8 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfObject } from '../src/bpf/object.js';
-import { testRun } from '../src/bpf/testrun.js';
+import { BpfObject, testRun } from 'kbpf/bpf';
 import { compileToWasm, loadVmObject, runPacket, Vm } from '../src/vm/index.js';
 import type { VmValueMap } from '../src/vm/maps.js';
 import { type Benchmark, median, note, result } from './run.js';

@@ -4,9 +4,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureBpffs } from 'kbpf/bpf';
 import { Agent } from '../src/agent/agent.js';
 import { type AgentPaths, agentPaths } from '../src/agent/paths.js';
-import { ensureBpffs } from '../src/bpf/mounts.js';
 import { buildPackage } from '../src/compile/builder.js';
 import { uniqueName } from './kernel.js';
 

@@ -6,8 +6,8 @@
 // pins them) or of a BpfObject loaded directly.
 import { statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
+import { BpfMap } from 'kbpf/bpf';
 import { instanceMapPin } from '../../src/agent/pins.js';
-import { BpfMap } from '../../src/bpf/map.js';
 
 export type MeshMode = 'istio' | 'linkerd' | 'kuma' | 'osm';
 

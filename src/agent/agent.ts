@@ -14,11 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KernelFeatures } from '../bpf/features.js';
-import { limitMallocRetention } from '../bpf/ffi/malloc.js';
-import { BpfMap } from '../bpf/map.js';
-import { ensureBpffs } from '../bpf/mounts.js';
-import { RunTimeStats } from '../bpf/stats.js';
+import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';

@@ -1,6 +1,6 @@
 // A small client of the agent's API (docs/api.md), over its unix socket. The CLI uses it.
 import { type IncomingMessage, request } from 'node:http';
-import type { KernelFeatures } from '../bpf/features.js';
+import type { KernelFeatures } from 'kbpf/bpf';
 import { ERROR_KINDS, type ErrorKind, KbpfError, Unavailable, Unknown } from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';

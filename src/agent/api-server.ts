@@ -26,8 +26,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
-import { BpfError, VerifierError } from '../bpf/errors.js';
-import type { KernelFeatures } from '../bpf/features.js';
+import { BpfError, type KernelFeatures, VerifierError } from 'kbpf/bpf';
 import {
   Conflict,
   Corrupted,

@@ -7,12 +7,16 @@
 // A mapped ring counts fully in the agent's RSS (the kernel maps every page at mmap time), so a
 // node with hundreds of mostly quiet instances would otherwise pay ~0.5 MB per 256 KiB ring.
 
-import { type Codec, codecFor } from '../bpf/btf/index.js';
-import { BpfMap } from '../bpf/map.js';
-import { BpfObject } from '../bpf/object.js';
-import { PerfBufferReader } from '../bpf/perf/reader.js';
-import { poller, type Watch } from '../bpf/poller.js';
-import { RingBufferReader } from '../bpf/ringbuf/reader.js';
+import {
+  BpfMap,
+  BpfObject,
+  type Codec,
+  codecFor,
+  PerfBufferReader,
+  poller,
+  RingBufferReader,
+  type Watch,
+} from 'kbpf/bpf';
 import type { EventSpec, PackageSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import type { FetchedPackage } from './package-cache.js';

@@ -9,7 +9,7 @@
 // cached package is served without reading the store again.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Codec } from '../bpf/btf/index.js';
+import type { Codec } from 'kbpf/bpf';
 import { InvalidError } from '../errors.js';
 import type { LayoutStore } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';

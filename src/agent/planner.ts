@@ -3,7 +3,7 @@
 // engine) are new planners, chosen by what their package declares, not new branches in the
 // agent. A planner only adds steps to plans (plan.ts); the agent adds the steps of its own
 // records around them and runs the plan.
-import type { Codec } from '../bpf/btf/index.js';
+import type { Codec } from 'kbpf/bpf';
 import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
 import type { EventSink } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';

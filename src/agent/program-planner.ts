@@ -10,10 +10,7 @@
 //   of the running revision in place, pin links
 //
 // Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
-import { Link } from '../bpf/link/link.js';
-import { BpfMap } from '../bpf/map.js';
-import type { BpfObject } from '../bpf/object.js';
-import { Program } from '../bpf/program.js';
+import { BpfMap, type BpfObject, Link, Program } from 'kbpf/bpf';
 import { describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';

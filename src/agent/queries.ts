@@ -2,8 +2,7 @@
 // (ps, inspect), the metrics snapshot, and map dumps. Status reads no pins; metrics ask the
 // kernel only for the figures that change (run counts and times, by program id); a map dump
 // opens the one pinned map it reads.
-import { infoOfId } from '../bpf/info.js';
-import { BpfMap } from '../bpf/map.js';
+import { BpfMap, infoOfId } from 'kbpf/bpf';
 import { NotFoundError } from '../errors.js';
 import { describeAttach, resolveAttach } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';

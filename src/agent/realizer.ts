@@ -4,17 +4,21 @@
 // (program-planner.ts) puts them in order, each with its undo.
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BpfError } from '../bpf/errors.js';
-import { infoOfId } from '../bpf/info.js';
-import { attachCgroup } from '../bpf/link/cgroup.js';
-import { Link } from '../bpf/link/link.js';
-import { attachSockmap } from '../bpf/link/sockmap.js';
-import { attachTcx } from '../bpf/link/tc.js';
-import { attachRawTracepoint, attachTracepoint, attachUprobe } from '../bpf/link/tracing.js';
-import { attachXdp } from '../bpf/link/xdp.js';
-import { BpfMap } from '../bpf/map.js';
-import { BpfObject } from '../bpf/object.js';
-import { Program } from '../bpf/program.js';
+import {
+  attachCgroup,
+  attachRawTracepoint,
+  attachSockmap,
+  attachTcx,
+  attachTracepoint,
+  attachUprobe,
+  attachXdp,
+  BpfError,
+  BpfMap,
+  BpfObject,
+  infoOfId,
+  Link,
+  Program,
+} from 'kbpf/bpf';
 import { CorruptedError, InvalidError } from '../errors.js';
 import type { AttachSpec, PackageSpec } from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';

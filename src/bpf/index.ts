@@ -1,7 +1,20 @@
-// kbpf's eBPF runtime: libbpf through koffi, typed by BTF.
+// kbpf's eBPF runtime: libbpf through koffi, typed by BTF. This file is the runtime's public
+// surface (package.json exports it as "kbpf/bpf"); the rest of kbpf imports the runtime from here.
 
+export { archInfo, targetArchDefine } from './arch.js';
 export * from './btf/index.js';
 export { loadKernelBtfById } from './btf-kernel.js';
+export {
+  ATTACH_TYPES,
+  type AttachType,
+  HELPER_NAMES,
+  LINK_TYPES,
+  type LinkType,
+  MAP_TYPES,
+  type MapType,
+  PROG_TYPES,
+  type ProgType,
+} from './constants.js';
 export { BpfError, errnoName, errnoText, UnsupportedError, VerifierError } from './errors.js';
 export {
   type KernelFeatures,
@@ -11,6 +24,7 @@ export {
   probeMapTypes,
   probeProgramTypes,
 } from './features.js';
+export { limitMallocRetention } from './ffi/malloc.js';
 export { setLibbpfDebug } from './ffi/print.js';
 export { infoOfId, type LinkInfo, linkInfo, listIds, type MapInfo, mapInfo, type ProgInfo, progInfo } from './info.js';
 export { attachCgroup } from './link/cgroup.js';
@@ -33,5 +47,7 @@ export { BpfObject, type GlobalVariable, type OpenOptions } from './object.js';
 export * from './perf/index.js';
 export { Poller, poller, type Watch } from './poller.js';
 export { Program } from './program.js';
+export * from './records/index.js';
 export * from './ringbuf/index.js';
+export { RunTimeStats } from './stats.js';
 export { type TestRunOptions, type TestRunResult, testRun, testRunAsync } from './testrun.js';

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import { targetArchDefine } from '../bpf/arch.js';
+import { targetArchDefine } from 'kbpf/bpf';
 import { Unsupported } from '../errors.js';
 import { BuildError } from './errors.js';
 

@@ -1,7 +1,7 @@
 // What a compiled object says about itself: programs and where their sections attach, maps,
 // config variables (const volatile globals in .rodata, with their defaults) and event buffers.
 // kbpf.yaml only adds to this.
-import { BpfObject } from '../bpf/object.js';
+import { BpfObject } from 'kbpf/bpf';
 import type { AttachSpec, ConfigVarSpec, EventSpec, MapEntrySpec, ProgramSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import { BuildError } from './errors.js';

@@ -4,9 +4,15 @@
 // initialised from `.maps` relocations (`__array(values, …)`). Uses the runtime's ELF and BTF
 // readers.
 
-import { type Btf, type ElfSection, readElfSectionHeaders, readElfSymbols, readObjectBtf } from '../bpf/btf/index.js';
-import type { MapType } from '../bpf/constants.js';
-import { MAP_TYPES } from '../bpf/constants.js';
+import {
+  type Btf,
+  type ElfSection,
+  MAP_TYPES,
+  type MapType,
+  readElfSectionHeaders,
+  readElfSymbols,
+  readObjectBtf,
+} from 'kbpf/bpf';
 import { CorruptedError } from '../errors.js';
 import { VmLoadError } from './errors.js';
 import { CALL, decodeProgram, type Insn, JMP, LDDW, PSEUDO_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE } from './insn.js';

@@ -1,7 +1,7 @@
 // Helpers as host functions `(env, r1…r5) → r0` on 64-bit values. The interpreter calls them
 // directly and a compiled Wasm module imports them with the same signature, so both engines
 // share one implementation. Pointer arguments are checked against the VM's regions.
-import { HELPER_NAMES } from '../bpf/constants.js';
+import { HELPER_NAMES } from 'kbpf/bpf';
 import { VmFault } from './errors.js';
 import { EINVAL, ENOENT, type VmMap, VmPerfEventArray, VmProgArray, VmRingbuf, VmValueMap } from './maps.js';
 import { MAP_HANDLE_BASE, MAP_HANDLE_STRIDE, type VmMemory } from './memory.js';

@@ -1,7 +1,7 @@
 // User-space maps. Values live in the VM memory (one region per map for its whole slot pool),
 // so a pointer from bpf_map_lookup_elem is an ordinary checked address. The host reads and
 // writes them through the same objects (get/set/delete/keys), as it would a kernel map.
-import type { MapType } from '../bpf/constants.js';
+import type { MapType } from 'kbpf/bpf';
 import { VmLoadError } from './errors.js';
 import { MAP_HANDLE_BASE, MAP_HANDLE_STRIDE, MAX_MAPS, type Region, type VmMemory } from './memory.js';
 

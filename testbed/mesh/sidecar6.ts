@@ -11,13 +11,17 @@
 // `x-mesh-outbound: [addr]:port` / `x-mesh-inbound: [addr]:port` (the original destination it
 // got) to the first request of each connection, and pipes the connection to that destination.
 // A connection whose original destination the kernel cannot tell is closed.
+
+import { createRequire } from 'node:module';
 import net from 'node:net';
-import { koffi } from '../../src/bpf/ffi/koffi.js';
 
 const SOL_IPV6 = 41;
 const IP6T_SO_ORIGINAL_DST = 80;
 const AF_INET6 = 10;
 
+// koffi is CommonJS: required, as the runtime does (the test bed calls libc itself, not the runtime)
+// biome-ignore lint/suspicious/noExplicitAny: koffi's FFI surface is built at run time
+const koffi: any = createRequire(import.meta.url)('koffi');
 const libc = koffi.load('libc.so.6');
 const getsockopt = libc.func(
   'int getsockopt(int fd, int level, int optname, _Out_ uint8_t *optval, _Inout_ uint32_t *optlen)',

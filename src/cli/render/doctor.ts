@@ -1,5 +1,5 @@
 // What the node's kernel supports (kbpf doctor).
-import type { KernelFeatures } from '../../bpf/features.js';
+import type { KernelFeatures } from 'kbpf/bpf';
 import { data, isData, type ListFormat, table } from './output.js';
 import { cell } from './values.js';
 
