@@ -15,6 +15,7 @@ interface RegistryOptions {
   insecure?: boolean;
   username?: string;
   password?: string;
+  passwordStdin?: boolean;
 }
 
 function addRegistryOptions(c: Command): Command {
@@ -24,18 +25,41 @@ function addRegistryOptions(c: Command): Command {
       '--username <user>',
       'registry user name (or env KBPF_REGISTRY_AUTH=user:password; default: docker/podman auth files)',
     )
-    .option('--password <password>', 'registry password');
+    .option('--password-stdin', 'read the registry password from standard input')
+    .option(
+      '--password <password>',
+      'registry password (visible to every user in /proc: prefer --password-stdin or env KBPF_REGISTRY_PASSWORD)',
+    );
 }
 
-/** Credentials from --username/--password, else $KBPF_REGISTRY_AUTH, else none (the auth files). */
-function credentialsOf(
+/**
+ * Credentials from --username with a password from standard input, $KBPF_REGISTRY_PASSWORD or
+ * --password (warned about: argv is readable by every user), else $KBPF_REGISTRY_AUTH, else none
+ * (the auth files).
+ */
+async function credentialsOf(
   opts: RegistryOptions,
-  env: NodeJS.ProcessEnv,
-): { username: string; password: string } | undefined {
-  if (opts.username !== undefined || opts.password !== undefined) {
-    if (opts.username === undefined || opts.password === undefined)
+  ctx: CliContext,
+): Promise<{ username: string; password: string } | undefined> {
+  const env = ctx.io.env;
+  if (opts.password !== undefined)
+    ctx.note(
+      'warning: a password given with --password can be read by any user of this machine (/proc/PID/cmdline); use --password-stdin or KBPF_REGISTRY_PASSWORD',
+    );
+  if (opts.passwordStdin && opts.password !== undefined)
+    throw new CliError('--password and --password-stdin exclude each other');
+  let password = opts.password;
+  if (opts.passwordStdin) {
+    if (!ctx.io.readStdin) throw new CliError('--password-stdin: there is no standard input to read');
+    password = (await ctx.io.readStdin()).replace(/\r?\n$/, '');
+    if (!password) throw new CliError('--password-stdin: standard input is empty');
+  } else if (password === undefined && opts.username !== undefined && env.KBPF_REGISTRY_PASSWORD) {
+    password = env.KBPF_REGISTRY_PASSWORD;
+  }
+  if (opts.username !== undefined || password !== undefined) {
+    if (opts.username === undefined || password === undefined)
       throw new CliError('--username and --password go together');
-    return { username: opts.username, password: opts.password };
+    return { username: opts.username, password };
   }
   const a = env.KBPF_REGISTRY_AUTH;
   if (!a) return undefined;
@@ -44,9 +68,9 @@ function credentialsOf(
   return { username: a.slice(0, i), password: a.slice(i + 1) };
 }
 
-async function registryClient(opts: RegistryOptions, env: NodeJS.ProcessEnv) {
+async function registryClient(opts: RegistryOptions, ctx: CliContext) {
   const { RegistryClient } = await import('../../package/registry-client.js');
-  const credentials = credentialsOf(opts, env);
+  const credentials = await credentialsOf(opts, ctx);
   return new RegistryClient({
     ...(credentials ? { credentials } : {}),
     insecure: opts.insecure ?? false,
@@ -96,7 +120,7 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
       .argument('[registry-ref]', 'where to push: host[:port]/name[:tag] (default: IMAGE when it names a registry)'),
   ).action(async (image: string, dest: string | undefined, opts: RegistryOptions, c: Command) => {
     const store = new LayoutStore(ctx.paths(c).storeDir);
-    const rc = await registryClient(opts, ctx.io.env);
+    const rc = await registryClient(opts, ctx);
     const r = await rc.push(store, image, dest, { onProgress: blobProgress(ctx, 'pushed  ', 'exists  ') });
     ctx.out(`pushed ${cell(r.reference)}\ndigest: ${r.digest}\n`);
   });
@@ -109,7 +133,7 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
       .option('--tag <name:version>', 'store it under this local name (default: REF as given)'),
   ).action(async (ref: string, opts: RegistryOptions & { tag?: string }, c: Command) => {
     const store = new LayoutStore(ctx.paths(c).storeDir);
-    const rc = await registryClient(opts, ctx.io.env);
+    const rc = await registryClient(opts, ctx);
     const r = await rc.pull(ref, store, {
       ...(opts.tag ? { tag: opts.tag } : {}),
       onProgress: blobProgress(ctx, 'pulled  ', 'present '),
