@@ -50,6 +50,13 @@ import {
 } from './media-types.js';
 import { claimsPackageSpec, validatePackageSpec } from './package-spec.js';
 import { formatReference, parseReference, type Reference, referenceName } from './reference.js';
+import {
+  buildSignatureManifest,
+  isSignatureTag,
+  mergeLayers,
+  parseSignatureManifest,
+  signatureTag,
+} from './trust/simple-signing.js';
 
 export interface LayerInput {
   mediaType: string;
@@ -584,6 +591,64 @@ export class LayoutStore {
     return new NotFoundError(`package ${formatReference(ref)} is not in the package store ${this.root}${hint}`);
   }
 
+  /** Any manifest by `name[:tag]` or `name@sha256:…` (not only packages), digest verified; undefined when absent. */
+  async findManifest(
+    reference: string | Reference,
+  ): Promise<{ digest: string; manifestBytes: Uint8Array; manifest: ImageManifest } | undefined> {
+    const ref = toRef(reference);
+    const { matches } = await this.findEntries(ref);
+    const entry = matches[0];
+    if (!entry) return undefined;
+    const digest = entry.descriptor.digest;
+    const manifestBytes = await this.getBlob(digest);
+    return {
+      digest,
+      manifestBytes,
+      manifest: parseImageManifest(manifestBytes, `${formatReference(ref)} (${digest})`),
+    };
+  }
+
+  // ---- signatures --------------------------------------------------------
+  //
+  // The signatures of package `name@digest` are a cosign signature manifest tagged
+  // `name:sha256-<hex>.sig` in the store, as in a registry (see trust/simple-signing.ts).
+
+  /** The signature layers stored for manifest `digest` of `name`, or undefined when it has none. */
+  async signatures(name: string, digest: string): Promise<{ layers: Descriptor[]; tag: string } | undefined> {
+    const tag = signatureTag(digest);
+    const found = await this.findManifest(`${name}:${tag}`);
+    if (!found) return undefined;
+    return { layers: parseSignatureManifest(found.manifestBytes, `signatures ${name}:${tag}`), tag };
+  }
+
+  /**
+   * Adds signature layers (descriptor and payload bytes) to those stored for `name@digest`;
+   * layers already there are kept once. Returns the number of signatures stored.
+   */
+  async addSignatures(
+    name: string,
+    digest: string,
+    layers: readonly { descriptor: Descriptor; payload: Uint8Array }[],
+  ): Promise<number> {
+    const existing = (await this.signatures(name, digest))?.layers ?? [];
+    const merged = mergeLayers(
+      existing,
+      layers.map((l) => l.descriptor),
+    );
+    const { manifest, config } = buildSignatureManifest(merged);
+    const blobs: BlobWithBytes[] = layers.map((l) => ({ descriptor: l.descriptor, bytes: l.payload }));
+    blobs.push({
+      descriptor: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha256Digest(config),
+        size: config.byteLength,
+      },
+      bytes: config,
+    });
+    await this.importPackage({ manifestBytes: manifest, blobs }, `${name}:${signatureTag(digest)}`);
+    return merged.length;
+  }
+
   /** Finds a package by `name[:tag]` or `name@sha256:…`, reading and verifying its manifest and config. */
   async resolve(reference: string | Reference): Promise<ResolvedPackage> {
     const ref = toRef(reference);
@@ -648,6 +713,7 @@ export class LayoutStore {
     const entries = await this.entries(await this.readIndex());
     const rows = new Map<string, PackageSummary>();
     for (const e of entries) {
+      if (isSignatureTag(e.tag)) continue; // signatures belong to their package: see signatures()
       const key = `${e.name}\u0000${e.descriptor.digest}`;
       let row = rows.get(key);
       if (!row) {

@@ -30,9 +30,9 @@ import {
   type CredentialsProvider,
   parseWwwAuthenticate,
 } from './auth.js';
-import { sha256Digest } from './digest.js';
+import { sha256Digest, verifyBytes } from './digest.js';
 import { DigestMismatchError, NotFoundError, PackageError, RegistryError } from './errors.js';
-import type { LayoutStore, StagedBlob } from './layout-store.js';
+import type { BlobWithBytes, LayoutStore, StagedBlob } from './layout-store.js';
 import {
   checkPackageLimits,
   type Descriptor,
@@ -50,6 +50,14 @@ import {
 } from './media-types.js';
 import { claimsPackageSpec, validatePackageSpec } from './package-spec.js';
 import { formatReference, isLoopbackRegistry, parseReference, type Reference } from './reference.js';
+import {
+  buildSignatureManifest,
+  mergeLayers,
+  OCI_IMAGE_CONFIG,
+  parseSignatureManifest,
+  SIGNATURE_LIMITS,
+  signatureTag,
+} from './trust/simple-signing.js';
 
 export interface ProgressEvent {
   /** What is being transferred. */
@@ -82,6 +90,8 @@ export interface RegistryClientOptions {
 
 export interface PushOptions {
   onProgress?: ProgressCallback;
+  /** Push the package's signatures from the store too (default true). */
+  signatures?: boolean;
 }
 
 export interface PushResult {
@@ -91,6 +101,8 @@ export interface PushResult {
   uploaded: number;
   skipped: number;
   bytesUploaded: number;
+  /** Signatures pushed beside the package (`sha256-<hex>.sig`); absent when it has none. */
+  signatures?: number;
 }
 
 export interface PullOptions {
@@ -99,6 +111,8 @@ export interface PullOptions {
   onProgress?: ProgressCallback;
   /** The whole pull must end within this many ms (default 10 minutes). */
   deadlineMs?: number;
+  /** Bring the package's signatures too (default true). */
+  signatures?: boolean;
 }
 
 export interface PullResult {
@@ -110,6 +124,10 @@ export interface PullResult {
   downloaded: number;
   present: number;
   bytesDownloaded: number;
+  /** Signatures brought with the package; absent when the registry has none. */
+  signatures?: number;
+  /** Why the registry's signatures could not be brought (the package was pulled all the same). */
+  signatureProblem?: string;
 }
 
 export interface RemoteManifest {
@@ -789,7 +807,139 @@ export class RegistryClient {
         stored,
       );
     }
+    if (options.signatures !== false) {
+      const n = await this.pushSignatures(op, store, pkg.name, pkg.digest);
+      if (n > 0) result.signatures = n;
+    }
     return result;
+  }
+
+  /** Pushes the store's signatures of `name@digest`, merged with those the registry has already. */
+  private async pushSignatures(op: Op, store: LayoutStore, name: string, digest: string): Promise<number> {
+    const local = await store.signatures(name, digest);
+    if (!local || local.layers.length === 0) return 0;
+    const remote = await this.remoteSignatures(op, digest);
+    const layers = mergeLayers(remote?.layers ?? [], local.layers);
+    const blobs: BlobWithBytes[] = [];
+    for (const d of local.layers) blobs.push({ descriptor: d, bytes: await store.getBlob(d.digest, d.size) });
+    await this.putArtifact(op, signatureTag(digest), layers, blobs);
+    return layers.length;
+  }
+
+  /** The registry's signature layers for manifest `digest` of the operation's repository, if any. */
+  private async remoteSignatures(op: Op, digest: string): Promise<{ layers: Descriptor[] } | undefined> {
+    const tag = signatureTag(digest);
+    let m: RemoteManifest;
+    try {
+      m = await this.fetchManifest(op, { registry: op.registry, repository: op.repository, tag });
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    return { layers: parseSignatureManifest(m.bytes, `${op.verb} ${op.label}: signatures ${tag}`) };
+  }
+
+  /** Uploads the blobs the registry lacks and puts a signature manifest of `layers` at `tag`. */
+  private async putArtifact(op: Op, tag: string, layers: Descriptor[], blobs: BlobWithBytes[]): Promise<void> {
+    const { manifest, config } = buildSignatureManifest(layers);
+    const all: BlobWithBytes[] = [
+      ...blobs,
+      {
+        descriptor: { mediaType: OCI_IMAGE_CONFIG, digest: sha256Digest(config), size: config.byteLength },
+        bytes: config,
+      },
+    ];
+    for (const b of all) {
+      if ((await this.blobSize(op, b.descriptor.digest)) === undefined)
+        await this.uploadBlob(op, b.descriptor, b.bytes);
+    }
+    const res = await this.request(op, this.url(op, `manifests/${tag}`), {
+      method: 'PUT',
+      headers: { 'Content-Type': OCI_IMAGE_MANIFEST },
+      body: manifest,
+      expect: [201, 200, 204],
+      what: `put signatures ${tag}`,
+    });
+    await res.body?.cancel().catch(() => undefined);
+  }
+
+  /** A small blob (at most `max` bytes), read into memory and verified. */
+  private async smallBlob(op: Op, d: Descriptor, max: number): Promise<Uint8Array> {
+    if (d.size > max)
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `${op.verb} ${op.label}: blob ${d.digest} is ${d.size} bytes, more than ${max}`,
+      );
+    const res = await this.request(op, this.url(op, `blobs/${d.digest}`), {
+      method: 'GET',
+      expect: [200],
+      what: `get blob ${d.digest}`,
+    });
+    const chunks: Uint8Array[] = [];
+    let n = 0;
+    if (res.body) {
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        n += value.byteLength;
+        if (n > d.size) {
+          await reader.cancel().catch(() => undefined);
+          throw new DigestMismatchError(
+            `${op.verb} ${op.label}: blob ${d.digest}: more than ${d.size} bytes`,
+            d.digest,
+            'unknown',
+          );
+        }
+        chunks.push(value);
+      }
+    }
+    const bytes = Buffer.concat(chunks);
+    verifyBytes(bytes, d.digest, `${op.verb} ${op.label}: blob ${d.digest}`, d.size);
+    return bytes;
+  }
+
+  /**
+   * The signatures of manifest `digest` in the registry (cosign's `sha256-<hex>.sig`): each
+   * layer's descriptor with its payload bytes. Empty when there are none.
+   */
+  async getSignatures(
+    reference: string | Reference,
+    digest: string,
+  ): Promise<{ descriptor: Descriptor; payload: Uint8Array }[]> {
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    const op = this.op('verify', ref, formatReference(ref), 'pull');
+    return this.fetchSignatures(op, digest);
+  }
+
+  private async fetchSignatures(op: Op, digest: string): Promise<{ descriptor: Descriptor; payload: Uint8Array }[]> {
+    const remote = await this.remoteSignatures(op, digest);
+    const out: { descriptor: Descriptor; payload: Uint8Array }[] = [];
+    for (const d of remote?.layers ?? [])
+      out.push({ descriptor: d, payload: await this.smallBlob(op, d, SIGNATURE_LIMITS.payloadBytes) });
+    return out;
+  }
+
+  /** Adds signatures (descriptor and payload) for `digest` in the registry, merged with those there. */
+  async putSignatures(
+    reference: string | Reference,
+    digest: string,
+    layers: readonly { descriptor: Descriptor; payload: Uint8Array }[],
+  ): Promise<number> {
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    const op = this.op('sign', ref, formatReference(ref), 'pull,push');
+    const remote = await this.remoteSignatures(op, digest);
+    const merged = mergeLayers(
+      remote?.layers ?? [],
+      layers.map((l) => l.descriptor),
+    );
+    await this.putArtifact(
+      op,
+      signatureTag(digest),
+      merged,
+      layers.map((l) => ({ descriptor: l.descriptor, bytes: l.payload })),
+    );
+    return merged.length;
   }
 
   /**
@@ -847,6 +997,15 @@ export class RegistryClient {
       throw Object.assign(err, { message: `pull ${label}: ${err.message}` });
     });
     result.localReference = stored.reference;
+    if (options.signatures !== false) {
+      try {
+        const sigs = await this.fetchSignatures(op, remote.digest);
+        if (sigs.length > 0) result.signatures = await store.addSignatures(stored.name, remote.digest, sigs);
+      } catch (err) {
+        // The package is verified by digest; signatures are judged by whoever checks them.
+        result.signatureProblem = (err as Error).message;
+      }
+    }
     return result;
   }
 
