@@ -522,9 +522,14 @@ export class RegistryClient {
     } catch {
       throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer is not JSON`);
     }
-    const token = body.token ?? body.access_token;
-    if (!token)
+    const token = body !== null && typeof body === 'object' ? (body.token ?? body.access_token) : undefined;
+    if (typeof token !== 'string' || !token)
       throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer has no token`);
+    if (!/^[\x21-\x7e]{1,8192}$/.test(token))
+      throw new PackageError(
+        'REGISTRY',
+        `${op.verb} ${op.label}: ${what}: the token is not printable ASCII of at most 8192 characters`,
+      );
     return token;
   }
 
