@@ -4,6 +4,8 @@ export interface CliIo {
   stdout(s: string): void;
   stderr(s: string): void;
   env: NodeJS.ProcessEnv;
+  /** all of standard input, as text (for --password-stdin); absent: no standard input */
+  readStdin?: () => Promise<string>;
   /** ends `logs -f` and `agent` (default: SIGINT / SIGTERM) */
   signal?: AbortSignal;
   /** called when `kbpf agent` has stopped cleanly (the entry point exits then) */

@@ -16,6 +16,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     stdout: (s) => void process.stdout.write(s),
     stderr: (s) => void process.stderr.write(s),
     env: process.env,
+    readStdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    },
     // the agent may leave handles (libbpf, timers) behind once it has stopped: exit
     onAgentStopped: () => void setTimeout(() => process.exit(0), 50).unref(),
   });

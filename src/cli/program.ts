@@ -1,6 +1,6 @@
 // The `kbpf` command line: the root command with its global options, and the verb groups in
 // src/cli/verbs/ (what they print is made in src/cli/render/). Everything but `agent`, `build`,
-// `push` and `pull` goes through the agent's API (src/agent/api-client.ts).
+// `push`, `pull`, `key`, `sign` and `verify` goes through the agent's API (src/agent/api-client.ts).
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_STATE_DIR } from '../agent/paths.js';
 import { KBPF_VERSION } from '../version.js';
@@ -13,6 +13,7 @@ import { addInstanceVerbs } from './verbs/instances.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
 import { addPackageVerbs } from './verbs/packages.js';
+import { addTrustVerbs } from './verbs/trust.js';
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('kbpf');
@@ -37,6 +38,7 @@ export function buildProgram(io: CliIo): Command {
   const ctx = new CliContext(io);
   addAgentVerbs(program, ctx);
   addPackageVerbs(program, ctx);
+  addTrustVerbs(program, ctx);
   addInstanceVerbs(program, ctx);
   addLogVerbs(program, ctx);
   addNodeVerbs(program, ctx);

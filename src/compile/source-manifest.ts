@@ -73,13 +73,21 @@ export function parseAttach(value: unknown, where: string): AttachSpec {
 
 export function readSourceManifest(dir: string): SourceManifest {
   const path = join(dir, MANIFEST_FILE);
+  return existsSync(path) ? parseSourceManifest(readFileSync(path, 'utf8'), path) : parseSourceManifest('', path);
+}
+
+/** A name → entry record that has no inherited keys: a YAML key `__proto__` or `constructor` is just a name. */
+function record<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
+/** Parses the text of a kbpf.yaml; every problem is a BuildError (Invalid). */
+export function parseSourceManifest(text: string, path: string = MANIFEST_FILE): SourceManifest {
   let raw: unknown = {};
-  if (existsSync(path)) {
-    try {
-      raw = parse(readFileSync(path, 'utf8')) ?? {};
-    } catch (e) {
-      throw new BuildError(`${path}: invalid YAML: ${(e as Error).message}`);
-    }
+  try {
+    raw = parse(text, { maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    throw new BuildError(`${path}: invalid YAML: ${(e as Error).message}`);
   }
   const top = obj(raw, 'the file');
   const known = new Set(['name', 'version', 'description', 'programs', 'config', 'maps', 'events']);
@@ -91,20 +99,20 @@ export function readSourceManifest(dir: string): SourceManifest {
       throw new BuildError(`${MANIFEST_FILE}: ${k} must be a string`);
     return v === undefined ? undefined : String(v);
   };
-  const programs: SourceManifest['programs'] = {};
+  const programs: SourceManifest['programs'] = record();
   for (const [name, p] of Object.entries(obj(top.programs, 'programs'))) {
     const e = obj(p, `programs.${name}`);
     programs[name] = e.attach !== undefined ? { attach: parseAttach(e.attach, `programs.${name}.attach`) } : {};
   }
-  const config: SourceManifest['config'] = {};
+  const config: SourceManifest['config'] = record();
   for (const [name, c] of Object.entries(obj(top.config, 'config'))) {
     const e = typeof c === 'string' ? { description: c } : obj(c, `config.${name}`);
     config[name] = { description: e.description as string | undefined, default: e.default };
   }
-  const maps: SourceManifest['maps'] = {};
+  const maps: SourceManifest['maps'] = record();
   for (const [name, m] of Object.entries(obj(top.maps, 'maps')))
     maps[name] = { pin: obj(m, `maps.${name}`).pin as boolean | undefined };
-  const events: SourceManifest['events'] = {};
+  const events: SourceManifest['events'] = record();
   for (const [name, ev] of Object.entries(obj(top.events, 'events'))) {
     const e = obj(ev, `events.${name}`);
     if (e.columns !== undefined && !Array.isArray(e.columns))

@@ -102,6 +102,11 @@ function candidateKeys(registry: string, repository?: string): string[] {
 }
 
 function entryToCredentials(entry: AuthEntry, where: string): Credentials | undefined {
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry))
+    throw new PackageError('AUTH_CONFIG', `${where} is not an object`);
+  for (const k of ['auth', 'username', 'password', 'identitytoken', 'registrytoken'] as const)
+    if (entry[k] !== undefined && typeof entry[k] !== 'string')
+      throw new PackageError('AUTH_CONFIG', `${where}: "${k}" is not a string`);
   const c: Credentials = {};
   if (entry.auth) {
     const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
@@ -128,7 +133,11 @@ export function credentialsFromDockerConfig(json: string, where: string): Record
   } catch (err) {
     throw new PackageError('AUTH_CONFIG', `${where} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
-  const out: Record<string, Credentials> = {};
+  if (file === null || typeof file !== 'object' || Array.isArray(file))
+    throw new PackageError('AUTH_CONFIG', `${where} is not a JSON object`);
+  if (file.auths !== undefined && (file.auths === null || typeof file.auths !== 'object' || Array.isArray(file.auths)))
+    throw new PackageError('AUTH_CONFIG', `${where}: "auths" is not an object`);
+  const out: Record<string, Credentials> = Object.create(null);
   for (const [key, entry] of Object.entries(file.auths ?? {})) {
     const c = entryToCredentials(entry, `${where}: auths["${key}"]`);
     if (c) out[normalizeKey(key).replace(/\/.*$/, '')] = c;
@@ -187,10 +196,12 @@ export async function credentialsFromAuthFiles(
   for (const path of files) {
     const file = await readAuthFile(path);
     if (!file) continue;
-    const auths: Record<string, AuthEntry> = {};
+    // null-prototype records: a key "__proto__" or "constructor" in the file is just a host name
+    const auths: Record<string, AuthEntry> = Object.create(null);
     for (const [k, v] of Object.entries(file.auths ?? {})) auths[normalizeKey(k)] = v;
-    const helpers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(file.credHelpers ?? {})) helpers[normalizeKey(k)] = v;
+    const helpers: Record<string, string> = Object.create(null);
+    for (const [k, v] of Object.entries(file.credHelpers ?? {}))
+      if (typeof v === 'string') helpers[normalizeKey(k)] = v;
     for (const key of keys) {
       if (helpers[key]) return runCredentialHelper(helpers[key]!, registry);
       const entry = auths[key];

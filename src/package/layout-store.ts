@@ -17,16 +17,17 @@
  */
 
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir, writeFileAtomic, writeTempFile } from './atomic-file.js';
-import { digestHex, sha256Digest, verifyBytes } from './digest.js';
+import { fsyncDir, tempName, writeFileAtomic, writeTempFile } from './atomic-file.js';
+import { DigestStream, digestHex, sha256Digest, verifyBytes } from './digest.js';
 import { DigestMismatchError, NotFoundError, PackageError } from './errors.js';
 import { type FileLock, type LockOptions, withFileLock } from './lock.js';
 import {
   type Annotations,
   buildImageManifest,
   canonicalJson,
+  checkPackageLimits,
   type Descriptor,
   type ImageIndex,
   type ImageManifest,
@@ -47,7 +48,15 @@ import {
   OCI_IMAGE_INDEX,
   OCI_IMAGE_MANIFEST,
 } from './media-types.js';
+import { claimsPackageSpec, validatePackageSpec } from './package-spec.js';
 import { formatReference, parseReference, type Reference, referenceName } from './reference.js';
+import {
+  buildSignatureManifest,
+  isSignatureTag,
+  mergeLayers,
+  parseSignatureManifest,
+  signatureTag,
+} from './trust/simple-signing.js';
 
 export interface LayerInput {
   mediaType: string;
@@ -100,6 +109,17 @@ export interface PackageSummary {
 export interface BlobWithBytes {
   descriptor: Descriptor;
   bytes: Uint8Array;
+}
+
+/** A verified blob in a temporary file of the store, not yet in blobs/ (see LayoutStore.stageBlob). */
+export interface StagedBlob {
+  digest: string;
+  /** the temporary file */
+  path: string;
+  /** renames it into blobs/ */
+  commit(): Promise<void>;
+  /** removes the temporary file */
+  discard(): Promise<void>;
 }
 
 export interface GcOptions {
@@ -253,6 +273,65 @@ export class LayoutStore {
     }
     await fsyncDir(join(this.root, 'blobs', 'sha256'));
     return descriptor;
+  }
+
+  /**
+   * Writes a blob given as a stream of chunks (a download) to a temporary file while hashing
+   * it, never holding it whole: more bytes than `expected.size`, or another digest, remove the
+   * file and throw. The blob is in the store only once `commit()` renames it into place, so a
+   * pull that fails half way leaves nothing behind (`discard()` removes the file).
+   */
+  async stageBlob(
+    chunks: AsyncIterable<Uint8Array>,
+    expected: { digest: string; size: number },
+    where = `blob ${expected.digest}`,
+  ): Promise<StagedBlob> {
+    await this.init();
+    const path = this.blobPath(expected.digest);
+    const tmp = join(this.tmpDir, tempName(digestHex(expected.digest).slice(0, 16)));
+    const fh = await open(tmp, 'wx', 0o444);
+    const hash = new DigestStream();
+    try {
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        if (hash.size > expected.size)
+          throw new DigestMismatchError(
+            `${where}: more than the ${expected.size} bytes the descriptor declares`,
+            expected.digest,
+            'unknown',
+          );
+        await fh.write(chunk);
+      }
+      await fh.sync();
+      await fh.close();
+      if (hash.size !== expected.size)
+        throw new DigestMismatchError(
+          `${where}: ${hash.size} bytes, the descriptor says ${expected.size} (content truncated)`,
+          expected.digest,
+          'unknown',
+        );
+      const actual = hash.digest();
+      if (actual !== expected.digest)
+        throw new DigestMismatchError(
+          `${where}: content hashes to ${actual}, expected ${expected.digest} (corrupted or tampered)`,
+          expected.digest,
+          actual,
+        );
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    const blobDir = join(this.root, 'blobs', 'sha256');
+    return {
+      digest: expected.digest,
+      path: tmp,
+      commit: async () => {
+        await rename(tmp, path);
+        await fsyncDir(blobDir);
+      },
+      discard: () => unlink(tmp).catch(() => undefined),
+    };
   }
 
   async hasBlob(digest: string): Promise<boolean> {
@@ -444,6 +523,7 @@ export class LayoutStore {
       );
     }
     const manifest = parseImageManifest(input.manifestBytes, where);
+    if (isKbpfPackage(manifest)) checkPackageLimits(manifest, where);
     const given = new Map(input.blobs.map((b) => [b.descriptor.digest, b]));
     const needed = [manifest.config, ...manifest.layers];
     for (const d of needed) {
@@ -511,6 +591,64 @@ export class LayoutStore {
     return new NotFoundError(`package ${formatReference(ref)} is not in the package store ${this.root}${hint}`);
   }
 
+  /** Any manifest by `name[:tag]` or `name@sha256:…` (not only packages), digest verified; undefined when absent. */
+  async findManifest(
+    reference: string | Reference,
+  ): Promise<{ digest: string; manifestBytes: Uint8Array; manifest: ImageManifest } | undefined> {
+    const ref = toRef(reference);
+    const { matches } = await this.findEntries(ref);
+    const entry = matches[0];
+    if (!entry) return undefined;
+    const digest = entry.descriptor.digest;
+    const manifestBytes = await this.getBlob(digest);
+    return {
+      digest,
+      manifestBytes,
+      manifest: parseImageManifest(manifestBytes, `${formatReference(ref)} (${digest})`),
+    };
+  }
+
+  // ---- signatures --------------------------------------------------------
+  //
+  // The signatures of package `name@digest` are a cosign signature manifest tagged
+  // `name:sha256-<hex>.sig` in the store, as in a registry (see trust/simple-signing.ts).
+
+  /** The signature layers stored for manifest `digest` of `name`, or undefined when it has none. */
+  async signatures(name: string, digest: string): Promise<{ layers: Descriptor[]; tag: string } | undefined> {
+    const tag = signatureTag(digest);
+    const found = await this.findManifest(`${name}:${tag}`);
+    if (!found) return undefined;
+    return { layers: parseSignatureManifest(found.manifestBytes, `signatures ${name}:${tag}`), tag };
+  }
+
+  /**
+   * Adds signature layers (descriptor and payload bytes) to those stored for `name@digest`;
+   * layers already there are kept once. Returns the number of signatures stored.
+   */
+  async addSignatures(
+    name: string,
+    digest: string,
+    layers: readonly { descriptor: Descriptor; payload: Uint8Array }[],
+  ): Promise<number> {
+    const existing = (await this.signatures(name, digest))?.layers ?? [];
+    const merged = mergeLayers(
+      existing,
+      layers.map((l) => l.descriptor),
+    );
+    const { manifest, config } = buildSignatureManifest(merged);
+    const blobs: BlobWithBytes[] = layers.map((l) => ({ descriptor: l.descriptor, bytes: l.payload }));
+    blobs.push({
+      descriptor: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha256Digest(config),
+        size: config.byteLength,
+      },
+      bytes: config,
+    });
+    await this.importPackage({ manifestBytes: manifest, blobs }, `${name}:${signatureTag(digest)}`);
+    return merged.length;
+  }
+
   /** Finds a package by `name[:tag]` or `name@sha256:…`, reading and verifying its manifest and config. */
   async resolve(reference: string | Reference): Promise<ResolvedPackage> {
     const ref = toRef(reference);
@@ -527,6 +665,7 @@ export class LayoutStore {
         `${label} (${digest}) is not a kbpf package: artifactType ${JSON.stringify(manifest.artifactType)}, config media type ${JSON.stringify(manifest.config.mediaType)}`,
       );
     }
+    checkPackageLimits(manifest, `package ${label} (${digest})`);
     const configBytes = await this.getBlob(manifest.config.digest, manifest.config.size);
     let configJson: unknown;
     try {
@@ -538,6 +677,7 @@ export class LayoutStore {
       );
     }
     const config = validatePackageManifest(configJson, `${label}: package manifest`);
+    if (claimsPackageSpec(configJson)) validatePackageSpec(configJson, `${label} (${digest}): package spec`);
     const name = entry.name || referenceName(ref);
     const tags = entries.filter((e) => e.name === name && e.descriptor.digest === digest && e.tag !== undefined);
     const tag = ref.digest === undefined ? (ref.tag ?? 'latest') : tags[0]?.tag;
@@ -573,6 +713,7 @@ export class LayoutStore {
     const entries = await this.entries(await this.readIndex());
     const rows = new Map<string, PackageSummary>();
     for (const e of entries) {
+      if (isSignatureTag(e.tag)) continue; // signatures belong to their package: see signatures()
       const key = `${e.name}\u0000${e.descriptor.digest}`;
       let row = rows.get(key);
       if (!row) {

@@ -135,6 +135,38 @@ export function parseImageManifest(bytes: Uint8Array, where: string): ImageManif
   return { ...v, mediaType: OCI_IMAGE_MANIFEST } as unknown as ImageManifest;
 }
 
+/**
+ * What one package may be: the registry (or the store) says how big each blob is before it is
+ * read, so a package past these is refused before anything is downloaded or read into memory.
+ */
+export const PACKAGE_LIMITS = {
+  /** layers of one package (objects, source, wasm) */
+  layers: 32,
+  /** bytes of one layer */
+  layerBytes: 256 * 1024 * 1024,
+  /** bytes of the config blob (the package spec) */
+  configBytes: 1024 * 1024,
+  /** bytes of config and layers together */
+  totalBytes: 512 * 1024 * 1024,
+} as const;
+
+/** Throws an Invalid PackageError when the manifest is past PACKAGE_LIMITS. */
+export function checkPackageLimits(m: ImageManifest, where: string): void {
+  const L = PACKAGE_LIMITS;
+  if (m.layers.length > L.layers)
+    invalid(where, `has ${m.layers.length} layers, more than the ${L.layers} a package may have`);
+  if (m.config.size > L.configBytes)
+    invalid(where, `its config blob is ${m.config.size} bytes, more than the ${L.configBytes} allowed`);
+  let total = m.config.size;
+  m.layers.forEach((l, i) => {
+    if (l.size > L.layerBytes)
+      invalid(where, `layer ${i} (${l.digest}) is ${l.size} bytes, more than the ${L.layerBytes} a layer may have`);
+    total += l.size;
+  });
+  if (total > L.totalBytes)
+    invalid(where, `is ${total} bytes in all, more than the ${L.totalBytes} a package may have`);
+}
+
 /** True when the manifest is a kbpf package (by artifactType, or by config media type for registries that drop artifactType). */
 export function isKbpfPackage(m: ImageManifest): boolean {
   return m.artifactType === KBPF_ARTIFACT_TYPE || m.config.mediaType === KBPF_CONFIG;

@@ -2,6 +2,8 @@
 // the compiled objects (section names, BTF) and merges what kbpf.yaml adds; it is stored as the
 // OCI config blob, and the agent realises an instance from it.
 
+import { PackageError } from './errors.js';
+
 export type AttachSpec =
   | { hook: 'tracepoint'; target: string }
   | { hook: 'raw_tracepoint'; target: string }
@@ -96,7 +98,9 @@ export function resolveAttach(
   defaults = { cgroup: '/sys/fs/cgroup/unified' },
 ): AttachSpec {
   const a = spec.attach;
-  const explicit = overrides.programs?.[spec.name];
+  // Own entries only: a program named `constructor` or `__proto__` must not find Object's.
+  const explicit =
+    overrides.programs && Object.hasOwn(overrides.programs, spec.name) ? overrides.programs[spec.name] : undefined;
   switch (a.hook) {
     case 'cgroup':
       return { ...a, target: explicit ?? overrides.cgroup ?? a.target ?? defaults.cgroup };
@@ -128,4 +132,289 @@ export function describeAttach(a: AttachSpec): string {
     default:
       return `${a.hook} ${a.target}`;
   }
+}
+
+// ---------------------------------------------------------------- validation
+//
+// A package spec comes from a registry: every name in it becomes part of a bpffs path, a pin or a
+// log's key, and every size becomes kernel memory. `validatePackageSpec` is the schema the store
+// and the registry client hold a spec to before anything uses it.
+
+/** Per-package limits; a spec beyond them is refused with the limit named. */
+export const SPEC_LIMITS = {
+  objects: 16,
+  programs: 128,
+  maps: 128,
+  config: 256,
+  events: 32,
+  columns: 128,
+  /** C identifiers: program, map, config variable, event field names */
+  identifier: 128,
+  /** file names of objects (layer titles) */
+  fileName: 128,
+  /** sections, types, attach targets */
+  text: 512,
+  description: 4096,
+  /** a uprobe binary or a cgroup path */
+  path: 4096,
+  keySize: 1 << 16,
+  valueSize: 1 << 24,
+  maxEntries: 1 << 24,
+  /** ring buffer bytes (max_entries of a ringbuf map) */
+  ringBytes: 1 << 30,
+  /** (key + value) × entries of one map, and of all maps together */
+  mapBytes: 1 << 30,
+  packageMapBytes: 2 ** 31,
+  configSize: 1 << 20,
+} as const;
+
+const C_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
+const KIND_WORD = /^[A-Za-z0-9_()-]+$/;
+const IFACE = /^[A-Za-z0-9_.:@-]{1,15}$/;
+const TRACEPOINT = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+class SpecChecker {
+  constructor(private readonly where: string) {}
+
+  fail(path: string, why: string): never {
+    throw new PackageError('INVALID_PACKAGE', `${this.where}: ${path}: ${why}`);
+  }
+
+  object(v: unknown, path: string): Record<string, unknown> {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'is not an object');
+    return v as Record<string, unknown>;
+  }
+
+  array(v: unknown, path: string, max: number): unknown[] {
+    if (!Array.isArray(v)) this.fail(path, 'is not a list');
+    if (v.length > max) this.fail(path, `has ${v.length} entries, more than the ${max} a package may have`);
+    return v;
+  }
+
+  text(v: unknown, path: string, max: number = SPEC_LIMITS.text): string {
+    if (typeof v !== 'string') this.fail(path, `is ${v === undefined ? 'missing' : 'not a string'}`);
+    if (v.length > max) this.fail(path, `is ${v.length} characters long, more than ${max}`);
+    if (CONTROL.test(v)) this.fail(path, 'contains control characters');
+    return v;
+  }
+
+  optionalText(v: unknown, path: string, max?: number): string | undefined {
+    return v === undefined ? undefined : this.text(v, path, max);
+  }
+
+  identifier(v: unknown, path: string): string {
+    const s = this.text(v, path, SPEC_LIMITS.identifier);
+    if (!C_IDENTIFIER.test(s))
+      this.fail(
+        path,
+        `${JSON.stringify(s)} is not a C identifier (letters, digits and "_", not starting with a digit)`,
+      );
+    return s;
+  }
+
+  fileName(v: unknown, path: string): string {
+    const s = this.text(v, path, SPEC_LIMITS.fileName);
+    if (!FILE_NAME.test(s) || s.includes('..'))
+      this.fail(path, `${JSON.stringify(s)} is not a file name (letters, digits, "_", ".", "+", "-"; no "/" or "..")`);
+    return s;
+  }
+
+  kindWord(v: unknown, path: string): string {
+    const s = this.text(v, path, 64);
+    if (!KIND_WORD.test(s)) this.fail(path, `${JSON.stringify(s)} is not a type name (letters, digits, "_")`);
+    return s;
+  }
+
+  integer(v: unknown, path: string, max: number, min = 0): number {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) this.fail(path, 'is not an integer');
+    if (v < min || v > max) this.fail(path, `${v} is out of range (${min}..${max})`);
+    return v;
+  }
+
+  oneOf<T extends string>(v: unknown, path: string, choices: readonly T[]): T {
+    if (typeof v !== 'string' || !choices.includes(v as T))
+      this.fail(path, `must be one of ${choices.join(', ')} (got ${JSON.stringify(v)})`);
+    return v as T;
+  }
+
+  noTraversal(s: string, path: string): void {
+    if (s.split('/').includes('..')) this.fail(path, `${JSON.stringify(s)} must not contain ".."`);
+  }
+
+  unique(names: string[], path: string): void {
+    const seen = new Set<string>();
+    for (const n of names) {
+      if (seen.has(n)) this.fail(path, `two entries are named ${JSON.stringify(n)}`);
+      seen.add(n);
+    }
+  }
+
+  attach(v: unknown, path: string): AttachSpec {
+    const a = this.object(v, path);
+    const hook = this.oneOf(a.hook, `${path}.hook`, HOOKS);
+    switch (hook) {
+      case 'tracepoint': {
+        const target = this.text(a.target, `${path}.target`);
+        if (!TRACEPOINT.test(target) || target.includes('..'))
+          this.fail(`${path}.target`, `${JSON.stringify(target)} is not CATEGORY/NAME`);
+        return { hook, target };
+      }
+      case 'raw_tracepoint': {
+        const target = this.text(a.target, `${path}.target`);
+        if (!/^[A-Za-z0-9_.-]+$/.test(target) || target.includes('..'))
+          this.fail(`${path}.target`, `${JSON.stringify(target)} is not a tracepoint name`);
+        return { hook, target };
+      }
+      case 'uprobe':
+      case 'uretprobe': {
+        const target = this.text(a.target, `${path}.target`, SPEC_LIMITS.path);
+        if (!target.includes(':')) this.fail(`${path}.target`, `${JSON.stringify(target)} is not BINARY:SYMBOL`);
+        this.noTraversal(target, `${path}.target`);
+        const out: AttachSpec = { hook, target };
+        if (a.pid !== undefined) out.pid = this.integer(a.pid, `${path}.pid`, 0x3fffffff);
+        return out;
+      }
+      case 'cgroup': {
+        const out: AttachSpec = { hook, type: this.kindWord(a.type, `${path}.type`) };
+        const target = this.optionalText(a.target, `${path}.target`, SPEC_LIMITS.path);
+        if (target !== undefined) {
+          this.noTraversal(target, `${path}.target`);
+          out.target = target;
+        }
+        return out;
+      }
+      case 'xdp': {
+        const out: AttachSpec = { hook };
+        const target = this.optionalText(a.target, `${path}.target`);
+        if (target !== undefined) {
+          if (!IFACE.test(target)) this.fail(`${path}.target`, `${JSON.stringify(target)} is not an interface name`);
+          out.target = target;
+        }
+        if (a.mode !== undefined) out.mode = this.oneOf(a.mode, `${path}.mode`, ['generic', 'native', 'auto'] as const);
+        return out;
+      }
+      case 'tc': {
+        const out: AttachSpec = {
+          hook,
+          direction: this.oneOf(a.direction, `${path}.direction`, ['ingress', 'egress'] as const),
+        };
+        const target = this.optionalText(a.target, `${path}.target`);
+        if (target !== undefined) {
+          if (!IFACE.test(target)) this.fail(`${path}.target`, `${JSON.stringify(target)} is not an interface name`);
+          out.target = target;
+        }
+        return out;
+      }
+      case 'sockmap': {
+        const out: AttachSpec = { hook, map: this.identifier(a.map, `${path}.map`) };
+        if (a.type !== undefined) out.type = this.kindWord(a.type, `${path}.type`);
+        return out;
+      }
+      default:
+        return { hook: 'none' };
+    }
+  }
+}
+
+/**
+ * Checks a package spec (the config blob of a kbpf package) against the schema: C identifiers
+ * for program, map, config and event names (they become bpffs paths: no "/" and no ".."), file
+ * names for objects, attach targets of the right shape, bounded counts and sane map sizes.
+ * Returns the spec (the same object) or throws an Invalid PackageError naming the field.
+ */
+export function validatePackageSpec(v: unknown, where = 'package spec'): PackageSpec {
+  const c = new SpecChecker(where);
+  const s = c.object(v, 'spec');
+  c.text(s.name, 'name', 255);
+  c.text(s.version, 'version', 128);
+  c.optionalText(s.description, 'description', SPEC_LIMITS.description);
+  if (s.builder !== undefined) c.text(s.builder, 'builder', 64);
+  const objects = c.array(s.objects, 'objects', SPEC_LIMITS.objects).map((o, i) => c.fileName(o, `objects[${i}]`));
+  if (objects.length === 0) c.fail('objects', 'is empty (a package has at least one BPF object)');
+  c.unique(objects, 'objects');
+  const objectOf = (o: unknown, path: string): string => {
+    const f = c.fileName(o, path);
+    if (!objects.includes(f)) c.fail(path, `${JSON.stringify(f)} is not one of the package's objects`);
+    return f;
+  };
+
+  const programs = c.array(s.programs, 'programs', SPEC_LIMITS.programs);
+  programs.forEach((p, i) => {
+    const at = `programs[${i}]`;
+    const o = c.object(p, at);
+    c.identifier(o.name, `${at}.name`);
+    objectOf(o.object, `${at}.object`);
+    c.text(o.section, `${at}.section`);
+    c.kindWord(o.type, `${at}.type`);
+    c.attach(o.attach, `${at}.attach`);
+  });
+  c.unique(
+    programs.map((p) => (p as ProgramSpec).name),
+    'programs',
+  );
+
+  let mapBytes = 0;
+  const maps = c.array(s.maps ?? [], 'maps', SPEC_LIMITS.maps);
+  maps.forEach((m, i) => {
+    const at = `maps[${i}]`;
+    const o = c.object(m, at);
+    c.identifier(o.name, `${at}.name`);
+    objectOf(o.object, `${at}.object`);
+    const type = c.kindWord(o.type, `${at}.type`);
+    const key = c.integer(o.keySize, `${at}.keySize`, SPEC_LIMITS.keySize);
+    const value = c.integer(o.valueSize, `${at}.valueSize`, SPEC_LIMITS.valueSize);
+    const ring = type === 'ringbuf' || type === 'user_ringbuf';
+    const entries = c.integer(o.maxEntries, `${at}.maxEntries`, ring ? SPEC_LIMITS.ringBytes : SPEC_LIMITS.maxEntries);
+    const bytes = ring ? entries : (key + value) * entries;
+    if (bytes > SPEC_LIMITS.mapBytes)
+      c.fail(at, `needs about ${bytes} bytes of kernel memory, more than the ${SPEC_LIMITS.mapBytes} one map may`);
+    mapBytes += bytes;
+    if (o.pin !== undefined && typeof o.pin !== 'boolean') c.fail(`${at}.pin`, 'is not true or false');
+  });
+  if (mapBytes > SPEC_LIMITS.packageMapBytes)
+    c.fail('maps', `need about ${mapBytes} bytes in all, more than the ${SPEC_LIMITS.packageMapBytes} a package may`);
+  const mapNames = maps.map((m) => (m as MapEntrySpec).name);
+  c.unique(mapNames, 'maps');
+
+  const config = c.array(s.config ?? [], 'config', SPEC_LIMITS.config);
+  config.forEach((x, i) => {
+    const at = `config[${i}]`;
+    const o = c.object(x, at);
+    c.identifier(o.name, `${at}.name`);
+    objectOf(o.object, `${at}.object`);
+    c.text(o.section, `${at}.section`);
+    c.text(o.type, `${at}.type`);
+    c.integer(o.size, `${at}.size`, SPEC_LIMITS.configSize);
+    c.optionalText(o.description, `${at}.description`, SPEC_LIMITS.description);
+  });
+  c.unique(
+    config.map((x) => (x as ConfigVarSpec).name),
+    'config',
+  );
+
+  const events = c.array(s.events ?? [], 'events', SPEC_LIMITS.events);
+  events.forEach((e, i) => {
+    const at = `events[${i}]`;
+    const o = c.object(e, at);
+    const map = c.identifier(o.map, `${at}.map`);
+    if (!mapNames.includes(map)) c.fail(`${at}.map`, `${JSON.stringify(map)} is not one of the package's maps`);
+    objectOf(o.object, `${at}.object`);
+    c.oneOf(o.kind, `${at}.kind`, ['ringbuf', 'perf'] as const);
+    if (o.type !== '') c.identifier(o.type, `${at}.type`);
+    if (o.columns !== undefined)
+      c.array(o.columns, `${at}.columns`, SPEC_LIMITS.columns).forEach((col, j) => {
+        const name = c.text(col, `${at}.columns[${j}]`, SPEC_LIMITS.identifier);
+        if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(name))
+          c.fail(`${at}.columns[${j}]`, `${JSON.stringify(name)} is not a field name`);
+      });
+  });
+  return s as unknown as PackageSpec;
+}
+
+/** True when a config blob claims to be a built package spec (it lists objects): then it must pass the schema. */
+export function claimsPackageSpec(config: unknown): boolean {
+  return config !== null && typeof config === 'object' && Object.hasOwn(config, 'objects');
 }

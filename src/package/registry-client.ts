@@ -11,9 +11,18 @@
  *   uploaded with POST then PUT ?digest= (blobs above `chunkSize` in PATCH
  *   chunks); the image manifest is PUT last with the OCI media type.
  * - Pull: every manifest and blob digest (and size) is verified before it is
- *   stored; the local tag is written only after all blobs are stored.
+ *   stored; the local tag is written only after all blobs are stored. Blobs are
+ *   streamed into the store while they are hashed (never held whole in memory);
+ *   the package limits (layer count and sizes) and the package spec schema are
+ *   checked before anything is downloaded or tagged; a pull has one deadline.
+ * - Credentials go only where they belong: never to a token realm or an upload
+ *   Location on another site, never over plain HTTP to a host that is not
+ *   loopback, and never along a redirect to another origin (redirects are
+ *   followed by hand, and an HTTPS to HTTP redirect is refused).
  */
 
+import { readFile } from 'node:fs/promises';
+import { Refused } from '../errors.js';
 import {
   authFileCredentials,
   type Challenge,
@@ -21,10 +30,17 @@ import {
   type CredentialsProvider,
   parseWwwAuthenticate,
 } from './auth.js';
-import { DigestStream, sha256Digest, verifyBytes } from './digest.js';
+import { sha256Digest, verifyBytes } from './digest.js';
 import { DigestMismatchError, NotFoundError, PackageError, RegistryError } from './errors.js';
-import type { BlobWithBytes, LayoutStore } from './layout-store.js';
-import { type Descriptor, type ImageManifest, isKbpfPackage, parseImageManifest } from './manifest.js';
+import type { BlobWithBytes, LayoutStore, StagedBlob } from './layout-store.js';
+import {
+  checkPackageLimits,
+  type Descriptor,
+  type ImageManifest,
+  isKbpfPackage,
+  parseImageManifest,
+  validatePackageManifest,
+} from './manifest.js';
 import {
   ANNOTATION_TITLE,
   DOCKER_MANIFEST_LIST,
@@ -32,7 +48,16 @@ import {
   OCI_IMAGE_INDEX,
   OCI_IMAGE_MANIFEST,
 } from './media-types.js';
+import { claimsPackageSpec, validatePackageSpec } from './package-spec.js';
 import { formatReference, isLoopbackRegistry, parseReference, type Reference } from './reference.js';
+import {
+  buildSignatureManifest,
+  mergeLayers,
+  OCI_IMAGE_CONFIG,
+  parseSignatureManifest,
+  SIGNATURE_LIMITS,
+  signatureTag,
+} from './trust/simple-signing.js';
 
 export interface ProgressEvent {
   /** What is being transferred. */
@@ -65,6 +90,8 @@ export interface RegistryClientOptions {
 
 export interface PushOptions {
   onProgress?: ProgressCallback;
+  /** Push the package's signatures from the store too (default true). */
+  signatures?: boolean;
 }
 
 export interface PushResult {
@@ -74,12 +101,18 @@ export interface PushResult {
   uploaded: number;
   skipped: number;
   bytesUploaded: number;
+  /** Signatures pushed beside the package (`sha256-<hex>.sig`); absent when it has none. */
+  signatures?: number;
 }
 
 export interface PullOptions {
   /** Local reference to store it under. Default: the remote reference as given. */
   tag?: string | Reference;
   onProgress?: ProgressCallback;
+  /** The whole pull must end within this many ms (default 10 minutes). */
+  deadlineMs?: number;
+  /** Bring the package's signatures too (default true). */
+  signatures?: boolean;
 }
 
 export interface PullResult {
@@ -91,6 +124,10 @@ export interface PullResult {
   downloaded: number;
   present: number;
   bytesDownloaded: number;
+  /** Signatures brought with the package; absent when the registry has none. */
+  signatures?: number;
+  /** Why the registry's signatures could not be brought (the package was pulled all the same). */
+  signatureProblem?: string;
 }
 
 export interface RemoteManifest {
@@ -106,6 +143,23 @@ interface Op {
   registry: string;
   repository: string;
   scope: string;
+  /** Aborts every request of the operation (its deadline). */
+  signal?: AbortSignal;
+}
+
+const MAX_REDIRECTS = 5;
+const DEFAULT_PULL_DEADLINE_MS = 10 * 60_000;
+
+/** `example.com` of `auth.example.com`; an IP address or a one-label host is its own site. */
+function siteOf(hostname: string): string {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  if (/^[0-9.]+$/.test(h) || h.includes(':')) return h;
+  const labels = h.split('.');
+  return labels.slice(-2).join('.');
+}
+
+function hostnameOf(registry: string): string {
+  return new URL(`http://${registry}/`).hostname;
 }
 
 const MANIFEST_ACCEPT = [OCI_IMAGE_MANIFEST, OCI_IMAGE_INDEX, DOCKER_MANIFEST_V2, DOCKER_MANIFEST_LIST].join(', ');
@@ -230,10 +284,58 @@ export class RegistryClient {
     return new RegistryError(msg, res.status, detail.codes);
   }
 
+  /** True when `url` is on the registry's own origin: only there does its Authorization go. */
+  private ownOrigin(op: Op, url: string): boolean {
+    return new URL(url).origin === new URL(this.baseUrl(op.registry)).origin;
+  }
+
+  private signal(op: Op): AbortSignal {
+    const t = AbortSignal.timeout(this.timeoutMs);
+    return op.signal ? AbortSignal.any([t, op.signal]) : t;
+  }
+
+  /**
+   * One HTTP request; redirects are followed by hand so that the Authorization header never
+   * leaves the registry's origin, and a redirect from HTTPS to plain HTTP is refused.
+   */
   private async send(op: Op, url: string, init: RequestInit2, authorization: string | undefined): Promise<Response> {
+    let target = url;
+    for (let hop = 0; ; hop++) {
+      const res = await this.sendOnce(op, target, init, this.ownOrigin(op, target) ? authorization : undefined);
+      const location = res.headers.get('location');
+      const redirect = [301, 302, 303, 307, 308].includes(res.status) && location;
+      if (!redirect) return res;
+      await res.body?.cancel().catch(() => undefined);
+      if (hop >= MAX_REDIRECTS)
+        throw new PackageError(
+          'REGISTRY',
+          `${op.verb} ${op.label}: ${init.what}: more than ${MAX_REDIRECTS} redirects`,
+        );
+      const next = new URL(location, target);
+      if (new URL(target).protocol === 'https:' && next.protocol !== 'https:')
+        throw new PackageError(
+          'REGISTRY',
+          `${op.verb} ${op.label}: ${init.what}: the registry redirected from HTTPS to ${next.protocol}//${next.host}; refused`,
+          { kind: Refused },
+        );
+      if (init.method !== 'GET' && init.method !== 'HEAD')
+        throw new PackageError(
+          'REGISTRY',
+          `${op.verb} ${op.label}: ${init.what}: the registry answered ${res.status} with a redirect to ${next.origin} for a ${init.method}`,
+        );
+      target = next.toString();
+    }
+  }
+
+  private async sendOnce(
+    op: Op,
+    url: string,
+    init: RequestInit2,
+    authorization: string | undefined,
+  ): Promise<Response> {
     const headers: Record<string, string> = { 'User-Agent': this.userAgent, ...(init.headers ?? {}) };
     if (authorization) headers.Authorization = authorization;
-    const req: RequestInit = { method: init.method, headers, signal: AbortSignal.timeout(this.timeoutMs) };
+    const req: RequestInit = { method: init.method, headers, signal: this.signal(op), redirect: 'manual' };
     if (init.body !== undefined) req.body = init.body as Uint8Array<ArrayBuffer>;
     try {
       return await this.fetchImpl(url, req);
@@ -260,6 +362,16 @@ export class RegistryClient {
       this.authCache.get(cacheKey) ??
       (this.basicRegistries.has(op.registry) ? this.authCache.get(op.registry) : undefined);
     let res = await this.send(op, url, init, authorization);
+    if (res.status === 401 && !this.ownOrigin(op, url)) {
+      const detail = await errorDetail(res);
+      throw this.fail(
+        op,
+        res,
+        init.what,
+        detail,
+        ` (${new URL(url).origin} is not the registry: no credentials are sent there)`,
+      );
+    }
     if (res.status === 401) {
       const header = res.headers.get('www-authenticate') ?? '';
       await res.body?.cancel().catch(() => undefined);
@@ -322,7 +434,20 @@ export class RegistryClient {
     });
   }
 
-  private async fetchToken(op: Op, challenge: Challenge, creds: Credentials | undefined): Promise<string> {
+  /**
+   * A token server may receive the registry's credentials when it is on the registry's site
+   * (the same host, or e.g. auth.docker.io for registry-1.docker.io), and over HTTPS unless it is
+   * on loopback.
+   */
+  private mayReceiveCredentials(op: Op, realm: URL): boolean {
+    const host = realm.hostname;
+    if (realm.protocol !== 'https:' && !isLoopbackRegistry(realm.host)) return false;
+    const registryHost = hostnameOf(op.registry);
+    return host === registryHost || siteOf(host) === siteOf(registryHost);
+  }
+
+  private async fetchToken(op: Op, challenge: Challenge, credentials: Credentials | undefined): Promise<string> {
+    let creds = credentials;
     const realm = challenge.params.realm;
     if (!realm)
       throw new PackageError(
@@ -337,6 +462,10 @@ export class RegistryClient {
     }
     const service = challenge.params.service;
     const what = `token from ${url.origin}${url.pathname}`;
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new PackageError('REGISTRY', `${op.verb} ${op.label}: the token realm "${realm}" is not an http(s) URL`);
+    const withheld = creds !== undefined && !this.mayReceiveCredentials(op, url);
+    if (withheld) creds = undefined;
     const headers: Record<string, string> = { 'User-Agent': this.userAgent, Accept: 'application/json' };
     let init: RequestInit;
     if (creds?.identityToken) {
@@ -358,7 +487,8 @@ export class RegistryClient {
       }
       init = { method: 'GET', headers };
     }
-    init.signal = AbortSignal.timeout(this.timeoutMs);
+    init.signal = this.signal(op);
+    init.redirect = 'error';
     let res: Response;
     try {
       res = await this.fetchImpl(url, init);
@@ -374,9 +504,11 @@ export class RegistryClient {
       const status = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
       const hint =
         res.status === 401 || res.status === 403
-          ? creds
-            ? ' (the credentials were refused)'
-            : ` (no credentials for ${op.registry} were given)`
+          ? withheld
+            ? ` (the credentials for ${op.registry} were not sent to ${url.origin}: a token server must be on the registry's own site, over HTTPS unless on loopback)`
+            : creds
+              ? ' (the credentials were refused)'
+              : ` (no credentials for ${op.registry} were given)`
           : '';
       throw new RegistryError(
         `${op.verb} ${op.label}: ${what}: token server answered ${status}${detail.text ? `: ${detail.text}` : ''}${hint}`,
@@ -390,9 +522,14 @@ export class RegistryClient {
     } catch {
       throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer is not JSON`);
     }
-    const token = body.token ?? body.access_token;
-    if (!token)
+    const token = body !== null && typeof body === 'object' ? (body.token ?? body.access_token) : undefined;
+    if (typeof token !== 'string' || !token)
       throw new PackageError('REGISTRY', `${op.verb} ${op.label}: ${what}: the token server's answer has no token`);
+    if (!/^[\x21-\x7e]{1,8192}$/.test(token))
+      throw new PackageError(
+        'REGISTRY',
+        `${op.verb} ${op.label}: ${what}: the token is not printable ASCII of at most 8192 characters`,
+      );
     return token;
   }
 
@@ -522,6 +659,10 @@ export class RegistryClient {
     report(d.size);
   }
 
+  /**
+   * The upload URL a registry names. Another origin is allowed (storage back ends do that) but
+   * gets no credentials (see send); plain HTTP from an HTTPS registry is refused.
+   */
   private location(op: Op, res: Response, what: string): string {
     const loc = res.headers.get('location');
     if (!loc)
@@ -529,10 +670,28 @@ export class RegistryClient {
         'REGISTRY',
         `${op.verb} ${op.label}: ${what}: the registry answered ${res.status} without a Location header`,
       );
-    return new URL(loc, `${this.baseUrl(op.registry)}/`).toString();
+    const url = new URL(loc, `${this.baseUrl(op.registry)}/`);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new PackageError(
+        'REGISTRY',
+        `${op.verb} ${op.label}: ${what}: upload Location ${JSON.stringify(loc)} is not http(s)`,
+      );
+    if (this.schemeFor(op.registry) === 'https' && url.protocol === 'http:')
+      throw new PackageError(
+        'REGISTRY',
+        `${op.verb} ${op.label}: ${what}: the registry named a plain HTTP upload Location (${url.origin}); refused`,
+        { kind: Refused },
+      );
+    return url.toString();
   }
 
-  private async downloadBlob(op: Op, d: Descriptor, onProgress?: ProgressCallback): Promise<Uint8Array> {
+  /** Streams a blob into a temporary file of the store while hashing it: never held whole in memory. */
+  private async downloadBlob(
+    op: Op,
+    d: Descriptor,
+    store: LayoutStore,
+    onProgress?: ProgressCallback,
+  ): Promise<StagedBlob> {
     const what = `get blob ${d.digest}${titleOf(d) ? ` (${titleOf(d)})` : ''}`;
     const report = (done: number) => {
       const e: ProgressEvent = { phase: 'download', digest: d.digest, mediaType: d.mediaType, done, total: d.size };
@@ -541,30 +700,34 @@ export class RegistryClient {
       onProgress?.(e);
     };
     const res = await this.request(op, this.url(op, `blobs/${d.digest}`), { method: 'GET', expect: [200], what });
+    const declared = res.headers.get('content-length');
+    if (declared !== null && Number(declared) > d.size) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new DigestMismatchError(
+        `${op.verb} ${op.label}: ${what}: the registry would send ${declared} bytes, more than the ${d.size} the manifest declares`,
+        d.digest,
+        'unknown',
+      );
+    }
     report(0);
-    const hash = new DigestStream();
-    const chunks: Uint8Array[] = [];
-    if (res.body) {
-      const reader = res.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        hash.update(value);
-        chunks.push(value);
-        if (hash.size > d.size) {
-          await reader.cancel().catch(() => undefined);
-          throw new DigestMismatchError(
-            `${op.verb} ${op.label}: ${what}: the registry sent more than the ${d.size} bytes the manifest declares`,
-            d.digest,
-            'unknown',
-          );
+    let done = 0;
+    const body = res.body;
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      if (!body) return;
+      const reader = body.getReader();
+      try {
+        for (;;) {
+          const { done: end, value } = await reader.read();
+          if (end) return;
+          done += value.byteLength;
+          yield value;
+          report(done);
         }
-        report(hash.size);
+      } finally {
+        await reader.cancel().catch(() => undefined);
       }
     }
-    const bytes = Buffer.concat(chunks);
-    verifyBytes(bytes, d.digest, `${op.verb} ${op.label}: ${what}`, d.size);
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return store.stageBlob(chunks(), { digest: d.digest, size: d.size }, `${op.verb} ${op.label}: ${what}`);
   }
 
   // ---- public operations ---------------------------------------------------
@@ -649,14 +812,151 @@ export class RegistryClient {
         stored,
       );
     }
+    if (options.signatures !== false) {
+      const n = await this.pushSignatures(op, store, pkg.name, pkg.digest);
+      if (n > 0) result.signatures = n;
+    }
     return result;
   }
 
-  /** Pulls a package into the store, verifying every digest; the local tag is written last. */
+  /** Pushes the store's signatures of `name@digest`, merged with those the registry has already. */
+  private async pushSignatures(op: Op, store: LayoutStore, name: string, digest: string): Promise<number> {
+    const local = await store.signatures(name, digest);
+    if (!local || local.layers.length === 0) return 0;
+    const remote = await this.remoteSignatures(op, digest);
+    const layers = mergeLayers(remote?.layers ?? [], local.layers);
+    const blobs: BlobWithBytes[] = [];
+    for (const d of local.layers) blobs.push({ descriptor: d, bytes: await store.getBlob(d.digest, d.size) });
+    await this.putArtifact(op, signatureTag(digest), layers, blobs);
+    return layers.length;
+  }
+
+  /** The registry's signature layers for manifest `digest` of the operation's repository, if any. */
+  private async remoteSignatures(op: Op, digest: string): Promise<{ layers: Descriptor[] } | undefined> {
+    const tag = signatureTag(digest);
+    let m: RemoteManifest;
+    try {
+      m = await this.fetchManifest(op, { registry: op.registry, repository: op.repository, tag });
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    return { layers: parseSignatureManifest(m.bytes, `${op.verb} ${op.label}: signatures ${tag}`) };
+  }
+
+  /** Uploads the blobs the registry lacks and puts a signature manifest of `layers` at `tag`. */
+  private async putArtifact(op: Op, tag: string, layers: Descriptor[], blobs: BlobWithBytes[]): Promise<void> {
+    const { manifest, config } = buildSignatureManifest(layers);
+    const all: BlobWithBytes[] = [
+      ...blobs,
+      {
+        descriptor: { mediaType: OCI_IMAGE_CONFIG, digest: sha256Digest(config), size: config.byteLength },
+        bytes: config,
+      },
+    ];
+    for (const b of all) {
+      if ((await this.blobSize(op, b.descriptor.digest)) === undefined)
+        await this.uploadBlob(op, b.descriptor, b.bytes);
+    }
+    const res = await this.request(op, this.url(op, `manifests/${tag}`), {
+      method: 'PUT',
+      headers: { 'Content-Type': OCI_IMAGE_MANIFEST },
+      body: manifest,
+      expect: [201, 200, 204],
+      what: `put signatures ${tag}`,
+    });
+    await res.body?.cancel().catch(() => undefined);
+  }
+
+  /** A small blob (at most `max` bytes), read into memory and verified. */
+  private async smallBlob(op: Op, d: Descriptor, max: number): Promise<Uint8Array> {
+    if (d.size > max)
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `${op.verb} ${op.label}: blob ${d.digest} is ${d.size} bytes, more than ${max}`,
+      );
+    const res = await this.request(op, this.url(op, `blobs/${d.digest}`), {
+      method: 'GET',
+      expect: [200],
+      what: `get blob ${d.digest}`,
+    });
+    const chunks: Uint8Array[] = [];
+    let n = 0;
+    if (res.body) {
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        n += value.byteLength;
+        if (n > d.size) {
+          await reader.cancel().catch(() => undefined);
+          throw new DigestMismatchError(
+            `${op.verb} ${op.label}: blob ${d.digest}: more than ${d.size} bytes`,
+            d.digest,
+            'unknown',
+          );
+        }
+        chunks.push(value);
+      }
+    }
+    const bytes = Buffer.concat(chunks);
+    verifyBytes(bytes, d.digest, `${op.verb} ${op.label}: blob ${d.digest}`, d.size);
+    return bytes;
+  }
+
+  /**
+   * The signatures of manifest `digest` in the registry (cosign's `sha256-<hex>.sig`): each
+   * layer's descriptor with its payload bytes. Empty when there are none.
+   */
+  async getSignatures(
+    reference: string | Reference,
+    digest: string,
+  ): Promise<{ descriptor: Descriptor; payload: Uint8Array }[]> {
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    const op = this.op('verify', ref, formatReference(ref), 'pull');
+    return this.fetchSignatures(op, digest);
+  }
+
+  private async fetchSignatures(op: Op, digest: string): Promise<{ descriptor: Descriptor; payload: Uint8Array }[]> {
+    const remote = await this.remoteSignatures(op, digest);
+    const out: { descriptor: Descriptor; payload: Uint8Array }[] = [];
+    for (const d of remote?.layers ?? [])
+      out.push({ descriptor: d, payload: await this.smallBlob(op, d, SIGNATURE_LIMITS.payloadBytes) });
+    return out;
+  }
+
+  /** Adds signatures (descriptor and payload) for `digest` in the registry, merged with those there. */
+  async putSignatures(
+    reference: string | Reference,
+    digest: string,
+    layers: readonly { descriptor: Descriptor; payload: Uint8Array }[],
+  ): Promise<number> {
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    const op = this.op('sign', ref, formatReference(ref), 'pull,push');
+    const remote = await this.remoteSignatures(op, digest);
+    const merged = mergeLayers(
+      remote?.layers ?? [],
+      layers.map((l) => l.descriptor),
+    );
+    await this.putArtifact(
+      op,
+      signatureTag(digest),
+      merged,
+      layers.map((l) => ({ descriptor: l.descriptor, bytes: l.payload })),
+    );
+    return merged.length;
+  }
+
+  /**
+   * Pulls a package into the store, verifying every digest; the local tag is written last.
+   * The manifest is held to the package limits before any blob is fetched, and the config blob
+   * to the package spec schema before the tag is written.
+   */
   async pull(source: string | Reference, store: LayoutStore, options: PullOptions = {}): Promise<PullResult> {
     const ref = typeof source === 'string' ? parseReference(source) : source;
     const label = formatReference(ref);
     const op = this.op('pull', ref, label, 'pull');
+    op.signal = AbortSignal.timeout(options.deadlineMs ?? DEFAULT_PULL_DEADLINE_MS);
     const remote = await this.fetchManifest(op, ref);
     if (remote.mediaType === OCI_IMAGE_INDEX || remote.mediaType === DOCKER_MANIFEST_LIST) {
       throw new PackageError(
@@ -664,13 +964,15 @@ export class RegistryClient {
         `pull ${label}: ${remote.digest} is an image index (a multi-platform list), not a kbpf package`,
       );
     }
-    const manifest = parseImageManifest(remote.bytes, `pull ${label}: manifest ${remote.digest}`);
+    const where = `pull ${label}: manifest ${remote.digest}`;
+    const manifest = parseImageManifest(remote.bytes, where);
     if (!isKbpfPackage(manifest)) {
       throw new PackageError(
         'INVALID_PACKAGE',
         `pull ${label}: not a kbpf package: artifactType ${JSON.stringify(manifest.artifactType)}, config media type ${JSON.stringify(manifest.config.mediaType)}`,
       );
     }
+    checkPackageLimits(manifest, where);
     const result: PullResult = {
       reference: label,
       localReference: '',
@@ -680,8 +982,49 @@ export class RegistryClient {
       present: 0,
       bytesDownloaded: 0,
     };
-    const blobs: BlobWithBytes[] = [];
+    // The config first: a spec that fails the schema stops the pull before the layers come.
+    // Downloads stay in temporary files until all are verified: a failed pull stores nothing.
+    const staged: StagedBlob[] = [];
+    try {
+      await this.fetchBlobs(op, manifest, store, staged, result, label, options);
+      for (const b of staged) await b.commit();
+    } finally {
+      for (const b of staged) await b.discard();
+    }
+    let local: Reference;
+    if (options.tag !== undefined) {
+      local = typeof options.tag === 'string' ? parseReference(options.tag) : options.tag;
+    } else {
+      local = { ...ref };
+      if (local.tag !== undefined) delete local.digest;
+    }
+    const stored = await store.importPackage({ manifestBytes: remote.bytes, blobs: [] }, local).catch((err: Error) => {
+      throw Object.assign(err, { message: `pull ${label}: ${err.message}` });
+    });
+    result.localReference = stored.reference;
+    if (options.signatures !== false) {
+      try {
+        const sigs = await this.fetchSignatures(op, remote.digest);
+        if (sigs.length > 0) result.signatures = await store.addSignatures(stored.name, remote.digest, sigs);
+      } catch (err) {
+        // The package is verified by digest; signatures are judged by whoever checks them.
+        result.signatureProblem = (err as Error).message;
+      }
+    }
+    return result;
+  }
+
+  private async fetchBlobs(
+    op: Op,
+    manifest: ImageManifest,
+    store: LayoutStore,
+    staged: StagedBlob[],
+    result: PullResult,
+    label: string,
+    options: PullOptions,
+  ): Promise<void> {
     for (const d of [manifest.config, ...manifest.layers]) {
+      let configBytes: Uint8Array;
       if (await store.hasBlob(d.digest)) {
         result.present++;
         const e: ProgressEvent = {
@@ -695,24 +1038,32 @@ export class RegistryClient {
         const t = titleOf(d);
         if (t) e.title = t;
         options.onProgress?.(e);
-        continue;
+        if (d !== manifest.config) continue;
+        configBytes = await store.getBlob(d.digest, d.size);
+      } else {
+        const b = await this.downloadBlob(op, d, store, options.onProgress);
+        staged.push(b);
+        result.downloaded++;
+        result.bytesDownloaded += d.size;
+        if (d !== manifest.config) continue;
+        configBytes = await readFile(b.path);
       }
-      const bytes = await this.downloadBlob(op, d, options.onProgress);
-      blobs.push({ descriptor: d, bytes });
-      result.downloaded++;
-      result.bytesDownloaded += bytes.byteLength;
+      this.checkConfig(configBytes, d, label);
     }
-    let local: Reference;
-    if (options.tag !== undefined) {
-      local = typeof options.tag === 'string' ? parseReference(options.tag) : options.tag;
-    } else {
-      local = { ...ref };
-      if (local.tag !== undefined) delete local.digest;
+  }
+
+  /** The config blob of a pulled package: JSON, a package manifest, and (if it lists objects) a valid package spec. */
+  private checkConfig(bytes: Uint8Array, d: Descriptor, label: string): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    } catch (err) {
+      throw new PackageError(
+        'INVALID_PACKAGE',
+        `pull ${label}: config blob ${d.digest} is not JSON (${(err as Error).message})`,
+      );
     }
-    const stored = await store.importPackage({ manifestBytes: remote.bytes, blobs }, local).catch((err: Error) => {
-      throw Object.assign(err, { message: `pull ${label}: ${err.message}` });
-    });
-    result.localReference = stored.reference;
-    return result;
+    validatePackageManifest(json, `pull ${label}: package manifest`);
+    if (claimsPackageSpec(json)) validatePackageSpec(json, `pull ${label}: package spec`);
   }
 }

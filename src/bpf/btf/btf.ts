@@ -2,6 +2,7 @@
 // string section. Types are located by one scan at parse time and decoded lazily on first
 // use, so parsing the ~5 MB vmlinux BTF costs little until types are asked for.
 import { readFileSync } from 'node:fs';
+import { BtfError } from './errors.js';
 import {
   BTF_KIND,
   BTF_KIND_NAMES,
@@ -19,9 +20,19 @@ const BTF_MAGIC = 0xeb9f;
 const HEADER_MIN = 24;
 const TYPE_HEADER = 12;
 const MAX_CHAIN = 64;
+/** Steps (types visited) spelling one type name: crafted prototypes can fan out exponentially. */
+const MAX_NAME_STEPS = 4096;
+/** Longest type name spelled, and longest identifier taken into one. */
+const MAX_NAME_LENGTH = 2048;
+const MAX_IDENT_LENGTH = 256;
 const LINKAGE: readonly BtfLinkage[] = ['static', 'global', 'extern'];
 const VOID: BtfType = Object.freeze({ kind: 'VOID', id: 0, name: '' });
 const KERNEL_BTF_PATH = '/sys/kernel/btf/vmlinux';
+
+/** An identifier as it goes into a type name: crafted BTF may hold megabyte-long names. */
+function ident(s: string): string {
+  return s.length > MAX_IDENT_LENGTH ? `${s.slice(0, MAX_IDENT_LENGTH)}…` : s;
+}
 
 /** Bytes that follow the common 12-byte header of a type of this kind. */
 function trailerSize(kind: number, vlen: number): number {
@@ -62,21 +73,21 @@ interface Sections {
 }
 
 function readHeader(raw: Uint8Array): Sections {
-  if (raw.byteLength < HEADER_MIN) throw new Error(`BTF: blob too short (${raw.byteLength} bytes)`);
+  if (raw.byteLength < HEADER_MIN) throw new BtfError(`BTF: blob too short (${raw.byteLength} bytes)`);
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const magic = dv.getUint16(0, true);
   let le: boolean;
   if (magic === BTF_MAGIC) le = true;
   else if (magic === 0x9feb) le = false;
-  else throw new Error(`BTF: bad magic 0x${magic.toString(16)}`);
-  if (raw[2] !== 1) throw new Error(`BTF: unsupported version ${raw[2]}`);
+  else throw new BtfError(`BTF: bad magic 0x${magic.toString(16)}`);
+  if (raw[2] !== 1) throw new BtfError(`BTF: unsupported version ${raw[2]}`);
   const hdrLen = dv.getUint32(4, le);
-  if (hdrLen < HEADER_MIN || hdrLen > raw.byteLength) throw new Error(`BTF: bad header length ${hdrLen}`);
+  if (hdrLen < HEADER_MIN || hdrLen > raw.byteLength) throw new BtfError(`BTF: bad header length ${hdrLen}`);
   const section = (what: string, offAt: number): Uint8Array => {
     const start = hdrLen + dv.getUint32(offAt, le);
     const end = start + dv.getUint32(offAt + 4, le);
     if (end > raw.byteLength)
-      throw new Error(`BTF: ${what} section [${start}, ${end}) past end of blob (${raw.byteLength})`);
+      throw new BtfError(`BTF: ${what} section [${start}, ${end}) past end of blob (${raw.byteLength})`);
     return raw.subarray(start, end);
   };
   return { littleEndian: le, types: section('type', 8), strings: section('string', 16) };
@@ -99,6 +110,7 @@ export class Btf {
   private readonly cache: (BtfType | undefined)[];
   private readonly strCache = new Map<number, string>();
   private nameIndex: Map<string, number[]> | undefined;
+  private readonly nameCache = new Map<number, string>();
 
   private constructor(s: Sections, base: Btf | undefined) {
     this.littleEndian = s.littleEndian;
@@ -115,7 +127,7 @@ export class Btf {
   static parse(raw: Uint8Array, base?: Btf): Btf {
     const s = readHeader(new Uint8Array(raw));
     if (base && base.littleEndian !== s.littleEndian)
-      throw new Error('BTF: split BTF and its base differ in endianness');
+      throw new BtfError('BTF: split BTF and its base differ in endianness');
     return new Btf(s, base);
   }
 
@@ -146,22 +158,72 @@ export class Btf {
     const out: number[] = [];
     let pos = 0;
     while (pos < dv.byteLength) {
-      if (pos + TYPE_HEADER > dv.byteLength) throw new Error(`BTF: truncated type at byte ${pos}`);
+      if (pos + TYPE_HEADER > dv.byteLength) throw new BtfError(`BTF: truncated type at byte ${pos}`);
       const info = dv.getUint32(pos + 4, this.littleEndian);
       const kind = (info >>> 24) & 0x1f;
       const extra = trailerSize(kind, info & 0xffff);
-      if (extra < 0) throw new Error(`BTF: unknown kind ${kind} for type id ${this.startId + out.length}`);
+      if (extra < 0) throw new BtfError(`BTF: unknown kind ${kind} for type id ${this.startId + out.length}`);
       out.push(pos);
       pos += TYPE_HEADER + extra;
     }
-    if (pos !== dv.byteLength) throw new Error('BTF: type section ends inside a type');
-    return Uint32Array.from(out);
+    if (pos !== dv.byteLength) throw new BtfError('BTF: type section ends inside a type');
+    const offsets = Uint32Array.from(out);
+    this.checkReferences(offsets);
+    return offsets;
+  }
+
+  /** Every type id a type refers to must exist: decoding then never follows a dangling id. */
+  private checkReferences(offsets: Uint32Array): void {
+    const { dv } = this;
+    const le = this.littleEndian;
+    const count = this.startId + offsets.length;
+    for (let i = 0; i < offsets.length; i++) {
+      const pos = offsets[i]!;
+      const info = dv.getUint32(pos + 4, le);
+      const kind = (info >>> 24) & 0x1f;
+      const vlen = info & 0xffff;
+      const p = pos + TYPE_HEADER;
+      const check = (ref: number, what: string): void => {
+        if (ref >= count)
+          throw new BtfError(
+            `BTF: type id ${this.startId + i} (${BTF_KIND_NAMES[kind]}) refers to type id ${ref} ${what}, past the last type (${count - 1})`,
+          );
+      };
+      switch (kind) {
+        case BTF_KIND.PTR:
+        case BTF_KIND.TYPEDEF:
+        case BTF_KIND.VOLATILE:
+        case BTF_KIND.CONST:
+        case BTF_KIND.RESTRICT:
+        case BTF_KIND.TYPE_TAG:
+        case BTF_KIND.FUNC:
+        case BTF_KIND.VAR:
+        case BTF_KIND.DECL_TAG:
+          check(dv.getUint32(pos + 8, le), 'as its target');
+          break;
+        case BTF_KIND.ARRAY:
+          check(dv.getUint32(p, le), 'as its element type');
+          check(dv.getUint32(p + 4, le), 'as its index type');
+          break;
+        case BTF_KIND.STRUCT:
+        case BTF_KIND.UNION:
+          for (let m = 0; m < vlen; m++) check(dv.getUint32(p + m * 12 + 4, le), `as member ${m}`);
+          break;
+        case BTF_KIND.FUNC_PROTO:
+          check(dv.getUint32(pos + 8, le), 'as its return type');
+          for (let m = 0; m < vlen; m++) check(dv.getUint32(p + m * 8 + 4, le), `as parameter ${m}`);
+          break;
+        case BTF_KIND.DATASEC:
+          for (let m = 0; m < vlen; m++) check(dv.getUint32(p + m * 12, le), `as variable ${m}`);
+          break;
+      }
+    }
   }
 
   /** The string at a string-section offset ('' for 0). */
   str(off: number): string {
     if (off < this.startStrOff) {
-      if (!this.base) throw new Error(`BTF: string offset ${off} out of range`);
+      if (!this.base) throw new BtfError(`BTF: string offset ${off} out of range`);
       return this.base.str(off);
     }
     let s = this.strCache.get(off);
@@ -169,7 +231,7 @@ export class Btf {
     const start = off - this.startStrOff;
     if (start >= this.strings.byteLength) {
       if (off === 0) return '';
-      throw new Error(`BTF: string offset ${off} out of range`);
+      throw new BtfError(`BTF: string offset ${off} out of range`);
     }
     let end = this.strings.indexOf(0, start);
     if (end < 0) end = this.strings.byteLength;
@@ -198,7 +260,7 @@ export class Btf {
   /** `type(id)`, checked to be of `kind`. */
   typeOf<K extends BtfKind>(id: number, kind: K): BtfTypeOf<K> {
     const t = this.type(id);
-    if (t.kind !== kind) throw new Error(`BTF: type ${id} is ${t.kind}, not ${kind}`);
+    if (t.kind !== kind) throw new BtfError(`BTF: type ${id} is ${t.kind}, not ${kind}`);
     return t as BtfTypeOf<K>;
   }
 
@@ -310,7 +372,7 @@ export class Btf {
       case 'DECL_TAG':
         return { kind, id, name, type: sizeOrType, componentIdx: dv.getInt32(p, le), attr: kindFlag };
       default:
-        throw new Error(`BTF: unexpected kind ${kind} for type id ${id}`);
+        throw new BtfError(`BTF: unexpected kind ${kind} for type id ${id}`);
     }
   }
 
@@ -366,7 +428,7 @@ export class Btf {
       if (!MODIFIER_KINDS.has(t.kind)) return id;
       id = (t as { type: number }).type;
     }
-    throw new Error(`BTF: modifier chain too long at type ${id}`);
+    throw new BtfError(`BTF: modifier chain too long at type ${id}`);
   }
 
   /** Size in bytes of a value of this type (pointers are 8 bytes: BPF is 64-bit). */
@@ -393,23 +455,36 @@ export class Btf {
           id = t.type;
           break;
         default:
-          throw new Error(`BTF: type ${id} (${t.kind}) has no size`);
+          throw new BtfError(`BTF: type ${id} (${t.kind}) has no size`);
       }
     }
-    throw new Error(`BTF: array nesting too deep at type ${id}`);
+    throw new BtfError(`BTF: array nesting too deep at type ${id}`);
   }
 
   /** C spelling of a type: `struct foo`, `unsigned int`, `char[16]`, `__u32`, `int (*)(void *)`. */
   typeName(id: number): string {
-    return this.declare(id, '', 0);
+    let name = this.nameCache.get(id);
+    if (name === undefined) {
+      name = this.declare(id, '', { steps: 0, path: new Set() });
+      if (name.length > MAX_NAME_LENGTH) name = `${name.slice(0, MAX_NAME_LENGTH)}…`;
+      this.nameCache.set(id, name);
+    }
+    return name;
   }
 
-  /** Writes the C declaration of `declarator` having type `id` (like cdecl, inside-out). */
-  private declare(id: number, declarator: string, depth: number): string {
-    if (depth > MAX_CHAIN) return `${declarator}...`;
+  /**
+   * Writes the C declaration of `declarator` having type `id` (like cdecl, inside-out). Only
+   * named types (struct, union, enum, typedef) end a legitimate cycle; a prototype, pointer,
+   * array or qualifier met again on the way is a type containing itself, and is refused. The
+   * work is bounded: past MAX_NAME_STEPS types, or MAX_NAME_LENGTH characters, the rest is "…".
+   */
+  private declare(id: number, declarator: string, ctx: { steps: number; path: Set<number> }): string {
+    if (++ctx.steps > MAX_NAME_STEPS || declarator.length > MAX_NAME_LENGTH) return `…${declarator.slice(0, 64)}`;
     const t = this.type(id);
-    const named = (base: string): string =>
-      !declarator ? base : declarator[0] === '[' ? base + declarator : `${base} ${declarator}`;
+    const named = (base: string): string => {
+      const b = ident(base);
+      return !declarator ? b : declarator[0] === '[' ? b + declarator : `${b} ${declarator}`;
+    };
     switch (t.kind) {
       case 'VOID':
         return named('void');
@@ -426,35 +501,52 @@ export class Btf {
       }
       case 'FWD':
         return named(`${t.fwdKind} ${t.name}`);
-      case 'PTR': {
-        const target = this.type(t.type).kind;
-        const wrap = target === 'ARRAY' || target === 'FUNC_PROTO';
-        return this.declare(t.type, wrap ? `(*${declarator})` : `*${declarator}`, depth + 1);
-      }
-      case 'ARRAY':
-        return this.declare(t.type, `${declarator}[${t.nelems}]`, depth + 1);
-      case 'CONST':
-      case 'VOLATILE':
-      case 'RESTRICT': {
-        const q = t.kind.toLowerCase();
-        // A qualified pointer reads `T *const p`; anything else reads `const T`.
-        if (this.type(t.type).kind === 'PTR')
-          return this.declare(t.type, declarator ? `${q} ${declarator}` : q, depth + 1);
-        return `${q} ${this.declare(t.type, declarator, depth + 1)}`;
-      }
-      case 'TYPE_TAG':
-        return this.declare(t.type, declarator, depth + 1);
-      case 'FUNC_PROTO': {
-        const params = t.params.map((p) => (p.type === 0 && !p.name ? '...' : this.declare(p.type, p.name, depth + 1)));
-        return this.declare(t.returnType, `${declarator}(${params.join(', ') || 'void'})`, depth + 1);
-      }
-      case 'FUNC':
-        return this.declare(t.type, declarator || t.name, depth + 1);
-      case 'VAR':
-        return this.declare(t.type, declarator || t.name, depth + 1);
       case 'DATASEC':
       case 'DECL_TAG':
         return named(t.name);
+      default:
+        break;
+    }
+    if (ctx.path.has(id)) throw new BtfError(`BTF: type id ${id} (${t.kind}) refers to itself`);
+    ctx.path.add(id);
+    try {
+      switch (t.kind) {
+        case 'PTR': {
+          const target = this.type(t.type).kind;
+          const wrap = target === 'ARRAY' || target === 'FUNC_PROTO';
+          return this.declare(t.type, wrap ? `(*${declarator})` : `*${declarator}`, ctx);
+        }
+        case 'ARRAY':
+          return this.declare(t.type, `${declarator}[${t.nelems}]`, ctx);
+        case 'CONST':
+        case 'VOLATILE':
+        case 'RESTRICT': {
+          const q = t.kind.toLowerCase();
+          // A qualified pointer reads `T *const p`; anything else reads `const T`.
+          if (this.type(t.type).kind === 'PTR') return this.declare(t.type, declarator ? `${q} ${declarator}` : q, ctx);
+          return `${q} ${this.declare(t.type, declarator, ctx)}`;
+        }
+        case 'TYPE_TAG':
+          return this.declare(t.type, declarator, ctx);
+        case 'FUNC_PROTO': {
+          const params: string[] = [];
+          for (const p of t.params) {
+            if (ctx.steps > MAX_NAME_STEPS) {
+              params.push('…');
+              break;
+            }
+            params.push(p.type === 0 && !p.name ? '...' : this.declare(p.type, ident(p.name), ctx));
+          }
+          return this.declare(t.returnType, `${declarator}(${params.join(', ') || 'void'})`, ctx);
+        }
+        case 'FUNC':
+        case 'VAR':
+          return this.declare(t.type, declarator || ident(t.name), ctx);
+        default:
+          throw new BtfError(`BTF: cannot spell type id ${id} (${(t as BtfType).kind})`);
+      }
+    } finally {
+      ctx.path.delete(id);
     }
   }
 
@@ -477,16 +569,16 @@ export class Btf {
    */
   fixDatasec(name: string, size: number, offsets: ReadonlyMap<string, number>): void {
     const found = this.findByName(name, 'DATASEC');
-    if (found?.type.kind !== 'DATASEC') throw new Error(`BTF: no DATASEC ${name}`);
+    if (found?.type.kind !== 'DATASEC') throw new BtfError(`BTF: no DATASEC ${name}`);
     const sec = found.type;
     const vars = sec.vars.map((v) => {
       const varName = this.type(v.type).name;
       const offset = offsets.get(varName);
-      if (offset === undefined) throw new Error(`BTF: no symbol for variable ${varName} of ${name}`);
+      if (offset === undefined) throw new BtfError(`BTF: no symbol for variable ${varName} of ${name}`);
       return { ...v, offset };
     });
     const i = found.id - this.startId;
-    if (i < 0) throw new Error(`BTF: DATASEC ${name} belongs to the base BTF`);
+    if (i < 0) throw new BtfError(`BTF: DATASEC ${name} belongs to the base BTF`);
     this.cache[i] = { ...sec, size, vars };
   }
 }

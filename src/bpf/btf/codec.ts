@@ -11,7 +11,9 @@
 // Encoding starts from zeroed bytes, so missing struct fields, missing trailing array
 // elements and unused string bytes are zero. Decoded objects encode back to the same bytes,
 // except padding (zeroed), non-UTF-8 strings, and non-0/1 bytes under a bool.
+import { Corrupted, Invalid, KbpfError, Unsupported } from '../../errors.js';
 import type { Btf } from './btf.js';
+import { BtfError } from './errors.js';
 import type { BtfEnum, BtfEnum64, BtfMember, BtfType } from './types.js';
 
 export interface Codec {
@@ -36,15 +38,27 @@ export interface BtfCodec extends Codec {
 }
 
 /** Thrown by `Codec.encode` for a value that does not match the type. */
-export class EncodeError extends Error {
+export class EncodeError extends KbpfError {
   constructor(
     readonly path: string,
     readonly reason: string,
   ) {
-    super(`${path}: ${reason}`);
+    super(Invalid, `${path}: ${reason}`);
     this.name = 'EncodeError';
   }
 }
+
+// Bounds on what one codec may do, whatever the BTF says: a crafted `int x[4294967295][0]` must
+// not be unrolled, a struct of structs must not fan out without end, a union must not make
+// encode allocate gigabytes.
+/** Values (scalars, arrays and structs counted alike) one decode may produce. */
+export const MAX_CODEC_VALUES = 1 << 22;
+/** Bytes of one value a codec may read or write. */
+export const MAX_CODEC_SIZE = 1 << 28;
+/** Fields of one struct, anonymous members flattened. */
+export const MAX_STRUCT_FIELDS = 1 << 16;
+/** Qualifiers and typedefs followed to a type. */
+const MAX_QUALIFIERS = 64;
 
 type Reader = (dv: DataView, bytes: Uint8Array, off: number) => unknown;
 type Writer = (dv: DataView, bytes: Uint8Array, off: number, v: unknown) => void;
@@ -168,6 +182,8 @@ abstract class Node {
   lossy = false;
   /** Leaf reads when inlined (a parent inlines this node up to INLINE_MAX). */
   cost = 1;
+  /** Values one decode of this node produces (this one included): bounded by MAX_CODEC_VALUES. */
+  values = 1;
   /** Reads the value at `off`. */
   abstract read(dv: DataView, bytes: Uint8Array, off: number): unknown;
   /** Writes `v` at `off`. Assumes the target bytes are zero; writes only what `v` specifies. */
@@ -360,7 +376,7 @@ function smallAccessors(size: number, signed: boolean, le: boolean): [SmallGet, 
         ? [(d, o) => d.getInt32(o, le), (d, o, v) => d.setInt32(o, v, le)]
         : [(d, o) => d.getUint32(o, le), (d, o, v) => d.setUint32(o, v, le)];
     default:
-      throw new Error(`BTF codec: no ${size}-byte small integer`);
+      throw new BtfError(`BTF codec: no ${size}-byte small integer`, Unsupported);
   }
 }
 
@@ -815,7 +831,14 @@ class ArrayNode extends Composite {
   ) {
     super();
     this.size = elem.size * n;
-    this.cost = elem.inlineCost * n;
+    this.values = 1 + elem.values * n;
+    if (this.values > MAX_CODEC_VALUES)
+      throw new BtfError(
+        `BTF codec: ${label} has ${this.values - 1} elements in all, more than the ${MAX_CODEC_VALUES} one value may hold`,
+        Unsupported,
+      );
+    // Elements of no size still cost one read each: `int x[N][0]` must not be inlined N times.
+    this.cost = Math.max(1, elem.inlineCost) * n;
     this.lossy = elem.lossy;
   }
 
@@ -976,7 +999,7 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
       (_d, b, off, v) => store(b, off, enumValue(info, v, bits)),
     );
   }
-  if (t.kind !== 'INT') throw new Error(`BTF codec: bitfield of unsupported kind ${t.kind} (${label})`);
+  if (t.kind !== 'INT') throw new BtfError(`BTF codec: bitfield of unsupported kind ${t.kind} (${label})`, Unsupported);
   return node(
     (_d, b, off) => toSigned(acc.get(b, off + byte)),
     (_d, b, off, v) => store(b, off, toBigInt(v, lo, hi, label)),
@@ -991,10 +1014,17 @@ interface Field {
   readonly node: Node;
   /** Bytes of information the field carries: orders the variants of anonymous unions. */
   readonly weight: number;
+  /** One past the last byte the field reads (bitfields have no size of their own). */
+  readonly end: number;
 }
 
 const weightOf = (node: Node, bits?: number): number => (bits ? bits / 8 : node.size) - (node.lossy ? 0.5 : 0);
 const sum = (fields: Field[]): number => fields.reduce((a, f) => a + f.weight, 0);
+
+/** A key every plain object has without owning it: read such a field only as an own property. */
+function inherited(key: string): boolean {
+  return key in Object.prototype;
+}
 
 function isObjectValue(v: unknown): boolean {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
@@ -1013,13 +1043,25 @@ class StructNode extends Composite {
     super();
     this.keys = new Set(fields.map((f) => f.key));
     this.cost = 1 + fields.reduce((a, f) => a + f.node.inlineCost, 0);
+    this.values = 1 + fields.reduce((a, f) => a + f.node.values, 0);
+    if (this.values > MAX_CODEC_VALUES)
+      throw new BtfError(
+        `BTF codec: ${label} holds ${this.values - 1} values in all, more than the ${MAX_CODEC_VALUES} one value may hold`,
+        Unsupported,
+      );
+    for (const f of fields) {
+      if (f.end > size)
+        throw new BtfError(
+          `BTF codec: field ${JSON.stringify(f.key)} of ${label} (bytes ${f.off}..${f.end}) lies outside its ${size} bytes`,
+        );
+    }
   }
 
   private badValue = (v: unknown): never => fail(`expected an object (${this.label}), got ${describe(v)}`);
 
   /** Throws for the first key of `o` that is not a field. */
   private checkKeys = (o: Record<string, unknown>): void => {
-    for (const k in o) {
+    for (const k of Object.keys(o)) {
       if (!this.keys.has(k))
         throw new FieldError(`.${k}`, `unknown field of ${this.label} (fields: ${[...this.keys].join(', ')})`);
     }
@@ -1038,11 +1080,10 @@ class StructNode extends Composite {
       g.path = `${outer}.${f.key}`;
       const path = JSON.stringify(g.path);
       const code = f.node.writeStmt(g, plus(at, f.off), x);
-      // `__proto__` only as an own property: every object inherits one.
-      const get =
-        f.key === '__proto__'
-          ? `(Object.hasOwn(${v}, "__proto__") ? ${v}["__proto__"] : undefined)`
-          : `${v}[${JSON.stringify(f.key)}]`;
+      // Names every object inherits (`__proto__`, `constructor`, `toString`…) only as own properties.
+      const get = inherited(f.key)
+        ? `(Object.hasOwn(${v}, ${JSON.stringify(f.key)}) ? ${v}[${JSON.stringify(f.key)}] : undefined)`
+        : `${v}[${JSON.stringify(f.key)}]`;
       lines.push(`${x} = ${get};\nif (${x} !== undefined) {\np = ${path};\n${code}\n}`);
     }
     g.path = outer;
@@ -1051,7 +1092,12 @@ class StructNode extends Composite {
 
   protected readSlow(dv: DataView, bytes: Uint8Array, off: number): unknown {
     const o: Record<string, unknown> = {};
-    for (const f of this.fields) o[f.key] = f.node.read(dv, bytes, off + f.off);
+    for (const f of this.fields) {
+      const x = f.node.read(dv, bytes, off + f.off);
+      if (f.key === '__proto__')
+        Object.defineProperty(o, f.key, { value: x, enumerable: true, writable: true, configurable: true });
+      else o[f.key] = x;
+    }
     return o;
   }
 
@@ -1063,7 +1109,7 @@ class StructNode extends Composite {
     try {
       for (; i < this.writeOrder.length; i++) {
         const f = this.writeOrder[i];
-        const x = f.key === '__proto__' && !Object.hasOwn(o, f.key) ? undefined : o[f.key];
+        const x = inherited(f.key) && !Object.hasOwn(o, f.key) ? undefined : o[f.key];
         if (x !== undefined) f.node.write(dv, bytes, off + f.off, x);
       }
     } catch (e) {
@@ -1091,10 +1137,20 @@ class Compiler {
     this.le = btf.littleEndian;
   }
 
+  /** Types being built: met again while building, a type contains itself (by value). */
+  private readonly building = new Set<number>();
+
   node(id: number): Node {
     let n = this.nodes.get(id);
     if (!n) {
-      n = this.build(id);
+      if (this.building.has(id))
+        throw new BtfError(`BTF codec: type id ${id} contains itself (a value of it would be infinite)`, Corrupted);
+      this.building.add(id);
+      try {
+        n = this.build(id);
+      } finally {
+        this.building.delete(id);
+      }
       this.nodes.set(id, n);
     }
     return n;
@@ -1103,7 +1159,11 @@ class Compiler {
   /** C name for messages, without top-level qualifiers: `__u16`, not `const volatile __u16`. */
   private label(id: number): string {
     let t = this.btf.type(id);
-    while (QUALIFIERS.has(t.kind)) t = this.btf.type((t as { type: number }).type);
+    for (let i = 0; QUALIFIERS.has(t.kind); i++) {
+      if (i >= MAX_QUALIFIERS)
+        throw new BtfError(`BTF: qualifier chain too long at type id ${id} (it refers to itself?)`);
+      t = this.btf.type((t as { type: number }).type);
+    }
     return this.btf.typeName(t.id);
   }
 
@@ -1124,7 +1184,7 @@ class Compiler {
       case 'UNION':
         return bytesNode(t.size, label);
       case 'STRUCT': {
-        const { read, write } = this.fields(t.members, 0, false, new Set());
+        const { read, write } = this.fields(t.members, 0, false, new Set(), { fields: 0, path: new Set([t.id]) });
         return structNode(read, write, t.size, label);
       }
       case 'VAR':
@@ -1135,7 +1195,7 @@ class Compiler {
         if (this.strings && this.isChar(t.type)) return charArrayNode(t.nelems, label);
         return arrayNode(this.node(t.type), t.nelems, label);
       default:
-        throw new Error(`BTF codec: cannot encode or decode ${t.kind} (${label}, type id ${id})`);
+        throw new BtfError(`BTF codec: cannot encode or decode ${t.kind} (${label}, type id ${id})`, Unsupported);
     }
   }
 
@@ -1158,15 +1218,25 @@ class Compiler {
     baseBits: number,
     union: boolean,
     seen: Set<string>,
+    walk: { fields: number; path: Set<number> },
   ): { read: Field[]; write: Field[] } {
     const read: Field[] = [];
     const groups: Field[][] = [];
     for (const m of members) {
+      if (++walk.fields > MAX_STRUCT_FIELDS)
+        throw new BtfError(
+          `BTF codec: a struct with more than ${MAX_STRUCT_FIELDS} fields (anonymous members flattened)`,
+          Unsupported,
+        );
       const bitOffset = baseBits + m.bitOffset;
       const t = this.btf.type(this.btf.resolve(m.type));
       if (!m.name) {
         if (t.kind !== 'STRUCT' && t.kind !== 'UNION') continue; // unnamed bitfield: padding
-        const sub = this.fields(t.members, bitOffset, t.kind === 'UNION', seen);
+        if (walk.path.has(t.id))
+          throw new BtfError(`BTF codec: type id ${t.id} contains itself (as an anonymous member)`, Corrupted);
+        walk.path.add(t.id);
+        const sub = this.fields(t.members, bitOffset, t.kind === 'UNION', seen, walk);
+        walk.path.delete(t.id);
         read.push(...sub.read);
         groups.push(sub.write);
         continue;
@@ -1192,24 +1262,33 @@ class Compiler {
       bits = t.size * 8;
     if (!bits) {
       const node = this.node(m.type);
-      return { key: m.name, off: bitOffset / 8, node, weight: weightOf(node) };
+      const off = bitOffset / 8;
+      if (!Number.isInteger(off))
+        throw new BtfError(`BTF codec: member ${JSON.stringify(m.name)} starts at bit ${bitOffset}, inside a byte`);
+      return { key: m.name, off, node, weight: weightOf(node), end: off + node.size };
     }
     const off = Math.floor(bitOffset / 8);
     const node = bitfieldNode(t, bitOffset - off * 8, bits, this.le, `${this.label(m.type)}:${bits}`);
-    return { key: m.name, off, node, weight: weightOf(node, bits) };
+    return { key: m.name, off, node, weight: weightOf(node, bits), end: Math.ceil((bitOffset + bits) / 8) };
   }
 
   private datasec(id: number): Node {
     const sec = this.btf.type(id);
-    if (sec.kind !== 'DATASEC') throw new Error(`BTF codec: type ${id} is not a DATASEC`);
+    if (sec.kind !== 'DATASEC') throw new BtfError(`BTF codec: type ${id} is not a DATASEC`, Unsupported);
     if (sec.size === 0 && sec.vars.length > 0) {
-      throw new Error(
+      throw new BtfError(
         `BTF codec: DATASEC ${sec.name} has no layout (size 0); read the object with readObjectBtf() or call Btf.fixDatasec()`,
       );
     }
     const fields = sec.vars.map((v) => {
       const node = this.node(v.type);
-      return { key: this.btf.type(v.type).name, off: v.offset, node, weight: weightOf(node) };
+      return {
+        key: this.btf.type(v.type).name,
+        off: v.offset,
+        node,
+        weight: weightOf(node),
+        end: v.offset + node.size,
+      };
     });
     return structNode(fields, fields, sec.size, `section ${sec.name}`);
   }
@@ -1323,7 +1402,13 @@ export function codecFor(btf: Btf, typeId: number, opts: CodecOptions = {}): Btf
   const key = `${typeId}:${root}`;
   let codec = codecs.get(key);
   if (!codec) {
-    codec = new TypeCodec(compiler.node(typeId), typeId, btf.typeName(typeId), root);
+    const node = compiler.node(typeId);
+    if (node.size > MAX_CODEC_SIZE)
+      throw new BtfError(
+        `BTF codec: ${btf.typeName(typeId)} is ${node.size} bytes, more than the ${MAX_CODEC_SIZE} a value may have`,
+        Unsupported,
+      );
+    codec = new TypeCodec(node, typeId, btf.typeName(typeId), root);
     codecs.set(key, codec);
   }
   return codec;

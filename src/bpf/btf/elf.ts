@@ -1,6 +1,8 @@
 // Minimal ELF64 reader for BPF object files: section headers, section bytes and the
 // symbol table. Enough to pull `.BTF` out of a `.bpf.o` and to list SEC() names and symbols.
+import { KbpfError } from '../../errors.js';
 import { Btf } from './btf.js';
+import { ElfError } from './errors.js';
 
 const SHT_SYMTAB = 2;
 const SHT_NOBITS = 8;
@@ -9,6 +11,8 @@ const SHN_LORESERVE = 0xff00;
 const SHN_ABS = 0xfff1;
 const SHN_COMMON = 0xfff2;
 const SHN_XINDEX = 0xffff;
+/** Largest NOBITS section (.bss) read as zeros: a BPF map value is far smaller. */
+const MAX_NOBITS_SIZE = 1 << 26;
 
 export interface ElfSection {
   readonly index: number;
@@ -48,12 +52,22 @@ interface ElfFile {
   sections: ElfSection[];
 }
 
+/** Runs a read of `buf`, turning out-of-bounds reads of a malformed file into an ElfError. */
+function guarded<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof KbpfError) throw err;
+    throw new ElfError(`ELF: malformed file (${(err as Error).message})`, { cause: err });
+  }
+}
+
 function open(buf: Uint8Array): ElfFile {
   if (buf.byteLength < 64 || buf[0] !== 0x7f || buf[1] !== 0x45 || buf[2] !== 0x4c || buf[3] !== 0x46) {
-    throw new Error('ELF: not an ELF file');
+    throw new ElfError('ELF: not an ELF file');
   }
-  if (buf[4] !== 2) throw new Error('ELF: only ELF64 is supported');
-  if (buf[5] !== 1 && buf[5] !== 2) throw new Error(`ELF: bad data encoding ${buf[5]}`);
+  if (buf[4] !== 2) throw new ElfError('ELF: only ELF64 is supported');
+  if (buf[5] !== 1 && buf[5] !== 2) throw new ElfError(`ELF: bad data encoding ${buf[5]}`);
   const le = buf[5] === 1;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   return { buf, dv, le, sections: readSectionHeaders(buf, dv, le) };
@@ -61,7 +75,7 @@ function open(buf: Uint8Array): ElfFile {
 
 function u64(dv: DataView, at: number, le: boolean): number {
   const v = dv.getBigUint64(at, le);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`ELF: value 0x${v.toString(16)} too large`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ElfError(`ELF: value 0x${v.toString(16)} too large`);
   return Number(v);
 }
 
@@ -71,11 +85,11 @@ function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSect
   let shnum = dv.getUint16(0x3c, le);
   let shstrndx = dv.getUint16(0x3e, le);
   if (shoff === 0) return [];
-  if (shentsize < 64) throw new Error(`ELF: bad section header size ${shentsize}`);
+  if (shentsize < 64) throw new ElfError(`ELF: bad section header size ${shentsize}`);
   // Huge section counts/indices live in section 0 (ELF extended numbering).
   if (shnum === 0) shnum = u64(dv, shoff + 0x20, le);
   if (shstrndx === SHN_XINDEX) shstrndx = dv.getUint32(shoff + 0x28, le);
-  if (shoff + shnum * shentsize > buf.byteLength) throw new Error('ELF: section headers past end of file');
+  if (shoff + shnum * shentsize > buf.byteLength) throw new ElfError('ELF: section headers past end of file');
 
   const raw = Array.from({ length: shnum }, (_, index) => {
     const at = shoff + index * shentsize;
@@ -93,7 +107,11 @@ function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSect
   });
   for (const s of raw) {
     if (s.type !== SHT_NOBITS && s.offset + s.size > buf.byteLength)
-      throw new Error(`ELF: section ${s.index} past end of file`);
+      throw new ElfError(`ELF: section ${s.index} past end of file`);
+    if (s.type === SHT_NOBITS && s.size > MAX_NOBITS_SIZE)
+      throw new ElfError(
+        `ELF: section ${s.index} is ${s.size} bytes of zeros, more than the ${MAX_NOBITS_SIZE} allowed`,
+      );
   }
   const names = raw[shstrndx];
   const nameOf = (off: number): string => (names ? cString(buf, names.offset + off, names.offset + names.size) : '');
@@ -101,6 +119,7 @@ function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSect
 }
 
 function cString(buf: Uint8Array, start: number, limit: number): string {
+  if (start >= limit) return '';
   let end = buf.indexOf(0, start);
   if (end < 0 || end > limit) end = limit;
   return Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('utf8');
@@ -113,11 +132,15 @@ function sectionBytes(f: ElfFile, s: ElfSection): Uint8Array {
 
 /** Section headers, in file order (index 0 is the null section). */
 export function readElfSectionHeaders(buf: Uint8Array): ElfSection[] {
-  return open(buf).sections;
+  return guarded(() => open(buf).sections);
 }
 
 /** Section name → contents (views into `buf`; NOBITS sections read as zeros). First of duplicate names wins. */
 export function readElfSections(buf: Uint8Array): Map<string, Uint8Array> {
+  return guarded(() => sectionsOf(buf));
+}
+
+function sectionsOf(buf: Uint8Array): Map<string, Uint8Array> {
   const f = open(buf);
   const out = new Map<string, Uint8Array>();
   for (const s of f.sections) {
@@ -129,12 +152,18 @@ export function readElfSections(buf: Uint8Array): Map<string, Uint8Array> {
 
 /** Entries of `.symtab` (without the null symbol 0). */
 export function readElfSymbols(buf: Uint8Array): ElfSymbol[] {
-  const f = open(buf);
+  return guarded(() => symbolsOf(open(buf)));
+}
+
+function symbolsOf(f: ElfFile): ElfSymbol[] {
   const symtab = f.sections.find((s) => s.type === SHT_SYMTAB);
   if (!symtab) return [];
   const strtab = f.sections[symtab.link];
-  if (!strtab) throw new Error('ELF: .symtab has no string table');
+  if (!strtab) throw new ElfError('ELF: .symtab has no string table');
+  if (symtab.offset + symtab.size > f.buf.byteLength) throw new ElfError('ELF: .symtab past end of file');
+  if (strtab.offset + strtab.size > f.buf.byteLength) throw new ElfError('ELF: .strtab past end of file');
   const entsize = symtab.entsize || 24;
+  if (entsize < 24) throw new ElfError(`ELF: symbol entry size ${entsize} is smaller than 24`);
   const out: ElfSymbol[] = [];
   for (let at = symtab.offset + entsize; at + 24 <= symtab.offset + symtab.size; at += entsize) {
     out.push(readSymbol(f, at, strtab));
@@ -166,11 +195,15 @@ function readSymbol(f: ElfFile, at: number, strtab: ElfSection): ElfSymbol {
  * Returns undefined when the object has no `.BTF`.
  */
 export function readObjectBtf(buf: Uint8Array, base?: Btf): Btf | undefined {
+  return guarded(() => objectBtf(buf, base));
+}
+
+function objectBtf(buf: Uint8Array, base?: Btf): Btf | undefined {
   const f = open(buf);
   const btfSection = f.sections.find((s) => s.name === '.BTF');
   if (!btfSection) return undefined;
   const btf = Btf.parse(sectionBytes(f, btfSection), base);
-  const symbols = readElfSymbols(buf);
+  const symbols = symbolsOf(f);
   for (let id = btf.startId; id < btf.typeCount; id++) {
     const t = btf.type(id);
     if (t.kind !== 'DATASEC') continue;

@@ -1,7 +1,16 @@
 // BTF: parsing (btf.ts), the type model (types.ts), value codecs (codec.ts) and the ELF
 // reader that extracts `.BTF` and symbols from BPF object files (elf.ts).
 export { Btf } from './btf.js';
-export { type BtfCodec, type Codec, type CodecOptions, codecFor, EncodeError } from './codec.js';
+export {
+  type BtfCodec,
+  type Codec,
+  type CodecOptions,
+  codecFor,
+  EncodeError,
+  MAX_CODEC_SIZE,
+  MAX_CODEC_VALUES,
+  MAX_STRUCT_FIELDS,
+} from './codec.js';
 export {
   type ElfSection,
   type ElfSymbol,
@@ -12,4 +21,5 @@ export {
   readElfSymbols,
   readObjectBtf,
 } from './elf.js';
+export { BtfError, ElfError } from './errors.js';
 export * from './types.js';

@@ -1,5 +1,6 @@
 // Packages in the local store (kbpf images, rmi).
 import type { PackageSummary } from '../../package/layout-store.js';
+import type { PullResult, PushResult } from '../../package/registry-client.js';
 import { type Column, type ListFormat, list } from './output.js';
 import { ago, cell, shortDigest, size } from './values.js';
 
@@ -39,4 +40,16 @@ export function renderRemoved(r: { removed: string[]; instancesRemoved: string[]
     ...r.instancesRemoved.map((i) => `removed instance ${cell(i)}\n`),
     ...r.removed.map((x) => `removed ${cell(x)}\n`),
   ].join('');
+}
+
+/** kbpf push: where it went, and the signatures that went with it */
+export function renderPushed(r: PushResult): string {
+  const sigs = r.signatures ? `signatures: ${r.signatures}\n` : '';
+  return `pushed ${cell(r.reference)}\ndigest: ${r.digest}\n${sigs}`;
+}
+
+/** kbpf pull: the local reference, and the signatures that came with it */
+export function renderPulled(r: PullResult): string {
+  const sigs = r.signatures ? `signatures: ${r.signatures}\n` : '';
+  return `pulled ${cell(r.localReference)}\ndigest: ${r.digest}\n${sigs}`;
 }

@@ -3,6 +3,10 @@
 import { type Command, Option } from 'commander';
 import { ApiError } from '../../agent/api-client.js';
 import type { RunRequest, UpgradeRequest } from '../../agent/types.js';
+import { LayoutStore } from '../../package/layout-store.js';
+import { parseReference, referenceName } from '../../package/reference.js';
+import { loadPublicKey } from '../../package/trust/keys.js';
+import { type Signer, storeSignatures, verifyPackage } from '../../package/trust/signing.js';
 import type { CliContext } from '../context.js';
 import { CliError, eachName } from '../errors.js';
 import {
@@ -20,6 +24,27 @@ import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFor
 import { cell } from '../render/values.js';
 
 const DATA_FORMATS = ['json', 'yaml'] as const;
+
+const collectKeys = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/**
+ * Who signed a package, read from the local store (the agent's API does not say): the number
+ * of signatures kept beside it and the --key keys that made a valid one.
+ */
+async function packageSignatures(
+  storeDir: string,
+  image: { reference: string; digest: string },
+  keyFiles: string[],
+): Promise<{ found: number; signers: Signer[]; problems?: string[] } | { error: string }> {
+  try {
+    const keys = await Promise.all(keyFiles.map((k) => loadPublicKey(k)));
+    const name = referenceName(parseReference(image.reference, { defaultTag: null }));
+    const v = await verifyPackage(storeSignatures(new LayoutStore(storeDir), name), image.digest, keys);
+    return { found: v.found, signers: v.signers, ...(v.problems.length ? { problems: v.problems } : {}) };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
 
 export function addInstanceVerbs(program: Command, ctx: CliContext): void {
   addAttachOptions(
@@ -65,31 +90,46 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
     .description('show an instance or a package as JSON')
     .argument('<name...>', 'instance name or package reference')
     .addOption(new Option('--type <kind>', 'look only for this kind').choices(['instance', 'image']))
+    .option('--key <file>', "public key to check a package's signatures with (repeatable)", collectKeys)
     .addOption(outputOption(DATA_FORMATS))
-    .action(async (names: string[], opts: { type?: 'instance' | 'image'; output: 'json' | 'yaml' }, c: Command) => {
-      const api = ctx.client(c);
-      const results: unknown[] = [];
-      for (const n of names) {
-        const looksLikeImage = /[:@/]/.test(n);
-        if (opts.type !== 'image' && !(looksLikeImage && opts.type === undefined)) {
+    .addHelpText(
+      'after',
+      '\nA package shows its signatures from the local store: how many, and which of the --key keys made them.\nExample: kbpf inspect --key release.pub opensnoop:1.0.0',
+    )
+    .action(
+      async (
+        names: string[],
+        opts: { type?: 'instance' | 'image'; key?: string[]; output: 'json' | 'yaml' },
+        c: Command,
+      ) => {
+        const api = ctx.client(c);
+        const results: unknown[] = [];
+        for (const n of names) {
+          const looksLikeImage = /[:@/]/.test(n);
+          if (opts.type !== 'image' && !(looksLikeImage && opts.type === undefined)) {
+            try {
+              results.push(await api.inspect(n));
+              continue;
+            } catch (e) {
+              if (!(e instanceof ApiError && e.status === 404) || opts.type === 'instance') throw e;
+            }
+          }
           try {
-            results.push(await api.inspect(n));
-            continue;
+            const image = await api.inspectPackage(n);
+            results.push({
+              ...image,
+              signatures: await packageSignatures(ctx.paths(c).storeDir, image, opts.key ?? []),
+            });
           } catch (e) {
-            if (!(e instanceof ApiError && e.status === 404) || opts.type === 'instance') throw e;
+            if (e instanceof ApiError && e.status === 404 && opts.type === undefined && !looksLikeImage) {
+              throw new CliError(`no instance or package named "${n}" (see: kbpf ps -a, kbpf images)`);
+            }
+            throw e;
           }
         }
-        try {
-          results.push(await api.inspectPackage(n));
-        } catch (e) {
-          if (e instanceof ApiError && e.status === 404 && opts.type === undefined && !looksLikeImage) {
-            throw new CliError(`no instance or package named "${n}" (see: kbpf ps -a, kbpf images)`);
-          }
-          throw e;
-        }
-      }
-      ctx.out(data(opts.output, results.length === 1 ? results[0] : results));
-    });
+        ctx.out(data(opts.output, results.length === 1 ? results[0] : results));
+      },
+    );
 
   for (const [verb, what] of [
     ['stop', 'detach and unload instances (their config and history are kept)'],

@@ -3,56 +3,19 @@
 import type { Command } from 'commander';
 import { LayoutStore } from '../../package/layout-store.js';
 import type { ProgressEvent } from '../../package/registry-client.js';
-import { KBPF_VERSION } from '../../version.js';
 import type { CliContext } from '../context.js';
-import { CliError, eachName } from '../errors.js';
+import { eachName } from '../errors.js';
 import { outputOption } from '../options.js';
+import { addRegistryOptions, type RegistryOptions, registryClient } from '../registry-options.js';
 import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFormat } from '../render/output.js';
-import { renderPackageReferences, renderPackages, renderRemoved } from '../render/packages.js';
+import {
+  renderPackageReferences,
+  renderPackages,
+  renderPulled,
+  renderPushed,
+  renderRemoved,
+} from '../render/packages.js';
 import { cell, shortDigest, size } from '../render/values.js';
-
-interface RegistryOptions {
-  insecure?: boolean;
-  username?: string;
-  password?: string;
-}
-
-function addRegistryOptions(c: Command): Command {
-  return c
-    .option('--insecure', 'use plain HTTP (loopback registries always do)')
-    .option(
-      '--username <user>',
-      'registry user name (or env KBPF_REGISTRY_AUTH=user:password; default: docker/podman auth files)',
-    )
-    .option('--password <password>', 'registry password');
-}
-
-/** Credentials from --username/--password, else $KBPF_REGISTRY_AUTH, else none (the auth files). */
-function credentialsOf(
-  opts: RegistryOptions,
-  env: NodeJS.ProcessEnv,
-): { username: string; password: string } | undefined {
-  if (opts.username !== undefined || opts.password !== undefined) {
-    if (opts.username === undefined || opts.password === undefined)
-      throw new CliError('--username and --password go together');
-    return { username: opts.username, password: opts.password };
-  }
-  const a = env.KBPF_REGISTRY_AUTH;
-  if (!a) return undefined;
-  const i = a.indexOf(':');
-  if (i <= 0) throw new CliError('KBPF_REGISTRY_AUTH must be user:password');
-  return { username: a.slice(0, i), password: a.slice(i + 1) };
-}
-
-async function registryClient(opts: RegistryOptions, env: NodeJS.ProcessEnv) {
-  const { RegistryClient } = await import('../../package/registry-client.js');
-  const credentials = credentialsOf(opts, env);
-  return new RegistryClient({
-    ...(credentials ? { credentials } : {}),
-    insecure: opts.insecure ?? false,
-    userAgent: `kbpf/${KBPF_VERSION}`,
-  });
-}
 
 /** One line per blob once it is done: "pushed  sha256:… title (12kB)". */
 function blobProgress(ctx: CliContext, done: string, skipped: string) {
@@ -96,9 +59,9 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
       .argument('[registry-ref]', 'where to push: host[:port]/name[:tag] (default: IMAGE when it names a registry)'),
   ).action(async (image: string, dest: string | undefined, opts: RegistryOptions, c: Command) => {
     const store = new LayoutStore(ctx.paths(c).storeDir);
-    const rc = await registryClient(opts, ctx.io.env);
+    const rc = await registryClient(opts, ctx);
     const r = await rc.push(store, image, dest, { onProgress: blobProgress(ctx, 'pushed  ', 'exists  ') });
-    ctx.out(`pushed ${cell(r.reference)}\ndigest: ${r.digest}\n`);
+    ctx.out(renderPushed(r));
   });
 
   addRegistryOptions(
@@ -109,12 +72,13 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
       .option('--tag <name:version>', 'store it under this local name (default: REF as given)'),
   ).action(async (ref: string, opts: RegistryOptions & { tag?: string }, c: Command) => {
     const store = new LayoutStore(ctx.paths(c).storeDir);
-    const rc = await registryClient(opts, ctx.io.env);
+    const rc = await registryClient(opts, ctx);
     const r = await rc.pull(ref, store, {
       ...(opts.tag ? { tag: opts.tag } : {}),
       onProgress: blobProgress(ctx, 'pulled  ', 'present '),
     });
-    ctx.out(`pulled ${cell(r.localReference)}\ndigest: ${r.digest}\n`);
+    if (r.signatureProblem) ctx.note(`warning: the registry's signatures were not brought: ${r.signatureProblem}`);
+    ctx.out(renderPulled(r));
   });
 
   program
