@@ -33,7 +33,7 @@
 // in JavaScript.
 import type { BpfMap } from '../map.js';
 import { type RecordDecode, RecordDecoder, resolveCodec } from '../records/decode.js';
-import { RecordQueue } from '../records/queue.js';
+import { queueOver, RecordReader } from '../records/reader.js';
 import { lostCounterReader } from './lost.js';
 import { assertRing, type RawRecordVisitor, RingWalker } from './walker.js';
 
@@ -79,58 +79,39 @@ export interface RingBufferStats {
   buffered: number;
 }
 
-export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
+export class RingBufferReader<T = unknown> extends RecordReader<T> {
   readonly map: BpfMap;
   readonly capacity: number;
-  readonly highWaterMark: number;
-  readonly #decodeName: string;
   readonly #ring: RingWalker<T>;
-  readonly #queue: RecordQueue<T>;
 
   constructor(map: BpfMap, opts: RingBufferReaderOptions = {}) {
     assertRing(map);
     const { codec, name } = resolveCodec(map, opts);
     const lost = opts.lostCounter ? lostCounterReader(opts.lostCounter, opts.lostKey ?? 0) : null;
     const ring = new RingWalker<T>(map, new RecordDecoder(codec), lost);
-    try {
-      this.#queue = new RecordQueue(ring, { highWaterMark: opts.highWaterMark, ref: opts.ref });
-    } catch (e) {
-      ring.close();
-      throw e;
-    }
+    super(queueOver(ring, { highWaterMark: opts.highWaterMark, ref: opts.ref }), name);
     this.#ring = ring;
     this.map = map;
     this.capacity = ring.capacity;
-    this.highWaterMark = this.#queue.highWaterMark;
-    this.#decodeName = name;
-  }
-
-  /** What records decode with: 'raw', 'codec', or 'btf:<type name>'. */
-  get decoding(): string {
-    return this.#decodeName;
-  }
-
-  get closed(): boolean {
-    return this.#queue.closed;
   }
 
   /** The mapped data area (2 × capacity, the ring mapped twice); valid until close(). */
   get bytes(): Uint8Array {
-    this.#queue.assertOpen('read');
+    this.queue.assertOpen('read');
     return this.#ring.data;
   }
 
   get stats(): RingBufferStats {
-    const c = this.#queue.counts;
+    const c = this.queue.counts;
     return {
       records: c.records,
       bytes: c.bytes,
-      lost: this.#queue.lost,
+      lost: this.queue.lost,
       drops: c.drops,
       discarded: this.#ring.discarded,
       pendingBytes: this.#ring.pendingBytes,
       capacity: this.capacity,
-      buffered: this.#queue.buffered,
+      buffered: this.queue.buffered,
     };
   }
 
@@ -139,76 +120,13 @@ export class RingBufferReader<T = unknown> implements AsyncIterable<T> {
     return this.#ring.pendingBytes;
   }
 
-  /** Makes a waiting iterator keep the process alive (the default). */
-  ref(): this {
-    this.#queue.ref();
-    return this;
-  }
-
-  /** Lets the process exit while an iterator waits for records. */
-  unref(): this {
-    this.#queue.unref();
-    return this;
-  }
-
   /**
    * Visits each record now in the ring (at most max) with the raw mapped bytes — no copy, no
    * allocation. The view is only valid during the call. Returns the number of records visited.
    * (Records the async iterator already took from the ring are not revisited.)
    */
   consumeRaw(visit: RawRecordVisitor, max = Infinity): number {
-    this.#queue.assertOpen('read');
-    return this.#ring.walkRaw(visit, max, this.#queue.counts);
-  }
-
-  /**
-   * Calls fn with each decoded record now in the ring (at most max); returns how many. Records
-   * the async iterator has already taken from the ring (stats.buffered) come first.
-   */
-  consume(fn: (record: T) => void, max = Infinity): number {
-    return this.#queue.consume(fn, max);
-  }
-
-  /** Reads what is in the ring now (at most max records), synchronously. */
-  drain(max = Infinity): T[] {
-    return this.#queue.drain(max);
-  }
-
-  /**
-   * Next record; waits (on the shared poller) when the ring is empty. Done after close().
-   * Records are pulled from the ring synchronously at most once per turn of the event loop (up
-   * to highWaterMark of them); past that the next pull waits for setImmediate, so a busy ring
-   * cannot starve timers and I/O of the rest of the process.
-   */
-  next(): Promise<IteratorResult<T>> {
-    return this.#queue.next();
-  }
-
-  /**
-   * Resolves when there are records to read (drain / consume / consumeRaw), or the reader is
-   * closed. It always lets the event loop turn once (setImmediate) when records are there
-   * already, so `for (;;) { await r.readable(); r.consumeRaw(fn, n); }` does not starve it.
-   */
-  readable(): Promise<void> {
-    return this.#queue.readable();
-  }
-
-  /** Iterates the records. Leaving the loop early (break, throw) closes the reader, as a stream does. */
-  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
-    return this.#queue[Symbol.asyncIterator]();
-  }
-
-  /** Iterates batches (arrays of up to highWaterMark records): less overhead per record. */
-  batches(): AsyncGenerator<T[]> {
-    return this.#queue.batches();
-  }
-
-  /** Stops reading, unmaps the ring and ends pending iterations. The map itself stays open. */
-  close(): void {
-    this.#queue.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
+    this.queue.assertOpen('read');
+    return this.#ring.walkRaw(visit, max, this.queue.counts);
   }
 }
