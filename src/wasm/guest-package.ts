@@ -51,7 +51,11 @@ export function guestPackage(file: string, wasm: Uint8Array, opts: GuestPackageO
     throw new InvalidError(`${file} is not a WebAssembly module: ${(e as Error).message}`, { cause: e });
   }
   const name = opts.name ?? guestPackageName(file);
-  const digest = createHash('sha256').update(wasm).digest('hex');
+  // the version names the module and what the run adds to it (arguments, manifest, limits)
+  const digest = createHash('sha256')
+    .update(wasm)
+    .update(JSON.stringify([opts.args ?? [], opts.allow ?? {}, opts.limits ?? {}]))
+    .digest('hex');
   const version = opts.version ?? `wasm-${digest.slice(0, 12)}`;
   const moduleTitle = `${name}.wasm`;
   const layers: GuestPackage['layers'] = [{ mediaType: KBPF_WASM, title: moduleTitle, bytes: wasm }];
