@@ -33,6 +33,7 @@ import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queri
 import { noKernelIds } from './realizer.js';
 import { NAME_RE, type StagedRecord, StateStore } from './state-store.js';
 import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
+import { WasmPlanner } from './wasm-planner.js';
 
 const HISTORY_LIMIT = 10;
 
@@ -74,7 +75,7 @@ export class Agent {
     this.#packages = new PackageCache(this.store);
     this.logs = new LogStore(paths.logsDir);
     this.#state = new StateStore(paths.instancesDir);
-    this.#planners = [new ProgramPlanner(paths.bpffsDir)];
+    this.#planners = [new ProgramPlanner(paths.bpffsDir), new WasmPlanner(paths.bpffsDir, this.store)];
     this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf agent: ${m}\n`));
   }
 
@@ -110,6 +111,7 @@ export class Agent {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#views.values()].map((v) => v.closeEvents()));
+    await Promise.allSettled(this.#planners.map((p) => p.close?.()));
     await this.logs.close();
     this.#stats?.close();
     this.#stats = undefined;

@@ -65,6 +65,8 @@ export interface InstancePlanner {
   mapPin(instance: string, rev: number, map: string): string | undefined;
   /** Starts moving the revision's events into `sink` (undefined: the package has none). */
   openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined;
+  /** Stops what the planner runs in the agent's own process tree (Wasm guests) as the agent closes. */
+  close?(): Promise<void>;
 }
 
 export interface Adopted {
@@ -77,5 +79,7 @@ export interface Adopted {
 export interface EventSource {
   readonly received: number;
   readonly lost: number;
+  /** set when what produces the events ended on its own (a Wasm guest exited, trapped, ran out of budget) */
+  readonly ended?: { phase: 'stopped' | 'failed'; message: string };
   close(): Promise<void>;
 }

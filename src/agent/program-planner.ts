@@ -47,7 +47,7 @@ export class ProgramPlanner implements InstancePlanner {
   }
 
   handles(spec: PackageSpec): boolean {
-    return Array.isArray(spec.objects) && Array.isArray(spec.programs);
+    return Array.isArray(spec.objects) && Array.isArray(spec.programs) && spec.guest === undefined;
   }
 
   check(plan: Plan, target: RevisionTarget): void {

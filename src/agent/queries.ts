@@ -17,7 +17,8 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
   const rev = view.revision!;
   const spec = view.spec;
   const programs: ProgramStatus[] = (spec?.programs ?? []).map((p) => {
-    const st: ProgramStatus = { name: p.name, type: p.type, attach: describeAttach(resolveAttach(p, rev.attach)) };
+    const attach = spec?.guest ? `by the guest (${p.section})` : describeAttach(resolveAttach(p, rev.attach));
+    const st: ProgramStatus = { name: p.name, type: p.type, attach };
     const progId = view.ids.progs.get(p.name);
     const linkId = view.ids.links.get(p.name);
     if (linkId !== undefined) st.linkId = linkId;
@@ -34,13 +35,14 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     package: { name: spec?.name ?? '?', version: spec?.version ?? '?' },
     revision: record.current,
     desired: record.desired,
-    phase: view.phase,
-    message: view.message,
+    phase: view.events?.ended?.phase ?? view.phase,
+    message: view.events?.ended?.message ?? view.message,
     createdAt: record.createdAt,
     programs,
     maps,
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
+    ...(spec?.guest ? { guest: structuredClone(spec.guest) } : {}),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { AttachOverrides } from '../package/package-spec.js';
+import type { AttachOverrides, GuestCapabilities, GuestLimits } from '../package/package-spec.js';
 
 export type DesiredState = 'running' | 'stopped';
 export type Phase = 'pending' | 'running' | 'stopped' | 'failed';
@@ -54,6 +54,8 @@ export interface InstanceStatus {
   maps: { name: string; type: string; mapId?: number }[];
   config: Record<string, unknown>;
   events: { received: number; lost: number };
+  /** a Wasm guest's module, arguments, limits and capability manifest */
+  guest?: { module: string; args: string[]; capabilities: GuestCapabilities; limits?: GuestLimits };
 }
 
 export interface RunRequest {

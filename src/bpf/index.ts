@@ -42,6 +42,7 @@ export {
 } from './link/tracing.js';
 export { attachXdp, type XdpMode } from './link/xdp.js';
 export { BpfMap, type MapSpec, numPossibleCpus, type UpdateFlag } from './map.js';
+export { MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, rawMapOperate } from './map-raw.js';
 export { BPFFS, ensureBpffs, ensureTracefs } from './mounts.js';
 export { BpfObject, type GlobalVariable, type OpenOptions } from './object.js';
 export * from './perf/index.js';
@@ -51,3 +52,4 @@ export * from './records/index.js';
 export * from './ringbuf/index.js';
 export { RunTimeStats } from './stats.js';
 export { type TestRunOptions, type TestRunResult, testRun, testRunAsync } from './testrun.js';
+export { waitReadableSync } from './wait.js';

@@ -45,6 +45,7 @@ import {
   KBPF_BYTECODE,
   KBPF_CONFIG,
   KBPF_LAYER_TYPES,
+  KBPF_WASM,
   OCI_IMAGE_INDEX,
   OCI_IMAGE_MANIFEST,
 } from './media-types.js';
@@ -459,10 +460,10 @@ export class LayoutStore {
       if (!(layer.bytes instanceof Uint8Array))
         throw new PackageError('INVALID_PACKAGE', `${where}: bytes is not a Uint8Array`);
     }
-    if (!input.layers.some((l) => l.mediaType === KBPF_BYTECODE)) {
+    if (!input.layers.some((l) => l.mediaType === KBPF_BYTECODE || l.mediaType === KBPF_WASM)) {
       throw new PackageError(
         'INVALID_PACKAGE',
-        `package ${pkg.name}:${pkg.version}: no ${KBPF_BYTECODE} layer (no BPF object)`,
+        `package ${pkg.name}:${pkg.version}: no ${KBPF_BYTECODE} layer (no BPF object) and no ${KBPF_WASM} layer (no Wasm guest)`,
       );
     }
     const ref = tag === undefined ? parseReference(`${pkg.name}:${pkg.version}`) : toRef(tag);

@@ -69,7 +69,41 @@ export interface EventSpec {
   columns?: string[];
 }
 
+/**
+ * What a Wasm guest may ask of the kernel (its capability manifest). The host refuses anything
+ * else with -EPERM. Attach targets are a program's section (libbpf attaches it from the section
+ * name) or SECTION:TARGET for an explicit target (xdp:eth0, sockops:/sys/fs/cgroup); a trailing
+ * `*` matches any rest.
+ */
+export interface GuestCapabilities {
+  /** program types (as libbpf names them: tracepoint, xdp, sock_ops, …) the guest may load */
+  programTypes: string[];
+  attachTargets: string[];
+  /** maps the guest may read, write and poll, by name */
+  maps: string[];
+}
+
+/** A package whose instance is a Wasm guest (wasm-bpf's host ABI), not programs the agent attaches. */
+export interface GuestSpec {
+  /** title of the Wasm layer */
+  module: string;
+  /** arguments after the guest's name (argv[1..]) */
+  args: string[];
+  capabilities: GuestCapabilities;
+  limits?: GuestLimits;
+}
+
+export interface GuestLimits {
+  /** linear memory, MiB (default 128) */
+  memoryMb?: number;
+  /** CPU time the guest may use in any window of windowMs (default 1000 of 2000: half a core) */
+  cpuMs?: number;
+  windowMs?: number;
+}
+
 export interface PackageSpec {
+  /** set for a Wasm guest: its module, arguments and capability manifest */
+  guest?: GuestSpec;
   name: string;
   version: string;
   description?: string;
@@ -166,6 +200,8 @@ export const SPEC_LIMITS = {
   mapBytes: 1 << 30,
   packageMapBytes: 2 ** 31,
   configSize: 1 << 20,
+  /** arguments of a Wasm guest */
+  guestArgs: 256,
 } as const;
 
 const C_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -252,6 +288,31 @@ class SpecChecker {
     }
   }
 
+  guest(v: unknown, path: string): GuestSpec {
+    const g = this.object(v, path);
+    this.fileName(g.module, `${path}.module`);
+    if (!String(g.module).endsWith('.wasm')) this.fail(`${path}.module`, 'is not a .wasm file name');
+    this.array(g.args ?? [], `${path}.args`, SPEC_LIMITS.guestArgs).forEach((a, i) => {
+      this.text(a, `${path}.args[${i}]`, SPEC_LIMITS.path);
+    });
+    const caps = this.object(g.capabilities, `${path}.capabilities`);
+    for (const key of ['programTypes', 'attachTargets', 'maps'] as const) {
+      this.array(caps[key], `${path}.capabilities.${key}`, SPEC_LIMITS.programs).forEach((x, i) => {
+        const at = `${path}.capabilities.${key}[${i}]`;
+        if (key === 'programTypes') this.kindWord(x, at);
+        else if (key === 'maps') this.identifier(x, at);
+        else this.noTraversal(this.text(x, at, SPEC_LIMITS.path), at);
+      });
+    }
+    if (g.limits !== undefined) {
+      const l = this.object(g.limits, `${path}.limits`);
+      if (l.memoryMb !== undefined) this.integer(l.memoryMb, `${path}.limits.memoryMb`, 4096, 1);
+      if (l.cpuMs !== undefined) this.integer(l.cpuMs, `${path}.limits.cpuMs`, 3_600_000, 1);
+      if (l.windowMs !== undefined) this.integer(l.windowMs, `${path}.limits.windowMs`, 3_600_000, 100);
+    }
+    return g as unknown as GuestSpec;
+  }
+
   attach(v: unknown, path: string): AttachSpec {
     const a = this.object(v, path);
     const hook = this.oneOf(a.hook, `${path}.hook`, HOOKS);
@@ -333,7 +394,8 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
   c.optionalText(s.description, 'description', SPEC_LIMITS.description);
   if (s.builder !== undefined) c.text(s.builder, 'builder', 64);
   const objects = c.array(s.objects, 'objects', SPEC_LIMITS.objects).map((o, i) => c.fileName(o, `objects[${i}]`));
-  if (objects.length === 0) c.fail('objects', 'is empty (a package has at least one BPF object)');
+  const guest = s.guest === undefined ? undefined : c.guest(s.guest, 'guest');
+  if (objects.length === 0 && !guest) c.fail('objects', 'is empty (a package has at least one BPF object)');
   c.unique(objects, 'objects');
   const objectOf = (o: unknown, path: string): string => {
     const f = c.fileName(o, path);

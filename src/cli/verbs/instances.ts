@@ -9,6 +9,7 @@ import { loadPublicKey } from '../../package/trust/keys.js';
 import { type Signer, storeSignatures, verifyPackage } from '../../package/trust/signing.js';
 import type { CliContext } from '../context.js';
 import { CliError, eachName } from '../errors.js';
+import { addGuestOptions, type GuestRunOptions, isGuestFile, storeGuest } from '../guest-options.js';
 import {
   type AttachOptions,
   addAttachOptions,
@@ -47,27 +48,41 @@ async function packageSignatures(
 }
 
 export function addInstanceVerbs(program: Command, ctx: CliContext): void {
-  addAttachOptions(
-    program
-      .command('run')
-      .description('load and attach a package as a new instance')
-      .argument('<image>', 'package: name:version, name@sha256:…')
-      .option('--name <name>', 'instance name (default: package name and a random suffix)'),
+  addGuestOptions(
+    addAttachOptions(
+      program
+        .command('run')
+        .description('load and attach a package (or run a Wasm guest) as a new instance')
+        .argument('<image>', 'package: name:version, name@sha256:…; or a Wasm guest: FILE.wasm')
+        .argument('[args...]', "a Wasm guest's arguments (after --)")
+        .option('--name <name>', 'instance name (default: package name and a random suffix)'),
+    ),
   )
     .addOption(outputOption(TEXT_FORMATS))
     .addHelpText(
       'after',
-      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nExample: kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0",
+      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nA Wasm guest (wasm-bpf's host ABI) runs in its own process, within its capability manifest (by default what\nits embedded BPF objects declare; --allow-* add to it), memory limit and CPU budget; its stdout and stderr\nare the instance's log.\nExamples:\n  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0\n  kbpf run --name boot bootstrap.wasm -- -d 100\n  kbpf run --allow-attach xdp:lo xdp.wasm -- lo",
     )
-    .action(async (image: string, opts: AttachOptions & { name?: string; output: TextFormat }, c: Command) => {
-      const req: RunRequest = { image };
-      if (opts.name) req.name = opts.name;
-      const config = configOf(opts.set);
-      if (config) req.config = config;
-      const attach = attachOverrides(opts);
-      if (attach) req.attach = attach;
-      ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
-    });
+    .action(
+      async (
+        given: string,
+        args: string[],
+        opts: AttachOptions & GuestRunOptions & { name?: string; output: TextFormat },
+        c: Command,
+      ) => {
+        let image = given;
+        if (isGuestFile(given)) image = await storeGuest(ctx.paths(c).storeDir, given, args, opts);
+        else if (args.length)
+          throw new CliError(`arguments after the image (${args.join(' ')}) are for Wasm guests only`);
+        const req: RunRequest = { image };
+        if (opts.name) req.name = opts.name;
+        const config = configOf(opts.set);
+        if (config) req.config = config;
+        const attach = attachOverrides(opts);
+        if (attach) req.attach = attach;
+        ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
+      },
+    );
 
   program
     .command('ps')
