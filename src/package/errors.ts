@@ -68,11 +68,14 @@ export class InvalidReferenceError extends PackageError {
 export class DigestMismatchError extends PackageError {
   readonly expected: string;
   readonly actual: string;
-  constructor(message: string, expected: string, actual: string) {
+  /** the content ended before its declared size (nothing wrong was read: less was) */
+  readonly truncated: boolean;
+  constructor(message: string, expected: string, actual: string, opts: { truncated?: boolean } = {}) {
     super('DIGEST_MISMATCH', message);
     this.name = 'DigestMismatchError';
     this.expected = expected;
     this.actual = actual;
+    this.truncated = opts.truncated ?? false;
   }
 }
 

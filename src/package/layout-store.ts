@@ -310,6 +310,7 @@ export class LayoutStore {
           `${where}: ${hash.size} bytes, the descriptor says ${expected.size} (content truncated)`,
           expected.digest,
           'unknown',
+          { truncated: true },
         );
       const actual = hash.digest();
       if (actual !== expected.digest)

@@ -685,8 +685,26 @@ export class RegistryClient {
     return url.toString();
   }
 
-  /** Streams a blob into a temporary file of the store while hashing it: never held whole in memory. */
+  /**
+   * Streams a blob into a temporary file of the store while hashing it: never held whole in memory.
+   * A body that ends short of the declared size (a registry that has just taken the blob can answer
+   * before its storage is readable) is asked for once more; a wrong hash is never retried.
+   */
   private async downloadBlob(
+    op: Op,
+    d: Descriptor,
+    store: LayoutStore,
+    onProgress?: ProgressCallback,
+  ): Promise<StagedBlob> {
+    try {
+      return await this.downloadBlobOnce(op, d, store, onProgress);
+    } catch (e) {
+      if (!(e instanceof DigestMismatchError && e.truncated)) throw e;
+      return this.downloadBlobOnce(op, d, store, onProgress);
+    }
+  }
+
+  private async downloadBlobOnce(
     op: Op,
     d: Descriptor,
     store: LayoutStore,
