@@ -2,7 +2,7 @@
 // objects, merge kbpf.yaml, check it, and store the result as an OCI artifact. Nothing is tagged
 // unless every step succeeded.
 import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -36,6 +36,8 @@ export interface BuildOptions {
   progress?: (message: string) => void;
   /** compile only these sources of the directory (file names), not every *.bpf.c */
   files?: string[];
+  /** further include directories (absolute), searched after the source's own */
+  includeDirs?: string[];
 }
 
 export interface BuildResult {
@@ -68,13 +70,16 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       throw new BuildError(`${MANIFEST_FILE}: build.include: ${d}: no such directory in ${src}`, [], NotFound);
     return abs;
   });
+  includeDirs.push(...(opts.includeDirs ?? []));
   const objectNames = files.map((f) => basename(f).replace(/\.c$/, '.o'));
   const dup = objectNames.find((n, i) => objectNames.indexOf(n) !== i);
   if (dup) throw new BuildError(`${src}: two sources would both make ${dup}: rename one`);
 
   // the package's own headers: scanned for the structs it defines, bpf_printk calls and kfuncs
-  const headers = entries.filter((f) => f.endsWith('.h') && !isGeneratedHeader(f)).sort();
-  const headerText = (await Promise.all(headers.map((h) => readFile(join(src, h), 'utf8')))).join('\n');
+  const headers: string[] = [];
+  for (const [d, names] of [[src, entries] as const, ...includeDirs.map((d) => [d, readdirSync(d)] as const)])
+    for (const f of [...names].sort()) if (f.endsWith('.h') && !isGeneratedHeader(f)) headers.push(join(d, f));
+  const headerText = (await Promise.all(headers.map((h) => readFile(h, 'utf8')))).join('\n');
 
   const work = await mkdtemp(join(tmpdir(), 'kbpf-build-'));
   try {

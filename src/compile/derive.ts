@@ -116,7 +116,8 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
     }));
     const config: ConfigVarSpec[] = obj
       .globals()
-      .filter((g) => g.section.startsWith('.rodata'))
+      // a function's static locals (bpf_printk's format strings: "func.___fmt") are not settable
+      .filter((g) => g.section.startsWith('.rodata') && /^[A-Za-z_]\w*$/.test(g.name))
       .map((g) => ({
         name: g.name,
         object: file,

@@ -22,6 +22,7 @@ import { renderInstance, renderInstanceNames, renderInstanceState, renderInstanc
 import { renderMaps } from '../render/maps.js';
 import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFormat } from '../render/output.js';
 import { cell } from '../render/values.js';
+import { buildForRun, runTarget } from './run-source.js';
 
 const DATA_FORMATS = ['json', 'yaml'] as const;
 
@@ -50,24 +51,36 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
   addAttachOptions(
     program
       .command('run')
-      .description('load and attach a package as a new instance')
-      .argument('<image>', 'package: name:version, name@sha256:…')
-      .option('--name <name>', 'instance name (default: package name and a random suffix)'),
+      .description('load and attach a package as a new instance (a source directory or file is built first)')
+      .argument('<image>', 'package (name:version, name@sha256:…), a source directory, or a FILE.bpf.c')
+      .argument('[files...]', 'with a FILE.bpf.c: its other sources and headers')
+      .option('--name <name>', 'instance name (default: package name and a random suffix)')
+      .option('-t, --tag <name:version>', 'when building from source: the package to build (default: from kbpf.yaml)'),
   )
     .addOption(outputOption(TEXT_FORMATS))
     .addHelpText(
       'after',
-      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nExample: kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0",
+      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nA source directory or FILE.bpf.c is built into the local store first, as `kbpf build` does.\nExamples:\n  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0\n  kbpf run ./opensnoop\n  kbpf run opensnoop.bpf.c opensnoop.h",
     )
-    .action(async (image: string, opts: AttachOptions & { name?: string; output: TextFormat }, c: Command) => {
-      const req: RunRequest = { image };
-      if (opts.name) req.name = opts.name;
-      const config = configOf(opts.set);
-      if (config) req.config = config;
-      const attach = attachOverrides(opts);
-      if (attach) req.attach = attach;
-      ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
-    });
+    .action(
+      async (
+        target: string,
+        files: string[],
+        opts: AttachOptions & { name?: string; tag?: string; output: TextFormat },
+        c: Command,
+      ) => {
+        const t = runTarget(target, files);
+        if (opts.tag && t.kind === 'image') throw new CliError('--tag is for building from source; IMAGE is a package');
+        const image = t.kind === 'image' ? t.image : await buildForRun(ctx, c, t, opts.tag, isData(opts.output));
+        const req: RunRequest = { image };
+        if (opts.name) req.name = opts.name;
+        const config = configOf(opts.set);
+        if (config) req.config = config;
+        const attach = attachOverrides(opts);
+        if (attach) req.attach = attach;
+        ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
+      },
+    );
 
   program
     .command('ps')
