@@ -92,7 +92,8 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       const source = join(src, f);
       const text = `${await readFile(source, 'utf8')}\n${headerText}`;
       const defines: Record<string, string> = { ...manifest.build.defines };
-      if (callsPrintk(text)) defines.KBPF_PRINTK_MAP = printkMaps++ === 0 ? PRINTK_MAP : `${PRINTK_MAP}_${printkMaps}`;
+      // KBPF_PRINTK_TRACE_PIPE (a define in kbpf.yaml) keeps bpf_printk on the kernel's trace pipe
+      if (callsPrintk(text) && !Object.hasOwn(defines, 'KBPF_PRINTK_TRACE_PIPE')) defines.KBPF_PRINTK_MAP = printkMaps++ === 0 ? PRINTK_MAP : `${PRINTK_MAP}_${printkMaps}`;
       const forceIncludes: string[] = [];
       const kfuncs = kernelKfuncHeader(text);
       if (kfuncs) {
@@ -100,7 +101,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         await writeFile(h, kfuncs);
         forceIncludes.push(h);
       }
-      const unit = join(work, `unit-${i}-${basename(f)}`);
+      const unit = join(work, basename(f));
       await writeFile(unit, keepTypesUnit(source, definedStructs(text)));
       const out = join(work, objectNames[i]!);
       await compileBpf(unit, out, {
@@ -112,6 +113,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         defines,
         flags: manifest.build.flags,
         label: f,
+        scratchDir: work,
       });
       const bytes = await readFile(out);
       objects.push({ file: basename(out), bytes, derived: deriveFromObject(basename(out), bytes) });

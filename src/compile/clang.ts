@@ -22,6 +22,8 @@ export interface CompileOptions {
   defines?: Record<string, string>;
   /** further checked compiler flags (kbpf.yaml build.flags) */
   flags?: string[];
+  /** a scratch directory whose name must not end up in the object (debug info names it '.') */
+  scratchDir?: string;
   /** what error messages call the source (default: its path) */
   label?: string;
   /** the directory of the source as the user wrote it (default: the compiled file's) */
@@ -56,6 +58,7 @@ export async function compileBpf(src: string, out: string, opts: CompileOptions)
     ...(opts.systemIncludeDirs ?? []).flatMap((d) => ['-idirafter', d]),
     ...Object.entries(opts.defines ?? {}).map(([k, v]) => (v === '' ? `-D${k}` : `-D${k}=${v}`)),
     ...(opts.flags ?? []),
+    ...(opts.scratchDir ? [`-fdebug-prefix-map=${opts.scratchDir}=.`] : []),
     ...(opts.forceIncludes ?? []).flatMap((h) => ['-include', h]),
     '-c',
     src,
