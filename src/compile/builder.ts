@@ -93,7 +93,8 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       const text = `${await readFile(source, 'utf8')}\n${headerText}`;
       const defines: Record<string, string> = { ...manifest.build.defines };
       // KBPF_PRINTK_TRACE_PIPE (a define in kbpf.yaml) keeps bpf_printk on the kernel's trace pipe
-      if (callsPrintk(text) && !Object.hasOwn(defines, 'KBPF_PRINTK_TRACE_PIPE')) defines.KBPF_PRINTK_MAP = printkMaps++ === 0 ? PRINTK_MAP : `${PRINTK_MAP}_${printkMaps}`;
+      if (callsPrintk(text) && !Object.hasOwn(defines, 'KBPF_PRINTK_TRACE_PIPE'))
+        defines.KBPF_PRINTK_MAP = printkMaps++ === 0 ? PRINTK_MAP : `${PRINTK_MAP}_${printkMaps}`;
       const forceIncludes: string[] = [];
       const kfuncs = kernelKfuncHeader(text);
       if (kfuncs) {
