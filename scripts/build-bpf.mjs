@@ -3,6 +3,7 @@
 // dist/<same path>.o, next to the compiled JavaScript that loads it — with the same compiler
 // module `kbpf build` uses (src/compile: clang flags, the target architecture, vmlinux.h from the
 // running kernel's BTF, cached in build/). Runs after tsc; recompiles only what changed.
+// test/fixtures holds sources that tests give to `kbpf build` itself: not compiled here.
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +18,7 @@ const roots = ['src', 'apps', 'test', 'testbed', 'bench'];
 
 function* walk(dir) {
   for (const name of readdirSync(dir)) {
-    if (name === 'node_modules' || name.startsWith('.')) continue;
+    if (name === 'node_modules' || name === 'fixtures' || name.startsWith('.')) continue;
     const p = join(dir, name);
     if (statSync(p).isDirectory()) yield* walk(p);
     else if (name.endsWith('.bpf.c')) yield p;

@@ -2,26 +2,30 @@
 // objects, merge kbpf.yaml, check it, and store the result as an OCI artifact. Nothing is tagged
 // unless every step succeeded.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { Btf } from 'kbpf/bpf';
 import { NotFound } from '../errors.js';
 import type { LayoutStore, StoredPackage } from '../package/layout-store.js';
 import { KBPF_BYTECODE, KBPF_SOURCE } from '../package/media-types.js';
 import type { PackageSpec, ProgramSpec } from '../package/package-spec.js';
 import { KBPF_VERSION } from '../version.js';
+import { KBPF_COMPAT_DIR, KBPF_INCLUDE_DIR, systemIncludeDirs } from './build-env.js';
 import { compileBpf } from './clang.js';
-import { type DerivedObject, deriveFromObject } from './derive.js';
+import { type DerivedObject, deriveFromObject, PRINTK_MAP } from './derive.js';
 import { BuildError } from './errors.js';
+import { eventFormat } from './event-format.js';
+import { kfuncHeader } from './kfuncs.js';
 import { MANIFEST_FILE, readSourceManifest, type SourceManifest } from './source-manifest.js';
-import { ensureVmlinuxHeader } from './vmlinux.js';
+import { callsPrintk, definedStructs, isGeneratedHeader, keepTypesUnit } from './source-scan.js';
+import { ensureVmlinuxHeader, KERNEL_BTF } from './vmlinux.js';
+
+export { KBPF_INCLUDE_DIR };
 
 const execFileP = promisify(execFile);
-
-/** kbpf.h (KBPF_EVENT, ...): in the source tree, next to this module's source. */
-export const KBPF_INCLUDE_DIR = fileURLToPath(new URL('../../../src/compile/include/', import.meta.url));
 
 export interface BuildOptions {
   /** name:version (default: from kbpf.yaml, else the directory name and 0.0.0) */
@@ -30,6 +34,10 @@ export interface BuildOptions {
   /** where vmlinux.h is cached */
   cacheDir: string;
   progress?: (message: string) => void;
+  /** compile only these sources of the directory (file names), not every *.bpf.c */
+  files?: string[];
+  /** further include directories (absolute), searched after the source's own */
+  includeDirs?: string[];
 }
 
 export interface BuildResult {
@@ -40,23 +48,74 @@ export interface BuildResult {
 export async function buildPackage(dir: string, opts: BuildOptions): Promise<BuildResult> {
   const src = resolve(dir);
   const say = opts.progress ?? (() => {});
-  let files: string[];
+  let entries: string[];
   try {
-    files = (await readdir(src)).filter((f) => f.endsWith('.bpf.c')).sort();
+    entries = await readdir(src);
   } catch {
     throw new BuildError(`${src}: no such directory`, [], NotFound);
   }
-  if (files.length === 0) throw new BuildError(`${src}: no *.bpf.c files: nothing to build`);
   const manifest = readSourceManifest(src);
+  const files = opts.files ?? [...entries.filter((f) => f.endsWith('.bpf.c')).sort(), ...manifest.build.sources];
+  if (files.length === 0) throw new BuildError(`${src}: no *.bpf.c files: nothing to build`);
+  for (const f of files)
+    if (!existsSync(join(src, f)))
+      throw new BuildError(
+        `${src}: ${f}: no such file${manifest.build.sources.includes(f) ? ` (${MANIFEST_FILE} build.sources)` : ''}`,
+        [],
+        NotFound,
+      );
+  const includeDirs = manifest.build.include.map((d) => {
+    const abs = join(src, d);
+    if (!existsSync(abs) || !statSync(abs).isDirectory())
+      throw new BuildError(`${MANIFEST_FILE}: build.include: ${d}: no such directory in ${src}`, [], NotFound);
+    return abs;
+  });
+  includeDirs.push(...(opts.includeDirs ?? []));
+  const objectNames = files.map((f) => basename(f).replace(/\.c$/, '.o'));
+  const dup = objectNames.find((n, i) => objectNames.indexOf(n) !== i);
+  if (dup) throw new BuildError(`${src}: two sources would both make ${dup}: rename one`);
+
+  // the package's own headers: scanned for the structs it defines, bpf_printk calls and kfuncs
+  const headers: string[] = [];
+  for (const [d, names] of [[src, entries] as const, ...includeDirs.map((d) => [d, readdirSync(d)] as const)])
+    for (const f of [...names].sort()) if (f.endsWith('.h') && !isGeneratedHeader(f)) headers.push(join(d, f));
+  const headerText = (await Promise.all(headers.map((h) => readFile(h, 'utf8')))).join('\n');
 
   const work = await mkdtemp(join(tmpdir(), 'kbpf-build-'));
   try {
     const header = ensureVmlinuxHeader(opts.cacheDir);
+    const sysDirs = systemIncludeDirs();
     const objects: { file: string; bytes: Uint8Array; derived: DerivedObject }[] = [];
-    for (const f of files) {
+    let printkMaps = 0;
+    for (const [i, f] of files.entries()) {
       say(`compiling ${f}`);
-      const out = join(work, f.replace(/\.c$/, '.o'));
-      await compileBpf(join(src, f), out, { includeDirs: [join(header, '..'), KBPF_INCLUDE_DIR] });
+      const source = join(src, f);
+      const text = `${await readFile(source, 'utf8')}\n${headerText}`;
+      const defines: Record<string, string> = { ...manifest.build.defines };
+      // KBPF_PRINTK_TRACE_PIPE (a define in kbpf.yaml) keeps bpf_printk on the kernel's trace pipe
+      if (callsPrintk(text) && !Object.hasOwn(defines, 'KBPF_PRINTK_TRACE_PIPE'))
+        defines.KBPF_PRINTK_MAP = printkMaps++ === 0 ? PRINTK_MAP : `${PRINTK_MAP}_${printkMaps}`;
+      const forceIncludes: string[] = [];
+      const kfuncs = kernelKfuncHeader(text);
+      if (kfuncs) {
+        const h = join(work, `kfuncs-${i}.h`);
+        await writeFile(h, kfuncs);
+        forceIncludes.push(h);
+      }
+      const unit = join(work, basename(f));
+      await writeFile(unit, keepTypesUnit(source, definedStructs(text)));
+      const out = join(work, objectNames[i]!);
+      await compileBpf(unit, out, {
+        includeDirs: [KBPF_COMPAT_DIR, join(header, '..'), KBPF_INCLUDE_DIR],
+        sourceDir: dirname(source),
+        extraIncludeDirs: includeDirs,
+        systemIncludeDirs: sysDirs,
+        forceIncludes,
+        defines,
+        flags: manifest.build.flags,
+        label: f,
+        scratchDir: work,
+      });
       const bytes = await readFile(out);
       objects.push({ file: basename(out), bytes, derived: deriveFromObject(basename(out), bytes) });
     }
@@ -65,12 +124,15 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       objects.map((o) => o.file),
       manifest,
       opts.tag,
-      basename(src),
+      opts.files?.length === 1 && !manifest.name ? basename(opts.files[0]!).replace(/(\.bpf)?\.c$/, '') : basename(src),
     );
     say(
       `packaging ${spec.name}:${spec.version} (${spec.programs.length} program(s), ${spec.maps.length} map(s), ${spec.config.length} config variable(s))`,
     );
-    const source = await tarSource(src, files);
+    const source = await tarSource(src, [
+      ...files,
+      ...manifest.build.include.filter((d) => relative(src, join(src, d)) !== ''),
+    ]);
     const stored = await opts.store.putPackage(
       {
         manifest: spec as unknown as Record<string, unknown>,
@@ -87,6 +149,12 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Declarations of the build kernel's kfuncs the text names (none without the kernel's BTF). */
+function kernelKfuncHeader(text: string): string {
+  if (!existsSync(KERNEL_BTF)) return '';
+  return kfuncHeader(Btf.kernel(), text);
 }
 
 function splitTag(tag: string | undefined): { name?: string; version?: string } {
@@ -165,8 +233,23 @@ export function mergeSpec(
   for (const ev of events) {
     const d = derived[files.indexOf(ev.object)]!;
     if (!ev.type) ev.type = d.structs.has('event') ? 'event' : '';
-    if (ev.type && !d.structs.has(ev.type))
+    if (ev.type && !d.structs.has(ev.type)) {
       problems.push(`events.${ev.map}: struct ${ev.type} is not in the object's BTF`);
+      continue;
+    }
+    if (!ev.type || !d.btf) continue;
+    try {
+      const format = eventFormat(
+        d.btf,
+        ev.type,
+        m.events[ev.map]?.format,
+        `${MANIFEST_FILE}: events.${ev.map}`,
+        kernelBtf,
+      );
+      if (format) ev.format = format;
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
   }
   if (problems.length) throw new BuildError(`cannot build ${name}:${version}`, problems);
   return {
@@ -180,6 +263,10 @@ export function mergeSpec(
     events,
     builder: KBPF_VERSION,
   };
+}
+
+function kernelBtf(): Btf | undefined {
+  return existsSync(KERNEL_BTF) ? Btf.kernel() : undefined;
 }
 
 async function tarSource(dir: string, files: string[]): Promise<Uint8Array> {

@@ -10,8 +10,24 @@ import { BuildError } from './errors.js';
 const execFileP = promisify(execFile);
 
 export interface CompileOptions {
+  /** -I, searched in this order before the source's own directory */
   includeDirs: string[];
+  /** -I, searched after the source's own directory (kbpf.yaml build.include) */
+  extraIncludeDirs?: string[];
+  /** -idirafter: the compiler's system include directories */
+  systemIncludeDirs?: string[];
+  /** -include: headers read before the source */
+  forceIncludes?: string[];
+  /** -DNAME=VALUE ('' for a bare -DNAME) */
   defines?: Record<string, string>;
+  /** further checked compiler flags (kbpf.yaml build.flags) */
+  flags?: string[];
+  /** a scratch directory whose name must not end up in the object (debug info names it '.') */
+  scratchDir?: string;
+  /** what error messages call the source (default: its path) */
+  label?: string;
+  /** the directory of the source as the user wrote it (default: the compiled file's) */
+  sourceDir?: string;
   clang?: string;
 }
 
@@ -37,8 +53,13 @@ export async function compileBpf(src: string, out: string, opts: CompileOptions)
     '-Wno-compare-distinct-pointer-types',
     ...opts.includeDirs.flatMap((d) => ['-I', d]),
     '-I',
-    dirname(src),
-    ...Object.entries(opts.defines ?? {}).map(([k, v]) => `-D${k}=${v}`),
+    opts.sourceDir ?? dirname(src),
+    ...(opts.extraIncludeDirs ?? []).flatMap((d) => ['-I', d]),
+    ...(opts.systemIncludeDirs ?? []).flatMap((d) => ['-idirafter', d]),
+    ...Object.entries(opts.defines ?? {}).map(([k, v]) => (v === '' ? `-D${k}` : `-D${k}=${v}`)),
+    ...(opts.flags ?? []),
+    ...(opts.scratchDir ? [`-fdebug-prefix-map=${opts.scratchDir}=.`] : []),
+    ...(opts.forceIncludes ?? []).flatMap((h) => ['-include', h]),
     '-c',
     src,
     '-o',
@@ -50,6 +71,6 @@ export async function compileBpf(src: string, out: string, opts: CompileOptions)
     const err = e as { code?: string | number; stderr?: string };
     if (err.code === 'ENOENT') throw new BuildError('clang is not installed (apt-get install clang)', [], Unsupported);
     const diags = parseDiagnostics(err.stderr ?? String(e)).filter((d) => !/: warning:/.test(d));
-    throw new BuildError(`compiling ${src} failed`, diags);
+    throw new BuildError(`compiling ${opts.label ?? src} failed`, diags);
   }
 }

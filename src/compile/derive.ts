@@ -1,10 +1,11 @@
 // What a compiled object says about itself: programs and where their sections attach, maps,
 // config variables (const volatile globals in .rodata, with their defaults) and event buffers.
 // kbpf.yaml only adds to this.
-import { BpfObject } from 'kbpf/bpf';
+import { BpfObject, type Btf, readObjectBtf } from 'kbpf/bpf';
 import type { AttachSpec, ConfigVarSpec, EventSpec, MapEntrySpec, ProgramSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import { BuildError } from './errors.js';
+import { recordSizes } from './record-sizes.js';
 
 /** A program as its section describes it; attach is undefined where kbpf.yaml must say. */
 export type DerivedProgram = Omit<ProgramSpec, 'attach'> & { attach?: AttachSpec };
@@ -16,6 +17,44 @@ export interface DerivedObject {
   events: EventSpec[];
   /** struct names in the object's BTF (to check event types) */
   structs: Set<string>;
+  /** the object's BTF (to work out how events show) */
+  btf?: Btf;
+}
+
+/** The ring buffer `kbpf build` gives an object whose source calls bpf_printk, and its record. */
+export const PRINTK_MAP = 'kbpf_printk';
+export const PRINTK_RECORD = 'kbpf_printk_line';
+const KEEP_TYPE_MARKER = '__kbpf_type_';
+
+/**
+ * The record struct of an event buffer whose source did not say (no KBPF_EVENT): among the
+ * structs the package defines (kept in BTF by kbpf build), the one of the size the programs
+ * write into the map; else one named "event"; else none (the events show as bytes).
+ */
+export function inferRecordType(
+  btf: Btf | undefined,
+  map: string,
+  sizes: Set<number> | undefined,
+  structs: Set<string>,
+): string {
+  if (map.startsWith(PRINTK_MAP)) return PRINTK_RECORD;
+  if (!btf) return '';
+  const own: { name: string; size: number }[] = [];
+  for (const t of btf.types())
+    if (t.kind === 'VAR' && t.name.startsWith(KEEP_TYPE_MARKER)) {
+      const name = t.name.slice(KEEP_TYPE_MARKER.length);
+      const s = btf.findByName(name, 'STRUCT');
+      if (s && s.type.kind === 'STRUCT' && name !== PRINTK_RECORD) own.push({ name, size: s.type.size });
+    }
+  if (sizes?.size === 1) {
+    const [size] = [...sizes];
+    const fit = own.filter((o) => o.size === size);
+    if (fit.length === 1) return fit[0]!.name;
+    const named = fit.find((o) => /event/i.test(o.name));
+    if (named) return named.name;
+  }
+  if (structs.has('event')) return 'event';
+  return own.length === 1 && !sizes ? own[0]!.name : '';
 }
 
 const EVENT_MARKER = '__kbpf_event_';
@@ -77,7 +116,8 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
     }));
     const config: ConfigVarSpec[] = obj
       .globals()
-      .filter((g) => g.section.startsWith('.rodata'))
+      // a function's static locals (bpf_printk's format strings: "func.___fmt") are not settable
+      .filter((g) => g.section.startsWith('.rodata') && /^[A-Za-z_]\w*$/.test(g.name))
       .map((g) => ({
         name: g.name,
         object: file,
@@ -93,23 +133,24 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
         .filter((g) => g.name.startsWith(EVENT_MARKER))
         .map((g) => [g.name.slice(EVENT_MARKER.length), /^struct (\w+) \*$/.exec(g.typeName)?.[1] ?? '']),
     );
-    const events: EventSpec[] = maps
-      .filter((m) => m.type === 'ringbuf' || m.type === 'perf_event_array')
-      .map((m) => ({
-        map: m.name,
-        object: file,
-        kind: m.type === 'ringbuf' ? 'ringbuf' : 'perf',
-        type: eventTypes.get(m.name) ?? '',
-      }));
     const structs = new Set<string>();
-    const btf = obj.btf;
+    const btf = readObjectBtf(bytes);
     if (btf) {
       for (let id = 1; id < btf.typeCount; id++) {
         const t = btf.type(id);
         if (t.kind === 'STRUCT' && t.name) structs.add(t.name);
       }
     }
-    return { programs, maps, config, events, structs };
+    const sizes = recordSizes(bytes);
+    const events: EventSpec[] = maps
+      .filter((m) => m.type === 'ringbuf' || m.type === 'perf_event_array')
+      .map((m) => ({
+        map: m.name,
+        object: file,
+        kind: m.type === 'ringbuf' ? 'ringbuf' : 'perf',
+        type: eventTypes.get(m.name) ?? inferRecordType(btf, m.name, sizes.get(m.name), structs),
+      }));
+    return { programs, maps, config, events, structs, btf };
   } finally {
     obj.close();
   }

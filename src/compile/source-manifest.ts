@@ -1,5 +1,6 @@
 // kbpf.yaml: what a source directory says that its objects cannot (name, version, description,
-// attach targets, descriptions of config variables, which maps to pin, how to show events).
+// attach targets, descriptions of config variables, which maps to pin, how to show events, and
+// how to compile: defines, include directories, extra sources and compiler flags).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -13,7 +14,103 @@ export interface SourceManifest {
   programs: Record<string, { attach?: AttachSpec }>;
   config: Record<string, { description?: string; default?: unknown }>;
   maps: Record<string, { pin?: boolean }>;
-  events: Record<string, { type?: string; columns?: string[] }>;
+  events: Record<string, { type?: string; columns?: string[]; format?: Record<string, string> }>;
+  build: BuildSettings;
+}
+
+/** kbpf.yaml `build:`: how the package's C compiles. */
+export interface BuildSettings {
+  /** -DNAME=VALUE ('' for a bare -DNAME) */
+  defines: Record<string, string>;
+  /** include directories, relative to the source directory */
+  include: string[];
+  /** further C files (relative, in the source directory) compiled into objects like *.bpf.c */
+  sources: string[];
+  /** compiler flags: warnings (-W…), code generation (-f…, -mcpu=v1..v4, -malu32), -std=… */
+  flags: string[];
+}
+
+/** Field formats kbpf.yaml may give an event field (the human output shows the value so). */
+export const FIELD_FORMATS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags:ENUM', 'enum:ENUM'] as const;
+
+export function checkFieldFormat(v: unknown, where: string): string {
+  if (typeof v === 'string' && (/^(ipv4|ipv6|port|net-port|hex)$/.test(v) || /^(flags|enum):[A-Za-z_]\w*$/.test(v)))
+    return v;
+  throw new BuildError(
+    `${MANIFEST_FILE}: ${where}: unknown format ${JSON.stringify(v)} (known: ${FIELD_FORMATS.join(', ')})`,
+  );
+}
+
+const C_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const FLAG_FORMS: { re: RegExp; what: string }[] = [
+  { re: /^-W[A-Za-z0-9_=-]+$/, what: '-W… (warnings)' },
+  { re: /^-f[A-Za-z0-9_=-]+$/, what: '-f… (code generation)' },
+  { re: /^-mcpu=(v[1-4]|probe|generic)$/, what: '-mcpu=v1..v4' },
+  { re: /^-malu32$/, what: '-malu32' },
+  { re: /^-std=[a-z0-9+]+$/, what: '-std=…' },
+];
+
+function list(v: unknown, where: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new BuildError(`${MANIFEST_FILE}: ${where} must be a list`);
+  return v;
+}
+
+function relativePath(v: unknown, where: string): string {
+  if (typeof v !== 'string' || v === '') throw new BuildError(`${MANIFEST_FILE}: ${where} must be a path`);
+  if (v.startsWith('/') || v.split('/').includes('..'))
+    throw new BuildError(
+      `${MANIFEST_FILE}: ${where}: ${JSON.stringify(v)} must be a path inside the source directory (no "/…" or "..")`,
+    );
+  return v;
+}
+
+function defineValue(v: unknown, where: string): string {
+  if (v === null || v === undefined || v === true) return '';
+  if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+    throw new BuildError(`${MANIFEST_FILE}: ${where} must be a string or a number`);
+  const s = v === false ? '0' : String(v);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(s)) throw new BuildError(`${MANIFEST_FILE}: ${where} contains control characters`);
+  return s;
+}
+
+/** Parses kbpf.yaml's `build:` mapping; every problem names the key. */
+export function parseBuildSettings(v: unknown): BuildSettings {
+  const b = obj(v, 'build');
+  const known = ['defines', 'include', 'sources', 'flags'];
+  for (const k of Object.keys(b))
+    if (!known.includes(k))
+      throw new BuildError(`${MANIFEST_FILE}: build: unknown key "${k}" (known: ${known.join(', ')})`);
+  const defines: Record<string, string> = record();
+  const define = (name: string, value: unknown, where: string): void => {
+    if (!C_NAME.test(name))
+      throw new BuildError(`${MANIFEST_FILE}: ${where}: ${JSON.stringify(name)} is not a macro name`);
+    defines[name] = defineValue(value, where);
+  };
+  if (Array.isArray(b.defines)) {
+    b.defines.forEach((d, i) => {
+      if (typeof d !== 'string')
+        throw new BuildError(`${MANIFEST_FILE}: build.defines[${i}] must be NAME or NAME=VALUE`);
+      const eq = d.indexOf('=');
+      define(eq < 0 ? d : d.slice(0, eq), eq < 0 ? '' : d.slice(eq + 1), `build.defines[${i}]`);
+    });
+  } else for (const [k, val] of Object.entries(obj(b.defines, 'build.defines'))) define(k, val, `build.defines.${k}`);
+  const include = list(b.include, 'build.include').map((d, i) => relativePath(d, `build.include[${i}]`));
+  const sources = list(b.sources, 'build.sources').map((f, i) => {
+    const p = relativePath(f, `build.sources[${i}]`);
+    if (!p.endsWith('.c'))
+      throw new BuildError(`${MANIFEST_FILE}: build.sources[${i}]: ${JSON.stringify(p)} is not a .c file`);
+    return p;
+  });
+  const flags = list(b.flags, 'build.flags').map((f, i) => {
+    if (typeof f !== 'string' || !FLAG_FORMS.some((x) => x.re.test(f)))
+      throw new BuildError(
+        `${MANIFEST_FILE}: build.flags[${i}]: ${JSON.stringify(f)} is not a flag kbpf passes on (allowed: ${FLAG_FORMS.map((x) => x.what).join(', ')}; use build.defines and build.include for -D and -I)`,
+      );
+    return f;
+  });
+  return { defines, include, sources, flags };
 }
 
 export const MANIFEST_FILE = 'kbpf.yaml';
@@ -90,7 +187,7 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     throw new BuildError(`${path}: invalid YAML: ${(e as Error).message}`);
   }
   const top = obj(raw, 'the file');
-  const known = new Set(['name', 'version', 'description', 'programs', 'config', 'maps', 'events']);
+  const known = new Set(['name', 'version', 'description', 'build', 'programs', 'config', 'maps', 'events']);
   for (const k of Object.keys(top))
     if (!known.has(k)) throw new BuildError(`${MANIFEST_FILE}: unknown key "${k}" (known: ${[...known].join(', ')})`);
   const str = (k: string) => {
@@ -117,7 +214,14 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     const e = obj(ev, `events.${name}`);
     if (e.columns !== undefined && !Array.isArray(e.columns))
       throw new BuildError(`${MANIFEST_FILE}: events.${name}.columns must be a list`);
-    events[name] = { type: e.type as string | undefined, columns: e.columns as string[] | undefined };
+    const format: Record<string, string> = record();
+    for (const [field, f] of Object.entries(obj(e.format, `events.${name}.format`)))
+      format[field] = checkFieldFormat(f, `events.${name}.format.${field}`);
+    events[name] = {
+      type: e.type as string | undefined,
+      columns: e.columns as string[] | undefined,
+      ...(Object.keys(format).length ? { format } : {}),
+    };
   }
   return {
     name: str('name'),
@@ -127,5 +231,6 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     config,
     maps,
     events,
+    build: parseBuildSettings(top.build),
   };
 }

@@ -67,6 +67,8 @@ export interface EventSpec {
   type: string;
   /** fields to show as columns (default: all) */
   columns?: string[];
+  /** how the human output shows fields (the records themselves stay as decoded) */
+  format?: EventFormat;
 }
 
 /**
@@ -100,6 +102,16 @@ export interface GuestLimits {
   cpuMs?: number;
   windowMs?: number;
 }
+
+/** How one event field reads for a human: an address, a port, hex, or names of an enum's values. */
+export type FieldFormat =
+  | { kind: 'ipv4' | 'ipv6' | 'port' | 'net-port' | 'hex' }
+  | { kind: 'flags' | 'enum'; names: [string, number][] };
+
+/** field name → format */
+export type EventFormat = Record<string, FieldFormat>;
+
+export const FIELD_FORMAT_KINDS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags', 'enum'] as const;
 
 export interface PackageSpec {
   /** set for a Wasm guest: its module, arguments and capability manifest */
@@ -472,6 +484,21 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
         if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(name))
           c.fail(`${at}.columns[${j}]`, `${JSON.stringify(name)} is not a field name`);
       });
+    if (o.format !== undefined) {
+      const fmt = Object.entries(c.object(o.format, `${at}.format`));
+      if (fmt.length > SPEC_LIMITS.columns) c.fail(`${at}.format`, `has more than ${SPEC_LIMITS.columns} fields`);
+      for (const [field, f] of fmt) {
+        const fat = `${at}.format.${field}`;
+        c.identifier(field, `${at}.format (a field name)`);
+        const kind = c.oneOf(c.object(f, fat).kind, `${fat}.kind`, FIELD_FORMAT_KINDS);
+        if (kind === 'flags' || kind === 'enum')
+          c.array((f as { names?: unknown }).names, `${fat}.names`, 4096).forEach((n, j) => {
+            if (!Array.isArray(n) || n.length !== 2 || typeof n[1] !== 'number')
+              c.fail(`${fat}.names[${j}]`, 'is not [NAME, VALUE]');
+            c.identifier((n as unknown[])[0], `${fat}.names[${j}][0]`);
+          });
+      }
+    }
   });
   return s as unknown as PackageSpec;
 }

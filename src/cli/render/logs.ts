@@ -1,7 +1,9 @@
 // Event log records: kbpf logs (a table whose columns are the decoded event's fields, or one
 // JSON line / YAML document per record) and kubectl bpf logs (one line per record, with its node).
 import type { LogRecord } from '../../agent/log-store.js';
+import type { EventFormat } from '../../package/package-spec.js';
 import { escapeControl } from './escape.js';
+import { formatEvent } from './fields.js';
 import { yaml } from './output.js';
 import { cell } from './values.js';
 
@@ -10,10 +12,27 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const RESERVED = new Set(['ts', 'seq', 'source', 'event']);
 
+/** Ring buffers that carry a program's bpf_printk lines (kbpf build names them so). */
+export const PRINTK_SOURCE = 'kbpf_printk';
+
+/** The bpf_printk line a record carries, or undefined when it is an event. */
+export function printkLine(r: Record<string, unknown>): string | undefined {
+  if (typeof r.source !== 'string' || !r.source.startsWith(PRINTK_SOURCE)) return undefined;
+  const line = (r.event as { line?: unknown } | undefined)?.line;
+  return typeof line === 'string' ? line.replace(/\n$/, '') : undefined;
+}
+
+/** Whether a record passes `kbpf logs --source`: a buffer's name, or "printk" for the bpf_printk lines. */
+export function sourceMatches(r: LogRecord, sources: readonly string[]): boolean {
+  if (sources.length === 0) return true;
+  const printk = typeof r.source === 'string' && r.source.startsWith(PRINTK_SOURCE);
+  return sources.some((s) => (s === 'printk' ? printk : r.source === s));
+}
+
 /** The fields of a log record shown as columns: the decoded event's fields, then other fields. */
-export function recordFields(r: LogRecord): Record<string, unknown> {
+export function recordFields(r: LogRecord, formats?: ReadonlyMap<string, EventFormat>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const ev = r.event;
+  const ev = formats && typeof r.source === 'string' ? formatEvent(r.event, formats.get(r.source)) : r.event;
   if (ev && typeof ev === 'object' && !Array.isArray(ev)) Object.assign(out, ev);
   else if (ev !== undefined) out.event = ev;
   for (const [k, v] of Object.entries(r)) if (!RESERVED.has(k) && !(k in out)) out[k] = v;
@@ -35,10 +54,20 @@ export class LogTable {
   showSource = false;
   private headerDone = false;
 
-  constructor(readonly write: (s: string) => void) {}
+  /**
+   * `formats`: per event source, how fields read (from the package spec); bpf_printk lines are
+   * shown as "printk: LINE" outside the columns.
+   */
+  constructor(
+    readonly write: (s: string) => void,
+    readonly formats?: ReadonlyMap<string, EventFormat>,
+  ) {}
 
   private row(r: LogRecord): string[] {
-    const f = recordFields(r);
+    const line = printkLine(r);
+    if (line !== undefined)
+      return [logTime(r.ts), ...(this.showSource ? [cell(r.source)] : []), `printk: ${cell(line)}`];
+    const f = recordFields(r, this.formats);
     const cells = [logTime(r.ts)];
     if (this.showSource) cells.push(cell(r.source));
     for (const c of this.columns) cells.push(cell(f[c]));
@@ -58,14 +87,16 @@ export class LogTable {
       const cols: string[] = [];
       const sources = new Set<unknown>();
       for (const r of records) {
+        if (printkLine(r) !== undefined) continue;
         sources.add(r.source);
-        for (const k of Object.keys(recordFields(r))) if (!cols.includes(k)) cols.push(k);
+        for (const k of Object.keys(recordFields(r, this.formats))) if (!cols.includes(k)) cols.push(k);
       }
       this.columns = cols;
       this.showSource = sources.size > 1;
       const head = this.headerCells();
       const rows = records.map((r) => this.row(r));
-      this.widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+      const sized = rows.filter((_, i) => printkLine(records[i]!) === undefined);
+      this.widths = head.map((h, i) => Math.max(h.length, ...sized.map((r) => (r[i] ?? '').length)));
       this.headerDone = true;
       this.write(this.line(head));
       for (const r of rows) this.write(this.line(r));
@@ -95,9 +126,12 @@ export type NodeLogFormat = (typeof NODE_LOG_FORMATS)[number];
 export function renderNodeRecord(format: NodeLogFormat, node: string, r: Record<string, unknown>): string {
   if (format !== 'text') return renderRecords(format, [{ node, ...r }]);
   const { ts, seq: _seq, ...rest } = r;
+  const line = printkLine(rest);
   const body =
-    rest.source !== undefined && rest.event !== undefined && Object.keys(rest).length === 2
-      ? `${String(rest.source)} ${JSON.stringify(rest.event)}`
-      : JSON.stringify(rest);
+    line !== undefined
+      ? `printk: ${line}`
+      : rest.source !== undefined && rest.event !== undefined && Object.keys(rest).length === 2
+        ? `${String(rest.source)} ${JSON.stringify(rest.event)}`
+        : JSON.stringify(rest);
   return `${escapeControl(`${node}  ${String(ts)}  ${body}`)}\n`;
 }

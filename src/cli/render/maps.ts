@@ -1,15 +1,31 @@
 // An instance's maps with their entries, decoded from BTF (kbpf maps).
 import type { MapDump } from '../../agent/api-client.js';
+import { histogramSlots, renderLog2Histogram } from './histogram.js';
 import { data, isData, type ListFormat, table } from './output.js';
 import { cell } from './values.js';
 
-/** One block per map: "name (type, N entries)", then its entries as an indented KEY VALUE table. */
+/** A map whose values are log2 histograms: one histogram per key that counted something. */
+function renderHistograms(m: MapDump, hists: (number[] | undefined)[]): string {
+  const used = m.entries.map((e, i) => [e[0], hists[i]!] as const).filter(([, h]) => h.some((n) => n > 0));
+  if (used.length === 0) return '  (no values)\n';
+  const single = m.entries.length === 1;
+  return used
+    .map(([k, h]) => `${single ? '' : `  key ${cell(k)}\n`}${renderLog2Histogram(h).replace(/^(?=.)/gm, '  ')}`)
+    .join('\n');
+}
+
+/**
+ * One block per map: "name (type, N entries)", then its entries as an indented KEY VALUE table,
+ * or, for a map of log2 histograms (values with a `slots` array), histograms like the tools draw.
+ */
 export function renderMaps(format: ListFormat, maps: readonly MapDump[]): string {
   if (isData(format)) return data(format, maps);
   const parts = maps.map((m) => {
     const n = m.entries.length;
     const head = `${cell(m.name)} (${cell(m.type)}, ${n} entr${n === 1 ? 'y' : 'ies'})\n`;
     if (n === 0) return head;
+    const hists = m.entries.map(([, v]) => histogramSlots(v));
+    if (hists.every((h) => h)) return head + renderHistograms(m, hists);
     return (
       head +
       table(

@@ -23,6 +23,7 @@ import { renderInstance, renderInstanceNames, renderInstanceState, renderInstanc
 import { renderMaps } from '../render/maps.js';
 import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFormat } from '../render/output.js';
 import { cell } from '../render/values.js';
+import { buildForRun, runTarget } from './run-source.js';
 
 const DATA_FORMATS = ['json', 'yaml'] as const;
 
@@ -52,28 +53,46 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
     addAttachOptions(
       program
         .command('run')
-        .description('load and attach a package (or run a Wasm guest) as a new instance')
-        .argument('<image>', 'package: name:version, name@sha256:…; or a Wasm guest: FILE.wasm')
-        .argument('[args...]', "a Wasm guest's arguments (after --)")
-        .option('--name <name>', 'instance name (default: package name and a random suffix)'),
+        .description(
+          'load and attach a package as a new instance (a source directory or file is built first; a Wasm guest runs)',
+        )
+        .argument(
+          '<image>',
+          'package (name:version, name@sha256:…), a source directory, a FILE.bpf.c, or a Wasm guest FILE.wasm',
+        )
+        .argument(
+          '[more...]',
+          'with a FILE.bpf.c: its other sources and headers; with a guest: its arguments (after --)',
+        )
+        .option('--name <name>', 'instance name (default: package name and a random suffix)')
+        .option(
+          '-t, --tag <name:version>',
+          'when building from source: the package to build (default: from kbpf.yaml)',
+        ),
     ),
   )
     .addOption(outputOption(TEXT_FORMATS))
     .addHelpText(
       'after',
-      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nA Wasm guest (wasm-bpf's host ABI) runs in its own process, within its capability manifest (by default what\nits embedded BPF objects declare; --allow-* add to it), memory limit and CPU budget; its stdout and stderr\nare the instance's log.\nExamples:\n  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0\n  kbpf run --name boot bootstrap.wasm -- -d 100\n  kbpf run --allow-attach xdp:lo xdp.wasm -- lo",
+      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nA source directory or FILE.bpf.c is built into the local store first, as `kbpf build` does.\nA Wasm guest (wasm-bpf's host ABI) runs in its own process, within its capability manifest (by default what\nits embedded BPF objects declare; --allow-* add to it), memory limit and CPU budget; its stdout and stderr\nare the instance's log.\nExamples:\n  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0\n  kbpf run ./opensnoop\n  kbpf run opensnoop.bpf.c opensnoop.h\n  kbpf run --name boot bootstrap.wasm -- -d 100\n  kbpf run --allow-attach xdp:lo xdp.wasm -- lo",
     )
     .action(
       async (
         given: string,
-        args: string[],
-        opts: AttachOptions & GuestRunOptions & { name?: string; output: TextFormat },
+        more: string[],
+        opts: AttachOptions & GuestRunOptions & { name?: string; tag?: string; output: TextFormat },
         c: Command,
       ) => {
-        let image = given;
-        if (isGuestFile(given)) image = await storeGuest(ctx.paths(c).storeDir, given, args, opts);
-        else if (args.length)
-          throw new CliError(`arguments after the image (${args.join(' ')}) are for Wasm guests only`);
+        let image: string;
+        if (isGuestFile(given)) {
+          if (opts.tag) throw new CliError('--tag is for building from source; a Wasm guest is stored as it is');
+          image = await storeGuest(ctx.paths(c).storeDir, given, more, opts);
+        } else {
+          const t = runTarget(given, more);
+          if (opts.tag && t.kind === 'image')
+            throw new CliError('--tag is for building from source; IMAGE is a package');
+          image = t.kind === 'image' ? t.image : await buildForRun(ctx, c, t, opts.tag, isData(opts.output));
+        }
         const req: RunRequest = { image };
         if (opts.name) req.name = opts.name;
         const config = configOf(opts.set);

@@ -1,9 +1,11 @@
 // kbpf logs: an instance's events from the agent's bounded log, once or followed.
 import type { Command } from 'commander';
+import type { ApiClient } from '../../agent/api-client.js';
 import type { LogRecord } from '../../agent/log-store.js';
+import type { EventFormat } from '../../package/package-spec.js';
 import type { CliContext } from '../context.js';
 import { nonNegativeInt, outputOption, parseSinceArg } from '../options.js';
-import { LOG_FORMATS, type LogFormat, LogTable, renderRecords } from '../render/logs.js';
+import { LOG_FORMATS, type LogFormat, LogTable, renderRecords, sourceMatches } from '../render/logs.js';
 
 /** Records that arrive together are printed together, so the table's widths fit a first screenful. */
 const BATCH_MS = 20;
@@ -13,7 +15,25 @@ interface LogsOptions {
   follow?: boolean;
   since?: string;
   tail?: number;
+  source?: string[];
   output: LogFormat;
+}
+
+/**
+ * How the fields of each of the instance's event sources read, from its package's spec; none
+ * when the package cannot be looked up (the table then shows the values as decoded).
+ */
+async function eventFormats(api: ApiClient, name: string): Promise<Map<string, EventFormat>> {
+  const out = new Map<string, EventFormat>();
+  try {
+    const st = await api.inspect(name);
+    const pkg = await api.inspectPackage(st.image);
+    if (pkg.digest !== st.digest) return out;
+    for (const ev of pkg.spec.events) if (ev.format) out.set(ev.map, ev.format);
+  } catch {
+    // formatting is a nicety: the logs show without it
+  }
+  return out;
 }
 
 export function addLogVerbs(program: Command, ctx: CliContext): void {
@@ -27,7 +47,16 @@ export function addLogVerbs(program: Command, ctx: CliContext): void {
       parseSinceArg(v),
     )
     .option('--tail <n>', 'only the last N events', nonNegativeInt('--tail'))
+    .option(
+      '--source <name>',
+      'only records from this event buffer, or "printk" for the bpf_printk lines (repeatable)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .addOption(outputOption(LOG_FORMATS))
+    .addHelpText(
+      'after',
+      '\nThe table shows addresses, ports, pointers and flags as the package says its fields read; JSON and YAML keep the data as decoded.\nbpf_printk lines of the instance\'s programs show as "printk: …".\nExamples:\n  kbpf logs -f snoop\n  kbpf logs --source printk snoop',
+    )
     .action(async (name: string, opts: LogsOptions, c: Command) => {
       const { io } = ctx;
       const ac = new AbortController();
@@ -37,7 +66,9 @@ export function addLogVerbs(program: Command, ctx: CliContext): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       }
-      const t = new LogTable((s) => ctx.out(s));
+      const api = ctx.client(c);
+      const t = new LogTable((s) => ctx.out(s), opts.output === 'table' ? await eventFormats(api, name) : undefined);
+      const sources = opts.source ?? [];
       let batch: LogRecord[] = [];
       let flushTimer: NodeJS.Timeout | undefined;
       const flush = (): void => {
@@ -52,7 +83,8 @@ export function addLogVerbs(program: Command, ctx: CliContext): void {
         if (opts.follow) q.follow = true;
         if (opts.since) q.since = opts.since;
         if (opts.tail !== undefined) q.tail = opts.tail;
-        for await (const r of ctx.client(c).logs(name, q, ac.signal)) {
+        for await (const r of api.logs(name, q, ac.signal)) {
+          if (!sourceMatches(r, sources)) continue;
           batch.push(r);
           if (batch.length >= BATCH_MAX) flush();
           else flushTimer ??= setTimeout(flush, BATCH_MS);

@@ -1,0 +1,94 @@
+// How the human output should show an event's fields, decided at build time from the record
+// struct's BTF (field names and types) and kbpf.yaml's `events.MAP.format` hints: addresses as
+// IPv4/IPv6, ports, pointers in hex, enums of bit flags as FLAG|FLAG. Written into the package
+// spec's event entry; `kbpf logs` formats with it, the stored records stay as decoded.
+import type { Btf, BtfType } from 'kbpf/bpf';
+import type { EventFormat, FieldFormat } from '../package/package-spec.js';
+import { BuildError } from './errors.js';
+
+const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
+const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
+
+/** [name, value] pairs of an enum, values that fit a JSON number only. */
+function enumNames(t: BtfType): [string, number][] {
+  if (t.kind === 'ENUM') return t.values.map((v) => [v.name, v.value]);
+  if (t.kind === 'ENUM64')
+    return t.values.filter((v) => v.value <= BigInt(Number.MAX_SAFE_INTEGER)).map((v) => [v.name, Number(v.value)]);
+  return [];
+}
+
+function isFlagSet(values: [string, number][]): boolean {
+  const nonzero = values.filter(([, v]) => v !== 0);
+  return nonzero.length >= 2 && nonzero.every(([, v]) => v > 0 && (v & (v - 1)) === 0);
+}
+
+/** The members of a struct with anonymous struct/union members flattened, as the codec decodes them. */
+function fields(btf: Btf, id: number, depth = 0): { name: string; type: number }[] {
+  const t = btf.type(btf.resolve(id));
+  if ((t.kind !== 'STRUCT' && t.kind !== 'UNION') || depth > 8) return [];
+  return t.members.flatMap((m) => (m.name ? [{ name: m.name, type: m.type }] : fields(btf, m.type, depth + 1)));
+}
+
+/** The format a field's name and type imply, or undefined. */
+export function inferFieldFormat(btf: Btf, name: string, typeId: number): FieldFormat | undefined {
+  const t = btf.type(btf.resolve(typeId));
+  const size = btf.sizeOf(typeId);
+  const lower = name.toLowerCase();
+  if (t.kind === 'PTR') return { kind: 'hex' };
+  if (t.kind === 'ENUM' || t.kind === 'ENUM64') {
+    const names = enumNames(t);
+    return isFlagSet(names) ? { kind: 'flags', names } : undefined;
+  }
+  const integral = t.kind === 'INT' || t.kind === 'ARRAY';
+  if (integral && IPV4_OR_6.test(lower)) {
+    if (size === 4) return { kind: 'ipv4' };
+    if (size === 16) return { kind: 'ipv6' };
+    if (size === 8 && t.kind === 'INT') return { kind: 'hex' };
+  }
+  if (t.kind === 'INT' && size === 2 && PORT.test(lower)) return { kind: 'port' };
+  return undefined;
+}
+
+/** An enum by name from the object's BTF, else the kernel's. */
+function findEnum(btf: Btf, kernel: (() => Btf | undefined) | undefined, name: string): [string, number][] | undefined {
+  for (const b of [btf, kernel?.()]) {
+    if (!b) continue;
+    const t = b.findByName(name, 'ENUM') ?? b.findByName(name, 'ENUM64');
+    if (t) return enumNames(t.type);
+  }
+  return undefined;
+}
+
+/**
+ * The formats of the fields of struct `type`: inferred, then kbpf.yaml's hints (which win).
+ * Refuses a hint for a field the struct does not have, or an enum that no BTF has.
+ */
+export function eventFormat(
+  btf: Btf,
+  type: string,
+  hints: Record<string, string> = {},
+  where = 'events',
+  kernel?: () => Btf | undefined,
+): EventFormat | undefined {
+  const found = btf.findByName(type, 'STRUCT');
+  if (!found) return undefined;
+  const out: EventFormat = {};
+  const members = fields(btf, found.id);
+  for (const f of members) {
+    const fmt = inferFieldFormat(btf, f.name, f.type);
+    if (fmt) out[f.name] = fmt;
+  }
+  for (const [field, hint] of Object.entries(hints)) {
+    if (!members.some((m) => m.name === field))
+      throw new BuildError(
+        `${where}.format.${field}: struct ${type} has no field "${field}" (fields: ${members.map((m) => m.name).join(', ')})`,
+      );
+    const m = /^(flags|enum):(\w+)$/.exec(hint);
+    if (m) {
+      const names = findEnum(btf, kernel, m[2]!);
+      if (!names) throw new BuildError(`${where}.format.${field}: no enum ${m[2]} in the object's or the kernel's BTF`);
+      out[field] = { kind: m[1] as 'flags' | 'enum', names };
+    } else out[field] = { kind: hint as 'ipv4' | 'ipv6' | 'port' | 'net-port' | 'hex' };
+  }
+  return Object.keys(out).length ? out : undefined;
+}

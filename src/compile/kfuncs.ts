@@ -1,0 +1,126 @@
+// Declarations of the kernel's kfuncs (functions the kernel's BTF tags "bpf_kfunc") for sources
+// written against newer libbpf headers or a vmlinux.h that declares them. Only the kfuncs a
+// package names and does not declare itself are declared, `__ksym __weak` (libbpf resolves
+// them at load time, and a kernel without one leaves it NULL instead of failing the load).
+// Types are spelled with plain C types and struct tags only, so the declarations fit a
+// vmlinux.h-style source as well as a UAPI-header one.
+import type { Btf, BtfType } from 'kbpf/bpf';
+
+const KFUNC_TAG = 'bpf_kfunc';
+
+/** Every kfunc of a BTF: name → FUNC type id. */
+export function kfuncsOf(btf: Btf): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of btf.findAllByName(KFUNC_TAG, 'DECL_TAG')) {
+    if (t.kind !== 'DECL_TAG' || t.componentIdx !== -1) continue;
+    const f = btf.type(t.type);
+    if (f.kind === 'FUNC' && f.name) out.set(f.name, f.id);
+  }
+  return out;
+}
+
+class Unspellable extends Error {}
+
+/** C spelling of a type without typedefs; struct/union tags are collected to forward-declare. */
+function spell(btf: Btf, id: number, declarator: string, tags: Set<string>, depth = 0): string {
+  if (depth > 16) throw new Unspellable();
+  const t: BtfType = btf.type(id);
+  const named = (base: string): string => (declarator ? `${base} ${declarator}` : base);
+  switch (t.kind) {
+    case 'VOID':
+      return named('void');
+    case 'INT':
+      if (t.bool) return named('_Bool');
+      if (t.size === 1) return named(t.name === 'char' ? 'char' : t.signed ? 'signed char' : 'unsigned char');
+      return named(`${t.signed ? '' : 'unsigned '}${intName(t.size)}`);
+    case 'ENUM':
+    case 'ENUM64':
+      return named(`${t.signed ? '' : 'unsigned '}${intName(t.size)}`);
+    case 'TYPEDEF':
+      return spell(btf, t.type, declarator, tags, depth + 1);
+    case 'STRUCT':
+    case 'UNION':
+    case 'FWD': {
+      if (!declarator.startsWith('*') || !t.name) throw new Unspellable(); // by value: needs the layout
+      const tag = t.kind === 'FWD' ? t.fwdKind : t.kind.toLowerCase();
+      tags.add(`${tag} ${t.name}`);
+      return named(`${tag} ${t.name}`);
+    }
+    case 'PTR':
+      return spell(btf, t.type, `*${declarator}`, tags, depth + 1);
+    case 'CONST':
+    case 'VOLATILE': {
+      const q = t.kind.toLowerCase();
+      if (btf.type(t.type).kind === 'PTR')
+        return spell(btf, t.type, declarator ? `${q} ${declarator}` : q, tags, depth + 1);
+      return `${q} ${spell(btf, t.type, declarator, tags, depth + 1)}`;
+    }
+    case 'RESTRICT':
+    case 'TYPE_TAG':
+      return spell(btf, t.type, declarator, tags, depth + 1);
+    default:
+      throw new Unspellable(); // arrays, function pointers, floats: not in a kfunc we declare
+  }
+}
+
+function intName(size: number): string {
+  switch (size) {
+    case 2:
+      return 'short';
+    case 4:
+      return 'int';
+    case 8:
+      return 'long long';
+    default:
+      throw new Unspellable();
+  }
+}
+
+/** `extern RET NAME(PARAMS) __attribute__((section(".ksyms"), weak));`, or undefined when it cannot be spelled. */
+export function kfuncDeclaration(btf: Btf, funcId: number, tags: Set<string>): string | undefined {
+  const f = btf.type(funcId);
+  if (f.kind !== 'FUNC') return undefined;
+  const proto = btf.type(f.type);
+  if (proto.kind !== 'FUNC_PROTO') return undefined;
+  const own = new Set<string>();
+  try {
+    const params = proto.params.map((p, i) => {
+      if (p.type === 0 && !p.name) throw new Unspellable(); // variadic
+      return spell(btf, p.type, p.name || `arg${i}`, own);
+    });
+    const decl = spell(btf, proto.returnType, `${f.name}(${params.join(', ') || 'void'})`, own);
+    for (const t of own) tags.add(t);
+    return `extern ${decl} __attribute__((section(".ksyms"), weak));`;
+  } catch (e) {
+    if (e instanceof Unspellable) return undefined;
+    throw e;
+  }
+}
+
+/** True when `text` declares `name` as a ksym itself (`... name(...) __ksym;`). */
+export function declaresKsym(text: string, name: string): boolean {
+  return new RegExp(`\\b${name}\\s*\\([^;{}]*\\)[^;{}]*(__ksym|\\.ksyms)`).test(text);
+}
+
+/**
+ * The text of a header declaring the kfuncs of `kernel` that `source` (a package's C text)
+ * names but does not declare, or '' when there are none.
+ */
+export function kfuncHeader(kernel: Btf, source: string, kfuncs: Map<string, number> = kfuncsOf(kernel)): string {
+  const words = new Set(source.match(/\b[A-Za-z_]\w*/g) ?? []);
+  const tags = new Set<string>();
+  const decls: string[] = [];
+  for (const name of [...words].sort()) {
+    const id = kfuncs.get(name);
+    if (id === undefined || declaresKsym(source, name)) continue;
+    const d = kfuncDeclaration(kernel, id, tags);
+    if (d) decls.push(d);
+  }
+  if (decls.length === 0) return '';
+  return [
+    '/* kfuncs of the build kernel named by this package (generated by kbpf build) */',
+    ...[...tags].sort().map((t) => `${t};`),
+    ...decls,
+    '',
+  ].join('\n');
+}

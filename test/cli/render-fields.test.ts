@@ -1,0 +1,89 @@
+// Event fields and histogram maps as a human reads them.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { LogRecord } from '../../src/agent/log-store.js';
+import { formatEvent, formatField, ipv6 } from '../../src/cli/render/fields.js';
+import { histogramSlots, renderLog2Histogram } from '../../src/cli/render/histogram.js';
+import { LogTable, sourceMatches } from '../../src/cli/render/logs.js';
+import { renderMaps } from '../../src/cli/render/maps.js';
+
+test('addresses, ports, pointers and flags read as such', () => {
+  assert.equal(formatField([127, 0, 0, 1], { kind: 'ipv4' }), '127.0.0.1');
+  assert.equal(formatField(0x0100007f, { kind: 'ipv4' }), '127.0.0.1');
+  assert.equal(formatField([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], { kind: 'ipv6' }), '::1');
+  assert.equal(ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]), '2001:db8::1:0:0:1');
+  assert.equal(ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1]), '::ffff:10.0.0.1');
+  assert.equal(ipv6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 'fe80::');
+  assert.equal(formatField(0x901f, { kind: 'net-port' }), 8080);
+  assert.equal(formatField(8080, { kind: 'port' }), 8080);
+  assert.equal(formatField(0xffff8880deadbeefn, { kind: 'hex' }), '0xffff8880deadbeef');
+  const names: [string, number][] = [
+    ['O_WRONLY', 1],
+    ['O_CREAT', 64],
+    ['O_TRUNC', 512],
+  ];
+  assert.equal(formatField(577, { kind: 'flags', names }), 'O_WRONLY|O_CREAT|O_TRUNC');
+  assert.equal(formatField(0x10001, { kind: 'flags', names }), 'O_WRONLY|0x10000');
+  assert.equal(formatField('O_CREAT', { kind: 'flags', names }), 'O_CREAT');
+  assert.equal(formatField(64, { kind: 'enum', names }), 'O_CREAT');
+  // a value that does not fit the format stays as it is
+  assert.equal(formatField('n/a', { kind: 'ipv4' }), 'n/a');
+  assert.deepEqual(formatEvent({ daddr: [10, 1, 2, 3], pid: 7 }, { daddr: { kind: 'ipv4' } }), {
+    daddr: '10.1.2.3',
+    pid: 7,
+  });
+});
+
+test('the logs table formats fields and marks printk lines; --source filters', () => {
+  let out = '';
+  const t = new LogTable((s) => (out += s), new Map([['events', { daddr: { kind: 'ipv4' as const } }]]));
+  const recs: LogRecord[] = [
+    { ts: '2024-01-01T10:00:00.000Z', seq: 1, source: 'events', event: { pid: 1, daddr: [127, 0, 0, 1] } },
+    { ts: '2024-01-01T10:00:00.001Z', seq: 2, source: 'kbpf_printk', event: { line: 'hello 42\n' } },
+  ];
+  t.add(recs);
+  assert.match(out, /^TIME\s+PID\s+DADDR\n/);
+  assert.match(out, /\s1\s+127\.0\.0\.1\n/);
+  assert.match(out, /printk: hello 42\n$/);
+  assert.doesNotMatch(out, /LINE/);
+  assert.deepEqual(
+    recs.filter((r) => sourceMatches(r, ['printk'])).map((r) => r.seq),
+    [2],
+  );
+  assert.deepEqual(
+    recs.filter((r) => sourceMatches(r, ['events'])).map((r) => r.seq),
+    [1],
+  );
+  assert.equal(recs.filter((r) => sourceMatches(r, [])).length, 2);
+});
+
+test('a map of log2 histograms is drawn like the tools draw it', () => {
+  assert.deepEqual(histogramSlots({ slots: [1, 2, 0] }), [1, 2, 0]);
+  assert.equal(histogramSlots({ slots: 'x' }), undefined);
+  assert.equal(histogramSlots([1, 2]), undefined);
+  const h = renderLog2Histogram([1, 2, 4, 0, 0]);
+  assert.equal(
+    h,
+    [
+      '     value               : count    distribution',
+      '         0 -> 1          : 1        |**********                              |',
+      '         2 -> 3          : 2        |********************                    |',
+      '         4 -> 7          : 4        |****************************************|',
+      '',
+    ].join('\n'),
+  );
+  const maps = renderMaps('table', [
+    {
+      name: 'lat',
+      type: 'hash',
+      entries: [
+        [1, { slots: [0, 3] }],
+        [2, { slots: [0, 0] }],
+      ],
+    },
+    { name: 'plain', type: 'hash', entries: [[1, 5]] },
+  ]);
+  assert.match(maps, /^lat \(hash, 2 entries\)\n {2}key 1\n {7}value {15}: count/);
+  assert.doesNotMatch(maps, /key 2/);
+  assert.match(maps, /plain \(hash, 1 entry\)\n {2}KEY\s+VALUE\n {2}1\s+5/);
+});

@@ -1,0 +1,172 @@
+// The build environment: include paths, the compatibility headers, kfunc declarations, kbpf.yaml
+// build settings, record structs kept in BTF, and what run takes for sources.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Btf } from 'kbpf/bpf';
+import { runTarget } from '../../src/cli/verbs/run-source.js';
+import { parseSearchList, systemIncludeDirs } from '../../src/compile/build-env.js';
+import { buildPackage } from '../../src/compile/builder.js';
+import { declaresKsym, kfuncHeader, kfuncsOf } from '../../src/compile/kfuncs.js';
+import { parseSourceManifest } from '../../src/compile/source-manifest.js';
+import { callsPrintk, definedStructs, keepTypesUnit } from '../../src/compile/source-scan.js';
+import { LayoutStore } from '../../src/package/layout-store.js';
+import { VMLINUX_CACHE } from '../../testbed/agent.js';
+import { tempDir } from '../../testbed/kernel.js';
+
+const KERNEL_BTF = existsSync('/sys/kernel/btf/vmlinux');
+
+test('the compiler search list is read from clang -v', () => {
+  const out = [
+    'clang version 14',
+    '#include "..." search starts here:',
+    '#include <...> search starts here:',
+    ' /usr/lib/llvm-14/lib/clang/14.0.6/include',
+    ' /usr/include/x86_64-linux-gnu',
+    ' /usr/include',
+    'End of search list.',
+  ].join('\n');
+  assert.deepEqual(parseSearchList(out), [
+    '/usr/lib/llvm-14/lib/clang/14.0.6/include',
+    '/usr/include/x86_64-linux-gnu',
+    '/usr/include',
+  ]);
+  assert.deepEqual(parseSearchList('no list here'), []);
+  assert.ok(systemIncludeDirs().includes('/usr/include'));
+});
+
+test('source scanning finds the structs a package defines and its bpf_printk calls, not in comments', () => {
+  const text =
+    '/* struct nope { */\nstruct event { int a; };\nstruct event *e;\nstruct hist {\n};\n// bpf_printk("x")\n';
+  assert.deepEqual(definedStructs(text), ['event', 'hist']);
+  assert.equal(callsPrintk(text), false);
+  assert.equal(callsPrintk('bpf_printk("%d", 1);'), true);
+  assert.equal(callsPrintk('bpf_trace_printk(fmt, sizeof(fmt));'), false);
+  assert.match(
+    keepTypesUnit('/src/a.bpf.c', ['event']),
+    /^#include "\/src\/a\.bpf\.c"\nstruct event \*__kbpf_type_event .*\.kbpf\.types/,
+  );
+});
+
+test('kfuncs are declared from the kernel BTF only where the source names them and does not declare them', {
+  skip: !KERNEL_BTF && 'no kernel BTF',
+}, () => {
+  const k = Btf.kernel();
+  const all = kfuncsOf(k);
+  assert.ok(all.has('bpf_rcu_read_lock'), 'this kernel tags its kfuncs in BTF');
+  const h = kfuncHeader(k, 'void f(void) { bpf_rcu_read_lock(); bpf_rcu_read_unlock(); }', all);
+  assert.match(h, /extern void bpf_rcu_read_lock\(void\) __attribute__\(\(section\("\.ksyms"\), weak\)\);/);
+  const own = 'extern void bpf_rcu_read_lock(void) __ksym;\nvoid f(void) { bpf_rcu_read_lock(); }';
+  assert.equal(declaresKsym(own, 'bpf_rcu_read_lock'), true);
+  assert.equal(kfuncHeader(k, own, all), '');
+  assert.equal(kfuncHeader(k, 'int main(void) { return 0; }', all), '');
+  if (all.has('bpf_task_from_pid')) {
+    // typedefs spelled as plain C types and struct tags forward-declared, so UAPI sources take them
+    const t = kfuncHeader(k, 'bpf_task_from_pid(1)', all);
+    assert.match(t, /^struct task_struct;$/m);
+    assert.match(t, /extern struct task_struct \*bpf_task_from_pid\(int pid\)/);
+  }
+});
+
+test('kbpf.yaml build: defines, include dirs, sources and flags, with clear refusals', () => {
+  const m = parseSourceManifest(
+    'build:\n  defines: { MAX: 64, DEBUG: true, NAME: "\\"x\\"" }\n  include: [common]\n  sources: [extra/probe.c]\n  flags: [-Wno-unused-variable, -mcpu=v3]\n',
+  );
+  assert.deepEqual({ ...m.build.defines }, { MAX: '64', DEBUG: '', NAME: '"x"' });
+  assert.deepEqual(m.build.include, ['common']);
+  assert.deepEqual(m.build.sources, ['extra/probe.c']);
+  assert.deepEqual(m.build.flags, ['-Wno-unused-variable', '-mcpu=v3']);
+  assert.deepEqual({ ...parseSourceManifest('build:\n  defines: [A=1, B]\n').build.defines }, { A: '1', B: '' });
+  const refused: [string, RegExp][] = [
+    ['build:\n  defines: { "1X": 1 }\n', /build\.defines\.1X: "1X" is not a macro name/],
+    [
+      'build:\n  include: [../elsewhere]\n',
+      /build\.include\[0\]: "\.\.\/elsewhere" must be a path inside the source directory/,
+    ],
+    ['build:\n  sources: [notes.txt]\n', /build\.sources\[0\]: "notes\.txt" is not a \.c file/],
+    [
+      'build:\n  flags: [-o/etc/passwd]\n',
+      /build\.flags\[0\]: "-o\/etc\/passwd" is not a flag kbpf passes on \(allowed: -W…/,
+    ],
+    ['build:\n  cflags: []\n', /build: unknown key "cflags" \(known: defines, include, sources, flags\)/],
+    [
+      'events:\n  rb:\n    format: { saddr: ip4 }\n',
+      /events\.rb\.format\.saddr: unknown format "ip4" \(known: ipv4, ipv6/,
+    ],
+  ];
+  for (const [text, re] of refused) assert.throws(() => parseSourceManifest(text), re);
+});
+
+test('a UAPI-style source with kbpf.yaml defines and include dirs builds; its header-only record struct is the event type', {
+  skip: !KERNEL_BTF && 'no kernel BTF',
+}, async (t) => {
+  const dir = tempDir(t, 'kbpf-uapi-');
+  mkdirSync(join(dir, 'common'));
+  writeFileSync(
+    join(dir, 'common/rec.h'),
+    'struct rec { __u32 pid; __u32 saddr; __u16 sport; char comm[16]; };\nstruct other { __u64 a, b, c, d, e; };\n',
+  );
+  writeFileSync(join(dir, 'kbpf.yaml'), 'name: uapi\nbuild:\n  defines: { RING_BYTES: 8192 }\n  include: [common]\n');
+  writeFileSync(
+    join(dir, 'uapi.bpf.c'),
+    `#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <rec.h>
+#ifndef BPF_UPROBE
+#error no BPF_UPROBE
+#endif
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, RING_BYTES); } rb SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int on_getpid(void *ctx)
+{
+	struct rec *r = bpf_ringbuf_reserve(&rb, sizeof(*r), 0);
+	if (!r)
+		return 0;
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+`,
+  );
+  const store = new LayoutStore(tempDir(t, 'kbpf-store-'));
+  const { spec } = await buildPackage(dir, { store, cacheDir: VMLINUX_CACHE });
+  const rb = spec.events.find((e) => e.map === 'rb')!;
+  assert.equal(rb.type, 'rec');
+  assert.deepEqual(rb.format, { saddr: { kind: 'ipv4' }, sport: { kind: 'port' } });
+  assert.equal(spec.maps.find((m) => m.name === 'rb')!.maxEntries, 8192);
+  assert.equal(spec.config.length, 0);
+
+  // a define the source needs and kbpf.yaml does not give: clang's error names the file
+  writeFileSync(join(dir, 'kbpf.yaml'), 'name: uapi\nbuild:\n  include: [common]\n');
+  await assert.rejects(
+    buildPackage(dir, { store, cacheDir: VMLINUX_CACHE }),
+    /compiling uapi\.bpf\.c failed\n.*RING_BYTES/,
+  );
+  writeFileSync(join(dir, 'kbpf.yaml'), 'name: uapi\nbuild:\n  include: [nowhere]\n');
+  await assert.rejects(
+    buildPackage(dir, { store, cacheDir: VMLINUX_CACHE }),
+    /build\.include: nowhere: no such directory/,
+  );
+});
+
+test('run takes a package reference, a source directory, or source files with their headers', (t) => {
+  const dir = tempDir(t, 'kbpf-runsrc-');
+  writeFileSync(join(dir, 'a.bpf.c'), '');
+  writeFileSync(join(dir, 'a.h'), '');
+  assert.deepEqual(runTarget('opensnoop:1.0.0', []), { kind: 'image', image: 'opensnoop:1.0.0' });
+  assert.deepEqual(runTarget(dir, []), { kind: 'source', dir, includeDirs: [] });
+  assert.deepEqual(runTarget(join(dir, 'a.bpf.c'), [join(dir, 'a.h')]), {
+    kind: 'source',
+    dir,
+    files: ['a.bpf.c'],
+    includeDirs: [],
+  });
+  assert.throws(() => runTarget('opensnoop:1.0.0', ['x.h']), /only a source file takes further files/);
+  assert.throws(() => runTarget(join(dir, 'missing.bpf.c'), []), /missing\.bpf\.c: no such file/);
+  assert.throws(() => runTarget(join(dir, 'a.bpf.c'), [join(dir, 'a.bpf.c.txt')]), /no such file/);
+});
