@@ -32,6 +32,7 @@ import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
 import { NAME_RE, type StagedRecord, StateStore } from './state-store.js';
+import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
 import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 const HISTORY_LIMIT = 10;
@@ -40,6 +41,8 @@ export interface AgentOptions {
   log?: (msg: string) => void;
   /** hold BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while running: run counts and times in metrics */
   bpfStats?: boolean;
+  /** the trust policy: packages not signed by a trusted key are refused (none: every package runs) */
+  trust?: AgentTrust;
 }
 
 /** What a package looks like to `kbpf inspect` of a package. */
@@ -62,12 +65,14 @@ export class Agent {
   #stats?: RunTimeStats;
   #closed = false;
   readonly #pidLock: PidLock;
+  #trust?: AgentTrust;
 
   constructor(
     readonly paths: AgentPaths,
     opts: AgentOptions = {},
   ) {
     this.#wantStats = !!opts.bpfStats;
+    this.#trust = opts.trust;
     this.#pidLock = new PidLock(join(paths.stateDir, 'agent.pid'));
     mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
     this.store = new LayoutStore(paths.storeDir);
@@ -151,9 +156,11 @@ export class Agent {
         } else {
           this.#log(`${name}: revision ${record.current} is not fully in the kernel; attaching it`);
           const plan = new Plan(`start ${name}`);
+          const trusted = this.trustStep(plan, pkg, rev.image);
           const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
           await execute(plan, this.#log);
           view.ids = realised.ids;
+          if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
         }
         view.phase = 'running';
         this.openEvents(view, planner, pkg);
@@ -255,6 +262,7 @@ export class Agent {
         createdAt: revision.createdAt,
       };
       const plan = new Plan(`run ${req.image}`);
+      const trusted = this.trustStep(plan, pkg, req.image);
       // the record is written while the programs load, and made current once they are attached
       let staged: StagedRecord | undefined;
       plan.step(
@@ -276,6 +284,7 @@ export class Agent {
       view.spec = pkg.spec;
       view.ids = realised.ids;
       view.phase = 'running';
+      if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
       this.#views.set(name, view);
       this.openEventsSoon(view, planner, pkg);
       return instanceStatus(view);
@@ -308,6 +317,7 @@ export class Agent {
       const pkg = await this.#packages.fetch(rev.digest, rev.image);
       const planner = this.plannerFor(pkg.spec);
       const plan = new Plan(`start ${name}`);
+      const trusted = this.trustStep(plan, pkg, rev.image);
       const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
       this.recordStep(plan, view, 'record that it runs', (r) => {
         r.desired = 'running';
@@ -316,7 +326,7 @@ export class Agent {
       view.spec = pkg.spec;
       view.ids = realised.ids;
       view.phase = 'running';
-      view.message = undefined;
+      view.message = trusted.warning ? `untrusted (warn): ${trusted.warning}` : undefined;
       this.openEvents(view, planner, pkg);
       return instanceStatus(view);
     });
@@ -393,7 +403,34 @@ export class Agent {
     return { removed, instancesRemoved };
   }
 
+  /** Replaces the trust policy (the cluster's policy resource changed); undefined: every package runs. */
+  setTrust(trust: AgentTrust | undefined): void {
+    this.#trust = trust;
+  }
+
+  get trust(): AgentTrust | undefined {
+    return this.#trust;
+  }
+
   // ---- internals ----
+
+  /**
+   * The plan's first step: the package must be trusted before any of its objects is opened.
+   * `reference` is the one the verb was given (its name picks the policy's rule and where the
+   * signatures are; the cached package may have been read under another name). The outcome (a
+   * warning in warn mode) is filled in when the step runs.
+   */
+  private trustStep(plan: Plan, pkg: FetchedPackage, reference: string): TrustOutcome {
+    const outcome: TrustOutcome = {};
+    const trust = this.#trust;
+    if (!trust) return outcome;
+    const ref = reference.startsWith('sha256:') ? pkg.reference : reference;
+    plan.step(`check the signature of ${ref} (${pkg.digest})`, async () => {
+      Object.assign(outcome, await trustCheck(trust, this.store, ref, pkg.digest));
+      if (outcome.warning) this.#log(`${ref}: untrusted, running anyway (warn mode): ${outcome.warning}`);
+    });
+    return outcome;
+  }
 
   /** Upgrade and rollback: plans revision n+1 of `pkg` next to the running one and switches to it. */
   private async switchTo(
@@ -423,6 +460,7 @@ export class Agent {
     const running = record.desired === 'running';
     const old = record.current;
     const plan = new Plan(subject);
+    const trusted = this.trustStep(plan, pkg, req.image);
     let realised = { ids: noKernelIds() };
     if (running) {
       this.recordStep(plan, view, `record the switch to revision ${to}`, (r) => {
@@ -452,7 +490,7 @@ export class Agent {
       }
     }
     if (running) this.openEvents(view, planner, pkg);
-    view.message = undefined;
+    view.message = trusted.warning ? `untrusted (warn): ${trusted.warning}` : undefined;
     return instanceStatus(view);
   }
 
