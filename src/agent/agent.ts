@@ -12,13 +12,14 @@
 // (instance-view.ts), which the queries (queries.ts) read.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
+import { checkInstanceName, isInstanceName } from './instance-name.js';
 import { InstanceView } from './instance-view.js';
 import { LogStore } from './log-store.js';
 import type { MetricsSnapshot } from './metrics.js';
@@ -31,7 +32,7 @@ import type { InstancePlanner, RevisionTarget } from './planner.js';
 import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
-import { NAME_RE, type StagedRecord, StateStore } from './state-store.js';
+import { type StagedRecord, StateStore } from './state-store.js';
 import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
 import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 
@@ -100,6 +101,7 @@ export class Agent {
     }
     await this.store.init();
     for (const record of this.#state.list()) this.#views.set(record.name, new InstanceView(record));
+    for (const s of this.#state.skipped) this.#log(`skipping state file ${s.file}: ${s.reason}`);
     for (const planner of this.#planners) {
       for (const name of planner.realised()) {
         if (this.#views.has(name)) continue;
@@ -107,8 +109,25 @@ export class Agent {
         planner.teardown(name, this.#log);
       }
     }
+    await this.sweepLogs();
     for (const view of this.#views.values()) await this.locked(view.name, () => this.recover(view));
     removeRootIfEmpty(this.paths.bpffsDir);
+  }
+
+  /** Removes the logs of instances that have no record (removed while the agent stopped half-way). */
+  private async sweepLogs(): Promise<void> {
+    let dirs: string[];
+    try {
+      dirs = readdirSync(this.paths.logsDir);
+    } catch {
+      return; // no logs yet
+    }
+    for (const d of dirs) {
+      // a record that was skipped (unreadable) keeps its log: it may be repaired
+      if (this.#views.has(d) || !isInstanceName(d) || existsSync(join(this.paths.instancesDir, `${d}.json`))) continue;
+      this.#log(`removing the log of removed instance "${d}"`);
+      await this.logs.remove(d).catch((e) => this.#log(`could not remove the log of "${d}": ${errorMessage(e)}`));
+    }
   }
 
   /** Stops reading events. Programs keep running; a restarted agent adopts them. */
@@ -147,10 +166,17 @@ export class Agent {
         view.record = next;
         view.message = `an upgrade to revision ${transition.to} was interrupted by an agent restart and rolled back`;
       }
-      if (!pkg) throw fetchError;
-      view.spec = pkg.spec;
       view.ids = adopted.ids;
-      if (record.desired === 'running') {
+      if (!pkg && record.desired === 'running') {
+        // what is attached keeps running: the kernel does not need the package, only a reload would
+        if (adopted.ids.progs.size === 0 && adopted.ids.links.size === 0) throw fetchError;
+        view.phase = 'running';
+        view.message = `running, package unreadable (${errorMessage(fetchError)})`;
+        this.#log(`${name}: adopted revision ${record.current}, ${view.message}`);
+        return;
+      }
+      if (pkg) view.spec = pkg.spec;
+      if (record.desired === 'running' && pkg) {
         if (adopted.complete) {
           this.#log(`${name}: adopted revision ${record.current} (programs kept running)`);
         } else {
@@ -237,10 +263,7 @@ export class Agent {
   async run(req: RunRequest): Promise<InstanceStatus> {
     const pkg = await this.#packages.fetch(req.image);
     const name = req.name ?? `${pkg.spec.name}-${randomBytes(3).toString('hex')}`;
-    if (!NAME_RE.test(name))
-      throw new InvalidError(
-        `invalid instance name "${name}": use lower-case letters, digits, '-', '_' and '.', at most 63 characters`,
-      );
+    checkInstanceName(name);
     return this.locked(name, async () => {
       if (this.#views.has(name))
         throw new ConflictError(`an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
@@ -339,9 +362,12 @@ export class Agent {
         throw new ConflictError(`instance ${name} is running: stop it first, or remove it with rm -f`);
       }
       await view.closeEvents();
-      this.plannerFor(view.spec).teardown(name, this.#log);
+      // the record goes first: an agent that stops before the pins are gone finds pins without a
+      // record at its start, and removes them as orphans instead of attaching them again
       this.#state.delete(name);
       this.#views.delete(name);
+      faultPoint('rm-midway');
+      this.plannerFor(view.spec).teardown(name, this.#log);
       await this.logs.remove(name);
       removeRootIfEmpty(this.paths.bpffsDir);
     });
