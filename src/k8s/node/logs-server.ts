@@ -127,7 +127,7 @@ export class NodeLogsServer {
     }
     this.#active++;
     try {
-      await this.serveLog(req, res, url, m[1]!);
+      await this.serveLog(res, url, m[1]!);
     } finally {
       this.#active--;
     }
@@ -138,7 +138,7 @@ export class NodeLogsServer {
     return this.#active;
   }
 
-  private async serveLog(req: IncomingMessage, res: ServerResponse, url: URL, segment: string): Promise<void> {
+  private async serveLog(res: ServerResponse, url: URL, segment: string): Promise<void> {
     let name: string;
     try {
       name = decodeURIComponent(segment);
