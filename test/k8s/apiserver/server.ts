@@ -125,6 +125,17 @@ const BUILTIN: ResourceType[] = [
     selectable: ['type'],
   },
   {
+    group: '',
+    version: 'v1',
+    plural: 'configmaps',
+    singular: 'configmap',
+    kind: 'ConfigMap',
+    namespaced: true,
+    shortNames: ['cm'],
+    status: false,
+    selectable: [],
+  },
+  {
     group: 'coordination.k8s.io',
     version: 'v1',
     plural: 'leases',
