@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBpffs } from 'kbpf/bpf';
-import { Agent } from '../src/agent/agent.js';
+import { Agent, type AgentOptions } from '../src/agent/agent.js';
 import { type AgentPaths, agentPaths } from '../src/agent/paths.js';
 import { buildPackage } from '../src/compile/builder.js';
 import { uniqueName } from './kernel.js';
@@ -21,11 +21,14 @@ export interface TestAgent {
   variant(example: string, edit: (file: string, text: string) => string): string;
 }
 
-export async function testAgent(t: { after(fn: () => unknown): void }): Promise<TestAgent> {
+export async function testAgent(
+  t: { after(fn: () => unknown): void },
+  opts: Omit<AgentOptions, 'log'> = {},
+): Promise<TestAgent> {
   ensureBpffs();
   const state = mkdtempSync(join(tmpdir(), 'kbpf-agent-'));
   const paths = agentPaths(state, `/sys/fs/bpf/${uniqueName('kbpf-test')}`);
-  let agent = new Agent(paths, { log: () => {} });
+  let agent = new Agent(paths, { ...opts, log: () => {} });
   await agent.start();
   const dirs: string[] = [state];
   t.after(async () => {

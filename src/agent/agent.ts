@@ -12,13 +12,14 @@
 // (instance-view.ts), which the queries (queries.ts) read.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
+import { checkInstanceName, isInstanceName } from './instance-name.js';
 import { InstanceView } from './instance-view.js';
 import { LogStore } from './log-store.js';
 import type { MetricsSnapshot } from './metrics.js';
@@ -31,7 +32,8 @@ import type { InstancePlanner, RevisionTarget } from './planner.js';
 import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
-import { NAME_RE, type StagedRecord, StateStore } from './state-store.js';
+import { type StagedRecord, StateStore } from './state-store.js';
+import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
 import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
 import { WasmPlanner } from './wasm-planner.js';
 
@@ -41,6 +43,8 @@ export interface AgentOptions {
   log?: (msg: string) => void;
   /** hold BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while running: run counts and times in metrics */
   bpfStats?: boolean;
+  /** the trust policy: packages not signed by a trusted key are refused (none: every package runs) */
+  trust?: AgentTrust;
 }
 
 /** What a package looks like to `kbpf inspect` of a package. */
@@ -63,12 +67,14 @@ export class Agent {
   #stats?: RunTimeStats;
   #closed = false;
   readonly #pidLock: PidLock;
+  #trust?: AgentTrust;
 
   constructor(
     readonly paths: AgentPaths,
     opts: AgentOptions = {},
   ) {
     this.#wantStats = !!opts.bpfStats;
+    this.#trust = opts.trust;
     this.#pidLock = new PidLock(join(paths.stateDir, 'agent.pid'));
     mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
     this.store = new LayoutStore(paths.storeDir);
@@ -96,6 +102,7 @@ export class Agent {
     }
     await this.store.init();
     for (const record of this.#state.list()) this.#views.set(record.name, new InstanceView(record));
+    for (const s of this.#state.skipped) this.#log(`skipping state file ${s.file}: ${s.reason}`);
     for (const planner of this.#planners) {
       for (const name of planner.realised()) {
         if (this.#views.has(name)) continue;
@@ -103,8 +110,25 @@ export class Agent {
         planner.teardown(name, this.#log);
       }
     }
+    await this.sweepLogs();
     for (const view of this.#views.values()) await this.locked(view.name, () => this.recover(view));
     removeRootIfEmpty(this.paths.bpffsDir);
+  }
+
+  /** Removes the logs of instances that have no record (removed while the agent stopped half-way). */
+  private async sweepLogs(): Promise<void> {
+    let dirs: string[];
+    try {
+      dirs = readdirSync(this.paths.logsDir);
+    } catch {
+      return; // no logs yet
+    }
+    for (const d of dirs) {
+      // a record that was skipped (unreadable) keeps its log: it may be repaired
+      if (this.#views.has(d) || !isInstanceName(d) || existsSync(join(this.paths.instancesDir, `${d}.json`))) continue;
+      this.#log(`removing the log of removed instance "${d}"`);
+      await this.logs.remove(d).catch((e) => this.#log(`could not remove the log of "${d}": ${errorMessage(e)}`));
+    }
   }
 
   /** Stops reading events. Programs keep running; a restarted agent adopts them. */
@@ -144,18 +168,27 @@ export class Agent {
         view.record = next;
         view.message = `an upgrade to revision ${transition.to} was interrupted by an agent restart and rolled back`;
       }
-      if (!pkg) throw fetchError;
-      view.spec = pkg.spec;
       view.ids = adopted.ids;
-      if (record.desired === 'running') {
+      if (!pkg && record.desired === 'running') {
+        // what is attached keeps running: the kernel does not need the package, only a reload would
+        if (adopted.ids.progs.size === 0 && adopted.ids.links.size === 0) throw fetchError;
+        view.phase = 'running';
+        view.message = `running, package unreadable (${errorMessage(fetchError)})`;
+        this.#log(`${name}: adopted revision ${record.current}, ${view.message}`);
+        return;
+      }
+      if (pkg) view.spec = pkg.spec;
+      if (record.desired === 'running' && pkg) {
         if (adopted.complete) {
           this.#log(`${name}: adopted revision ${record.current} (programs kept running)`);
         } else {
           this.#log(`${name}: revision ${record.current} is not fully in the kernel; attaching it`);
           const plan = new Plan(`start ${name}`);
+          const trusted = this.trustStep(plan, pkg, rev.image);
           const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
           await execute(plan, this.#log);
           view.ids = realised.ids;
+          if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
         }
         view.phase = 'running';
         this.openEvents(view, planner, pkg);
@@ -232,10 +265,7 @@ export class Agent {
   async run(req: RunRequest): Promise<InstanceStatus> {
     const pkg = await this.#packages.fetch(req.image);
     const name = req.name ?? `${pkg.spec.name}-${randomBytes(3).toString('hex')}`;
-    if (!NAME_RE.test(name))
-      throw new InvalidError(
-        `invalid instance name "${name}": use lower-case letters, digits, '-', '_' and '.', at most 63 characters`,
-      );
+    checkInstanceName(name);
     return this.locked(name, async () => {
       if (this.#views.has(name))
         throw new ConflictError(`an instance named "${name}" already exists (remove it with: kbpf rm ${name})`);
@@ -257,6 +287,7 @@ export class Agent {
         createdAt: revision.createdAt,
       };
       const plan = new Plan(`run ${req.image}`);
+      const trusted = this.trustStep(plan, pkg, req.image);
       // the record is written while the programs load, and made current once they are attached
       let staged: StagedRecord | undefined;
       plan.step(
@@ -278,6 +309,7 @@ export class Agent {
       view.spec = pkg.spec;
       view.ids = realised.ids;
       view.phase = 'running';
+      if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
       this.#views.set(name, view);
       this.openEventsSoon(view, planner, pkg);
       return instanceStatus(view);
@@ -310,6 +342,7 @@ export class Agent {
       const pkg = await this.#packages.fetch(rev.digest, rev.image);
       const planner = this.plannerFor(pkg.spec);
       const plan = new Plan(`start ${name}`);
+      const trusted = this.trustStep(plan, pkg, rev.image);
       const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
       this.recordStep(plan, view, 'record that it runs', (r) => {
         r.desired = 'running';
@@ -318,7 +351,7 @@ export class Agent {
       view.spec = pkg.spec;
       view.ids = realised.ids;
       view.phase = 'running';
-      view.message = undefined;
+      view.message = trusted.warning ? `untrusted (warn): ${trusted.warning}` : undefined;
       this.openEvents(view, planner, pkg);
       return instanceStatus(view);
     });
@@ -331,9 +364,12 @@ export class Agent {
         throw new ConflictError(`instance ${name} is running: stop it first, or remove it with rm -f`);
       }
       await view.closeEvents();
-      this.plannerFor(view.spec).teardown(name, this.#log);
+      // the record goes first: an agent that stops before the pins are gone finds pins without a
+      // record at its start, and removes them as orphans instead of attaching them again
       this.#state.delete(name);
       this.#views.delete(name);
+      faultPoint('rm-midway');
+      this.plannerFor(view.spec).teardown(name, this.#log);
       await this.logs.remove(name);
       removeRootIfEmpty(this.paths.bpffsDir);
     });
@@ -395,7 +431,34 @@ export class Agent {
     return { removed, instancesRemoved };
   }
 
+  /** Replaces the trust policy (the cluster's policy resource changed); undefined: every package runs. */
+  setTrust(trust: AgentTrust | undefined): void {
+    this.#trust = trust;
+  }
+
+  get trust(): AgentTrust | undefined {
+    return this.#trust;
+  }
+
   // ---- internals ----
+
+  /**
+   * The plan's first step: the package must be trusted before any of its objects is opened.
+   * `reference` is the one the verb was given (its name picks the policy's rule and where the
+   * signatures are; the cached package may have been read under another name). The outcome (a
+   * warning in warn mode) is filled in when the step runs.
+   */
+  private trustStep(plan: Plan, pkg: FetchedPackage, reference: string): TrustOutcome {
+    const outcome: TrustOutcome = {};
+    const trust = this.#trust;
+    if (!trust) return outcome;
+    const ref = reference.startsWith('sha256:') ? pkg.reference : reference;
+    plan.step(`check the signature of ${ref} (${pkg.digest})`, async () => {
+      Object.assign(outcome, await trustCheck(trust, this.store, ref, pkg.digest));
+      if (outcome.warning) this.#log(`${ref}: untrusted, running anyway (warn mode): ${outcome.warning}`);
+    });
+    return outcome;
+  }
 
   /** Upgrade and rollback: plans revision n+1 of `pkg` next to the running one and switches to it. */
   private async switchTo(
@@ -425,6 +488,7 @@ export class Agent {
     const running = record.desired === 'running';
     const old = record.current;
     const plan = new Plan(subject);
+    const trusted = this.trustStep(plan, pkg, req.image);
     let realised = { ids: noKernelIds() };
     if (running) {
       this.recordStep(plan, view, `record the switch to revision ${to}`, (r) => {
@@ -454,7 +518,7 @@ export class Agent {
       }
     }
     if (running) this.openEvents(view, planner, pkg);
-    view.message = undefined;
+    view.message = trusted.warning ? `untrusted (warn): ${trusted.warning}` : undefined;
     return instanceStatus(view);
   }
 

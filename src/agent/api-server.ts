@@ -44,6 +44,7 @@ import type { PackageSpec } from '../package/package-spec.js';
 import { parseSince } from '../util/duration.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
 import { KBPF_VERSION } from '../version.js';
+import { checkInstanceName } from './instance-name.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
 import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
@@ -220,7 +221,7 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
 function runRequest(body: Record<string, unknown>): RunRequest {
   const req: RunRequest = { image: str(body, 'image', true)! };
   const name = str(body, 'name', false);
-  if (name !== undefined) req.name = name;
+  if (name !== undefined) req.name = checkInstanceName(name);
   const config = obj(body, 'config');
   if (config) req.config = config;
   const attach = attachOf(body);
@@ -336,7 +337,8 @@ async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promi
         if (method === 'POST') return sendJson(res, 201, await agent.run(runRequest(await readBody(req))));
         methodNotAllowed(['GET', 'POST']);
       }
-      const name = decodeSegment(rest[0]!);
+      // checked here, before any verb: a name becomes file and bpffs paths further in
+      const name = checkInstanceName(decodeSegment(rest[0]!));
       const sub = rest[1];
       if (rest.length === 1) {
         if (method === 'GET') return sendJson(res, 200, agent.inspect(name));

@@ -1,63 +1,45 @@
-// One agent per state directory: a pid file that a second agent checks before touching anything.
-// A pid file whose process is gone (crash, kill -9) is stale and taken over.
-import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+// One agent per state directory: the agent holds flock(2) on STATE_DIR/agent.pid while it runs
+// (and writes its pid there, for people). The kernel drops the lock when the agent's process
+// dies, however it dies, so there is no stale lock to judge, and a holder in another PID
+// namespace (an agent in a pod, a second one on the host) is seen as what it is: a holder.
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { tryLockExclusive } from 'kbpf/bpf';
 import { ConflictError } from '../errors.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** lock files held by agents of this process */
-const heldHere = new Set<string>();
-
 export class PidLock {
-  #held = false;
+  #fd?: number;
   constructor(readonly path: string) {}
 
   acquire(): void {
-    if (heldHere.has(this.path))
-      throw new ConflictError(`another kbpf agent (pid ${process.pid}) owns this state directory (${this.path})`);
-    this.take();
-    heldHere.add(this.path);
-  }
-
-  private take(): void {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(this.path, 'wx', 0o600);
-        try {
-          writeSync(fd, `${process.pid}\n`);
-        } finally {
-          closeSync(fd);
-        }
-        this.#held = true;
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      const pid = Number(readFileSync(this.path, 'utf8').trim());
-      if (pid && pid !== process.pid && alive(pid)) {
-        throw new ConflictError(`another kbpf agent (pid ${pid}) owns this state directory (${this.path})`);
-      }
-      unlinkSync(this.path); // stale: its agent is gone
-    }
-    writeFileSync(this.path, `${process.pid}\n`, { mode: 0o600 });
-    this.#held = true;
-  }
-
-  release(): void {
-    if (!this.#held) return;
-    this.#held = false;
-    heldHere.delete(this.path);
+    if (this.#fd !== undefined) return;
+    const fd = openSync(this.path, 'a+', 0o600);
+    let locked = false;
     try {
-      if (Number(readFileSync(this.path, 'utf8').trim()) === process.pid) unlinkSync(this.path);
-    } catch {
-      /* already gone */
+      locked = tryLockExclusive(fd);
+    } finally {
+      if (!locked) closeSync(fd);
     }
+    if (!locked) {
+      let pid = '';
+      try {
+        pid = readFileSync(this.path, 'utf8').trim();
+      } catch {
+        /* unreadable: say so without a pid */
+      }
+      throw new ConflictError(
+        `another kbpf agent${/^\d+$/.test(pid) ? ` (pid ${pid})` : ''} owns this state directory (${this.path})`,
+      );
+    }
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`);
+    this.#fd = fd;
+  }
+
+  /** Drops the lock (the file stays: removing it would let a second agent lock another file of that name). */
+  release(): void {
+    const fd = this.#fd;
+    if (fd === undefined) return;
+    this.#fd = undefined;
+    closeSync(fd);
   }
 }

@@ -7,6 +7,7 @@
 // removing a revision's directory removes exactly what that revision alone held.
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkInstanceName, isInstanceName, pathUnder } from './instance-name.js';
 
 export type PinKind = 'progs' | 'maps' | 'links';
 
@@ -17,7 +18,8 @@ export class InstancePins {
     readonly root: string,
     readonly instance: string,
   ) {
-    this.dir = join(root, instance);
+    checkInstanceName(instance);
+    this.dir = pathUnder(root, instance);
   }
 
   revDir(rev: number): string {
@@ -93,10 +95,10 @@ export function removeRootIfEmpty(root: string): void {
   }
 }
 
-/** Instance directories present under the agent's bpffs root. */
+/** Instance directories present under the agent's bpffs root (entries that are no instance name are not ours). */
 export function pinnedInstances(root: string): string[] {
   try {
-    return readdirSync(root);
+    return readdirSync(root).filter(isInstanceName);
   } catch {
     return [];
   }

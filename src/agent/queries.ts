@@ -16,8 +16,9 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
   const record = view.record;
   const rev = view.revision!;
   const spec = view.spec;
-  const programs: ProgramStatus[] = (spec?.programs ?? []).map((p) => {
-    const attach = spec?.guest ? `by the guest (${p.section})` : describeAttach(resolveAttach(p, rev.attach));
+  if (!spec) return unreadableStatus(view);
+  const programs: ProgramStatus[] = spec.programs.map((p) => {
+    const attach = spec.guest ? `by the guest (${p.section})` : describeAttach(resolveAttach(p, rev.attach));
     const st: ProgramStatus = { name: p.name, type: p.type, attach };
     const progId = view.ids.progs.get(p.name);
     const linkId = view.ids.links.get(p.name);
@@ -25,14 +26,14 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     if (progId !== undefined) st.progId = progId;
     return st;
   });
-  const maps = (spec?.maps ?? [])
+  const maps = spec.maps
     .filter((m) => m.pin)
     .map((m) => ({ name: m.name, type: m.type, mapId: view.ids.maps.get(m.name) }));
   return {
     name: record.name,
     image: rev.image,
     digest: rev.digest,
-    package: { name: spec?.name ?? '?', version: spec?.version ?? '?' },
+    package: { name: spec.name, version: spec.version },
     revision: record.current,
     desired: record.desired,
     phase: view.events?.ended?.phase ?? view.phase,
@@ -42,7 +43,37 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     maps,
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
-    ...(spec?.guest ? { guest: structuredClone(spec.guest) } : {}),
+    ...(spec.guest ? { guest: structuredClone(spec.guest) } : {}),
+  };
+}
+
+/**
+ * The status of an instance whose package could not be read (a corrupted store after a
+ * restart): what its pins hold, by the names they are pinned under.
+ */
+function unreadableStatus(view: InstanceView): InstanceStatus {
+  const record = view.record;
+  const rev = view.revision!;
+  const programs: ProgramStatus[] = [...view.ids.progs].map(([name, progId]) => {
+    const st: ProgramStatus = { name, type: '?', attach: '?', progId };
+    const linkId = view.ids.links.get(name);
+    if (linkId !== undefined) st.linkId = linkId;
+    return st;
+  });
+  return {
+    name: record.name,
+    image: rev.image,
+    digest: rev.digest,
+    package: { name: '?', version: '?' },
+    revision: record.current,
+    desired: record.desired,
+    phase: view.phase,
+    message: view.message,
+    createdAt: record.createdAt,
+    programs,
+    maps: [...view.ids.maps].map(([name, mapId]) => ({ name, type: '?', mapId })),
+    config: { ...rev.config },
+    events: { received: view.eventsReceived, lost: view.eventsLost },
   };
 }
 

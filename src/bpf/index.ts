@@ -26,6 +26,7 @@ export {
 } from './features.js';
 export { limitMallocRetention } from './ffi/malloc.js';
 export { setLibbpfDebug } from './ffi/print.js';
+export { tryLockExclusive, unlock as unlockFile } from './file-lock.js';
 export { infoOfId, type LinkInfo, linkInfo, listIds, type MapInfo, mapInfo, type ProgInfo, progInfo } from './info.js';
 export { attachCgroup } from './link/cgroup.js';
 export { Link } from './link/link.js';

@@ -4,6 +4,7 @@
 import { Agent } from '../agent/agent.js';
 import { ensureSocketFree, startApiServer, startMetricsServer } from '../agent/api-server.js';
 import type { AgentPaths } from '../agent/paths.js';
+import type { AgentTrust } from '../agent/trust.js';
 import { KBPF_VERSION } from '../version.js';
 import type { CliIo } from './io.js';
 import { escapeLines } from './render/escape.js';
@@ -17,13 +18,21 @@ export interface RunAgentOptions {
   onReady?: () => void;
   /** enable the kernel's BPF run-time stats while the agent runs */
   bpfStats?: boolean;
+  /** the trust policy (kbpf agent --trust / --trust-policy) */
+  trust?: AgentTrust;
+}
+
+function describeTrust(t: AgentTrust): string {
+  const keys = new Set(t.policy.rules.flatMap((r) => r.keys.map((k) => k.name)));
+  const mode = t.policy.rules.every((r) => r.mode === 'warn') ? 'warns about' : 'refuses';
+  return `${mode} packages not signed by ${[...keys].join(', ')}${t.policy.allowLocal ? ' (local packages allowed)' : ` (local packages: node key ${t.nodeKey?.keyId ?? 'none'})`}`;
 }
 
 export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promise<void> {
   const log = (m: string): void => opts.io.stderr(`${new Date().toISOString()} kbpf agent: ${escapeLines(m)}\n`);
   // refuse before touching anything if another agent already serves this socket
   await ensureSocketFree(paths.socketPath);
-  const agent = new Agent(paths, { log, bpfStats: opts.bpfStats });
+  const agent = new Agent(paths, { log, bpfStats: opts.bpfStats, ...(opts.trust ? { trust: opts.trust } : {}) });
   await agent.start();
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
   let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
@@ -36,7 +45,7 @@ export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promis
     throw e;
   }
   log(
-    `kbpf ${KBPF_VERSION} serving ${paths.socketPath}${metrics ? `, metrics on http://${metrics.address}/metrics` : ''} (state ${paths.stateDir}, bpffs ${paths.bpffsDir}); ${agent.list().length} instance(s)`,
+    `kbpf ${KBPF_VERSION} serving ${paths.socketPath}${opts.trust ? `, ${describeTrust(opts.trust)}` : ''}${metrics ? `, metrics on http://${metrics.address}/metrics` : ''} (state ${paths.stateDir}, bpffs ${paths.bpffsDir}); ${agent.list().length} instance(s)`,
   );
   opts.onReady?.();
 

@@ -72,7 +72,8 @@ export interface BpfDeploymentSpec extends Template {
   paused?: boolean;
 }
 
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded';
+/** Untrusted: the package is not signed by a key the cluster's trust policy names (no node runs it) */
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Untrusted';
 export interface Condition {
   type: ConditionType;
   status: 'True' | 'False' | 'Unknown';

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -227,4 +227,27 @@ test('the agent socket is 0600 and refuses a non-root user', async (t) => {
   );
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /permission denied|EACCES/i);
+});
+
+test('kill -9 in the middle of rm: the restarted agent does not bring the instance back, and sweeps its log', async (t) => {
+  const before = kernelIds();
+  const node = new Node(t);
+  node.ok(['build', join(ROOT, 'examples/opensnoop')]);
+  await node.startAgent({ KBPF_FAULT: 'rm-midway' });
+  node.ok(['run', '--name', 'gone', '--set', `target_pid=${process.pid}`, 'opensnoop:1.0.0']);
+  const logDir = join(node.stateDir, 'logs', 'gone');
+  for (let i = 0; i < 100 && !existsSync(logDir); i++) {
+    readFileSync(KBPF); // an openat by target_pid: an event, so a log
+    await sleep(50);
+  }
+  assert.ok(existsSync(logDir), 'the instance has a log');
+  assert.notEqual(node.kbpf(['rm', '-f', 'gone']).code, 0, 'the agent died during rm');
+  await node.waitAgentExit();
+  assert.ok(existsSync(join(node.bpffsDir, 'gone')), 'its pins were still there when the agent died');
+
+  await node.startAgent();
+  assert.deepEqual(node.json<unknown[]>(['ps']), [], 'not re-adopted');
+  assert.equal(existsSync(join(node.bpffsDir, 'gone')), false, 'its pins were removed as orphans');
+  assert.equal(existsSync(logDir), false, 'its log was swept');
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });

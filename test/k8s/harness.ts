@@ -208,7 +208,16 @@ export class TestCluster {
     this.nodes.set(name, node);
     if (this.opts.netns) await this.makeNodeNetwork(node);
     await this.kube.core.createNode({
-      body: { metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } } },
+      // as a kubelet registers it: its addresses (kubectl bpf logs reads an endpoint only on one of them)
+      body: {
+        metadata: { name, labels: { 'kubernetes.io/hostname': name, ...labels } },
+        status: {
+          addresses: [
+            { type: 'InternalIP', address: node.addr ?? '127.0.0.1' },
+            { type: 'Hostname', address: name },
+          ],
+        },
+      },
     });
     return node;
   }

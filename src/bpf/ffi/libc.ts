@@ -36,6 +36,7 @@ export const libc = {
   ) => number,
   strerror: lib.func('const char *strerror(int errnum)') as (errnum: number) => string,
   getpid: lib.func('int getpid(void)') as () => number,
+  flock: lib.func('int flock(int fd, int operation)') as (fd: number, operation: number) => number,
   syscall6: lib.func('long syscall(long nr, long a, long b, long c, long d, long e)') as (
     nr: number,
     a: number | bigint | Uint8Array,

@@ -1,5 +1,6 @@
 // Packages: build, push and pull work on the local store directly (no agent needed); images and
 // rmi ask the agent, which owns the store while it runs.
+import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
 import { LayoutStore } from '../../package/layout-store.js';
 import type { ProgressEvent } from '../../package/registry-client.js';
@@ -25,6 +26,35 @@ function blobProgress(ctx: CliContext, done: string, skipped: string) {
   };
 }
 
+/**
+ * Signs a package just built: with `--sign KEY`, or with the node key when it can be read (the
+ * agent of this state directory enforces a trust policy); `--no-sign` (false) signs nothing.
+ */
+async function signBuilt(
+  sign: string | false | undefined,
+  stateDir: string,
+  store: LayoutStore,
+  stored: { name: string; digest: string },
+): Promise<{ key: string; keyId: string } | undefined> {
+  if (sign === false) return undefined;
+  const { loadPrivateKey } = await import('../../package/trust/keys.js');
+  const { signPackage, storeSignatures } = await import('../../package/trust/signing.js');
+  let keyPath = sign;
+  if (keyPath === undefined) {
+    const { nodeKeyPaths } = await import('../../agent/trust.js');
+    const node = nodeKeyPaths(stateDir).privatePath;
+    try {
+      accessSync(node, constants.R_OK);
+    } catch {
+      return undefined; // no node key (no trust policy here), or not ours to read
+    }
+    keyPath = node;
+  }
+  const key = await loadPrivateKey(keyPath);
+  const r = await signPackage(storeSignatures(store, stored.name), stored.digest, key);
+  return { key: sign === undefined ? 'the node key' : keyPath, keyId: r.keyId };
+}
+
 export function addPackageVerbs(program: Command, ctx: CliContext): void {
   program
     .command('build')
@@ -32,24 +62,56 @@ export function addPackageVerbs(program: Command, ctx: CliContext): void {
     .argument('<dir>', 'source directory')
     .option('-t, --tag <name:version>', 'name and version of the package (default: from kbpf.yaml)')
     .option('-q, --quiet', 'print only the reference')
+    .option(
+      '--sign <key>',
+      "sign the package with this private key (default: the node agent's node key, when there is one)",
+    )
+    .option('--no-sign', 'do not sign it, not even with the node key')
     .addOption(outputOption(TEXT_FORMATS))
-    .action(async (dir: string, opts: { tag?: string; quiet?: boolean; output: TextFormat }, c: Command) => {
-      const p = ctx.paths(c);
-      const { buildPackage } = await import('../../compile/builder.js');
-      const verbose = !opts.quiet && !isData(opts.output);
-      const res = await buildPackage(dir, {
-        tag: opts.tag,
-        store: new LayoutStore(p.storeDir),
-        cacheDir: p.cacheDir,
-        progress: verbose ? (m) => ctx.note(m) : undefined,
-      });
-      if (isData(opts.output))
-        return ctx.out(
-          data(opts.output, { reference: res.stored.reference, digest: res.stored.digest, spec: res.spec }),
+    .addHelpText(
+      'after',
+      `
+An agent that enforces a trust policy runs a package built here only if it is signed with the
+node key (STATE_DIR/node.key, which the agent writes) or with a key the policy trusts, or when it
+was started with --allow-local. kbpf build signs with the node key whenever it can read it.
+
+Examples:
+  kbpf build examples/opensnoop
+  kbpf build --tag opensnoop:dev examples/opensnoop
+  kbpf build --sign release.key examples/opensnoop`,
+    )
+    .action(
+      async (
+        dir: string,
+        opts: { tag?: string; quiet?: boolean; sign?: string | false; output: TextFormat },
+        c: Command,
+      ) => {
+        const p = ctx.paths(c);
+        const store = new LayoutStore(p.storeDir);
+        const { buildPackage } = await import('../../compile/builder.js');
+        const verbose = !opts.quiet && !isData(opts.output);
+        const res = await buildPackage(dir, {
+          tag: opts.tag,
+          store,
+          cacheDir: p.cacheDir,
+          progress: verbose ? (m) => ctx.note(m) : undefined,
+        });
+        const signed = await signBuilt(opts.sign, p.stateDir, store, res.stored);
+        if (isData(opts.output))
+          return ctx.out(
+            data(opts.output, {
+              reference: res.stored.reference,
+              digest: res.stored.digest,
+              spec: res.spec,
+              ...(signed ? { signedBy: signed } : {}),
+            }),
+          );
+        if (opts.quiet) return ctx.out(`${cell(res.stored.reference)}\n`);
+        ctx.out(
+          `built ${cell(res.stored.reference)}\ndigest: ${res.stored.digest}\n${signed ? `signed by ${cell(signed.key)} (${signed.keyId})\n` : ''}`,
         );
-      if (opts.quiet) return ctx.out(`${cell(res.stored.reference)}\n`);
-      ctx.out(`built ${cell(res.stored.reference)}\ndigest: ${res.stored.digest}\n`);
-    });
+      },
+    );
 
   addRegistryOptions(
     program

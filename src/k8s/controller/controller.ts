@@ -13,6 +13,8 @@ import type { V1Node } from '@kubernetes/client-node';
 import { KbpfError, kindOf, NotFoundError, Unknown } from '../../errors.js';
 import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
+import { checkTrust } from '../../package/trust/policy.js';
+import { registrySignatures } from '../../package/trust/signing.js';
 import {
   API_VERSION,
   type BpfDeployment,
@@ -40,6 +42,7 @@ import { finalize } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { type Change, Store } from '../runtime/store.js';
 import { apiListWatch, type ListWatch, type WatchEvent, Watcher } from '../runtime/watcher.js';
+import { type ClusterTrustPolicy, readClusterTrustPolicy } from '../trust-policy.js';
 import {
   deploymentsForNode,
   deploymentsOfOwned,
@@ -62,6 +65,8 @@ export interface ControllerOptions {
   resolveDigest?: (image: string, credentials: Record<string, Credentials>) => Promise<string>;
   /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
   insecureRegistries?: string[];
+  /** the cluster's trust policy (default: the kbpf-trust-policy ConfigMap in `namespace`) */
+  trustPolicy?: () => Promise<ClusterTrustPolicy | undefined>;
 }
 
 const DIGEST_RE = /@(sha256:[a-f0-9]{64})$/;
@@ -291,6 +296,38 @@ export class Controller {
     }
   }
 
+  /** digests found signed, per policy text: not asked of the registry again */
+  readonly #trusted = new Map<string, string>();
+
+  /**
+   * Why the revision's package may not run under the cluster's trust policy ("signature missing
+   * for sha256:…; keys tried: …"), or undefined when it may (or there is no policy).
+   */
+  private async untrusted(d: BpfDeployment, rev: BpfRevision): Promise<string | undefined> {
+    let cluster: ClusterTrustPolicy | undefined;
+    try {
+      cluster = await (this.opts.trustPolicy ?? (() => readClusterTrustPolicy(this.opts.kube, this.opts.namespace)))();
+    } catch (e) {
+      return `the trust policy cannot be read, so nothing is trusted: ${errorText(e)}`;
+    }
+    if (!cluster) return undefined;
+    const image = rev.template.package.image.replace(DIGEST_RE, '');
+    if (this.#trusted.get(rev.digest) === cluster.text) return undefined;
+    const creds = rev.template.package.pullSecret ? await this.secretCredentials(rev.template.package.pullSecret) : {};
+    const client = new RegistryClient({
+      credentials: async (registry) => creds[registry],
+      ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
+    });
+    try {
+      const decision = await checkTrust(cluster.policy, image, rev.digest, registrySignatures(client, image));
+      if (decision.trusted) this.#trusted.set(rev.digest, cluster.text);
+      else this.#log(`${d.metadata.name}: untrusted package, rolled out anyway (warn mode): ${decision.warning}`);
+      return undefined;
+    } catch (e) {
+      return errorText(e).replace(`${image}: `, '');
+    }
+  }
+
   private async resolveDigest(t: Template): Promise<string> {
     const m = DIGEST_RE.exec(t.package.image);
     if (m) return m[1]!;
@@ -356,6 +393,10 @@ export class Controller {
       update = revisions.find((r) => r.templateHash === templateHash(templateOf(d.spec)));
     }
 
+    // a package no trusted key signed goes to no node (and the nodes would refuse it too)
+    const untrusted = update && !d.spec.paused ? await this.untrusted(d, update) : undefined;
+    if (untrusted) this.#log(`${name}: Untrusted: ${untrusted}`);
+
     const plan = planRollout({
       spec: d.spec,
       nodes,
@@ -366,7 +407,7 @@ export class Controller {
       this.#log(`${name}: node ${ni.spec.nodeName} is no longer selected`);
       await this.api.delete(PLURAL.nodeInstances, ni.metadata.name);
     }
-    if (update) {
+    if (update && !untrusted) {
       for (const node of plan.create) {
         const ni: BpfNodeInstance = {
           apiVersion: API_VERSION,
@@ -393,7 +434,7 @@ export class Controller {
       }
     }
     await this.pruneRevisions(d, revisions, instances, update);
-    await this.writeStatus(d, nodes, update, resolveError?.message);
+    await this.writeStatus(d, nodes, update, resolveError?.message, untrusted);
     // the status says why; the queue retries with backoff (and at once on a change)
     if (resolveError) throw resolveError;
     return { requeueAfterMs: this.opts.resyncMs ?? 10_000 };
@@ -419,6 +460,7 @@ export class Controller {
     nodes: string[],
     update: BpfRevision | undefined,
     resolveError?: string,
+    untrusted?: string,
   ): Promise<void> {
     const dname = d.metadata.name;
     const selected = new Set(nodes);
@@ -464,14 +506,16 @@ export class Controller {
         ? cond('Progressing', false, 'Paused', 'the rollout is paused')
         : resolveError
           ? cond('Progressing', false, 'PackageUnresolved', resolveError)
-          : cond(
-              'Progressing',
-              !complete,
-              complete ? 'RolloutComplete' : 'RollingUpdate',
-              complete
-                ? `revision ${update!.revision} runs on all ${desired} node(s)`
-                : `${updatedReady.length} of ${desired} node(s) run revision ${update?.revision ?? '?'}`,
-            ),
+          : untrusted
+            ? cond('Progressing', false, 'Untrusted', untrusted)
+            : cond(
+                'Progressing',
+                !complete,
+                complete ? 'RolloutComplete' : 'RollingUpdate',
+                complete
+                  ? `revision ${update!.revision} runs on all ${desired} node(s)`
+                  : `${updatedReady.length} of ${desired} node(s) run revision ${update?.revision ?? '?'}`,
+              ),
       cond(
         'Degraded',
         failed.length > 0 || !!resolveError,
@@ -480,6 +524,11 @@ export class Controller {
           ? `${failed.length} node(s) failed: ${failures}`.slice(0, 32_000)
           : (resolveError ?? 'no node failed'),
       ),
+      ...(untrusted
+        ? [cond('Untrusted', true, 'SignatureNotTrusted', untrusted)]
+        : prevConds.some((c) => c.type === 'Untrusted')
+          ? [cond('Untrusted', false, 'Signed', `${update?.digest ?? 'the package'} is signed by a trusted key`)]
+          : []),
     ];
     const status: BpfDeploymentStatus = {
       observedGeneration: gen,

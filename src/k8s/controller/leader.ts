@@ -18,6 +18,8 @@ export class LeaderElector {
   #timer?: NodeJS.Timeout;
   #leading = false;
   #stopped = false;
+  /** when the lease was last acquired or renewed (ms) */
+  #renewedAt = 0;
 
   constructor(readonly opts: LeaderOptions) {}
 
@@ -39,8 +41,16 @@ export class LeaderElector {
           this.opts.log?.('lost the lease');
           this.opts.onStopped();
         }
+        if (held) this.#renewedAt = Date.now();
       } catch (e) {
         this.opts.log?.(`lease: ${(e as Error).message}`);
+        // a leader that cannot renew stops leading before its lease can expire: another replica
+        // may take it over then, and two leaders must never reconcile at once
+        if (this.#leading && Date.now() - this.#renewedAt >= this.renewDeadlineMs) {
+          this.#leading = false;
+          this.opts.log?.(`could not renew the lease for ${this.renewDeadlineMs} ms: no longer leading`);
+          this.opts.onStopped();
+        }
       }
       if (!this.#stopped) this.#timer = setTimeout(() => void tick(), (this.duration * 1000) / 3);
     };
@@ -66,6 +76,11 @@ export class LeaderElector {
     } catch {
       /* it expires by itself */
     }
+  }
+
+  /** A leader that has not renewed for this long stops leading: two thirds of the lease (client-go's 10 s of 15 s). */
+  private get renewDeadlineMs(): number {
+    return (this.duration * 1000 * 2) / 3;
   }
 
   private get duration(): number {

@@ -1,9 +1,12 @@
 // Reading a deployment's log on one node from that node agent's log endpoint, the way kubectl
-// reads a pod's log from its kubelet: the endpoint (and the Secret holding its token) is the one
-// the node instance's status advertises.
-import type { V1Secret } from '@kubernetes/client-node';
+// reads a pod's log from its kubelet. The node instance's status advertises the endpoint's URL;
+// a node writes that status, so it is not believed blindly: the URL's host must be one of the
+// Node object's addresses (kubelet's, not the agent's, word), and the bearer token comes from
+// the Secret the client configuration names (--token-secret, $KBPF_LOGS_TOKEN_SECRET), never
+// from the status.
+import type { V1Node, V1Secret } from '@kubernetes/client-node';
 import { nodeInstanceName, PLURAL } from '../api.js';
-import { errorText, type KbpfApi, type Kube } from '../kube.js';
+import { errorText, type KbpfApi, type Kube, statusCode } from '../kube.js';
 
 export interface NodeLogsQuery {
   follow?: boolean;
@@ -13,27 +16,89 @@ export interface NodeLogsQuery {
   since?: string;
 }
 
-/** Bearer tokens of log endpoints, per Secret (NAMESPACE/NAME), read once. */
-async function endpointToken(
-  kube: Kube,
-  secret: string | undefined,
-  cache: Map<string, string>,
-): Promise<string | undefined> {
-  if (!secret) return undefined;
+/** The Secret of the log endpoints' token when the client configuration names none. */
+export const DEFAULT_LOGS_TOKEN_SECRET = 'kbpf-system/kbpf-logs-token';
+
+/** Where the client reads the log endpoints' bearer token: its own configuration, and a cache. */
+export interface LogsAuth {
+  /** NAMESPACE/NAME of the Secret with data.token */
+  secret: string;
+  /** given by the user (flag or environment): a missing Secret is an error, not "no token" */
+  explicit: boolean;
+  tokens: Map<string, string>;
+  /** addresses of each Node, read once */
+  addresses: Map<string, string[]>;
+}
+
+export function logsAuth(secret: string | undefined, env: NodeJS.ProcessEnv = process.env): LogsAuth {
+  const given = secret ?? env.KBPF_LOGS_TOKEN_SECRET;
+  const s = given ?? DEFAULT_LOGS_TOKEN_SECRET;
+  if (!/^[a-z0-9.-]+\/[a-z0-9.-]+$/.test(s)) throw new Error(`--token-secret ${s}: use NAMESPACE/NAME`);
+  return { secret: s, explicit: given !== undefined, tokens: new Map(), addresses: new Map() };
+}
+
+/** The bearer token of the log endpoints (undefined: the default Secret does not exist, send none). */
+async function endpointToken(kube: Kube, auth: LogsAuth): Promise<string | undefined> {
+  const secret = auth.secret;
+  const cache = auth.tokens;
   const hit = cache.get(secret);
-  if (hit !== undefined) return hit;
+  if (hit !== undefined) return hit || undefined;
   const [namespace, name] = secret.split('/', 2) as [string, string];
   let s: V1Secret;
   try {
     s = await kube.core.readNamespacedSecret({ name, namespace });
   } catch (e) {
+    if (statusCode(e) === 404 && !auth.explicit) {
+      cache.set(secret, '');
+      return undefined;
+    }
     throw new Error(`reading the log endpoint token (Secret ${secret}): ${errorText(e)}`);
   }
   const token = Buffer.from(s.data?.token ?? '', 'base64')
     .toString('utf8')
     .trim();
   cache.set(secret, token);
-  return token;
+  return token || undefined;
+}
+
+/** The node's addresses as its Node object has them (status.addresses). */
+async function nodeAddresses(kube: Kube, node: string, auth: LogsAuth): Promise<string[]> {
+  const hit = auth.addresses.get(node);
+  if (hit) return hit;
+  let n: V1Node;
+  try {
+    n = await kube.core.readNode({ name: node });
+  } catch (e) {
+    throw new Error(`reading Node ${node} (to check its log endpoint): ${errorText(e)}`);
+  }
+  const list = (n.status?.addresses ?? []).map((a) => a.address.toLowerCase());
+  auth.addresses.set(node, list);
+  return list;
+}
+
+/**
+ * Refuses an advertised log URL that is not http(s) on one of the node's addresses: a node that
+ * could name any host would have the admin's token sent there.
+ */
+export async function checkEndpoint(kube: Kube, node: string, url: string, auth: LogsAuth): Promise<URL> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw Object.assign(new Error(`node ${node} advertises a log endpoint that is not a URL: ${JSON.stringify(url)}`), {
+      fatal: true,
+    });
+  }
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  const addresses = await nodeAddresses(kube, node, auth);
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password || !addresses.includes(host))
+    throw Object.assign(
+      new Error(
+        `node ${node} advertises the log endpoint ${u.origin}, which is not on one of its addresses (${addresses.join(', ') || 'none in its Node status'}): not reading it (nor sending it a token)`,
+      ),
+      { fatal: true },
+    );
+  return u;
 }
 
 /**
@@ -47,7 +112,7 @@ export async function nodeLogs(
   node: string,
   o: NodeLogsQuery,
   emit: (r: Record<string, unknown>) => void,
-  tokens: Map<string, string>,
+  auth: LogsAuth,
   signal: AbortSignal,
 ): Promise<void> {
   let lastSeq = 0;
@@ -70,10 +135,12 @@ export async function nodeLogs(
       if (first && o.tail !== undefined) q.set('tail', o.tail);
       if (first && o.since !== undefined) q.set('since', o.since);
       if (lastSeq) q.set('afterSeq', String(lastSeq));
-      const token = await endpointToken(a.kube, ep.tokenSecret, tokens);
+      const base = await checkEndpoint(a.kube, node, ep.url, auth);
+      const token = await endpointToken(a.kube, auth);
       try {
-        const res = await fetch(`${ep.url}/v1/logs/${encodeURIComponent(deployment)}?${q}`, {
+        const res = await fetch(`${base.origin}/v1/logs/${encodeURIComponent(deployment)}?${q}`, {
           headers: token ? { Authorization: `Bearer ${token}` } : {},
+          redirect: 'error', // a token is never carried elsewhere
           signal,
         });
         if (!res.ok) {

@@ -37,7 +37,13 @@ export interface NodeLogsServerOptions {
   /** required bearer token (none: no authentication) */
   token?: string;
   source: LogSource;
+  /** log requests served at once; more are answered 503 with Retry-After (default 16) */
+  maxConcurrent?: number;
 }
+
+export const DEFAULT_MAX_CONCURRENT_LOG_REQUESTS = 16;
+/** records per write of a plain (not followed) read: the answer is streamed, not built whole */
+const RECORDS_PER_WRITE = 256;
 
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$/;
 
@@ -45,6 +51,7 @@ export class NodeLogsServer {
   url = '';
   #server?: Server;
   readonly #streams = new Set<AbortController>();
+  #active = 0;
 
   constructor(readonly opts: NodeLogsServerOptions) {}
 
@@ -113,9 +120,28 @@ export class NodeLogsServer {
       });
     const m = /^\/v1\/logs\/([^/]+)$/.exec(url.pathname);
     if (!m) return this.send(res, 404, { error: `no such path ${url.pathname} (GET /v1/logs/DEPLOYMENT)` });
+    const max = this.opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT_LOG_REQUESTS;
+    if (this.#active >= max) {
+      res.setHeader('Retry-After', '1');
+      return this.send(res, 503, { error: `this node serves ${max} log requests at once; try again` });
+    }
+    this.#active++;
+    try {
+      await this.serveLog(res, url, m[1]!);
+    } finally {
+      this.#active--;
+    }
+  }
+
+  /** Log requests being served now. */
+  get active(): number {
+    return this.#active;
+  }
+
+  private async serveLog(res: ServerResponse, url: URL, segment: string): Promise<void> {
     let name: string;
     try {
-      name = decodeURIComponent(m[1]!);
+      name = decodeURIComponent(segment);
     } catch {
       return this.send(res, 400, { error: 'bad URL encoding' });
     }
@@ -140,17 +166,28 @@ export class NodeLogsServer {
     const keep = (r: LogRecord): boolean => r.seq > afterSeq;
     const headers = { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store' };
     const follow = ['1', 'true'].includes(q.get('follow') ?? '');
+    const ac = new AbortController();
     if (!follow) {
-      const text = this.opts.source
-        .read(name, opts)
-        .filter(keep)
-        .map((r) => `${JSON.stringify(r, jsonReplacer)}\n`)
-        .join('');
-      res.writeHead(200, { ...headers, 'Content-Length': Buffer.byteLength(text) });
-      res.end(text);
+      // streamed in slices with back-pressure: never the whole answer as one string
+      const records = this.opts.source.read(name, opts);
+      const abort = (): void => ac.abort();
+      res.on('close', abort);
+      this.#streams.add(ac);
+      res.writeHead(200, headers);
+      try {
+        for (let i = 0; i < records.length && !ac.signal.aborted; i += RECORDS_PER_WRITE) {
+          let text = '';
+          for (const r of records.slice(i, i + RECORDS_PER_WRITE))
+            if (keep(r)) text += `${JSON.stringify(r, jsonReplacer)}\n`;
+          if (text) await writeWithBackpressure(res, text, ac.signal);
+        }
+      } finally {
+        this.#streams.delete(ac);
+        res.off('close', abort);
+        if (!res.writableEnded) res.end();
+      }
       return;
     }
-    const ac = new AbortController();
     this.#streams.add(ac);
     const abort = (): void => ac.abort();
     res.on('close', abort);

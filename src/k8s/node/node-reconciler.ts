@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { V1Secret } from '@kubernetes/client-node';
 import { Agent } from '../../agent/agent.js';
 import type { AgentPaths } from '../../agent/paths.js';
+import { ensureNodeKey, nodeKeyPaths } from '../../agent/trust.js';
 import type { InstanceStatus, Revision } from '../../agent/types.js';
 import {
   CorruptedError,
@@ -44,6 +45,7 @@ import { finalize, type Update } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { Store } from '../runtime/store.js';
 import { apiListWatch, Watcher } from '../runtime/watcher.js';
+import { type ClusterTrustPolicy, readClusterTrustPolicy } from '../trust-policy.js';
 import { NodeLogsServer } from './logs-server.js';
 
 export interface NodeReconcilerOptions {
@@ -112,6 +114,7 @@ export class NodeReconciler {
 
   async start(): Promise<void> {
     this.#stopped = false;
+    await this.refreshTrust();
     await this.agent.start();
     // a log endpoint that cannot start (port taken, token Secret missing) serves nothing, and
     // says so; the agent's programs are more important than its logs endpoint
@@ -274,6 +277,7 @@ export class NodeReconciler {
         phase: 'Loading',
         message: local ? `moving to revision ${ni.spec.revision}` : `loading revision ${ni.spec.revision}`,
       });
+      await this.refreshTrust();
       await this.pull(ni);
       const image = this.localRef(ni);
       if (!local) st = await this.agent.run({ image, name, config, attach });
@@ -338,17 +342,48 @@ export class NodeReconciler {
   }
 
   /**
-   * The name the package has in this node's store: the repository path without the registry
-   * host, by digest (kbpf/tcpconnect@sha256:…). The agent keeps references in its revision
-   * history and cuts a name at the first ':' when it resolves one after a restart, so a
-   * registry host:port must not be part of it.
+   * The name the package has in this node's store: the remote name, registry host kept, by
+   * digest (registry.example.com/kbpf/tcpconnect@sha256:…). The trust policy's rules match
+   * that name, and only a name without a registry counts as built on this node.
    */
   private localRef(ni: BpfNodeInstance): string {
     const withoutDigest = ni.spec.image.replace(/@sha256:[a-f0-9]{64}$/, '');
-    const parts = withoutDigest.split('/');
-    const first = parts[0]!;
-    if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) parts.shift();
-    return `${parts.join('/').replace(/:[^/:]*$/, '')}@${ni.spec.digest}`;
+    return `${withoutDigest.replace(/:[^/:]*$/, '')}@${ni.spec.digest}`;
+  }
+
+  /** the policy text last applied to the agent ('' for none) */
+  #trustText?: string;
+
+  /**
+   * Applies the cluster's trust policy to the agent. A policy that cannot be read leaves the
+   * last one in force, or, when none was ever read, one that trusts nothing.
+   */
+  private async refreshTrust(): Promise<void> {
+    let cluster: ClusterTrustPolicy | undefined;
+    try {
+      cluster = await readClusterTrustPolicy(this.opts.kube, this.opts.namespace);
+    } catch (e) {
+      this.#log(`trust policy: ${errorText(e)}`);
+      if (this.#trustText === undefined) {
+        this.#trustText = '\0unreadable';
+        this.agent.setTrust({ policy: { mode: 'enforce', allowLocal: false, rules: [] } });
+      }
+      return;
+    }
+    const text = cluster?.text ?? '';
+    if (text === this.#trustText) return;
+    this.#trustText = text;
+    if (!cluster) {
+      this.agent.setTrust(undefined);
+      return;
+    }
+    const nodeKey = await ensureNodeKey(this.opts.paths.stateDir);
+    this.agent.setTrust({
+      policy: cluster.policy,
+      nodeKey,
+      nodeKeyPath: nodeKeyPaths(this.opts.paths.stateDir).privatePath,
+    });
+    this.#log('trust policy applied: packages are checked against it before they load');
   }
 
   private async pull(ni: BpfNodeInstance): Promise<void> {

@@ -1,7 +1,9 @@
-// A small evaluator for the subset of CEL that the kbpf CRDs' x-kubernetes-validations use:
-// literals, self / oldSelf, field access, has(), size(), contains(), startsWith(), endsWith(),
-// matches(), type(), the operators ! && || == != < <= > >= + - and ?:. Anything outside the
-// subset is a compile error, so a rule this server cannot check is noticed, not skipped.
+// A small evaluator for the subset of CEL that the kbpf CRDs' x-kubernetes-validations and the
+// kbpf ValidatingAdmissionPolicies use: literals, self / oldSelf (or object, oldObject, request,
+// variables), field access, has(), size(), contains(), startsWith(), endsWith(), matches(),
+// type(), the macros all() and exists() on lists and maps (keys), the operators ! && || == !=
+// < <= > >= + - in and ?:. Anything outside the subset is a compile error, so a rule this server
+// cannot check is noticed, not skipped.
 
 type Tok = { k: 'num' | 'str' | 'id' | 'op'; v: string };
 
@@ -145,7 +147,19 @@ function parse(src: string): Node {
     return a;
   };
   const add = level(['+', '-'], unary);
-  const rel = level(['<', '<=', '>', '>='], add);
+  const relIn = (): Node => {
+    let a = add();
+    for (;;) {
+      if (p < toks.length && toks[p]!.k === 'op' && ['<', '<=', '>', '>='].includes(toks[p]!.v)) {
+        const op = toks[p++]!.v;
+        a = { t: 'bin', op, a, b: add() };
+      } else if (p < toks.length && toks[p]!.k === 'id' && toks[p]!.v === 'in') {
+        p++;
+        a = { t: 'bin', op: 'in', a, b: add() };
+      } else return a;
+    }
+  };
+  const rel = relIn;
   const eq = level(['==', '!='], rel);
   const and = level(['&&'], eq);
   const or = level(['||'], and);
@@ -245,6 +259,10 @@ function evaluate(n: Node, env: Record<string, unknown>): unknown {
           return (a as number) + (b as number);
         case '-':
           return (a as number) - (b as number);
+        case 'in':
+          if (Array.isArray(b)) return b.some((x) => deepEqual(x, a));
+          if (b && typeof b === 'object') return Object.hasOwn(b, String(a));
+          throw new Error('in: not a list or map');
       }
       throw new Error(`operator ${n.op}`);
     }
@@ -254,6 +272,15 @@ function evaluate(n: Node, env: Record<string, unknown>): unknown {
         if (arg?.t !== 'sel') throw new Error('has() takes a field selection');
         const o = evaluate(arg.obj, env);
         return o !== null && typeof o === 'object' && arg.field in (o as object);
+      }
+      if ((n.fn === 'all' || n.fn === 'exists') && n.target) {
+        const v = n.args[0];
+        if (v?.t !== 'id' || n.args.length !== 2) throw new Error(`${n.fn}() takes a variable and an expression`);
+        const c = evaluate(n.target, env);
+        const items = Array.isArray(c) ? c : c && typeof c === 'object' ? Object.keys(c) : undefined;
+        if (!items) throw new Error(`${n.fn}() of a non-container`);
+        const test = (x: unknown) => !!evaluate(n.args[1]!, { ...env, [v.name]: x });
+        return n.fn === 'all' ? items.every(test) : items.some(test);
       }
       const target = n.target ? evaluate(n.target, env) : undefined;
       const args = n.args.map((a) => evaluate(a, env));
@@ -286,6 +313,12 @@ function evaluate(n: Node, env: Record<string, unknown>): unknown {
 export interface CompiledRule {
   usesOldSelf: boolean;
   eval(self: unknown, oldSelf?: unknown): boolean;
+}
+
+/** An expression evaluated against named values (a ValidatingAdmissionPolicy's object, request, variables, …). */
+export function compileExpression(src: string): (env: Record<string, unknown>) => unknown {
+  const ast = parse(src);
+  return (env) => evaluate(ast, env);
 }
 
 export function compileRule(rule: string): CompiledRule {

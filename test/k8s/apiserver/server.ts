@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { compileExpression } from './cel.js';
 import { compileSchemaRules, type Problems, type Schema, validate } from './schema.js';
 
 type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata: Meta };
@@ -124,12 +125,44 @@ const BUILTIN: ResourceType[] = [
     selectable: ['type'],
   },
   {
+    group: '',
+    version: 'v1',
+    plural: 'configmaps',
+    singular: 'configmap',
+    kind: 'ConfigMap',
+    namespaced: true,
+    shortNames: ['cm'],
+    status: false,
+    selectable: [],
+  },
+  {
     group: 'coordination.k8s.io',
     version: 'v1',
     plural: 'leases',
     singular: 'lease',
     kind: 'Lease',
     namespaced: true,
+    status: false,
+    selectable: [],
+  },
+  // admission: policies and their bindings are evaluated on every create and update (admit())
+  {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    plural: 'validatingadmissionpolicies',
+    singular: 'validatingadmissionpolicy',
+    kind: 'ValidatingAdmissionPolicy',
+    namespaced: false,
+    status: true,
+    selectable: [],
+  },
+  {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    plural: 'validatingadmissionpolicybindings',
+    singular: 'validatingadmissionpolicybinding',
+    kind: 'ValidatingAdmissionPolicyBinding',
+    namespaced: false,
     status: false,
     selectable: [],
   },
@@ -672,6 +705,71 @@ export class TestApiServer {
     if (p.errors.length) throw this.invalid(rt, name, p.errors);
   }
 
+  /**
+   * ValidatingAdmissionPolicies, as the real server runs them: each policy with a binding whose
+   * validationActions include Deny, matching the request's group, resource and operation, whose
+   * matchConditions all hold, is evaluated (variables first, in order); a validation that is
+   * false, or an expression that fails (failurePolicy Fail), denies the request.
+   */
+  private admit(rt: ResourceType, operation: string, obj: Obj, old: Obj | undefined, subResource?: string): void {
+    const list = (plural: string) =>
+      [...this.objects.values()].filter((o) => o.apiVersion === 'admissionregistration.k8s.io/v1' && o.kind === plural);
+    const resource = subResource ? `${rt.plural}/${subResource}` : rt.plural;
+    for (const binding of list('ValidatingAdmissionPolicyBinding')) {
+      const b = binding as unknown as { metadata: Meta; spec: { policyName: string; validationActions?: string[] } };
+      if (!(b.spec.validationActions ?? []).includes('Deny')) continue;
+      const policy = list('ValidatingAdmissionPolicy').find((p) => p.metadata.name === b.spec.policyName) as
+        | undefined
+        | {
+            metadata: Meta;
+            spec: {
+              matchConstraints?: {
+                resourceRules?: { apiGroups?: string[]; resources?: string[]; operations?: string[] }[];
+              };
+              matchConditions?: { name: string; expression: string }[];
+              variables?: { name: string; expression: string }[];
+              validations?: { expression: string; message?: string; messageExpression?: string }[];
+            };
+          };
+      if (!policy) continue;
+      const any = (list: string[] | undefined, v: string) => !!list && (list.includes('*') || list.includes(v));
+      const matches = (policy.spec.matchConstraints?.resourceRules ?? []).some(
+        (r) => any(r.apiGroups, rt.group) && any(r.resources, resource) && any(r.operations, operation),
+      );
+      if (!matches) continue;
+      const env: Record<string, unknown> = {
+        object: obj,
+        oldObject: old ?? null,
+        request: { operation, subResource: subResource ?? '', userInfo: { username: 'admin', extra: {} } },
+        variables: {},
+      };
+      const denied = (message: string): HttpError => {
+        const gk = rt.group ? `${rt.plural}.${rt.group}` : rt.plural;
+        return new HttpError(
+          422,
+          'Invalid',
+          `${gk} "${obj.metadata.name}" is forbidden: ValidatingAdmissionPolicy '${policy.metadata.name}' with binding '${b.metadata.name}' denied request: ${message}`,
+        );
+      };
+      const run = (src: string): unknown => {
+        try {
+          return compileExpression(src)(env);
+        } catch (e) {
+          throw denied(`expression '${src}' resulted in error: ${(e as Error).message}`);
+        }
+      };
+      if (!(policy.spec.matchConditions ?? []).every((c) => run(c.expression) === true)) continue;
+      for (const v of policy.spec.variables ?? [])
+        (env.variables as Record<string, unknown>)[v.name] = run(v.expression);
+      for (const v of policy.spec.validations ?? []) {
+        if (run(v.expression) === true) continue;
+        throw denied(
+          v.messageExpression ? String(run(v.messageExpression)) : (v.message ?? `failed expression: ${v.expression}`),
+        );
+      }
+    }
+  }
+
   private invalid(rt: ResourceType, name: string, errors: string[]): HttpError {
     const gk = rt.group ? `${rt.kind}.${rt.group}` : rt.kind;
     return new HttpError(
@@ -717,6 +815,7 @@ export class TestApiServer {
       );
     if (rt.status && rt.schema) delete obj.status; // the status subresource owns it
     this.check(rt, obj, undefined, warnings);
+    this.admit(rt, 'CREATE', obj, undefined, undefined);
     const m = obj.metadata;
     m.uid = randomUUID();
     m.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -791,6 +890,7 @@ export class TestApiServer {
     }
     next.metadata.resourceVersion = old.metadata.resourceVersion;
     this.check(rt, next, old, warnings);
+    this.admit(rt, 'UPDATE', next, old, statusOnly ? 'status' : undefined);
     const specOf = (o: Obj) =>
       canonical(
         Object.fromEntries(

@@ -4,7 +4,7 @@ import { outputOption, parseSinceArg } from '../../../cli/options.js';
 import { NODE_LOG_FORMATS, type NodeLogFormat, renderNodeRecord } from '../../../cli/render/logs.js';
 import { PLURAL } from '../../api.js';
 import { errorText } from '../../kube.js';
-import { nodeLogs } from '../node-logs.js';
+import { DEFAULT_LOGS_TOKEN_SECRET, logsAuth, nodeLogs } from '../node-logs.js';
 import { api, collect, mustGet } from '../resources.js';
 
 interface LogsOptions {
@@ -14,6 +14,7 @@ interface LogsOptions {
   tail?: string;
   since?: string;
   output: NodeLogFormat;
+  tokenSecret?: string;
 }
 
 /** The nodes to read: --node ones (where it runs), --all, or the only one it runs on. */
@@ -51,7 +52,24 @@ export function addLogVerbs(root: Command): void {
         return v;
       },
     )
+    .option(
+      '--token-secret <namespace/name>',
+      `Secret whose data.token the nodes' log endpoints require (env KBPF_LOGS_TOKEN_SECRET; default ${DEFAULT_LOGS_TOKEN_SECRET})`,
+    )
     .addOption(outputOption(NODE_LOG_FORMATS))
+    .addHelpText(
+      'after',
+      `
+The events are read from each node agent's log endpoint, at the URL its BpfNodeInstance status
+advertises, only when that URL's host is one of the Node's addresses; the bearer token comes from
+--token-secret (your configuration), never from the status the node writes.
+
+Examples:
+  kubectl bpf logs conn
+  kubectl bpf logs --node worker-1 --tail 20 conn
+  kubectl bpf logs --all -f --since 5m conn
+  kubectl bpf logs --token-secret kbpf-system/kbpf-logs-token conn`,
+    )
     .action(async (name: string, o: LogsOptions, cmd: Command) => {
       const a = api(cmd);
       await mustGet(a, name);
@@ -61,7 +79,7 @@ export function addLogVerbs(root: Command): void {
       const stop = (): void => ac.abort();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      const tokens = new Map<string, string>();
+      const tokens = logsAuth(o.tokenSecret);
       try {
         if (o.follow) {
           const print = (n: string) => (r: Record<string, unknown>) =>
