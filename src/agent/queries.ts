@@ -17,7 +17,16 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
   const rev = view.revision!;
   const spec = view.spec;
   const programs: ProgramStatus[] = (spec?.programs ?? []).map((p) => {
-    const st: ProgramStatus = { name: p.name, type: p.type, attach: describeAttach(resolveAttach(p, rev.attach)) };
+    const choice = view.choices?.programs.get(p.name);
+    let attach: string;
+    try {
+      attach = describeAttach(choice?.attach ?? resolveAttach(p, rev.attach));
+    } catch {
+      attach = describeAttach(p.attach);
+    }
+    const st: ProgramStatus = { name: p.name, type: p.type, attach };
+    if (choice) st.state = choice.state === 'run' ? 'running' : choice.state;
+    if (choice?.reason) st.reason = choice.reason;
     const progId = view.ids.progs.get(p.name);
     const linkId = view.ids.links.get(p.name);
     if (linkId !== undefined) st.linkId = linkId;
@@ -41,6 +50,7 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     maps,
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
+    ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
   };
 }
 

@@ -34,6 +34,10 @@ export interface ProgramStatus {
   name: string;
   type: string;
   attach: string;
+  /** running; disabled (a variant this kernel runs better is chosen); skipped (this kernel cannot run it) */
+  state?: 'running' | 'disabled' | 'skipped';
+  /** why it was chosen over its variants, or why it does not run */
+  reason?: string;
   progId?: number;
   linkId?: number;
   runCount?: string;
@@ -54,6 +58,8 @@ export interface InstanceStatus {
   maps: { name: string; type: string; mapId?: number }[];
   config: Record<string, unknown>;
   events: { received: number; lost: number };
+  /** what the instance runs without (skipped programs) or with instead (a perf event's fallback) */
+  warnings?: string[];
 }
 
 export interface RunRequest {

@@ -2,6 +2,7 @@
 // upgrade, rollback, history, maps.
 import { type Command, Option } from 'commander';
 import { ApiError } from '../../agent/api-client.js';
+import type { LogRecord } from '../../agent/log-store.js';
 import type { RunRequest, UpgradeRequest } from '../../agent/types.js';
 import { LayoutStore } from '../../package/layout-store.js';
 import { parseReference, referenceName } from '../../package/reference.js';
@@ -19,6 +20,7 @@ import {
 } from '../options.js';
 import { renderInstanceHistory } from '../render/history.js';
 import { renderInstance, renderInstanceNames, renderInstanceState, renderInstances } from '../render/instances.js';
+import { renderRunOutput } from '../render/logs.js';
 import { renderMaps } from '../render/maps.js';
 import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFormat } from '../render/output.js';
 import { cell } from '../render/values.js';
@@ -52,22 +54,45 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
       .command('run')
       .description('load and attach a package as a new instance')
       .argument('<image>', 'package: name:version, name@sha256:…')
-      .option('--name <name>', 'instance name (default: package name and a random suffix)'),
+      .option('--name <name>', 'instance name (default: package name and a random suffix)')
+      .option('--rm', "print what the instance logged once attached (an iterator's output), then remove it"),
   )
     .addOption(outputOption(TEXT_FORMATS))
     .addHelpText(
       'after',
-      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nExample: kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0",
+      [
+        '',
+        "Config variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.",
+        'Programs run with the hooks this kernel has: of variants (fentry/kprobe, tp_btf/raw_tp/tracepoint)',
+        'the best one runs; `kbpf inspect NAME` says which and why.',
+        'Examples:',
+        '  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0',
+        '  kbpf run --attach uprobe_add=uprobe:/usr/bin/bash:readline uprobe:0.0.0',
+        '  kbpf run --attach profile=perf_event:cpu-clock:49 profile:0.0.0',
+        '  kbpf run --map-size counts=10240 --share-map events=collector:events tool:1.0',
+        '  kbpf run --rm task_iter:0.0.0',
+      ].join('\n'),
     )
-    .action(async (image: string, opts: AttachOptions & { name?: string; output: TextFormat }, c: Command) => {
-      const req: RunRequest = { image };
-      if (opts.name) req.name = opts.name;
-      const config = configOf(opts.set);
-      if (config) req.config = config;
-      const attach = attachOverrides(opts);
-      if (attach) req.attach = attach;
-      ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
-    });
+    .action(
+      async (image: string, opts: AttachOptions & { name?: string; rm?: boolean; output: TextFormat }, c: Command) => {
+        const req: RunRequest = { image };
+        if (opts.name) req.name = opts.name;
+        const config = configOf(opts.set);
+        if (config) req.config = config;
+        const attach = attachOverrides(opts);
+        if (attach) req.attach = attach;
+        const api = ctx.client(c);
+        const st = await api.run(req);
+        if (!opts.rm) return ctx.out(renderInstance(opts.output, st));
+        try {
+          const records: LogRecord[] = [];
+          for await (const r of api.logs(st.name)) records.push(r);
+          ctx.out(renderRunOutput(records));
+        } finally {
+          await api.remove(st.name, { force: true });
+        }
+      },
+    );
 
   program
     .command('ps')
@@ -152,7 +177,7 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
     .alias('delete')
     .description('remove instances: detach, unload, forget history and logs')
     .argument('<instance...>')
-    .option('-f, --force', 'also remove running instances')
+    .option('-f, --force', 'also remove running instances, and instances whose maps others share (those keep the maps)')
     .action(async (names: string[], opts: { force?: boolean }, c: Command) => {
       const api = ctx.client(c);
       await eachName(ctx.io, names, async (n) => {
