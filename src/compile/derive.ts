@@ -136,7 +136,8 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
     }));
     const config: ConfigVarSpec[] = obj
       .globals()
-      .filter((g) => g.section.startsWith('.rodata'))
+      // function-static constants (BPF_SEQ_PRINTF's "prog.___fmt") are not config: only C identifiers
+      .filter((g) => g.section.startsWith('.rodata') && /^[A-Za-z_][A-Za-z0-9_]*$/.test(g.name))
       .map((g) => ({
         name: g.name,
         object: file,
