@@ -279,7 +279,7 @@ export function choosePrograms(
       continue;
     }
     if (!v.missingTarget)
-      throw unsupported(`program ${where(p, a)} (section "${p.section}") cannot run on this kernel: ${v.why}`);
+      throw unsupported(`program ${p.name} (section "${p.section}") cannot run on this kernel: ${v.why}`);
     missing.push(p);
   }
   const running = [...programs.values()].filter((c) => c.state === 'run').length;

@@ -91,7 +91,7 @@ function probeByLoad(hook: keyof typeof PROBE_OBJECTS): HookSupport {
     const why =
       e instanceof BpfError && e.errno ? `${errnoText(e.errno)} (${e.code})` : (e as Error).message.split('\n')[0];
     return no(
-      `${p.what} is refused by this kernel (it would not ${stage} a ${p.what} program: ${why}${p.why ? `; ${p.why} need it` : ''})`,
+      `${p.what} is refused by this kernel (a probe ${p.what} program failed to ${stage}: ${why}${p.why ? `; ${p.why}` : ''})`,
     );
   } finally {
     obj?.close();

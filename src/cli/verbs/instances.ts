@@ -84,13 +84,14 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
         const api = ctx.client(c);
         const st = await api.run(req);
         if (!opts.rm) return ctx.out(renderInstance(opts.output, st));
+        // removed before anything is printed: a reader that stops early leaves nothing behind
+        const records: LogRecord[] = [];
         try {
-          const records: LogRecord[] = [];
           for await (const r of api.logs(st.name)) records.push(r);
-          ctx.out(renderRunOutput(records));
         } finally {
           await api.remove(st.name, { force: true });
         }
+        ctx.out(renderRunOutput(records));
       },
     );
 
