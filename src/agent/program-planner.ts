@@ -1,8 +1,12 @@
 // The planner of instances made of BPF programs in the kernel. A revision is realised in these
 // steps, each with its undo:
 //
-//   open the package's objects with the config   (validates config before the kernel sees it;
-//                                                 the same open objects give the event codecs)
+//   choose the programs this kernel runs         (program-choice.ts: variants, skipped ones, or
+//                                                 a refusal naming the feature; nothing loaded yet)
+//   open the package's objects with the config   (validates config and map sizes before the
+//                                                 kernel sees them; programs not chosen are not
+//                                                 loaded; the open objects give the event codecs)
+//   use maps shared by other instances           (same layout, or refused)
 //   carry maps over from an earlier revision     (same name and layout: the map is reused)
 //   load the objects
 //   pin maps and programs under rev-<n>/         undo: drop the revision's pins
