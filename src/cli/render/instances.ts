@@ -22,7 +22,11 @@ export const INSTANCE_COLUMNS: readonly Column<InstanceStatus>[] = [
   { header: 'DIGEST', value: (s) => shortDigest(s.digest), wide: true },
   {
     header: 'PROG IDS',
-    value: (s) => s.programs.map((p) => `${cell(p.name)}#${p.progId ?? '?'}`).join(','),
+    value: (s) =>
+      s.programs
+        .filter((p) => !p.state || p.state === 'running')
+        .map((p) => `${cell(p.name)}#${p.progId ?? '?'}`)
+        .join(','),
     wide: true,
   },
   {
