@@ -82,6 +82,20 @@ const NOT_YET: Partial<Record<HookName, string>> = {
   struct_ops: 'kbpf cannot register struct_ops maps yet',
 };
 
+/** Hooks whose target the object's BTF ids fix at build time (libbpf resolves them at open). */
+const BTF_FIXED = new Set<HookName>([
+  'fentry',
+  'fexit',
+  'fmod_ret',
+  'tp_btf',
+  'lsm',
+  'iter',
+  'ksyscall',
+  'kretsyscall',
+  'kprobe_multi',
+  'kretprobe_multi',
+]);
+
 /** Better hooks first: of variants, the lowest tier this kernel supports runs. */
 const TIER: Partial<Record<HookName, number>> = {
   fentry: 0,
@@ -150,6 +164,10 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
       { hint: `e.g. --attach ${p.name}=${TARGET_FORMS[a.hook]!.replace(/^.*e\.g\. /, '')}` },
     );
   }
+  if (BTF_FIXED.has(a.hook) && a.hook === p.attach.hook && attachTarget(a) !== attachTarget(p.attach))
+    throw new InvalidError(
+      `program ${p.name}: the target of a ${a.hook} program is fixed when it is built (section "${p.section}"); it cannot attach to ${attachTarget(a)} instead`,
+    );
   const notYet = NOT_YET[a.hook];
   if (notYet) return { ok: false, why: notYet };
   const feature = FEATURE[a.hook];

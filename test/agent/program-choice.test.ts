@@ -123,3 +123,11 @@ test('a program whose section names no target needs one at run, in the form show
   const perf = pkg(['sample', { hook: 'perf_event' }]);
   assert.deepEqual(states(choosePrograms(perf, {}, kernel(['perf_event']))), { sample: 'run' });
 });
+
+test('a BTF-typed program cannot be pointed elsewhere at run: its target is in the object', () => {
+  const spec = pkg(['fe', { hook: 'fentry', target: 'do_unlinkat' }]);
+  assert.throws(
+    () => choosePrograms(spec, { programs: { fe: 'vfs_read' } }, kernel(['fentry'])),
+    (e: Error) => isKind(e, Invalid) && /target of a fentry program is fixed when it is built/.test(e.message),
+  );
+});
