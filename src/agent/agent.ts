@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
-import type { PackageSpec } from '../package/package-spec.js';
+import { type PackageSpec, parseShare } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
 import { checkInstanceName, isInstanceName } from './instance-name.js';
 import { InstanceView } from './instance-view.js';
@@ -28,7 +28,7 @@ import type { AgentPaths } from './paths.js';
 import { PidLock } from './pid-lock.js';
 import { removeRootIfEmpty } from './pins.js';
 import { execute, Plan } from './plan.js';
-import type { InstancePlanner, RevisionTarget } from './planner.js';
+import type { InstancePlanner, Realization, RevisionTarget } from './planner.js';
 import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
@@ -160,7 +160,7 @@ export class Agent {
         `${name}: revision ${transition.to} did not commit before the agent stopped; returning to revision ${transition.from}`,
       );
     try {
-      const adopted = planner.adopt(name, record.current, pkg?.spec, transition);
+      const adopted = planner.adopt(name, record.current, pkg?.spec, transition, rev.attach);
       if (transition) {
         const next = structuredClone(record);
         delete next.transition;
@@ -169,6 +169,7 @@ export class Agent {
         view.message = `an upgrade to revision ${transition.to} was interrupted by an agent restart and rolled back`;
       }
       view.ids = adopted.ids;
+      view.choices = adopted.choices;
       if (!pkg && record.desired === 'running') {
         // what is attached keeps running: the kernel does not need the package, only a reload would
         if (adopted.ids.progs.size === 0 && adopted.ids.links.size === 0) throw fetchError;
@@ -185,9 +186,9 @@ export class Agent {
           this.#log(`${name}: revision ${record.current} is not fully in the kernel; attaching it`);
           const plan = new Plan(`start ${name}`);
           const trusted = this.trustStep(plan, pkg, rev.image);
-          const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
+          const realised = planner.start(plan, name, this.target(record.current, pkg, rev, true));
           await execute(plan, this.#log);
-          view.ids = realised.ids;
+          this.realised(view, realised);
           if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
         }
         view.phase = 'running';
@@ -307,7 +308,7 @@ export class Agent {
       await execute(plan, this.#log);
       const view = new InstanceView(record);
       view.spec = pkg.spec;
-      view.ids = realised.ids;
+      this.realised(view, realised);
       view.phase = 'running';
       if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
       this.#views.set(name, view);
@@ -343,13 +344,13 @@ export class Agent {
       const planner = this.plannerFor(pkg.spec);
       const plan = new Plan(`start ${name}`);
       const trusted = this.trustStep(plan, pkg, rev.image);
-      const realised = planner.start(plan, name, this.target(record.current, pkg, rev));
+      const realised = planner.start(plan, name, this.target(record.current, pkg, rev, true));
       this.recordStep(plan, view, 'record that it runs', (r) => {
         r.desired = 'running';
       });
       await execute(plan, this.#log);
       view.spec = pkg.spec;
-      view.ids = realised.ids;
+      this.realised(view, realised);
       view.phase = 'running';
       view.message = trusted.warning ? `untrusted (warn): ${trusted.warning}` : undefined;
       this.openEvents(view, planner, pkg);
@@ -360,6 +361,11 @@ export class Agent {
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
     return this.locked(name, async () => {
       const view = this.view(name);
+      const users = this.mapUsersOf(name);
+      if (users.length && !opts.force)
+        throw new ConflictError(
+          `instance ${name} shares its maps with instance(s) ${users.join(', ')}: remove those first, or remove it anyway with rm -f (they keep the maps)`,
+        );
       if (view.record.desired === 'running' && !opts.force) {
         throw new ConflictError(`instance ${name} is running: stop it first, or remove it with rm -f`);
       }
@@ -484,12 +490,12 @@ export class Agent {
       cause: req.cause,
     };
     const planner = this.plannerFor(pkg.spec);
-    const target = this.target(to, pkg, revision);
+    const target = this.target(to, pkg, revision, true);
     const running = record.desired === 'running';
     const old = record.current;
     const plan = new Plan(subject);
     const trusted = this.trustStep(plan, pkg, req.image);
-    let realised = { ids: noKernelIds() };
+    let realised: Realization = { ids: noKernelIds(), warnings: [], iterOutput: [] };
     if (running) {
       this.recordStep(plan, view, `record the switch to revision ${to}`, (r) => {
         r.transition = { from: old, to, startedAt: revision.createdAt };
@@ -514,7 +520,7 @@ export class Agent {
     } finally {
       if (view.record.current === to) {
         view.spec = pkg.spec;
-        view.ids = realised.ids;
+        if (running) this.realised(view, realised);
       }
     }
     if (running) this.openEvents(view, planner, pkg);
@@ -541,8 +547,80 @@ export class Agent {
     );
   }
 
-  private target(rev: number, pkg: FetchedPackage, revision: Revision): RevisionTarget {
-    return { rev, pkg, config: revision.config, attach: revision.attach };
+  private target(rev: number, pkg: FetchedPackage, revision: Revision, again = false): RevisionTarget {
+    return {
+      rev,
+      pkg,
+      config: revision.config,
+      attach: revision.attach,
+      sharedMaps: this.sharedMaps(pkg.spec, revision.attach, again),
+    };
+  }
+
+  /**
+   * The maps a revision uses from other instances (kbpf.yaml maps.X.share, run --share-map): the
+   * pin of each in its owner's running revision. A first run needs every owner running; a
+   * restart or upgrade whose owner is gone keeps the map it already has (carried over).
+   */
+  private sharedMaps(
+    spec: PackageSpec,
+    attach: Revision['attach'],
+    again: boolean,
+  ): Map<string, { owner: string; path: string }> | undefined {
+    const wanted = new Map<string, string>();
+    for (const m of spec.maps) if (m.share) wanted.set(m.name, m.share);
+    for (const [map, share] of Object.entries(attach.shareMaps ?? {})) wanted.set(map, share);
+    if (wanted.size === 0) return undefined;
+    const out = new Map<string, { owner: string; path: string }>();
+    for (const [map, share] of wanted) {
+      if (!spec.maps.some((m) => m.name === map))
+        throw new InvalidError(
+          `--share-map ${map}=${share}: the package has no map "${map}" (maps: ${spec.maps.map((m) => m.name).join(', ') || 'none'})`,
+        );
+      const s = parseShare(share, map);
+      if (!s) throw new InvalidError(`--share-map ${map}=${share}: expected MAP=INSTANCE[:MAP]`);
+      const owner = this.#views.get(s.instance);
+      const path =
+        owner && owner.phase === 'running'
+          ? this.plannerFor(owner.spec).mapPin(s.instance, owner.record.current, s.map)
+          : undefined;
+      if (!path) {
+        if (again) continue;
+        throw new NotFoundError(
+          owner
+            ? `map ${map} is to be shared from instance ${s.instance}, which has no running map "${s.map}" (its maps: ${(owner.spec?.maps ?? []).map((m) => m.name).join(', ') || 'none'})`
+            : `map ${map} is to be shared from instance ${s.instance}, which does not exist (see: kbpf ps)`,
+        );
+      }
+      out.set(map, { owner: s.instance, path });
+    }
+    return out;
+  }
+
+  /** Instances whose running revision uses a map of `owner`. */
+  private mapUsersOf(owner: string): string[] {
+    const users: string[] = [];
+    for (const v of this.#views.values()) {
+      if (v.name === owner || !v.spec) continue;
+      const shares = [
+        ...v.spec.maps.filter((m) => m.share).map((m) => [m.name, m.share!] as const),
+        ...Object.entries(v.revision?.attach.shareMaps ?? {}),
+      ];
+      if (shares.some(([map, share]) => parseShare(share, map)?.instance === owner)) users.push(v.name);
+    }
+    return users;
+  }
+
+  /** Keeps what a plan's steps derived in the view, and writes iterator output to the log. */
+  private realised(view: InstanceView, r: Realization): void {
+    view.ids = r.ids;
+    view.choices = r.choices ?? view.choices;
+    view.warnings = [...(r.choices?.warnings ?? []), ...r.warnings];
+    for (const { program, text } of r.iterOutput) {
+      const lines = text.split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      for (const line of lines) this.logs.append(view.name, { source: program, event: { output: line } });
+    }
   }
 
   private plannerFor(spec: PackageSpec | undefined): InstancePlanner {

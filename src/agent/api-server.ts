@@ -211,8 +211,21 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
         if (typeof target !== 'string') throw new HttpError(400, `"attach.programs.${prog}" must be a string`);
       }
       out.programs = p as Record<string, string>;
+    } else if (k === 'mapSizes') {
+      const p = obj(a, 'mapSizes') ?? {};
+      for (const [map, n] of Object.entries(p)) {
+        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
+          throw new HttpError(400, `"attach.mapSizes.${map}" must be a positive integer`);
+      }
+      out.mapSizes = p as Record<string, number>;
+    } else if (k === 'shareMaps') {
+      const p = obj(a, 'shareMaps') ?? {};
+      for (const [map, share] of Object.entries(p)) {
+        if (typeof share !== 'string') throw new HttpError(400, `"attach.shareMaps.${map}" must be a string`);
+      }
+      out.shareMaps = p as Record<string, string>;
     } else {
-      throw new HttpError(400, `unknown attach field "${k}" (expected cgroup, iface, programs)`);
+      throw new HttpError(400, `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps)`);
     }
   }
   return out;

@@ -4,6 +4,7 @@
 // view; only the verbs that change an instance update it.
 import type { PackageSpec } from '../package/package-spec.js';
 import type { EventSource } from './planner.js';
+import type { ProgramChoices } from './program-choice.js';
 import { type KernelIds, noKernelIds } from './realizer.js';
 import type { InstanceRecord, Phase, Revision } from './types.js';
 
@@ -17,6 +18,10 @@ export class InstanceView {
   /** spec of the current revision's package (undefined: the package could not be read) */
   spec?: PackageSpec;
   ids: KernelIds = noKernelIds();
+  /** which programs run and why (variants chosen, programs skipped) */
+  choices?: ProgramChoices;
+  /** what the instance runs without or with instead, for its status */
+  warnings: string[] = [];
 
   constructor(public record: InstanceRecord) {}
 

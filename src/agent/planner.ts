@@ -8,6 +8,7 @@ import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
 import type { EventSink } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { Plan } from './plan.js';
+import type { ProgramChoices } from './program-choice.js';
 import type { KernelIds } from './realizer.js';
 
 /** One revision to make real. */
@@ -16,6 +17,8 @@ export interface RevisionTarget {
   pkg: FetchedPackage;
   config: Record<string, unknown>;
   attach: AttachOverrides;
+  /** maps this revision uses from other instances: map name → the owner's pin (resolved by the agent) */
+  sharedMaps?: Map<string, { owner: string; path: string }>;
 }
 
 /** The revision that runs now, as an upgrade switches away from it. */
@@ -30,6 +33,12 @@ export interface Realization {
   ids: KernelIds;
   /** event record codecs, from the objects the steps opened (no second open) */
   codecs?: Map<string, Codec | null>;
+  /** which programs run here, and why (variants, skipped programs) */
+  choices?: ProgramChoices;
+  /** what attaching said (a perf event that fell back to the software clock) */
+  warnings: string[];
+  /** what the package's iterators printed when the revision was attached */
+  iterOutput: { program: string; text: string }[];
 }
 
 export interface InstancePlanner {
@@ -60,6 +69,7 @@ export interface InstancePlanner {
     rev: number,
     spec: PackageSpec | undefined,
     transition?: { from: number; to: number },
+    attach?: AttachOverrides,
   ): Adopted;
   /** Where map `map` of revision `rev` is pinned (undefined: it is not). */
   mapPin(instance: string, rev: number, map: string): string | undefined;
@@ -73,6 +83,7 @@ export interface Adopted {
   /** everything of the revision is in the kernel (nothing to attach) */
   complete: boolean;
   ids: KernelIds;
+  choices?: ProgramChoices;
 }
 
 /** A running flow of an instance's events into its log. */

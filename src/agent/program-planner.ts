@@ -1,8 +1,12 @@
 // The planner of instances made of BPF programs in the kernel. A revision is realised in these
 // steps, each with its undo:
 //
-//   open the package's objects with the config   (validates config before the kernel sees it;
-//                                                 the same open objects give the event codecs)
+//   choose the programs this kernel runs         (program-choice.ts: variants, skipped ones, or
+//                                                 a refusal naming the feature; nothing loaded yet)
+//   open the package's objects with the config   (validates config and map sizes before the
+//                                                 kernel sees them; programs not chosen are not
+//                                                 loaded; the open objects give the event codecs)
+//   use maps shared by other instances           (same layout, or refused)
 //   carry maps over from an earlier revision     (same name and layout: the map is reused)
 //   load the objects
 //   pin maps and programs under rev-<n>/         undo: drop the revision's pins
@@ -10,16 +14,21 @@
 //   of the running revision in place, pin links
 //
 // Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
-import { BpfMap, type BpfObject, Link, Program } from 'kbpf/bpf';
-import { describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
+import { BpfMap, type BpfObject, Link, Program, readIter } from 'kbpf/bpf';
+import { ConflictError, InvalidError } from '../errors.js';
+import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';
 import { InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
 import type { Adopted, EventSource, InstancePlanner, Realization, RevisionTarget, RunningRevision } from './planner.js';
+import { choosePrograms, type ProgramChoices } from './program-choice.js';
 import {
   attachProgram,
+  describeLayout,
   isComplete,
+  layoutOf,
+  linkPinNames,
   noKernelIds,
   openConfigured,
   pinnedIds,
@@ -51,8 +60,11 @@ export class ProgramPlanner implements InstancePlanner {
   }
 
   check(plan: Plan, target: RevisionTarget): void {
+    plan.step(`check which programs of ${target.pkg.reference} this kernel runs`, () => {
+      choosePrograms(target.pkg.spec, target.attach);
+    });
     plan.step(`check the config of ${target.pkg.reference}`, () => {
-      for (const o of openConfigured(target.pkg, target.config).values()) o.close();
+      for (const o of openConfigured(target.pkg, target.config, target.attach.mapSizes).values()) o.close();
     });
   }
 
@@ -106,6 +118,7 @@ export class ProgramPlanner implements InstancePlanner {
     rev: number,
     spec: PackageSpec | undefined,
     transition?: { from: number; to: number },
+    attach: AttachOverrides = {},
   ): Adopted {
     const pins = this.pins(instance);
     if (transition) {
@@ -113,7 +126,15 @@ export class ProgramPlanner implements InstancePlanner {
       if (transition.to !== transition.from) pins.removeRevision(transition.to);
     }
     for (const r of pins.revisions()) if (r !== rev) pins.removeRevision(r);
-    return { complete: spec ? isComplete(pins, rev, spec) : false, ids: pinnedIds(pins, rev) };
+    if (!spec) return { complete: false, ids: pinnedIds(pins, rev) };
+    let choices: ProgramChoices | undefined;
+    try {
+      choices = choosePrograms(spec, attach);
+    } catch {
+      // it ran here before: what is pinned is what runs
+    }
+    const runs = choices ? runningNames(choices) : undefined;
+    return { complete: isComplete(pins, rev, spec, runs), ids: pinnedIds(pins, rev), choices };
   }
 
   mapPin(instance: string, rev: number, map: string): string | undefined {
@@ -130,28 +151,54 @@ export class ProgramPlanner implements InstancePlanner {
     const pins = this.pins(instance);
     const { rev, pkg } = target;
     const spec = pkg.spec;
-    const out: Realization = { ids: noKernelIds() };
+    const out: Realization = { ids: noKernelIds(), warnings: [], iterOutput: [] };
     let objects = new Map<string, BpfObject>();
     const opened: { close(): void }[] = [];
+    let runs = new Set<string>();
     plan.always(() => {
       for (const o of opened) o.close();
       for (const o of objects.values()) o.close();
     });
 
+    plan.step(`check which programs of ${pkg.reference} this kernel runs`, () => {
+      out.choices = choosePrograms(spec, target.attach);
+      runs = runningNames(out.choices);
+    });
+
     plan.step(`open the objects of ${pkg.reference} with the config`, () => {
-      objects = openConfigured(pkg, target.config);
+      objects = openConfigured(pkg, target.config, target.attach.mapSizes);
+      for (const p of spec.programs) if (!runs.has(p.name)) objects.get(p.object)!.program(p.name).setAutoload(false);
       pkg.eventCodecs ??= eventCodecsOf(spec, (file) => objects.get(file)!);
       out.codecs = pkg.eventCodecs;
     });
+
+    const shared = target.sharedMaps;
+    if (shared?.size)
+      plan.step(`use the maps shared by ${[...new Set([...shared.values()].map((s) => s.owner))].join(', ')}`, () => {
+        for (const [name, { owner, path }] of shared) {
+          const m = spec.maps.find((x) => x.name === name);
+          if (!m) throw new InvalidError(`--share-map ${name}: the package has no map "${name}"`);
+          const theirs = BpfMap.fromPin(path);
+          opened.push(theirs);
+          const obj = objects.get(m.object)!;
+          const ours = layoutOf(obj, name);
+          if (!sameLayout(theirs, ours))
+            throw new ConflictError(
+              `map ${name} cannot be shared with instance ${owner}: its map is ${describeLayout(theirs)}, this package's is ${describeLayout(ours)}`,
+              { hint: 'share only maps of the same type, key and value sizes and max_entries' },
+            );
+          obj.reuseMap(name, theirs);
+        }
+      });
 
     const carry = opts.carryMapsFrom;
     if (carry !== undefined)
       plan.step(`carry maps over from revision ${carry}`, () => {
         for (const m of spec.maps) {
-          if (!m.pin || !pins.has(carry, 'maps', m.name)) continue;
+          if (!m.pin || shared?.has(m.name) || !pins.has(carry, 'maps', m.name)) continue;
           const old = BpfMap.fromPin(pins.path(carry, 'maps', m.name));
           opened.push(old);
-          if (sameLayout(old, m)) objects.get(m.object)!.reuseMap(m.name, old);
+          if (sameLayout(old, layoutOf(objects.get(m.object)!, m.name))) objects.get(m.object)!.reuseMap(m.name, old);
         }
       });
 
@@ -174,6 +221,7 @@ export class ProgramPlanner implements InstancePlanner {
           out.ids.maps.set(m.name, map.id);
         }
         for (const p of spec.programs) {
+          if (!runs.has(p.name)) continue;
           const prog = objects.get(p.object)!.program(p.name);
           prog.pin(pins.path(rev, 'progs', p.name));
           out.ids.progs.set(p.name, prog.id);
@@ -193,9 +241,10 @@ export class ProgramPlanner implements InstancePlanner {
       `attach the programs of revision ${rev}`,
       () => {
         for (const p of spec.programs) {
+          if (!runs.has(p.name)) continue;
           const obj = objects.get(p.object)!;
           const prog = obj.program(p.name);
-          const attach = resolveAttach(p, target.attach);
+          const attach = out.choices!.programs.get(p.name)!.attach;
           const from = opts.linksFrom;
           if (from && updatable(attach) && pins.has(from.rev, 'links', p.name)) {
             const before = from.spec.programs.find((x) => x.name === p.name);
@@ -211,14 +260,17 @@ export class ProgramPlanner implements InstancePlanner {
               continue;
             }
           }
-          const link = attachProgram(prog, attach, obj);
-          if (link) {
-            try {
-              link.pin(pins.path(rev, 'links', p.name));
-              out.ids.links.set(p.name, link.id);
-            } finally {
-              link.close();
-            }
+          const attached = attachProgram(prog, attach, obj);
+          try {
+            const names = linkPinNames(p.name, attached.links.length);
+            attached.links.forEach((link, i) => {
+              link.pin(pins.path(rev, 'links', names[i]!));
+            });
+            if (attached.links[0]) out.ids.links.set(p.name, attached.links[0].id);
+            if (attached.warning) out.warnings.push(`program ${p.name}: ${attached.warning}`);
+            if (attached.iterator) out.iterOutput.push({ program: p.name, text: readIter(attached.links[0]!) });
+          } finally {
+            for (const link of attached.links) link.close();
           }
         }
       },
@@ -237,4 +289,9 @@ export class ProgramPlanner implements InstancePlanner {
     );
     return out;
   }
+}
+
+/** The names of the programs that run. */
+export function runningNames(choices: ProgramChoices): Set<string> {
+  return new Set([...choices.programs.values()].filter((c) => c.state === 'run').map((c) => c.name));
 }

@@ -18,8 +18,18 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
   const spec = view.spec;
   if (!spec) return unreadableStatus(view);
   const programs: ProgramStatus[] = spec.programs.map((p) => {
-    const attach = spec.guest ? `by the guest (${p.section})` : describeAttach(resolveAttach(p, rev.attach));
+    const choice = view.choices?.programs.get(p.name);
+    let attach: string;
+    if (spec.guest) attach = `by the guest (${p.section})`;
+    else
+      try {
+        attach = describeAttach(choice?.attach ?? resolveAttach(p, rev.attach));
+      } catch {
+        attach = describeAttach(p.attach);
+      }
     const st: ProgramStatus = { name: p.name, type: p.type, attach };
+    if (choice) st.state = choice.state === 'run' ? 'running' : choice.state;
+    if (choice?.reason) st.reason = choice.reason;
     const progId = view.ids.progs.get(p.name);
     const linkId = view.ids.links.get(p.name);
     if (linkId !== undefined) st.linkId = linkId;
@@ -44,6 +54,7 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
     ...(spec.guest ? { guest: structuredClone(spec.guest) } : {}),
+    ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
   };
 }
 
@@ -74,6 +85,7 @@ function unreadableStatus(view: InstanceView): InstanceStatus {
     maps: [...view.ids.maps].map(([name, mapId]) => ({ name, type: '?', mapId })),
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
+    ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
   };
 }
 

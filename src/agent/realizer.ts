@@ -5,7 +5,13 @@
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  attachAuto,
   attachCgroup,
+  attachIter,
+  attachKprobe,
+  attachNetfilter,
+  attachNetns,
+  attachPerfEvent,
   attachRawTracepoint,
   attachSockmap,
   attachTcx,
@@ -20,7 +26,7 @@ import {
   Program,
 } from 'kbpf/bpf';
 import { CorruptedError, InvalidError } from '../errors.js';
-import type { AttachSpec, PackageSpec } from '../package/package-spec.js';
+import { type AttachSpec, type PackageSpec, SPEC_LIMITS } from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
@@ -36,8 +42,69 @@ export function noKernelIds(): KernelIds {
   return { progs: new Map(), links: new Map(), maps: new Map() };
 }
 
+/** Map types whose max_entries must stay 0 (storage maps), or that libbpf sizes itself. */
+const SIZED_BY_KERNEL = new Set([
+  'perf_event_array',
+  'cgroup_storage',
+  'percpu_cgroup_storage',
+  'sk_storage',
+  'inode_storage',
+  'task_storage',
+  'cgrp_storage',
+  'struct_ops',
+]);
+
+/**
+ * Sets each map's max_entries before load: `sizes` (run --map-size) over the package's spec
+ * (kbpf.yaml maps.X.maxEntries, or the object's own). A map left at 0 that needs a size is
+ * refused, naming it.
+ */
+export function applyMapSizes(
+  spec: PackageSpec,
+  objects: Map<string, BpfObject>,
+  sizes: Record<string, number> = {},
+): void {
+  for (const name of Object.keys(sizes))
+    if (!spec.maps.some((m) => m.name === name))
+      throw new InvalidError(
+        `--map-size ${name}: the package has no map "${name}" (maps: ${spec.maps.map((m) => m.name).join(', ') || 'none'})`,
+      );
+  for (const m of spec.maps) {
+    const obj = objects.get(m.object)!;
+    const given = Object.hasOwn(sizes, m.name) ? sizes[m.name] : undefined;
+    if (given !== undefined && (!Number.isSafeInteger(given) || given < 1 || given > SPEC_LIMITS.maxEntries))
+      throw new InvalidError(`--map-size ${m.name}=${given}: the size must be 1..${SPEC_LIMITS.maxEntries}`);
+    const want = given ?? (m.maxEntries > 0 ? m.maxEntries : undefined);
+    const current = obj.mapMaxEntries(m.name);
+    if (want !== undefined) {
+      if (want !== current) obj.resizeMap(m.name, want);
+    } else if (current === 0 && !SIZED_BY_KERNEL.has(m.type)) {
+      throw new InvalidError(
+        `map ${m.name} (${m.type}) has max_entries 0 in the object (its own loader sizes it at run time): give its size with --map-size ${m.name}=N, or maps.${m.name}.maxEntries in kbpf.yaml`,
+      );
+    }
+  }
+}
+
+/** The layout of a map as this object will create it (max_entries after sizing). */
+export function layoutOf(
+  obj: BpfObject,
+  name: string,
+): { type: string; keySize: number; valueSize: number; maxEntries: number } {
+  const m = obj.map(name);
+  return { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: obj.mapMaxEntries(name) };
+}
+
+export function describeLayout(m: { type: string; keySize: number; valueSize: number; maxEntries: number }): string {
+  return `${m.type}, key ${m.keySize} B, value ${m.valueSize} B, ${m.maxEntries} entries`;
+}
+
 /** Opens the package's objects and applies config; validates everything before any load. */
-export function openConfigured(pkg: FetchedPackage, config: Record<string, unknown>): Map<string, BpfObject> {
+export function openConfigured(
+  pkg: FetchedPackage,
+  config: Record<string, unknown>,
+  mapSizes?: Record<string, number>,
+): Map<string, BpfObject> {
   const spec = pkg.spec;
   const values = resolveConfig(spec.config, config);
   const objects = new Map<string, BpfObject>();
@@ -57,6 +124,7 @@ export function openConfigured(pkg: FetchedPackage, config: Record<string, unkno
         });
       }
     }
+    applyMapSizes(spec, objects, mapSizes);
     return objects;
   } catch (e) {
     for (const o of objects.values()) o.close();
@@ -71,36 +139,95 @@ export function sameLayout(
   return a.type === b.type && a.keySize === b.keySize && a.valueSize === b.valueSize && a.maxEntries === b.maxEntries;
 }
 
+/** What attaching one program made: its links (one per CPU for perf events), and what to tell. */
+export interface Attached {
+  links: Link[];
+  warning?: string;
+  /** the link is an iterator's: reading it runs the program */
+  iterator?: boolean;
+}
+
+const one = (link: Link | null): Attached => ({ links: link ? [link] : [] });
+
+function splitTarget(target: string): [string, string] {
+  const i = target.lastIndexOf(':');
+  return [target.slice(0, i), target.slice(i + 1)];
+}
+
 /** Attaches one program as its (resolved) attach spec says. */
-export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Link | null {
+export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Attached {
   switch (a.hook) {
     case 'cgroup':
-      return attachCgroup(prog, a.target!);
+      return one(attachCgroup(prog, a.target!));
     case 'tracepoint':
-      return attachTracepoint(prog, a.target);
+      return one(attachTracepoint(prog, a.target));
     case 'raw_tracepoint':
-      return attachRawTracepoint(prog, a.target);
+      return one(attachRawTracepoint(prog, a.target));
     case 'uprobe':
     case 'uretprobe': {
-      const i = a.target.lastIndexOf(':');
-      return attachUprobe(prog, {
-        binary: a.target.slice(0, i),
-        symbol: a.target.slice(i + 1),
-        retprobe: a.hook === 'uretprobe',
-        pid: a.pid,
-      });
+      if (!a.target)
+        throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give BINARY:SYMBOL with --attach`);
+      const [binary, symbol] = splitTarget(a.target);
+      const m = /^(.*)\+(0x[0-9a-fA-F]+|\d+)$/.exec(symbol);
+      return one(
+        attachUprobe(prog, {
+          binary,
+          symbol: m ? m[1] || undefined : symbol,
+          offset: m ? Number(m[2]) : undefined,
+          retprobe: a.hook === 'uretprobe',
+          pid: a.pid,
+        }),
+      );
     }
+    case 'kprobe':
+    case 'kretprobe':
+      return one(attachKprobe(prog, a.target, { retprobe: a.hook === 'kretprobe' }));
+    case 'ksyscall':
+    case 'kretsyscall':
+    case 'kprobe_multi':
+    case 'kretprobe_multi':
+    case 'fentry':
+    case 'fexit':
+    case 'fmod_ret':
+    case 'tp_btf':
+    case 'lsm':
+      // the target is in the section (BTF ids are resolved at open): libbpf attaches as it says
+      return one(attachAuto(prog));
+    case 'iter':
+      return { links: [attachIter(prog)], iterator: true };
+    case 'perf_event': {
+      const [event, freq] = (a.target ?? '').split(':');
+      const r = attachPerfEvent(prog, { event: event || undefined, frequency: freq ? Number(freq) : undefined });
+      return { links: r.links, warning: r.warning };
+    }
+    case 'sk_lookup':
+    case 'flow_dissector':
+      return one(attachNetns(prog, a.target));
+    case 'netfilter': {
+      if (!a.target)
+        throw new InvalidError(`program ${prog.name} attaches to netfilter: give FAMILY:HOOK with --attach`);
+      const [family, hook, priority] = a.target.split(':');
+      return one(attachNetfilter(prog, { family: family!, hook: hook!, priority: priority ? Number(priority) : 0 }));
+    }
+    case 'usdt':
+    case 'struct_ops':
+      throw new InvalidError(`program ${prog.name}: kbpf cannot attach ${a.hook} programs yet`);
     case 'xdp':
       if (!a.target) throw new InvalidError(`program ${prog.name} attaches to XDP: name the interface with --iface`);
-      return attachXdp(prog, a.target, a.mode ?? 'auto');
+      return one(attachXdp(prog, a.target, a.mode ?? 'auto'));
     case 'tc':
       if (!a.target) throw new InvalidError(`program ${prog.name} attaches to tc: name the interface with --iface`);
-      return attachTcx(prog, a.target, a.direction);
+      return one(attachTcx(prog, a.target, a.direction));
     case 'sockmap':
-      return attachSockmap(prog, obj.map(a.map));
+      return one(attachSockmap(prog, obj.map(a.map)));
     case 'none':
-      return null;
+      return one(null);
   }
+}
+
+/** Pin names of a program's links: its name, or NAME@i for each of several (perf events per CPU). */
+export function linkPinNames(program: string, count: number): string[] {
+  return count === 1 ? [program] : Array.from({ length: count }, (_, i) => `${program}@${i}`);
 }
 
 /** Links that can be switched to another program in place (not perf-event based ones). */
@@ -138,10 +265,18 @@ export function switchLinksBack(pins: InstancePins, rev: number): void {
 }
 
 /** Whether every program of the spec (and its link) is pinned in revision `rev`. */
-export function isComplete(pins: InstancePins, rev: number, spec: PackageSpec): boolean {
+export function isComplete(
+  pins: InstancePins,
+  rev: number,
+  spec: PackageSpec,
+  runs: ReadonlySet<string> = new Set(spec.programs.map((p) => p.name)),
+): boolean {
   if (!pins.revisions().includes(rev)) return false;
   return spec.programs.every(
-    (p) => pins.has(rev, 'progs', p.name) && (p.attach.hook === 'none' || pins.has(rev, 'links', p.name)),
+    (p) =>
+      !runs.has(p.name) ||
+      (pins.has(rev, 'progs', p.name) &&
+        (p.attach.hook === 'none' || pins.has(rev, 'links', p.name) || pins.has(rev, 'links', `${p.name}@0`))),
   );
 }
 

@@ -34,6 +34,10 @@ export interface ProgramStatus {
   name: string;
   type: string;
   attach: string;
+  /** running; disabled (a variant this kernel runs better is chosen); skipped (this kernel cannot run it) */
+  state?: 'running' | 'disabled' | 'skipped';
+  /** why it was chosen over its variants, or why it does not run */
+  reason?: string;
   progId?: number;
   linkId?: number;
   runCount?: string;
@@ -56,6 +60,8 @@ export interface InstanceStatus {
   events: { received: number; lost: number };
   /** a Wasm guest's module, arguments, limits and capability manifest */
   guest?: { module: string; args: string[]; capabilities: GuestCapabilities; limits?: GuestLimits };
+  /** what the instance runs without (skipped programs) or with instead (a perf event's fallback) */
+  warnings?: string[];
 }
 
 export interface RunRequest {

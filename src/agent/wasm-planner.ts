@@ -186,7 +186,7 @@ export class WasmPlanner implements InstancePlanner {
       },
       () => this.stopGuest(instance, rev),
     );
-    return { ids };
+    return { ids, warnings: [], iterOutput: [] };
   }
 
   private record(g: RunningGuest, r: { source: string; line: string }): void {

@@ -12,13 +12,9 @@ import { addressOf, koffi } from './ffi/koffi.js';
 import { libbpf } from './ffi/libbpf.js';
 import { libc } from './ffi/libc.js';
 import { captureLibbpfLog } from './ffi/print.js';
+import { type HookSupport, hookSupport, type Support } from './hook-support.js';
 
-export type Support = 'yes' | 'no' | 'unknown';
-
-export interface HookSupport {
-  supported: Support;
-  detail: string;
-}
+export type { HookSupport, Support };
 
 export interface KernelFeatures {
   kernel: string;
@@ -179,6 +175,11 @@ export async function probeHooks(): Promise<Record<string, HookSupport>> {
         ? { supported: 'yes', detail: 'tracepoint PMU present' }
         : { supported: 'no', detail: 'no tracefs' },
     fentry: await probeFentry(),
+    tp_btf: hookSupport('tp_btf'),
+    lsm: hookSupport('lsm'),
+    iter: hookSupport('iter'),
+    perf_event: hookSupport('perf_event'),
+    raw_tracepoint: hookSupport('raw_tracepoint'),
     tcx: atLeast(6, 6)
       ? { supported: 'yes', detail: 'kernel >= 6.6' }
       : { supported: 'no', detail: 'tcx needs kernel 6.6; clsact is used instead' },

@@ -27,10 +27,29 @@ export {
 export { limitMallocRetention } from './ffi/malloc.js';
 export { setLibbpfDebug } from './ffi/print.js';
 export { tryLockExclusive, unlock as unlockFile } from './file-lock.js';
+export {
+  type HookSupport,
+  hookSupport,
+  type KernelHook,
+  kernelHasFunction,
+  kernelHasTracepoint,
+  onlineCpus,
+} from './hook-support.js';
 export { infoOfId, type LinkInfo, linkInfo, listIds, type MapInfo, mapInfo, type ProgInfo, progInfo } from './info.js';
 export { attachCgroup } from './link/cgroup.js';
+export { attachIter, readIter } from './link/iter.js';
 export { Link } from './link/link.js';
 export { ifindexOf, inNetns } from './link/netdev.js';
+export { attachNetfilter, type NetfilterTarget, NF_FAMILIES, NF_HOOKS } from './link/netfilter.js';
+export { attachNetns } from './link/netns.js';
+export {
+  attachPerfEvent,
+  DEFAULT_PERF_EVENT,
+  DEFAULT_PERF_FREQUENCY,
+  PERF_EVENTS,
+  type PerfEventLinks,
+  type PerfEventOptions,
+} from './link/perf-event.js';
 export { attachSockmap } from './link/sockmap.js';
 export { attachTc, attachTcClsact, attachTcx, type TcDirection, TcFilter } from './link/tc.js';
 export {

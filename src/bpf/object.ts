@@ -29,6 +29,9 @@ const NEWER_SECTIONS: [RegExp, string, string?][] = [
   [/^cgroup\/connect_unix$/, 'cgroup_sock_addr', 'cgroup_unix_connect'],
   [/^cgroup\/sendmsg_unix$/, 'cgroup_sock_addr', 'cgroup_unix_sendmsg'],
   [/^cgroup\/recvmsg_unix$/, 'cgroup_sock_addr', 'cgroup_unix_recvmsg'],
+  [/^cgroup\/getpeername_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getpeername'],
+  [/^cgroup\/getsockname_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getsockname'],
+  [/^netfilter$/, 'netfilter', 'netfilter'],
 ];
 const GLOBAL_SECTIONS = /^\.(rodata|data|bss)(\..*)?$/;
 
@@ -210,6 +213,21 @@ export class BpfObject {
     const p = libbpf.mapInitialValue(m, size);
     if (!p) throw new BpfError('read section', `${section} of object "${this.name}"`, lastErrno());
     return new Uint8Array(koffi.view(p, size[0]).slice(0));
+  }
+
+  /** Sets a map's max_entries before load (for maps the object leaves at 0 for its loader to size). */
+  resizeMap(name: string, maxEntries: number): void {
+    const m = this.map(name);
+    if (this.#loaded)
+      throw new BpfError('resize map', `"${name}" of object "${this.name}"`, Conflict, {
+        hint: 'max_entries can only be set before load',
+      });
+    check(libbpf.mapSetMaxEntries(m.handle, maxEntries), 'resize map', `"${name}" of object "${this.name}"`);
+  }
+
+  /** A map's max_entries as it will be created (after resizeMap). */
+  mapMaxEntries(name: string): number {
+    return libbpf.mapMaxEntries(this.map(name).handle);
   }
 
   /** Makes the object use an existing map (e.g. a pinned one) instead of creating its own. */

@@ -18,6 +18,27 @@ function keyValue(what: string, keyRe: RegExp, keyDesc: string) {
 
 const parseSet = keyValue('var=value', VAR_RE, 'a config variable name (letters, digits and _)');
 const parseAttach = keyValue('program=target', /^[A-Za-z_][A-Za-z0-9_.-]*$/, 'a program name');
+const MAP_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const parseMapSizeEntry = keyValue('MAP=N', MAP_NAME, 'a map name');
+const parseShareEntry = keyValue('MAP=INSTANCE[:MAP]', MAP_NAME, 'a map name');
+
+function parseMapSize(value: string, previous: [string, string][] = []): [string, string][] {
+  const out = parseMapSizeEntry(value, previous);
+  if (!/^[1-9]\d{0,9}$/.test(out.at(-1)![1]))
+    throw new InvalidArgumentError(
+      `the size of a map is a positive integer (got "${value}"), e.g. --map-size counts=10240`,
+    );
+  return out;
+}
+
+function parseShare(value: string, previous: [string, string][] = []): [string, string][] {
+  const out = parseShareEntry(value, previous);
+  if (!/^[a-z0-9][a-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_]*)?$/.test(out.at(-1)![1]))
+    throw new InvalidArgumentError(
+      `expected MAP=INSTANCE[:MAP] (got "${value}"), e.g. --share-map counts=collector:counts`,
+    );
+  return out;
+}
 
 export function nonNegativeInt(what: string) {
   return (v: string): number => {
@@ -52,6 +73,8 @@ export interface AttachOptions {
   cgroup?: string;
   iface?: string;
   attach?: [string, string][];
+  mapSize?: [string, string][];
+  shareMap?: [string, string][];
 }
 
 /** --set, --cgroup, --iface, --attach: of run and upgrade */
@@ -62,8 +85,14 @@ export function addAttachOptions(cmd: Command): Command {
     .option('--iface <name>', 'network interface that xdp and tc programs attach to')
     .option(
       '--attach <program=target>',
-      'attach one program somewhere else than its package says (repeatable)',
+      'where one program attaches: a target for its hook, or HOOK:TARGET (uprobe:/usr/bin/bash:readline, perf_event:cpu-clock:99, …) (repeatable)',
       parseAttach,
+    )
+    .option('--map-size <MAP=N>', "set a map's max_entries before load (repeatable)", parseMapSize)
+    .option(
+      '--share-map <MAP=INSTANCE[:MAP]>',
+      'use the pinned map of another running instance instead of a new one (repeatable)',
+      parseShare,
     );
 }
 
@@ -72,6 +101,8 @@ export function attachOverrides(opts: AttachOptions): AttachOverrides | undefine
   if (opts.cgroup) a.cgroup = opts.cgroup;
   if (opts.iface) a.iface = opts.iface;
   if (opts.attach?.length) a.programs = Object.fromEntries(opts.attach);
+  if (opts.mapSize?.length) a.mapSizes = Object.fromEntries(opts.mapSize.map(([k, v]) => [k, Number(v)]));
+  if (opts.shareMap?.length) a.shareMaps = Object.fromEntries(opts.shareMap);
   return Object.keys(a).length ? a : undefined;
 }
 

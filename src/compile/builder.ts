@@ -203,7 +203,11 @@ export function mergeSpec(
         `program ${p.name}: attaches to sockmap "${attach.map}", which is not a sockmap/sockhash of the package`,
       );
     }
-    resolved.push({ ...p, attach });
+    const extra = m.programs[p.name];
+    const out: ProgramSpec = { ...p, attach };
+    if (extra?.optional !== undefined) out.optional = extra.optional;
+    if (extra?.group !== undefined) out.group = extra.group;
+    resolved.push(out);
   }
   for (const [key, c] of Object.entries(m.config)) {
     const v = config.find((x) => x.name === key);
@@ -218,8 +222,15 @@ export function mergeSpec(
   }
   for (const [key, mm] of Object.entries(m.maps)) {
     const map = maps.find((x) => x.name === key);
-    if (!map) problems.push(`${MANIFEST_FILE}: maps.${key}: no such map`);
-    else if (mm.pin !== undefined) map.pin = mm.pin;
+    if (!map) {
+      problems.push(
+        `${MANIFEST_FILE}: maps.${key}: no such map (maps: ${maps.map((x) => x.name).join(', ') || 'none'})`,
+      );
+      continue;
+    }
+    if (mm.pin !== undefined) map.pin = mm.pin;
+    if (mm.maxEntries !== undefined) map.maxEntries = mm.maxEntries;
+    if (mm.share !== undefined) map.share = mm.share;
   }
   for (const [key, e] of Object.entries(m.events)) {
     const ev = events.find((x) => x.map === key);

@@ -2,7 +2,14 @@
 // config variables (const volatile globals in .rodata, with their defaults) and event buffers.
 // kbpf.yaml only adds to this.
 import { BpfObject, type Btf, readObjectBtf } from 'kbpf/bpf';
-import type { AttachSpec, ConfigVarSpec, EventSpec, MapEntrySpec, ProgramSpec } from '../package/package-spec.js';
+import type {
+  AttachSpec,
+  ConfigVarSpec,
+  EventSpec,
+  KernelTargetHook,
+  MapEntrySpec,
+  ProgramSpec,
+} from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import { BuildError } from './errors.js';
 import { recordSizes } from './record-sizes.js';
@@ -60,29 +67,81 @@ export function inferRecordType(
 const EVENT_MARKER = '__kbpf_event_';
 
 const CGROUP_SECTIONS =
-  /^cgroup\/(connect[46]|bind[46]|post_bind[46]|sendmsg[46]|recvmsg[46]|getpeername[46]|getsockname[46]|getsockopt|setsockopt|sock_create|sock_release|sock|sysctl|dev)$/;
+  /^cgroup\/(connect[46]|connect_unix|bind[46]|post_bind[46]|sendmsg[46]|sendmsg_unix|recvmsg[46]|recvmsg_unix|getpeername[46]|getpeername_unix|getsockname[46]|getsockname_unix|getsockopt|setsockopt|sock_create|sock_release|sock|sysctl|dev)$/;
 
-/** The attach spec a section name implies, or undefined if it needs kbpf.yaml to say. */
+/**
+ * libbpf's section prefixes whose rest (after "/") names one kernel target, and the hook each
+ * means. Sleepable variants (".s") attach the same way. kprobe targets may carry "+OFFSET".
+ */
+const KERNEL_TARGET_SECTIONS: [RegExp, KernelTargetHook][] = [
+  [/^kprobe\/(.+)$/, 'kprobe'],
+  [/^kretprobe\/(.+)$/, 'kretprobe'],
+  [/^ksyscall\/(.+)$/, 'ksyscall'],
+  [/^kretsyscall\/(.+)$/, 'kretsyscall'],
+  [/^kprobe\.(?:multi|session)\/(.+)$/, 'kprobe_multi'],
+  [/^kretprobe\.multi\/(.+)$/, 'kretprobe_multi'],
+  [/^fentry(?:\.s)?\/(.+)$/, 'fentry'],
+  [/^fexit(?:\.s)?\/(.+)$/, 'fexit'],
+  [/^fmod_ret(?:\.s)?\/(.+)$/, 'fmod_ret'],
+  [/^tp_btf(?:\.s)?\/(.+)$/, 'tp_btf'],
+  [/^lsm(?:\.s)?\/(.+)$/, 'lsm'],
+  [/^iter(?:\.s)?\/(.+)$/, 'iter'],
+];
+
+/**
+ * Sections that load but attach to nothing kbpf can name at run: a socket filter and a
+ * sk_reuseport program are attached to a socket by its owner, xdp/devmap and xdp/cpumap ones
+ * are run by a map, syscall programs are run by BPF_PROG_RUN, lwt and lirc ones by their tools,
+ * freplace ones replace a function of another program.
+ */
+const LOAD_ONLY_SECTIONS =
+  /^(socket|syscall|sk_reuseport(\/migrate)?|xdp(\.frags)?\/(devmap|cpumap)|lwt_(in|out|xmit|seg6local)|lirc_mode2|action|freplace\/.+|cgroup\/skb|sk_skb|netkit\/(primary|peer))$/;
+
+/**
+ * The attach spec a section name implies — for every program type and section prefix in
+ * libbpf's section table. Sections without a target (`uprobe`, `usdt`, `perf_event`,
+ * `netfilter`) get a spec without one: the package builds and run asks for it. Undefined only
+ * for a section libbpf does not know either (kbpf.yaml must say) and for an sk_msg/sk_skb
+ * program of an object with more than one sockmap.
+ */
 export function attachFromSection(section: string, maps: MapEntrySpec[]): AttachSpec | undefined {
-  let m = /^(?:tracepoint|tp)\/(.+\/.+)$/.exec(section);
+  let m = /^(?:tracepoint|tp)(?:\.s)?\/(.+\/.+)$/.exec(section);
   if (m) return { hook: 'tracepoint', target: m[1]! };
-  m = /^(?:raw_tracepoint|raw_tp)\/(.+)$/.exec(section);
+  m = /^(?:raw_tracepoint|raw_tp)(?:\.[sw])?\/(.+)$/.exec(section);
   if (m) return { hook: 'raw_tracepoint', target: m[1]! };
-  m = /^(uprobe|uretprobe)\/(.+:.+)$/.exec(section);
-  if (m) return { hook: m[1] as 'uprobe' | 'uretprobe', target: m[2]! };
+  for (const [re, hook] of KERNEL_TARGET_SECTIONS) {
+    m = re.exec(section);
+    if (m) return { hook, target: m[1]! };
+  }
+  m = /^(uprobe|uretprobe)(?:\.multi)?(?:\.s)?(?:\/(.*))?$/.exec(section);
+  if (m) {
+    const hook = m[1] as 'uprobe' | 'uretprobe';
+    return m[2]?.includes(':') ? { hook, target: m[2] } : { hook };
+  }
+  m = /^usdt(?:\.s)?(?:\/(.*))?$/.exec(section);
+  if (m) return m[1] && m[1].split(':').length >= 3 ? { hook: 'usdt', target: m[1] } : { hook: 'usdt' };
+  if (section === 'perf_event') return { hook: 'perf_event' };
+  if (section === 'sk_lookup') return { hook: 'sk_lookup' };
+  if (section === 'flow_dissector') return { hook: 'flow_dissector' };
+  if (section === 'netfilter') return { hook: 'netfilter' };
+  if (/^struct_ops(\.s)?(\/.*)?$/.test(section)) {
+    const ops = maps.filter((x) => x.type === 'struct_ops');
+    return ops.length === 1 ? { hook: 'struct_ops', map: ops[0]!.name } : { hook: 'struct_ops' };
+  }
   m = CGROUP_SECTIONS.exec(section);
   if (m) return { hook: 'cgroup', type: m[1]! };
   m = /^cgroup_skb\/(ingress|egress)$/.exec(section);
   if (m) return { hook: 'cgroup', type: `skb_${m[1]}` };
   if (section === 'sockops') return { hook: 'cgroup', type: 'sock_ops' };
-  if (section === 'xdp' || section.startsWith('xdp/')) return { hook: 'xdp' };
+  if (/^lsm_cgroup\/.+$/.test(section)) return { hook: 'cgroup', type: 'lsm_cgroup' };
+  if (LOAD_ONLY_SECTIONS.test(section)) return { hook: 'none' };
+  if (section === 'xdp' || section === 'xdp.frags' || section.startsWith('xdp/')) return { hook: 'xdp' };
   m = /^(?:tc|tcx|classifier)(?:\/(ingress|egress))?$/.exec(section);
   if (m) return { hook: 'tc', direction: (m[1] as 'ingress' | 'egress') ?? 'ingress' };
-  if (section === 'sk_msg' || section.startsWith('sk_skb')) {
+  if (section === 'sk_msg' || section.startsWith('sk_skb/')) {
     const sockmaps = maps.filter((x) => x.type === 'sockmap' || x.type === 'sockhash');
     return sockmaps.length === 1 ? { hook: 'sockmap', map: sockmaps[0]!.name } : undefined;
   }
-  if (section === 'syscall' || section === 'socket') return { hook: 'none' };
   return undefined;
 }
 

@@ -4,16 +4,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { type AttachSpec, HOOKS } from '../package/package-spec.js';
+import { type AttachSpec, HOOKS, parseAttachString, parseShare } from '../package/package-spec.js';
 import { BuildError } from './errors.js';
 
 export interface SourceManifest {
   name?: string;
   version?: string;
   description?: string;
-  programs: Record<string, { attach?: AttachSpec }>;
+  /** attach: where; optional: run without it where this kernel cannot; group: its variants' group */
+  programs: Record<string, { attach?: AttachSpec; optional?: boolean; group?: string }>;
   config: Record<string, { description?: string; default?: unknown }>;
-  maps: Record<string, { pin?: boolean }>;
+  /** maxEntries: set before load (for maps the object leaves at 0); share: INSTANCE[:MAP] of another instance */
+  maps: Record<string, { pin?: boolean; maxEntries?: number; share?: string }>;
   events: Record<string, { type?: string; columns?: string[]; format?: Record<string, string> }>;
   build: BuildSettings;
 }
@@ -121,7 +123,7 @@ function obj(v: unknown, where: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** "tracepoint:syscalls/sys_enter_openat", "cgroup:connect4", "xdp:eth0", "tc:ingress:eth0", "sockmap:sock_map", "uprobe:/bin/bash:readline" */
+/** "tracepoint:syscalls/sys_enter_openat", "cgroup:connect4", "xdp:eth0", "tc:ingress:eth0", "sockmap:sock_map", "uprobe:/bin/bash:readline", "fentry:do_unlinkat", "perf_event:cpu-clock:99" */
 export function parseAttach(value: unknown, where: string): AttachSpec {
   if (value && typeof value === 'object') {
     const a = value as { hook?: string };
@@ -133,38 +135,10 @@ export function parseAttach(value: unknown, where: string): AttachSpec {
     throw new BuildError(
       `${MANIFEST_FILE}: ${where}: attach must be a string like "tracepoint:CATEGORY/NAME" or a mapping`,
     );
-  const i = value.indexOf(':');
-  const hook = i < 0 ? value : value.slice(0, i);
-  const rest = i < 0 ? '' : value.slice(i + 1);
-  switch (hook) {
-    case 'tracepoint':
-    case 'raw_tracepoint':
-      if (!rest) throw new BuildError(`${MANIFEST_FILE}: ${where}: ${hook} needs a target`);
-      return { hook, target: rest };
-    case 'uprobe':
-    case 'uretprobe':
-      if (!rest.includes(':')) throw new BuildError(`${MANIFEST_FILE}: ${where}: ${hook} needs BINARY:SYMBOL`);
-      return { hook, target: rest };
-    case 'cgroup': {
-      const [type, ...path] = rest.split(':');
-      if (!type) throw new BuildError(`${MANIFEST_FILE}: ${where}: cgroup needs a hook type, e.g. cgroup:connect4`);
-      return { hook, type, target: path.length ? path.join(':') : undefined };
-    }
-    case 'xdp':
-      return { hook, target: rest || undefined };
-    case 'tc': {
-      const [direction, iface] = rest.split(':');
-      if (direction !== 'ingress' && direction !== 'egress')
-        throw new BuildError(`${MANIFEST_FILE}: ${where}: tc needs ingress or egress, e.g. tc:ingress`);
-      return { hook, direction, target: iface || undefined };
-    }
-    case 'sockmap':
-      if (!rest) throw new BuildError(`${MANIFEST_FILE}: ${where}: sockmap needs the map's name`);
-      return { hook, map: rest };
-    case 'none':
-      return { hook };
-    default:
-      throw new BuildError(`${MANIFEST_FILE}: ${where}: unknown hook type "${hook}" (known: ${HOOKS.join(', ')})`);
+  try {
+    return parseAttachString(value);
+  } catch (e) {
+    throw new BuildError(`${MANIFEST_FILE}: ${where}: ${(e as Error).message}`);
   }
 }
 
@@ -199,7 +173,19 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
   const programs: SourceManifest['programs'] = record();
   for (const [name, p] of Object.entries(obj(top.programs, 'programs'))) {
     const e = obj(p, `programs.${name}`);
-    programs[name] = e.attach !== undefined ? { attach: parseAttach(e.attach, `programs.${name}.attach`) } : {};
+    const entry: SourceManifest['programs'][string] = {};
+    if (e.attach !== undefined) entry.attach = parseAttach(e.attach, `programs.${name}.attach`);
+    if (e.optional !== undefined) {
+      if (typeof e.optional !== 'boolean')
+        throw new BuildError(`${MANIFEST_FILE}: programs.${name}.optional must be true or false`);
+      entry.optional = e.optional;
+    }
+    if (e.group !== undefined) {
+      if (typeof e.group !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(e.group))
+        throw new BuildError(`${MANIFEST_FILE}: programs.${name}.group must be a name (letters, digits, _)`);
+      entry.group = e.group;
+    }
+    programs[name] = entry;
   }
   const config: SourceManifest['config'] = record();
   for (const [name, c] of Object.entries(obj(top.config, 'config'))) {
@@ -207,8 +193,23 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     config[name] = { description: e.description as string | undefined, default: e.default };
   }
   const maps: SourceManifest['maps'] = record();
-  for (const [name, m] of Object.entries(obj(top.maps, 'maps')))
-    maps[name] = { pin: obj(m, `maps.${name}`).pin as boolean | undefined };
+  for (const [name, m] of Object.entries(obj(top.maps, 'maps'))) {
+    const e = obj(m, `maps.${name}`);
+    const entry: SourceManifest['maps'][string] = { pin: e.pin as boolean | undefined };
+    if (e.maxEntries !== undefined) {
+      if (typeof e.maxEntries !== 'number' || !Number.isSafeInteger(e.maxEntries) || e.maxEntries < 1)
+        throw new BuildError(`${MANIFEST_FILE}: maps.${name}.maxEntries must be a positive integer`);
+      entry.maxEntries = e.maxEntries;
+    }
+    if (e.share !== undefined) {
+      if (typeof e.share !== 'string' || !parseShare(e.share, name))
+        throw new BuildError(
+          `${MANIFEST_FILE}: maps.${name}.share must be INSTANCE[:MAP], the map of another running instance`,
+        );
+      entry.share = e.share;
+    }
+    maps[name] = entry;
+  }
   const events: SourceManifest['events'] = record();
   for (const [name, ev] of Object.entries(obj(top.events, 'events'))) {
     const e = obj(ev, `events.${name}`);

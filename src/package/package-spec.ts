@@ -4,28 +4,85 @@
 
 import { PackageError } from './errors.js';
 
+/** Hooks whose target is one name of the kernel's: a function, a tracepoint, an LSM hook, an iterator. */
+export type KernelTargetHook =
+  | 'kprobe'
+  | 'kretprobe'
+  | 'ksyscall'
+  | 'kretsyscall'
+  | 'kprobe_multi'
+  | 'kretprobe_multi'
+  | 'fentry'
+  | 'fexit'
+  | 'fmod_ret'
+  | 'tp_btf'
+  | 'lsm'
+  | 'iter';
+
 export type AttachSpec =
   | { hook: 'tracepoint'; target: string }
   | { hook: 'raw_tracepoint'; target: string }
+  | { hook: KernelTargetHook; target: string }
   | { hook: 'cgroup'; type: string; target?: string }
   | { hook: 'xdp'; target?: string; mode?: 'generic' | 'native' | 'auto' }
   | { hook: 'tc'; direction: 'ingress' | 'egress'; target?: string }
   | { hook: 'sockmap'; map: string; type?: string }
-  | { hook: 'uprobe' | 'uretprobe'; target: string; pid?: number }
+  /** target BINARY:SYMBOL[+OFFSET]; a bare `uprobe` section has none: run must give it */
+  | { hook: 'uprobe' | 'uretprobe'; target?: string; pid?: number }
+  /** target BINARY:PROVIDER:NAME; a bare `usdt` section has none: run must give it */
+  | { hook: 'usdt'; target?: string; pid?: number }
+  /** a sampling event on every online CPU: target EVENT[:FREQUENCY] (default cpu-clock at 99 Hz) */
+  | { hook: 'perf_event'; target?: string }
+  /** a network namespace (default: the agent's own, /proc/self/ns/net) */
+  | { hook: 'sk_lookup' | 'flow_dissector'; target?: string }
+  /** target FAMILY:HOOK[:PRIORITY], e.g. ipv4:local_in:-128; run must give it */
+  | { hook: 'netfilter'; target?: string }
+  /** the program is an operation of the object's struct_ops map `map` (registered as a whole) */
+  | { hook: 'struct_ops'; map?: string }
   | { hook: 'none' };
 
 export type HookName = AttachSpec['hook'];
+export const KERNEL_TARGET_HOOKS: readonly KernelTargetHook[] = [
+  'kprobe',
+  'kretprobe',
+  'ksyscall',
+  'kretsyscall',
+  'kprobe_multi',
+  'kretprobe_multi',
+  'fentry',
+  'fexit',
+  'fmod_ret',
+  'tp_btf',
+  'lsm',
+  'iter',
+];
 export const HOOKS: readonly HookName[] = [
   'tracepoint',
   'raw_tracepoint',
+  ...KERNEL_TARGET_HOOKS,
   'cgroup',
   'xdp',
   'tc',
   'sockmap',
   'uprobe',
   'uretprobe',
+  'usdt',
+  'perf_event',
+  'sk_lookup',
+  'flow_dissector',
+  'netfilter',
+  'struct_ops',
   'none',
 ];
+
+/** What a hook's target looks like, for errors that ask for one. */
+export const TARGET_FORMS: Partial<Record<HookName, string>> = {
+  uprobe: 'uprobe:BINARY:SYMBOL, e.g. uprobe:/usr/bin/bash:readline',
+  uretprobe: 'uretprobe:BINARY:SYMBOL, e.g. uretprobe:/usr/bin/bash:readline',
+  usdt: 'usdt:BINARY:PROVIDER:NAME, e.g. usdt:/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp',
+  perf_event: 'perf_event:EVENT[:FREQUENCY], e.g. perf_event:cpu-clock:99',
+  netfilter: 'netfilter:FAMILY:HOOK[:PRIORITY], e.g. netfilter:ipv4:local_in:0',
+};
 
 export interface ProgramSpec {
   name: string;
@@ -34,6 +91,14 @@ export interface ProgramSpec {
   section: string;
   type: string;
   attach: AttachSpec;
+  /** when this kernel cannot run it, the instance runs without it (a warning in its status) */
+  optional?: boolean;
+  /**
+   * Programs of one group are alternatives (variants of one probe): run keeps the best one this
+   * kernel supports. Without a group, programs on the same function or event through different
+   * hooks (fentry/kprobe, tp_btf/raw_tracepoint/tracepoint) are grouped by that target.
+   */
+  group?: string;
 }
 
 export interface ConfigVarSpec {
@@ -56,6 +121,8 @@ export interface MapEntrySpec {
   maxEntries: number;
   /** pinned per instance so it survives upgrades (default: every non-internal map) */
   pin: boolean;
+  /** use this map of another running instance, INSTANCE[:MAP] (default: the same map name) */
+  share?: string;
 }
 
 export interface EventSpec {
@@ -129,12 +196,79 @@ export interface PackageSpec {
   builder: string;
 }
 
-/** What a user may override per instance at run time. */
+/** What a user may override per instance at run time (kept with the revision). */
 export interface AttachOverrides {
   cgroup?: string;
   iface?: string;
-  /** per program: a full attach target (e.g. a different tracepoint) */
+  /**
+   * per program: where it attaches instead — a target for the program's own hook
+   * ("syscalls/sys_enter_openat") or a whole HOOK:TARGET ("uprobe:/usr/bin/bash:readline")
+   */
   programs?: Record<string, string>;
+  /** per map: max_entries set before load (run --map-size MAP=N) */
+  mapSizes?: Record<string, number>;
+  /** per map: INSTANCE[:MAP] of another running instance whose pinned map this one uses (run --share-map) */
+  shareMaps?: Record<string, string>;
+}
+
+/**
+ * Parses "HOOK:TARGET" ("tracepoint:syscalls/sys_enter_openat", "cgroup:connect4", "xdp:eth0",
+ * "tc:ingress:eth0", "sockmap:sock_map", "uprobe:/bin/bash:readline", "fentry:do_unlinkat",
+ * "perf_event:cpu-clock:99", …). Throws an InvalidPackageError-free plain Error with what is
+ * wrong; callers put it in their own words (kbpf.yaml, --attach).
+ */
+export function parseAttachString(value: string): AttachSpec {
+  const i = value.indexOf(':');
+  const hook = i < 0 ? value : value.slice(0, i);
+  const rest = i < 0 ? '' : value.slice(i + 1);
+  switch (hook) {
+    case 'tracepoint':
+    case 'raw_tracepoint':
+      if (!rest)
+        throw new Error(`${hook} needs a target, e.g. ${hook}:${hook === 'tracepoint' ? 'sched/' : ''}sched_switch`);
+      return { hook, target: rest };
+    case 'uprobe':
+    case 'uretprobe':
+    case 'usdt':
+      if (rest && !rest.includes(':')) throw new Error(`${hook} needs ${TARGET_FORMS[hook]}`);
+      return rest ? { hook, target: rest } : { hook };
+    case 'perf_event':
+    case 'sk_lookup':
+    case 'flow_dissector':
+    case 'netfilter':
+      return rest ? { hook, target: rest } : { hook };
+    case 'cgroup': {
+      const [type, ...path] = rest.split(':');
+      if (!type) throw new Error('cgroup needs a hook type, e.g. cgroup:connect4');
+      return { hook, type, target: path.length ? path.join(':') : undefined };
+    }
+    case 'xdp':
+      return { hook, target: rest || undefined };
+    case 'tc': {
+      const [direction, iface] = rest.split(':');
+      if (direction !== 'ingress' && direction !== 'egress')
+        throw new Error('tc needs ingress or egress, e.g. tc:ingress');
+      return { hook, direction, target: iface || undefined };
+    }
+    case 'sockmap':
+      if (!rest) throw new Error("sockmap needs the map's name");
+      return { hook, map: rest };
+    case 'struct_ops':
+      return rest ? { hook, map: rest } : { hook };
+    case 'none':
+      return { hook };
+    default:
+      if ((KERNEL_TARGET_HOOKS as readonly string[]).includes(hook)) {
+        if (!rest) throw new Error(`${hook} needs a target, e.g. ${hook}:${hook === 'iter' ? 'task' : 'do_unlinkat'}`);
+        return { hook: hook as KernelTargetHook, target: rest };
+      }
+      throw new Error(`unknown hook type "${hook}" (known: ${HOOKS.join(', ')})`);
+  }
+}
+
+/** The target of a hook that has one as a plain string (undefined for the others or when missing). */
+export function attachTarget(a: AttachSpec): string | undefined {
+  return 'target' in a ? a.target : undefined;
 }
 
 /** Where each program attaches for one instance: spec targets with run-time overrides applied. */
@@ -143,23 +277,39 @@ export function resolveAttach(
   overrides: AttachOverrides = {},
   defaults = { cgroup: '/sys/fs/cgroup/unified' },
 ): AttachSpec {
-  const a = spec.attach;
   // Own entries only: a program named `constructor` or `__proto__` must not find Object's.
   const explicit =
     overrides.programs && Object.hasOwn(overrides.programs, spec.name) ? overrides.programs[spec.name] : undefined;
+  let a = spec.attach;
+  let target = explicit;
+  if (explicit !== undefined) {
+    const hook = explicit.slice(0, Math.max(0, explicit.indexOf(':'))) || explicit;
+    if ((HOOKS as readonly string[]).includes(hook)) {
+      // a whole HOOK:TARGET: checked like a package's own attach spec
+      a = new SpecChecker(`--attach ${spec.name}`).attach(parseAttachOverride(spec.name, explicit), 'attach');
+      target = undefined;
+    }
+  }
   switch (a.hook) {
     case 'cgroup':
-      return { ...a, target: explicit ?? overrides.cgroup ?? a.target ?? defaults.cgroup };
+      return { ...a, target: target ?? overrides.cgroup ?? a.target ?? defaults.cgroup };
     case 'xdp':
     case 'tc':
-      return { ...a, target: explicit ?? overrides.iface ?? a.target };
-    case 'tracepoint':
-    case 'raw_tracepoint':
-    case 'uprobe':
-    case 'uretprobe':
-      return { ...a, target: explicit ?? a.target };
-    default:
+      return { ...a, target: target ?? overrides.iface ?? a.target };
+    case 'sockmap':
+    case 'struct_ops':
+    case 'none':
       return a;
+    default:
+      return target !== undefined ? ({ ...a, target } as AttachSpec) : a;
+  }
+}
+
+function parseAttachOverride(program: string, value: string): AttachSpec {
+  try {
+    return parseAttachString(value);
+  } catch (e) {
+    throw new PackageError('INVALID_PACKAGE', `--attach ${program}=${value}: ${(e as Error).message}`);
   }
 }
 
@@ -173,6 +323,18 @@ export function describeAttach(a: AttachSpec): string {
       return `tc ${a.direction} ${a.target ?? '(iface?)'}`;
     case 'sockmap':
       return `sockmap ${a.map}`;
+    case 'struct_ops':
+      return `struct_ops ${a.map ?? ''}`.trim();
+    case 'perf_event':
+      return `perf_event ${a.target ?? 'cpu-clock:99'} (every CPU)`;
+    case 'sk_lookup':
+    case 'flow_dissector':
+      return `${a.hook} ${a.target ?? 'netns of the agent'}`;
+    case 'uprobe':
+    case 'uretprobe':
+    case 'usdt':
+    case 'netfilter':
+      return `${a.hook} ${a.target ?? '(target?)'}`;
     case 'none':
       return 'not attached';
     default:
@@ -221,6 +383,12 @@ const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
 const KIND_WORD = /^[A-Za-z0-9_()-]+$/;
 const IFACE = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const TRACEPOINT = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+/** a function (with an optional +OFFSET), a glob of functions (kprobe.multi), an event, an iterator */
+const KERNEL_NAME = /^[A-Za-z0-9_.*?$:-]+(\+(0x)?[0-9a-fA-F]+)?$/;
+const PERF_EVENT_TARGET = /^[a-z][a-z0-9-]*(:[1-9][0-9]{0,8})?$/;
+const NETFILTER_TARGET =
+  /^(ipv4|ipv6|inet|bridge|arp):(prerouting|local_in|forward|local_out|postrouting)(:-?[0-9]{1,10})?$/;
+const SHARE = /^[a-z0-9][a-z0-9_.-]{0,62}(:[A-Za-z_][A-Za-z0-9_]*)?$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -342,14 +510,42 @@ class SpecChecker {
         return { hook, target };
       }
       case 'uprobe':
-      case 'uretprobe': {
-        const target = this.text(a.target, `${path}.target`, SPEC_LIMITS.path);
-        if (!target.includes(':')) this.fail(`${path}.target`, `${JSON.stringify(target)} is not BINARY:SYMBOL`);
-        this.noTraversal(target, `${path}.target`);
-        const out: AttachSpec = { hook, target };
+      case 'uretprobe':
+      case 'usdt': {
+        const out: { hook: typeof hook; target?: string; pid?: number } = { hook };
+        const target = this.optionalText(a.target, `${path}.target`, SPEC_LIMITS.path);
+        if (target !== undefined) {
+          if (!target.includes(':'))
+            this.fail(`${path}.target`, `${JSON.stringify(target)} is not ${TARGET_FORMS[hook]}`);
+          this.noTraversal(target, `${path}.target`);
+          out.target = target;
+        }
         if (a.pid !== undefined) out.pid = this.integer(a.pid, `${path}.pid`, 0x3fffffff);
         return out;
       }
+      case 'perf_event': {
+        const target = this.optionalText(a.target, `${path}.target`);
+        if (target === undefined) return { hook };
+        if (!PERF_EVENT_TARGET.test(target))
+          this.fail(`${path}.target`, `${JSON.stringify(target)} is not ${TARGET_FORMS.perf_event}`);
+        return { hook, target };
+      }
+      case 'netfilter': {
+        const target = this.optionalText(a.target, `${path}.target`);
+        if (target === undefined) return { hook };
+        if (!NETFILTER_TARGET.test(target))
+          this.fail(`${path}.target`, `${JSON.stringify(target)} is not ${TARGET_FORMS.netfilter}`);
+        return { hook, target };
+      }
+      case 'sk_lookup':
+      case 'flow_dissector': {
+        const target = this.optionalText(a.target, `${path}.target`, SPEC_LIMITS.path);
+        if (target === undefined) return { hook };
+        this.noTraversal(target, `${path}.target`);
+        return { hook, target };
+      }
+      case 'struct_ops':
+        return a.map === undefined ? { hook } : { hook, map: this.identifier(a.map, `${path}.map`) };
       case 'cgroup': {
         const out: AttachSpec = { hook, type: this.kindWord(a.type, `${path}.type`) };
         const target = this.optionalText(a.target, `${path}.target`, SPEC_LIMITS.path);
@@ -386,8 +582,15 @@ class SpecChecker {
         if (a.type !== undefined) out.type = this.kindWord(a.type, `${path}.type`);
         return out;
       }
-      default:
+      case 'none':
         return { hook: 'none' };
+      default: {
+        // fentry, kprobe, tp_btf, lsm, iter, …: one name of the kernel's (a function may have +OFFSET)
+        const target = this.text(a.target, `${path}.target`);
+        if (!KERNEL_NAME.test(target))
+          this.fail(`${path}.target`, `${JSON.stringify(target)} is not a kernel function, event or hook name`);
+        return { hook, target };
+      }
     }
   }
 }
@@ -424,6 +627,8 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     c.text(o.section, `${at}.section`);
     c.kindWord(o.type, `${at}.type`);
     c.attach(o.attach, `${at}.attach`);
+    if (o.optional !== undefined && typeof o.optional !== 'boolean') c.fail(`${at}.optional`, 'is not true or false');
+    if (o.group !== undefined) c.identifier(o.group, `${at}.group`);
   });
   c.unique(
     programs.map((p) => (p as ProgramSpec).name),
@@ -447,6 +652,10 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
       c.fail(at, `needs about ${bytes} bytes of kernel memory, more than the ${SPEC_LIMITS.mapBytes} one map may`);
     mapBytes += bytes;
     if (o.pin !== undefined && typeof o.pin !== 'boolean') c.fail(`${at}.pin`, 'is not true or false');
+    if (o.share !== undefined) {
+      const share = c.text(o.share, `${at}.share`, 200);
+      if (!SHARE.test(share)) c.fail(`${at}.share`, `${JSON.stringify(share)} is not INSTANCE[:MAP]`);
+    }
   });
   if (mapBytes > SPEC_LIMITS.packageMapBytes)
     c.fail('maps', `need about ${mapBytes} bytes in all, more than the ${SPEC_LIMITS.packageMapBytes} a package may`);
@@ -506,4 +715,11 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
 /** True when a config blob claims to be a built package spec (it lists objects): then it must pass the schema. */
 export function claimsPackageSpec(config: unknown): boolean {
   return config !== null && typeof config === 'object' && Object.hasOwn(config, 'objects');
+}
+
+/** INSTANCE[:MAP] of a shared map, split (the map's name defaults to `map`); undefined if malformed. */
+export function parseShare(value: string, map: string): { instance: string; map: string } | undefined {
+  if (!SHARE.test(value)) return undefined;
+  const i = value.indexOf(':');
+  return i < 0 ? { instance: value, map } : { instance: value.slice(0, i), map: value.slice(i + 1) };
 }

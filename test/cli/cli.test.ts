@@ -230,7 +230,10 @@ test('-o wide and -o yaml: more columns, and the same data as -o json', async (t
   await f.k('run', '--name', 'snoop', '--set', 'target_pid=1', 'opensnoop:1.0.0');
   let r = await f.k('ps', '-o', 'wide');
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /^NAME\s+IMAGE\s+REV\s+STATUS\s+PROGRAMS\s+EVENTS\s+CREATED\s+DIGEST\s+PROG IDS\s+MESSAGE$/m);
+  assert.match(
+    r.out,
+    /^NAME\s+IMAGE\s+REV\s+STATUS\s+PROGRAMS\s+EVENTS\s+CREATED\s+DIGEST\s+PROG IDS\s+VARIANTS\s+MESSAGE$/m,
+  );
   assert.match(r.out, /^snoop\s.*sha256:111111111111\s+handle_openat#42$/m);
   for (const args of [['ps'], ['history', 'snoop'], ['images'], ['maps', 'snoop'], ['doctor'], ['inspect', 'snoop']]) {
     const j = await f.k(...args, '-o', 'json');

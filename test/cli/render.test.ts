@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import YAML from 'yaml';
 import type { InstanceStatus } from '../../src/agent/types.js';
 import { escapeControl, escapeLines } from '../../src/cli/render/escape.js';
-import { describeInstance, renderInstances } from '../../src/cli/render/instances.js';
+import { describeInstance, renderInstance, renderInstances } from '../../src/cli/render/instances.js';
 import { LogTable, renderNodeRecord } from '../../src/cli/render/logs.js';
 import { table } from '../../src/cli/render/output.js';
 import type { BpfDeployment, BpfNodeInstance } from '../../src/k8s/api.js';
@@ -47,9 +47,33 @@ test('table: the columns of kbpf ps, aligned, digests shortened', () => {
 
 test('wide: the same columns and more', () => {
   const lines = renderInstances('wide', LIST).trimEnd().split('\n');
-  assert.match(lines[0]!, /^NAME\s+IMAGE\s+REV\s+STATUS\s+PROGRAMS\s+EVENTS\s+CREATED\s+DIGEST\s+PROG IDS\s+MESSAGE$/);
+  assert.match(
+    lines[0]!,
+    /^NAME\s+IMAGE\s+REV\s+STATUS\s+PROGRAMS\s+EVENTS\s+CREATED\s+DIGEST\s+PROG IDS\s+VARIANTS\s+MESSAGE$/,
+  );
   assert.match(lines[1]!, /sha256:aaaaaaaaaaaa {3}handle_openat#42$/);
-  assert.match(lines[2]!, /failed \(want running\).*handle_openat#42 {3}bad\\x1b\[31mred$/);
+  assert.match(lines[2]!, /failed \(want running\).*handle_openat#42\s+bad\\x1b\[31mred$/);
+  const variants = renderInstances('wide', [
+    {
+      ...LIST[0]!,
+      programs: [
+        { name: 'a', type: 'tracing', attach: 'tp_btf x', state: 'running', progId: 1 },
+        { name: 'b', type: 'raw_tracepoint', attach: 'raw_tracepoint x', state: 'disabled', reason: 'variant of a' },
+      ],
+      warnings: ['skipped optional program c'],
+    },
+  ]);
+  assert.match(variants, /a#1\s+b:disabled\s+skipped optional program c$/m);
+  const text = renderInstance('text', {
+    ...LIST[0]!,
+    programs: [
+      { name: 'b', type: 'raw_tracepoint', attach: 'raw_tracepoint x', state: 'disabled', reason: 'variant of a' },
+    ],
+    warnings: ['skipped optional program c'],
+  });
+  assert.match(text, /^ {2}warning: skipped optional program c$/m);
+  assert.match(text, /^ {2}b\s+raw_tracepoint\s+raw_tracepoint x\s+disabled/m);
+  assert.match(text, /^ {2}b: variant of a$/m);
 });
 
 test('json and yaml: the instances as they are', () => {

@@ -161,6 +161,15 @@ export const libbpf = {
   programAttachUprobeOpts: f(
     'void *bpf_program__attach_uprobe_opts(void *prog, int pid, const char *binary, size_t offset, const kbpf_uprobe_opts *opts)',
   ) as (p: Pointer, pid: number, binary: string, offset: number, opts: UprobeOpts) => Pointer | null,
+  programAttachIter: f('void *bpf_program__attach_iter(void *prog, const void *opts)') as (
+    p: Pointer,
+    opts: null,
+  ) => Pointer | null,
+  programAttachNetns: f('void *bpf_program__attach_netns(void *prog, int netns_fd)') as (
+    p: Pointer,
+    fd: Fd,
+  ) => Pointer | null,
+  iterCreate: f('int bpf_iter_create(int link_fd)') as (link: Fd) => Fd,
   linkFd: f('int bpf_link__fd(void *link)') as (l: Pointer) => Fd,
   linkDestroy: f('int bpf_link__destroy(void *link)') as (l: Pointer) => Ret,
   linkDisconnect: f('void bpf_link__disconnect(void *link)') as (l: Pointer) => void,

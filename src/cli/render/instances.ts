@@ -22,10 +22,23 @@ export const INSTANCE_COLUMNS: readonly Column<InstanceStatus>[] = [
   { header: 'DIGEST', value: (s) => shortDigest(s.digest), wide: true },
   {
     header: 'PROG IDS',
-    value: (s) => s.programs.map((p) => `${cell(p.name)}#${p.progId ?? '?'}`).join(','),
+    value: (s) =>
+      s.programs
+        .filter((p) => !p.state || p.state === 'running')
+        .map((p) => `${cell(p.name)}#${p.progId ?? '?'}`)
+        .join(','),
     wide: true,
   },
-  { header: 'MESSAGE', value: (s) => cell(s.message), wide: true },
+  {
+    header: 'VARIANTS',
+    value: (s) =>
+      s.programs
+        .filter((p) => p.state && p.state !== 'running')
+        .map((p) => `${cell(p.name)}:${p.state}`)
+        .join(','),
+    wide: true,
+  },
+  { header: 'MESSAGE', value: (s) => cell([s.message, ...(s.warnings ?? [])].filter(Boolean).join('; ')), wide: true },
 ];
 
 /** kbpf ps */
@@ -49,14 +62,21 @@ export function describeInstance(s: InstanceStatus): string {
     `${cell(s.name)}: ${statusText(s)}, ${cell(s.image)} (${shortDigest(s.digest)}), revision ${s.revision}`,
   ];
   if (s.message) lines.push(`  ${escapeControl(s.message)}`);
+  for (const w of s.warnings ?? []) lines.push(`  warning: ${escapeControl(w)}`);
+  const states = s.programs.some((p) => p.state);
   const rows = s.programs.map((p) => [
     `  ${cell(p.name)}`,
     cell(p.type),
     cell(p.attach),
+    ...(states ? [cell(p.state ?? '')] : []),
     p.progId !== undefined ? String(p.progId) : '',
     p.linkId !== undefined ? String(p.linkId) : '',
   ]);
-  if (rows.length) lines.push(table(['  PROGRAM', 'TYPE', 'ATTACH', 'PROG ID', 'LINK ID'], rows).trimEnd());
+  if (rows.length)
+    lines.push(
+      table(['  PROGRAM', 'TYPE', 'ATTACH', ...(states ? ['STATE'] : []), 'PROG ID', 'LINK ID'], rows).trimEnd(),
+    );
+  for (const p of s.programs.filter((x) => x.reason)) lines.push(`  ${cell(p.name)}: ${escapeControl(p.reason!)}`);
   const cfg = keyValues(s.config);
   if (cfg) lines.push(`  config: ${cfg}`);
   return `${lines.join('\n')}\n`;

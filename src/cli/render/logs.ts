@@ -135,3 +135,24 @@ export function renderNodeRecord(format: NodeLogFormat, node: string, r: Record<
         : JSON.stringify(rest);
   return `${escapeControl(`${node}  ${String(ts)}  ${body}`)}\n`;
 }
+
+/**
+ * kbpf run --rm: an iterator's output lines as they were printed; other records (events the
+ * programs sent meanwhile) as the log table.
+ */
+export function renderRunOutput(records: readonly LogRecord[]): string {
+  let out = '';
+  const rest: LogRecord[] = [];
+  for (const r of records) {
+    const ev = r.event as { output?: unknown } | undefined;
+    if (ev && typeof ev === 'object' && typeof ev.output === 'string') out += `${escapeControl(ev.output)}\n`;
+    else rest.push(r);
+  }
+  if (rest.length) {
+    const t = new LogTable((s) => {
+      out += s;
+    });
+    t.add(rest);
+  }
+  return out;
+}

@@ -2,6 +2,7 @@
 // upgrade, rollback, history, maps.
 import { type Command, Option } from 'commander';
 import { ApiError } from '../../agent/api-client.js';
+import type { LogRecord } from '../../agent/log-store.js';
 import type { RunRequest, UpgradeRequest } from '../../agent/types.js';
 import { LayoutStore } from '../../package/layout-store.js';
 import { parseReference, referenceName } from '../../package/reference.js';
@@ -20,6 +21,7 @@ import {
 } from '../options.js';
 import { renderInstanceHistory } from '../render/history.js';
 import { renderInstance, renderInstanceNames, renderInstanceState, renderInstances } from '../render/instances.js';
+import { renderRunOutput } from '../render/logs.js';
 import { renderMaps } from '../render/maps.js';
 import { data, isData, LIST_FORMATS, type ListFormat, TEXT_FORMATS, type TextFormat } from '../render/output.js';
 import { cell } from '../render/values.js';
@@ -65,22 +67,38 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
           'with a FILE.bpf.c: its other sources and headers; with a guest: its arguments (after --)',
         )
         .option('--name <name>', 'instance name (default: package name and a random suffix)')
-        .option(
-          '-t, --tag <name:version>',
-          'when building from source: the package to build (default: from kbpf.yaml)',
-        ),
+        .option('-t, --tag <name:version>', 'when building from source: the package to build (default: from kbpf.yaml)')
+        .option('--rm', "print what the instance logged once attached (an iterator's output), then remove it"),
     ),
   )
     .addOption(outputOption(TEXT_FORMATS))
     .addHelpText(
       'after',
-      "\nConfig variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.\nA source directory or FILE.bpf.c is built into the local store first, as `kbpf build` does.\nA Wasm guest (wasm-bpf's host ABI) runs in its own process, within its capability manifest (by default what\nits embedded BPF objects declare; --allow-* add to it), memory limit and CPU budget; its stdout and stderr\nare the instance's log.\nExamples:\n  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0\n  kbpf run ./opensnoop\n  kbpf run opensnoop.bpf.c opensnoop.h\n  kbpf run --name boot bootstrap.wasm -- -d 100\n  kbpf run --allow-attach xdp:lo xdp.wasm -- lo",
+      [
+        '',
+        "Config variables are the package's `const volatile` globals: see `kbpf inspect IMAGE`.",
+        'A source directory or FILE.bpf.c is built into the local store first, as `kbpf build` does.',
+        'Programs run with the hooks this kernel has: of variants (fentry/kprobe, tp_btf/raw_tp/tracepoint)',
+        'the best one runs; `kbpf inspect NAME` says which and why.',
+        "A Wasm guest (wasm-bpf's host ABI) runs in its own process, within its capability manifest (by default",
+        'what its embedded BPF objects declare; --allow-* add to it), memory limit and CPU budget; its stdout and',
+        "stderr are the instance's log.",
+        'Examples:',
+        '  kbpf run --name snoop --set target_pid=42 opensnoop:1.0.0',
+        '  kbpf run ./opensnoop',
+        '  kbpf run opensnoop.bpf.c opensnoop.h',
+        '  kbpf run --attach uprobe_add=uprobe:/usr/bin/bash:readline uprobe:0.0.0',
+        '  kbpf run --attach profile=perf_event:cpu-clock:49 profile:0.0.0',
+        '  kbpf run --map-size counts=10240 --share-map events=collector:events tool:1.0',
+        '  kbpf run --rm task_iter:0.0.0',
+        '  kbpf run --name boot bootstrap.wasm -- -d 100',
+      ].join('\n'),
     )
     .action(
       async (
         given: string,
         more: string[],
-        opts: AttachOptions & GuestRunOptions & { name?: string; tag?: string; output: TextFormat },
+        opts: AttachOptions & GuestRunOptions & { name?: string; tag?: string; rm?: boolean; output: TextFormat },
         c: Command,
       ) => {
         let image: string;
@@ -99,7 +117,17 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
         if (config) req.config = config;
         const attach = attachOverrides(opts);
         if (attach) req.attach = attach;
-        ctx.out(renderInstance(opts.output, await ctx.client(c).run(req)));
+        const api = ctx.client(c);
+        const st = await api.run(req);
+        if (!opts.rm) return ctx.out(renderInstance(opts.output, st));
+        // removed before anything is printed: a reader that stops early leaves nothing behind
+        const records: LogRecord[] = [];
+        try {
+          for await (const r of api.logs(st.name)) records.push(r);
+        } finally {
+          await api.remove(st.name, { force: true });
+        }
+        ctx.out(renderRunOutput(records));
       },
     );
 
@@ -186,7 +214,7 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
     .alias('delete')
     .description('remove instances: detach, unload, forget history and logs')
     .argument('<instance...>')
-    .option('-f, --force', 'also remove running instances')
+    .option('-f, --force', 'also remove running instances, and instances whose maps others share (those keep the maps)')
     .action(async (names: string[], opts: { force?: boolean }, c: Command) => {
       const api = ctx.client(c);
       await eachName(ctx.io, names, async (n) => {
