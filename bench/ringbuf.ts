@@ -16,11 +16,17 @@
 //   c              bench/ringbuf_consumer.c: ring_buffer__poll with a callback reading the fields.
 // And end to end, from the ring to an instance's log as `kbpf logs` reads it:
 //   ts-e2e         what the agent's event pump does (src/agent/event-pump.ts, reproduced here):
-//                  a RingBufferReader with the event's BTF codec, the lost counter and ref: false
-//                  (default highWaterMark), `batches()`, each record made JSON-safe (jsonValue)
-//                  and appended to a LogStore as { source, event }, flushNow after each batch;
-//                  at the end the log is read back with a fresh LogStore (its last record must
-//                  be the last one read from the ring);
+//                  a RingBufferReader with the lost counter and ref: false, `readable()` then
+//                  `consumeRaw()` of up to 1024 records written as log lines straight from the
+//                  ring's bytes (src/agent/event-lines.ts: the event's BTF JSON encoder), handed
+//                  to a LogStore with appendLines, durable (written before the next batch, as
+//                  flushNow makes the other path's); at the end the log
+//                  is read back with a fresh LogStore (its last record must be the last one read
+//                  from the ring);
+//   ts-e2e-decode  the pump's other path (and its only one before the JSON encoder): the event's
+//                  BTF codec, `batches()`, each record made JSON-safe (jsonValue) and appended
+//                  to a LogStore as { source, event }, flushNow after each batch; read back the
+//                  same way;
 //   c-e2e          bench/ringbuf_consumer.c with a log file: each record written as the same
 //                  JSON text line (ts, seq, source, event) through a buffer written out after
 //                  each ring_buffer__poll, rotated like the log store.
@@ -30,15 +36,17 @@
 // Prints on stdout: ringbuf_ts_events_per_s (the BTF-decoded batches() path),
 // ringbuf_c_events_per_s, ringbuf_ratio (TS / C) and, when that variant ran,
 // ringbuf_ts_raw_events_per_s (consumeRaw + DataView), and for the end-to-end pair
-// ringbuf_e2e_events_per_s (ts-e2e), ringbuf_e2e_c_events_per_s (c-e2e) and ringbuf_e2e_ratio;
-// the other variants, producer rates and lost counts go to stderr.
+// ringbuf_e2e_events_per_s (ts-e2e), ringbuf_e2e_c_events_per_s (c-e2e) and ringbuf_e2e_ratio,
+// and ringbuf_e2e_decode_events_per_s when ts-e2e-decode ran; the other variants, producer rates
+// and lost counts go to stderr.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { BpfObject, codecFor, RingBufferReader, testRunAsync } from 'kbpf/bpf';
+import { BpfObject, type Codec, codecFor, RingBufferReader, testRunAsync } from 'kbpf/bpf';
+import { EventLines } from '../src/agent/event-lines.js';
 import { LogStore } from '../src/agent/log-store.js';
 import { jsonValue } from '../src/util/json.js';
 import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
@@ -50,13 +58,21 @@ const WARMUP_MS = 500;
 /** program runs per BPF_PROG_TEST_RUN call (× 64 records each) */
 const REPEAT = 10_000;
 
-type Variant = 'ts-btf-batches' | 'ts-btf-iter' | 'ts-raw' | 'c' | 'ts-e2e' | 'c-e2e';
-const ALL: Variant[] = ['ts-btf-batches', 'ts-btf-iter', 'ts-raw', 'c', 'ts-e2e', 'c-e2e'];
+type Variant = 'ts-btf-batches' | 'ts-btf-iter' | 'ts-raw' | 'c' | 'ts-e2e' | 'ts-e2e-decode' | 'c-e2e';
+const ALL: Variant[] = ['ts-btf-batches', 'ts-btf-iter', 'ts-raw', 'c', 'ts-e2e', 'ts-e2e-decode', 'c-e2e'];
 const HEADLINE: Variant = 'ts-btf-batches';
 const RAW: Variant = 'ts-raw';
 /** the instance and event the end-to-end variants log as */
 const INSTANCE = 'bench-ringbuf';
-const EVENT = { map: 'events', type: 'bench_event', columns: undefined as string[] | undefined };
+const EVENT = {
+  map: 'events',
+  object: 'ringbuf.bpf.o',
+  kind: 'ringbuf' as const,
+  type: 'bench_event',
+  columns: undefined as string[] | undefined,
+};
+/** records per consumeRaw in ts-e2e (the event pump's batch) */
+const E2E_BATCH = 1024;
 
 interface Round {
   events: number;
@@ -119,8 +135,10 @@ async function run(opts: BenchOptions): Promise<void> {
       result('ringbuf_e2e_c_events_per_s', Math.round(cE2e));
       result('ringbuf_e2e_ratio', (e2e / cE2e).toFixed(2));
     }
+    if (variants.includes('ts-e2e-decode'))
+      result('ringbuf_e2e_decode_events_per_s', Math.round(rate('ts-e2e-decode')));
     for (const v of variants)
-      if (v !== 'c' && v !== 'c-e2e' && v !== 'ts-e2e') note(`  ratio  ${v.padEnd(14)} ${(rate(v) / c).toFixed(2)}`);
+      if (v !== 'c' && !v.includes('e2e')) note(`  ratio  ${v.padEnd(14)} ${(rate(v) / c).toFixed(2)}`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -168,13 +186,14 @@ async function tsRound(variant: Variant, durationMs: number, logDir: string): Pr
   let reader: RingBufferReader<BenchEvent> | null = null;
   let store: LogStore | null = null;
   try {
-    if (variant === 'ts-e2e') {
+    let codec: Codec | undefined;
+    if (variant === 'ts-e2e' || variant === 'ts-e2e-decode') {
       // as the event pump opens it: the event's codec from the object's BTF, its lost counter,
-      // unref'd, the default highWaterMark
+      // unref'd, the default highWaterMark (records read raw when they become lines directly)
       const btf = obj.btf!;
-      const codec = codecFor(btf, btf.findByName(EVENT.type, 'STRUCT')!.id);
+      codec = codecFor(btf, btf.findByName(EVENT.type, 'STRUCT')!.id);
       reader = new RingBufferReader<BenchEvent>(obj.map(EVENT.map), {
-        decode: codec,
+        decode: variant === 'ts-e2e' ? 'raw' : codec,
         lostCounter: obj.map('events_lost'),
         ref: false,
       });
@@ -275,13 +294,37 @@ async function tsRound(variant: Variant, durationMs: number, logDir: string): Pr
         consumed += batch.length;
         if (stop) break;
       }
-    } else if (variant === 'ts-e2e') {
+    } else if (variant === 'ts-e2e' || variant === 'ts-e2e-decode') {
       let last = -1n;
-      for await (const batch of r.batches()) {
-        appendBatch(store!, batch);
-        consumed += batch.length;
-        last = batch[batch.length - 1]!.seq;
-        if (stop) break;
+      if (variant === 'ts-e2e') {
+        const lines = EventLines.for(INSTANCE, EVENT, codec!, store!, true);
+        if (!lines) throw new Error('ringbuf bench: no JSON encoder for bench_event');
+        const data = r.bytes;
+        // the last record's seq, read while it is still ours (the producer reuses its bytes after)
+        let lastSeq = -1;
+        const visit = (v: DataView, off: number, len: number): void => {
+          lines.add(data, off, len);
+          lastSeq = v.getUint32(off, true) + v.getUint32(off + 4, true) * 4294967296;
+        };
+        while (!r.closed) {
+          await r.readable();
+          if (r.closed) break;
+          lines.begin();
+          r.consumeRaw(visit, E2E_BATCH);
+          const n = lines.end();
+          if (n > 0) {
+            consumed += n;
+            last = BigInt(lastSeq);
+          }
+          if (stop) break;
+        }
+      } else {
+        for await (const batch of r.batches()) {
+          appendBatch(store!, batch);
+          consumed += batch.length;
+          last = batch[batch.length - 1]!.seq;
+          if (stop) break;
+        }
       }
       // What `kbpf logs` shows: read back by another store, the newest record is the last read.
       await store!.close();

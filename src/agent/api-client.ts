@@ -1,5 +1,5 @@
 // A small client of the agent's API (docs/api.md), over its unix socket. The CLI uses it.
-import { type IncomingMessage, request } from 'node:http';
+import { Agent, type IncomingMessage, request } from 'node:http';
 import type { KernelFeatures } from 'kbpf/bpf';
 import { ERROR_KINDS, type ErrorKind, KbpfError, Unavailable, Unknown } from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
@@ -78,14 +78,31 @@ function enc(s: string): string {
   return encodeURIComponent(s);
 }
 
+/**
+ * How long an idle connection is kept for the next request: below the server's keep-alive
+ * timeout (Node's default, 5 s), so the client drops it before the server would.
+ */
+const IDLE_MS = 4000;
+
 export class ApiClient {
   readonly timeoutMs: number;
+  /**
+   * Connections kept open between requests (a new one costs a connect and the server's accept per
+   * request). Idle ones do not keep the process alive (Node's agent unrefs them) and close after
+   * IDLE_MS.
+   */
+  readonly #pool = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: IDLE_MS });
 
   constructor(
     readonly socketPath: string,
     opts: ApiClientOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 120_000;
+  }
+
+  /** Closes the connections kept for the next request. */
+  close(): void {
+    this.#pool.destroy();
   }
 
   /** Sends one request; resolves with the response once its headers are in (status checked). */
@@ -96,10 +113,19 @@ export class ApiClient {
     timeoutMs: number | undefined = this.timeoutMs,
   ): Promise<IncomingMessage> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return this.send(method, path, payload, timeoutMs, true);
+  }
+
+  private send(
+    method: string,
+    path: string,
+    payload: Buffer | undefined,
+    timeoutMs: number | undefined,
+    mayRetry: boolean,
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const req = request({
-        // one connection per request: nothing pooled outlives the call
-        agent: false,
+        agent: this.#pool,
         socketPath: this.socketPath,
         path,
         method,
@@ -123,6 +149,11 @@ export class ApiClient {
       }
       req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
+        // a kept connection the server closed as it was reused: the request never reached it
+        if (mayRetry && req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+          resolve(this.send(method, path, payload, timeoutMs, false));
+          return;
+        }
         reject(
           e.code === 'ETIMEDOUT' ? new ApiError(0, e.message, undefined, e.code) : unreachable(this.socketPath, e),
         );

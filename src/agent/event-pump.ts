@@ -6,6 +6,11 @@
 // (epoll says when the producer submits) and unmapped again after IDLE_UNMAP_MS without records.
 // A mapped ring counts fully in the agent's RSS (the kernel maps every page at mmap time), so a
 // node with hundreds of mostly quiet instances would otherwise pay ~0.5 MB per 256 KiB ring.
+//
+// When the sink takes ready-made lines (a LogStore) and the event's codec has a JSON encoder,
+// records go from the buffer's bytes to log lines directly (event-lines.ts): a ring is walked in
+// place, a perf buffer's records are copied once. Otherwise each record is decoded, made
+// JSON-safe and appended as an object — the same line either way.
 
 import {
   BpfMap,
@@ -19,16 +24,20 @@ import {
 } from 'kbpf/bpf';
 import type { EventSpec, PackageSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
+import { EventLines, type LineSink } from './event-lines.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
 
 export const IDLE_UNMAP_MS = 2000;
 
-export interface EventSink {
+export interface EventSink extends Partial<LineSink> {
   append(instance: string, record: object): void;
   /** makes what was appended durable against a crash of this process */
   flushNow?(instance: string): void;
 }
+
+/** Records read from a ring per batch (as many as a reader's default highWaterMark). */
+const BATCH = 1024;
 
 type Reader = RingBufferReader<unknown> | PerfBufferReader<unknown>;
 
@@ -75,6 +84,8 @@ class Stream {
     readonly lostCounter: BpfMap | undefined,
     readonly decode: Codec | 'raw',
     readonly onBatch: (ev: EventSpec, batch: unknown[]) => void,
+    readonly lines: EventLines | null,
+    readonly onLines: (count: number) => void,
   ) {}
 
   start(): void {
@@ -91,13 +102,18 @@ class Stream {
 
   private open(): void {
     if (this.#closed || this.#reader) return;
+    const decode = this.lines ? 'raw' : this.decode;
     const reader: Reader =
       this.ev.kind === 'ringbuf'
-        ? new RingBufferReader(this.map, { decode: this.decode, lostCounter: this.lostCounter, ref: false })
-        : new PerfBufferReader(this.map, { decode: this.decode, ref: false });
+        ? new RingBufferReader(this.map, { decode, lostCounter: this.lostCounter, ref: false })
+        : new PerfBufferReader(this.map, { decode, ref: false });
     this.#reader = reader;
     this.#lastRecord = Date.now();
-    this.#loop = this.pump(reader);
+    this.#loop = !this.lines
+      ? this.pump(reader)
+      : reader instanceof RingBufferReader
+        ? this.pumpRing(reader, this.lines)
+        : this.pumpCopies(reader, this.lines);
     if (this.ev.kind === 'ringbuf') {
       this.#idleTimer = setInterval(() => this.unmapIfIdle(), IDLE_UNMAP_MS / 2);
       this.#idleTimer.unref();
@@ -109,6 +125,46 @@ class Stream {
       for await (const batch of reader.batches()) {
         this.#lastRecord = Date.now();
         this.onBatch(this.ev, batch);
+      }
+    } catch (e) {
+      if (!this.#closed)
+        process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
+    }
+  }
+
+  /** Ring records to lines, read in place from the mapped ring. */
+  private async pumpRing(reader: RingBufferReader<unknown>, lines: EventLines): Promise<void> {
+    try {
+      const data = reader.bytes;
+      const visit = (_view: DataView, off: number, len: number): void => lines.add(data, off, len);
+      while (!reader.closed) {
+        await reader.readable();
+        if (reader.closed) break;
+        lines.begin();
+        reader.consumeRaw(visit, BATCH);
+        const n = lines.end();
+        if (n > 0) {
+          this.#lastRecord = Date.now();
+          this.onLines(n);
+        }
+      }
+    } catch (e) {
+      if (!this.#closed)
+        process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
+    }
+  }
+
+  /** Perf buffer records (copies of their bytes) to lines. */
+  private async pumpCopies(reader: PerfBufferReader<unknown>, lines: EventLines): Promise<void> {
+    try {
+      for await (const batch of reader.batches()) {
+        this.#lastRecord = Date.now();
+        lines.begin();
+        for (const rec of batch) {
+          const bytes = rec as Uint8Array;
+          lines.add(bytes, 0, bytes.length);
+        }
+        this.onLines(lines.end());
       }
     } catch (e) {
       if (!this.#closed)
@@ -176,8 +232,24 @@ export class EventPump {
       const map = BpfMap.fromPin(pins.path(rev, 'maps', ev.map));
       const lostName = [`${ev.map}_lost`, 'lost_events'].find((n) => pins.has(rev, 'maps', n));
       const lostCounter = lostName ? BpfMap.fromPin(pins.path(rev, 'maps', lostName)) : undefined;
+      const codec = codecs.get(ev.map) ?? null;
+      // durable as the other path's flushNow after each batch makes it
+      const lines =
+        codec && sink.lineHead && sink.appendLines
+          ? EventLines.for(instance, ev, codec, sink as LineSink, sink.flushNow !== undefined)
+          : null;
       this.#streams.push(
-        new Stream(ev, map, lostCounter, codecs.get(ev.map) ?? 'raw', (e, batch) => this.write(e, batch)),
+        new Stream(
+          ev,
+          map,
+          lostCounter,
+          codec ?? 'raw',
+          (e, batch) => this.write(e, batch),
+          lines,
+          (n) => {
+            this.received += n;
+          },
+        ),
       );
     }
   }

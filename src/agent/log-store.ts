@@ -10,7 +10,12 @@
 //
 // Writes are batched: append() only queues the line in memory (cheap enough for 100k events/s);
 // the queue is written with one write per instance at least every `flushMs` (100 ms), as soon as
-// it holds `maxPendingBytes`, and on close(). Readers see queued records too.
+// it holds `maxPendingBytes`, and on close(). Readers see queued records too. The queue holds
+// text, not records: what is read from it is parsed when it is read, as it is from the files.
+//
+// appendLines() queues lines made elsewhere — the event pump writes its records' JSON straight
+// from the ring's bytes — framed with the head that lineHead() gives (ts, then the seq of the
+// batch's first line), so the file holds the same lines either way.
 //
 // follow() yields what is there, then new records as they come: append() wakes followers in the
 // same process at once, and a poll of the files (default every 250 ms) also picks up records
@@ -29,6 +34,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { ConflictError } from '../errors.js';
 
 export interface LogRecord {
   ts: string;
@@ -90,9 +96,18 @@ function plainJson(v: unknown, depth = 0): boolean {
   return true;
 }
 
+/** Text queued for one instance: one line (append) or a batch of lines (appendLines), each ending in \n. */
 interface Pending {
-  line: string;
-  rec: LogRecord;
+  text: string | Uint8Array;
+  bytes: number;
+  firstSeq: number;
+  lastSeq: number;
+}
+
+/** The start of the next lines of an instance: `{"ts":"<now>","seq":` and the seq of the first. */
+export interface LineHead {
+  head: Uint8Array;
+  seq: number;
 }
 
 /** Per-instance writer state. */
@@ -147,6 +162,28 @@ function parseLines(text: string, into: LogRecord[], afterSeq?: number): void {
   }
 }
 
+function pendingText(p: Pending): string {
+  const t = p.text;
+  return typeof t === 'string' ? t : Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('utf8');
+}
+
+/** The queued text as one buffer (the batch itself when there is only one). */
+function joinPending(pending: Pending[]): Uint8Array {
+  if (pending.length === 1 && typeof pending[0]!.text !== 'string') return pending[0]!.text;
+  let total = 0;
+  for (const p of pending) total += p.bytes;
+  const buf = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (const p of pending) {
+    if (typeof p.text === 'string') off += buf.write(p.text, off);
+    else {
+      buf.set(p.text, off);
+      off += p.bytes;
+    }
+  }
+  return off === total ? buf : buf.subarray(0, off);
+}
+
 export class LogStore {
   readonly dir: string;
   readonly maxBytes: number;
@@ -158,6 +195,8 @@ export class LogStore {
   #timer?: NodeJS.Timeout;
   #lastMs = 0;
   #lastIso = '';
+  #headMs = 0;
+  #head: Uint8Array = new Uint8Array(0);
   #closed = false;
   /** abort controllers of running follow() calls, ended by close() */
   readonly #followers = new Set<() => void>();
@@ -227,16 +266,20 @@ export class LogStore {
     return 0;
   }
 
-  /** Queues one record; it is on disk within flushMs. Never throws for I/O (that is reported at flush). */
-  append(instance: string, record: object): LogRecord {
-    if (this.#closed) throw new Error('the log store is closed');
-    const w = this.writer(instance);
+  private isoNow(): string {
     const now = Date.now();
     if (now !== this.#lastMs) {
       this.#lastMs = now;
       this.#lastIso = new Date(now).toISOString();
     }
-    const ts = this.#lastIso;
+    return this.#lastIso;
+  }
+
+  /** Queues one record; it is on disk within flushMs. Never throws for I/O (that is reported at flush). */
+  append(instance: string, record: object): LogRecord {
+    if (this.#closed) throw new Error('the log store is closed');
+    const w = this.writer(instance);
+    const ts = this.isoNow();
     const seq = ++w.seq;
     // ts and seq come first and are ours, whatever the record says
     let rec = { ts, seq, ...record } as LogRecord;
@@ -255,12 +298,56 @@ export class LogStore {
       rec = { ts, seq, error: `unserialisable record: ${(e as Error).message}` };
       line = `${JSON.stringify(rec)}\n`;
     }
-    w.pending.push({ line, rec });
-    w.pendingBytes += Buffer.byteLength(line);
+    this.queue(instance, w, { text: line, bytes: Buffer.byteLength(line), firstSeq: seq, lastSeq: seq });
+    return rec;
+  }
+
+  /**
+   * How the next lines of `instance` start: each line given to appendLines() is `head`, its seq
+   * (`seq` for the first, counting up), then the rest of the record's members and `}\n`:
+   * `{"ts":"2026-12-01T10:00:00.000Z","seq":` `41` `,"source":"events","event":{...}}\n`.
+   */
+  lineHead(instance: string): LineHead {
+    if (this.#closed) throw new Error('the log store is closed');
+    const w = this.writer(instance);
+    const iso = this.isoNow();
+    if (this.#headMs !== this.#lastMs || this.#head.length === 0) {
+      this.#headMs = this.#lastMs;
+      this.#head = new Uint8Array(Buffer.from(`{"ts":${JSON.stringify(iso)},"seq":`));
+    }
+    return { head: this.#head, seq: w.seq + 1 };
+  }
+
+  /**
+   * Adds `count` ready-made JSON lines, framed as lineHead() said, starting at seq `firstSeq`.
+   * Like append(), they are on disk within flushMs, or at flushNow(); with `durable`, at once
+   * (as append + flushNow; written straight from `lines` when nothing else is queued). The
+   * bytes are the caller's again when it returns.
+   */
+  appendLines(instance: string, lines: Uint8Array, count: number, firstSeq: number, durable = false): void {
+    if (this.#closed) throw new Error('the log store is closed');
+    if (count <= 0) return;
+    const w = this.writer(instance);
+    if (firstSeq !== w.seq + 1)
+      throw new ConflictError(
+        `lines for the log of ${instance} start at seq ${firstSeq}, but the log is at seq ${w.seq} (frame them with lineHead() just before)`,
+      );
+    w.seq += count;
+    if (durable && w.pending.length === 0) {
+      this.reporting(instance, w, () => this.writeOut(w, lines));
+      for (const wake of w.wake) wake();
+      return;
+    }
+    this.queue(instance, w, { text: lines.slice(), bytes: lines.length, firstSeq, lastSeq: w.seq });
+    if (durable) this.flushReporting(instance, w);
+  }
+
+  private queue(instance: string, w: Writer, p: Pending): void {
+    w.pending.push(p);
+    w.pendingBytes += p.bytes;
     if (w.pendingBytes >= this.maxPendingBytes) this.flushReporting(instance, w);
     else this.armTimer();
     for (const wake of w.wake) wake();
-    return rec;
   }
 
   /**
@@ -287,8 +374,12 @@ export class LogStore {
 
   /** Flushes; an I/O error (disk full, ...) drops that batch and is reported, once per kind. */
   private flushReporting(name: string, w: Writer): void {
+    this.reporting(name, w, () => this.flushWriter(name, w));
+  }
+
+  private reporting(name: string, w: Writer, write: () => void): void {
     try {
-      this.flushWriter(name, w);
+      write();
       w.lastError = undefined;
     } catch (e) {
       const msg = (e as Error).message;
@@ -314,28 +405,38 @@ export class LogStore {
     const pending = w.pending;
     w.pending = [];
     w.pendingBytes = 0;
+    this.writeOut(w, joinPending(pending));
+  }
+
+  /** Writes whole lines, rotating as needed so that no file passes maxBytes. */
+  private writeOut(w: Writer, all: Uint8Array): void {
     if (w.fd === undefined) this.openFile(w);
-    let chunk: string[] = [];
-    let chunkBytes = 0;
-    const writeChunk = (): void => {
-      if (chunk.length === 0) return;
-      const buf = Buffer.from(chunk.join(''));
-      let off = 0;
-      while (off < buf.length) off += writeSync(w.fd!, buf, off, buf.length - off);
-      w.size += buf.length;
-      chunk = [];
-      chunkBytes = 0;
+    const write = (from: number, to: number): void => {
+      let off = from;
+      while (off < to) off += writeSync(w.fd!, all, off, to - off);
+      w.size += to - from;
     };
-    for (const p of pending) {
-      const n = Buffer.byteLength(p.line);
-      if (w.size + chunkBytes + n > this.maxBytes && w.size + chunkBytes > 0) {
-        writeChunk();
-        this.rotate(w);
+    let start = 0;
+    while (start < all.length) {
+      const room = this.maxBytes - w.size;
+      if (all.length - start <= room) {
+        write(start, all.length);
+        break;
       }
-      chunk.push(p.line);
-      chunkBytes += n;
+      // the lines that fit in this file, then a new file for the rest
+      let cut = room > 0 ? all.lastIndexOf(0x0a, start + room - 1) + 1 : 0;
+      if (cut <= start) {
+        if (w.size > 0) {
+          this.rotate(w);
+          continue;
+        }
+        // a line longer than a whole file: it goes alone in one
+        cut = all.indexOf(0x0a, start) + 1 || all.length;
+      }
+      write(start, cut);
+      start = cut;
+      if (start < all.length) this.rotate(w);
     }
-    writeChunk();
   }
 
   private openFile(w: Writer): void {
@@ -397,11 +498,13 @@ export class LogStore {
     const sinceMs = opts.since?.getTime();
     const keepRec = (r: LogRecord): boolean => sinceMs === undefined || Date.parse(r.ts) >= sinceMs;
 
-    const pendingRecs = (w?.pending ?? []).map((p) => p.rec);
+    const pendingRecs: LogRecord[] = [];
+    for (const p of w?.pending ?? []) parseLines(pendingText(p), pendingRecs);
     const chunks: LogRecord[][] = [pendingRecs.filter(keepRec)];
     let count = chunks[0]!.length;
     let cursor: Cursor | undefined;
-    let lastSeq = pendingRecs.length > 0 ? pendingRecs[pendingRecs.length - 1]!.seq : 0;
+    const pending = w?.pending ?? [];
+    let lastSeq = pending.length > 0 ? pending[pending.length - 1]!.lastSeq : 0;
     // newest file first, so that tail can stop early
     const files = this.files(dir);
     for (let i = 0; i < files.length; i++) {
@@ -572,9 +675,14 @@ export class LogStore {
     const w = this.#writers.get(instance);
     if (w) {
       for (const p of w.pending) {
-        if (p.rec.seq > last) {
-          out.push(p.rec);
-          last = p.rec.seq;
+        if (p.lastSeq <= last) continue;
+        const recs: LogRecord[] = [];
+        parseLines(pendingText(p), recs, last);
+        for (const r of recs) {
+          if (r.seq > last) {
+            out.push(r);
+            last = r.seq;
+          }
         }
       }
     }

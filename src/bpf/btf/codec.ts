@@ -14,6 +14,7 @@
 import { Corrupted, Invalid, KbpfError, Unsupported } from '../../errors.js';
 import type { Btf } from './btf.js';
 import { BtfError } from './errors.js';
+import { type LayoutField, MAX_JSON_INT64, maxJsonOfNames, type ValueLayout } from './layout.js';
 import type { BtfEnum, BtfEnum64, BtfMember, BtfType } from './types.js';
 
 export interface Codec {
@@ -184,6 +185,8 @@ abstract class Node {
   cost = 1;
   /** Values one decode of this node produces (this one included): bounded by MAX_CODEC_VALUES. */
   values = 1;
+  /** The shape other readers of the same bytes follow (layout.ts). */
+  abstract readonly layout: ValueLayout;
   /** Reads the value at `off`. */
   abstract read(dv: DataView, bytes: Uint8Array, off: number): unknown;
   /** Writes `v` at `off`. Assumes the target bytes are zero; writes only what `v` specifies. */
@@ -218,6 +221,8 @@ abstract class Node {
 
 /** A scalar: closures, plus optional inline code templates. */
 class Leaf extends Node {
+  readonly layout: ValueLayout;
+
   constructor(
     readonly size: number,
     private readonly r: Reader,
@@ -226,10 +231,14 @@ class Leaf extends Node {
       rx?: (g: Gen, at: string) => string;
       wx?: (g: Gen, at: string, v: string) => string;
       lossy?: boolean;
+      /** the layout; when omitted, an 'other' whose JSON text is at most maxJson bytes */
+      layout?: ValueLayout;
+      maxJson?: number;
     } = {},
   ) {
     super();
     this.lossy = inline.lossy ?? false;
+    this.layout = inline.layout ?? { kind: 'other', size, read: r, maxJson: inline.maxJson ?? MAX_JSON_INT64 };
   }
 
   read(dv: DataView, b: Uint8Array, off: number): unknown {
@@ -431,6 +440,7 @@ function smallIntNode(size: number, signed: boolean, le: boolean, label: string)
       );
     },
     {
+      layout: { kind: 'int', size: size as 1 | 2 | 4, signed, le },
       rx: (_g, at) => intRead(size, signed, le, at),
       wx: (g, at, v) =>
         `${intStore(
@@ -455,6 +465,7 @@ function int64Node(signed: boolean, le: boolean, label: string): Node {
     read,
     (dv, _b, off, v) => set(dv, off, typeof v === 'bigint' && v >= lo && v <= hi ? v : toBigInt(v, lo, hi, label)),
     {
+      layout: { kind: 'int', size: 8, signed, le },
       rx: (_g, at) => intRead(8, signed, le, at),
       wx: (g, at, v) =>
         intStore(
@@ -482,6 +493,7 @@ function int128Node(signed: boolean, le: boolean, label: string): Node {
       dv.setBigUint64(off + loAt, BigInt.asUintN(64, n), le);
       dv.setBigUint64(off + hiAt, n >> 64n, le);
     },
+    { maxJson: 42 },
   );
 }
 
@@ -507,6 +519,8 @@ function boolNode(size: number, le: boolean, label: string): Node {
     },
     {
       lossy: true,
+      layout: size === 1 ? { kind: 'bool', size: 1 } : undefined,
+      maxJson: 5,
       rx: size === 1 ? (_g, at) => `b[${at}] !== 0` : undefined,
       wx:
         size === 1
@@ -572,7 +586,7 @@ function enumNode(t: BtfEnum | BtfEnum64, le: boolean, label: string): Node {
       size,
       (dv, b, off) => name(read(dv, b, off) as bigint),
       (dv, _b, off, v) => dv.setBigUint64(off, BigInt.asUintN(64, enumValue(info, v, 64)), le),
-      { rx: (g, at) => `${g.k(name)}(${intRead(8, t.signed, le, at)})` },
+      { maxJson: maxJsonOfNames(names.values()), rx: (g, at) => `${g.k(name)}(${intRead(8, t.signed, le, at)})` },
     );
   }
   const [get] = smallAccessors(size, t.signed, le);
@@ -585,13 +599,18 @@ function enumNode(t: BtfEnum | BtfEnum64, le: boolean, label: string): Node {
       const n = Number(enumValue(info, v, size * 8));
       set(dv, off, n < 0 ? n + mod : n);
     },
-    { rx: (g, at) => `${g.k(name)}(${intRead(size, t.signed, le, at)})` },
+    {
+      layout: { kind: 'enum', size: size as 1 | 2 | 4, signed: t.signed, le, names },
+      rx: (g, at) => `${g.k(name)}(${intRead(size, t.signed, le, at)})`,
+    },
   );
 }
 
 // ---------------------------------------------------------------- floats, bytes, strings
 
 const FLT_MAX = 3.4028234663852886e38;
+/** Longest text of a double: `-0.0000012345678901234567` is 25 bytes. */
+const MAX_JSON_FLOAT = 26;
 
 function floatNode(size: number, le: boolean, label: string): Node {
   if (size !== 4 && size !== 8) return bytesNode(size, label);
@@ -607,6 +626,7 @@ function floatNode(size: number, le: boolean, label: string): Node {
         (dv, _b, off) => dv.getFloat32(off, le),
         (dv, _b, off, v) => dv.setFloat32(off, check(v), le),
         {
+          maxJson: MAX_JSON_FLOAT,
           rx: (_g, at) => `dv.get${f}(${at}, ${le})`,
           wx: (g, at, v) => `dv.set${f}(${at}, ${g.k(check)}(${v}), ${le});`,
         },
@@ -616,6 +636,7 @@ function floatNode(size: number, le: boolean, label: string): Node {
         (dv, _b, off) => dv.getFloat64(off, le),
         (dv, _b, off, v) => dv.setFloat64(off, check(v), le),
         {
+          maxJson: MAX_JSON_FLOAT,
           rx: (_g, at) => `dv.get${f}(${at}, ${le})`,
           wx: (g, at, v) => `dv.set${f}(${at}, (typeof ${v} === 'number' ? ${v} : ${g.k(check)}(${v})), ${le});`,
         },
@@ -634,7 +655,7 @@ function bytesNode(size: number, label: string): Node {
       }
       bytes.set(v, off);
     },
-    { rx: (_g, at) => `b.slice(${at}, ${plus(at, size)})` },
+    { layout: { kind: 'bytes', size }, rx: (_g, at) => `b.slice(${at}, ${plus(at, size)})` },
   );
 }
 
@@ -813,7 +834,7 @@ function charArrayNode(n: number, label: string): Node {
       const { read } = utf8Encoder.encodeInto(v, bytes.subarray(off, off + n));
       if (read < v.length) fail(`${describe(v)} is ${utf8Encoder.encode(v).length} bytes, does not fit in ${label}`);
     },
-    { lossy: true, rx: (g, at) => `${g.k(readCharArray)}(b, ${at}, ${n})` },
+    { lossy: true, layout: { kind: 'chars', size: n }, rx: (g, at) => `${g.k(readCharArray)}(b, ${at}, ${n})` },
   );
 }
 
@@ -823,6 +844,7 @@ function isArrayValue(v: unknown): boolean {
 
 class ArrayNode extends Composite {
   readonly size: number;
+  readonly layout: ValueLayout;
 
   constructor(
     private readonly elem: Node,
@@ -840,6 +862,7 @@ class ArrayNode extends Composite {
     // Elements of no size still cost one read each: `int x[N][0]` must not be inlined N times.
     this.cost = Math.max(1, elem.inlineCost) * n;
     this.lossy = elem.lossy;
+    this.layout = { kind: 'array', size: this.size, n, elem: elem.layout };
   }
 
   private get literal(): boolean {
@@ -977,7 +1000,8 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
     acc.set(b, off + byte, big ? u : Number(u));
   };
   // size 0: a bitfield shares its bytes with its neighbours
-  const node = (read: Reader, write: Writer, lossy = false): Node => new Leaf(0, read, write, { lossy });
+  const node = (read: Reader, write: Writer, lossy = false, maxJson = MAX_JSON_INT64): Node =>
+    new Leaf(0, read, write, { lossy, maxJson });
 
   if (t.kind === 'INT' && t.bool) {
     return node(
@@ -997,6 +1021,8 @@ function bitfieldNode(t: BtfType, bitOffset: number, bits: number, le: boolean, 
         return info.names.get(v) ?? v;
       },
       (_d, b, off, v) => store(b, off, enumValue(info, v, bits)),
+      false,
+      maxJsonOfNames(info.names.values()),
     );
   }
   if (t.kind !== 'INT') throw new BtfError(`BTF codec: bitfield of unsupported kind ${t.kind} (${label})`, Unsupported);
@@ -1033,6 +1059,7 @@ function isObjectValue(v: unknown): boolean {
 /** `fields` in declaration order for decoding; `writeOrder` the same fields in encoding order. */
 class StructNode extends Composite {
   private readonly keys: Set<string>;
+  readonly layout: ValueLayout;
 
   constructor(
     private readonly fields: Field[],
@@ -1042,6 +1069,8 @@ class StructNode extends Composite {
   ) {
     super();
     this.keys = new Set(fields.map((f) => f.key));
+    const layoutFields: LayoutField[] = fields.map((f) => ({ key: f.key, off: f.off, layout: f.node.layout }));
+    this.layout = { kind: 'struct', size, fields: layoutFields };
     this.cost = 1 + fields.reduce((a, f) => a + f.node.inlineCost, 0);
     this.values = 1 + fields.reduce((a, f) => a + f.node.values, 0);
     if (this.values > MAX_CODEC_VALUES)
@@ -1345,6 +1374,10 @@ class TypeCodec implements BtfCodec {
     this.size = node.size;
   }
 
+  get layout(): ValueLayout {
+    return this.node.layout;
+  }
+
   private views(buf: Uint8Array): Views {
     if (!(buf instanceof Uint8Array)) throw new TypeError(`${this.root}: expected a Uint8Array buffer`);
     return new Views(buf);
@@ -1390,6 +1423,11 @@ class TypeCodec implements BtfCodec {
     }
     return out;
   }
+}
+
+/** The layout a codec from `codecFor` reads its bytes by (undefined for other codecs). */
+export function codecLayout(codec: Codec): ValueLayout | undefined {
+  return codec instanceof TypeCodec ? codec.layout : undefined;
 }
 
 /**

@@ -6,6 +6,7 @@ export {
   type Codec,
   type CodecOptions,
   codecFor,
+  codecLayout,
   EncodeError,
   MAX_CODEC_SIZE,
   MAX_CODEC_VALUES,
@@ -22,4 +23,12 @@ export {
   readObjectBtf,
 } from './elf.js';
 export { BtfError, ElfError } from './errors.js';
+export {
+  type JsonEncoder,
+  type JsonEncoderOptions,
+  jsonEncoderFor,
+  MAX_JSON_ENCODER_BYTES,
+  writeUint,
+} from './json-encoder.js';
+export type { LayoutField, LayoutRead, ValueLayout } from './layout.js';
 export * from './types.js';
