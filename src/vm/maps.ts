@@ -114,6 +114,15 @@ export class VmValueMap extends VmMap {
     return this.base + slot * this.stride + (this.cpus > 1 ? (cpu % this.cpus) * align8(this.spec.valueSize) : 0);
   }
 
+  /** lookupAddr with the key read in place at `keyAddr` (checked by the caller). */
+  lookupAt(keyAddr: number, cpu: number): number {
+    if (this.isArray) {
+      const i = this.mem.dv.getUint32(keyAddr, true);
+      return i < this.spec.maxEntries ? this.#addr(i, cpu) : 0;
+    }
+    return this.lookupAddr(this.mem.u8.subarray(keyAddr, keyAddr + this.spec.keySize), cpu);
+  }
+
   override lookupAddr(key: Uint8Array, cpu: number): number {
     const s = this.#slot(key, true);
     return s === undefined ? 0 : this.#addr(s, cpu);

@@ -146,6 +146,8 @@ export class Bytes {
     }
   }
   s64(v: bigint): this {
+    // a value that fits in 32 bits has the same signed LEB128 encoding either way
+    if (v >= -0x8000_0000n && v <= 0x7fff_ffffn) return this.s32(Number(v));
     let x = BigInt.asIntN(64, v);
     for (;;) {
       const b = Number(x & 0x7fn);
@@ -183,7 +185,7 @@ export class ModuleBuilder {
   readonly #types: FuncType[] = [];
   readonly #imports: Import[] = [];
   readonly #funcs: { type: number; locals: number[]; body: Bytes }[] = [];
-  readonly #globals: { type: number; init: Bytes }[] = [];
+  readonly #globals: { type: number; init: Bytes; mutable: boolean }[] = [];
   readonly #exports: { name: string; kind: number; index: number }[] = [];
   #importedFuncs = 0;
 
@@ -212,12 +214,12 @@ export class ModuleBuilder {
     f.locals = locals;
     f.body = body;
   }
-  global(type: number, init: bigint | number): number {
+  global(type: number, init: bigint | number, mutable = true): number {
     const b = new Bytes();
     if (type === I64) b.byte(Op.i64Const).s64(BigInt(init));
     else b.byte(Op.i32Const).s32(Number(init));
     b.byte(Op.end);
-    this.#globals.push({ type, init: b });
+    this.#globals.push({ type, init: b, mutable });
     return this.#globals.length - 1;
   }
   export(name: string, kind: 'func' | 'global', index: number): void {
@@ -244,7 +246,10 @@ export class ModuleBuilder {
     section(3, funcs);
     if (this.#globals.length) {
       const g = new Bytes().u32(this.#globals.length);
-      for (const x of this.#globals) g.byte(x.type).byte(0x01).bytes(x.init.finish());
+      for (const x of this.#globals)
+        g.byte(x.type)
+          .byte(x.mutable ? 0x01 : 0x00)
+          .bytes(x.init.finish());
       section(6, g);
     }
     const ex = new Bytes().u32(this.#exports.length);
