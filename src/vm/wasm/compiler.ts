@@ -1,15 +1,16 @@
 // eBPF → WebAssembly. One module per program; one Wasm function per eBPF function, registers as
 // i64 locals (r6–r9 are locals, so callee-saved for free). The basic blocks of a function are
-// nested Wasm blocks inside one loop: a forward jump is a `br` to the end of the target's block,
-// a backward jump counts down the budget, sets the block number and re-enters the loop through a
-// `br_table`. Memory accesses are checked against the region table in memory (the same table the
-// interpreter checks), so both engines fault on the same accesses:
+// laid out in reverse postorder inside nested Wasm blocks and loops, so every jump is a direct
+// `br` (a backward jump first counts down the budget); control flow that does not nest (a jump
+// into a loop past its head) falls back to one dispatch loop with a `br_table`. Memory accesses
+// are checked against the region table in memory (the same table the interpreter checks), so
+// both engines fault on the same accesses:
 //   - r10-relative accesses with a constant offset inside the frame are in the stack region by
 //     construction (r10 is read-only and each call gets its own frame): no run-time check;
 //   - every other access site keeps the region it last matched in a 16-byte cache slot in memory
 //     (start, how many addresses an access of its size may start at; zero = empty) and checks
-//     inline with one subtract and one compare; a miss calls `chk`, which walks the table
-//     (faulting through `env.fault`) and refills the slot. The host zeroes the slots whenever a
+//     inline with one subtract and one compare; a miss walks the table inline (faulting through
+//     `env.fault`, which never returns) and refills the slot. The host zeroes the slots whenever a
 //     region is removed or moved (VmMemory does), so a cached region always still exists.
 //
 // ABI of a compiled module (also what `kbpf vm export` writes):
@@ -163,7 +164,6 @@ interface Ctx {
   b: Bytes;
   fault: number;
   stop: number;
-  chk: number;
   callx: number;
   lookupI32: number;
   helpers: Map<number, number>;
@@ -171,7 +171,7 @@ interface Ctx {
   gBudget: number;
   gDepth: number;
   gPc: number;
-  /** the access cache slot address of each checked load/store (0: no slot, always chk) */
+  /** the access cache slot address of each checked load/store (0: no slot, always the table walk) */
   slotOf: Map<number, number>;
 }
 
@@ -212,12 +212,10 @@ export function compileToWasm(prog: PreparedProgram, cacheAt = CACHE_AT, cacheEn
   const gBudget = m.global(I64, 0n);
   const gDepth = m.global(I32, 0);
   const gPc = m.global(I32, 0);
-  const chk = m.declare({ params: [I64, I32, I32, I32, I32], results: [I32] });
   const fnSig = { params: [I64, I64, I64, I64, I64, I64], results: [I64] };
   const funcIndex = new Map<number, number>();
   for (const f of prog.funcs) funcIndex.set(f, m.declare(fnSig));
   const repeat = m.declare({ params: [I32, I64, I64, I64, I64, I64, I64, I64], results: [I64] });
-  m.define(chk, [I32, I32, I32], chkBody(fault));
   let slot = cacheAt;
   prog.funcs.forEach((start, k) => {
     const end = prog.funcs[k + 1] ?? prog.insns.length;
@@ -232,7 +230,6 @@ export function compileToWasm(prog: PreparedProgram, cacheAt = CACHE_AT, cacheEn
       b,
       fault,
       stop,
-      chk,
       callx,
       lookupI32,
       helpers,
@@ -286,73 +283,6 @@ function repeatBody(run: number, gBudget: number, gDepth: number): Bytes {
   b.byte(Op.i32Const).s32(0).byte(Op.i32GtS).byte(Op.brIf).u32(0);
   b.byte(Op.end);
   b.byte(Op.localGet).u32(R0);
-  return b;
-}
-
-/**
- * chk(addr i64, size i32, write i32, pc i32, slot i32) → addr i32, or a call of fault. On
- * success the matched region goes into the access cache slot (unless 0): its start (i64) and how
- * many addresses an access of this size may start at (i64).
- */
-function chkBody(fault: number): Bytes {
-  const A = 0;
-  const N = 1;
-  const W = 2;
-  const PC = 3;
-  const SL = 4;
-  const I = 5;
-  const E = 6;
-  const CNT = 7;
-  const b = new Bytes();
-  const callFault = () =>
-    b
-      .byte(Op.localGet)
-      .u32(PC)
-      .byte(Op.localGet)
-      .u32(A)
-      .byte(Op.localGet)
-      .u32(N)
-      .byte(Op.localGet)
-      .u32(W)
-      .byte(Op.call)
-      .u32(fault)
-      .byte(Op.unreachable);
-  // addr + size must fit in 32 bits
-  b.byte(Op.localGet).u32(A).byte(Op.i64Const).s64(0xffffffffn).byte(Op.localGet).u32(N).byte(Op.i64ExtendI32U);
-  b.byte(Op.i64Sub).byte(Op.i64GtU).byte(Op.if).byte(VOID);
-  callFault();
-  b.byte(Op.end);
-  b.byte(Op.i32Const).s32(REGION_TABLE).byte(Op.i32Load).u32(2).u32(0).byte(Op.localSet).u32(CNT);
-  b.byte(Op.i32Const)
-    .s32(REGION_TABLE + 8)
-    .byte(Op.localSet)
-    .u32(E);
-  b.byte(Op.block).byte(VOID).byte(Op.loop).byte(VOID);
-  b.byte(Op.localGet).u32(I).byte(Op.localGet).u32(CNT).byte(Op.i32GeU).byte(Op.brIf).u32(1);
-  // start <= a
-  b.byte(Op.localGet).u32(A).byte(Op.i32WrapI64).byte(Op.localGet).u32(E).byte(Op.i32Load).u32(2).u32(0);
-  b.byte(Op.i32GeU);
-  // a + n <= end
-  b.byte(Op.localGet).u32(A).byte(Op.i32WrapI64).byte(Op.localGet).u32(N).byte(Op.i32Add);
-  b.byte(Op.localGet).u32(E).byte(Op.i32Load).u32(2).u32(4).byte(Op.i32LeU).byte(Op.i32And);
-  // !write || writable
-  b.byte(Op.localGet).u32(W).byte(Op.i32Eqz).byte(Op.localGet).u32(E).byte(Op.i32Load).u32(2).u32(8);
-  b.byte(Op.i32Or).byte(Op.i32And);
-  b.byte(Op.if).byte(VOID);
-  b.byte(Op.localGet).u32(SL).byte(Op.if).byte(VOID);
-  b.byte(Op.localGet).u32(SL);
-  b.byte(Op.localGet).u32(E).byte(Op.i32Load).u32(2).u32(0).byte(Op.i64ExtendI32U).byte(Op.i64Store).u32(3).u32(0);
-  b.byte(Op.localGet).u32(SL);
-  b.byte(Op.localGet).u32(E).byte(Op.i32Load).u32(2).u32(4);
-  b.byte(Op.localGet).u32(E).byte(Op.i32Load).u32(2).u32(0).byte(Op.i32Sub);
-  b.byte(Op.localGet).u32(N).byte(Op.i32Sub).byte(Op.i32Const).s32(1).byte(Op.i32Add);
-  b.byte(Op.i64ExtendI32U).byte(Op.i64Store).u32(3).u32(8);
-  b.byte(Op.end);
-  b.byte(Op.localGet).u32(A).byte(Op.i32WrapI64).byte(Op.return).byte(Op.end);
-  b.byte(Op.localGet).u32(E).byte(Op.i32Const).s32(REGION_ENTRY).byte(Op.i32Add).byte(Op.localSet).u32(E);
-  b.byte(Op.localGet).u32(I).byte(Op.i32Const).s32(1).byte(Op.i32Add).byte(Op.localSet).u32(I);
-  b.byte(Op.br).u32(0).byte(Op.end).byte(Op.end);
-  callFault();
   return b;
 }
 
@@ -515,7 +445,6 @@ function emitBlock(
   c: Ctx,
   from: number,
   to: number,
-  k: number,
   blockOf: ReadonlyMap<number, number>,
   jump: (j: number, pc: number, extra: number) => void,
   brDepth: (j: number, pc: number) => number | undefined,
@@ -597,7 +526,6 @@ function emitStructured(
       c,
       blocks[k]!,
       blocks[k + 1] ?? end,
-      k,
       blockOf,
       (j, pc, extra) => {
         if (jumpTarget(pc, prog.insns[pc]!) <= pc) budgetCheck(c, pc);
@@ -642,7 +570,6 @@ function emitDispatched(
       c,
       blocks[k]!,
       blocks[k + 1] ?? end,
-      k,
       blockOf,
       (j, pc, extra) => {
         if (j > k) {
