@@ -83,7 +83,7 @@ export class Vm implements HelperEnv, RunContext {
 
   addMap(spec: MapSpec): VmMap {
     if (this.maps.some((m) => m.name === spec.name)) throw new InvalidError(`map ${spec.name} already exists`);
-    const m = createMap(this.mem, spec, this.maps.length, this.cpus);
+    const m = createMap(this.mem, spec, this.maps.length, this.cpus, this.cpu);
     this.maps.push(m);
     return m;
   }

@@ -78,7 +78,8 @@ import {
   sizeBytes,
   XOR,
 } from '../insn.js';
-import { REGION_ENTRY, REGION_TABLE } from '../memory.js';
+import { INDEX_ARRAY } from '../map-index.js';
+import { GUARD_END, MAP_HANDLE_BASE, MAP_HANDLE_STRIDE, REGION_ENTRY, REGION_TABLE } from '../memory.js';
 import type { PreparedProgram } from '../program.js';
 import { Bytes, I32, I64, ModuleBuilder, Op, VOID } from './encoder.js';
 
@@ -166,6 +167,8 @@ interface Ctx {
   stop: number;
   callx: number;
   lookupI32: number;
+  /** the in-Wasm map_lookup_elem, or -1 */
+  mlookup: number;
   helpers: Map<number, number>;
   funcIndex: Map<number, number>;
   gBudget: number;
@@ -194,7 +197,19 @@ export function cacheSlots(prog: PreparedProgram): number {
  * [cacheAt, cacheAt + 16·slots) of memory, and no further than `cacheEnd` (sites past it go
  * uncached): memory no region covers, zero at first.
  */
-export function compileToWasm(prog: PreparedProgram, cacheAt = CACHE_AT, cacheEnd = CACHE_END): Uint8Array {
+export interface CompileOptions {
+  cacheAt?: number;
+  cacheEnd?: number;
+  /**
+   * bpf_map_lookup_elem is the engine's own (not a program type's): compiled code may look keys
+   * up itself in the maps' in-memory index (map-index.ts), asking the host only when unsure.
+   */
+  inlineLookup?: boolean;
+}
+
+export function compileToWasm(prog: PreparedProgram, opts: CompileOptions = {}): Uint8Array {
+  const cacheAt = opts.cacheAt ?? CACHE_AT;
+  const cacheEnd = opts.cacheEnd ?? CACHE_END;
   const m = new ModuleBuilder();
   m.importMemory('env', 'memory');
   const fault = m.importFunc('env', 'fault', { params: [I32, I64, I32, I32], results: [] });
@@ -216,6 +231,10 @@ export function compileToWasm(prog: PreparedProgram, cacheAt = CACHE_AT, cacheEn
   const funcIndex = new Map<number, number>();
   for (const f of prog.funcs) funcIndex.set(f, m.declare(fnSig));
   const repeat = m.declare({ params: [I32, I64, I64, I64, I64, I64, I64, I64], results: [I64] });
+  const mlookup =
+    lookupI32 >= 0 && opts.inlineLookup ? m.declare({ params: [I64, I64, I64, I64, I64], results: [I64] }) : -1;
+  if (mlookup >= 0)
+    m.define(mlookup, new Array<number>(11).fill(I32), lookupBody(lookupI32, helpers.get(MAP_LOOKUP_ELEM)!));
   let slot = cacheAt;
   prog.funcs.forEach((start, k) => {
     const end = prog.funcs[k + 1] ?? prog.insns.length;
@@ -232,6 +251,7 @@ export function compileToWasm(prog: PreparedProgram, cacheAt = CACHE_AT, cacheEn
       stop,
       callx,
       lookupI32,
+      mlookup,
       helpers,
       funcIndex,
       gBudget,
@@ -268,6 +288,180 @@ function accessSites(prog: PreparedProgram, start: number, end: number): number[
     if (!inFrame(reg, i.off, sizeBytes(i.code))) sites.push(pc);
   }
   return sites;
+}
+
+/**
+ * lookup(r1…r5) → r0: bpf_map_lookup_elem in Wasm for array and hash maps (map-index.ts). Any
+ * doubt — a map or key above 2^32, not a map handle, a map the index does not cover, a key not
+ * wholly inside one region — goes to the host (the i32 import, or the i64 helper), which gives
+ * the same result or fault as the interpreter.
+ */
+function lookupBody(lookupI32: number, generic: number): Bytes {
+  const [H, KIND, KS, EXT, K, WE, WEND, HASH, IDX, E, J] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+  const b = new Bytes();
+  const get = (l: number) => b.byte(Op.localGet).u32(l);
+  const set = (l: number) => b.byte(Op.localSet).u32(l);
+  const i32 = (v: number) => b.byte(Op.i32Const).s32(v);
+  const load = (offset: number) => b.byte(Op.i32Load).u32(2).u32(offset);
+  const ext = (field: number) =>
+    get(EXT)
+      .byte(Op.i32Load)
+      .u32(2)
+      .u32(4 * field);
+  /** pushes value base + slot·stride + cpu offset (slot on the stack) as i64 */
+  const valueAddr = () => {
+    ext(2).byte(Op.i32Mul);
+    ext(1).byte(Op.i32Add);
+    ext(3).byte(Op.i32Add).byte(Op.i64ExtendI32U);
+  };
+  b.byte(Op.block).byte(VOID); // $slow
+  get(0);
+  get(1).byte(Op.i64Or).byte(Op.i64Const).s32(32).byte(Op.i64ShrU).byte(Op.i64Eqz).byte(Op.i32Eqz);
+  b.byte(Op.brIf).u32(0);
+  get(0).byte(Op.i32WrapI64).byte(Op.localTee).u32(H);
+  i32(MAP_HANDLE_BASE).byte(Op.i32Sub);
+  i32(GUARD_END - MAP_HANDLE_BASE)
+    .byte(Op.i32GeU)
+    .byte(Op.brIf)
+    .u32(0);
+  get(H);
+  i32(MAP_HANDLE_STRIDE - 1)
+    .byte(Op.i32And)
+    .byte(Op.brIf)
+    .u32(0);
+  get(H).byte(Op.i32Load).u32(2).u32(0).byte(Op.localTee).u32(KIND).byte(Op.i32Eqz).byte(Op.brIf).u32(0);
+  get(H).byte(Op.i32Load).u32(2).u32(4);
+  set(KS);
+  get(H).byte(Op.i32Load).u32(2).u32(8);
+  set(EXT);
+  // the key must lie wholly inside one region: [k, k + ks) below 2^32
+  get(1);
+  get(KS).byte(Op.i64ExtendI32U).byte(Op.i64Add).byte(Op.i64Const).s64(0x1_0000_0000n).byte(Op.i64GtU);
+  b.byte(Op.brIf).u32(0);
+  get(1).byte(Op.i32WrapI64);
+  set(K);
+  i32(REGION_TABLE + 8);
+  set(WE);
+  i32(REGION_TABLE);
+  load(0);
+  i32(REGION_ENTRY).byte(Op.i32Mul);
+  i32(REGION_TABLE + 8).byte(Op.i32Add);
+  set(WEND);
+  b.byte(Op.block).byte(VOID).byte(Op.loop).byte(VOID);
+  get(WE);
+  get(WEND).byte(Op.i32GeU).byte(Op.brIf).u32(2);
+  get(K);
+  get(WE);
+  load(0).byte(Op.i32GeU);
+  get(K);
+  get(KS).byte(Op.i32Add);
+  get(WE);
+  load(4).byte(Op.i32LeU).byte(Op.i32And).byte(Op.brIf).u32(1);
+  get(WE);
+  i32(REGION_ENTRY).byte(Op.i32Add);
+  set(WE);
+  b.byte(Op.br).u32(0).byte(Op.end).byte(Op.end);
+  // array: the u32 index
+  get(KIND);
+  i32(INDEX_ARRAY).byte(Op.i32Eq).byte(Op.if).byte(VOID);
+  get(K);
+  load(0).byte(Op.localTee).u32(IDX);
+  ext(0).byte(Op.i32GeU).byte(Op.if).byte(VOID).byte(Op.i64Const).s32(0).byte(Op.return).byte(Op.end);
+  get(IDX);
+  valueAddr();
+  b.byte(Op.return).byte(Op.end);
+  // hash: keyHash (words, then tail bytes)
+  i32(0x9e3779b9 | 0);
+  get(KS).byte(Op.i32Xor);
+  set(HASH);
+  i32(0);
+  set(J);
+  b.byte(Op.block).byte(VOID).byte(Op.loop).byte(VOID);
+  get(J);
+  i32(4).byte(Op.i32Add);
+  get(KS).byte(Op.i32GtU).byte(Op.brIf).u32(1);
+  get(HASH);
+  get(K);
+  get(J).byte(Op.i32Add);
+  load(0).byte(Op.i32Xor);
+  i32(0x85ebca6b | 0)
+    .byte(Op.i32Mul)
+    .byte(Op.localTee)
+    .u32(HASH);
+  get(HASH);
+  i32(15).byte(Op.i32ShrU).byte(Op.i32Xor);
+  set(HASH);
+  get(J);
+  i32(4).byte(Op.i32Add);
+  set(J);
+  b.byte(Op.br).u32(0).byte(Op.end).byte(Op.end);
+  b.byte(Op.block).byte(VOID).byte(Op.loop).byte(VOID);
+  get(J);
+  get(KS).byte(Op.i32GeU).byte(Op.brIf).u32(1);
+  get(HASH);
+  get(K);
+  get(J).byte(Op.i32Add).byte(Op.i32Load8U).u32(0).u32(0).byte(Op.i32Xor);
+  i32(0xc2b2ae35 | 0)
+    .byte(Op.i32Mul)
+    .byte(Op.localTee)
+    .u32(HASH);
+  get(HASH);
+  i32(13).byte(Op.i32ShrU).byte(Op.i32Xor);
+  set(HASH);
+  get(J);
+  i32(1).byte(Op.i32Add);
+  set(J);
+  b.byte(Op.br).u32(0).byte(Op.end).byte(Op.end);
+  get(HASH);
+  get(HASH);
+  i32(16).byte(Op.i32ShrU).byte(Op.i32Xor);
+  ext(5).byte(Op.i32And);
+  set(IDX);
+  // probe: slot + 1 at table[idx], 0 = absent; compare the key copy byte by byte
+  b.byte(Op.loop).byte(VOID);
+  ext(4);
+  get(IDX);
+  i32(4).byte(Op.i32Mul).byte(Op.i32Add);
+  load(0).byte(Op.localTee).u32(E).byte(Op.i32Eqz);
+  b.byte(Op.if).byte(VOID).byte(Op.i64Const).s32(0).byte(Op.return).byte(Op.end);
+  i32(0);
+  set(J);
+  b.byte(Op.block).byte(VOID); // $differs
+  b.byte(Op.loop).byte(VOID);
+  get(J);
+  get(KS).byte(Op.i32GeU).byte(Op.if).byte(VOID);
+  get(E);
+  i32(1).byte(Op.i32Sub);
+  valueAddr();
+  b.byte(Op.return).byte(Op.end);
+  ext(6);
+  get(E);
+  i32(1).byte(Op.i32Sub);
+  ext(7).byte(Op.i32Mul).byte(Op.i32Add);
+  get(J).byte(Op.i32Add).byte(Op.i32Load8U).u32(0).u32(0);
+  get(K);
+  get(J).byte(Op.i32Add).byte(Op.i32Load8U).u32(0).u32(0);
+  b.byte(Op.i32Ne).byte(Op.brIf).u32(1);
+  get(J);
+  i32(1).byte(Op.i32Add);
+  set(J);
+  b.byte(Op.br).u32(0).byte(Op.end).byte(Op.end);
+  get(IDX);
+  i32(1).byte(Op.i32Add);
+  ext(5).byte(Op.i32And);
+  set(IDX);
+  b.byte(Op.br).u32(0).byte(Op.end);
+  b.byte(Op.unreachable);
+  b.byte(Op.end); // $slow
+  get(0);
+  get(1).byte(Op.i64Or).byte(Op.i64Const).s32(32).byte(Op.i64ShrU).byte(Op.i64Eqz);
+  b.byte(Op.if).byte(I64);
+  get(0).byte(Op.i32WrapI64);
+  get(1).byte(Op.i32WrapI64).byte(Op.call).u32(lookupI32).byte(Op.i64ExtendI32U);
+  b.byte(Op.else);
+  for (let r = 0; r < 5; r++) get(r);
+  b.byte(Op.call).u32(generic).byte(Op.end);
+  return b;
 }
 
 /** repeat(n, budget, r1…r5, r10): runs the entry n times (n ≥ 1) with a fresh budget each time. */
@@ -821,7 +1015,10 @@ function call(c: Ctx, pc: number, i: Insn): void {
     for (let r = 1; r <= 5; r++) get(c, r);
     b.byte(Op.call).u32(i.code & SRC_X ? c.callx : c.helpers.get(i.imm)!);
   };
-  if (!(i.code & SRC_X) && i.imm === MAP_LOOKUP_ELEM) {
+  if (!(i.code & SRC_X) && i.imm === MAP_LOOKUP_ELEM && c.mlookup >= 0) {
+    for (let r = 1; r <= 5; r++) get(c, r);
+    b.byte(Op.call).u32(c.mlookup);
+  } else if (!(i.code & SRC_X) && i.imm === MAP_LOOKUP_ELEM) {
     // map and key below 2^32: the i32 import (no BigInt at the boundary); else the i64 one
     get(c, 1);
     get(c, 2).byte(Op.i64Or).byte(Op.i64Const).s32(32).byte(Op.i64ShrU).byte(Op.i64Eqz);

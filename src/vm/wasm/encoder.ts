@@ -25,6 +25,7 @@ export const Op = {
   globalGet: 0x23,
   globalSet: 0x24,
   i32Load: 0x28,
+  i32Load8U: 0x2d,
   i64Load: 0x29,
   i64Load8S: 0x30,
   i64Load8U: 0x31,

@@ -4,7 +4,7 @@
 // the instruction index and are the same VmFaults the interpreter throws.
 import { type Engine, MAX_FRAMES, type RunContext } from '../engine.js';
 import { VmFault } from '../errors.js';
-import { lookupI32 } from '../helpers.js';
+import { HELPERS, lookupI32 } from '../helpers.js';
 import type { PreparedProgram } from '../program.js';
 import { cacheSlots, compileToWasm, helperImportName, STOP_BUDGET, STOP_DEPTH } from './compiler.js';
 
@@ -75,7 +75,13 @@ export class WasmEngine implements Engine {
     const t0 = process.hrtime.bigint();
     const slots = 16 * cacheSlots(prog);
     const cacheAt = ctx.mem.allocCache(slots);
-    const module = new WebAssembly.Module(compileToWasm(prog, cacheAt, cacheAt + slots) as Uint8Array<ArrayBuffer>);
+    const module = new WebAssembly.Module(
+      compileToWasm(prog, {
+        cacheAt,
+        cacheEnd: cacheAt + slots,
+        inlineLookup: ctx.helper(1) === HELPERS.get(1),
+      }) as Uint8Array<ArrayBuffer>,
+    );
     this.compileMicros += Number(process.hrtime.bigint() - t0) / 1000;
     let pcGlobal: WebAssembly.Global | undefined;
     const instance = new WebAssembly.Instance(
