@@ -238,7 +238,7 @@ export function compileToWasm(prog: PreparedProgram, opts: CompileOptions = {}):
   let slot = cacheAt;
   prog.funcs.forEach((start, k) => {
     const end = prog.funcs[k + 1] ?? prog.insns.length;
-    const b = new Bytes();
+    const b = new Bytes(64 + 48 * (end - start));
     const slotOf = new Map<number, number>();
     for (const pc of accessSites(prog, start, end)) {
       const fits = slot + SLOT <= cacheEnd;
@@ -296,7 +296,20 @@ function accessSites(prog: PreparedProgram, start: number, end: number): number[
  * wholly inside one region — goes to the host (the i32 import, or the i64 helper), which gives
  * the same result or fault as the interpreter.
  */
+const LOOKUP_LOCALS: number[] = new Array<number>(11).fill(I32);
+const lookupBodies = new Map<string, Bytes>();
+
 function lookupBody(lookupI32: number, generic: number): Bytes {
+  const key = `${lookupI32}:${generic}`;
+  let body = lookupBodies.get(key);
+  if (!body) {
+    body = emitLookup(lookupI32, generic);
+    lookupBodies.set(key, body);
+  }
+  return body;
+}
+
+function emitLookup(lookupI32: number, generic: number): Bytes {
   const [H, KIND, KS, EXT, K, WE, WEND, HASH, IDX, E, J] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
   const b = new Bytes();
   const get = (l: number) => b.byte(Op.localGet).u32(l);
@@ -336,7 +349,7 @@ function lookupBody(lookupI32: number, generic: number): Bytes {
   set(EXT);
   // the key must lie wholly inside one region: [k, k + ks) below 2^32
   get(1);
-  get(KS).byte(Op.i64ExtendI32U).byte(Op.i64Add).byte(Op.i64Const).s64(0x1_0000_0000n).byte(Op.i64GtU);
+  get(KS).byte(Op.i64ExtendI32U).byte(Op.i64Add).byte(Op.i64Const).sNum(0x1_0000_0000).byte(Op.i64GtU);
   b.byte(Op.brIf).u32(0);
   get(1).byte(Op.i32WrapI64);
   set(K);
@@ -520,20 +533,31 @@ function structure(edges: readonly { from: number; to: number }[]): Construct[] 
     }
   }
   const all = [...loops.values(), ...blocks.values()];
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const x of all)
-      for (const y of all) {
-        // x opens first, y opens inside x and closes after it: they cross
-        if (!(x.open < y.open && y.open < x.close && x.close < y.close)) continue;
-        changed = true;
-        if (!y.loop) y.open = x.open;
-        else if (x.loop) x.close = y.close;
-        else return undefined;
-      }
-  }
   // outer first: by opening boundary, then the one closing later
-  return all.sort((x, y) => x.open - y.open || y.close - x.close || (x.loop ? 1 : 0) - (y.loop ? 1 : 0));
+  const outerFirst = (x: Construct, y: Construct) =>
+    x.open - y.open || y.close - x.close || (x.loop ? 1 : 0) - (y.loop ? 1 : 0);
+  // sweep in opening order with the stack of constructs still open; a construct closing after
+  // the innermost open one crosses it: move one of them; sweep again until nothing moves
+  for (;;) {
+    all.sort(outerFirst);
+    const open: Construct[] = [];
+    let moved = false;
+    for (const y of all) {
+      while (open.length && open[open.length - 1]!.close <= y.open) open.pop();
+      const x = open[open.length - 1];
+      if (x && y.close > x.close) {
+        moved = true;
+        if (!y.loop) {
+          y.open = x.open; // placed again by the next sweep
+          continue;
+        }
+        if (!x.loop) return undefined;
+        x.close = y.close;
+      }
+      open.push(y);
+    }
+    if (!moved) return all;
+  }
 }
 
 function compileFunction(prog: PreparedProgram, start: number, end: number, c: Ctx): void {
@@ -861,7 +885,7 @@ function tableWalk(c: Ctx, size: number, write: boolean, pc: number, slot: numbe
   b.byte(Op.localGet)
     .u32(A64)
     .byte(Op.i64Const)
-    .s64(BigInt(0xffffffff - size))
+    .sNum(0xffffffff - size)
     .byte(Op.i64GtU);
   b.byte(Op.if).byte(VOID);
   callFault();
@@ -963,7 +987,7 @@ function atomic(c: Ctx, pc: number, i: Insn, size: number): void {
   memarg(b);
   b.byte(Op.localSet).u32(T1);
   const mask = () => {
-    if (size === 4) b.byte(Op.i64Const).s64(0xffffffffn).byte(Op.i64And);
+    if (size === 4) b.byte(Op.i64Const).sNum(0xffffffff).byte(Op.i64And);
   };
   if (i.imm === ATOMIC_CMPXCHG) {
     b.byte(Op.localGet).u32(T1);
@@ -1045,8 +1069,8 @@ function src32(c: Ctx, i: Insn): void {
 function bswap(c: Ctx, d: number, bits: number): void {
   const b = c.b;
   if (bits === 16) {
-    get(c, d).byte(Op.i64Const).s64(0xffn).byte(Op.i64And).byte(Op.i64Const).s64(8n).byte(Op.i64Shl);
-    get(c, d).byte(Op.i64Const).s64(8n).byte(Op.i64ShrU).byte(Op.i64Const).s64(0xffn).byte(Op.i64And);
+    get(c, d).byte(Op.i64Const).s32(0xff).byte(Op.i64And).byte(Op.i64Const).s32(8).byte(Op.i64Shl);
+    get(c, d).byte(Op.i64Const).s32(8).byte(Op.i64ShrU).byte(Op.i64Const).s32(0xff).byte(Op.i64And);
     b.byte(Op.i64Or);
   } else if (bits === 32) {
     // x = ((x & 0x00ff00ff) << 8) | ((x >> 8) & 0x00ff00ff); rotl(x, 16)
@@ -1063,7 +1087,7 @@ function bswap(c: Ctx, d: number, bits: number): void {
     get(c, d).byte(Op.localSet).u32(T1);
     step(0x00ff00ff00ff00ffn, 8n);
     step(0x0000ffff0000ffffn, 16n);
-    b.byte(Op.localGet).u32(T1).byte(Op.i64Const).s64(32n).byte(Op.i64Rotl);
+    b.byte(Op.localGet).u32(T1).byte(Op.i64Const).s32(32).byte(Op.i64Rotl);
   }
   set(c, d);
 }
@@ -1087,7 +1111,7 @@ function alu64(c: Ctx, i: Insn): void {
   }
   switch (op) {
     case NEG:
-      b.byte(Op.i64Const).s64(0n);
+      b.byte(Op.i64Const).s32(0);
       get(c, d).byte(Op.i64Sub);
       break;
     case MOV:
@@ -1111,7 +1135,7 @@ function divmod(c: Ctx, i: Insn, bits: 32 | 64): void {
   const isDiv = (i.code & 0xf0) === DIV;
   const dst = () => (w ? get(c, i.dst) : get(c, i.dst).byte(Op.i32WrapI64));
   const src = () => (w ? src64(c, i) : src32(c, i));
-  const zero = () => (w ? b.byte(Op.i64Const).s64(0n) : b.byte(Op.i32Const).s32(0));
+  const zero = () => (w ? b.byte(Op.i64Const).s32(0) : b.byte(Op.i32Const).s32(0));
   const op = isDiv
     ? signed
       ? w
@@ -1138,7 +1162,7 @@ function divmod(c: Ctx, i: Insn, bits: 32 | 64): void {
   if (signed && isDiv) {
     // src == -1: −dst (no trap on INT_MIN / −1)
     src();
-    if (w) b.byte(Op.i64Const).s64(-1n).byte(Op.i64Eq);
+    if (w) b.byte(Op.i64Const).s32(-1).byte(Op.i64Eq);
     else b.byte(Op.i32Const).s32(-1).byte(Op.i32Eq);
     b.byte(Op.if).byte(T);
     zero();
@@ -1169,7 +1193,7 @@ function alu32(c: Ctx, i: Insn): void {
     if (i.imm === 64) return;
     get(c, d)
       .byte(Op.i64Const)
-      .s64(i.imm === 16 ? 0xffffn : 0xffffffffn)
+      .sNum(i.imm === 16 ? 0xffff : 0xffffffff)
       .byte(Op.i64And);
     set(c, d);
     return;
