@@ -233,8 +233,7 @@ export function compileToWasm(prog: PreparedProgram, opts: CompileOptions = {}):
   const repeat = m.declare({ params: [I32, I64, I64, I64, I64, I64, I64, I64], results: [I64] });
   const mlookup =
     lookupI32 >= 0 && opts.inlineLookup ? m.declare({ params: [I64, I64, I64, I64, I64], results: [I64] }) : -1;
-  if (mlookup >= 0)
-    m.define(mlookup, new Array<number>(11).fill(I32), lookupBody(lookupI32, helpers.get(MAP_LOOKUP_ELEM)!));
+  if (mlookup >= 0) m.define(mlookup, LOOKUP_LOCALS, lookupBody(lookupI32, helpers.get(MAP_LOOKUP_ELEM)!));
   let slot = cacheAt;
   prog.funcs.forEach((start, k) => {
     const end = prog.funcs[k + 1] ?? prog.insns.length;
