@@ -20,6 +20,8 @@ export interface PacketInput {
   mark?: number;
   priority?: number;
   protocol?: number;
+  /** runs of the program on the same packet and ctx (BPF_PROG_TEST_RUN's repeat); default 1 */
+  repeat?: number;
 }
 
 export interface PacketResult {
@@ -94,7 +96,7 @@ export function runPacket(vm: Vm, program: string, type: string, input: PacketIn
       ? regionsFor(vm, ctx, ctxSize, [], 'xdp_md')
       : regionsFor(vm, ctx, ctxSize, SKB_WRITABLE, '__sk_buff');
   try {
-    const r0 = vm.run(program, [BigInt(ctx)]);
+    const r0 = vm.run(program, [BigInt(ctx)], input.repeat ?? 1);
     const d = vm.mem.dv;
     const start = type === 'xdp' ? d.getUint32(ctx, true) : d.getUint32(ctx + 76, true);
     const end = type === 'xdp' ? d.getUint32(ctx + 4, true) : d.getUint32(ctx + 80, true);

@@ -18,8 +18,12 @@ export interface RunContext {
 
 export interface Engine {
   readonly name: EngineName;
-  /** Runs `prog` from its entry with r1…r5 = args and r10 = fp; returns r0. */
-  run(ctx: RunContext, prog: PreparedProgram, args: readonly bigint[], fp: bigint): bigint;
+  /**
+   * Runs `prog` from its entry with r1…r5 = args and r10 = fp; returns r0. With `repeat` > 1
+   * (only for programs without tail calls) it runs that many times on the same memory, each run
+   * with the full budget, and returns the last r0 — as BPF_PROG_TEST_RUN's repeat does.
+   */
+  run(ctx: RunContext, prog: PreparedProgram, args: readonly bigint[], fp: bigint, repeat?: number): bigint;
 }
 
 export const STACK_FRAME = 512;

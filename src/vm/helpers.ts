@@ -30,6 +30,12 @@ export class TailCall {
 
 const u64 = (n: number | bigint) => BigInt.asUintN(64, BigInt(n));
 
+/**
+ * Helpers that may remove or move a region (ringbuf submit/discard, packet head/tail/room
+ * changes): compiled code forgets the regions it has cached after calling one.
+ */
+export const REGION_CHANGING_HELPERS: ReadonlySet<number> = new Set([38, 39, 43, 44, 50, 54, 65, 132, 133]);
+
 export function mapOf(env: HelperEnv, handle: bigint): VmMap {
   const h = Number(BigInt.asUintN(32, handle));
   const i = (h - MAP_HANDLE_BASE) / MAP_HANDLE_STRIDE;
@@ -48,6 +54,18 @@ const lookup: Helper = (env, map, key) => {
   const m = valueMap(env, map, 'map_lookup_elem');
   return u64(m.lookupAddr(env.mem.read(key, m.spec.keySize), env.cpu));
 };
+
+/**
+ * bpf_map_lookup_elem on 32-bit numbers (both below 2^32), for compiled code: no BigInt, no
+ * copy of the key; same results and faults as `lookup`.
+ */
+export function lookupI32(env: HelperEnv, handle: number, key: number): number {
+  const i = (handle - MAP_HANDLE_BASE) / MAP_HANDLE_STRIDE;
+  const m = Number.isInteger(i) ? env.maps[i] : undefined;
+  if (!m) throw new VmFault(`0x${handle.toString(16)} is not a map`);
+  if (!(m instanceof VmValueMap)) throw new VmFault(`map_lookup_elem on map ${m.name} (${m.spec.type})`);
+  return m.lookupAt(env.mem.checkN(key, m.spec.keySize, false), env.cpu);
+}
 
 const update: Helper = (env, map, key, value, flags) => {
   const m = valueMap(env, map, 'map_update_elem');

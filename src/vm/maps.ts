@@ -3,6 +3,7 @@
 // writes them through the same objects (get/set/delete/keys), as it would a kernel map.
 import type { MapType } from 'kbpf/bpf';
 import { VmLoadError } from './errors.js';
+import { INDEX_ARRAY, INDEX_HASH, MapIndex } from './map-index.js';
 import { MAP_HANDLE_BASE, MAP_HANDLE_STRIDE, MAX_MAPS, type Region, type VmMemory } from './memory.js';
 
 export const ENOENT = 2;
@@ -82,8 +83,11 @@ export class VmValueMap extends VmMap {
   readonly #slots = new Map<string, number>();
   readonly #free: number[] = [];
   readonly isArray: boolean;
+  /** what compiled code reads to look keys up itself (not for LRU maps: a lookup reorders them) */
+  readonly lookupIndex?: MapIndex;
 
-  constructor(mem: VmMemory, spec: MapSpec, index: number, cpus: number) {
+  /** `cpu`: the CPU programs of this VM run on (for the index of per-CPU maps) */
+  constructor(mem: VmMemory, spec: MapSpec, index: number, cpus: number, cpu = 0) {
     super(mem, spec, index);
     this.isArray = spec.type === 'array' || spec.type === 'percpu_array';
     this.cpus = spec.type.startsWith('percpu') ? cpus : 1;
@@ -94,6 +98,15 @@ export class VmValueMap extends VmMap {
     if (this.isArray && spec.keySize !== 4) throw new VmLoadError(`map ${spec.name}: array keys are 4 bytes`);
     if (!this.isArray) for (let i = spec.maxEntries - 1; i >= 0; i--) this.#free.push(i);
     if (spec.initial) mem.u8.set(spec.initial.subarray(0, spec.valueSize), this.base);
+    if (spec.type !== 'lru_hash')
+      this.lookupIndex = new MapIndex(mem, this.handle, {
+        kind: this.isArray ? INDEX_ARRAY : INDEX_HASH,
+        keySize: spec.keySize,
+        maxEntries: spec.maxEntries,
+        valueBase: this.base,
+        stride: this.stride,
+        cpuOffset: this.cpus > 1 ? (cpu % this.cpus) * align8(spec.valueSize) : 0,
+      });
   }
 
   #slot(key: Uint8Array, touch: boolean): number | undefined {
@@ -112,6 +125,15 @@ export class VmValueMap extends VmMap {
 
   #addr(slot: number, cpu: number): number {
     return this.base + slot * this.stride + (this.cpus > 1 ? (cpu % this.cpus) * align8(this.spec.valueSize) : 0);
+  }
+
+  /** lookupAddr with the key read in place at `keyAddr` (checked by the caller). */
+  lookupAt(keyAddr: number, cpu: number): number {
+    if (this.isArray) {
+      const i = this.mem.dv.getUint32(keyAddr, true);
+      return i < this.spec.maxEntries ? this.#addr(i, cpu) : 0;
+    }
+    return this.lookupAddr(this.mem.u8.subarray(keyAddr, keyAddr + this.spec.keySize), cpu);
   }
 
   override lookupAddr(key: Uint8Array, cpu: number): number {
@@ -137,6 +159,7 @@ export class VmValueMap extends VmMap {
       }
       if (s === undefined) return -E2BIG;
       this.#slots.set(keyOf(key), s);
+      this.lookupIndex?.insert(s, key);
       this.mem.u8.fill(0, this.#addr(s, 0), this.#addr(s, 0) + this.stride);
     } else if (flags === BPF_NOEXIST) return -EEXIST;
     this.mem.u8.set(value.subarray(0, this.spec.valueSize), this.#addr(s, cpu));
@@ -149,6 +172,7 @@ export class VmValueMap extends VmMap {
     const s = this.#slots.get(k);
     if (s === undefined) return -ENOENT;
     this.#slots.delete(k);
+    this.lookupIndex?.remove(s);
     this.#free.push(s);
     return 0;
   }
@@ -260,7 +284,7 @@ export class VmProgArray extends VmMap {
   }
 }
 
-export function createMap(mem: VmMemory, spec: MapSpec, index: number, cpus = 1): VmMap {
+export function createMap(mem: VmMemory, spec: MapSpec, index: number, cpus = 1, cpu = 0): VmMap {
   if (index >= MAX_MAPS) throw new VmLoadError(`too many maps (at most ${MAX_MAPS})`);
   switch (spec.type) {
     case 'array':
@@ -268,7 +292,7 @@ export function createMap(mem: VmMemory, spec: MapSpec, index: number, cpus = 1)
     case 'hash':
     case 'percpu_hash':
     case 'lru_hash':
-      return new VmValueMap(mem, spec, index, cpus);
+      return new VmValueMap(mem, spec, index, cpus, cpu);
     case 'ringbuf':
       return new VmRingbuf(mem, spec, index);
     case 'perf_event_array':

@@ -29,6 +29,8 @@ export class VmMemory {
   readonly memory: WebAssembly.Memory;
   readonly #regions: Region[] = [];
   #top = GUARD_END;
+  /** the access caches of compiled programs: [start, end) areas zeroed when a region goes */
+  readonly #caches: [number, number][] = [];
   #dv: DataView;
   #u8: Uint8Array;
 
@@ -67,6 +69,21 @@ export class VmMemory {
     return at;
   }
 
+  /**
+   * Reserves the access cache slots of a compiled program (not a region: programs cannot touch
+   * them); they are zeroed whenever a region is removed or moved, so no cache outlives its region.
+   */
+  allocCache(size: number): number {
+    const at = this.alloc(size);
+    this.#caches.push([at, at + size]);
+    return at;
+  }
+
+  #dropCaches(): void {
+    const u8 = this.u8;
+    for (const [s, e] of this.#caches) u8.fill(0, s, e);
+  }
+
   get regions(): readonly Region[] {
     return this.#regions;
   }
@@ -75,7 +92,7 @@ export class VmMemory {
     if (this.#regions.length >= MAX_REGIONS) throw new VmFault(`too many memory regions (${MAX_REGIONS})`);
     const r: Region = { start, end: start + size, writable, kind, name };
     this.#regions.push(r);
-    this.#writeTable();
+    this.#writeTable(this.#regions.length - 1);
     return r;
   }
 
@@ -83,31 +100,41 @@ export class VmMemory {
     const i = this.#regions.indexOf(r);
     if (i >= 0) {
       this.#regions.splice(i, 1);
-      this.#writeTable();
+      this.#writeTable(i);
+      this.#dropCaches();
     }
   }
 
   /** Changes a region's bounds (e.g. the packet after xdp_adjust_head). */
   resizeRegion(r: Region, start: number, end: number): void {
+    if (r.start === start && r.end === end) return;
     r.start = start;
     r.end = end;
-    this.#writeTable();
+    this.#writeTable(Math.max(0, this.#regions.indexOf(r)));
+    this.#dropCaches();
   }
 
-  #writeTable(): void {
+  /** Writes the count and the entries from `from` on (the ones before it are unchanged). */
+  #writeTable(from = 0): void {
     const dv = this.dv;
-    dv.setUint32(REGION_TABLE, this.#regions.length, true);
-    this.#regions.forEach((r, i) => {
+    const regions = this.#regions;
+    dv.setUint32(REGION_TABLE, regions.length, true);
+    for (let i = from; i < regions.length; i++) {
+      const r = regions[i]!;
       const at = REGION_TABLE + 8 + i * REGION_ENTRY;
       dv.setUint32(at, r.start, true);
       dv.setUint32(at + 4, r.end, true);
       dv.setUint32(at + 8, r.writable ? 1 : 0, true);
-    });
+    }
   }
 
   /** The region holding [addr, addr+size), or undefined. */
   find(addr: number, size: number): Region | undefined {
-    for (const r of this.#regions) if (addr >= r.start && addr + size <= r.end) return r;
+    const regions = this.#regions;
+    for (let i = 0; i < regions.length; i++) {
+      const r = regions[i]!;
+      if (addr >= r.start && addr + size <= r.end) return r;
+    }
     return undefined;
   }
 
@@ -121,6 +148,14 @@ export class VmMemory {
     const r = this.find(a, size);
     if (!r) throw fault(addr, size, write, 'outside every region');
     if (write && !r.writable) throw fault(addr, size, write, `region ${r.name} is read-only`);
+    return a;
+  }
+
+  /** `check` for an address already known to be below 2^32 (same faults). */
+  checkN(a: number, size: number, write: boolean): number {
+    const r = this.find(a, size);
+    if (!r) throw fault(BigInt(a), size, write, 'outside every region');
+    if (write && !r.writable) throw fault(BigInt(a), size, write, `region ${r.name} is read-only`);
     return a;
   }
 

@@ -30,6 +30,7 @@ export interface VmOptions {
 }
 
 export const DEFAULT_BUDGET = 100_000_000;
+const TAIL_CALL = 12;
 
 export class Vm implements HelperEnv, RunContext {
   readonly mem: VmMemory;
@@ -82,7 +83,7 @@ export class Vm implements HelperEnv, RunContext {
 
   addMap(spec: MapSpec): VmMap {
     if (this.maps.some((m) => m.name === spec.name)) throw new InvalidError(`map ${spec.name} already exists`);
-    const m = createMap(this.mem, spec, this.maps.length, this.cpus);
+    const m = createMap(this.mem, spec, this.maps.length, this.cpus, this.cpu);
     this.maps.push(m);
     return m;
   }
@@ -122,15 +123,25 @@ export class Vm implements HelperEnv, RunContext {
     return this.mem.addRegion(at, size, kind, name, writable);
   }
 
-  /** Runs a program with r1…r5 = args; returns r0. Tail calls start the target with the same r1. */
-  run(name: string, args: readonly bigint[] = []): bigint {
+  /**
+   * Runs a program with r1…r5 = args; returns r0. Tail calls start the target with the same r1.
+   * `repeat` runs it that many times on the same memory and returns the last r0, as
+   * BPF_PROG_TEST_RUN's repeat does (compiled programs without tail calls loop inside Wasm).
+   */
+  run(name: string, args: readonly bigint[] = [], repeat = 1): bigint {
     let prog = this.program(name);
+    const batch = repeat > 1 && this.engine.name === 'wasm' && !prog.helpers.includes(TAIL_CALL);
+    if (repeat > 1 && !batch) {
+      let r0 = 0n;
+      for (let n = 0; n < repeat; n++) r0 = this.run(name, args);
+      return r0;
+    }
     this.tailCalls = 0;
     this.budget = this.#opts.budget ?? DEFAULT_BUDGET;
     try {
       for (;;) {
         try {
-          return this.engine.run(this, prog, args, BigInt(this.stackTop));
+          return this.engine.run(this, prog, args, BigInt(this.stackTop), batch ? repeat : 1);
         } catch (e) {
           if (!(e instanceof TailCall)) throw e;
           prog = this.program(e.program);

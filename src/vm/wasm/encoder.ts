@@ -25,6 +25,7 @@ export const Op = {
   globalGet: 0x23,
   globalSet: 0x24,
   i32Load: 0x28,
+  i32Load8U: 0x2d,
   i64Load: 0x29,
   i64Load8S: 0x30,
   i64Load8U: 0x31,
@@ -100,8 +101,11 @@ export const Op = {
 
 /** A growable byte buffer with LEB128 writers. */
 export class Bytes {
-  #buf = new Uint8Array(256);
+  #buf: Uint8Array;
   length = 0;
+  constructor(capacity = 64) {
+    this.#buf = new Uint8Array(capacity);
+  }
   byte(b: number): this {
     if (this.length === this.#buf.length) {
       const n = new Uint8Array(this.#buf.length * 2);
@@ -112,7 +116,7 @@ export class Bytes {
     return this;
   }
   bytes(bs: ArrayLike<number>): this {
-    if (bs instanceof Uint8Array && bs.length > 16) {
+    if (bs instanceof Uint8Array) {
       let cap = this.#buf.length;
       while (this.length + bs.length > cap) cap *= 2;
       if (cap !== this.#buf.length) {
@@ -145,7 +149,20 @@ export class Bytes {
       this.byte(b | 0x80);
     }
   }
+  /** Signed LEB128 of any safe integer (an i64 constant without BigInt). */
+  sNum(v: number): this {
+    if (v >= -0x8000_0000 && v <= 0x7fff_ffff) return this.s32(v);
+    let x = v;
+    for (;;) {
+      const b = ((x % 128) + 128) % 128;
+      x = Math.floor(x / 128);
+      if ((x === 0 && !(b & 0x40)) || (x === -1 && b & 0x40)) return this.byte(b);
+      this.byte(b | 0x80);
+    }
+  }
   s64(v: bigint): this {
+    // a value that fits in 32 bits has the same signed LEB128 encoding either way
+    if (v >= -0x8000_0000n && v <= 0x7fff_ffffn) return this.s32(Number(v));
     let x = BigInt.asIntN(64, v);
     for (;;) {
       const b = Number(x & 0x7fn);
@@ -160,7 +177,7 @@ export class Bytes {
   }
   /** A length-prefixed copy of another buffer. */
   vec(b: Bytes): this {
-    return this.u32(b.length).bytes(b.finish());
+    return this.u32(b.length).bytes(b.#buf.subarray(0, b.length));
   }
   finish(): Uint8Array {
     return this.#buf.subarray(0, this.length);
@@ -183,15 +200,17 @@ export class ModuleBuilder {
   readonly #types: FuncType[] = [];
   readonly #imports: Import[] = [];
   readonly #funcs: { type: number; locals: number[]; body: Bytes }[] = [];
-  readonly #globals: { type: number; init: Bytes }[] = [];
+  readonly #globals: { type: number; init: Bytes; mutable: boolean }[] = [];
   readonly #exports: { name: string; kind: number; index: number }[] = [];
   #importedFuncs = 0;
 
+  readonly #typeIndex = new Map<string, number>();
   type(t: FuncType): number {
-    const key = JSON.stringify(t);
-    const i = this.#types.findIndex((x) => JSON.stringify(x) === key);
-    if (i >= 0) return i;
+    const key = `${t.params.join(',')}:${t.results.join(',')}`;
+    const i = this.#typeIndex.get(key);
+    if (i !== undefined) return i;
     this.#types.push(t);
+    this.#typeIndex.set(key, this.#types.length - 1);
     return this.#types.length - 1;
   }
   importMemory(module: string, name: string): void {
@@ -212,12 +231,12 @@ export class ModuleBuilder {
     f.locals = locals;
     f.body = body;
   }
-  global(type: number, init: bigint | number): number {
+  global(type: number, init: bigint | number, mutable = true): number {
     const b = new Bytes();
     if (type === I64) b.byte(Op.i64Const).s64(BigInt(init));
     else b.byte(Op.i32Const).s32(Number(init));
     b.byte(Op.end);
-    this.#globals.push({ type, init: b });
+    this.#globals.push({ type, init: b, mutable });
     return this.#globals.length - 1;
   }
   export(name: string, kind: 'func' | 'global', index: number): void {
@@ -244,7 +263,10 @@ export class ModuleBuilder {
     section(3, funcs);
     if (this.#globals.length) {
       const g = new Bytes().u32(this.#globals.length);
-      for (const x of this.#globals) g.byte(x.type).byte(0x01).bytes(x.init.finish());
+      for (const x of this.#globals)
+        g.byte(x.type)
+          .byte(x.mutable ? 0x01 : 0x00)
+          .bytes(x.init.finish());
       section(6, g);
     }
     const ex = new Bytes().u32(this.#exports.length);

@@ -4,11 +4,13 @@
 // the instruction index and are the same VmFaults the interpreter throws.
 import { type Engine, MAX_FRAMES, type RunContext } from '../engine.js';
 import { VmFault } from '../errors.js';
+import { HELPERS, lookupI32 } from '../helpers.js';
 import type { PreparedProgram } from '../program.js';
-import { compileToWasm, helperImportName, STOP_BUDGET, STOP_DEPTH } from './compiler.js';
+import { cacheSlots, compileToWasm, helperImportName, STOP_BUDGET, STOP_DEPTH } from './compiler.js';
 
 interface Compiled {
   run: (...args: bigint[]) => bigint;
+  repeat: (n: number, budget: bigint, ...args: bigint[]) => bigint;
   budget: WebAssembly.Global;
   depth: WebAssembly.Global;
   pc: WebAssembly.Global;
@@ -46,6 +48,15 @@ export function wasmImports(ctx: RunContext, prog: PreparedProgram, pcOf: () => 
   };
   for (const id of prog.helpers)
     env[helperImportName(id)] = (a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) => call(id, a, b, c, d, e);
+  if (prog.helpers.includes(1))
+    env.map_lookup_elem_i32 = (map: number, key: number) => {
+      try {
+        return lookupI32(ctx.env, map >>> 0, key >>> 0);
+      } catch (err) {
+        if (err instanceof VmFault) throw err.at(pcOf());
+        throw err;
+      }
+    };
   if (prog.callx)
     env.callx = (id: bigint, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint) =>
       call(Number(BigInt.asUintN(32, id)), a, b, c, d, e);
@@ -62,7 +73,15 @@ export class WasmEngine implements Engine {
     let c = this.#compiled.get(prog);
     if (c) return c;
     const t0 = process.hrtime.bigint();
-    const module = new WebAssembly.Module(compileToWasm(prog) as Uint8Array<ArrayBuffer>);
+    const slots = 16 * cacheSlots(prog);
+    const cacheAt = ctx.mem.allocCache(slots);
+    const module = new WebAssembly.Module(
+      compileToWasm(prog, {
+        cacheAt,
+        cacheEnd: cacheAt + slots,
+        inlineLookup: ctx.helper(1) === HELPERS.get(1),
+      }) as Uint8Array<ArrayBuffer>,
+    );
     this.compileMicros += Number(process.hrtime.bigint() - t0) / 1000;
     let pcGlobal: WebAssembly.Global | undefined;
     const instance = new WebAssembly.Instance(
@@ -73,6 +92,7 @@ export class WasmEngine implements Engine {
     pcGlobal = ex.pc as WebAssembly.Global;
     c = {
       run: ex.run as Compiled['run'],
+      repeat: ex.repeat as Compiled['repeat'],
       budget: ex.budget as WebAssembly.Global,
       depth: ex.depth as WebAssembly.Global,
       pc: pcGlobal,
@@ -81,12 +101,14 @@ export class WasmEngine implements Engine {
     return c;
   }
 
-  run(ctx: RunContext, prog: PreparedProgram, args: readonly bigint[], fp: bigint): bigint {
+  run(ctx: RunContext, prog: PreparedProgram, args: readonly bigint[], fp: bigint, repeat = 1): bigint {
     const c = this.compile(ctx, prog);
     c.budget.value = BigInt(ctx.budget);
     c.depth.value = 0;
+    const [a = 0n, b = 0n, d = 0n, e = 0n, f = 0n] = args;
     try {
-      return u64(c.run(args[0] ?? 0n, args[1] ?? 0n, args[2] ?? 0n, args[3] ?? 0n, args[4] ?? 0n, fp));
+      if (repeat > 1) return u64(c.repeat(repeat, BigInt(ctx.budget), a, b, d, e, f, fp));
+      return u64(c.run(a, b, d, e, f, fp));
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) throw new VmFault(`wasm trap: ${e.message}`, undefined, { cause: e });
       throw e;
