@@ -42,7 +42,7 @@ test('the admission policy refuses deployments outside the allowed registries, p
     /ValidatingAdmissionPolicy 'kbpf-bpfdeployment-limits' with binding 'kbpf-bpfdeployment-limits' denied request: spec\.package\.image registry\.evil\.example\/kbpf\/tcpconnect@sha256:b+ is not from an allowed registry/,
   );
   assert.match(
-    await create({ package: { image: 'localhost.evil.example/x@' + DIGEST } }),
+    await create({ package: { image: `localhost.evil.example/x@${DIGEST}` } }),
     /not from an allowed registry/,
     'a host that only starts like an allowed one',
   );
