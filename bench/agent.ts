@@ -30,9 +30,10 @@ function rssMb(pid: number): number {
 
 async function startAgent(stateDir: string, bpffsDir: string): Promise<{ proc: ChildProcess; client: ApiClient }> {
   const socket = join(stateDir, 'agent.sock');
+  // started as a user starts it: the command itself, with the V8 flags its first line gives
   const proc = spawn(
-    process.execPath,
-    [join(ROOT, 'bin/kbpf.js'), 'agent', '--state-dir', stateDir, '--bpffs-dir', bpffsDir, '--socket', socket],
+    join(ROOT, 'bin/kbpf.js'),
+    ['agent', '--state-dir', stateDir, '--bpffs-dir', bpffsDir, '--socket', socket],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const client = new ApiClient(socket);
