@@ -24,7 +24,7 @@ if kbpf ps >/dev/null 2>&1; then
   echo "== using the agent already running at $KBPF_STATE_DIR"
 else
   echo "== starting the agent (state in $KBPF_STATE_DIR)"
-  node bin/kbpf.js agent >"${TMPDIR:-/tmp}/kbpf-demo-agent.log" 2>&1 &
+  bin/kbpf.js agent >"${TMPDIR:-/tmp}/kbpf-demo-agent.log" 2>&1 & # as users start it (with its V8 flags)
   agent_pid=$!
   for _ in $(seq 100); do kbpf ps >/dev/null 2>&1 && break; sleep 0.1; done
 fi
