@@ -29,6 +29,7 @@ import { dirname } from 'node:path';
 import { BpfError, type KernelFeatures, VerifierError } from 'kbpf/bpf';
 import {
   Conflict,
+  ConflictError,
   Corrupted,
   findError,
   Invalid,
@@ -451,8 +452,10 @@ export async function ensureSocketFree(path: string): Promise<void> {
     throw e;
   }
   if (!st.isSocket())
-    throw new Error(`${path} exists and is not a socket; not touching it (use --socket to choose another path)`);
-  if (await socketAnswers(path)) throw new Error(`another kbpf agent is already listening on ${path}`);
+    throw new ConflictError(
+      `${path} exists and is not a socket; not touching it (use --socket to choose another path)`,
+    );
+  if (await socketAnswers(path)) throw new ConflictError(`another kbpf agent is already listening on ${path}`);
   unlinkSync(path);
 }
 

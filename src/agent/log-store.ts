@@ -21,6 +21,7 @@
 // same process at once, and a poll of the files (default every 250 ms) also picks up records
 // written by another process, across rotations (a follower remembers the inode and offset it
 // has read up to, and finds that file again after it was renamed to events.jsonl.N).
+
 import {
   closeSync,
   fstatSync,
@@ -34,7 +35,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { ConflictError } from '../errors.js';
+import { ConflictError, InvalidError } from '../errors.js';
 
 export interface LogRecord {
   ts: string;
@@ -212,7 +213,7 @@ export class LogStore {
 
   private instanceDir(instance: string): string {
     if (!INSTANCE_RE.test(instance) || instance === '.' || instance === '..') {
-      throw new Error(`invalid instance name for a log: ${JSON.stringify(instance)}`);
+      throw new InvalidError(`invalid instance name for a log: ${JSON.stringify(instance)}`);
     }
     return join(this.dir, instance);
   }
@@ -277,7 +278,7 @@ export class LogStore {
 
   /** Queues one record; it is on disk within flushMs. Never throws for I/O (that is reported at flush). */
   append(instance: string, record: object): LogRecord {
-    if (this.#closed) throw new Error('the log store is closed');
+    if (this.#closed) throw new InvalidError('the log store is closed');
     const w = this.writer(instance);
     const ts = this.isoNow();
     const seq = ++w.seq;
@@ -308,7 +309,7 @@ export class LogStore {
    * `{"ts":"2026-12-01T10:00:00.000Z","seq":` `41` `,"source":"events","event":{...}}\n`.
    */
   lineHead(instance: string): LineHead {
-    if (this.#closed) throw new Error('the log store is closed');
+    if (this.#closed) throw new InvalidError('the log store is closed');
     const w = this.writer(instance);
     const iso = this.isoNow();
     if (this.#headMs !== this.#lastMs || this.#head.length === 0) {
@@ -325,7 +326,7 @@ export class LogStore {
    * bytes are the caller's again when it returns.
    */
   appendLines(instance: string, lines: Uint8Array, count: number, firstSeq: number, durable = false): void {
-    if (this.#closed) throw new Error('the log store is closed');
+    if (this.#closed) throw new InvalidError('the log store is closed');
     if (count <= 0) return;
     const w = this.writer(instance);
     if (firstSeq !== w.seq + 1)

@@ -60,24 +60,29 @@ function swap(v: bigint, bits: number): bigint {
   return out;
 }
 
-function alu64(op: number, d: bigint, s: bigint, off: number): bigint {
+/** One ALU operation at a width of 64 or 32 bits (ALU64 / ALU classes): operands and result masked to it. */
+function alu(op: number, d: bigint, s: bigint, off: number, bits: 64 | 32): bigint {
+  const mask = bits === 64 ? M64 : M32;
+  const shift = BigInt(bits - 1);
+  d &= mask;
+  s &= mask;
   switch (op) {
     case ADD:
-      return (d + s) & M64;
+      return (d + s) & mask;
     case SUB:
-      return (d - s) & M64;
+      return (d - s) & mask;
     case MUL:
-      return (d * s) & M64;
+      return (d * s) & mask;
     case DIV:
       if (off) {
-        const ss = BigInt.asIntN(64, s);
-        return ss === 0n ? 0n : BigInt.asUintN(64, BigInt.asIntN(64, d) / ss);
+        const ss = BigInt.asIntN(bits, s);
+        return ss === 0n ? 0n : BigInt.asUintN(bits, BigInt.asIntN(bits, d) / ss);
       }
       return s === 0n ? 0n : d / s;
     case MOD:
       if (off) {
-        const ss = BigInt.asIntN(64, s);
-        return ss === 0n ? d : BigInt.asUintN(64, BigInt.asIntN(64, d) % ss);
+        const ss = BigInt.asIntN(bits, s);
+        return ss === 0n ? d : BigInt.asUintN(bits, BigInt.asIntN(bits, d) % ss);
       }
       return s === 0n ? d : d % s;
     case OR:
@@ -87,58 +92,15 @@ function alu64(op: number, d: bigint, s: bigint, off: number): bigint {
     case XOR:
       return d ^ s;
     case LSH:
-      return (d << (s & 63n)) & M64;
+      return (d << (s & shift)) & mask;
     case RSH:
-      return d >> (s & 63n);
+      return d >> (s & shift);
     case ARSH:
-      return BigInt.asUintN(64, BigInt.asIntN(64, d) >> (s & 63n));
+      return BigInt.asUintN(bits, BigInt.asIntN(bits, d) >> (s & shift));
     case NEG:
-      return (0n - d) & M64;
+      return (0n - d) & mask;
     case MOV:
-      return off ? BigInt.asUintN(64, BigInt.asIntN(off, s)) : s;
-    default:
-      throw new VmFault(`unknown ALU operation 0x${op.toString(16)}`);
-  }
-}
-
-function alu32(op: number, d: bigint, s: bigint, off: number): bigint {
-  d &= M32;
-  s &= M32;
-  switch (op) {
-    case ADD:
-      return (d + s) & M32;
-    case SUB:
-      return (d - s) & M32;
-    case MUL:
-      return (d * s) & M32;
-    case DIV:
-      if (off) {
-        const ss = BigInt.asIntN(32, s);
-        return ss === 0n ? 0n : BigInt.asUintN(32, BigInt.asIntN(32, d) / ss);
-      }
-      return s === 0n ? 0n : d / s;
-    case MOD:
-      if (off) {
-        const ss = BigInt.asIntN(32, s);
-        return ss === 0n ? d : BigInt.asUintN(32, BigInt.asIntN(32, d) % ss);
-      }
-      return s === 0n ? d : d % s;
-    case OR:
-      return d | s;
-    case AND:
-      return d & s;
-    case XOR:
-      return d ^ s;
-    case LSH:
-      return (d << (s & 31n)) & M32;
-    case RSH:
-      return d >> (s & 31n);
-    case ARSH:
-      return BigInt.asUintN(32, BigInt.asIntN(32, d) >> (s & 31n));
-    case NEG:
-      return (0n - d) & M32;
-    case MOV:
-      return off ? BigInt.asUintN(32, BigInt.asIntN(off, s)) : s;
+      return off ? BigInt.asUintN(bits, BigInt.asIntN(off, s)) : s;
     default:
       throw new VmFault(`unknown ALU operation 0x${op.toString(16)}`);
   }
@@ -262,7 +224,7 @@ export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly
             break;
           }
           const s = code & SRC_X ? r[i.src]! : BigInt.asUintN(64, BigInt(i.imm));
-          r[i.dst] = cls === ALU64 ? alu64(op, r[i.dst]!, s, i.off) : alu32(op, r[i.dst]!, s, i.off);
+          r[i.dst] = alu(op, r[i.dst]!, s, i.off, cls === ALU64 ? 64 : 32);
           break;
         }
         case JMP:
