@@ -145,6 +145,42 @@ const BUILTIN: ResourceType[] = [
     status: false,
     selectable: [],
   },
+  // service-lb and netpol read these: Services (spec.clusterIP / ports / type), EndpointSlices
+  // (labelled kubernetes.io/service-name, as the real server's controller writes them) and
+  // NetworkPolicies (Kubernetes' semantics are the netpol package's, not the server's)
+  {
+    group: '',
+    version: 'v1',
+    plural: 'services',
+    singular: 'service',
+    kind: 'Service',
+    namespaced: true,
+    shortNames: ['svc'],
+    categories: ['all'],
+    status: true,
+    selectable: ['spec.clusterIP', 'spec.type'],
+  },
+  {
+    group: 'discovery.k8s.io',
+    version: 'v1',
+    plural: 'endpointslices',
+    singular: 'endpointslice',
+    kind: 'EndpointSlice',
+    namespaced: true,
+    status: false,
+    selectable: ['addressType'],
+  },
+  {
+    group: 'networking.k8s.io',
+    version: 'v1',
+    plural: 'networkpolicies',
+    singular: 'networkpolicy',
+    kind: 'NetworkPolicy',
+    namespaced: true,
+    shortNames: ['netpol'],
+    status: false,
+    selectable: [],
+  },
   // admission: policies and their bindings are evaluated on every create and update (admit())
   {
     group: 'admissionregistration.k8s.io',
