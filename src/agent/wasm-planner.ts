@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { InvalidError } from '../errors.js';
 import type { LayoutStore } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
-import { GuestProcess, type HostEvent } from '../wasm/index.js';
+import { type GuestProcess, GuestSpares, type HostEvent } from '../wasm/index.js';
 import type { EventSink } from './event-pump.js';
 import { type FetchedPackage, repositoryOf } from './package-cache.js';
 import type { Plan } from './plan.js';
@@ -37,6 +37,7 @@ interface RunningGuest {
 export class WasmPlanner implements InstancePlanner {
   readonly kind = 'wasm-guest';
   readonly #guests = new Map<string, RunningGuest>();
+  #spares?: GuestSpares;
   readonly #modules = new Map<string, Uint8Array>();
 
   constructor(
@@ -135,6 +136,8 @@ export class WasmPlanner implements InstancePlanner {
   }
 
   async close(): Promise<void> {
+    this.#spares?.close();
+    this.#spares = undefined;
     const all = [...this.#guests.values()];
     this.#guests.clear();
     await Promise.all(all.map((g) => g.process.stop()));
@@ -160,7 +163,9 @@ export class WasmPlanner implements InstancePlanner {
         rmSync(pinDir, { recursive: true, force: true });
         mkdirSync(pinDir, { recursive: true });
         const g: RunningGuest = { instance, rev, process: undefined as never, ids, held: [], received: 0, lost: 0 };
-        g.process = new GuestProcess({
+        // the first guest since the agent started starts cold; from then on a spare process waits
+        this.#spares ??= new GuestSpares();
+        g.process = this.#spares.start({
           name: guest.module.replace(/\.wasm$/, ''),
           args: guest.args,
           module,

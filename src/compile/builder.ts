@@ -9,15 +9,16 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Btf } from 'kbpf/bpf';
 import { NotFound } from '../errors.js';
-import type { LayoutStore, StoredPackage } from '../package/layout-store.js';
 import { KBPF_BYTECODE, KBPF_SOURCE } from '../package/media-types.js';
 import type { PackageSpec, ProgramSpec } from '../package/package-spec.js';
 import { KBPF_VERSION } from '../version.js';
 import { KBPF_COMPAT_DIR, KBPF_INCLUDE_DIR, systemIncludeDirs } from './build-env.js';
+import type { BuildOptions, BuildResult } from './build-types.js';
 import { compileBpf } from './clang.js';
 import { type DerivedObject, deriveFromObject, PRINTK_MAP } from './derive.js';
 import { BuildError } from './errors.js';
 import { eventFormat } from './event-format.js';
+import { buildGuestPackage, guestInput } from './guest-build.js';
 import { kfuncHeader } from './kfuncs.js';
 import { MANIFEST_FILE, readSourceManifest, type SourceManifest } from './source-manifest.js';
 import { callsPrintk, definedStructs, isGeneratedHeader, keepTypesUnit } from './source-scan.js';
@@ -27,23 +28,7 @@ export { KBPF_INCLUDE_DIR };
 
 const execFileP = promisify(execFile);
 
-export interface BuildOptions {
-  /** name:version (default: from kbpf.yaml, else the directory name and 0.0.0) */
-  tag?: string;
-  store: LayoutStore;
-  /** where vmlinux.h is cached */
-  cacheDir: string;
-  progress?: (message: string) => void;
-  /** compile only these sources of the directory (file names), not every *.bpf.c */
-  files?: string[];
-  /** further include directories (absolute), searched after the source's own */
-  includeDirs?: string[];
-}
-
-export interface BuildResult {
-  stored: StoredPackage;
-  spec: PackageSpec;
-}
+export type { BuildOptions, BuildResult } from './build-types.js';
 
 export async function buildPackage(dir: string, opts: BuildOptions): Promise<BuildResult> {
   const src = resolve(dir);
@@ -55,6 +40,11 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     throw new BuildError(`${src}: no such directory`, [], NotFound);
   }
   const manifest = readSourceManifest(src);
+  const guest = guestInput(src);
+  if (guest) {
+    const { name: tagName, version: tagVersion } = splitTag(opts.tag);
+    return buildGuestPackage(src, guest, manifest, { ...opts, tagName, tagVersion }, tarSource);
+  }
   const files = opts.files ?? [...entries.filter((f) => f.endsWith('.bpf.c')).sort(), ...manifest.build.sources];
   if (files.length === 0) throw new BuildError(`${src}: no *.bpf.c files: nothing to build`);
   for (const f of files)

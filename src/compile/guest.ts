@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Unsupported } from '../errors.js';
-import { KBPF_INCLUDE_DIR } from './builder.js';
+import { KBPF_INCLUDE_DIR } from './build-env.js';
 import { compileBpf, parseDiagnostics } from './clang.js';
 import { BuildError } from './errors.js';
 import { ensureVmlinuxHeader } from './vmlinux.js';

@@ -18,6 +18,16 @@ export interface SourceManifest {
   maps: Record<string, { pin?: boolean; maxEntries?: number; share?: string }>;
   events: Record<string, { type?: string; columns?: string[]; format?: Record<string, string> }>;
   build: BuildSettings;
+  /** a Wasm guest's run settings (a directory with main.c or NAME.wasm.c, or one prebuilt .wasm) */
+  guest?: GuestSettings;
+}
+
+/** kbpf.yaml `guest:`: what a guest package runs with. */
+export interface GuestSettings {
+  args: string[];
+  /** capabilities beyond what the embedded objects declare */
+  allow: { programTypes?: string[]; attachTargets?: string[]; maps?: string[] };
+  limits?: { memoryMb?: number; cpuMs?: number; windowMs?: number };
 }
 
 /** kbpf.yaml `build:`: how the package's C compiles. */
@@ -161,7 +171,7 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     throw new BuildError(`${path}: invalid YAML: ${(e as Error).message}`);
   }
   const top = obj(raw, 'the file');
-  const known = new Set(['name', 'version', 'description', 'build', 'programs', 'config', 'maps', 'events']);
+  const known = new Set(['name', 'version', 'description', 'build', 'programs', 'config', 'maps', 'events', 'guest']);
   for (const k of Object.keys(top))
     if (!known.has(k)) throw new BuildError(`${MANIFEST_FILE}: unknown key "${k}" (known: ${[...known].join(', ')})`);
   const str = (k: string) => {
@@ -233,5 +243,44 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     maps,
     events,
     build: parseBuildSettings(top.build),
+    ...(top.guest !== undefined ? { guest: parseGuestSettings(top.guest) } : {}),
+  };
+}
+
+function strings(v: unknown, where: string): string[] {
+  return list(v, where).map((x, i) => {
+    if (typeof x !== 'string' || x === '') throw new BuildError(`${MANIFEST_FILE}: ${where}[${i}] must be a string`);
+    return x;
+  });
+}
+
+/** kbpf.yaml `guest:` { args, allow: { programTypes, attachTargets, maps }, limits: { memoryMb, cpuMs, windowMs } }. */
+export function parseGuestSettings(v: unknown): GuestSettings {
+  const g = obj(v, 'guest');
+  for (const k of Object.keys(g))
+    if (!['args', 'allow', 'limits'].includes(k))
+      throw new BuildError(`${MANIFEST_FILE}: guest: unknown key "${k}" (known: args, allow, limits)`);
+  const allowIn = obj(g.allow, 'guest.allow');
+  const allow: GuestSettings['allow'] = {};
+  for (const k of Object.keys(allowIn)) {
+    if (k !== 'programTypes' && k !== 'attachTargets' && k !== 'maps')
+      throw new BuildError(
+        `${MANIFEST_FILE}: guest.allow: unknown key "${k}" (known: programTypes, attachTargets, maps)`,
+      );
+    allow[k] = strings(allowIn[k], `guest.allow.${k}`);
+  }
+  const limitsIn = obj(g.limits, 'guest.limits');
+  const limits: NonNullable<GuestSettings['limits']> = {};
+  for (const [k, x] of Object.entries(limitsIn)) {
+    if (k !== 'memoryMb' && k !== 'cpuMs' && k !== 'windowMs')
+      throw new BuildError(`${MANIFEST_FILE}: guest.limits: unknown key "${k}" (known: memoryMb, cpuMs, windowMs)`);
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 1)
+      throw new BuildError(`${MANIFEST_FILE}: guest.limits.${k} must be a positive integer`);
+    limits[k] = x;
+  }
+  return {
+    args: g.args === undefined ? [] : strings(g.args, 'guest.args'),
+    allow,
+    ...(Object.keys(limits).length ? { limits } : {}),
   };
 }

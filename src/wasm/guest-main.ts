@@ -23,7 +23,11 @@ function report(e: GuestEvent | HostEvent): void {
 }
 
 function main(): number {
-  const start = JSON.parse(readFileSync(0, 'utf8')) as GuestStart;
+  // everything is loaded: a spare process (GuestSpares) waits here for its guest
+  report({ t: 'waiting' });
+  const text = readFileSync(0, 'utf8');
+  if (text === '') return 0; // a spare that was never used: the agent went
+  const start = JSON.parse(text) as GuestStart;
   dieWithParent(start.parentPid);
   const wasm = Buffer.from(start.module, 'base64');
   let module: WebAssembly.Module;

@@ -35,6 +35,80 @@ export interface GuestEnd {
 
 const MAIN = fileURLToPath(new URL('./guest-main.js', import.meta.url));
 
+/** A guest process: node with the guest's heap limit, loading guest-main.js, waiting on stdin. */
+function spawnGuestProcess(heapMb: number): ChildProcess {
+  return spawn(process.execPath, ['--no-warnings', '--max-semi-space-size=1', `--max-old-space-size=${heapMb}`, MAIN], {
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+  });
+}
+
+/**
+ * One guest process started ahead of need, so that a guest starts in the time its module and
+ * objects take, not in node's start-up and the loading of the runtime (koffi, libbpf): most of a
+ * cold start. The spare has loaded guest-main.js and its imports and waits for its start request;
+ * `start` hands it the guest and starts the next spare. Only guests with the default heap limit
+ * use a spare (the heap limit is a flag of the process). A spare that dies is replaced on the
+ * next start; one left when the agent goes sees its stdin close and exits.
+ */
+export class GuestSpares {
+  #spare?: { child: ChildProcess; ready: Promise<boolean>; detach: () => void };
+  #closed = false;
+
+  constructor() {
+    this.#refill();
+  }
+
+  /** Resolves when the spare has loaded its modules (true), or died (false). */
+  ready(): Promise<boolean> {
+    return this.#spare?.ready ?? Promise.resolve(false);
+  }
+
+  start(opts: GuestOptions, onSpare?: (used: boolean) => void): GuestProcess {
+    const spare = this.#spare;
+    const heapMb = opts.limits?.heapMb ?? DEFAULT_LIMITS.heapMb;
+    const usable = spare && heapMb === DEFAULT_LIMITS.heapMb && spare.child.exitCode === null && !spare.child.killed;
+    onSpare?.(!!usable);
+    if (!usable) return new GuestProcess(opts);
+    this.#spare = undefined;
+    spare.detach(); // the guest's own reader takes the report stream over, still loading or not
+    setImmediate(() => this.#refill());
+    return new GuestProcess(opts, spare.child);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#spare?.child.kill('SIGKILL');
+    this.#spare = undefined;
+  }
+
+  #refill(): void {
+    if (this.#closed || this.#spare) return;
+    const child = spawnGuestProcess(DEFAULT_LIMITS.heapMb);
+    child.stdin!.on('error', () => {});
+    const report = child.stdio[3] as NodeJS.ReadableStream;
+    let onData: (chunk: Buffer) => void = () => {};
+    const ready = new Promise<boolean>((resolve) => {
+      onData = (chunk: Buffer): void => {
+        if (chunk.toString('utf8').includes('"waiting"')) {
+          report.off('data', onData);
+          report.pause();
+          resolve(true);
+        }
+      };
+      report.on('data', onData);
+      child.on('exit', () => {
+        if (this.#spare?.child === child) this.#spare = undefined;
+        resolve(false);
+      });
+    });
+    // a spare must not keep the agent's event loop alive
+    child.unref();
+    for (const s of [child.stdin, child.stdout, child.stderr, report] as Array<{ unref?: () => void } | null>)
+      s?.unref?.();
+    this.#spare = { child, ready, detach: () => report.off('data', onData) };
+  }
+}
+
 export class GuestProcess {
   readonly child: ChildProcess;
   readonly startedAt = performance.now();
@@ -48,7 +122,11 @@ export class GuestProcess {
   #timer: NodeJS.Timeout;
   readonly limits: { memoryMb: number; cpuMs: number; windowMs: number; heapMb: number };
 
-  constructor(readonly opts: GuestOptions) {
+  /** `spare`: a guest process started ahead (GuestSpares), its modules loaded, waiting for its guest. */
+  constructor(
+    readonly opts: GuestOptions,
+    spare?: ChildProcess,
+  ) {
     this.limits = { ...DEFAULT_LIMITS, ...definedOnly(opts.limits ?? {}) };
     const start: GuestStart = {
       name: opts.name,
@@ -59,9 +137,12 @@ export class GuestProcess {
       pinDir: opts.pinDir,
       parentPid: process.pid,
     };
-    this.child = spawn(process.execPath, ['--no-warnings', `--max-old-space-size=${this.limits.heapMb}`, MAIN], {
-      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-    });
+    this.child = spare ?? spawnGuestProcess(this.limits.heapMb);
+    if (spare) {
+      spare.ref();
+      for (const st of [spare.stdin, spare.stdout, spare.stderr, spare.stdio[3]] as Array<{ ref?: () => void } | null>)
+        st?.ref?.();
+    }
     let resolveStarted!: () => void;
     let rejectStarted!: (e: Error) => void;
     this.started = new Promise((res, rej) => {
@@ -204,4 +285,5 @@ function lines(stream: NodeJS.ReadableStream, fn: (line: string) => void): void 
     rest = '';
   });
   stream.on('error', () => {});
+  stream.resume(); // a spare's report stream was paused when it said it was waiting
 }

@@ -64,6 +64,7 @@ export class WasmBpfHost {
   readonly #check: CapabilityCheck;
   #nextId = 1;
   #instance?: WebAssembly.Instance;
+  #memView?: Uint8Array;
   /** records delivered to the guest's callbacks (for the benchmark) */
   delivered = 0;
 
@@ -111,10 +112,12 @@ export class WasmBpfHost {
 
   // ---- guest memory ----
 
+  /** The guest's memory as bytes (one view, made anew only when the memory grew). */
   private memory(): Uint8Array {
     const mem = this.#instance?.exports.memory;
     if (!(mem instanceof WebAssembly.Memory)) throw new Error('the guest exports no memory');
-    return new Uint8Array(mem.buffer);
+    if (this.#memView?.buffer !== mem.buffer) this.#memView = new Uint8Array(mem.buffer);
+    return this.#memView;
   }
 
   private range(ptr: number, size: number): Uint8Array | undefined {
@@ -322,9 +325,10 @@ export class WasmBpfHost {
     if (!fn) return -EINVAL;
     const deliver = (bytes: Uint8Array): number => {
       const n = Math.min(bytes.length, maxSize);
-      const dst = this.range(data, n);
-      if (!dst) return -EFAULT;
-      dst.set(bytes.subarray(0, n));
+      const mem = this.memory();
+      const at = data >>> 0;
+      if (at + n > mem.length) return -EFAULT;
+      mem.set(n === bytes.length ? bytes : bytes.subarray(0, n), at);
       this.delivered++;
       return Number(fn(ctx, data, n)) | 0;
     };
@@ -346,13 +350,16 @@ export class WasmBpfHost {
     let count = 0;
     let stop = 0;
     if (reader.kind === 'ring') {
-      while (count < MAX_RECORDS_PER_POLL && stop === 0) {
-        const got = reader.reader.consumeRaw((view, offset, length) => {
-          stop = deliver(new Uint8Array(view.buffer, view.byteOffset + offset, length));
-        }, 1);
-        if (got === 0) break;
-        count++;
-      }
+      let ring: DataView | undefined;
+      let bytes: Uint8Array | undefined;
+      count = reader.reader.consumeRaw((view, offset, length) => {
+        if (view !== ring) {
+          ring = view;
+          bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+        }
+        stop = deliver(bytes!.subarray(offset, offset + length));
+        return stop === 0;
+      }, MAX_RECORDS_PER_POLL);
     } else {
       reader.reader.consume((rec) => {
         if (stop === 0) {

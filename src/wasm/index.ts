@@ -4,6 +4,6 @@ export * from './abi.js';
 export { attachTargetName, CapabilityCheck, declaredCapabilities, mergeCapabilities } from './capabilities.js';
 export { embeddedObjects } from './embedded.js';
 export { type GuestPackage, type GuestPackageOptions, guestPackage, guestPackageName } from './guest-package.js';
-export { DEFAULT_LIMITS, type GuestEnd, type GuestOptions, GuestProcess } from './guest-process.js';
+export { DEFAULT_LIMITS, type GuestEnd, type GuestOptions, GuestProcess, GuestSpares } from './guest-process.js';
 export type { HostEvent } from './host.js';
 export { limitMemory } from './memory-limit.js';

@@ -16,6 +16,7 @@ export interface GuestStart {
 }
 
 export type GuestEvent =
+  | { t: 'waiting' }
   | { t: 'started' }
   | { t: 'exit'; code: number }
   | { t: 'trap'; message: string }

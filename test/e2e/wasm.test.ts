@@ -131,3 +131,34 @@ test('a Wasm guest runs from a bare .wasm: logs, maps, manifest, budget, trap, k
   const left = await leftSince(before);
   assert.deepEqual(left, { prog: [], map: [], link: [] }, 'nothing left in the kernel');
 });
+
+test('kbpf build of a guest directory: compiled here or prebuilt, run from the store like any package', async (t) => {
+  const before = kernelIds();
+  const node = new Node(t);
+  await node.startAgent();
+  // the example's source: main.c beside execcount.bpf.c, with kbpf.yaml's name, version and limits
+  const built = node.ok(['build', EXAMPLE]);
+  assert.match(built, /built execcount:1\.0\.0/);
+  const image = node.json<{ spec: { guest?: { module: string; limits?: { memoryMb?: number } } } }>([
+    'inspect',
+    'execcount:1.0.0',
+  ]);
+  assert.equal(image.spec.guest?.module, 'execcount.wasm');
+  assert.equal(image.spec.guest?.limits?.memoryMb, 32);
+  // a directory holding one prebuilt guest module (as wasm-bpf's toolchain makes them)
+  const dir = tempDir(t, 'kbpf-prebuilt-');
+  await compileGuest(EXAMPLE, join(dir, 'counter.wasm'), { cacheDir: VMLINUX_CACHE });
+  assert.match(node.ok(['build', '--tag', 'counter:0.1.0', dir]), /built counter:0\.1\.0/);
+
+  node.ok(['run', '--name', 'ecb', 'execcount:1.0.0']);
+  node.ok(['run', '--name', 'ecp', 'counter:0.1.0']);
+  for (const name of ['ecb', 'ecp'])
+    await until(`${name}'s decoded events`, () => {
+      execSome();
+      return logs(node, name).some((r) => r.line.startsWith('exec pid=')) || undefined;
+    });
+  node.ok(['rm', '-f', 'ecb']);
+  node.ok(['rm', '-f', 'ecp']);
+  await node.stopAgent();
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] }, 'nothing left in the kernel');
+});

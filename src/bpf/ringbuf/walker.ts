@@ -22,8 +22,11 @@ const DISCARD_BIT = 0x40000000;
 const LEN_MASK = 0x3fffffff;
 const HDR_SZ = 8;
 
-/** A raw record visitor: `view` spans the mapped data area; the record is view[offset, offset+length). */
-export type RawRecordVisitor = (view: DataView, offset: number, length: number) => void;
+/**
+ * A raw record visitor: `view` spans the mapped data area; the record is view[offset, offset+length).
+ * Returning false stops the walk after this record (which is consumed).
+ */
+export type RawRecordVisitor = (view: DataView, offset: number, length: number) => unknown;
 
 export class RingWalker<T> implements RecordSource<T> {
   readonly map: BpfMap;
@@ -155,8 +158,12 @@ export class RingWalker<T> implements RecordSource<T> {
           } else {
             n++;
             bytes += dataLen;
-            visit(view, off + HDR_SZ, dataLen);
+            const more = visit(view, off + HDR_SZ, dataLen);
             if (this.#closed) return n; // closed by the visitor: the mapping is gone
+            if (more === false) {
+              // the visitor stops the walk: its record is consumed (as with libbpf's callbacks)
+              return n;
+            }
           }
           if (cons - this.#stored >= storeEvery) this.storeCons(cons);
         }
