@@ -1,0 +1,108 @@
+// The service map, drawn as SVG from the server's map (GET /api/map) with layoutMap's places:
+// workloads as boxes, connections as arrows labelled with their rate, bytes, drops and p50 RTT.
+import type { ServiceMap } from '../service-map.js';
+import { formatBytes, formatRate, formatRtt } from './format.js';
+import { layoutMap, NODE_H, NODE_W } from './map-layout.js';
+
+export const WINDOWS_S = [10, 60, 300, 900];
+
+function windowName(s: number): string {
+  return s < 60 ? `${s} s` : `${s / 60} min`;
+}
+
+export function MapView(props: { map?: ServiceMap; error?: string; windowS: number; onWindow: (s: number) => void }) {
+  const m = props.map;
+  const layout = m && layoutMap(m.nodes, m.edges);
+  return (
+    <section class="map" aria-label="service map">
+      <header>
+        <h2>Service map</h2>
+        <label class="window">
+          last{' '}
+          <select
+            name="window"
+            value={String(props.windowS)}
+            onChange={(e) => props.onWindow(Number((e.target as HTMLSelectElement).value))}
+          >
+            {WINDOWS_S.map((s) => (
+              <option key={s} value={String(s)}>
+                {windowName(s)}
+              </option>
+            ))}
+          </select>
+        </label>
+        {props.error && <span class="map-error">{props.error}</span>}
+      </header>
+      {layout && layout.nodes.length > 0 ? (
+        <div class="map-scroll">
+          <svg
+            width={layout.width}
+            height={layout.height}
+            viewBox={`0 0 ${layout.width} ${layout.height}`}
+            role="img"
+            aria-label="workloads and the flows between them"
+          >
+            <defs>
+              <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+                <path d="M0,0 L10,5 L0,10 z" class="arrow" />
+              </marker>
+              <marker
+                id="arrow-drop"
+                viewBox="0 0 10 10"
+                refX="9"
+                refY="5"
+                markerWidth="7"
+                markerHeight="7"
+                orient="auto"
+              >
+                <path d="M0,0 L10,5 L0,10 z" class="arrow drop" />
+              </marker>
+            </defs>
+            {layout.edges.map(({ edge: e, path, labelX, labelY }) => {
+              const cls = e.drops === 0 ? 'edge' : e.drops === e.flows ? 'edge dropped' : 'edge some-dropped';
+              const width = Math.min(6, 1.5 + Math.log10(1 + e.flow_rate * 10));
+              return (
+                <g key={e.id} class={cls} data-edge-id={e.id}>
+                  <title>
+                    {`${e.source} → ${e.destination}\nports ${e.ports.join(', ') || '-'} (${e.protocols.join(', ')})${e.services.length ? `\nservices ${e.services.join(', ')}` : ''}${e.drop_reasons.length ? `\ndropped: ${e.drop_reasons.join('; ')}` : ''}`}
+                  </title>
+                  <path
+                    d={path}
+                    stroke-width={width}
+                    marker-end={e.drops === e.flows ? 'url(#arrow-drop)' : 'url(#arrow)'}
+                  />
+                  <text x={labelX} y={labelY - 8} class="edge-label">
+                    <tspan class="rate">{formatRate(e.flow_rate)} flows/s</tspan>
+                    <tspan class="bytes"> · {formatBytes(e.bytes)}</tspan>
+                  </text>
+                  <text x={labelX} y={labelY + 8} class="edge-label">
+                    <tspan class={e.drops ? 'drops some' : 'drops'}>
+                      {e.drops} {e.drops === 1 ? 'drop' : 'drops'}
+                    </tspan>
+                    <tspan class="rtt"> · p50 {e.p50_rtt_us === undefined ? '–' : formatRtt(e.p50_rtt_us)}</tspan>
+                  </text>
+                </g>
+              );
+            })}
+            {layout.nodes.map(({ node: n, x, y }) => (
+              <g key={n.id} class={`node ${n.kind}`} data-node-id={n.id} transform={`translate(${x},${y})`}>
+                <title>{n.id}</title>
+                <rect width={NODE_W} height={NODE_H} rx="8" />
+                <text x={NODE_W / 2} y={n.namespace ? 20 : 28} class="node-name">
+                  {n.label.length > 24 ? `${n.label.slice(0, 23)}…` : n.label}
+                </text>
+                {n.namespace && (
+                  <text x={NODE_W / 2} y={36} class="node-ns">
+                    {n.namespace}
+                  </text>
+                )}
+              </g>
+            ))}
+          </svg>
+        </div>
+      ) : (
+        <p class="empty">No flows in the last {windowName(props.windowS)}.</p>
+      )}
+    </section>
+  );
+}
