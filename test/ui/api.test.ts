@@ -9,9 +9,9 @@ import { UiServer } from '../../src/ui/server.js';
 import type { ServiceMap } from '../../src/ui/service-map.js';
 import { FakeFlowSource, makeFlow } from './fake-flow-source.js';
 
-const client = { ns: 'default', pod: 'client-x7k2p', ip: '10.1.0.2' };
-const web = { ns: 'default', pod: 'web-4f8qz', ip: '10.1.0.3', port: 8080 };
-const db = { ns: 'data', pod: 'db-9zq1c', ip: '10.1.0.4', port: 5432 };
+const client = { ns: 'default', pod: 'client-7d4b9c6f5-x7k2p', ip: '10.1.0.2' };
+const web = { ns: 'default', pod: 'web-7d4b9c6f5-4f8qz', ip: '10.1.0.3', port: 8080 };
+const db = { ns: 'data', pod: 'db-0', ip: '10.1.0.4', port: 5432 };
 
 describe('web view API', () => {
   const source = new FakeFlowSource();

@@ -1,6 +1,7 @@
 // A FlowSource the web view's tests fill by hand: what `add` gets is in `recent` and goes to every
 // follower at once.
 import type { Flow, FlowSource } from '../../apps/flow-monitor/flow.js';
+import { workloadOf } from '../../apps/shared/pods.js';
 
 export class FakeFlowSource implements FlowSource {
   readonly flows: Flow[] = [];
@@ -64,7 +65,7 @@ export interface FlowSpec {
 }
 
 const podEndpoint = (ns: string | undefined, pod: string | undefined): Flow['source'] =>
-  pod ? { namespace: ns ?? 'default', pod_name: pod, workload: pod.replace(/-[a-z0-9]{5}$/, '') } : {};
+  pod ? { namespace: ns ?? 'default', pod_name: pod, workload: workloadOf({ name: pod }) } : {};
 
 /** A flow report as flow-monitor would make it. */
 export function makeFlow(s: FlowSpec): Flow {

@@ -1,10 +1,16 @@
 // The service map, drawn as SVG from the server's map (GET /api/map) with layoutMap's places:
 // workloads as boxes, connections as arrows labelled with their rate, bytes, drops and p50 RTT.
-import type { ServiceMap } from '../service-map.js';
+import type { MapEdge, ServiceMap } from '../service-map.js';
 import { formatBytes, formatRate, formatRtt } from './format.js';
 import { layoutMap, NODE_H, NODE_W } from './map-layout.js';
 
 export const WINDOWS_S = [10, 60, 300, 900];
+
+/** what the edge carries: `TCP 8080 · shop/cart` */
+function edgeSubtitle(e: MapEdge): string {
+  const ports = e.ports.length > 3 ? `${e.ports.slice(0, 3).join(', ')}…` : e.ports.join(', ');
+  return [`${e.protocols.join('/')} ${ports}`.trim(), ...e.services].join(' · ');
+}
 
 function windowName(s: number): string {
   return s < 60 ? `${s} s` : `${s / 60} min`;
@@ -71,15 +77,18 @@ export function MapView(props: { map?: ServiceMap; error?: string; windowS: numb
                     stroke-width={width}
                     marker-end={e.drops === e.flows ? 'url(#arrow-drop)' : 'url(#arrow)'}
                   />
-                  <text x={labelX} y={labelY - 8} class="edge-label">
+                  <text x={labelX} y={labelY - 22} class="edge-label">
                     <tspan class="rate">{formatRate(e.flow_rate)} flows/s</tspan>
                     <tspan class="bytes"> · {formatBytes(e.bytes)}</tspan>
                   </text>
-                  <text x={labelX} y={labelY + 8} class="edge-label">
+                  <text x={labelX} y={labelY - 8} class="edge-label">
                     <tspan class={e.drops ? 'drops some' : 'drops'}>
                       {e.drops} {e.drops === 1 ? 'drop' : 'drops'}
                     </tspan>
                     <tspan class="rtt"> · p50 {e.p50_rtt_us === undefined ? '–' : formatRtt(e.p50_rtt_us)}</tspan>
+                  </text>
+                  <text x={labelX} y={labelY + 16} class="edge-label edge-sub">
+                    {edgeSubtitle(e)}
                   </text>
                 </g>
               );
