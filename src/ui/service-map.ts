@@ -69,6 +69,12 @@ function tupleKey(f: Flow): string {
 
 const totalBytes = (f: Flow): number => f.traffic.bytes_sent + f.traffic.bytes_received;
 
+/** An earlier report of the same tuple is of the same connection when it has its id (the same
+ * end) or falls within the later report's lifetime (the other end); else the tuple was reused. */
+function sameConnection(earlier: Flow, later: Flow, at: Map<Flow, number>): boolean {
+  return earlier.flow_id === later.flow_id || at.get(earlier)! >= at.get(later)! - later.duration_ms;
+}
+
 function median(xs: number[]): number | undefined {
   if (xs.length === 0) return undefined;
   const s = [...xs].sort((a, b) => a - b);
@@ -138,8 +144,7 @@ export function serviceMap(reports: readonly Flow[], windowS: number, now = Date
     const e = acc.edge;
     e.flows++;
     const prior = before.get(key);
-    const samePrior = prior && prior.flow_id === f.flow_id ? totalBytes(prior) : 0;
-    e.bytes += Math.max(0, totalBytes(f) - samePrior);
+    e.bytes += Math.max(0, totalBytes(f) - (prior && sameConnection(prior, f, at) ? totalBytes(prior) : 0));
     if (f.verdict === 'DROPPED') {
       e.drops++;
       const reason = [f.drop_reason_desc, f.policy_name].filter(Boolean).join(' ');

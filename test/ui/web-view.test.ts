@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import { UiServer } from '../../src/ui/server.js';
 import { FakeFlowSource, makeFlow } from './fake-flow-source.js';
 
@@ -16,6 +16,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const client = { ns: 'shop', pod: 'frontend-6d9f7b8c4d-x7k2p', ip: '10.1.0.2' };
 const cart = { ns: 'shop', pod: 'cart-5c6b7d8f9a-q2w3e', ip: '10.1.0.3', port: 8080 };
 const db = { ns: 'data', pod: 'redis-0', ip: '10.1.0.4', port: 6379 };
+
+const text = async (l: Locator): Promise<string> => (await l.textContent()) ?? '';
 
 async function launch(): Promise<Browser | string> {
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} is not installed (apt-get install chromium)`;
@@ -97,7 +99,7 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
     );
     await page.locator('tr[data-flow-id="live-1"]').waitFor({ timeout: 5000 });
     await page.locator('tr[data-flow-id="denied-1"]').waitFor({ timeout: 5000 });
-    const live = await page.locator('tr[data-flow-id="live-1"]').innerText();
+    const live = await text(page.locator('tr[data-flow-id="live-1"]'));
     assert.match(live, /shop\/frontend-6d9f7b8c4d-x7k2p/);
     assert.match(live, /shop\/cart/); // the service, from the socket-LB translation
     assert.equal(await rows().count(), 3);
@@ -130,13 +132,13 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
       undefined,
       { timeout: 10_000 },
     );
-    const text = await edge.textContent();
-    assert.match(text ?? '', /0\.03 flows\/s/); // 2 connections over the 60 s window
-    assert.match(text ?? '', /8\.0 kB/); // 1200+3400+800+2600 bytes
-    assert.match(text ?? '', /0 drops/);
-    assert.match(text ?? '', /p50 200 µs/); // the median of 180 and 220
-    const dropped = await page.locator('g[data-edge-id="shop/cart->data/redis"]').textContent();
-    assert.match(dropped ?? '', /1 drop\b/);
+    const label = await text(edge);
+    assert.match(label, /0\.03 flows\/s/); // 2 connections over the 60 s window
+    assert.match(label, /8\.0 kB/); // 1200+3400+800+2600 bytes
+    assert.match(label, /0 drops/);
+    assert.match(label, /p50 200 µs/); // the median of 180 and 220
+    const dropped = await text(page.locator('g[data-edge-id="shop/cart->data/redis"]'));
+    assert.match(dropped, /1 drop\b/);
     for (const n of ['shop/frontend', 'shop/cart', 'data/redis'])
       assert.equal(await page.locator(`g[data-node-id="${n}"]`).count(), 1, n);
     await page.screenshot({ path: join(dir, 'web-view-map.png'), fullPage: true });
@@ -148,11 +150,11 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
     await page.click('tr[data-flow-id="denied-1"]');
     const detail = page.locator('aside.detail');
     await detail.waitFor();
-    const text = await detail.innerText();
-    assert.match(text, /POLICY_DENIED/);
-    assert.match(text, /data\/redis-only-from-api/);
-    assert.match(text, /10\.1\.0\.4:6379/);
-    assert.match(text, /SYN_SENT/);
+    const shown = await text(detail);
+    assert.match(shown, /POLICY_DENIED/);
+    assert.match(shown, /data\/redis-only-from-api/);
+    assert.match(shown, /10\.1\.0\.4:6379/);
+    assert.match(shown, /SYN_SENT/);
     const shot = join(dir, 'web-view.png');
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(existsSync(shot));
@@ -160,7 +162,7 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
     // the detail follows the selection: a translated flow shows its VIP and backend
     await page.click('tr[data-flow-id="live-1"]');
     await page.waitForFunction(() => document.querySelector('aside.detail')?.textContent?.includes('10.96.12.7:80'));
-    assert.match(await detail.innerText(), /10\.96\.12\.7:80 → 10\.1\.0\.3:8080/);
-    assert.match(await detail.innerText(), /round-robin/);
+    assert.match(await text(detail), /10\.96\.12\.7:80 → 10\.1\.0\.3:8080/);
+    assert.match(await text(detail), /round-robin/);
   });
 });

@@ -10,8 +10,10 @@ export const NODE_H = 46;
 const COL_GAP = 170;
 const ROW_GAP = 44;
 const MARGIN = 30;
-/** above the first row: where arcs of backward edges go */
-const ARC_ROOM = 40;
+/** above the first row: where arcs of backward edges go, with their labels above them */
+const ARC_ROOM = 70;
+/** the labels' two lines above an edge's middle */
+const LABEL_ROOM = 34;
 
 export interface PlacedNode {
   node: MapNode;
@@ -93,13 +95,15 @@ export function layoutMap(nodes: MapNode[], edges: MapEdge[]): MapLayout {
       const x2 = b.x + NODE_W / 2 - 20;
       const y1 = a.y;
       const y2 = b.y;
-      const lift = 36 + Math.abs(x1 - x2) / 6;
-      const top = Math.min(y1, y2) - lift;
+      const y = Math.min(y1, y2);
+      // the curve's peak is a quarter of the way from its ends' height to its control points'
+      const peak = Math.max(LABEL_ROOM, y - 40 - Math.abs(x1 - x2) / 12);
+      const ctrl = y - (y - peak) / 0.75;
       out.push({
         edge: e,
-        path: `M${x1},${y1} C${x1},${top} ${x2},${top} ${x2},${y2}`,
+        path: `M${x1},${y1} C${x1},${ctrl} ${x2},${ctrl} ${x2},${y2}`,
         labelX: (x1 + x2) / 2,
-        labelY: top + 10,
+        labelY: peak,
       });
     }
   }
