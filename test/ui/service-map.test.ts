@@ -2,7 +2,7 @@
 // median RTT) and where the page draws it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { layoutMap } from '../../src/ui/page/map-layout.js';
+import { LABEL_H, layoutMap } from '../../src/ui/page/map-layout.js';
 import { serviceMap } from '../../src/ui/service-map.js';
 import { makeFlow } from './fake-flow-source.js';
 
@@ -88,9 +88,10 @@ describe('service map', () => {
     const cycle = serviceMap([...chain.edges.map(() => makeFlow({ from: c, to: a, time: ago(1) }))], 60, now);
     const all = layoutMap([...chain.nodes], [...chain.edges, ...cycle.edges]);
     assert.equal(all.nodes.length, 3);
+    assert.equal(new Set(all.nodes.map((n) => n.x)).size, 3, 'three columns, not a staircase');
     assert.equal(all.edges.length, 3);
     for (const e of all.edges) assert.match(e.path, /^M[\d.]+,[\d.]+ C/);
-    for (const e of all.edges) assert.ok(e.labelY - 30 > 0, e.path); // the labels' lines are above it
+    for (const e of all.edges) assert.ok(e.labelY - LABEL_H / 2 >= 0, e.path);
     assert.ok(all.nodes.every((n) => n.y > 0 && n.x > 0 && n.x < all.width && n.y < all.height));
     assert.deepEqual(layoutMap([], []).nodes, []);
   });

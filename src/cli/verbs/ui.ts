@@ -7,6 +7,9 @@ import { UiServer } from '../../ui/server.js';
 import type { CliContext } from '../context.js';
 import { DEFAULT_FLOW_INSTANCE, flowSourceFor } from '../flow-source.js';
 
+/** finds the flows of an instance (tests give a fake) */
+export type FlowSourceFor = typeof flowSourceFor;
+
 interface UiOptions {
   listen: ListenAddress;
   instance: string;
@@ -46,7 +49,7 @@ function openInBrowser(url: string, note: (line: string) => void): void {
   child.unref();
 }
 
-export function addUiVerbs(program: Command, ctx: CliContext): void {
+export function addUiVerbs(program: Command, ctx: CliContext, sourceFor: FlowSourceFor = flowSourceFor): void {
   program
     .command('ui')
     .description("serve the web view of flow-monitor's flows: live flow table, service map, a flow's detail")
@@ -58,7 +61,7 @@ export function addUiVerbs(program: Command, ctx: CliContext): void {
       `\nThe page and its API (GET /api/flows, /api/flows/stream, /api/map) take the filters of kbpf flows as parameters.\nIt has no authentication: keep it on a loopback address (default ${DEFAULT_UI_LISTEN}).\nSee docs/web-view.md.`,
     )
     .action(async (opts: UiOptions, c: Command) => {
-      const source = await flowSourceFor(ctx, c, opts.instance);
+      const source = await sourceFor(ctx, c, opts.instance);
       const server = new UiServer({ ...opts.listen, source });
       const url = await server.start();
       ctx.note(`kbpf ui: the flows of ${opts.instance} at ${url} (Ctrl-C stops)`);

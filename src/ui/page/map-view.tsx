@@ -2,14 +2,15 @@
 // workloads as boxes, connections as arrows labelled with their rate, bytes, drops and p50 RTT.
 import type { MapEdge, ServiceMap } from '../service-map.js';
 import { formatBytes, formatRate, formatRtt } from './format.js';
-import { layoutMap, NODE_H, NODE_W } from './map-layout.js';
+import { LABEL_H, LABEL_W, layoutMap, NODE_H, NODE_W } from './map-layout.js';
 
 export const WINDOWS_S = [10, 60, 300, 900];
 
 /** what the edge carries: `TCP 8080 · shop/cart` */
 function edgeSubtitle(e: MapEdge): string {
   const ports = e.ports.length > 3 ? `${e.ports.slice(0, 3).join(', ')}…` : e.ports.join(', ');
-  return [`${e.protocols.join('/')} ${ports}`.trim(), ...e.services].join(' · ');
+  const text = [`${e.protocols.join('/')} ${ports}`.trim(), ...e.services].join(' · ');
+  return text.length > 28 ? `${text.slice(0, 27)}…` : text;
 }
 
 function windowName(s: number): string {
@@ -64,35 +65,46 @@ export function MapView(props: { map?: ServiceMap; error?: string; windowS: numb
                 <path d="M0,0 L10,5 L0,10 z" class="arrow drop" />
               </marker>
             </defs>
-            {layout.edges.map(({ edge: e, path, labelX, labelY }) => {
+            {layout.edges.map(({ edge: e, path }) => {
               const cls = e.drops === 0 ? 'edge' : e.drops === e.flows ? 'edge dropped' : 'edge some-dropped';
               const width = Math.min(6, 1.5 + Math.log10(1 + e.flow_rate * 10));
               return (
-                <g key={e.id} class={cls} data-edge-id={e.id}>
-                  <title>
-                    {`${e.source} → ${e.destination}\nports ${e.ports.join(', ') || '-'} (${e.protocols.join(', ')})${e.services.length ? `\nservices ${e.services.join(', ')}` : ''}${e.drop_reasons.length ? `\ndropped: ${e.drop_reasons.join('; ')}` : ''}`}
-                  </title>
+                <g key={e.id} class={cls} data-edge-line={e.id}>
                   <path
                     d={path}
                     stroke-width={width}
                     marker-end={e.drops === e.flows ? 'url(#arrow-drop)' : 'url(#arrow)'}
                   />
-                  <text x={labelX} y={labelY - 22} class="edge-label">
-                    <tspan class="rate">{formatRate(e.flow_rate)} flows/s</tspan>
-                    <tspan class="bytes"> · {formatBytes(e.bytes)}</tspan>
-                  </text>
-                  <text x={labelX} y={labelY - 8} class="edge-label">
-                    <tspan class={e.drops ? 'drops some' : 'drops'}>
-                      {e.drops} {e.drops === 1 ? 'drop' : 'drops'}
-                    </tspan>
-                    <tspan class="rtt"> · p50 {e.p50_rtt_us === undefined ? '–' : formatRtt(e.p50_rtt_us)}</tspan>
-                  </text>
-                  <text x={labelX} y={labelY + 16} class="edge-label edge-sub">
-                    {edgeSubtitle(e)}
-                  </text>
                 </g>
               );
             })}
+            {layout.edges.map(({ edge: e, labelX: x, labelY: y, anchorX, anchorY }) => (
+              <g key={e.id} class={e.drops ? 'edge-label has-drops' : 'edge-label'} data-edge-id={e.id}>
+                <title>
+                  {`${e.source} → ${e.destination}\nports ${e.ports.join(', ') || '-'} (${e.protocols.join(', ')})${e.services.length ? `\nservices ${e.services.join(', ')}` : ''}${e.drop_reasons.length ? `\ndropped: ${e.drop_reasons.join('; ')}` : ''}`}
+                </title>
+                {Math.abs(y - anchorY) > 2 && (
+                  <>
+                    <line x1={x} y1={y} x2={anchorX} y2={anchorY} class="leader" />
+                    <circle cx={anchorX} cy={anchorY} r="2.5" class="anchor" />
+                  </>
+                )}
+                <rect class="box" x={x - LABEL_W / 2} y={y - LABEL_H / 2} width={LABEL_W} height={LABEL_H} rx="5" />
+                <text x={x} y={y - 9}>
+                  <tspan class="rate">{formatRate(e.flow_rate)} flows/s</tspan>
+                  <tspan class="bytes"> · {formatBytes(e.bytes)}</tspan>
+                </text>
+                <text x={x} y={y + 5}>
+                  <tspan class={e.drops ? 'drops some' : 'drops'}>
+                    {e.drops} {e.drops === 1 ? 'drop' : 'drops'}
+                  </tspan>
+                  <tspan class="rtt"> · p50 {e.p50_rtt_us === undefined ? '–' : formatRtt(e.p50_rtt_us)}</tspan>
+                </text>
+                <text x={x} y={y + 18} class="edge-sub">
+                  {edgeSubtitle(e)}
+                </text>
+              </g>
+            ))}
             {layout.nodes.map(({ node: n, x, y }) => (
               <g key={n.id} class={`node ${n.kind}`} data-node-id={n.id} transform={`translate(${x},${y})`}>
                 <title>{n.id}</title>
