@@ -138,7 +138,7 @@ export class UiServer {
       case '/api/flows':
         return this.json(res, 200, this.recent(filterFromQuery(q), intParam(q, 'last', DEFAULT_LAST, MAX_LAST)));
       case '/api/flows/stream':
-        return this.stream(req, res, filterFromQuery(q), intParam(q, 'last', 0, MAX_LAST));
+        return this.stream(res, filterFromQuery(q), intParam(q, 'last', 0, MAX_LAST));
       case '/api/map': {
         const filter = filterFromQuery(q);
         const window = intParam(q, 'window', DEFAULT_MAP_WINDOW_S, MAX_MAP_WINDOW_S);
@@ -166,11 +166,10 @@ export class UiServer {
     return unfiltered ? all.slice(-last) : all.filter((f) => matchFlow(filter, f)).slice(-last);
   }
 
-  private async stream(req: IncomingMessage, res: ServerResponse, filter: FlowFilter, last: number): Promise<void> {
+  private async stream(res: ServerResponse, filter: FlowFilter, last: number): Promise<void> {
     const ac = new AbortController();
     const abort = (): void => ac.abort();
-    req.on('close', abort);
-    res.on('close', abort);
+    res.on('close', abort); // the client went (or the server closes)
     this.#streams.add(ac);
     res.writeHead(200, {
       ...SECURITY_HEADERS,
@@ -195,6 +194,7 @@ export class UiServer {
     } finally {
       clearInterval(keepAlive);
       this.#streams.delete(ac);
+      res.off('close', abort);
       ac.abort();
       void it.return?.();
       if (!res.writableEnded) res.end();

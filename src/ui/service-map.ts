@@ -51,7 +51,8 @@ export function nodeOf(ep: Endpoint, ip: string): MapNode {
   return { id: `${ns}/${name}`, label: name, namespace: ep.namespace, kind: 'workload' };
 }
 
-function protocolOf(f: Flow): string {
+/** TCP, UDP, ICMPv4, ICMPv6 */
+export function protocolOf(f: Flow): string {
   if (f.l4.TCP) return 'TCP';
   if (f.l4.UDP) return 'UDP';
   if (f.l4.ICMPv4) return 'ICMPv4';

@@ -45,13 +45,7 @@ export function endpointName(ep: Endpoint, ip: string): string {
   return ip;
 }
 
-export function protocolName(f: Flow): string {
-  if (f.l4.TCP) return 'TCP';
-  if (f.l4.UDP) return 'UDP';
-  if (f.l4.ICMPv4) return 'ICMPv4';
-  if (f.l4.ICMPv6) return 'ICMPv6';
-  return '?';
-}
+export { protocolOf as protocolName } from '../service-map.js';
 
 export function ports(f: Flow): { source?: number; destination?: number } {
   const l4 = f.l4.TCP ?? f.l4.UDP;
