@@ -1,8 +1,9 @@
 // The web view in a real browser: Debian's chromium, headless, driven by playwright-core, on the
 // page the build bundled, over a fake FlowSource. The page loads and goes live; a flow added to
 // the source shows in the table through the stream; a filter narrows the table; the map shows the
-// edge with its numbers; a dropped flow's detail shows its reason and policy. A screenshot is saved
-// under the test's temporary directory (its path is printed as a diagnostic).
+// edge with its numbers (and a click on it filters the table); a dropped flow's detail shows its
+// reason and policy. Screenshots are saved under the test's temporary directory (their paths are
+// printed as diagnostics).
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -143,6 +144,14 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
       assert.equal(await page.locator(`g[data-node-id="${n}"]`).count(), 1, n);
     await page.screenshot({ path: join(dir, 'web-view-map.png'), fullPage: true });
     t.diagnostic(`screenshot: ${join(dir, 'web-view-map.png')}`);
+    // a click on an edge shows the flows between its two workloads
+    await page.click('g[data-edge-id="shop/cart->data/redis"]');
+    assert.equal(await page.inputValue('input[name="from-pod"]'), 'shop/cart');
+    assert.equal(await page.inputValue('input[name="to-pod"]'), 'data/redis');
+    await page.waitForFunction(() => document.querySelectorAll('table.flows tbody tr').length === 1);
+    assert.equal(await rows().first().getAttribute('data-flow-id'), 'denied-1');
+    await page.click('button.clear');
+    await page.waitForFunction(() => document.querySelectorAll('table.flows tbody tr').length === 3);
   });
 
   it("shows a dropped flow's reason and policy on click, and saves a screenshot", async (t) => {

@@ -6,8 +6,8 @@ import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Flow, FlowFilter } from '../../../apps/flow-monitor/flow.js';
 import { filterFromQuery, filterToQuery } from '../filter-query.js';
-import type { ServiceMap } from '../service-map.js';
-import { type Draft, draftFromQuery, draftToQuery, FilterBar } from './filter-bar.js';
+import type { MapNode, ServiceMap } from '../service-map.js';
+import { type Draft, draftFromQuery, draftToQuery, EMPTY_DRAFT, FilterBar } from './filter-bar.js';
 import { FlowDetail } from './flow-detail.js';
 import { FlowTable } from './flow-table.js';
 import { MapView } from './map-view.js';
@@ -81,6 +81,25 @@ function useServiceMap(query: string, windowS: number): { map?: ServiceMap; erro
   return state;
 }
 
+/**
+ * The filter of a click on the map: a node's flows, or those from one node to the other. A workload
+ * is its pods (`namespace/workload` as a pod-name prefix); an address without a pod is an address
+ * (alone: as the destination, what such nodes mostly are — DNS, the outside).
+ */
+function pickedDraft(from: MapNode, to?: MapNode): Draft {
+  const text = { ...EMPTY_DRAFT.text };
+  const pods = (n: MapNode): string => `${n.namespace ?? ''}/${n.label}`;
+  const pick = (n: MapNode, pod: string, ip: string): void => {
+    if (n.kind === 'workload') text[pod] = pods(n);
+    else text[ip] = n.id;
+  };
+  if (to) {
+    pick(from, 'from-pod', 'from-ip');
+    pick(to, 'to-pod', 'to-ip');
+  } else pick(from, 'pod', 'to-ip');
+  return { ...EMPTY_DRAFT, text };
+}
+
 function initialFilter(): FlowFilter {
   try {
     return filterFromQuery(new URLSearchParams(location.search));
@@ -132,7 +151,13 @@ function App() {
       </header>
       <FilterBar draft={draft} onChange={setDraft} error={filterError} />
       <main>
-        <MapView map={map.map} error={map.error} windowS={windowS} onWindow={setWindowS} />
+        <MapView
+          map={map.map}
+          error={map.error}
+          windowS={windowS}
+          onWindow={setWindowS}
+          onPick={(from, to) => setDraft(pickedDraft(from, to))}
+        />
         <section class="table" aria-label="flows">
           <h2>Flows</h2>
           <FlowTable flows={flows} selected={selected} onSelect={setSelected} />

@@ -1,6 +1,6 @@
 // The service map, drawn as SVG from the server's map (GET /api/map) with layoutMap's places:
 // workloads as boxes, connections as arrows labelled with their rate, bytes, drops and p50 RTT.
-import type { MapEdge, ServiceMap } from '../service-map.js';
+import type { MapEdge, MapNode, ServiceMap } from '../service-map.js';
 import { formatBytes, formatRate, formatRtt } from './format.js';
 import { LABEL_H, LABEL_W, layoutMap, NODE_H, NODE_W } from './map-layout.js';
 
@@ -13,13 +13,37 @@ function edgeSubtitle(e: MapEdge): string {
   return text.length > 28 ? `${text.slice(0, 27)}…` : text;
 }
 
+/** What makes an SVG group a button: a click, or Enter / Space when it has the focus. */
+function pressable(press: () => void) {
+  return {
+    role: 'button' as const,
+    tabIndex: 0,
+    onClick: press,
+    onKeyDown: (e: KeyboardEvent) => {
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        press();
+      }
+    },
+  };
+}
+
 function windowName(s: number): string {
   return s < 60 ? `${s} s` : `${s / 60} min`;
 }
 
-export function MapView(props: { map?: ServiceMap; error?: string; windowS: number; onWindow: (s: number) => void }) {
+export function MapView(props: {
+  map?: ServiceMap;
+  error?: string;
+  windowS: number;
+  onWindow: (s: number) => void;
+  /** a click on a node (edge absent: its flows) or an edge (the flows between its two nodes) */
+  onPick: (from: MapNode, to?: MapNode) => void;
+}) {
   const m = props.map;
   const layout = m && layoutMap(m.nodes, m.edges);
+  const node = new Map(m?.nodes.map((n) => [n.id, n]));
+  const pickEdge = (e: MapEdge): void => props.onPick(node.get(e.source)!, node.get(e.destination)!);
   return (
     <section class="map" aria-label="service map">
       <header>
@@ -79,7 +103,12 @@ export function MapView(props: { map?: ServiceMap; error?: string; windowS: numb
               );
             })}
             {layout.edges.map(({ edge: e, labelX: x, labelY: y, anchorX, anchorY }) => (
-              <g key={e.id} class={e.drops ? 'edge-label has-drops' : 'edge-label'} data-edge-id={e.id}>
+              <g
+                key={e.id}
+                class={e.drops ? 'edge-label has-drops' : 'edge-label'}
+                data-edge-id={e.id}
+                {...pressable(() => pickEdge(e))}
+              >
                 <title>
                   {`${e.source} → ${e.destination}\nports ${e.ports.join(', ') || '-'} (${e.protocols.join(', ')})${e.services.length ? `\nservices ${e.services.join(', ')}` : ''}${e.drop_reasons.length ? `\ndropped: ${e.drop_reasons.join('; ')}` : ''}`}
                 </title>
@@ -106,7 +135,13 @@ export function MapView(props: { map?: ServiceMap; error?: string; windowS: numb
               </g>
             ))}
             {layout.nodes.map(({ node: n, x, y }) => (
-              <g key={n.id} class={`node ${n.kind}`} data-node-id={n.id} transform={`translate(${x},${y})`}>
+              <g
+                key={n.id}
+                class={`node ${n.kind}`}
+                data-node-id={n.id}
+                transform={`translate(${x},${y})`}
+                {...pressable(() => props.onPick(n))}
+              >
                 <title>{n.id}</title>
                 <rect width={NODE_W} height={NODE_H} rx="8" />
                 <text x={NODE_W / 2} y={n.namespace ? 20 : 28} class="node-name">
