@@ -141,12 +141,15 @@ export function layoutMap(nodes: MapNode[], edges: MapEdge[]): MapLayout {
   orderColumns(byCol, dag);
   const rows = Math.max(1, ...[...byCol.values()].map((l) => l.length));
   const cols = Math.max(1, byCol.size === 0 ? 1 : Math.max(...byCol.keys()) + 1);
-  let height = MARGIN * 2 + rows * NODE_H + (rows - 1) * ROW_GAP + ARC_ROOM;
+  // room above the rows only for the arcs of edges that go back (or stay in their column)
+  const arcs = edges.some((e) => (col.get(e.destination) ?? 0) <= (col.get(e.source) ?? 0));
+  const arcRoom = arcs ? ARC_ROOM : 0;
+  let height = MARGIN * 2 + rows * NODE_H + (rows - 1) * ROW_GAP + arcRoom;
   const width = MARGIN * 2 + cols * NODE_W + (cols - 1) * COL_GAP;
   const placed = new Map<string, PlacedNode>();
   for (const [c, list] of byCol) {
     const colH = list.length * NODE_H + (list.length - 1) * ROW_GAP;
-    const top = ARC_ROOM + (height - ARC_ROOM - colH) / 2;
+    const top = arcRoom + (height - arcRoom - colH) / 2;
     list.forEach((n, i) => {
       placed.set(n.id, { node: n, x: MARGIN + c * (NODE_W + COL_GAP), y: top + i * (NODE_H + ROW_GAP) });
     });
