@@ -14,6 +14,7 @@ import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
 import { addPackageVerbs } from './verbs/packages.js';
 import { addTrustVerbs } from './verbs/trust.js';
+import { addUiVerbs } from './verbs/ui.js';
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('kbpf');
@@ -42,6 +43,7 @@ export function buildProgram(io: CliIo): Command {
   addInstanceVerbs(program, ctx);
   addLogVerbs(program, ctx);
   addNodeVerbs(program, ctx);
+  addUiVerbs(program, ctx);
   return program;
 }
 

@@ -1,9 +1,14 @@
 // `kbpf-controller`: the controller Deployment's process. Only the replica holding the Lease
-// reconciles; the others stand by.
+// reconciles; the others stand by. With `--ui-listen HOST:PORT` every replica also serves the web
+// view (read-only) of the cluster's flows; on a loopback address (the default port's 127.0.0.1)
+// it is reached with `kubectl port-forward`.
 import { hostname } from 'node:os';
+import { parseListen } from '../../ui/listen.js';
+import { UiServer } from '../../ui/server.js';
 import { DEFAULT_NAMESPACE, LEASE_NAME } from '../api.js';
 import { connect } from '../kube.js';
 import { Controller } from './controller.js';
+import { clusterFlowSource } from './flow-source.js';
 import { LeaderElector } from './leader.js';
 
 function arg(name: string): string | undefined {
@@ -35,10 +40,16 @@ export async function main(): Promise<void> {
     onStarted: () => void controller.start().catch((e) => log(`start: ${(e as Error).message}`)),
     onStopped: () => controller.stop(),
   });
+  const uiListen = arg('ui-listen');
+  let ui: UiServer | undefined;
+  if (uiListen) {
+    ui = new UiServer({ ...parseListen(uiListen, '--ui-listen'), source: await clusterFlowSource(kube, namespace) });
+    log(`web view at ${await ui.start()}`);
+  }
   elector.start();
   const stop = (): void => {
     controller.stop();
-    void elector.stop().finally(() => process.exit(0));
+    void Promise.all([elector.stop(), ui?.close()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
