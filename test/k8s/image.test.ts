@@ -7,15 +7,15 @@
 // it to its node's cgroup, reports Running, and removes it again when the deployment goes.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { API_VERSION, type BpfDeployment, instanceReady, LEASE_NAME, PLURAL } from '../../src/k8s/api.js';
 import { bpftoolShow, type KernelIds, kernelIds, leftSince } from '../../testbed/kernel.js';
 import { missingRegistryTools } from '../package/helpers.js';
-import { loadYaml, ROOT, TestCluster } from './harness.js';
-import { type PodSpec, podman, podmanRunArgs, podmanUnavailable } from './podman.js';
+import { loadYaml, ROOT, TestCluster, type TestNode } from './harness.js';
+import { forKubePlay, KUBE_PLAY_CONF, type PodSpec, podman, podmanRunArgs, podmanUnavailable } from './podman.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const AGENT_IMAGE = `localhost/kbpf/kbpf:${VERSION}`;
@@ -28,13 +28,31 @@ const tools = ['podman', 'runc', 'mmdebstrap', 'skopeo'].filter(
 const missing = [...tools, ...missingRegistryTools().filter((m) => m === 'docker-registry')];
 const skip = missing.length ? `needs ${missing.join(', ')} (Debian packages)` : false;
 
+interface Workload {
+  metadata: { name: string; labels?: Record<string, string> };
+  spec: {
+    replicas?: number;
+    template: { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
+  };
+}
+
+function manifest(file: string): Workload {
+  return loadYaml(join(ROOT, 'deploy', file))[0] as unknown as Workload;
+}
+
 function podSpec(file: string): PodSpec {
-  const doc = loadYaml(join(ROOT, 'deploy', file))[0] as { spec: { template: { spec: PodSpec } } };
-  return doc.spec.template.spec;
+  return manifest(file).spec.template.spec;
 }
 
 /** The container's main process, from the host: its uid, effective capabilities, no_new_privs, and its root mount. */
-function processOf(name: string): { uid: number; capEff: bigint; noNewPrivs: boolean; rootReadOnly: boolean } {
+function processOf(name: string): {
+  uid: number;
+  capEff: bigint;
+  noNewPrivs: boolean;
+  rootReadOnly: boolean;
+  /** under a seccomp filter */
+  seccomp: boolean;
+} {
   const pid = execFileSync('podman', ['inspect', '--format', '{{.State.Pid}}', name], { encoding: 'utf8' }).trim();
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (k: string) => new RegExp(`^${k}:\\s+(\\S+)`, 'm').exec(status)?.[1] ?? '';
@@ -45,15 +63,28 @@ function processOf(name: string): { uid: number; capEff: bigint; noNewPrivs: boo
     uid: Number(field('Uid')),
     capEff: BigInt(`0x${field('CapEff')}`),
     noNewPrivs: field('NoNewPrivs') === '1',
+    seccomp: field('Seccomp') === '2',
     rootReadOnly: !!root && root.split(' ')[5]!.split(',').includes('ro'),
   };
 }
 
 const CAP = { NET_ADMIN: 12n, PERFMON: 38n, BPF: 39n };
+const AGENT_CAPS = (1n << CAP.BPF) | (1n << CAP.PERFMON) | (1n << CAP.NET_ADMIN);
+
+/** The DaemonSet's args with this test's bpffs dir (on a shared machine) and a free log port, and the kubeconfig. */
+function agentArgs(bpffsDir: string): (a: string[]) => string[] {
+  const replace = (a: string[], flag: string, value: string) => a.map((x, i) => (a[i - 1] === flag ? value : x));
+  return (a) => [
+    ...replace(replace(a, '--bpffs-dir', bpffsDir), '--logs-address', '127.0.0.1:0'),
+    '--kubeconfig',
+    KUBECONFIG_IN_POD,
+  ];
+}
 
 describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
   const c = new TestCluster();
   const containers: string[] = [];
+  const played: string[] = [];
   let refs: Record<string, string>;
   let built = '';
   let cannotRun: string | undefined;
@@ -66,6 +97,52 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
     containers.push(name);
     const r = await podman(args);
     assert.equal(r.code, 0, `podman ${args.join(' ')}: ${r.stderr}`);
+  };
+
+  /**
+   * The agent in `container` runs a deployment of tcpconnect on `node`: pulled by digest, loaded
+   * into this kernel, pinned, attached to the node's cgroup, reported Running with its log
+   * endpoint; and once the deployment is deleted nothing of it is left in the kernel.
+   */
+  const servesDeployment = async (deployment: string, node: TestNode, container: string): Promise<void> => {
+    const d: BpfDeployment = {
+      apiVersion: API_VERSION,
+      kind: 'BpfDeployment',
+      metadata: { name: deployment },
+      spec: { package: { image: refs['tcpconnect:1.0.0']! }, nodeNames: [node.name] },
+    };
+    await c.api.create(PLURAL.deployments, d);
+    const [ni] = await c
+      .until(
+        `the agent container ${container} runs ${deployment}`,
+        async () => {
+          const l = await c.instances(deployment);
+          if (spawnSync('podman', ['container', 'exists', container]).status !== 0) throw new Error(logsOf(container));
+          return l.length === 1 && instanceReady(l[0]!) && l;
+        },
+        90_000,
+      )
+      .catch((e: Error) => {
+        throw new Error(`${e.message}\n--- agent container:\n${logsOf(container)}`);
+      });
+    const ids = (ni!.status!.programs ?? []).map((x) => x.progId!).filter(Boolean);
+    assert.equal(ids.length, 1, JSON.stringify(ni!.status));
+    assert.ok(
+      bpftoolShow('prog').some((x) => x.id === ids[0]),
+      `program ${ids[0]} is in the host kernel`,
+    );
+    assert.ok(existsSync(join(node.bpffsDir, deployment)), `pinned in the host's bpffs under ${node.bpffsDir}`);
+    const attached = execFileSync('bpftool', ['-j', 'cgroup', 'show', node.cgroup], { encoding: 'utf8' });
+    assert.ok(
+      (JSON.parse(attached || '[]') as { id: number }[]).some((x) => x.id === ids[0]),
+      `attached to the node's cgroup ${node.cgroup}`,
+    );
+    assert.match(ni!.status!.logs?.url ?? '', /^http:\/\/127\.0\.0\.1:\d+$/, 'serves its event logs');
+
+    await c.api.delete(PLURAL.deployments, deployment);
+    await c.until('the instance is gone', async () => (await c.instances(deployment)).length === 0, 30_000);
+    const left = await leftSince(before0);
+    assert.deepEqual(left, { prog: [], map: [], link: [] }, 'nothing of it is left in the kernel');
   };
 
   before(async () => {
@@ -93,6 +170,7 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
   });
 
   after(async () => {
+    for (const file of played.reverse()) await podman(['kube', 'down', file]);
     for (const name of containers.reverse()) await podman(['rm', '-f', '-t', '5', name]);
     await c.stop();
     rmSync(stateDir, { recursive: true, force: true });
@@ -136,6 +214,7 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
     assert.equal(p.capEff, 0n, 'no capabilities');
     assert.ok(p.noNewPrivs, 'no privilege escalation');
     assert.ok(p.rootReadOnly, 'read-only root file system');
+    assert.ok(p.seccomp, 'the runtime default seccomp profile');
   });
 
   it("runs the agent image with exactly the DaemonSet's securityContext: loads a deployment into the kernel and reports it", async (t) => {
@@ -146,7 +225,6 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
       body: { metadata: { name: 'kbpf-logs-token' }, data: { token: Buffer.from('t0ken').toString('base64') } },
     });
     const name = `${c.id}-agent`;
-    const replace = (a: string[], flag: string, value: string) => a.map((x, i) => (a[i - 1] === flag ? value : x));
     await start(
       name,
       podmanRunArgs(podSpec('agent-daemonset.yaml'), {
@@ -155,11 +233,7 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
         fields: { 'spec.nodeName': node.name, 'status.hostIP': '127.0.0.1', 'metadata.namespace': 'kbpf-system' },
         // the node's own directories on this shared machine, where the DaemonSet names the host's
         hostPaths: { state: stateDir, cgroup: node.cgroup },
-        args: (a) => [
-          ...replace(replace(a, '--bpffs-dir', node.bpffsDir), '--logs-address', '127.0.0.1:0'),
-          '--kubeconfig',
-          KUBECONFIG_IN_POD,
-        ],
+        args: agentArgs(node.bpffsDir),
         extraMounts: [`${c.kubeconfig}:${KUBECONFIG_IN_POD}:ro`],
       }),
     );
@@ -173,43 +247,91 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
     assert.ok(p.noNewPrivs, 'no privilege escalation');
     assert.ok(p.rootReadOnly, 'read-only root file system');
 
-    const d: BpfDeployment = {
-      apiVersion: API_VERSION,
-      kind: 'BpfDeployment',
-      metadata: { name: 'image-conn' },
-      spec: { package: { image: refs['tcpconnect:1.0.0']! } },
-    };
-    await c.api.create(PLURAL.deployments, d);
-    const [ni] = await c
-      .until(
-        'the agent container runs image-conn',
-        async () => {
-          const l = await c.instances('image-conn');
-          if (spawnSync('podman', ['container', 'exists', name]).status !== 0) throw new Error(logsOf(name));
-          return l.length === 1 && instanceReady(l[0]!) && l;
-        },
-        90_000,
-      )
-      .catch((e: Error) => {
-        throw new Error(`${e.message}\n--- agent container:\n${logsOf(name)}`);
-      });
-    const ids = (ni!.status!.programs ?? []).map((x) => x.progId!).filter(Boolean);
-    assert.equal(ids.length, 1, JSON.stringify(ni!.status));
-    assert.ok(
-      bpftoolShow('prog').some((x) => x.id === ids[0]),
-      `program ${ids[0]} is in the host kernel`,
-    );
-    assert.ok(existsSync(join(node.bpffsDir, 'image-conn')), `pinned in the host's bpffs under ${node.bpffsDir}`);
-    const attached = execFileSync('bpftool', ['-j', 'cgroup', 'show', node.cgroup], { encoding: 'utf8' });
-    assert.ok(
-      (JSON.parse(attached || '[]') as { id: number }[]).some((x) => x.id === ids[0]),
-      `attached to the node's cgroup ${node.cgroup}`,
-    );
-    assert.match(ni!.status!.logs?.url ?? '', /^http:\/\/127\.0\.0\.1:\d+$/, 'serves its event logs');
+    await servesDeployment('image-conn', node, name);
+  });
 
-    await c.api.delete(PLURAL.deployments, 'image-conn');
-    await c.until('the instance is gone', async () => (await c.instances('image-conn')).length === 0, 30_000);
-    const left = await leftSince(before0);
-    assert.deepEqual(left, { prog: [], map: [], link: [] }, 'nothing of it is left in the kernel');
+  it("podman kube play runs the rendered controller Deployment and the DaemonSet's pod the same way", async (t) => {
+    if (cannotRun) return t.skip(cannotRun);
+    // podman 4.3 plays Pods and Deployments, not DaemonSets: the agent runs as the Pod a DaemonSet
+    // controller makes of its template; the images under the manifests' name, as a release publishes
+    const published = manifest('agent-daemonset.yaml').spec.template.spec.containers[0]!.image;
+    assert.equal(published, manifest('controller-deployment.yaml').spec.template.spec.containers[0]!.image);
+    assert.equal((await podman(['tag', AGENT_IMAGE, published])).code, 0);
+    t.after(() => podman(['untag', published]));
+    const node = await c.addNode('play-node');
+    const conf = join(c.dir, 'containers.conf');
+    writeFileSync(conf, KUBE_PLAY_CONF);
+    const kubeconfig = { host: c.kubeconfig, inPod: KUBECONFIG_IN_POD };
+    const play = async (file: string, doc: object, flags: string[] = []): Promise<void> => {
+      writeFileSync(file, JSON.stringify(doc));
+      played.push(file);
+      const r = await new Promise<{ code: number | null; text: string }>((resolve) => {
+        const p = spawn('podman', ['kube', 'play', ...flags, file], {
+          env: { ...process.env, CONTAINERS_CONF: conf },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let text = '';
+        p.stdout.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        p.stderr.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        p.on('exit', (code) => resolve({ code, text }));
+      });
+      assert.equal(r.code, 0, `podman kube play ${file}: ${r.text}`);
+    };
+
+    // the controller Deployment as rendered (one replica), in place of the one started above
+    for (const name of containers.splice(0)) await podman(['rm', '-f', '-t', '10', name]);
+    const ctl = manifest('controller-deployment.yaml');
+    ctl.spec.replicas = 1;
+    const ctlPlay = forKubePlay(ctl.spec.template.spec, {
+      fields: { 'metadata.namespace': 'kbpf-system' },
+      args: (a) => [...a, '--kubeconfig', KUBECONFIG_IN_POD],
+      kubeconfig,
+    });
+    ctl.spec.template = {
+      metadata: { ...ctl.spec.template.metadata, annotations: ctlPlay.annotations },
+      spec: ctlPlay.spec,
+    };
+    // the test's API server is on the host's loopback: the controller joins the host's network
+    await play(join(c.dir, 'controller.json'), ctl, ['--network', 'host']);
+    const ctlContainer = `${ctl.metadata.name}-pod-0-controller`;
+    const lease = await c.until('the played controller leads', async () => {
+      const l = await c.kube.coordination
+        .readNamespacedLease({ name: LEASE_NAME, namespace: 'kbpf-system' })
+        .catch(() => undefined);
+      return l?.spec?.holderIdentity?.startsWith(ctl.metadata.name) && l;
+    });
+    assert.ok(lease.spec!.holderIdentity, 'identity from the downward API (metadata.name)');
+    const cp = processOf(ctlContainer);
+    assert.deepEqual([cp.uid, cp.capEff, cp.noNewPrivs, cp.rootReadOnly, cp.seccomp], [65532, 0n, true, true, true]);
+
+    const ds = manifest('agent-daemonset.yaml');
+    const agentPlay = forKubePlay(ds.spec.template.spec, {
+      fields: { 'spec.nodeName': node.name, 'status.hostIP': '127.0.0.1', 'metadata.namespace': 'kbpf-system' },
+      hostPaths: { state: mkdtempSync(join(c.dir, 'state-')), cgroup: node.cgroup },
+      args: agentArgs(node.bpffsDir),
+      kubeconfig,
+    });
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: `${ds.metadata.name}-${node.name}`,
+        labels: ds.spec.template.metadata.labels,
+        annotations: agentPlay.annotations,
+      },
+      spec: { ...agentPlay.spec, nodeName: node.name },
+    };
+    await play(join(c.dir, 'agent.json'), pod); // hostNetwork: true, as declared
+    const agentContainer = `${pod.metadata.name}-agent`;
+    const ap = processOf(agentContainer);
+    assert.deepEqual(
+      [ap.uid, ap.capEff, ap.noNewPrivs, ap.rootReadOnly, ap.seccomp],
+      [0, AGENT_CAPS, true, true, false],
+    );
+    await servesDeployment('play-conn', node, agentContainer);
   });
 });

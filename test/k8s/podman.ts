@@ -29,6 +29,7 @@ interface Container {
   securityContext?: SecurityContext;
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string }[];
   resources?: { limits?: { memory?: string } };
+  ports?: { containerPort: number; name?: string; protocol?: string }[];
 }
 
 export interface PodSpec {
@@ -127,4 +128,52 @@ export function podmanUnavailable(image: string): string | undefined {
   );
   if (r.status === 0 && /^v20\./.test(r.stdout)) return undefined;
   return `podman cannot run a container here: ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').at(-1)}`;
+}
+
+/** containers.conf for `podman kube play`, which takes no --runtime or --ulimit: runc and the rlimits above. */
+export const KUBE_PLAY_CONF = [
+  '[containers]',
+  `default_ulimits = [${ULIMITS.filter((_, i) => i % 2 === 1)
+    .map((u) => JSON.stringify(u))
+    .join(', ')}]`,
+  '[engine]',
+  'runtime = "runc"',
+  '',
+].join('\n');
+
+export interface KubePlayOptions extends Pick<RunOptions, 'fields' | 'hostPaths' | 'args'> {
+  /** the kubeconfig a kubelet's service account volume stands for: host file, path in the pod */
+  kubeconfig: { host: string; inPod: string };
+}
+
+/**
+ * A pod spec as a kubelet would hand it to the runtime, for `podman kube play`: fieldRef env
+ * values filled in (podman 4.3 resolves only metadata.name), the test's host paths, the args
+ * edited, the kubeconfig mounted, no port declarations on the host network, and the seccomp
+ * profile also as the annotation podman reads. Nothing of the securityContext changes.
+ */
+export function forKubePlay(pod: PodSpec, o: KubePlayOptions): { spec: PodSpec; annotations: Record<string, string> } {
+  const p = structuredClone(pod);
+  const c = p.containers[0]!;
+  for (const e of c.env ?? []) {
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    if (field === undefined || field === 'metadata.name') continue;
+    e.value = o.fields[field];
+    delete e.valueFrom;
+  }
+  for (const v of p.volumes ?? []) if (v.hostPath && o.hostPaths?.[v.name]) v.hostPath.path = o.hostPaths[v.name]!;
+  c.args = [...(o.args ?? ((a: string[]) => a))(c.args ?? [])];
+  // with hostNetwork a containerPort maps nothing (Kubernetes only records it); podman 4.3 refuses
+  // port mappings on the host network, so they go
+  if (p.hostNetwork) delete c.ports;
+  c.volumeMounts = [...(c.volumeMounts ?? []), { name: 'kubeconfig', mountPath: o.kubeconfig.inPod, readOnly: true }];
+  p.volumes = [...(p.volumes ?? []), { name: 'kubeconfig', hostPath: { path: o.kubeconfig.host } }];
+  // podman 4.3 reads the seccomp profile from the annotation Kubernetes had before the field
+  // (and ignores securityContext.seccompProfile): the same declaration, spelt the old way
+  const seccomp = c.securityContext?.seccompProfile?.type ?? p.securityContext?.seccompProfile?.type;
+  const annotations: Record<string, string> = {};
+  if (seccomp === 'Unconfined') annotations[`container.seccomp.security.alpha.kubernetes.io/${c.name}`] = 'unconfined';
+  if (seccomp === 'RuntimeDefault')
+    annotations[`container.seccomp.security.alpha.kubernetes.io/${c.name}`] = 'runtime/default';
+  return { spec: p, annotations };
 }
