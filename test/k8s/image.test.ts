@@ -257,7 +257,8 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
     const published = manifest('agent-daemonset.yaml').spec.template.spec.containers[0]!.image;
     assert.equal(published, manifest('controller-deployment.yaml').spec.template.spec.containers[0]!.image);
     assert.equal((await podman(['tag', AGENT_IMAGE, published])).code, 0);
-    t.after(() => podman(['untag', published]));
+    // only that name (without one, untag removes every name of the image)
+    t.after(() => podman(['untag', published, published]));
     const node = await c.addNode('play-node');
     const conf = join(c.dir, 'containers.conf');
     writeFileSync(conf, KUBE_PLAY_CONF);

@@ -123,7 +123,7 @@ export class NodeReconciler {
     // the policy in force changes as its ConfigMap does (and is checked before each load)
     this.#trust = new TrustPolicyWatch(this.opts.kube, this.opts.namespace, {
       log: this.#log,
-      onChange: () => void this.refreshTrust(),
+      onChange: () => void this.refreshTrust().catch((e) => this.#log(`trust policy: ${errorText(e)}`)),
     });
     await this.#trust.start();
     await this.refreshTrust();
