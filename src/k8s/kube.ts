@@ -15,6 +15,11 @@ export function connect(kubeconfig?: string): Kube {
   const kc = new k8s.KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
+  return kubeOf(kc);
+}
+
+/** The clients of a loaded KubeConfig. */
+export function kubeOf(kc: k8s.KubeConfig): Kube {
   return {
     kc,
     custom: kc.makeApiClient(k8s.CustomObjectsApi),
@@ -126,16 +131,19 @@ export class KbpfApi {
 
   /**
    * Read-modify-write with optimistic concurrency: `edit` gets the newest object and returns the
-   * new one (or undefined for no change); a 409 Conflict reads again and retries.
+   * new one (or undefined for no change); a 409 Conflict reads again and retries. With `from` (a
+   * reconciler's cached copy) the first attempt edits that instead of reading it: one request
+   * when the cache is current, none when `edit` changes nothing, and a stale cache costs a
+   * Conflict and a read.
    */
   async update<P extends Plural>(
     plural: P,
     name: string,
     edit: (o: KindMap[P]) => KindMap[P] | undefined,
-    opts: { status?: boolean } = {},
+    opts: { status?: boolean; from?: KindMap[P] } = {},
   ): Promise<KindMap[P] | undefined> {
     for (let attempt = 0; ; attempt++) {
-      const cur = await this.get(plural, name);
+      const cur = attempt === 0 && opts.from ? opts.from : await this.get(plural, name);
       if (!cur) return undefined;
       const next = edit(structuredClone(cur));
       if (!next) return cur;

@@ -42,7 +42,7 @@ import { finalize } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { type Change, Store } from '../runtime/store.js';
 import { apiListWatch, type ListWatch, type WatchEvent, Watcher } from '../runtime/watcher.js';
-import { type ClusterTrustPolicy, readClusterTrustPolicy } from '../trust-policy.js';
+import { type ClusterTrustPolicy, TrustPolicyWatch } from '../trust-policy.js';
 import {
   deploymentsForNode,
   deploymentsOfOwned,
@@ -87,10 +87,13 @@ export class Controller {
   #watchers: Watcher<{ metadata: NodeLike['metadata'] }>[] = [];
   #deploymentQueue?: WorkQueue<string>;
   #finalizerQueue?: WorkQueue<string>;
+  #trust?: TrustPolicyWatch;
   #stopped = false;
   /** the last error logged per key, so a failure that repeats is logged once */
   readonly #lastError = new Map<string, string>();
   readonly #log: (msg: string) => void;
+  /** reconciles so far, per deployment (what a change cost: the cluster benchmark reads it) */
+  readonly reconciles = new Map<string, number>();
 
   constructor(readonly opts: ControllerOptions) {
     this.api = new KbpfApi(opts.kube);
@@ -197,8 +200,17 @@ export class Controller {
       ),
     ];
     this.#watchers = watchers as Watcher<{ metadata: NodeLike['metadata'] }>[];
+    // a new trust policy may let a deployment go on, or stop it: every deployment is looked at again
+    this.#trust = this.opts.trustPolicy
+      ? undefined
+      : new TrustPolicyWatch(this.opts.kube, this.opts.namespace, {
+          log: this.#log,
+          onChange: () => {
+            for (const name of caches.deployments.keys()) deployments.add(name);
+          },
+        });
     // decide nothing before every cache is complete (a missing Node would look deleted)
-    await Promise.all(watchers.map((w) => w.start()));
+    await Promise.all([...watchers.map((w) => w.start()), this.#trust?.start()]);
     if (this.#stopped) return;
     deployments.start();
     finalizers.start();
@@ -207,6 +219,7 @@ export class Controller {
   stop(): void {
     this.#stopped = true;
     for (const w of this.#watchers) w.stop();
+    this.#trust?.stop();
     void this.#deploymentQueue?.stop();
     void this.#finalizerQueue?.stop();
   }
@@ -306,7 +319,7 @@ export class Controller {
   private async untrusted(d: BpfDeployment, rev: BpfRevision): Promise<string | undefined> {
     let cluster: ClusterTrustPolicy | undefined;
     try {
-      cluster = await (this.opts.trustPolicy ?? (() => readClusterTrustPolicy(this.opts.kube, this.opts.namespace)))();
+      cluster = await (this.opts.trustPolicy ? this.opts.trustPolicy() : this.#trust!.read());
     } catch (e) {
       return `the trust policy cannot be read, so nothing is trusted: ${errorText(e)}`;
     }
@@ -367,6 +380,7 @@ export class Controller {
 
   private async reconcileDeployment(name: string): Promise<Action | undefined> {
     if (this.#stopped) return undefined;
+    this.reconciles.set(name, (this.reconciles.get(name) ?? 0) + 1);
     const d = this.#caches.deployments.get(name);
     if (!d || d.metadata.deletionTimestamp) return undefined; // owned objects go by garbage collection
     const uid = d.metadata.uid;
@@ -429,7 +443,9 @@ export class Controller {
       for (const ni of plan.move) {
         this.#log(`${name}: node ${ni.spec.nodeName} to revision ${update.revision}`);
         const spec = this.desiredSpec(d, ni.spec.nodeName, update);
-        const moved = await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => ({ ...o, spec }));
+        const moved = await this.api.update(PLURAL.nodeInstances, ni.metadata.name, (o) => ({ ...o, spec }), {
+          from: ni,
+        });
         if (moved) this.#caches.instances.observe(moved);
       }
     }
@@ -545,7 +561,7 @@ export class Controller {
       conditions,
     };
     if (canonicalJson(status) === canonicalJson(d.status ?? {})) return;
-    await this.api.update(
+    const written = await this.api.update(
       PLURAL.deployments,
       dname,
       (o) => {
@@ -556,7 +572,8 @@ export class Controller {
         o.status = status;
         return o;
       },
-      { status: true },
+      { status: true, from: d },
     );
+    if (written && written !== d) this.#caches.deployments.observe(written);
   }
 }

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { parseListen } from '../../ui/listen.js';
 import { UiServer } from '../../ui/server.js';
 import { DEFAULT_NAMESPACE, LEASE_NAME } from '../api.js';
-import { connect } from '../kube.js';
+import { connect, type Kube } from '../kube.js';
 import { Controller } from './controller.js';
 import { clusterFlowSource } from './flow-source.js';
 import { LeaderElector } from './leader.js';
@@ -16,29 +16,60 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+export interface ControllerProcessOptions {
+  kube: Kube;
+  namespace: string;
+  identity: string;
+  log: (msg: string) => void;
+  resyncMs?: number;
+  leaseSeconds?: number;
+  insecureRegistries?: string[];
+}
+
+/** The controller under leader election, as the Deployment's process runs it (the cluster benchmark too). */
+export function runController(o: ControllerProcessOptions): { controller: Controller; stop(): Promise<void> } {
+  const controller = new Controller({
+    kube: o.kube,
+    namespace: o.namespace,
+    log: o.log,
+    resyncMs: o.resyncMs ?? 10_000,
+    insecureRegistries: o.insecureRegistries ?? [],
+  });
+  const elector = new LeaderElector({
+    kube: o.kube,
+    namespace: o.namespace,
+    name: LEASE_NAME,
+    identity: o.identity,
+    log: o.log,
+    leaseDurationSeconds: o.leaseSeconds ?? 15,
+    onStarted: () => void controller.start().catch((e) => o.log(`start: ${(e as Error).message}`)),
+    onStopped: () => controller.stop(),
+  });
+  elector.start();
+  return {
+    controller,
+    stop: () => {
+      controller.stop();
+      return elector.stop();
+    },
+  };
+}
+
 export async function main(): Promise<void> {
+  const identity = arg('identity') ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   const kube = connect(arg('kubeconfig'));
   const namespace = arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE;
-  const identity = arg('identity') ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   const log = (m: string): void => void process.stderr.write(`kbpf controller ${identity}: ${m}\n`);
-  const controller = new Controller({
+  const running = runController({
     kube,
     namespace,
+    identity,
     log,
     resyncMs: Number(arg('resync-ms') ?? 10_000),
+    leaseSeconds: Number(arg('lease-seconds') ?? 15),
     insecureRegistries: process.argv.flatMap((a, i) =>
       a === '--insecure-registry' && process.argv[i + 1] ? [process.argv[i + 1]!] : [],
     ),
-  });
-  const elector = new LeaderElector({
-    kube,
-    namespace,
-    name: LEASE_NAME,
-    identity,
-    log,
-    leaseDurationSeconds: Number(arg('lease-seconds') ?? 15),
-    onStarted: () => void controller.start().catch((e) => log(`start: ${(e as Error).message}`)),
-    onStopped: () => controller.stop(),
   });
   const uiListen = arg('ui-listen');
   let ui: UiServer | undefined;
@@ -46,10 +77,8 @@ export async function main(): Promise<void> {
     ui = new UiServer({ ...parseListen(uiListen, '--ui-listen'), source: await clusterFlowSource(kube, namespace) });
     log(`web view at ${await ui.start()}`);
   }
-  elector.start();
   const stop = (): void => {
-    controller.stop();
-    void Promise.all([elector.stop(), ui?.close()]).finally(() => process.exit(0));
+    void Promise.all([running.stop(), ui?.close()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -45,8 +45,9 @@ import { finalize, type Update } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { Store } from '../runtime/store.js';
 import { apiListWatch, Watcher } from '../runtime/watcher.js';
-import { type ClusterTrustPolicy, readClusterTrustPolicy } from '../trust-policy.js';
+import { type ClusterTrustPolicy, TrustPolicyWatch } from '../trust-policy.js';
 import { NodeLogsServer } from './logs-server.js';
+import type { NodeAgent } from './node-agent.js';
 
 export interface NodeReconcilerOptions {
   nodeName: string;
@@ -76,6 +77,8 @@ export interface NodeReconcilerOptions {
   };
   /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
   insecureRegistries?: string[];
+  /** the node's agent (default: a real `Agent` on `paths`) */
+  agent?: NodeAgent;
 }
 
 /** The agent's instance as the reconciler needs it: its status and the attach points of its revision. */
@@ -85,12 +88,13 @@ interface Local {
 }
 
 export class NodeReconciler {
-  readonly agent: Agent;
+  readonly agent: NodeAgent;
   readonly api: KbpfApi;
   #instances = this.newStore();
   #watcher?: Watcher<BpfNodeInstance>;
   #queue?: WorkQueue<string>;
   #sweep?: NodeJS.Timeout;
+  #trust?: TrustPolicyWatch;
   #stopped = false;
   /** a generation that failed, per instance: not retried until the spec changes or `retryAt` */
   readonly #failed = new Map<string, { generation: number; retryAt: number }>();
@@ -100,11 +104,13 @@ export class NodeReconciler {
   readonly #resyncMs: number;
   #logsServer?: NodeLogsServer;
   #logsEndpoint?: NodeLogsEndpoint;
+  /** reconciles so far, per deployment (what a change cost: the cluster benchmark reads it) */
+  readonly reconciles = new Map<string, number>();
 
   constructor(readonly opts: NodeReconcilerOptions) {
     this.#log = opts.log ?? ((m) => process.stderr.write(`kbpf node ${opts.nodeName}: ${m}\n`));
     this.#resyncMs = opts.resyncMs ?? 30_000;
-    this.agent = new Agent(opts.paths, { log: this.#log });
+    this.agent = opts.agent ?? new Agent(opts.paths, { log: this.#log });
     this.api = new KbpfApi(opts.kube);
   }
 
@@ -114,6 +120,12 @@ export class NodeReconciler {
 
   async start(): Promise<void> {
     this.#stopped = false;
+    // the policy in force changes as its ConfigMap does (and is checked before each load)
+    this.#trust = new TrustPolicyWatch(this.opts.kube, this.opts.namespace, {
+      log: this.#log,
+      onChange: () => void this.refreshTrust().catch((e) => this.#log(`trust policy: ${errorText(e)}`)),
+    });
+    await this.#trust.start();
     await this.refreshTrust();
     await this.agent.start();
     // a log endpoint that cannot start (port taken, token Secret missing) serves nothing, and
@@ -162,6 +174,7 @@ export class NodeReconciler {
     this.#stopped = true;
     clearInterval(this.#sweep);
     this.#watcher?.stop();
+    this.#trust?.stop();
     await this.#queue?.stop();
     await this.#logsServer?.close();
     await this.agent.close();
@@ -235,6 +248,7 @@ export class NodeReconciler {
   /** Makes the agent's instance `name` (a deployment's name) what this node's BpfNodeInstance says. */
   private async reconcile(name: string): Promise<Action | undefined> {
     if (this.#stopped) return undefined;
+    this.reconciles.set(name, (this.reconciles.get(name) ?? 0) + 1);
     const resync: Action = { requeueAfterMs: this.#resyncMs };
     const ni = this.instanceOf(name);
     const exists = agentHas(this.agent, name);
@@ -361,7 +375,7 @@ export class NodeReconciler {
   private async refreshTrust(): Promise<void> {
     let cluster: ClusterTrustPolicy | undefined;
     try {
-      cluster = await readClusterTrustPolicy(this.opts.kube, this.opts.namespace);
+      cluster = await this.#trust!.read();
     } catch (e) {
       this.#log(`trust policy: ${errorText(e)}`);
       if (this.#trustText === undefined) {
@@ -427,9 +441,14 @@ export class NodeReconciler {
     );
   }
 
-  /** Writes status if it differs from what the object has (retrying on 409 Conflict). */
+  /**
+   * Writes status if it differs from what the object has: compared with (and written over) the
+   * watch's copy, so an unchanged status costs no request and a changed one a single PUT (a
+   * stale copy: a 409 Conflict, a read and a retry).
+   */
   private async writeStatus(ni: BpfNodeInstance, st: Partial<BpfNodeInstanceStatus>): Promise<void> {
-    await this.api.update(
+    const cached = this.#instances.get(ni.metadata.name) ?? ni;
+    const written = await this.api.update(
       PLURAL.nodeInstances,
       ni.metadata.name,
       (o) => {
@@ -451,13 +470,14 @@ export class NodeReconciler {
         o.apiVersion = API_VERSION;
         return o;
       },
-      { status: true },
+      { status: true, from: cached },
     );
+    if (written && written !== cached) this.#instances.observe(written);
   }
 }
 
 /** Does the agent have an instance of that name? (No status query: history reads its records only.) */
-function agentHas(agent: Agent, name: string): boolean {
+function agentHas(agent: NodeAgent, name: string): boolean {
   try {
     agent.history(name);
     return true;

@@ -16,6 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { compileExpression } from './cel.js';
+import { ObjectIndex } from './objects.js';
 import { compileSchemaRules, type Problems, type Schema, validate } from './schema.js';
 
 type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata: Meta };
@@ -298,13 +299,13 @@ export interface TestApiServerOptions {
 
 export class TestApiServer {
   readonly types = new Map<string, ResourceType>(); // key gv/plural
-  readonly objects = new Map<string, Obj>(); // key gv/plural/ns/name
+  readonly objects = new ObjectIndex<Obj>(); // key gv/plural/ns/name
   readonly events: Event[] = [];
   readonly watchers = new Set<Watcher>();
   /** warnings sent to clients (unknown fields pruned), for tests to assert on */
   readonly warnings: string[] = [];
-  /** every request: method and path, for tests */
-  readonly requests: { method: string; path: string; code: number }[] = [];
+  /** every request: method, path, status, whether it was a watch, and who asked (its bearer token) */
+  readonly requests: { method: string; path: string; code: number; watch: boolean; user: string }[] = [];
   #rv = 100;
   /** resourceVersions at or below this are gone */
   #compactedRv = 100;
@@ -382,10 +383,9 @@ export class TestApiServer {
   }
 
   private all(rt: ResourceType, ns?: string): Obj[] {
-    const prefix = `${gv(rt)}/${rt.plural}/`;
     const out: Obj[] = [];
-    for (const [k, o] of this.objects)
-      if (k.startsWith(prefix) && (ns === undefined || o.metadata.namespace === ns)) out.push(o);
+    for (const o of this.objects.ofType(`${gv(rt)}/${rt.plural}/`))
+      if (ns === undefined || o.metadata.namespace === ns) out.push(o);
     return out;
   }
 
@@ -463,7 +463,13 @@ export class TestApiServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
-    res.on('finish', () => this.requests.push({ method, path: url.pathname, code: res.statusCode }));
+    const watch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
+    const user = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    this.requests.push({ method, path: url.pathname, code: 0, watch, user });
+    const record = this.requests.at(-1)!;
+    res.on('finish', () => {
+      record.code = res.statusCode;
+    });
     const parts = url.pathname.split('/').filter(Boolean);
     if (url.pathname === '/version')
       return this.json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-kbpf-test', platform: 'linux/amd64' });
@@ -748,8 +754,11 @@ export class TestApiServer {
    * false, or an expression that fails (failurePolicy Fail), denies the request.
    */
   private admit(rt: ResourceType, operation: string, obj: Obj, old: Obj | undefined, subResource?: string): void {
-    const list = (plural: string) =>
-      [...this.objects.values()].filter((o) => o.apiVersion === 'admissionregistration.k8s.io/v1' && o.kind === plural);
+    const list = (kind: 'ValidatingAdmissionPolicy' | 'ValidatingAdmissionPolicyBinding') => [
+      ...this.objects.ofType(
+        `admissionregistration.k8s.io/v1/${kind === 'ValidatingAdmissionPolicy' ? 'validatingadmissionpolicies' : 'validatingadmissionpolicybindings'}/`,
+      ),
+    ];
     const resource = subResource ? `${rt.plural}/${subResource}` : rt.plural;
     for (const binding of list('ValidatingAdmissionPolicyBinding')) {
       const b = binding as unknown as { metadata: Meta; spec: { policyName: string; validationActions?: string[] } };
