@@ -22,8 +22,9 @@ import {
   RingBufferReader,
   type Watch,
 } from 'kbpf/bpf';
-import type { EventSpec, PackageSpec } from '../package/package-spec.js';
+import type { EventSpec, PackageSpec, ProcessorSpec } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
+import { EventProcessor, type ProcessedBatch, type ProcessorCounts } from '../wasm/processor.js';
 import { EventLines, type LineSink } from './event-lines.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
@@ -84,8 +85,10 @@ class Stream {
     readonly lostCounter: BpfMap | undefined,
     readonly decode: Codec | 'raw',
     readonly onBatch: (ev: EventSpec, batch: unknown[]) => void,
+    readonly onProcessed: (ev: EventSpec, out: ProcessedBatch, read: number) => void,
     readonly lines: EventLines | null,
     readonly onLines: (count: number) => void,
+    readonly processor: EventProcessor | null = null,
   ) {}
 
   start(): void {
@@ -102,18 +105,20 @@ class Stream {
 
   private open(): void {
     if (this.#closed || this.#reader) return;
-    const decode = this.lines ? 'raw' : this.decode;
+    const decode = this.lines || this.processor ? 'raw' : this.decode;
     const reader: Reader =
       this.ev.kind === 'ringbuf'
         ? new RingBufferReader(this.map, { decode, lostCounter: this.lostCounter, ref: false })
         : new PerfBufferReader(this.map, { decode, ref: false });
     this.#reader = reader;
     this.#lastRecord = Date.now();
-    this.#loop = !this.lines
-      ? this.pump(reader)
-      : reader instanceof RingBufferReader
-        ? this.pumpRing(reader, this.lines)
-        : this.pumpCopies(reader, this.lines);
+    this.#loop = this.processor
+      ? this.pumpProcessed(reader, this.processor)
+      : !this.lines
+        ? this.pump(reader)
+        : reader instanceof RingBufferReader
+          ? this.pumpRing(reader, this.lines)
+          : this.pumpCopies(reader, this.lines);
     if (this.ev.kind === 'ringbuf') {
       this.#idleTimer = setInterval(() => this.unmapIfIdle(), IDLE_UNMAP_MS / 2);
       this.#idleTimer.unref();
@@ -125,6 +130,25 @@ class Stream {
       for await (const batch of reader.batches()) {
         this.#lastRecord = Date.now();
         this.onBatch(this.ev, batch);
+      }
+    } catch (e) {
+      if (!this.#closed)
+        process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
+    }
+  }
+
+  /**
+   * Records through the event processor: each batch (copies of the raw records) is handed to it
+   * and the next is read only when it answered, so a slow processor slows the reading instead
+   * of dropping anything here. Once the processor was stopped, records are logged as they come.
+   */
+  private async pumpProcessed(reader: Reader, processor: EventProcessor): Promise<void> {
+    try {
+      for await (const batch of reader.batches()) {
+        this.#lastRecord = Date.now();
+        const raw = batch as Uint8Array[];
+        const out = await processor.process(raw);
+        this.onProcessed(this.ev, out ?? { records: raw, json: [] }, raw.length);
       }
     } catch (e) {
       if (!this.#closed)
@@ -217,6 +241,7 @@ class Stream {
 
 export class EventPump {
   readonly #streams: Stream[] = [];
+  readonly #processors: EventProcessor[] = [];
   received = 0;
 
   constructor(
@@ -226,6 +251,7 @@ export class EventPump {
     pins: InstancePins,
     rev: number,
     readonly sink: EventSink,
+    processor?: { module: WebAssembly.Module; spec: ProcessorSpec },
   ) {
     for (const ev of events) {
       if (!pins.has(rev, 'maps', ev.map)) continue;
@@ -234,8 +260,9 @@ export class EventPump {
       const lostCounter = lostName ? BpfMap.fromPin(pins.path(rev, 'maps', lostName)) : undefined;
       const codec = codecs.get(ev.map) ?? null;
       // durable as the other path's flushNow after each batch makes it
+      const processed = processor && (processor.spec.events.length === 0 || processor.spec.events.includes(ev.map));
       const lines =
-        codec && sink.lineHead && sink.appendLines
+        !processed && codec && sink.lineHead && sink.appendLines
           ? EventLines.for(instance, ev, codec, sink as LineSink, sink.flushNow !== undefined)
           : null;
       this.#streams.push(
@@ -245,10 +272,12 @@ export class EventPump {
           lostCounter,
           codec ?? 'raw',
           (e, batch) => this.write(e, batch),
+          (e, out, read) => this.writeProcessed(e, codec, out, read),
           lines,
           (n) => {
             this.received += n;
           },
+          processed ? this.processorFor(processor.module, ev, codec) : null,
         ),
       );
     }
@@ -257,6 +286,44 @@ export class EventPump {
   start(): this {
     for (const s of this.#streams) s.start();
     return this;
+  }
+
+  /** One processor per event map it sees (its own worker and state). */
+  private processorFor(module: WebAssembly.Module, ev: EventSpec, codec: Codec | null): EventProcessor {
+    const p = new EventProcessor(
+      module,
+      (out) => this.writeProcessed(ev, codec, out, 0),
+      (message) => {
+        this.sink.append(this.instance, {
+          source: 'processor',
+          line: `${ev.map}: ${message}; its events are logged as they come`,
+        });
+        this.sink.flushNow?.(this.instance);
+      },
+    );
+    this.#processors.push(p);
+    return p;
+  }
+
+  private writeProcessed(ev: EventSpec, codec: Codec | null, out: ProcessedBatch, read: number): void {
+    const decoded: unknown[] = out.records.map((r) => (codec && r.length >= codec.size ? codec.decode(r, 0) : r));
+    // the processor's own JSON records (aggregates) keep every field: the event's columns are its layout's
+    for (const j of out.json) this.sink.append(this.instance, { source: ev.map, event: jsonValue(j) });
+    this.write(ev, decoded);
+    this.received += read - decoded.length;
+  }
+
+  /** What the event processors saw, dropped and emitted (undefined without one). */
+  get processed(): ProcessorCounts | undefined {
+    if (this.#processors.length === 0) return undefined;
+    const c: ProcessorCounts = { in: 0, dropped: 0, emitted: 0 };
+    for (const p of this.#processors) {
+      c.in += p.counts.in;
+      c.dropped += p.counts.dropped;
+      c.emitted += p.counts.emitted;
+      c.failed ??= p.counts.failed;
+    }
+    return c;
   }
 
   private write(ev: EventSpec, batch: unknown[]): void {
@@ -284,5 +351,6 @@ export class EventPump {
 
   async close(): Promise<void> {
     await Promise.all(this.#streams.map((s) => s.close()));
+    await Promise.all(this.#processors.map((p) => p.close()));
   }
 }

@@ -4,6 +4,7 @@
 //   kbpf_instances{phase="running"} N                  every phase, zeros included
 //   kbpf_events_received_total{instance="..."}         events read from the instance's buffers
 //   kbpf_events_lost_total{instance="..."}             events the kernel side dropped
+//   kbpf_processor_records_total{instance,outcome}     the event processor: in, dropped, emitted
 //   kbpf_program_run_count_total{instance,program}     from the kernel's BPF stats, when enabled
 //   kbpf_program_run_time_seconds_total{instance,program}
 //
@@ -19,6 +20,7 @@ export interface MetricsSnapshot {
     phase: string;
     eventsReceived: number;
     eventsLost: number;
+    processed?: { in: number; dropped: number; emitted: number };
     programs: { name: string; progId?: number; runCount?: bigint; runTimeNs?: bigint }[];
   }[];
 }
@@ -108,12 +110,20 @@ export function formatMetrics(snapshot: MetricsSnapshot, opts: { version?: strin
     'counter',
     "Time spent in the program, from the kernel's BPF stats (kernel.bpf_stats_enabled=1).",
   );
+  const processed = new Family(
+    'kbpf_processor_records_total',
+    'counter',
+    "Records the instance's event processor saw (in), dropped, and emitted.",
+  );
   const seen = new Set<string>();
   for (const i of snapshot.instances) {
     if (seen.has(i.name)) continue; // one series per label set
     seen.add(i.name);
     received.add({ instance: i.name }, num(i.eventsReceived));
     lost.add({ instance: i.name }, num(i.eventsLost));
+    if (i.processed)
+      for (const outcome of ['in', 'dropped', 'emitted'] as const)
+        processed.add({ instance: i.name, outcome }, num(i.processed[outcome]));
     const progs = new Set<string>();
     for (const p of i.programs) {
       if (progs.has(p.name)) continue;
@@ -123,6 +133,7 @@ export function formatMetrics(snapshot: MetricsSnapshot, opts: { version?: strin
     }
   }
   families.push(received, lost);
+  if (processed.samples.length) families.push(processed);
   // a family without samples is left out entirely (no stats enabled)
   if (runCount.samples.length) families.push(runCount);
   if (runTime.samples.length) families.push(runTime);

@@ -24,6 +24,9 @@ export interface FetchedPackage {
   objects: Map<string, Uint8Array>;
   /** event record codecs by map name, derived once per package from the objects' BTF */
   eventCodecs?: Map<string, Codec | null>;
+  /** the event processor's module bytes (spec.processor), and the module compiled once */
+  processor?: Uint8Array;
+  processorModule?: WebAssembly.Module;
 }
 
 export const PACKAGE_CACHE_ENTRIES = 8;
@@ -73,6 +76,7 @@ export class PackageCache {
     const objects = new Map<string, Uint8Array>();
     for (const file of spec.objects) objects.set(file, (await this.store.getLayer(resolved, file)).bytes);
     const pkg: FetchedPackage = { reference: resolved.reference, digest: resolved.digest, spec, objects };
+    if (spec.processor) pkg.processor = (await this.store.getLayer(resolved, spec.processor.module)).bytes;
     this.#entries.set(pkg.digest, pkg);
     while (this.#entries.size > this.capacity) this.#entries.delete(this.#entries.keys().next().value!);
     return pkg;

@@ -5,6 +5,7 @@
 // records around them and runs the plan.
 import type { Codec } from 'kbpf/bpf';
 import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
+import type { ProcessorCounts } from '../wasm/processor.js';
 import type { EventSink } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { Plan } from './plan.js';
@@ -90,6 +91,8 @@ export interface Adopted {
 export interface EventSource {
   readonly received: number;
   readonly lost: number;
+  /** what the package's event processor saw, dropped and emitted (when it has one) */
+  readonly processed?: ProcessorCounts;
   /** set when what produces the events ended on its own (a Wasm guest exited, trapped, ran out of budget) */
   readonly ended?: { phase: 'stopped' | 'failed'; message: string };
   close(): Promise<void>;

@@ -17,6 +17,7 @@
 import { BpfMap, type BpfObject, Link, Program, readIter } from 'kbpf/bpf';
 import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
+import { compileProcessor } from '../wasm/processor.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';
 import { InstancePins, pinnedInstances } from './pins.js';
@@ -144,7 +145,19 @@ export class ProgramPlanner implements InstancePlanner {
 
   openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined {
     if (pkg.spec.events.length === 0) return undefined;
-    return new EventPump(instance, pkg.spec.events, eventCodecs(pkg), this.pins(instance), rev, sink).start();
+    const processor =
+      pkg.spec.processor && pkg.processor
+        ? { module: (pkg.processorModule ??= compileProcessor(pkg.processor)), spec: pkg.spec.processor }
+        : undefined;
+    return new EventPump(
+      instance,
+      pkg.spec.events,
+      eventCodecs(pkg),
+      this.pins(instance),
+      rev,
+      sink,
+      processor,
+    ).start();
   }
 
   private realize(plan: Plan, instance: string, target: RevisionTarget, opts: RealizeOptions): Realization {

@@ -52,7 +52,11 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     programs,
     maps,
     config: { ...rev.config },
-    events: { received: view.eventsReceived, lost: view.eventsLost },
+    events: {
+      received: view.eventsReceived,
+      lost: view.eventsLost,
+      ...(view.events?.processed ? { processor: { ...view.events.processed } } : {}),
+    },
     ...(spec.guest ? { guest: structuredClone(spec.guest) } : {}),
     ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
   };
@@ -101,6 +105,7 @@ export function metricsSnapshot(views: Iterable<InstanceView>): MetricsSnapshot 
       phase: view.phase,
       eventsReceived: view.eventsReceived,
       eventsLost: view.eventsLost,
+      ...(view.events?.processed ? { processed: view.events.processed } : {}),
       programs,
     });
   }

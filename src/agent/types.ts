@@ -57,7 +57,12 @@ export interface InstanceStatus {
   programs: ProgramStatus[];
   maps: { name: string; type: string; mapId?: number }[];
   config: Record<string, unknown>;
-  events: { received: number; lost: number };
+  events: {
+    received: number;
+    lost: number;
+    /** the event processor's counts: records it saw, dropped, emitted; why it was stopped */
+    processor?: { in: number; dropped: number; emitted: number; failed?: string };
+  };
   /** a Wasm guest's module, arguments, limits and capability manifest */
   guest?: { module: string; args: string[]; capabilities: GuestCapabilities; limits?: GuestLimits };
   /** what the instance runs without (skipped programs) or with instead (a perf event's fallback) */

@@ -9,15 +9,17 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Btf } from 'kbpf/bpf';
 import { NotFound } from '../errors.js';
-import { KBPF_BYTECODE, KBPF_SOURCE } from '../package/media-types.js';
+import { KBPF_BYTECODE, KBPF_SOURCE, KBPF_WASM } from '../package/media-types.js';
 import type { PackageSpec, ProgramSpec } from '../package/package-spec.js';
 import { KBPF_VERSION } from '../version.js';
+import { compileProcessor } from '../wasm/processor.js';
 import { KBPF_COMPAT_DIR, KBPF_INCLUDE_DIR, systemIncludeDirs } from './build-env.js';
 import type { BuildOptions, BuildResult } from './build-types.js';
 import { compileBpf } from './clang.js';
 import { type DerivedObject, deriveFromObject, PRINTK_MAP } from './derive.js';
 import { BuildError } from './errors.js';
 import { eventFormat } from './event-format.js';
+import { compileProcessorSource } from './guest.js';
 import { buildGuestPackage, guestInput } from './guest-build.js';
 import { kfuncHeader } from './kfuncs.js';
 import { MANIFEST_FILE, readSourceManifest, type SourceManifest } from './source-manifest.js';
@@ -29,6 +31,8 @@ export { KBPF_INCLUDE_DIR };
 const execFileP = promisify(execFile);
 
 export type { BuildOptions, BuildResult } from './build-types.js';
+
+const PROCESSOR_MODULE = 'processor.wasm';
 
 export async function buildPackage(dir: string, opts: BuildOptions): Promise<BuildResult> {
   const src = resolve(dir);
@@ -116,11 +120,13 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       opts.tag,
       opts.files?.length === 1 && !manifest.name ? basename(opts.files[0]!).replace(/(\.bpf)?\.c$/, '') : basename(src),
     );
+    const processor = manifest.processor ? await buildProcessor(src, work, manifest.processor, spec, say) : undefined;
     say(
       `packaging ${spec.name}:${spec.version} (${spec.programs.length} program(s), ${spec.maps.length} map(s), ${spec.config.length} config variable(s))`,
     );
     const source = await tarSource(src, [
       ...files,
+      ...(manifest.processor ? [manifest.processor.source] : []),
       ...manifest.build.include.filter((d) => relative(src, join(src, d)) !== ''),
     ]);
     const stored = await opts.store.putPackage(
@@ -129,6 +135,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         layers: [
           ...objects.map((o) => ({ mediaType: KBPF_BYTECODE, bytes: o.bytes, title: o.file })),
           { mediaType: KBPF_SOURCE, bytes: source, title: 'source.tar.gz' },
+          ...(processor ? [processor] : []),
         ],
         bpfmanPrograms: Object.fromEntries(spec.programs.map((p) => [p.name, p.type])),
         bpfmanMaps: Object.fromEntries(spec.maps.map((m) => [m.name, m.type])),
@@ -139,6 +146,34 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The event processor: compiled for wasm32, checked against the ABI, named in the spec; its layer. */
+async function buildProcessor(
+  src: string,
+  work: string,
+  p: { source: string; events: string[] },
+  spec: PackageSpec,
+  say: (m: string) => void,
+): Promise<{ mediaType: string; bytes: Uint8Array; title: string }> {
+  if (!existsSync(join(src, p.source)))
+    throw new BuildError(`${MANIFEST_FILE}: processor: ${p.source}: no such file in ${src}`, [], NotFound);
+  if (spec.events.length === 0)
+    throw new BuildError(`${MANIFEST_FILE}: processor: the package has no events for it to process`);
+  for (const e of p.events)
+    if (!spec.events.some((x) => x.map === e))
+      throw new BuildError(
+        `${MANIFEST_FILE}: processor.events: ${e} is not an event map of the package (its events: ${spec.events.map((x) => x.map).join(', ')})`,
+      );
+  say(`compiling the event processor ${p.source} for wasm32`);
+  const bytes = await compileProcessorSource(join(src, p.source), join(work, PROCESSOR_MODULE));
+  try {
+    compileProcessor(bytes);
+  } catch (e) {
+    throw new BuildError(`${p.source}: ${(e as Error).message}`);
+  }
+  spec.processor = { module: PROCESSOR_MODULE, events: p.events };
+  return { mediaType: KBPF_WASM, bytes, title: PROCESSOR_MODULE };
 }
 
 /** Declarations of the build kernel's kfuncs the text names (none without the kernel's BTF). */

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Unsupported } from '../errors.js';
 import { KBPF_INCLUDE_DIR } from './build-env.js';
@@ -52,39 +52,47 @@ export async function compileGuest(
         cArray(`${base.replace(/[^A-Za-z0-9_]/g, '_')}_bpf_o`, readFileSync(obj)),
       );
     }
-    const args = [
-      '--target=wasm32-wasi',
-      '--sysroot=/usr',
-      '-O2',
-      '-Wall',
-      '-Wl,--export-table',
-      '-I',
-      work,
-      '-I',
-      KBPF_INCLUDE_DIR,
-      '-I',
-      dir,
+    await clangWasm32(
+      ['-Wl,--export-table', '-I', work, '-I', KBPF_INCLUDE_DIR, '-I', dir, source, '-o', out],
       source,
-      '-o',
-      out,
-    ];
-    try {
-      await execFileP(opts.clang ?? 'clang', args, { maxBuffer: 16 << 20 });
-    } catch (e) {
-      const err = e as { code?: string | number; stderr?: string };
-      if (err.code === 'ENOENT')
-        throw new BuildError('clang is not installed (apt-get install clang)', [], Unsupported);
-      const text = err.stderr ?? String(e);
-      if (/wasm32|wasi|crt1|libc\.a|wasm-ld/.test(text) && !existsSync('/usr/lib/wasm32-wasi'))
-        throw new BuildError(
-          'compiling a Wasm guest needs lld, wasi-libc and libclang-rt-dev-wasm32 (apt-get install lld wasi-libc libclang-rt-dev-wasm32)',
-          parseDiagnostics(text),
-          Unsupported,
-        );
-      throw new BuildError(`compiling ${source} failed`, parseDiagnostics(text));
-    }
+      opts.clang,
+    );
     return readFileSync(out);
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Compiles an event processor (kbpf.yaml `processor:`) for wasm32-wasi as a reactor; returns the module. */
+export async function compileProcessorSource(
+  source: string,
+  out: string,
+  opts: { clang?: string } = {},
+): Promise<Uint8Array> {
+  await clangWasm32(
+    ['-mexec-model=reactor', '-I', KBPF_INCLUDE_DIR, '-I', dirname(source), source, '-o', out],
+    source,
+    opts.clang,
+  );
+  return readFileSync(out);
+}
+
+/** clang for wasm32-wasi with Debian's wasi-libc; a missing toolchain is Unsupported, with the packages to install. */
+async function clangWasm32(args: string[], source: string, clang = 'clang'): Promise<void> {
+  try {
+    await execFileP(clang, ['--target=wasm32-wasi', '--sysroot=/usr', '-O2', '-Wall', ...args], {
+      maxBuffer: 16 << 20,
+    });
+  } catch (e) {
+    const err = e as { code?: string | number; stderr?: string };
+    if (err.code === 'ENOENT') throw new BuildError('clang is not installed (apt-get install clang)', [], Unsupported);
+    const text = err.stderr ?? String(e);
+    if (/wasm32|wasi|crt1|libc\.a|wasm-ld/.test(text) && !existsSync('/usr/lib/wasm32-wasi'))
+      throw new BuildError(
+        'compiling for wasm32-wasi needs lld, wasi-libc and libclang-rt-dev-wasm32 (apt-get install lld wasi-libc libclang-rt-dev-wasm32)',
+        parseDiagnostics(text),
+        Unsupported,
+      );
+    throw new BuildError(`compiling ${source} failed`, parseDiagnostics(text));
   }
 }

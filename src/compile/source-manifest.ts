@@ -20,6 +20,8 @@ export interface SourceManifest {
   build: BuildSettings;
   /** a Wasm guest's run settings (a directory with main.c or NAME.wasm.c, or one prebuilt .wasm) */
   guest?: GuestSettings;
+  /** an event processor: a C source compiled for wasm32 (docs/wasm.md), and the events it sees */
+  processor?: { source: string; events: string[] };
 }
 
 /** kbpf.yaml `guest:`: what a guest package runs with. */
@@ -171,7 +173,18 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     throw new BuildError(`${path}: invalid YAML: ${(e as Error).message}`);
   }
   const top = obj(raw, 'the file');
-  const known = new Set(['name', 'version', 'description', 'build', 'programs', 'config', 'maps', 'events', 'guest']);
+  const known = new Set([
+    'name',
+    'version',
+    'description',
+    'build',
+    'programs',
+    'config',
+    'maps',
+    'events',
+    'guest',
+    'processor',
+  ]);
   for (const k of Object.keys(top))
     if (!known.has(k)) throw new BuildError(`${MANIFEST_FILE}: unknown key "${k}" (known: ${[...known].join(', ')})`);
   const str = (k: string) => {
@@ -244,7 +257,24 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     events,
     build: parseBuildSettings(top.build),
     ...(top.guest !== undefined ? { guest: parseGuestSettings(top.guest) } : {}),
+    ...(top.processor !== undefined ? { processor: parseProcessor(top.processor) } : {}),
   };
+}
+
+/** kbpf.yaml `processor: FILE.c` or `processor: { source: FILE.c, events: [MAP…] }`. */
+function parseProcessor(v: unknown): { source: string; events: string[] } {
+  const p = typeof v === 'string' ? { source: v } : obj(v, 'processor');
+  for (const k of Object.keys(p))
+    if (k !== 'source' && k !== 'events')
+      throw new BuildError(`${MANIFEST_FILE}: processor: unknown key "${k}" (known: source, events)`);
+  if (typeof p.source !== 'string' || !p.source.endsWith('.c'))
+    throw new BuildError(`${MANIFEST_FILE}: processor: source must name a C file of the directory (e.g. processor.c)`);
+  const events = list(p.events, 'processor.events').map((e, i) => {
+    if (typeof e !== 'string' || e === '')
+      throw new BuildError(`${MANIFEST_FILE}: processor.events[${i}] must be an event map's name`);
+    return e;
+  });
+  return { source: relativePath(p.source, 'processor.source'), events };
 }
 
 function strings(v: unknown, where: string): string[] {

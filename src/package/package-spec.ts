@@ -180,9 +180,19 @@ export type EventFormat = Record<string, FieldFormat>;
 
 export const FIELD_FORMAT_KINDS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags', 'enum'] as const;
 
+/** A package's event processor: a Wasm module that sees its events before they are logged. */
+export interface ProcessorSpec {
+  /** the title of its Wasm layer */
+  module: string;
+  /** the event maps it sees (every event map of the package when empty) */
+  events: string[];
+}
+
 export interface PackageSpec {
   /** set for a Wasm guest: its module, arguments and capability manifest */
   guest?: GuestSpec;
+  /** set when the package carries an event processor (docs/wasm.md) */
+  processor?: ProcessorSpec;
   name: string;
   version: string;
   description?: string;
