@@ -145,10 +145,10 @@ export class ProgramPlanner implements InstancePlanner {
 
   openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined {
     if (pkg.spec.events.length === 0) return undefined;
+    if (pkg.spec.processor && pkg.processor && !pkg.processorModule)
+      pkg.processorModule = compileProcessor(pkg.processor);
     const processor =
-      pkg.spec.processor && pkg.processor
-        ? { module: (pkg.processorModule ??= compileProcessor(pkg.processor)), spec: pkg.spec.processor }
-        : undefined;
+      pkg.spec.processor && pkg.processorModule ? { module: pkg.processorModule, spec: pkg.spec.processor } : undefined;
     return new EventPump(
       instance,
       pkg.spec.events,
