@@ -34,7 +34,7 @@ import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queri
 import { noKernelIds } from './realizer.js';
 import { type StagedRecord, StateStore } from './state-store.js';
 import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
-import type { InstanceRecord, InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type { InstanceRecord, InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
 import { WasmPlanner } from './wasm-planner.js';
 
 const HISTORY_LIMIT = 10;
@@ -416,10 +416,7 @@ export class Agent {
     });
   }
 
-  async removePackage(
-    ref: string,
-    opts: { force?: boolean } = {},
-  ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+  async removePackage(ref: string, opts: { force?: boolean } = {}): Promise<PackageRemoval> {
     const pkg = await this.#packages.fetch(ref);
     const users = this.views().filter((v) => v.revision?.digest === pkg.digest);
     if (users.length && !opts.force) {
@@ -434,7 +431,10 @@ export class Agent {
     }
     const removed = await this.store.remove(ref);
     this.#packages.forget(pkg.digest);
-    return { removed, instancesRemoved };
+    // the blobs no tag and no instance's revision (what rollback needs) still names go too
+    const keep = this.views().flatMap((v) => v.record.revisions.map((r) => r.digest));
+    const gc = await this.store.gc({ keep });
+    return { removed, instancesRemoved, blobsRemoved: gc.removed.length, freedBytes: gc.freedBytes };
   }
 
   /** Replaces the trust policy (the cluster's policy resource changed); undefined: every package runs. */

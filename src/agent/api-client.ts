@@ -5,7 +5,7 @@ import { ERROR_KINDS, type ErrorKind, KbpfError, Unavailable, Unknown } from '..
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import type { LogRecord } from './log-store.js';
-import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type { InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 /**
  * An answer of the agent that was not a success, or a failure to reach it (status 0). Its kind is
@@ -254,10 +254,7 @@ export class ApiClient {
     return this.call('GET', `/v1/images/${enc(ref)}`);
   }
 
-  removePackage(
-    ref: string,
-    opts: { force?: boolean } = {},
-  ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+  removePackage(ref: string, opts: { force?: boolean } = {}): Promise<PackageRemoval> {
     return this.call('DELETE', `/v1/images/${enc(ref)}${opts.force ? '?force=1' : ''}`);
   }
 

@@ -48,7 +48,7 @@ import { KBPF_VERSION } from '../version.js';
 import { checkInstanceName } from './instance-name.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
-import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type { InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 export const API_VERSION = 'v1';
 const MAX_BODY = 1024 * 1024;
@@ -71,7 +71,7 @@ export interface AgentApi {
   maps(name: string, map?: string): { name: string; type: string; entries: [unknown, unknown][] }[];
   packages(): Promise<PackageSummary[]>;
   inspectPackage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }>;
-  removePackage(ref: string, opts?: { force?: boolean }): Promise<{ removed: string[]; instancesRemoved: string[] }>;
+  removePackage(ref: string, opts?: { force?: boolean }): Promise<PackageRemoval>;
   metricsSnapshot(): MetricsSnapshot;
   doctor(): Promise<KernelFeatures>;
 }

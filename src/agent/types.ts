@@ -82,3 +82,11 @@ export interface UpgradeRequest {
   config?: Record<string, unknown>;
   attach?: AttachOverrides;
 }
+
+/** What `rmi` removed: the tags, the instances (with --force), and the blobs nothing names any more. */
+export interface PackageRemoval {
+  removed: string[];
+  instancesRemoved: string[];
+  blobsRemoved: number;
+  freedBytes: number;
+}

@@ -126,6 +126,8 @@ export interface StagedBlob {
 export interface GcOptions {
   /** Keep unreachable blobs and temp files younger than this. Default 0. */
   gracePeriodMs?: number;
+  /** Manifests (by digest) to keep with their blobs though no tag names them: e.g. the revisions instances may roll back to. */
+  keep?: Iterable<string>;
 }
 
 export interface GcResult {
@@ -835,6 +837,7 @@ export class LayoutStore {
           }
         };
         for (const d of index.manifests) await visit(d, 0);
+        for (const digest of options.keep ?? []) await visit({ mediaType: OCI_IMAGE_MANIFEST, digest, size: 0 }, 0);
 
         const result: GcResult = { removed: [], freedBytes: 0, removedTempFiles: 0 };
         const now = Date.now();

@@ -289,6 +289,8 @@ test('maps, images, doctor, version', async (t) => {
   assert.deepEqual(await client.removePackage('opensnoop:1.0.0', { force: true }), {
     removed: ['opensnoop:1.0.0'],
     instancesRemoved: ['m'],
+    blobsRemoved: 0,
+    freedBytes: 0,
   });
 
   const d = await client.doctor();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentApi } from '../../src/agent/api-server.js';
 import { LogStore } from '../../src/agent/log-store.js';
-import type { InstanceStatus, Revision, RunRequest, UpgradeRequest } from '../../src/agent/types.js';
+import type { InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from '../../src/agent/types.js';
 import type { KernelFeatures } from '../../src/bpf/features.js';
 import { ConflictError, InvalidError, NotFoundError } from '../../src/errors.js';
 import type { PackageSummary } from '../../src/package/layout-store.js';
@@ -237,7 +237,7 @@ export class FakeAgent implements AgentApi {
   async removePackage(
     ref: string,
     opts: { force?: boolean } = {},
-  ): Promise<{ removed: string[]; instancesRemoved: string[] }> {
+  ): Promise<PackageRemoval> {
     this.call('removePackage', ref, opts);
     const digest = this.digestOf(ref);
     const users = [...this.instances.values()].filter((i) => i.status.digest === digest).map((i) => i.status.name);
@@ -246,7 +246,7 @@ export class FakeAgent implements AgentApi {
         `image ${ref} is used by instance(s) ${users.join(', ')}: remove them first, or use rmi --force (which removes them too)`,
       );
     for (const u of users) this.instances.delete(u);
-    return { removed: [ref], instancesRemoved: users };
+    return { removed: [ref], instancesRemoved: users, blobsRemoved: 0, freedBytes: 0 };
   }
 
   metricsSnapshot() {

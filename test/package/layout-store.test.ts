@@ -239,6 +239,21 @@ test('gc removes only blobs unreachable from index.json', async (t) => {
   assert.equal((await store.gc()).removed.length, 1);
 });
 
+test('gc keeps the manifests it is told to (revisions to roll back to) with their blobs, untagged or not', async (t) => {
+  const store = await withStore(t);
+  const old = await store.putPackage(samplePackage('tool', '1.0'));
+  await store.putPackage(samplePackage('tool', '2.0'));
+  await store.remove('tool:1.0');
+  // an instance's history still names 1.0 by digest: its manifest, config and layers are kept
+  assert.deepEqual((await store.gc({ keep: [old.digest] })).removed, []);
+  await store.getBlob(old.digest);
+  await store.getBlob(old.manifest.config.digest);
+  for (const l of old.manifest.layers) await store.getBlob(l.digest, l.size);
+  // once nothing names it, it goes (its config and ELF; the shared source layer stays)
+  const res = await store.gc({ keep: [] });
+  assert.deepEqual(res.removed.sort(), [old.digest, old.manifest.config.digest, old.manifest.layers[0]!.digest].sort());
+});
+
 /** A store whose putBlob fails on the n-th call: a crash in the middle of putPackage. */
 class FailingBlobStore extends LayoutStore {
   calls = 0;

@@ -35,10 +35,18 @@ export function renderPackageReferences(packages: readonly PackageSummary[]): st
 }
 
 /** kbpf rmi: what went */
-export function renderRemoved(r: { removed: string[]; instancesRemoved: string[] }): string {
+export function renderRemoved(r: {
+  removed: string[];
+  instancesRemoved: string[];
+  blobsRemoved?: number;
+  freedBytes?: number;
+}): string {
   return [
     ...r.instancesRemoved.map((i) => `removed instance ${cell(i)}\n`),
     ...r.removed.map((x) => `removed ${cell(x)}\n`),
+    ...(r.blobsRemoved
+      ? [`freed ${r.freedBytes ?? 0} bytes (${r.blobsRemoved} blob(s) no package or revision uses)\n`]
+      : []),
   ].join('');
 }
 
