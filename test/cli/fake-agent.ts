@@ -234,10 +234,7 @@ export class FakeAgent implements AgentApi {
     return { reference: ref, digest: this.digestOf(ref), spec: SPEC };
   }
 
-  async removePackage(
-    ref: string,
-    opts: { force?: boolean } = {},
-  ): Promise<PackageRemoval> {
+  async removePackage(ref: string, opts: { force?: boolean } = {}): Promise<PackageRemoval> {
     this.call('removePackage', ref, opts);
     const digest = this.digestOf(ref);
     const users = [...this.instances.values()].filter((i) => i.status.digest === digest).map((i) => i.status.name);
