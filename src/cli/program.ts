@@ -13,6 +13,7 @@ import { addInstanceVerbs } from './verbs/instances.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
 import { addPackageVerbs } from './verbs/packages.js';
+import { addTestVerbs } from './verbs/test.js';
 import { addTrustVerbs } from './verbs/trust.js';
 
 export function buildProgram(io: CliIo): Command {
@@ -42,6 +43,7 @@ export function buildProgram(io: CliIo): Command {
   addInstanceVerbs(program, ctx);
   addLogVerbs(program, ctx);
   addNodeVerbs(program, ctx);
+  addTestVerbs(program, ctx);
   return program;
 }
 
