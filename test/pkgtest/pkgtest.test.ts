@@ -83,7 +83,7 @@ test('packetfilter: every case passes in the VM, the interpreter, and in the ker
   assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });
 
-test('a wrong expectation fails with the difference, in each engine and as a disagreement', async (t) => {
+test('a wrong expectation fails with the difference, in each engine and as a disagreement', () => {
   const input = packetfilter!;
   const cases = input.tests.cases.map((c) =>
     c.name.startsWith('DNS is dropped')
