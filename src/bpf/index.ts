@@ -68,6 +68,7 @@ export { BpfObject, type GlobalVariable, type OpenOptions } from './object.js';
 export * from './perf/index.js';
 export { Poller, poller, type Watch } from './poller.js';
 export { Program } from './program.js';
+export { loadRawProgram, type RawProgramOptions } from './raw-program.js';
 export * from './records/index.js';
 export * from './ringbuf/index.js';
 export { RunTimeStats } from './stats.js';
