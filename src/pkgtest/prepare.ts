@@ -1,13 +1,13 @@
 // A test case made concrete against its object: the program found, the packet built, and the
 // config values, ctx fields and map entries encoded with the object's BTF — once, so that every
 // engine runs the case on the same bytes.
-import { type Btf, type Codec, codecFor } from 'kbpf/bpf';
+import { type Codec, codecFor } from 'kbpf/bpf';
 import { InvalidError, NotFoundError } from '../errors.js';
+import { globalVariable, mapCodecs, structCodec } from '../vm/codecs.js';
 import { type ObjectProgram, readVmObject, type VmObjectSpec } from '../vm/elf.js';
-import type { MapSpec } from '../vm/maps.js';
 import type { VmTask } from '../vm/task-helpers.js';
 import type { TaskSpec, TestCase } from './cases.js';
-import { buildPacket, parseHex, toHex } from './packet.js';
+import { buildPacket } from './packet.js';
 import { expectedReturn, resolveNotations } from './values.js';
 
 export interface PackageObject {
@@ -46,46 +46,10 @@ export interface PreparedCase {
   expectPacket?: Uint8Array;
 }
 
+export { type MapCodecs, mapCodecs, structCodec } from '../vm/codecs.js';
+
 export function readPackageObject(file: string, bytes: Uint8Array): PackageObject {
   return { file, bytes, spec: readVmObject(bytes) };
-}
-
-/** Raw bytes for a map without BTF types: hex text, or a little-endian integer of the size. */
-function rawCodec(size: number): Codec {
-  return {
-    size,
-    encode(v: unknown, out?: Uint8Array, offset = 0): Uint8Array {
-      const buf = out ?? new Uint8Array(size);
-      let bytes: Uint8Array;
-      if (typeof v === 'string' && !/^-?\d+$/.test(v)) bytes = parseHex(v, 'raw value');
-      else {
-        bytes = new Uint8Array(size);
-        let n = BigInt.asUintN(64, BigInt(v as number | bigint | string));
-        for (let i = 0; i < Math.min(size, 8); i++, n >>= 8n) bytes[i] = Number(n & 0xffn);
-      }
-      if (bytes.length !== size) throw new InvalidError(`${bytes.length} bytes given for a ${size}-byte value`);
-      buf.set(bytes, offset);
-      return buf;
-    },
-    decode: (b: Uint8Array, offset = 0) => toHex(b.subarray(offset, offset + size)),
-  };
-}
-
-export interface MapCodecs {
-  key: Codec;
-  value: Codec;
-}
-
-/** The codecs of a map's key and value: BTF-typed where the object says, raw bytes otherwise. */
-export function mapCodecs(spec: MapSpec, btf: Btf | undefined): MapCodecs {
-  const of = (id: number | undefined, size: number) => (btf && id ? codecFor(btf, id) : rawCodec(size));
-  return { key: of(spec.btfKey, spec.keySize), value: of(spec.btfValue, spec.valueSize) };
-}
-
-/** The codec of a named struct of the object's BTF (an event record, a ctx). */
-export function structCodec(btf: Btf | undefined, name: string): Codec | undefined {
-  const t = btf?.findByName(name, 'struct');
-  return btf && t ? codecFor(btf, t.id) : undefined;
 }
 
 function encode(codec: Codec, v: unknown, where: string): Uint8Array {
@@ -131,19 +95,17 @@ export function prepareCase(
   const globals: EncodedGlobal[] = [];
   const config = { ...defaults, ...c.config };
   for (const [name, raw] of Object.entries(config)) {
-    const found = ['.rodata', '.data', '.bss']
-      .map((s) => ({ section: s, v: btf?.datasec(s)?.vars.find((x) => x.name === name) }))
-      .find((x) => x.v);
-    if (!found?.v || !btf) {
+    const g = globalVariable(btf, name);
+    if (!g || !btf) {
       if (name in (c.config ?? {})) throw new NotFoundError(`${where}: config.${name}: no such global variable`);
       continue;
     }
     const value = resolveNotations(raw);
     globals.push({
       name,
-      section: found.section,
-      offset: found.v.offset,
-      bytes: encode(codecFor(btf, found.v.typeId), raw, `${where}: config.${name}`),
+      section: g.section,
+      offset: g.offset,
+      bytes: encode(codecFor(btf, g.typeId), raw, `${where}: config.${name}`),
       value,
     });
   }
