@@ -15,6 +15,7 @@ import { addNodeVerbs } from './verbs/node.js';
 import { addPackageVerbs } from './verbs/packages.js';
 import { addTestVerbs } from './verbs/test.js';
 import { addTrustVerbs } from './verbs/trust.js';
+import { addVmVerbs } from './verbs/vm.js';
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('kbpf');
@@ -44,6 +45,7 @@ export function buildProgram(io: CliIo): Command {
   addLogVerbs(program, ctx);
   addNodeVerbs(program, ctx);
   addTestVerbs(program, ctx);
+  addVmVerbs(program, ctx);
   return program;
 }
 
