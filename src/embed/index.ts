@@ -183,11 +183,25 @@ export async function loadUserspaceProgram(
   program: string,
   opts: UserspaceOptions = {},
 ): Promise<UserspaceProgram> {
+  const [p] = await loadUserspacePrograms(image, [program], opts);
+  return p!;
+}
+
+/**
+ * Loads programs of one object of a package (default: every program of the first object) into
+ * one VM: they share the object's maps, as they would in the kernel.
+ */
+export async function loadUserspacePrograms(
+  image: string | Uint8Array,
+  programs: readonly string[] | ((p: ObjectProgram) => boolean),
+  opts: UserspaceOptions = {},
+): Promise<UserspaceProgram[]> {
   const src = await sourceOf(image, opts);
+  const wanted = (p: ObjectProgram) => (typeof programs === 'function' ? programs(p) : programs.includes(p.name));
   for (const o of src.objects) {
     const spec = readVmObject(o.bytes);
-    const prog = spec.programs.find((p) => p.name === program);
-    if (!prog) continue;
+    const chosen = spec.programs.filter(wanted);
+    if (!chosen.length) continue;
     const vm = new Vm({
       engine: opts.engine ?? 'wasm',
       helpers: new Map([...PACKET_HELPERS, ...taskHelpers(opts.task ?? {})]),
@@ -195,20 +209,22 @@ export async function loadUserspaceProgram(
     });
     const loaded = loadVmObject(vm, o.bytes, { lenient: true });
     // a program the engine cannot load fails here, naming what it lacks
-    const why = loaded.unloadable.get(program);
-    if (why) throw why;
+    for (const p of chosen) {
+      const why = loaded.unloadable.get(p.name);
+      if (why) throw why;
+    }
     const config = { ...src.defaults, ...opts.config };
     for (const [name, value] of Object.entries(config)) {
       const g = globalVariable(spec.btf, name);
       if (!g || !spec.btf) {
-        if (opts.config && name in opts.config)
-          throw new NotFoundError(`config ${name}: no such global variable of ${program}'s object`);
+        if (opts.config && name in opts.config) throw new NotFoundError(`config ${name}: no such global variable`);
         continue;
       }
       const m = vm.map(g.section) as VmValueMap;
       vm.mem.u8.set(codecFor(spec.btf, g.typeId).encode(value), m.base + g.offset);
     }
-    return new UserspaceProgram(vm, prog, spec, src.eventTypes);
+    return chosen.map((p) => new UserspaceProgram(vm, p, spec, src.eventTypes));
   }
-  throw new NotFoundError(`no program ${program} in ${typeof image === 'string' ? image : 'the object'}`);
+  const what = typeof programs === 'function' ? 'no program of that kind' : `no program ${programs.join(', ')}`;
+  throw new NotFoundError(`${what} in ${typeof image === 'string' ? image : 'the object'}`);
 }
