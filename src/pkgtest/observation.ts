@@ -70,7 +70,7 @@ export function checkExpectations(p: PreparedCase, o: Observation, eventTypes: R
       continue;
     }
     const codecs = mapCodecs(spec, p.object.spec.btf);
-    entries.forEach((e, i) => {
+    entries.forEach((e) => {
       const key = codecs.key.encode(resolveNotations(e.key));
       const found = got.find((x) => Buffer.from(x.key).equals(Buffer.from(key)));
       const label = `maps.${name}[${show(e.key)}]`;
@@ -83,7 +83,6 @@ export function checkExpectations(p: PreparedCase, o: Observation, eventTypes: R
         return;
       }
       for (const m of mismatches(resolveNotations(e.value), decodeOr(codecs.value, found.value), label)) out.push(m);
-      void i;
     });
   }
   for (const [name, records] of Object.entries(c.expect.events ?? {})) {
