@@ -9,12 +9,14 @@ import { runCli } from '../../src/cli/program.js';
 import { buildPackage } from '../../src/compile/builder.js';
 import { LayoutStore } from '../../src/package/layout-store.js';
 import { KBPF_TESTS } from '../../src/package/media-types.js';
+import { RegistryClient } from '../../src/package/registry-client.js';
 import { parseTestFile } from '../../src/pkgtest/cases.js';
 import { packageTestInput } from '../../src/pkgtest/package.js';
 import { buildPacket } from '../../src/pkgtest/packet.js';
 import { runTests, type TestInput } from '../../src/pkgtest/runner.js';
 import { EXAMPLES, VMLINUX_CACHE } from '../../testbed/agent.js';
 import { kernelIds, leftSince, tempDir } from '../../testbed/kernel.js';
+import { FakeRegistry } from '../package/fake-registry.js';
 
 const APPS = fileURLToPath(new URL('../../../apps/', import.meta.url));
 
@@ -143,4 +145,18 @@ test('kbpf test DIR prints a line per case and exits 1 when one fails; -o json h
   assert.equal(report.cases.length, 1);
   assert.equal(report.cases[0].status, 'pass');
   assert.equal(await runCli(['test', 'nosuch:1.0.0'], io), 1);
+});
+
+test('the cases travel with the package: pushed, pulled into another store, and run from there', async (t) => {
+  const { store, state } = await built(t, join(EXAMPLES, 'packetfilter'));
+  const reg = new FakeRegistry();
+  await reg.start();
+  t.after(() => reg.stop());
+  const client = new RegistryClient({ credentials: {} });
+  await client.push(store, 'packetfilter:1.0.0', `${reg.host}/demo/packetfilter:1.0.0`);
+  const other = new LayoutStore(join(state, 'pulled'));
+  await client.pull(`${reg.host}/demo/packetfilter:1.0.0`, other);
+  const r = runTests(await packageTestInput(other, `${reg.host}/demo/packetfilter:1.0.0`), 'vm');
+  assert.equal(r.passed, 12);
+  assert.equal(r.failed, 0);
 });
