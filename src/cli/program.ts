@@ -13,8 +13,10 @@ import { addInstanceVerbs } from './verbs/instances.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
 import { addPackageVerbs } from './verbs/packages.js';
+import { addTestVerbs } from './verbs/test.js';
 import { addTrustVerbs } from './verbs/trust.js';
 import { addUiVerbs } from './verbs/ui.js';
+import { addVmVerbs } from './verbs/vm.js';
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('kbpf');
@@ -44,6 +46,8 @@ export function buildProgram(io: CliIo): Command {
   addLogVerbs(program, ctx);
   addNodeVerbs(program, ctx);
   addUiVerbs(program, ctx);
+  addTestVerbs(program, ctx);
+  addVmVerbs(program, ctx);
   return program;
 }
 

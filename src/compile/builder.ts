@@ -9,8 +9,9 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Btf } from 'kbpf/bpf';
 import { NotFound } from '../errors.js';
-import { KBPF_BYTECODE, KBPF_SOURCE, KBPF_WASM } from '../package/media-types.js';
+import { KBPF_BYTECODE, KBPF_SOURCE, KBPF_TESTS, KBPF_WASM } from '../package/media-types.js';
 import type { PackageSpec, ProgramSpec } from '../package/package-spec.js';
+import { type PackageTests, parseTestFile, TESTS_DIR, TESTS_LAYER_TITLE } from '../pkgtest/cases.js';
 import { KBPF_VERSION } from '../version.js';
 import { compileProcessor } from '../wasm/processor.js';
 import { KBPF_COMPAT_DIR, KBPF_INCLUDE_DIR, systemIncludeDirs } from './build-env.js';
@@ -124,6 +125,8 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     say(
       `packaging ${spec.name}:${spec.version} (${spec.programs.length} program(s), ${spec.maps.length} map(s), ${spec.config.length} config variable(s))`,
     );
+    const tests = await readTests(src, spec);
+    if (tests) say(`${tests.cases.length} test case(s) from ${TESTS_DIR}/`);
     const source = await tarSource(src, [
       ...files,
       ...(manifest.processor ? [manifest.processor.source] : []),
@@ -136,6 +139,9 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
           ...objects.map((o) => ({ mediaType: KBPF_BYTECODE, bytes: o.bytes, title: o.file })),
           { mediaType: KBPF_SOURCE, bytes: source, title: 'source.tar.gz' },
           ...(processor ? [processor] : []),
+          ...(tests
+            ? [{ mediaType: KBPF_TESTS, bytes: Buffer.from(JSON.stringify(tests)), title: TESTS_LAYER_TITLE }]
+            : []),
         ],
         bpfmanPrograms: Object.fromEntries(spec.programs.map((p) => [p.name, p.type])),
         bpfmanMaps: Object.fromEntries(spec.maps.map((m) => [m.name, m.type])),
@@ -174,6 +180,31 @@ async function buildProcessor(
   }
   spec.processor = { module: PROCESSOR_MODULE, events: p.events };
   return { mediaType: KBPF_WASM, bytes, title: PROCESSOR_MODULE };
+}
+
+/** The cases of tests/*.yaml, checked (YAML, keys, packets, program names); undefined when there are none. */
+async function readTests(src: string, spec: PackageSpec): Promise<PackageTests | undefined> {
+  const dir = join(src, TESTS_DIR);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return undefined;
+  const files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const cases = [];
+  const problems: string[] = [];
+  for (const f of files) {
+    const rel = `${TESTS_DIR}/${f}`;
+    try {
+      for (const c of parseTestFile(await readFile(join(dir, f), 'utf8'), rel)) {
+        if (!spec.programs.some((p) => p.name === c.program))
+          problems.push(
+            `${rel}: ${c.name}: no program ${c.program} (programs: ${spec.programs.map((p) => p.name).join(', ')})`,
+          );
+        cases.push(c);
+      }
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  if (problems.length) throw new BuildError(`cannot build ${spec.name}:${spec.version}: bad test cases`, problems);
+  return cases.length ? { version: 1, cases } : undefined;
 }
 
 /** Declarations of the build kernel's kfuncs the text names (none without the kernel's BTF). */

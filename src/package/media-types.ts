@@ -22,6 +22,9 @@ export const KBPF_SOURCE = 'application/vnd.kbpf.source.v1.tar+gzip';
 /** Layer: an optional WebAssembly module for user-space event processing (reserved). */
 export const KBPF_WASM = 'application/vnd.kbpf.wasm.v1+wasm';
 
+/** Layer: the package's test cases (tests/*.yaml, checked and gathered at build) as JSON; see docs/testing.md. */
+export const KBPF_TESTS = 'application/vnd.kbpf.tests.v1+json';
+
 /** Pre-defined OCI annotation keys used by kbpf. */
 export const ANNOTATION_TITLE = 'org.opencontainers.image.title';
 export const ANNOTATION_VERSION = 'org.opencontainers.image.version';
@@ -34,4 +37,4 @@ export const BPFMAN_PROGRAMS = 'io.ebpf.programs';
 export const BPFMAN_MAPS = 'io.ebpf.maps';
 
 /** Media types a kbpf layer may have; anything else is refused by putPackage. */
-export const KBPF_LAYER_TYPES: readonly string[] = [KBPF_BYTECODE, KBPF_SOURCE, KBPF_WASM];
+export const KBPF_LAYER_TYPES: readonly string[] = [KBPF_BYTECODE, KBPF_SOURCE, KBPF_WASM, KBPF_TESTS];

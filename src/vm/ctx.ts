@@ -4,6 +4,7 @@
 // kernel's verifier rewrites them because kernel pointers are 64-bit). The ctx is read-only
 // except the fields the kernel lets the program type write.
 import { InvalidError } from '../errors.js';
+import type { Helper, HelperEnv } from './helpers.js';
 import type { Region } from './memory.js';
 import type { Vm } from './vm.js';
 
@@ -62,15 +63,47 @@ function scratch(vm: Vm, size: number): { buf: number; ctx: number } {
   return s;
 }
 
-/** Runs an xdp or sched_cls (tc) program on a packet, the way BPF_PROG_TEST_RUN does. */
+export const PACKET_PROGRAM_TYPES: readonly string[] = ['xdp', 'sched_cls', 'sched_act', 'socket_filter'];
+const ETH_HLEN = 14;
+
+/** The packet of the run in progress of a VM (for bpf_skb_load_bytes). */
+const packets = new WeakMap<HelperEnv, { start: number; len: number }>();
+
+const EFAULT = 14;
+
+/** bpf_skb_load_bytes(skb, offset, to, len): copies packet bytes to program memory. */
+const skbLoadBytes: Helper = (env, _skb, offset, to, len) => {
+  const p = packets.get(env);
+  const off = Number(BigInt.asUintN(32, offset));
+  const n = Number(BigInt.asUintN(32, len));
+  const out = env.mem.writable(to, n);
+  if (!p || off + n > p.len) {
+    out.fill(0);
+    return BigInt.asUintN(64, BigInt(-EFAULT));
+  }
+  out.set(env.mem.u8.subarray(p.start + off, p.start + off + n));
+  return 0n;
+};
+
+/** The packet helpers of the packet program types (to give as VmOptions.helpers). */
+export const PACKET_HELPERS: ReadonlyMap<number, Helper> = new Map([[26, skbLoadBytes]]);
+
+/**
+ * Runs an xdp, sched_cls (tc) or socket filter program on a packet, the way BPF_PROG_TEST_RUN
+ * does. A socket filter sees the packet from its network header (skb->data after the Ethernet
+ * header, `len` without it) through bpf_skb_load_bytes; its output packet, like the kernel's, is
+ * the network packet behind 14 zero bytes.
+ */
 export function runPacket(vm: Vm, program: string, type: string, input: PacketInput): PacketResult {
-  if (type !== 'xdp' && type !== 'sched_cls' && type !== 'sched_act')
+  if (!PACKET_PROGRAM_TYPES.includes(type))
     throw new InvalidError(`program type ${type} has no packet context in the user-space engine`);
-  const len = input.data.length;
-  const { buf, ctx } = scratch(vm, HEADROOM + len + HEADROOM);
+  const l2 = type === 'socket_filter' ? Math.min(ETH_HLEN, input.data.length) : 0;
+  const len = input.data.length - l2;
+  const { buf, ctx } = scratch(vm, HEADROOM + input.data.length + HEADROOM);
   const data = buf + HEADROOM;
-  vm.mem.u8.set(input.data, data);
-  const packet = vm.mem.addRegion(data, len, 'packet', 'packet');
+  vm.mem.u8.set(input.data.subarray(l2), data);
+  const packet = vm.mem.addRegion(data, len, 'packet', 'packet', type !== 'socket_filter');
+  packets.set(vm.env, { start: data, len });
   const ctxSize = type === 'xdp' ? XDP_MD_SIZE : SK_BUFF_SIZE;
   const dv = vm.mem.dv;
   vm.mem.u8.fill(0, ctx, ctx + SK_BUFF_SIZE);
@@ -87,9 +120,11 @@ export function runPacket(vm: Vm, program: string, type: string, input: PacketIn
     dv.setUint32(ctx + 32, input.priority ?? 0, true);
     dv.setUint32(ctx + 36, input.ifindex ?? 1, true);
     dv.setUint32(ctx + 40, input.ifindex ?? 1, true);
-    dv.setUint32(ctx + 76, data, true);
-    dv.setUint32(ctx + 80, data + len, true);
-    dv.setUint32(ctx + 140, data, true);
+    if (type !== 'socket_filter') {
+      dv.setUint32(ctx + 76, data, true);
+      dv.setUint32(ctx + 80, data + len, true);
+      dv.setUint32(ctx + 140, data, true);
+    }
   }
   const ctxRegions =
     type === 'xdp'
@@ -98,15 +133,40 @@ export function runPacket(vm: Vm, program: string, type: string, input: PacketIn
   try {
     const r0 = vm.run(program, [BigInt(ctx)], input.repeat ?? 1);
     const d = vm.mem.dv;
-    const start = type === 'xdp' ? d.getUint32(ctx, true) : d.getUint32(ctx + 76, true);
-    const end = type === 'xdp' ? d.getUint32(ctx + 4, true) : d.getUint32(ctx + 80, true);
+    const start =
+      type === 'xdp' ? d.getUint32(ctx, true) : type === 'socket_filter' ? data : d.getUint32(ctx + 76, true);
+    const end =
+      type === 'xdp' ? d.getUint32(ctx + 4, true) : type === 'socket_filter' ? data + len : d.getUint32(ctx + 80, true);
+    const out = vm.mem.u8.slice(start, end);
     return {
       retval: Number(BigInt.asUintN(32, r0)),
-      data: vm.mem.u8.slice(start, end),
+      data: l2 ? Uint8Array.from([...new Uint8Array(l2), ...out]) : out,
       ctx: vm.mem.u8.slice(ctx, ctx + ctxSize),
     };
   } finally {
+    packets.delete(vm.env);
     vm.mem.removeRegion(packet);
     for (const r of ctxRegions) vm.mem.removeRegion(r);
+  }
+}
+
+export interface ContextResult {
+  r0: bigint;
+  /** the ctx after the run */
+  ctx: Uint8Array;
+}
+
+/**
+ * Runs a program of any type on a ctx given as bytes (the program type's struct, e.g.
+ * bpf_sock_addr), writable as a whole: the kernel's verifier already limits which fields a
+ * program of the type may write. Pointer fields of the struct are whatever the bytes say.
+ */
+export function runContext(vm: Vm, program: string, ctxBytes: Uint8Array, repeat = 1): ContextResult {
+  const region = vm.give(ctxBytes.length ? ctxBytes : 8, 'ctx', 'ctx');
+  try {
+    const r0 = vm.run(program, [BigInt(region.start)], repeat);
+    return { r0, ctx: vm.mem.u8.slice(region.start, region.start + ctxBytes.length) };
+  } finally {
+    vm.mem.removeRegion(region);
   }
 }

@@ -17,7 +17,7 @@ import { CorruptedError } from '../errors.js';
 import { VmLoadError } from './errors.js';
 import { CALL, decodeProgram, type Insn, JMP, LDDW, PSEUDO_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE } from './insn.js';
 import type { MapSpec } from './maps.js';
-import { VmProgArray } from './maps.js';
+import { MAP_TYPES_SUPPORTED, VmProgArray } from './maps.js';
 import type { Vm } from './vm.js';
 
 const SHT_REL = 9;
@@ -28,6 +28,8 @@ export interface ObjectProgram {
   section: string;
   /** program type from the section name (xdp, sched_cls, socket_filter, …) */
   type: string;
+  /** the struct its ctx argument points to, from BTF (xdp_md, __sk_buff, bpf_sock_addr, …) */
+  ctxType?: string;
   insns: Insn[];
 }
 
@@ -36,6 +38,21 @@ export interface VmObjectSpec {
   programs: ObjectProgram[];
   /** prog array initial contents: map name → (slot → program name) */
   progArrays: Map<string, Map<number, string>>;
+  /** the object's BTF (map key/value types are `MapSpec.btfKey`/`btfValue` in it) */
+  btf?: Btf;
+}
+
+export interface LoadObjectOptions {
+  /**
+   * Load what the engine can: a map of a type it lacks becomes a stub (a helper on it faults) and
+   * a program it cannot load is left out, its error in `unloadable`, instead of failing the load.
+   */
+  lenient?: boolean;
+}
+
+export interface LoadedVmObject extends VmObjectSpec {
+  /** programs not loaded (lenient loads), with why */
+  unloadable: Map<string, Error>;
 }
 
 interface Rel {
@@ -83,6 +100,12 @@ function mapDef(btf: Btf, name: string, typeId: number): MapSpec & { valuesOffse
       if (mt.kind !== 'PTR') throw new CorruptedError(`map ${name}: member ${m.name} is not __type`);
       return btf.sizeOf(mt.type);
     };
+    switch (m.name) {
+      case 'key':
+      case 'value':
+        if (mt.kind === 'PTR') spec[m.name === 'key' ? 'btfKey' : 'btfValue'] = mt.type;
+        break;
+    }
     switch (m.name) {
       case 'type': {
         const n = uint();
@@ -245,27 +268,53 @@ export function readVmObject(buf: Uint8Array): VmObjectSpec {
       const linked = [...insns, ...text2];
       const usesText = relocate(sec, linked, from, to, 0, textBase);
       if (usesText && text) relocate(text, linked, 0, textInsns.length, textBase, textBase);
+      const ctxType = btf && ctxTypeOf(btf, f.name);
       programs.push({
         name: f.name,
         section: sec.name,
         type: programTypeOf(sec.name),
+        ...(ctxType ? { ctxType } : {}),
         insns: usesText ? linked : insns,
       });
     }
   }
-  return { maps, programs, progArrays };
+  return { maps, programs, progArrays, ...(btf ? { btf } : {}) };
+}
+
+/** The struct a program's first argument points to (its ctx), from the function's BTF. */
+function ctxTypeOf(btf: Btf, func: string): string | undefined {
+  const f = btf.findByName(func, 'func');
+  if (f?.type.kind !== 'FUNC') return undefined;
+  const proto = btf.type(f.type.type);
+  const p0 = proto.kind === 'FUNC_PROTO' ? proto.params[0] : undefined;
+  if (!p0) return undefined;
+  const ptr = btf.type(btf.resolve(p0.type));
+  if (ptr.kind !== 'PTR') return undefined;
+  const t = btf.type(btf.resolve(ptr.type));
+  return t.kind === 'STRUCT' && t.name ? t.name : undefined;
 }
 
 /** Creates an object's maps and programs in a VM; returns the program specs. */
-export function loadVmObject(vm: Vm, buf: Uint8Array): VmObjectSpec {
+export function loadVmObject(vm: Vm, buf: Uint8Array, opts: LoadObjectOptions = {}): LoadedVmObject {
   const spec = readVmObject(buf);
   const base = vm.maps.length;
   if (base) throw new VmLoadError('load an object into a fresh VM');
-  for (const m of spec.maps) vm.addMap(m);
-  for (const p of spec.programs) vm.load(p.name, p.insns);
+  for (const m of spec.maps) {
+    if (opts.lenient && !MAP_TYPES_SUPPORTED.includes(m.type)) vm.addStubMap(m);
+    else vm.addMap(m);
+  }
+  const unloadable = new Map<string, Error>();
+  for (const p of spec.programs) {
+    try {
+      vm.load(p.name, p.insns);
+    } catch (e) {
+      if (!opts.lenient || !(e instanceof VmLoadError)) throw e;
+      unloadable.set(p.name, e);
+    }
+  }
   for (const [name, slots] of spec.progArrays) {
     const m = vm.map(name);
     if (m instanceof VmProgArray) for (const [i, p] of slots) m.setProgram(i, p);
   }
-  return spec;
+  return { ...spec, unloadable };
 }

@@ -27,6 +27,9 @@ export interface MapSpec {
   readOnly?: boolean;
   /** initial contents of entry 0 (global data sections) */
   initial?: Uint8Array;
+  /** BTF type ids of the key and value in the object's BTF, when it has them */
+  btfKey?: number;
+  btfValue?: number;
 }
 
 export interface VmRecord {
@@ -283,6 +286,9 @@ export class VmProgArray extends VmMap {
     this.slots[index] = program;
   }
 }
+
+/** A map of a type the engine lacks, in a lenient load: it exists, and a helper on it faults. */
+export class VmStubMap extends VmMap {}
 
 export function createMap(mem: VmMemory, spec: MapSpec, index: number, cpus = 1, cpu = 0): VmMap {
   if (index >= MAX_MAPS) throw new VmLoadError(`too many maps (at most ${MAX_MAPS})`);

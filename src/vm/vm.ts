@@ -7,8 +7,8 @@ import { VmFault, VmLoadError } from './errors.js';
 import { HELPERS, type Helper, type HelperEnv, TailCall } from './helpers.js';
 import type { Insn } from './insn.js';
 import { interpreterEngine } from './interpreter.js';
-import { createMap, type MapSpec, type VmMap, VmRingbuf } from './maps.js';
-import { type Region, type RegionKind, VmMemory } from './memory.js';
+import { createMap, type MapSpec, type VmMap, VmRingbuf, VmStubMap } from './maps.js';
+import { MAX_MAPS, type Region, type RegionKind, VmMemory } from './memory.js';
 import { type PreparedProgram, prepareProgram } from './program.js';
 import { WasmEngine } from './wasm/engine.js';
 
@@ -84,6 +84,15 @@ export class Vm implements HelperEnv, RunContext {
   addMap(spec: MapSpec): VmMap {
     if (this.maps.some((m) => m.name === spec.name)) throw new InvalidError(`map ${spec.name} already exists`);
     const m = createMap(this.mem, spec, this.maps.length, this.cpus, this.cpu);
+    this.maps.push(m);
+    return m;
+  }
+
+  /** A stand-in for a map of a type the engine lacks (helpers on it fault). */
+  addStubMap(spec: MapSpec): VmMap {
+    if (this.maps.some((m) => m.name === spec.name)) throw new InvalidError(`map ${spec.name} already exists`);
+    if (this.maps.length >= MAX_MAPS) throw new VmLoadError(`too many maps (at most ${MAX_MAPS})`);
+    const m = new VmStubMap(this.mem, spec, this.maps.length);
     this.maps.push(m);
     return m;
   }

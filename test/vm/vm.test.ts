@@ -19,6 +19,7 @@ import {
   type VmValueMap,
 } from '../../src/vm/index.js';
 import { objectPath } from '../../testbed/kernel.js';
+import { randomPrograms } from './random-programs.js';
 
 function run(engine: EngineName, asm: string, memory?: number[]): bigint {
   const vm = new Vm({ engine, allowCallx: true });
@@ -210,39 +211,6 @@ test('.rodata is read-only to the program', () => {
   }
 });
 
-/** A deterministic generator of straight-line ALU and jump programs (differential fuzz). */
-function* randomPrograms(seed: number, count: number): Generator<string> {
-  let s = seed;
-  const rnd = (n: number) => {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
-    return s % n;
-  };
-  const ops = ['add', 'sub', 'mul', 'div', 'mod', 'or', 'and', 'xor', 'lsh', 'rsh', 'arsh', 'mov', 'sdiv', 'smod'];
-  const imms = ['0', '1', '-1', '7', '31', '63', '0x7fffffff', '-2147483648', '255'];
-  for (let p = 0; p < count; p++) {
-    const lines = [
-      'lddw %r1, 0x8000000000000001',
-      'mov %r2, -3',
-      'mov32 %r3, 77',
-      'lddw %r4, 0x123456789abcdef',
-      'mov %r0, 1',
-    ];
-    for (let i = 0; i < 24; i++) {
-      const d = `%r${rnd(5)}`;
-      const src = rnd(2) ? `%r${rnd(5)}` : imms[rnd(imms.length)]!;
-      const w = rnd(2) ? '32' : '';
-      const k = rnd(10);
-      if (k === 0) lines.push(`stxdw [%r10-${8 * (1 + rnd(4))}], ${d}`, `ldxw ${d}, [%r10-${8 * (1 + rnd(4))}]`);
-      else if (k === 1) lines.push(`jsgt${w} ${d}, ${src}, +1`, `xor ${d}, 0x55`);
-      else if (k === 2) lines.push(`${['be16', 'be32', 'le16', 'bswap64'][rnd(4)]} ${d}`);
-      else lines.push(`${ops[rnd(ops.length)]}${w} ${d}, ${src}`);
-    }
-    for (let slot = 1; slot <= 4; slot++) lines.splice(1, 0, `stdw [%r10-${8 * slot}], ${slot}`);
-    lines.push('add %r0, %r1', 'xor %r0, %r2', 'add %r0, %r3', 'xor %r0, %r4', 'exit');
-    yield lines.join('\n');
-  }
-}
-
 test('differential fuzz: generated programs give the same r0 in both engines', () => {
   let n = 0;
   for (const asm of randomPrograms(13, 300)) {
@@ -252,5 +220,3 @@ test('differential fuzz: generated programs give the same r0 in both engines', (
   }
   assert.equal(n, 300);
 });
-
-export { randomPrograms };

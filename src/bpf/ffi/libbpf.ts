@@ -217,6 +217,9 @@ export const libbpf = {
   enableStats: f('int bpf_enable_stats(int type)') as (type: number) => Fd,
 
   // maps (by fd)
+  progLoad: f(
+    'int bpf_prog_load(int type, const char *name, const char *license, const uint8_t *insns, size_t insn_cnt, _Inout_ uint8_t *opts)',
+  ) as (type: number, name: string | null, license: string, insns: Uint8Array, cnt: number, opts: Uint8Array) => Fd,
   mapCreate: f(
     'int bpf_map_create(int type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
   ) as (type: number, name: string | null, k: number, v: number, max: number, opts: Uint8Array | null) => Fd,

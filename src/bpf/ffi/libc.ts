@@ -82,5 +82,14 @@ export const netlibc = {
   ifNametoindex: lib.func('unsigned int if_nametoindex(const char *name)') as (name: string) => number,
   setns: lib.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number,
   gettid: lib.func('int gettid(void)') as () => number,
+  socket: lib.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number,
+  bind: lib.func('int bind(int fd, const uint8_t *addr, uint32_t len)') as (
+    fd: number,
+    addr: Uint8Array,
+    len: number,
+  ) => number,
+  recvfrom: lib.func(
+    'long recvfrom(int fd, _Out_ uint8_t *buf, size_t len, int flags, _Out_ uint8_t *addr, _Inout_ uint32_t *addrlen)',
+  ) as (fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, addrlen: Uint32Array) => number,
 };
 export const CLONE_NEWNET = 0x40000000;

@@ -68,7 +68,12 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
         )
         .option('--name <name>', 'instance name (default: package name and a random suffix)')
         .option('-t, --tag <name:version>', 'when building from source: the package to build (default: from kbpf.yaml)')
-        .option('--rm', "print what the instance logged once attached (an iterator's output), then remove it"),
+        .option('--rm', "print what the instance logged once attached (an iterator's output), then remove it")
+        .option(
+          '--engine <engine>',
+          "kernel (default), or userspace: observe-only, in the foreground: xdp/tc/socket filter programs see a copy of --iface's packets in the user-space engine",
+        )
+        .option('--duration <seconds>', 'with --engine userspace: stop after this long (default: until Ctrl-C)'),
     ),
   )
     .addOption(outputOption(TEXT_FORMATS))
@@ -98,9 +103,19 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
       async (
         given: string,
         more: string[],
-        opts: AttachOptions & GuestRunOptions & { name?: string; tag?: string; rm?: boolean; output: TextFormat },
+        opts: AttachOptions &
+          GuestRunOptions & {
+            name?: string;
+            tag?: string;
+            rm?: boolean;
+            engine?: string;
+            duration?: string;
+            output: TextFormat;
+          },
         c: Command,
       ) => {
+        if (opts.engine && opts.engine !== 'kernel' && opts.engine !== 'userspace')
+          throw new CliError(`--engine ${opts.engine}: kernel or userspace`);
         let image: string;
         if (isGuestFile(given)) {
           if (opts.tag) throw new CliError('--tag is for building from source; a Wasm guest is stored as it is');
@@ -110,6 +125,21 @@ export function addInstanceVerbs(program: Command, ctx: CliContext): void {
           if (opts.tag && t.kind === 'image')
             throw new CliError('--tag is for building from source; IMAGE is a package');
           image = t.kind === 'image' ? t.image : await buildForRun(ctx, c, t, opts.tag, isData(opts.output));
+        }
+        if (opts.engine === 'userspace') {
+          const { runObserved } = await import('./observe.js');
+          const config = configOf(opts.set);
+          return runObserved(
+            ctx,
+            image,
+            {
+              ...(opts.iface ? { iface: opts.iface } : {}),
+              ...(config ? { config } : {}),
+              ...(opts.duration ? { durationMs: Number(opts.duration) * 1000 } : {}),
+              output: opts.output,
+            },
+            ctx.paths(c).storeDir,
+          );
         }
         const req: RunRequest = { image };
         if (opts.name) req.name = opts.name;
