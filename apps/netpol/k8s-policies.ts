@@ -47,8 +47,17 @@ const DEFAULT_ROOTS = [
   '/sys/fs/cgroup/unified/kubepods',
 ];
 
+/** @kubernetes/client-node's objects (a list's items) call an ingress rule's `from` `_from`. */
+function withFrom(raw: unknown): unknown {
+  const p = raw as { spec?: { ingress?: Record<string, unknown>[] } };
+  if (!p?.spec?.ingress?.some((r) => r && '_from' in r)) return raw;
+  const ingress = p.spec.ingress.map(({ _from, ...r }) => (_from !== undefined ? { ...r, from: _from } : r));
+  return { ...p, spec: { ...p.spec, ingress } };
+}
+
 /** A policy as netpol enforces it: checked, or (when it cannot be) selecting its pods with no rule. */
-export function enforceable(raw: unknown): { policy: NetworkPolicy; problem?: string } {
+export function enforceable(object: unknown): { policy: NetworkPolicy; problem?: string } {
+  const raw = withFrom(object);
   try {
     return { policy: checkPolicy(raw, 'NetworkPolicy') };
   } catch (e) {
