@@ -39,6 +39,8 @@
 #define DIR_EGRESS 1
 
 #define DROP_REPORT_NS 1000000000ULL
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
 
 struct np_key {
 	__u32 prefixlen;
@@ -315,6 +317,14 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	}
 	/* the pod talking to itself (loopback, its own address) is not a network policy's business */
 	if ((ck.remote & 0xff) == 127 || ck.remote == ck.local)
+		return 1;
+
+	/*
+	 * An unrestricted direction only has to remember the flows that start in it (so that their
+	 * replies pass the other direction's policy): for TCP that is a SYN without ACK, the rest of
+	 * its packets pass without a lookup.
+	 */
+	if (!isolated && ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
 		return 1;
 
 	struct conn *c = bpf_map_lookup_elem(&conns, &ck);
