@@ -181,11 +181,17 @@ export class NetpolWatcher {
       let cg = this.#cgroups.get(key);
       if (!cg || cg.uid !== uid) {
         const path = this.#resolve(pod);
-        if (!path) {
+        let id: bigint | undefined;
+        try {
+          id = path ? cgroupId(path) : undefined;
+        } catch {
+          id = undefined; // gone again between finding and reading it
+        }
+        if (!path || id === undefined) {
           this.pending.set(key, 'no cgroup yet');
           continue;
         }
-        cg = { uid, path, id: cgroupId(path) };
+        cg = { uid, path, id };
         this.#cgroups.set(key, cg);
       }
       local.push({ ...id, cgroup: cg.path, cgroupId: cg.id });
