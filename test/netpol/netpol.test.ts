@@ -215,7 +215,7 @@ test('policy changes apply atomically: under churn between two generations no co
   while (Date.now() < end) {
     np.maps.apply(flips % 2 ? a : b);
     flips++;
-    await sleep(flips % 3); // 0-2 ms between generations
+    await sleep(5 * (1 + (flips % 3))); // each generation lives 5-15 ms (plus the next one's build)
   }
   const [r1, r2] = await Promise.all(clients);
   const out1 = JSON.parse(r1!.stdout) as Record<string, { ok: number; fail: number }>;
