@@ -134,7 +134,8 @@ export class BpfMap {
   static create(spec: MapSpec): BpfMap {
     const opts = Buffer.alloc(64);
     opts.writeBigUInt64LE(56n, 0); // sz of struct bpf_map_create_opts (libbpf 1.1)
-    opts.writeUInt32LE(spec.flags ?? 0, 32);
+    // sz, btf_fd, btf_key_type_id, btf_value_type_id, btf_vmlinux_value_type_id, inner_map_fd, map_flags (28), map_extra
+    opts.writeUInt32LE(spec.flags ?? 0, 28);
     const fd = libbpf.mapCreate(
       mapType.value(spec.type),
       spec.name ?? null,

@@ -1,0 +1,369 @@
+// netpol: Kubernetes NetworkPolicy (L3/L4, per pod, ingress and egress) as a kbpf package.
+//
+//   cgroup_skb/egress   every packet a pod's socket sends
+//   cgroup_skb/ingress  every packet delivered to a pod's socket
+//
+// Both attach to the cgroup holding the pods; a pod is known by its own cgroup's id
+// (bpf_skb_cgroup_id). The policies are compiled in user space (policy.ts, compile.ts) into one
+// LPM trie, a whole generation: the pods (cgroup id -> their rule set per direction), the port
+// classes of each rule set (set, protocol, port prefix -> a peer set), the peers of each class
+// (peer set, IPv4 prefix -> allowed / excepted). The trie sits in slot 0 of the array of maps
+// `policy`; a change builds a new trie and replaces that one slot, so a packet sees either the
+// old generation or the new one, never a mix. Each packet looks the slot up once.
+//
+// A pod selected by no policy of a direction is unrestricted in it. Connections allowed in one
+// direction have their replies allowed through the per-pod connection table `conns` (LRU). A
+// connection remembered from an older generation is checked again against the current one.
+// Drops go to the ring buffer `drops` (at most one record per flow and second, with the number
+// of drops it stands for) and are counted per policy in `drop_counts`.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <kbpf.h>
+
+#define ETH_P_IP 0x0800
+#define NP_KEY_BYTES 12
+
+/* kinds of entries in a policy generation (first byte of the key's data) */
+#define NP_POD 1
+#define NP_PORT 2
+#define NP_PEER 3
+
+/* pod flags */
+#define NP_INGRESS_ISOLATED 1
+#define NP_EGRESS_ISOLATED 2
+/* port class flags */
+#define NP_ANY_PEER 1
+
+#define DIR_INGRESS 0
+#define DIR_EGRESS 1
+
+#define DROP_REPORT_NS 1000000000ULL
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
+
+struct np_key {
+	__u32 prefixlen;
+	__u8 data[NP_KEY_BYTES];
+};
+
+/*
+ * One value layout for every kind:
+ *   pod:  a = ingress rule set, b = egress rule set, c = flags, d = ingress policy id,
+ *         e = egress policy id (the policies named on a drop), f = generation
+ *   port: a = peer set, b = flags (NP_ANY_PEER: every peer)
+ *   peer: a = 1 allowed, 0 excepted
+ */
+struct np_value {
+	__u32 a, b, c, d, e, f;
+};
+
+struct np_generation {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1 << 18);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	/* sizes, not types: user space creates each generation's trie without BTF */
+	__uint(key_size, sizeof(struct np_key));
+	__uint(value_size, sizeof(struct np_value));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct np_generation);
+} policy SEC(".maps");
+
+/* a pod's view of a flow */
+struct conn_key {
+	__u64 cgroup;
+	__u32 remote; /* network order */
+	__u32 local;
+	__u16 rport; /* host order */
+	__u16 lport;
+	__u8 proto;
+	__u8 dir; /* conns: 0; drop_seen: the direction of the drop */
+	__u8 pad[2];
+};
+
+struct conn {
+	__u32 gen;   /* generation that allowed it */
+	__u8 origin; /* direction of its first packet */
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_key);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+struct drop_seen {
+	__u64 reported_ns;
+	__u32 count; /* drops since the last record */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, struct drop_seen);
+} drop_seen SEC(".maps");
+
+struct drop_event {
+	__u64 cgroup_id; /* the pod's cgroup */
+	__u32 saddr;     /* network order, as on the wire */
+	__u32 daddr;
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u32 policy_id; /* the policy (id in policy_names) that selects the pod in that direction */
+	__u32 count;     /* drops this record stands for (the first and those of the second after it) */
+	__u8 proto;
+	__u8 direction; /* 0 ingress, 1 egress */
+	__u8 tcp_flags;
+	__u8 pad;
+};
+
+KBPF_RINGBUF(drops, 256 * 1024, struct drop_event);
+
+/* drops per policy id */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} drop_counts SEC(".maps");
+
+/* policy id -> namespace/name, written by user space (the ids of drop events and drop_counts) */
+struct policy_name {
+	char name[256];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct policy_name);
+} policy_names SEC(".maps");
+
+/* the generation applied last (user space: what `declare list` shows) */
+struct np_meta {
+	__u64 applied_ns;
+	__u32 gen;
+	__u32 policies;
+	__u32 pods;
+	__u32 entries;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct np_meta);
+} meta SEC(".maps");
+
+enum np_stat {
+	ST_ALLOWED = 0,   /* first packets allowed by a policy */
+	ST_CONN = 1,      /* packets of known connections (replies included) */
+	ST_DROPPED = 2,   /* packets dropped */
+	ST_RECHECKED = 3, /* connections checked again after a change */
+	ST_UNTRACKED = 4, /* packets of pods whose both directions are unrestricted */
+	ST_NOT_IPV4 = 5,  /* non-IPv4 packets dropped in an isolated direction */
+	NP_NR_STATS = 8,
+};
+
+struct np_stats {
+	__u64 c[NP_NR_STATS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct np_stats);
+} stats SEC(".maps");
+
+static __always_inline void count(int which)
+{
+	__u32 zero = 0;
+	struct np_stats *s = bpf_map_lookup_elem(&stats, &zero);
+	if (s && which < NP_NR_STATS)
+		s->c[which]++;
+}
+
+/* Is a peer on `port` allowed by rule set `set`? (the port class, then the peer prefix) */
+static __always_inline int allowed(void *gen, __u32 set, __u8 proto, __u16 port, __u32 peer)
+{
+	struct np_key k = {};
+	k.prefixlen = 64; /* kind, set, protocol, port */
+	k.data[0] = NP_PORT;
+	__builtin_memcpy(&k.data[1], &set, 4);
+	k.data[5] = proto;
+	k.data[6] = port >> 8;
+	k.data[7] = port & 0xff;
+	struct np_value *cls = bpf_map_lookup_elem(gen, &k);
+	if (!cls)
+		return 0;
+	if (cls->b & NP_ANY_PEER)
+		return 1;
+	struct np_key p = {};
+	p.prefixlen = 72; /* kind, peer set, address */
+	p.data[0] = NP_PEER;
+	__builtin_memcpy(&p.data[1], &cls->a, 4);
+	__builtin_memcpy(&p.data[5], &peer, 4);
+	struct np_value *v = bpf_map_lookup_elem(gen, &p);
+	return v && v->a;
+}
+
+/* The verdict of a flow's first packet in direction `dir` (1 = pass). */
+static __always_inline int check(void *gen, struct np_value *pod, int dir, struct conn_key *ck)
+{
+	if (dir == DIR_INGRESS)
+		return !(pod->c & NP_INGRESS_ISOLATED) || allowed(gen, pod->a, ck->proto, ck->lport, ck->remote);
+	return !(pod->c & NP_EGRESS_ISOLATED) || allowed(gen, pod->b, ck->proto, ck->rport, ck->remote);
+}
+
+static __always_inline void report_drop(struct conn_key *ck, struct iphdr *ip, __u32 policy_id, int dir, __u8 flags)
+{
+	__u64 *n = bpf_map_lookup_elem(&drop_counts, &policy_id);
+	if (n) {
+		(*n)++;
+	} else {
+		__u64 one = 1;
+		bpf_map_update_elem(&drop_counts, &policy_id, &one, BPF_NOEXIST);
+	}
+	count(ST_DROPPED);
+
+	struct conn_key dk = *ck;
+	dk.dir = dir;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 n_drops = 1;
+	struct drop_seen *seen = bpf_map_lookup_elem(&drop_seen, &dk);
+	if (seen) {
+		if (now - seen->reported_ns < DROP_REPORT_NS) {
+			__sync_fetch_and_add(&seen->count, 1);
+			return;
+		}
+		n_drops = seen->count + 1;
+		seen->count = 0;
+		seen->reported_ns = now;
+	} else {
+		struct drop_seen fresh = { .reported_ns = now };
+		bpf_map_update_elem(&drop_seen, &dk, &fresh, BPF_ANY);
+	}
+	struct drop_event *e = kbpf_reserve(drops, sizeof(*e));
+	if (!e)
+		return;
+	e->cgroup_id = ck->cgroup;
+	e->saddr = ip->saddr;
+	e->daddr = ip->daddr;
+	e->sport = dir == DIR_EGRESS ? ck->lport : ck->rport;
+	e->dport = dir == DIR_EGRESS ? ck->rport : ck->lport;
+	e->policy_id = policy_id;
+	e->count = n_drops;
+	e->proto = ck->proto;
+	e->direction = dir;
+	e->tcp_flags = flags;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, int dir)
+{
+	__u32 zero = 0;
+	void *gen = bpf_map_lookup_elem(&policy, &zero);
+	if (!gen)
+		return 1; /* nothing applied yet */
+
+	struct conn_key ck = {};
+	ck.cgroup = bpf_skb_cgroup_id(skb);
+	struct np_key pk = {};
+	pk.prefixlen = 72; /* kind, cgroup id */
+	pk.data[0] = NP_POD;
+	__builtin_memcpy(&pk.data[1], &ck.cgroup, 8);
+	struct np_value *pod = bpf_map_lookup_elem(gen, &pk);
+	if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
+		count(ST_UNTRACKED);
+		return 1; /* not a pod, or a pod no policy selects */
+	}
+	__u32 isolated = pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED);
+
+	struct iphdr ip;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0) {
+		if (!isolated)
+			return 1;
+		count(ST_NOT_IPV4); /* IPv6 is not enforced yet: an isolated direction fails closed */
+		return 0;
+	}
+	__u16 sport = 0, dport = 0;
+	__u8 flags = 0;
+	__u32 l4 = ip.ihl * 4;
+	if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP || ip.protocol == IPPROTO_SCTP) {
+		__u16 ports[2];
+		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+			return isolated ? 0 : 1;
+		sport = bpf_ntohs(ports[0]);
+		dport = bpf_ntohs(ports[1]);
+		if (ip.protocol == IPPROTO_TCP)
+			bpf_skb_load_bytes(skb, l4 + 13, &flags, 1);
+	}
+	ck.proto = ip.protocol;
+	if (dir == DIR_EGRESS) {
+		ck.local = ip.saddr, ck.remote = ip.daddr, ck.lport = sport, ck.rport = dport;
+	} else {
+		ck.local = ip.daddr, ck.remote = ip.saddr, ck.lport = dport, ck.rport = sport;
+	}
+	/* the pod talking to itself (loopback, its own address) is not a network policy's business */
+	if ((ck.remote & 0xff) == 127 || ck.remote == ck.local)
+		return 1;
+
+	/*
+	 * An unrestricted direction only has to remember the flows that start in it (so that their
+	 * replies pass the other direction's policy): for TCP that is a SYN without ACK, the rest of
+	 * its packets pass without a lookup.
+	 */
+	if (!isolated && ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return 1;
+
+	struct conn *c = bpf_map_lookup_elem(&conns, &ck);
+	if (c) {
+		if (c->gen == pod->f) {
+			count(ST_CONN);
+			return 1;
+		}
+		/* remembered from an older generation: is its first direction still allowed? */
+		count(ST_RECHECKED);
+		if (check(gen, pod, c->origin, &ck)) {
+			c->gen = pod->f;
+			return 1;
+		}
+		bpf_map_delete_elem(&conns, &ck);
+		report_drop(&ck, &ip, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		return 0;
+	}
+	if (!check(gen, pod, dir, &ck)) {
+		report_drop(&ck, &ip, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		return 0;
+	}
+	/* a new flow: remember it so that its replies pass the other direction's policy */
+	struct conn fresh = { .gen = pod->f, .origin = dir };
+	bpf_map_update_elem(&conns, &ck, &fresh, BPF_ANY);
+	count(ST_ALLOWED);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int netpol_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_INGRESS);
+}
+
+SEC("cgroup_skb/egress")
+int netpol_egress(struct __sk_buff *skb)
+{
+	return handle(skb, DIR_EGRESS);
+}
+
+char LICENSE[] SEC("license") = "GPL";

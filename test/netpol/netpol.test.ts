@@ -1,0 +1,229 @@
+// netpol on a real kernel: test bed pods (network namespaces on a bridge, a cgroup each, HAProxy
+// answering on :80 and :8081), the package run by a real agent on their parent cgroup, policies
+// applied standalone as the declare CLI does.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { main as declare } from '../../apps/netpol/declare.js';
+import { type DropEvent, flowOfDrop, ipOf } from '../../apps/netpol/drops.js';
+import type { NetworkPolicy, PolicyInput } from '../../apps/netpol/policy.js';
+import { kernelIds, leftSince } from '../../testbed/kernel.js';
+import { APP_PORT, APP_PORT_2, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
+import { podIdentity, runNetpol } from '../../testbed/netpol/netpol-node.js';
+
+/** Whether an HTTP request from `from` to ip:port gets its answer (a dropped SYN: no answer within 0.7 s). */
+async function reaches(tb: Testbed, from: Pod, to: string, port = APP_PORT): Promise<boolean> {
+  return (await tb.get(from, `http://${to}:${port}/`, 0.7)).ok;
+}
+
+function policy(namespace: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
+  return { metadata: { namespace, name }, spec };
+}
+
+test('an unselected pod is unrestricted; ingress allowed by podSelector + port passes and the rest drops; drops become flows named by the policy, are counted per policy; rm leaves nothing and traffic flows again', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const before = kernelIds();
+  const np = await runNetpol(t, tb);
+  const web = await tb.addPod({ sidecar: false });
+  const client = await tb.addPod({ sidecar: false });
+  const other = await tb.addPod({ sidecar: false });
+  const input: PolicyInput = {
+    pods: [
+      podIdentity(web, 'shop', { app: 'web' }),
+      podIdentity(client, 'shop', { app: 'client' }),
+      podIdentity(other, 'shop', { app: 'other' }),
+    ],
+    namespaces: [],
+    policies: [
+      policy('shop', 'web-ingress', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Ingress'],
+        ingress: [
+          { from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ protocol: 'TCP', port: 80 }] },
+        ],
+      }),
+    ],
+  };
+  assert.ok(await reaches(tb, other, web.ip), 'nothing applied yet: everything passes');
+
+  // through the declare CLI, as a user does
+  const file = join(tb.dir, 'policies.yaml');
+  writeFileSync(file, JSON.stringify(input)); // JSON is YAML
+  const lines: string[] = [];
+  const bpffs = np.ta.paths.bpffsDir;
+  assert.equal(
+    declare(['--bpffs', bpffs, 'apply', file], (s) => lines.push(s)),
+    0,
+  );
+  assert.match(lines.join(''), /applied generation 1 to netpol: 1 policies, 1 pod\(s\) selected/);
+
+  assert.ok(await reaches(tb, client, web.ip), 'client -> web:80 is allowed');
+  assert.ok(!(await reaches(tb, client, web.ip, APP_PORT_2)), 'client -> web:8081 is not');
+  assert.ok(!(await reaches(tb, other, web.ip)), 'other -> web:80 is not');
+  assert.ok(await reaches(tb, web, other.ip), "web's egress is not selected: web -> other passes (and its replies)");
+  assert.ok(await reaches(tb, other, client.ip), 'client is selected by nothing: other -> client passes');
+
+  // the drop of other -> web:80 as a flow
+  let drop: DropEvent | undefined;
+  for (let i = 0; i < 50 && !drop; i++) {
+    drop = np.ta.agent.logs
+      .read('netpol')
+      .map((r) => (r as { event?: DropEvent }).event)
+      .find((e) => e && e.direction === 0 && e.dport === APP_PORT && ipOf(e.saddr) === other.ip);
+    if (!drop) await sleep(100);
+  }
+  assert.ok(drop, 'a drop event for other -> web:80');
+  const flow = flowOfDrop(drop, { policyNames: np.maps.policyNames(), pods: input.pods, node: 'node-1' });
+  assert.equal(flow.verdict, 'DROPPED');
+  assert.equal(flow.drop_reason_desc, 'POLICY_DENIED');
+  assert.equal(flow.policy_name, 'shop/web-ingress');
+  assert.equal(flow.traffic_direction, 'INGRESS');
+  assert.deepEqual([flow.source.pod_name, flow.destination.pod_name], [other.name, web.name]);
+  assert.equal(flow.destination.namespace, 'shop');
+  assert.deepEqual(flow.destination.labels, ['app=web']);
+  assert.equal(flow.l4.TCP?.destination_port, APP_PORT);
+  assert.equal(flow.l4.TCP?.flags?.SYN, true);
+
+  const drops = np.maps.drops().get('shop/web-ingress') ?? 0n;
+  assert.ok(drops >= 2n, `drops counted for shop/web-ingress: ${drops}`);
+  lines.length = 0;
+  assert.equal(
+    declare(['--bpffs', bpffs, 'stats'], (s) => lines.push(s)),
+    0,
+  );
+  assert.match(lines.join(''), /^drops shop\/web-ingress: \d+$/m);
+  assert.match(lines.join(''), /^allowed: [1-9]/m);
+
+  await np.remove();
+  assert.ok(await reaches(tb, other, web.ip), 'after rm: other -> web:80 passes again');
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] }, 'nothing of ours is left in the kernel');
+});
+
+test('egress to a CIDR with except and a port range; ingress by namespaceSelector; replies of allowed connections pass', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const np = await runNetpol(t, tb);
+  const c = await tb.addPod({ sidecar: false });
+  const w1 = await tb.addPod({ sidecar: false });
+  const w2 = await tb.addPod({ sidecar: false });
+  const x = await tb.addPod({ sidecar: false });
+  const input: PolicyInput = {
+    pods: [
+      podIdentity(c, 'a', { app: 'c' }),
+      podIdentity(w1, 'b', { app: 'w' }),
+      podIdentity(w2, 'b', { app: 'w' }),
+      podIdentity(x, 'other', { app: 'x' }),
+    ],
+    namespaces: [{ name: 'a', labels: { team: 'blue' } }],
+    policies: [
+      policy('a', 'egress-subnet', {
+        podSelector: { matchLabels: { app: 'c' } },
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [{ ipBlock: { cidr: `${tb.subnet}.0/24`, except: [`${w2.ip}/32`] } }],
+            ports: [{ protocol: 'TCP', port: 79, endPort: 80 }],
+          },
+        ],
+      }),
+      policy('b', 'from-blue', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: { matchExpressions: [{ key: 'team', operator: 'In', values: ['blue'] }] },
+                podSelector: { matchExpressions: [{ key: 'app', operator: 'Exists' }] },
+              },
+            ],
+          },
+        ],
+      }),
+    ],
+  };
+  const a = np.maps.apply(input);
+  assert.equal(a.pods, 3);
+  assert.ok(await reaches(tb, c, w1.ip), 'c -> w1:80: in the CIDR and the port range, and from a blue namespace');
+  assert.ok(!(await reaches(tb, c, w2.ip)), 'c -> w2:80: excepted');
+  assert.ok(!(await reaches(tb, c, w1.ip, APP_PORT_2)), 'c -> w1:8081: outside the port range');
+  assert.ok(!(await reaches(tb, x, w1.ip)), 'x -> w1: namespace other is not blue');
+  assert.ok(!(await reaches(tb, w2, w1.ip)), 'w2 -> w1: namespace b is not blue either');
+  assert.ok(await reaches(tb, w1, x.ip), "w1's egress is unrestricted");
+  assert.ok(
+    await reaches(tb, w1, c.ip),
+    "w1 -> c: c's ingress is open, and its replies pass its egress policy (they belong to an allowed connection)",
+  );
+});
+
+// Connects to ip:port over and over for `ms`, alternating the given ports, each attempt an HTTP
+// request with a 150 ms budget; prints {"PORT": {"ok": N, "fail": N}} at the end.
+const CHURN_CLIENT = `
+const net = require('node:net');
+const [ip, ms, ...ports] = process.argv.slice(1);
+const out = Object.fromEntries(ports.map((p) => [p, { ok: 0, fail: 0 }]));
+const once = (port) => new Promise((res) => {
+  const s = net.connect({ host: ip, port: Number(port) });
+  const done = (ok) => { clearTimeout(t); s.destroy(); out[port][ok ? 'ok' : 'fail']++; res(); };
+  const t = setTimeout(() => done(false), 150);
+  s.on('connect', () => s.write('GET / HTTP/1.0\\r\\n\\r\\n'));
+  s.on('data', (d) => { if (String(d).startsWith('HTTP/1.')) done(true); });
+  s.on('error', () => done(false));
+});
+(async () => {
+  const end = Date.now() + Number(ms);
+  for (let i = 0; Date.now() < end; i++) await once(ports[i % ports.length]);
+  console.log(JSON.stringify(out));
+})();
+`;
+
+test('policy changes apply atomically: under churn between two generations no connection gets what neither allows', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const np = await runNetpol(t, tb);
+  const s = await tb.addPod({ sidecar: false });
+  const c1 = await tb.addPod({ sidecar: false });
+  const c2 = await tb.addPod({ sidecar: false });
+  const pods = [
+    podIdentity(s, 'ns', { app: 's' }),
+    podIdentity(c1, 'ns', { app: 'c1' }),
+    podIdentity(c2, 'ns', { app: 'c2' }),
+  ];
+  // A: c1 -> s:80 only; B: c2 -> s:8081 only. Both compile to the same ids (rule set 1, peer set
+  // 1), so a generation half written over the other would let c2 reach :80 or c1 reach :8081.
+  const only = (from: string, port: number): PolicyInput => ({
+    pods,
+    namespaces: [],
+    policies: [
+      policy('ns', 's', {
+        podSelector: { matchLabels: { app: 's' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: from } } }], ports: [{ port }] }],
+      }),
+    ],
+  });
+  const a = only('c1', APP_PORT);
+  const b = only('c2', APP_PORT_2);
+  np.maps.apply(a);
+  assert.ok(await reaches(tb, c1, s.ip));
+  const ms = 3000;
+  const clients = [c1, c2].map((c) =>
+    tb.execInPod(c, process.execPath, ['-e', CHURN_CLIENT, s.ip, String(ms), String(APP_PORT), String(APP_PORT_2)], {
+      timeoutMs: ms + 10_000,
+    }),
+  );
+  let flips = 0;
+  const end = Date.now() + ms + 300;
+  while (Date.now() < end) {
+    np.maps.apply(flips % 2 ? a : b);
+    flips++;
+    await sleep(5 * (1 + (flips % 3))); // each generation lives 5-15 ms (plus the next one's build)
+  }
+  const [r1, r2] = await Promise.all(clients);
+  const out1 = JSON.parse(r1!.stdout) as Record<string, { ok: number; fail: number }>;
+  const out2 = JSON.parse(r2!.stdout) as Record<string, { ok: number; fail: number }>;
+  t.diagnostic(`${flips} generations; c1 ${JSON.stringify(out1)}; c2 ${JSON.stringify(out2)}`);
+  assert.ok(flips > 50, `generations applied: ${flips}`);
+  assert.equal(out1[APP_PORT_2]!.ok, 0, 'c1 never reached :8081');
+  assert.equal(out2[APP_PORT]!.ok, 0, 'c2 never reached :80');
+  assert.ok(out1[APP_PORT]!.ok > 0 && out2[APP_PORT_2]!.ok > 0, 'what each generation allows got through');
+  assert.ok(np.maps.generation().gen > flips, 'the generation counts up');
+});
