@@ -18,6 +18,7 @@ import { BpfMap, type BpfObject, Link, Program, readIter } from 'kbpf/bpf';
 import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
+import { positionFor } from './hook-order.js';
 import type { FetchedPackage } from './package-cache.js';
 import { InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
@@ -260,7 +261,7 @@ export class ProgramPlanner implements InstancePlanner {
               continue;
             }
           }
-          const attached = attachProgram(prog, attach, obj);
+          const attached = attachProgram(prog, attach, obj, positionFor(p, attach, prog, target.peers ?? []));
           try {
             const names = linkPinNames(p.name, attached.links.length);
             attached.links.forEach((link, i) => {
