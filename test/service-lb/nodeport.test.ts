@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { attachTcx, BpfObject, inNetns, type Link } from 'kbpf/bpf';
 import { type NodePortDeclaration, NodePortMaps } from '../../apps/service-lb/nodeport.js';
+import { testAgent } from '../../testbed/agent.js';
 import {
   type Backend,
   type ClusterNet,
@@ -17,10 +18,12 @@ import {
   makeClusterNet,
   startBackend,
 } from '../../testbed/cluster-net.js';
-import { idsOfObject, madeIds, stillListed } from '../../testbed/netns.js';
+import { kernelIds, leftSince } from '../../testbed/kernel.js';
+import { idsOfObject, madeIds, makeNetns, makeVethPair, stillListed } from '../../testbed/netns.js';
 
 const OBJECT = fileURLToPath(new URL('../../apps/service-lb/nodeport.bpf.o', import.meta.url));
 const NODE_PORT = 30080;
+const PACKAGE = fileURLToPath(new URL('../../../apps/service-lb/', import.meta.url));
 
 interface NodeLb {
   obj: BpfObject;
@@ -153,4 +156,52 @@ describe('service-lb NodePort on tc', () => {
     assert.deepEqual(await stillListed(made), { prog: [], map: [], link: [] });
     assert.match(await connectFromClient(net, net.nodes[0]!.ip, NODE_PORT, 1000), /^ERR ECONNREFUSED$/);
   });
+});
+
+test('service-lb runs as a package: tcx on the interface, declarations through the pins, rm leaves nothing', async (t) => {
+  const before = kernelIds();
+  const ns = await makeNetns(t, 'kbpf-np');
+  const veth = await makeVethPair(t, null, ns);
+  const ta = await testAgent(t);
+  const ref = await ta.build(PACKAGE, 'service-lb:test');
+  const st = await ta.agent.run({ image: ref, name: 'svc', attach: { iface: veth.a.ifname } });
+  assert.equal(st.phase, 'running');
+  const hooks = ta.agent.inspect('svc').hooks ?? [];
+  assert.deepEqual(
+    hooks.map((h) => [h.attach, h.programs.map((p) => `${p.instance}/${p.program}`)]),
+    [
+      [`tc ingress ${veth.a.ifname}`, ['svc/nodeport_ingress']],
+      [`tc egress ${veth.a.ifname}`, ['svc/nodeport_egress']],
+    ],
+  );
+  const maps = NodePortMaps.ofInstance(ta.paths.bpffsDir, 'svc');
+  try {
+    maps.apply(
+      {
+        nodes: { a: '10.9.0.1', b: '10.9.0.2' },
+        services: [
+          {
+            name: 'web',
+            port: 80,
+            nodePort: 30080,
+            externalIPs: ['10.9.0.200'],
+            backends: [{ ip: '10.9.1.5', port: 8080, node: 'b' }],
+          },
+        ],
+      },
+      'a',
+    );
+    assert.deepEqual(
+      maps
+        .frontends()
+        .map((f) => `${f.address}:${f.port}/${f.protocol} ${f.backends} ${f.flags}`)
+        .sort(),
+      ['10.9.0.1:30080/TCP 1 dsr', '10.9.0.200:80/TCP 1 dsr', '10.9.0.2:30080/TCP 1 dsr'],
+    );
+    assert.throws(() => maps.apply({ nodes: { a: '10.9.0.1' }, services: [] }, 'z'), /node z is not one of/);
+  } finally {
+    maps.close();
+  }
+  await ta.agent.remove('svc', { force: true });
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });
