@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
-import { type PackageSpec, parseShare } from '../package/package-spec.js';
+import { effectiveOrder, type PackageSpec, parseShare } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
 import { hookOrders, peerPrograms } from './hook-order.js';
 import { checkInstanceName, isInstanceName } from './instance-name.js';
@@ -551,13 +551,20 @@ export class Agent {
   }
 
   private target(name: string, rev: number, pkg: FetchedPackage, revision: Revision, again = false): RevisionTarget {
+    for (const prog of Object.keys(revision.attach.order ?? {}))
+      if (!pkg.spec.programs.some((p) => p.name === prog))
+        throw new InvalidError(
+          `--order ${prog}: the package has no program "${prog}" (programs: ${pkg.spec.programs.map((p) => p.name).join(', ')})`,
+        );
     return {
       rev,
       pkg,
       config: revision.config,
       attach: revision.attach,
       sharedMaps: this.sharedMaps(pkg.spec, revision.attach, again),
-      peers: pkg.spec.programs.some((p) => p.order) ? peerPrograms(this.#views.values(), name) : undefined,
+      peers: pkg.spec.programs.some((p) => effectiveOrder(p, revision.attach))
+        ? peerPrograms(this.#views.values(), name)
+        : undefined,
     };
   }
 

@@ -17,7 +17,13 @@ import {
   type Program,
   tcxHookPrograms,
 } from 'kbpf/bpf';
-import { type AttachSpec, describeAttach, type ProgramSpec } from '../package/package-spec.js';
+import {
+  type AttachOverrides,
+  type AttachSpec,
+  describeAttach,
+  effectiveOrder,
+  type ProgramSpec,
+} from '../package/package-spec.js';
 import type { InstanceView } from './instance-view.js';
 import type { PeerProgram } from './planner.js';
 import type { HookProgram } from './types.js';
@@ -32,7 +38,8 @@ export function peerPrograms(views: Iterable<InstanceView>, self: string): PeerP
       const linkId = v.ids.links.get(p.name);
       const choice = v.choices.programs.get(p.name);
       if (progId === undefined || linkId === undefined || choice?.state !== 'run') continue;
-      out.push({ instance: v.name, program: p.name, progId, linkId, attach: choice.attach, order: p.order });
+      const order = effectiveOrder(p, v.revision?.attach);
+      out.push({ instance: v.name, program: p.name, progId, linkId, attach: choice.attach, order });
     }
   }
   return out;
@@ -51,8 +58,9 @@ export function positionFor(
   attach: AttachSpec,
   prog: Program,
   peers: PeerProgram[],
+  overrides?: AttachOverrides,
 ): HookPosition | undefined {
-  const order = p.order;
+  const order = effectiveOrder(p, overrides);
   if (!order) return undefined;
   const live = hookPrograms(attach, prog.expectedAttachType)?.progIds ?? [];
   const key = describeAttach(attach);

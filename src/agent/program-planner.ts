@@ -261,7 +261,12 @@ export class ProgramPlanner implements InstancePlanner {
               continue;
             }
           }
-          const attached = attachProgram(prog, attach, obj, positionFor(p, attach, prog, target.peers ?? []));
+          const attached = attachProgram(
+            prog,
+            attach,
+            obj,
+            positionFor(p, attach, prog, target.peers ?? [], target.attach),
+          );
           try {
             const names = linkPinNames(p.name, attached.links.length);
             attached.links.forEach((link, i) => {

@@ -2,6 +2,7 @@
 // the compiled objects (section names, BTF) and merges what kbpf.yaml adds; it is stored as the
 // OCI config blob, and the agent realises an instance from it.
 
+import { InvalidError } from '../errors.js';
 import { PackageError } from './errors.js';
 
 /** Hooks whose target is one name of the kernel's: a function, a tracepoint, an LSM hook, an iterator. */
@@ -132,6 +133,28 @@ export function parseOrder(v: unknown): ProgramOrder | string {
   return key === 'before' ? { before: name } : { after: name };
 }
 
+/** "before:mesh", "after:lb", "priority:10" (run --order) -> the order, or a string saying what is wrong. */
+export function parseOrderString(v: string): ProgramOrder | string {
+  const i = v.indexOf(':');
+  const key = v.slice(0, Math.max(0, i));
+  const rest = v.slice(i + 1);
+  if (key === 'priority') return parseOrder({ priority: /^-?\d+$/.test(rest) ? Number(rest) : rest });
+  return key === 'before' || key === 'after'
+    ? parseOrder({ [key]: rest })
+    : 'must be before:INSTANCE, after:INSTANCE or priority:N';
+}
+
+/** A program's order for one instance: run --order over the package's. Throws Invalid on a bad --order. */
+export function effectiveOrder(p: ProgramSpec, overrides: AttachOverrides = {}): ProgramOrder | undefined {
+  const given = overrides.order && Object.hasOwn(overrides.order, p.name) ? overrides.order[p.name] : undefined;
+  if (given === undefined) return p.order;
+  const order = parseOrderString(given);
+  if (typeof order === 'string') throw new InvalidError(`--order ${p.name}=${given}: ${order}`);
+  if (p.attach.hook !== 'cgroup' && p.attach.hook !== 'tc')
+    throw new InvalidError(`--order ${p.name}: ${p.attach.hook} hooks have no program order (only cgroup and tc)`);
+  return order;
+}
+
 /** "before mesh", "after lb", "priority 10" */
 export function describeOrder(o: ProgramOrder): string {
   return 'before' in o ? `before ${o.before}` : 'after' in o ? `after ${o.after}` : `priority ${o.priority}`;
@@ -245,6 +268,8 @@ export interface AttachOverrides {
   mapSizes?: Record<string, number>;
   /** per map: INSTANCE[:MAP] of another running instance whose pinned map this one uses (run --share-map) */
   shareMaps?: Record<string, string>;
+  /** per program: its order on its hook instead of the package's, "before:INSTANCE", "after:INSTANCE" or "priority:N" (run --order) */
+  order?: Record<string, string>;
 }
 
 /**

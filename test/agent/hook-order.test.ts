@@ -69,6 +69,27 @@ test('order before/after/priority places programs on one cgroup hook, seen on a 
   assert.equal(await reached(), 'Y');
   assert.deepEqual(order('a'), ['c', 'a']);
   await ta.agent.remove('c', { force: true });
+
+  // the same from run --order, over a package that declares none
+  const cfg = rewrite(y.port, z.port);
+  await ta.agent.run({
+    image: plain,
+    name: 'e',
+    config: cfg,
+    attach: { cgroup: cg, order: { order_rewrite: 'before:a' } },
+  });
+  assert.equal(await reached(), 'Y');
+  assert.deepEqual(order('a'), ['e', 'a']);
+  await ta.agent.remove('e', { force: true });
+  await assert.rejects(
+    ta.agent.run({ image: plain, name: 'f', config: cfg, attach: { cgroup: cg, order: { nope: 'before:a' } } }),
+    /--order nope: the package has no program "nope"/,
+  );
+  await assert.rejects(
+    ta.agent.run({ image: plain, name: 'f', config: cfg, attach: { cgroup: cg, order: { order_rewrite: 'first' } } }),
+    /--order order_rewrite=first: must be before:INSTANCE/,
+  );
+  await ta.agent.remove('f', { force: true }).catch(() => {});
   await ta.agent.remove('a', { force: true });
 
   // priorities: the lower runs first whichever starts first
