@@ -3,7 +3,8 @@
 // namespace). Nodes are NET.11, NET.12, …, the client NET.100 (a random 10.x.y.0/24). Each node
 // has a pod address on its loopback (10.x'.N.10/32 in a second random range) that the
 // other nodes route to through it, and backends listen there: a TCP server that answers every
-// connection with the address it came from (`peer=IP:PORT node=NAME`) and logs it.
+// connection with the address it came from (`peer=IP:PORT node=NAME`) and logs it, and a UDP
+// socket on the same port that answers each datagram the same way.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -74,7 +75,9 @@ export interface Backend {
 
 const SERVER = `const net=require('net');const [ip,port,name]=process.argv.slice(1);
 net.createServer(s=>{const p=s.remoteAddress+':'+s.remotePort;console.log(p);s.end('peer='+p+' node='+name+'\\n')})
-.listen(+port,ip,()=>console.log('listening'))`;
+.listen(+port,ip,()=>console.log('listening'));
+const u=require('dgram').createSocket('udp4');u.on('message',(m,r)=>{const p=r.address+':'+r.port;console.log('udp '+p);
+u.send('peer='+p+' node='+name,r.port,r.address)});u.bind(+port,ip)`;
 
 /** Starts a backend on `node`'s pod address; stopped at cleanup. */
 export async function startBackend(t: Cleanup, node: ClusterNode, port = 8080): Promise<Backend> {
@@ -128,6 +131,23 @@ export async function connectFromClient(
     net.client.netns,
     process.execPath,
     ['-e', CLIENT, addr, String(port), String(timeoutMs)],
+    {
+      timeoutMs: timeoutMs + 5000,
+    },
+  );
+  return r.stdout.trim();
+}
+
+const UDP_CLIENT = `const u=require('dgram').createSocket('udp4');const [addr,port,ms]=process.argv.slice(1);
+setTimeout(()=>{console.log('TIMEOUT');process.exit(0)},+ms);
+u.on('message',(m,r)=>{console.log(m+' from='+r.address+':'+r.port);process.exit(0)});u.send('hi',+port,addr)`;
+
+/** One UDP request from the client to addr:port: "ANSWER from=SOURCE:PORT" (who the reply came from), or TIMEOUT. */
+export async function udpFromClient(net: ClusterNet, addr: string, port: number, timeoutMs = 2000): Promise<string> {
+  const r = await execInNetns(
+    net.client.netns,
+    process.execPath,
+    ['-e', UDP_CLIENT, addr, String(port), String(timeoutMs)],
     {
       timeoutMs: timeoutMs + 5000,
     },

@@ -17,6 +17,7 @@ import {
   inNode,
   makeClusterNet,
   startBackend,
+  udpFromClient,
 } from '../../testbed/cluster-net.js';
 import { kernelIds, leftSince } from '../../testbed/kernel.js';
 import { idsOfObject, madeIds, makeNetns, makeVethPair, stillListed } from '../../testbed/netns.js';
@@ -110,6 +111,20 @@ describe('service-lb NodePort on tc', () => {
       stats(1).dsr_decap >= 2n && stats(1).reply_revnat > 0n,
       JSON.stringify(stats(1), (_, v) => String(v)),
     );
+  });
+
+  test('DSR over UDP: the backend sees the client, the client gets its answer from the node port', async () => {
+    applyAll({
+      nodes: nodes(),
+      services: [{ name: 'dns', protocol: 'UDP', port: 53, nodePort: NODE_PORT, backends: [backend(2)] }],
+    });
+    const seen = await capture(net.nodes[0]!, `udp and dst host ${net.client.ip}`, async () => {
+      const r = await udpFromClient(net, net.nodes[0]!.ip, NODE_PORT);
+      const ip = net.client.ip.replaceAll('.', '\\.');
+      const from = `${net.nodes[0]!.ip}:${NODE_PORT}`.replaceAll('.', '\\.');
+      assert.match(r, new RegExp(`^peer=${ip}:\\d+ node=node3 from=${from}$`));
+    });
+    assert.deepEqual(seen, [], 'DSR: the UDP answer does not cross node1');
   });
 
   test('SNAT: the backend on another node answers through the first node', async () => {
