@@ -120,22 +120,22 @@ const CLIENT = `const s=require('net').connect(+process.argv[2],process.argv[1])
 s.setTimeout(+process.argv[3],()=>{console.log('TIMEOUT');process.exit(0)});
 s.on('data',x=>d+=x);s.on('end',()=>console.log(d.trim()));s.on('error',e=>console.log('ERR '+e.code))`;
 
-/** One TCP connection from the client to addr:port: the backend's answer, TIMEOUT or ERR code. */
-export async function connectFromClient(
+/** Runs a client script (ADDR PORT TIMEOUT_MS as its arguments) in the client namespace: what it printed. */
+async function clientRun(
   net: ClusterNet,
+  script: string,
   addr: string,
   port: number,
-  timeoutMs = 2000,
+  timeoutMs: number,
 ): Promise<string> {
-  const r = await execInNetns(
-    net.client.netns,
-    process.execPath,
-    ['-e', CLIENT, addr, String(port), String(timeoutMs)],
-    {
-      timeoutMs: timeoutMs + 5000,
-    },
-  );
+  const args = ['-e', script, addr, String(port), String(timeoutMs)];
+  const r = await execInNetns(net.client.netns, process.execPath, args, { timeoutMs: timeoutMs + 5000 });
   return r.stdout.trim();
+}
+
+/** One TCP connection from the client to addr:port: the backend's answer, TIMEOUT or ERR code. */
+export function connectFromClient(net: ClusterNet, addr: string, port: number, timeoutMs = 2000): Promise<string> {
+  return clientRun(net, CLIENT, addr, port, timeoutMs);
 }
 
 const UDP_CLIENT = `const u=require('dgram').createSocket('udp4');const [addr,port,ms]=process.argv.slice(1);
@@ -143,16 +143,8 @@ setTimeout(()=>{console.log('TIMEOUT');process.exit(0)},+ms);
 u.on('message',(m,r)=>{console.log(m+' from='+r.address+':'+r.port);process.exit(0)});u.send('hi',+port,addr)`;
 
 /** One UDP request from the client to addr:port: "ANSWER from=SOURCE:PORT" (who the reply came from), or TIMEOUT. */
-export async function udpFromClient(net: ClusterNet, addr: string, port: number, timeoutMs = 2000): Promise<string> {
-  const r = await execInNetns(
-    net.client.netns,
-    process.execPath,
-    ['-e', UDP_CLIENT, addr, String(port), String(timeoutMs)],
-    {
-      timeoutMs: timeoutMs + 5000,
-    },
-  );
-  return r.stdout.trim();
+export function udpFromClient(net: ClusterNet, addr: string, port: number, timeoutMs = 2000): Promise<string> {
+  return clientRun(net, UDP_CLIENT, addr, port, timeoutMs);
 }
 
 /** tcpdump on a node's eth0 for the length of `during`; the lines it printed (one per packet). */
