@@ -17,8 +17,9 @@ import { join } from 'node:path';
 import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
-import { type PackageSpec, parseShare } from '../package/package-spec.js';
+import { effectiveOrder, type PackageSpec, parseShare } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
+import { hookOrders, peerPrograms } from './hook-order.js';
 import { checkInstanceName, isInstanceName } from './instance-name.js';
 import { InstanceView } from './instance-view.js';
 import { LogStore } from './log-store.js';
@@ -186,7 +187,7 @@ export class Agent {
           this.#log(`${name}: revision ${record.current} is not fully in the kernel; attaching it`);
           const plan = new Plan(`start ${name}`);
           const trusted = this.trustStep(plan, pkg, rev.image);
-          const realised = planner.start(plan, name, this.target(record.current, pkg, rev, true));
+          const realised = planner.start(plan, name, this.target(name, record.current, pkg, rev, true));
           await execute(plan, this.#log);
           this.realised(view, realised);
           if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
@@ -214,7 +215,9 @@ export class Agent {
   }
 
   inspect(name: string): InstanceStatus {
-    return instanceStatus(this.view(name));
+    const view = this.view(name);
+    const hooks = hookOrders(view, this.#views.values());
+    return hooks.length ? { ...instanceStatus(view), hooks } : instanceStatus(view);
   }
 
   history(name: string): Revision[] {
@@ -298,7 +301,7 @@ export class Agent {
         },
         () => staged?.discard(),
       );
-      const realised = planner.run(plan, name, this.target(1, pkg, revision));
+      const realised = planner.run(plan, name, this.target(name, 1, pkg, revision));
       plan.step('fault point run-after-attach', () => faultPoint('run-after-attach'));
       plan.step(
         `save the record of ${name}`,
@@ -344,7 +347,7 @@ export class Agent {
       const planner = this.plannerFor(pkg.spec);
       const plan = new Plan(`start ${name}`);
       const trusted = this.trustStep(plan, pkg, rev.image);
-      const realised = planner.start(plan, name, this.target(record.current, pkg, rev, true));
+      const realised = planner.start(plan, name, this.target(name, record.current, pkg, rev, true));
       this.recordStep(plan, view, 'record that it runs', (r) => {
         r.desired = 'running';
       });
@@ -490,7 +493,7 @@ export class Agent {
       cause: req.cause,
     };
     const planner = this.plannerFor(pkg.spec);
-    const target = this.target(to, pkg, revision, true);
+    const target = this.target(name, to, pkg, revision, true);
     const running = record.desired === 'running';
     const old = record.current;
     const plan = new Plan(subject);
@@ -547,13 +550,21 @@ export class Agent {
     );
   }
 
-  private target(rev: number, pkg: FetchedPackage, revision: Revision, again = false): RevisionTarget {
+  private target(name: string, rev: number, pkg: FetchedPackage, revision: Revision, again = false): RevisionTarget {
+    for (const prog of Object.keys(revision.attach.order ?? {}))
+      if (!pkg.spec.programs.some((p) => p.name === prog))
+        throw new InvalidError(
+          `--order ${prog}: the package has no program "${prog}" (programs: ${pkg.spec.programs.map((p) => p.name).join(', ')})`,
+        );
     return {
       rev,
       pkg,
       config: revision.config,
       attach: revision.attach,
       sharedMaps: this.sharedMaps(pkg.spec, revision.attach, again),
+      peers: pkg.spec.programs.some((p) => effectiveOrder(p, revision.attach))
+        ? peerPrograms(this.#views.values(), name)
+        : undefined,
     };
   }
 

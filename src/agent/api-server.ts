@@ -219,6 +219,12 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
           throw new HttpError(400, `"attach.mapSizes.${map}" must be a positive integer`);
       }
       out.mapSizes = p as Record<string, number>;
+    } else if (k === 'order') {
+      const p = obj(a, 'order') ?? {};
+      for (const [prog, order] of Object.entries(p)) {
+        if (typeof order !== 'string') throw new HttpError(400, `"attach.order.${prog}" must be a string`);
+      }
+      out.order = p as Record<string, string>;
     } else if (k === 'shareMaps') {
       const p = obj(a, 'shareMaps') ?? {};
       for (const [map, share] of Object.entries(p)) {
@@ -226,7 +232,10 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
       }
       out.shareMaps = p as Record<string, string>;
     } else {
-      throw new HttpError(400, `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps)`);
+      throw new HttpError(
+        400,
+        `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps, order)`,
+      );
     }
   }
   return out;

@@ -4,13 +4,23 @@
 // agent. A planner only adds steps to plans (plan.ts); the agent adds the steps of its own
 // records around them and runs the plan.
 import type { Codec } from 'kbpf/bpf';
-import type { AttachOverrides, PackageSpec } from '../package/package-spec.js';
+import type { AttachOverrides, AttachSpec, PackageSpec, ProgramOrder } from '../package/package-spec.js';
 import type { ProcessorCounts } from '../wasm/processor.js';
 import type { EventSink } from './event-pump.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { Plan } from './plan.js';
 import type { ProgramChoices } from './program-choice.js';
 import type { KernelIds } from './realizer.js';
+
+/** A program of another running instance, as the agent's view knows it. */
+export interface PeerProgram {
+  instance: string;
+  program: string;
+  progId: number;
+  linkId: number;
+  attach: AttachSpec;
+  order?: ProgramOrder;
+}
 
 /** One revision to make real. */
 export interface RevisionTarget {
@@ -20,6 +30,8 @@ export interface RevisionTarget {
   attach: AttachOverrides;
   /** maps this revision uses from other instances: map name → the owner's pin (resolved by the agent) */
   sharedMaps?: Map<string, { owner: string; path: string }>;
+  /** the programs other instances run, for programs that declare an order on a shared hook */
+  peers?: PeerProgram[];
 }
 
 /** The revision that runs now, as an upgrade switches away from it. */

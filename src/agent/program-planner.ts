@@ -19,6 +19,7 @@ import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { compileProcessor } from '../wasm/processor.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
+import { positionFor } from './hook-order.js';
 import type { FetchedPackage } from './package-cache.js';
 import { InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
@@ -273,7 +274,12 @@ export class ProgramPlanner implements InstancePlanner {
               continue;
             }
           }
-          const attached = attachProgram(prog, attach, obj);
+          const attached = attachProgram(
+            prog,
+            attach,
+            obj,
+            positionFor(p, attach, prog, target.peers ?? [], target.attach),
+          );
           try {
             const names = linkPinNames(p.name, attached.links.length);
             attached.links.forEach((link, i) => {

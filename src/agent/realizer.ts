@@ -21,6 +21,7 @@ import {
   BpfError,
   BpfMap,
   BpfObject,
+  type HookPosition,
   infoOfId,
   Link,
   Program,
@@ -155,10 +156,10 @@ function splitTarget(target: string): [string, string] {
 }
 
 /** Attaches one program as its (resolved) attach spec says. */
-export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Attached {
+export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, position?: HookPosition): Attached {
   switch (a.hook) {
     case 'cgroup':
-      return one(attachCgroup(prog, a.target!));
+      return one(attachCgroup(prog, a.target!, undefined, position));
     case 'tracepoint':
       return one(attachTracepoint(prog, a.target));
     case 'raw_tracepoint':
@@ -217,7 +218,7 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject): Att
       return one(attachXdp(prog, a.target, a.mode ?? 'auto'));
     case 'tc':
       if (!a.target) throw new InvalidError(`program ${prog.name} attaches to tc: name the interface with --iface`);
-      return one(attachTcx(prog, a.target, a.direction));
+      return one(attachTcx(prog, a.target, a.direction, position));
     case 'sockmap':
       return one(attachSockmap(prog, obj.map(a.map)));
     case 'none':

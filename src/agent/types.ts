@@ -44,6 +44,14 @@ export interface ProgramStatus {
   runTimeNs?: string;
 }
 
+/** One program on a shared hook, as inspect shows it: an instance's, or anyone's by its kernel name. */
+export interface HookProgram {
+  progId: number;
+  instance?: string;
+  program?: string;
+  name?: string;
+}
+
 export interface InstanceStatus {
   name: string;
   image: string;
@@ -67,6 +75,8 @@ export interface InstanceStatus {
   guest?: { module: string; args: string[]; capabilities: GuestCapabilities; limits?: GuestLimits };
   /** what the instance runs without (skipped programs) or with instead (a perf event's fallback) */
   warnings?: string[];
+  /** inspect: every program on each cgroup / tcx hook of this instance, in the order they run */
+  hooks?: { attach: string; programs: HookProgram[] }[];
 }
 
 export interface RunRequest {

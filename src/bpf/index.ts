@@ -36,12 +36,13 @@ export {
   onlineCpus,
 } from './hook-support.js';
 export { infoOfId, type LinkInfo, linkInfo, listIds, type MapInfo, mapInfo, type ProgInfo, progInfo } from './info.js';
-export { attachCgroup } from './link/cgroup.js';
+export { attachCgroup, cgroupHookPrograms } from './link/cgroup.js';
 export { attachIter, readIter } from './link/iter.js';
 export { Link } from './link/link.js';
 export { ifindexOf, inNetns } from './link/netdev.js';
 export { attachNetfilter, type NetfilterTarget, NF_FAMILIES, NF_HOOKS } from './link/netfilter.js';
 export { attachNetns } from './link/netns.js';
+export type { HookPosition, HookPrograms } from './link/order.js';
 export {
   attachPerfEvent,
   DEFAULT_PERF_EVENT,
@@ -51,7 +52,7 @@ export {
   type PerfEventOptions,
 } from './link/perf-event.js';
 export { attachSockmap } from './link/sockmap.js';
-export { attachTc, attachTcClsact, attachTcx, type TcDirection, TcFilter } from './link/tc.js';
+export { attachTc, attachTcClsact, attachTcx, type TcDirection, TcFilter, tcxHookPrograms } from './link/tc.js';
 export {
   attachAuto,
   attachKprobe,

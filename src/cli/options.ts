@@ -1,7 +1,7 @@
 // Options several verbs share, and the parsers of option values (a bad value is refused by
 // commander before anything is sent to the agent).
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { AttachOverrides } from '../package/package-spec.js';
+import { type AttachOverrides, parseOrderString } from '../package/package-spec.js';
 import { DURATION_EXAMPLES, parseSince, TIME_EXAMPLE } from '../util/duration.js';
 
 const VAR_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -40,6 +40,16 @@ function parseShare(value: string, previous: [string, string][] = []): [string, 
   return out;
 }
 
+const parseOrderEntry = keyValue('PROGRAM=ORDER', /^[A-Za-z_][A-Za-z0-9_]*$/, 'a program name');
+
+function parseOrderOption(value: string, previous: [string, string][] = []): [string, string][] {
+  const out = parseOrderEntry(value, previous);
+  const why = parseOrderString(out.at(-1)![1]);
+  if (typeof why === 'string')
+    throw new InvalidArgumentError(`--order ${value}: ${why}, e.g. --order lb_connect4=before:mesh`);
+  return out;
+}
+
 export function nonNegativeInt(what: string) {
   return (v: string): number => {
     if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${what} must be a non-negative integer`);
@@ -75,6 +85,7 @@ export interface AttachOptions {
   attach?: [string, string][];
   mapSize?: [string, string][];
   shareMap?: [string, string][];
+  order?: [string, string][];
 }
 
 /** --set, --cgroup, --iface, --attach: of run and upgrade */
@@ -93,6 +104,11 @@ export function addAttachOptions(cmd: Command): Command {
       '--share-map <MAP=INSTANCE[:MAP]>',
       'use the pinned map of another running instance instead of a new one (repeatable)',
       parseShare,
+    )
+    .option(
+      '--order <PROGRAM=ORDER>',
+      "a program's place among other instances' programs on its cgroup / tc hook: before:INSTANCE, after:INSTANCE or priority:N (repeatable)",
+      parseOrderOption,
     );
 }
 
@@ -103,6 +119,7 @@ export function attachOverrides(opts: AttachOptions): AttachOverrides | undefine
   if (opts.attach?.length) a.programs = Object.fromEntries(opts.attach);
   if (opts.mapSize?.length) a.mapSizes = Object.fromEntries(opts.mapSize.map(([k, v]) => [k, Number(v)]));
   if (opts.shareMap?.length) a.shareMaps = Object.fromEntries(opts.shareMap);
+  if (opts.order?.length) a.order = Object.fromEntries(opts.order);
   return Object.keys(a).length ? a : undefined;
 }
 

@@ -263,6 +263,10 @@ export function mergeSpec(
     const out: ProgramSpec = { ...p, attach };
     if (extra?.optional !== undefined) out.optional = extra.optional;
     if (extra?.group !== undefined) out.group = extra.group;
+    if (extra?.order !== undefined) {
+      if (attach.hook === 'cgroup' || attach.hook === 'tc') out.order = extra.order;
+      else problems.push(`program ${p.name}: order: ${attach.hook} hooks have no program order (only cgroup and tc)`);
+    }
     resolved.push(out);
   }
   for (const [key, c] of Object.entries(m.config)) {

@@ -4,15 +4,25 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { type AttachSpec, HOOKS, parseAttachString, parseShare } from '../package/package-spec.js';
+import {
+  type AttachSpec,
+  HOOKS,
+  type ProgramOrder,
+  parseAttachString,
+  parseOrder,
+  parseShare,
+} from '../package/package-spec.js';
 import { BuildError } from './errors.js';
 
 export interface SourceManifest {
   name?: string;
   version?: string;
   description?: string;
-  /** attach: where; optional: run without it where this kernel cannot; group: its variants' group */
-  programs: Record<string, { attach?: AttachSpec; optional?: boolean; group?: string }>;
+  /**
+   * attach: where; optional: run without it where this kernel cannot; group: its variants' group;
+   * order: its place among other instances' programs on the same hook
+   */
+  programs: Record<string, { attach?: AttachSpec; optional?: boolean; group?: string; order?: ProgramOrder }>;
   config: Record<string, { description?: string; default?: unknown }>;
   /** maxEntries: set before load (for maps the object leaves at 0); share: INSTANCE[:MAP] of another instance */
   maps: Record<string, { pin?: boolean; maxEntries?: number; share?: string }>;
@@ -207,6 +217,11 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
       if (typeof e.group !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(e.group))
         throw new BuildError(`${MANIFEST_FILE}: programs.${name}.group must be a name (letters, digits, _)`);
       entry.group = e.group;
+    }
+    if (e.order !== undefined) {
+      const order = parseOrder(e.order);
+      if (typeof order === 'string') throw new BuildError(`${MANIFEST_FILE}: programs.${name}.order ${order}`);
+      entry.order = order;
     }
     programs[name] = entry;
   }

@@ -2,6 +2,7 @@
 // the compiled objects (section names, BTF) and merges what kbpf.yaml adds; it is stored as the
 // OCI config blob, and the agent realises an instance from it.
 
+import { InvalidError } from '../errors.js';
 import { PackageError } from './errors.js';
 
 /** Hooks whose target is one name of the kernel's: a function, a tracepoint, an LSM hook, an iterator. */
@@ -99,6 +100,64 @@ export interface ProgramSpec {
    * hooks (fentry/kprobe, tp_btf/raw_tracepoint/tracepoint) are grouped by that target.
    */
   group?: string;
+  /** where it runs among other instances' programs on the same cgroup or tcx hook (kbpf.yaml programs.X.order) */
+  order?: ProgramOrder;
+}
+
+/**
+ * A program's place among the programs of other instances on its hook: before every program of
+ * instance `before`, after every program of instance `after`, or by `priority` (lower runs
+ * first) among the programs that declare one. Only cgroup and tc (tcx) hooks have an order.
+ */
+export type ProgramOrder = { before: string } | { after: string } | { priority: number };
+
+const ORDER_INSTANCE = /^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$/;
+
+/** Checks a program's order (kbpf.yaml or a package spec); a string says what is wrong. */
+export function parseOrder(v: unknown): ProgramOrder | string {
+  const form = 'must be one of { before: INSTANCE }, { after: INSTANCE }, { priority: N }';
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return form;
+  const keys = Object.keys(v);
+  if (keys.length !== 1) return form;
+  const o = v as Record<string, unknown>;
+  if ('priority' in o) {
+    const n = o.priority;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || Math.abs(n) > 1_000_000)
+      return 'priority must be an integer (-1000000..1000000; lower runs first)';
+    return { priority: n };
+  }
+  const key = keys[0] as 'before' | 'after';
+  if (key !== 'before' && key !== 'after') return form;
+  const name = o[key];
+  if (typeof name !== 'string' || !ORDER_INSTANCE.test(name)) return `${key} must name an instance (kbpf ps)`;
+  return key === 'before' ? { before: name } : { after: name };
+}
+
+/** "before:mesh", "after:lb", "priority:10" (run --order) -> the order, or a string saying what is wrong. */
+export function parseOrderString(v: string): ProgramOrder | string {
+  const i = v.indexOf(':');
+  const key = v.slice(0, Math.max(0, i));
+  const rest = v.slice(i + 1);
+  if (key === 'priority') return parseOrder({ priority: /^-?\d+$/.test(rest) ? Number(rest) : rest });
+  return key === 'before' || key === 'after'
+    ? parseOrder({ [key]: rest })
+    : 'must be before:INSTANCE, after:INSTANCE or priority:N';
+}
+
+/** A program's order for one instance: run --order over the package's. Throws Invalid on a bad --order. */
+export function effectiveOrder(p: ProgramSpec, overrides: AttachOverrides = {}): ProgramOrder | undefined {
+  const given = overrides.order && Object.hasOwn(overrides.order, p.name) ? overrides.order[p.name] : undefined;
+  if (given === undefined) return p.order;
+  const order = parseOrderString(given);
+  if (typeof order === 'string') throw new InvalidError(`--order ${p.name}=${given}: ${order}`);
+  if (p.attach.hook !== 'cgroup' && p.attach.hook !== 'tc')
+    throw new InvalidError(`--order ${p.name}: ${p.attach.hook} hooks have no program order (only cgroup and tc)`);
+  return order;
+}
+
+/** "before mesh", "after lb", "priority 10" */
+export function describeOrder(o: ProgramOrder): string {
+  return 'before' in o ? `before ${o.before}` : 'after' in o ? `after ${o.after}` : `priority ${o.priority}`;
 }
 
 export interface ConfigVarSpec {
@@ -219,6 +278,8 @@ export interface AttachOverrides {
   mapSizes?: Record<string, number>;
   /** per map: INSTANCE[:MAP] of another running instance whose pinned map this one uses (run --share-map) */
   shareMaps?: Record<string, string>;
+  /** per program: its order on its hook instead of the package's, "before:INSTANCE", "after:INSTANCE" or "priority:N" (run --order) */
+  order?: Record<string, string>;
 }
 
 /**
@@ -639,6 +700,13 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     c.attach(o.attach, `${at}.attach`);
     if (o.optional !== undefined && typeof o.optional !== 'boolean') c.fail(`${at}.optional`, 'is not true or false');
     if (o.group !== undefined) c.identifier(o.group, `${at}.group`);
+    if (o.order !== undefined) {
+      const order = parseOrder(o.order);
+      if (typeof order === 'string') c.fail(`${at}.order`, order);
+      const hook = (o.attach as AttachSpec).hook;
+      if (hook !== 'cgroup' && hook !== 'tc')
+        c.fail(`${at}.order`, `${hook} hooks have no program order (only cgroup and tc)`);
+    }
   });
   c.unique(
     programs.map((p) => (p as ProgramSpec).name),

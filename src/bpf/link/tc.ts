@@ -10,24 +10,50 @@ import { netlibc } from '../ffi/libc.js';
 import type { Program } from '../program.js';
 import { Link } from './link.js';
 import { ifindexOf, inNetns } from './netdev.js';
+import { type HookPosition, type HookPrograms, linkCreateAt, queryHook } from './order.js';
 
 export type TcDirection = 'ingress' | 'egress';
 
-/** Attaches with tcx (multi-program, link based). */
-export function attachTcx(prog: Program, iface: string | number, direction: TcDirection): Link {
+function tcxType(direction: TcDirection): number {
+  return attachType.value(direction === 'ingress' ? 'tcx_ingress' : 'tcx_egress');
+}
+
+/**
+ * Attaches with tcx (multi-program, link based): at `position` among the programs already on
+ * the hook when given, at the end otherwise.
+ */
+export function attachTcx(
+  prog: Program,
+  iface: string | number,
+  direction: TcDirection,
+  position?: HookPosition,
+): Link {
   const ifindex = ifindexOf(iface);
   const what = `${prog.description} to tcx ${direction} of ${iface}`;
-  const fd = libbpf.linkCreate(
-    prog.fd,
-    ifindex,
-    attachType.value(direction === 'ingress' ? 'tcx_ingress' : 'tcx_egress'),
-    null,
-  );
+  const type = tcxType(direction);
+  const fd = position
+    ? linkCreateAt(
+        prog,
+        { target: ifindex, attachType: type, kind: 'tcx', description: `tcx ${direction} of ${iface}` },
+        position,
+        what,
+      )
+    : libbpf.linkCreate(prog.fd, ifindex, type, null);
   if (fd < 0)
     throw new BpfError('attach', what, -fd, {
       hint: -fd === 22 ? 'the kernel may lack tcx (6.6+): use the clsact mode' : undefined,
     });
   return new Link(fd, `link of ${what}`);
+}
+
+/** The tcx programs of an interface's ingress or egress, in the order they run. */
+export function tcxHookPrograms(iface: string | number, direction: TcDirection): HookPrograms {
+  return queryHook({
+    target: ifindexOf(iface),
+    attachType: tcxType(direction),
+    kind: 'tcx',
+    description: `tcx ${direction} of ${iface}`,
+  });
 }
 
 const BPF_TC_INGRESS = 1;

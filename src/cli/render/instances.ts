@@ -77,6 +77,13 @@ export function describeInstance(s: InstanceStatus): string {
       table(['  PROGRAM', 'TYPE', 'ATTACH', ...(states ? ['STATE'] : []), 'PROG ID', 'LINK ID'], rows).trimEnd(),
     );
   for (const p of s.programs.filter((x) => x.reason)) lines.push(`  ${cell(p.name)}: ${escapeControl(p.reason!)}`);
+  for (const h of s.hooks ?? []) {
+    lines.push(`  on ${escapeControl(h.attach)}, in run order:`);
+    h.programs.forEach((p, i) => {
+      const who = p.instance ? `${cell(p.instance)}/${cell(p.program ?? '?')}` : `${cell(p.name ?? '?')} (not kbpf's)`;
+      lines.push(`    ${i + 1}. ${who}  prog ${p.progId}`);
+    });
+  }
   const cfg = keyValues(s.config);
   if (cfg) lines.push(`  config: ${cfg}`);
   return `${lines.join('\n')}\n`;
