@@ -2,8 +2,9 @@
 // the ring buffer; the guest writes how many it decoded into guest_stats.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <kbpf.h>
 
-/* the record, laid out the same for the BPF target and for wasm32 (fixed-size fields only) */
+/* the record; the guest gets it from the generated skeleton (execcount.skel.h) */
 struct event {
 	__u32 pid;
 	__u32 uid;
@@ -14,6 +15,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 * 1024);
 } events SEC(".maps");
+/* its records are struct event (kbpf build writes it for wasm32 in execcount.skel.h) */
+KBPF_EVENT(events, struct event);
 
 /* written by the guest: key 0 = events it decoded */
 struct {

@@ -10,7 +10,9 @@ import { promisify } from 'node:util';
 import { Unsupported } from '../errors.js';
 import { KBPF_INCLUDE_DIR } from './build-env.js';
 import { compileBpf, parseDiagnostics } from './clang.js';
+import { deriveFromObject } from './derive.js';
 import { BuildError } from './errors.js';
+import { guestSkeleton } from './guest-skeleton.js';
 import { ensureVmlinuxHeader } from './vmlinux.js';
 
 const execFileP = promisify(execFile);
@@ -47,9 +49,18 @@ export async function compileGuest(
       const obj = join(work, f.replace(/\.c$/, '.o'));
       await compileBpf(join(dir, f), obj, { includeDirs: [join(header, '..'), KBPF_INCLUDE_DIR] });
       const base = f.replace(/\.bpf\.c$/, '');
+      const bytes = readFileSync(obj);
+      writeFileSync(join(work, `${base}.bpf.o.h`), cArray(`${base.replace(/[^A-Za-z0-9_]/g, '_')}_bpf_o`, bytes));
+      const derived = deriveFromObject(`${base}.bpf.o`, bytes);
       writeFileSync(
-        join(work, `${base}.bpf.o.h`),
-        cArray(`${base.replace(/[^A-Za-z0-9_]/g, '_')}_bpf_o`, readFileSync(obj)),
+        join(work, `${base}.skel.h`),
+        guestSkeleton(
+          base,
+          derived.btf,
+          derived.programs.map((p) => p.name),
+          derived.maps.map((m) => m.name).filter((m) => !m.startsWith('.')),
+          derived.events.flatMap((e) => (e.type ? [e.type] : [])),
+        ),
       );
     }
     await clangWasm32(
