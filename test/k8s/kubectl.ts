@@ -42,13 +42,17 @@ export function kubectlEnv(kubeconfig: string | undefined, env: NodeJS.ProcessEn
 export function kubectl(
   kubeconfig: string | undefined,
   args: string[],
-  env: NodeJS.ProcessEnv = {},
-  timeout = 60_000,
+  o: { env?: NodeJS.ProcessEnv; timeout?: number; cwd?: string } = {},
 ): Promise<KubectlResult> {
   return new Promise((resolve) => {
-    execFile('kubectl', args, { env: kubectlEnv(kubeconfig, env), timeout }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      resolve({ code: err ? (typeof code === 'number' ? code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      'kubectl',
+      args,
+      { env: kubectlEnv(kubeconfig, o.env), timeout: o.timeout ?? 60_000, ...(o.cwd ? { cwd: o.cwd } : {}) },
+      (err, stdout, stderr) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        resolve({ code: err ? (typeof code === 'number' ? code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }

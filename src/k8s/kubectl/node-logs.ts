@@ -183,3 +183,42 @@ export async function nodeLogs(
     if (signal.aborted) return;
   }
 }
+
+/**
+ * GET a JSON view of a deployment's instance on one node from that node agent's endpoint
+ * (/v1/inspect/D, /v1/maps/D): the same checks of the advertised URL, the same token.
+ */
+export async function nodeView(
+  a: KbpfApi,
+  deployment: string,
+  node: string,
+  path: 'inspect' | 'maps',
+  query: Record<string, string>,
+  auth: LogsAuth,
+): Promise<unknown> {
+  const ni = await a.get(PLURAL.nodeInstances, nodeInstanceName(deployment, node));
+  if (!ni) throw new Error(`${deployment} does not run on node ${node}`);
+  const ep = ni.status?.logs;
+  if (!ep)
+    throw new Error(
+      `node ${node}: its agent serves no endpoint (it runs without --logs-address, or has not reported yet)`,
+    );
+  const base = await checkEndpoint(a.kube, node, ep.url, auth);
+  const token = await endpointToken(a.kube, auth);
+  const res = await fetch(`${base.origin}/v1/${path}/${encodeURIComponent(deployment)}?${new URLSearchParams(query)}`, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+    redirect: 'error',
+    signal: AbortSignal.timeout(30_000),
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    let msg = text.trim();
+    try {
+      msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+    } catch {
+      /* not JSON */
+    }
+    throw new Error(`node ${node} (${ep.url}): ${res.status} ${msg}`);
+  }
+  return JSON.parse(text) as unknown;
+}
