@@ -152,3 +152,33 @@ test('kubectl get shows the printer columns of the CRDs; kubectl delete', { skip
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /NotFound.*"snoop" not found/);
 });
+
+test('kubectl completes kubectl bpf through kubectl_complete-bpf: verbs, flags, deployment and node names', {
+  skip: needsKubectl,
+}, async (t) => {
+  const c = new TestCluster();
+  t.after(() => c.stop());
+  await c.start();
+  await c.api.create('bpfdeployments', {
+    apiVersion: API_VERSION,
+    kind: 'BpfDeployment',
+    metadata: { name: 'snoop-open' },
+    spec: { package: { image: IMAGE } },
+  });
+  await c.kube.core.createNode({ body: { metadata: { name: 'worker-7' } } });
+  // what kubectl's bash/zsh completion asks it: `kubectl __complete WORDS…`
+  const complete = async (...words: string[]) => {
+    const r = await kubectl(c.kubeconfig, ['__complete', 'bpf', ...words]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /About to call: .*kubectl_complete-bpf/);
+    return r.stdout.trimEnd().split('\n');
+  };
+  assert.deepEqual(await complete('logs', 'sn'), ['snoop-open', ':4'], 'an instance (deployment) name');
+  assert.deepEqual(await complete('rollout', 'undo', ''), ['snoop-open', ':4']);
+  assert.ok((await complete('')).includes('packages'));
+  assert.ok((await complete('ro')).includes('rollback'));
+  assert.deepEqual(await complete('ps', '--node', 'w'), ['worker-7', ':4'], 'a node name');
+  assert.deepEqual(await complete('ps', '-o', 'j'), ['json', ':4']);
+  assert.ok((await complete('run', '-')).includes('--inst'));
+  assert.equal((await complete('run', './')).at(-1), ':0', 'run completes file names');
+});
