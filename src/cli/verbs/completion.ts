@@ -12,7 +12,7 @@ export function addCompletionVerbs(program: Command, io: CliIo): void {
     .command('completion')
     .description('print the shell completion script (bash or zsh)')
     .argument('<shell>', 'bash or zsh')
-    .addHelpText('after', '\nExamples:\n  source <(kbpf completion bash)\n  kbpf completion zsh > "${fpath[1]}/_kbpf"')
+    .addHelpText('after', '\nExamples:\n  source <(kbpf completion bash)\n  kbpf completion zsh > ~/.zfunc/_kbpf')
     .action((shell: string) => {
       if (shell === 'bash') io.stdout(bashScript('kbpf'));
       else if (shell === 'zsh') io.stdout(zshScript('kbpf'));
