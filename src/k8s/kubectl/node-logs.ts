@@ -30,9 +30,15 @@ export interface LogsAuth {
   addresses: Map<string, string[]>;
 }
 
-export function logsAuth(secret: string | undefined, env: NodeJS.ProcessEnv = process.env): LogsAuth {
+/** `namespace`: where kbpf runs (-n), whose kbpf-logs-token is the default Secret. */
+export function logsAuth(
+  secret: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  namespace?: string,
+): LogsAuth {
   const given = secret ?? env.KBPF_LOGS_TOKEN_SECRET;
-  const s = given ?? DEFAULT_LOGS_TOKEN_SECRET;
+  const s =
+    given ?? (namespace ? `${namespace}/${DEFAULT_LOGS_TOKEN_SECRET.split('/')[1]}` : DEFAULT_LOGS_TOKEN_SECRET);
   if (!/^[a-z0-9.-]+\/[a-z0-9.-]+$/.test(s)) throw new Error(`--token-secret ${s}: use NAMESPACE/NAME`);
   return { secret: s, explicit: given !== undefined, tokens: new Map(), addresses: new Map() };
 }

@@ -5,7 +5,7 @@ import { NODE_LOG_FORMATS, type NodeLogFormat, renderNodeRecord } from '../../..
 import { PLURAL } from '../../api.js';
 import { errorText } from '../../kube.js';
 import { DEFAULT_LOGS_TOKEN_SECRET, logsAuth, nodeLogs } from '../node-logs.js';
-import { api, collect, mustGet } from '../resources.js';
+import { api, collect, globals, mustGet } from '../resources.js';
 
 interface LogsOptions {
   node: string[];
@@ -79,7 +79,7 @@ Examples:
       const stop = (): void => ac.abort();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      const tokens = logsAuth(o.tokenSecret);
+      const tokens = logsAuth(o.tokenSecret, process.env, globals(cmd).namespace);
       try {
         if (o.follow) {
           const print = (n: string) => (r: Record<string, unknown>) =>

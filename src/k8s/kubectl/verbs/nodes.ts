@@ -22,7 +22,7 @@ import { ago, cell } from '../../../cli/render/values.js';
 import { type BpfNode, PLURAL } from '../../api.js';
 import type { KbpfApi } from '../../kube.js';
 import { DEFAULT_LOGS_TOKEN_SECRET, logsAuth, nodeView } from '../node-logs.js';
-import { api, collect, examples } from '../resources.js';
+import { api, collect, examples, globals } from '../resources.js';
 import { pickNodes } from './logs.js';
 
 interface NodeOptions {
@@ -102,7 +102,7 @@ export function addNodeVerbs(root: Command): void {
       return;
     }
     const nodes = await nodesOf(a, name, o);
-    const auth = logsAuth(o.tokenSecret);
+    const auth = logsAuth(o.tokenSecret, process.env, globals(cmd).namespace);
     const got = await perNode(nodes, (n) => nodeView(a, name, n, 'inspect', {}, auth) as Promise<InstanceStatus>);
     if (isData(o.output)) process.stdout.write(data(o.output, Object.fromEntries(got)));
     else process.stdout.write(got.map(([n, s]) => headed(n, renderInstance('text', s), nodes.length > 1)).join('\n'));
@@ -123,7 +123,7 @@ export function addNodeVerbs(root: Command): void {
     if (!(await a.get(PLURAL.deployments, name)))
       throw new Error(`no BpfDeployment named "${name}" (see: kubectl bpf ps)`);
     const nodes = await nodesOf(a, name, o);
-    const auth = logsAuth(o.tokenSecret);
+    const auth = logsAuth(o.tokenSecret, process.env, globals(cmd).namespace);
     const got = await perNode(
       nodes,
       (n) => nodeView(a, name, n, 'maps', map ? { map } : {}, auth) as Promise<MapDump[]>,
