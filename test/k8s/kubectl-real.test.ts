@@ -3,6 +3,7 @@
 // OpenAPI v3 documents and lets it validate fields strictly), `kubectl get` showing the CRDs'
 // printer columns (the Table format), `kubectl explain` from the CRD schemas, `kubectl delete`.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { stringify } from 'yaml';
 import { API_VERSION } from '../../src/k8s/api.js';
 import { TestApiServer } from './apiserver/server.js';
 import { ROOT, TestCluster } from './harness.js';
-import { kubectl, needsKubectl } from './kubectl.js';
+import { kubectl, kubectlEnv, needsKubectl } from './kubectl.js';
 
 const DIGEST = `sha256:${'b'.repeat(64)}`;
 const IMAGE = `127.0.0.1:5000/kbpf/opensnoop@${DIGEST}`;
@@ -181,4 +182,60 @@ test('kubectl completes kubectl bpf through kubectl_complete-bpf: verbs, flags, 
   assert.deepEqual(await complete('ps', '-o', 'j'), ['json', ':4']);
   assert.ok((await complete('run', '-')).includes('--inst'));
   assert.equal((await complete('run', './')).at(-1), ':0', 'run completes file names');
+});
+
+test('kubectl bpf ps -w prints an instance again when it changes; rm -l, rm --all', {
+  skip: needsKubectl,
+}, async (t) => {
+  const c = new TestCluster();
+  t.after(() => c.stop());
+  await c.start();
+  for (const [name, team] of [
+    ['snoop', 'obs'],
+    ['conn', 'net'],
+    ['drop', 'net'],
+  ] as const)
+    await c.api.create('bpfdeployments', {
+      apiVersion: API_VERSION,
+      kind: 'BpfDeployment',
+      metadata: { name, labels: { team } },
+      spec: { package: { image: IMAGE } },
+    });
+  await c.api.create('bpfnodeinstances', {
+    apiVersion: API_VERSION,
+    kind: 'BpfNodeInstance',
+    metadata: { name: 'snoop.node-a' },
+    spec: { deployment: 'snoop', nodeName: 'node-a', revision: 1, image: IMAGE, digest: DIGEST },
+  });
+  const p = spawn('kubectl', ['bpf', 'ps', '-w'], { env: kubectlEnv(c.kubeconfig), stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => p.kill('SIGKILL'));
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  await c.until('the first listing', () => /^snoop\s+node-a\s+-→1\s+Pending/m.test(out));
+  await c.api.update(
+    'bpfnodeinstances',
+    'snoop.node-a',
+    (n) => ({ ...n, status: { phase: 'Running', revision: 1, observedGeneration: 1 } }),
+    { status: true },
+  );
+  await c.until('the row again, Running', () => /^snoop\s+node-a\s+1\s+Running/m.test(out));
+  assert.equal(out.match(/^DEPLOYMENT/gm)?.length, 1, 'one header');
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGINT');
+  await exited;
+
+  const none = await kubectl(c.kubeconfig, ['bpf', 'rm']);
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /name a deployment, or say --all or -l SELECTOR/);
+  const byLabel = await kubectl(c.kubeconfig, ['bpf', 'rm', '-l', 'team=net']);
+  assert.equal(byLabel.code, 0, byLabel.stderr);
+  assert.deepEqual(byLabel.stdout.trim().split('\n').sort(), [
+    'bpfdeployment.kbpf.io/conn deleted',
+    'bpfdeployment.kbpf.io/drop deleted',
+  ]);
+  const all = await kubectl(c.kubeconfig, ['bpf', 'delete', '--all']);
+  assert.equal(all.stdout, 'bpfdeployment.kbpf.io/snoop deleted\n');
+  assert.deepEqual((await c.api.list('bpfdeployments')).items, []);
 });
