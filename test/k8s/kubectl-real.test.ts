@@ -17,6 +17,16 @@ import { kubectl, kubectlEnv, needsKubectl } from './kubectl.js';
 const DIGEST = `sha256:${'b'.repeat(64)}`;
 const IMAGE = `127.0.0.1:5000/kbpf/opensnoop@${DIGEST}`;
 
+/** A BpfDeployment of IMAGE, straight through the API. */
+async function createDeployment(c: TestCluster, name: string, labels?: Record<string, string>): Promise<void> {
+  await c.api.create('bpfdeployments', {
+    apiVersion: API_VERSION,
+    kind: 'BpfDeployment',
+    metadata: { name, ...(labels ? { labels } : {}) },
+    spec: { package: { image: IMAGE } },
+  });
+}
+
 /** The header and rows of kubectl's table output, split on runs of 2+ spaces. */
 function rows(out: string): string[][] {
   return out
@@ -160,12 +170,7 @@ test('kubectl completes kubectl bpf through kubectl_complete-bpf: verbs, flags, 
   const c = new TestCluster();
   t.after(() => c.stop());
   await c.start();
-  await c.api.create('bpfdeployments', {
-    apiVersion: API_VERSION,
-    kind: 'BpfDeployment',
-    metadata: { name: 'snoop-open' },
-    spec: { package: { image: IMAGE } },
-  });
+  await createDeployment(c, 'snoop-open');
   await c.kube.core.createNode({ body: { metadata: { name: 'worker-7' } } });
   // what kubectl's bash/zsh completion asks it: `kubectl __complete WORDS…`
   const complete = async (...words: string[]) => {
@@ -195,12 +200,7 @@ test('kubectl bpf ps -w prints an instance again when it changes; rm -l, rm --al
     ['conn', 'net'],
     ['drop', 'net'],
   ] as const)
-    await c.api.create('bpfdeployments', {
-      apiVersion: API_VERSION,
-      kind: 'BpfDeployment',
-      metadata: { name, labels: { team } },
-      spec: { package: { image: IMAGE } },
-    });
+    await createDeployment(c, name, { team });
   await c.api.create('bpfnodeinstances', {
     apiVersion: API_VERSION,
     kind: 'BpfNodeInstance',
