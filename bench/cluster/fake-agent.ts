@@ -76,6 +76,32 @@ export class FakeAgent implements NodeAgent {
     return i.status;
   }
 
+  async stop(name: string): Promise<InstanceStatus> {
+    const i = this.get(name);
+    i.status = { ...i.status, phase: 'stopped', desired: 'stopped' };
+    return i.status;
+  }
+
+  /** The fake kernel side's features: what a node reports in its BpfNode (probed once, shared by every node). */
+  async doctor(): ReturnType<NodeAgent['doctor']> {
+    return (FakeAgent.#features ??= {
+      kernel: 'fake',
+      libbpf: 'fake',
+      btf: true,
+      jit: true,
+      hooks: {},
+      programTypes: {},
+      mapTypes: {},
+    } as unknown as Awaited<ReturnType<NodeAgent['doctor']>>);
+  }
+
+  maps(name: string): ReturnType<NodeAgent['maps']> {
+    this.get(name);
+    return [];
+  }
+
+  static #features?: Awaited<ReturnType<NodeAgent['doctor']>>;
+
   async startInstance(name: string): Promise<InstanceStatus> {
     const i = this.get(name);
     i.status = { ...i.status, phase: 'running', desired: 'running' };

@@ -9,6 +9,7 @@ import { CliError, reportError } from './errors.js';
 import type { CliIo } from './io.js';
 import { escapeLines } from './render/escape.js';
 import { addAgentVerbs } from './verbs/agent.js';
+import { addCompletionVerbs, completeWords } from './verbs/completion.js';
 import { addInstanceVerbs } from './verbs/instances.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
@@ -48,12 +49,17 @@ export function buildProgram(io: CliIo): Command {
   addUiVerbs(program, ctx);
   addTestVerbs(program, ctx);
   addVmVerbs(program, ctx);
+  addCompletionVerbs(program, io);
   return program;
 }
 
 /** Parses argv (without node and script) and runs the verb; resolves to the exit code. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const program = buildProgram(io);
+  if (argv[0] === '__complete') {
+    await completeWords(program, argv.slice(1), io);
+    return 0;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -1,6 +1,8 @@
 // The kbpf.io/v1alpha1 API: BpfDeployment (which package runs on which nodes), BpfNodeInstance
 // (one deployment on one node: spec from the controller, status from that node's agent) and
-// BpfRevision (an immutable snapshot of a deployment's template, like a ControllerRevision).
+// BpfRevision (an immutable snapshot of a deployment's template, like a ControllerRevision),
+// BpfPackage (a package stored in the cluster itself: its OCI manifest and blobs, see
+// cluster-packages.ts) and BpfNode (what one node's kernel supports, from its agent).
 // The schemas with validation live in deploy/crds/.
 import { createHash } from 'node:crypto';
 
@@ -11,11 +13,15 @@ export const PLURAL = {
   deployments: 'bpfdeployments',
   nodeInstances: 'bpfnodeinstances',
   revisions: 'bpfrevisions',
+  packages: 'bpfpackages',
+  nodes: 'bpfnodes',
 } as const;
 
 /** labels the controller puts on what it owns */
 export const LABEL_DEPLOYMENT = 'kbpf.io/deployment';
 export const LABEL_NODE = 'kbpf.io/node';
+/** a BpfPackage's package name (its objects are one per digest) */
+export const LABEL_PACKAGE = 'kbpf.io/package';
 /** the agent removes this from a BpfNodeInstance once the node has nothing of it left */
 export const FINALIZER_NODE_CLEANUP = 'kbpf.io/node-cleanup';
 export const DEFAULT_NAMESPACE = 'kbpf-system';
@@ -65,6 +71,8 @@ export interface Template {
 }
 
 export interface BpfDeploymentSpec extends Template {
+  /** every node unloads the programs but keeps the instance (kubectl bpf stop); false: they run */
+  stopped?: boolean;
   nodeSelector?: LabelSelector;
   nodeNames?: string[];
   strategy?: { type?: 'RollingUpdate' | 'OnDelete'; rollingUpdate?: { maxUnavailable?: number | string } };
@@ -103,7 +111,7 @@ export interface BpfDeployment {
   status?: BpfDeploymentStatus;
 }
 
-export type NodePhase = 'Pending' | 'Loading' | 'Running' | 'Failed' | 'Deleting';
+export type NodePhase = 'Pending' | 'Loading' | 'Running' | 'Stopped' | 'Failed' | 'Deleting';
 
 export interface BpfNodeInstanceSpec {
   deployment: string;
@@ -115,6 +123,8 @@ export interface BpfNodeInstanceSpec {
   pullSecret?: string;
   config?: ConfigValues;
   attach?: Attach;
+  /** the deployment is stopped: the node keeps the instance with its programs unloaded */
+  stopped?: boolean;
 }
 
 export interface BpfNodeInstanceStatus {
@@ -155,6 +165,58 @@ export interface BpfRevision {
   digest: string;
   templateHash: string;
   template: Template;
+}
+
+/** One blob of a BpfPackage: its descriptor and its bytes, base64. */
+export interface PackageBlob {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  data: string;
+}
+
+export interface BpfPackageSpec {
+  /** the package's name and version (kbpf.yaml's), as `bpfpackage://NAME:VERSION` names it */
+  name: string;
+  version: string;
+  /** the manifest's digest: what nodes pull by */
+  digest: string;
+  /** the OCI image manifest, its exact bytes, base64 */
+  manifest: string;
+  /** the config blob and every layer the manifest names */
+  blobs: PackageBlob[];
+  /** the package's signatures (cosign's key-based format: one layer per signature) */
+  signatures?: PackageBlob[];
+  /** bytes of the manifest, blobs and signatures (before base64) */
+  size: number;
+}
+
+export interface BpfPackage {
+  apiVersion: typeof API_VERSION;
+  kind: 'BpfPackage';
+  metadata: ObjectMeta;
+  spec: BpfPackageSpec;
+}
+
+/** What a node's kernel supports, as its agent probed it (kbpf doctor's answer). */
+export interface BpfNodeStatus {
+  kernel?: string;
+  libbpf?: string;
+  btf?: boolean;
+  jit?: boolean;
+  hooks?: Record<string, { supported: string; detail?: string }>;
+  programTypes?: Record<string, string>;
+  mapTypes?: Record<string, string>;
+  agentVersion?: string;
+  probedAt?: string;
+}
+
+export interface BpfNode {
+  apiVersion: typeof API_VERSION;
+  kind: 'BpfNode';
+  metadata: ObjectMeta;
+  status?: BpfNodeStatus;
 }
 
 export interface NodeLike {
@@ -240,7 +302,7 @@ export function maxUnavailableOf(spec: Pick<BpfDeploymentSpec, 'strategy'>, desi
 /** Is this instance running what its spec asks for? */
 export function instanceReady(ni: BpfNodeInstance): boolean {
   return (
-    ni.status?.phase === 'Running' &&
+    (ni.status?.phase === 'Running' || (ni.spec.stopped === true && ni.status?.phase === 'Stopped')) &&
     ni.status.observedGeneration === ni.metadata.generation &&
     ni.status.revision === ni.spec.revision &&
     !ni.metadata.deletionTimestamp

@@ -1,7 +1,16 @@
 // Talking to the Kubernetes API through @kubernetes/client-node: the clients, and typed calls on
 // the kbpf resources. Watching and caching are in runtime/ (watcher, store, work queue).
 import * as k8s from '@kubernetes/client-node';
-import { type BpfDeployment, type BpfNodeInstance, type BpfRevision, GROUP, type PLURAL, VERSION } from './api.js';
+import {
+  type BpfDeployment,
+  type BpfNode,
+  type BpfNodeInstance,
+  type BpfPackage,
+  type BpfRevision,
+  GROUP,
+  type PLURAL,
+  VERSION,
+} from './api.js';
 
 export interface Kube {
   kc: k8s.KubeConfig;
@@ -10,11 +19,26 @@ export interface Kube {
   coordination: k8s.CoordinationV1Api;
 }
 
-/** From a kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account). */
-export function connect(kubeconfig?: string): Kube {
+/**
+ * From a kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service
+ * account), in its current context or `context`.
+ */
+export function connect(kubeconfig?: string, context?: string): Kube {
   const kc = new k8s.KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
+  if (context) {
+    if (!kc.getContextObject(context))
+      throw new Error(
+        `context "${context}" does not exist in the kubeconfig (it has: ${
+          kc
+            .getContexts()
+            .map((c) => c.name)
+            .join(', ') || 'none'
+        })`,
+      );
+    kc.setCurrentContext(context);
+  }
   return kubeOf(kc);
 }
 
@@ -55,6 +79,8 @@ interface KindMap {
   bpfdeployments: BpfDeployment;
   bpfnodeinstances: BpfNodeInstance;
   bpfrevisions: BpfRevision;
+  bpfpackages: BpfPackage;
+  bpfnodes: BpfNode;
 }
 
 /** Typed access to the cluster-scoped kbpf.io resources. */

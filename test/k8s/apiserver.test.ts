@@ -46,6 +46,9 @@ test('test API server: discovery, CRD schemas, CEL rules, conflicts, status, sel
     'bpfdeployments/status',
     'bpfnodeinstances',
     'bpfnodeinstances/status',
+    'bpfnodes',
+    'bpfnodes/status',
+    'bpfpackages',
     'bpfrevisions',
   ]);
 

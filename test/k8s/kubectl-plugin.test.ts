@@ -44,8 +44,22 @@ test('bin/kubectl-bpf: every verb has --help; a bad --since or --timeout is refu
     run: 'run',
     upgrade: 'upgrade',
     ps: 'ps|list',
+    list: 'ps|list',
     logs: 'logs|log',
+    log: 'logs|log',
     rm: 'rm|delete',
+    delete: 'rm|delete',
+    stop: 'stop',
+    start: 'start',
+    packages: 'packages|images',
+    images: 'packages|images',
+    show: 'show',
+    clear: 'clear|rmi',
+    rmi: 'clear|rmi',
+    inspect: 'inspect',
+    maps: 'maps',
+    doctor: 'doctor',
+    rollback: 'rollback',
     rollout: 'rollout',
     'rollout status': 'rollout status',
     'rollout history': 'rollout history',
@@ -55,7 +69,23 @@ test('bin/kubectl-bpf: every verb has --help; a bad --since or --timeout is refu
     const r = plugin([...verb.split(' '), '--help']);
     assert.equal(r.status, 0, `${verb} --help: ${r.stderr}`);
     assert.ok(r.stdout.startsWith(`Usage: kubectl bpf ${name} `), `${verb} --help: ${r.stdout}`);
+    assert.match(r.stdout, /\nExamples:\n {2}kubectl bpf /, `${verb} --help has examples`);
   }
+  // the prototype's run flags
+  const run = plugin(['run', '--help']).stdout;
+  for (const f of [
+    '-i, --inst <name>',
+    '-d, --node <name>',
+    '-p, --package <package>',
+    '-a, --all',
+    '--registry <ref>',
+  ])
+    assert.ok(run.includes(f), `run --help lists ${f}`);
+  // kubectl's conventions: --kubeconfig, --context, -n on every verb
+  const root = plugin(['--help']).stdout;
+  for (const f of ['--kubeconfig <path>', '--context <name>', '-n, --namespace <namespace>'])
+    assert.ok(root.includes(f), f);
+
   let r = plugin(['logs', '--since', 'the dawn of time', 'conn']);
   assert.equal(r.status, 1);
   assert.match(
@@ -124,6 +154,11 @@ test('kubectl bpf talks to the cluster of the kubeconfig and says what went wron
   assert.match(missing.stderr, /no BpfDeployment named "nope"/);
   const noEarlier = await kubectl(['bpf', 'rollout', 'undo', 'snoop'], env);
   assert.match(noEarlier.stderr, /no earlier revision/);
+  const ctx = await kubectl(['bpf', 'ps', '--context', 'test', '-o', 'json'], env);
+  assert.equal(ctx.code, 0, ctx.stderr);
+  const badContext = await kubectl(['bpf', 'ps', '--context', 'nope'], env);
+  assert.equal(badContext.code, 1);
+  assert.match(badContext.stderr, /context "nope" does not exist in the kubeconfig \(it has: test\)/);
   const rm = await kubectl(['bpf', 'rm', 'snoop'], env);
   assert.equal(rm.code, 0, rm.stderr);
   assert.equal(await c.deployment('snoop'), undefined);

@@ -155,6 +155,8 @@ test("the CRDs pass the API server's CRD checks and the example validates agains
   assert.deepEqual(crds.map((c) => (c.metadata as { name: string }).name).sort(), [
     'bpfdeployments.kbpf.io',
     'bpfnodeinstances.kbpf.io',
+    'bpfnodes.kbpf.io',
+    'bpfpackages.kbpf.io',
     'bpfrevisions.kbpf.io',
   ]);
   for (const crd of crds) assert.deepEqual(validateCrd(crd as never), [], `${(crd.metadata as { name: string }).name}`);

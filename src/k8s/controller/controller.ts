@@ -14,7 +14,7 @@ import { KbpfError, kindOf, NotFoundError, Unknown } from '../../errors.js';
 import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
 import { checkTrust } from '../../package/trust/policy.js';
-import { registrySignatures } from '../../package/trust/signing.js';
+import { registrySignatures, type SignatureSource } from '../../package/trust/signing.js';
 import {
   API_VERSION,
   type BpfDeployment,
@@ -28,6 +28,7 @@ import {
   instanceReady,
   LABEL_DEPLOYMENT,
   LABEL_NODE,
+  LABEL_PACKAGE,
   maxUnavailableOf,
   type NodeLike,
   nodeInstanceName,
@@ -37,6 +38,7 @@ import {
   templateOf,
   VERSION,
 } from '../api.js';
+import { clusterStoreName, objectSignatures, packageObjectName, parseClusterRef } from '../cluster-packages.js';
 import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
 import { finalize } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
@@ -324,15 +326,28 @@ export class Controller {
       return `the trust policy cannot be read, so nothing is trusted: ${errorText(e)}`;
     }
     if (!cluster) return undefined;
-    const image = rev.template.package.image.replace(DIGEST_RE, '');
     if (this.#trusted.get(rev.digest) === cluster.text) return undefined;
-    const creds = rev.template.package.pullSecret ? await this.secretCredentials(rev.template.package.pullSecret) : {};
-    const client = new RegistryClient({
-      credentials: async (registry) => creds[registry],
-      ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
-    });
+    let image = rev.template.package.image.replace(DIGEST_RE, '');
     try {
-      const decision = await checkTrust(cluster.policy, image, rev.digest, registrySignatures(client, image));
+      let signatures: SignatureSource;
+      const inCluster = parseClusterRef(rev.template.package.image);
+      if (inCluster) {
+        // a package stored in the cluster: its signatures are in its BpfPackage, its name the store's
+        image = clusterStoreName(inCluster.name);
+        const obj = await this.api.get(PLURAL.packages, packageObjectName(inCluster.name, rev.digest));
+        if (!obj) throw new NotFoundError(`no BpfPackage holds ${inCluster.name}@${rev.digest}`);
+        signatures = objectSignatures(obj);
+      } else {
+        const creds = rev.template.package.pullSecret
+          ? await this.secretCredentials(rev.template.package.pullSecret)
+          : {};
+        const client = new RegistryClient({
+          credentials: async (registry) => creds[registry],
+          ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
+        });
+        signatures = registrySignatures(client, image);
+      }
+      const decision = await checkTrust(cluster.policy, image, rev.digest, signatures);
       if (decision.trusted) this.#trusted.set(rev.digest, cluster.text);
       else this.#log(`${d.metadata.name}: untrusted package, rolled out anyway (warn mode): ${decision.warning}`);
       return undefined;
@@ -344,6 +359,8 @@ export class Controller {
   private async resolveDigest(t: Template): Promise<string> {
     const m = DIGEST_RE.exec(t.package.image);
     if (m) return m[1]!;
+    const inCluster = parseClusterRef(t.package.image);
+    if (inCluster) return this.newestClusterPackage(inCluster.name, inCluster.version);
     const creds = t.package.pullSecret ? await this.secretCredentials(t.package.pullSecret) : {};
     if (this.opts.resolveDigest) return this.opts.resolveDigest(t.package.image, creds);
     const client = new RegistryClient({
@@ -351,6 +368,20 @@ export class Controller {
       ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
     });
     return (await client.getManifest(t.package.image)).digest;
+  }
+
+  /** bpfpackage://NAME[:VERSION]: the digest of the newest BpfPackage of that name (and version). */
+  private async newestClusterPackage(name: string, version?: string): Promise<string> {
+    const all = (await this.api.list(PLURAL.packages, { labelSelector: `${LABEL_PACKAGE}=${name}` })).items;
+    const newest = all
+      .filter((p) => version === undefined || p.spec.version === version)
+      .sort((a, b) => String(a.metadata.creationTimestamp).localeCompare(String(b.metadata.creationTimestamp)))
+      .at(-1);
+    if (!newest)
+      throw new NotFoundError(
+        `no BpfPackage of package ${name}${version ? ` version ${version}` : ''} (it has: ${all.map((p) => p.spec.version).join(', ') || 'none'})`,
+      );
+    return newest.spec.digest;
   }
 
   private async secretCredentials(name: string): Promise<Record<string, Credentials>> {
@@ -375,6 +406,7 @@ export class Controller {
       ...(t.package.pullSecret ? { pullSecret: t.package.pullSecret } : {}),
       ...(t.config ? { config: t.config } : {}),
       ...(t.attach ? { attach: t.attach } : {}),
+      ...(d.spec.stopped ? { stopped: true } : {}),
     };
   }
 

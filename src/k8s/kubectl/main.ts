@@ -4,20 +4,27 @@
 // (src/cli/render/).
 import { Command } from 'commander';
 import { escapeLines } from '../../cli/render/escape.js';
+import { DEFAULT_NAMESPACE } from '../api.js';
 import { errorText } from '../kube.js';
 import { addDeploymentVerbs } from './verbs/deployments.js';
 import { addLogVerbs } from './verbs/logs.js';
+import { addNodeVerbs } from './verbs/nodes.js';
+import { addPackageVerbs } from './verbs/packages.js';
 import { addRolloutVerbs } from './verbs/rollout.js';
 
 export function program(): Command {
   const root = new Command('kubectl bpf')
     .description('kbpf on Kubernetes: eBPF packages deployed to nodes like workloads (BpfDeployment, BpfNodeInstance)')
     .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)')
+    .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
+    .option('-n, --namespace <namespace>', 'the namespace kbpf runs in (its Secrets)', DEFAULT_NAMESPACE)
     .configureOutput({ outputError: (s, write) => write(escapeLines(s)) })
     .showHelpAfterError();
   addDeploymentVerbs(root);
   addLogVerbs(root);
   addRolloutVerbs(root);
+  addPackageVerbs(root);
+  addNodeVerbs(root);
   return root;
 }
 

@@ -30,9 +30,15 @@ export interface LogsAuth {
   addresses: Map<string, string[]>;
 }
 
-export function logsAuth(secret: string | undefined, env: NodeJS.ProcessEnv = process.env): LogsAuth {
+/** `namespace`: where kbpf runs (-n), whose kbpf-logs-token is the default Secret. */
+export function logsAuth(
+  secret: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  namespace?: string,
+): LogsAuth {
   const given = secret ?? env.KBPF_LOGS_TOKEN_SECRET;
-  const s = given ?? DEFAULT_LOGS_TOKEN_SECRET;
+  const s =
+    given ?? (namespace ? `${namespace}/${DEFAULT_LOGS_TOKEN_SECRET.split('/')[1]}` : DEFAULT_LOGS_TOKEN_SECRET);
   if (!/^[a-z0-9.-]+\/[a-z0-9.-]+$/.test(s)) throw new Error(`--token-secret ${s}: use NAMESPACE/NAME`);
   return { secret: s, explicit: given !== undefined, tokens: new Map(), addresses: new Map() };
 }
@@ -182,4 +188,43 @@ export async function nodeLogs(
     await new Promise((r) => setTimeout(r, 1000));
     if (signal.aborted) return;
   }
+}
+
+/**
+ * GET a JSON view of a deployment's instance on one node from that node agent's endpoint
+ * (/v1/inspect/D, /v1/maps/D): the same checks of the advertised URL, the same token.
+ */
+export async function nodeView(
+  a: KbpfApi,
+  deployment: string,
+  node: string,
+  path: 'inspect' | 'maps',
+  query: Record<string, string>,
+  auth: LogsAuth,
+): Promise<unknown> {
+  const ni = await a.get(PLURAL.nodeInstances, nodeInstanceName(deployment, node));
+  if (!ni) throw new Error(`${deployment} does not run on node ${node}`);
+  const ep = ni.status?.logs;
+  if (!ep)
+    throw new Error(
+      `node ${node}: its agent serves no endpoint (it runs without --logs-address, or has not reported yet)`,
+    );
+  const base = await checkEndpoint(a.kube, node, ep.url, auth);
+  const token = await endpointToken(a.kube, auth);
+  const res = await fetch(`${base.origin}/v1/${path}/${encodeURIComponent(deployment)}?${new URLSearchParams(query)}`, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+    redirect: 'error',
+    signal: AbortSignal.timeout(30_000),
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    let msg = text.trim();
+    try {
+      msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+    } catch {
+      /* not JSON */
+    }
+    throw new Error(`node ${node} (${ep.url}): ${res.status} ${msg}`);
+  }
+  return JSON.parse(text) as unknown;
 }

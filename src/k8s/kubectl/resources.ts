@@ -4,9 +4,26 @@ import type { Command } from 'commander';
 import { type BpfDeployment, type BpfRevision, type ConfigValues, PLURAL } from '../api.js';
 import { connect, KbpfApi } from '../kube.js';
 
+/** The global flags kubectl's conventions give every verb. */
+export interface GlobalOptions {
+  kubeconfig?: string;
+  context?: string;
+  /** the namespace kbpf runs in (its Secrets: pull secrets, the log endpoints' token) */
+  namespace: string;
+}
+
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
 export function api(cmd: Command): KbpfApi {
-  const opts = cmd.optsWithGlobals() as { kubeconfig?: string };
-  return new KbpfApi(connect(opts.kubeconfig));
+  const opts = globals(cmd);
+  return new KbpfApi(connect(opts.kubeconfig, opts.context));
+}
+
+/** `Examples:` after a verb's help, one command a line. */
+export function examples(cmd: Command, lines: string[]): Command {
+  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`);
 }
 
 export async function mustGet(a: KbpfApi, name: string): Promise<BpfDeployment> {

@@ -7,6 +7,8 @@
 //        NDJSON, one LogRecord per line ({"ts","seq",...}); streamed while follow=1.
 //        since: an RFC 3339 time or a duration (30s, 5m, 1h30m); afterSeq: only records with a
 //        larger seq (a follower that reconnects after an agent restart resumes with it).
+//   GET /v1/inspect/{deployment}                         the instance's status (kbpf inspect's), JSON
+//   GET /v1/maps/{deployment}[?map=NAME]                 its maps, decoded from BTF (kbpf maps'), JSON
 //
 // The endpoint is advertised in each BpfNodeInstance's status.logs, so `kubectl bpf logs`
 // finds it the way kubectl finds a pod's kubelet. With a token (from a Secret the agent may read
@@ -25,6 +27,10 @@ export interface LogSource {
   has(instance: string): boolean;
   read(instance: string, opts?: ReadOptions): LogRecord[];
   followBatches(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncIterable<LogRecord[]>;
+  /** the instance's status, as `kbpf inspect` shows it */
+  inspect?(instance: string): unknown;
+  /** its maps' contents (only `map`, when given), as `kbpf maps` shows them */
+  maps?(instance: string, map?: string): unknown;
 }
 
 export interface NodeLogsServerOptions {
@@ -118,8 +124,13 @@ export class NodeLogsServer {
         error:
           'this log endpoint needs a bearer token (the Secret named in the instance status, status.logs.tokenSecret)',
       });
+    const view = /^\/v1\/(inspect|maps)\/([^/]+)$/.exec(url.pathname);
+    if (view) return this.serveView(res, view[1] as 'inspect' | 'maps', view[2]!, url.searchParams.get('map'));
     const m = /^\/v1\/logs\/([^/]+)$/.exec(url.pathname);
-    if (!m) return this.send(res, 404, { error: `no such path ${url.pathname} (GET /v1/logs/DEPLOYMENT)` });
+    if (!m)
+      return this.send(res, 404, {
+        error: `no such path ${url.pathname} (GET /v1/logs/DEPLOYMENT, /v1/inspect/DEPLOYMENT, /v1/maps/DEPLOYMENT)`,
+      });
     const max = this.opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT_LOG_REQUESTS;
     if (this.#active >= max) {
       res.setHeader('Retry-After', '1');
@@ -130,6 +141,36 @@ export class NodeLogsServer {
       await this.serveLog(res, url, m[1]!);
     } finally {
       this.#active--;
+    }
+  }
+
+  /** GET /v1/inspect/D and /v1/maps/D: what the agent says of one instance, as JSON. */
+  private serveView(res: ServerResponse, what: 'inspect' | 'maps', segment: string, map: string | null): void {
+    let name: string;
+    try {
+      name = decodeURIComponent(segment);
+    } catch {
+      this.send(res, 400, { error: 'bad URL encoding' });
+      return;
+    }
+    if (!NAME_RE.test(name) || !this.opts.source.has(name)) {
+      this.send(res, 404, { error: `no instance "${name}" on this node` });
+      return;
+    }
+    const src = this.opts.source;
+    const read = what === 'inspect' ? src.inspect?.bind(src) : src.maps?.bind(src);
+    if (!read) {
+      this.send(res, 404, { error: `this agent does not serve ${what}` });
+      return;
+    }
+    try {
+      const body = what === 'maps' ? read(name, map ?? undefined) : read(name);
+      const text = `${JSON.stringify(body, jsonReplacer)}\n`;
+      res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end(text);
+    } catch (e) {
+      const code = /not found|no such|no map/i.test((e as Error).message) ? 404 : 500;
+      this.send(res, code, { error: (e as Error).message });
     }
   }
 

@@ -31,6 +31,7 @@ import {
   type Attach,
   type BpfNodeInstance,
   type BpfNodeInstanceStatus,
+  type BpfPackage,
   canonicalJson,
   FINALIZER_NODE_CLEANUP,
   GROUP,
@@ -40,6 +41,7 @@ import {
   PLURAL,
   VERSION,
 } from '../api.js';
+import { clusterStoreName, importPackageObject, packageObjectName, parseClusterRef } from '../cluster-packages.js';
 import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
 import { finalize, type Update } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
@@ -48,6 +50,7 @@ import { apiListWatch, Watcher } from '../runtime/watcher.js';
 import { type ClusterTrustPolicy, TrustPolicyWatch } from '../trust-policy.js';
 import { NodeLogsServer } from './logs-server.js';
 import type { NodeAgent } from './node-agent.js';
+import { reportNode } from './node-report.js';
 
 export interface NodeReconcilerOptions {
   nodeName: string;
@@ -128,6 +131,10 @@ export class NodeReconciler {
     await this.#trust.start();
     await this.refreshTrust();
     await this.agent.start();
+    // what this node's kernel supports, for kubectl bpf doctor (a failure costs only that)
+    void reportNode(this.opts.kube, this.opts.nodeName, () => this.agent.doctor()).catch((e) =>
+      this.#log(`not reporting the kernel's features (BpfNode ${this.opts.nodeName}): ${errorText(e)}`),
+    );
     // a log endpoint that cannot start (port taken, token Secret missing) serves nothing, and
     // says so; the agent's programs are more important than its logs endpoint
     if (this.opts.logs)
@@ -221,6 +228,8 @@ export class NodeReconciler {
         has: (n) => agentHas(agent, n),
         read: (n, opts) => agent.logs.read(n, opts),
         followBatches: (n, opts, signal) => agent.logs.followBatches(n, opts, signal),
+        inspect: (n) => agent.inspect(n),
+        maps: (n, map) => agent.maps(n, map),
       },
     });
     const url = await this.#logsServer.start();
@@ -280,9 +289,16 @@ export class NodeReconciler {
     const config = ni.spec.config ?? {};
     const attach = this.localAttach(ni);
     const matches = !!local && this.matches(local, ni);
-    if (local && local.status.phase === 'running' && matches) {
+    if (local && matches && local.status.phase === (ni.spec.stopped ? 'stopped' : 'running')) {
       this.#failed.delete(name);
       await this.writeStatus(ni, this.runningStatus(ni, local.status));
+      return resync;
+    }
+    if (local && matches && ni.spec.stopped) {
+      // kubectl bpf stop: the programs go, the instance (and its history) stays
+      await this.agent.stop(name);
+      this.#failed.delete(name);
+      await this.writeStatus(ni, this.runningStatus(ni, this.agent.inspect(name)));
       return resync;
     }
     let st: InstanceStatus;
@@ -297,6 +313,7 @@ export class NodeReconciler {
       if (!local) st = await this.agent.run({ image, name, config, attach });
       else if (!matches) st = await this.agent.upgrade(name, { image, config, attach });
       else st = await this.agent.startInstance(name);
+      if (ni.spec.stopped) st = await this.agent.stop(name);
     } catch (e) {
       this.#failed.set(name, { generation: gen, retryAt: Date.now() + this.#resyncMs });
       const msg = errorText(e);
@@ -348,7 +365,7 @@ export class NodeReconciler {
 
   private runningStatus(ni: BpfNodeInstance, st: InstanceStatus): Partial<BpfNodeInstanceStatus> {
     return {
-      phase: 'Running' as NodePhase,
+      phase: (st.phase === 'stopped' ? 'Stopped' : 'Running') as NodePhase,
       revision: ni.spec.revision,
       ...this.programsOf(st),
       ...(st.message ? { message: st.message } : { message: undefined }),
@@ -361,6 +378,8 @@ export class NodeReconciler {
    * that name, and only a name without a registry counts as built on this node.
    */
   private localRef(ni: BpfNodeInstance): string {
+    const inCluster = parseClusterRef(ni.spec.image);
+    if (inCluster) return `${clusterStoreName(inCluster.name)}@${ni.spec.digest}`;
     const withoutDigest = ni.spec.image.replace(/@sha256:[a-f0-9]{64}$/, '');
     return `${withoutDigest.replace(/:[^/:]*$/, '')}@${ni.spec.digest}`;
   }
@@ -409,6 +428,8 @@ export class NodeReconciler {
         /* blob without the reference: pull (only missing blobs are fetched) */
       }
     }
+    const inCluster = parseClusterRef(ni.spec.image);
+    if (inCluster) return this.pullFromCluster(inCluster.name, ni.spec.digest);
     const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
     const client = new RegistryClient({
       credentials: async (registry) => credentials[registry],
@@ -421,6 +442,22 @@ export class NodeReconciler {
     } catch (e) {
       throw withKind(e, `pull ${ni.spec.image}: ${errorText(e)}`);
     }
+  }
+
+  /**
+   * A package stored in the cluster: its BpfPackage, read through the API server with this
+   * agent's own credentials, every digest checked, imported with its signatures.
+   */
+  private async pullFromCluster(name: string, digest: string): Promise<void> {
+    const objName = packageObjectName(name, digest);
+    let obj: BpfPackage | undefined;
+    try {
+      obj = await this.api.get(PLURAL.packages, objName);
+    } catch (e) {
+      throw withKind(e, `reading BpfPackage ${objName}: ${errorText(e)}`);
+    }
+    if (!obj) throw new NotFoundError(`pull bpfpackage://${name}@${digest}: no BpfPackage ${objName} in the cluster`);
+    await importPackageObject(obj, this.agent.store, digest);
   }
 
   /** Registry credentials from a kubernetes.io/dockerconfigjson Secret in the agent's namespace. */

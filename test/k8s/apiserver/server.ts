@@ -9,7 +9,11 @@
 //   delete (finalizers, deletionTimestamp), generation bumped on spec changes;
 // - list and watch with resourceVersion, label and field selectors, bookmarks, timeoutSeconds,
 //   and 410 Gone for a resourceVersion older than the retained event window (see compact());
-// - owner references with background garbage collection of dependents.
+// - owner references with background garbage collection of dependents;
+// - what Debian's real kubectl needs: OpenAPI v3 documents (openapi.ts: /openapi/v3, one per
+//   group-version, from the CRD schemas and the built-in kinds), fieldValidation=Strict (an
+//   unknown field is an error), strategic merge patches (as merge patches), and the Table format
+//   for get/list/watch (table.ts: the CRDs' additionalPrinterColumns).
 
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -17,7 +21,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { compileExpression } from './cel.js';
 import { ObjectIndex } from './objects.js';
+import { openApiDocuments, openApiIndex } from './openapi.js';
 import { compileSchemaRules, type Problems, type Schema, validate } from './schema.js';
+import { type PrinterColumn, toTable, wantsTable } from './table.js';
 
 type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata: Meta };
 interface Meta {
@@ -49,6 +55,8 @@ interface ResourceType {
   status: boolean;
   /** field selector names besides metadata.name / metadata.namespace */
   selectable: string[];
+  /** a CRD version's additionalPrinterColumns (the Table format's columns) */
+  printerColumns?: PrinterColumn[];
 }
 
 interface Event {
@@ -136,6 +144,40 @@ const BUILTIN: ResourceType[] = [
     status: false,
     selectable: [],
   },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'serviceaccounts',
+    singular: 'serviceaccount',
+    kind: 'ServiceAccount',
+    namespaced: true,
+    shortNames: ['sa'],
+    status: false,
+    selectable: [],
+  },
+  // what deploy/ installs besides its CRDs (stored, not run: no kubelet or scheduler here)
+  ...(['DaemonSet', 'Deployment'] as const).map((kind) => ({
+    group: 'apps',
+    version: 'v1',
+    plural: `${kind.toLowerCase()}s`,
+    singular: kind.toLowerCase(),
+    kind,
+    namespaced: true,
+    shortNames: [kind === 'DaemonSet' ? 'ds' : 'deploy'],
+    categories: ['all'],
+    status: true,
+    selectable: [],
+  })),
+  ...(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'] as const).map((kind) => ({
+    group: 'rbac.authorization.k8s.io',
+    version: 'v1',
+    plural: `${kind.toLowerCase()}s`,
+    singular: kind.toLowerCase(),
+    kind,
+    namespaced: !kind.startsWith('Cluster'),
+    status: false,
+    selectable: [],
+  })),
   {
     group: 'coordination.k8s.io',
     version: 'v1',
@@ -477,6 +519,7 @@ export class TestApiServer {
       res.writeHead(200).end('ok');
       return;
     }
+    if (parts[0] === 'openapi' && parts[1] === 'v3') return this.openApi(res, parts.slice(2).join('/'));
     if (parts[0] === 'api' && parts.length === 1)
       return this.json(res, 200, {
         kind: 'APIVersions',
@@ -521,38 +564,49 @@ export class TestApiServer {
     if (sub !== undefined && !(sub === 'status' && rt.status))
       throw new HttpError(404, 'NotFound', `no subresource ${sub} of ${rt.plural}`);
     const q = url.searchParams;
+    const table = method === 'GET' && wantsTable(req.headers.accept);
+    const strict = q.get('fieldValidation') === 'Strict';
     if (name === undefined) {
       if (method === 'GET' && (q.get('watch') === 'true' || q.get('watch') === '1'))
-        return this.watch(req, res, rt, ns, q);
-      if (method === 'GET') return this.json(res, 200, this.list(rt, ns, q));
+        return this.watch(req, res, rt, ns, q, table);
+      if (method === 'GET') {
+        const l = this.list(rt, ns, q);
+        return this.json(res, 200, table ? this.table(rt, l.items, q) : l);
+      }
       if (method === 'POST') {
         const body = await this.body(req);
         const warnings: string[] = [];
-        const created = this.create(rt, ns, body, warnings);
+        const created = this.create(rt, ns, body, warnings, strict);
         return this.json(res, 201, created, this.warningHeader(warnings));
       }
       throw new HttpError(405, 'MethodNotAllowed', `${method} on a collection is not supported`);
     }
     switch (method) {
-      case 'GET':
-        return this.json(res, 200, this.get(rt, ns, name));
+      case 'GET': {
+        const o = this.get(rt, ns, name);
+        return this.json(res, 200, table ? this.table(rt, [o], q) : o);
+      }
       case 'PUT': {
         const warnings: string[] = [];
-        const out = this.update(rt, ns, name, await this.body(req), sub === 'status', warnings);
+        const out = this.update(rt, ns, name, await this.body(req), sub === 'status', warnings, false, strict);
         return this.json(res, 200, out, this.warningHeader(warnings));
       }
       case 'PATCH': {
         const ct = String(req.headers['content-type'] ?? '');
-        if (!ct.startsWith('application/merge-patch+json'))
+        // a strategic merge patch (kubectl apply's, for built-in kinds) is taken as a merge
+        // patch without its directives: lists are replaced, not merged by key
+        const strategic = ct.startsWith('application/strategic-merge-patch+json');
+        if (!ct.startsWith('application/merge-patch+json') && !strategic)
           throw new HttpError(
             415,
             'UnsupportedMediaType',
-            `the test API server supports only application/merge-patch+json patches (got ${ct || 'none'})`,
+            `the test API server supports only merge patches and strategic merge patches (got ${ct || 'none'})`,
           );
         const cur = structuredClone(this.get(rt, ns, name));
-        const patched = mergePatch(cur, await this.body(req)) as Obj;
+        const body = await this.body(req);
+        const patched = mergePatch(cur, strategic ? withoutDirectives(body) : body) as Obj;
         const warnings: string[] = [];
-        const out = this.update(rt, ns, name, patched, sub === 'status', warnings, true);
+        const out = this.update(rt, ns, name, patched, sub === 'status', warnings, true, strict);
         return this.json(res, 200, out, this.warningHeader(warnings));
       }
       case 'DELETE': {
@@ -563,6 +617,27 @@ export class TestApiServer {
       }
     }
     throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported`);
+  }
+
+  /** GET /openapi/v3 (the index) and /openapi/v3/GROUP-VERSION-PATH (a document). */
+  private openApi(res: ServerResponse, path: string): void {
+    const docs = openApiDocuments(
+      [...this.types.values()].map((rt) => ({
+        ...rt,
+        ...(rt.schema?.description ? { description: rt.schema.description } : {}),
+      })),
+    );
+    if (!path) {
+      this.json(res, 200, openApiIndex(docs));
+      return;
+    }
+    const doc = docs.get(path);
+    if (!doc) throw new HttpError(404, 'NotFound', `no OpenAPI v3 document for ${path}`);
+    this.json(res, 200, doc);
+  }
+
+  private table(rt: ResourceType, items: Obj[], q: URLSearchParams): Record<string, unknown> {
+    return toTable(rt.kind, rt.printerColumns, items, String(this.#rv), q.get('includeObject') ?? undefined);
   }
 
   private warningHeader(w: string[]): Record<string, string> {
@@ -658,12 +733,16 @@ export class TestApiServer {
     rt: ResourceType,
     ns: string | undefined,
     q: URLSearchParams,
+    table = false,
   ): void {
     const match = this.matcher(rt, q);
     const rvParam = q.get('resourceVersion') ?? '';
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    // watched as a Table (kubectl get -w): each object a one-row Table
+    const shape = (type: string, object: unknown): unknown =>
+      table && type !== 'ERROR' && type !== 'BOOKMARK' ? this.table(rt, [object as Obj], q) : object;
     const send = (type: string, object: unknown): void => {
-      if (!res.writableEnded) res.write(`${JSON.stringify({ type, object })}\n`);
+      if (!res.writableEnded) res.write(`${JSON.stringify({ type, object: shape(type, object) })}\n`);
     };
     const timers: NodeJS.Timeout[] = [];
     const w: Watcher = {
@@ -722,7 +801,7 @@ export class TestApiServer {
     return o;
   }
 
-  private check(rt: ResourceType, obj: Obj, old: Obj | undefined, warnings: string[]): void {
+  private check(rt: ResourceType, obj: Obj, old: Obj | undefined, warnings: string[], strict = false): void {
     const expectedApi = gv(rt);
     if (obj.apiVersion !== undefined && obj.apiVersion !== expectedApi)
       throw new HttpError(400, 'BadRequest', `apiVersion ${obj.apiVersion} does not match ${expectedApi}`);
@@ -743,6 +822,13 @@ export class TestApiServer {
     if (!rt.schema) return;
     const p: Problems = { errors: [], warnings: [] };
     validate(rt.schema, obj, '', p, old, true);
+    // fieldValidation=Strict (kubectl's default): an unknown field is an error, not a warning
+    if (strict && p.warnings.length)
+      throw new HttpError(400, 'BadRequest', `strict decoding error: ${p.warnings.join(', ')}`, {
+        name,
+        group: rt.group,
+        kind: rt.kind,
+      });
     warnings.push(...p.warnings);
     if (p.errors.length) throw this.invalid(rt, name, p.errors);
   }
@@ -830,7 +916,7 @@ export class TestApiServer {
     );
   }
 
-  create(rt: ResourceType, ns: string | undefined, body: Obj, warnings: string[] = []): Obj {
+  create(rt: ResourceType, ns: string | undefined, body: Obj, warnings: string[] = [], strict = false): Obj {
     const obj = structuredClone(body);
     obj.metadata = obj.metadata ?? ({} as Meta);
     if (!obj.metadata.name && obj.metadata.generateName)
@@ -859,7 +945,7 @@ export class TestApiServer {
         { name: obj.metadata.name, group: rt.group, kind: rt.plural },
       );
     if (rt.status && rt.schema) delete obj.status; // the status subresource owns it
-    this.check(rt, obj, undefined, warnings);
+    this.check(rt, obj, undefined, warnings, strict);
     this.admit(rt, 'CREATE', obj, undefined, undefined);
     const m = obj.metadata;
     m.uid = randomUUID();
@@ -882,6 +968,7 @@ export class TestApiServer {
     statusOnly: boolean,
     warnings: string[] = [],
     fromPatch = false,
+    strict = false,
   ): Obj {
     const old = this.get(rt, ns, name);
     if (!body.metadata) body.metadata = {} as Meta;
@@ -934,7 +1021,7 @@ export class TestApiServer {
       }
     }
     next.metadata.resourceVersion = old.metadata.resourceVersion;
-    this.check(rt, next, old, warnings);
+    this.check(rt, next, old, warnings, strict);
     this.admit(rt, 'UPDATE', next, old, statusOnly ? 'status' : undefined);
     const specOf = (o: Obj) =>
       canonical(
@@ -1038,6 +1125,7 @@ export class TestApiServer {
         schema: v.schema?.openAPIV3Schema,
         status: !!v.subresources?.status,
         selectable: (v.selectableFields ?? []).map((f) => f.jsonPath.replace(/^\./, '')),
+        ...(v.additionalPrinterColumns?.length ? { printerColumns: v.additionalPrinterColumns } : {}),
       };
       this.types.set(`${spec.group}/${v.name}/${spec.names.plural}`, rt);
     }
@@ -1092,6 +1180,7 @@ interface CrdSpec {
     schema?: { openAPIV3Schema?: Schema };
     subresources?: { status?: object };
     selectableFields?: { jsonPath: string }[];
+    additionalPrinterColumns?: PrinterColumn[];
   }[];
 }
 
@@ -1192,4 +1281,15 @@ function mergePatch(target: unknown, patch: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+/** A strategic merge patch's directives ($patch, $retainKeys, $setElementOrder/…, $deleteFromPrimitiveList/…) removed. */
+function withoutDirectives(v: unknown): unknown {
+  if (Array.isArray(v)) return v.filter((x) => !(x && typeof x === 'object' && '$patch' in x)).map(withoutDirectives);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([k]) => !k.startsWith('$'))
+      .map(([k, x]) => [k, withoutDirectives(x)]),
+  );
 }

@@ -5,7 +5,7 @@ import { NODE_LOG_FORMATS, type NodeLogFormat, renderNodeRecord } from '../../..
 import { PLURAL } from '../../api.js';
 import { errorText } from '../../kube.js';
 import { DEFAULT_LOGS_TOKEN_SECRET, logsAuth, nodeLogs } from '../node-logs.js';
-import { api, collect, mustGet } from '../resources.js';
+import { api, collect, globals, mustGet } from '../resources.js';
 
 interface LogsOptions {
   node: string[];
@@ -18,7 +18,7 @@ interface LogsOptions {
 }
 
 /** The nodes to read: --node ones (where it runs), --all, or the only one it runs on. */
-function pickNodes(name: string, onNodes: string[], o: LogsOptions): string[] {
+export function pickNodes(name: string, onNodes: string[], o: { node: string[]; all?: boolean }): string[] {
   if (o.node.length) {
     const missing = o.node.filter((n) => !onNodes.includes(n));
     if (missing.length)
@@ -39,7 +39,7 @@ export function addLogVerbs(root: Command): void {
     .alias('log')
     .description('events of a deployment on one node (--node) or on all its nodes (--all), each line with its node')
     .argument('<name>', 'deployment')
-    .option('--node <name>', 'this node (repeatable)', collect, [])
+    .option('-d, --node <name>', 'this node (repeatable)', collect, [])
     .option('--all', 'every node the deployment runs on')
     .option('-f, --follow', 'keep streaming new events')
     .option('--tail <n>', 'only the last N events of each node')
@@ -79,7 +79,7 @@ Examples:
       const stop = (): void => ac.abort();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      const tokens = logsAuth(o.tokenSecret);
+      const tokens = logsAuth(o.tokenSecret, process.env, globals(cmd).namespace);
       try {
         if (o.follow) {
           const print = (n: string) => (r: Record<string, unknown>) =>
