@@ -4,7 +4,7 @@
 #   DIR/rootfs  the Debian part, already unpacked there by the caller (libbpf1 and the C
 #               libraries node links: libc6, libstdc++6, libgcc-s1), pruned here to what runs;
 #               plus node itself at /usr/local/bin/node and /etc/passwd with root and nonroot (65532)
-#   DIR/app     /app: package.json, dist/src (the built JavaScript and BPF objects) and the
+#   DIR/app     /app: package.json, dist/src, dist/apps and dist/ui (the built JavaScript, BPF objects, the page) and the
 #               production node_modules (no dev dependencies, no type declarations or source maps,
 #               koffi's native module for this architecture only)
 # Run from the repository root after the build (npx tsc -p . && node scripts/build-bpf.mjs).
@@ -35,6 +35,9 @@ rm -rf "$app"
 mkdir -p "$app/dist"
 cp package.json "$app/"
 cp -a dist/src "$app/dist/"
+# the applications the agent and controller import (flow records, filters, maps) and the web view's page
+[ -d dist/apps ] && cp -a dist/apps "$app/dist/"
+[ -d dist/ui ] && cp -a dist/ui "$app/dist/"
 find "$app/dist" \( -name '*.map' -o -name '*.d.ts' \) -delete
 # the production dependency tree, as npm resolves it (nested copies included)
 npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s#^$PWD/##" | sort -u |
