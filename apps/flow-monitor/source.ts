@@ -3,7 +3,7 @@
 // and keeps the most recent flows in memory. `kbpf flows`, the metrics exporter and the web view
 // all read flows through it. MergedFlowSource joins several (one per node in a cluster).
 import type { LogRecord } from '../../src/agent/log-store.js';
-import { type Collector, type FlowReport } from './collector.js';
+import type { Collector, FlowReport } from './collector.js';
 import type { Flow, FlowSource } from './flow.js';
 
 /** What reads an instance's log: the agent's ApiClient, or the agent itself in its own process. */

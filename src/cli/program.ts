@@ -9,6 +9,7 @@ import { CliError, reportError } from './errors.js';
 import type { CliIo } from './io.js';
 import { escapeLines } from './render/escape.js';
 import { addAgentVerbs } from './verbs/agent.js';
+import { addFlowVerbs } from './verbs/flows.js';
 import { addInstanceVerbs } from './verbs/instances.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
@@ -41,6 +42,7 @@ export function buildProgram(io: CliIo): Command {
   addTrustVerbs(program, ctx);
   addInstanceVerbs(program, ctx);
   addLogVerbs(program, ctx);
+  addFlowVerbs(program, ctx);
   addNodeVerbs(program, ctx);
   return program;
 }
