@@ -90,8 +90,9 @@ test('a retransmit forced with netem loss is counted on the flow', async (t) => 
   const b = await tb.addPod({ sidecar: false });
   const fm = await runFlowMonitor(t, tb.parentCgroup);
   await startServer(tb, b, 1000);
-  // netem where the kernel has it (this one is built without CONFIG_NET_SCH_NETEM); else an
-  // nftables rule that drops a quarter of the client's segments (numgen random), same effect on TCP
+  // netem where the kernel has it (this one is built without CONFIG_NET_SCH_NETEM); else nftables
+  // rules: B's input drops a quarter of the data segments (A retransmits them), and A's output drops
+  // some too (the kernel's drops, seen by skb:kfree_skb on A's socket with their reason)
   const netem = await run('ip', [
     'netns',
     'exec',
@@ -107,10 +108,13 @@ test('a retransmit forced with netem loss is counted on the flow', async (t) => 
     '25%',
   ]);
   if (netem.code !== 0) {
-    const nft = await run('ip', ['netns', 'exec', a.netns, 'nft', '-f', '-'], {
-      input: `table inet loss { chain out { type filter hook output priority 0; tcp dport ${PORT} tcp flags & (syn|fin) == 0 numgen random mod 4 0 drop; } }`,
-    });
-    assert.equal(nft.code, 0, `netem: ${netem.stderr}; nft: ${nft.stderr}`);
+    const rule = (ns: string, hook: string, mod: number): Promise<{ code: number | null; stderr: string }> =>
+      run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
+        input: `table inet loss {\n chain c {\n  type filter hook ${hook} priority 0;\n  tcp dport ${PORT} tcp flags & (syn|fin) == 0 numgen random mod ${mod} == 0 drop\n }\n}\n`,
+      });
+    const rb = await rule(b.netns, 'input', 4);
+    const ra = await rule(a.netns, 'output', 10);
+    assert.ok(rb.code === 0 && ra.code === 0, `netem: ${netem.stderr}; nft: ${rb.stderr} ${ra.stderr}`);
   }
   const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), String(400_000)], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
@@ -180,8 +184,8 @@ const dgram = require('node:dgram');
 const [host, port] = [process.argv[1], Number(process.argv[2])];
 const s = dgram.createSocket('udp4');
 s.connect(port, host, () => { s.send(Buffer.alloc(700, 1)); });
-s.on('message', (m) => { console.log(s.address().port, m.length); s.close(); });
-setTimeout(() => process.exit(1), 3000);
+const timer = setTimeout(() => process.exit(1), 3000);
+s.on('message', (m) => { console.log(s.address().port, m.length); clearTimeout(timer); s.close(); });
 `;
 const UDP_ECHO = `
 const s = require('node:dgram').createSocket('udp4');
