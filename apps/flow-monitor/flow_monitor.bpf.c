@@ -35,8 +35,9 @@
 
 /* config: how often an open flow with traffic is reported again (ms) */
 const volatile __u32 report_interval_ms = 5000;
-/* config: 1 = sock_ops RTT callbacks on every RTT sample (RTT and bytes of open flows kept fresh) */
-const volatile __u8 rtt_callbacks = 1;
+/* config: 1 = sock_ops RTT callbacks on every RTT sample too (the packet hooks already read RTT and
+ * bytes from the socket at every packet; the callbacks cost a sock_ops run per ACK) */
+const volatile __u8 rtt_callbacks = 0;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
 
@@ -371,56 +372,81 @@ static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct 
 	return bpf_map_lookup_elem(&flows, k);
 }
 
-static __always_inline void account(struct __sk_buff *skb, int egress)
+/* the TCP flags of a packet (0 when it cannot be read) */
+static __always_inline __u8 tcp_flags_of(struct __sk_buff *skb)
 {
-	struct pkt p = {};
-	if (parse(skb, &p) < 0)
-		return;
-	__u64 now = bpf_ktime_get_ns();
-	struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = p.proto};
-	if (!k.cookie)
-		return;
-	struct flow *f;
-	if (p.proto == PROTO_TCP) {
-		f = bpf_map_lookup_elem(&flows, &k);
-		if (!f)
-			return;
-		if (!f->cgroup_id)
-			f->cgroup_id = bpf_skb_cgroup_id(skb);
-		struct bpf_sock *sk = skb->sk;
-		if (sk) {
-			sk = bpf_sk_fullsock(sk);
-			if (sk) {
-				struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
-				if (tp) {
-					f->bytes_tx = tp->bytes_acked;
-					f->bytes_rx = tp->bytes_received;
-					f->srtt_us = tp->srtt_us >> 3;
-					f->min_rtt_us = tp->rtt_min;
-				}
-			}
-		}
-	} else {
-		f = datagram_flow(skb, &p, &k, egress, now);
-		if (!f)
-			return;
-		__u32 hdr = p.l4_off + (p.proto == PROTO_UDP ? 8 : 0);
-		__u64 payload = skb->len > hdr ? skb->len - hdr : 0;
-		if (egress)
-			__sync_fetch_and_add(&f->bytes_tx, payload);
-		else
-			__sync_fetch_and_add(&f->bytes_rx, payload);
+	__u32 off = 40;
+	__u8 b = 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &b, 1) < 0)
+			return 0;
+		off = (b & 0x0f) * 4;
+	} else if (skb->protocol != bpf_htons(ETH_P_IPV6)) {
+		return 0;
 	}
+	if (bpf_skb_load_bytes(skb, off + 13, &b, 1) < 0)
+		return 0;
+	return b;
+}
+
+static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, int egress, __u8 tcp_flags)
+{
 	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
 	if (egress) {
 		__sync_fetch_and_add(&f->packets_tx, segs);
 		__sync_fetch_and_add(&f->ip_bytes_tx, skb->len);
-		f->flags_tx |= p.tcp_flags;
+		f->flags_tx |= tcp_flags;
 	} else {
 		__sync_fetch_and_add(&f->packets_rx, segs);
 		__sync_fetch_and_add(&f->ip_bytes_rx, skb->len);
-		f->flags_rx |= p.tcp_flags;
+		f->flags_rx |= tcp_flags;
 	}
+}
+
+static __always_inline void account(struct __sk_buff *skb, int egress)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	if (sk->protocol == PROTO_TCP) {
+		/* TCP: the flow exists (sock_ops started it) or the socket is not tracked */
+		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
+		struct flow *f = bpf_map_lookup_elem(&flows, &k);
+		if (!f)
+			return;
+		if (!f->cgroup_id)
+			f->cgroup_id = bpf_skb_cgroup_id(skb);
+		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+		if (tp) {
+			f->bytes_tx = tp->bytes_acked;
+			f->bytes_rx = tp->bytes_received;
+			f->srtt_us = tp->srtt_us >> 3;
+			f->min_rtt_us = tp->rtt_min;
+		}
+		count_packet(skb, f, egress, tcp_flags_of(skb));
+		report_if_due(&k, f, now);
+		return;
+	}
+	if (!datagram_flows)
+		return;
+	struct pkt p = {};
+	if (parse(skb, &p) < 0 || p.proto == PROTO_TCP)
+		return;
+	struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = p.proto};
+	struct flow *f = datagram_flow(skb, &p, &k, egress, now);
+	if (!f)
+		return;
+	__u32 hdr = p.l4_off + (p.proto == PROTO_UDP ? 8 : 0);
+	__u64 payload = skb->len > hdr ? skb->len - hdr : 0;
+	if (egress)
+		__sync_fetch_and_add(&f->bytes_tx, payload);
+	else
+		__sync_fetch_and_add(&f->bytes_rx, payload);
+	count_packet(skb, f, egress, 0);
 	report_if_due(&k, f, now);
 }
 
