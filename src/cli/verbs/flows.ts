@@ -27,10 +27,7 @@ const VERDICTS: Verdict[] = ['FORWARDED', 'DROPPED', 'REDIRECTED'];
 const PROTOCOLS = ['tcp', 'udp', 'icmp'] as const;
 const TCP_FLAGS: TcpFlag[] = ['SYN', 'ACK', 'FIN', 'RST', 'PSH', 'URG', 'ECE', 'CWR'];
 
-interface FlowsOptions {
-  instance?: string[];
-  pods?: string;
-  node?: string;
+export interface FlowFilterOptions {
   pod?: string[];
   namespace?: string[];
   fromIp?: string[];
@@ -43,6 +40,12 @@ interface FlowsOptions {
   protocol?: Array<'tcp' | 'udp' | 'icmp'>;
   tcpFlags?: TcpFlag[];
   not?: boolean;
+}
+
+interface FlowsOptions extends FlowFilterOptions {
+  instance?: string[];
+  pods?: string;
+  node?: string;
   follow?: boolean;
   last?: number;
   output: FlowFormat;
@@ -69,7 +72,7 @@ function choiceList<T extends string>(what: string, choices: readonly T[], upper
   };
 }
 
-export function filterOf(o: FlowsOptions): FlowFilter {
+export function filterOf(o: FlowFilterOptions): FlowFilter {
   return checkFilter({
     pod: o.pod,
     namespace: o.namespace,
@@ -151,18 +154,9 @@ function serveMetrics(
   });
 }
 
-export function addFlowVerbs(program: Command, ctx: CliContext): void {
-  program
-    .command('flows')
-    .description(
-      'show flow records (connections with identities, verdicts, bytes, RTT) in the manner of hubble observe',
-    )
-    .option('--instance <name>', 'read this instance (repeatable; default: every running flow-monitor instance)', many)
-    .option(
-      '--pods <file>',
-      'pod identities (namespace, name, labels, ip, cgroup), as apps/shared/pods.ts reads them; re-read when it changes',
-    )
-    .option('--node <name>', 'the node name flows carry (default: the host name)')
+/** The filter options of `kbpf flows` and `kubectl bpf flows` (hubble observe's). */
+export function addFlowFilterOptions(cmd: Command): Command {
+  return cmd
     .option('--pod <[namespace/]name>', 'flows from or to this pod (name prefix; repeatable)', many)
     .option('--namespace <ns>', 'flows from or to this namespace (repeatable)', many)
     .option('--from-ip <ip|cidr>', 'flows from this address (repeatable)', many)
@@ -178,7 +172,20 @@ export function addFlowVerbs(program: Command, ctx: CliContext): void {
       `flows with any of these flags: ${TCP_FLAGS.join(',')} (comma-separated, repeatable)`,
       choiceList('--tcp-flags', TCP_FLAGS, true),
     )
-    .option('--not', 'negate the filter: flows that do not match it')
+    .option('--not', 'negate the filter: flows that do not match it');
+}
+
+export function addFlowVerbs(program: Command, ctx: CliContext): void {
+  addFlowFilterOptions(program.command('flows'))
+    .description(
+      'show flow records (connections with identities, verdicts, bytes, RTT) in the manner of hubble observe',
+    )
+    .option('--instance <name>', 'read this instance (repeatable; default: every running flow-monitor instance)', many)
+    .option(
+      '--pods <file>',
+      'pod identities (namespace, name, labels, ip, cgroup), as apps/shared/pods.ts reads them; re-read when it changes',
+    )
+    .option('--node <name>', 'the node name flows carry (default: the host name)')
     .option('-f, --follow', 'keep printing new flows')
     .option('--last <n>', 'the last N flows (default 20; with -f 0)', nonNegativeInt('--last'))
     .addOption(outputOption(FLOW_FORMATS))

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { escapeLines } from '../../cli/render/escape.js';
 import { errorText } from '../kube.js';
 import { addDeploymentVerbs } from './verbs/deployments.js';
+import { addFlowVerbs } from './verbs/flows.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addRolloutVerbs } from './verbs/rollout.js';
 
@@ -17,6 +18,7 @@ export function program(): Command {
     .showHelpAfterError();
   addDeploymentVerbs(root);
   addLogVerbs(root);
+  addFlowVerbs(root);
   addRolloutVerbs(root);
   return root;
 }
