@@ -416,8 +416,15 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 		/* TCP: the flow exists (sock_ops started it) or the socket is not tracked */
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		if (!f)
+		if (!f) {
+			/* a tracked socket without its flow: the LRU pushed it out (counted once) */
+			__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, 0);
+			if (m && *m == 1) {
+				*m = 2;
+				stat_add(FS_EVICTED, 1);
+			}
 			return;
+		}
 		if (!f->cgroup_id)
 			f->cgroup_id = bpf_skb_cgroup_id(skb);
 		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);

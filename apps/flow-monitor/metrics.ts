@@ -82,6 +82,8 @@ export class FlowMetrics {
   readonly #ttl: number;
   readonly #maxOpen: number;
   readonly #now: () => number;
+  /** the time of the report being counted */
+  #clock = 0;
   /** flow reports counted */
   observed = 0;
 
@@ -125,18 +127,20 @@ export class FlowMetrics {
   private add(name: string, labels: Record<string, string>, n: number): void {
     if (n <= 0) return;
     const fam = this.#families.get(name)!;
-    const key = labelText(labels);
+    // the key only has to tell series apart: the values in order (names are fixed per family)
+    let key = '';
+    for (const k in labels) key += `${labels[k]}\u0001`;
     const s = fam.series.get(key) as Series | undefined;
-    const now = this.#now();
     if (s) {
       s.value += n;
-      s.touched = now;
-    } else fam.series.set(key, { labels, value: n, touched: now });
+      s.touched = this.#clock;
+    } else fam.series.set(key, { labels, value: n, touched: this.#clock });
   }
 
   private observeHistogram(name: string, labels: Record<string, string>, v: number): void {
     const fam = this.#families.get(name)!;
-    const key = labelText(labels);
+    let key = '';
+    for (const k in labels) key += `${labels[k]}\u0001`;
     let h = fam.series.get(key) as Histogram | undefined;
     if (!h) {
       h = { labels, buckets: RTT_BUCKETS.map(() => 0), sum: 0, count: 0, touched: 0 };
@@ -145,11 +149,12 @@ export class FlowMetrics {
     for (let i = 0; i < RTT_BUCKETS.length; i++) if (v <= RTT_BUCKETS[i]!) h.buckets[i]!++;
     h.sum += v;
     h.count++;
-    h.touched = this.#now();
+    h.touched = this.#clock;
   }
 
   observe(f: Flow): void {
     this.observed++;
+    this.#clock = this.#now();
     const prev = this.#last.get(f.flow_id);
     const flagBits = FLAG_ORDER.reduce((n, fl, i) => (f.l4.TCP?.flags?.[fl] ? n | (1 << i) : n), 0);
     const cur: Last = {
@@ -173,9 +178,9 @@ export class FlowMetrics {
     if (dropDelta > 0 && f.drops) this.add('hubble_drop_total', { reason: f.drops.last_reason, protocol }, dropDelta);
     const newFlags = flagBits & ~(prev?.flags ?? 0);
     const family = f.IP.ipVersion;
-    FLAG_ORDER.forEach((fl, i) => {
-      if (newFlags & (1 << i)) this.add('hubble_tcp_flags_total', { flag: fl, family }, 1);
-    });
+    if (newFlags)
+      for (let i = 0; i < FLAG_ORDER.length; i++)
+        if (newFlags & (1 << i)) this.add('hubble_tcp_flags_total', { flag: FLAG_ORDER[i]!, family }, 1);
     const pair = {
       source: this.endpointLabel(f.source, f.IP.source),
       destination: this.endpointLabel(f.destination, f.IP.destination),
