@@ -211,8 +211,12 @@ export const benchmark: Benchmark = {
         const lines = got.lines - startLines;
         const inMetrics = got.metrics - startMetrics;
         const lossless = lines === sent && inMetrics === sent;
+        // the producer's .bss: written, failed (reservations that found the ring full)
+        const counters = obj.maps.get('.bss')?.lookupRaw(Buffer.alloc(4));
+        const ringFull = counters ? Number(counters.readBigUInt64LE(8)) : Number.NaN;
+        const st = ta.agent.inspect('flows');
         note(
-          `rate ${rate}/s: ${sent} reports written, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}`,
+          `rate ${rate}/s: ${sent} reports written (${ringFull} found the ring full so far), the agent read ${st.events.received} so far, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}`,
         );
         if (!lossless) break;
         best = rate;

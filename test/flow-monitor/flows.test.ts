@@ -113,7 +113,7 @@ test('a retransmit forced with netem loss is counted on the flow', async (t) => 
         input: `table inet loss {\n chain c {\n  type filter hook ${hook} priority 0;\n  tcp dport ${PORT} tcp flags & (syn|fin) == 0 numgen random mod ${mod} == 0 drop\n }\n}\n`,
       });
     const rb = await rule(b.netns, 'input', 4);
-    const ra = await rule(a.netns, 'output', 10);
+    const ra = await rule(a.netns, 'output', 4);
     assert.ok(rb.code === 0 && ra.code === 0, `netem: ${netem.stderr}; nft: ${rb.stderr} ${ra.stderr}`);
   }
   const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), String(400_000)], { timeoutMs: 30_000 });
