@@ -10,7 +10,7 @@ import { Collector } from '../../../apps/flow-monitor/collector.js';
 import { checkFilter, matchFlow } from '../../../apps/flow-monitor/filter.js';
 import type { Flow, FlowFilter, TcpFlag, Verdict } from '../../../apps/flow-monitor/flow.js';
 import { Identities } from '../../../apps/flow-monitor/identities.js';
-import { FLOW_INPUTS } from '../../../apps/flow-monitor/inputs.js';
+import { flowInputsOf } from '../../../apps/flow-monitor/inputs.js';
 import { FlowMetrics, LABEL_CONTEXTS, type LabelContext } from '../../../apps/flow-monitor/metrics.js';
 import { AgentFlowSource, type FlowInput } from '../../../apps/flow-monitor/source.js';
 import { flowStatsOf } from '../../../apps/flow-monitor/stats.js';
@@ -86,23 +86,6 @@ export function filterOf(o: FlowFilterOptions): FlowFilter {
     protocol: o.protocol,
     tcp_flags: o.tcpFlags,
     not: o.not,
-  });
-}
-
-/** The instances to read: those named, else every running instance of a package that makes flows. */
-async function flowInputs(api: ApiClient, names: string[] | undefined, collector: Collector): Promise<FlowInput[]> {
-  const all = await api.list();
-  const chosen = names?.length
-    ? names.map((n) => all.find((s) => s.name === n) ?? n)
-    : all.filter((s) => s.package.name in FLOW_INPUTS);
-  return chosen.map((s) => {
-    if (typeof s === 'string') throw new NotFoundError(`no instance "${s}"`);
-    const make = FLOW_INPUTS[s.package.name];
-    if (!make)
-      throw new InvalidError(
-        `instance "${s.name}" runs ${s.package.name}, whose events are no flows (${Object.keys(FLOW_INPUTS).join(', ')} are)`,
-      );
-    return make(s.name, { collector });
   });
 }
 
@@ -208,7 +191,7 @@ export function addFlowVerbs(program: Command, ctx: CliContext): void {
       const filter = filterOf(opts);
       const identities = new Identities(opts.pods ? readPodIdentities(opts.pods) : []);
       const collector = new Collector({ node: opts.node ?? hostname(), identities });
-      const inputs = await flowInputs(api, opts.instance, collector);
+      const inputs = flowInputsOf(await api.list(), opts.instance, collector);
       if (inputs.length === 0)
         throw new NotFoundError(
           'no flow-monitor instance is running (start one: kbpf run --cgroup PATH flow-monitor:0.1.0)',
