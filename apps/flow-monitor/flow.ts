@@ -44,13 +44,20 @@ export interface ServiceTranslation {
   /** locality level (0 = same node … ) the backend came from (failover) */
   lb_level?: number;
   affinity_hit?: boolean;
+  /** service-lb's id of the service (what `name` was found from) */
+  service_id?: number;
 }
 
+/** Counted from the source's side: `*_sent` went source -> destination, `*_received` came back. */
 export interface Traffic {
+  /** transport payload (TCP bytes acknowledged / received, UDP payload, the ICMP message) */
   bytes_sent: number;
   bytes_received: number;
   packets_sent: number;
   packets_received: number;
+  /** whole IP packets, headers included */
+  ip_bytes_sent?: number;
+  ip_bytes_received?: number;
 }
 
 export interface Flow {
@@ -80,6 +87,8 @@ export interface Flow {
   /** microseconds; absent where the protocol has none */
   rtt?: { srtt_us: number; min_rtt_us: number };
   retransmits: number;
+  /** packets of this flow the kernel dropped (skb:kfree_skb) while it went on: count and last reason */
+  drops?: { count: number; last_reason: string };
   /** since the flow's first packet */
   duration_ms: number;
 }

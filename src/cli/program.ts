@@ -10,6 +10,7 @@ import type { CliIo } from './io.js';
 import { escapeLines } from './render/escape.js';
 import { addAgentVerbs } from './verbs/agent.js';
 import { addCompletionVerbs, completeWords } from './verbs/completion.js';
+import { addFlowVerbs } from './verbs/flows.js';
 import { addInstanceVerbs } from './verbs/instances.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/node.js';
@@ -45,6 +46,7 @@ export function buildProgram(io: CliIo): Command {
   addTrustVerbs(program, ctx);
   addInstanceVerbs(program, ctx);
   addLogVerbs(program, ctx);
+  addFlowVerbs(program, ctx);
   addNodeVerbs(program, ctx);
   addUiVerbs(program, ctx);
   addTestVerbs(program, ctx);

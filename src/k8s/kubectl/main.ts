@@ -7,6 +7,7 @@ import { escapeLines } from '../../cli/render/escape.js';
 import { DEFAULT_NAMESPACE } from '../api.js';
 import { errorText } from '../kube.js';
 import { addDeploymentVerbs } from './verbs/deployments.js';
+import { addFlowVerbs } from './verbs/flows.js';
 import { addLogVerbs } from './verbs/logs.js';
 import { addNodeVerbs } from './verbs/nodes.js';
 import { addPackageVerbs } from './verbs/packages.js';
@@ -22,6 +23,7 @@ export function program(): Command {
     .showHelpAfterError();
   addDeploymentVerbs(root);
   addLogVerbs(root);
+  addFlowVerbs(root);
   addRolloutVerbs(root);
   addPackageVerbs(root);
   addNodeVerbs(root);

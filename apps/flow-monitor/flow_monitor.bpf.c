@@ -1,0 +1,577 @@
+// flow-monitor: per-connection flow records (TCP, UDP, ICMP) in the kernel, reported through a ring
+// buffer periodically while a flow is open and once when it closes.
+//
+//   sockops                   TCP: a flow starts at connect (active) or at passive established;
+//                             RTT callbacks refresh RTT and byte counts (and report open flows)
+//   cgroup_skb/egress,ingress every packet of the sockets below the cgroup: packets and IP bytes
+//                             each way, TCP flags each way; UDP / ICMP flows start here
+//   tracepoint sock:inet_sock_set_state   TCP state; at TCP_CLOSE the flow's last report
+//   tracepoint tcp:tcp_retransmit_skb     retransmits
+//   tracepoint skb:kfree_skb              drops of a flow's packets, with the kernel's reason
+//   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report
+//
+// Flows are keyed by the local socket's cookie (plus the peer for UDP / ICMP, whose sockets may
+// talk to many), so the counters of every hook join to the same record. A connection whose two
+// ends are both below the cgroup is reported once, by the end that connected (local_conns).
+// The table of flows is an LRU (`flows`, size it with --map-size flows=N): a TCP flow pushed out
+// while its socket lives is counted in flow_stats[FS_EVICTED] when the socket next shows up.
+// Service fields: when service-lb runs, share its `svc_origin` map (run --share-map
+// svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <kbpf.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define PROTO_ICMP 1
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define PROTO_ICMPV6 58
+#define TCP_STATE_CLOSE 7
+
+/* config: how often an open flow with traffic is reported again (ms) */
+const volatile __u32 report_interval_ms = 5000;
+/* config: 1 = sock_ops RTT callbacks on every RTT sample too (the packet hooks already read RTT and
+ * bytes from the socket at every packet; the callbacks cost a sock_ops run per ACK) */
+const volatile __u8 rtt_callbacks = 0;
+/* config: 1 = UDP and ICMP flows too */
+const volatile __u8 datagram_flows = 1;
+
+#include "flow_report.h"
+
+enum flow_stat {
+	FS_CREATED = 0, /* flows started */
+	FS_CLOSED = 1,  /* flows reported closed */
+	FS_EVICTED = 2, /* TCP flows pushed out of the LRU while their socket lived */
+	FS_REPORTS = 3, /* reports written (open and closed) */
+	FS_LOCAL_PEER = 4, /* accepted connections not tracked: their other end is tracked here */
+	FS_DROPS = 5,   /* drops of tracked flows' packets */
+	FS_NR = 8,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} flows SEC(".maps");
+
+/* service-lb's translations; shared with its instance when it runs (empty otherwise) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct svc_origin);
+} svc_origin SEC(".maps");
+
+struct conn_tuple {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+};
+
+/* connections made by tracked sockets, by their tuple: the accepting end of one is not tracked again */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_tuple);
+	__type(value, __u64);
+} local_conns SEC(".maps");
+
+/* sockets whose TCP flow was started: 1 tracked, 2 eviction counted */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} tracked SEC(".maps");
+
+/* UDP / ICMP sockets: the key of the flow they last sent or received on (closed with the socket) */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct flow_key);
+} dgram_last SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_stats SEC(".maps");
+
+KBPF_RINGBUF(flow_events, 16 * 1024 * 1024, struct flow_report);
+
+static __always_inline void stat_add(__u32 i, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&flow_stats, &i);
+	if (v)
+		*v += n;
+}
+
+static __always_inline void report(const struct flow_key *k, struct flow *f, __u8 closed, __u64 now)
+{
+	struct flow_report *r = kbpf_reserve(flow_events, sizeof(*r));
+	if (!r)
+		return;
+	r->cookie = k->cookie;
+	r->duration_ns = now - f->start_ns;
+	r->closed = closed;
+	__builtin_memcpy(&r->flow, f, sizeof(*f));
+	bpf_ringbuf_submit(r, 0);
+	stat_add(FS_REPORTS, 1);
+	if (closed)
+		stat_add(FS_CLOSED, 1);
+}
+
+static __always_inline void report_if_due(const struct flow_key *k, struct flow *f, __u64 now)
+{
+	if (now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
+		return;
+	f->last_report_ns = now;
+	report(k, f, 0, now);
+}
+
+/* IPv4 (network order) as ::ffff:a.b.c.d */
+static __always_inline void mapped4(__u8 *out, __u32 ip4)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &ip4, 4);
+}
+
+static __always_inline void copy_svc(struct flow *f, __u64 cookie)
+{
+	struct svc_origin *o = bpf_map_lookup_elem(&svc_origin, &cookie);
+	if (!o)
+		return;
+	__builtin_memcpy(&f->svc, o, sizeof(*o));
+	f->has_svc = 1;
+}
+
+static __always_inline void tuple_of(struct conn_tuple *t, const struct flow *f, int reversed)
+{
+	__builtin_memcpy(t->laddr, reversed ? f->raddr : f->laddr, 16);
+	__builtin_memcpy(t->raddr, reversed ? f->laddr : f->raddr, 16);
+	t->lport = reversed ? f->rport : f->lport;
+	t->rport = reversed ? f->lport : f->rport;
+}
+
+static __always_inline void skops_addrs(struct bpf_sock_ops *skops, struct flow *f)
+{
+	f->family = skops->family;
+	if (skops->family == AF_INET) {
+		mapped4(f->laddr, skops->local_ip4);
+		mapped4(f->raddr, skops->remote_ip4);
+	} else {
+		__u32 l[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3]};
+		__u32 r[4] = {skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2], skops->remote_ip6[3]};
+		__builtin_memcpy(f->laddr, l, 16);
+		__builtin_memcpy(f->raddr, r, 16);
+	}
+	f->lport = skops->local_port;                       /* host order */
+	f->rport = bpf_ntohl(skops->remote_port) & 0xffff; /* network order, in the upper half */
+}
+
+static __always_inline void skops_stats(struct bpf_sock_ops *skops, struct flow *f)
+{
+	f->tcp_state = skops->state;
+	f->srtt_us = skops->srtt_us >> 3;
+	f->min_rtt_us = skops->rtt_min;
+	f->bytes_tx = skops->bytes_acked;
+	f->bytes_rx = skops->bytes_received;
+	if (skops->total_retrans > f->retransmits)
+		f->retransmits = skops->total_retrans;
+}
+
+static __always_inline void start_tcp_flow(struct bpf_sock_ops *skops, __u8 active)
+{
+	struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
+	struct flow f = {};
+	__u64 now = bpf_ktime_get_ns();
+	f.start_ns = now;
+	f.last_report_ns = now;
+	f.proto = PROTO_TCP;
+	f.active = active;
+	skops_addrs(skops, &f);
+	f.tcp_state = skops->state;
+	if (!active) {
+		/* both ends below the cgroup: the connecting end's flow is the connection's */
+		struct conn_tuple t = {};
+		tuple_of(&t, &f, 1);
+		if (bpf_map_lookup_elem(&local_conns, &t)) {
+			stat_add(FS_LOCAL_PEER, 1);
+			return;
+		}
+	}
+	copy_svc(&f, k.cookie);
+	if (bpf_map_update_elem(&flows, &k, &f, BPF_NOEXIST) != 0)
+		return;
+	stat_add(FS_CREATED, 1);
+	struct bpf_sock *sk = skops->sk;
+	if (sk) {
+		__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (m)
+			*m = 1;
+	}
+	bpf_sock_ops_cb_flags_set(skops, rtt_callbacks ? BPF_SOCK_OPS_RTT_CB_FLAG : 0);
+}
+
+/* a tracked socket without its flow: the LRU pushed it out (counted once per socket) */
+static __always_inline void count_eviction(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, 0);
+	if (m && *m == 1) {
+		*m = 2;
+		stat_add(FS_EVICTED, 1);
+	}
+}
+
+SEC("sockops")
+int flow_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->family != AF_INET && skops->family != AF_INET6)
+		return 1;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		start_tcp_flow(skops, 1);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		start_tcp_flow(skops, 0);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_RTT_CB: {
+		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
+		struct flow *f = bpf_map_lookup_elem(&flows, &k);
+		if (!f) {
+			count_eviction(skops);
+			break;
+		}
+		skops_stats(skops, f);
+		if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+			struct conn_tuple t = {};
+			tuple_of(&t, f, 0);
+			bpf_map_update_elem(&local_conns, &t, &k.cookie, BPF_ANY);
+		} else {
+			report_if_due(&k, f, bpf_ktime_get_ns());
+		}
+		break;
+	}
+	}
+	return 1;
+}
+
+/* ---- packets ---------------------------------------------------------------------------- */
+
+struct pkt {
+	__u8 proto;
+	__u8 family;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 sport; /* host order; ICMP echo: the id */
+	__u16 dport;
+	__u32 l4_off;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
+			return -1;
+		p->family = AF_INET;
+		p->proto = ip.protocol;
+		p->l4_off = ip.ihl * 4;
+		mapped4(p->saddr, ip.saddr);
+		mapped4(p->daddr, ip.daddr);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+			return -1;
+		p->family = AF_INET6;
+		p->proto = ip6.nexthdr;
+		p->l4_off = sizeof(ip6);
+		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
+	} else {
+		return -1;
+	}
+	if (p->proto == PROTO_TCP) {
+		__u8 hdr[14];
+		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
+			return -1;
+		p->sport = (hdr[0] << 8) | hdr[1];
+		p->dport = (hdr[2] << 8) | hdr[3];
+		p->tcp_flags = hdr[13];
+	} else if (p->proto == PROTO_UDP) {
+		__u8 hdr[4];
+		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
+			return -1;
+		p->sport = (hdr[0] << 8) | hdr[1];
+		p->dport = (hdr[2] << 8) | hdr[3];
+	} else if (p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6) {
+		__u8 hdr[6];
+		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
+			return -1;
+		p->icmp_type = hdr[0];
+		p->icmp_code = hdr[1];
+		p->sport = (hdr[4] << 8) | hdr[5];
+		p->dport = p->sport;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct pkt *p, struct flow_key *k,
+						  int egress, __u64 now)
+{
+	__builtin_memcpy(k->raddr, egress ? p->daddr : p->saddr, 16);
+	k->rport = egress ? p->dport : p->sport;
+	struct flow *f = bpf_map_lookup_elem(&flows, k);
+	if (f || !datagram_flows)
+		return f;
+	struct flow n = {};
+	n.start_ns = now;
+	n.last_report_ns = now;
+	n.family = p->family;
+	n.proto = p->proto;
+	n.active = egress;
+	__builtin_memcpy(n.laddr, egress ? p->saddr : p->daddr, 16);
+	__builtin_memcpy(n.raddr, k->raddr, 16);
+	n.lport = egress ? p->sport : p->dport;
+	n.rport = k->rport;
+	n.icmp_type = p->icmp_type;
+	n.icmp_code = p->icmp_code;
+	n.cgroup_id = bpf_skb_cgroup_id(skb);
+	copy_svc(&n, k->cookie);
+	if (bpf_map_update_elem(&flows, k, &n, BPF_NOEXIST) == 0)
+		stat_add(FS_CREATED, 1);
+	struct bpf_sock *sk = skb->sk;
+	if (sk) {
+		sk = bpf_sk_fullsock(sk);
+		if (sk) {
+			struct flow_key *last = bpf_sk_storage_get(&dgram_last, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (last)
+				__builtin_memcpy(last, k, sizeof(*k));
+		}
+	}
+	return bpf_map_lookup_elem(&flows, k);
+}
+
+/* the TCP flags of a packet (0 when it cannot be read) */
+static __always_inline __u8 tcp_flags_of(struct __sk_buff *skb)
+{
+	__u32 off = 40;
+	__u8 b = 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &b, 1) < 0)
+			return 0;
+		off = (b & 0x0f) * 4;
+	} else if (skb->protocol != bpf_htons(ETH_P_IPV6)) {
+		return 0;
+	}
+	if (bpf_skb_load_bytes(skb, off + 13, &b, 1) < 0)
+		return 0;
+	return b;
+}
+
+static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, int egress, __u8 tcp_flags)
+{
+	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+	if (egress) {
+		__sync_fetch_and_add(&f->packets_tx, segs);
+		__sync_fetch_and_add(&f->ip_bytes_tx, skb->len);
+		f->flags_tx |= tcp_flags;
+	} else {
+		__sync_fetch_and_add(&f->packets_rx, segs);
+		__sync_fetch_and_add(&f->ip_bytes_rx, skb->len);
+		f->flags_rx |= tcp_flags;
+	}
+}
+
+static __always_inline void account(struct __sk_buff *skb, int egress)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	if (sk->protocol == PROTO_TCP) {
+		/* TCP: the flow exists (sock_ops started it) or the socket is not tracked */
+		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
+		struct flow *f = bpf_map_lookup_elem(&flows, &k);
+		if (!f) {
+			/* a tracked socket without its flow: the LRU pushed it out (counted once) */
+			__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, 0);
+			if (m && *m == 1) {
+				*m = 2;
+				stat_add(FS_EVICTED, 1);
+			}
+			return;
+		}
+		if (!f->cgroup_id)
+			f->cgroup_id = bpf_skb_cgroup_id(skb);
+		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+		if (tp) {
+			f->bytes_tx = tp->bytes_acked;
+			f->bytes_rx = tp->bytes_received;
+			f->srtt_us = tp->srtt_us >> 3;
+			f->min_rtt_us = tp->rtt_min;
+		}
+		count_packet(skb, f, egress, tcp_flags_of(skb));
+		report_if_due(&k, f, now);
+		return;
+	}
+	if (!datagram_flows)
+		return;
+	struct pkt p = {};
+	if (parse(skb, &p) < 0 || p.proto == PROTO_TCP)
+		return;
+	struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = p.proto};
+	struct flow *f = datagram_flow(skb, &p, &k, egress, now);
+	if (!f)
+		return;
+	__u32 hdr = p.l4_off + (p.proto == PROTO_UDP ? 8 : 0);
+	__u64 payload = skb->len > hdr ? skb->len - hdr : 0;
+	if (egress)
+		__sync_fetch_and_add(&f->bytes_tx, payload);
+	else
+		__sync_fetch_and_add(&f->bytes_rx, payload);
+	count_packet(skb, f, egress, 0);
+	report_if_due(&k, f, now);
+}
+
+SEC("cgroup_skb/egress")
+int flow_egress(struct __sk_buff *skb)
+{
+	account(skb, 1);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int flow_ingress(struct __sk_buff *skb)
+{
+	account(skb, 0);
+	return 1;
+}
+
+/* ---- TCP state, retransmits, drops (tracepoints: every socket of the node; ours by cookie) ---- */
+
+static __always_inline __u64 cookie_of(const struct sock *sk)
+{
+	if (!sk)
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int flow_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != PROTO_TCP)
+		return 0;
+	const struct sock *sk = ctx->skaddr;
+	struct flow_key k = {.cookie = cookie_of(sk), .proto = PROTO_TCP};
+	if (!k.cookie)
+		return 0;
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (!f)
+		return 0;
+	f->tcp_state = ctx->newstate;
+	if (ctx->newstate != TCP_STATE_CLOSE)
+		return 0;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	f->bytes_tx = BPF_CORE_READ(tp, bytes_acked);
+	f->bytes_rx = BPF_CORE_READ(tp, bytes_received);
+	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
+	if (srtt)
+		f->srtt_us = srtt;
+	__u32 minrtt = BPF_CORE_READ(tp, rtt_min.s[0].v);
+	if (minrtt && minrtt != ~0U)
+		f->min_rtt_us = minrtt;
+	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
+	if (retrans > f->retransmits)
+		f->retransmits = retrans;
+	report(&k, f, 1, bpf_ktime_get_ns());
+	if (f->active) {
+		struct conn_tuple t = {};
+		tuple_of(&t, f, 0);
+		bpf_map_delete_elem(&local_conns, &t);
+	}
+	bpf_map_delete_elem(&flows, &k);
+	return 0;
+}
+
+/* tcp:tcp_retransmit_skb's record (its layout, as the tracepoint's format file gives it) */
+struct tcp_retransmit_ctx {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int flow_retransmit(struct tcp_retransmit_ctx *ctx)
+{
+	struct flow_key k = {.cookie = cookie_of(ctx->skaddr), .proto = PROTO_TCP};
+	if (!k.cookie)
+		return 0;
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (f)
+		__sync_fetch_and_add(&f->retransmits, 1);
+	return 0;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int flow_drop(struct trace_event_raw_kfree_skb *ctx)
+{
+	const struct sk_buff *skb = ctx->skbaddr;
+	const struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk && bpf_core_field_exists(ctx->rx_sk))
+		sk = ctx->rx_sk;
+	struct flow_key k = {.cookie = cookie_of(sk), .proto = PROTO_TCP};
+	if (!k.cookie)
+		return 0;
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (!f)
+		return 0;
+	__sync_fetch_and_add(&f->drops, 1);
+	f->drop_reason = ctx->reason;
+	stat_add(FS_DROPS, 1);
+	return 0;
+}
+
+/* a UDP / ICMP socket goes away: the last report of the flow it used last */
+SEC("cgroup/sock_release")
+int flow_release(struct bpf_sock *sk)
+{
+	if (sk->protocol == PROTO_TCP)
+		return 1;
+	struct flow_key *last = bpf_sk_storage_get(&dgram_last, sk, 0, 0);
+	if (!last)
+		return 1;
+	struct flow_key k;
+	__builtin_memcpy(&k, last, sizeof(k));
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (!f)
+		return 1;
+	report(&k, f, 1, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&flows, &k);
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,251 @@
+// Prometheus metrics of flows, in the text exposition format (promtool-clean): Hubble's names where
+// the meaning matches, plus what Hubble lacks (bytes, packets, RTT, retransmits) by source and
+// destination. Flow reports are cumulative (a flow is reported while open and at close), so
+// counters add what changed since the flow's previous report.
+//
+// The `source` / `destination` labels say what the context says (as Hubble's sourceContext /
+// destinationContext): ip, pod (namespace/pod), workload (namespace/workload) or namespace. Series
+// of a pod that is removed go at once (Identities.onRemove); any series not updated for `ttlMs`
+// goes too, so cardinality follows what is live.
+import type { Endpoint, Flow, TcpFlag } from './flow.js';
+
+export type LabelContext = 'ip' | 'pod' | 'workload' | 'namespace';
+export const LABEL_CONTEXTS: readonly LabelContext[] = ['ip', 'pod', 'workload', 'namespace'];
+
+export interface FlowMetricsOptions {
+  context?: LabelContext;
+  /** drop series not updated for this long (default 10 minutes) */
+  ttlMs?: number;
+  /** open flows whose last counters are kept for deltas (default 200,000) */
+  maxOpenFlows?: number;
+  now?: () => number;
+}
+
+/** RTT buckets, seconds: 50 µs .. 2.5 s */
+const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+interface Series {
+  labels: Record<string, string>;
+  value: number;
+  touched: number;
+}
+
+interface Histogram {
+  labels: Record<string, string>;
+  buckets: number[];
+  sum: number;
+  count: number;
+  touched: number;
+}
+
+interface Family {
+  name: string;
+  help: string;
+  type: 'counter' | 'histogram';
+  series: Map<string, Series | Histogram>;
+}
+
+interface Last {
+  bytes_sent: number;
+  bytes_received: number;
+  packets_sent: number;
+  packets_received: number;
+  retransmits: number;
+  drops: number;
+  flags: number;
+}
+
+const FLAG_ORDER: TcpFlag[] = ['SYN', 'ACK', 'FIN', 'RST', 'PSH', 'URG', 'ECE', 'CWR'];
+
+function esc(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function labelText(labels: Record<string, string>, extra?: [string, string]): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${esc(v)}"`);
+  if (extra) parts.push(`${extra[0]}="${esc(extra[1])}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function protocolOf(f: Flow): string {
+  if (f.l4.TCP) return 'TCP';
+  if (f.l4.UDP) return 'UDP';
+  if (f.l4.ICMPv4) return 'ICMPv4';
+  if (f.l4.ICMPv6) return 'ICMPv6';
+  return 'unknown';
+}
+
+export class FlowMetrics {
+  readonly context: LabelContext;
+  readonly #families = new Map<string, Family>();
+  readonly #last = new Map<string, Last>();
+  readonly #ttl: number;
+  readonly #maxOpen: number;
+  readonly #now: () => number;
+  /** the time of the report being counted */
+  #clock = 0;
+  /** flow reports counted */
+  observed = 0;
+
+  constructor(opts: FlowMetricsOptions = {}) {
+    this.context = opts.context ?? 'workload';
+    this.#ttl = opts.ttlMs ?? 600_000;
+    this.#maxOpen = opts.maxOpenFlows ?? 200_000;
+    this.#now = opts.now ?? Date.now;
+    this.family('hubble_flows_processed_total', 'Flows processed, by type and verdict', 'counter');
+    this.family('hubble_drop_total', 'Drops, by reason and protocol', 'counter');
+    this.family('hubble_tcp_flags_total', 'TCP flags seen, by flag and IP family', 'counter');
+    this.family('hubble_port_distribution_total', 'Flows by destination port and protocol', 'counter');
+    this.family(
+      'kbpf_flows_bytes_total',
+      'Transport payload bytes of flows, by source, destination and direction',
+      'counter',
+    );
+    this.family('kbpf_flows_packets_total', 'Packets of flows, by source, destination and direction', 'counter');
+    this.family('kbpf_flows_retransmits_total', 'TCP retransmits, by source and destination', 'counter');
+    this.family('kbpf_flows_rtt_seconds', 'Smoothed RTT of closed TCP flows, by source and destination', 'histogram');
+  }
+
+  private family(name: string, help: string, type: Family['type']): void {
+    this.#families.set(name, { name, help, type, series: new Map() });
+  }
+
+  /** The label value of an endpoint in this context ("" when it is not known). */
+  endpointLabel(e: Endpoint, ip: string): string {
+    switch (this.context) {
+      case 'ip':
+        return ip;
+      case 'pod':
+        return e.pod_name ? `${e.namespace ?? 'default'}/${e.pod_name}` : '';
+      case 'workload':
+        return e.pod_name ? `${e.namespace ?? 'default'}/${e.workload ?? e.pod_name}` : '';
+      case 'namespace':
+        return e.namespace ?? '';
+    }
+  }
+
+  private add(name: string, labels: Record<string, string>, n: number): void {
+    if (n <= 0) return;
+    const fam = this.#families.get(name)!;
+    // the key only has to tell series apart: the values in order (names are fixed per family)
+    let key = '';
+    for (const k in labels) key += `${labels[k]}\u0001`;
+    const s = fam.series.get(key) as Series | undefined;
+    if (s) {
+      s.value += n;
+      s.touched = this.#clock;
+    } else fam.series.set(key, { labels, value: n, touched: this.#clock });
+  }
+
+  private observeHistogram(name: string, labels: Record<string, string>, v: number): void {
+    const fam = this.#families.get(name)!;
+    let key = '';
+    for (const k in labels) key += `${labels[k]}\u0001`;
+    let h = fam.series.get(key) as Histogram | undefined;
+    if (!h) {
+      h = { labels, buckets: RTT_BUCKETS.map(() => 0), sum: 0, count: 0, touched: 0 };
+      fam.series.set(key, h);
+    }
+    for (let i = 0; i < RTT_BUCKETS.length; i++) if (v <= RTT_BUCKETS[i]!) h.buckets[i]!++;
+    h.sum += v;
+    h.count++;
+    h.touched = this.#clock;
+  }
+
+  observe(f: Flow): void {
+    this.observed++;
+    this.#clock = this.#now();
+    const prev = this.#last.get(f.flow_id);
+    const flagBits = FLAG_ORDER.reduce((n, fl, i) => (f.l4.TCP?.flags?.[fl] ? n | (1 << i) : n), 0);
+    const cur: Last = {
+      bytes_sent: f.traffic.bytes_sent,
+      bytes_received: f.traffic.bytes_received,
+      packets_sent: f.traffic.packets_sent,
+      packets_received: f.traffic.packets_received,
+      retransmits: f.retransmits,
+      drops: f.drops?.count ?? 0,
+      flags: flagBits,
+    };
+    const protocol = protocolOf(f);
+    this.add('hubble_flows_processed_total', { type: 'L3_L4', verdict: f.verdict }, 1);
+    if (!prev) {
+      const port = f.l4.TCP?.destination_port ?? f.l4.UDP?.destination_port;
+      if (port !== undefined) this.add('hubble_port_distribution_total', { protocol, port: String(port) }, 1);
+      if (f.verdict === 'DROPPED')
+        this.add('hubble_drop_total', { reason: f.drop_reason_desc ?? 'UNKNOWN', protocol }, 1);
+    }
+    const dropDelta = cur.drops - (prev?.drops ?? 0);
+    if (dropDelta > 0 && f.drops) this.add('hubble_drop_total', { reason: f.drops.last_reason, protocol }, dropDelta);
+    const newFlags = flagBits & ~(prev?.flags ?? 0);
+    const family = f.IP.ipVersion;
+    if (newFlags)
+      for (let i = 0; i < FLAG_ORDER.length; i++)
+        if (newFlags & (1 << i)) this.add('hubble_tcp_flags_total', { flag: FLAG_ORDER[i]!, family }, 1);
+    const pair = {
+      source: this.endpointLabel(f.source, f.IP.source),
+      destination: this.endpointLabel(f.destination, f.IP.destination),
+    };
+    const d = (k: keyof Last): number => Math.max(0, cur[k] - (prev?.[k] ?? 0));
+    this.add('kbpf_flows_bytes_total', { ...pair, direction: 'sent' }, d('bytes_sent'));
+    this.add('kbpf_flows_bytes_total', { ...pair, direction: 'received' }, d('bytes_received'));
+    this.add('kbpf_flows_packets_total', { ...pair, direction: 'sent' }, d('packets_sent'));
+    this.add('kbpf_flows_packets_total', { ...pair, direction: 'received' }, d('packets_received'));
+    this.add('kbpf_flows_retransmits_total', pair, d('retransmits'));
+    if (f.state === 'CLOSED') {
+      this.#last.delete(f.flow_id);
+      if (f.rtt && f.rtt.srtt_us > 0) this.observeHistogram('kbpf_flows_rtt_seconds', pair, f.rtt.srtt_us / 1e6);
+    } else {
+      this.#last.delete(f.flow_id); // re-inserted: the map's order is the flows' last report
+      this.#last.set(f.flow_id, cur);
+      if (this.#last.size > this.#maxOpen) this.#last.delete(this.#last.keys().next().value!);
+    }
+  }
+
+  /** Drops every series whose source or destination is this label value (a pod gone). */
+  forget(value: string): void {
+    if (value === '') return;
+    for (const fam of this.#families.values())
+      for (const [k, s] of fam.series)
+        if (s.labels.source === value || s.labels.destination === value) fam.series.delete(k);
+  }
+
+  /** The series of a removed pod, in this context (call it from Identities.onRemove). */
+  forgetPod(
+    pod: { namespace: string; name: string; ip?: string; ip6?: string; workload?: string },
+    stillThere: (value: string) => boolean = () => false,
+  ): void {
+    const values: string[] = [];
+    if (this.context === 'ip') values.push(...[pod.ip, pod.ip6].filter((x): x is string => !!x));
+    else if (this.context === 'pod') values.push(`${pod.namespace}/${pod.name}`);
+    else if (this.context === 'workload' && pod.workload) values.push(`${pod.namespace}/${pod.workload}`);
+    for (const v of values) if (!stillThere(v)) this.forget(v);
+  }
+
+  private expire(): void {
+    const cutoff = this.#now() - this.#ttl;
+    for (const fam of this.#families.values())
+      for (const [k, s] of fam.series) if (s.touched < cutoff) fam.series.delete(k);
+  }
+
+  /** The exposition text (expired series dropped first). */
+  render(): string {
+    this.expire();
+    const out: string[] = [];
+    for (const fam of this.#families.values()) {
+      out.push(`# HELP ${fam.name} ${fam.help}`, `# TYPE ${fam.name} ${fam.type}`);
+      for (const s of fam.series.values()) {
+        if (fam.type === 'counter') out.push(`${fam.name}${labelText(s.labels)} ${(s as Series).value}`);
+        else {
+          const h = s as Histogram;
+          const base = fam.name;
+          for (let i = 0; i < RTT_BUCKETS.length; i++)
+            out.push(`${base}_bucket${labelText(h.labels, ['le', String(RTT_BUCKETS[i])])} ${h.buckets[i]}`);
+          out.push(`${base}_bucket${labelText(h.labels, ['le', '+Inf'])} ${h.count}`);
+          out.push(`${base}_sum${labelText(h.labels)} ${h.sum}`);
+          out.push(`${base}_count${labelText(h.labels)} ${h.count}`);
+        }
+      }
+    }
+    return `${out.join('\n')}\n`;
+  }
+}

@@ -1,0 +1,240 @@
+// `npm run bench -- flows`: what flow-monitor costs and how many flows it delivers.
+//
+//   flows_conn_overhead_ratio   new connections/s between two pods (wrk, `Connection: close`) with
+//                               flow-monitor running / without it, paired per repeat (goal >= 0.95)
+//   flows_rps_overhead_ratio    requests/s on keep-alive connections, same pairing (goal >= 0.97)
+//   flows_per_s_max_lossless    the highest rate of flow reports (written into the instance's ring
+//                               by a synthetic producer, bench/flows_producer.bpf.c) that reaches
+//                               a `kbpf flows -f -o json --metrics-listen` process — every line on
+//                               its stdout and every flow in its metrics — with none lost; rates
+//                               step up until one loses (goal >= 100,000)
+//   flows_rss_mb_100k           the agent's RSS with 100,000 open flows reported (the reader's too)
+//
+// The test bed is the mesh one without sidecars: pod A runs wrk against pod B's app (HAProxy
+// answering itself on :80). flow-monitor runs on the pods' parent cgroup through a real agent in
+// this process; the reader is a real `kbpf flows` process talking to that agent's API socket.
+// Options: --duration=S (each window, default 3), --repeats=N (default 3), --flows-conns=N (wrk
+// connections, default 16), --flows-rates=20000,50000,... (report rates to try).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfMap, BpfObject, testRunAsync } from 'kbpf/bpf';
+import { startApiServer } from '../src/agent/api-server.js';
+import { testAgent } from '../testbed/agent.js';
+import { FLOW_APP_DIR } from '../testbed/flows.js';
+import { tempDir } from '../testbed/kernel.js';
+import { type Pod, Testbed } from '../testbed/mesh/testbed.js';
+import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const PRODUCER = join(here, 'flows_producer.bpf.o');
+const KBPF = fileURLToPath(new URL('../../bin/kbpf.js', import.meta.url));
+
+function arg(opts: BenchOptions, name: string): string | undefined {
+  const a = opts.args.find((x) => x.startsWith(`--flows-${name}=`));
+  return a?.slice(a.indexOf('=') + 1);
+}
+
+function rssMb(pid: number | 'self'): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function wrkRate(
+  tb: Testbed,
+  from: Pod,
+  url: string,
+  conns: number,
+  keepAlive: boolean,
+  durationS: number,
+): Promise<number> {
+  const args = [
+    `-t1`,
+    `-c${conns}`,
+    `-d${durationS}s`,
+    '--timeout',
+    '5s',
+    ...(keepAlive ? [] : ['-H', 'Connection: close']),
+    url,
+  ];
+  const r = await tb.execInPod(from, 'wrk', args, { timeoutMs: (durationS + 30) * 1000 });
+  if (r.code !== 0) throw new Error(`wrk failed (${r.code}): ${r.stderr}${r.stdout}`);
+  const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
+  if (!m) throw new Error(`cannot parse wrk output:\n${r.stdout}`);
+  return Number(m[1]);
+}
+
+/** A `kbpf flows -f -o json` process: counts the lines it prints. */
+class Reader {
+  readonly proc: ChildProcess;
+  lines = 0;
+  constructor(socket: string, metricsPort: number) {
+    this.proc = spawn(
+      process.execPath,
+      [
+        KBPF,
+        '--socket',
+        socket,
+        'flows',
+        '--instance',
+        'flows',
+        '-f',
+        '-o',
+        'json',
+        '--metrics-listen',
+        `127.0.0.1:${metricsPort}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    this.proc.stdout!.on('data', (d: Buffer) => {
+      let n = 0;
+      for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) n++;
+      this.lines += n;
+    });
+  }
+  stop(): void {
+    this.proc.kill('SIGTERM');
+  }
+}
+
+async function processed(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^hubble_flows_processed_total\{[^}]*\} (\d+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
+export const benchmark: Benchmark = {
+  name: 'flows',
+  description:
+    'flow-monitor: connection and request rate with it on vs off, flows/s delivered lossless to kbpf flows -f and metrics, agent RSS with 100k open flows',
+  async run(opts) {
+    const cleanups: Array<() => unknown> = [];
+    const t = { after: (f: () => unknown) => cleanups.push(f) };
+    try {
+      const tb = await Testbed.create(t, 'kbpfflowb');
+      const a = await tb.addPod({ sidecar: false });
+      const b = await tb.addPod({ sidecar: false });
+      const ta = await testAgent(t);
+      const ref = await ta.build(FLOW_APP_DIR);
+      const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
+      const conns = Number(arg(opts, 'conns') ?? 16);
+      const url = `http://${b.ip}:80/`;
+
+      // 1. connection rate and request rate, off vs on, paired per repeat
+      const conn: { off: number[]; on: number[] } = { off: [], on: [] };
+      const rps: { off: number[]; on: number[] } = { off: [], on: [] };
+      await wrkRate(tb, a, url, conns, false, 1); // warm-up
+      for (let i = 0; i < opts.repeats; i++) {
+        conn.off.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
+        rps.off.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
+        await ta.agent.run({ image: ref, name: 'flows', attach });
+        conn.on.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
+        rps.on.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
+        const st = ta.agent.inspect('flows');
+        note(
+          `repeat ${i + 1}: conn/s off ${conn.off[i]!.toFixed(0)} on ${conn.on[i]!.toFixed(0)}; req/s off ${rps.off[i]!.toFixed(0)} on ${rps.on[i]!.toFixed(0)}; flow reports ${st.events.received}, lost ${st.events.lost}`,
+        );
+        await ta.agent.remove('flows', { force: true });
+      }
+      const ratio = (x: { off: number[]; on: number[] }): number => median(x.on.map((v, i) => v / x.off[i]!));
+      result('flows_conn_overhead_ratio', ratio(conn).toFixed(3));
+      result('flows_conn_per_s_off', median(conn.off).toFixed(0));
+      result('flows_conn_per_s_on', median(conn.on).toFixed(0));
+      result('flows_rps_overhead_ratio', ratio(rps).toFixed(3));
+      result('flows_rps_off', median(rps.off).toFixed(0));
+      result('flows_rps_on', median(rps.on).toFixed(0));
+
+      // 2. flows/s delivered to `kbpf flows -f` and its metrics, synthetic reports into the ring
+      await ta.agent.run({ image: ref, name: 'flows', attach });
+      const idleRss = rssMb('self');
+      const dir = tempDir(t, 'kbpf-flows-bench-');
+      const socket = join(dir, 'agent.sock');
+      const server = await startApiServer(ta.agent, socket);
+      cleanups.push(() => server.close());
+      const metricsPort = 19965 + Math.floor(Math.random() * 500);
+      const reader = new Reader(socket, metricsPort);
+      cleanups.push(() => reader.stop());
+      for (let i = 0; i < 100; i++) {
+        if (
+          await processed(metricsPort)
+            .then(() => true)
+            .catch(() => false)
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const obj = BpfObject.open(PRODUCER);
+      cleanups.push(() => obj.close());
+      const ring = BpfMap.fromPin(ta.agent.instanceMapPath('flows', 'flow_events'));
+      obj.reuseMap('flow_events', ring);
+      ring.close();
+      obj.load();
+      const prog = obj.program('produce');
+      let next = 1;
+      const produce = async (count: number, closed: number): Promise<void> => {
+        const data = Buffer.alloc(64); // struct args at the start of a test packet
+        data.writeBigUInt64LE(BigInt(next), 0);
+        data.writeUInt32LE(count, 8);
+        data.writeUInt32LE(closed, 12);
+        next += count;
+        await testRunAsync(prog, { data, dataOutSize: 64 });
+      };
+      const settle = async (want: number): Promise<{ lines: number; metrics: number }> => {
+        let last = -1;
+        let still = 0;
+        for (;;) {
+          const m = await processed(metricsPort);
+          if ((reader.lines >= want && m >= want) || still > 60) return { lines: reader.lines, metrics: m };
+          still = reader.lines === last ? still + 1 : 0;
+          last = reader.lines;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      };
+      const rates = (arg(opts, 'rates') ?? '25000,50000,100000,150000,200000,300000').split(',').map(Number);
+      let best = 0;
+      for (const rate of rates) {
+        const startLines = reader.lines;
+        const startMetrics = await processed(metricsPort);
+        const t0 = performance.now();
+        let sent = 0;
+        while (performance.now() - t0 < opts.durationS * 1000) {
+          const due = Math.floor((rate * (performance.now() - t0)) / 1000) - sent;
+          if (due > 0) {
+            await produce(due, 1);
+            sent += due;
+          }
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const got = await settle(startLines + sent);
+        const lines = got.lines - startLines;
+        const inMetrics = got.metrics - startMetrics;
+        const lossless = lines === sent && inMetrics === sent;
+        // the producer's .bss: written, failed (reservations that found the ring full)
+        const counters = obj.maps.get('.bss')?.lookupRaw(Buffer.alloc(4));
+        const ringFull = counters ? Number(counters.readBigUInt64LE(8)) : Number.NaN;
+        const st = ta.agent.inspect('flows');
+        note(
+          `rate ${rate}/s: ${sent} reports written (${ringFull} found the ring full so far), the agent read ${st.events.received} so far, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}`,
+        );
+        if (!lossless) break;
+        best = rate;
+      }
+      result('flows_per_s_max_lossless', best);
+
+      // 3. 100,000 open flows reported (periodic reports, distinct flows): agent and reader RSS
+      const before = reader.lines;
+      for (let i = 0; i < 10; i++) {
+        await produce(10_000, 0);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await settle(before + 100_000);
+      result('flows_rss_mb_100k', rssMb('self').toFixed(1));
+      result('flows_rss_mb_idle', idleRss.toFixed(1));
+      result('flows_reader_rss_mb_100k', rssMb(reader.proc.pid!).toFixed(1));
+    } finally {
+      for (const f of cleanups.reverse()) await f();
+    }
+  },
+};

@@ -1,0 +1,92 @@
+// kubectl bpf flows: the flows of a flow-monitor deployment on all its nodes (or --node ones), each
+// node's stream read from its agent's log endpoint (node-logs.ts, as `kubectl bpf logs`), turned
+// into flows named by the node, with pod identities from the cluster's Pod objects; merged by time
+// (or interleaved as they come with -f), filtered as `kbpf flows` filters.
+import type { Command } from 'commander';
+import { Collector, type FlowReport } from '../../../../apps/flow-monitor/collector.js';
+import { matchFlow } from '../../../../apps/flow-monitor/filter.js';
+import type { Flow } from '../../../../apps/flow-monitor/flow.js';
+import { Identities } from '../../../../apps/flow-monitor/identities.js';
+import { podIdentityOf } from '../../../../apps/shared/pods.js';
+import { nonNegativeInt, outputOption } from '../../../cli/options.js';
+import { FLOW_FORMATS, type FlowFormat, FlowPrinter, renderFlows } from '../../../cli/render/flows.js';
+import { addFlowFilterOptions, type FlowFilterOptions, filterOf } from '../../../cli/verbs/flows.js';
+import { PLURAL } from '../../api.js';
+import { errorText } from '../../kube.js';
+import { DEFAULT_LOGS_TOKEN_SECRET, logsAuth, nodeLogs } from '../node-logs.js';
+import { api, collect, mustGet } from '../resources.js';
+
+interface KubectlFlowsOptions extends FlowFilterOptions {
+  node: string[];
+  follow?: boolean;
+  last?: number;
+  output: FlowFormat;
+  tokenSecret?: string;
+}
+
+export function addFlowVerbs(root: Command): void {
+  addFlowFilterOptions(root.command('flows'))
+    .description('flows of a flow-monitor deployment on every node it runs on (or --node ones), each naming its node')
+    .argument('<name>', 'deployment')
+    .option('--node <name>', 'only this node (repeatable)', collect, [])
+    .option('-f, --follow', 'keep streaming new flows')
+    .option('--last <n>', 'the last N flows (default 20; with -f 0)', nonNegativeInt('--last'))
+    .option(
+      '--token-secret <namespace/name>',
+      `Secret with the nodes' log endpoint token (default ${DEFAULT_LOGS_TOKEN_SECRET})`,
+    )
+    .addOption(outputOption(FLOW_FORMATS))
+    .action(async (name: string, o: KubectlFlowsOptions, cmd: Command) => {
+      const a = api(cmd);
+      await mustGet(a, name);
+      const filter = filterOf(o);
+      const instances = (await a.list(PLURAL.nodeInstances, { fieldSelector: `spec.deployment=${name}` })).items;
+      const onNodes = instances.map((n) => n.spec.nodeName).sort();
+      const nodes = o.node.length ? o.node.filter((n) => onNodes.includes(n)) : onNodes;
+      if (nodes.length === 0)
+        throw new Error(`${name} runs on no node${o.node.length ? ` of ${o.node.join(', ')}` : ''}`);
+      const identities = new Identities();
+      try {
+        const pods = await a.kube.core.listPodForAllNamespaces();
+        for (const p of pods.items) identities.set(podIdentityOf(p));
+      } catch (e) {
+        process.stderr.write(`kubectl bpf flows: no pod identities (${errorText(e)})\n`);
+      }
+      const collectors = new Map(nodes.map((n) => [n, new Collector({ node: n, identities })]));
+      const flowOf = (node: string, r: Record<string, unknown>): Flow | null =>
+        r.source === 'flow_events' ? collectors.get(node)!.flowOf(r.event as FlowReport, String(r.ts)) : null;
+      const ac = new AbortController();
+      const stop = (): void => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const tokens = logsAuth(o.tokenSecret);
+      const last = o.last ?? (o.follow ? 0 : 20);
+      try {
+        if (o.follow) {
+          const printer = new FlowPrinter(o.output, (s) => void process.stdout.write(s));
+          const print = (n: string) => (r: Record<string, unknown>) => {
+            const f = flowOf(n, r);
+            if (f && matchFlow(filter, f)) printer.print([f]);
+          };
+          const q = { follow: true, tail: String(last) };
+          const results = await Promise.allSettled(
+            nodes.map((n) => nodeLogs(a, name, n, q, print(n), tokens, ac.signal)),
+          );
+          const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed.length) throw new Error(failed.map((f) => errorText(f.reason)).join('; '));
+        } else {
+          const all: Flow[] = [];
+          const keep = (n: string) => (r: Record<string, unknown>) => {
+            const f = flowOf(n, r);
+            if (f && matchFlow(filter, f)) all.push(f);
+          };
+          await Promise.all(nodes.map((n) => nodeLogs(a, name, n, {}, keep(n), tokens, ac.signal)));
+          all.sort((x, y) => x.time.localeCompare(y.time) || x.node_name.localeCompare(y.node_name));
+          process.stdout.write(renderFlows(o.output, all.slice(Math.max(0, all.length - last))));
+        }
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    });
+}

@@ -1,0 +1,175 @@
+// flow-monitor's user-space half without a kernel: hubble-observe filter semantics, the collector's
+// orientation of a report, the metrics (promtool-clean, deltas of cumulative reports, expiry).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { Collector, type FlowReport } from '../../apps/flow-monitor/collector.js';
+import { matchFlow } from '../../apps/flow-monitor/filter.js';
+import type { Flow } from '../../apps/flow-monitor/flow.js';
+import { Identities } from '../../apps/flow-monitor/identities.js';
+import { FlowMetrics } from '../../apps/flow-monitor/metrics.js';
+import { compactLine, jsonLine, renderFlows } from '../../src/cli/render/flows.js';
+
+const mapped = (ip: string): number[] => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, ...ip.split('.').map(Number)];
+
+function report(over: Partial<FlowReport['flow']> = {}, closed = 1, cookie = 42): FlowReport {
+  return {
+    cookie,
+    duration_ns: 2_500_000,
+    closed,
+    flow: {
+      cgroup_id: 0,
+      laddr: mapped('10.1.0.5'),
+      raddr: mapped('10.1.0.9'),
+      lport: 40000,
+      rport: 80,
+      family: 2,
+      proto: 6,
+      active: 1,
+      tcp_state: 7,
+      flags_tx: 0x1b,
+      flags_rx: 0x13,
+      icmp_type: 0,
+      icmp_code: 0,
+      has_svc: 0,
+      srtt_us: 120,
+      min_rtt_us: 40,
+      retransmits: 1,
+      drops: 0,
+      drop_reason: 0,
+      bytes_tx: 1002,
+      bytes_rx: 501,
+      packets_tx: 5,
+      packets_rx: 4,
+      ip_bytes_tx: 1300,
+      ip_bytes_rx: 700,
+      svc: {
+        vip: [0, 0, 0, 0],
+        backend: [0, 0, 0, 0],
+        vip_port: 0,
+        backend_port: 0,
+        family: 0,
+        policy: 0,
+        level: 0,
+        affinity_hit: 0,
+        service_id: 0,
+      },
+      ...over,
+    },
+  };
+}
+
+const ids = new Identities([
+  { namespace: 'shop', name: 'web-7d4b9c6f5-x2x9k', labels: { app: 'web' }, ip: '10.1.0.5' },
+  { namespace: 'shop', name: 'db-0', labels: { app: 'db' }, ip: '10.1.0.9' },
+]);
+const collector = new Collector({ node: 'n1', identities: ids });
+const T = '2026-12-01T10:00:00.000Z';
+
+test('the collector orients a report (source = the end that connected) and names both ends', () => {
+  const out = collector.flowOf(report(), T);
+  assert.equal(out.IP.source, '10.1.0.5');
+  assert.equal(out.source.workload, 'web');
+  assert.equal(out.destination.pod_name, 'db-0');
+  assert.equal(out.destination.workload, 'db');
+  assert.deepEqual(out.traffic, {
+    bytes_sent: 1000,
+    bytes_received: 500,
+    packets_sent: 5,
+    packets_received: 4,
+    ip_bytes_sent: 1300,
+    ip_bytes_received: 700,
+  });
+  // the accepting end's report of a connection from outside: source is the peer
+  const inbound = collector.flowOf(
+    report({ active: 0, lport: 80, rport: 40000, laddr: mapped('10.1.0.9'), raddr: mapped('10.9.9.9') }),
+    T,
+  );
+  assert.equal(inbound.traffic_direction, 'INGRESS');
+  assert.equal(inbound.IP.source, '10.9.9.9');
+  assert.equal(inbound.l4.TCP?.destination_port, 80);
+  assert.equal(inbound.traffic.bytes_sent, 500, 'what the peer sent is what the local socket received');
+  assert.deepEqual(inbound.source, {});
+});
+
+test('filters: AND across fields, OR within one, --not, CIDRs, pods with namespace, flags, protocol', () => {
+  const f = collector.flowOf(report(), T);
+  const udp = collector.flowOf(report({ proto: 17, rport: 53 }), T);
+  const m = (q: Parameters<typeof matchFlow>[0], x: Flow = f): boolean => matchFlow(q, x);
+  assert.ok(m({ from_ip: ['10.1.0.0/24'], to_ip: ['10.1.0.9'] }));
+  assert.ok(!m({ from_ip: ['10.2.0.0/16'] }));
+  assert.ok(m({ pod: ['shop/db'] }) && m({ from_pod: ['shop/web'] }) && !m({ from_pod: ['shop/db'] }));
+  assert.ok(!m({ pod: ['db'] }), 'no namespace means default');
+  assert.ok(m({ namespace: ['shop'] }) && !m({ namespace: ['kube-system'] }));
+  assert.ok(m({ port: [80, 443] }) && !m({ port: [443] }));
+  assert.ok(m({ verdict: ['FORWARDED'] }) && !m({ verdict: ['DROPPED'] }));
+  assert.ok(m({ protocol: ['tcp'] }) && !m({ protocol: ['udp'] }) && m({ protocol: ['udp'] }, udp));
+  assert.ok(m({ tcp_flags: ['SYN'] }) && m({ tcp_flags: ['RST', 'FIN'] }) && !m({ tcp_flags: ['RST'] }));
+  assert.ok(!m({ port: [80], protocol: ['udp'] }), 'AND across fields');
+  assert.ok(m({ not: true, verdict: ['DROPPED'] }) && !m({ not: true, port: [80] }));
+  assert.throws(() => m({ from_ip: ['10.1.0.0/99'] }), /not an IP address or CIDR/);
+});
+
+test('renderers: table, compact, JSON lines in hubble GetFlowsResponse shape', () => {
+  const f = collector.flowOf(report(), T);
+  const j = JSON.parse(jsonLine(f));
+  assert.equal(j.node_name, 'n1');
+  assert.equal(j.flow.IP.source, '10.1.0.5');
+  assert.equal(j.flow.l4.TCP.flags.SYN, true);
+  assert.match(
+    compactLine(f),
+    /shop\/web-7d4b9c6f5-x2x9k:40000 -> shop\/db-0:80 FORWARDED CLOSED \(TCP Flags: SYN,ACK,PSH,FIN\)/,
+  );
+  const table = renderFlows('table', [f]);
+  assert.match(table, /^TIME\s+SOURCE\s+DESTINATION/);
+  assert.match(table, /1000B\/5\s+500B\/4\s+120µs/);
+});
+
+function promtool(text: string): { code: number | null; out: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (r.error) throw r.error;
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+test('metrics: promtool-clean, counters add the change between reports, RTT histogram at close, deleted pods expire', () => {
+  let now = 1000;
+  const mx = new FlowMetrics({ context: 'workload', ttlMs: 60_000, now: () => now });
+  const open = collector.flowOf(
+    report({ bytes_tx: 401, bytes_rx: 0, tcp_state: 1, flags_tx: 0x12, flags_rx: 0x12 }, 0),
+    T,
+  );
+  mx.observe(open);
+  mx.observe(collector.flowOf(report(), T));
+  const text = mx.render();
+  const p = promtool(text);
+  assert.equal(p.code, 0, `${p.out}\n${text}`);
+  const val = (re: RegExp): number => Number(re.exec(text)?.[1]);
+  assert.equal(
+    val(/^kbpf_flows_bytes_total\{source="shop\/web",destination="shop\/db",direction="sent"\} (\d+)$/m),
+    1000,
+  );
+  assert.equal(val(/^hubble_flows_processed_total\{type="L3_L4",verdict="FORWARDED"\} (\d+)$/m), 2);
+  assert.equal(val(/^hubble_port_distribution_total\{protocol="TCP",port="80"\} (\d+)$/m), 1, 'a flow counted once');
+  assert.equal(val(/^hubble_tcp_flags_total\{flag="SYN",family="IPv4"\} (\d+)$/m), 1);
+  assert.equal(val(/^hubble_tcp_flags_total\{flag="FIN",family="IPv4"\} (\d+)$/m), 1);
+  assert.equal(val(/^kbpf_flows_retransmits_total\{source="shop\/web",destination="shop\/db"\} (\d+)$/m), 1);
+  assert.equal(val(/^kbpf_flows_rtt_seconds_count\{source="shop\/web",destination="shop\/db"\} (\d+)$/m), 1);
+  assert.equal(
+    val(/^kbpf_flows_rtt_seconds_bucket\{source="shop\/web",destination="shop\/db",le="0.00025"\} (\d+)$/m),
+    1,
+  );
+  // a dropped flow
+  mx.observe(collector.flowOf(report({ drops: 2, drop_reason: 2, tcp_state: 7, flags_rx: 0 }, 1, 43), T));
+  assert.match(mx.render(), /^hubble_drop_total\{reason="[A-Z_]+",protocol="TCP"\} \d+$/m);
+  // the pod goes: its series go with it
+  const un = ids.onRemove((pod) => mx.forgetPod({ ...pod, workload: 'db' }));
+  ids.remove('shop', 'db-0');
+  un();
+  assert.doesNotMatch(mx.render(), /destination="shop\/db"/);
+  // and series nobody updates expire
+  mx.observe(collector.flowOf(report({ raddr: mapped('10.1.0.77') }, 1, 44), T));
+  assert.match(mx.render(), /kbpf_flows_bytes_total\{source="shop\/web",destination=""/);
+  now += 120_000;
+  assert.doesNotMatch(mx.render(), /kbpf_flows_bytes_total\{/);
+  assert.equal(promtool(mx.render()).code, 0);
+});

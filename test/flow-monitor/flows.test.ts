@@ -1,0 +1,402 @@
+// flow-monitor on a real kernel: pods in network namespaces and cgroups (the mesh test bed,
+// without sidecars), flows read through the collector from the agent's log of the instance.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import type { Flow } from '../../apps/flow-monitor/flow.js';
+import { type FlowStats, flowStatsOf } from '../../apps/flow-monitor/stats.js';
+import type { PodIdentity } from '../../apps/shared/pods.js';
+import { startApiServer } from '../../src/agent/api-server.js';
+import { runCli } from '../../src/cli/program.js';
+import { type TestAgent, testAgent } from '../../testbed/agent.js';
+import { runFlowMonitor } from '../../testbed/flows.js';
+import { tempDir } from '../../testbed/kernel.js';
+import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
+import { madeIds, run, stillListed } from '../../testbed/netns.js';
+
+const PORT = 9000;
+// server: reads until the client half-closes, answers with REPLY bytes, closes
+const SERVER = `
+const net = require('node:net');
+const [port, reply] = process.argv.slice(1).map(Number);
+net.createServer((s) => { let n = 0; s.on('data', (d) => (n += d.length)); s.on('end', () => s.end(Buffer.alloc(reply, 0x61))); s.on('error', () => {}); })
+  .listen(port, () => console.log('listening'));
+`;
+// client: connects, sends SEND bytes, half-closes, counts the answer; prints "localPort received"
+const CLIENT = `
+const net = require('node:net');
+const [host, port, send] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const c = net.connect(port, host, () => c.end(Buffer.alloc(send, 0x62)));
+let n = 0; c.on('data', (d) => (n += d.length)); c.on('close', () => console.log(c.localPort ?? lp, n));
+let lp; c.on('connect', () => (lp = c.localPort));
+`;
+
+function identity(p: Pod, labels: Record<string, string>): PodIdentity {
+  return { namespace: 'shop', name: `${p.name}-7d4b9c6f5-x2x9k`, labels, ip: p.ip, cgroup: p.cgroup };
+}
+
+async function startServer(tb: Testbed, pod: Pod, reply: number): Promise<void> {
+  tb.spawnInPod(pod, 'node', ['-e', SERVER, String(PORT), String(reply)]);
+  await tb.waitListening(pod, [PORT]);
+}
+
+test('one connection between two pods: one flow with its tuple, identities, bytes both ways, RTT and close state', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, {
+    pods: [identity(a, { app: 'client' }), identity(b, { app: 'server' })],
+  });
+  const SEND = 300_000;
+  const REPLY = 120_000;
+  await startServer(tb, b, REPLY);
+  const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), String(SEND)]);
+  assert.equal(r.code, 0, r.stderr);
+  const [localPort, received] = r.stdout.trim().split(' ').map(Number);
+  assert.equal(received, REPLY);
+
+  const isOurs = (f: Flow): boolean => f.l4.TCP?.destination_port === PORT && f.IP.source === a.ip;
+  const closed = await fm.waitFor((f) => isOurs(f) && f.state === 'CLOSED');
+  const reports = fm.source.recent(100_000).filter(isOurs);
+  assert.equal(new Set(reports.map((f) => f.flow_id)).size, 1, 'one flow for the connection (not one per end)');
+  assert.deepEqual(closed.IP, { source: a.ip, destination: b.ip, ipVersion: 'IPv4' });
+  assert.equal(closed.l4.TCP?.source_port, localPort);
+  assert.equal(closed.traffic_direction, 'EGRESS');
+  assert.equal(closed.verdict, 'FORWARDED');
+  assert.equal(closed.source.pod_name, `${a.name}-7d4b9c6f5-x2x9k`);
+  assert.equal(closed.source.workload, a.name);
+  assert.deepEqual(closed.source.labels, ['app=client']);
+  assert.equal(closed.destination.namespace, 'shop');
+  assert.deepEqual(closed.destination.labels, ['app=server']);
+  const within = (got: number, want: number): boolean => Math.abs(got - want) <= want * 0.03;
+  assert.ok(within(closed.traffic.bytes_sent, SEND), `bytes sent ${closed.traffic.bytes_sent} vs ${SEND}`);
+  assert.ok(within(closed.traffic.bytes_received, REPLY), `bytes received ${closed.traffic.bytes_received}`);
+  assert.ok(closed.traffic.packets_sent > 0 && closed.traffic.packets_received > 0);
+  assert.ok((closed.traffic.ip_bytes_sent ?? 0) >= SEND);
+  assert.ok(closed.rtt && closed.rtt.srtt_us > 0 && closed.rtt.min_rtt_us > 0, JSON.stringify(closed.rtt));
+  assert.equal(closed.tcp_state, 'CLOSE');
+  assert.ok(closed.l4.TCP?.flags?.SYN && closed.l4.TCP.flags.FIN && closed.l4.TCP.flags.ACK);
+  assert.equal(closed.retransmits, 0);
+  assert.ok(closed.duration_ms > 0);
+});
+
+test('a retransmit forced with netem loss is counted on the flow', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup);
+  await startServer(tb, b, 1000);
+  // netem where the kernel has it (this one is built without CONFIG_NET_SCH_NETEM); else nftables
+  // rules: B's input drops a quarter of the data segments (A retransmits them), and A's output drops
+  // some too (the kernel's drops, seen by skb:kfree_skb on A's socket with their reason)
+  const netem = await run('ip', [
+    'netns',
+    'exec',
+    a.netns,
+    'tc',
+    'qdisc',
+    'add',
+    'dev',
+    'eth0',
+    'root',
+    'netem',
+    'loss',
+    '25%',
+  ]);
+  if (netem.code !== 0) {
+    const rule = (ns: string, hook: string, mod: number): Promise<{ code: number | null; stderr: string }> =>
+      run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
+        input: `table inet loss {\n chain c {\n  type filter hook ${hook} priority 0;\n  tcp dport ${PORT} tcp flags & (syn|fin) == 0 numgen random mod ${mod} == 0 drop\n }\n}\n`,
+      });
+    const rb = await rule(b.netns, 'input', 4);
+    const ra = await rule(a.netns, 'output', 4);
+    assert.ok(rb.code === 0 && ra.code === 0, `netem: ${netem.stderr}; nft: ${rb.stderr} ${ra.stderr}`);
+  }
+  const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), String(400_000)], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const closed = await fm.waitFor((f) => f.l4.TCP?.destination_port === PORT && f.state === 'CLOSED', 10_000);
+  assert.ok(closed.retransmits > 0, `retransmits: ${closed.retransmits}`);
+  assert.equal(closed.verdict, 'FORWARDED', 'the connection got through');
+  assert.ok(Math.abs(closed.traffic.bytes_sent - 400_000) <= 12_000, `bytes ${closed.traffic.bytes_sent}`);
+  if (netem.code !== 0) {
+    // the rule's drops are the kernel's, seen by skb:kfree_skb with their reason
+    assert.ok(closed.drops && closed.drops.count > 0, JSON.stringify(closed.drops));
+    assert.equal(closed.drops?.last_reason, 'NETFILTER_DROP');
+  }
+});
+
+const SVC_FAKE_DIR = fileURLToPath(new URL('../../../test/fixtures/flow-svc-lb/', import.meta.url));
+
+/** An IPv4 address as the u32 a BPF program reads from memory in network order (little-endian host). */
+function netU32(ip: string): number {
+  const [x, y, z, w] = ip.split('.').map(Number) as [number, number, number, number];
+  return ((w << 24) | (z << 16) | (y << 8) | x) >>> 0;
+}
+
+test('a connection to a service address shows the VIP and the backend chosen (svc_origin shared with the LB)', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const ta = await testAgent(t);
+  const vip = `${tb.subnet}.200`;
+  const lbRef = await ta.build(SVC_FAKE_DIR);
+  await ta.agent.run({
+    image: lbRef,
+    name: 'svclb',
+    config: { vip: netU32(vip), vip_port: 80, backend: netU32(b.ip), backend_port: PORT, service_id: 7 },
+    attach: { cgroup: tb.parentCgroup },
+  });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { agent: { ta }, shareMaps: { svc_origin: 'svclb' } });
+  fm.collector.opts.serviceName = (id) => (id === 7 ? 'shop/web' : undefined);
+  await startServer(tb, b, 10);
+  const r = await tb.execInPod(a, 'node', ['-e', CLIENT, vip, '80', '1000']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.trim(), / 10$/);
+  const f = await fm.waitFor((x) => x.state === 'CLOSED' && x.l4.TCP?.destination_port === PORT);
+  assert.equal(f.IP.destination, b.ip, 'the socket went to the backend');
+  assert.deepEqual(f.service, {
+    vip,
+    vip_port: 80,
+    backend: b.ip,
+    backend_port: PORT,
+    lb_policy: 'round-robin',
+    lb_level: 0,
+    affinity_hit: false,
+    service_id: 7,
+    name: 'shop/web',
+  });
+  assert.deepEqual(f.destination_service, { name: 'web', namespace: 'shop' });
+  // a connection straight to the backend has no service fields
+  await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), '10']);
+  const direct = await fm.waitFor(
+    (x) => x.state === 'CLOSED' && x.l4.TCP?.destination_port === PORT && x.flow_id !== f.flow_id,
+  );
+  assert.equal(direct.service, undefined);
+});
+
+// UDP: a connected socket sends a datagram and gets one back; prints the local port
+const UDP_PAIR = `
+const dgram = require('node:dgram');
+const [host, port] = [process.argv[1], Number(process.argv[2])];
+const s = dgram.createSocket('udp4');
+s.connect(port, host, () => { s.send(Buffer.alloc(700, 1)); });
+const timer = setTimeout(() => process.exit(1), 3000);
+s.on('message', (m) => { console.log(s.address().port, m.length); clearTimeout(timer); s.close(); });
+`;
+const UDP_ECHO = `
+const s = require('node:dgram').createSocket('udp4');
+s.on('message', (m, r) => s.send(Buffer.alloc(300, 2), r.port, r.address));
+s.bind(Number(process.argv[1]), () => console.log('listening'));
+`;
+
+test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with its socket; a ping', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup);
+  tb.spawnInPod(b, 'node', ['-e', UDP_ECHO, '9053']);
+  for (let i = 0; i < 200; i++) {
+    const ss = await run('ip', ['netns', 'exec', b.netns, 'ss', '-Huln']);
+    if (/:9053\s/.test(ss.stdout)) break;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const r = await tb.execInPod(a, 'node', ['-e', UDP_PAIR, b.ip, '9053']);
+  assert.equal(r.code, 0, r.stderr);
+  const [lport] = r.stdout.trim().split(' ').map(Number);
+  const udp = await fm.waitFor(
+    (f) => f.l4.UDP?.destination_port === 9053 && f.IP.source === a.ip && f.state === 'CLOSED',
+  );
+  assert.equal(udp.l4.UDP?.source_port, lport);
+  assert.equal(udp.traffic.bytes_sent, 700);
+  assert.equal(udp.traffic.bytes_received, 300);
+  assert.equal(udp.traffic.packets_sent, 1);
+  assert.equal(udp.traffic.packets_received, 1);
+  const p = await tb.execInPod(a, 'ping', ['-n', '-c', '2', '-i', '0.2', '-W', '1', b.ip]);
+  assert.equal(p.code, 0, p.stdout + p.stderr);
+  const icmp = await fm.waitFor((f) => f.l4.ICMPv4 !== undefined && f.IP.destination === b.ip);
+  assert.equal(icmp.l4.ICMPv4?.type, 8, 'echo request');
+  assert.equal(icmp.traffic.packets_sent, 2);
+  assert.equal(icmp.traffic.packets_received, 2);
+});
+
+// holds N connections open at once, then closes them all
+const MANY = `
+const net = require('node:net');
+const [host, port, n] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const socks = []; let up = 0;
+for (let i = 0; i < n; i++) { const c = net.connect(port, host, () => { if (++up === n) { for (const s of socks) s.end('x'); } }); c.on('error', () => {}); c.on('data', () => {}); socks.push(c); }
+let closed = 0; for (const s of socks) s.on('close', () => { if (++closed === n) console.log('done', up); });
+`;
+
+test('the LRU of flows evicts and counts under many connections; rm leaves nothing', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { mapSizes: { flows: 64 } });
+  await startServer(tb, b, 1);
+  const r = await tb.execInPod(a, 'node', ['-e', MANY, b.ip, String(PORT), '300'], { timeoutMs: 30_000 });
+  assert.match(r.stdout, /done 300/, r.stderr);
+  const stats = await waitStats(fm.ta.agent, fm.name, (s) => s.closed + s.evicted >= 300, 3000);
+  assert.ok(stats.evicted > 0, `evicted: ${JSON.stringify(stats)}`);
+  assert.equal(stats.created, 300, 'every connection started a flow');
+  // a flow pushed out between its socket's last packet and its close is neither (a small window)
+  assert.ok(stats.closed + stats.evicted >= 285, `reported closed or counted evicted: ${JSON.stringify(stats)}`);
+
+  const made = madeIds();
+  const st = fm.ta.agent.inspect(fm.name);
+  for (const p of st.programs) {
+    if (p.progId !== undefined) made.prog.push(p.progId);
+    if (p.linkId !== undefined) made.link.push(p.linkId);
+  }
+  for (const m of st.maps) if (m.mapId !== undefined) made.map.push(m.mapId);
+  assert.ok(made.prog.length >= 7 && made.link.length >= 7, JSON.stringify(made));
+  await fm.source.close();
+  await fm.ta.agent.remove(fm.name, { force: true });
+  assert.deepEqual(await stillListed(made), madeIds());
+});
+
+async function waitStats(
+  agent: TestAgent['agent'],
+  name: string,
+  pred: (s: FlowStats) => boolean,
+  timeoutMs = 5000,
+): Promise<FlowStats> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = flowStatsOf(agent.maps(name, 'flow_stats'));
+    if (pred(s) || Date.now() > deadline) return s;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function kbpfCli(args: string[], signal?: AbortSignal): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io = {
+    stdout: (s: string) => {
+      out += s;
+    },
+    stderr: (s: string) => {
+      err += s;
+    },
+    env: {},
+    ...(signal ? { signal } : {}),
+  };
+  const code = await runCli(args, io);
+  return { code, out, err };
+}
+
+async function scrape(url: string): Promise<string> {
+  const r = await fetch(url);
+  return r.text();
+}
+
+test('kbpf flows through the agent API: filters and -o json; -f with metrics that pass promtool and change with traffic', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const pods = [identity(a, { app: 'client' }), identity(b, { app: 'server' })];
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { pods });
+  const dir = tempDir(t, 'kbpf-flows-cli-');
+  const socket = join(dir, 'agent.sock');
+  const podsFile = join(dir, 'pods.yaml');
+  writeFileSync(podsFile, stringify({ pods }));
+  const server = await startApiServer(fm.ta.agent, socket);
+  t.after(() => server.close());
+  await startServer(tb, b, 100);
+  for (let i = 0; i < 3; i++) await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), '1000']);
+  await tb.execInPod(b, 'node', ['-e', CLIENT, a.ip, '81', '10']); // refused: a flow from b
+  await fm.waitFor((f) => f.IP.source === b.ip && f.state === 'CLOSED');
+
+  const k = (...args: string[]) => kbpfCli(['--socket', socket, 'flows', '--pods', podsFile, ...args]);
+  const json = await k('--last', '100', '-o', 'json', '--from-pod', `shop/${a.name}`, '--port', String(PORT));
+  assert.equal(json.code, 0, json.err);
+  const lines = json.out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.equal(lines.length, 3, json.out);
+  for (const l of lines) {
+    assert.equal(l.flow.IP.destination, b.ip);
+    assert.equal(l.flow.source.pod_name, `${a.name}-7d4b9c6f5-x2x9k`);
+    assert.equal(l.node_name, l.flow.node_name);
+  }
+  const not = await k('--last', '100', '-o', 'json', '--not', '--from-ip', a.ip);
+  const notFlows = not.out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).flow);
+  assert.ok(notFlows.length >= 1 && notFlows.every((f) => f.IP.source !== a.ip), not.out);
+  const rst = await k('--last', '100', '-o', 'json', '--tcp-flags', 'RST', '--to-ip', `${tb.subnet}.0/24`);
+  assert.ok(
+    rst.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).flow)
+      .every((f) => f.l4.TCP.flags.RST),
+    rst.out,
+  );
+  const table = await k('--last', '2', '--to-pod', `shop/${b.name}`);
+  assert.match(table.out, /^TIME\s+SOURCE\s+DESTINATION/);
+  assert.equal(table.out.trim().split('\n').length, 3, table.out);
+  const bad = await k('--from-ip', '10.0.0.0/40');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /not an IP address or CIDR/);
+
+  // followed, with metrics
+  const port = 19000 + Math.floor(Math.random() * 1000);
+  const stopFollower = new AbortController(); // only if the stream did not end with the instance
+  const follower = kbpfCli(
+    [
+      '--socket',
+      socket,
+      'flows',
+      '--pods',
+      podsFile,
+      '-f',
+      '-o',
+      'compact',
+      '--metrics-listen',
+      `127.0.0.1:${port}`,
+      '--to-pod',
+      `shop/${b.name}`,
+    ],
+    stopFollower.signal,
+  );
+  const url = `http://127.0.0.1:${port}/metrics`;
+  let before = '';
+  for (let i = 0; i < 100 && before === ''; i++) before = await scrape(url).catch(() => '');
+  const sentBefore = bytesSent(before, a, b);
+  await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), '50000']);
+  let after = '';
+  for (let i = 0; i < 100; i++) {
+    after = await scrape(url);
+    if (bytesSent(after, a, b) > sentBefore) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(bytesSent(after, a, b) - sentBefore >= 50_000, after);
+  const p = spawnSync('promtool', ['check', 'metrics'], { input: after, encoding: 'utf8' });
+  assert.equal(p.status, 0, `${p.stdout}${p.stderr}\n${after}`);
+  assert.match(after, /^kbpf_flows_instance_total\{instance="flows",counter="created"\} [1-9]/m);
+  // the follower ends when the instance goes
+  await fm.source.close();
+  await fm.ta.agent.remove(fm.name, { force: true });
+  const guard = setTimeout(() => stopFollower.abort(), 5000);
+  const done = await follower;
+  clearTimeout(guard);
+  assert.ok(!stopFollower.signal.aborted, 'the followed stream ended with the instance');
+  assert.equal(done.code, 0, done.err);
+  assert.match(done.out, new RegExp(`-> shop/${b.name}-7d4b9c6f5-x2x9k:${PORT} FORWARDED CLOSED`));
+});
+
+function bytesSent(text: string, a: Pod, b: Pod): number {
+  const re = new RegExp(
+    `^kbpf_flows_bytes_total\\{source="shop/${a.name}",destination="shop/${b.name}",direction="sent"\\} (\\d+)$`,
+    'm',
+  );
+  return Number(re.exec(text)?.[1] ?? 0);
+}
