@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
-import { stillListed } from '../../testbed/netns.js';
+import { run, stillListed } from '../../testbed/netns.js';
 import { client, holdConnections, runServiceLb } from '../../testbed/service-lb/svclb-node.js';
 
 function vip(): string {
@@ -216,4 +216,24 @@ test('service updates are atomic: under churn between backend sets of different 
   assert.deepEqual(bad, [], `${bad.length} of ${got.length} failed`);
   assert.ok(new Set(got.map((g) => g.app)).size >= 3, 'both sets were used');
   assert.equal(lb.maps.list().length, 1);
+});
+
+test('a backend leaving a service ends its established connections (bpf_sock_destroy from the iter/tcp program); the others stay', async (t) => {
+  const { tb, lb, pods, cl } = await bed(t, 2);
+  const v = vip();
+  lb.apply({ services: [svc('rm', v, pods, { policy: 'round-robin' })] });
+  const held = await holdConnections(tb, cl, v, 80, 2);
+  t.after(() => held.close());
+  assert.deepEqual(new Set(held.lines.map((l) => l.app)), new Set(['pod0', 'pod1']));
+  const established = async (ip: string) => {
+    const r = await run('ip', ['netns', 'exec', cl.netns, 'ss', '-Htn', 'state', 'established']);
+    return r.stdout.split('\n').filter((l) => l.includes(`${ip}:80`)).length;
+  };
+  assert.equal(await established(pods[0]!.ip), 1);
+  const r = lb.apply({ services: [svc('rm', v, pods.slice(1), { policy: 'round-robin' })] }, { netns: [cl.netns] });
+  assert.equal(r.destroyed, 1, 'the one connection to pod0 was ended');
+  assert.equal(await established(pods[0]!.ip), 0);
+  assert.equal(await established(pods[1]!.ip), 1, 'the connection to the remaining backend is untouched');
+  const next = await client(tb, cl, 'tcp', v, 80, 3);
+  assert.deepEqual(new Set(next.map((g) => g.app)), new Set(['pod1']));
 });
