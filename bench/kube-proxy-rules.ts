@@ -34,7 +34,12 @@ function hashOf(s: string): string {
 
 /** An iptables-restore input for the nat table. clusterCidr: sources inside it are not masqueraded. */
 export function iptablesRules(services: BenchService[], clusterCidr: string): string {
-  const chains: string[] = [':KUBE-SERVICES - [0:0]', ':KUBE-MARK-MASQ - [0:0]', ':KUBE-POSTROUTING - [0:0]', ':KUBE-NODEPORTS - [0:0]'];
+  const chains: string[] = [
+    ':KUBE-SERVICES - [0:0]',
+    ':KUBE-MARK-MASQ - [0:0]',
+    ':KUBE-POSTROUTING - [0:0]',
+    ':KUBE-NODEPORTS - [0:0]',
+  ];
   const sepRules: string[] = [];
   const rules: string[] = [
     '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',

@@ -45,7 +45,8 @@ function vipOf(i: number): string {
 
 async function must(cmd: string, args: string[], input?: string): Promise<void> {
   const r = await run(cmd, args, { timeoutMs: 300_000, input });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.slice(0, 4).join(' ')} failed (${r.code}): ${r.stderr.trim().slice(0, 500)}`);
+  if (r.code !== 0)
+    throw new Error(`${cmd} ${args.slice(0, 4).join(' ')} failed (${r.code}): ${r.stderr.trim().slice(0, 500)}`);
 }
 
 async function timed(fn: () => unknown): Promise<number> {
@@ -56,7 +57,8 @@ async function timed(fn: () => unknown): Promise<number> {
 
 export const benchmark: Benchmark = {
   name: 'service-lb',
-  description: 'new connections to a service: socket LB vs kube-proxy iptables / nftables vs direct, 10..10,000 services',
+  description:
+    'new connections to a service: socket LB vs kube-proxy iptables / nftables vs direct, 10..10,000 services',
   async run(opts: BenchOptions) {
     const arg = (k: string) => opts.args.find((a) => a.startsWith(`--svclb-${k}=`))?.split('=')[1];
     const scales = (arg('scales') ?? '10,100,1000,10000').split(',').map(Number);
