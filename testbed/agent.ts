@@ -9,6 +9,7 @@ import { Agent, type AgentOptions } from '../src/agent/agent.js';
 import { type AgentPaths, agentPaths } from '../src/agent/paths.js';
 import { buildPackage } from '../src/compile/builder.js';
 import { uniqueName } from './kernel.js';
+import { type MadeIds, madeIds } from './netns.js';
 
 export const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 export const VMLINUX_CACHE = fileURLToPath(new URL('../../build/', import.meta.url));
@@ -64,4 +65,21 @@ export async function testAgent(
       return dir;
     },
   } as TestAgent;
+}
+
+/** Kernel ids of what an instance runs (programs, pinned maps, links), as the agent reports them; none once it is gone. */
+export function instanceKernelIds(agent: Agent, name: string): MadeIds {
+  const made = madeIds();
+  let st: ReturnType<Agent['inspect']>;
+  try {
+    st = agent.inspect(name);
+  } catch {
+    return made;
+  }
+  for (const p of st.programs) {
+    if (p.progId !== undefined) made.prog.push(p.progId);
+    if (p.linkId !== undefined) made.link.push(p.linkId);
+  }
+  for (const m of st.maps) if (m.mapId !== undefined) made.map.push(m.mapId);
+  return made;
 }

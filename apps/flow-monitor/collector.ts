@@ -87,7 +87,8 @@ const TCP_FLAG_BITS: Array<[TcpFlag, number]> = [
  * service-lb's `policy` values, in its numbering (struct svc_origin.policy). Kept here, next to the
  * layout of svc_origin, so the two packages agree in one place.
  */
-export const LB_POLICIES = ['random', 'round-robin', 'least-conn', 'weighted', 'maglev', 'affinity'];
+/** service-lb's policy numbers (apps/service-lb/services.ts POLICIES), as svc_origin.policy carries them */
+export const LB_POLICIES = ['random', 'round-robin', 'weighted', 'least-conn'];
 
 export interface CollectorOptions {
   /** the node the reports come from (Flow.node_name) */

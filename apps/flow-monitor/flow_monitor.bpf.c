@@ -63,7 +63,7 @@ struct {
 /* service-lb's translations; shared with its instance when it runs (empty otherwise) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__type(key, __u64);
 	__type(value, struct svc_origin);
 } svc_origin SEC(".maps");

@@ -78,12 +78,17 @@ export class InstancePins {
  * instance's maps; the layout below the instance's directory is the agent's business.
  */
 export function instanceMapPin(root: string, instance: string, map: string): string | undefined {
+  return instancePin(root, instance, 'maps', map);
+}
+
+/** The same for any kind of pin (e.g. the link of an iterator program, which user space reads to run it). */
+export function instancePin(root: string, instance: string, kind: PinKind, name: string): string | undefined {
   const pins = new InstancePins(root, instance);
   const rev = pins
     .revisions()
     .reverse()
-    .find((r) => pins.has(r, 'maps', map));
-  return rev === undefined ? undefined : pins.path(rev, 'maps', map);
+    .find((r) => pins.has(r, kind, name));
+  return rev === undefined ? undefined : pins.path(rev, kind, name);
 }
 
 /** Removes the agent's bpffs directory when no instance is left in it. */

@@ -1,4 +1,4 @@
-// service-lb north-south (apps/service-lb/nodeport.bpf.c) on three node namespaces and a client
+// service-lb north-south (apps/service-lb/north-south/nodeport.bpf.c) on three node namespaces and a client
 // on one bridge (testbed/cluster-net.ts): NodePort and an external IP reach a backend on another
 // node, which sees the client's own address; with DSR no reply crosses the node the client
 // went to (tcpdump on that node's interface), with SNAT it does; externalTrafficPolicy Local
@@ -22,9 +22,9 @@ import {
 import { kernelIds, leftSince } from '../../testbed/kernel.js';
 import { idsOfObject, madeIds, makeNetns, makeVethPair, stillListed } from '../../testbed/netns.js';
 
-const OBJECT = fileURLToPath(new URL('../../apps/service-lb/nodeport.bpf.o', import.meta.url));
+const OBJECT = fileURLToPath(new URL('../../apps/service-lb/north-south/nodeport.bpf.o', import.meta.url));
 const NODE_PORT = 30080;
-const PACKAGE = fileURLToPath(new URL('../../../apps/service-lb/', import.meta.url));
+const PACKAGE = fileURLToPath(new URL('../../../apps/service-lb/north-south/', import.meta.url));
 
 interface NodeLb {
   obj: BpfObject;

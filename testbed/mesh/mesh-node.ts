@@ -3,8 +3,8 @@
 
 import { fileURLToPath } from 'node:url';
 import { MeshMaps, type PodSpec } from '../../apps/mesh-accel/mesh.js';
-import { type TestAgent, testAgent } from '../agent.js';
-import { type MadeIds, madeIds } from '../netns.js';
+import { instanceKernelIds, type TestAgent, testAgent } from '../agent.js';
+import type { MadeIds } from '../netns.js';
 import type { Cleanup, Pod, Testbed } from './testbed.js';
 
 export const MESH_APP_DIR = fileURLToPath(new URL('../../../apps/mesh-accel/', import.meta.url));
@@ -54,19 +54,7 @@ export async function runMesh(
       });
     },
     ids() {
-      const made = madeIds();
-      let st: ReturnType<TestAgent['agent']['inspect']>;
-      try {
-        st = ta.agent.inspect(name);
-      } catch {
-        return made;
-      }
-      for (const p of st.programs) {
-        if (p.progId !== undefined) made.prog.push(p.progId);
-        if (p.linkId !== undefined) made.link.push(p.linkId);
-      }
-      for (const m of st.maps) if (m.mapId !== undefined) made.map.push(m.mapId);
-      return made;
+      return instanceKernelIds(ta.agent, name);
     },
     async remove() {
       maps?.close();

@@ -1,0 +1,59 @@
+// Standalone services for a running service-lb instance:
+//
+//   node dist/apps/service-lb/declare.js [--instance NAME] [--bpffs DIR] apply FILE.yaml
+//   node dist/apps/service-lb/declare.js [--instance NAME] [--bpffs DIR] delete FILE.yaml
+//   node dist/apps/service-lb/declare.js [--instance NAME] [--bpffs DIR] list
+//   node dist/apps/service-lb/declare.js [--instance NAME] [--bpffs DIR] stats
+//
+// FILE.yaml (README.md): node: { name, zone, region } (this node's locality), pods: (optional,
+// apps/shared/pods.ts identities a backend may name), services: [{ name, vip, ports: [{ port,
+// targetPort, protocol }], policy, locality, affinity, backends: [{ ip | pod, port, node, zone,
+// weight, priority }] }]. Unknown fields are ignored. Applying again updates the named services
+// live (each atomically); backends that left a service have their connections ended.
+import { fileURLToPath } from 'node:url';
+import { bpffsDir } from '../../src/agent/paths.js';
+import { ServiceMaps } from './service-maps.js';
+import { readServices } from './services.js';
+
+export function main(argv: string[]): number {
+  let instance = 'svclb';
+  let bpffs = bpffsDir();
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--instance') instance = argv[++i]!;
+    else if (argv[i] === '--bpffs') bpffs = argv[++i]!;
+    else rest.push(argv[i]!);
+  }
+  const [verb, file] = rest;
+  if (
+    !verb ||
+    ((verb === 'apply' || verb === 'delete') && !file) ||
+    !['apply', 'delete', 'list', 'stats'].includes(verb)
+  ) {
+    process.stderr.write('usage: declare [--instance NAME] [--bpffs DIR] apply|delete FILE.yaml | list | stats\n');
+    return 2;
+  }
+  const doc = file ? readServices(file) : { services: [], node: {} };
+  const maps = ServiceMaps.ofInstance(bpffs, instance);
+  try {
+    if (verb === 'apply' || verb === 'delete') {
+      const r = verb === 'apply' ? maps.apply(doc.services, doc.node) : maps.remove(doc.services);
+      process.stdout.write(
+        `${verb === 'apply' ? 'applied' : 'deleted'} ${doc.services.length} service(s) (${r.entries} entries) in ${instance}; ${r.destroyed} connection(s) ended\n`,
+      );
+    } else if (verb === 'list') for (const s of maps.list()) process.stdout.write(`${JSON.stringify(s)}\n`);
+    else for (const [k, v] of Object.entries(maps.stats())) process.stdout.write(`${k}: ${v}\n`);
+  } finally {
+    maps.close();
+  }
+  return 0;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`service-lb declare: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
