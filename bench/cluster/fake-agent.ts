@@ -84,15 +84,17 @@ export class FakeAgent implements NodeAgent {
 
   /** The fake kernel side's features: what a node reports in its BpfNode (probed once, shared by every node). */
   async doctor(): ReturnType<NodeAgent['doctor']> {
-    return (FakeAgent.#features ??= {
-      kernel: 'fake',
-      libbpf: 'fake',
-      btf: true,
-      jit: true,
-      hooks: {},
-      programTypes: {},
-      mapTypes: {},
-    } as unknown as Awaited<ReturnType<NodeAgent['doctor']>>);
+    if (!FakeAgent.#features)
+      FakeAgent.#features = {
+        kernel: 'fake',
+        libbpf: 'fake',
+        btf: true,
+        jit: true,
+        hooks: {},
+        programTypes: {},
+        mapTypes: {},
+      } as unknown as Awaited<ReturnType<NodeAgent['doctor']>>;
+    return FakeAgent.#features;
   }
 
   maps(name: string): ReturnType<NodeAgent['maps']> {
