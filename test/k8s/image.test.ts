@@ -15,7 +15,16 @@ import { API_VERSION, type BpfDeployment, instanceReady, LEASE_NAME, PLURAL } fr
 import { bpftoolShow, type KernelIds, kernelIds, leftSince } from '../../testbed/kernel.js';
 import { missingRegistryTools } from '../package/helpers.js';
 import { loadYaml, ROOT, TestCluster, type TestNode } from './harness.js';
-import { forKubePlay, KUBE_PLAY_CONF, type PodSpec, podman, podmanRunArgs, podmanUnavailable } from './podman.js';
+import {
+  forKubePlay,
+  KUBE_PLAY_CONF,
+  type PodSpec,
+  podman,
+  podmanCgroups,
+  podmanRunArgs,
+  podmanUnavailable,
+  removePodmanCgroups,
+} from './podman.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const AGENT_IMAGE = `localhost/kbpf/kbpf:${VERSION}`;
@@ -90,6 +99,8 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
   let cannotRun: string | undefined;
   let before0: KernelIds;
   const stateDir = mkdtempSync(join(tmpdir(), 'kbpf-image-state-'));
+  // the cgroups podman's containers and pods get (they outlive the containers under runc + cgroupfs)
+  const cgroupsBefore = podmanCgroups();
 
   const logsOf = (name: string): string =>
     spawnSync('podman', ['logs', '--tail', '30', name], { encoding: 'utf8' }).stderr ?? '';
@@ -172,6 +183,8 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
   after(async () => {
     for (const file of played.reverse()) await podman(['kube', 'down', file]);
     for (const name of containers.reverse()) await podman(['rm', '-f', '-t', '5', name]);
+    const left = removePodmanCgroups(cgroupsBefore);
+    if (left.length) process.stderr.write(`podman cgroups still in use, left: ${left.join(' ')}\n`);
     await c.stop();
     rmSync(stateDir, { recursive: true, force: true });
   });

@@ -5,7 +5,7 @@
 // command and args ($(VAR) expanded as the kubelet does) and its memory limit. What a kubelet
 // would add on its own — the service account's credentials — the caller mounts (`extraMounts`).
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -176,4 +176,36 @@ export function forKubePlay(pod: PodSpec, o: KubePlayOptions): { spec: PodSpec; 
   if (seccomp === 'RuntimeDefault')
     annotations[`container.seccomp.security.alpha.kubernetes.io/${c.name}`] = 'runtime/default';
   return { spec: p, annotations };
+}
+
+/** Where podman (cgroupfs manager, as here) makes a cgroup per container and pod. */
+export const PODMAN_CGROUP_PARENT = '/sys/fs/cgroup/unified/libpod_parent';
+
+/** The cgroup directories under podman's parent now (the parent itself included when it exists). */
+export function podmanCgroups(): Set<string> {
+  const out = new Set<string>();
+  const walk = (dir: string): void => {
+    out.add(dir);
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name));
+  };
+  if (existsSync(PODMAN_CGROUP_PARENT)) walk(PODMAN_CGROUP_PARENT);
+  return out;
+}
+
+/**
+ * Removes the cgroups podman made since `before` and left behind when its containers went (runc
+ * under the cgroupfs manager does not remove them), deepest first; a cgroup that still holds a
+ * process stays (rmdir refuses it) and is returned.
+ */
+export function removePodmanCgroups(before: Set<string>): string[] {
+  const made = [...podmanCgroups()].filter((d) => !before.has(d)).sort((a, b) => b.length - a.length);
+  const left: string[] = [];
+  for (const d of made) {
+    try {
+      if (statSync(d).isDirectory()) rmdirSync(d);
+    } catch {
+      left.push(d);
+    }
+  }
+  return left;
 }
