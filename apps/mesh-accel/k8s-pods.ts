@@ -21,12 +21,12 @@
 import { type Dirent, existsSync, readdirSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { bpffsDir } from '../../src/agent/paths.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
 import { connect, errorText, type Kube } from '../../src/k8s/kube.js';
 import { Store } from '../../src/k8s/runtime/store.js';
 import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
+import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import { MAX_CIDRS, MAX_PORTS, MeshMaps, type MeshMode, type PodSpec } from './mesh.js';
 
 export const ANNOTATIONS = {
@@ -379,21 +379,12 @@ export class MeshPodWatcher {
 
   /** Waits until pred holds after a reconcile (or now). */
   until(pred: (w: MeshPodWatcher) => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-    if (pred(this)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        off();
-        reject(
-          new Error(`mesh-accel pods: timed out waiting for ${what}; pending: ${JSON.stringify([...this.pending])}`),
-        );
-      }, timeoutMs);
-      const off = this.onReconcile(() => {
-        if (!pred(this)) return;
-        clearTimeout(t);
-        off();
-        resolve();
-      });
-    });
+    return untilReconciled(
+      (fn) => this.onReconcile(fn),
+      () => pred(this),
+      timeoutMs,
+      () => `mesh-accel pods: timed out waiting for ${what}; pending: ${JSON.stringify([...this.pending])}`,
+    );
   }
 }
 
@@ -422,18 +413,7 @@ export async function main(argv: string[]): Promise<void> {
     log: (m) => process.stderr.write(`${m}\n`),
   });
   await w.start();
-  const stop = () => {
-    w.stop();
-    maps.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  stopOnSignals(w, maps);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`mesh-accel k8s-pods: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  });
-}
+runAsScript(import.meta.url, 'mesh-accel k8s-pods', main);

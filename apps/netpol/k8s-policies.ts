@@ -1,17 +1,3 @@
-// netpol in cluster mode: NetworkPolicy objects, Pods and Namespaces watched through the
-// Kubernetes API (list + watch each, src/k8s/runtime), compiled into a new generation of a running
-// instance whenever any of them changes (changes arriving together are applied as one).
-//
-//   node dist/apps/netpol/k8s-policies.js --node NAME [--kubeconfig FILE] [--instance netpol]
-//        [--bpffs /sys/fs/bpf/kbpf] [--cgroup-root /sys/fs/cgroup/kubepods.slice]...
-//
-// Every pod with an IP is a possible peer (selectors name pods anywhere in the cluster); the pods
-// of this node (spec.nodeName) are the ones enforced, found by their cgroup as kubelet lays it out
-// (apps/mesh-accel's kubeletCgroupResolver). A local pod whose cgroup does not exist yet is
-// pending and looked at again every retryMs. A policy the API server accepted but netpol cannot
-// enforce (a named port) still selects its pods but allows nothing through its rules — it fails
-// closed — and is listed in `invalid`.
-import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { bpffsDir } from '../../src/agent/paths.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
@@ -21,6 +7,7 @@ import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
 import { type CgroupResolver, kubeletCgroupResolver, type PodObject } from '../mesh-accel/k8s-pods.js';
 import { cgroupId } from '../mesh-accel/mesh.js';
 import { podIdentityOf } from '../shared/pods.js';
+import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import type { LocalPod } from './compile.js';
 import { type Applied, NetpolMaps } from './netpol.js';
 import { checkPolicy, type NetworkPolicy, type PolicyInput, policyName } from './policy.js';
@@ -222,19 +209,12 @@ export class NetpolWatcher {
 
   /** Waits until pred holds after a reconcile (or now). */
   until(pred: (w: NetpolWatcher) => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-    if (pred(this)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        off();
-        reject(new Error(`netpol: timed out waiting for ${what}; pending: ${JSON.stringify([...this.pending])}`));
-      }, timeoutMs);
-      const off = this.onReconcile(() => {
-        if (!pred(this)) return;
-        clearTimeout(t);
-        off();
-        resolve();
-      });
-    });
+    return untilReconciled(
+      (fn) => this.onReconcile(fn),
+      () => pred(this),
+      timeoutMs,
+      () => `netpol: timed out waiting for ${what}; pending: ${JSON.stringify([...this.pending])}`,
+    );
   }
 }
 
@@ -263,18 +243,7 @@ export async function main(argv: string[]): Promise<void> {
     log: (m) => process.stderr.write(`${m}\n`),
   });
   await w.start();
-  const stop = () => {
-    w.stop();
-    maps.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  stopOnSignals(w, maps);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`netpol k8s-policies: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  });
-}
+runAsScript(import.meta.url, 'netpol k8s-policies', main);

@@ -1,27 +1,10 @@
-// service-lb in cluster mode: Services and EndpointSlices watched live through the Kubernetes
-// API (list + watch with @kubernetes/client-node, the runtime of src/k8s/runtime), turned into
-// services (services.ts) and applied to a running instance's maps on every change, each service
-// entry atomically (ServiceMaps.apply).
-//
-//   node dist/apps/service-lb/k8s-services.js [--kubeconfig FILE] [--instance svclb]
-//        [--bpffs /sys/fs/bpf/kbpf] [--node NAME] [--zone ZONE] [--region REGION]
-//
-// A Service becomes one service per port (`namespace/name:port`): its cluster IPs (not
-// headless), the port and protocol (TCP, UDP), and as backends the ready endpoints of the
-// EndpointSlices labelled kubernetes.io/service-name=<name> in its namespace, each on the slice
-// port of the same name (a numeric targetPort is used when the slice names none), with its
-// nodeName and zone. Policy and locality:
-//   annotation service-lb.kbpf.io/policy: random | round-robin | weighted | least-conn
-//   spec.trafficDistribution: PreferClose           -> locality failover (node, zone, region, elsewhere)
-//   spec.internalTrafficPolicy: Local               -> locality strict, scope node
-//   spec.sessionAffinity: ClientIP (+ sessionAffinityConfig.clientIP.timeoutSeconds)
-import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { bpffsDir } from '../../src/agent/paths.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
 import { connect, errorText, type Kube } from '../../src/k8s/kube.js';
 import { Store } from '../../src/k8s/runtime/store.js';
 import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
+import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import { ServiceMaps } from './service-maps.js';
 import { type BackendSpec, type NodeLocality, POLICIES, type Policy, type ServiceSpec } from './services.js';
 
@@ -223,19 +206,12 @@ export class ServiceWatcher {
 
   /** Waits until pred holds after a reconcile (or now). */
   until(pred: (w: ServiceWatcher) => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-    if (pred(this)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        off();
-        reject(new Error(`service-lb services: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const off = this.onReconcile(() => {
-        if (!pred(this)) return;
-        clearTimeout(t);
-        off();
-        resolve();
-      });
-    });
+    return untilReconciled(
+      (fn) => this.onReconcile(fn),
+      () => pred(this),
+      timeoutMs,
+      () => `service-lb services: timed out waiting for ${what}`,
+    );
   }
 }
 
@@ -257,18 +233,7 @@ export async function main(argv: string[]): Promise<void> {
   const maps = ServiceMaps.ofInstance(bpffs, instance);
   const w = new ServiceWatcher({ kube: connect(kubeconfig), maps, node, log: (m) => process.stderr.write(`${m}\n`) });
   await w.start();
-  const stop = () => {
-    w.stop();
-    maps.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  stopOnSignals(w, maps);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`service-lb k8s-services: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  });
-}
+runAsScript(import.meta.url, 'service-lb k8s-services', main);
