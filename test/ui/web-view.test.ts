@@ -5,7 +5,7 @@
 // reason and policy. Screenshots are saved under the test's temporary directory (their paths are
 // printed as diagnostics).
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -52,6 +52,8 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
   after(async () => {
     await browser?.close();
     await server.close();
+    // the screenshots go with the test's temp dir; KBPF_KEEP_SCREENSHOTS=1 keeps them to look at
+    if (process.env.KBPF_KEEP_SCREENSHOTS !== '1') rmSync(dir, { recursive: true, force: true });
   });
 
   const rows = () => page.locator('table.flows tbody tr');
