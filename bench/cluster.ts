@@ -16,7 +16,8 @@
 // resyncs are 10 s) --resync-ms=10000 (controller and nodes).
 import { type ChildProcess, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -103,6 +104,7 @@ export const benchmark: Benchmark = {
     const server = new TestApiServer({ bookmarkIntervalMs: 10_000, eventWindow: 50_000 });
     await server.start();
     const children: Child<unknown>[] = [];
+    const fleetDir = mkdtempSync(join(tmpdir(), 'kbpf-bench-fleet-'));
     try {
       const kube = kubeAs(server.url, 'bench');
       const api = new KbpfApi(kube);
@@ -118,7 +120,7 @@ export const benchmark: Benchmark = {
 
       const controller = new Child<ControllerStats>('controller.js', { server: server.url, resyncMs });
       children.push(controller as Child<unknown>);
-      const fleetConfig: FleetConfig = { server: server.url, nodes: names, loadMs, resyncMs };
+      const fleetConfig: FleetConfig = { server: server.url, nodes: names, loadMs, resyncMs, dir: fleetDir };
       const fleet = new Child<FleetStats>('fleet.js', fleetConfig);
       children.push(fleet as Child<unknown>);
       await Promise.all([controller.ready, fleet.ready]);
@@ -282,6 +284,7 @@ export const benchmark: Benchmark = {
       }
     } finally {
       for (const c of children) await c.stop();
+      rmSync(fleetDir, { recursive: true, force: true }); // the fleet is killed: its nodes' state goes here
       await server.stop();
     }
   },

@@ -1,8 +1,3 @@
-// A fleet of simulated nodes in one process: a real NodeReconciler per node (its own client,
-// watch and work queue) driving a FakeAgent. Started by bench/cluster.ts with
-// `node fleet.js '{"server":…,"nodes":[…],"loadMs":…,"resyncMs":…}'`; answers `stats` over IPC.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentPaths } from '../../src/agent/paths.js';
@@ -15,6 +10,8 @@ export interface FleetConfig {
   nodes: string[];
   loadMs: number;
   resyncMs: number;
+  /** where the nodes keep their state (made and removed by the benchmark, which kills this process) */
+  dir: string;
 }
 
 export interface FleetStats {
@@ -27,7 +24,7 @@ export interface FleetStats {
 }
 
 async function main(cfg: FleetConfig): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'kbpf-bench-fleet-'));
+  const dir = cfg.dir;
   const agents: FakeAgent[] = [];
   const reconcilers: NodeReconciler[] = [];
   const log = (m: string): void => {
