@@ -39,7 +39,7 @@ import { RegistryClient } from '../../src/package/registry-client.js';
 import { CGROUP2_ROOT, removeCgroup, uniqueName } from '../../testbed/kernel.js';
 import { makeNetns, netnsPath, run, testSubnet } from '../../testbed/netns.js';
 import { type RunningRegistry, startRegistry } from '../package/helpers.js';
-import { TestApiServer } from './apiserver/server.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DIST = join(ROOT, 'dist');

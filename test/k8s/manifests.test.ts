@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
-import { type Schema, validate } from './apiserver/schema.js';
-import { validateCrd } from './apiserver/server.js';
+import { type Schema, validate } from '../../testbed/apiserver/schema.js';
+import { validateCrd } from '../../testbed/apiserver/server.js';
 import { crdFiles, loadYaml, ROOT } from './harness.js';
 
 const DEPLOY = join(ROOT, 'deploy');

@@ -33,7 +33,7 @@ import {
   Testbed,
   type TestbedOptions,
 } from '../../testbed/mesh/testbed.js';
-import { TestApiServer } from '../k8s/apiserver/server.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 
 const NODE = 'node-1';
 const NS = 'shop';

@@ -12,7 +12,7 @@ import { NetpolWatcher } from '../../apps/netpol/k8s-policies.js';
 import { connect, type Kube } from '../../src/k8s/kube.js';
 import { APP_PORT, type Cleanup, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { runNetpol } from '../../testbed/netpol/netpol-node.js';
-import { TestApiServer } from '../k8s/apiserver/server.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 
 const NODE = 'node-1';
 const NS = 'shop';

@@ -10,7 +10,7 @@ import { type EndpointSliceObject, ServiceWatcher, servicesOf } from '../../apps
 import { connect } from '../../src/k8s/kube.js';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { client, runServiceLb } from '../../testbed/service-lb/svclb-node.js';
-import { TestApiServer } from '../k8s/apiserver/server.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 
 const NS = 'shop';
 
