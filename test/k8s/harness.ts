@@ -36,10 +36,10 @@ import { type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../src/k8s/
 import { connect, KbpfApi, type Kube } from '../../src/k8s/kube.js';
 import { LayoutStore } from '../../src/package/layout-store.js';
 import { RegistryClient } from '../../src/package/registry-client.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { CGROUP2_ROOT, removeCgroup, uniqueName } from '../../testbed/kernel.js';
 import { makeNetns, netnsPath, run, testSubnet } from '../../testbed/netns.js';
 import { type RunningRegistry, startRegistry } from '../package/helpers.js';
-import { TestApiServer } from '../../testbed/apiserver/server.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DIST = join(ROOT, 'dist');
