@@ -233,6 +233,23 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
       `${r.metadata!.name}: no cluster-wide secrets, no wildcards`,
     );
   }
+  // Secrets: the agent reads its log token by name in its namespace; pull secrets only in the
+  // pull-secret namespace (list/watch there: RBAC cannot select the kbpf.io/pull-secret label)
+  const secretRules = (r: k8s.V1Role) => r.rules!.filter((x) => x.resources!.includes('secrets'));
+  assert.deepEqual(secretRules(role('Role', 'kbpf-agent')), [
+    { apiGroups: [''], resources: ['secrets'], resourceNames: ['kbpf-logs-token'], verbs: ['get'] },
+  ]);
+  assert.deepEqual(secretRules(role('Role', 'kbpf-controller')), [], 'the controller reads no Secret in kbpf-system');
+  const pullRole = role('Role', 'kbpf-pull-secrets');
+  assert.equal(pullRole.metadata!.namespace, 'kbpf-pull-secrets');
+  assert.deepEqual(
+    secretRules(pullRole).flatMap((x) => x.verbs),
+    ['list', 'watch'],
+  );
+  const pullBinding = role('RoleBinding', 'kbpf-pull-secrets') as unknown as k8s.V1RoleBinding;
+  assert.deepEqual(pullBinding.subjects!.map((x) => x.name).sort(), ['kbpf-agent', 'kbpf-controller']);
+  const namespaces = loadYaml(join(DEPLOY, 'namespace.yaml')).map((n) => (n.metadata as { name: string }).name);
+  assert.deepEqual(namespaces, ['kbpf-system', 'kbpf-pull-secrets']);
   const vap = loadYaml(join(DEPLOY, 'admission-policy.yaml'))[0] as unknown as k8s.V1ValidatingAdmissionPolicy;
   assert.match(vap.spec!.matchConditions![0]!.expression, /system:serviceaccount:kbpf-system:kbpf-agent/);
   assert.ok(vap.spec!.validations!.some((v) => v.expression.includes('oldObject.spec.nodeName == variables.node')));
