@@ -52,7 +52,7 @@ export function pullSecretRefusal(
   deployment: string,
 ): KbpfError | undefined {
   const what = `pull secret ${where.namespace}/${where.name}`;
-  if (!secret || secret.metadata?.labels?.[LABEL_PULL_SECRET] !== 'true')
+  if (secret?.metadata?.labels?.[LABEL_PULL_SECRET] !== 'true')
     return new NotFoundError(
       `${what}: no Secret of that name labelled ${PULL_SECRET_SELECTOR} (kbpf reads only labelled Secrets: kubectl label secret -n ${where.namespace} ${where.name} ${PULL_SECRET_SELECTOR})`,
     );
