@@ -170,20 +170,30 @@ test("the CRDs pass the API server's CRD checks and the example validates agains
   }
 });
 
-/** The subset of Helm templating the chart uses: {{ .Values.a.b }} and {{ .Release.Namespace }}; anything else is refused. */
+/**
+ * The subset of Helm templating the chart uses: {{ .Values.a.b }}, {{ .Release.Namespace }} and
+ * (not nested) {{- if .Values.a.b }} … {{- end }}; anything else is refused.
+ */
 function render(template: string, values: Record<string, unknown>, release: { Namespace: string }): string {
-  return template.replace(/\{\{-?\s*([^}]*?)\s*-?\}\}/g, (_m, expr: string) => {
+  const value = (path: string): unknown => {
+    let v: unknown = values;
+    for (const k of path.split('.')) v = (v as Record<string, unknown>)?.[k];
+    if (v === undefined) throw new Error(`.Values.${path} is not set in values.yaml`);
+    return v;
+  };
+  const ifs = template.replace(
+    /\{\{-?\s*if\s+\.Values\.([A-Za-z0-9_.]+)\s*-?\}\}([\s\S]*?)\{\{-?\s*end\s*-?\}\}/g,
+    (_m, path: string, body: string) => (value(path) ? body : ''),
+  );
+  return ifs.replace(/\{\{-?\s*([^}]*?)\s*-?\}\}/g, (_m, expr: string) => {
     if (expr === '.Release.Namespace') return release.Namespace;
     const m = /^\.Values\.([A-Za-z0-9_.]+)$/.exec(expr);
     if (!m) throw new Error(`template action {{ ${expr} }} is outside what this renderer supports`);
-    let v: unknown = values;
-    for (const k of m[1]!.split('.')) v = (v as Record<string, unknown>)?.[k];
-    if (v === undefined) throw new Error(`.Values.${m[1]} is not set in values.yaml`);
-    return String(v);
+    return String(value(m[1]!));
   });
 }
 
-test('the Helm chart renders (default values) exactly the manifests in deploy/', () => {
+test('the Helm chart renders (default values, namespace.create=true) exactly the manifests in deploy/', () => {
   const chart = join(DEPLOY, 'chart/kbpf');
   const meta = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')) as {
     apiVersion: string;
@@ -193,6 +203,18 @@ test('the Helm chart renders (default values) exactly the manifests in deploy/',
   assert.equal(meta.apiVersion, 'v2');
   assert.equal(meta.name, 'kbpf');
   const values = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+  // helm install --create-namespace: the chart has no object for the release namespace, which helm makes
+  assert.equal((values.namespace as { create: boolean }).create, false);
+  const helmNamespaces = render(readFileSync(join(chart, 'templates/namespace.yaml'), 'utf8'), values, {
+    Namespace: 'kbpf-system',
+  })
+    .split(/^---$/m)
+    .map((d) => parseYaml(d) as { metadata: { name: string } } | null)
+    .filter((d) => d !== null)
+    .map((d) => d.metadata.name);
+  assert.deepEqual(helmNamespaces, ['kbpf-pull-secrets']);
+  // the plain manifests: rendered with it
+  (values.namespace as { create: boolean }).create = true;
   const templates = readdirSync(join(chart, 'templates'))
     .filter((f) => f.endsWith('.yaml'))
     .sort();
@@ -276,4 +298,25 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
   assert.equal(cpod.securityContext!.runAsNonRoot, true);
   assert.equal(cpod.volumes, undefined, 'the controller has no volumes');
   assert.deepEqual(cpod.containers[0]!.securityContext!.capabilities!.drop, ['ALL']);
+});
+
+test('the krew manifest installs the plugin as package.json bin names it, with what it loads', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const krew = parseYaml(readFileSync(join(DEPLOY, 'krew/bpf.yaml'), 'utf8')) as {
+    metadata: { name: string };
+    spec: { version: string; platforms: { bin: string; files: { from: string; to: string }[] }[] };
+  };
+  assert.equal(krew.metadata.name, 'bpf', 'kubectl bpf');
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(krew.spec.version, `v${version}`);
+  const plugins = Object.entries(pkg.bin).filter(([name]) => name.startsWith('kubectl'));
+  assert.deepEqual(plugins.map(([n]) => n).sort(), ['kubectl-bpf', 'kubectl_complete-bpf']);
+  for (const p of krew.spec.platforms) {
+    assert.equal(p.bin, pkg.bin['kubectl-bpf']);
+    const from = p.files.map((f) => f.from);
+    for (const [, file] of plugins) assert.ok(from.includes(file), `${file} is installed`);
+    // what bin/kubectl-bpf loads: the built code, its dependencies, package.json (ESM), the C headers
+    for (const need of ['dist/**', 'node_modules/**', 'package.json', 'src/compile/include/**'])
+      assert.ok(from.includes(need), `${need} is installed`);
+  }
 });
