@@ -32,7 +32,7 @@ import {
   VERSION,
 } from '../src/k8s/api.js';
 import { KbpfApi } from '../src/k8s/kube.js';
-import { TestApiServer } from '../test/k8s/apiserver/server.js';
+import { TestApiServer } from '../testbed/apiserver/server.js';
 import type { ControllerStats } from './cluster/controller.js';
 import type { FleetConfig, FleetStats } from './cluster/fleet.js';
 import { kubeAs } from './cluster/kube.js';

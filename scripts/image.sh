@@ -1,29 +1,29 @@
 #!/usr/bin/env bash
-# `npm run image [-- --push HOST:PORT] [--no-build]`: builds the kbpf agent and controller images
-# on this machine without pulling any base image, pushes them to a docker-registry and checks
-# them there with skopeo.
+# `npm run image [-- --push HOST:PORT]`: builds the kbpf agent and controller images from the
+# Containerfile on this machine without pulling any base image, pushes them to a docker-registry
+# and checks them there with skopeo.
 #
-# 1. the build (npx tsc -p . && node scripts/build-bpf.mjs), unless --no-build;
-# 2. Debian's part of the runtime from Debian packages with mmdebstrap (libbpf1, libstdc++6 and
-#    their dependencies, unpacked: --variant=extract), cached in build/image/ until this script
-#    or the package list changes;
-# 3. scripts/image-stage.sh: that, node (the one running here: Debian bookworm's nodejs is 18),
-#    dist/src and the production node_modules;
-# 4. podman builds the Containerfile's `agent` and `controller` targets FROM scratch, with the
-#    laid-out directory as its `build` stage (--build-context), as localhost/kbpf/kbpf:VERSION and
-#    localhost/kbpf/kbpf-controller:VERSION;
-# 5. pushes both to HOST:PORT (--push), or to a docker-registry started for the purpose on
+# 1. the build stage's base, made here unless cached: Debian bookworm with the toolchain (clang,
+#    llvm, libbpf-dev, bpftool) by mmdebstrap, plus node 20 and npm from this machine (Debian
+#    bookworm's nodejs is 18), imported into podman as localhost/kbpf/build-base:bookworm; made
+#    again when this script or NODE_BIN's node changes (build/image/build-base.stamp);
+# 2. podman builds the Containerfile's `agent` and `controller` targets with that base
+#    (--pull=never --build-arg BUILD_IMAGE=…): the build stage runs for real — npm ci (the npm
+#    registry, through the host's network), the build, the runtime's Debian part copied from the
+#    base's installed packages, scripts/image-stage.sh — and the runtime is FROM scratch; tagged
+#    localhost/kbpf/kbpf:VERSION and localhost/kbpf/kbpf-controller:VERSION;
+# 3. pushes both to HOST:PORT (--push), or to a docker-registry started for the purpose on
 #    loopback and stopped after, and prints what skopeo inspect says: digest, layers and the
 #    compressed size.
+# NODE_BIN: the node 20 binary for the build base (default: the one on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 push=""
-build=1
 while [ $# -gt 0 ]; do
   case $1 in
     --push) push=$2; shift 2 ;;
-    --no-build) build=0; shift ;;
-    *) echo "usage: scripts/image.sh [--push HOST:PORT] [--no-build]" >&2; exit 2 ;;
+    --no-build) shift ;; # the build happens in the Containerfile's build stage now (kept for old callers)
+    *) echo "usage: scripts/image.sh [--push HOST:PORT]" >&2; exit 2 ;;
   esac
 done
 for tool in mmdebstrap podman skopeo; do
@@ -31,28 +31,44 @@ for tool in mmdebstrap podman skopeo; do
 done
 version=$(node -p 'require("./package.json").version')
 name=${KBPF_IMAGE:-localhost/kbpf/kbpf}
+base=localhost/kbpf/build-base:bookworm
 work=build/image
-packages=libbpf1,libstdc++6
+toolchain=clang,llvm,libbpf-dev,bpftool,libbpf1,libstdc++6,ca-certificates
+node_bin=$(readlink -f "${NODE_BIN:-$(command -v node)}")
+[ "$("$node_bin" -p 'process.versions.node.split(".")[0]')" = 20 ] || { echo "image: $node_bin is not node 20" >&2; exit 1; }
+npm_dir=$(dirname "$(dirname "$node_bin")")/lib/node_modules/npm
+[ -f "$npm_dir/bin/npm-cli.js" ] || { echo "image: no npm beside $node_bin ($npm_dir)" >&2; exit 1; }
+mkdir -p $work
 
-[ $build = 1 ] && { npx tsc -p . && node scripts/build-bpf.mjs; }
-
-stamp="$packages $(sha256sum scripts/image.sh | cut -c1-16)"
-if [ "$(cat $work/debian.stamp 2>/dev/null)" != "$stamp" ]; then
-  rm -rf $work/debian && mkdir -p $work
-  mmdebstrap --quiet --variant=extract --include=$packages \
+# made again only when what goes into it changes (bump the 1 when the way it is made does)
+stamp="build-base 1: $toolchain, node $("$node_bin" --version)"
+if [ "$(cat $work/build-base.stamp 2>/dev/null)" != "$stamp" ] || ! podman image exists $base; then
+  echo "image: making the build base $base (mmdebstrap, a few minutes)" >&2
+  rm -f $work/build-base.tar
+  mmdebstrap --quiet --variant=apt --include=$toolchain \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' bookworm $work/debian
-  rm -rf $work/debian/dev/* # device nodes and /proc links: the container engine makes /dev
-  echo "$stamp" >$work/debian.stamp
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --customize-hook="cp -a '$node_bin' \"\$1/usr/bin/node\"" \
+    --customize-hook="mkdir -p \"\$1/usr/lib/node_modules\" && cp -a '$npm_dir' \"\$1/usr/lib/node_modules/\"" \
+    --customize-hook='ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$1/usr/bin/npm"' \
+    --customize-hook='ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$1/usr/bin/npx"' \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+    bookworm $work/build-base.tar
+  podman import --quiet --change 'CMD ["/bin/bash"]' $work/build-base.tar $base >/dev/null
+  rm -f $work/build-base.tar
+  echo "$stamp" >$work/build-base.stamp
 fi
-rm -rf $work/stage && mkdir -p $work/stage/image
-cp -a $work/debian $work/stage/image/rootfs
-bash scripts/image-stage.sh $work/stage/image
 
+# the host's CA bundle (with any local CA its TLS proxy needs) for the build stage's npm ci
+ca=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
+secret=()
+[ -s "$ca" ] && secret=(--secret "id=ca,src=$ca")
 for target in agent controller; do
   tag=$name:$version
   [ $target = controller ] && tag=$name-controller:$version
-  podman build --quiet --build-context build=$work/stage --target $target -t "$tag" -f Containerfile . >/dev/null
+  podman build --quiet --runtime runc --pull=never --network=host "${secret[@]}" --build-arg BUILD_IMAGE=$base \
+    --target $target -t "$tag" \
+    -f Containerfile . >/dev/null
   echo "image: built $tag" >&2
 done
 

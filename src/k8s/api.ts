@@ -80,8 +80,11 @@ export interface BpfDeploymentSpec extends Template {
   paused?: boolean;
 }
 
-/** Untrusted: the package is not signed by a key the cluster's trust policy names (no node runs it) */
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Untrusted';
+/**
+ * Untrusted: the package is not signed by a key the cluster's trust policy names (no node runs it).
+ * PullSecretRefused: the pull secret it names is not a labelled pull secret, or does not allow it.
+ */
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Untrusted' | 'PullSecretRefused';
 export interface Condition {
   type: ConditionType;
   status: 'True' | 'False' | 'Unknown';

@@ -36,10 +36,10 @@ import { type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../src/k8s/
 import { connect, KbpfApi, type Kube } from '../../src/k8s/kube.js';
 import { LayoutStore } from '../../src/package/layout-store.js';
 import { RegistryClient } from '../../src/package/registry-client.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { CGROUP2_ROOT, removeCgroup, uniqueName } from '../../testbed/kernel.js';
 import { makeNetns, netnsPath, run, testSubnet } from '../../testbed/netns.js';
 import { type RunningRegistry, startRegistry } from '../package/helpers.js';
-import { TestApiServer } from './apiserver/server.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DIST = join(ROOT, 'dist');
@@ -74,6 +74,8 @@ export interface TestNode {
 export interface TestClusterOptions {
   /** each node in its own network namespace (needs ip, nsenter; root) */
   netns?: boolean;
+  /** the registry requires basic auth: an htpasswd line and the user it names (publish pushes as it) */
+  registryAuth?: { htpasswd: string; username: string; password: string };
 }
 
 async function ipx(args: string[]): Promise<void> {
@@ -174,7 +176,8 @@ export class TestCluster {
   /** Builds example packages and pushes them to a loopback docker-registry; answers name -> remote reference. */
   async publish(pkgs: { dir: string; tag: string }[]): Promise<Record<string, string>> {
     if (!this.registry) {
-      this.registry = await startRegistry();
+      const auth = this.opts.registryAuth;
+      this.registry = await startRegistry(auth ? { htpasswd: auth.htpasswd } : {});
       this.registryHost = this.registry.host;
       if (this.gateway) {
         const fwd = await forwarder(this.gateway, Number(this.registry.host.split(':').pop()));
@@ -183,7 +186,10 @@ export class TestCluster {
       }
     }
     const store = new LayoutStore(join(this.dir, 'build-store'));
-    const client = new RegistryClient({ credentials: {} });
+    const auth = this.opts.registryAuth;
+    const client = new RegistryClient({
+      credentials: auth ? { username: auth.username, password: auth.password } : {},
+    });
     const out: Record<string, string> = {};
     for (const p of pkgs) {
       const r = await buildPackage(p.dir, { tag: p.tag, store, cacheDir: join(ROOT, 'build') });

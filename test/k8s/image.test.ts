@@ -162,7 +162,7 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
     refs = await c.publish([{ dir: join(ROOT, 'examples/tcpconnect'), tag: 'tcpconnect:1.0.0' }]);
     // the images of this build (dist/ is built by the test command), pushed to the test's registry
     const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
-      const p = spawn('bash', [join(ROOT, 'scripts/image.sh'), '--no-build', '--push', c.registry!.host], {
+      const p = spawn('bash', [join(ROOT, 'scripts/image.sh'), '--push', c.registry!.host], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { API_VERSION } from '../../src/k8s/api.js';
-import { TestApiServer } from './apiserver/server.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { ROOT, TestCluster } from './harness.js';
 import { kubectl, kubectlEnv, needsKubectl } from './kubectl.js';
 

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
-import { type Schema, validate } from './apiserver/schema.js';
-import { validateCrd } from './apiserver/server.js';
+import { type Schema, validate } from '../../testbed/apiserver/schema.js';
+import { validateCrd } from '../../testbed/apiserver/server.js';
 import { crdFiles, loadYaml, ROOT } from './harness.js';
 
 const DEPLOY = join(ROOT, 'deploy');
@@ -170,20 +170,30 @@ test("the CRDs pass the API server's CRD checks and the example validates agains
   }
 });
 
-/** The subset of Helm templating the chart uses: {{ .Values.a.b }} and {{ .Release.Namespace }}; anything else is refused. */
+/**
+ * The subset of Helm templating the chart uses: {{ .Values.a.b }}, {{ .Release.Namespace }} and
+ * (not nested) {{- if .Values.a.b }} … {{- end }}; anything else is refused.
+ */
 function render(template: string, values: Record<string, unknown>, release: { Namespace: string }): string {
-  return template.replace(/\{\{-?\s*([^}]*?)\s*-?\}\}/g, (_m, expr: string) => {
+  const value = (path: string): unknown => {
+    let v: unknown = values;
+    for (const k of path.split('.')) v = (v as Record<string, unknown>)?.[k];
+    if (v === undefined) throw new Error(`.Values.${path} is not set in values.yaml`);
+    return v;
+  };
+  const ifs = template.replace(
+    /\{\{-?\s*if\s+\.Values\.([A-Za-z0-9_.]+)\s*-?\}\}([\s\S]*?)\{\{-?\s*end\s*-?\}\}/g,
+    (_m, path: string, body: string) => (value(path) ? body : ''),
+  );
+  return ifs.replace(/\{\{-?\s*([^}]*?)\s*-?\}\}/g, (_m, expr: string) => {
     if (expr === '.Release.Namespace') return release.Namespace;
     const m = /^\.Values\.([A-Za-z0-9_.]+)$/.exec(expr);
     if (!m) throw new Error(`template action {{ ${expr} }} is outside what this renderer supports`);
-    let v: unknown = values;
-    for (const k of m[1]!.split('.')) v = (v as Record<string, unknown>)?.[k];
-    if (v === undefined) throw new Error(`.Values.${m[1]} is not set in values.yaml`);
-    return String(v);
+    return String(value(m[1]!));
   });
 }
 
-test('the Helm chart renders (default values) exactly the manifests in deploy/', () => {
+test('the Helm chart renders (default values, namespace.create=true) exactly the manifests in deploy/', () => {
   const chart = join(DEPLOY, 'chart/kbpf');
   const meta = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')) as {
     apiVersion: string;
@@ -193,6 +203,18 @@ test('the Helm chart renders (default values) exactly the manifests in deploy/',
   assert.equal(meta.apiVersion, 'v2');
   assert.equal(meta.name, 'kbpf');
   const values = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+  // helm install --create-namespace: the chart has no object for the release namespace, which helm makes
+  assert.equal((values.namespace as { create: boolean }).create, false);
+  const helmNamespaces = render(readFileSync(join(chart, 'templates/namespace.yaml'), 'utf8'), values, {
+    Namespace: 'kbpf-system',
+  })
+    .split(/^---$/m)
+    .map((d) => parseYaml(d) as { metadata: { name: string } } | null)
+    .filter((d) => d !== null)
+    .map((d) => d.metadata.name);
+  assert.deepEqual(helmNamespaces, ['kbpf-pull-secrets']);
+  // the plain manifests: rendered with it
+  (values.namespace as { create: boolean }).create = true;
   const templates = readdirSync(join(chart, 'templates'))
     .filter((f) => f.endsWith('.yaml'))
     .sort();
@@ -233,6 +255,23 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
       `${r.metadata!.name}: no cluster-wide secrets, no wildcards`,
     );
   }
+  // Secrets: the agent reads its log token by name in its namespace; pull secrets only in the
+  // pull-secret namespace (list/watch there: RBAC cannot select the kbpf.io/pull-secret label)
+  const secretRules = (r: k8s.V1Role) => r.rules!.filter((x) => x.resources!.includes('secrets'));
+  assert.deepEqual(secretRules(role('Role', 'kbpf-agent')), [
+    { apiGroups: [''], resources: ['secrets'], resourceNames: ['kbpf-logs-token'], verbs: ['get'] },
+  ]);
+  assert.deepEqual(secretRules(role('Role', 'kbpf-controller')), [], 'the controller reads no Secret in kbpf-system');
+  const pullRole = role('Role', 'kbpf-pull-secrets');
+  assert.equal(pullRole.metadata!.namespace, 'kbpf-pull-secrets');
+  assert.deepEqual(
+    secretRules(pullRole).flatMap((x) => x.verbs),
+    ['list', 'watch'],
+  );
+  const pullBinding = role('RoleBinding', 'kbpf-pull-secrets') as unknown as k8s.V1RoleBinding;
+  assert.deepEqual(pullBinding.subjects!.map((x) => x.name).sort(), ['kbpf-agent', 'kbpf-controller']);
+  const namespaces = loadYaml(join(DEPLOY, 'namespace.yaml')).map((n) => (n.metadata as { name: string }).name);
+  assert.deepEqual(namespaces, ['kbpf-system', 'kbpf-pull-secrets']);
   const vap = loadYaml(join(DEPLOY, 'admission-policy.yaml'))[0] as unknown as k8s.V1ValidatingAdmissionPolicy;
   assert.match(vap.spec!.matchConditions![0]!.expression, /system:serviceaccount:kbpf-system:kbpf-agent/);
   assert.ok(vap.spec!.validations!.some((v) => v.expression.includes('oldObject.spec.nodeName == variables.node')));
@@ -259,4 +298,25 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
   assert.equal(cpod.securityContext!.runAsNonRoot, true);
   assert.equal(cpod.volumes, undefined, 'the controller has no volumes');
   assert.deepEqual(cpod.containers[0]!.securityContext!.capabilities!.drop, ['ALL']);
+});
+
+test('the krew manifest installs the plugin as package.json bin names it, with what it loads', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const krew = parseYaml(readFileSync(join(DEPLOY, 'krew/bpf.yaml'), 'utf8')) as {
+    metadata: { name: string };
+    spec: { version: string; platforms: { bin: string; files: { from: string; to: string }[] }[] };
+  };
+  assert.equal(krew.metadata.name, 'bpf', 'kubectl bpf');
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(krew.spec.version, `v${version}`);
+  const plugins = Object.entries(pkg.bin).filter(([name]) => name.startsWith('kubectl'));
+  assert.deepEqual(plugins.map(([n]) => n).sort(), ['kubectl-bpf', 'kubectl_complete-bpf']);
+  for (const p of krew.spec.platforms) {
+    assert.equal(p.bin, pkg.bin['kubectl-bpf']);
+    const from = p.files.map((f) => f.from);
+    for (const [, file] of plugins) assert.ok(from.includes(file), `${file} is installed`);
+    // what bin/kubectl-bpf loads: the built code, its dependencies, package.json (ESM), the C headers
+    for (const need of ['dist/**', 'node_modules/**', 'package.json', 'src/compile/include/**'])
+      assert.ok(from.includes(need), `${need} is installed`);
+  }
 });

@@ -23,6 +23,7 @@ import {
 } from '../../apps/mesh-accel/k8s-pods.js';
 import { cgroupId, ipNet } from '../../apps/mesh-accel/mesh.js';
 import { connect, type Kube } from '../../src/k8s/kube.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { type MeshInstance, runMesh } from '../../testbed/mesh/mesh-node.js';
 import {
   APP_PORT,
@@ -33,7 +34,6 @@ import {
   Testbed,
   type TestbedOptions,
 } from '../../testbed/mesh/testbed.js';
-import { TestApiServer } from '../k8s/apiserver/server.js';
 
 const NODE = 'node-1';
 const NS = 'shop';

@@ -10,9 +10,9 @@ import * as k8s from '@kubernetes/client-node';
 import { kubeletCgroupResolver } from '../../apps/mesh-accel/k8s-pods.js';
 import { NetpolWatcher } from '../../apps/netpol/k8s-policies.js';
 import { connect, type Kube } from '../../src/k8s/kube.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { APP_PORT, type Cleanup, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { runNetpol } from '../../testbed/netpol/netpol-node.js';
-import { TestApiServer } from '../k8s/apiserver/server.js';
 
 const NODE = 'node-1';
 const NS = 'shop';

@@ -8,9 +8,9 @@ import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { type EndpointSliceObject, ServiceWatcher, servicesOf } from '../../apps/service-lb/k8s-services.js';
 import { connect } from '../../src/k8s/kube.js';
+import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { client, runServiceLb } from '../../testbed/service-lb/svclb-node.js';
-import { TestApiServer } from '../k8s/apiserver/server.js';
 
 const NS = 'shop';
 

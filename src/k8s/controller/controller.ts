@@ -11,7 +11,7 @@
 // releases the finalizer of instances whose Node is gone (no agent will).
 import type { V1Node } from '@kubernetes/client-node';
 import { KbpfError, kindOf, NotFoundError, Unknown } from '../../errors.js';
-import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
+import type { Credentials } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
 import { checkTrust } from '../../package/trust/policy.js';
 import { registrySignatures, type SignatureSource } from '../../package/trust/signing.js';
@@ -40,6 +40,7 @@ import {
 } from '../api.js';
 import { clusterStoreName, objectSignatures, packageObjectName, parseClusterRef } from '../cluster-packages.js';
 import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
+import { PullSecretWatch, pullCredentials, pullSecretRefusal } from '../pull-secrets.js';
 import { finalize } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { type Change, Store } from '../runtime/store.js';
@@ -69,6 +70,11 @@ export interface ControllerOptions {
   insecureRegistries?: string[];
   /** the cluster's trust policy (default: the kbpf-trust-policy ConfigMap in `namespace`) */
   trustPolicy?: () => Promise<ClusterTrustPolicy | undefined>;
+  /**
+   * namespace of pull secrets (default: `namespace`): only Secrets labelled
+   * kbpf.io/pull-secret=true there are read (watched), each for the deployments it allows
+   */
+  pullSecretNamespace?: string;
 }
 
 const DIGEST_RE = /@(sha256:[a-f0-9]{64})$/;
@@ -90,6 +96,7 @@ export class Controller {
   #deploymentQueue?: WorkQueue<string>;
   #finalizerQueue?: WorkQueue<string>;
   #trust?: TrustPolicyWatch;
+  #pullSecrets?: PullSecretWatch;
   #stopped = false;
   /** the last error logged per key, so a failure that repeats is logged once */
   readonly #lastError = new Map<string, string>();
@@ -211,8 +218,16 @@ export class Controller {
             for (const name of caches.deployments.keys()) deployments.add(name);
           },
         });
+    // a pull secret labelled, unlabelled or allowing other deployments: those using it are looked at again
+    this.#pullSecrets = new PullSecretWatch(this.opts.kube, this.pullSecretNamespace, {
+      log: this.#log,
+      onChange: (secret) => {
+        for (const d of caches.deployments.values())
+          if (d.spec.package.pullSecret === secret) deployments.add(d.metadata.name);
+      },
+    });
     // decide nothing before every cache is complete (a missing Node would look deleted)
-    await Promise.all([...watchers.map((w) => w.start()), this.#trust?.start()]);
+    await Promise.all([...watchers.map((w) => w.start()), this.#trust?.start(), this.#pullSecrets.start()]);
     if (this.#stopped) return;
     deployments.start();
     finalizers.start();
@@ -222,6 +237,7 @@ export class Controller {
     this.#stopped = true;
     for (const w of this.#watchers) w.stop();
     this.#trust?.stop();
+    this.#pullSecrets?.stop();
     void this.#deploymentQueue?.stop();
     void this.#finalizerQueue?.stop();
   }
@@ -283,7 +299,7 @@ export class Controller {
       this.#caches.revisions.observe(renumbered);
       return renumbered;
     }
-    const digest = await this.resolveDigest(template);
+    const digest = await this.resolveDigest(template, d.metadata.name);
     const rev: BpfRevision = {
       apiVersion: API_VERSION,
       kind: 'BpfRevision',
@@ -339,7 +355,7 @@ export class Controller {
         signatures = objectSignatures(obj);
       } else {
         const creds = rev.template.package.pullSecret
-          ? await this.secretCredentials(rev.template.package.pullSecret)
+          ? this.pullCredentials(rev.template.package.pullSecret, d.metadata.name)
           : {};
         const client = new RegistryClient({
           credentials: async (registry) => creds[registry],
@@ -356,12 +372,12 @@ export class Controller {
     }
   }
 
-  private async resolveDigest(t: Template): Promise<string> {
+  private async resolveDigest(t: Template, deployment: string): Promise<string> {
     const m = DIGEST_RE.exec(t.package.image);
     if (m) return m[1]!;
     const inCluster = parseClusterRef(t.package.image);
     if (inCluster) return this.newestClusterPackage(inCluster.name, inCluster.version);
-    const creds = t.package.pullSecret ? await this.secretCredentials(t.package.pullSecret) : {};
+    const creds = t.package.pullSecret ? this.pullCredentials(t.package.pullSecret, deployment) : {};
     if (this.opts.resolveDigest) return this.opts.resolveDigest(t.package.image, creds);
     const client = new RegistryClient({
       credentials: async (registry) => creds[registry],
@@ -384,14 +400,21 @@ export class Controller {
     return newest.spec.digest;
   }
 
-  private async secretCredentials(name: string): Promise<Record<string, Credentials>> {
-    const secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
-    const raw = secret.data?.['.dockerconfigjson'];
-    if (!raw) return {};
-    return credentialsFromDockerConfig(
-      Buffer.from(raw, 'base64').toString('utf8'),
-      `pull secret ${this.opts.namespace}/${name}`,
-    );
+  private get pullSecretNamespace(): string {
+    return this.opts.pullSecretNamespace ?? this.opts.namespace;
+  }
+
+  /** Why the deployment may not use the pull secret it names (from the watch of labelled Secrets). */
+  private pullSecretRefused(d: BpfDeployment): string | undefined {
+    const name = d.spec.package.pullSecret;
+    if (!name) return undefined;
+    const where = { namespace: this.pullSecretNamespace, name };
+    return pullSecretRefusal(this.#pullSecrets?.get(name), where, d.metadata.name)?.message;
+  }
+
+  private pullCredentials(name: string, deployment: string): Record<string, Credentials> {
+    const namespace = this.pullSecretNamespace;
+    return pullCredentials(this.#pullSecrets?.get(name), { namespace, name }, deployment);
   }
 
   private desiredSpec(d: BpfDeployment, node: string, rev: BpfRevision): BpfNodeInstance['spec'] {
@@ -426,7 +449,10 @@ export class Controller {
 
     let update: BpfRevision | undefined;
     let resolveError: Error | undefined;
-    if (!d.spec.paused) {
+    // a deployment its pull secret does not allow goes to no node (and the nodes would refuse it too)
+    const secretRefused = this.pullSecretRefused(d);
+    if (secretRefused) this.#log(`${name}: PullSecretRefused: ${secretRefused}`);
+    if (!d.spec.paused && !secretRefused) {
       try {
         update = await this.updateRevision(d, revisions);
       } catch (e) {
@@ -440,7 +466,7 @@ export class Controller {
     }
 
     // a package no trusted key signed goes to no node (and the nodes would refuse it too)
-    const untrusted = update && !d.spec.paused ? await this.untrusted(d, update) : undefined;
+    const untrusted = update && !d.spec.paused && !secretRefused ? await this.untrusted(d, update) : undefined;
     if (untrusted) this.#log(`${name}: Untrusted: ${untrusted}`);
 
     const plan = planRollout({
@@ -453,7 +479,7 @@ export class Controller {
       this.#log(`${name}: node ${ni.spec.nodeName} is no longer selected`);
       await this.api.delete(PLURAL.nodeInstances, ni.metadata.name);
     }
-    if (update && !untrusted) {
+    if (update && !untrusted && !secretRefused) {
       for (const node of plan.create) {
         const ni: BpfNodeInstance = {
           apiVersion: API_VERSION,
@@ -482,7 +508,7 @@ export class Controller {
       }
     }
     await this.pruneRevisions(d, revisions, instances, update);
-    await this.writeStatus(d, nodes, update, resolveError?.message, untrusted);
+    await this.writeStatus(d, nodes, update, resolveError?.message, untrusted, secretRefused);
     // the status says why; the queue retries with backoff (and at once on a change)
     if (resolveError) throw resolveError;
     return { requeueAfterMs: this.opts.resyncMs ?? 10_000 };
@@ -509,6 +535,7 @@ export class Controller {
     update: BpfRevision | undefined,
     resolveError?: string,
     untrusted?: string,
+    secretRefused?: string,
   ): Promise<void> {
     const dname = d.metadata.name;
     const selected = new Set(nodes);
@@ -552,26 +579,46 @@ export class Controller {
       ),
       d.spec.paused
         ? cond('Progressing', false, 'Paused', 'the rollout is paused')
-        : resolveError
-          ? cond('Progressing', false, 'PackageUnresolved', resolveError)
-          : untrusted
-            ? cond('Progressing', false, 'Untrusted', untrusted)
-            : cond(
-                'Progressing',
-                !complete,
-                complete ? 'RolloutComplete' : 'RollingUpdate',
-                complete
-                  ? `revision ${update!.revision} runs on all ${desired} node(s)`
-                  : `${updatedReady.length} of ${desired} node(s) run revision ${update?.revision ?? '?'}`,
-              ),
+        : secretRefused
+          ? cond('Progressing', false, 'PullSecretRefused', secretRefused)
+          : resolveError
+            ? cond('Progressing', false, 'PackageUnresolved', resolveError)
+            : untrusted
+              ? cond('Progressing', false, 'Untrusted', untrusted)
+              : cond(
+                  'Progressing',
+                  !complete,
+                  complete ? 'RolloutComplete' : 'RollingUpdate',
+                  complete
+                    ? `revision ${update!.revision} runs on all ${desired} node(s)`
+                    : `${updatedReady.length} of ${desired} node(s) run revision ${update?.revision ?? '?'}`,
+                ),
       cond(
         'Degraded',
-        failed.length > 0 || !!resolveError,
-        failed.length ? 'NodesFailed' : resolveError ? 'PackageUnresolved' : 'AsExpected',
+        failed.length > 0 || !!resolveError || !!secretRefused,
+        failed.length
+          ? 'NodesFailed'
+          : secretRefused
+            ? 'PullSecretRefused'
+            : resolveError
+              ? 'PackageUnresolved'
+              : 'AsExpected',
         failed.length
           ? `${failed.length} node(s) failed: ${failures}`.slice(0, 32_000)
-          : (resolveError ?? 'no node failed'),
+          : (secretRefused ?? resolveError ?? 'no node failed'),
       ),
+      ...(secretRefused
+        ? [cond('PullSecretRefused', true, 'NotAllowed', secretRefused)]
+        : prevConds.some((c) => c.type === 'PullSecretRefused')
+          ? [
+              cond(
+                'PullSecretRefused',
+                false,
+                'Allowed',
+                `pull secret ${d.spec.package.pullSecret ?? '(none)'} allows it`,
+              ),
+            ]
+          : []),
       ...(untrusted
         ? [cond('Untrusted', true, 'SignatureNotTrusted', untrusted)]
         : prevConds.some((c) => c.type === 'Untrusted')

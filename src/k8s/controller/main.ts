@@ -24,6 +24,8 @@ export interface ControllerProcessOptions {
   resyncMs?: number;
   leaseSeconds?: number;
   insecureRegistries?: string[];
+  /** namespace of pull secrets (default: `namespace`) */
+  pullSecretNamespace?: string;
 }
 
 /** The controller under leader election, as the Deployment's process runs it (the cluster benchmark too). */
@@ -34,6 +36,7 @@ export function runController(o: ControllerProcessOptions): { controller: Contro
     log: o.log,
     resyncMs: o.resyncMs ?? 10_000,
     insecureRegistries: o.insecureRegistries ?? [],
+    ...(o.pullSecretNamespace ? { pullSecretNamespace: o.pullSecretNamespace } : {}),
   });
   const elector = new LeaderElector({
     kube: o.kube,
@@ -67,6 +70,7 @@ export async function main(): Promise<void> {
     log,
     resyncMs: Number(arg('resync-ms') ?? 10_000),
     leaseSeconds: Number(arg('lease-seconds') ?? 15),
+    pullSecretNamespace: arg('pull-secret-namespace') ?? process.env.KBPF_PULL_SECRET_NAMESPACE,
     insecureRegistries: process.argv.flatMap((a, i) =>
       a === '--insecure-registry' && process.argv[i + 1] ? [process.argv[i + 1]!] : [],
     ),

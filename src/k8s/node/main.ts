@@ -45,6 +45,7 @@ export async function main(): Promise<void> {
     kube: connect(arg('kubeconfig')),
     paths,
     namespace: arg('namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_NAMESPACE,
+    pullSecretNamespace: arg('pull-secret-namespace') ?? process.env.KBPF_PULL_SECRET_NAMESPACE,
     resyncMs: Number(arg('resync-ms') ?? 30_000),
     cgroupRoot: arg('cgroup-root') ?? process.env.KBPF_CGROUP_ROOT,
     insecureRegistries: args('insecure-registry'),

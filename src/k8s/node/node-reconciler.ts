@@ -24,7 +24,7 @@ import {
   Unavailable,
   UnavailableError,
 } from '../../errors.js';
-import { type Credentials, credentialsFromDockerConfig } from '../../package/auth.js';
+import type { Credentials } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
 import {
   API_VERSION,
@@ -43,6 +43,7 @@ import {
 } from '../api.js';
 import { clusterStoreName, importPackageObject, packageObjectName, parseClusterRef } from '../cluster-packages.js';
 import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
+import { pullCredentials, readPullSecret } from '../pull-secrets.js';
 import { finalize, type Update } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { Store } from '../runtime/store.js';
@@ -56,8 +57,13 @@ export interface NodeReconcilerOptions {
   nodeName: string;
   kube: Kube;
   paths: AgentPaths;
-  /** namespace of pull secrets (the agent's own) */
+  /** the kbpf namespace (the agent's own: the trust policy, the log endpoint's token) */
   namespace: string;
+  /**
+   * namespace of pull secrets (default: `namespace`); only Secrets labelled
+   * kbpf.io/pull-secret=true are read there, and only for the deployments they allow
+   */
+  pullSecretNamespace?: string;
   log?: (msg: string) => void;
   /** how often each instance is reconciled even without a change (ms) */
   resyncMs?: number;
@@ -420,6 +426,8 @@ export class NodeReconciler {
   }
 
   private async pull(ni: BpfNodeInstance): Promise<void> {
+    // a pull secret this deployment may not use refuses it even when the package is here already
+    const credentials = ni.spec.pullSecret ? await this.pullCredentials(ni.spec.pullSecret, ni.spec.deployment) : {};
     if (await this.agent.store.hasBlob(ni.spec.digest).catch(() => false)) {
       try {
         await this.agent.store.resolve(this.localRef(ni));
@@ -430,7 +438,6 @@ export class NodeReconciler {
     }
     const inCluster = parseClusterRef(ni.spec.image);
     if (inCluster) return this.pullFromCluster(inCluster.name, ni.spec.digest);
-    const credentials = ni.spec.pullSecret ? await this.secretCredentials(ni.spec.pullSecret) : {};
     const client = new RegistryClient({
       credentials: async (registry) => credentials[registry],
       ...(this.opts.insecureRegistries?.length ? { insecure: this.opts.insecureRegistries } : {}),
@@ -460,22 +467,14 @@ export class NodeReconciler {
     await importPackageObject(obj, this.agent.store, digest);
   }
 
-  /** Registry credentials from a kubernetes.io/dockerconfigjson Secret in the agent's namespace. */
-  private async secretCredentials(name: string): Promise<Record<string, Credentials>> {
-    let secret: V1Secret;
-    try {
-      secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace: this.opts.namespace });
-    } catch (e) {
-      const what = `pull secret ${this.opts.namespace}/${name}`;
-      if (statusCode(e) === 404) throw new NotFoundError(`${what}: not found`, { cause: e });
-      throw new UnavailableError(`${what}: ${errorText(e)}`, { cause: e });
-    }
-    const raw = secret.data?.['.dockerconfigjson'];
-    if (!raw) throw new InvalidError(`pull secret ${this.opts.namespace}/${name} has no .dockerconfigjson`);
-    return credentialsFromDockerConfig(
-      Buffer.from(raw, 'base64').toString('utf8'),
-      `pull secret ${this.opts.namespace}/${name}`,
-    );
+  /**
+   * Registry credentials from a pull secret (a dockerconfigjson Secret labelled
+   * kbpf.io/pull-secret=true, read by a label-selected list) that allows this deployment.
+   */
+  private async pullCredentials(name: string, deployment: string): Promise<Record<string, Credentials>> {
+    const namespace = this.opts.pullSecretNamespace ?? this.opts.namespace;
+    const secret = await readPullSecret(this.opts.kube, namespace, name);
+    return pullCredentials(secret, { namespace, name }, deployment);
   }
 
   /**

@@ -95,7 +95,10 @@ export function addDeploymentVerbs(root: Command): void {
         .option('--cgroup <path>', "cgroup to attach cgroup programs to (relative to each node's cgroup root)")
         .option('--iface <name>', 'interface for xdp/tc programs')
         .option('--max-unavailable <n>', 'nodes that may be between revisions during a rollout', '1')
-        .option('--pull-secret <name>', 'dockerconfigjson Secret in the kbpf namespace'),
+        .option(
+          '--pull-secret <name>',
+          'dockerconfigjson Secret labelled kbpf.io/pull-secret=true that allows this deployment (annotation kbpf.io/allowed-deployments)',
+        ),
     ).addOption(outputOption(['name', 'json', 'yaml']).default(undefined)),
     [
       'kubectl bpf run opensnoop.bpf.c opensnoop.h -i open -a',

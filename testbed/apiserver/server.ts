@@ -15,6 +15,7 @@
 //   unknown field is an error), strategic merge patches (as merge patches), and the Table format
 //   for get/list/watch (table.ts: the CRDs' additionalPrinterColumns).
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -339,6 +340,16 @@ export interface TestApiServerOptions {
   host?: string;
 }
 
+/** Who a request is, as admission policies see it (`request.userInfo`). */
+export interface UserInfo {
+  username: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+/** A bearer token no identity was given for: the cluster admin (as every client was before identities). */
+const ADMIN: UserInfo = { username: 'admin', groups: ['system:masters'], extra: {} };
+
 export class TestApiServer {
   readonly types = new Map<string, ResourceType>(); // key gv/plural
   readonly objects = new ObjectIndex<Obj>(); // key gv/plural/ns/name
@@ -353,6 +364,10 @@ export class TestApiServer {
   #compactedRv = 100;
   #server?: Server;
   url = '';
+  /** identities by bearer token (addUser); any other token is ADMIN */
+  readonly users = new Map<string, UserInfo>();
+  /** the identity of the request being handled */
+  readonly #requestUser = new AsyncLocalStorage<UserInfo>();
 
   constructor(readonly opts: TestApiServerOptions = {}) {
     for (const rt of BUILTIN) this.types.set(`${gv(rt)}/${rt.plural}`, rt);
@@ -360,7 +375,10 @@ export class TestApiServer {
 
   async start(): Promise<string> {
     this.#server = createServer((req, res) => {
-      this.handle(req, res).catch((e) => this.fail(res, e));
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      this.#requestUser.run(this.users.get(token) ?? ADMIN, () =>
+        this.handle(req, res).catch((e) => this.fail(res, e)),
+      );
     });
     this.#server.keepAliveTimeout = 1000;
     const host = this.opts.host ?? '127.0.0.1';
@@ -375,8 +393,16 @@ export class TestApiServer {
     await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
   }
 
-  /** Writes a kubeconfig that points at this server. */
-  writeKubeconfig(path: string, user = 'test-admin'): string {
+  /**
+   * Requests with bearer `token` are `user` in admission (request.userInfo), e.g. a node agent's
+   * service account with its bound token's node claim (extra authentication.kubernetes.io/node-name).
+   */
+  addUser(token: string, user: UserInfo): void {
+    this.users.set(token, { groups: [], extra: {}, ...user });
+  }
+
+  /** Writes a kubeconfig that points at this server (as bearer `token`: see addUser). */
+  writeKubeconfig(path: string, user = 'test-admin', token = 'test-token'): string {
     writeFileSync(
       path,
       [
@@ -390,7 +416,7 @@ export class TestApiServer {
         'users:',
         `- name: ${user}`,
         '  user:',
-        '    token: test-token',
+        `    token: ${token}`,
         'contexts:',
         '- name: test',
         '  context:',
@@ -871,7 +897,7 @@ export class TestApiServer {
       const env: Record<string, unknown> = {
         object: obj,
         oldObject: old ?? null,
-        request: { operation, subResource: subResource ?? '', userInfo: { username: 'admin', extra: {} } },
+        request: { operation, subResource: subResource ?? '', userInfo: this.#requestUser.getStore() ?? ADMIN },
         variables: {},
       };
       const denied = (message: string): HttpError => {
