@@ -369,17 +369,18 @@ struct choice {
 	__u8 affinity_hit;
 };
 
-static __always_inline bool choose(const struct service *svc, __u64 client, struct choice *out)
+static __always_inline bool choose(struct bpf_sock_addr *ctx, const struct service *svc, struct choice *out)
 {
 	__u32 lo, hi;
 	if (!level_range(svc, &lo, &hi) || hi > svc->count || hi > SVC_MAX_BACKENDS)
 		return false;
 	__u32 n = hi - lo;
 	struct scan s = { .base = svc->base, .lo = lo, .n = n, .found = -1 };
-	struct affinity_key ak = { .client = client, .service_id = svc->id };
+	struct affinity_key ak = { .service_id = svc->id };
 	__u64 now = 0;
 
 	if (svc->affinity_timeout_s) {
+		ak.client = bpf_get_netns_cookie(ctx); /* only affinity needs the client */
 		now = bpf_ktime_get_ns();
 		struct affinity_val *a = bpf_map_lookup_elem(&affinity, &ak);
 		if (a && now - a->last_ns < (__u64)svc->affinity_timeout_s * 1000000000ULL) {
@@ -510,11 +511,14 @@ static __always_inline void remember_reverse(__u64 cookie, const struct svc_key 
 {
 	struct rev_set *rs = bpf_map_lookup_elem(&svc_rev, &cookie);
 	if (!rs) {
-		struct rev_set empty = {};
-		bpf_map_update_elem(&svc_rev, &cookie, &empty, BPF_NOEXIST);
-		rs = bpf_map_lookup_elem(&svc_rev, &cookie);
-		if (!rs)
-			return;
+		/* the socket's first datagram: one update with its first pair (no second lookup) */
+		struct rev_set first = { .next = 1 };
+		__builtin_memcpy(first.e[0].backend, b->addr, sizeof(first.e[0].backend));
+		__builtin_memcpy(first.e[0].vip, k->addr, sizeof(first.e[0].vip));
+		first.e[0].backend_port = b->port;
+		first.e[0].vip_port = k->port;
+		bpf_map_update_elem(&svc_rev, &cookie, &first, BPF_NOEXIST);
+		return;
 	}
 	__u32 i;
 	for (i = 0; i < SVC_REV_SLOTS; i++) {
@@ -615,7 +619,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int family, bool
 			return r;
 	}
 	struct choice c = {};
-	if (!choose(svc, bpf_get_netns_cookie(ctx), &c))
+	if (!choose(ctx, svc, &c))
 		return refuse();
 	/* an IPv6 backend cannot be reached from an AF_INET socket, nor v4 from a v6 service */
 	if (mapped(c.be.addr) != mapped(k.addr))
@@ -732,6 +736,8 @@ int svc_getpeername6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_release")
 int svc_release(struct bpf_sock *sk)
 {
+	if (sk->protocol != IPPROTO_UDP)
+		return 1; /* only UDP sockets have reverse translations: TCP closes cost no map operation */
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	if (bpf_map_delete_elem(&svc_rev, &cookie) == 0)
 		stat_add(ST_RELEASED, 1);
