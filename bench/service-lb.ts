@@ -150,9 +150,9 @@ export const benchmark: Benchmark = {
         result(`iptables_restore_${n}_ms`, iptMs.toFixed(1));
         result(`nft_apply_${n}_ms`, nftMs.toFixed(1));
         for (let r = 0; r < repeats; r++)
+          // each repeat starts at another path, so no path always runs first after the rules
+          // were written (or always right after another one)
           for (const proto of ['tcp', 'udp'] as const)
-            // each repeat starts at another path, so no path always runs first after the rules
-            // were written (or always right after another one)
             for (const path of PATHS.map((_, i) => PATHS[(i + r) % PATHS.length]!)) {
               const rate = await window(path, proto, n);
               add(`${proto}_${path}_${n}`, rate);
