@@ -15,7 +15,8 @@
 // connect + one request + read to EOF + close, or UDP: a fresh socket, one datagram, its reply.
 // The iptables, nftables and direct clients run outside the parent cgroup (no socket-LB hook).
 // Client on CPU 0, backends on CPU 1. Per scale and repeat every path runs back to back
-// (conntrack flushed before each iptables / nftables window); reported: medians over repeats,
+// (conntrack flushed before each iptables / nftables window; each repeat starts at the next
+// path); reported: medians over repeats,
 // the ratios as medians of the per-repeat (paired) ratios.
 //
 // Printed: svclb_conn_per_s_<path>_<n> (TCP) and svclb_udp_per_s_<path>_<n>;
@@ -149,8 +150,10 @@ export const benchmark: Benchmark = {
         result(`iptables_restore_${n}_ms`, iptMs.toFixed(1));
         result(`nft_apply_${n}_ms`, nftMs.toFixed(1));
         for (let r = 0; r < repeats; r++)
+          // each repeat starts at another path, so no path always runs first after the rules
+          // were written (or always right after another one)
           for (const proto of ['tcp', 'udp'] as const)
-            for (const path of PATHS) {
+            for (const path of PATHS.map((_, i) => PATHS[(i + r) % PATHS.length]!)) {
               const rate = await window(path, proto, n);
               add(`${proto}_${path}_${n}`, rate);
               note(`service-lb: n=${n} repeat ${r} ${proto} ${path}: ${rate.toFixed(0)}/s`);

@@ -7,8 +7,8 @@
 //
 // FILE.yaml (README.md): node: { name, zone, region } (this node's locality), pods: (optional,
 // apps/shared/pods.ts identities a backend may name), services: [{ name, vip, ports: [{ port,
-// targetPort, protocol }], policy, locality, affinity, backends: [{ ip | pod, port, node, zone,
-// weight, priority }] }]. Unknown fields are ignored. Applying again updates the named services
+// targetPort, protocol }], policy, locality, affinity, waypoint (ADDRESS:PORT), backends: [{ ip |
+// pod, port, node, zone, weight, priority }] }]. Unknown fields are ignored. Applying again updates the named services
 // live (each atomically); backends that left a service have their connections ended.
 import { fileURLToPath } from 'node:url';
 import { bpffsDir } from '../../src/agent/paths.js';

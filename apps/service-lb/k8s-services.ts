@@ -6,9 +6,18 @@ import { Store } from '../../src/k8s/runtime/store.js';
 import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
 import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import { ServiceMaps } from './service-maps.js';
-import { type BackendSpec, type NodeLocality, POLICIES, type Policy, type ServiceSpec } from './services.js';
+import {
+  type BackendSpec,
+  type NodeLocality,
+  POLICIES,
+  type Policy,
+  parseWaypoint,
+  type ServiceSpec,
+} from './services.js';
 
 export const POLICY_ANNOTATION = 'service-lb.kbpf.io/policy';
+/** `ADDRESS:PORT` (IPv6: `[ADDRESS]:PORT`): the Service's TCP connections go to this waypoint (services.ts) */
+export const WAYPOINT_ANNOTATION = 'service-lb.kbpf.io/waypoint';
 
 interface ServicePortObject {
   name?: string;
@@ -42,8 +51,15 @@ export interface EndpointSliceObject {
   ports?: { name?: string; port?: number; protocol?: string }[];
 }
 
-/** The services one Service object stands for, given the EndpointSlices of its namespace. */
-export function servicesOf(svc: ServiceObject, slices: EndpointSliceObject[]): ServiceSpec[] {
+/**
+ * The services one Service object stands for, given the EndpointSlices of its namespace. A
+ * waypoint annotation that does not parse is reported through `warn` and left out.
+ */
+export function servicesOf(
+  svc: ServiceObject,
+  slices: EndpointSliceObject[],
+  warn: (msg: string) => void = () => {},
+): ServiceSpec[] {
   const ns = svc.metadata.namespace ?? 'default';
   const name = svc.metadata.name ?? '';
   const vips = (svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter(
@@ -59,6 +75,15 @@ export function servicesOf(svc: ServiceObject, slices: EndpointSliceObject[]): S
   const close = svc.spec?.trafficDistribution === 'PreferClose';
   const affinity =
     svc.spec?.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10800) : 0;
+  let waypoint: ServiceSpec['waypoint'];
+  const wpAnn = svc.metadata.annotations?.[WAYPOINT_ANNOTATION];
+  if (wpAnn !== undefined) {
+    try {
+      waypoint = parseWaypoint(wpAnn, `Service ${ns}/${name}: annotation ${WAYPOINT_ANNOTATION}`);
+    } catch (e) {
+      warn(`service-lb: ${errorText(e)}; balanced without a waypoint`);
+    }
+  }
   const out: ServiceSpec[] = [];
   for (const p of svc.spec?.ports ?? []) {
     if (!p.port) continue;
@@ -85,6 +110,7 @@ export function servicesOf(svc: ServiceObject, slices: EndpointSliceObject[]): S
       locality: local ? 'strict' : close ? 'failover' : 'any',
       strictScope: 'node',
       affinityTimeoutS: affinity,
+      ...(waypoint ? { waypoint } : {}),
     });
   }
   return out;
@@ -171,7 +197,7 @@ export class ServiceWatcher {
     const slices = [...this.#slices].map(([, s]) => s);
     const want = new Map<string, ServiceSpec>();
     for (const [, svc] of this.#services)
-      for (const s of servicesOf(svc, slices)) want.set(`${s.namespace}/${s.name}`, s);
+      for (const s of servicesOf(svc, slices, this.opts.log)) want.set(`${s.namespace}/${s.name}`, s);
     const gone = [...this.applied].filter(([k]) => !want.has(k));
     if (gone.length) {
       try {

@@ -42,6 +42,9 @@ export const STATS = [
   'conn_close',
   'destroyed',
   'released',
+  'waypoint',
+  'waypoint_self',
+  'tlv',
 ] as const;
 export type ServiceStats = Record<(typeof STATS)[number], bigint>;
 
@@ -57,7 +60,15 @@ interface ServiceValue {
   flags: number;
   level_end: number[];
   affinity_timeout_s: number;
+  waypoint: number[];
+  waypoint_port: number;
+  pad2: number;
 }
+
+/** service flags (service_lb.bpf.c) */
+const SVC_F_WAYPOINT = 1;
+/** svc_origin.level of a connection sent to its service's waypoint */
+export const LEVEL_WAYPOINT = 255;
 
 /** One socket's translation, as svc_origin holds it (see README.md). */
 export interface Origin {
@@ -78,6 +89,7 @@ export interface ListedService {
   id: number;
   policy: string;
   backends: { addr: string; port: number; level: number; weight: number }[];
+  waypoint?: string;
 }
 
 export interface ApplyResult {
@@ -212,9 +224,12 @@ export class ServiceMaps {
       policy: e.policy,
       locality: e.locality,
       strict_level: e.strictLevel,
-      flags: 0,
+      flags: e.waypoint ? SVC_F_WAYPOINT : 0,
       level_end: e.levelEnd,
       affinity_timeout_s: e.affinityTimeoutS,
+      waypoint: e.waypoint?.addr ?? [0, 0, 0, 0],
+      waypoint_port: e.waypoint?.port ?? 0,
+      pad2: 0,
     };
   }
 
@@ -296,6 +311,11 @@ export class ServiceMaps {
         level: s.level,
         weight: s.weight,
       })),
+      ...(value.flags & SVC_F_WAYPOINT
+        ? {
+            waypoint: `${((a) => (a.includes(':') ? `[${a}]` : a))(wordsAddr(value.waypoint))}:${portNet(value.waypoint_port)}`,
+          }
+        : {}),
     }));
   }
 

@@ -11,6 +11,8 @@
 //   sockops               active connections per backend (least-connections): +1 when a
 //                         translated connection is established, -1 when it leaves ESTABLISHED
 //   iter/tcp, iter/udp    ends translated sockets whose backend was removed (bpf_sock_destroy)
+//   sk_msg                a connection sent to a service's waypoint carries the original
+//                         destination as a TLV (Kmesh's format) in front of its first message
 //
 // A service (services: VIP, port, protocol -> struct service) points at a range of slots in
 // backends, sorted by locality level. User space writes a changed backend set into a free range
@@ -36,6 +38,12 @@
 #define POL_WEIGHTED 2
 #define POL_LEAST_CONN 3
 
+/* service flags */
+#define SVC_F_WAYPOINT 1 /* TCP connections go to the waypoint, the original destination in a TLV */
+
+/* svc_origin.level of a connection sent to the service's waypoint (not a backend) */
+#define LEVEL_WAYPOINT 255
+
 /* locality */
 #define LOC_ANY 0
 #define LOC_STRICT 1   /* only levels <= strict_level; none there: fail */
@@ -58,6 +66,9 @@ struct service {
 	__u8 flags;
 	__u16 level_end[SVC_LEVELS]; /* backends sorted by level: level l is [level_end[l-1], level_end[l]) */
 	__u32 affinity_timeout_s;    /* 0: no session affinity */
+	__u32 waypoint[4];           /* SVC_F_WAYPOINT: its address (network order; IPv4 as ::ffff:a.b.c.d) */
+	__u16 waypoint_port;         /* network order */
+	__u16 pad2;
 };
 
 struct backend {
@@ -111,6 +122,14 @@ struct rev_set {
 	__u32 next;
 };
 
+/* a connection redirected to a waypoint, until its first message carried the TLV */
+struct waypoint_dst {
+	__u32 addr[4]; /* the original destination (the VIP); AF_INET: addr[0], rest 0 */
+	__u16 port;    /* network order */
+	__u8 family;
+	__u8 pad;
+};
+
 enum svc_stat {
 	ST_TRANSLATED = 0,     /* connect: rewritten to a backend */
 	ST_NO_BACKEND = 1,     /* connect / sendmsg refused: no backend to choose */
@@ -122,6 +141,9 @@ enum svc_stat {
 	ST_CONN_CLOSE = 7,     /* sockops: ... that left ESTABLISHED */
 	ST_DESTROYED = 8,      /* iterators: sockets of removed backends ended */
 	ST_RELEASED = 9,       /* sock_release: reverse translations forgotten */
+	ST_WAYPOINT = 10,      /* connect: sent to the service's waypoint */
+	ST_WAYPOINT_SELF = 11, /* connect: the waypoint's own connection to the service, balanced */
+	ST_TLV = 12,           /* sk_msg: first messages given the original destination TLV */
 	SVC_NR_STATS = 16,
 };
 
@@ -174,6 +196,32 @@ struct {
 	__type(key, __u64);
 	__type(value, struct rev_set);
 } svc_rev SEC(".maps");
+
+/* a socket's two ends as sockops and sk_msg both see them (sk_msg has no socket cookie) */
+struct sock_tuple_key {
+	__u32 local[4]; /* AF_INET: local[0], rest 0 */
+	__u32 remote[4];
+	__u32 local_port;  /* as the ctx gives them */
+	__u32 remote_port;
+	__u32 family;
+};
+
+/* connections redirected to a waypoint whose first message has not been sent yet (sockops puts
+ * them here when they are established) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sock_tuple_key);
+	__type(value, struct waypoint_dst);
+} waypoint_dst SEC(".maps");
+
+/* those sockets once established (sockops): svc_waypoint_msg runs on their messages */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} waypoint_socks SEC(".maps");
 
 /* backends being removed from a service: the sockets translated to them are ended by the iterators */
 struct doomed_key {
@@ -321,17 +369,18 @@ struct choice {
 	__u8 affinity_hit;
 };
 
-static __always_inline bool choose(const struct service *svc, __u64 client, struct choice *out)
+static __always_inline bool choose(struct bpf_sock_addr *ctx, const struct service *svc, struct choice *out)
 {
 	__u32 lo, hi;
 	if (!level_range(svc, &lo, &hi) || hi > svc->count || hi > SVC_MAX_BACKENDS)
 		return false;
 	__u32 n = hi - lo;
 	struct scan s = { .base = svc->base, .lo = lo, .n = n, .found = -1 };
-	struct affinity_key ak = { .client = client, .service_id = svc->id };
+	struct affinity_key ak = { .service_id = svc->id };
 	__u64 now = 0;
 
 	if (svc->affinity_timeout_s) {
+		ak.client = bpf_get_netns_cookie(ctx); /* only affinity needs the client */
 		now = bpf_ktime_get_ns();
 		struct affinity_val *a = bpf_map_lookup_elem(&affinity, &ak);
 		if (a && now - a->last_ns < (__u64)svc->affinity_timeout_s * 1000000000ULL) {
@@ -462,11 +511,14 @@ static __always_inline void remember_reverse(__u64 cookie, const struct svc_key 
 {
 	struct rev_set *rs = bpf_map_lookup_elem(&svc_rev, &cookie);
 	if (!rs) {
-		struct rev_set empty = {};
-		bpf_map_update_elem(&svc_rev, &cookie, &empty, BPF_NOEXIST);
-		rs = bpf_map_lookup_elem(&svc_rev, &cookie);
-		if (!rs)
-			return;
+		/* the socket's first datagram: one update with its first pair (no second lookup) */
+		struct rev_set first = { .next = 1 };
+		__builtin_memcpy(first.e[0].backend, b->addr, sizeof(first.e[0].backend));
+		__builtin_memcpy(first.e[0].vip, k->addr, sizeof(first.e[0].vip));
+		first.e[0].backend_port = b->port;
+		first.e[0].vip_port = k->port;
+		bpf_map_update_elem(&svc_rev, &cookie, &first, BPF_NOEXIST);
+		return;
 	}
 	__u32 i;
 	for (i = 0; i < SVC_REV_SLOTS; i++) {
@@ -486,6 +538,70 @@ static __always_inline void remember_reverse(__u64 cookie, const struct svc_key 
 	e->vip_port = k->port;
 }
 
+static __always_inline void record_origin(__u64 cookie, const struct svc_key *k, const __u32 *to, __u16 to_port,
+					  const struct service *svc, __u8 level, __u8 affinity_hit)
+{
+	struct svc_origin o = {
+		.vip_port = k->port,
+		.backend_port = to_port,
+		.family = mapped(k->addr) ? AF_INET : AF_INET6,
+		.policy = svc->policy,
+		.level = level,
+		.affinity_hit = affinity_hit,
+		.service_id = svc->id,
+	};
+	origin_addr(o.vip, k->addr);
+	origin_addr(o.backend, to);
+	bpf_map_update_elem(&svc_origin, &cookie, &o, BPF_ANY);
+}
+
+static __always_inline int refuse(void)
+{
+	stat_add(ST_NO_BACKEND, 1);
+	bpf_set_retval(-ECONNREFUSED);
+	return 0;
+}
+
+/* The caller is the waypoint itself (the waypoint's listening socket is in the caller's network
+ * namespace): its own connection to the service is balanced, not sent back to it. */
+static __always_inline bool in_waypoint(struct bpf_sock_addr *ctx, const struct service *svc, bool v4)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	if (v4) {
+		t.ipv4.daddr = svc->waypoint[3];
+		t.ipv4.dport = svc->waypoint_port;
+		sk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		__builtin_memcpy(t.ipv6.daddr, svc->waypoint, sizeof(t.ipv6.daddr));
+		t.ipv6.dport = svc->waypoint_port;
+		sk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk)
+		return false;
+	bpf_sk_release(sk);
+	return true;
+}
+
+/* A TCP connection to a service with a waypoint goes to the waypoint; svc_origin (level
+ * LEVEL_WAYPOINT) keeps its original destination for sockops and the first message (sk_msg). 1 = go on, 0 = refused, -1 = balance it. */
+static __always_inline int to_waypoint(struct bpf_sock_addr *ctx, int family, const struct svc_key *k,
+				       const struct service *svc)
+{
+	bool v4 = mapped(k->addr);
+	if (mapped(svc->waypoint) != v4)
+		return refuse();
+	if (in_waypoint(ctx, svc, v4)) {
+		stat_add(ST_WAYPOINT_SELF, 1);
+		return -1;
+	}
+	write_ctx(ctx, family, svc->waypoint, svc->waypoint_port);
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	record_origin(cookie, k, svc->waypoint, svc->waypoint_port, svc, LEVEL_WAYPOINT, 0);
+	stat_add(ST_WAYPOINT, 1);
+	return 1;
+}
+
 /* connect / sendmsg: 1 = go on (translated or not a service), 0 = refused (retval set). */
 static __always_inline int translate(struct bpf_sock_addr *ctx, int family, bool datagram)
 {
@@ -494,36 +610,23 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int family, bool
 		return 1;
 	struct svc_key k;
 	key_from_ctx(ctx, &k, family);
-	struct service *sp = bpf_map_lookup_elem(&services, &k);
-	if (!sp)
+	struct service *svc = bpf_map_lookup_elem(&services, &k);
+	if (!svc)
 		return 1;
-	struct service svc = *sp;
+	if ((svc->flags & SVC_F_WAYPOINT) && proto == IPPROTO_TCP) {
+		int r = to_waypoint(ctx, family, &k, svc);
+		if (r >= 0)
+			return r;
+	}
 	struct choice c = {};
-	if (!choose(&svc, bpf_get_netns_cookie(ctx), &c)) {
-		stat_add(ST_NO_BACKEND, 1);
-		bpf_set_retval(-ECONNREFUSED);
-		return 0;
-	}
+	if (!choose(ctx, svc, &c))
+		return refuse();
 	/* an IPv6 backend cannot be reached from an AF_INET socket, nor v4 from a v6 service */
-	if (mapped(c.be.addr) != mapped(k.addr)) {
-		stat_add(ST_NO_BACKEND, 1);
-		bpf_set_retval(-ECONNREFUSED);
-		return 0;
-	}
+	if (mapped(c.be.addr) != mapped(k.addr))
+		return refuse();
 	write_ctx(ctx, family, c.be.addr, c.be.port);
 	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct svc_origin o = {
-		.vip_port = k.port,
-		.backend_port = c.be.port,
-		.family = mapped(k.addr) ? AF_INET : AF_INET6,
-		.policy = svc.policy,
-		.level = c.be.level,
-		.affinity_hit = c.affinity_hit,
-		.service_id = svc.id,
-	};
-	origin_addr(o.vip, k.addr);
-	origin_addr(o.backend, c.be.addr);
-	bpf_map_update_elem(&svc_origin, &cookie, &o, BPF_ANY);
+	record_origin(cookie, &k, c.be.addr, c.be.port, svc, c.be.level, c.affinity_hit);
 	if (proto == IPPROTO_UDP)
 		remember_reverse(cookie, &k, &c.be);
 	stat_add(datagram ? ST_DATAGRAM : ST_TRANSLATED, 1);
@@ -633,6 +736,8 @@ int svc_getpeername6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_release")
 int svc_release(struct bpf_sock *sk)
 {
+	if (sk->protocol != IPPROTO_UDP)
+		return 1; /* only UDP sockets have reverse translations: TCP closes cost no map operation */
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	if (bpf_map_delete_elem(&svc_rev, &cookie) == 0)
 		stat_add(ST_RELEASED, 1);
@@ -670,6 +775,37 @@ int svc_sockops(struct bpf_sock_ops *skops)
 	struct svc_origin *o = bpf_map_lookup_elem(&svc_origin, &cookie);
 	if (!o)
 		return 1;
+	if (o->level == LEVEL_WAYPOINT) {
+		/* to a waypoint: its messages go through svc_waypoint_msg (the first carries the TLV) */
+		if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+			return 1;
+		struct sock_tuple_key t = { .family = skops->family };
+		if (t.family == AF_INET) {
+			t.local[0] = skops->local_ip4;
+			t.remote[0] = skops->remote_ip4;
+		} else {
+			t.local[0] = skops->local_ip6[0];
+			t.local[1] = skops->local_ip6[1];
+			t.local[2] = skops->local_ip6[2];
+			t.local[3] = skops->local_ip6[3];
+			t.remote[0] = skops->remote_ip6[0];
+			t.remote[1] = skops->remote_ip6[1];
+			t.remote[2] = skops->remote_ip6[2];
+			t.remote[3] = skops->remote_ip6[3];
+		}
+		t.local_port = skops->local_port;
+		t.remote_port = skops->remote_port;
+		struct waypoint_dst d = { .port = o->vip_port, .family = o->family };
+		__builtin_memcpy(d.addr, o->vip, sizeof(d.addr));
+		bpf_map_update_elem(&waypoint_dst, &t, &d, BPF_ANY);
+		bpf_sock_hash_update(skops, &waypoint_socks, &cookie, BPF_NOEXIST);
+		return 1;
+	}
+	/* only least-connections reads the counts: other policies' connections cost one lookup here.
+	 * (The state callback flag is per socket and another package may have set it: the policy is
+	 * checked on both sides so that only counted connections are uncounted.) */
+	if (o->policy != POL_LEAST_CONN)
+		return 1;
 	struct backend_key k;
 	origin_backend_key(&k, o);
 	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
@@ -687,6 +823,74 @@ int svc_sockops(struct bpf_sock_ops *skops)
 		stat_add(ST_CONN_CLOSE, 1);
 	}
 	return 1;
+}
+
+/* ---- the waypoint's TLV ------------------------------------------------------------------- */
+
+/* Kmesh's format, in front of the first message: type 0x01, length (4 bytes, big endian) 6 or 18,
+ * the original destination's address (4 or 16 bytes) and port (2 bytes, network order); then the
+ * end marker: type 0xfe, length 0. 16 bytes for IPv4, 28 for IPv6. */
+#define TLV_ORIG_DST 0x01
+#define TLV_END 0xfe
+#define TLV4_SIZE (1 + 4 + 4 + 2 + 1 + 4)
+#define TLV6_SIZE (1 + 4 + 16 + 2 + 1 + 4)
+
+static __always_inline void tlv_header(__u8 *p, __u8 type, __u32 len)
+{
+	p[0] = type;
+	p[1] = (__u8)(len >> 24);
+	p[2] = (__u8)(len >> 16);
+	p[3] = (__u8)(len >> 8);
+	p[4] = (__u8)len;
+}
+
+SEC("sk_msg")
+int svc_waypoint_msg(struct sk_msg_md *msg)
+{
+	struct sock_tuple_key t = { .family = msg->family };
+	if (t.family == AF_INET) {
+		t.local[0] = msg->local_ip4;
+		t.remote[0] = msg->remote_ip4;
+	} else {
+		t.local[0] = msg->local_ip6[0];
+		t.local[1] = msg->local_ip6[1];
+		t.local[2] = msg->local_ip6[2];
+		t.local[3] = msg->local_ip6[3];
+		t.remote[0] = msg->remote_ip6[0];
+		t.remote[1] = msg->remote_ip6[1];
+		t.remote[2] = msg->remote_ip6[2];
+		t.remote[3] = msg->remote_ip6[3];
+	}
+	t.local_port = msg->local_port;
+	t.remote_port = msg->remote_port;
+	struct waypoint_dst *p = bpf_map_lookup_elem(&waypoint_dst, &t);
+	if (!p)
+		return SK_PASS; /* a later message: nothing to add */
+	struct waypoint_dst d = *p;
+	bpf_map_delete_elem(&waypoint_dst, &t);
+	__u32 len = d.family == AF_INET ? TLV4_SIZE : TLV6_SIZE;
+	/* no room for the TLV: the waypoint could not read the message, so it is not sent */
+	if (bpf_msg_push_data(msg, 0, len, 0) || bpf_msg_pull_data(msg, 0, len, 0))
+		return SK_DROP;
+	__u8 *data = msg->data;
+	__u8 *end = msg->data_end;
+	if (d.family == AF_INET) {
+		if (data + TLV4_SIZE > end)
+			return SK_DROP;
+		tlv_header(data, TLV_ORIG_DST, 6);
+		__builtin_memcpy(data + 5, &d.addr[0], 4);
+		__builtin_memcpy(data + 9, &d.port, 2);
+		tlv_header(data + 11, TLV_END, 0);
+	} else {
+		if (data + TLV6_SIZE > end)
+			return SK_DROP;
+		tlv_header(data, TLV_ORIG_DST, 18);
+		__builtin_memcpy(data + 5, d.addr, 16);
+		__builtin_memcpy(data + 21, &d.port, 2);
+		tlv_header(data + 23, TLV_END, 0);
+	}
+	stat_add(ST_TLV, 1);
+	return SK_PASS;
 }
 
 /* ---- ending the connections of removed backends ------------------------------------------- */

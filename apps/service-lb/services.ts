@@ -65,6 +65,24 @@ export interface ServiceSpec {
   strictScope?: keyof typeof STRICT_SCOPES;
   /** session affinity by client, this many seconds after its last connection (0: none) */
   affinityTimeoutS?: number;
+  /**
+   * TCP connections to the VIPs of its family go to this waypoint instead of a backend (the other
+   * family's VIPs are balanced as usual); the first message carries the original destination as
+   * Kmesh's TLV. The waypoint's own connections to the service (made in the network namespace
+   * where it listens) are balanced.
+   */
+  waypoint?: { ip: string; port: number };
+}
+
+/** `10.1.0.9:15019`, `[fd00::9]:15019` or `{ address, port }` */
+export function parseWaypoint(v: unknown, at: string): { ip: string; port: number } {
+  if (typeof v === 'string') {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(v.trim());
+    if (!m) throw new InvalidError(`${at}: expected ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), got ${v}`);
+    return { ip: ip(m[1] ?? m[2], at), port: num(Number(m[3]), `${at} port`, 1, 65535) };
+  }
+  const o = (v ?? {}) as Record<string, unknown>;
+  return { ip: ip(o.address ?? o.ip, `${at}.address`), port: num(o.port, `${at}.port`, 1, 65535) };
 }
 
 // ---- YAML ---------------------------------------------------------------------------------------
@@ -154,6 +172,7 @@ export function parseServices(doc: unknown, where: string): { services: ServiceS
         : aff === 'ClientIP'
           ? 10800 // Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds
           : num((aff as Record<string, unknown>).timeoutSeconds ?? 10800, `${at}.affinity.timeoutSeconds`, 1, 86400);
+    const waypoint = opt(o, 'waypoint', parseWaypoint, at);
     return {
       name: str(o.name, `${at}.name`),
       namespace: opt(o, 'namespace', str, at) ?? 'default',
@@ -164,6 +183,7 @@ export function parseServices(doc: unknown, where: string): { services: ServiceS
       locality: opt(o, 'locality', oneOf(LOCALITIES), at) ?? 'any',
       strictScope: opt(o, 'strictScope', oneOf(['node', 'zone', 'region'] as const), at) ?? 'zone',
       affinityTimeoutS,
+      ...(waypoint ? { waypoint } : {}),
     };
   });
   return { services, node };
@@ -230,6 +250,8 @@ export interface Entry {
   locality: number;
   strictLevel: number;
   affinityTimeoutS: number;
+  /** the waypoint's address words and port (network order), or undefined */
+  waypoint?: { addr: number[]; port: number };
   slots: BackendSlot[];
   levelEnd: number[];
 }
@@ -277,6 +299,9 @@ export function entriesOf(svc: ServiceSpec, node: NodeLocality = {}): Entry[] {
         locality: LOCALITIES.indexOf(svc.locality ?? 'any'),
         strictLevel: STRICT_SCOPES[svc.strictScope ?? 'zone'],
         affinityTimeoutS: svc.affinityTimeoutS ?? 0,
+        ...(svc.waypoint && isIPv6(svc.waypoint.ip) === v6
+          ? { waypoint: { addr: addrWords(svc.waypoint.ip), port: portNet(svc.waypoint.port) } }
+          : {}),
         slots,
         levelEnd,
       });

@@ -31,6 +31,8 @@ export interface ObjectProgram {
   /** the struct its ctx argument points to, from BTF (xdp_md, __sk_buff, bpf_sock_addr, …) */
   ctxType?: string;
   insns: Insn[];
+  /** why the engine cannot load it (a relocation it does not support); insns is then empty */
+  unsupported?: VmLoadError;
 }
 
 export interface VmObjectSpec {
@@ -266,16 +268,17 @@ export function readVmObject(buf: Uint8Array): VmObjectSpec {
       const textBase = insns.length;
       const text2 = textInsns.map((i) => ({ ...i }));
       const linked = [...insns, ...text2];
-      const usesText = relocate(sec, linked, from, to, 0, textBase);
-      if (usesText && text) relocate(text, linked, 0, textInsns.length, textBase, textBase);
       const ctxType = btf && ctxTypeOf(btf, f.name);
-      programs.push({
-        name: f.name,
-        section: sec.name,
-        type: programTypeOf(sec.name),
-        ...(ctxType ? { ctxType } : {}),
-        insns: usesText ? linked : insns,
-      });
+      const prog = { name: f.name, section: sec.name, type: programTypeOf(sec.name), ...(ctxType ? { ctxType } : {}) };
+      try {
+        const usesText = relocate(sec, linked, from, to, 0, textBase);
+        if (usesText && text) relocate(text, linked, 0, textInsns.length, textBase, textBase);
+        programs.push({ ...prog, insns: usesText ? linked : insns });
+      } catch (e) {
+        // one program the engine cannot link (a callback's address for bpf_loop, …): the others still load
+        if (!(e instanceof VmLoadError)) throw e;
+        programs.push({ ...prog, insns: [], unsupported: e });
+      }
     }
   }
   return { maps, programs, progArrays, ...(btf ? { btf } : {}) };
@@ -306,6 +309,7 @@ export function loadVmObject(vm: Vm, buf: Uint8Array, opts: LoadObjectOptions = 
   const unloadable = new Map<string, Error>();
   for (const p of spec.programs) {
     try {
+      if (p.unsupported) throw p.unsupported;
       vm.load(p.name, p.insns);
     } catch (e) {
       if (!opts.lenient || !(e instanceof VmLoadError)) throw e;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { type EndpointSliceObject, ServiceWatcher, servicesOf } from '../../apps/service-lb/k8s-services.js';
+import { entriesOf } from '../../apps/service-lb/services.js';
 import { connect } from '../../src/k8s/kube.js';
 import { TestApiServer } from '../../testbed/apiserver/server.js';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
@@ -58,6 +59,25 @@ test('servicesOf: one service per port, ready endpoints on the slice port of the
   assert.deepEqual(
     servicesOf({ metadata: { name: 'h', namespace: NS }, spec: { clusterIP: 'None', ports: [{ port: 1 }] } }, []),
     [],
+  );
+});
+
+test('servicesOf: the waypoint annotation (ADDRESS:PORT, [IPv6]:PORT) names the waypoint; one that does not parse is reported and left out', () => {
+  const svc = (wp: string) => ({
+    metadata: { name: 'web', namespace: NS, annotations: { 'service-lb.kbpf.io/waypoint': wp } },
+    spec: { clusterIPs: ['10.96.1.1', 'fd00::1'], ports: [{ port: 80 }] },
+  });
+  assert.deepEqual(servicesOf(svc('10.1.0.9:15019'), [])[0]!.waypoint, { ip: '10.1.0.9', port: 15019 });
+  assert.deepEqual(servicesOf(svc('[fd00::9]:15019'), [])[0]!.waypoint, { ip: 'fd00::9', port: 15019 });
+  const warned: string[] = [];
+  const [s] = servicesOf(svc('10.1.0.9'), [], (m) => warned.push(m));
+  assert.equal(s!.waypoint, undefined);
+  assert.match(warned[0]!, /Service shop\/web: annotation service-lb\.kbpf\.io\/waypoint: expected ADDRESS:PORT/);
+  // a waypoint applies to the VIPs of its family only
+  const entries = entriesOf(servicesOf(svc('10.1.0.9:15019'), [])[0]!);
+  assert.deepEqual(
+    entries.map((e) => e.waypoint !== undefined),
+    [true, false],
   );
 });
 

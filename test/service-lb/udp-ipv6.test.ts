@@ -3,9 +3,12 @@
 // reverse map emptied when the socket is released; the same over IPv6.
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
-import { client, runServiceLb, serveUdp } from '../../testbed/service-lb/svclb-node.js';
+import { CLIENT, client, runServiceLb, serveUdp } from '../../testbed/service-lb/svclb-node.js';
 
 const UDP_PORT = 5353;
 
@@ -80,6 +83,49 @@ test('connected UDP: one backend for the socket, getpeername and the replies sho
     assert.equal(g.from, vip);
   }
   assert.equal(lb.maps.reverseCount(), 0);
+});
+
+test('connected UDP whose backend is removed: the socket is ended (bpf_sock_destroy from iter/udp), the application connects again and reaches a live backend', async (t) => {
+  const { tb, lb, pods, cl } = await bed(t, 2);
+  const vip = `10.96.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+  lb.apply(service(vip, pods, 4));
+  const log = join(tb.dir, 'udp-follow.log');
+  const child = tb.spawnInPod(cl, process.execPath, [CLIENT, 'udp-follow', vip, '53'], { log });
+  t.after(() => child.kill('SIGKILL'));
+  const lines = () =>
+    (existsSync(log) ? readFileSync(log, 'utf8') : '')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { app?: string; err?: string; connected?: string });
+  const until = async (pred: () => boolean, what: string) => {
+    const deadline = Date.now() + 10_000;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(lines())}`);
+      await sleep(20);
+    }
+  };
+  await until(() => lines().filter((l) => l.app).length >= 3, 'three replies');
+  const first = lines().find((l) => l.app)!.app!;
+  assert.ok(
+    lines().every((l) => !l.app || l.app === first),
+    'one backend for the connected socket',
+  );
+  assert.equal(lines()[0]!.connected, vip, 'getpeername: the VIP');
+  const live = pods.find((p) => p.name !== first)!;
+  const r = lb.apply(service(vip, [live], 4), { netns: [cl.netns] });
+  assert.equal(r.destroyed, 1, 'the connected UDP socket to the removed backend was ended');
+  await until(() => lines().filter((l) => l.app === live.name).length >= 3, `replies from ${live.name}`);
+  const all = lines();
+  const errAt = all.findIndex((l) => l.err);
+  assert.ok(errAt > 0, JSON.stringify(all));
+  assert.equal(all[errAt]!.err, 'ECONNABORTED', 'the application learns its socket was ended');
+  const after = all.slice(errAt + 1).filter((l) => l.app);
+  assert.ok(after.length >= 3);
+  assert.ok(
+    after.every((l) => l.app === live.name),
+    `after reconnecting only the live backend answers: ${JSON.stringify(after)}`,
+  );
+  assert.equal(all.filter((l) => l.err).length, 1, 'ended once, then the new socket stays up');
 });
 
 test('IPv6: TCP and UDP to an IPv6 VIP, balanced over IPv6 backends, the VIP seen by getpeername and recvmsg', async (t) => {

@@ -30,10 +30,12 @@ export async function runMesh(
   name = 'mesh',
   agent?: { ta: TestAgent; ref: string },
   config?: Record<string, unknown>,
+  /** run --order: where its programs go on shared hooks, by program (`before:INSTANCE`, ...) */
+  order?: Record<string, string>,
 ): Promise<MeshInstance> {
   const ta = agent?.ta ?? (await testAgent(t));
   const ref = agent?.ref ?? (await ta.build(MESH_APP_DIR));
-  await ta.agent.run({ image: ref, name, config, attach: { cgroup: tb.parentCgroup } });
+  await ta.agent.run({ image: ref, name, config, attach: { cgroup: tb.parentCgroup, ...(order ? { order } : {}) } });
   let maps: MeshMaps | null = MeshMaps.ofAgent(ta.agent, name);
   t.after(() => maps?.close());
   const inst: MeshInstance = {

@@ -8,8 +8,12 @@
 //   udp HOST PORT COUNT        one unconnected UDP socket, COUNT datagrams (sendto), a JSON line per
 //                              reply { app, from, fromPort } (from: recvmsg's source address)
 //   udp-connected HOST PORT COUNT   the same on a connected UDP socket (+ peer from getpeername)
+//   udp-follow HOST PORT       a connected UDP socket asking every 50 ms until killed, a JSON line
+//                              per reply { app }; when the socket fails (ECONNABORTED: its backend
+//                              was removed and the socket ended) { err }, then it connects again,
+//                              as an application does, and goes on
 //   serve-udp PORT NAME        answers each datagram with "app=NAME" (IPv4 and IPv6)
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 
 const [mode, a1, a2, a3] = process.argv.slice(2);
@@ -77,6 +81,38 @@ async function main(): Promise<void> {
       out('held');
       setInterval(() => {}, 1 << 30);
     }
+    return;
+  }
+  if (mode === 'udp-follow') {
+    let s: Socket | null = null;
+    let connected = false;
+    const open = () => {
+      const sock = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+      s = sock;
+      connected = false;
+      sock.on('message', (m) => out({ app: /app=(\S+)/.exec(String(m))?.[1] }));
+      sock.on('error', (e: NodeJS.ErrnoException) => fail(sock, e));
+      sock.connect(port, host, () => {
+        connected = true;
+        out({ connected: sock.remoteAddress().address });
+      });
+    };
+    const fail = (sock: Socket, e: NodeJS.ErrnoException) => {
+      if (s !== sock) return; // already replaced
+      out({ err: e.code ?? e.message });
+      s = null;
+      try {
+        sock.close();
+      } catch {
+        /* closed already */
+      }
+      open();
+    };
+    open();
+    setInterval(() => {
+      const sock = s;
+      if (sock && connected) sock.send('q', (e) => e && fail(sock, e as NodeJS.ErrnoException));
+    }, 50);
     return;
   }
   if (mode === 'udp' || mode === 'udp-connected') {

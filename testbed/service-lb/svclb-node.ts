@@ -14,6 +14,7 @@ import type { MadeIds } from '../netns.js';
 
 export const SVCLB_APP_DIR = fileURLToPath(new URL('../../../apps/service-lb/', import.meta.url));
 export const CLIENT = fileURLToPath(new URL('./client.js', import.meta.url));
+export const WAYPOINT = fileURLToPath(new URL('./waypoint.js', import.meta.url));
 
 export interface ServiceLbInstance {
   ta: TestAgent;
@@ -127,4 +128,28 @@ export async function holdConnections(
 /** A UDP server answering "app=<pod name>" on PORT in the pod (both families). */
 export function serveUdp(tb: Testbed, pod: Pod, port: number): void {
   tb.spawnInPod(pod, process.execPath, [CLIENT, 'serve-udp', String(port), pod.name]);
+}
+
+export interface WaypointLine {
+  tlv?: string;
+  dst?: string;
+  dstPort?: number;
+  err?: string;
+}
+
+/** The test bed's waypoint proxy (waypoint.ts) on PORT in the pod; lines(): what it recorded per connection. */
+export async function startWaypoint(tb: Testbed, pod: Pod, port: number): Promise<{ lines(): WaypointLine[] }> {
+  const log = join(tb.dir, `waypoint-${pod.name}.log`);
+  tb.spawnInPod(pod, process.execPath, [WAYPOINT, String(port)], { log });
+  const read = () =>
+    (existsSync(log) ? readFileSync(log, 'utf8') : '')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as WaypointLine & { listening?: string });
+  const deadline = Date.now() + 10_000;
+  while (read().filter((l) => l.listening).length < 2) {
+    if (Date.now() > deadline) throw new Error(`waypoint in ${pod.name}: not listening: ${read()}`);
+    await sleep(20);
+  }
+  return { lines: () => read().filter((l) => !('listening' in l)) };
 }
