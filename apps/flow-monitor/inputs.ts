@@ -128,3 +128,19 @@ export class PolicyVerdicts {
     };
   }
 }
+
+/**
+ * Flows of any input's log records, for a reader that does not know which package wrote them
+ * (`kubectl bpf flows` reads a deployment's logs node by node): the first input that makes a flow.
+ */
+export function anyInputFlows(collector: Collector): (rec: LogRecord) => Flow | null {
+  const env: FlowInputEnv = { collector, verdicts: new PolicyVerdicts() };
+  const inputs = Object.values(FLOW_INPUTS).map((make) => make('', env));
+  return (rec) => {
+    for (const input of inputs) {
+      const f = input.convert(rec);
+      if (f) return f;
+    }
+    return null;
+  };
+}

@@ -164,6 +164,67 @@ test('egress to a CIDR with except and a port range; ingress by namespaceSelecto
   );
 });
 
+test('IPv6: pod IPs and ipBlock CIDRs with except per family; allowed and denied IPv6 connections; an IPv6 drop names its policy', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp', { ipv6: true });
+  const np = await runNetpol(t, tb);
+  const web = await tb.addPod({ sidecar: false });
+  const client = await tb.addPod({ sidecar: false });
+  const other = await tb.addPod({ sidecar: false });
+  const v6 = (p: Pod) => p.ip6!;
+  const input: PolicyInput = {
+    pods: [
+      podIdentity(web, 'shop', { app: 'web' }),
+      podIdentity(client, 'shop', { app: 'client' }),
+      podIdentity(other, 'shop', { app: 'other' }),
+    ],
+    namespaces: [],
+    policies: [
+      policy('shop', 'web-ingress', {
+        podSelector: { matchLabels: { app: 'web' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: APP_PORT }] }],
+      }),
+      policy('shop', 'client-egress', {
+        podSelector: { matchLabels: { app: 'client' } },
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [{ ipBlock: { cidr: `${tb.subnet6}::/64`, except: [`${v6(other)}/128`] } }],
+            ports: [{ port: APP_PORT }],
+          },
+        ],
+      }),
+    ],
+  };
+  np.maps.apply(input);
+  const url = (p: Pod) => `[${v6(p)}]`;
+  assert.ok(await reaches(tb, client, url(web)), 'client -> web:80 over IPv6: in the /64, and a selected peer of web');
+  assert.ok(!(await reaches(tb, client, url(web), APP_PORT_2)), 'client -> web:8081 over IPv6: not the port');
+  assert.ok(!(await reaches(tb, other, url(web))), "other -> web:80 over IPv6: not in web's ingress");
+  assert.ok(!(await reaches(tb, client, url(other))), 'client -> other:80 over IPv6: excepted from the /64');
+  assert.ok(
+    !(await reaches(tb, client, web.ip)),
+    "client -> web:80 over IPv4: client's egress CIDR is IPv6's only (each family its own)",
+  );
+  assert.ok(await reaches(tb, web, `[${v6(other)}]`), "web's egress and other's ingress are open: IPv6 passes");
+  assert.ok(await reaches(tb, other, client.ip), 'IPv4 still flows where nothing restricts it');
+
+  let drop: DropEvent | undefined;
+  for (let i = 0; i < 50 && !drop; i++) {
+    drop = np.ta.agent.logs
+      .read('netpol')
+      .map((r) => (r as { event?: DropEvent }).event)
+      .find((e) => e && e.family === 10 && e.direction === 1 && addrText(e.daddr, 10) === v6(other));
+    if (!drop) await sleep(100);
+  }
+  assert.ok(drop, 'an IPv6 drop event for client -> other');
+  const flow = flowOfDrop(drop, { identities: new Identities(input.pods), node: 'n' });
+  assert.equal(flow.IP.ipVersion, 'IPv6');
+  assert.equal(flow.IP.source, v6(client));
+  assert.equal(flow.policy_name, 'shop/client-egress');
+  assert.deepEqual([flow.source.pod_name, flow.destination.pod_name], [client.name, other.name]);
+  assert.ok(np.maps.stats().dropped > 0n);
+});
+
 // Connects to ip:port over and over for `ms`, alternating the given ports, each attempt an HTTP
 // request with a 150 ms budget; prints {"PORT": {"ok": N, "fail": N}} at the end.
 const CHURN_CLIENT = `
