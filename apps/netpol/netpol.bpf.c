@@ -16,10 +16,6 @@
 // connection remembered from an older generation is checked again against the current one.
 // Drops go to the ring buffer `drops` (at most one record per flow and second, with the number
 // of drops it stands for, and the policy's name) and are counted per policy in `drop_counts`.
-//
-// A TCP socket whose packets passed keeps that generation in socket storage (`verdicts`): its
-// further packets pass after one socket-storage lookup, without the pod and connection lookups,
-// until another generation is applied.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -121,18 +117,6 @@ struct {
 	__type(value, struct drop_seen);
 } drop_seen SEC(".maps");
 
-/* a TCP socket's packets passed in generation `gen` (0: not known) */
-struct verdict {
-	__u32 gen;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct verdict);
-} verdicts SEC(".maps");
-
 #define NP_NAME_LEN 256
 
 /* policy id -> namespace/name, written by user space (the ids of drop events and drop_counts) */
@@ -196,7 +180,6 @@ enum np_stat {
 	ST_RECHECKED = 3, /* connections checked again after a change */
 	ST_UNTRACKED = 4, /* packets of pods whose both directions are unrestricted */
 	ST_NOT_IP = 5,    /* packets neither IPv4 nor IPv6 dropped in an isolated direction */
-	ST_CACHED = 6,    /* packets of TCP sockets that passed in this generation (socket storage) */
 	NP_NR_STATS = 8,
 };
 
@@ -317,23 +300,31 @@ static __always_inline void report_drop(struct conn_key *ck, __u32 policy_id, in
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* The TCP socket of a packet, where its packets are one connection's (not a listener's). */
-static __always_inline struct bpf_sock *conn_socket(struct __sk_buff *skb)
-{
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return NULL;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk || sk->protocol != IPPROTO_TCP || sk->state == BPF_TCP_LISTEN)
-		return NULL;
-	return sk;
-}
-
 /* Reads the packet's family, protocol, addresses and ports into ck, seen from the pod (0: no IP packet). */
 static __always_inline int parse(struct __sk_buff *skb, int dir, struct conn_key *ck, __u8 *flags)
 {
 	__u32 l4;
 	__u32 saddr[4] = {}, daddr[4] = {};
+	__u16 sport = 0, dport = 0;
+	/* the common case, read in place: IPv4 without options, TCP or UDP, its headers in the linear data */
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *iph = data;
+	if (skb->protocol == bpf_htons(ETH_P_IP) && (void *)(iph + 1) <= end && iph->ihl == 5 &&
+	    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)) {
+		__u8 *th = (void *)(iph + 1);
+		if ((void *)(th + 14) <= end) {
+			ck->family = AF_INET;
+			ck->proto = iph->protocol;
+			saddr[0] = iph->saddr;
+			daddr[0] = iph->daddr;
+			sport = bpf_ntohs(*(__u16 *)th);
+			dport = bpf_ntohs(*(__u16 *)(th + 2));
+			if (ck->proto == IPPROTO_TCP)
+				*flags = th[13];
+			goto fill;
+		}
+	}
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
@@ -355,7 +346,6 @@ static __always_inline int parse(struct __sk_buff *skb, int dir, struct conn_key
 	} else {
 		return 0;
 	}
-	__u16 sport = 0, dport = 0;
 	if (ck->proto == IPPROTO_TCP || ck->proto == IPPROTO_UDP || ck->proto == IPPROTO_SCTP) {
 		__u16 ports[2];
 		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
@@ -365,6 +355,7 @@ static __always_inline int parse(struct __sk_buff *skb, int dir, struct conn_key
 		if (ck->proto == IPPROTO_TCP)
 			bpf_skb_load_bytes(skb, l4 + 13, flags, 1);
 	}
+fill:
 	if (dir == DIR_EGRESS) {
 		__builtin_memcpy(ck->local, saddr, 16);
 		__builtin_memcpy(ck->remote, daddr, 16);
@@ -388,37 +379,12 @@ static __always_inline int to_itself(struct conn_key *ck)
 	       ck->remote[3] == ck->local[3];
 }
 
-/* A connection's socket keeps the generation its packets passed in: its next packets pass at once. */
-static __always_inline void remember(struct bpf_sock *sk, __u32 gen)
-{
-	if (!sk)
-		return;
-	struct verdict *v = bpf_sk_storage_get(&verdicts, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (v)
-		v->gen = gen;
-}
-
 static __always_inline int handle(struct __sk_buff *skb, int dir)
 {
 	__u32 zero = 0;
 	void *gen = bpf_map_lookup_elem(&policy, &zero);
 	if (!gen)
 		return 1; /* nothing applied yet */
-
-	/*
-	 * A TCP connection whose packets passed in the generation applied last passes. (User space
-	 * writes the generation's number to `meta` after switching the slot: a packet in between is
-	 * decided by the old generation, as one that came just before the switch.)
-	 */
-	struct bpf_sock *sk = conn_socket(skb);
-	if (sk) {
-		struct verdict *v = bpf_sk_storage_get(&verdicts, sk, 0, 0);
-		struct np_meta *m = bpf_map_lookup_elem(&meta, &zero);
-		if (v && m && v->gen != 0 && v->gen == m->gen) {
-			count(ST_CACHED);
-			return 1;
-		}
-	}
 
 	struct conn_key ck = {};
 	ck.cgroup = bpf_skb_cgroup_id(skb);
@@ -455,14 +421,12 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	if (c) {
 		if (c->gen == pod->f) {
 			count(ST_CONN);
-			remember(sk, pod->f);
 			return 1;
 		}
 		/* remembered from an older generation: is its first direction still allowed? */
 		count(ST_RECHECKED);
 		if (check(gen, pod, c->origin, &ck)) {
 			c->gen = pod->f;
-			remember(sk, pod->f);
 			return 1;
 		}
 		bpf_map_delete_elem(&conns, &ck);
@@ -476,7 +440,6 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	/* a new flow: remember it so that its replies pass the other direction's policy */
 	struct conn fresh = { .gen = pod->f, .origin = dir };
 	bpf_map_update_elem(&conns, &ck, &fresh, BPF_ANY);
-	remember(sk, pod->f);
 	count(ST_ALLOWED);
 	return 1;
 }
