@@ -17,10 +17,14 @@
 // each repeat measures empty, 1,000 rules, 1,000 rules, empty (ABBA, switching with one apply /
 // clear, so a trend in the machine's load hits both alike). netpol_conn_ratio_1000 is the median
 // of the per-repeat ratios (rules / no policy), with their min-max. Also printed: the time to
-// compile and apply the 2,000-rule generation (netpol_apply_ms_1000).
+// compile and apply the 2,000-rule generation (netpol_apply_ms_1000), and what a packet costs in
+// netpol's programs (the kernel's run time / run count of both, BPF stats on during the windows:
+// netpol_ns_per_packet_1000 and netpol_ns_per_packet_empty, medians of the windows) — CPU time
+// of the programs themselves, which the machine's load moves far less than the connection rate.
 // Options: --duration=S (default 3), --repeats=N (default 3), --netpol-conns=N (default 8),
 // --netpol-cpus=LIST (taskset list for the pods, default 0; =all pins nothing).
 import { performance } from 'node:perf_hooks';
+import { infoOfId, RunTimeStats } from 'kbpf/bpf';
 import type { NetworkPolicyPeer, NetworkPolicyPort, PolicyInput } from '../apps/netpol/policy.js';
 import { testAgent } from '../testbed/agent.js';
 import { APP_PORT, type Pod, Testbed } from '../testbed/mesh/testbed.js';
@@ -106,6 +110,22 @@ export const benchmark: Benchmark = {
       const none: number[] = [];
       for (let rep = 0; rep < opts.repeats; rep++) none.push(await measure());
       const np = await runNetpol(t, tb, 'netpol', { ta, ref });
+      const stats = RunTimeStats.enable();
+      cleanups.push(() => stats.close());
+      const progIds = ta.agent
+        .inspect('netpol')
+        .programs.map((p) => p.progId)
+        .filter((id): id is number => id !== undefined);
+      const runs = () =>
+        progIds.reduce(
+          (a, id) => {
+            const i = infoOfId('prog', id);
+            return { n: a.n + (i?.runCount ?? 0n), ns: a.ns + (i?.runTimeNs ?? 0n) };
+          },
+          { n: 0n, ns: 0n },
+        );
+      const nsEmpty: number[] = [];
+      const nsRules: number[] = [];
       const empty: number[] = [];
       const loaded: number[] = [];
       const ratios: number[] = [];
@@ -117,7 +137,10 @@ export const benchmark: Benchmark = {
           entries = np.maps.apply(input).entries;
           applyMs.push(performance.now() - t0);
         } else np.maps.clear();
+        const r0 = runs();
         const rps = await measure();
+        const r1 = runs();
+        if (r1.n > r0.n) (withRules ? nsRules : nsEmpty).push(Number(r1.ns - r0.ns) / Number(r1.n - r0.n));
         (withRules ? loaded : empty).push(rps);
         return rps;
       };
@@ -144,6 +167,8 @@ export const benchmark: Benchmark = {
       result('netpol_conn_ratio_1000', median(ratios).toFixed(3));
       result('netpol_conn_ratio_1000_range', `${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}`);
       result('netpol_apply_ms_1000', median(applyMs).toFixed(1));
+      result('netpol_ns_per_packet_1000', median(nsRules).toFixed(1));
+      result('netpol_ns_per_packet_empty', median(nsEmpty).toFixed(1));
     } finally {
       for (const fn of cleanups.reverse()) await fn();
     }

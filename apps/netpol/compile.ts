@@ -7,13 +7,17 @@
 //         ports hold that port. Port ranges (endPort) become aligned prefix blocks; rules without
 //         ports are the set-wide entry (every protocol: /40), rules with a protocol and no port
 //         the protocol's entry (/48), so the longest match is always the union of all that apply.
-//   peer  (peer set, IPv4 prefix) -> allowed or excepted: every CIDR and except of the union is
-//         an entry, valued by whether some rule's CIDR holds it and none of that CIDR's excepts
-//         does; pods chosen by selectors are /32 entries.
+//   peer  (peer set, IPv4 prefix) and peer6 (peer set, IPv6 prefix) -> allowed or excepted: every
+//         CIDR and except of the union is an entry of its family, valued by whether some rule's
+//         CIDR holds it and none of that CIDR's excepts does; pods chosen by selectors are /32 and
+//         /128 entries (their IPv4 and IPv6 addresses).
 // Rule sets and peer sets are shared by every pod / class with the same content.
-import type { PodIdentity } from '../shared/pods.js';
+// Named ports are resolved as Kubernetes does: an ingress rule's against the pod it protects, an
+// egress rule's against each peer pod (a rule per port number, with the pods that name it so).
 import {
+  type Cidr,
   matches,
+  type NetpolPod,
   type NetworkPolicy,
   type NetworkPolicyEgressRule,
   type NetworkPolicyIngressRule,
@@ -23,26 +27,25 @@ import {
   type PolicyInput,
   PROTOCOLS,
   parseCidr,
+  parseIp,
   policyName,
   policyTypes,
 } from './policy.js';
 
-export const KEY_SIZE = 16;
+export const KEY_SIZE = 28;
 export const VALUE_SIZE = 24;
 export const MAX_ENTRIES = 1 << 18;
 export const KIND_POD = 1;
 export const KIND_PORT = 2;
 export const KIND_PEER = 3;
+export const KIND_PEER6 = 4;
 export const INGRESS_ISOLATED = 1;
 export const EGRESS_ISOLATED = 2;
 export const ANY_PEER = 1;
 
-interface Prefix {
-  addr: number;
-  len: number;
-}
+type Prefix = Cidr;
 
-/** A CIDR with its excepts (a pod's address is a /32 without any). */
+/** A CIDR with its excepts (a pod's address is a /32 or /128 without any). */
 interface PeerBlock extends Prefix {
   except: Prefix[];
 }
@@ -62,7 +65,7 @@ interface Rule {
   ports: PortRange[];
 }
 
-export interface LocalPod extends PodIdentity {
+export interface LocalPod extends NetpolPod {
   /** the id of the pod's cgroup (what bpf_skb_cgroup_id answers for its sockets) */
   cgroupId: bigint;
 }
@@ -76,26 +79,35 @@ export interface Generation {
   peerSets: number;
 }
 
+function bits(p: Prefix): number {
+  return p.v6 ? 128 : 32;
+}
+
 function contains(outer: Prefix, inner: Prefix): boolean {
-  if (inner.len < outer.len) return false;
-  return outer.len === 0 || inner.addr >>> (32 - outer.len) === outer.addr >>> (32 - outer.len);
+  if (outer.v6 !== inner.v6 || inner.len < outer.len) return false;
+  const shift = BigInt(bits(outer) - outer.len);
+  return inner.addr >> shift === outer.addr >> shift;
 }
 
-function ipNumber(ip: string): number {
-  return ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
-}
-
-/** The pods a peer with selectors chooses (their IPv4 addresses), seen from a policy's namespace. */
-function selectedPeers(input: PolicyInput, peer: NetworkPolicyPeer, policyNs: string): PeerBlock[] {
+/** A pod's addresses as host prefixes (/32, /128). */
+function podPrefixes(pod: NetpolPod): PeerBlock[] {
   const out: PeerBlock[] = [];
-  for (const pod of input.pods) {
-    if (!pod.ip) continue;
-    const inNs = peer.namespaceSelector
-      ? matches(peer.namespaceSelector, namespaceLabels(input, pod.namespace))
-      : pod.namespace === policyNs;
-    if (inNs && matches(peer.podSelector, pod.labels)) out.push({ addr: ipNumber(pod.ip), len: 32, except: [] });
-  }
+  if (pod.ip) out.push({ ...parseIp(pod.ip), except: [] });
+  if (pod.ip6) out.push({ ...parseIp(pod.ip6), except: [] });
   return out;
+}
+
+/** Whether the peer (one of a rule's from / to) holds the pod, seen from a policy's namespace. */
+function peerHolds(input: PolicyInput, peer: NetworkPolicyPeer, policyNs: string, pod: NetpolPod): boolean {
+  if (peer.ipBlock) {
+    const c = parseCidr(peer.ipBlock.cidr, 'ipBlock.cidr');
+    const except = (peer.ipBlock.except ?? []).map((e) => parseCidr(e, 'ipBlock.except'));
+    return podPrefixes(pod).some((p) => contains(c, p) && !except.some((e) => contains(e, p)));
+  }
+  const inNs = peer.namespaceSelector
+    ? matches(peer.namespaceSelector, namespaceLabels(input, pod.namespace))
+    : pod.namespace === policyNs;
+  return inNs && matches(peer.podSelector, pod.labels);
 }
 
 function compilePeers(input: PolicyInput, peers: NetworkPolicyPeer[] | undefined, ns: string): Rule['peers'] | null {
@@ -105,34 +117,79 @@ function compilePeers(input: PolicyInput, peers: NetworkPolicyPeer[] | undefined
     if (p.ipBlock) {
       const c = parseCidr(p.ipBlock.cidr, 'ipBlock.cidr');
       out.push({ ...c, except: (p.ipBlock.except ?? []).map((e) => parseCidr(e, 'ipBlock.except')) });
-    } else out.push(...selectedPeers(input, p, ns));
+    } else for (const pod of input.pods) if (peerHolds(input, p, ns, pod)) out.push(...podPrefixes(pod));
   }
   return out;
 }
 
-function compilePorts(ports: NetworkPolicyPort[] | undefined): PortRange[] | null {
-  if (!ports || ports.length === 0) return null; // every port
-  return ports.map((p) => {
-    const proto = PROTOCOLS[p.protocol ?? 'TCP'];
-    if (p.port === undefined) return { proto, lo: 0, hi: 65535 };
-    const lo = Number(p.port);
-    return { proto, lo, hi: p.endPort ?? lo };
-  });
+/** The number a pod gives a port's name (its containers' ports), if it names it. */
+export function namedPort(pod: NetpolPod, name: string, proto: number): number | undefined {
+  return pod.ports?.find((c) => c.name === name && PROTOCOLS[c.protocol ?? 'TCP'] === proto)?.containerPort;
 }
 
-function rulesOf(input: PolicyInput, policies: NetworkPolicy[], dir: 'ingress' | 'egress'): Rule[] {
+function portRange(p: NetworkPolicyPort, number?: number): PortRange {
+  const proto = PROTOCOLS[p.protocol ?? 'TCP'];
+  if (p.port === undefined) return { proto, lo: 0, hi: 65535 };
+  const lo = number ?? Number(p.port);
+  return { proto, lo, hi: p.endPort ?? lo };
+}
+
+/**
+ * One rule of a policy as rules of the data path. Named ports: an ingress rule's are the protected
+ * pod's numbers (a name it lacks allows nothing); an egress rule's become one rule per number the
+ * peer pods give the name, each with the pods that give it that number.
+ */
+function compileRule(
+  input: PolicyInput,
+  ns: string,
+  peerList: NetworkPolicyPeer[] | undefined,
+  ports: NetworkPolicyPort[] | undefined,
+  dir: 'ingress' | 'egress',
+  pod: NetpolPod,
+): Rule[] {
+  const peers = compilePeers(input, peerList, ns);
+  const peerRule = (p: PortRange[]): Rule => ({
+    anyPeer: peers === null,
+    peers: peers ?? [],
+    anyPort: false,
+    ports: p,
+  });
+  if (!ports || ports.length === 0) return [{ ...peerRule([]), anyPort: true }];
+  const numbered = ports.filter((p) => typeof p.port !== 'string');
+  const named = ports.filter((p): p is NetworkPolicyPort & { port: string } => typeof p.port === 'string');
+  const rules: Rule[] = [];
+  if (dir === 'ingress') {
+    const resolved = named.flatMap((p) => {
+      const n = namedPort(pod, p.port, PROTOCOLS[p.protocol ?? 'TCP']);
+      return n === undefined ? [] : [portRange(p, n)];
+    });
+    rules.push(peerRule([...numbered.map((p) => portRange(p)), ...resolved]));
+    return rules;
+  }
+  if (numbered.length) rules.push(peerRule(numbered.map((p) => portRange(p))));
+  for (const p of named) {
+    const proto = PROTOCOLS[p.protocol ?? 'TCP'];
+    const byNumber = new Map<number, PeerBlock[]>();
+    for (const peer of input.pods) {
+      const n = namedPort(peer, p.port, proto);
+      if (n === undefined) continue;
+      if (peerList?.length && !peerList.some((x) => peerHolds(input, x, ns, peer))) continue;
+      byNumber.set(n, [...(byNumber.get(n) ?? []), ...podPrefixes(peer)]);
+    }
+    for (const [n, blocks] of byNumber)
+      rules.push({ anyPeer: false, peers: blocks, anyPort: false, ports: [portRange(p, n)] });
+  }
+  return rules;
+}
+
+function rulesOf(input: PolicyInput, policies: NetworkPolicy[], dir: 'ingress' | 'egress', pod: NetpolPod): Rule[] {
   const rules: Rule[] = [];
   for (const pol of policies) {
     const ns = pol.metadata.namespace ?? 'default';
     const list = dir === 'ingress' ? (pol.spec.ingress ?? []) : (pol.spec.egress ?? []);
     for (const r of list) {
-      const peers = compilePeers(
-        input,
-        dir === 'ingress' ? (r as NetworkPolicyIngressRule).from : (r as NetworkPolicyEgressRule).to,
-        ns,
-      );
-      const ports = compilePorts(r.ports);
-      rules.push({ anyPeer: peers === null, peers: peers ?? [], anyPort: ports === null, ports: ports ?? [] });
+      const peers = dir === 'ingress' ? (r as NetworkPolicyIngressRule).from : (r as NetworkPolicyEgressRule).to;
+      rules.push(...compileRule(input, ns, peers, r.ports, dir, pod));
     }
   }
   return rules;
@@ -186,10 +243,24 @@ export function portKey(set: number, proto: number | null, port: number, plen: n
 
 export function peerKey(cset: number, p: Prefix): Buffer {
   return key(40 + p.len, (d) => {
-    d[0] = KIND_PEER;
+    d[0] = p.v6 ? KIND_PEER6 : KIND_PEER;
     d.writeUInt32LE(cset, 1);
-    d.writeUInt32BE(p.addr, 5);
+    if (p.v6) {
+      d.writeBigUInt64BE(p.addr >> 64n, 5);
+      d.writeBigUInt64BE(p.addr & 0xffffffffffffffffn, 13);
+    } else d.writeUInt32BE(Number(p.addr), 5);
   });
+}
+
+/** The keys the data path looks a packet up with: its port class, then its peer (an address). */
+export function lookupKeys(
+  set: number,
+  proto: number,
+  port: number,
+  peer: string,
+): { port: Buffer; peer: (cset: number) => Buffer } {
+  const a = parseIp(peer);
+  return { port: portKey(set, proto, port, 16), peer: (cset) => peerKey(cset, a) };
 }
 
 /** Whether an address in prefix P (and in no longer prefix of the union) is allowed by the union. */
@@ -215,13 +286,14 @@ class Builder {
   /** The id of the peer set that is the union of these rules' peers (its entries made once). */
   private peerSet(rules: Rule[]): number {
     const union = rules.flatMap((r) => r.peers);
-    const sig = JSON.stringify(union.map((b) => [b.addr, b.len, b.except.map((e) => [e.addr, e.len])]).sort());
+    const text = (p: Prefix) => `${p.v6 ? 6 : 4}:${p.addr.toString(16)}/${p.len}`;
+    const sig = JSON.stringify(union.map((b) => [text(b), ...b.except.map(text)]).sort());
     let id = this.#csets.get(sig);
     if (id !== undefined) return id;
     id = this.#csets.size + 1;
     this.#csets.set(sig, id);
     const prefixes = new Map<string, Prefix>();
-    for (const b of union) for (const p of [b, ...b.except]) prefixes.set(`${p.addr}/${p.len}`, p);
+    for (const b of union) for (const p of [b, ...b.except]) prefixes.set(text(p), p);
     for (const p of prefixes.values()) this.entries.push([peerKey(id, p), value(allowedIn(p, union) ? 1 : 0)]);
     return id;
   }
@@ -233,7 +305,7 @@ class Builder {
 
   /** The id of a rule set (its port classes made once). */
   ruleSet(rules: Rule[]): number {
-    const sig = JSON.stringify(rules);
+    const sig = JSON.stringify(rules, (_, v) => (typeof v === 'bigint' ? v.toString(16) : v));
     let id = this.#sets.get(sig);
     if (id !== undefined) return id;
     id = this.#sets.size + 1;
@@ -284,8 +356,8 @@ export function compile(input: PolicyInput, pods: LocalPod[], ids: Map<string, n
     if (!ingress.length && !egress.length) continue; // unrestricted both ways
     selected.set(`${pod.namespace}/${pod.name}`, { ingress: ingress.map(policyName), egress: egress.map(policyName) });
     const flags = (ingress.length ? INGRESS_ISOLATED : 0) | (egress.length ? EGRESS_ISOLATED : 0);
-    const inSet = ingress.length ? b.ruleSet(rulesOf(input, ingress, 'ingress')) : 0;
-    const outSet = egress.length ? b.ruleSet(rulesOf(input, egress, 'egress')) : 0;
+    const inSet = ingress.length ? b.ruleSet(rulesOf(input, ingress, 'ingress', pod)) : 0;
+    const outSet = egress.length ? b.ruleSet(rulesOf(input, egress, 'egress', pod)) : 0;
     const idOf = (p: NetworkPolicy | undefined) => (p ? (ids.get(policyName(p)) ?? 0) : 0);
     b.entries.push([podKey(pod.cgroupId), value(inSet, outSet, flags, idOf(ingress[0]), idOf(egress[0]), gen)]);
   }

@@ -1,17 +1,21 @@
 // A netpol drop event (ring buffer `drops`, one record per flow and second) as a flow record of
 // apps/flow-monitor/flow.ts: verdict DROPPED, drop_reason_desc POLICY_DENIED, policy_name the
 // namespace/name of the policy that selects the pod in that direction (for a default deny, the
-// selecting policy), endpoints named from the pod declarations. flow-monitor's collector takes
-// these as one of its inputs (the events as `kbpf logs` / the agent's log store keep them).
-import type { Endpoint, Flow, L4 } from '../flow-monitor/flow.js';
-import { type PodIdentity, workloadOf } from '../shared/pods.js';
+// selecting policy) — the event carries the name, so a record is complete on its own, also read
+// from a node's log far from the instance's maps. Endpoints are named from the pod identities
+// (the pod's own cgroup for the local end). `kbpf flows` reads a running netpol instance as one of
+// its inputs (apps/flow-monitor/inputs.ts).
+import { addrText } from '../flow-monitor/collector.js';
+import type { Flow, L4 } from '../flow-monitor/flow.js';
+import { endpointOf } from '../flow-monitor/identities.js';
+import type { PodIdentity } from '../shared/pods.js';
 
-/** A record of `drops` as decoded from BTF (struct drop_event in netpol.bpf.c). */
+/** A record of `drops` as the agent logs it (struct drop_event in netpol.bpf.c). */
 export interface DropEvent {
-  cgroup_id: number | bigint;
-  /** network-order u32 (as decoded), or dotted quad */
-  saddr: number | string;
-  daddr: number | string;
+  cgroup_id: number | bigint | string;
+  /** 16 bytes (hex, or the bytes), IPv4 as ::ffff:a.b.c.d */
+  saddr: number[] | string;
+  daddr: number[] | string;
   sport: number;
   dport: number;
   policy_id: number;
@@ -20,36 +24,21 @@ export interface DropEvent {
   /** 0 ingress, 1 egress */
   direction: number;
   tcp_flags: number;
+  /** 2 IPv4, 10 IPv6 */
+  family: number;
+  /** namespace/name of the policy (empty when the id had no name) */
+  policy: string;
 }
 
 export interface DropContext {
-  /** policy id -> namespace/name (NetpolMaps.policyNames()) */
-  policyNames: Map<number, string>;
-  /** the declared pods (their IPs name the endpoints) */
-  pods: PodIdentity[];
   node: string;
+  /** the pod of an address, or (the local end) of a cgroup id */
+  identities: { lookup(ip: string, cgroupId?: string): PodIdentity | undefined };
   /** when the event was read (default now) */
-  time?: Date;
+  time?: string;
 }
 
 export const POLICY_DENIED = 'POLICY_DENIED';
-
-/** A network-order u32 as the codec decodes it (its little-endian reading) -> dotted quad. */
-export function ipOf(v: number | string): string {
-  if (typeof v === 'string') return v;
-  return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24].join('.');
-}
-
-function endpoint(ip: string, pods: PodIdentity[]): Endpoint {
-  const p = pods.find((x) => x.ip === ip);
-  if (!p) return {};
-  return {
-    namespace: p.namespace,
-    pod_name: p.name,
-    labels: Object.entries(p.labels).map(([k, v]) => `${k}=${v}`),
-    workload: workloadOf(p),
-  };
-}
 
 const FLAGS = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
 
@@ -63,26 +52,28 @@ function l4Of(e: DropEvent): L4 {
   }
   if (e.proto === 17) return { UDP: { source_port: e.sport, destination_port: e.dport } };
   if (e.proto === 1) return { ICMPv4: { type: 0, code: 0 } };
+  if (e.proto === 58) return { ICMPv6: { type: 0, code: 0 } };
   return {};
 }
 
 /** The flow record of one drop event (`packets_sent`: the drops it stands for). */
 export function flowOfDrop(e: DropEvent, ctx: DropContext): Flow {
-  const source = ipOf(e.saddr);
-  const destination = ipOf(e.daddr);
+  const source = addrText(e.saddr, e.family);
+  const destination = addrText(e.daddr, e.family);
   const egress = e.direction === 1;
-  const policy = ctx.policyNames.get(e.policy_id);
+  const cgroup = String(e.cgroup_id);
+  const ids = ctx.identities;
   return {
-    time: (ctx.time ?? new Date()).toISOString(),
-    flow_id: `netpol:${ctx.node}:${e.proto}:${source}:${e.sport}:${destination}:${e.dport}`,
+    time: ctx.time ?? new Date().toISOString(),
+    flow_id: `${ctx.node}/netpol/${e.proto}/${source}/${e.sport}/${destination}/${e.dport}`,
     node_name: ctx.node,
     verdict: 'DROPPED',
     drop_reason_desc: POLICY_DENIED,
-    ...(policy ? { policy_name: policy } : {}),
-    IP: { source, destination, ipVersion: 'IPv4' },
+    ...(e.policy ? { policy_name: e.policy } : {}),
+    IP: { source, destination, ipVersion: e.family === 10 ? 'IPv6' : 'IPv4' },
     l4: l4Of(e),
-    source: endpoint(source, ctx.pods),
-    destination: endpoint(destination, ctx.pods),
+    source: endpointOf(egress ? ids.lookup(source, cgroup) : ids.lookup(source)),
+    destination: endpointOf(egress ? ids.lookup(destination) : ids.lookup(destination, cgroup)),
     traffic_direction: egress ? 'EGRESS' : 'INGRESS',
     state: 'CLOSED',
     traffic: {

@@ -10,10 +10,24 @@ import { podIdentityOf } from '../shared/pods.js';
 import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import type { LocalPod } from './compile.js';
 import { type Applied, NetpolMaps } from './netpol.js';
-import { checkPolicy, type NetworkPolicy, type PolicyInput, policyName } from './policy.js';
+import {
+  type ContainerPort,
+  checkPolicy,
+  type NetpolPod,
+  type NetworkPolicy,
+  type PolicyInput,
+  PROTOCOLS,
+  type Protocol,
+  policyName,
+} from './policy.js';
 
 type Obj<T> = T & { metadata: ObjectMeta };
-type PodObj = Obj<PodObject & { metadata: { labels?: Record<string, string> } }>;
+type PodObj = Obj<
+  PodObject & {
+    metadata: { labels?: Record<string, string> };
+    spec?: { containers?: { name: string; ports?: { name?: string; containerPort?: number; protocol?: string }[] }[] };
+  }
+>;
 type NamespaceObj = Obj<{ metadata: { labels?: Record<string, string> } }>;
 
 export interface NetpolWatcherOptions {
@@ -40,6 +54,18 @@ function withFrom(raw: unknown): unknown {
   if (!p?.spec?.ingress?.some((r) => r && '_from' in r)) return raw;
   const ingress = p.spec.ingress.map(({ _from, ...r }) => (_from !== undefined ? { ...r, from: _from } : r));
   return { ...p, spec: { ...p.spec, ingress } };
+}
+
+/** A Pod's container ports (what its policies' named ports resolve to), the valid ones. */
+export function containerPorts(pod: PodObj): ContainerPort[] {
+  const out: ContainerPort[] = [];
+  for (const c of pod.spec?.containers ?? [])
+    for (const p of c.ports ?? []) {
+      const protocol = (p.protocol ?? 'TCP') as Protocol;
+      if (typeof p.containerPort !== 'number' || !(protocol in PROTOCOLS)) continue;
+      out.push({ containerPort: p.containerPort, protocol, ...(p.name ? { name: p.name } : {}) });
+    }
+  return out;
 }
 
 /** A policy as netpol enforces it: checked, or (when it cannot be) selecting its pods with no rule. */
@@ -155,12 +181,13 @@ export class NetpolWatcher {
       name: n.metadata.name ?? '',
       labels: n.metadata.labels ?? {},
     }));
-    const pods = [];
+    const pods: NetpolPod[] = [];
     const local: LocalPod[] = [];
     for (const pod of this.#pods.values()) {
       if (pod.spec?.hostNetwork || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') continue;
-      const id = podIdentityOf(pod);
-      if (!id.ip) continue;
+      const ports = containerPorts(pod);
+      const id: NetpolPod = { ...podIdentityOf(pod), ...(ports.length ? { ports } : {}) };
+      if (!id.ip && !id.ip6) continue;
       pods.push(id);
       if (pod.spec?.nodeName !== this.opts.nodeName) continue;
       const key = `${id.namespace}/${id.name}`;

@@ -7,7 +7,7 @@
 // (bpf_skb_cgroup_id). The policies are compiled in user space (policy.ts, compile.ts) into one
 // LPM trie, a whole generation: the pods (cgroup id -> their rule set per direction), the port
 // classes of each rule set (set, protocol, port prefix -> a peer set), the peers of each class
-// (peer set, IPv4 prefix -> allowed / excepted). The trie sits in slot 0 of the array of maps
+// (peer set, IPv4 or IPv6 prefix -> allowed / excepted). The trie sits in slot 0 of the array of maps
 // `policy`; a change builds a new trie and replaces that one slot, so a packet sees either the
 // old generation or the new one, never a mix. Each packet looks the slot up once.
 //
@@ -15,19 +15,23 @@
 // direction have their replies allowed through the per-pod connection table `conns` (LRU). A
 // connection remembered from an older generation is checked again against the current one.
 // Drops go to the ring buffer `drops` (at most one record per flow and second, with the number
-// of drops it stands for) and are counted per policy in `drop_counts`.
+// of drops it stands for, and the policy's name) and are counted per policy in `drop_counts`.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <kbpf.h>
 
 #define ETH_P_IP 0x0800
-#define NP_KEY_BYTES 12
+#define ETH_P_IPV6 0x86DD
+#define NP_KEY_BYTES 24
+#define AF_INET 2
+#define AF_INET6 10
 
 /* kinds of entries in a policy generation (first byte of the key's data) */
 #define NP_POD 1
 #define NP_PORT 2
-#define NP_PEER 3
+#define NP_PEER 3  /* IPv4 prefixes */
+#define NP_PEER6 4 /* IPv6 prefixes */
 
 /* pod flags */
 #define NP_INGRESS_ISOLATED 1
@@ -52,7 +56,7 @@ struct np_key {
  *   pod:  a = ingress rule set, b = egress rule set, c = flags, d = ingress policy id,
  *         e = egress policy id (the policies named on a drop), f = generation
  *   port: a = peer set, b = flags (NP_ANY_PEER: every peer)
- *   peer: a = 1 allowed, 0 excepted
+ *   peer, peer6: a = 1 allowed, 0 excepted
  */
 struct np_value {
 	__u32 a, b, c, d, e, f;
@@ -77,13 +81,14 @@ struct {
 /* a pod's view of a flow */
 struct conn_key {
 	__u64 cgroup;
-	__u32 remote; /* network order */
-	__u32 local;
+	__u32 remote[4]; /* network order; IPv4 in [0], the rest 0 */
+	__u32 local[4];
 	__u16 rport; /* host order */
 	__u16 lport;
 	__u8 proto;
 	__u8 dir; /* conns: 0; drop_seen: the direction of the drop */
-	__u8 pad[2];
+	__u8 family; /* AF_INET, AF_INET6 */
+	__u8 pad;
 };
 
 struct conn {
@@ -112,10 +117,18 @@ struct {
 	__type(value, struct drop_seen);
 } drop_seen SEC(".maps");
 
+#define NP_NAME_LEN 256
+
+/* policy id -> namespace/name, written by user space (the ids of drop events and drop_counts) */
+struct policy_name {
+	char name[NP_NAME_LEN];
+};
+
+/* A drop, complete on its own: `kbpf flows` shows it without the instance's maps. */
 struct drop_event {
 	__u64 cgroup_id; /* the pod's cgroup */
-	__u32 saddr;     /* network order, as on the wire */
-	__u32 daddr;
+	__u8 saddr[16];  /* as on the wire; IPv4 as ::ffff:a.b.c.d */
+	__u8 daddr[16];
 	__u16 sport; /* host order */
 	__u16 dport;
 	__u32 policy_id; /* the policy (id in policy_names) that selects the pod in that direction */
@@ -123,10 +136,11 @@ struct drop_event {
 	__u8 proto;
 	__u8 direction; /* 0 ingress, 1 egress */
 	__u8 tcp_flags;
-	__u8 pad;
+	__u8 family; /* AF_INET, AF_INET6 */
+	char policy[NP_NAME_LEN]; /* the policy's namespace/name (policy_names) */
 };
 
-KBPF_RINGBUF(drops, 256 * 1024, struct drop_event);
+KBPF_RINGBUF(drops, 1024 * 1024, struct drop_event);
 
 /* drops per policy id */
 struct {
@@ -135,11 +149,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } drop_counts SEC(".maps");
-
-/* policy id -> namespace/name, written by user space (the ids of drop events and drop_counts) */
-struct policy_name {
-	char name[256];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -170,7 +179,7 @@ enum np_stat {
 	ST_DROPPED = 2,   /* packets dropped */
 	ST_RECHECKED = 3, /* connections checked again after a change */
 	ST_UNTRACKED = 4, /* packets of pods whose both directions are unrestricted */
-	ST_NOT_IPV4 = 5,  /* non-IPv4 packets dropped in an isolated direction */
+	ST_NOT_IP = 5,    /* packets neither IPv4 nor IPv6 dropped in an isolated direction */
 	NP_NR_STATS = 8,
 };
 
@@ -193,9 +202,10 @@ static __always_inline void count(int which)
 		s->c[which]++;
 }
 
-/* Is a peer on `port` allowed by rule set `set`? (the port class, then the peer prefix) */
-static __always_inline int allowed(void *gen, __u32 set, __u8 proto, __u16 port, __u32 peer)
+/* Is the peer on `port` allowed by rule set `set`? (the port class, then the peer prefix) */
+static __always_inline int allowed(void *gen, __u32 set, __u16 port, struct conn_key *ck)
 {
+	__u8 proto = ck->proto;
 	struct np_key k = {};
 	k.prefixlen = 64; /* kind, set, protocol, port */
 	k.data[0] = NP_PORT;
@@ -209,10 +219,16 @@ static __always_inline int allowed(void *gen, __u32 set, __u8 proto, __u16 port,
 	if (cls->b & NP_ANY_PEER)
 		return 1;
 	struct np_key p = {};
-	p.prefixlen = 72; /* kind, peer set, address */
-	p.data[0] = NP_PEER;
 	__builtin_memcpy(&p.data[1], &cls->a, 4);
-	__builtin_memcpy(&p.data[5], &peer, 4);
+	if (ck->family == AF_INET6) {
+		p.prefixlen = 168; /* kind, peer set, address */
+		p.data[0] = NP_PEER6;
+		__builtin_memcpy(&p.data[5], ck->remote, 16);
+	} else {
+		p.prefixlen = 72;
+		p.data[0] = NP_PEER;
+		__builtin_memcpy(&p.data[5], ck->remote, 4);
+	}
 	struct np_value *v = bpf_map_lookup_elem(gen, &p);
 	return v && v->a;
 }
@@ -221,11 +237,11 @@ static __always_inline int allowed(void *gen, __u32 set, __u8 proto, __u16 port,
 static __always_inline int check(void *gen, struct np_value *pod, int dir, struct conn_key *ck)
 {
 	if (dir == DIR_INGRESS)
-		return !(pod->c & NP_INGRESS_ISOLATED) || allowed(gen, pod->a, ck->proto, ck->lport, ck->remote);
-	return !(pod->c & NP_EGRESS_ISOLATED) || allowed(gen, pod->b, ck->proto, ck->rport, ck->remote);
+		return !(pod->c & NP_INGRESS_ISOLATED) || allowed(gen, pod->a, ck->lport, ck);
+	return !(pod->c & NP_EGRESS_ISOLATED) || allowed(gen, pod->b, ck->rport, ck);
 }
 
-static __always_inline void report_drop(struct conn_key *ck, struct iphdr *ip, __u32 policy_id, int dir, __u8 flags)
+static __always_inline void report_drop(struct conn_key *ck, __u32 policy_id, int dir, __u8 flags)
 {
 	__u64 *n = bpf_map_lookup_elem(&drop_counts, &policy_id);
 	if (n) {
@@ -257,8 +273,17 @@ static __always_inline void report_drop(struct conn_key *ck, struct iphdr *ip, _
 	if (!e)
 		return;
 	e->cgroup_id = ck->cgroup;
-	e->saddr = ip->saddr;
-	e->daddr = ip->daddr;
+	__u32 *src = dir == DIR_EGRESS ? ck->local : ck->remote;
+	__u32 *dst = dir == DIR_EGRESS ? ck->remote : ck->local;
+	if (ck->family == AF_INET6) {
+		__builtin_memcpy(e->saddr, src, 16);
+		__builtin_memcpy(e->daddr, dst, 16);
+	} else {
+		__u32 mapped[4] = { 0, 0, bpf_htonl(0xffff), src[0] };
+		__builtin_memcpy(e->saddr, mapped, 16);
+		mapped[3] = dst[0];
+		__builtin_memcpy(e->daddr, mapped, 16);
+	}
 	e->sport = dir == DIR_EGRESS ? ck->lport : ck->rport;
 	e->dport = dir == DIR_EGRESS ? ck->rport : ck->lport;
 	e->policy_id = policy_id;
@@ -266,8 +291,92 @@ static __always_inline void report_drop(struct conn_key *ck, struct iphdr *ip, _
 	e->proto = ck->proto;
 	e->direction = dir;
 	e->tcp_flags = flags;
-	e->pad = 0;
+	e->family = ck->family;
+	struct policy_name *pn = bpf_map_lookup_elem(&policy_names, &policy_id);
+	if (pn)
+		__builtin_memcpy(e->policy, pn->name, NP_NAME_LEN);
+	else
+		e->policy[0] = 0;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* Reads the packet's family, protocol, addresses and ports into ck, seen from the pod (0: no IP packet). */
+static __always_inline int parse(struct __sk_buff *skb, int dir, struct conn_key *ck, __u8 *flags)
+{
+	__u32 l4;
+	__u32 saddr[4] = {}, daddr[4] = {};
+	__u16 sport = 0, dport = 0;
+	/* the common case, read in place: IPv4 without options, TCP or UDP, its headers in the linear data */
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *iph = data;
+	if (skb->protocol == bpf_htons(ETH_P_IP) && (void *)(iph + 1) <= end && iph->ihl == 5 &&
+	    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)) {
+		__u8 *th = (void *)(iph + 1);
+		if ((void *)(th + 14) <= end) {
+			ck->family = AF_INET;
+			ck->proto = iph->protocol;
+			saddr[0] = iph->saddr;
+			daddr[0] = iph->daddr;
+			sport = bpf_ntohs(*(__u16 *)th);
+			dport = bpf_ntohs(*(__u16 *)(th + 2));
+			if (ck->proto == IPPROTO_TCP)
+				*flags = th[13];
+			goto fill;
+		}
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
+			return 0;
+		ck->family = AF_INET;
+		ck->proto = ip.protocol;
+		saddr[0] = ip.saddr;
+		daddr[0] = ip.daddr;
+		l4 = ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+			return 0;
+		ck->family = AF_INET6;
+		ck->proto = ip6.nexthdr; /* an extension header: its type, no ports */
+		__builtin_memcpy(saddr, &ip6.saddr, 16);
+		__builtin_memcpy(daddr, &ip6.daddr, 16);
+		l4 = sizeof(ip6);
+	} else {
+		return 0;
+	}
+	if (ck->proto == IPPROTO_TCP || ck->proto == IPPROTO_UDP || ck->proto == IPPROTO_SCTP) {
+		__u16 ports[2];
+		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+			return 0;
+		sport = bpf_ntohs(ports[0]);
+		dport = bpf_ntohs(ports[1]);
+		if (ck->proto == IPPROTO_TCP)
+			bpf_skb_load_bytes(skb, l4 + 13, flags, 1);
+	}
+fill:
+	if (dir == DIR_EGRESS) {
+		__builtin_memcpy(ck->local, saddr, 16);
+		__builtin_memcpy(ck->remote, daddr, 16);
+		ck->lport = sport, ck->rport = dport;
+	} else {
+		__builtin_memcpy(ck->local, daddr, 16);
+		__builtin_memcpy(ck->remote, saddr, 16);
+		ck->lport = dport, ck->rport = sport;
+	}
+	return 1;
+}
+
+/* The pod talking to itself (loopback, its own address) is not a network policy's business. */
+static __always_inline int to_itself(struct conn_key *ck)
+{
+	if (ck->family == AF_INET)
+		return (ck->remote[0] & 0xff) == 127 || ck->remote[0] == ck->local[0];
+	if (ck->remote[0] == 0 && ck->remote[1] == 0 && ck->remote[2] == 0 && ck->remote[3] == bpf_htonl(1))
+		return 1; /* ::1 */
+	return ck->remote[0] == ck->local[0] && ck->remote[1] == ck->local[1] && ck->remote[2] == ck->local[2] &&
+	       ck->remote[3] == ck->local[3];
 }
 
 static __always_inline int handle(struct __sk_buff *skb, int dir)
@@ -290,33 +399,14 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	}
 	__u32 isolated = pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED);
 
-	struct iphdr ip;
-	if (skb->protocol != bpf_htons(ETH_P_IP) || bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0) {
+	__u8 flags = 0;
+	if (!parse(skb, dir, &ck, &flags)) {
 		if (!isolated)
 			return 1;
-		count(ST_NOT_IPV4); /* IPv6 is not enforced yet: an isolated direction fails closed */
+		count(ST_NOT_IP); /* an isolated direction fails closed */
 		return 0;
 	}
-	__u16 sport = 0, dport = 0;
-	__u8 flags = 0;
-	__u32 l4 = ip.ihl * 4;
-	if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP || ip.protocol == IPPROTO_SCTP) {
-		__u16 ports[2];
-		if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
-			return isolated ? 0 : 1;
-		sport = bpf_ntohs(ports[0]);
-		dport = bpf_ntohs(ports[1]);
-		if (ip.protocol == IPPROTO_TCP)
-			bpf_skb_load_bytes(skb, l4 + 13, &flags, 1);
-	}
-	ck.proto = ip.protocol;
-	if (dir == DIR_EGRESS) {
-		ck.local = ip.saddr, ck.remote = ip.daddr, ck.lport = sport, ck.rport = dport;
-	} else {
-		ck.local = ip.daddr, ck.remote = ip.saddr, ck.lport = dport, ck.rport = sport;
-	}
-	/* the pod talking to itself (loopback, its own address) is not a network policy's business */
-	if ((ck.remote & 0xff) == 127 || ck.remote == ck.local)
+	if (to_itself(&ck))
 		return 1;
 
 	/*
@@ -340,11 +430,11 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 			return 1;
 		}
 		bpf_map_delete_elem(&conns, &ck);
-		report_drop(&ck, &ip, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		report_drop(&ck, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
 		return 0;
 	}
 	if (!check(gen, pod, dir, &ck)) {
-		report_drop(&ck, &ip, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		report_drop(&ck, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
 		return 0;
 	}
 	/* a new flow: remember it so that its replies pass the other direction's policy */

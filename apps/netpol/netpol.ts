@@ -13,7 +13,7 @@ import { type PolicyInput, policyName } from './policy.js';
 const BPF_F_NO_PREALLOC = 1;
 const MAX_POLICIES = 4096;
 
-export const STATS = ['allowed', 'conn', 'dropped', 'rechecked', 'untracked', 'not_ipv4'] as const;
+export const STATS = ['allowed', 'conn', 'dropped', 'rechecked', 'untracked', 'not_ip'] as const;
 export type NetpolStats = Record<(typeof STATS)[number], bigint>;
 
 export interface Applied {

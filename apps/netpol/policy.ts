@@ -13,9 +13,10 @@
 //   namespaces:
 //     - { name: shop, labels: { team: a } }
 //   pods:
-//     - { namespace: shop, name: web-1, labels: { app: web }, ip: 10.1.0.5, cgroup: /sys/fs/cgroup/unified/pods/web-1 }
+//     - { namespace: shop, name: web-1, labels: { app: web }, ip: 10.1.0.5, ip6: fd00::5,
+//         cgroup: /sys/fs/cgroup/unified/pods/web-1, ports: [{ name: http, containerPort: 8080 }] }
 import { readFileSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { parse } from 'yaml';
 import { InvalidError } from '../../src/errors.js';
 import { type PodIdentity, parsePodIdentities } from '../shared/pods.js';
@@ -46,7 +47,7 @@ export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 
 export interface NetworkPolicyPort {
   protocol?: Protocol;
-  /** a number; named ports are not supported (pods are declared without their container ports) */
+  /** a number, or the name of a container port of the pods (resolved as Kubernetes does) */
   port?: number | string;
   endPort?: number;
 }
@@ -76,10 +77,22 @@ export interface NamespaceIdentity {
   labels: Record<string, string>;
 }
 
+/** A container port of a pod (what a named port in a policy resolves to). */
+export interface ContainerPort {
+  name?: string;
+  containerPort: number;
+  protocol?: Protocol;
+}
+
+/** A pod as netpol sees it: its identity and its containers' ports. */
+export interface NetpolPod extends PodIdentity {
+  ports?: ContainerPort[];
+}
+
 /** Everything one generation is compiled from. */
 export interface PolicyInput {
   policies: NetworkPolicy[];
-  pods: PodIdentity[];
+  pods: NetpolPod[];
   namespaces: NamespaceIdentity[];
 }
 
@@ -117,15 +130,62 @@ export function namespaceLabels(input: Pick<PolicyInput, 'namespaces'>, ns: stri
   return { 'kubernetes.io/metadata.name': ns, ...declared };
 }
 
-/** A CIDR's address and length, checked (IPv4 only: netpol enforces IPv4). */
-export function parseCidr(c: string, where: string): { addr: number; len: number } {
+/** An IPv4 or IPv6 prefix: the address as a number of 32 or 128 bits (host bits zero), its length. */
+export interface Cidr {
+  v6: boolean;
+  addr: bigint;
+  len: number;
+}
+
+function ipBits(ip: string): bigint {
+  if (isIPv4(ip)) return ip.split('.').reduce((a, o) => (a << 8n) | BigInt(Number(o)), 0n);
+  let text = ip;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(ip);
+  if (v4) {
+    const n = ipBits(v4[1]!);
+    text = `${ip.slice(0, v4.index)}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const words = (part: string | undefined) => (part ? part.split(':') : []);
+  const h = words(head);
+  const t = words(tail);
+  const all = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return all.reduce((a, w) => (a << 16n) | BigInt(Number.parseInt(w, 16)), 0n);
+}
+
+/** An address as a host prefix (/32, /128). */
+export function parseIp(ip: string): Cidr {
+  if (isIPv4(ip)) return { v6: false, addr: ipBits(ip), len: 32 };
+  if (isIPv6(ip)) return { v6: true, addr: ipBits(ip), len: 128 };
+  throw new InvalidError(`not an IP address: ${JSON.stringify(ip)}`);
+}
+
+/** A CIDR (IPv4 or IPv6), checked; its host bits cleared as the API server's masking does. */
+export function parseCidr(c: string, where: string): Cidr {
   const [ip, lenS, extra] = c.split('/');
   const len = Number(lenS);
-  if (extra !== undefined || !ip || !isIPv4(ip) || lenS === undefined || !Number.isInteger(len) || len < 0 || len > 32)
-    throw new InvalidError(`${where}: not an IPv4 CIDR: ${JSON.stringify(c)} (netpol enforces IPv4 only)`);
-  const addr = ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  return { addr: (addr & mask) >>> 0, len };
+  const v6 = !!ip && isIPv6(ip);
+  const max = v6 ? 128 : 32;
+  if (
+    extra !== undefined ||
+    !ip ||
+    !(v6 || isIPv4(ip)) ||
+    lenS === undefined ||
+    !/^\d+$/.test(lenS) ||
+    !Number.isInteger(len) ||
+    len < 0 ||
+    len > max
+  )
+    throw new InvalidError(`${where}: not an IPv4 or IPv6 CIDR: ${JSON.stringify(c)}`);
+  const shift = BigInt(max - len);
+  return { v6, addr: (ipBits(ip) >> shift) << shift, len };
+}
+
+/** Kubernetes' IANA_SVC_NAME: what a named port may be. */
+const PORT_NAME = /^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+
+function isPortName(n: string): boolean {
+  return n.length <= 15 && PORT_NAME.test(n) && !n.includes('--');
 }
 
 function checkSelector(sel: unknown, where: string): void {
@@ -151,7 +211,8 @@ function checkPeers(peers: NetworkPolicyPeer[] | undefined, where: string): void
       const c = parseCidr(p.ipBlock.cidr, `${at}.ipBlock.cidr`);
       for (const [j, e] of (p.ipBlock.except ?? []).entries()) {
         const x = parseCidr(e, `${at}.ipBlock.except[${j}]`);
-        const within = x.len >= c.len && (c.len === 0 || x.addr >>> (32 - c.len) === c.addr >>> (32 - c.len));
+        const shift = BigInt((c.v6 ? 128 : 32) - c.len);
+        const within = x.v6 === c.v6 && x.len >= c.len && x.addr >> shift === c.addr >> shift;
         if (!within) throw new InvalidError(`${at}.ipBlock.except[${j}]: ${e} is not within ${p.ipBlock.cidr}`);
       }
     } else if (!p.podSelector && !p.namespaceSelector) {
@@ -167,8 +228,12 @@ function checkPorts(ports: NetworkPolicyPort[] | undefined, where: string): void
     const at = `${where}[${i}]`;
     if (p.protocol !== undefined && !(p.protocol in PROTOCOLS))
       throw new InvalidError(`${at}.protocol: ${JSON.stringify(p.protocol)} (TCP, UDP or SCTP)`);
-    if (typeof p.port === 'string')
-      throw new InvalidError(`${at}.port: named port ${JSON.stringify(p.port)} is not supported (give the number)`);
+    if (typeof p.port === 'string') {
+      if (!isPortName(p.port))
+        throw new InvalidError(`${at}.port: ${JSON.stringify(p.port)} is neither a port number nor a port name`);
+      if (p.endPort !== undefined) throw new InvalidError(`${at}.endPort: not with a named port (${p.port})`);
+      continue;
+    }
     if (p.port !== undefined && !(Number.isInteger(p.port) && p.port >= 1 && p.port <= 65535))
       throw new InvalidError(`${at}.port: ${p.port} is not a port`);
     if (p.endPort !== undefined) {
@@ -220,7 +285,34 @@ export function parsePolicyFile(doc: unknown, where: string): PolicyInput {
     if (typeof n?.name !== 'string') throw new InvalidError(`${where}: namespaces[${i}]: needs a name`);
     return { name: n.name, labels: (n.labels ?? {}) as Record<string, string> };
   });
-  return { policies, namespaces, pods: d.pods === undefined ? [] : parsePodIdentities(d, where) };
+  const ids = d.pods === undefined ? [] : parsePodIdentities(d, where);
+  const pods = ids.map((id, i) => {
+    const ports = checkContainerPorts((d.pods as { ports?: unknown }[])[i]?.ports, `${where}: pods[${i}].ports`);
+    return ports ? { ...id, ports } : id;
+  });
+  return { policies, namespaces, pods };
+}
+
+/** A pod's container ports (Pod spec.containers[].ports, or a policy file's `pods[].ports`), checked. */
+export function checkContainerPorts(raw: unknown, where: string): ContainerPort[] | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (!Array.isArray(raw)) throw new InvalidError(`${where}: must be a list`);
+  return raw.map((x, i) => {
+    const c = (x ?? {}) as { name?: unknown; containerPort?: unknown; protocol?: unknown };
+    const at = `${where}[${i}]`;
+    const n = c.containerPort;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535)
+      throw new InvalidError(`${at}.containerPort: ${JSON.stringify(n)} is not a port`);
+    if (c.protocol !== undefined && !(typeof c.protocol === 'string' && c.protocol in PROTOCOLS))
+      throw new InvalidError(`${at}.protocol: ${JSON.stringify(c.protocol)} (TCP, UDP or SCTP)`);
+    if (c.name !== undefined && !(typeof c.name === 'string' && isPortName(c.name)))
+      throw new InvalidError(`${at}.name: ${JSON.stringify(c.name)} is not a port name`);
+    return {
+      containerPort: n,
+      ...(c.name !== undefined ? { name: c.name as string } : {}),
+      ...(c.protocol !== undefined ? { protocol: c.protocol as Protocol } : {}),
+    };
+  });
 }
 
 export function readPolicyFile(file: string): PolicyInput {

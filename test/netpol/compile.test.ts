@@ -7,9 +7,8 @@ import {
   compile,
   EGRESS_ISOLATED,
   INGRESS_ISOLATED,
-  KIND_PEER,
-  KIND_PORT,
   type LocalPod,
+  lookupKeys,
   podKey,
   portBlocks,
 } from '../../apps/netpol/compile.js';
@@ -39,10 +38,6 @@ function lpm(entries: [Buffer, Buffer][], k: Buffer): Buffer | undefined {
   return best?.[1];
 }
 
-function ipNum(ip: string): number {
-  return ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
-}
-
 /** The data path's decision for a packet's first packet in a direction (netpol.bpf.c check()). */
 function decide(
   entries: [Buffer, Buffer][],
@@ -56,28 +51,36 @@ function decide(
   if (!pv) return true;
   const flags = pv.readUInt32LE(8);
   if (!(flags & (dir === 'ingress' ? INGRESS_ISOLATED : EGRESS_ISOLATED))) return true;
-  const set = pv.readUInt32LE(dir === 'ingress' ? 0 : 4);
-  const k = Buffer.alloc(16);
-  k.writeUInt32LE(64, 0);
-  k[4] = KIND_PORT;
-  k.writeUInt32LE(set, 5);
-  k[9] = proto;
-  k.writeUInt16BE(port, 10);
-  const cls = lpm(entries, k);
+  const keys = lookupKeys(pv.readUInt32LE(dir === 'ingress' ? 0 : 4), proto, port, peer);
+  const cls = lpm(entries, keys.port);
   if (!cls) return false;
   if (cls.readUInt32LE(4) & ANY_PEER) return true;
-  const p = Buffer.alloc(16);
-  p.writeUInt32LE(72, 0);
-  p[4] = KIND_PEER;
-  p.writeUInt32LE(cls.readUInt32LE(0), 5);
-  p.writeUInt32BE(ipNum(peer), 9);
-  const v = lpm(entries, p);
+  const v = lpm(entries, keys.peer(cls.readUInt32LE(0)));
   return !!v && v.readUInt32LE(0) === 1;
 }
 
 const pods: LocalPod[] = [
-  { namespace: 'shop', name: 'web', labels: { app: 'web' }, ip: '10.0.0.1', cgroupId: 101n },
-  { namespace: 'shop', name: 'client', labels: { app: 'client' }, ip: '10.0.0.2', cgroupId: 102n },
+  {
+    namespace: 'shop',
+    name: 'web',
+    labels: { app: 'web' },
+    ip: '10.0.0.1',
+    ip6: 'fd00::1',
+    cgroupId: 101n,
+    ports: [{ name: 'http', containerPort: 8080 }],
+  },
+  {
+    namespace: 'shop',
+    name: 'client',
+    labels: { app: 'client' },
+    ip: '10.0.0.2',
+    ip6: 'fd00::2',
+    cgroupId: 102n,
+    ports: [
+      { name: 'http', containerPort: 9090 },
+      { name: 'dns', containerPort: 53, protocol: 'UDP' },
+    ],
+  },
   { namespace: 'ops', name: 'probe', labels: { app: 'probe' }, ip: '10.0.1.3', cgroupId: 103n },
 ];
 
@@ -248,14 +251,94 @@ test('rule sets and peer sets are shared by pods with the same policies', () => 
   assert.equal(g.entries.length, 3 + 1 + 3, 'three pods, one port class, three peers');
 });
 
+test('IPv6: pod addresses and ipBlock CIDRs with except, each family on its own', () => {
+  const g = gen([
+    {
+      metadata: { namespace: 'shop', name: 'web' },
+      spec: {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }],
+        egress: [{ to: [{ ipBlock: { cidr: '2001:db8::/32', except: ['2001:db8:1::/48'] } }] }],
+      },
+    },
+  ]);
+  assert.ok(decide(g.entries, web, 'ingress', 'fd00::2', 6, 80), "client's IPv6 address is a /128 peer");
+  assert.ok(decide(g.entries, web, 'ingress', '10.0.0.2', 6, 80), 'and its IPv4 address a /32');
+  assert.ok(!decide(g.entries, web, 'ingress', 'fd00::3', 6, 80));
+  assert.ok(decide(g.entries, web, 'egress', '2001:db8:2::9', 6, 443));
+  assert.ok(!decide(g.entries, web, 'egress', '2001:db8:1::9', 6, 443), 'excepted');
+  assert.ok(!decide(g.entries, web, 'egress', '2001:db9::1', 6, 443), 'outside');
+  assert.ok(
+    !decide(g.entries, web, 'egress', '32.1.13.184', 6, 443),
+    'an IPv4 address with the same bits is not in it',
+  );
+  assert.throws(
+    () =>
+      checkPolicy(
+        {
+          metadata: { name: 'x' },
+          spec: { podSelector: {}, egress: [{ to: [{ ipBlock: { cidr: '2001:db8::/129' } }] }] },
+        },
+        'p',
+      ),
+    /not an IPv4 or IPv6 CIDR/,
+  );
+  assert.throws(
+    () =>
+      checkPolicy(
+        {
+          metadata: { name: 'x' },
+          spec: { podSelector: {}, egress: [{ to: [{ ipBlock: { cidr: '2001:db8::/32', except: ['10.0.0.0/8'] } }] }] },
+        },
+        'p',
+      ),
+    /is not within/,
+  );
+});
+
+test("named ports: an ingress rule's are the protected pod's numbers, an egress rule's each peer's", () => {
+  const g = gen([
+    {
+      metadata: { namespace: 'shop', name: 'in' },
+      spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 'http' }, { port: 81 }] }] },
+    },
+    {
+      metadata: { namespace: 'shop', name: 'out' },
+      spec: {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ podSelector: {} }], ports: [{ port: 'http' }, { protocol: 'UDP', port: 'dns' }] }],
+      },
+    },
+  ]);
+  assert.ok(decide(g.entries, web, 'ingress', '192.0.2.1', 6, 8080), "web's http");
+  assert.ok(decide(g.entries, web, 'ingress', '192.0.2.1', 6, 81), 'a number beside the name');
+  assert.ok(!decide(g.entries, web, 'ingress', '192.0.2.1', 6, 9090), "client's http is not web's");
+  assert.ok(decide(g.entries, web, 'egress', client.ip!, 6, 9090), "client's http");
+  assert.ok(decide(g.entries, web, 'egress', 'fd00::2', 6, 9090), "client's http over IPv6");
+  assert.ok(!decide(g.entries, web, 'egress', client.ip!, 6, 8080), "web's own http is not client's");
+  assert.ok(decide(g.entries, web, 'egress', client.ip!, 17, 53), "client's dns (UDP)");
+  assert.ok(!decide(g.entries, web, 'egress', client.ip!, 6, 53), 'dns is UDP only');
+  assert.ok(!decide(g.entries, web, 'egress', probe.ip!, 6, 9090), 'probe names no port and is in another namespace');
+});
+
 test('policy checks name the field; a policy netpol cannot enforce fails closed in cluster mode', () => {
   assert.throws(
     () =>
       checkPolicy(
-        { metadata: { name: 'x' }, spec: { podSelector: {}, ingress: [{ ports: [{ port: 'http' }] }] } },
+        { metadata: { name: 'x' }, spec: { podSelector: {}, ingress: [{ ports: [{ port: 'Not_A_Name' }] }] } },
         'p',
       ),
-    /spec\.ingress\[0\]\.ports\[0\]\.port: named port "http" is not supported/,
+    /spec\.ingress\[0\]\.ports\[0\]\.port: "Not_A_Name" is neither a port number nor a port name/,
+  );
+  assert.throws(
+    () =>
+      checkPolicy(
+        { metadata: { name: 'x' }, spec: { podSelector: {}, ingress: [{ ports: [{ port: 'http', endPort: 90 }] }] } },
+        'p',
+      ),
+    /endPort: not with a named port/,
   );
   assert.throws(
     () =>
@@ -282,7 +365,7 @@ test('policy checks name the field; a policy netpol cannot enforce fails closed 
   );
   const e = enforceable({
     metadata: { name: 'x', namespace: 'shop' },
-    spec: { podSelector: {}, ingress: [{ ports: [{ port: 'http' }] }] },
+    spec: { podSelector: {}, ingress: [{ ports: [{ port: 'Not_A_Name' }] }] },
   });
   assert.ok(e.problem);
   assert.deepEqual(e.policy.spec, { podSelector: {}, policyTypes: ['Ingress'], ingress: [], egress: [] });

@@ -11,7 +11,7 @@ import { kubeletCgroupResolver } from '../../apps/mesh-accel/k8s-pods.js';
 import { NetpolWatcher } from '../../apps/netpol/k8s-policies.js';
 import { connect, type Kube } from '../../src/k8s/kube.js';
 import { TestApiServer } from '../../testbed/apiserver/server.js';
-import { APP_PORT, type Cleanup, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
+import { APP_PORT, APP_PORT_2, type Cleanup, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { runNetpol } from '../../testbed/netpol/netpol-node.js';
 
 const NODE = 'node-1';
@@ -31,10 +31,19 @@ async function apiServer(t: Cleanup): Promise<Kube> {
 }
 
 /** Creates the Pod object, then the test bed pod (cgroup pod<uid>), reporting its IP like kubelet. */
-async function schedulePod(kube: Kube, tb: Testbed, name: string, labels: Record<string, string>): Promise<Pod> {
+async function schedulePod(
+  kube: Kube,
+  tb: Testbed,
+  name: string,
+  labels: Record<string, string>,
+  ports: k8s.V1ContainerPort[] = [],
+): Promise<Pod> {
   const created = await kube.core.createNamespacedPod({
     namespace: NS,
-    body: { metadata: { name, labels }, spec: { nodeName: NODE, containers: [{ name: 'app', image: 'app' }] } },
+    body: {
+      metadata: { name, labels },
+      spec: { nodeName: NODE, containers: [{ name: 'app', image: 'app', ...(ports.length ? { ports } : {}) }] },
+    },
   });
   return tb.addPod({
     sidecar: false,
@@ -108,4 +117,54 @@ test('cluster mode: NetworkPolicy objects from the API server take effect live, 
   });
   await w.until((x) => (x.applied?.gen ?? 0) > gen + 2, 10_000, 'the relabel applied');
   assert.ok(await reaches(client), 'no policy selects web any more');
+});
+
+test("cluster mode: named ports resolve against the Pods' containerPorts — ingress the protected pod's, egress each peer's", async (t) => {
+  const kube = await apiServer(t);
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const np = await runNetpol(t, tb);
+  const w = new NetpolWatcher({
+    kube,
+    nodeName: NODE,
+    maps: np.maps,
+    resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]),
+    retryMs: 50,
+  });
+  await w.start();
+  t.after(() => w.stop());
+  // web names :80 "http"; client names :8081 "http" (the same name, another number); other names nothing
+  const web = await schedulePod(kube, tb, 'web', { app: 'web' }, [{ name: 'http', containerPort: APP_PORT }]);
+  const client = await schedulePod(kube, tb, 'client', { app: 'client' }, [
+    { name: 'http', containerPort: APP_PORT_2, protocol: 'TCP' },
+  ]);
+  const other = await schedulePod(kube, tb, 'other', { app: 'other' });
+  await w.until((x) => x.pending.size === 0 && (x.applied?.gen ?? 0) > 0, 10_000, 'pods known');
+  const net = kube.kc.makeApiClient(k8s.NetworkingV1Api);
+  await net.createNamespacedNetworkPolicy({
+    namespace: NS,
+    body: {
+      metadata: { name: 'web-http' },
+      spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 'http' }] }] },
+    },
+  });
+  await net.createNamespacedNetworkPolicy({
+    namespace: NS,
+    body: {
+      metadata: { name: 'other-to-http' },
+      spec: {
+        podSelector: { matchLabels: { app: 'other' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ podSelector: {} }], ports: [{ protocol: 'TCP', port: 'http' }] }],
+      },
+    },
+  });
+  await w.until((x) => x.applied?.selected.size === 2, 10_000, 'both policies applied');
+  assert.deepEqual([...w.invalid], [], 'named ports are enforced, not failed closed');
+  const reaches = async (from: Pod, to: Pod, port: number) => (await tb.get(from, `http://${to.ip}:${port}/`, 0.7)).ok;
+  assert.ok(await reaches(client, web, APP_PORT), "web's ingress: http is web's :80");
+  assert.ok(!(await reaches(client, web, APP_PORT_2)), "web's ingress: :8081 is no port web names http");
+  assert.ok(await reaches(other, web, APP_PORT), "other's egress: http of web is :80");
+  assert.ok(!(await reaches(other, web, APP_PORT_2)), "other's egress: web's :8081 is not its http");
+  assert.ok(await reaches(other, client, APP_PORT_2), "other's egress: http of client is :8081");
+  assert.ok(!(await reaches(other, client, APP_PORT)), "other's egress: client's :80 is not its http");
 });

@@ -6,9 +6,16 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { stringify } from 'yaml';
+import { addrText } from '../../apps/flow-monitor/collector.js';
+import type { Flow } from '../../apps/flow-monitor/flow.js';
+import { Identities } from '../../apps/flow-monitor/identities.js';
 import { main as declare } from '../../apps/netpol/declare.js';
-import { type DropEvent, flowOfDrop, ipOf } from '../../apps/netpol/drops.js';
+import { type DropEvent, flowOfDrop } from '../../apps/netpol/drops.js';
 import type { NetworkPolicy, PolicyInput } from '../../apps/netpol/policy.js';
+import { startApiServer } from '../../src/agent/api-server.js';
+import { runCli } from '../../src/cli/program.js';
+import { runFlowMonitor } from '../../testbed/flows.js';
 import { kernelIds, leftSince } from '../../testbed/kernel.js';
 import { APP_PORT, APP_PORT_2, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { podIdentity, runNetpol } from '../../testbed/netpol/netpol-node.js';
@@ -71,11 +78,12 @@ test('an unselected pod is unrestricted; ingress allowed by podSelector + port p
     drop = np.ta.agent.logs
       .read('netpol')
       .map((r) => (r as { event?: DropEvent }).event)
-      .find((e) => e && e.direction === 0 && e.dport === APP_PORT && ipOf(e.saddr) === other.ip);
+      .find((e) => e && e.direction === 0 && e.dport === APP_PORT && addrText(e.saddr, e.family) === other.ip);
     if (!drop) await sleep(100);
   }
   assert.ok(drop, 'a drop event for other -> web:80');
-  const flow = flowOfDrop(drop, { policyNames: np.maps.policyNames(), pods: input.pods, node: 'node-1' });
+  assert.equal(drop.policy, 'shop/web-ingress', 'the event names its policy');
+  const flow = flowOfDrop(drop, { identities: new Identities(input.pods), node: 'node-1' });
   assert.equal(flow.verdict, 'DROPPED');
   assert.equal(flow.drop_reason_desc, 'POLICY_DENIED');
   assert.equal(flow.policy_name, 'shop/web-ingress');
@@ -156,6 +164,67 @@ test('egress to a CIDR with except and a port range; ingress by namespaceSelecto
   );
 });
 
+test('IPv6: pod IPs and ipBlock CIDRs with except per family; allowed and denied IPv6 connections; an IPv6 drop names its policy', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp', { ipv6: true });
+  const np = await runNetpol(t, tb);
+  const web = await tb.addPod({ sidecar: false });
+  const client = await tb.addPod({ sidecar: false });
+  const other = await tb.addPod({ sidecar: false });
+  const v6 = (p: Pod) => p.ip6!;
+  const input: PolicyInput = {
+    pods: [
+      podIdentity(web, 'shop', { app: 'web' }),
+      podIdentity(client, 'shop', { app: 'client' }),
+      podIdentity(other, 'shop', { app: 'other' }),
+    ],
+    namespaces: [],
+    policies: [
+      policy('shop', 'web-ingress', {
+        podSelector: { matchLabels: { app: 'web' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: APP_PORT }] }],
+      }),
+      policy('shop', 'client-egress', {
+        podSelector: { matchLabels: { app: 'client' } },
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [{ ipBlock: { cidr: `${tb.subnet6}::/64`, except: [`${v6(other)}/128`] } }],
+            ports: [{ port: APP_PORT }],
+          },
+        ],
+      }),
+    ],
+  };
+  np.maps.apply(input);
+  const url = (p: Pod) => `[${v6(p)}]`;
+  assert.ok(await reaches(tb, client, url(web)), 'client -> web:80 over IPv6: in the /64, and a selected peer of web');
+  assert.ok(!(await reaches(tb, client, url(web), APP_PORT_2)), 'client -> web:8081 over IPv6: not the port');
+  assert.ok(!(await reaches(tb, other, url(web))), "other -> web:80 over IPv6: not in web's ingress");
+  assert.ok(!(await reaches(tb, client, url(other))), 'client -> other:80 over IPv6: excepted from the /64');
+  assert.ok(
+    !(await reaches(tb, client, web.ip)),
+    "client -> web:80 over IPv4: client's egress CIDR is IPv6's only (each family its own)",
+  );
+  assert.ok(await reaches(tb, web, `[${v6(other)}]`), "web's egress and other's ingress are open: IPv6 passes");
+  assert.ok(await reaches(tb, other, client.ip), 'IPv4 still flows where nothing restricts it');
+
+  let drop: DropEvent | undefined;
+  for (let i = 0; i < 50 && !drop; i++) {
+    drop = np.ta.agent.logs
+      .read('netpol')
+      .map((r) => (r as { event?: DropEvent }).event)
+      .find((e) => e && e.family === 10 && e.direction === 1 && addrText(e.daddr, 10) === v6(other));
+    if (!drop) await sleep(100);
+  }
+  assert.ok(drop, 'an IPv6 drop event for client -> other');
+  const flow = flowOfDrop(drop, { identities: new Identities(input.pods), node: 'n' });
+  assert.equal(flow.IP.ipVersion, 'IPv6');
+  assert.equal(flow.IP.source, v6(client));
+  assert.equal(flow.policy_name, 'shop/client-egress');
+  assert.deepEqual([flow.source.pod_name, flow.destination.pod_name], [client.name, other.name]);
+  assert.ok(np.maps.stats().dropped > 0n);
+});
+
 // Connects to ip:port over and over for `ms`, alternating the given ports, each attempt an HTTP
 // request with a 150 ms budget; prints {"PORT": {"ok": N, "fail": N}} at the end.
 const CHURN_CLIENT = `
@@ -226,4 +295,103 @@ test('policy changes apply atomically: under churn between two generations no co
   assert.equal(out2[APP_PORT]!.ok, 0, 'c2 never reached :80');
   assert.ok(out1[APP_PORT]!.ok > 0 && out2[APP_PORT_2]!.ok > 0, 'what each generation allows got through');
   assert.ok(np.maps.generation().gen > flips, 'the generation counts up');
+});
+
+async function kbpf(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, {
+    stdout: (x: string) => {
+      out += x;
+    },
+    stderr: (x: string) => {
+      err += x;
+    },
+    env: {},
+  });
+  return { code, out, err };
+}
+
+function jsonFlows(out: string): Flow[] {
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { flow: Flow }).flow);
+}
+
+test("netpol's drops in kbpf flows: DROPPED with POLICY_DENIED and the policy's name, merged with flow-monitor's record of the connection; --verdict DROPPED filters them", async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const np = await runNetpol(t, tb);
+  const web = await tb.addPod({ sidecar: false });
+  const client = await tb.addPod({ sidecar: false });
+  const other = await tb.addPod({ sidecar: false });
+  const input: PolicyInput = {
+    pods: [
+      podIdentity(web, 'shop', { app: 'web' }),
+      podIdentity(client, 'shop', { app: 'client' }),
+      podIdentity(other, 'shop', { app: 'other' }),
+    ],
+    namespaces: [],
+    policies: [
+      policy('shop', 'web-ingress', {
+        podSelector: { matchLabels: { app: 'web' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: APP_PORT }] }],
+      }),
+      policy('shop', 'other-egress', {
+        podSelector: { matchLabels: { app: 'other' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: APP_PORT }] }],
+      }),
+    ],
+  };
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { agent: { ta: np.ta }, name: 'flows', pods: input.pods });
+  np.maps.apply(input);
+  const socket = join(tb.dir, 'agent.sock');
+  const server = await startApiServer(np.ta.agent, socket);
+  t.after(() => server.close());
+  const podsFile = join(tb.dir, 'pods.yaml');
+  writeFileSync(podsFile, stringify({ pods: input.pods }));
+
+  assert.ok(await reaches(tb, client, web.ip), 'client -> web:80 is allowed');
+  assert.ok(!(await reaches(tb, other, web.ip)), "other -> web:80: other's egress allows it, web's ingress does not");
+  assert.ok(!(await reaches(tb, other, client.ip)), "other -> client:80: other's egress does not allow it");
+  const denied = (f: Flow, to: Pod) => f.IP.source === other.ip && f.IP.destination === to.ip;
+  // flow-monitor's record of each denied connection (reported when the client gives up)
+  for (const to of [web, client])
+    await fm.waitFor((f) => denied(f, to) && f.state === 'CLOSED' && !f.flow_id.includes('/netpol/'), 10_000);
+
+  const k = (...args: string[]) => kbpf(['--socket', socket, 'flows', '--pods', podsFile, '--last', '1000', ...args]);
+  const all = await k('-o', 'json');
+  assert.equal(all.code, 0, all.err);
+  const flows = jsonFlows(all.out);
+  const ok = flows.filter((f) => f.IP.source === client.ip && f.IP.destination === web.ip);
+  assert.ok(ok.length > 0 && ok.every((f) => f.verdict === 'FORWARDED'), JSON.stringify(ok));
+
+  const dropped = await k('-o', 'json', '--verdict', 'DROPPED');
+  assert.equal(dropped.code, 0, dropped.err);
+  const drops = jsonFlows(dropped.out);
+  assert.ok(drops.length > 0 && drops.every((f) => f.verdict === 'DROPPED'), dropped.out);
+  assert.ok(!drops.some((f) => f.IP.source === client.ip), 'the allowed connection is not DROPPED');
+  for (const [to, dir, name] of [
+    [web, 'INGRESS', 'shop/web-ingress'],
+    [client, 'EGRESS', 'shop/other-egress'],
+  ] as const) {
+    const mine = drops.filter((f) => denied(f, to));
+    const fromNetpol = mine.find((f) => f.flow_id.includes('/netpol/'));
+    const fromMonitor = mine.find((f) => !f.flow_id.includes('/netpol/'));
+    assert.ok(fromNetpol, `netpol's record of other -> ${to.name}: ${dropped.out}`);
+    assert.equal(fromNetpol.drop_reason_desc, 'POLICY_DENIED');
+    assert.equal(fromNetpol.policy_name, name);
+    assert.equal(fromNetpol.traffic_direction, dir);
+    assert.equal(fromNetpol.l4.TCP?.destination_port, APP_PORT);
+    assert.equal(fromNetpol.l4.TCP?.flags?.SYN, true);
+    assert.deepEqual([fromNetpol.source.pod_name, fromNetpol.destination.pod_name], [other.name, to.name]);
+    assert.ok(fromMonitor, `flow-monitor's record of other -> ${to.name}, with the policy's verdict: ${dropped.out}`);
+    assert.equal(fromMonitor.drop_reason_desc, 'POLICY_DENIED');
+    assert.equal(fromMonitor.policy_name, name);
+    assert.equal(fromMonitor.l4.TCP?.source_port, fromNetpol.l4.TCP?.source_port, 'the same connection');
+  }
+  const table = await k('--verdict', 'DROPPED', '--from-pod', `shop/${other.name}`);
+  assert.match(table.out, /DROPPED.*POLICY_DENIED shop\/web-ingress/);
 });

@@ -48,7 +48,7 @@ export async function runNetpol(
 
 /** A test bed pod's identity (what a policy file's `pods:` says of it). */
 export function podIdentity(pod: Pod, namespace: string, labels: Record<string, string>): PodIdentity {
-  return { namespace, name: pod.name, labels, ip: pod.ip, cgroup: pod.cgroup };
+  return { namespace, name: pod.name, labels, ip: pod.ip, ...(pod.ip6 ? { ip6: pod.ip6 } : {}), cgroup: pod.cgroup };
 }
 
 export type { PolicyInput };

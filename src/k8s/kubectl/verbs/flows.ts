@@ -1,13 +1,15 @@
-// kubectl bpf flows: the flows of a flow-monitor deployment on all its nodes (or --node ones), each
-// node's stream read from its agent's log endpoint (node-logs.ts, as `kubectl bpf logs`), turned
-// into flows named by the node, with pod identities from the cluster's Pod objects; merged by time
-// (or interleaved as they come with -f), filtered as `kbpf flows` filters.
+// kubectl bpf flows: the flows of a flow-monitor deployment (or a netpol one: its drops) on all its
+// nodes (or --node ones), each node's stream read from its agent's log endpoint (node-logs.ts, as
+// `kubectl bpf logs`), turned into flows named by the node, with pod identities from the cluster's
+// Pod objects; merged by time (or interleaved as they come with -f), filtered as `kbpf flows` filters.
 import type { Command } from 'commander';
-import { Collector, type FlowReport } from '../../../../apps/flow-monitor/collector.js';
+import { Collector } from '../../../../apps/flow-monitor/collector.js';
 import { matchFlow } from '../../../../apps/flow-monitor/filter.js';
 import type { Flow } from '../../../../apps/flow-monitor/flow.js';
 import { Identities } from '../../../../apps/flow-monitor/identities.js';
+import { anyInputFlows } from '../../../../apps/flow-monitor/inputs.js';
 import { podIdentityOf } from '../../../../apps/shared/pods.js';
+import type { LogRecord } from '../../../agent/log-store.js';
 import { nonNegativeInt, outputOption } from '../../../cli/options.js';
 import { FLOW_FORMATS, type FlowFormat, FlowPrinter, renderFlows } from '../../../cli/render/flows.js';
 import { addFlowFilterOptions, type FlowFilterOptions, filterOf } from '../../../cli/verbs/flows.js';
@@ -52,9 +54,10 @@ export function addFlowVerbs(root: Command): void {
       } catch (e) {
         process.stderr.write(`kubectl bpf flows: no pod identities (${errorText(e)})\n`);
       }
-      const collectors = new Map(nodes.map((n) => [n, new Collector({ node: n, identities })]));
+      // flow-monitor's reports and netpol's drops alike
+      const converters = new Map(nodes.map((n) => [n, anyInputFlows(new Collector({ node: n, identities }))]));
       const flowOf = (node: string, r: Record<string, unknown>): Flow | null =>
-        r.source === 'flow_events' ? collectors.get(node)!.flowOf(r.event as FlowReport, String(r.ts)) : null;
+        converters.get(node)!({ ...r, ts: String(r.ts) } as unknown as LogRecord);
       const ac = new AbortController();
       const stop = (): void => ac.abort();
       process.once('SIGINT', stop);
