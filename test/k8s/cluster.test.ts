@@ -206,12 +206,13 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
   it('rolling upgrade moves nodes one at a time (maxUnavailable 1) and events keep flowing on every node', async (t) => {
     // every node: a workload connecting from its cgroup and namespace; all nodes' events followed through the plugin
     for (const n of c.nodes.values()) {
-      const ni = (await c.instances('conn')).find((x) => x.spec.nodeName === n.name)!;
+      const logs = (await c.api.get(PLURAL.nodes, n.name))?.status?.logs;
       assert.equal(
-        ni.status!.logs?.url.startsWith(`http://${n.addr}:`),
+        logs?.url.startsWith(`https://${n.addr}:`),
         true,
-        `${n.name} advertises logs on its namespace address: ${JSON.stringify(ni.status!.logs)}`,
+        `${n.name} advertises logs on its namespace address, over TLS: ${JSON.stringify(logs?.url)}`,
       );
+      assert.match(logs!.certificate, /^-----BEGIN CERTIFICATE-----/);
     }
     const logs = follow(c, ['--all', '-f', '-o', 'json', 'conn']);
     const work = new Map(NODES.map((n) => [n, c.startWorkload(n, CONNECT_LOOP)]));
