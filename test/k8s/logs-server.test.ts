@@ -65,7 +65,7 @@ test('log endpoint: plain reads are streamed; requests past the cap get 503 and 
 
   // plain HTTP to the same port: no HTTP answer at all (the TLS server drops it)
   const plainHttp = await new Promise<string>((resolve) => {
-    httpRequest(url.replace('https:', 'http:') + '/v1/logs/conn', (res) => resolve(`answered ${res.statusCode}`))
+    httpRequest(`${url.replace('https:', 'http:')}/v1/logs/conn`, (res) => resolve(`answered ${res.statusCode}`))
       .on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message))
       .end();
   });

@@ -46,7 +46,6 @@ test('node logs: TLS pinned to the BpfNode certificate, per-node tokens reviewed
     source: {
       has: (n) => n === 'conn',
       read: () => records,
-      // biome-ignore lint/correctness/useYield: a follower that gets nothing
       async *followBatches() {},
     },
   });

@@ -263,8 +263,12 @@ export async function nodeLogs(
         mismatches = 0;
         if (res.statusCode !== 200) {
           const err = await refusal(node, ep, res);
-          if (err.status === 404 && !first) return;
-          throw err;
+          // following, "no such instance" is the agent not having loaded it yet (a node that
+          // just joined) or any more: the instance check at the top of the loop decides
+          if (err.status !== 404 || !o.follow) throw err;
+          await new Promise((r) => setTimeout(r, 1000));
+          if (signal.aborted) return;
+          continue;
         }
         first = false;
         let buf = '';
