@@ -30,7 +30,10 @@ export async function readNodes(
   signal: AbortSignal,
 ): Promise<void> {
   const running = new Map<string, { ac: AbortController; done: Promise<void> }>();
-  /** nodes read (or being read) since their instance appeared: a read that ended is not restarted */
+  /**
+   * nodes decided since their instance appeared (read, being read, or not accepted): a read
+   * that ended is not restarted, a node is asked about once
+   */
   const known = new Set<string>();
   const start = (node: string, joined: boolean): void => {
     known.add(node);
@@ -78,7 +81,10 @@ export async function readNodes(
         pending.add(node);
         void (async () => {
           try {
-            if (o.accept && !(await o.accept(node))) return;
+            if (o.accept && !(await o.accept(node))) {
+              known.add(node);
+              return;
+            }
             if (signal.aborted || known.has(node)) return;
             start(node, true);
           } catch (err) {
