@@ -138,18 +138,31 @@ export interface BpfNodeInstanceStatus {
   message?: string;
   programs?: { name: string; type?: string; attach?: string; progId?: number; linkId?: number }[];
   mapIds?: number[];
-  /** where this node's agent serves the instance's event log (see docs/kubernetes.md, "Logs") */
-  logs?: NodeLogsEndpoint;
   updatedAt?: string;
 }
 
-/** A node agent's log endpoint, as advertised in each of its instances' status. */
+/**
+ * A node agent's log endpoint, as its BpfNode's status advertises it (docs/kubernetes.md, "Logs").
+ * Written by the node, so a client believes the URL only on one of the Node's addresses and
+ * talks TLS only to the holder of this certificate.
+ */
 export interface NodeLogsEndpoint {
-  /** base URL, e.g. http://10.0.0.7:10260 ; the log of deployment D is at {url}/v1/logs/D */
+  /** base URL, e.g. https://10.0.0.7:10260 ; the log of deployment D is at {url}/v1/logs/D */
   url: string;
-  /** NAMESPACE/NAME of a Secret whose `token` the agent requires as a bearer token (none: no auth) */
-  tokenSecret?: string;
+  /** the endpoint's self-signed certificate (PEM), which clients pin */
+  certificate: string;
 }
+
+/**
+ * The audience of the tokens a node's log endpoint accepts: one per node, so a token sent to one
+ * node is worth nothing on any other node, nor on the API server.
+ */
+export function logsAudience(node: string): string {
+  return `kbpf.io/node-logs/${node}`;
+}
+
+/** The service account whose tokens (audience: one node) the log endpoints accept by default. */
+export const LOGS_READER_ACCOUNT = 'kbpf-logs-reader';
 
 export interface BpfNodeInstance {
   apiVersion: typeof API_VERSION;
@@ -213,6 +226,8 @@ export interface BpfNodeStatus {
   mapTypes?: Record<string, string>;
   agentVersion?: string;
   probedAt?: string;
+  /** where the node's agent serves event logs, and the certificate to expect there */
+  logs?: NodeLogsEndpoint;
 }
 
 export interface BpfNode {

@@ -5,7 +5,7 @@
 // `kubectl bpf logs` from each agent's log endpoint, and the kernel checked with bpftool.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -25,7 +25,9 @@ import { API_VERSION, type BpfDeployment, type BpfNodeInstance, instanceReady, P
 import { bpftoolShow, type KernelIds, kernelIds, leftSince } from '../../testbed/kernel.js';
 import { netnsPath } from '../../testbed/netns.js';
 import { missingRegistryTools } from '../package/helpers.js';
+import { CONNECT_LOOP, CONNECT_PORT } from './fixtures.js';
 import { ROOT, TestCluster } from './harness.js';
+import { type Follower, kubectlFollow } from './kubectl.js';
 
 const missing = missingRegistryTools().filter((m) => m === 'docker-registry');
 const skip = missing.length ? `needs the Debian package docker-registry` : false;
@@ -51,35 +53,9 @@ function kubectl(c: TestCluster, args: string[]): Promise<{ code: number; stdout
   });
 }
 
-/** `kubectl bpf logs ARGS` left running: its stdout lines as they come; stop() ends it (SIGINT, as ^C). */
-function follow(c: TestCluster, args: string[]): { lines: string[]; stderr: string[]; stop(): Promise<number | null> } {
-  const p = spawn('kubectl', ['bpf', 'logs', ...args], {
-    env: { ...process.env, KUBECONFIG: c.kubeconfig, PATH: `${join(ROOT, 'bin')}:${process.env.PATH}` },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const stderr: string[] = [];
-  let buf = '';
-  p.stdout.on('data', (d: Buffer) => {
-    buf += d.toString();
-    const l = buf.split('\n');
-    buf = l.pop()!;
-    lines.push(...l.filter(Boolean));
-  });
-  p.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
-  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-  c.onCleanup(() => p.kill('SIGKILL'));
-  return {
-    lines,
-    stderr,
-    stop: async () => {
-      p.kill('SIGINT');
-      const t = setTimeout(() => p.kill('SIGKILL'), 3000);
-      const code = await exited;
-      clearTimeout(t);
-      return code;
-    },
-  };
+/** `kubectl bpf logs ARGS` left running (see kubectlFollow) */
+function follow(c: TestCluster, args: string[]): Follower {
+  return kubectlFollow(c.kubeconfig, ['bpf', 'logs', ...args], (fn) => c.onCleanup(fn));
 }
 
 interface LogLine {
@@ -89,10 +65,6 @@ interface LogLine {
   source?: string;
   event?: { dport?: number; rev?: number; comm?: string };
 }
-
-/** A loop that connects to 127.0.0.1:PORT (refused: nothing listens) every 50 ms and prints how many times it has. */
-const CONNECT_PORT = 4242;
-const CONNECT_LOOP = `i=0; while :; do (exec 3<>/dev/tcp/127.0.0.1/${CONNECT_PORT}) 2>/dev/null; i=$((i+1)); echo $i; sleep 0.05; done`;
 
 function deployment(name: string, image: string, spec: Partial<BpfDeployment['spec']> = {}): BpfDeployment {
   return { apiVersion: API_VERSION, kind: 'BpfDeployment', metadata: { name }, spec: { package: { image }, ...spec } };
@@ -206,12 +178,13 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
   it('rolling upgrade moves nodes one at a time (maxUnavailable 1) and events keep flowing on every node', async (t) => {
     // every node: a workload connecting from its cgroup and namespace; all nodes' events followed through the plugin
     for (const n of c.nodes.values()) {
-      const ni = (await c.instances('conn')).find((x) => x.spec.nodeName === n.name)!;
+      const logs = (await c.api.get(PLURAL.nodes, n.name))?.status?.logs;
       assert.equal(
-        ni.status!.logs?.url.startsWith(`http://${n.addr}:`),
+        logs?.url.startsWith(`https://${n.addr}:`),
         true,
-        `${n.name} advertises logs on its namespace address: ${JSON.stringify(ni.status!.logs)}`,
+        `${n.name} advertises logs on its namespace address, over TLS: ${JSON.stringify(logs?.url)}`,
       );
+      assert.match(logs!.certificate, /^-----BEGIN CERTIFICATE-----/);
     }
     const logs = follow(c, ['--all', '-f', '-o', 'json', 'conn']);
     const work = new Map(NODES.map((n) => [n, c.startWorkload(n, CONNECT_LOOP)]));

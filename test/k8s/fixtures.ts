@@ -62,3 +62,7 @@ export function instance(
       : { phase: 'Loading', revision: revision - 1, observedGeneration: 1 },
   };
 }
+
+/** A workload loop that connects to 127.0.0.1:PORT (refused: nothing listens) every 50 ms and prints how many times it has. */
+export const CONNECT_PORT = 4242;
+export const CONNECT_LOOP = `i=0; while :; do (exec 3<>/dev/tcp/127.0.0.1/${CONNECT_PORT}) 2>/dev/null; i=$((i+1)); echo $i; sleep 0.05; done`;

@@ -32,7 +32,7 @@ import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { ensureBpffs } from '../../src/bpf/mounts.js';
 import { buildPackage } from '../../src/compile/builder.js';
-import { type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../src/k8s/api.js';
+import { type BpfDeployment, type BpfNodeInstance, LOGS_READER_ACCOUNT, PLURAL } from '../../src/k8s/api.js';
 import { connect, KbpfApi, type Kube } from '../../src/k8s/kube.js';
 import { LayoutStore } from '../../src/package/layout-store.js';
 import { RegistryClient } from '../../src/package/registry-client.js';
@@ -171,6 +171,11 @@ export class TestCluster {
       for (const doc of k8s.loadAllYaml(readFileSync(f, 'utf8')))
         await ext.createCustomResourceDefinition({ body: doc as k8s.V1CustomResourceDefinition });
     await this.kube.core.createNamespace({ body: { metadata: { name: 'kbpf-system' } } });
+    // as the chart makes it: the account whose per-node tokens read the nodes' log endpoints
+    await this.kube.core.createNamespacedServiceAccount({
+      namespace: 'kbpf-system',
+      body: { metadata: { name: LOGS_READER_ACCOUNT, namespace: 'kbpf-system' } },
+    });
   }
 
   /** Builds example packages and pushes them to a loopback docker-registry; answers name -> remote reference. */

@@ -148,7 +148,8 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
       (JSON.parse(attached || '[]') as { id: number }[]).some((x) => x.id === ids[0]),
       `attached to the node's cgroup ${node.cgroup}`,
     );
-    assert.match(ni!.status!.logs?.url ?? '', /^http:\/\/127\.0\.0\.1:\d+$/, 'serves its event logs');
+    const endpoint = (await c.api.get(PLURAL.nodes, node.name))?.status?.logs;
+    assert.match(endpoint?.url ?? '', /^https:\/\/127\.0\.0\.1:\d+$/, 'serves its event logs over TLS');
 
     await c.api.delete(PLURAL.deployments, deployment);
     await c.until('the instance is gone', async () => (await c.instances(deployment)).length === 0, 30_000);
@@ -233,10 +234,6 @@ describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
   it("runs the agent image with exactly the DaemonSet's securityContext: loads a deployment into the kernel and reports it", async (t) => {
     if (cannotRun) return t.skip(cannotRun);
     const node = await c.addNode('image-node');
-    await c.kube.core.createNamespacedSecret({
-      namespace: 'kbpf-system',
-      body: { metadata: { name: 'kbpf-logs-token' }, data: { token: Buffer.from('t0ken').toString('base64') } },
-    });
     const name = `${c.id}-agent`;
     await start(
       name,

@@ -2,14 +2,13 @@
 // flows naming their node, with pod identities from the cluster's Pods; merged by time; filtered.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { API_VERSION, type BpfNodeInstance, nodeInstanceName, PLURAL } from '../../src/k8s/api.js';
 import { deployment, specAt } from './fixtures.js';
 import { TestCluster } from './harness.js';
+import { advertise, type FakeEndpoint, fakeEndpoint } from './node-endpoint.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const mapped = (ip: string): number[] => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, ...ip.split('.').map(Number)];
@@ -86,23 +85,15 @@ test('kubectl bpf flows merges the nodes’ streams by time, each flow naming it
     n2: `${JSON.stringify({ ts: '2026-12-01T10:00:02.000Z', seq: 1, source: 'flow_events', event: report('10.1.1.9', '10.1.0.5', 80, 9) })}\n`,
   };
   // one log endpoint per node (the URL's origin is what a node advertises)
-  const ports: Record<string, number> = {};
+  const endpoints: Record<string, FakeEndpoint> = {};
   for (const node of ['n1', 'n2']) {
-    const endpoint = createServer((_req, res) => {
+    const endpoint = await fakeEndpoint((_req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
       res.end(lines[node]);
     });
-    await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', () => r()));
-    t.after(() => new Promise<void>((r) => endpoint.close(() => r())));
-    ports[node] = (endpoint.address() as AddressInfo).port;
+    t.after(() => endpoint.close());
+    endpoints[node] = endpoint;
   }
-  await c.kube.core.createNamespacedSecret({
-    namespace: 'kbpf-system',
-    body: {
-      metadata: { name: 'kbpf-logs-token', namespace: 'kbpf-system' },
-      data: { token: Buffer.from('t').toString('base64') },
-    },
-  });
   await c.kube.core.createNamespace({ body: { metadata: { name: 'shop' } } });
   for (const [name, ip, node] of [
     ['web-7d4b9c6f5-x2x9k', '10.1.0.5', 'n1'],
@@ -132,11 +123,12 @@ test('kubectl bpf flows merges the nodes’ streams by time, each flow naming it
       PLURAL.nodeInstances,
       ni.metadata.name,
       (o) => {
-        o.status = { phase: 'Running', logs: { url: `http://127.0.0.1:${ports[n]}` } };
+        o.status = { phase: 'Running' };
         return o;
       },
       { status: true },
     );
+    await advertise(c.kube, n, endpoints[n]!.url, endpoints[n]!.tls.cert);
   }
   const env = { KUBECONFIG: c.kubeconfig };
   const r = await plugin(['flows', 'flows', '-o', 'json'], env);

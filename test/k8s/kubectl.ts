@@ -1,6 +1,6 @@
 // Running Debian's real kubectl (package kubernetes-client) in tests: against a kubeconfig, with
 // bin/ first on PATH (so `kubectl bpf` finds the plugin) and a discovery cache of the test's own.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,4 +55,40 @@ export function kubectl(
       },
     );
   });
+}
+
+/** A kubectl left running (kubectl bpf logs -f): its stdout lines as they come; stop() ends it (SIGINT, as ^C). */
+export interface Follower {
+  lines: string[];
+  stderr: string[];
+  stop(): Promise<number | null>;
+}
+
+/** Starts `kubectl ARGS`; `onCleanup` is given what kills it if the test ends first. */
+export function kubectlFollow(kubeconfig: string, args: string[], onCleanup: (fn: () => void) => void): Follower {
+  const p = spawn('kubectl', args, { env: kubectlEnv(kubeconfig), stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const stderr: string[] = [];
+  let buf = '';
+  p.stdout.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const l = buf.split('\n');
+    buf = l.pop()!;
+    lines.push(...l.filter(Boolean));
+  });
+  p.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  onCleanup(() => p.kill('SIGKILL'));
+  return {
+    lines,
+    stderr,
+    stop: async () => {
+      if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
+      p.kill('SIGINT');
+      const t = setTimeout(() => p.kill('SIGKILL'), 3000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
 }

@@ -1,19 +1,37 @@
-// The node's log endpoint under load: a plain read is streamed (chunked, in slices, never one
-// string of the whole log), and requests past the concurrency cap are answered 503 with
-// Retry-After instead of piling up.
+// The node's log endpoint: TLS only (plain HTTP gets no answer), a token the authenticator
+// refuses gets its status and reason; under load a plain read is streamed (chunked, in slices,
+// never one string of the whole log), and requests past the concurrency cap are answered 503
+// with Retry-After instead of piling up.
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { test } from 'node:test';
 import type { LogRecord } from '../../src/agent/log-store.js';
 import { NodeLogsServer } from '../../src/k8s/node/logs-server.js';
+import { selfSignedCertificate } from '../../src/k8s/node/serving-cert.js';
 
-function get(url: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+const tls = selfSignedCertificate('test-node', ['127.0.0.1']);
+const GOOD = { authorization: 'Bearer good' };
+
+function request(url: string, cb: Parameters<typeof httpsRequest>[2], headers: Record<string, string> = GOOD) {
+  const opts: RequestOptions = { ca: tls.cert, headers };
+  return httpsRequest(url, opts, cb);
+}
+
+function get(
+  url: string,
+  headers: Record<string, string> = GOOD,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
-    request(url, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    })
+    request(
+      url,
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+      headers,
+    )
       .on('error', reject)
       .end();
   });
@@ -26,6 +44,9 @@ test('log endpoint: plain reads are streamed; requests past the cap get 503 and 
     host: '127.0.0.1',
     port: 0,
     maxConcurrent: 2,
+    tls,
+    authenticate: async (h) =>
+      h === 'Bearer good' ? { ok: true, user: 'reader' } : { ok: false, status: 401, reason: 'not this token' },
     source: {
       has: (n) => n === 'conn',
       read: () => records,
@@ -40,6 +61,22 @@ test('log endpoint: plain reads are streamed; requests past the cap get 503 and 
   });
   const url = await server.start();
   t.after(() => server.close());
+  assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
+
+  // plain HTTP to the same port: no HTTP answer at all (the TLS server drops it)
+  const plainHttp = await new Promise<string>((resolve) => {
+    httpRequest(`${url.replace('https:', 'http:')}/v1/logs/conn`, (res) => resolve(`answered ${res.statusCode}`))
+      .on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message))
+      .end();
+  });
+  assert.match(plainHttp, /ECONNRESET|socket hang up|EPROTO/, `plain HTTP: ${plainHttp}`);
+  // a token the authenticator refuses, or none: 401 with its reason, nothing served
+  for (const headers of [{ authorization: 'Bearer other' }, {}] as Record<string, string>[]) {
+    const refused = await get(`${url}/v1/logs/conn`, headers);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.headers['www-authenticate'], 'Bearer');
+    assert.match(JSON.parse(refused.body).error, /not this token/);
+  }
 
   const plain = await get(`${url}/v1/logs/conn?afterSeq=10`);
   assert.equal(plain.status, 200);

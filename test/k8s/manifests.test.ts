@@ -255,12 +255,10 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
       `${r.metadata!.name}: no cluster-wide secrets, no wildcards`,
     );
   }
-  // Secrets: the agent reads its log token by name in its namespace; pull secrets only in the
-  // pull-secret namespace (list/watch there: RBAC cannot select the kbpf.io/pull-secret label)
+  // Secrets: none in kbpf-system; pull secrets only in the pull-secret namespace (list/watch
+  // there: RBAC cannot select the kbpf.io/pull-secret label)
   const secretRules = (r: k8s.V1Role) => r.rules!.filter((x) => x.resources!.includes('secrets'));
-  assert.deepEqual(secretRules(role('Role', 'kbpf-agent')), [
-    { apiGroups: [''], resources: ['secrets'], resourceNames: ['kbpf-logs-token'], verbs: ['get'] },
-  ]);
+  assert.deepEqual(secretRules(role('Role', 'kbpf-agent')), [], 'the agent reads no Secret in kbpf-system');
   assert.deepEqual(secretRules(role('Role', 'kbpf-controller')), [], 'the controller reads no Secret in kbpf-system');
   const pullRole = role('Role', 'kbpf-pull-secrets');
   assert.equal(pullRole.metadata!.namespace, 'kbpf-pull-secrets');
@@ -272,6 +270,18 @@ test('least privilege: RBAC and the agent DaemonSet', () => {
   assert.deepEqual(pullBinding.subjects!.map((x) => x.name).sort(), ['kbpf-agent', 'kbpf-controller']);
   const namespaces = loadYaml(join(DEPLOY, 'namespace.yaml')).map((n) => (n.metadata as { name: string }).name);
   assert.deepEqual(namespaces, ['kbpf-system', 'kbpf-pull-secrets']);
+  // the logs path: the agents may review tokens, readers may make tokens of kbpf-logs-reader only
+  const logs = loadYaml(join(DEPLOY, 'logs-rbac.yaml')) as unknown as (k8s.V1ClusterRole & { kind: string })[];
+  const logsRole = (kind: string, name: string) => logs.find((r) => r.kind === kind && r.metadata!.name === name)!;
+  assert.deepEqual(logsRole('ClusterRole', 'kbpf-agent-logs').rules, [
+    { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+  ]);
+  assert.deepEqual(logsRole('Role', 'kbpf-logs-reader').rules, [
+    { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: ['kbpf-logs-reader'], verbs: ['create'] },
+  ]);
+  assert.ok(logsRole('ServiceAccount', 'kbpf-logs-reader'), 'the reader account is made by the chart, not by hand');
+  for (const r of logs.filter((x) => x.kind === 'ClusterRole'))
+    assert.ok(!r.rules!.some((x) => x.resources!.includes('secrets') || x.verbs.includes('*')), r.metadata!.name);
   const vap = loadYaml(join(DEPLOY, 'admission-policy.yaml'))[0] as unknown as k8s.V1ValidatingAdmissionPolicy;
   assert.match(vap.spec!.matchConditions![0]!.expression, /system:serviceaccount:kbpf-system:kbpf-agent/);
   assert.ok(vap.spec!.validations!.some((v) => v.expression.includes('oldObject.spec.nodeName == variables.node')));

@@ -25,6 +25,7 @@ import { ObjectIndex } from './objects.js';
 import { openApiDocuments, openApiIndex } from './openapi.js';
 import { compileSchemaRules, type Problems, type Schema, validate } from './schema.js';
 import { type PrinterColumn, toTable, wantsTable } from './table.js';
+import { ServiceAccountTokens, TokenRequestError } from './tokens.js';
 
 type Obj = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata: Meta };
 interface Meta {
@@ -359,6 +360,10 @@ export class TestApiServer {
   readonly warnings: string[] = [];
   /** every request: method, path, status, whether it was a watch, and who asked (its bearer token) */
   readonly requests: { method: string; path: string; code: number; watch: boolean; user: string }[] = [];
+  /** TokenRequest and TokenReview (tokens.ts) */
+  readonly tokens = new ServiceAccountTokens(
+    (ns, name) => this.objects.get(`v1/serviceaccounts/${ns}/${name}`)?.metadata.uid,
+  );
   #rv = 100;
   /** resourceVersions at or below this are gone */
   #compactedRv = 100;
@@ -546,6 +551,16 @@ export class TestApiServer {
       return;
     }
     if (parts[0] === 'openapi' && parts[1] === 'v3') return this.openApi(res, parts.slice(2).join('/'));
+    const tokenCall = this.tokens.route(method, parts);
+    if (tokenCall) {
+      const body = await this.body(req);
+      try {
+        return this.json(res, 201, tokenCall(body));
+      } catch (e) {
+        if (e instanceof TokenRequestError) throw new HttpError(e.code, e.reason, e.message);
+        throw e;
+      }
+    }
     if (parts[0] === 'api' && parts.length === 1)
       return this.json(res, 200, {
         kind: 'APIVersions',

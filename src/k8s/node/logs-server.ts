@@ -1,4 +1,4 @@
-// The node agent's log endpoint: what kubelet's /containerLogs is for pods. A read-only HTTP
+// The node agent's log endpoint: what kubelet's /containerLogs is for pods. A read-only HTTPS
 // server on a TCP address of the node (in the DaemonSet: the node's IP, port 10260) that serves
 // the event log of each instance this agent runs, straight from the agent's LogStore:
 //
@@ -10,17 +10,18 @@
 //   GET /v1/inspect/{deployment}                         the instance's status (kbpf inspect's), JSON
 //   GET /v1/maps/{deployment}[?map=NAME]                 its maps, decoded from BTF (kbpf maps'), JSON
 //
-// The endpoint is advertised in each BpfNodeInstance's status.logs, so `kubectl bpf logs`
-// finds it the way kubectl finds a pod's kubelet. With a token (from a Secret the agent may read
-// in its namespace), every request must carry `Authorization: Bearer TOKEN`; who may read logs
-// is then who may read that Secret (RBAC). Nothing here writes or controls anything.
+// Only TLS (plain HTTP gets no answer), with the certificate the node publishes in its BpfNode
+// status (which clients pin); every request but /healthz carries a bearer token that
+// `authenticate` accepts (logs-auth.ts: a TokenReview for this node's audience). Nothing here
+// writes or controls anything.
 
-import { timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { jsonReplacer, type LogRecord, type ReadOptions } from '../../agent/log-store.js';
 import { parseSince } from '../../util/duration.js';
 import { writeWithBackpressure } from '../../util/http-stream.js';
+import type { Verdict } from './logs-auth.js';
 
 export interface LogSource {
   /** is there an instance of this name on the node */
@@ -40,8 +41,10 @@ export interface NodeLogsServerOptions {
   port: number;
   /** host to put in the advertised URL (default: host) */
   advertiseHost?: string;
-  /** required bearer token (none: no authentication) */
-  token?: string;
+  /** the server's key and certificate (PEM) */
+  tls: { key: string; cert: string };
+  /** the verdict on a request's Authorization header */
+  authenticate: (authorization: string | undefined) => Promise<Verdict>;
   source: LogSource;
   /** log requests served at once; more are answered 503 with Retry-After (default 16) */
   maxConcurrent?: number;
@@ -62,9 +65,12 @@ export class NodeLogsServer {
   constructor(readonly opts: NodeLogsServerOptions) {}
 
   async start(): Promise<string> {
-    const server = createServer((req, res) => {
-      this.handle(req, res).catch((e) => this.send(res, 500, { error: (e as Error).message }));
-    });
+    const server = createServer(
+      { key: this.opts.tls.key, cert: this.opts.tls.cert, minVersion: 'TLSv1.2' },
+      (req, res) => {
+        this.handle(req, res).catch((e) => this.send(res, 500, { error: (e as Error).message }));
+      },
+    );
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -76,7 +82,7 @@ export class NodeLogsServer {
     this.#server = server;
     const port = (server.address() as AddressInfo).port;
     const host = this.opts.advertiseHost ?? this.opts.host;
-    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
     return this.url;
   }
 
@@ -101,29 +107,19 @@ export class NodeLogsServer {
     res.end(text);
   }
 
-  private authorized(req: IncomingMessage): boolean {
-    const token = this.opts.token;
-    if (!token) return true;
-    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    if (!m) return false;
-    const a = Buffer.from(m[1]!);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
-  }
-
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://node');
+    const url = new URL(req.url ?? '/', 'https://node');
     if (req.method !== 'GET') return this.send(res, 405, { error: 'method not allowed (read-only endpoint: GET)' });
     if (url.pathname === '/healthz') {
       res.writeHead(200, { 'Content-Type': 'text/plain' });
       res.end('ok\n');
       return;
     }
-    if (!this.authorized(req))
-      return this.send(res, 401, {
-        error:
-          'this log endpoint needs a bearer token (the Secret named in the instance status, status.logs.tokenSecret)',
-      });
+    const verdict = await this.opts.authenticate(req.headers.authorization);
+    if (!verdict.ok) {
+      if (verdict.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+      return this.send(res, verdict.status, { error: verdict.reason });
+    }
     const view = /^\/v1\/(inspect|maps)\/([^/]+)$/.exec(url.pathname);
     if (view) return this.serveView(res, view[1] as 'inspect' | 'maps', view[2]!, url.searchParams.get('map'));
     const m = /^\/v1\/logs\/([^/]+)$/.exec(url.pathname);

@@ -32,11 +32,12 @@ export async function main(): Promise<void> {
   let logs: NodeReconcilerOptions['logs'];
   if (logsAddress) {
     const advertise = arg('logs-advertise') ?? process.env.KBPF_LOGS_ADVERTISE;
-    const tokenSecret = arg('logs-token-secret') ?? process.env.KBPF_LOGS_TOKEN_SECRET;
+    // who may read: user names whose tokens the API server vouches for (default: kbpf-logs-reader)
+    const readers = args('logs-reader');
     logs = {
       ...hostPort(logsAddress),
       ...(advertise ? { advertiseHost: advertise } : {}),
-      ...(tokenSecret ? { tokenSecret } : {}),
+      ...(readers.length ? { readers } : {}),
     };
   }
   const node = new NodeReconciler({

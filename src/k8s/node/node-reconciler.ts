@@ -10,20 +10,11 @@
 // requeue after `resyncMs`. A reconcile asks the agent about its one instance (O(1) per instance),
 // so a pass over N instances costs O(N) agent calls.
 import { join } from 'node:path';
-import type { V1Secret } from '@kubernetes/client-node';
 import { Agent } from '../../agent/agent.js';
 import type { AgentPaths } from '../../agent/paths.js';
 import { ensureNodeKey, nodeKeyPaths } from '../../agent/trust.js';
 import type { InstanceStatus, Revision } from '../../agent/types.js';
-import {
-  CorruptedError,
-  InvalidError,
-  KbpfError,
-  kindOf,
-  NotFoundError,
-  Unavailable,
-  UnavailableError,
-} from '../../errors.js';
+import { CorruptedError, KbpfError, kindOf, NotFoundError, Unavailable } from '../../errors.js';
 import type { Credentials } from '../../package/auth.js';
 import { RegistryClient } from '../../package/registry-client.js';
 import {
@@ -35,6 +26,7 @@ import {
   canonicalJson,
   FINALIZER_NODE_CLEANUP,
   GROUP,
+  LOGS_READER_ACCOUNT,
   type NodeLogsEndpoint,
   type NodePhase,
   nodeInstanceName,
@@ -42,16 +34,18 @@ import {
   VERSION,
 } from '../api.js';
 import { clusterStoreName, importPackageObject, packageObjectName, parseClusterRef } from '../cluster-packages.js';
-import { errorText, KbpfApi, type Kube, statusCode } from '../kube.js';
+import { errorText, KbpfApi, type Kube } from '../kube.js';
 import { pullCredentials, readPullSecret } from '../pull-secrets.js';
 import { finalize, type Update } from '../runtime/finalizer.js';
 import { type Action, WorkQueue } from '../runtime/queue.js';
 import { Store } from '../runtime/store.js';
 import { apiListWatch, Watcher } from '../runtime/watcher.js';
 import { type ClusterTrustPolicy, TrustPolicyWatch } from '../trust-policy.js';
+import { LogsAuthenticator } from './logs-auth.js';
 import { NodeLogsServer } from './logs-server.js';
 import type { NodeAgent } from './node-agent.js';
-import { reportNode } from './node-report.js';
+import { publishLogsEndpoint, reportNode } from './node-report.js';
+import { selfSignedCertificate } from './serving-cert.js';
 
 export interface NodeReconcilerOptions {
   nodeName: string;
@@ -73,16 +67,20 @@ export interface NodeReconcilerOptions {
    */
   cgroupRoot?: string;
   /**
-   * Serve the instances' event logs over HTTP on this node address (kubectl bpf logs reads
-   * them; the URL is advertised in each instance's status.logs). Off when not given.
+   * Serve the instances' event logs over HTTPS on this node address (kubectl bpf logs reads
+   * them; the URL and the certificate are advertised in the node's BpfNode status.logs). Off
+   * when not given.
    */
   logs?: {
     host: string;
     port: number;
     /** host to advertise (default: host) */
     advertiseHost?: string;
-    /** NAME or NAMESPACE/NAME of a Secret whose data.token requests must carry as a bearer token */
-    tokenSecret?: string;
+    /**
+     * users whose tokens (reviewed by the API server for this node's audience) may read
+     * (default: the service account kbpf-logs-reader of the agent's namespace)
+     */
+    readers?: string[];
   };
   /** registries (host[:port]) reached over plain HTTP (default: only loopback ones) */
   insecureRegistries?: string[];
@@ -205,31 +203,19 @@ export class NodeReconciler {
   }
 
   private async startLogs(o: NonNullable<NodeReconcilerOptions['logs']>): Promise<void> {
-    let token: string | undefined;
-    let tokenSecret: string | undefined;
-    if (o.tokenSecret) {
-      const [namespace, name] = o.tokenSecret.includes('/')
-        ? (o.tokenSecret.split('/', 2) as [string, string])
-        : [this.opts.namespace, o.tokenSecret];
-      let secret: V1Secret;
-      try {
-        secret = await this.opts.kube.core.readNamespacedSecret({ name, namespace });
-      } catch (e) {
-        const what = `log endpoint token Secret ${namespace}/${name}`;
-        if (statusCode(e) === 404) throw new NotFoundError(`${what}: not found`, { cause: e });
-        throw new UnavailableError(`${what}: ${errorText(e)}`, { cause: e });
-      }
-      const raw = secret.data?.token;
-      if (!raw) throw new InvalidError(`log endpoint token Secret ${namespace}/${name} has no data.token`);
-      token = Buffer.from(raw, 'base64').toString('utf8').trim();
-      tokenSecret = `${namespace}/${name}`;
-    }
+    const node = this.opts.nodeName;
+    const advertise = o.advertiseHost ?? o.host;
+    // a new key per start, in memory only: what the BpfNode publishes is what clients pin
+    const tls = selfSignedCertificate(`kbpf-node-logs ${node}`, [advertise]);
+    const readers = o.readers ?? [`system:serviceaccount:${this.opts.namespace}:${LOGS_READER_ACCOUNT}`];
+    const auth = new LogsAuthenticator({ kube: this.opts.kube, node, users: readers });
     const agent = this.agent;
     this.#logsServer = new NodeLogsServer({
       host: o.host,
       port: o.port,
       ...(o.advertiseHost ? { advertiseHost: o.advertiseHost } : {}),
-      ...(token ? { token } : {}),
+      tls,
+      authenticate: (h) => auth.check(h),
       source: {
         has: (n) => agentHas(agent, n),
         read: (n, opts) => agent.logs.read(n, opts),
@@ -239,9 +225,10 @@ export class NodeReconciler {
       },
     });
     const url = await this.#logsServer.start();
-    this.#logsEndpoint = { url, ...(tokenSecret ? { tokenSecret } : {}) };
+    this.#logsEndpoint = { url, certificate: tls.cert };
+    await publishLogsEndpoint(this.opts.kube, node, this.#logsEndpoint);
     this.#log(
-      `serving event logs at ${url}/v1/logs/DEPLOYMENT${tokenSecret ? ` (bearer token from Secret ${tokenSecret})` : ''}`,
+      `serving event logs at ${url}/v1/logs/DEPLOYMENT (certificate sha256 ${tls.fingerprint}, tokens of ${readers.join(', ')} for audience ${auth.audience})`,
     );
   }
 
@@ -492,7 +479,6 @@ export class NodeReconciler {
           ...(o.status ?? {}),
           ...st,
           observedGeneration: o.metadata.generation ?? 0,
-          logs: this.#logsEndpoint,
         };
         for (const k of Object.keys(next) as (keyof BpfNodeInstanceStatus)[]) if (next[k] === undefined) delete next[k];
         if (next.phase !== 'Running' && next.phase !== 'Failed' && st.revision === undefined) {

@@ -21,24 +21,19 @@ import {
 import { ago, cell } from '../../../cli/render/values.js';
 import { type BpfNode, PLURAL } from '../../api.js';
 import type { KbpfApi } from '../../kube.js';
-import { DEFAULT_LOGS_TOKEN_SECRET, logsAuth, nodeView } from '../node-logs.js';
+import { logsAccess, nodeView } from '../node-logs.js';
 import { api, collect, examples, globals } from '../resources.js';
 import { pickNodes } from './logs.js';
 
 interface NodeOptions {
   node: string[];
   all?: boolean;
-  tokenSecret?: string;
 }
 
 function addNodeOptions(cmd: Command): Command {
   return cmd
     .option('-d, --node <name>', 'this node (repeatable)', collect, [])
-    .option('--all', 'every node the deployment runs on')
-    .option(
-      '--token-secret <namespace/name>',
-      `Secret whose data.token the node endpoints require (env KBPF_LOGS_TOKEN_SECRET; default ${DEFAULT_LOGS_TOKEN_SECRET})`,
-    );
+    .option('--all', 'every node the deployment runs on');
 }
 
 /** The nodes of a deployment to ask (as logs picks them). */
@@ -102,7 +97,7 @@ export function addNodeVerbs(root: Command): void {
       return;
     }
     const nodes = await nodesOf(a, name, o);
-    const auth = logsAuth(o.tokenSecret, process.env, globals(cmd).namespace);
+    const auth = logsAccess(globals(cmd).namespace);
     const got = await perNode(nodes, (n) => nodeView(a, name, n, 'inspect', {}, auth) as Promise<InstanceStatus>);
     if (isData(o.output)) process.stdout.write(data(o.output, Object.fromEntries(got)));
     else process.stdout.write(got.map(([n, s]) => headed(n, renderInstance('text', s), nodes.length > 1)).join('\n'));
@@ -123,7 +118,7 @@ export function addNodeVerbs(root: Command): void {
     if (!(await a.get(PLURAL.deployments, name)))
       throw new Error(`no BpfDeployment named "${name}" (see: kubectl bpf ps)`);
     const nodes = await nodesOf(a, name, o);
-    const auth = logsAuth(o.tokenSecret, process.env, globals(cmd).namespace);
+    const auth = logsAccess(globals(cmd).namespace);
     const got = await perNode(
       nodes,
       (n) => nodeView(a, name, n, 'maps', map ? { map } : {}, auth) as Promise<MapDump[]>,
