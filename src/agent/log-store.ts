@@ -625,6 +625,9 @@ export class LogStore {
     }
     const records: LogRecord[] = [];
     let newCursor = cursor;
+    // false when a rotation came between the stat and the read of a file: what follows it is
+    // left for the next call (reading newer files past it would skip its lines for good)
+    let complete = true;
     const current = stats[0]!;
     const quick = current.ino === cursor.ino && current.size === cursor.offset;
     if (!quick) {
@@ -645,12 +648,16 @@ export class LogStore {
         try {
           fd = shared ?? openSync(s.path, 'r');
         } catch (e) {
-          if (isNotFound(e)) continue;
-          throw e;
+          if (!isNotFound(e)) throw e;
+          complete = false; // rotated in between: the next call reads it under its new name
+          break;
         }
         try {
           const st = fstatSync(fd);
-          if (st.ino !== s.ino) continue; // rotated in between: the next poll sorts it out
+          if (st.ino !== s.ino) {
+            complete = false; // rotated in between: the next call reads it under its new name
+            break;
+          }
           const len = st.size - start;
           if (len <= 0) {
             if (i === 0) newCursor = { ino: st.ino, offset: Math.min(start, st.size) };
@@ -674,7 +681,7 @@ export class LogStore {
     const out = records.filter((r) => r.seq > lastSeq);
     let last = out.length > 0 ? out[out.length - 1]!.seq : lastSeq;
     const w = this.#writers.get(instance);
-    if (w) {
+    if (w && complete) {
       for (const p of w.pending) {
         if (p.lastSeq <= last) continue;
         const recs: LogRecord[] = [];
