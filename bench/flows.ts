@@ -17,7 +17,8 @@
 // a real `kbpf flows` process talking to that agent's API socket.
 // Options: --duration=S (each window, default 3), --repeats=N (default 3), --flows-conns=N (wrk
 // connections, default 16), --flows-rates=20000,50000,... (report rates to try),
-// --flows-parts=overhead,delivery (default both; the RSS figures come with delivery).
+// --flows-parts=overhead,delivery (default both; the RSS figures come with delivery),
+// --flows-reader-profile=DIR (the reader's V8 CPU profile, written there when it stops).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -120,10 +121,11 @@ async function wrkRate(
 class Reader {
   readonly proc: ChildProcess;
   lines = 0;
-  constructor(socket: string, metricsPort: number) {
+  constructor(socket: string, metricsPort: number, profileDir?: string) {
     this.proc = spawn(
       process.execPath,
       [
+        ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
         KBPF,
         '--socket',
         socket,
@@ -210,7 +212,7 @@ export const benchmark: Benchmark = {
       await sleep(500);
       const idleRss = rssMb(ag.proc.pid!);
       const metricsPort = 19965 + Math.floor(Math.random() * 500);
-      const reader = new Reader(ag.socket, metricsPort);
+      const reader = new Reader(ag.socket, metricsPort, arg(opts, 'reader-profile'));
       cleanups.push(() => reader.stop());
       for (let i = 0; i < 100; i++) {
         if (

@@ -145,9 +145,24 @@ function bytesOf(v: number[] | string): Uint8Array {
   return Uint8Array.from(v);
 }
 
+/** The text of addresses seen lately, by their hex (a node's flows come from a few thousand). */
+const addrCache = new Map<string, string>();
+const ADDR_CACHE_MAX = 8192;
+
 /** 16 bytes (IPv4 as ::ffff:a.b.c.d) -> text, IPv4 plain. */
 export function addrText(v: number[] | string, family: number): string {
-  const b = bytesOf(v);
+  if (typeof v !== 'string') return addrTextOf(bytesOf(v), family);
+  const key = family === 2 ? `4${v}` : v;
+  let text = addrCache.get(key);
+  if (text === undefined) {
+    if (addrCache.size >= ADDR_CACHE_MAX) addrCache.clear();
+    text = addrTextOf(bytesOf(v), family);
+    addrCache.set(key, text);
+  }
+  return text;
+}
+
+function addrTextOf(b: Uint8Array, family: number): string {
   if (family === 2 || (b[10] === 0xff && b[11] === 0xff && b.subarray(0, 10).every((x) => x === 0)))
     return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   const words: string[] = [];

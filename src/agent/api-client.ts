@@ -287,17 +287,19 @@ export class ApiClient {
       res.setEncoding('utf8');
       for await (const chunk of res as AsyncIterable<string>) {
         buf += chunk;
+        let start = 0;
         for (;;) {
-          const nl = buf.indexOf('\n');
+          const nl = buf.indexOf('\n', start);
           if (nl < 0) break;
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
+          const line = buf.slice(start, nl);
+          start = nl + 1;
           if (line.trim() === '') continue;
           const v = JSON.parse(line) as LogRecord & { error?: string };
           // an error after the stream started comes as a last line {"error": ...}
           if (typeof v.error === 'string' && v.seq === undefined) throw new ApiError(500, v.error);
           yield v;
         }
+        buf = buf.slice(start);
       }
     } catch (e) {
       if (signal?.aborted) return;
