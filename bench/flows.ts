@@ -258,6 +258,7 @@ export const benchmark: Benchmark = {
         const startLines = reader.lines;
         const startMetrics = await processed(metricsPort);
         const t0 = performance.now();
+        const cpu0 = { agent: cpuMs(ag.proc.pid!), reader: cpuMs(reader.proc.pid!) };
         let sent = 0;
         while (performance.now() - t0 < opts.durationS * 1000) {
           const due = Math.floor((rate * (performance.now() - t0)) / 1000) - sent;
@@ -268,6 +269,11 @@ export const benchmark: Benchmark = {
           await new Promise((r) => setTimeout(r, 10));
         }
         const got = await settle(startLines + sent);
+        const busyS = (performance.now() - t0) / 1000;
+        const cpu = {
+          agent: (cpuMs(ag.proc.pid!) - cpu0.agent) / busyS,
+          reader: (cpuMs(reader.proc.pid!) - cpu0.reader) / busyS,
+        };
         const lines = got.lines - startLines;
         const inMetrics = got.metrics - startMetrics;
         const lossless = lines === sent && inMetrics === sent;
@@ -276,7 +282,7 @@ export const benchmark: Benchmark = {
         const ringFull = counters ? Number(counters.readBigUInt64LE(8)) : Number.NaN;
         const st = await api.inspect('flows');
         note(
-          `rate ${rate}/s: ${sent} reports written (${ringFull} found the ring full so far), the agent read ${st.events.received} so far, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}`,
+          `rate ${rate}/s: ${sent} reports written (${ringFull} found the ring full so far), the agent read ${st.events.received} so far, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}; CPU ms/s until delivered: agent ${cpu.agent.toFixed(0)}, reader ${cpu.reader.toFixed(0)}`,
         );
         if (!lossless) break;
         best = rate;
