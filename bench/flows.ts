@@ -8,37 +8,89 @@
 //                               a `kbpf flows -f -o json --metrics-listen` process — every line on
 //                               its stdout and every flow in its metrics — with none lost; rates
 //                               step up until one loses (goal >= 100,000)
-//   flows_rss_mb_100k           the agent's RSS with 100,000 open flows reported (the reader's too)
+//   flows_rss_mb_100k           the agent process's RSS with 100,000 open flows reported (the
+//                               reader's too)
 //
 // The test bed is the mesh one without sidecars: pod A runs wrk against pod B's app (HAProxy
-// answering itself on :80). flow-monitor runs on the pods' parent cgroup through a real agent in
-// this process; the reader is a real `kbpf flows` process talking to that agent's API socket.
+// answering itself on :80). flow-monitor runs on the pods' parent cgroup through a real agent
+// process (`kbpf agent`, its own state directory, bpffs directory and API socket); the reader is
+// a real `kbpf flows` process talking to that agent's API socket.
 // Options: --duration=S (each window, default 3), --repeats=N (default 3), --flows-conns=N (wrk
-// connections, default 16), --flows-rates=20000,50000,... (report rates to try).
+// connections, default 16), --flows-rates=20000,50000,... (report rates to try),
+// --flows-parts=overhead,delivery (default both; the RSS figures come with delivery),
+// --flows-reader-profile=DIR (the reader's V8 CPU profile, written there when it stops).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, BpfObject, testRunAsync } from 'kbpf/bpf';
-import { startApiServer } from '../src/agent/api-server.js';
-import { testAgent } from '../testbed/agent.js';
+import { BpfMap, BpfObject, ensureBpffs, testRunAsync } from 'kbpf/bpf';
+import { ApiClient } from '../src/agent/api-client.js';
+import { instanceMapPin } from '../src/agent/pins.js';
+import { buildPackage } from '../src/compile/builder.js';
+import { LayoutStore } from '../src/package/layout-store.js';
 import { FLOW_APP_DIR } from '../testbed/flows.js';
-import { tempDir } from '../testbed/kernel.js';
 import { type Pod, Testbed } from '../testbed/mesh/testbed.js';
 import { type Benchmark, type BenchOptions, median, note, result } from './run.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PRODUCER = join(here, 'flows_producer.bpf.o');
-const KBPF = fileURLToPath(new URL('../../bin/kbpf.js', import.meta.url));
+const KBPF = join(ROOT, 'bin/kbpf.js');
 
 function arg(opts: BenchOptions, name: string): string | undefined {
   const a = opts.args.find((x) => x.startsWith(`--flows-${name}=`));
   return a?.slice(a.indexOf('=') + 1);
 }
 
-function rssMb(pid: number | 'self'): number {
+function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** CPU time of a process so far (user + system), in ms */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10; // utime, stime: clock ticks of 10 ms (USER_HZ 100)
+}
+
+/** A `kbpf agent` process with its own state and bpffs directories, reached on its API socket. */
+async function startAgent(t: {
+  after(f: () => unknown): void;
+}): Promise<{ proc: ChildProcess; client: ApiClient; socket: string; stateDir: string; bpffsDir: string }> {
+  ensureBpffs();
+  const stateDir = mkdtempSync(join(tmpdir(), 'kbpf-flows-bench-'));
+  const bpffsDir = `/sys/fs/bpf/kbpf-flows-bench-${process.pid}`;
+  const socket = join(stateDir, 'agent.sock');
+  const proc = spawn(KBPF, ['agent', '--state-dir', stateDir, '--bpffs-dir', bpffsDir, '--socket', socket], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const client = new ApiClient(socket);
+  t.after(async () => {
+    try {
+      for (const s of await client.list().catch(() => [])) await client.remove(s.name, { force: true }).catch(() => {});
+    } finally {
+      client.close();
+      proc.kill('SIGTERM');
+      await new Promise((r) => (proc.exitCode !== null ? r(null) : proc.once('exit', r)));
+      rmSync(bpffsDir, { recursive: true, force: true });
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+  for (let i = 0; i < 200; i++) {
+    if (existsSync(socket)) {
+      try {
+        await client.version();
+        return { proc, client, socket, stateDir, bpffsDir };
+      } catch {
+        /* not ready */
+      }
+    }
+    await sleep(50);
+  }
+  throw new Error('the agent did not start');
 }
 
 async function wrkRate(
@@ -69,10 +121,11 @@ async function wrkRate(
 class Reader {
   readonly proc: ChildProcess;
   lines = 0;
-  constructor(socket: string, metricsPort: number) {
+  constructor(socket: string, metricsPort: number, profileDir?: string) {
     this.proc = spawn(
       process.execPath,
       [
+        ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
         KBPF,
         '--socket',
         socket,
@@ -113,48 +166,53 @@ export const benchmark: Benchmark = {
     const cleanups: Array<() => unknown> = [];
     const t = { after: (f: () => unknown) => cleanups.push(f) };
     try {
+      const parts = (arg(opts, 'parts') ?? 'overhead,delivery').split(',');
       const tb = await Testbed.create(t, 'kbpfflowb');
       const a = await tb.addPod({ sidecar: false });
       const b = await tb.addPod({ sidecar: false });
-      const ta = await testAgent(t);
-      const ref = await ta.build(FLOW_APP_DIR);
+      const ag = await startAgent(t);
+      const api = ag.client;
+      const store = new LayoutStore(join(ag.stateDir, 'store'));
+      const ref = (await buildPackage(FLOW_APP_DIR, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
       const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
       const conns = Number(arg(opts, 'conns') ?? 16);
       const url = `http://${b.ip}:80/`;
 
       // 1. connection rate and request rate, off vs on, paired per repeat
-      const conn: { off: number[]; on: number[] } = { off: [], on: [] };
-      const rps: { off: number[]; on: number[] } = { off: [], on: [] };
-      await wrkRate(tb, a, url, conns, false, 1); // warm-up
-      for (let i = 0; i < opts.repeats; i++) {
-        conn.off.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
-        rps.off.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
-        await ta.agent.run({ image: ref, name: 'flows', attach });
-        conn.on.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
-        rps.on.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
-        const st = ta.agent.inspect('flows');
-        note(
-          `repeat ${i + 1}: conn/s off ${conn.off[i]!.toFixed(0)} on ${conn.on[i]!.toFixed(0)}; req/s off ${rps.off[i]!.toFixed(0)} on ${rps.on[i]!.toFixed(0)}; flow reports ${st.events.received}, lost ${st.events.lost}`,
-        );
-        await ta.agent.remove('flows', { force: true });
+      if (parts.includes('overhead')) {
+        const conn: { off: number[]; on: number[] } = { off: [], on: [] };
+        const rps: { off: number[]; on: number[] } = { off: [], on: [] };
+        await wrkRate(tb, a, url, conns, false, 1); // warm-up
+        for (let i = 0; i < opts.repeats; i++) {
+          conn.off.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
+          rps.off.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
+          await api.run({ image: ref, name: 'flows', attach });
+          const cpu0 = cpuMs(ag.proc.pid!);
+          conn.on.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
+          const agentCpu = (cpuMs(ag.proc.pid!) - cpu0) / opts.durationS;
+          rps.on.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
+          const st = await api.inspect('flows');
+          note(
+            `repeat ${i + 1}: conn/s off ${conn.off[i]!.toFixed(0)} on ${conn.on[i]!.toFixed(0)} (agent CPU ${agentCpu.toFixed(0)} ms/s); req/s off ${rps.off[i]!.toFixed(0)} on ${rps.on[i]!.toFixed(0)}; flow reports ${st.events.received}, lost ${st.events.lost}`,
+          );
+          await api.remove('flows', { force: true });
+        }
+        const ratio = (x: { off: number[]; on: number[] }): number => median(x.on.map((v, i) => v / x.off[i]!));
+        result('flows_conn_overhead_ratio', ratio(conn).toFixed(3));
+        result('flows_conn_per_s_off', median(conn.off).toFixed(0));
+        result('flows_conn_per_s_on', median(conn.on).toFixed(0));
+        result('flows_rps_overhead_ratio', ratio(rps).toFixed(3));
+        result('flows_rps_off', median(rps.off).toFixed(0));
+        result('flows_rps_on', median(rps.on).toFixed(0));
       }
-      const ratio = (x: { off: number[]; on: number[] }): number => median(x.on.map((v, i) => v / x.off[i]!));
-      result('flows_conn_overhead_ratio', ratio(conn).toFixed(3));
-      result('flows_conn_per_s_off', median(conn.off).toFixed(0));
-      result('flows_conn_per_s_on', median(conn.on).toFixed(0));
-      result('flows_rps_overhead_ratio', ratio(rps).toFixed(3));
-      result('flows_rps_off', median(rps.off).toFixed(0));
-      result('flows_rps_on', median(rps.on).toFixed(0));
+      if (!parts.includes('delivery')) return;
 
       // 2. flows/s delivered to `kbpf flows -f` and its metrics, synthetic reports into the ring
-      await ta.agent.run({ image: ref, name: 'flows', attach });
-      const idleRss = rssMb('self');
-      const dir = tempDir(t, 'kbpf-flows-bench-');
-      const socket = join(dir, 'agent.sock');
-      const server = await startApiServer(ta.agent, socket);
-      cleanups.push(() => server.close());
+      await api.run({ image: ref, name: 'flows', attach });
+      await sleep(500);
+      const idleRss = rssMb(ag.proc.pid!);
       const metricsPort = 19965 + Math.floor(Math.random() * 500);
-      const reader = new Reader(socket, metricsPort);
+      const reader = new Reader(ag.socket, metricsPort, arg(opts, 'reader-profile'));
       cleanups.push(() => reader.stop());
       for (let i = 0; i < 100; i++) {
         if (
@@ -167,7 +225,9 @@ export const benchmark: Benchmark = {
       }
       const obj = BpfObject.open(PRODUCER);
       cleanups.push(() => obj.close());
-      const ring = BpfMap.fromPin(ta.agent.instanceMapPath('flows', 'flow_events'));
+      const ringPin = instanceMapPin(ag.bpffsDir, 'flows', 'flow_events');
+      if (!ringPin) throw new Error(`no pinned flow_events under ${ag.bpffsDir}`);
+      const ring = BpfMap.fromPin(ringPin);
       obj.reuseMap('flow_events', ring);
       ring.close();
       obj.load();
@@ -198,6 +258,7 @@ export const benchmark: Benchmark = {
         const startLines = reader.lines;
         const startMetrics = await processed(metricsPort);
         const t0 = performance.now();
+        const cpu0 = { agent: cpuMs(ag.proc.pid!), reader: cpuMs(reader.proc.pid!) };
         let sent = 0;
         while (performance.now() - t0 < opts.durationS * 1000) {
           const due = Math.floor((rate * (performance.now() - t0)) / 1000) - sent;
@@ -208,15 +269,20 @@ export const benchmark: Benchmark = {
           await new Promise((r) => setTimeout(r, 10));
         }
         const got = await settle(startLines + sent);
+        const busyS = (performance.now() - t0) / 1000;
+        const cpu = {
+          agent: (cpuMs(ag.proc.pid!) - cpu0.agent) / busyS,
+          reader: (cpuMs(reader.proc.pid!) - cpu0.reader) / busyS,
+        };
         const lines = got.lines - startLines;
         const inMetrics = got.metrics - startMetrics;
         const lossless = lines === sent && inMetrics === sent;
         // the producer's .bss: written, failed (reservations that found the ring full)
         const counters = obj.maps.get('.bss')?.lookupRaw(Buffer.alloc(4));
         const ringFull = counters ? Number(counters.readBigUInt64LE(8)) : Number.NaN;
-        const st = ta.agent.inspect('flows');
+        const st = await api.inspect('flows');
         note(
-          `rate ${rate}/s: ${sent} reports written (${ringFull} found the ring full so far), the agent read ${st.events.received} so far, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}`,
+          `rate ${rate}/s: ${sent} reports written (${ringFull} found the ring full so far), the agent read ${st.events.received} so far, ${lines} printed by kbpf flows -f, ${inMetrics} in its metrics${lossless ? '' : ' — LOST'}; CPU ms/s until delivered: agent ${cpu.agent.toFixed(0)}, reader ${cpu.reader.toFixed(0)}`,
         );
         if (!lossless) break;
         best = rate;
@@ -230,7 +296,7 @@ export const benchmark: Benchmark = {
         await new Promise((r) => setTimeout(r, 100));
       }
       await settle(before + 100_000);
-      result('flows_rss_mb_100k', rssMb('self').toFixed(1));
+      result('flows_rss_mb_100k', rssMb(ag.proc.pid!).toFixed(1));
       result('flows_rss_mb_idle', idleRss.toFixed(1));
       result('flows_reader_rss_mb_100k', rssMb(reader.proc.pid!).toFixed(1));
     } finally {

@@ -8,7 +8,20 @@ import { Btf } from 'kbpf/bpf';
 import type { Endpoint, Flow, L4, ServiceTranslation, TcpFlag, Verdict } from './flow.js';
 import { endpointOf, type Identities } from './identities.js';
 
-/** struct flow (flow_monitor.bpf.c) as the agent's log line carries it. */
+/** service-lb's struct svc_origin, decoded */
+export interface SvcOrigin {
+  vip: number[];
+  backend: number[];
+  vip_port: number;
+  backend_port: number;
+  family: number;
+  policy: number;
+  level: number;
+  affinity_hit: number;
+  service_id: number;
+}
+
+/** A flow's counters as the agent's log line carries them (struct flow_report's fields). */
 export interface FlowState {
   cgroup_id: number | string;
   laddr: number[] | string;
@@ -35,25 +48,37 @@ export interface FlowState {
   packets_rx: number;
   ip_bytes_tx: number;
   ip_bytes_rx: number;
-  svc: {
-    vip: number[];
-    backend: number[];
-    vip_port: number;
-    backend_port: number;
-    family: number;
-    policy: number;
-    level: number;
-    affinity_hit: number;
-    service_id: number;
-  };
+  /** hex bytes of struct svc_origin (struct flow_report), or its fields (older reports) */
+  svc: SvcOrigin | string;
 }
 
-/** struct flow_report */
-export interface FlowReport {
+/**
+ * struct flow_report: the counters at the top level (flow_report.h), or, in reports written by
+ * flow-monitor before 0.2, nested under `flow`.
+ */
+export type FlowReport = {
   cookie: number | string;
   duration_ns: number;
   closed: number;
-  flow: FlowState;
+} & ({ flow: FlowState } | FlowState);
+
+/** struct svc_origin's bytes (flow_report.h) -> its fields */
+function svcOf(v: SvcOrigin | string): SvcOrigin {
+  if (typeof v !== 'string') return v;
+  const b = Buffer.from(v, 'hex');
+  if (b.length < 44) throw new Error(`svc: ${b.length} bytes, struct svc_origin has 44`);
+  const words = (at: number): number[] => [0, 1, 2, 3].map((i) => b.readUInt32LE(at + 4 * i));
+  return {
+    vip: words(0),
+    backend: words(16),
+    vip_port: b.readUInt16LE(32),
+    backend_port: b.readUInt16LE(34),
+    family: b[36]!,
+    policy: b[37]!,
+    level: b[38]!,
+    affinity_hit: b[39]!,
+    service_id: b.readUInt32LE(40),
+  };
 }
 
 export const TCP_STATES = [
@@ -120,9 +145,24 @@ function bytesOf(v: number[] | string): Uint8Array {
   return Uint8Array.from(v);
 }
 
+/** The text of addresses seen lately, by their hex (a node's flows come from a few thousand). */
+const addrCache = new Map<string, string>();
+const ADDR_CACHE_MAX = 8192;
+
 /** 16 bytes (IPv4 as ::ffff:a.b.c.d) -> text, IPv4 plain. */
 export function addrText(v: number[] | string, family: number): string {
-  const b = bytesOf(v);
+  if (typeof v !== 'string') return addrTextOf(bytesOf(v), family);
+  const key = family === 2 ? `4${v}` : v;
+  let text = addrCache.get(key);
+  if (text === undefined) {
+    if (addrCache.size >= ADDR_CACHE_MAX) addrCache.clear();
+    text = addrTextOf(bytesOf(v), family);
+    addrCache.set(key, text);
+  }
+  return text;
+}
+
+function addrTextOf(b: Uint8Array, family: number): string {
   if (family === 2 || (b[10] === 0xff && b[11] === 0xff && b.subarray(0, 10).every((x) => x === 0)))
     return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   const words: string[] = [];
@@ -154,7 +194,7 @@ export class Collector {
 
   /** One report (the `event` of a flow_events log line) and the time it was read. */
   flowOf(r: FlowReport, time: string): Flow {
-    const f = r.flow;
+    const f = 'flow' in r ? r.flow : r;
     const family = f.family === 10 ? 10 : 2;
     const local = addrText(f.laddr, family);
     const remote = addrText(f.raddr, family);
@@ -222,7 +262,7 @@ export class Collector {
   }
 
   private service(f: FlowState): ServiceTranslation {
-    const s = f.svc;
+    const s = svcOf(f.svc);
     const fam = s.family === 10 ? 10 : 2;
     const out: ServiceTranslation = {
       vip: wordsText(s.vip, fam),

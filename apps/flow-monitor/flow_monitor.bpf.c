@@ -2,10 +2,11 @@
 // buffer periodically while a flow is open and once when it closes.
 //
 //   sockops                   TCP: a flow starts at connect (active) or at passive established;
-//                             RTT callbacks refresh RTT and byte counts (and report open flows)
+//                             state callbacks (set on tracked sockets only) keep the TCP state
+//                             and, at TCP_CLOSE, write the flow's last report from the socket's
+//                             own counters; RTT callbacks (optional) refresh RTT and bytes
 //   cgroup_skb/egress,ingress every packet of the sockets below the cgroup: packets and IP bytes
 //                             each way, TCP flags each way; UDP / ICMP flows start here
-//   tracepoint sock:inet_sock_set_state   TCP state; at TCP_CLOSE the flow's last report
 //   tracepoint tcp:tcp_retransmit_skb     retransmits
 //   tracepoint skb:kfree_skb              drops of a flow's packets, with the kernel's reason
 //   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report
@@ -15,6 +16,9 @@
 // ends are both below the cgroup is reported once, by the end that connected (local_conns).
 // The table of flows is an LRU (`flows`, size it with --map-size flows=N): a TCP flow pushed out
 // while its socket lives is counted in flow_stats[FS_EVICTED] when the socket next shows up.
+// Reports go into the ring without waking its reader; a BPF timer (wakeup_us after the first
+// report since the last wake-up) or a ring a quarter full wakes it — one wake-up for many reports
+// instead of one per connection (the agent's CPU per wake-up was most of its cost per connection).
 // Service fields: when service-lb runs, share its `svc_origin` map (run --share-map
 // svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in.
 #include "vmlinux.h"
@@ -40,6 +44,8 @@ const volatile __u32 report_interval_ms = 5000;
 const volatile __u8 rtt_callbacks = 0;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
+/* config: longest a report waits in the ring before its reader is woken (microseconds) */
+const volatile __u32 wakeup_us = 2000;
 
 #include "flow_report.h"
 
@@ -106,7 +112,22 @@ struct {
 	__type(value, __u64);
 } flow_stats SEC(".maps");
 
-KBPF_RINGBUF(flow_events, 16 * 1024 * 1024, struct flow_report);
+#define FLOW_RING_BYTES (16 * 1024 * 1024)
+KBPF_RINGBUF(flow_events, FLOW_RING_BYTES, struct flow_report);
+
+/* the reader's wake-up: a timer armed by the first report after the last wake-up */
+struct wakeup {
+	struct bpf_timer timer;
+	__u64 armed; /* the timer is set (reports meanwhile wake no one) */
+	__u32 ready; /* the timer is initialised */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wakeup);
+} wakeup SEC(".maps");
 
 static __always_inline void stat_add(__u32 i, __u64 n)
 {
@@ -115,16 +136,46 @@ static __always_inline void stat_add(__u32 i, __u64 n)
 		*v += n;
 }
 
+/* the timer fired: wake the reader (a discarded record with BPF_RB_FORCE_WAKEUP carries no data) */
+static int wake_reader(void *map, __u32 *key, struct wakeup *w)
+{
+	w->armed = 0; /* first: a report from now on arms the timer again */
+	void *r = bpf_ringbuf_reserve(&flow_events, 8, 0);
+	if (r)
+		bpf_ringbuf_discard(r, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+/* how to submit a report: wake the reader now (a quarter of the ring waits), or leave it to the timer */
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA) >= FLOW_RING_BYTES / 4)
+		return BPF_RB_FORCE_WAKEUP;
+	__u32 zero = 0;
+	struct wakeup *w = bpf_map_lookup_elem(&wakeup, &zero);
+	if (!w)
+		return 0;
+	if (w->armed || __sync_val_compare_and_swap(&w->armed, 0, 1) != 0)
+		return BPF_RB_NO_WAKEUP; /* a timer is set: it wakes the reader */
+	if (!w->ready) {
+		bpf_timer_init(&w->timer, &wakeup, 1 /* CLOCK_MONOTONIC */);
+		bpf_timer_set_callback(&w->timer, wake_reader);
+		w->ready = 1;
+	}
+	if (bpf_timer_start(&w->timer, (__u64)wakeup_us * 1000, 0) != 0) {
+		w->armed = 0;
+		return 0; /* no timer: the kernel's default (wake when the reader has caught up) */
+	}
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void report(const struct flow_key *k, struct flow *f, __u8 closed, __u64 now)
 {
 	struct flow_report *r = kbpf_reserve(flow_events, sizeof(*r));
 	if (!r)
 		return;
-	r->cookie = k->cookie;
-	r->duration_ns = now - f->start_ns;
-	r->closed = closed;
-	__builtin_memcpy(&r->flow, f, sizeof(*f));
-	bpf_ringbuf_submit(r, 0);
+	fill_report(r, k->cookie, f, closed, now);
+	bpf_ringbuf_submit(r, wakeup_flags());
 	stat_add(FS_REPORTS, 1);
 	if (closed)
 		stat_add(FS_CLOSED, 1);
@@ -182,9 +233,12 @@ static __always_inline void skops_addrs(struct bpf_sock_ops *skops, struct flow 
 
 static __always_inline void skops_stats(struct bpf_sock_ops *skops, struct flow *f)
 {
-	f->tcp_state = skops->state;
-	f->srtt_us = skops->srtt_us >> 3;
-	f->min_rtt_us = skops->rtt_min;
+	__u32 srtt = skops->srtt_us >> 3;
+	__u32 minrtt = skops->rtt_min;
+	if (srtt)
+		f->srtt_us = srtt;
+	if (minrtt && minrtt != ~0U)
+		f->min_rtt_us = minrtt;
 	f->bytes_tx = skops->bytes_acked;
 	f->bytes_rx = skops->bytes_received;
 	if (skops->total_retrans > f->retransmits)
@@ -221,7 +275,8 @@ static __always_inline void start_tcp_flow(struct bpf_sock_ops *skops, __u8 acti
 		if (m)
 			*m = 1;
 	}
-	bpf_sock_ops_cb_flags_set(skops, rtt_callbacks ? BPF_SOCK_OPS_RTT_CB_FLAG : 0);
+	/* state callbacks on this socket only (a node-wide tracepoint ran for every socket's every change) */
+	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | (rtt_callbacks ? BPF_SOCK_OPS_RTT_CB_FLAG : 0));
 }
 
 /* a tracked socket without its flow: the LRU pushed it out (counted once per socket) */
@@ -258,6 +313,7 @@ int flow_sockops(struct bpf_sock_ops *skops)
 			break;
 		}
 		skops_stats(skops, f);
+		f->tcp_state = skops->state;
 		if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
 			struct conn_tuple t = {};
 			tuple_of(&t, f, 0);
@@ -265,6 +321,29 @@ int flow_sockops(struct bpf_sock_ops *skops)
 		} else {
 			report_if_due(&k, f, bpf_ktime_get_ns());
 		}
+		break;
+	}
+	case BPF_SOCK_OPS_STATE_CB: {
+		/* args[1]: the new state (skops->state is still the old one) */
+		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
+		struct flow *f = bpf_map_lookup_elem(&flows, &k);
+		if (!f) {
+			count_eviction(skops);
+			break;
+		}
+		__u32 state = skops->args[1];
+		f->tcp_state = state;
+		if (state != TCP_STATE_CLOSE)
+			break;
+		/* the last report, with the socket's final counters */
+		skops_stats(skops, f);
+		report(&k, f, 1, bpf_ktime_get_ns());
+		if (f->active) {
+			struct conn_tuple t = {};
+			tuple_of(&t, f, 0);
+			bpf_map_delete_elem(&local_conns, &t);
+		}
+		bpf_map_delete_elem(&flows, &k);
 		break;
 	}
 	}
@@ -427,15 +506,21 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 		}
 		if (!f->cgroup_id)
 			f->cgroup_id = bpf_skb_cgroup_id(skb);
+		count_packet(skb, f, egress, tcp_flags_of(skb));
+		if (now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
+			return;
+		/* a periodic report: bytes and RTT from the socket (the close report reads them at close) */
 		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 		if (tp) {
 			f->bytes_tx = tp->bytes_acked;
 			f->bytes_rx = tp->bytes_received;
-			f->srtt_us = tp->srtt_us >> 3;
-			f->min_rtt_us = tp->rtt_min;
+			if (tp->srtt_us)
+				f->srtt_us = tp->srtt_us >> 3;
+			if (tp->rtt_min && tp->rtt_min != ~0U)
+				f->min_rtt_us = tp->rtt_min;
 		}
-		count_packet(skb, f, egress, tcp_flags_of(skb));
-		report_if_due(&k, f, now);
+		f->last_report_ns = now;
+		report(&k, f, 0, now);
 		return;
 	}
 	if (!datagram_flows)
@@ -471,50 +556,13 @@ int flow_ingress(struct __sk_buff *skb)
 	return 1;
 }
 
-/* ---- TCP state, retransmits, drops (tracepoints: every socket of the node; ours by cookie) ---- */
+/* ---- retransmits, drops (tracepoints: every socket of the node; ours by cookie) ---- */
 
 static __always_inline __u64 cookie_of(const struct sock *sk)
 {
 	if (!sk)
 		return 0;
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-}
-
-SEC("tracepoint/sock/inet_sock_set_state")
-int flow_state(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	if (ctx->protocol != PROTO_TCP)
-		return 0;
-	const struct sock *sk = ctx->skaddr;
-	struct flow_key k = {.cookie = cookie_of(sk), .proto = PROTO_TCP};
-	if (!k.cookie)
-		return 0;
-	struct flow *f = bpf_map_lookup_elem(&flows, &k);
-	if (!f)
-		return 0;
-	f->tcp_state = ctx->newstate;
-	if (ctx->newstate != TCP_STATE_CLOSE)
-		return 0;
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	f->bytes_tx = BPF_CORE_READ(tp, bytes_acked);
-	f->bytes_rx = BPF_CORE_READ(tp, bytes_received);
-	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
-	if (srtt)
-		f->srtt_us = srtt;
-	__u32 minrtt = BPF_CORE_READ(tp, rtt_min.s[0].v);
-	if (minrtt && minrtt != ~0U)
-		f->min_rtt_us = minrtt;
-	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
-	if (retrans > f->retransmits)
-		f->retransmits = retrans;
-	report(&k, f, 1, bpf_ktime_get_ns());
-	if (f->active) {
-		struct conn_tuple t = {};
-		tuple_of(&t, f, 0);
-		bpf_map_delete_elem(&local_conns, &t);
-	}
-	bpf_map_delete_elem(&flows, &k);
-	return 0;
 }
 
 /* tcp:tcp_retransmit_skb's record (its layout, as the tracepoint's format file gives it) */

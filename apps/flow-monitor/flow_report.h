@@ -58,12 +58,85 @@ struct flow {
 	struct svc_origin svc;
 };
 
+/* 16 address bytes; the log shows a union as one hex string (32 characters, not 16 numbers) */
+union addr16 {
+	__u8 b[16];
+	__u32 w[4];
+};
+
+/* svc_origin as hex in the log too (the collector reads its fields from the bytes) */
+union svc_bytes {
+	struct svc_origin o;
+	__u8 b[sizeof(struct svc_origin)];
+};
+
+/* What goes into the ring: a flow's counters, flat, no padding, addresses as bytes — about 500
+ * bytes a log line (the map's struct flow, copied field by field, was 800). */
 struct flow_report {
 	__u64 cookie;
 	__u64 duration_ns;
+	__u64 cgroup_id;
+	__u64 bytes_tx; /* payload: TCP bytes acked / received; UDP payload; ICMP message */
+	__u64 bytes_rx;
+	__u64 packets_tx;
+	__u64 packets_rx;
+	__u64 ip_bytes_tx;
+	__u64 ip_bytes_rx;
+	union addr16 laddr; /* IPv4 as ::ffff:a.b.c.d */
+	union addr16 raddr;
+	union svc_bytes svc; /* when has_svc */
+	__u32 srtt_us;
+	__u32 min_rtt_us;
+	__u32 retransmits;
+	__u32 drops;
+	__u32 drop_reason;
+	__u16 lport; /* host order */
+	__u16 rport;
+	__u8 family;
+	__u8 proto;
+	__u8 active;
+	__u8 tcp_state;
+	__u8 flags_tx;
+	__u8 flags_rx;
+	__u8 icmp_type;
+	__u8 icmp_code;
 	__u8 closed; /* 0: a periodic report of an open flow; 1: its last */
-	__u8 pad[7];
-	struct flow flow;
+	__u8 has_svc;
 };
+
+/* a flow's state -> its report */
+static __always_inline void fill_report(struct flow_report *r, __u64 cookie, const struct flow *f, __u8 closed,
+					__u64 now)
+{
+	r->cookie = cookie;
+	r->duration_ns = now - f->start_ns;
+	r->cgroup_id = f->cgroup_id;
+	r->bytes_tx = f->bytes_tx;
+	r->bytes_rx = f->bytes_rx;
+	r->packets_tx = f->packets_tx;
+	r->packets_rx = f->packets_rx;
+	r->ip_bytes_tx = f->ip_bytes_tx;
+	r->ip_bytes_rx = f->ip_bytes_rx;
+	__builtin_memcpy(r->laddr.b, f->laddr, 16);
+	__builtin_memcpy(r->raddr.b, f->raddr, 16);
+	__builtin_memcpy(&r->svc.o, &f->svc, sizeof(f->svc));
+	r->srtt_us = f->srtt_us;
+	r->min_rtt_us = f->min_rtt_us;
+	r->retransmits = f->retransmits;
+	r->drops = f->drops;
+	r->drop_reason = f->drop_reason;
+	r->lport = f->lport;
+	r->rport = f->rport;
+	r->family = f->family;
+	r->proto = f->proto;
+	r->active = f->active;
+	r->tcp_state = f->tcp_state;
+	r->flags_tx = f->flags_tx;
+	r->flags_rx = f->flags_rx;
+	r->icmp_type = f->icmp_type;
+	r->icmp_code = f->icmp_code;
+	r->closed = closed;
+	r->has_svc = f->has_svc;
+}
 
 #endif

@@ -86,28 +86,43 @@ export class FlowMetrics {
   #clock = 0;
   /** flow reports counted */
   observed = 0;
+  // the families every report counts in, at hand
+  readonly #processed: Family;
+  readonly #bytes: Family;
+  readonly #packets: Family;
+  readonly #retransmits: Family;
 
   constructor(opts: FlowMetricsOptions = {}) {
     this.context = opts.context ?? 'workload';
     this.#ttl = opts.ttlMs ?? 600_000;
     this.#maxOpen = opts.maxOpenFlows ?? 200_000;
     this.#now = opts.now ?? Date.now;
-    this.family('hubble_flows_processed_total', 'Flows processed, by type and verdict', 'counter');
+    this.#processed = this.family('hubble_flows_processed_total', 'Flows processed, by type and verdict', 'counter');
     this.family('hubble_drop_total', 'Drops, by reason and protocol', 'counter');
     this.family('hubble_tcp_flags_total', 'TCP flags seen, by flag and IP family', 'counter');
     this.family('hubble_port_distribution_total', 'Flows by destination port and protocol', 'counter');
-    this.family(
+    this.#bytes = this.family(
       'kbpf_flows_bytes_total',
       'Transport payload bytes of flows, by source, destination and direction',
       'counter',
     );
-    this.family('kbpf_flows_packets_total', 'Packets of flows, by source, destination and direction', 'counter');
-    this.family('kbpf_flows_retransmits_total', 'TCP retransmits, by source and destination', 'counter');
+    this.#packets = this.family(
+      'kbpf_flows_packets_total',
+      'Packets of flows, by source, destination and direction',
+      'counter',
+    );
+    this.#retransmits = this.family(
+      'kbpf_flows_retransmits_total',
+      'TCP retransmits, by source and destination',
+      'counter',
+    );
     this.family('kbpf_flows_rtt_seconds', 'Smoothed RTT of closed TCP flows, by source and destination', 'histogram');
   }
 
-  private family(name: string, help: string, type: Family['type']): void {
-    this.#families.set(name, { name, help, type, series: new Map() });
+  private family(name: string, help: string, type: Family['type']): Family {
+    const fam: Family = { name, help, type, series: new Map() };
+    this.#families.set(name, fam);
+    return fam;
   }
 
   /** The label value of an endpoint in this context ("" when it is not known). */
@@ -126,15 +141,20 @@ export class FlowMetrics {
 
   private add(name: string, labels: Record<string, string>, n: number): void {
     if (n <= 0) return;
-    const fam = this.#families.get(name)!;
     // the key only has to tell series apart: the values in order (names are fixed per family)
     let key = '';
     for (const k in labels) key += `${labels[k]}\u0001`;
+    this.bump(this.#families.get(name)!, key, () => labels, n);
+  }
+
+  /** Adds n to the series `key` of a family; `labels` makes its labels when it is new. */
+  private bump(fam: Family, key: string, labels: () => Record<string, string>, n: number): void {
+    if (n <= 0) return;
     const s = fam.series.get(key) as Series | undefined;
     if (s) {
       s.value += n;
       s.touched = this.#clock;
-    } else fam.series.set(key, { labels, value: n, touched: this.#clock });
+    } else fam.series.set(key, { labels: labels(), value: n, touched: this.#clock });
   }
 
   private observeHistogram(name: string, labels: Record<string, string>, v: number): void {
@@ -167,7 +187,8 @@ export class FlowMetrics {
       flags: flagBits,
     };
     const protocol = protocolOf(f);
-    this.add('hubble_flows_processed_total', { type: 'L3_L4', verdict: f.verdict }, 1);
+    const verdict = f.verdict;
+    this.bump(this.#processed, `L3_L4\u0001${verdict}\u0001`, () => ({ type: 'L3_L4', verdict }), 1);
     if (!prev) {
       const port = f.l4.TCP?.destination_port ?? f.l4.UDP?.destination_port;
       if (port !== undefined) this.add('hubble_port_distribution_total', { protocol, port: String(port) }, 1);
@@ -181,19 +202,24 @@ export class FlowMetrics {
     if (newFlags)
       for (let i = 0; i < FLAG_ORDER.length; i++)
         if (newFlags & (1 << i)) this.add('hubble_tcp_flags_total', { flag: FLAG_ORDER[i]!, family }, 1);
-    const pair = {
-      source: this.endpointLabel(f.source, f.IP.source),
-      destination: this.endpointLabel(f.destination, f.IP.destination),
-    };
+    const source = this.endpointLabel(f.source, f.IP.source);
+    const destination = this.endpointLabel(f.destination, f.IP.destination);
+    const pair = (): Record<string, string> => ({ source, destination });
+    const sent = (): Record<string, string> => ({ source, destination, direction: 'sent' });
+    const received = (): Record<string, string> => ({ source, destination, direction: 'received' });
+    // the keys as add() makes them: the label values in order
+    const pk = `${source}\u0001${destination}\u0001`;
+    const sk = `${pk}sent\u0001`;
+    const rk = `${pk}received\u0001`;
     const d = (k: keyof Last): number => Math.max(0, cur[k] - (prev?.[k] ?? 0));
-    this.add('kbpf_flows_bytes_total', { ...pair, direction: 'sent' }, d('bytes_sent'));
-    this.add('kbpf_flows_bytes_total', { ...pair, direction: 'received' }, d('bytes_received'));
-    this.add('kbpf_flows_packets_total', { ...pair, direction: 'sent' }, d('packets_sent'));
-    this.add('kbpf_flows_packets_total', { ...pair, direction: 'received' }, d('packets_received'));
-    this.add('kbpf_flows_retransmits_total', pair, d('retransmits'));
+    this.bump(this.#bytes, sk, sent, d('bytes_sent'));
+    this.bump(this.#bytes, rk, received, d('bytes_received'));
+    this.bump(this.#packets, sk, sent, d('packets_sent'));
+    this.bump(this.#packets, rk, received, d('packets_received'));
+    this.bump(this.#retransmits, pk, pair, d('retransmits'));
     if (f.state === 'CLOSED') {
       this.#last.delete(f.flow_id);
-      if (f.rtt && f.rtt.srtt_us > 0) this.observeHistogram('kbpf_flows_rtt_seconds', pair, f.rtt.srtt_us / 1e6);
+      if (f.rtt && f.rtt.srtt_us > 0) this.observeHistogram('kbpf_flows_rtt_seconds', pair(), f.rtt.srtt_us / 1e6);
     } else {
       this.#last.delete(f.flow_id); // re-inserted: the map's order is the flows' last report
       this.#last.set(f.flow_id, cur);

@@ -9,6 +9,12 @@ import type { Flow, FlowSource } from './flow.js';
 /** What reads an instance's log: the agent's ApiClient, or the agent itself in its own process. */
 export interface LogReader {
   logs(name: string, query: { follow?: boolean; tail?: number }, signal?: AbortSignal): AsyncIterable<LogRecord>;
+  /** the same in batches (used when there: a busy stream costs less per record) */
+  logBatches?(
+    name: string,
+    query: { follow?: boolean; tail?: number },
+    signal?: AbortSignal,
+  ): AsyncIterable<LogRecord[]>;
 }
 
 /** An instance whose log records become flows. */
@@ -42,6 +48,15 @@ class FlowQueue {
       return;
     }
     this.items.push(f);
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+  pushAll(flows: readonly Flow[]): void {
+    const room = Math.max(0, this.limit - (this.items.length - this.head));
+    const n = Math.min(room, flows.length);
+    for (let i = 0; i < n; i++) this.items.push(flows[i]!);
+    this.lost += flows.length - n;
     const w = this.wake;
     this.wake = null;
     w?.();
@@ -107,9 +122,21 @@ export class AgentFlowSource implements FlowSource {
   private async pump(input: FlowInput): Promise<void> {
     try {
       const tail = this.opts.history ?? this.#capacity;
-      for await (const rec of this.reader.logs(input.instance, { follow: true, tail }, this.#ac.signal)) {
-        const f = input.convert(rec);
-        if (f) this.add(f);
+      const query = { follow: true, tail };
+      if (this.reader.logBatches) {
+        for await (const batch of this.reader.logBatches(input.instance, query, this.#ac.signal)) {
+          const flows: Flow[] = [];
+          for (const rec of batch) {
+            const f = input.convert(rec);
+            if (f) flows.push(f);
+          }
+          this.addAll(flows);
+        }
+      } else {
+        for await (const rec of this.reader.logs(input.instance, query, this.#ac.signal)) {
+          const f = input.convert(rec);
+          if (f) this.add(f);
+        }
       }
     } catch (e) {
       if (!this.#ac.signal.aborted) this.error = e as Error;
@@ -118,13 +145,24 @@ export class AgentFlowSource implements FlowSource {
 
   /** Adds a flow made elsewhere (a test's, or an input in this process). */
   add(f: Flow): void {
+    this.keep(f);
+    for (const q of this.#followers) q.push(f);
+  }
+
+  /** Adds flows, waking each follower once. */
+  addAll(flows: readonly Flow[]): void {
+    if (flows.length === 0) return;
+    for (const f of flows) this.keep(f);
+    for (const q of this.#followers) q.pushAll(flows);
+  }
+
+  private keep(f: Flow): void {
     this.received++;
     if (this.#ring.length < this.#capacity) this.#ring.push(f);
     else {
       this.#ring[this.#ringHead] = f;
       this.#ringHead = (this.#ringHead + 1) % this.#capacity;
     }
-    for (const q of this.#followers) q.push(f);
   }
 
   recent(last: number): Flow[] {

@@ -163,6 +163,47 @@ function parseLines(text: string, into: LogRecord[], afterSeq?: number): void {
   }
 }
 
+/** The seq of one of our lines (ts, seq first), without parsing it; undefined for another line. */
+function lineSeq(text: string, start: number, end: number): number | undefined {
+  const m = SEQ_PREFIX_RE.exec(text.slice(start, Math.min(end, start + 64)));
+  if (m) return Number(m[1]);
+  try {
+    const r = JSON.parse(text.slice(start, end)) as LogRecord;
+    return r && typeof r === 'object' && typeof r.seq === 'number' ? r.seq : undefined;
+  } catch {
+    return undefined; // a torn line
+  }
+}
+
+/**
+ * The lines of `text` after seq `afterSeq`, as they are (not parsed), into `into` (each with its
+ * \n); returns the seq of the last. Lines are in seq order (one file, or the queue), so once one
+ * is newer the rest of the text is taken whole.
+ */
+function rawLines(text: string, into: string[], afterSeq: number): number {
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const seq = end > start ? lineSeq(text, start, end) : undefined;
+    if (seq !== undefined && seq > afterSeq) break;
+    start = end + 1;
+  }
+  if (start >= text.length) return afterSeq;
+  const rest = text.endsWith('\n') ? text.slice(start) : `${text.slice(start)}\n`;
+  const lastStart = rest.lastIndexOf('\n', rest.length - 2) + 1;
+  const last = lineSeq(rest, lastStart, rest.length - 1);
+  if (last === undefined) {
+    // a foreign or torn last line: line by line
+    const recs: LogRecord[] = [];
+    parseLines(rest, recs, afterSeq);
+    for (const r of recs) if (r.seq > afterSeq) into.push(`${JSON.stringify(r)}\n`);
+    return recs.length > 0 ? Math.max(afterSeq, recs[recs.length - 1]!.seq) : afterSeq;
+  }
+  into.push(rest);
+  return last;
+}
+
 function pendingText(p: Pending): string {
   const t = p.text;
   return typeof t === 'string' ? t : Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('utf8');
@@ -555,11 +596,43 @@ export class LogStore {
    * appended, in batches, until `signal` aborts, the instance's log is removed or the store
    * closes. A follower that falls more than the retained files behind skips what was rotated away.
    */
-  async *followBatches(
+  followBatches(
     instance: string,
     opts: ReadOptions,
     signal: AbortSignal,
   ): AsyncGenerator<LogRecord[], void, undefined> {
+    return this.#follow(instance, opts, signal, false);
+  }
+
+  /**
+   * followBatches() as JSON text (complete lines): the records there are, then new lines as they
+   * are in the files and the queue — not parsed and serialised again, which is most of what a
+   * busy follower costs (the API's followed log streams are this text).
+   */
+  async *followText(instance: string, opts: ReadOptions, signal: AbortSignal): AsyncGenerator<string, void, undefined> {
+    for await (const chunk of this.#follow(instance, opts, signal, true)) {
+      yield typeof chunk === 'string' ? chunk : chunk.map((r) => `${JSON.stringify(r)}\n`).join('');
+    }
+  }
+
+  #follow(
+    instance: string,
+    opts: ReadOptions,
+    signal: AbortSignal,
+    raw: false,
+  ): AsyncGenerator<LogRecord[], void, undefined>;
+  #follow(
+    instance: string,
+    opts: ReadOptions,
+    signal: AbortSignal,
+    raw: true,
+  ): AsyncGenerator<LogRecord[] | string, void, undefined>;
+  async *#follow(
+    instance: string,
+    opts: ReadOptions,
+    signal: AbortSignal,
+    raw: boolean,
+  ): AsyncGenerator<LogRecord[] | string, void, undefined> {
     if (signal.aborted || this.#closed) return;
     const w = this.writer(instance);
     const first = this.snapshot(instance, opts);
@@ -582,12 +655,22 @@ export class LogStore {
       if (first.records.length > 0) yield first.records;
       while (!ended()) {
         dirty = false;
-        const next = this.readAfter(instance, cursor, lastSeq);
-        cursor = next.cursor;
-        if (next.records.length > 0) {
-          lastSeq = next.records[next.records.length - 1]!.seq;
-          yield next.records;
-          continue;
+        if (raw) {
+          const next = this.readAfter(instance, cursor, lastSeq, true);
+          cursor = next.cursor;
+          if (next.lines.length > 0) {
+            lastSeq = next.last;
+            yield next.lines.join('');
+            continue;
+          }
+        } else {
+          const next = this.readAfter(instance, cursor, lastSeq, false);
+          cursor = next.cursor;
+          if (next.records.length > 0) {
+            lastSeq = next.records[next.records.length - 1]!.seq;
+            yield next.records;
+            continue;
+          }
         }
         if (dirty || ended()) continue;
         let timer: NodeJS.Timeout | undefined;
@@ -609,8 +692,16 @@ export class LogStore {
     for await (const batch of this.followBatches(instance, opts, signal)) yield* batch;
   }
 
-  /** New records after `lastSeq`: the rest of the file the cursor is in, newer files, then the queue. */
-  private readAfter(instance: string, cursor: Cursor, lastSeq: number): { records: LogRecord[]; cursor: Cursor } {
+  /**
+   * New records after `lastSeq`: the rest of the file the cursor is in, newer files, then the
+   * queue — parsed, or (raw) as the lines' text, with the seq of the last.
+   */
+  private readAfter(
+    instance: string,
+    cursor: Cursor,
+    lastSeq: number,
+    raw: boolean,
+  ): { records: LogRecord[]; lines: string[]; last: number; cursor: Cursor } {
     const dir = this.instanceDir(instance);
     const files = this.files(dir);
     const stats: { path: string; ino: number; size: number }[] = [];
@@ -624,7 +715,12 @@ export class LogStore {
       }
     }
     const records: LogRecord[] = [];
+    const lines: string[] = [];
+    let rawLast = lastSeq;
     let newCursor = cursor;
+    // false when a rotation came between the stat and the read of a file: what follows it is
+    // left for the next call (reading newer files past it would skip its lines for good)
+    let complete = true;
     const current = stats[0]!;
     const quick = current.ino === cursor.ino && current.size === cursor.offset;
     if (!quick) {
@@ -645,12 +741,16 @@ export class LogStore {
         try {
           fd = shared ?? openSync(s.path, 'r');
         } catch (e) {
-          if (isNotFound(e)) continue;
-          throw e;
+          if (!isNotFound(e)) throw e;
+          complete = false; // rotated in between: the next call reads it under its new name
+          break;
         }
         try {
           const st = fstatSync(fd);
-          if (st.ino !== s.ino) continue; // rotated in between: the next poll sorts it out
+          if (st.ino !== s.ino) {
+            complete = false; // rotated in between: the next call reads it under its new name
+            break;
+          }
           const len = st.size - start;
           if (len <= 0) {
             if (i === 0) newCursor = { ino: st.ino, offset: Math.min(start, st.size) };
@@ -664,17 +764,23 @@ export class LogStore {
             off += n;
           }
           const end = buf.lastIndexOf(0x0a, off - 1) + 1;
-          parseLines(buf.subarray(0, end).toString('utf8'), records, lastSeq);
+          if (raw) rawLast = rawLines(buf.subarray(0, end).toString('utf8'), lines, rawLast);
+          else parseLines(buf.subarray(0, end).toString('utf8'), records, lastSeq);
           if (i === 0) newCursor = { ino: st.ino, offset: start + end };
         } finally {
           if (fd !== shared) closeSync(fd);
         }
       }
     }
+    const w = this.#writers.get(instance);
+    if (raw) {
+      if (w && complete)
+        for (const p of w.pending) if (p.lastSeq > rawLast) rawLast = rawLines(pendingText(p), lines, rawLast);
+      return { records, lines, last: rawLast, cursor: newCursor };
+    }
     const out = records.filter((r) => r.seq > lastSeq);
     let last = out.length > 0 ? out[out.length - 1]!.seq : lastSeq;
-    const w = this.#writers.get(instance);
-    if (w) {
+    if (w && complete) {
       for (const p of w.pending) {
         if (p.lastSeq <= last) continue;
         const recs: LogRecord[] = [];
@@ -687,7 +793,7 @@ export class LogStore {
         }
       }
     }
-    return { records: out, cursor: newCursor };
+    return { records: out, lines, last, cursor: newCursor };
   }
 
   /** Deletes an instance's log; its followers end. */

@@ -3,59 +3,51 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { Collector, type FlowReport } from '../../apps/flow-monitor/collector.js';
+import { Collector, type FlowReport, type FlowState } from '../../apps/flow-monitor/collector.js';
 import { matchFlow } from '../../apps/flow-monitor/filter.js';
 import type { Flow } from '../../apps/flow-monitor/flow.js';
 import { Identities } from '../../apps/flow-monitor/identities.js';
 import { FlowMetrics } from '../../apps/flow-monitor/metrics.js';
 import { compactLine, jsonLine, renderFlows } from '../../src/cli/render/flows.js';
 
-const mapped = (ip: string): number[] => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, ...ip.split('.').map(Number)];
+/** an IPv4 address as struct flow_report carries it: ::ffff:a.b.c.d, hex in the log line */
+const mapped = (ip: string): string =>
+  Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, ...ip.split('.').map(Number)]).toString('hex');
 
-function report(over: Partial<FlowReport['flow']> = {}, closed = 1, cookie = 42): FlowReport {
+const NO_SVC = '00'.repeat(44);
+
+function report(over: Partial<FlowState> = {}, closed = 1, cookie = 42): FlowReport {
   return {
     cookie,
     duration_ns: 2_500_000,
     closed,
-    flow: {
-      cgroup_id: 0,
-      laddr: mapped('10.1.0.5'),
-      raddr: mapped('10.1.0.9'),
-      lport: 40000,
-      rport: 80,
-      family: 2,
-      proto: 6,
-      active: 1,
-      tcp_state: 7,
-      flags_tx: 0x1b,
-      flags_rx: 0x13,
-      icmp_type: 0,
-      icmp_code: 0,
-      has_svc: 0,
-      srtt_us: 120,
-      min_rtt_us: 40,
-      retransmits: 1,
-      drops: 0,
-      drop_reason: 0,
-      bytes_tx: 1002,
-      bytes_rx: 501,
-      packets_tx: 5,
-      packets_rx: 4,
-      ip_bytes_tx: 1300,
-      ip_bytes_rx: 700,
-      svc: {
-        vip: [0, 0, 0, 0],
-        backend: [0, 0, 0, 0],
-        vip_port: 0,
-        backend_port: 0,
-        family: 0,
-        policy: 0,
-        level: 0,
-        affinity_hit: 0,
-        service_id: 0,
-      },
-      ...over,
-    },
+    cgroup_id: 0,
+    laddr: mapped('10.1.0.5'),
+    raddr: mapped('10.1.0.9'),
+    lport: 40000,
+    rport: 80,
+    family: 2,
+    proto: 6,
+    active: 1,
+    tcp_state: 7,
+    flags_tx: 0x1b,
+    flags_rx: 0x13,
+    icmp_type: 0,
+    icmp_code: 0,
+    has_svc: 0,
+    srtt_us: 120,
+    min_rtt_us: 40,
+    retransmits: 1,
+    drops: 0,
+    drop_reason: 0,
+    bytes_tx: 1002,
+    bytes_rx: 501,
+    packets_tx: 5,
+    packets_rx: 4,
+    ip_bytes_tx: 1300,
+    ip_bytes_rx: 700,
+    svc: NO_SVC,
+    ...over,
   };
 }
 
@@ -90,6 +82,33 @@ test('the collector orients a report (source = the end that connected) and names
   assert.equal(inbound.l4.TCP?.destination_port, 80);
   assert.equal(inbound.traffic.bytes_sent, 500, 'what the peer sent is what the local socket received');
   assert.deepEqual(inbound.source, {});
+});
+
+test('the collector reads the service translation from its bytes, and reports in the older nested form', () => {
+  // struct svc_origin: vip 10.96.0.10:80 -> backend 10.1.0.9:8080, round-robin, level 1, id 7
+  const svc = Buffer.alloc(44);
+  Buffer.from([10, 96, 0, 10]).copy(svc, 0);
+  Buffer.from([10, 1, 0, 9]).copy(svc, 16);
+  svc.writeUInt16BE(80, 32);
+  svc.writeUInt16BE(8080, 34);
+  svc[36] = 2;
+  svc[37] = 1;
+  svc[38] = 1;
+  svc.writeUInt32LE(7, 40);
+  const f = collector.flowOf(report({ has_svc: 1, svc: svc.toString('hex') }), T);
+  assert.deepEqual(f.service, {
+    vip: '10.96.0.10',
+    vip_port: 80,
+    backend: '10.1.0.9',
+    backend_port: 8080,
+    lb_policy: 'round-robin',
+    lb_level: 1,
+    affinity_hit: false,
+    service_id: 7,
+  });
+  const { cookie, duration_ns, closed, ...state } = report();
+  const nested = collector.flowOf({ cookie, duration_ns, closed, flow: state as FlowState }, T);
+  assert.deepEqual(nested, collector.flowOf(report(), T));
 });
 
 test('filters: AND across fields, OR within one, --not, CIDRs, pods with namespace, flags, protocol', () => {
