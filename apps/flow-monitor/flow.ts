@@ -60,7 +60,14 @@ export interface Traffic {
   ip_bytes_received?: number;
 }
 
+/**
+ * Set (not serialised) on a flow whose DROPPED verdict another input's record gave it (netpol's
+ * drop of the same connection): that record counts the drop, this one must not count it again.
+ */
+export const VERDICT_FROM_OTHER_INPUT: unique symbol = Symbol('verdict from another input');
+
 export interface Flow {
+  [VERDICT_FROM_OTHER_INPUT]?: true;
   /** RFC 3339 time of this report */
   time: string;
   /** a stable id for the connection: reports of one flow share it */

@@ -10,7 +10,7 @@ import type { LogRecord } from '../../src/agent/log-store.js';
 import { InvalidError, NotFoundError } from '../../src/errors.js';
 import { type DropEvent, flowOfDrop, POLICY_DENIED } from '../netpol/drops.js';
 import type { Collector } from './collector.js';
-import type { Flow } from './flow.js';
+import { type Flow, VERDICT_FROM_OTHER_INPUT } from './flow.js';
 import { type FlowInput, flowMonitorInput } from './source.js';
 
 export interface FlowInputEnv {
@@ -122,6 +122,7 @@ export class PolicyVerdicts {
         if (!f || !d) return f;
         f.verdict = 'DROPPED';
         f.drop_reason_desc = POLICY_DENIED;
+        f[VERDICT_FROM_OTHER_INPUT] = true;
         if (d.policy) f.policy_name = d.policy;
         return f;
       },

@@ -7,7 +7,7 @@
 // destinationContext): ip, pod (namespace/pod), workload (namespace/workload) or namespace. Series
 // of a pod that is removed go at once (Identities.onRemove); any series not updated for `ttlMs`
 // goes too, so cardinality follows what is live.
-import type { Endpoint, Flow, TcpFlag } from './flow.js';
+import { type Endpoint, type Flow, type TcpFlag, VERDICT_FROM_OTHER_INPUT } from './flow.js';
 
 export type LabelContext = 'ip' | 'pod' | 'workload' | 'namespace';
 export const LABEL_CONTEXTS: readonly LabelContext[] = ['ip', 'pod', 'workload', 'namespace'];
@@ -192,7 +192,7 @@ export class FlowMetrics {
     if (!prev) {
       const port = f.l4.TCP?.destination_port ?? f.l4.UDP?.destination_port;
       if (port !== undefined) this.add('hubble_port_distribution_total', { protocol, port: String(port) }, 1);
-      if (f.verdict === 'DROPPED')
+      if (f.verdict === 'DROPPED' && !f[VERDICT_FROM_OTHER_INPUT])
         this.add('hubble_drop_total', { reason: f.drop_reason_desc ?? 'UNKNOWN', protocol }, 1);
     }
     const dropDelta = cur.drops - (prev?.drops ?? 0);
