@@ -78,7 +78,6 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
 
 /** What kbpf itself cannot do yet, whatever the kernel has. */
 const NOT_YET: Partial<Record<HookName, string>> = {
-  usdt: "kbpf cannot attach USDT probes yet (libbpf's USDT attachments cannot be pinned); a uprobe on the same function can",
   struct_ops: 'kbpf cannot register struct_ops maps yet',
 };
 

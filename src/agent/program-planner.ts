@@ -14,7 +14,7 @@
 //   of the running revision in place, pin links
 //
 // Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
-import { BpfMap, type BpfObject, Link, Program, readIter } from 'kbpf/bpf';
+import { BpfMap, type BpfObject, Link, Program, readIter, USDT_IP_MAP, USDT_SPECS_MAP } from 'kbpf/bpf';
 import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { compileProcessor } from '../wasm/processor.js';
@@ -40,6 +40,8 @@ import {
   unrealizeLinks,
   updatable,
 } from './realizer.js';
+
+const USDT_MAPS = new Set([USDT_SPECS_MAP, USDT_IP_MAP]);
 
 interface RealizeOptions {
   /** maps pinned in this revision are reused when name and layout match (upgrade, start) */
@@ -209,7 +211,9 @@ export class ProgramPlanner implements InstancePlanner {
     if (carry !== undefined)
       plan.step(`carry maps over from revision ${carry}`, () => {
         for (const m of spec.maps) {
-          if (!m.pin || shared?.has(m.name) || !pins.has(carry, 'maps', m.name)) continue;
+          // USDT argument specs are written anew for the new revision's links: the old ones
+          // keep reading theirs until they are dropped
+          if (!m.pin || shared?.has(m.name) || !pins.has(carry, 'maps', m.name) || USDT_MAPS.has(m.name)) continue;
           const old = BpfMap.fromPin(pins.path(carry, 'maps', m.name));
           opened.push(old);
           if (sameLayout(old, layoutOf(objects.get(m.object)!, m.name))) objects.get(m.object)!.reuseMap(m.name, old);

@@ -17,6 +17,7 @@ import {
   attachTcx,
   attachTracepoint,
   attachUprobe,
+  attachUsdt,
   attachXdp,
   BpfError,
   BpfMap,
@@ -210,7 +211,17 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       const [family, hook, priority] = a.target.split(':');
       return one(attachNetfilter(prog, { family: family!, hook: hook!, priority: priority ? Number(priority) : 0 }));
     }
-    case 'usdt':
+    case 'usdt': {
+      const parts = (a.target ?? '').split(':');
+      if (parts.length < 3 || parts.some((x) => !x))
+        throw new InvalidError(
+          `program ${prog.name} attaches to a USDT probe: give BINARY:PROVIDER:NAME with --attach`,
+        );
+      const [provider, name] = parts.slice(-2) as [string, string];
+      return {
+        links: attachUsdt(prog, obj, { binary: parts.slice(0, -2).join(':'), provider, name, pid: a.pid }).links,
+      };
+    }
     case 'struct_ops':
       throw new InvalidError(`program ${prog.name}: kbpf cannot attach ${a.hook} programs yet`);
     case 'xdp':

@@ -1,5 +1,7 @@
 // Minimal ELF64 reader for BPF object files: section headers, section bytes and the
 // symbol table. Enough to pull `.BTF` out of a `.bpf.o` and to list SEC() names and symbols.
+// Also the file type and loadable segments of executables and shared libraries, which USDT
+// attachment needs to turn a probe's address into a file offset (src/bpf/usdt).
 import { KbpfError } from '../../errors.js';
 import { Btf } from './btf.js';
 import { ElfError } from './errors.js';
@@ -20,6 +22,8 @@ export interface ElfSection {
   /** sh_type: 1 PROGBITS, 2 SYMTAB, 3 STRTAB, 8 NOBITS, 9 REL, ... */
   readonly type: number;
   readonly flags: bigint;
+  /** sh_addr: where the section is in memory (0 in relocatable objects) */
+  readonly addr: number;
   readonly offset: number;
   readonly size: number;
   readonly link: number;
@@ -98,6 +102,7 @@ function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSect
       nameOff: dv.getUint32(at, le),
       type: dv.getUint32(at + 4, le),
       flags: dv.getBigUint64(at + 8, le),
+      addr: u64(dv, at + 0x10, le),
       offset: u64(dv, at + 0x18, le),
       size: u64(dv, at + 0x20, le),
       link: dv.getUint32(at + 0x28, le),
@@ -128,6 +133,42 @@ function cString(buf: Uint8Array, start: number, limit: number): string {
 function sectionBytes(f: ElfFile, s: ElfSection): Uint8Array {
   // .bss occupies no file bytes: its contents are zeros.
   return s.type === SHT_NOBITS ? new Uint8Array(s.size) : f.buf.subarray(s.offset, s.offset + s.size);
+}
+
+/** A PT_LOAD program header: a piece of the file mapped at `vaddr`. */
+export interface ElfSegment {
+  readonly vaddr: number;
+  readonly memsz: number;
+  readonly offset: number;
+  readonly executable: boolean;
+}
+
+const PT_LOAD = 1;
+const PF_X = 1;
+
+/** The file's e_type (1 relocatable, 2 executable, 3 shared object or PIE) and its PT_LOAD segments. */
+export function readElfSegments(buf: Uint8Array): { type: number; segments: ElfSegment[] } {
+  return guarded(() => {
+    const f = open(buf);
+    const { dv, le } = f;
+    const phoff = u64(dv, 0x20, le);
+    const phentsize = dv.getUint16(0x36, le);
+    const phnum = dv.getUint16(0x38, le);
+    if (phnum && phentsize < 56) throw new ElfError(`ELF: bad program header size ${phentsize}`);
+    if (phoff + phnum * phentsize > buf.byteLength) throw new ElfError('ELF: program headers past end of file');
+    const segments: ElfSegment[] = [];
+    for (let i = 0; i < phnum; i++) {
+      const at = phoff + i * phentsize;
+      if (dv.getUint32(at, le) !== PT_LOAD) continue;
+      segments.push({
+        executable: (dv.getUint32(at + 4, le) & PF_X) !== 0,
+        offset: u64(dv, at + 8, le),
+        vaddr: u64(dv, at + 0x10, le),
+        memsz: u64(dv, at + 0x28, le),
+      });
+    }
+    return { type: dv.getUint16(0x10, le), segments };
+  });
 }
 
 /** Section headers, in file order (index 0 is the null section). */
