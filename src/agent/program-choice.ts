@@ -76,11 +76,6 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
   struct_ops: 'struct_ops',
 };
 
-/** What kbpf itself cannot do yet, whatever the kernel has. */
-const NOT_YET: Partial<Record<HookName, string>> = {
-  struct_ops: 'kbpf cannot register struct_ops maps yet',
-};
-
 /** Hooks whose target the object's BTF ids fix at build time (libbpf resolves them at open). */
 const BTF_FIXED = new Set<HookName>([
   'fentry',
@@ -167,8 +162,6 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
     throw new InvalidError(
       `program ${p.name}: the target of a ${a.hook} program is fixed when it is built (section "${p.section}"); it cannot attach to ${attachTarget(a)} instead`,
     );
-  const notYet = NOT_YET[a.hook];
-  if (notYet) return { ok: false, why: notYet };
   const feature = FEATURE[a.hook];
   if (feature) {
     const s = kernel.hook(feature);

@@ -14,6 +14,7 @@ import {
   attachPerfEvent,
   attachRawTracepoint,
   attachSockmap,
+  attachStructOps,
   attachTcx,
   attachTracepoint,
   attachUprobe,
@@ -25,6 +26,7 @@ import {
   type HookPosition,
   infoOfId,
   Link,
+  onlyStructOpsMap,
   Program,
 } from 'kbpf/bpf';
 import { CorruptedError, InvalidError } from '../errors.js';
@@ -223,7 +225,8 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       };
     }
     case 'struct_ops':
-      throw new InvalidError(`program ${prog.name}: kbpf cannot attach ${a.hook} programs yet`);
+      // the map is registered once; each of its programs pins the map's link under its own name
+      return one(attachStructOps(obj, a.map ?? onlyStructOpsMap(obj, prog.name)));
     case 'xdp':
       if (!a.target) throw new InvalidError(`program ${prog.name} attaches to XDP: name the interface with --iface`);
       return one(attachXdp(prog, a.target, a.mode ?? 'auto'));

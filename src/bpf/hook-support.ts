@@ -12,6 +12,7 @@ import { libbpf } from './ffi/libbpf.js';
 import { captureLibbpfLog } from './ffi/print.js';
 import { attachAuto } from './link/tracing.js';
 import { BpfObject } from './object.js';
+import { kernelHasStructOpsLinks } from './struct-ops-sections.js';
 
 export type Support = 'yes' | 'no' | 'unknown';
 
@@ -139,8 +140,15 @@ function probe(hook: KernelHook): HookSupport {
       return programType('flow_dissector', 'flow_dissector');
     case 'netfilter':
       return programType('netfilter', 'BPF netfilter');
-    case 'struct_ops':
-      return programType('struct_ops', 'struct_ops');
+    case 'struct_ops': {
+      const t = programType('struct_ops', 'struct_ops');
+      if (t.supported !== 'yes') return t;
+      return kernelHasStructOpsLinks()
+        ? yes('struct_ops programs load and struct_ops links exist')
+        : no(
+            'this kernel has no struct_ops links (BPF_F_LINK, Linux 6.4+), without which kbpf cannot keep a struct_ops registration across its restarts',
+          );
+    }
   }
 }
 

@@ -13,6 +13,12 @@ import { libbpf, OBJECT_OPEN_OPTS_SIZE } from './ffi/libbpf.js';
 import { captureLibbpfLog } from './ffi/print.js';
 import { BpfMap } from './map.js';
 import { Program } from './program.js';
+import {
+  BPF_F_LINK,
+  kernelHasStructOpsLinks,
+  libbpfKnowsStructOpsLink,
+  withPlainStructOps,
+} from './struct-ops-sections.js';
 
 const VERIFIER_LOG_SIZE = 1 << 20;
 
@@ -85,7 +91,11 @@ export class BpfObject {
         this.#internal.set(section, m);
         mapName = section;
       }
-      maps.set(mapName, BpfMap.ofObject(name, m, this.btf, mapName));
+      const map = BpfMap.ofObject(name, m, this.btf, mapName);
+      // struct_ops maps are registered through links, which can be pinned (link/struct-ops.ts)
+      if (map.type === 'struct_ops' && kernelHasStructOpsLinks())
+        libbpf.mapSetMapFlags(m, libbpf.mapFlags(m) | BPF_F_LINK);
+      maps.set(mapName, map);
     }
     this.programs = programs;
     this.maps = maps;
@@ -94,7 +104,10 @@ export class BpfObject {
   /** Opens an object from a file path or from the ELF bytes. Nothing is in the kernel yet. */
   static open(source: string | Uint8Array, opts: OpenOptions = {}): BpfObject {
     const name = opts.name ?? (typeof source === 'string' ? basename(source).replace(/\.o$/, '') : 'object');
-    const bytes = typeof source === 'string' ? readSource(source) : source;
+    const raw = typeof source === 'string' ? readSource(source) : source;
+    const bytes = libbpfKnowsStructOpsLink(libbpf.majorVersion(), libbpf.minorVersion())
+      ? raw
+      : withPlainStructOps(raw, name);
     const openOpts = { sz: OBJECT_OPEN_OPTS_SIZE, object_name: name };
     const { result: ptr, log } = captureLibbpfLog(() => libbpf.objectOpenMem(bytes, bytes.length, openOpts));
     if (!ptr) {

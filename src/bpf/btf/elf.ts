@@ -171,6 +171,32 @@ export function readElfSegments(buf: Uint8Array): { type: number; segments: ElfS
   });
 }
 
+/**
+ * A copy of `buf` whose sections named in `renames` have the new name, each a prefix of the old
+ * one (the name is cut short in the section-name table, so any other name sharing its tail is
+ * cut the same way). Undefined when no section has a name to change.
+ */
+export function truncateElfSectionNames(buf: Uint8Array, renames: ReadonlyMap<string, string>): Uint8Array | undefined {
+  return guarded(() => {
+    const f = open(buf);
+    const shoff = u64(f.dv, 0x28, f.le);
+    const shentsize = f.dv.getUint16(0x3a, f.le);
+    let shstrndx = f.dv.getUint16(0x3e, f.le);
+    if (shstrndx === SHN_XINDEX) shstrndx = f.dv.getUint32(shoff + 0x28, f.le);
+    const strtab = f.sections[shstrndx];
+    let out: Uint8Array | undefined;
+    for (const s of f.sections) {
+      const to = renames.get(s.name);
+      if (to === undefined || !strtab) continue;
+      if (!s.name.startsWith(to)) throw new ElfError(`ELF: cannot rename section ${s.name} to ${to}`);
+      out ??= Uint8Array.from(buf);
+      const nameOff = f.dv.getUint32(shoff + s.index * shentsize, f.le);
+      out[strtab.offset + nameOff + to.length] = 0;
+    }
+    return out;
+  });
+}
+
 /** Section headers, in file order (index 0 is the null section). */
 export function readElfSectionHeaders(buf: Uint8Array): ElfSection[] {
   return guarded(() => open(buf).sections);
