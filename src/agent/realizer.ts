@@ -18,6 +18,7 @@ import {
   attachTcx,
   attachTracepoint,
   attachUprobe,
+  attachUprobeMulti,
   attachUsdt,
   attachXdp,
   BpfError,
@@ -34,6 +35,7 @@ import { type AttachSpec, type PackageSpec, SPEC_LIMITS } from '../package/packa
 import { coerceConfigValue, resolveConfig } from './config-values.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
+import { MULTI_SECTION } from './program-choice.js';
 
 /** Kernel ids of what one revision holds, by program / map name. */
 export interface KernelIds {
@@ -172,6 +174,10 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       if (!a.target)
         throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give BINARY:SYMBOL with --attach`);
       const [binary, symbol] = splitTarget(a.target);
+      if (MULTI_SECTION.test(prog.section))
+        return one(
+          attachUprobeMulti(prog, { binary, pattern: symbol, retprobe: a.hook === 'uretprobe', pid: a.pid }).link,
+        );
       const m = /^(.*)\+(0x[0-9a-fA-F]+|\d+)$/.exec(symbol);
       return one(
         attachUprobe(prog, {

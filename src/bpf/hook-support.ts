@@ -27,6 +27,7 @@ export type KernelHook =
   | 'kprobe'
   | 'kprobe_multi'
   | 'uprobe'
+  | 'uprobe_multi'
   | 'tracepoint'
   | 'raw_tracepoint'
   | 'fentry'
@@ -115,6 +116,13 @@ function probe(hook: KernelHook): HookSupport {
     }
     case 'uprobe':
       return pmu('uprobe') ? yes('uprobe PMU present') : no('this kernel has no uprobe support (no uprobe PMU)');
+    case 'uprobe_multi': {
+      const u = hookSupport('uprobe');
+      if (u.supported !== 'yes') return u;
+      return kernelHasFunction('bpf_uprobe_multi_link_attach')
+        ? yes('uprobe PMU and uprobe_multi links present')
+        : no('this kernel has no uprobe.multi links (BPF_TRACE_UPROBE_MULTI, Linux 6.6+)');
+    }
     case 'tracepoint':
       return existsSync('/sys/kernel/tracing/events') ||
         existsSync('/sys/kernel/debug/tracing/events') ||

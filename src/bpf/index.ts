@@ -62,6 +62,7 @@ export {
   attachUprobe,
   type UprobeTarget,
 } from './link/tracing.js';
+export { attachUprobeMulti, type UprobeMultiTarget } from './link/uprobe-multi.js';
 export { attachUsdt, type UsdtLinks, type UsdtTarget } from './link/usdt.js';
 export { attachXdp, type XdpMode } from './link/xdp.js';
 export { BpfMap, type MapSpec, numPossibleCpus, type UpdateFlag } from './map.js';

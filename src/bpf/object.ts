@@ -38,7 +38,11 @@ const NEWER_SECTIONS: [RegExp, string, string?][] = [
   [/^cgroup\/getpeername_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getpeername'],
   [/^cgroup\/getsockname_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getsockname'],
   [/^netfilter$/, 'netfilter', 'netfilter'],
+  [/^u(ret)?probe\.multi(\.s)?(\/|$)/, 'kprobe', 'trace_uprobe_multi'],
 ];
+/** Sleepable variants of the sections above (libbpf sets BPF_F_SLEEPABLE for them). */
+const SLEEPABLE_SECTION = /^u(ret)?probe\.multi\.s(\/|$)/;
+const BPF_F_SLEEPABLE = 1 << 4;
 const GLOBAL_SECTIONS = /^\.(rodata|data|bss)(\..*)?$/;
 
 export interface OpenOptions {
@@ -79,6 +83,7 @@ export class BpfObject {
         if (known) {
           prog.setType(known[1]);
           if (known[2]) prog.setExpectedAttachType(known[2]);
+          if (SLEEPABLE_SECTION.test(prog.section)) libbpf.programSetFlags(p, libbpf.programFlags(p) | BPF_F_SLEEPABLE);
         }
       }
       programs.set(prog.name, prog);

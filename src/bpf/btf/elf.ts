@@ -8,6 +8,7 @@ import { ElfError } from './errors.js';
 
 const SHT_SYMTAB = 2;
 const SHT_NOBITS = 8;
+const SHT_DYNSYM = 11;
 const SHN_UNDEF = 0;
 const SHN_LORESERVE = 0xff00;
 const SHN_ABS = 0xfff1;
@@ -217,16 +218,16 @@ function sectionsOf(buf: Uint8Array): Map<string, Uint8Array> {
   return out;
 }
 
-/** Entries of `.symtab` (without the null symbol 0). */
-export function readElfSymbols(buf: Uint8Array): ElfSymbol[] {
-  return guarded(() => symbolsOf(open(buf)));
+/** Entries of `.symtab`, or of `.dynsym` (a shared library's exports), without the null symbol 0. */
+export function readElfSymbols(buf: Uint8Array, table: 'symtab' | 'dynsym' = 'symtab'): ElfSymbol[] {
+  return guarded(() => symbolsOf(open(buf), table === 'symtab' ? SHT_SYMTAB : SHT_DYNSYM));
 }
 
-function symbolsOf(f: ElfFile): ElfSymbol[] {
-  const symtab = f.sections.find((s) => s.type === SHT_SYMTAB);
+function symbolsOf(f: ElfFile, type = SHT_SYMTAB): ElfSymbol[] {
+  const symtab = f.sections.find((s) => s.type === type);
   if (!symtab) return [];
   const strtab = f.sections[symtab.link];
-  if (!strtab) throw new ElfError('ELF: .symtab has no string table');
+  if (!strtab) throw new ElfError(`ELF: ${symtab.name} has no string table`);
   if (symtab.offset + symtab.size > f.buf.byteLength) throw new ElfError('ELF: .symtab past end of file');
   if (strtab.offset + strtab.size > f.buf.byteLength) throw new ElfError('ELF: .strtab past end of file');
   const entsize = symtab.entsize || 24;

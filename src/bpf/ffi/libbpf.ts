@@ -94,6 +94,8 @@ export const libbpf = {
   programSectionName: f('const char *bpf_program__section_name(void *prog)') as (p: Pointer) => string,
   programType: f('int bpf_program__type(void *prog)') as (p: Pointer) => number,
   programSetType: f('int bpf_program__set_type(void *prog, int type)') as (p: Pointer, t: number) => Ret,
+  programFlags: f('uint32_t bpf_program__flags(void *prog)') as (p: Pointer) => number,
+  programSetFlags: f('int bpf_program__set_flags(void *prog, uint32_t flags)') as (p: Pointer, fl: number) => Ret,
   programExpectedAttachType: f('int bpf_program__expected_attach_type(void *prog)') as (p: Pointer) => number,
   programSetExpectedAttachType: f('int bpf_program__set_expected_attach_type(void *prog, int type)') as (
     p: Pointer,
