@@ -29,6 +29,7 @@ import {
   Link,
   onlyStructOpsMap,
   Program,
+  switchStructOpsBack,
 } from 'kbpf/bpf';
 import { CorruptedError, InvalidError } from '../errors.js';
 import { type AttachSpec, type PackageSpec, SPEC_LIMITS } from '../package/package-spec.js';
@@ -275,12 +276,34 @@ export function switchLinksBack(pins: InstancePins, rev: number): void {
   for (const name of pins.names(rev, 'links')) {
     if (!pins.has(rev, 'progs', name)) continue;
     const link = Link.fromPin(pins.path(rev, 'links', name));
+    if (link.info().type === 'struct_ops') {
+      // it registers a map: the revision's own struct_ops map goes back in its place
+      try {
+        switchStructOpsBackToRevision(pins, rev, link);
+      } finally {
+        link.close();
+      }
+      continue;
+    }
     const prog = Program.fromPin(pins.path(rev, 'progs', name));
     try {
       if (link.info().progId !== prog.info().id) link.update(prog);
     } finally {
       link.close();
       prog.close();
+    }
+  }
+}
+
+function switchStructOpsBackToRevision(pins: InstancePins, rev: number, link: Link): void {
+  for (const map of pins.names(rev, 'maps')) {
+    const m = BpfMap.fromPin(pins.path(rev, 'maps', map));
+    try {
+      if (m.type === 'struct_ops' && link.info().mapId !== m.id) switchStructOpsBack(link, m);
+    } catch {
+      // another struct_ops map of the revision: the kernel refuses a map of another kind
+    } finally {
+      m.close();
     }
   }
 }

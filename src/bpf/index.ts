@@ -52,7 +52,7 @@ export {
   type PerfEventOptions,
 } from './link/perf-event.js';
 export { attachSockmap } from './link/sockmap.js';
-export { attachStructOps, onlyStructOpsMap } from './link/struct-ops.js';
+export { attachStructOps, onlyStructOpsMap, switchStructOps, switchStructOpsBack } from './link/struct-ops.js';
 export { attachTc, attachTcClsact, attachTcx, type TcDirection, TcFilter, tcxHookPrograms } from './link/tc.js';
 export {
   attachAuto,

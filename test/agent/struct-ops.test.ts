@@ -25,27 +25,31 @@ const OURS = {
 
 const available = () => readFileSync('/proc/sys/net/ipv4/tcp_available_congestion_control', 'utf8').trim().split(/\s+/);
 
-/** The package with the map in a `.struct_ops` section instead, under another name. */
-function plainVariant(t: { after(fn: () => unknown): void }): string {
+/** A copy of the package, with the map in a `.struct_ops` section (and its own name) when `plain`, edited. */
+function variant(
+  t: { after(fn: () => unknown): void },
+  plain: boolean,
+  edit: (src: string) => string = (x) => x,
+): string {
   const dir = tempDir(t, 'kbpf-cc-');
   cpSync(PKG, dir, { recursive: true });
   const src = join(dir, 'tcp_cc.bpf.c');
-  writeFileSync(
-    src,
-    readFileSync(src, 'utf8')
+  let text = readFileSync(src, 'utf8');
+  if (plain)
+    text = text
       .replace('SEC(".struct_ops.link")', 'SEC(".struct_ops")')
       .replace('kbpf_cc = {', 'kbpf_cc_old = {')
-      .replace('.name = "kbpf_cc"', '.name = "kbpf_cc_old"'),
-  );
+      .replace('.name = "kbpf_cc"', '.name = "kbpf_cc_old"');
+  writeFileSync(src, edit(text));
   return dir;
 }
 
 for (const section of ['.struct_ops.link', '.struct_ops'])
-  test(`a TCP congestion control in a ${section} map: registered at run, used by a socket, kept across an agent restart, gone after rm`, async (t) => {
+  test(`a TCP congestion control in a ${section} map: registered at run, used by a socket, kept across an agent restart, switched in place by an upgrade, gone after rm`, async (t) => {
     const plain = section === '.struct_ops';
     const ccName = plain ? 'kbpf_cc_old' : 'kbpf_cc';
     const ta = await testAgent(t);
-    const ref = plain ? await ta.build(plainVariant(t), 'tcp_cc_old:0.0.1') : await ta.build(PKG);
+    const ref = plain ? await ta.build(variant(t, true), 'tcp_cc_old:0.0.1') : await ta.build(PKG);
     const spec = (await ta.agent.inspectPackage(ref)).spec;
     assert.deepEqual(spec.programs.find((p) => p.name === 'kbpf_cc_init')!.attach, { hook: 'struct_ops', map: ccName });
     const support = hookSupport('struct_ops');
@@ -78,6 +82,22 @@ for (const section of ['.struct_ops.link', '.struct_ops'])
     assert.equal(ta.agent.inspect('cc').phase, 'running');
     assert.ok(available().includes(ccName));
     assert.equal(execFileSync(client, [ccName, '1'], { encoding: 'utf8' }).trim(), `cc ${ccName}`);
+
+    // an upgrade puts the new revision's map in the old one's place on the same link
+    // (the new revision counts ACKs in slot 0 and started sockets in slot 1: the other way round)
+    const swap = (src: string) =>
+      src.replace('count(0);', 'count(9);').replace('count(1);', 'count(0);').replace('count(9);', 'count(1);');
+    const v2 = await ta.build(variant(t, plain, swap), 'tcp_cc_v2:0.0.2');
+    const linkId = [...linkIds][0]!;
+    const up = await ta.agent.upgrade('cc', { image: v2 });
+    assert.equal(up.phase, 'running');
+    assert.deepEqual(new Set(up.programs.map((p) => p.linkId)), new Set([linkId]), 'the link is kept');
+    assert.ok(available().includes(ccName));
+    const was = calls();
+    assert.equal(execFileSync(client, [ccName, '1'], { encoding: 'utf8' }).trim(), `cc ${ccName}`);
+    const now = calls();
+    assert.equal((now.get(1) ?? 0) - (was.get(1) ?? 0), 1, 'the new revision counted the socket it started in slot 1');
+    assert.ok((now.get(0) ?? 0) - (was.get(0) ?? 0) > 1, 'and the ACKs in slot 0');
 
     await ta.agent.remove('cc', { force: true });
     assert.ok(!available().includes(ccName), `${ccName} is unregistered after rm`);
