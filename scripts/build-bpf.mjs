@@ -12,6 +12,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { compileBpf } = await import(join(root, 'dist/src/compile/clang.js'));
 const { ensureVmlinuxHeader } = await import(join(root, 'dist/src/compile/vmlinux.js'));
 const { KBPF_INCLUDE_DIR } = await import(join(root, 'dist/src/compile/builder.js'));
+const { systemIncludeDirs } = await import(join(root, 'dist/src/compile/build-env.js'));
 
 const buildDir = join(root, 'build');
 const roots = ['src', 'apps', 'test', 'testbed', 'bench'];
@@ -26,6 +27,8 @@ function* walk(dir) {
 }
 
 const header = ensureVmlinuxHeader(buildDir);
+// last, as kbpf build has them: UAPI headers (<linux/errno.h> of usdt.bpf.h) find <asm/…>
+const sysDirs = systemIncludeDirs();
 let built = 0;
 for (const r of roots) {
   const dir = join(root, r);
@@ -39,7 +42,7 @@ for (const r of roots) {
     const deps = [src, header, ...headers];
     if (existsSync(out) && deps.every((d) => statSync(d).mtimeMs <= statSync(out).mtimeMs)) continue;
     try {
-      await compileBpf(src, out, { includeDirs: [buildDir, KBPF_INCLUDE_DIR] });
+      await compileBpf(src, out, { includeDirs: [buildDir, KBPF_INCLUDE_DIR], systemIncludeDirs: sysDirs });
     } catch (e) {
       console.error(`build-bpf: ${e.message}`);
       process.exit(1);

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm lld wasi-libc libclang-rt-dev-wasm32 libbpf-dev libbpf1 bpftool iproute2 iptables gcc make tar iputils-ping docker-registry skopeo prometheus util-linux haproxy wrk conntrack curl procps chromium mmdebstrap podman runc catatonit tcpdump zsh nftables ${KBPF_EXTRA_APT:-})
+APT_PACKAGES=(clang llvm lld wasi-libc libclang-rt-dev-wasm32 libbpf-dev libbpf1 bpftool iproute2 iptables gcc make tar iputils-ping docker-registry skopeo prometheus util-linux haproxy wrk conntrack curl procps chromium mmdebstrap podman runc catatonit tcpdump zsh nftables systemtap-sdt-dev ${KBPF_EXTRA_APT:-})
 # packages wanted for a command, which another package may already provide (e.g. kubectl)
 declare -A FOR_COMMAND=([kubectl]=kubernetes-client)
 

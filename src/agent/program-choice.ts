@@ -76,11 +76,8 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
   struct_ops: 'struct_ops',
 };
 
-/** What kbpf itself cannot do yet, whatever the kernel has. */
-const NOT_YET: Partial<Record<HookName, string>> = {
-  usdt: "kbpf cannot attach USDT probes yet (libbpf's USDT attachments cannot be pinned); a uprobe on the same function can",
-  struct_ops: 'kbpf cannot register struct_ops maps yet',
-};
+/** uprobe.multi sections: one link on many functions, a kernel feature of its own */
+export const MULTI_SECTION = /^u(ret)?probe\.multi(\.s)?(\/|$)/;
 
 /** Hooks whose target the object's BTF ids fix at build time (libbpf resolves them at open). */
 const BTF_FIXED = new Set<HookName>([
@@ -168,9 +165,8 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
     throw new InvalidError(
       `program ${p.name}: the target of a ${a.hook} program is fixed when it is built (section "${p.section}"); it cannot attach to ${attachTarget(a)} instead`,
     );
-  const notYet = NOT_YET[a.hook];
-  if (notYet) return { ok: false, why: notYet };
-  const feature = FEATURE[a.hook];
+  const feature =
+    (a.hook === 'uprobe' || a.hook === 'uretprobe') && MULTI_SECTION.test(p.section) ? 'uprobe_multi' : FEATURE[a.hook];
   if (feature) {
     const s = kernel.hook(feature);
     if (s.supported === 'no') return { ok: false, why: s.detail };

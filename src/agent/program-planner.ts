@@ -14,7 +14,18 @@
 //   of the running revision in place, pin links
 //
 // Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
-import { BpfMap, type BpfObject, Link, Program, readIter } from 'kbpf/bpf';
+import {
+  BpfMap,
+  type BpfObject,
+  Link,
+  onlyStructOpsMap,
+  Program,
+  readIter,
+  switchStructOps,
+  switchStructOpsBack,
+  USDT_IP_MAP,
+  USDT_SPECS_MAP,
+} from 'kbpf/bpf';
 import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { compileProcessor } from '../wasm/processor.js';
@@ -40,6 +51,8 @@ import {
   unrealizeLinks,
   updatable,
 } from './realizer.js';
+
+const USDT_MAPS = new Set([USDT_SPECS_MAP, USDT_IP_MAP]);
 
 interface RealizeOptions {
   /** maps pinned in this revision are reused when name and layout match (upgrade, start) */
@@ -209,7 +222,11 @@ export class ProgramPlanner implements InstancePlanner {
     if (carry !== undefined)
       plan.step(`carry maps over from revision ${carry}`, () => {
         for (const m of spec.maps) {
+          // USDT argument specs are written anew for the new revision's links (the old ones
+          // keep reading theirs until they are dropped);
+          // the same for a struct_ops map: the new revision's is registered in its place
           if (!m.pin || shared?.has(m.name) || !pins.has(carry, 'maps', m.name)) continue;
+          if (USDT_MAPS.has(m.name) || m.type === 'struct_ops') continue;
           const old = BpfMap.fromPin(pins.path(carry, 'maps', m.name));
           opened.push(old);
           if (sameLayout(old, layoutOf(objects.get(m.object)!, m.name))) objects.get(m.object)!.reuseMap(m.name, old);
@@ -250,7 +267,7 @@ export class ProgramPlanner implements InstancePlanner {
       },
     );
 
-    const switched: { link: Link; old: Program }[] = [];
+    const switched: { link: Link; old: Program | BpfMap }[] = [];
     plan.step(
       `attach the programs of revision ${rev}`,
       () => {
@@ -260,6 +277,21 @@ export class ProgramPlanner implements InstancePlanner {
           const prog = obj.program(p.name);
           const attach = out.choices!.programs.get(p.name)!.attach;
           const from = opts.linksFrom;
+          if (from && attach.hook === 'struct_ops' && pins.has(from.rev, 'links', p.name)) {
+            // the new revision's map takes the old one's place on the same link, in one step
+            const link = Link.fromPin(pins.path(from.rev, 'links', p.name));
+            opened.push(link);
+            const oldMap = link.info().mapId;
+            switchStructOps(link, obj, attach.map ?? onlyStructOpsMap(obj, p.name));
+            const old = oldMap !== undefined ? pinnedMapOfId(pins, from.rev, oldMap) : undefined;
+            if (old && !switched.some((x) => x.link.id === link.id)) {
+              opened.push(old);
+              switched.push({ link, old });
+            }
+            link.pin(pins.path(rev, 'links', p.name));
+            out.ids.links.set(p.name, link.id);
+            continue;
+          }
           if (from && updatable(attach) && pins.has(from.rev, 'links', p.name)) {
             const before = from.spec.programs.find((x) => x.name === p.name);
             if (before && describeAttach(resolveAttach(before, from.attach)) === describeAttach(attach)) {
@@ -298,7 +330,8 @@ export class ProgramPlanner implements InstancePlanner {
         let failed: unknown;
         for (const { link, old } of switched.reverse()) {
           try {
-            link.update(old);
+            if (old instanceof BpfMap) switchStructOpsBack(link, old);
+            else link.update(old);
           } catch (e) {
             failed ??= e;
           }
@@ -308,6 +341,16 @@ export class ProgramPlanner implements InstancePlanner {
     );
     return out;
   }
+}
+
+/** The map pinned in revision `rev` whose kernel id is `id`, opened (undefined when none is). */
+function pinnedMapOfId(pins: InstancePins, rev: number, id: number): BpfMap | undefined {
+  for (const name of pins.names(rev, 'maps')) {
+    const m = BpfMap.fromPin(pins.path(rev, 'maps', name));
+    if (m.id === id) return m;
+    m.close();
+  }
+  return undefined;
 }
 
 /** The names of the programs that run. */

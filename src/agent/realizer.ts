@@ -14,9 +14,12 @@ import {
   attachPerfEvent,
   attachRawTracepoint,
   attachSockmap,
+  attachStructOps,
   attachTcx,
   attachTracepoint,
   attachUprobe,
+  attachUprobeMulti,
+  attachUsdt,
   attachXdp,
   BpfError,
   BpfMap,
@@ -24,13 +27,16 @@ import {
   type HookPosition,
   infoOfId,
   Link,
+  onlyStructOpsMap,
   Program,
+  switchStructOpsBack,
 } from 'kbpf/bpf';
 import { CorruptedError, InvalidError } from '../errors.js';
 import { type AttachSpec, type PackageSpec, SPEC_LIMITS } from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
+import { MULTI_SECTION } from './program-choice.js';
 
 /** Kernel ids of what one revision holds, by program / map name. */
 export interface KernelIds {
@@ -169,6 +175,10 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       if (!a.target)
         throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give BINARY:SYMBOL with --attach`);
       const [binary, symbol] = splitTarget(a.target);
+      if (MULTI_SECTION.test(prog.section))
+        return one(
+          attachUprobeMulti(prog, { binary, pattern: symbol, retprobe: a.hook === 'uretprobe', pid: a.pid }).link,
+        );
       const m = /^(.*)\+(0x[0-9a-fA-F]+|\d+)$/.exec(symbol);
       return one(
         attachUprobe(prog, {
@@ -210,9 +220,20 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       const [family, hook, priority] = a.target.split(':');
       return one(attachNetfilter(prog, { family: family!, hook: hook!, priority: priority ? Number(priority) : 0 }));
     }
-    case 'usdt':
+    case 'usdt': {
+      const parts = (a.target ?? '').split(':');
+      if (parts.length < 3 || parts.some((x) => !x))
+        throw new InvalidError(
+          `program ${prog.name} attaches to a USDT probe: give BINARY:PROVIDER:NAME with --attach`,
+        );
+      const [provider, name] = parts.slice(-2) as [string, string];
+      return {
+        links: attachUsdt(prog, obj, { binary: parts.slice(0, -2).join(':'), provider, name, pid: a.pid }).links,
+      };
+    }
     case 'struct_ops':
-      throw new InvalidError(`program ${prog.name}: kbpf cannot attach ${a.hook} programs yet`);
+      // the map is registered once; each of its programs pins the map's link under its own name
+      return one(attachStructOps(obj, a.map ?? onlyStructOpsMap(obj, prog.name)));
     case 'xdp':
       if (!a.target) throw new InvalidError(`program ${prog.name} attaches to XDP: name the interface with --iface`);
       return one(attachXdp(prog, a.target, a.mode ?? 'auto'));
@@ -255,12 +276,34 @@ export function switchLinksBack(pins: InstancePins, rev: number): void {
   for (const name of pins.names(rev, 'links')) {
     if (!pins.has(rev, 'progs', name)) continue;
     const link = Link.fromPin(pins.path(rev, 'links', name));
+    if (link.info().type === 'struct_ops') {
+      // it registers a map: the revision's own struct_ops map goes back in its place
+      try {
+        switchStructOpsBackToRevision(pins, rev, link);
+      } finally {
+        link.close();
+      }
+      continue;
+    }
     const prog = Program.fromPin(pins.path(rev, 'progs', name));
     try {
       if (link.info().progId !== prog.info().id) link.update(prog);
     } finally {
       link.close();
       prog.close();
+    }
+  }
+}
+
+function switchStructOpsBackToRevision(pins: InstancePins, rev: number, link: Link): void {
+  for (const map of pins.names(rev, 'maps')) {
+    const m = BpfMap.fromPin(pins.path(rev, 'maps', map));
+    try {
+      if (m.type === 'struct_ops' && link.info().mapId !== m.id) switchStructOpsBack(link, m);
+    } catch {
+      // another struct_ops map of the revision: the kernel refuses a map of another kind
+    } finally {
+      m.close();
     }
   }
 }

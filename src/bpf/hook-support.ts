@@ -12,6 +12,7 @@ import { libbpf } from './ffi/libbpf.js';
 import { captureLibbpfLog } from './ffi/print.js';
 import { attachAuto } from './link/tracing.js';
 import { BpfObject } from './object.js';
+import { kernelHasStructOpsLinks } from './struct-ops-sections.js';
 
 export type Support = 'yes' | 'no' | 'unknown';
 
@@ -26,6 +27,7 @@ export type KernelHook =
   | 'kprobe'
   | 'kprobe_multi'
   | 'uprobe'
+  | 'uprobe_multi'
   | 'tracepoint'
   | 'raw_tracepoint'
   | 'fentry'
@@ -114,6 +116,13 @@ function probe(hook: KernelHook): HookSupport {
     }
     case 'uprobe':
       return pmu('uprobe') ? yes('uprobe PMU present') : no('this kernel has no uprobe support (no uprobe PMU)');
+    case 'uprobe_multi': {
+      const u = hookSupport('uprobe');
+      if (u.supported !== 'yes') return u;
+      return kernelHasFunction('bpf_uprobe_multi_link_attach')
+        ? yes('uprobe PMU and uprobe_multi links present')
+        : no('this kernel has no uprobe.multi links (BPF_TRACE_UPROBE_MULTI, Linux 6.6+)');
+    }
     case 'tracepoint':
       return existsSync('/sys/kernel/tracing/events') ||
         existsSync('/sys/kernel/debug/tracing/events') ||
@@ -139,8 +148,15 @@ function probe(hook: KernelHook): HookSupport {
       return programType('flow_dissector', 'flow_dissector');
     case 'netfilter':
       return programType('netfilter', 'BPF netfilter');
-    case 'struct_ops':
-      return programType('struct_ops', 'struct_ops');
+    case 'struct_ops': {
+      const t = programType('struct_ops', 'struct_ops');
+      if (t.supported !== 'yes') return t;
+      return kernelHasStructOpsLinks()
+        ? yes('struct_ops programs load and struct_ops links exist')
+        : no(
+            'this kernel has no struct_ops links (BPF_F_LINK, Linux 6.4+), without which kbpf cannot keep a struct_ops registration across its restarts',
+          );
+    }
   }
 }
 

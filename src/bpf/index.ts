@@ -52,6 +52,7 @@ export {
   type PerfEventOptions,
 } from './link/perf-event.js';
 export { attachSockmap } from './link/sockmap.js';
+export { attachStructOps, onlyStructOpsMap, switchStructOps, switchStructOpsBack } from './link/struct-ops.js';
 export { attachTc, attachTcClsact, attachTcx, type TcDirection, TcFilter, tcxHookPrograms } from './link/tc.js';
 export {
   attachAuto,
@@ -61,6 +62,8 @@ export {
   attachUprobe,
   type UprobeTarget,
 } from './link/tracing.js';
+export { attachUprobeMulti, type UprobeMultiTarget } from './link/uprobe-multi.js';
+export { attachUsdt, type UsdtLinks, type UsdtTarget } from './link/usdt.js';
 export { attachXdp, type XdpMode } from './link/xdp.js';
 export { BpfMap, type MapSpec, numPossibleCpus, type UpdateFlag } from './map.js';
 export { MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, rawMapOperate } from './map-raw.js';
@@ -75,4 +78,7 @@ export * from './records/index.js';
 export * from './ringbuf/index.js';
 export { RunTimeStats } from './stats.js';
 export { type TestRunOptions, type TestRunResult, testRun, testRunAsync } from './testrun.js';
+export { parseUsdtArgs, type UsdtArg, usdtArchSupported } from './usdt/args.js';
+export { readUsdtProbes, type UsdtProbe } from './usdt/notes.js';
+export { USDT_IP_MAP, USDT_SPECS_MAP } from './usdt/specs.js';
 export { waitReadableSync } from './wait.js';

@@ -106,7 +106,7 @@ export interface LinkInfo {
   attachType?: string;
   /** xdp, tcx, netkit links */
   ifindex?: number;
-  /** sockmap links */
+  /** sockmap links; struct_ops links: the map they register */
   mapId?: number;
 }
 
@@ -125,6 +125,8 @@ export function linkInfo(fd: number): LinkInfo {
   } else if (type === 'sockmap') {
     out.mapId = info.readUInt32LE(16);
     out.attachType = attachType.name(info.readUInt32LE(20));
+  } else if (type === 'struct_ops') {
+    out.mapId = info.readUInt32LE(16);
   }
   return out;
 }

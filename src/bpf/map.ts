@@ -267,6 +267,11 @@ export class BpfMap {
     return value;
   }
 
+  /** Sets the value of `key` from bytes laid out as the map's value (a struct the caller encoded). */
+  updateRaw(key: Uint8Array, value: Uint8Array, flag: UpdateFlag = 'any'): void {
+    check(libbpf.mapUpdateElem(this.fd, key, value, UPDATE_FLAGS[flag]), 'update', this.description);
+  }
+
   update(key: unknown, value: unknown, flag: UpdateFlag = 'any'): void {
     const k = this.keyBytes(key);
     check(libbpf.mapUpdateElem(this.fd, k, this.encodeValue(value), UPDATE_FLAGS[flag]), 'update', this.description);

@@ -13,6 +13,12 @@ import { libbpf, OBJECT_OPEN_OPTS_SIZE } from './ffi/libbpf.js';
 import { captureLibbpfLog } from './ffi/print.js';
 import { BpfMap } from './map.js';
 import { Program } from './program.js';
+import {
+  BPF_F_LINK,
+  kernelHasStructOpsLinks,
+  libbpfKnowsStructOpsLink,
+  withPlainStructOps,
+} from './struct-ops-sections.js';
 
 const VERIFIER_LOG_SIZE = 1 << 20;
 
@@ -32,7 +38,11 @@ const NEWER_SECTIONS: [RegExp, string, string?][] = [
   [/^cgroup\/getpeername_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getpeername'],
   [/^cgroup\/getsockname_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getsockname'],
   [/^netfilter$/, 'netfilter', 'netfilter'],
+  [/^u(ret)?probe\.multi(\.s)?(\/|$)/, 'kprobe', 'trace_uprobe_multi'],
 ];
+/** Sleepable variants of the sections above (libbpf sets BPF_F_SLEEPABLE for them). */
+const SLEEPABLE_SECTION = /^u(ret)?probe\.multi\.s(\/|$)/;
+const BPF_F_SLEEPABLE = 1 << 4;
 const GLOBAL_SECTIONS = /^\.(rodata|data|bss)(\..*)?$/;
 
 export interface OpenOptions {
@@ -73,6 +83,7 @@ export class BpfObject {
         if (known) {
           prog.setType(known[1]);
           if (known[2]) prog.setExpectedAttachType(known[2]);
+          if (SLEEPABLE_SECTION.test(prog.section)) libbpf.programSetFlags(p, libbpf.programFlags(p) | BPF_F_SLEEPABLE);
         }
       }
       programs.set(prog.name, prog);
@@ -85,7 +96,11 @@ export class BpfObject {
         this.#internal.set(section, m);
         mapName = section;
       }
-      maps.set(mapName, BpfMap.ofObject(name, m, this.btf, mapName));
+      const map = BpfMap.ofObject(name, m, this.btf, mapName);
+      // struct_ops maps are registered through links, which can be pinned (link/struct-ops.ts)
+      if (map.type === 'struct_ops' && kernelHasStructOpsLinks())
+        libbpf.mapSetMapFlags(m, libbpf.mapFlags(m) | BPF_F_LINK);
+      maps.set(mapName, map);
     }
     this.programs = programs;
     this.maps = maps;
@@ -94,7 +109,10 @@ export class BpfObject {
   /** Opens an object from a file path or from the ELF bytes. Nothing is in the kernel yet. */
   static open(source: string | Uint8Array, opts: OpenOptions = {}): BpfObject {
     const name = opts.name ?? (typeof source === 'string' ? basename(source).replace(/\.o$/, '') : 'object');
-    const bytes = typeof source === 'string' ? readSource(source) : source;
+    const raw = typeof source === 'string' ? readSource(source) : source;
+    const bytes = libbpfKnowsStructOpsLink(libbpf.majorVersion(), libbpf.minorVersion())
+      ? raw
+      : withPlainStructOps(raw, name);
     const openOpts = { sz: OBJECT_OPEN_OPTS_SIZE, object_name: name };
     const { result: ptr, log } = captureLibbpfLog(() => libbpf.objectOpenMem(bytes, bytes.length, openOpts));
     if (!ptr) {

@@ -80,7 +80,7 @@ export const HOOKS: readonly HookName[] = [
 export const TARGET_FORMS: Partial<Record<HookName, string>> = {
   uprobe: 'uprobe:BINARY:SYMBOL, e.g. uprobe:/usr/bin/bash:readline',
   uretprobe: 'uretprobe:BINARY:SYMBOL, e.g. uretprobe:/usr/bin/bash:readline',
-  usdt: 'usdt:BINARY:PROVIDER:NAME, e.g. usdt:/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp',
+  usdt: 'usdt:BINARY:PROVIDER:NAME[:pid=PID], e.g. usdt:/usr/lib/x86_64-linux-gnu/libstdc++.so.6:libstdcxx:throw',
   perf_event: 'perf_event:EVENT[:FREQUENCY], e.g. perf_event:cpu-clock:99',
   netfilter: 'netfilter:FAMILY:HOOK[:PRIORITY], e.g. netfilter:ipv4:local_in:0',
 };
@@ -300,9 +300,15 @@ export function parseAttachString(value: string): AttachSpec {
       return { hook, target: rest };
     case 'uprobe':
     case 'uretprobe':
-    case 'usdt':
-      if (rest && !rest.includes(':')) throw new Error(`${hook} needs ${TARGET_FORMS[hook]}`);
-      return rest ? { hook, target: rest } : { hook };
+    case 'usdt': {
+      // a trailing :pid=N limits the probe to one process
+      const m = /^(.*):pid=(\d+)$/.exec(rest);
+      const target = m ? m[1]! : rest;
+      if ((target || m) && !target.includes(':')) throw new Error(`${hook} needs ${TARGET_FORMS[hook]}`);
+      const out: { hook: typeof hook; target?: string; pid?: number } = target ? { hook, target } : { hook };
+      if (m) out.pid = Number(m[2]);
+      return out;
+    }
     case 'perf_event':
     case 'sk_lookup':
     case 'flow_dissector':
@@ -404,6 +410,7 @@ export function describeAttach(a: AttachSpec): string {
     case 'uprobe':
     case 'uretprobe':
     case 'usdt':
+      return `${a.hook} ${a.target ?? '(target?)'}${a.pid !== undefined ? ` (pid ${a.pid})` : ''}`;
     case 'netfilter':
       return `${a.hook} ${a.target ?? '(target?)'}`;
     case 'none':

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { Invalid, isKind } from '../../src/errors.js';
 import {
   KBPF_ARTIFACT_TYPE,
@@ -15,7 +15,13 @@ import {
   RegistryClient,
   sha256Digest,
 } from '../../src/package/index.js';
-import { type PackageSpec, resolveAttach, validatePackageSpec } from '../../src/package/package-spec.js';
+import {
+  describeAttach,
+  type PackageSpec,
+  parseAttachString,
+  resolveAttach,
+  validatePackageSpec,
+} from '../../src/package/package-spec.js';
 import { FakeRegistry } from './fake-registry.js';
 import { blobFiles, fakeElf, tempDir } from './helpers.js';
 
@@ -199,5 +205,30 @@ describe('the store and pull hold packages to the schema and the limits', () => 
       await reg.stop();
       await cleanup();
     }
+  });
+});
+
+test('uprobe and usdt targets may end in :pid=N (that process only), checked like the rest', () => {
+  assert.deepEqual(parseAttachString('usdt:/usr/bin/app:prov:probe:pid=42'), {
+    hook: 'usdt',
+    target: '/usr/bin/app:prov:probe',
+    pid: 42,
+  });
+  assert.deepEqual(parseAttachString('uprobe:/bin/bash:readline:pid=7'), {
+    hook: 'uprobe',
+    target: '/bin/bash:readline',
+    pid: 7,
+  });
+  assert.deepEqual(parseAttachString('usdt:libc.so.6:libc:setjmp'), { hook: 'usdt', target: 'libc.so.6:libc:setjmp' });
+  assert.throws(() => parseAttachString('usdt:pid=3'), /usdt needs usdt:BINARY:PROVIDER:NAME\[:pid=PID\]/);
+  assert.equal(
+    describeAttach({ hook: 'usdt', target: '/usr/bin/app:prov:probe', pid: 42 }),
+    'usdt /usr/bin/app:prov:probe (pid 42)',
+  );
+  const spec = { name: 'p', object: 'a.bpf.o', section: 'usdt', type: 'kprobe', attach: { hook: 'usdt' } } as const;
+  assert.deepEqual(resolveAttach(spec, { programs: { p: 'usdt:/usr/bin/app:prov:probe:pid=9' } }), {
+    hook: 'usdt',
+    target: '/usr/bin/app:prov:probe',
+    pid: 9,
   });
 });

@@ -1,11 +1,14 @@
 // Minimal ELF64 reader for BPF object files: section headers, section bytes and the
 // symbol table. Enough to pull `.BTF` out of a `.bpf.o` and to list SEC() names and symbols.
+// Also the file type and loadable segments of executables and shared libraries, which USDT
+// attachment needs to turn a probe's address into a file offset (src/bpf/usdt).
 import { KbpfError } from '../../errors.js';
 import { Btf } from './btf.js';
 import { ElfError } from './errors.js';
 
 const SHT_SYMTAB = 2;
 const SHT_NOBITS = 8;
+const SHT_DYNSYM = 11;
 const SHN_UNDEF = 0;
 const SHN_LORESERVE = 0xff00;
 const SHN_ABS = 0xfff1;
@@ -20,6 +23,8 @@ export interface ElfSection {
   /** sh_type: 1 PROGBITS, 2 SYMTAB, 3 STRTAB, 8 NOBITS, 9 REL, ... */
   readonly type: number;
   readonly flags: bigint;
+  /** sh_addr: where the section is in memory (0 in relocatable objects) */
+  readonly addr: number;
   readonly offset: number;
   readonly size: number;
   readonly link: number;
@@ -98,6 +103,7 @@ function readSectionHeaders(buf: Uint8Array, dv: DataView, le: boolean): ElfSect
       nameOff: dv.getUint32(at, le),
       type: dv.getUint32(at + 4, le),
       flags: dv.getBigUint64(at + 8, le),
+      addr: u64(dv, at + 0x10, le),
       offset: u64(dv, at + 0x18, le),
       size: u64(dv, at + 0x20, le),
       link: dv.getUint32(at + 0x28, le),
@@ -130,6 +136,68 @@ function sectionBytes(f: ElfFile, s: ElfSection): Uint8Array {
   return s.type === SHT_NOBITS ? new Uint8Array(s.size) : f.buf.subarray(s.offset, s.offset + s.size);
 }
 
+/** A PT_LOAD program header: a piece of the file mapped at `vaddr`. */
+export interface ElfSegment {
+  readonly vaddr: number;
+  readonly memsz: number;
+  readonly offset: number;
+  readonly executable: boolean;
+}
+
+const PT_LOAD = 1;
+const PF_X = 1;
+
+/** The file's e_type (1 relocatable, 2 executable, 3 shared object or PIE) and its PT_LOAD segments. */
+export function readElfSegments(buf: Uint8Array): { type: number; segments: ElfSegment[] } {
+  return guarded(() => {
+    const f = open(buf);
+    const { dv, le } = f;
+    const phoff = u64(dv, 0x20, le);
+    const phentsize = dv.getUint16(0x36, le);
+    const phnum = dv.getUint16(0x38, le);
+    if (phnum && phentsize < 56) throw new ElfError(`ELF: bad program header size ${phentsize}`);
+    if (phoff + phnum * phentsize > buf.byteLength) throw new ElfError('ELF: program headers past end of file');
+    const segments: ElfSegment[] = [];
+    for (let i = 0; i < phnum; i++) {
+      const at = phoff + i * phentsize;
+      if (dv.getUint32(at, le) !== PT_LOAD) continue;
+      segments.push({
+        executable: (dv.getUint32(at + 4, le) & PF_X) !== 0,
+        offset: u64(dv, at + 8, le),
+        vaddr: u64(dv, at + 0x10, le),
+        memsz: u64(dv, at + 0x28, le),
+      });
+    }
+    return { type: dv.getUint16(0x10, le), segments };
+  });
+}
+
+/**
+ * A copy of `buf` whose sections named in `renames` have the new name, each a prefix of the old
+ * one (the name is cut short in the section-name table, so any other name sharing its tail is
+ * cut the same way). Undefined when no section has a name to change.
+ */
+export function truncateElfSectionNames(buf: Uint8Array, renames: ReadonlyMap<string, string>): Uint8Array | undefined {
+  return guarded(() => {
+    const f = open(buf);
+    const shoff = u64(f.dv, 0x28, f.le);
+    const shentsize = f.dv.getUint16(0x3a, f.le);
+    let shstrndx = f.dv.getUint16(0x3e, f.le);
+    if (shstrndx === SHN_XINDEX) shstrndx = f.dv.getUint32(shoff + 0x28, f.le);
+    const strtab = f.sections[shstrndx];
+    let out: Uint8Array | undefined;
+    for (const s of f.sections) {
+      const to = renames.get(s.name);
+      if (to === undefined || !strtab) continue;
+      if (!s.name.startsWith(to)) throw new ElfError(`ELF: cannot rename section ${s.name} to ${to}`);
+      out ??= Uint8Array.from(buf);
+      const nameOff = f.dv.getUint32(shoff + s.index * shentsize, f.le);
+      out[strtab.offset + nameOff + to.length] = 0;
+    }
+    return out;
+  });
+}
+
 /** Section headers, in file order (index 0 is the null section). */
 export function readElfSectionHeaders(buf: Uint8Array): ElfSection[] {
   return guarded(() => open(buf).sections);
@@ -150,16 +218,16 @@ function sectionsOf(buf: Uint8Array): Map<string, Uint8Array> {
   return out;
 }
 
-/** Entries of `.symtab` (without the null symbol 0). */
-export function readElfSymbols(buf: Uint8Array): ElfSymbol[] {
-  return guarded(() => symbolsOf(open(buf)));
+/** Entries of `.symtab`, or of `.dynsym` (a shared library's exports), without the null symbol 0. */
+export function readElfSymbols(buf: Uint8Array, table: 'symtab' | 'dynsym' = 'symtab'): ElfSymbol[] {
+  return guarded(() => symbolsOf(open(buf), table === 'symtab' ? SHT_SYMTAB : SHT_DYNSYM));
 }
 
-function symbolsOf(f: ElfFile): ElfSymbol[] {
-  const symtab = f.sections.find((s) => s.type === SHT_SYMTAB);
+function symbolsOf(f: ElfFile, type = SHT_SYMTAB): ElfSymbol[] {
+  const symtab = f.sections.find((s) => s.type === type);
   if (!symtab) return [];
   const strtab = f.sections[symtab.link];
-  if (!strtab) throw new ElfError('ELF: .symtab has no string table');
+  if (!strtab) throw new ElfError(`ELF: ${symtab.name} has no string table`);
   if (symtab.offset + symtab.size > f.buf.byteLength) throw new ElfError('ELF: .symtab past end of file');
   if (strtab.offset + strtab.size > f.buf.byteLength) throw new ElfError('ELF: .strtab past end of file');
   const entsize = symtab.entsize || 24;

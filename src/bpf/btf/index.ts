@@ -14,11 +14,13 @@ export {
 } from './codec.js';
 export {
   type ElfSection,
+  type ElfSegment,
   type ElfSymbol,
   type ElfSymbolBind,
   type ElfSymbolType,
   readElfSectionHeaders,
   readElfSections,
+  readElfSegments,
   readElfSymbols,
   readObjectBtf,
 } from './elf.js';

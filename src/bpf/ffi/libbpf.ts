@@ -94,6 +94,8 @@ export const libbpf = {
   programSectionName: f('const char *bpf_program__section_name(void *prog)') as (p: Pointer) => string,
   programType: f('int bpf_program__type(void *prog)') as (p: Pointer) => number,
   programSetType: f('int bpf_program__set_type(void *prog, int type)') as (p: Pointer, t: number) => Ret,
+  programFlags: f('uint32_t bpf_program__flags(void *prog)') as (p: Pointer) => number,
+  programSetFlags: f('int bpf_program__set_flags(void *prog, uint32_t flags)') as (p: Pointer, fl: number) => Ret,
   programExpectedAttachType: f('int bpf_program__expected_attach_type(void *prog)') as (p: Pointer) => number,
   programSetExpectedAttachType: f('int bpf_program__set_expected_attach_type(void *prog, int type)') as (
     p: Pointer,
@@ -121,6 +123,8 @@ export const libbpf = {
   mapMaxEntries: f('uint32_t bpf_map__max_entries(void *map)') as (m: Pointer) => number,
   mapSetMaxEntries: f('int bpf_map__set_max_entries(void *map, uint32_t n)') as (m: Pointer, n: number) => Ret,
   mapFlags: f('uint32_t bpf_map__map_flags(void *map)') as (m: Pointer) => number,
+  mapSetMapFlags: f('int bpf_map__set_map_flags(void *map, uint32_t flags)') as (m: Pointer, flags: number) => Ret,
+  mapAttachStructOps: f('void *bpf_map__attach_struct_ops(void *map)') as (m: Pointer) => Pointer | null,
   mapBtfKeyTypeId: f('uint32_t bpf_map__btf_key_type_id(void *map)') as (m: Pointer) => number,
   mapBtfValueTypeId: f('uint32_t bpf_map__btf_value_type_id(void *map)') as (m: Pointer) => number,
   mapFd: f('int bpf_map__fd(void *map)') as (m: Pointer) => Fd,

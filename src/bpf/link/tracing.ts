@@ -10,6 +10,7 @@ import { libbpf, UPROBE_OPTS_SIZE } from '../ffi/libbpf.js';
 import { captureLibbpfLog } from '../ffi/print.js';
 import { ensureTracefs } from '../mounts.js';
 import type { Program } from '../program.js';
+import { resolveBinary } from './binary.js';
 import { Link } from './link.js';
 
 function needHandle(prog: Program, op: string): Pointer {
@@ -59,22 +60,29 @@ export interface UprobeTarget {
   pid?: number;
   retprobe?: boolean;
   cookie?: bigint;
+  /** file offset of a USDT semaphore the kernel raises while the probe is attached */
+  refCtrOffset?: number;
 }
 
 export function attachUprobe(prog: Program, target: UprobeTarget): Link {
   const kind = target.retprobe ? 'uretprobe' : 'uprobe';
   const what = `${prog.description} to ${kind} ${target.binary}:${target.symbol ?? `0x${(target.offset ?? 0).toString(16)}`}`;
-  if (!existsSync(target.binary)) throw new BpfError('attach', what, NotFound, { hint: 'no such binary' });
+  let binary: string;
+  try {
+    binary = resolveBinary(target.binary, target.pid);
+  } catch (e) {
+    throw new BpfError('attach', what, NotFound, { hint: (e as Error).message });
+  }
   const h = needHandle(prog, 'attach');
   const opts = {
     sz: UPROBE_OPTS_SIZE,
-    ref_ctr_offset: 0,
+    ref_ctr_offset: target.refCtrOffset ?? 0,
     bpf_cookie: target.cookie ?? 0n,
     retprobe: !!target.retprobe,
     func_name: target.symbol ?? null,
   };
   const { result, log } = captureLibbpfLog(() =>
-    libbpf.programAttachUprobeOpts(h, target.pid ?? -1, target.binary, target.offset ?? 0, opts),
+    libbpf.programAttachUprobeOpts(h, target.pid ?? -1, binary, target.offset ?? 0, opts),
   );
   return fromLibbpf(result, log, what);
 }
