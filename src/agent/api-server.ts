@@ -44,6 +44,7 @@ import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import { parseSince } from '../util/duration.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
+import { requestUrl } from '../util/request-url.js';
 import { KBPF_VERSION } from '../version.js';
 import { checkInstanceName } from './instance-name.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
@@ -341,7 +342,7 @@ async function streamLogs(
 }
 
 async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://kbpf');
+  const url = requestUrl(req.url, 'http://kbpf');
   const method = req.method ?? 'GET';
   const q = url.searchParams;
   const parts = url.pathname.split('/').filter((p) => p !== '');
@@ -551,7 +552,7 @@ export async function startMetricsServer(
   port: number,
 ): Promise<{ address: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://kbpf').pathname;
+    const path = URL.canParse(`http://kbpf${req.url}`) ? new URL(`http://kbpf${req.url}`).pathname : '';
     if (path !== '/metrics') return sendJson(res, 404, { error: 'only /metrics is served here' });
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET');

@@ -20,6 +20,7 @@ import { matchFlow } from '../../apps/flow-monitor/filter.js';
 import type { Flow, FlowFilter, FlowSource } from '../../apps/flow-monitor/flow.js';
 import { Invalid, InvalidError, isKind } from '../errors.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
+import { requestUrl } from '../util/request-url.js';
 import { type Asset, loadAssets } from './assets.js';
 import { filterFromQuery } from './filter-query.js';
 import { isLoopback } from './listen.js';
@@ -128,7 +129,7 @@ export class UiServer {
       return this.json(res, 405, { error: 'method not allowed (the web view is read-only: GET)' });
     if (!this.hostAllowed(req))
       return this.json(res, 403, { error: `host "${req.headers.host ?? ''}" is not a loopback name` });
-    const url = new URL(req.url ?? '/', 'http://ui');
+    const url = requestUrl(req.url, 'http://ui');
     const q = url.searchParams;
     switch (url.pathname) {
       case '/healthz':

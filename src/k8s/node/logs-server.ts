@@ -19,8 +19,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { jsonReplacer, type LogRecord, type ReadOptions } from '../../agent/log-store.js';
+import { Invalid, isKind } from '../../errors.js';
 import { parseSince } from '../../util/duration.js';
 import { writeWithBackpressure } from '../../util/http-stream.js';
+import { requestUrl } from '../../util/request-url.js';
 import type { Verdict } from './logs-auth.js';
 
 export interface LogSource {
@@ -68,7 +70,9 @@ export class NodeLogsServer {
     const server = createServer(
       { key: this.opts.tls.key, cert: this.opts.tls.cert, minVersion: 'TLSv1.2' },
       (req, res) => {
-        this.handle(req, res).catch((e) => this.send(res, 500, { error: (e as Error).message }));
+        this.handle(req, res).catch((e) =>
+          this.send(res, isKind(e, Invalid) ? 400 : 500, { error: (e as Error).message }),
+        );
       },
     );
     server.keepAliveTimeout = 5000;
@@ -108,7 +112,7 @@ export class NodeLogsServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'https://node');
+    const url = requestUrl(req.url, 'https://node');
     if (req.method !== 'GET') return this.send(res, 405, { error: 'method not allowed (read-only endpoint: GET)' });
     if (url.pathname === '/healthz') {
       res.writeHead(200, { 'Content-Type': 'text/plain' });
