@@ -14,12 +14,13 @@
 //   of the running revision in place, pin links
 //
 // Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
-import { BpfMap, type BpfObject, Link, Program, readIter } from 'kbpf/bpf';
+import { BpfMap, type BpfObject, Link, Program, readIterBytes } from 'kbpf/bpf';
 import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { compileProcessor } from '../wasm/processor.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import { positionFor } from './hook-order.js';
+import { iterEntries } from './iter-output.js';
 import type { FetchedPackage } from './package-cache.js';
 import { InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
@@ -287,7 +288,12 @@ export class ProgramPlanner implements InstancePlanner {
             });
             if (attached.links[0]) out.ids.links.set(p.name, attached.links[0].id);
             if (attached.warning) out.warnings.push(`program ${p.name}: ${attached.warning}`);
-            if (attached.iterator) out.iterOutput.push({ program: p.name, text: readIter(attached.links[0]!) });
+            if (attached.iterator) {
+              const { bytes, cut } = readIterBytes(attached.links[0]!);
+              const entries = iterEntries(bytes, p.record, obj.btf ?? undefined);
+              if (cut) entries.push({ output: `… (cut at ${bytes.length} bytes)` });
+              out.iterOutput.push({ program: p.name, entries });
+            }
           } finally {
             for (const link of attached.links) link.close();
           }

@@ -120,6 +120,7 @@ export const libbpf = {
   mapValueSize: f('uint32_t bpf_map__value_size(void *map)') as (m: Pointer) => number,
   mapMaxEntries: f('uint32_t bpf_map__max_entries(void *map)') as (m: Pointer) => number,
   mapSetMaxEntries: f('int bpf_map__set_max_entries(void *map, uint32_t n)') as (m: Pointer, n: number) => Ret,
+  mapSetValueSize: f('int bpf_map__set_value_size(void *map, uint32_t size)') as (m: Pointer, n: number) => Ret,
   mapFlags: f('uint32_t bpf_map__map_flags(void *map)') as (m: Pointer) => number,
   mapBtfKeyTypeId: f('uint32_t bpf_map__btf_key_type_id(void *map)') as (m: Pointer) => number,
   mapBtfValueTypeId: f('uint32_t bpf_map__btf_value_type_id(void *map)') as (m: Pointer) => number,
