@@ -8,6 +8,8 @@ import { BuildError } from './errors.js';
 
 const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
 const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
+/** arrays of 64-bit code addresses: stacks, callers, instruction pointers */
+const ADDRESS_LIST = /(^|_)(k|u|kern|user)?_?(stack|callers|ips?|addrs)$/;
 /** a field saying which family the struct's addresses are (AF_INET / AF_INET6, or 4 / 6) */
 const FAMILY = /^(family|af|sa_family|addr_family|ip_?ver(sion)?|(s|sk|sock|inet)_?family)$/;
 /** what a family field's values mean, for a human */
@@ -54,6 +56,7 @@ export function inferFieldFormat(btf: Btf, name: string, typeId: number): FieldF
     if (size === 8 && t.kind === 'INT') return { kind: 'hex' };
   }
   if (t.kind === 'INT' && size === 2 && PORT.test(lower)) return { kind: 'port' };
+  if (t.kind === 'ARRAY' && btf.sizeOf(t.type) === 8 && ADDRESS_LIST.test(lower)) return { kind: 'hex' };
   return undefined;
 }
 

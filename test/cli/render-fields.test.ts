@@ -34,6 +34,11 @@ test('addresses, ports, pointers and flags read as such', () => {
   const v6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
   assert.equal(formatField(v6, inet, { family: 10 }), '::1');
   assert.deepEqual(formatEvent({ saddr: v6, family: 10 }, { saddr: inet }), { saddr: '::1', family: 10 });
+  // a stack: addresses in hex, its unused zero entries dropped
+  assert.deepEqual(formatField(['18446744071578845184', 4096, 0, 0], { kind: 'hex' }), [
+    '0xffffffff81000000',
+    '0x1000',
+  ]);
   // a value that does not fit the format stays as it is
   assert.equal(formatField('n/a', { kind: 'ipv4' }), 'n/a');
   assert.deepEqual(formatEvent({ daddr: [10, 1, 2, 3], pid: 7 }, { daddr: { kind: 'ipv4' } }), {

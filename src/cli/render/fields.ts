@@ -90,6 +90,12 @@ export function formatField(v: unknown, f: FieldFormat, event?: Record<string, u
     case 'port':
       return v;
     case 'hex': {
+      // an array of addresses (a stack): each in hex, the unused zero entries at its end dropped
+      if (Array.isArray(v)) {
+        const out = v.map((x) => formatField(x, f));
+        while (out.length && out.at(-1) === '0x0') out.pop();
+        return out;
+      }
       const b = typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string' ? bytesOf(v, 8) : undefined;
       if (!b) return v;
       const n = b.reduceRight((acc, x) => (acc << 8n) | BigInt(x), 0n);

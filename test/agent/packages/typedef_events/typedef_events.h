@@ -7,4 +7,5 @@ typedef struct {
 	__u16 port;
 	unsigned __int128 addr;
 	char comm[EV_COMM_LEN];
+	__u64 kstack[4];
 } exec_event_t;
