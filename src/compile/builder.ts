@@ -170,12 +170,15 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
 }
 
 /**
- * The instruction set: v3 (32-bit jumps and ALU, kernels >= 5.1) unless kbpf.yaml's flags name
- * one. Newer clang defaults to it and tools' Makefiles ask for it where the verifier needs its
- * tighter bounds (bcc's softirqs); clang 14's default, v1, fails those.
+ * The instruction set unless kbpf.yaml's flags name one: v2 with 32-bit ALU instructions (Linux
+ * 4.14+ / 5.1+ verifiers take it). clang 14's default, v1, fails the verifier on bcc's softirqs
+ * (bcc builds that one with -mcpu=v3), and its v3 code (32-bit jumps too) fails bcc's cpufreq;
+ * v2 + alu32 loads both, and every other tool of the collection, unchanged.
  */
 export function withCpuDefault(flags: readonly string[]): string[] {
-  return flags.some((f) => f.startsWith('-mcpu=')) ? [...flags] : ['-mcpu=v3', ...flags];
+  return flags.some((f) => f.startsWith('-mcpu='))
+    ? [...flags]
+    : ['-mcpu=v2', '-Xclang', '-target-feature', '-Xclang', '+alu32', ...flags];
 }
 
 /** The event processor: compiled for wasm32, checked against the ABI, named in the spec; its layer. */

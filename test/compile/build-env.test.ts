@@ -79,10 +79,11 @@ test('the text a source includes: its own headers, transitively, each once; othe
   assert.deepEqual(typedefStructs(text), ['a_t', 'b_t']);
 });
 
-test('the instruction set is v3 unless kbpf.yaml names one', () => {
-  assert.deepEqual(withCpuDefault([]), ['-mcpu=v3']);
-  assert.deepEqual(withCpuDefault(['-Wno-unused']), ['-mcpu=v3', '-Wno-unused']);
-  assert.deepEqual(withCpuDefault(['-mcpu=v2']), ['-mcpu=v2']);
+test('the instruction set is v2 with 32-bit ALU unless kbpf.yaml names one', () => {
+  const alu32 = ['-Xclang', '-target-feature', '-Xclang', '+alu32'];
+  assert.deepEqual(withCpuDefault([]), ['-mcpu=v2', ...alu32]);
+  assert.deepEqual(withCpuDefault(['-Wno-unused']), ['-mcpu=v2', ...alu32, '-Wno-unused']);
+  assert.deepEqual(withCpuDefault(['-mcpu=v3']), ['-mcpu=v3']);
 });
 
 test('kfuncs are declared from the kernel BTF only where the source names them and does not declare them', {
