@@ -122,7 +122,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         systemIncludeDirs: sysDirs,
         forceIncludes,
         defines,
-        flags: withCpuDefault(manifest.build.flags),
+        flags: manifest.build.flags,
         label: f,
         scratchDir: work,
       });
@@ -167,18 +167,6 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/**
- * The instruction set unless kbpf.yaml's flags name one: v2 with 32-bit ALU instructions (Linux
- * 4.14+ / 5.1+ verifiers take it). clang 14's default, v1, fails the verifier on bcc's softirqs
- * (bcc builds that one with -mcpu=v3), and its v3 code (32-bit jumps too) fails bcc's cpufreq;
- * v2 + alu32 loads both, and every other tool of the collection, unchanged.
- */
-export function withCpuDefault(flags: readonly string[]): string[] {
-  return flags.some((f) => f.startsWith('-mcpu='))
-    ? [...flags]
-    : ['-mcpu=v2', '-Xclang', '-target-feature', '-Xclang', '+alu32', ...flags];
 }
 
 /** The event processor: compiled for wasm32, checked against the ABI, named in the spec; its layer. */

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { Btf } from 'kbpf/bpf';
 import { runTarget } from '../../src/cli/verbs/run-source.js';
 import { parseSearchList, systemIncludeDirs } from '../../src/compile/build-env.js';
-import { buildPackage, withCpuDefault } from '../../src/compile/builder.js';
+import { buildPackage } from '../../src/compile/builder.js';
 import { declaresKsym, kfuncHeader, kfuncsOf } from '../../src/compile/kfuncs.js';
 import { parseSourceManifest } from '../../src/compile/source-manifest.js';
 import {
@@ -77,13 +77,6 @@ test('the text a source includes: its own headers, transitively, each once; othe
   };
   const text = includedText('#include "vmlinux.h"\n#include "a.h"\nint x;', (n) => files[n]);
   assert.deepEqual(typedefStructs(text), ['a_t', 'b_t']);
-});
-
-test('the instruction set is v2 with 32-bit ALU unless kbpf.yaml names one', () => {
-  const alu32 = ['-Xclang', '-target-feature', '-Xclang', '+alu32'];
-  assert.deepEqual(withCpuDefault([]), ['-mcpu=v2', ...alu32]);
-  assert.deepEqual(withCpuDefault(['-Wno-unused']), ['-mcpu=v2', ...alu32, '-Wno-unused']);
-  assert.deepEqual(withCpuDefault(['-mcpu=v3']), ['-mcpu=v3']);
 });
 
 test('kfuncs are declared from the kernel BTF only where the source names them and does not declare them', {
