@@ -627,11 +627,8 @@ export class Agent {
     view.ids = r.ids;
     view.choices = r.choices ?? view.choices;
     view.warnings = [...(r.choices?.warnings ?? []), ...r.warnings];
-    for (const { program, text } of r.iterOutput) {
-      const lines = text.split('\n');
-      if (lines.at(-1) === '') lines.pop();
-      for (const line of lines) this.logs.append(view.name, { source: program, event: { output: line } });
-    }
+    for (const { program, entries } of r.iterOutput)
+      for (const event of entries) this.logs.append(view.name, { source: program, event });
   }
 
   private plannerFor(spec: PackageSpec | undefined): InstancePlanner {

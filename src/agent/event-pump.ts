@@ -47,7 +47,7 @@ export function eventCodecsOf(spec: PackageSpec, object: (file: string) => BpfOb
   const out = new Map<string, Codec | null>();
   for (const ev of spec.events) {
     const btf = object(ev.object).btf;
-    const t = ev.type && btf?.findByName(ev.type, 'STRUCT');
+    const t = ev.type && btf?.findStruct(ev.type);
     out.set(ev.map, t && btf ? codecFor(btf, t.id) : null);
   }
   return out;

@@ -7,6 +7,7 @@ import type { Codec } from 'kbpf/bpf';
 import type { AttachOverrides, AttachSpec, PackageSpec, ProgramOrder } from '../package/package-spec.js';
 import type { ProcessorCounts } from '../wasm/processor.js';
 import type { EventSink } from './event-pump.js';
+import type { IterEntry } from './iter-output.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { Plan } from './plan.js';
 import type { ProgramChoices } from './program-choice.js';
@@ -50,8 +51,8 @@ export interface Realization {
   choices?: ProgramChoices;
   /** what attaching said (a perf event that fell back to the software clock) */
   warnings: string[];
-  /** what the package's iterators printed when the revision was attached */
-  iterOutput: { program: string; text: string }[];
+  /** what the package's iterators wrote when the revision was attached, as log entries */
+  iterOutput: { program: string; entries: IterEntry[] }[];
 }
 
 export interface InstancePlanner {

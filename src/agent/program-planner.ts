@@ -20,7 +20,7 @@ import {
   Link,
   onlyStructOpsMap,
   Program,
-  readIter,
+  readIterBytes,
   switchStructOps,
   switchStructOpsBack,
   USDT_IP_MAP,
@@ -31,6 +31,7 @@ import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach }
 import { compileProcessor } from '../wasm/processor.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import { positionFor } from './hook-order.js';
+import { iterEntries } from './iter-output.js';
 import type { FetchedPackage } from './package-cache.js';
 import { InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
@@ -319,7 +320,12 @@ export class ProgramPlanner implements InstancePlanner {
             });
             if (attached.links[0]) out.ids.links.set(p.name, attached.links[0].id);
             if (attached.warning) out.warnings.push(`program ${p.name}: ${attached.warning}`);
-            if (attached.iterator) out.iterOutput.push({ program: p.name, text: readIter(attached.links[0]!) });
+            if (attached.iterator) {
+              const { bytes, cut } = readIterBytes(attached.links[0]!);
+              const entries = iterEntries(bytes, p.record, obj.btf ?? undefined);
+              if (cut) entries.push({ output: `… (cut at ${bytes.length} bytes)` });
+              out.iterOutput.push({ program: p.name, entries });
+            }
           } finally {
             for (const link of attached.links) link.close();
           }

@@ -62,6 +62,12 @@ const SIZED_BY_KERNEL = new Set([
 ]);
 
 /**
+ * What a stack trace map its loader sizes at run time gets (bcc's libbpf-tools: 1024 stacks of
+ * 127 frames, 127 being the kernel's default perf_event_max_stack).
+ */
+export const STACK_MAP_DEFAULT = { maxEntries: 1024, frames: 127 };
+
+/**
  * Sets each map's max_entries before load: `sizes` (run --map-size) over the package's spec
  * (kbpf.yaml maps.X.maxEntries, or the object's own). A map left at 0 that needs a size is
  * refused, naming it.
@@ -83,6 +89,12 @@ export function applyMapSizes(
       throw new InvalidError(`--map-size ${m.name}=${given}: the size must be 1..${SPEC_LIMITS.maxEntries}`);
     const want = given ?? (m.maxEntries > 0 ? m.maxEntries : undefined);
     const current = obj.mapMaxEntries(m.name);
+    if (m.type === 'stack_trace' && obj.mapValueSize(m.name) === 0)
+      obj.setMapValueSize(m.name, STACK_MAP_DEFAULT.frames * 8);
+    if (want === undefined && current === 0 && m.type === 'stack_trace') {
+      obj.resizeMap(m.name, STACK_MAP_DEFAULT.maxEntries);
+      continue;
+    }
     if (want !== undefined) {
       if (want !== current) obj.resizeMap(m.name, want);
     } else if (current === 0 && !SIZED_BY_KERNEL.has(m.type)) {

@@ -55,6 +55,8 @@ export function probeProgramTypes(): Record<string, Support> {
     PROG_TYPES.map((name, i) => [name, i === 0 ? 'no' : probe(libbpf.probeProgType(i, null))] as const),
   );
   for (const [name, s] of result) if (name !== 'unspec') out[name] = s;
+  // newer than libbpf 1.1, which cannot probe it: the hook's own probe loads one
+  if (out.netfilter === 'unknown') out.netfilter = hookSupport('netfilter').supported;
   return out;
 }
 

@@ -70,6 +70,13 @@ const PROBE_OBJECTS: Record<string, { file: string; program: string; attach: boo
     why: "BPF LSM: 'bpf' in the kernel's lsm= list",
   },
   iter: { file: 'hooks.bpf.o', program: 'probe_iter', attach: true, what: 'iter' },
+  netfilter: {
+    file: 'hooks.bpf.o',
+    program: 'probe_netfilter',
+    attach: false,
+    what: 'BPF netfilter',
+    why: 'BPF netfilter programs need Linux 6.4+ with CONFIG_NETFILTER_BPF_LINK',
+  },
 };
 
 /** Loads (and attaches, where that is harmless) the probe program of one BTF-typed hook. */
@@ -146,8 +153,11 @@ function probe(hook: KernelHook): HookSupport {
       return programType('sk_lookup', 'sk_lookup');
     case 'flow_dissector':
       return programType('flow_dissector', 'flow_dissector');
-    case 'netfilter':
-      return programType('netfilter', 'BPF netfilter');
+    case 'netfilter': {
+      // libbpf 1.1 does not know the type (it answers "could not be probed"): load a probe instead
+      const t = programType('netfilter', 'BPF netfilter');
+      return t.supported === 'unknown' ? probeByLoad('netfilter') : t;
+    }
     case 'struct_ops': {
       const t = programType('struct_ops', 'struct_ops');
       if (t.supported !== 'yes') return t;

@@ -37,7 +37,7 @@ export {
 } from './hook-support.js';
 export { infoOfId, type LinkInfo, linkInfo, listIds, type MapInfo, mapInfo, type ProgInfo, progInfo } from './info.js';
 export { attachCgroup, cgroupHookPrograms } from './link/cgroup.js';
-export { attachIter, readIter } from './link/iter.js';
+export { attachIter, readIter, readIterBytes } from './link/iter.js';
 export { Link } from './link/link.js';
 export { ifindexOf, inNetns } from './link/netdev.js';
 export { attachNetfilter, type NetfilterTarget, NF_FAMILIES, NF_HOOKS } from './link/netfilter.js';

@@ -243,6 +243,21 @@ export class BpfObject {
     check(libbpf.mapSetMaxEntries(m.handle, maxEntries), 'resize map', `"${name}" of object "${this.name}"`);
   }
 
+  /** Sets a map's value size before load (a stack trace map's, which its loader sets to the stack depth). */
+  setMapValueSize(name: string, size: number): void {
+    const m = this.map(name);
+    if (this.#loaded)
+      throw new BpfError('set value size', `"${name}" of object "${this.name}"`, Conflict, {
+        hint: 'the value size can only be set before load',
+      });
+    check(libbpf.mapSetValueSize(m.handle, size), 'set value size', `"${name}" of object "${this.name}"`);
+  }
+
+  /** A map's value size as it will be created. */
+  mapValueSize(name: string): number {
+    return libbpf.mapValueSize(this.map(name).handle);
+  }
+
   /** A map's max_entries as it will be created (after resizeMap). */
   mapMaxEntries(name: string): number {
     return libbpf.mapMaxEntries(this.map(name).handle);

@@ -2,7 +2,7 @@
 // objects, merge kbpf.yaml, check it, and store the result as an OCI artifact. Nothing is tagged
 // unless every step succeeded.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -24,7 +24,14 @@ import { compileProcessorSource } from './guest.js';
 import { buildGuestPackage, guestInput } from './guest-build.js';
 import { kfuncHeader } from './kfuncs.js';
 import { MANIFEST_FILE, readSourceManifest, type SourceManifest } from './source-manifest.js';
-import { callsPrintk, definedStructs, isGeneratedHeader, keepTypesUnit } from './source-scan.js';
+import {
+  callsPrintk,
+  definedStructs,
+  includedText,
+  isGeneratedHeader,
+  keepTypesUnit,
+  typedefStructs,
+} from './source-scan.js';
 import { ensureVmlinuxHeader, KERNEL_BTF } from './vmlinux.js';
 
 export { KBPF_INCLUDE_DIR };
@@ -98,7 +105,15 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         forceIncludes.push(h);
       }
       const unit = join(work, basename(f));
-      await writeFile(unit, keepTypesUnit(source, definedStructs(text)));
+      // typedef'd structs only from the files this source includes: naming one it cannot see fails
+      const own = includedText(await readFile(source, 'utf8'), (name) => {
+        for (const d of [dirname(source), ...includeDirs]) {
+          const h = join(d, name);
+          if (existsSync(h) && !isGeneratedHeader(basename(name))) return readFileSync(h, 'utf8');
+        }
+        return undefined;
+      });
+      await writeFile(unit, keepTypesUnit(source, definedStructs(text), typedefStructs(own)));
       const out = join(work, objectNames[i]!);
       await compileBpf(unit, out, {
         includeDirs: [KBPF_COMPAT_DIR, join(header, '..'), KBPF_INCLUDE_DIR],

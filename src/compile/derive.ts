@@ -12,7 +12,7 @@ import type {
 } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import { BuildError } from './errors.js';
-import { recordSizes } from './record-sizes.js';
+import { recordSizes, seqWriteSizes } from './record-sizes.js';
 
 /** A program as its section describes it; attach is undefined where kbpf.yaml must say. */
 export type DerivedProgram = Omit<ProgramSpec, 'attach'> & { attach?: AttachSpec };
@@ -22,7 +22,7 @@ export interface DerivedObject {
   maps: MapEntrySpec[];
   config: ConfigVarSpec[];
   events: EventSpec[];
-  /** struct names in the object's BTF (to check event types) */
+  /** struct names in the object's BTF, and typedef names of structs (to check event types) */
   structs: Set<string>;
   /** the object's BTF (to work out how events show) */
   btf?: Btf;
@@ -50,8 +50,8 @@ export function inferRecordType(
   for (const t of btf.types())
     if (t.kind === 'VAR' && t.name.startsWith(KEEP_TYPE_MARKER)) {
       const name = t.name.slice(KEEP_TYPE_MARKER.length);
-      const s = btf.findByName(name, 'STRUCT');
-      if (s && s.type.kind === 'STRUCT' && name !== PRINTK_RECORD) own.push({ name, size: s.type.size });
+      const s = btf.findStruct(name);
+      if (s && name !== PRINTK_RECORD) own.push({ name, size: s.type.size });
     }
   if (sizes?.size === 1) {
     const [size] = [...sizes];
@@ -190,7 +190,7 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
       obj
         .globals()
         .filter((g) => g.name.startsWith(EVENT_MARKER))
-        .map((g) => [g.name.slice(EVENT_MARKER.length), /^struct (\w+) \*$/.exec(g.typeName)?.[1] ?? '']),
+        .map((g) => [g.name.slice(EVENT_MARKER.length), /^(?:struct )?(\w+) \*$/.exec(g.typeName)?.[1] ?? '']),
     );
     const structs = new Set<string>();
     const btf = readObjectBtf(bytes);
@@ -198,9 +198,18 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
       for (let id = 1; id < btf.typeCount; id++) {
         const t = btf.type(id);
         if (t.kind === 'STRUCT' && t.name) structs.add(t.name);
+        // typedef struct { ... } NAME: the struct goes by the typedef's name
+        if (t.kind === 'TYPEDEF' && t.name && btf.type(btf.resolve(id)).kind === 'STRUCT') structs.add(t.name);
       }
     }
     const sizes = recordSizes(bytes);
+    // an iterator that writes binary records (bpf_seq_write of one struct): its output decodes as them
+    const seqSizes = seqWriteSizes(bytes);
+    for (const p of programs) {
+      const written = p.attach?.hook === 'iter' ? seqSizes.get(p.section) : undefined;
+      const record = written ? inferRecordType(btf, '', written, new Set()) : '';
+      if (record) p.record = record;
+    }
     const events: EventSpec[] = maps
       .filter((m) => m.type === 'ringbuf' || m.type === 'perf_event_array')
       .map((m) => ({

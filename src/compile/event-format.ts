@@ -8,6 +8,16 @@ import { BuildError } from './errors.js';
 
 const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
 const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
+/** arrays of 64-bit code addresses: stacks, callers, instruction pointers */
+const ADDRESS_LIST = /(^|_)(k|u|kern|user)?_?(stack|callers|ips?|addrs)$/;
+/** a field saying which family the struct's addresses are (AF_INET / AF_INET6, or 4 / 6) */
+const FAMILY = /^(family|af|sa_family|addr_family|ip_?ver(sion)?|(s|sk|sock|inet)_?family)$/;
+/** what a family field's values mean, for a human */
+export const ADDRESS_FAMILIES: [string, number][] = [
+  ['AF_UNIX', 1],
+  ['AF_INET', 2],
+  ['AF_INET6', 10],
+];
 
 /** [name, value] pairs of an enum, values that fit a JSON number only. */
 function enumNames(t: BtfType): [string, number][] {
@@ -46,7 +56,12 @@ export function inferFieldFormat(btf: Btf, name: string, typeId: number): FieldF
     if (size === 8 && t.kind === 'INT') return { kind: 'hex' };
   }
   if (t.kind === 'INT' && size === 2 && PORT.test(lower)) return { kind: 'port' };
+  if (t.kind === 'ARRAY' && btf.sizeOf(t.type) === 8 && ADDRESS_LIST.test(lower)) return { kind: 'hex' };
   return undefined;
+}
+
+function isInt(btf: Btf, id: number): boolean {
+  return btf.type(btf.resolve(id)).kind === 'INT' && btf.sizeOf(id) <= 4;
 }
 
 /** An enum by name from the object's BTF, else the kernel's. */
@@ -70,13 +85,20 @@ export function eventFormat(
   where = 'events',
   kernel?: () => Btf | undefined,
 ): EventFormat | undefined {
-  const found = btf.findByName(type, 'STRUCT');
+  const found = btf.findStruct(type);
   if (!found) return undefined;
   const out: EventFormat = {};
   const members = fields(btf, found.id);
   for (const f of members) {
     const fmt = inferFieldFormat(btf, f.name, f.type);
     if (fmt) out[f.name] = fmt;
+  }
+  // tools keep an IPv4 address in the first 4 bytes of a 16-byte field and say which in a family field
+  const family = members.find((m) => FAMILY.test(m.name.toLowerCase()) && isInt(btf, m.type));
+  if (family) {
+    for (const [name, fmt] of Object.entries(out))
+      if (fmt.kind === 'ipv6') out[name] = { kind: 'inet', family: family.name };
+    if (!out[family.name] && /family/.test(family.name)) out[family.name] = { kind: 'enum', names: ADDRESS_FAMILIES };
   }
   for (const [field, hint] of Object.entries(hints)) {
     if (!members.some((m) => m.name === field))

@@ -19,7 +19,25 @@ type Reg = { map?: string; imm?: number } | undefined;
 
 /** map name → record sizes seen written to it (constant sizes only). */
 export function recordSizes(object: Uint8Array): Map<string, Set<number>> {
+  return scanSizes(object).maps;
+}
+
+/** section → the constant sizes its bpf_seq_write calls write (an iterator's binary records). */
+export function seqWriteSizes(object: Uint8Array): Map<string, Set<number>> {
+  return scanSizes(object).sections;
+}
+
+const SEQ_WRITE = 127; // bpf_seq_write(seq, data, len)
+
+function add(m: Map<string, Set<number>>, key: string, size: number): void {
+  const set = m.get(key) ?? new Set<number>();
+  set.add(size);
+  m.set(key, set);
+}
+
+function scanSizes(object: Uint8Array): { maps: Map<string, Set<number>>; sections: Map<string, Set<number>> } {
   const out = new Map<string, Set<number>>();
+  const sections = new Map<string, Set<number>>();
   const headers = readElfSectionHeaders(object);
   const bytes = readElfSections(object);
   const symbols = readElfSymbols(object);
@@ -62,16 +80,14 @@ export function recordSizes(object: Uint8Array): Map<string, Set<number>> {
         if (helper) {
           const map = regs[helper[0]]?.map;
           const size = regs[helper[1]]?.imm;
-          if (map && size !== undefined && size > 0) {
-            const set = out.get(map) ?? new Set<number>();
-            set.add(size);
-            out.set(map, set);
-          }
+          if (map && size !== undefined && size > 0) add(out, map, size);
         }
+        const written = src === 0 && imm === SEQ_WRITE ? regs[3]?.imm : undefined;
+        if (written !== undefined && written > 0) add(sections, sec.name, written);
         for (let r = 0; r <= 5; r++) regs[r] = undefined;
       } else if ((op & 0x07) === 0x07 || (op & 0x07) === 0x04 || (op & 0x07) === 0x01 || (op & 0x07) === 0x00)
         regs[dst] = undefined; // other ALU ops and loads write dst
     }
   }
-  return out;
+  return { maps: out, sections };
 }

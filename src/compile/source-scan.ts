@@ -17,6 +17,44 @@ export function definedStructs(text: string): string[] {
   return out;
 }
 
+/**
+ * Names of the structs the text defines through a typedef (`typedef struct [TAG] { ... } NAME;`),
+ * in order, each once: real tools name their record types so, often without a tag.
+ */
+export function typedefStructs(text: string): string[] {
+  const t = stripComments(text);
+  const out: string[] = [];
+  for (const m of t.matchAll(/\btypedef\s+struct\s*(?:[A-Za-z_]\w*\s*)?\{/g)) {
+    let depth = 1;
+    let at = m.index + m[0].length;
+    for (; at < t.length && depth > 0; at++) {
+      if (t[at] === '{') depth++;
+      else if (t[at] === '}') depth--;
+    }
+    const name = /^\s*(?:__attribute__\s*\(\([^;]*?\)\)\s*)?([A-Za-z_]\w*)\s*;/.exec(t.slice(at))?.[1];
+    if (name && !out.includes(name)) out.push(name);
+  }
+  return out;
+}
+
+/**
+ * The package's own files a source includes (`#include "NAME"`), transitively, searched in
+ * `dirs` in order: the text whose typedefs the source can name.
+ */
+export function includedText(sourceText: string, read: (name: string) => string | undefined): string {
+  const seen = new Set<string>();
+  const texts = [sourceText];
+  for (let i = 0; i < texts.length; i++)
+    for (const m of stripComments(texts[i]!).matchAll(/^\s*#\s*include\s*"([^"]+)"/gm)) {
+      const name = m[1]!;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const text = read(name);
+      if (text !== undefined) texts.push(text);
+    }
+  return texts.join('\n');
+}
+
 /** True when the text calls bpf_printk (the macro, not the bpf_trace_printk helper). */
 export function callsPrintk(text: string): boolean {
   return /\bbpf_printk\s*\(/.test(stripComments(text));
@@ -34,10 +72,13 @@ export function isGeneratedHeader(file: string): boolean {
  * tool's events is often used only through a local pointer; these keep it in the object's BTF
  * for the agent to decode the events with.
  */
-export function keepTypesUnit(source: string, structs: readonly string[]): string {
+export function keepTypesUnit(source: string, structs: readonly string[], typedefs: readonly string[] = []): string {
   return [
     `#include ${JSON.stringify(source)}`,
     ...structs.map((s) => `struct ${s} *__kbpf_type_${s} __attribute__((section(".kbpf.types"), used));`),
+    ...typedefs
+      .filter((t) => !structs.includes(t))
+      .map((t) => `${t} *__kbpf_type_${t} __attribute__((section(".kbpf.types"), used));`),
     '',
   ].join('\n');
 }

@@ -102,6 +102,8 @@ export interface ProgramSpec {
   group?: string;
   /** where it runs among other instances' programs on the same cgroup or tcx hook (kbpf.yaml programs.X.order) */
   order?: ProgramOrder;
+  /** an iterator's record struct: what its bpf_seq_write calls write (its output is decoded as these) */
+  record?: string;
 }
 
 /**
@@ -232,12 +234,14 @@ export interface GuestLimits {
 /** How one event field reads for a human: an address, a port, hex, or names of an enum's values. */
 export type FieldFormat =
   | { kind: 'ipv4' | 'ipv6' | 'port' | 'net-port' | 'hex' }
-  | { kind: 'flags' | 'enum'; names: [string, number][] };
+  | { kind: 'flags' | 'enum'; names: [string, number][] }
+  /** a 16-byte address whose family is in another field: IPv4 (its first 4 bytes) where that says AF_INET */
+  | { kind: 'inet'; family: string };
 
 /** field name → format */
 export type EventFormat = Record<string, FieldFormat>;
 
-export const FIELD_FORMAT_KINDS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags', 'enum'] as const;
+export const FIELD_FORMAT_KINDS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags', 'enum', 'inet'] as const;
 
 /** A package's event processor: a Wasm module that sees its events before they are logged. */
 export interface ProcessorSpec {
@@ -707,6 +711,7 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     c.attach(o.attach, `${at}.attach`);
     if (o.optional !== undefined && typeof o.optional !== 'boolean') c.fail(`${at}.optional`, 'is not true or false');
     if (o.group !== undefined) c.identifier(o.group, `${at}.group`);
+    if (o.record !== undefined) c.identifier(o.record, `${at}.record`);
     if (o.order !== undefined) {
       const order = parseOrder(o.order);
       if (typeof order === 'string') c.fail(`${at}.order`, order);
@@ -791,6 +796,7 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
               c.fail(`${fat}.names[${j}]`, 'is not [NAME, VALUE]');
             c.identifier((n as unknown[])[0], `${fat}.names[${j}][0]`);
           });
+        if (kind === 'inet') c.identifier((f as { family?: unknown }).family, `${fat}.family`);
       }
     }
   });

@@ -26,6 +26,19 @@ test('addresses, ports, pointers and flags read as such', () => {
   assert.equal(formatField(0x10001, { kind: 'flags', names }), 'O_WRONLY|0x10000');
   assert.equal(formatField('O_CREAT', { kind: 'flags', names }), 'O_CREAT');
   assert.equal(formatField(64, { kind: 'enum', names }), 'O_CREAT');
+  // a 16-byte address whose family field says AF_INET: its first 4 bytes (bcc's tcplife, tcpstates)
+  const inet = { kind: 'inet', family: 'family' } as const;
+  const v4 = '0x0000000000000000deadbeef0100007f';
+  assert.equal(formatField(BigInt(v4).toString(), inet, { family: 2 }), '127.0.0.1');
+  assert.equal(formatField([127, 0, 0, 1, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0], inet, { family: 2 }), '127.0.0.1');
+  const v6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+  assert.equal(formatField(v6, inet, { family: 10 }), '::1');
+  assert.deepEqual(formatEvent({ saddr: v6, family: 10 }, { saddr: inet }), { saddr: '::1', family: 10 });
+  // a stack: addresses in hex, its unused zero entries dropped
+  assert.deepEqual(formatField(['18446744071578845184', 4096, 0, 0], { kind: 'hex' }), [
+    '0xffffffff81000000',
+    '0x1000',
+  ]);
   // a value that does not fit the format stays as it is
   assert.equal(formatField('n/a', { kind: 'ipv4' }), 'n/a');
   assert.deepEqual(formatEvent({ daddr: [10, 1, 2, 3], pid: 7 }, { daddr: { kind: 'ipv4' } }), {

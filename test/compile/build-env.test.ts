@@ -10,7 +10,13 @@ import { parseSearchList, systemIncludeDirs } from '../../src/compile/build-env.
 import { buildPackage } from '../../src/compile/builder.js';
 import { declaresKsym, kfuncHeader, kfuncsOf } from '../../src/compile/kfuncs.js';
 import { parseSourceManifest } from '../../src/compile/source-manifest.js';
-import { callsPrintk, definedStructs, keepTypesUnit } from '../../src/compile/source-scan.js';
+import {
+  callsPrintk,
+  definedStructs,
+  includedText,
+  keepTypesUnit,
+  typedefStructs,
+} from '../../src/compile/source-scan.js';
 import { LayoutStore } from '../../src/package/layout-store.js';
 import { VMLINUX_CACHE } from '../../testbed/agent.js';
 import { tempDir } from '../../testbed/kernel.js';
@@ -47,6 +53,30 @@ test('source scanning finds the structs a package defines and its bpf_printk cal
     keepTypesUnit('/src/a.bpf.c', ['event']),
     /^#include "\/src\/a\.bpf\.c"\nstruct event \*__kbpf_type_event .*\.kbpf\.types/,
   );
+});
+
+test("typedef'd structs are found (tagged or not, nested braces, not in comments) and kept by their names", () => {
+  const text = [
+    '/* typedef struct { int x; } nope_t; */',
+    'typedef struct { __u32 pid; struct { int a; } inner; char comm[16]; } event_t;',
+    'typedef struct hist { __u32 slots[26]; } hist_t;',
+    'typedef int not_a_struct;',
+    'typedef struct { int y; } __attribute__((packed)) packed_t;',
+  ].join('\n');
+  assert.deepEqual(typedefStructs(text), ['event_t', 'hist_t', 'packed_t']);
+  const unit = keepTypesUnit('/src/a.bpf.c', ['hist'], ['event_t']);
+  assert.match(unit, /^event_t \*__kbpf_type_event_t .*\.kbpf\.types/m);
+  assert.match(unit, /^struct hist \*__kbpf_type_hist /m);
+});
+
+test('the text a source includes: its own headers, transitively, each once; others not', () => {
+  const files: Record<string, string> = {
+    'a.h': '#include "b.h"\ntypedef struct { int a; } a_t;',
+    'b.h': '#include "a.h"\ntypedef struct { int b; } b_t;',
+    'other.h': 'typedef struct { int o; } other_t;',
+  };
+  const text = includedText('#include "vmlinux.h"\n#include "a.h"\nint x;', (n) => files[n]);
+  assert.deepEqual(typedefStructs(text), ['a_t', 'b_t']);
 });
 
 test('kfuncs are declared from the kernel BTF only where the source names them and does not declare them', {

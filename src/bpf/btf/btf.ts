@@ -391,6 +391,22 @@ export class Btf {
     return undefined;
   }
 
+  /**
+   * A struct by its tag, or by a typedef's name (`typedef struct { ... } event_t;`): the struct
+   * itself (the typedef resolved), or undefined.
+   */
+  findStruct(name: string): { id: number; type: BtfType & { kind: 'STRUCT' } } | undefined {
+    const tagged = this.findByName(name, 'STRUCT');
+    if (tagged) return tagged as { id: number; type: BtfType & { kind: 'STRUCT' } };
+    for (const id of this.idsNamed(name)) {
+      if (this.type(id).kind !== 'TYPEDEF') continue;
+      const sid = this.resolve(id);
+      const type = this.type(sid);
+      if (type.kind === 'STRUCT') return { id: sid, type };
+    }
+    return undefined;
+  }
+
   /** Every type with this name (and kind), base first. */
   findAllByName(name: string, kind?: BtfKind | Lowercase<BtfKind>): BtfType[] {
     const k = kind?.toUpperCase();

@@ -23,14 +23,21 @@ export function attachIter(prog: Program): Link {
 }
 
 /**
- * Runs the iterator of `link` once and returns what it wrote, at most `limit` bytes (the rest
- * is cut, and the text says so).
+ * Runs the iterator of `link` once and returns what it wrote as text, at most `limit` bytes (the
+ * rest is cut, and the text says so).
  */
 export function readIter(link: Link, limit = 4 << 20): string {
+  const { bytes, cut } = readIterBytes(link, limit);
+  return bytes.toString('utf8') + (cut ? `\n… (cut at ${limit} bytes)\n` : '');
+}
+
+/** Runs the iterator of `link` once and returns the bytes it wrote, at most `limit` (cut: there were more). */
+export function readIterBytes(link: Link, limit = 4 << 20): { bytes: Buffer; cut: boolean } {
   const fd = libbpf.iterCreate(link.fd);
   if (fd < 0) throw new BpfError('create iterator', link.description, -fd);
   const chunks: Buffer[] = [];
   let total = 0;
+  let cut = false;
   try {
     const buf = Buffer.alloc(64 << 10);
     for (;;) {
@@ -46,12 +53,12 @@ export function readIter(link: Link, limit = 4 << 20): string {
       chunks.push(Buffer.from(buf.subarray(0, n)));
       total += n;
       if (total >= limit) {
-        chunks.push(Buffer.from(`\n… (cut at ${limit} bytes)\n`));
+        cut = true;
         break;
       }
     }
   } finally {
     closeSync(fd);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return { bytes: Buffer.concat(chunks).subarray(0, limit), cut };
 }

@@ -63,9 +63,18 @@ function flags(v: unknown, names: [string, number][]): string | undefined {
   return out.join('|');
 }
 
+/** A 16-byte address as its family says: AF_INET (2, or an IP version 4) reads its first 4 bytes. */
+function inetAddress(v: unknown, family: unknown): unknown {
+  const b = bytesOf(v, 16);
+  if (!b) return v;
+  return family === 2 || family === 4 || family === 'AF_INET' ? ipv4(b.slice(0, 4)) : ipv6(b);
+}
+
 /** One field's value as text, or the value unchanged when the format does not fit it. */
-export function formatField(v: unknown, f: FieldFormat): unknown {
+export function formatField(v: unknown, f: FieldFormat, event?: Record<string, unknown>): unknown {
   switch (f.kind) {
+    case 'inet':
+      return inetAddress(v, event?.[f.family]);
     case 'ipv4': {
       const b = bytesOf(v, 4);
       return b ? ipv4(b) : v;
@@ -81,6 +90,12 @@ export function formatField(v: unknown, f: FieldFormat): unknown {
     case 'port':
       return v;
     case 'hex': {
+      // an array of addresses (a stack): each in hex, the unused zero entries at its end dropped
+      if (Array.isArray(v)) {
+        const out = v.map((x) => formatField(x, f));
+        while (out.length && out.at(-1) === '0x0') out.pop();
+        return out;
+      }
       const b = typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string' ? bytesOf(v, 8) : undefined;
       if (!b) return v;
       const n = b.reduceRight((acc, x) => (acc << 8n) | BigInt(x), 0n);
@@ -97,7 +112,8 @@ export function formatField(v: unknown, f: FieldFormat): unknown {
 export function formatEvent(event: unknown, format: EventFormat | undefined): unknown {
   if (!format || !event || typeof event !== 'object' || Array.isArray(event)) return event;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(event as Record<string, unknown>))
-    out[k] = Object.hasOwn(format, k) ? formatField(v, format[k]!) : v;
+  const fields = event as Record<string, unknown>;
+  for (const [k, v] of Object.entries(fields))
+    out[k] = Object.hasOwn(format, k) ? formatField(v, format[k]!, fields) : v;
   return out;
 }
