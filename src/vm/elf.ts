@@ -15,7 +15,17 @@ import {
 } from 'kbpf/bpf';
 import { CorruptedError } from '../errors.js';
 import { VmLoadError } from './errors.js';
-import { CALL, decodeProgram, type Insn, JMP, LDDW, PSEUDO_CALL, PSEUDO_FUNC, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE } from './insn.js';
+import {
+  CALL,
+  decodeProgram,
+  type Insn,
+  JMP,
+  LDDW,
+  PSEUDO_CALL,
+  PSEUDO_FUNC,
+  PSEUDO_MAP_FD,
+  PSEUDO_MAP_VALUE,
+} from './insn.js';
 import type { MapSpec } from './maps.js';
 import { MAP_TYPES_SUPPORTED, VmProgArray } from './maps.js';
 import type { Vm } from './vm.js';
