@@ -35,6 +35,11 @@ export interface TaskSpec {
 export interface CaseExpect {
   /** r0 (the verdict): a number or a name (XDP_DROP, TC_ACT_SHOT, SK_PASS, …) */
   return?: number | string;
+  /**
+   * a cgroup program's return value to the syscall (bpf_set_retval; -EPERM when it refuses
+   * without setting one, 0 when it allows): a number or a negative errno name (-ECONNREFUSED)
+   */
+  retval?: number | string;
   packet?: PacketSpec;
   /** ctx fields after the run (by name, BTF-decoded) */
   ctx?: Record<string, unknown>;
@@ -70,7 +75,7 @@ export const TESTS_LAYER_TITLE = 'tests.json';
 
 const FILE_KEYS = ['program', 'config', 'task', 'maps', 'cases'];
 const CASE_KEYS = ['name', 'program', 'config', 'packet', 'ctx', 'task', 'maps', 'expect'];
-const EXPECT_KEYS = ['return', 'packet', 'ctx', 'maps', 'events'];
+const EXPECT_KEYS = ['return', 'retval', 'packet', 'ctx', 'maps', 'events'];
 const TASK_KEYS = [
   'pid',
   'tgid',
@@ -144,6 +149,11 @@ function parseCase(raw: unknown, i: number, file: string, defaults: Obj): TestCa
     if (typeof e.return !== 'number' && typeof e.return !== 'string')
       throw new InvalidError(`${label}: expect.return: a number or a name`);
     out.expect.return = e.return;
+  }
+  if (e.retval !== undefined) {
+    if (typeof e.retval !== 'number' && typeof e.retval !== 'string')
+      throw new InvalidError(`${label}: expect.retval: a number or a negative errno name`);
+    out.expect.retval = e.retval;
   }
   if (e.packet !== undefined) out.expect.packet = packet(e.packet, `${label}: expect.packet`);
   if (e.ctx !== undefined) out.expect.ctx = obj(e.ctx, `${label}: expect.ctx`);

@@ -7,10 +7,12 @@ import type { Codec } from 'kbpf/bpf';
 import type { TestCase } from './cases.js';
 import { toHex } from './packet.js';
 import { mapCodecs, type PreparedCase, structCodec } from './prepare.js';
-import { mismatches, resolveNotations, show, showReturn } from './values.js';
+import { mismatches, resolveNotations, show, showReturn, showRetval } from './values.js';
 
 export interface Observation {
   r0: number;
+  /** a cgroup program's return value to the syscall (what bpf_set_retval set, or -EPERM / 0 by r0) */
+  retval?: number;
   packet?: Uint8Array;
   ctx?: Uint8Array;
   /** value maps (not .rodata): every entry present */
@@ -55,6 +57,12 @@ export function checkExpectations(p: PreparedCase, o: Observation, eventTypes: R
   const type = p.program.type;
   if (p.expectReturn !== undefined && p.expectReturn !== o.r0)
     out.push(`return: expected ${showReturn(p.expectReturn, type)}, got ${showReturn(o.r0, type)}`);
+  if (p.expectRetval !== undefined && p.expectRetval !== o.retval)
+    out.push(
+      o.retval === undefined
+        ? 'retval: this engine gives no retval (cgroup programs only)'
+        : `retval: expected ${showRetval(p.expectRetval)}, got ${showRetval(o.retval)}`,
+    );
   if (p.expectPacket && !(o.packet && Buffer.from(o.packet).equals(Buffer.from(p.expectPacket))))
     out.push(`packet: ${packetDiff(p.expectPacket, o.packet ?? new Uint8Array(0))}`);
   if (c.expect.ctx) {
@@ -124,6 +132,8 @@ export function compareObservations(
   const out: string[] = [];
   const type = p.program.type;
   if (a.r0 !== b.r0) out.push(`return: ${na} ${showReturn(a.r0, type)}, ${nb} ${showReturn(b.r0, type)}`);
+  if (a.retval !== undefined && b.retval !== undefined && a.retval !== b.retval)
+    out.push(`retval: ${na} ${showRetval(a.retval)}, ${nb} ${showRetval(b.retval)}`);
   if (a.packet && b.packet && !Buffer.from(a.packet).equals(Buffer.from(b.packet)))
     out.push(`packet: ${na} ${toHex(a.packet)}\n  ${nb} ${toHex(b.packet)}`);
   for (const [name, ea] of a.maps) {

@@ -8,7 +8,7 @@ import { type ObjectProgram, readVmObject, type VmObjectSpec } from '../vm/elf.j
 import type { VmTask } from '../vm/task-helpers.js';
 import type { TaskSpec, TestCase } from './cases.js';
 import { buildPacket } from './packet.js';
-import { expectedReturn, resolveNotations } from './values.js';
+import { expectedReturn, expectedRetval, resolveNotations } from './values.js';
 
 export interface PackageObject {
   /** its file name in the package (e.g. xdp.bpf.o) */
@@ -43,6 +43,7 @@ export interface PreparedCase {
   entries: EncodedEntry[];
   task: VmTask;
   expectReturn?: number;
+  expectRetval?: number;
   expectPacket?: Uint8Array;
 }
 
@@ -134,6 +135,7 @@ export function prepareCase(
     out.ctx = encode(codec, c.ctx, `${where}: ctx`);
   }
   if (c.expect.return !== undefined) out.expectReturn = expectedReturn(c.expect.return, `${where}: expect.return`);
+  if (c.expect.retval !== undefined) out.expectRetval = expectedRetval(c.expect.retval, `${where}: expect.retval`);
   if (c.expect.packet !== undefined) out.expectPacket = buildPacket(c.expect.packet, `${where}: expect.packet`);
   return out;
 }

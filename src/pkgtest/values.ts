@@ -2,6 +2,7 @@
 // for the network-order fields of BPF structs, verdict names), and matching a decoded value
 // against what a case expects (the fields and elements given must match; the rest is free).
 import { isIPv4, isIPv6 } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { InvalidError } from '../errors.js';
 import { ipv6Bytes } from './packet.js';
 
@@ -45,6 +46,27 @@ export function expectedReturn(v: number | string, where: string): number {
   throw new InvalidError(
     `${where}: unknown return value ${v} (a number or one of ${Object.keys(RETURN_NAMES).join(' ')})`,
   );
+}
+
+/** An expected cgroup retval: a number or a negative errno name (-ECONNREFUSED, -EPERM). */
+export function expectedRetval(v: number | string, where: string): number {
+  if (typeof v === 'number' || /^-?(0x[0-9a-f]+|\d+)$/i.test(v)) {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < -(2 ** 31) || n >= 2 ** 31)
+      throw new InvalidError(`${where}: ${v} is not a 32-bit int`);
+    return n;
+  }
+  const m = /^-(E[A-Z0-9]+)$/.exec(v);
+  const errno = m ? (osConstants.errno as Record<string, number>)[m[1]!] : undefined;
+  if (errno === undefined)
+    throw new InvalidError(`${where}: ${v} is neither a number nor a negative errno name (-ECONNREFUSED)`);
+  return -errno;
+}
+
+/** A cgroup retval for people: "-111 (-ECONNREFUSED)". */
+export function showRetval(n: number): string {
+  const name = n < 0 && Object.entries(osConstants.errno).find(([, e]) => e === -n)?.[0];
+  return name ? `${n} (-${name})` : `${n}`;
 }
 
 /** r0 for people: "2 (XDP_PASS)" when the program type names it. */

@@ -51,6 +51,7 @@ export function runInVm(p: PreparedCase, engine: EngineName): Observation {
     const r = runContext(vm, p.program.name, p.ctx ?? new Uint8Array(NO_CTX_SIZE));
     obs.r0 = Number(BigInt.asUintN(32, r.r0));
     obs.ctx = r.ctx;
+    if (type.startsWith('cgroup')) obs.retval = syscallRetval(obs.r0, vm.retval);
   }
   for (const m of vm.maps) {
     if (m instanceof VmValueMap && !m.spec.readOnly)
@@ -69,6 +70,19 @@ export function runInVm(p: PreparedCase, engine: EngineName): Observation {
   }
   obs.trace = [...vm.traceLines];
   return obs;
+}
+
+const EPERM = 1;
+const MAX_ERRNO = 4095;
+
+/**
+ * What the syscall gets from a cgroup program, as the kernel's cgroup run array makes it: the
+ * value bpf_set_retval set (0 if none), turned into -EPERM when the program refuses (r0 bit 0
+ * clear) without having set an error.
+ */
+function syscallRetval(r0: number, retval: number): number {
+  const isError = retval < 0 && retval >= -MAX_ERRNO;
+  return !(r0 & 1) && !isError ? -EPERM : retval;
 }
 
 /** The fields runPacket takes from a case's ctx (xdp_md or __sk_buff bytes). */

@@ -1,6 +1,6 @@
 // Loading a package's BPF object (the same ELF the kernel gets) into a VM: BTF-defined maps from
 // `.maps`, `.rodata`/`.data`/`.bss` as one-entry array maps, programs from their SEC() sections
-// with `.text` subprograms linked in, map/global/call relocations applied, and prog arrays
+// with `.text` subprograms linked in, map/global/call/callback relocations applied, and prog arrays
 // initialised from `.maps` relocations (`__array(values, …)`). Uses the runtime's ELF and BTF
 // readers.
 
@@ -15,7 +15,17 @@ import {
 } from 'kbpf/bpf';
 import { CorruptedError } from '../errors.js';
 import { VmLoadError } from './errors.js';
-import { CALL, decodeProgram, type Insn, JMP, LDDW, PSEUDO_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE } from './insn.js';
+import {
+  CALL,
+  decodeProgram,
+  type Insn,
+  JMP,
+  LDDW,
+  PSEUDO_CALL,
+  PSEUDO_FUNC,
+  PSEUDO_MAP_FD,
+  PSEUDO_MAP_VALUE,
+} from './insn.js';
 import type { MapSpec } from './maps.js';
 import { MAP_TYPES_SUPPORTED, VmProgArray } from './maps.js';
 import type { Vm } from './vm.js';
@@ -235,6 +245,16 @@ export function readVmObject(buf: Uint8Array): VmObjectSpec {
           i.imm = d;
           continue;
         }
+        if (text && sym.sectionIndex === text.index) {
+          // a subprogram's address (a bpf_loop callback): imm is its byte offset from the symbol
+          const target = textBase + (sym.value + i.imm) / 8;
+          if (!Number.isInteger(target)) throw new CorruptedError(`${sec.name}+${idx}: callback offset ${i.imm}`);
+          i.src = PSEUDO_FUNC;
+          i.imm = target - (base + idx - from) - 1;
+          next.imm = 0;
+          usesText = true;
+          continue;
+        }
         throw new VmLoadError(`${sec.name}+${idx}: relocation against ${sym.name || sym.section} is not supported`, {
           unsupported: true,
         });
@@ -275,7 +295,7 @@ export function readVmObject(buf: Uint8Array): VmObjectSpec {
         if (usesText && text) relocate(text, linked, 0, textInsns.length, textBase, textBase);
         programs.push({ ...prog, insns: usesText ? linked : insns });
       } catch (e) {
-        // one program the engine cannot link (a callback's address for bpf_loop, …): the others still load
+        // one program the engine cannot link (a relocation it lacks): the others still load
         if (!(e instanceof VmLoadError)) throw e;
         programs.push({ ...prog, insns: [], unsupported: e });
       }

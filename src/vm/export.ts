@@ -10,9 +10,10 @@ import { VmLoadError } from './errors.js';
 import { helperName } from './helpers.js';
 import { VmValueMap } from './maps.js';
 import { MAP_HANDLE_BASE, MAP_HANDLE_STRIDE, MAX_REGIONS, REGION_ENTRY, REGION_TABLE } from './memory.js';
+import { funcHandle } from './program.js';
 import { taskHelpers } from './task-helpers.js';
 import { Vm } from './vm.js';
-import { cacheSlots, compileToWasm, helperImportName } from './wasm/compiler.js';
+import { cacheSlots, callbackExportName, compileToWasm, helperImportName } from './wasm/compiler.js';
 
 export const ABI_SECTION = 'kbpf.abi';
 export const ABI_VERSION = 1;
@@ -54,6 +55,12 @@ export interface ExportAbi {
   helpers: { id: number; name: string; import: string }[];
   /** env.map_lookup_elem_i32(handle: i32, key: i32) → i32 is imported too */
   lookupI32: boolean;
+  /**
+   * bpf_loop callbacks: `handle` is what the program passes as the callback, `export` the
+   * function to call as (r1…r5: i64, r10: i64) → i64 with r10 = the global `fp` − 512 and the
+   * global `depth` one more (absent when the program has none)
+   */
+  callbacks?: { handle: string; export: string }[];
 }
 
 function leb(n: number): number[] {
@@ -118,6 +125,14 @@ export function exportWasmModule(object: Uint8Array, program: string): { module:
     maps,
     helpers: prog.helpers.map((id) => ({ id, name: helperName(id), import: helperImportName(id) })),
     lookupI32: prog.helpers.includes(1),
+    ...(prog.callbacks.length
+      ? {
+          callbacks: prog.callbacks.map((pc) => ({
+            handle: `0x${funcHandle(pc).toString(16)}`,
+            export: callbackExportName(pc),
+          })),
+        }
+      : {}),
   };
   const section = customSection(ABI_SECTION, new TextEncoder().encode(JSON.stringify(abi)));
   const module = new Uint8Array(code.length + section.length);

@@ -17,7 +17,17 @@ export interface HelperEnv {
   trace(line: string): void;
   /** tail calls made in this run (at most MAX_TAIL_CALLS) */
   tailCalls: number;
+  /** what bpf_set_retval set in this run (a cgroup program's return value to the syscall; 0 at first) */
+  retval: number;
+  /**
+   * The running program's callback with this handle (a pseudo-func lddw's value), to call in a
+   * new frame below the caller's; faults when the handle is none. Engines set it while they run.
+   */
+  callback: (handle: bigint) => Callback;
 }
+
+/** A callback of the running program: r1, r2 in, r0 out. */
+export type Callback = (r1: bigint, r2: bigint) => bigint;
 
 export const MAX_TAIL_CALLS = 33;
 
@@ -164,6 +174,20 @@ function finish(keep: boolean): Helper {
   };
 }
 
+/** bpf_loop's largest nr (the kernel's BPF_MAX_LOOPS) */
+export const MAX_LOOPS = 1 << 23;
+const E2BIG = 7;
+
+/** bpf_loop(nr, callback, ctx, flags): callback(i, ctx) for i = 0… until it returns non-zero; the calls made. */
+const loop: Helper = (env, nrArg, cb, ctx, flags) => {
+  const nr = Number(BigInt.asUintN(32, nrArg));
+  if (flags !== 0n) return u64(-EINVAL);
+  if (nr > MAX_LOOPS) return u64(-E2BIG);
+  const call = env.callback(cb);
+  for (let i = 0; i < nr; i++) if (call(BigInt(i), ctx) !== 0n) return u64(i + 1);
+  return u64(nr);
+};
+
 /** The helpers every program type has, by id. */
 export const HELPERS: ReadonlyMap<number, Helper> = new Map<number, Helper>([
   [1, lookup],
@@ -179,6 +203,15 @@ export const HELPERS: ReadonlyMap<number, Helper> = new Map<number, Helper>([
   [131, ringbufReserve],
   [132, finish(true)],
   [133, finish(false)],
+  [181, loop],
+  [186, (env) => u64(env.retval)],
+  [
+    187,
+    (env, retval) => {
+      env.retval = Number(BigInt.asIntN(32, retval));
+      return 0n;
+    },
+  ],
 ]);
 
 export function helperName(id: number): string {

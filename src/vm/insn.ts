@@ -80,6 +80,8 @@ export const LDDW = LD | MODE_IMM | SIZE_DW;
 // lddw src values (pseudo loads).
 export const PSEUDO_MAP_FD = 1;
 export const PSEUDO_MAP_VALUE = 2;
+/** the address of a subprogram (a bpf_loop callback): imm is the offset of its first instruction, as a call's */
+export const PSEUDO_FUNC = 4;
 // call src values.
 export const PSEUDO_CALL = 1;
 export const PSEUDO_KFUNC_CALL = 2;

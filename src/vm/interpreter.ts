@@ -50,7 +50,7 @@ import {
   XOR,
 } from './insn.js';
 import type { VmMemory } from './memory.js';
-import type { PreparedProgram } from './program.js';
+import { callbackOf, type PreparedProgram } from './program.js';
 
 const M64 = 0xffff_ffff_ffff_ffffn;
 const M32 = 0xffff_ffffn;
@@ -197,6 +197,24 @@ interface Frame {
 
 /** Runs `prog` from instruction 0 with r1…r5 = args and r10 = fp; returns r0. */
 export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly bigint[], fp: bigint): bigint {
+  return exec(prog, ctx, 0, args, fp, 0);
+}
+
+const RUNAWAY = 'budget of backward jumps exhausted (runaway loop?)';
+
+/**
+ * Runs the function of `prog` starting at `start` in frame `depth` (0: the entry's), r1…r5 =
+ * args, r10 = fp; returns r0. While it runs, `ctx.env.callback` calls its callbacks (bpf_loop)
+ * in the frame below the current one, each call counting as a backward jump.
+ */
+function exec(
+  prog: PreparedProgram,
+  ctx: RunContext,
+  start: number,
+  args: readonly bigint[],
+  fp: bigint,
+  depth: number,
+): bigint {
   const { insns, imm64 } = prog;
   const mem = ctx.mem;
   const r: bigint[] = new Array(11).fill(0n);
@@ -204,8 +222,27 @@ export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly
   r[10] = fp;
   const frames: Frame[] = [];
   let budget = ctx.budget;
-  let pc = 0;
+  let pc = start;
   const n = insns.length;
+  const env = ctx.env;
+  const outerCallback = env.callback;
+  if (prog.callbacks.length)
+    env.callback = (handle) => {
+      const target = callbackOf(prog, handle);
+      if (target === undefined) return outerCallback(handle);
+      const d = depth + frames.length + 1;
+      if (d >= MAX_FRAMES) throw new VmFault(`call depth over ${MAX_FRAMES} frames`);
+      const cfp = r[10]! - BigInt(STACK_FRAME);
+      return (a, b) => {
+        if (--budget < 0) throw new VmFault(RUNAWAY);
+        ctx.budget = budget;
+        try {
+          return exec(prog, ctx, target, [a, b], cfp, d);
+        } finally {
+          budget = ctx.budget;
+        }
+      };
+    };
   try {
     for (;;) {
       if (pc >= n) throw new VmFault('ran past the last instruction');
@@ -232,7 +269,7 @@ export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly
           const op = code & 0xf0;
           if (op === JA) {
             const off = cls === JMP32 ? i.imm : i.off;
-            if (off < 0 && --budget < 0) throw new VmFault('budget of backward jumps exhausted (runaway loop?)');
+            if (off < 0 && --budget < 0) throw new VmFault(RUNAWAY);
             pc += off + 1;
             continue;
           }
@@ -249,7 +286,7 @@ export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly
           }
           if (op === CALL) {
             if (i.src === PSEUDO_CALL && !(code & SRC_X)) {
-              if (frames.length + 1 >= MAX_FRAMES) throw new VmFault(`call depth over ${MAX_FRAMES} frames`);
+              if (depth + frames.length + 1 >= MAX_FRAMES) throw new VmFault(`call depth over ${MAX_FRAMES} frames`);
               frames.push({ ret: pc + 1, saved: [r[6]!, r[7]!, r[8]!, r[9]!, r[10]!] });
               r[10] = r[10]! - BigInt(STACK_FRAME);
               pc += i.imm + 1;
@@ -268,7 +305,7 @@ export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly
             b &= M32;
           }
           if (condition(op, a, b, cls === JMP32 ? 32 : 64)) {
-            if (i.off < 0 && --budget < 0) throw new VmFault('budget of backward jumps exhausted (runaway loop?)');
+            if (i.off < 0 && --budget < 0) throw new VmFault(RUNAWAY);
             pc += i.off + 1;
             continue;
           }
@@ -295,6 +332,7 @@ export function interpret(prog: PreparedProgram, ctx: RunContext, args: readonly
     throw e;
   } finally {
     ctx.budget = budget;
+    env.callback = outerCallback;
   }
 }
 

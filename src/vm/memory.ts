@@ -14,6 +14,11 @@ export const MAX_REGIONS = 256;
 export const MAP_HANDLE_BASE = 0x8000;
 export const MAP_HANDLE_STRIDE = 16;
 export const MAX_MAPS = (GUARD_END - MAP_HANDLE_BASE) / MAP_HANDLE_STRIDE;
+/**
+ * Subprogram handles (what `lddw rX, callback` gives, for bpf_loop) are this plus the function's
+ * first instruction: above the 32-bit memory, never dereferenceable and never a map.
+ */
+export const FUNC_HANDLE_BASE = 0x1_0000_0000n;
 
 export type RegionKind = 'stack' | 'ctx' | 'packet' | 'map' | 'ringbuf' | 'given';
 

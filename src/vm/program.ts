@@ -35,6 +35,7 @@ import {
   MOV,
   NEG,
   PSEUDO_CALL,
+  PSEUDO_FUNC,
   PSEUDO_MAP_FD,
   PSEUDO_MAP_VALUE,
   SIZE_DW,
@@ -43,6 +44,7 @@ import {
   ST,
 } from './insn.js';
 import { type VmMap, VmValueMap } from './maps.js';
+import { FUNC_HANDLE_BASE } from './memory.js';
 
 export interface PreparedProgram {
   readonly name: string;
@@ -55,6 +57,8 @@ export interface PreparedProgram {
   readonly helpers: readonly number[];
   /** uses `callx` (call the helper whose id is in a register) */
   readonly callx: boolean;
+  /** functions whose address a pseudo-func lddw takes (bpf_loop callbacks), ascending */
+  readonly callbacks: readonly number[];
 }
 
 export interface PrepareOptions {
@@ -149,6 +153,7 @@ export function prepareProgram(name: string, insns: readonly Insn[], opts: Prepa
   const imm64 = new Map<number, bigint>();
   const helpers = new Set<number>();
   const funcStarts = new Set<number>([0]);
+  const callbacks = new Set<number>();
   let callx = false;
   const out = insns.map((i) => ({ ...i }));
 
@@ -163,6 +168,14 @@ export function prepareProgram(name: string, insns: readonly Insn[], opts: Prepa
       const next = out[pc + 1];
       if (next?.code !== 0 || next.dst || next.src || next.off) throw bad(pc, i, 'lddw without its second half');
       second.add(pc + 1);
+      if (i.src === PSEUDO_FUNC) {
+        const t = pc + i.imm + 1;
+        if (t < 0 || t >= n || next.imm) throw bad(pc, i, `callback ${t} outside the program`);
+        funcStarts.add(t);
+        callbacks.add(t);
+        imm64.set(pc, funcHandle(t));
+        continue;
+      }
       imm64.set(pc, resolveLddw(pc, i, next, opts.maps ?? []));
       continue;
     }
@@ -210,7 +223,26 @@ export function prepareProgram(name: string, insns: readonly Insn[], opts: Prepa
     const ends = (cls === JMP || cls === JMP32) && (op === EXIT || op === JA);
     if (!ends) throw bad(last, i, 'the last instruction of a function must be exit or a jump');
   }
-  return { name, insns: out, imm64, funcs, helpers: [...helpers], callx };
+  return {
+    name,
+    insns: out,
+    imm64,
+    funcs,
+    helpers: [...helpers],
+    callx,
+    callbacks: [...callbacks].sort((a, b) => a - b),
+  };
+}
+
+/** What a pseudo-func lddw of the function starting at `pc` gives (a callback handle). */
+export function funcHandle(pc: number): bigint {
+  return FUNC_HANDLE_BASE + BigInt(pc);
+}
+
+/** The function a callback handle names, or undefined when it is not one of the program's callbacks. */
+export function callbackOf(prog: PreparedProgram, handle: bigint): number | undefined {
+  const pc = handle - FUNC_HANDLE_BASE;
+  return pc >= 0n && pc < BigInt(prog.insns.length) && prog.callbacks.includes(Number(pc)) ? Number(pc) : undefined;
 }
 
 function resolveLddw(pc: number, i: Insn, next: Insn, maps: readonly VmMap[]): bigint {

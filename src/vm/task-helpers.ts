@@ -1,7 +1,10 @@
 // Helpers that ask about the task or socket a program runs for (bpf_get_current_pid_tgid,
 // _uid_gid, _comm, _cgroup_id, _ancestor_cgroup_id, bpf_get_socket_cookie, bpf_get_netns_cookie).
 // In user space there is no such task: the embedder (or a test case's `task:`) says what they
-// answer, so a cgroup/connect4 program gives the same result for the same task every time.
+// answer, so a cgroup/connect4 program gives the same result for the same task every time. There
+// are no other sockets either: bpf_sk_lookup_tcp/_udp find none (NULL), so bpf_sk_release is
+// never given one.
+import { VmFault } from './errors.js';
 import type { Helper } from './helpers.js';
 
 export interface VmTask {
@@ -40,5 +43,13 @@ export function taskHelpers(task: VmTask): Map<number, Helper> {
     [123, (_env, level) => u64(task.ancestorCgroupIds?.get(Number(level)) ?? 0n)],
     [46, () => u64(task.socketCookie ?? 0n)],
     [122, () => u64(task.netnsCookie ?? 0n)],
+    [84, () => 0n],
+    [85, () => 0n],
+    [
+      86,
+      (_env, sk) => {
+        throw new VmFault(`sk_release of 0x${sk.toString(16)}: not a socket from bpf_sk_lookup_*`);
+      },
+    ],
   ]);
 }

@@ -4,7 +4,7 @@ import { randomInt } from 'node:crypto';
 import { InvalidError, NotFoundError } from '../errors.js';
 import { type Engine, type EngineName, MAX_FRAMES, type RunContext, STACK_FRAME } from './engine.js';
 import { VmFault, VmLoadError } from './errors.js';
-import { HELPERS, type Helper, type HelperEnv, TailCall } from './helpers.js';
+import { type Callback, HELPERS, type Helper, type HelperEnv, TailCall } from './helpers.js';
 import type { Insn } from './insn.js';
 import { interpreterEngine } from './interpreter.js';
 import { createMap, type MapSpec, type VmMap, VmRingbuf, VmStubMap } from './maps.js';
@@ -42,6 +42,12 @@ export class Vm implements HelperEnv, RunContext {
   readonly engine: Engine;
   readonly traceLines: string[] = [];
   tailCalls = 0;
+  /** what bpf_set_retval set in the last run (0 when it did not) */
+  retval = 0;
+  /** set by the engine running a program with callbacks (bpf_loop) */
+  callback: (handle: bigint) => Callback = (handle) => {
+    throw new VmFault(`0x${handle.toString(16)} is not a callback of the running program`);
+  };
   budget: number;
   readonly #opts: VmOptions;
 
@@ -146,6 +152,7 @@ export class Vm implements HelperEnv, RunContext {
       return r0;
     }
     this.tailCalls = 0;
+    this.retval = 0;
     this.budget = this.#opts.budget ?? DEFAULT_BUDGET;
     try {
       for (;;) {

@@ -28,6 +28,9 @@
 //            repeat(n i32, budget i64, r1…r5 i64, r10 i64) → r0 i64   n runs (as test_run repeat)
 //            globals budget (i64), depth (i32), pc (i32, the instruction of the helper call in
 //            progress)
+//            with callbacks (pseudo-func lddw, for bpf_loop): callback_<pc>(r1…r5 i64, r10 i64) → r0
+//            for each, and global fp (i64, r10 at the helper call in progress): the host calls
+//            them with r10 = fp − 512 and depth one more
 import { MAX_FRAMES, STACK_FRAME } from '../engine.js';
 import { helperName } from '../helpers.js';
 import {
@@ -86,6 +89,11 @@ import { Bytes, I32, I64, ModuleBuilder, Op, VOID } from './encoder.js';
 export const STOP_BUDGET = 0;
 export const STOP_DEPTH = 1;
 export const STOP_END = 2;
+
+/** The export of the callback (bpf_loop) starting at instruction `pc`: (r1…r5, r10) → r0 like `run`. */
+export function callbackExportName(pc: number): string {
+  return `callback_${pc}`;
+}
 
 /** The import name of a helper in a compiled module. */
 export function helperImportName(id: number): string {
@@ -174,6 +182,8 @@ interface Ctx {
   gBudget: number;
   gDepth: number;
   gPc: number;
+  /** r10 at the helper call in progress (the frame a callback goes below), or -1: no callbacks */
+  gFp: number;
   /** the access cache slot address of each checked load/store (0: no slot, always the table walk) */
   slotOf: Map<number, number>;
 }
@@ -227,6 +237,7 @@ export function compileToWasm(prog: PreparedProgram, opts: CompileOptions = {}):
   const gBudget = m.global(I64, 0n);
   const gDepth = m.global(I32, 0);
   const gPc = m.global(I32, 0);
+  const gFp = prog.callbacks.length ? m.global(I64, 0n) : -1;
   const fnSig = { params: [I64, I64, I64, I64, I64, I64], results: [I64] };
   const funcIndex = new Map<number, number>();
   for (const f of prog.funcs) funcIndex.set(f, m.declare(fnSig));
@@ -256,6 +267,7 @@ export function compileToWasm(prog: PreparedProgram, opts: CompileOptions = {}):
       gBudget,
       gDepth,
       gPc,
+      gFp,
       slotOf,
     };
     compileFunction(prog, start, end, c);
@@ -269,6 +281,8 @@ export function compileToWasm(prog: PreparedProgram, opts: CompileOptions = {}):
   m.export('budget', 'global', gBudget);
   m.export('depth', 'global', gDepth);
   m.export('pc', 'global', gPc);
+  if (gFp >= 0) m.export('fp', 'global', gFp);
+  for (const f of prog.callbacks) m.export(callbackExportName(f), 'func', funcIndex.get(f)!);
   return m.finish();
 }
 
@@ -1032,6 +1046,7 @@ function call(c: Ctx, pc: number, i: Insn): void {
     return;
   }
   b.byte(Op.i32Const).s32(pc).byte(Op.globalSet).u32(c.gPc);
+  if (c.gFp >= 0) get(c, 10).byte(Op.globalSet).u32(c.gFp);
   saveBudget(c);
   const generic = () => {
     if (i.code & SRC_X) get(c, i.dst);

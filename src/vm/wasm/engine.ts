@@ -2,11 +2,18 @@
 // the VM's memory with the VM's helpers (the same host functions the interpreter calls), and
 // calls its `run` export. Faults raised in Wasm come back through `env.fault` / `env.stop` with
 // the instruction index and are the same VmFaults the interpreter throws.
-import { type Engine, MAX_FRAMES, type RunContext } from '../engine.js';
+import { type Engine, MAX_FRAMES, type RunContext, STACK_FRAME } from '../engine.js';
 import { VmFault } from '../errors.js';
-import { HELPERS, lookupI32 } from '../helpers.js';
-import type { PreparedProgram } from '../program.js';
-import { cacheSlots, compileToWasm, helperImportName, STOP_BUDGET, STOP_DEPTH } from './compiler.js';
+import { type Callback, HELPERS, type HelperEnv, lookupI32 } from '../helpers.js';
+import { callbackOf, type PreparedProgram } from '../program.js';
+import {
+  cacheSlots,
+  callbackExportName,
+  compileToWasm,
+  helperImportName,
+  STOP_BUDGET,
+  STOP_DEPTH,
+} from './compiler.js';
 
 interface Compiled {
   run: (...args: bigint[]) => bigint;
@@ -14,6 +21,10 @@ interface Compiled {
   budget: WebAssembly.Global;
   depth: WebAssembly.Global;
   pc: WebAssembly.Global;
+  /** r10 at the helper call in progress (programs with callbacks) */
+  fp?: WebAssembly.Global;
+  /** the callbacks' exports, by first instruction */
+  callbacks: Map<number, (...args: bigint[]) => bigint>;
 }
 
 const u64 = (v: bigint) => BigInt.asUintN(64, v);
@@ -96,7 +107,9 @@ export class WasmEngine implements Engine {
       budget: ex.budget as WebAssembly.Global,
       depth: ex.depth as WebAssembly.Global,
       pc: pcGlobal,
+      callbacks: new Map(prog.callbacks.map((f) => [f, ex[callbackExportName(f)] as (...args: bigint[]) => bigint])),
     };
+    if (ex.fp) c.fp = ex.fp as WebAssembly.Global;
     this.#compiled.set(prog, c);
     return c;
   }
@@ -106,6 +119,9 @@ export class WasmEngine implements Engine {
     c.budget.value = BigInt(ctx.budget);
     c.depth.value = 0;
     const [a = 0n, b = 0n, d = 0n, e = 0n, f = 0n] = args;
+    const env = ctx.env;
+    const outerCallback = env.callback;
+    if (prog.callbacks.length) env.callback = (handle) => this.#callback(c, prog, handle, outerCallback);
     try {
       if (repeat > 1) return u64(c.repeat(repeat, BigInt(ctx.budget), a, b, d, e, f, fp));
       return u64(c.run(a, b, d, e, f, fp));
@@ -114,6 +130,28 @@ export class WasmEngine implements Engine {
       throw e;
     } finally {
       ctx.budget = Number(c.budget.value);
+      env.callback = outerCallback;
     }
+  }
+
+  /** A callback of the compiled program, called in the frame below the helper call in progress. */
+  #callback(c: Compiled, prog: PreparedProgram, handle: bigint, outer: HelperEnv['callback']): Callback {
+    const target = callbackOf(prog, handle);
+    const fn = target === undefined ? undefined : c.callbacks.get(target);
+    if (!fn) return outer(handle);
+    const depth = (c.depth.value as number) + 1;
+    if (depth >= MAX_FRAMES) throw new VmFault(`call depth over ${MAX_FRAMES} frames`);
+    const fp = (c.fp!.value as bigint) - BigInt(STACK_FRAME);
+    return (r1, r2) => {
+      const budget = (c.budget.value as bigint) - 1n;
+      c.budget.value = budget;
+      if (budget < 0n) throw new VmFault('budget of backward jumps exhausted (runaway loop?)');
+      c.depth.value = depth;
+      try {
+        return u64(fn(r1, r2, 0n, 0n, 0n, fp));
+      } finally {
+        c.depth.value = depth - 1;
+      }
+    };
   }
 }
