@@ -116,6 +116,10 @@ export function attachFromSection(section: string, maps: MapEntrySpec[]): Attach
   m = /^(uprobe|uretprobe)(?:\.multi)?(?:\.s)?(?:\/(.*))?$/.exec(section);
   if (m) {
     const hook = m[1] as 'uprobe' | 'uretprobe';
+    // "/proc/self/exe" is the loading program's own binary (libbpf-bootstrap's uprobe example
+    // probes itself); under kbpf the loader is the agent, so the section names no target and
+    // run asks for one
+    if (m[2]?.startsWith('/proc/self/exe:')) return { hook };
     return m[2]?.includes(':') ? { hook, target: m[2] } : { hook };
   }
   m = /^usdt(?:\.s)?(?:\/(.*))?$/.exec(section);
