@@ -145,19 +145,20 @@ function bytesOf(v: number[] | string): Uint8Array {
   return Uint8Array.from(v);
 }
 
-/** The text of addresses seen lately, by their hex (a node's flows come from a few thousand). */
-const addrCache = new Map<string, string>();
+/** The text of addresses seen lately, by family and hex (a node's flows come from a few thousand). */
+const addrCache4 = new Map<string, string>();
+const addrCache6 = new Map<string, string>();
 const ADDR_CACHE_MAX = 8192;
 
 /** 16 bytes (IPv4 as ::ffff:a.b.c.d) -> text, IPv4 plain. */
 export function addrText(v: number[] | string, family: number): string {
   if (typeof v !== 'string') return addrTextOf(bytesOf(v), family);
-  const key = family === 2 ? `4${v}` : v;
-  let text = addrCache.get(key);
+  const cache = family === 2 ? addrCache4 : addrCache6;
+  let text = cache.get(v);
   if (text === undefined) {
-    if (addrCache.size >= ADDR_CACHE_MAX) addrCache.clear();
+    if (cache.size >= ADDR_CACHE_MAX) cache.clear();
     text = addrTextOf(bytesOf(v), family);
-    addrCache.set(key, text);
+    cache.set(v, text);
   }
   return text;
 }

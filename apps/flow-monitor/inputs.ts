@@ -106,6 +106,7 @@ export class PolicyVerdicts {
 
   /** The drop of this flow's connection while it lived, if one was noted. */
   dropOf(f: Flow): { policy?: string } | undefined {
+    if (this.#drops.size === 0) return undefined; // no drop noted: no key to make
     const d = this.#drops.get(connectionKey(f));
     if (!d) return undefined;
     const end = Date.parse(f.time);

@@ -67,6 +67,22 @@ function labelText(labels: Record<string, string>, extra?: [string, string]): st
   return parts.length ? `{${parts.join(',')}}` : '';
 }
 
+/** The series keys of one source/destination pair (values in label order, as add() makes keys). */
+interface PairKeys {
+  source: string;
+  destination: string;
+  pair: string;
+  sent: string;
+  received: string;
+  /** the labels of a new series of the pair (made once per pair, called only for a new series) */
+  pairLabels: () => Record<string, string>;
+  sentLabels: () => Record<string, string>;
+  receivedLabels: () => Record<string, string>;
+}
+
+/** pair keys made lately, by source then destination (bounded: cleared when it grows past this) */
+const PAIR_KEYS_MAX = 16_384;
+
 function protocolOf(f: Flow): string {
   if (f.l4.TCP) return 'TCP';
   if (f.l4.UDP) return 'UDP';
@@ -91,6 +107,16 @@ export class FlowMetrics {
   readonly #bytes: Family;
   readonly #packets: Family;
   readonly #retransmits: Family;
+  readonly #drops: Family;
+  readonly #flags: Family;
+  readonly #ports: Family;
+  readonly #rtt: Family;
+  readonly #pairKeys = new Map<string, Map<string, PairKeys>>();
+  #pairKeyCount = 0;
+  /** keys of the series every report counts in, made once: processed by verdict, flags by family */
+  readonly #processedKeys = new Map<string, string>();
+  readonly #flagKeys = new Map<string, string[]>();
+  readonly #portKeys = new Map<string, Map<number, string>>();
 
   constructor(opts: FlowMetricsOptions = {}) {
     this.context = opts.context ?? 'workload';
@@ -98,9 +124,9 @@ export class FlowMetrics {
     this.#maxOpen = opts.maxOpenFlows ?? 200_000;
     this.#now = opts.now ?? Date.now;
     this.#processed = this.family('hubble_flows_processed_total', 'Flows processed, by type and verdict', 'counter');
-    this.family('hubble_drop_total', 'Drops, by reason and protocol', 'counter');
-    this.family('hubble_tcp_flags_total', 'TCP flags seen, by flag and IP family', 'counter');
-    this.family('hubble_port_distribution_total', 'Flows by destination port and protocol', 'counter');
+    this.#drops = this.family('hubble_drop_total', 'Drops, by reason and protocol', 'counter');
+    this.#flags = this.family('hubble_tcp_flags_total', 'TCP flags seen, by flag and IP family', 'counter');
+    this.#ports = this.family('hubble_port_distribution_total', 'Flows by destination port and protocol', 'counter');
     this.#bytes = this.family(
       'kbpf_flows_bytes_total',
       'Transport payload bytes of flows, by source, destination and direction',
@@ -116,7 +142,11 @@ export class FlowMetrics {
       'TCP retransmits, by source and destination',
       'counter',
     );
-    this.family('kbpf_flows_rtt_seconds', 'Smoothed RTT of closed TCP flows, by source and destination', 'histogram');
+    this.#rtt = this.family(
+      'kbpf_flows_rtt_seconds',
+      'Smoothed RTT of closed TCP flows, by source and destination',
+      'histogram',
+    );
   }
 
   private family(name: string, help: string, type: Family['type']): Family {
@@ -139,12 +169,74 @@ export class FlowMetrics {
     }
   }
 
-  private add(name: string, labels: Record<string, string>, n: number): void {
+  private add(fam: Family, labels: Record<string, string>, n: number): void {
     if (n <= 0) return;
     // the key only has to tell series apart: the values in order (names are fixed per family)
     let key = '';
     for (const k in labels) key += `${labels[k]}\u0001`;
-    this.bump(this.#families.get(name)!, key, () => labels, n);
+    this.bump(fam, key, () => labels, n);
+  }
+
+  private pairKeys(source: string, destination: string): PairKeys {
+    let bySource = this.#pairKeys.get(source);
+    let k = bySource?.get(destination);
+    if (k) return k;
+    if (this.#pairKeyCount >= PAIR_KEYS_MAX) {
+      this.#pairKeys.clear();
+      this.#pairKeyCount = 0;
+      bySource = undefined;
+    }
+    if (!bySource) {
+      bySource = new Map();
+      this.#pairKeys.set(source, bySource);
+    }
+    const pair = `${source}\u0001${destination}\u0001`;
+    k = {
+      source,
+      destination,
+      pair,
+      sent: `${pair}sent\u0001`,
+      received: `${pair}received\u0001`,
+      pairLabels: () => ({ source, destination }),
+      sentLabels: () => ({ source, destination, direction: 'sent' }),
+      receivedLabels: () => ({ source, destination, direction: 'received' }),
+    };
+    bySource.set(destination, k);
+    this.#pairKeyCount++;
+    return k;
+  }
+
+  private processedKey(verdict: string): string {
+    let k = this.#processedKeys.get(verdict);
+    if (k === undefined) {
+      k = `L3_L4\u0001${verdict}\u0001`;
+      this.#processedKeys.set(verdict, k);
+    }
+    return k;
+  }
+
+  /** hubble_tcp_flags_total's keys of each flag (FLAG_ORDER) in one IP family */
+  private flagKeys(family: string): string[] {
+    let k = this.#flagKeys.get(family);
+    if (!k) {
+      k = FLAG_ORDER.map((fl) => `${fl}\u0001${family}\u0001`);
+      this.#flagKeys.set(family, k);
+    }
+    return k;
+  }
+
+  private portKey(protocol: string, port: number): string {
+    let byPort = this.#portKeys.get(protocol);
+    if (!byPort) {
+      byPort = new Map();
+      this.#portKeys.set(protocol, byPort);
+    }
+    let k = byPort.get(port);
+    if (k === undefined) {
+      k = `${protocol}\u0001${port}\u0001`;
+      byPort.set(port, k);
+    }
+    return k;
   }
 
   /** Adds n to the series `key` of a family; `labels` makes its labels when it is new. */
@@ -157,13 +249,10 @@ export class FlowMetrics {
     } else fam.series.set(key, { labels: labels(), value: n, touched: this.#clock });
   }
 
-  private observeHistogram(name: string, labels: Record<string, string>, v: number): void {
-    const fam = this.#families.get(name)!;
-    let key = '';
-    for (const k in labels) key += `${labels[k]}\u0001`;
+  private observeHistogram(fam: Family, key: string, labels: () => Record<string, string>, v: number): void {
     let h = fam.series.get(key) as Histogram | undefined;
     if (!h) {
-      h = { labels, buckets: RTT_BUCKETS.map(() => 0), sum: 0, count: 0, touched: 0 };
+      h = { labels: labels(), buckets: RTT_BUCKETS.map(() => 0), sum: 0, count: 0, touched: 0 };
       fam.series.set(key, h);
     }
     for (let i = 0; i < RTT_BUCKETS.length; i++) if (v <= RTT_BUCKETS[i]!) h.buckets[i]!++;
@@ -176,52 +265,65 @@ export class FlowMetrics {
     this.observed++;
     this.#clock = this.#now();
     const prev = this.#last.get(f.flow_id);
-    const flagBits = FLAG_ORDER.reduce((n, fl, i) => (f.l4.TCP?.flags?.[fl] ? n | (1 << i) : n), 0);
-    const cur: Last = {
-      bytes_sent: f.traffic.bytes_sent,
-      bytes_received: f.traffic.bytes_received,
-      packets_sent: f.traffic.packets_sent,
-      packets_received: f.traffic.packets_received,
-      retransmits: f.retransmits,
-      drops: f.drops?.count ?? 0,
-      flags: flagBits,
-    };
+    const tcpFlags = f.l4.TCP?.flags;
+    let flagBits = 0;
+    if (tcpFlags) for (let i = 0; i < FLAG_ORDER.length; i++) if (tcpFlags[FLAG_ORDER[i]!]) flagBits |= 1 << i;
+    const t = f.traffic;
+    const drops = f.drops?.count ?? 0;
     const protocol = protocolOf(f);
     const verdict = f.verdict;
-    this.bump(this.#processed, `L3_L4\u0001${verdict}\u0001`, () => ({ type: 'L3_L4', verdict }), 1);
+    this.bump(this.#processed, this.processedKey(verdict), () => ({ type: 'L3_L4', verdict }), 1);
     if (!prev) {
       const port = f.l4.TCP?.destination_port ?? f.l4.UDP?.destination_port;
-      if (port !== undefined) this.add('hubble_port_distribution_total', { protocol, port: String(port) }, 1);
+      if (port !== undefined)
+        this.bump(this.#ports, this.portKey(protocol, port), () => ({ protocol, port: String(port) }), 1);
       if (f.verdict === 'DROPPED' && !f[VERDICT_FROM_OTHER_INPUT])
-        this.add('hubble_drop_total', { reason: f.drop_reason_desc ?? 'UNKNOWN', protocol }, 1);
+        this.add(this.#drops, { reason: f.drop_reason_desc ?? 'UNKNOWN', protocol }, 1);
     }
-    const dropDelta = cur.drops - (prev?.drops ?? 0);
-    if (dropDelta > 0 && f.drops) this.add('hubble_drop_total', { reason: f.drops.last_reason, protocol }, dropDelta);
+    const dropDelta = drops - (prev?.drops ?? 0);
+    if (dropDelta > 0 && f.drops) this.add(this.#drops, { reason: f.drops.last_reason, protocol }, dropDelta);
     const newFlags = flagBits & ~(prev?.flags ?? 0);
-    const family = f.IP.ipVersion;
-    if (newFlags)
+    if (newFlags) {
+      const family = f.IP.ipVersion;
+      const keys = this.flagKeys(family);
       for (let i = 0; i < FLAG_ORDER.length; i++)
-        if (newFlags & (1 << i)) this.add('hubble_tcp_flags_total', { flag: FLAG_ORDER[i]!, family }, 1);
-    const source = this.endpointLabel(f.source, f.IP.source);
-    const destination = this.endpointLabel(f.destination, f.IP.destination);
-    const pair = (): Record<string, string> => ({ source, destination });
-    const sent = (): Record<string, string> => ({ source, destination, direction: 'sent' });
-    const received = (): Record<string, string> => ({ source, destination, direction: 'received' });
-    // the keys as add() makes them: the label values in order
-    const pk = `${source}\u0001${destination}\u0001`;
-    const sk = `${pk}sent\u0001`;
-    const rk = `${pk}received\u0001`;
-    const d = (k: keyof Last): number => Math.max(0, cur[k] - (prev?.[k] ?? 0));
-    this.bump(this.#bytes, sk, sent, d('bytes_sent'));
-    this.bump(this.#bytes, rk, received, d('bytes_received'));
-    this.bump(this.#packets, sk, sent, d('packets_sent'));
-    this.bump(this.#packets, rk, received, d('packets_received'));
-    this.bump(this.#retransmits, pk, pair, d('retransmits'));
-    if (f.state === 'CLOSED') {
-      this.#last.delete(f.flow_id);
-      if (f.rtt && f.rtt.srtt_us > 0) this.observeHistogram('kbpf_flows_rtt_seconds', pair(), f.rtt.srtt_us / 1e6);
+        if (newFlags & (1 << i)) {
+          const flag = FLAG_ORDER[i]!;
+          this.bump(this.#flags, keys[i]!, () => ({ flag, family }), 1);
+        }
+    }
+    const k = this.pairKeys(
+      this.endpointLabel(f.source, f.IP.source),
+      this.endpointLabel(f.destination, f.IP.destination),
+    );
+    const { pairLabels: pair, sentLabels: sent, receivedLabels: received } = k;
+    if (prev) {
+      this.bump(this.#bytes, k.sent, sent, t.bytes_sent - prev.bytes_sent);
+      this.bump(this.#bytes, k.received, received, t.bytes_received - prev.bytes_received);
+      this.bump(this.#packets, k.sent, sent, t.packets_sent - prev.packets_sent);
+      this.bump(this.#packets, k.received, received, t.packets_received - prev.packets_received);
+      this.bump(this.#retransmits, k.pair, pair, f.retransmits - prev.retransmits);
     } else {
-      this.#last.delete(f.flow_id); // re-inserted: the map's order is the flows' last report
+      this.bump(this.#bytes, k.sent, sent, t.bytes_sent);
+      this.bump(this.#bytes, k.received, received, t.bytes_received);
+      this.bump(this.#packets, k.sent, sent, t.packets_sent);
+      this.bump(this.#packets, k.received, received, t.packets_received);
+      this.bump(this.#retransmits, k.pair, pair, f.retransmits);
+    }
+    if (f.state === 'CLOSED') {
+      if (prev) this.#last.delete(f.flow_id);
+      if (f.rtt && f.rtt.srtt_us > 0) this.observeHistogram(this.#rtt, k.pair, pair, f.rtt.srtt_us / 1e6);
+    } else {
+      const cur: Last = {
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        packets_sent: t.packets_sent,
+        packets_received: t.packets_received,
+        retransmits: f.retransmits,
+        drops,
+        flags: flagBits,
+      };
+      if (prev) this.#last.delete(f.flow_id); // re-inserted: the map's order is the flows' last report
       this.#last.set(f.flow_id, cur);
       if (this.#last.size > this.#maxOpen) this.#last.delete(this.#last.keys().next().value!);
     }

@@ -296,23 +296,18 @@ export class ApiClient {
       res.setEncoding('utf8');
       for await (const chunk of res as AsyncIterable<string>) {
         buf += chunk;
-        let start = 0;
-        const batch: LogRecord[] = [];
-        for (;;) {
-          const nl = buf.indexOf('\n', start);
-          if (nl < 0) break;
-          const line = buf.slice(start, nl);
-          start = nl + 1;
-          if (line.trim() === '') continue;
-          const v = JSON.parse(line) as LogRecord & { error?: string };
-          // an error after the stream started comes as a last line {"error": ...}
+        const end = buf.lastIndexOf('\n');
+        if (end < 0) continue;
+        const batch = linesOf(buf, end);
+        buf = buf.slice(end + 1);
+        // an error after the stream started comes as a last line {"error": ...}
+        for (let i = 0; i < batch.length; i++) {
+          const v = batch[i] as LogRecord & { error?: unknown };
           if (typeof v.error === 'string' && v.seq === undefined) {
-            if (batch.length > 0) yield batch;
+            if (i > 0) yield batch.slice(0, i);
             throw new ApiError(500, v.error);
           }
-          batch.push(v);
         }
-        buf = buf.slice(start);
         if (batch.length > 0) yield batch;
       }
     } catch (e) {
@@ -326,6 +321,24 @@ export class ApiClient {
       res.destroy();
     }
   }
+}
+
+/**
+ * The JSON lines of text[0, end) (end: a newline), parsed: all at once as one array when every line
+ * is a record (a JSON text holds no raw newline, so the newlines can become commas), else line by line.
+ */
+function linesOf(text: string, end: number): LogRecord[] {
+  const body = text.slice(0, end);
+  if (body.charCodeAt(0) === 0x7b && !body.includes('\n\n') && body.charCodeAt(body.length - 1) === 0x7d) {
+    try {
+      return JSON.parse(`[${body.replaceAll('\n', ',')}]`) as LogRecord[];
+    } catch {
+      /* some line is not one object (a blank or broken line): line by line below */
+    }
+  }
+  const out: LogRecord[] = [];
+  for (const line of body.split('\n')) if (line.trim() !== '') out.push(JSON.parse(line) as LogRecord);
+  return out;
 }
 
 function readAll(res: IncomingMessage): Promise<string> {

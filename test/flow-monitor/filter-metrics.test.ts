@@ -2,12 +2,19 @@
 // orientation of a report, the metrics (promtool-clean, deltas of cumulative reports, expiry).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Collector, type FlowReport, type FlowState } from '../../apps/flow-monitor/collector.js';
 import { matchFlow } from '../../apps/flow-monitor/filter.js';
 import type { Flow } from '../../apps/flow-monitor/flow.js';
 import { Identities } from '../../apps/flow-monitor/identities.js';
 import { FlowMetrics } from '../../apps/flow-monitor/metrics.js';
+import { AgentFlowSource, flowMonitorInput, type LogReader } from '../../apps/flow-monitor/source.js';
+import { ApiClient, ApiError } from '../../src/agent/api-client.js';
+import type { LogRecord } from '../../src/agent/log-store.js';
 import { compactLine, jsonLine, renderFlows } from '../../src/cli/render/flows.js';
 
 /** an IPv4 address as struct flow_report carries it: ::ffff:a.b.c.d, hex in the log line */
@@ -191,4 +198,77 @@ test('metrics: promtool-clean, counters add the change between reports, RTT hist
   now += 120_000;
   assert.doesNotMatch(mx.render(), /kbpf_flows_bytes_total\{/);
   assert.equal(promtool(mx.render()).code, 0);
+});
+
+test('a followed log stream: lines split across chunks, a blank line, then the error line that ends it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbpf-flows-api-'));
+  const socket = join(dir, 'api.sock');
+  const line = (seq: number): string => `${JSON.stringify({ ts: T, seq, source: 'flow_events', event: { n: seq } })}\n`;
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+    const all = `${line(1)}${line(2)}\n${line(3)}${line(4)}`;
+    res.write(all.slice(0, 70)); // a record cut in two
+    setTimeout(() => {
+      res.write(all.slice(70));
+      setTimeout(() => res.end(`${line(5)}{"error":"the instance was removed"}\n`), 20);
+    }, 20);
+  });
+  await new Promise<void>((r) => server.listen(socket, r));
+  const api = new ApiClient(socket);
+  t.after(() => {
+    api.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const seqs: number[] = [];
+  await assert.rejects(
+    (async () => {
+      for await (const batch of api.logBatches('flows', { follow: true })) for (const r of batch) seqs.push(r.seq);
+    })(),
+    (e: unknown) => e instanceof ApiError && /the instance was removed/.test(e.message),
+  );
+  assert.deepEqual(seqs, [1, 2, 3, 4, 5]);
+});
+
+test('AgentFlowSource: followBatches gets the flows in order, a follower too far behind counts what it lost', async () => {
+  const recs: LogRecord[] = [];
+  for (let i = 1; i <= 35; i++) recs.push({ ts: T, seq: i, source: 'flow_events', event: report({}, 1, i) });
+  const gate = (): { wait: Promise<void>; open: () => void } => {
+    let open!: () => void;
+    const wait = new Promise<void>((r) => (open = r));
+    return { wait, open };
+  };
+  const first = gate();
+  const second = gate();
+  const reader: LogReader = {
+    logs: () => {
+      throw new Error('batches expected');
+    },
+    async *logBatches() {
+      await first.wait;
+      yield recs.slice(0, 30); // 10 more than the follower may hold
+      await second.wait;
+      yield recs.slice(30);
+    },
+  };
+  const collector = new Collector({ node: 'n1', identities: new Identities([]) });
+  const source = new AgentFlowSource(reader, [flowMonitorInput('flows', collector)], { history: 0, followLimit: 20 });
+  const ac = new AbortController();
+  const batches: string[][] = [];
+  const following = (async () => {
+    for await (const flows of source.followBatches(ac.signal)) {
+      batches.push(flows.map((f) => f.flow_id.slice(3)));
+      if (batches.length === 1) second.open();
+      else break;
+    }
+  })();
+  source.start();
+  first.open();
+  await following;
+  await source.ended();
+  const ids = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+  assert.deepEqual(batches, [ids(1, 20), ids(31, 35)]);
+  assert.equal(source.received, 35);
+  assert.equal(source.lost, 10, 'what did not fit is counted lost');
+  await source.close();
 });

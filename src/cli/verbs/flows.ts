@@ -256,12 +256,14 @@ export function addFlowVerbs(program: Command, ctx: CliContext): void {
         batch = [];
       };
       try {
-        for await (const f of source.follow(ac.signal)) {
-          metrics?.observe(f);
-          if (!matchFlow(filter, f)) continue;
-          batch.push(f);
-          if (batch.length >= BATCH_MAX) flush();
-          else timer ??= setTimeout(flush, BATCH_MS);
+        for await (const flows of source.followBatches(ac.signal)) {
+          for (const f of flows) {
+            metrics?.observe(f);
+            if (!matchFlow(filter, f)) continue;
+            batch.push(f);
+            if (batch.length >= BATCH_MAX) flush();
+          }
+          if (batch.length > 0) timer ??= setTimeout(flush, BATCH_MS);
         }
       } finally {
         flush();
