@@ -5,21 +5,12 @@
 // way Hubble shows it — source is the end that opened the connection — and its endpoints are named
 // from pod identities (the local socket's cgroup first, else the address).
 import { Btf } from 'kbpf/bpf';
+import type { SvcOrigin } from '../service-lb/service-maps.js';
 import type { Endpoint, Flow, L4, ServiceTranslation, TcpFlag, Verdict } from './flow.js';
 import { endpointOf, type Identities } from './identities.js';
 
-/** service-lb's struct svc_origin, decoded */
-export interface SvcOrigin {
-  vip: number[];
-  backend: number[];
-  vip_port: number;
-  backend_port: number;
-  family: number;
-  policy: number;
-  level: number;
-  affinity_hit: number;
-  service_id: number;
-}
+/** service-lb's struct svc_origin, decoded (re-exported for flow-monitor's readers) */
+export type { SvcOrigin };
 
 /** A flow's counters as the agent's log line carries them (struct flow_report's fields). */
 export interface FlowState {

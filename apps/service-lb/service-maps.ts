@@ -18,6 +18,20 @@ import {
   wordsAddr,
 } from './services.js';
 
+/** struct svc_origin (service_lb.bpf.c), decoded: one socket's translation, by cookie */
+export interface SvcOrigin {
+  vip: number[];
+  backend: number[];
+  vip_port: number;
+  backend_port: number;
+  family: number;
+  policy: number;
+  /** the locality level chosen; 255: sent to the service's waypoint */
+  level: number;
+  affinity_hit: number;
+  service_id: number;
+}
+
 export const MAP_NAMES = [
   'services',
   'backends',
@@ -324,17 +338,7 @@ export class ServiceMaps {
     return this.m('svc_origin')
       .lookupBatch(1024)
       .map(([k, v]) => {
-        const o = v as {
-          vip: number[];
-          backend: number[];
-          vip_port: number;
-          backend_port: number;
-          family: number;
-          policy: number;
-          level: number;
-          affinity_hit: number;
-          service_id: number;
-        };
+        const o = v as SvcOrigin;
         const v4 = o.family === 2;
         const addr = (w: number[]) => (v4 ? wordsAddr([0, 0, 0xffff0000, w[0]!]) : wordsAddr(w));
         return {
