@@ -90,7 +90,9 @@ function agentArgs(bpffsDir: string): (a: string[]) => string[] {
   ];
 }
 
-describe('the kbpf images under podman', { skip, timeout: 300_000 }, () => {
+// on a machine without the cached build base, image.sh makes it first (mmdebstrap, ~3 min) before
+// the two builds (~1.5 min): the bound leaves room for that
+describe('the kbpf images under podman', { skip, timeout: 900_000 }, () => {
   const c = new TestCluster();
   const containers: string[] = [];
   const played: string[] = [];
