@@ -5,6 +5,7 @@
 import type { Btf, BtfType } from 'kbpf/bpf';
 import type { EventFormat, FieldFormat } from '../package/package-spec.js';
 import { BuildError } from './errors.js';
+import { openFlags } from './open-flags.js';
 
 const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
 const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
@@ -12,6 +13,10 @@ const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
 const ADDRESS_LIST = /(^|_)(k|u|kern|user)?_?(stack|callers|ips?|addrs)$/;
 /** a field saying which family the struct's addresses are (AF_INET / AF_INET6, or 4 / 6) */
 const FAMILY = /^(family|af|sa_family|addr_family|ip_?ver(sion)?|(s|sk|sock|inet)_?family)$/;
+/** a file name field: with it, an int `flags` field holds open(2) flags (opensnoop-style records) */
+const PATH_FIELD = /^(path|pathname|fname|filename|file|name)$/;
+/** flag sets kbpf knows by name (`flags:open`), for values that are #defines rather than an enum */
+const KNOWN_FLAGS: Record<string, () => [string, number][]> = { open: () => openFlags() };
 /** what a family field's values mean, for a human */
 export const ADDRESS_FAMILIES: [string, number][] = [
   ['AF_UNIX', 1],
@@ -100,6 +105,9 @@ export function eventFormat(
       if (fmt.kind === 'ipv6') out[name] = { kind: 'inet', family: family.name };
     if (!out[family.name] && /family/.test(family.name)) out[family.name] = { kind: 'enum', names: ADDRESS_FAMILIES };
   }
+  const flagsField = members.find((m) => m.name === 'flags' && isInt(btf, m.type));
+  if (flagsField && !out.flags && members.some((m) => PATH_FIELD.test(m.name)))
+    out.flags = { kind: 'flags', names: openFlags() };
   for (const [field, hint] of Object.entries(hints)) {
     if (!members.some((m) => m.name === field))
       throw new BuildError(
@@ -107,8 +115,12 @@ export function eventFormat(
       );
     const m = /^(flags|enum):(\w+)$/.exec(hint);
     if (m) {
-      const names = findEnum(btf, kernel, m[2]!);
-      if (!names) throw new BuildError(`${where}.format.${field}: no enum ${m[2]} in the object's or the kernel's BTF`);
+      const known = m[1] === 'flags' ? KNOWN_FLAGS[m[2]!] : undefined;
+      const names = known ? known() : findEnum(btf, kernel, m[2]!);
+      if (!names)
+        throw new BuildError(
+          `${where}.format.${field}: no enum ${m[2]} in the object's or the kernel's BTF (known flag sets: ${Object.keys(KNOWN_FLAGS).join(', ')})`,
+        );
       out[field] = { kind: m[1] as 'flags' | 'enum', names };
     } else out[field] = { kind: hint as 'ipv4' | 'ipv6' | 'port' | 'net-port' | 'hex' };
   }

@@ -6,6 +6,7 @@ import { formatEvent, formatField, ipv6 } from '../../src/cli/render/fields.js';
 import { histogramSlots, renderLog2Histogram } from '../../src/cli/render/histogram.js';
 import { LogTable, sourceMatches } from '../../src/cli/render/logs.js';
 import { renderMaps } from '../../src/cli/render/maps.js';
+import { openFlags } from '../../src/compile/open-flags.js';
 
 test('addresses, ports, pointers and flags read as such', () => {
   assert.equal(formatField([127, 0, 0, 1], { kind: 'ipv4' }), '127.0.0.1');
@@ -45,6 +46,18 @@ test('addresses, ports, pointers and flags read as such', () => {
     daddr: '10.1.2.3',
     pid: 7,
   });
+});
+
+test("open(2)'s flags by name, per architecture (they are #defines: no BTF has them)", () => {
+  const x64 = { kind: 'flags', names: openFlags('x64') } as const;
+  assert.equal(formatField(0, x64), 'O_RDONLY');
+  assert.equal(formatField(0o2000000, x64), 'O_CLOEXEC');
+  assert.equal(formatField(0o1101, x64), 'O_WRONLY|O_CREAT|O_TRUNC');
+  assert.equal(formatField(0o2200002, x64), 'O_RDWR|O_DIRECTORY|O_CLOEXEC');
+  // arm64 moves O_DIRECTORY, O_NOFOLLOW, O_DIRECT and O_LARGEFILE
+  const arm64 = { kind: 'flags', names: openFlags('arm64') } as const;
+  assert.equal(formatField(0o40000, arm64), 'O_DIRECTORY');
+  assert.equal(formatField(0o40000, x64), 'O_DIRECT');
 });
 
 test('the logs table formats fields and marks printk lines; --source filters', () => {

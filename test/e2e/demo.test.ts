@@ -58,5 +58,6 @@ test('scripts/demo.sh builds the examples, shows opensnoop events and leaves not
   );
   assert.match(out.text, /== live events/);
   assert.match(out.text, /\/etc\/(hostname|os-release)/, "an openat() event of the demo's own reads was shown");
+  assert.match(out.text, /\bO_(RDONLY|WRONLY|RDWR|CLOEXEC)\b/, 'open flags shown by name');
   assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] }, 'nothing of the demo left in the kernel');
 });
