@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { BpfMap, ensureBpffs, type KernelFeatures, limitMallocRetention, RunTimeStats } from 'kbpf/bpf';
 import { ConflictError, CorruptedError, errorMessage, InvalidError, NotFoundError } from '../errors.js';
 import { LayoutStore, type PackageSummary } from '../package/layout-store.js';
-import { effectiveOrder, type PackageSpec, parseShare } from '../package/package-spec.js';
+import { effectiveOrder, instanceLogLimits, type PackageSpec, parseShare } from '../package/package-spec.js';
 import { faultPoint } from './fault.js';
 import { hookOrders, peerPrograms } from './hook-order.js';
 import { checkInstanceName, isInstanceName } from './instance-name.js';
@@ -160,6 +160,7 @@ export class Agent {
       this.#log(
         `${name}: revision ${transition.to} did not commit before the agent stopped; returning to revision ${transition.from}`,
       );
+    if (pkg) this.logs.setLimits(name, instanceLogLimits(pkg.spec, rev.attach));
     try {
       const adopted = planner.adopt(name, record.current, pkg?.spec, transition, rev.attach);
       if (transition) {
@@ -556,6 +557,8 @@ export class Agent {
         throw new InvalidError(
           `--order ${prog}: the package has no program "${prog}" (programs: ${pkg.spec.programs.map((p) => p.name).join(', ')})`,
         );
+    // the instance's log is as big as its package (or run --log-size) says, from its first record
+    this.logs.setLimits(name, instanceLogLimits(pkg.spec, revision.attach));
     return {
       rev,
       pkg,

@@ -41,7 +41,7 @@ import {
   Unsupported,
 } from '../errors.js';
 import type { PackageSummary } from '../package/layout-store.js';
-import type { PackageSpec } from '../package/package-spec.js';
+import { logLimitsProblem, type PackageSpec } from '../package/package-spec.js';
 import { parseSince } from '../util/duration.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
 import { requestUrl } from '../util/request-url.js';
@@ -222,6 +222,12 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
           throw new HttpError(400, `"attach.mapSizes.${map}" must be a positive integer`);
       }
       out.mapSizes = p as Record<string, number>;
+    } else if (k === 'logBytes') {
+      const n = a[k];
+      const problem =
+        typeof n === 'number' && Number.isSafeInteger(n) ? logLimitsProblem({ maxBytes: n }) : 'must be an integer';
+      if (problem) throw new HttpError(400, `"attach.logBytes": ${problem}`);
+      out.logBytes = n as number;
     } else if (k === 'order') {
       const p = obj(a, 'order') ?? {};
       for (const [prog, order] of Object.entries(p)) {
@@ -237,7 +243,7 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
     } else {
       throw new HttpError(
         400,
-        `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps, order)`,
+        `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps, order, logBytes)`,
       );
     }
   }

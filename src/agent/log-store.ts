@@ -54,6 +54,14 @@ export interface LogStoreOptions {
   maxPendingBytes?: number;
   /** How often followers look at the files for records another process wrote. Default 250 ms. */
   pollMs?: number;
+  /** Most a follower reads from the files at once (its memory does not grow with the files). Default 1 MiB. */
+  readChunkBytes?: number;
+}
+
+/** One instance's log size (its package's kbpf.yaml `logs:`, run --log-size): the store's defaults where unset. */
+export interface InstanceLogLimits {
+  maxBytes?: number;
+  keep?: number;
 }
 
 export interface ReadOptions {
@@ -114,6 +122,10 @@ export interface LineHead {
 /** Per-instance writer state. */
 interface Writer {
   dir: string;
+  /** rotate before a file passes this size */
+  maxBytes: number;
+  /** rotated files kept */
+  keep: number;
   fd?: number;
   /** size of events.jsonl as written by us */
   size: number;
@@ -204,6 +216,17 @@ function rawLines(text: string, into: string[], afterSeq: number): number {
   return last;
 }
 
+/** The last `n` lines of `text` (whole lines ending in \n); `whole`: text starts at a line's start. */
+function lastLines(text: string, n: number, whole: boolean): string {
+  let start = text.length;
+  for (let k = 0; k < n; k++) {
+    const j = text.lastIndexOf('\n', start - 2);
+    if (j < 0) return whole ? text : text.slice(text.indexOf('\n') + 1);
+    start = j + 1;
+  }
+  return text.slice(start);
+}
+
 function pendingText(p: Pending): string {
   const t = p.text;
   return typeof t === 'string' ? t : Buffer.from(t.buffer, t.byteOffset, t.byteLength).toString('utf8');
@@ -233,7 +256,10 @@ export class LogStore {
   readonly flushMs: number;
   readonly maxPendingBytes: number;
   readonly pollMs: number;
+  readonly readChunkBytes: number;
   readonly #writers = new Map<string, Writer>();
+  /** sizes set per instance (setLimits) */
+  readonly #limits = new Map<string, { maxBytes: number; keep: number }>();
   #timer?: NodeJS.Timeout;
   #lastMs = 0;
   #lastIso = '';
@@ -250,6 +276,32 @@ export class LogStore {
     this.flushMs = opts.flushMs ?? 100;
     this.maxPendingBytes = opts.maxPendingBytes ?? 1024 * 1024;
     this.pollMs = opts.pollMs ?? 250;
+    this.readChunkBytes = Math.max(4096, opts.readChunkBytes ?? 1024 * 1024);
+  }
+
+  /**
+   * Sets the size of one instance's log (undefined members: the store's defaults): files of at
+   * most `maxBytes`, `keep` rotated ones. It applies from the next write; call it before the
+   * instance's first records (the agent does when it creates or restarts the instance).
+   */
+  setLimits(instance: string, limits: InstanceLogLimits = {}): void {
+    this.instanceDir(instance);
+    const l = {
+      maxBytes: Math.max(1024, Math.floor(limits.maxBytes ?? this.maxBytes)),
+      keep: Math.max(0, Math.floor(limits.keep ?? this.keep)),
+    };
+    if (l.maxBytes === this.maxBytes && l.keep === this.keep) this.#limits.delete(instance);
+    else this.#limits.set(instance, l);
+    const w = this.#writers.get(instance);
+    if (w) {
+      w.maxBytes = l.maxBytes;
+      w.keep = l.keep;
+    }
+  }
+
+  /** The size of an instance's log: what setLimits() said, else the store's defaults. */
+  limits(instance: string): { maxBytes: number; keep: number } {
+    return this.#limits.get(instance) ?? { maxBytes: this.maxBytes, keep: this.keep };
   }
 
   private instanceDir(instance: string): string {
@@ -260,9 +312,9 @@ export class LogStore {
   }
 
   /** events.jsonl, events.jsonl.1, ... newest first. */
-  private files(dir: string): string[] {
+  private files(dir: string, keep: number): string[] {
     const out = [join(dir, FILE)];
-    for (let i = 1; i <= this.keep; i++) out.push(join(dir, `${FILE}.${i}`));
+    for (let i = 1; i <= keep; i++) out.push(join(dir, `${FILE}.${i}`));
     return out;
   }
 
@@ -270,15 +322,25 @@ export class LogStore {
     let w = this.#writers.get(instance);
     if (!w) {
       const dir = this.instanceDir(instance);
-      w = { dir, size: 0, seq: this.lastSeqOnDisk(dir), pending: [], pendingBytes: 0, wake: new Set() };
+      const { maxBytes, keep } = this.limits(instance);
+      w = {
+        dir,
+        maxBytes,
+        keep,
+        size: 0,
+        seq: this.lastSeqOnDisk(dir, keep),
+        pending: [],
+        pendingBytes: 0,
+        wake: new Set(),
+      };
       this.#writers.set(instance, w);
     }
     return w;
   }
 
   /** The seq of the newest complete record on disk (0 when there is none). */
-  private lastSeqOnDisk(dir: string): number {
-    for (const file of this.files(dir)) {
+  private lastSeqOnDisk(dir: string, keep: number): number {
+    for (const file of this.files(dir, keep)) {
       let fd: number;
       try {
         fd = openSync(file, 'r');
@@ -460,7 +522,7 @@ export class LogStore {
     };
     let start = 0;
     while (start < all.length) {
-      const room = this.maxBytes - w.size;
+      const room = w.maxBytes - w.size;
       if (all.length - start <= room) {
         write(start, all.length);
         break;
@@ -493,8 +555,8 @@ export class LogStore {
   private rotate(w: Writer): void {
     if (w.fd !== undefined) closeSync(w.fd);
     w.fd = undefined;
-    const files = this.files(w.dir);
-    if (this.keep === 0) {
+    const files = this.files(w.dir, w.keep);
+    if (w.keep === 0) {
       try {
         unlinkSync(files[0]!);
       } catch (e) {
@@ -548,7 +610,7 @@ export class LogStore {
     const pending = w?.pending ?? [];
     let lastSeq = pending.length > 0 ? pending[pending.length - 1]!.lastSeq : 0;
     // newest file first, so that tail can stop early
-    const files = this.files(dir);
+    const files = this.files(dir, this.limits(instance).keep);
     for (let i = 0; i < files.length; i++) {
       let text: string;
       let ino: number;
@@ -557,15 +619,16 @@ export class LogStore {
         try {
           const st = fstatSync(fd);
           ino = st.ino;
-          const buf = Buffer.alloc(st.size);
-          let off = 0;
-          while (off < st.size) {
-            const n = readSync(fd, buf, off, st.size - off, off);
-            if (n === 0) break;
-            off += n;
+          // with tail (and no since), only the end of the file: what is read does not grow with the file
+          const want = tail !== undefined && sinceMs === undefined ? tail - count : undefined;
+          let { text: t, end, partial } = this.readLines(fd, st.size, want);
+          if (partial && want! > 0) {
+            // a torn or foreign line among the last: fewer records than lines, so the whole file
+            const n: LogRecord[] = [];
+            parseLines(t, n);
+            if (n.length < want!) ({ text: t, end } = this.readLines(fd, st.size));
           }
-          const end = buf.lastIndexOf(0x0a, off - 1) + 1; // complete lines only
-          text = buf.subarray(0, end).toString('utf8');
+          text = t;
           if (i === 0) cursor = { ino, offset: end };
         } finally {
           closeSync(fd);
@@ -589,6 +652,50 @@ export class LogStore {
     const records = tail !== undefined ? (tail === 0 ? [] : all.slice(-tail)) : all;
     if (cursor === undefined) cursor = { ino: -1, offset: 0 };
     return { records, lastSeq, cursor };
+  }
+
+  /**
+   * The complete lines of a file of `size` bytes, and the offset after the last; with `lines`,
+   * only (at least) that many of the last, read backwards a chunk at a time.
+   */
+  private readLines(fd: number, size: number, lines?: number): { text: string; end: number; partial?: boolean } {
+    const read = (from: number, to: number): Buffer => {
+      const buf = Buffer.alloc(to - from);
+      let off = 0;
+      while (off < buf.length) {
+        const n = readSync(fd, buf, off, buf.length - off, from + off);
+        if (n === 0) break;
+        off += n;
+      }
+      return off === buf.length ? buf : buf.subarray(0, off);
+    };
+    if (lines === undefined || size <= this.readChunkBytes) {
+      const buf = read(0, size);
+      const end = buf.lastIndexOf(0x0a, buf.length - 1) + 1; // complete lines only
+      const text = buf.subarray(0, end).toString('utf8');
+      return { text: lines === undefined ? text : lastLines(text, lines, true), end };
+    }
+    const parts: Buffer[] = [];
+    let from = size;
+    let newlines = 0;
+    let end = -1;
+    while (from > 0) {
+      const to = from;
+      from = Math.max(0, from - this.readChunkBytes);
+      const buf = read(from, to);
+      parts.unshift(buf);
+      if (end < 0) {
+        const last = buf.lastIndexOf(0x0a);
+        if (last < 0) continue;
+        end = from + last + 1;
+      }
+      for (let j = buf.indexOf(0x0a); j >= 0; j = buf.indexOf(0x0a, j + 1)) newlines++;
+      // one more newline than lines: the line before the first kept is known to be whole
+      if (newlines > lines) break;
+    }
+    if (end < 0) return { text: '', end: 0 };
+    const all = Buffer.concat(parts).subarray(0, end - from);
+    return { text: lastLines(all.toString('utf8'), lines, from === 0), end, partial: from > 0 };
   }
 
   /**
@@ -703,7 +810,7 @@ export class LogStore {
     raw: boolean,
   ): { records: LogRecord[]; lines: string[]; last: number; cursor: Cursor } {
     const dir = this.instanceDir(instance);
-    const files = this.files(dir);
+    const files = this.files(dir, this.limits(instance).keep);
     const stats: { path: string; ino: number; size: number }[] = [];
     for (const f of files) {
       try {
@@ -721,6 +828,8 @@ export class LogStore {
     // false when a rotation came between the stat and the read of a file: what follows it is
     // left for the next call (reading newer files past it would skip its lines for good)
     let complete = true;
+    // what is left to read in this call: a follower far behind reads the files a chunk at a time
+    let budget = this.readChunkBytes;
     const current = stats[0]!;
     const quick = current.ino === cursor.ino && current.size === cursor.offset;
     if (!quick) {
@@ -731,7 +840,7 @@ export class LogStore {
         from = stats.length - 1;
         fromOffset = 0;
       }
-      for (let i = from; i >= 0; i--) {
+      for (let i = from; i >= 0 && complete; i--) {
         const s = stats[i]!;
         if (s.ino < 0) continue;
         const start = i === from ? fromOffset : 0;
@@ -756,17 +865,36 @@ export class LogStore {
             if (i === 0) newCursor = { ino: st.ino, offset: Math.min(start, st.size) };
             continue;
           }
-          const buf = Buffer.alloc(len);
-          let off = 0;
-          while (off < len) {
-            const n = readSync(fd, buf, off, len - off, start + off);
-            if (n === 0) break;
-            off += n;
+          if (budget <= 0) {
+            // the budget ran out at the end of an older file: the next call goes on from there
+            complete = false;
+            break;
           }
-          const end = buf.lastIndexOf(0x0a, off - 1) + 1;
+          const read = (want: number): { buf: Buffer; off: number } => {
+            const buf = Buffer.alloc(want);
+            let off = 0;
+            while (off < want) {
+              const n = readSync(fd, buf, off, want - off, start + off);
+              if (n === 0) break;
+              off += n;
+            }
+            return { buf, off };
+          };
+          let want = Math.min(len, budget);
+          let { buf, off } = read(want);
+          let end = buf.lastIndexOf(0x0a, off - 1) + 1;
+          if (end === 0 && want < len) {
+            // one line longer than the budget: read it whole
+            want = len;
+            ({ buf, off } = read(want));
+            end = buf.lastIndexOf(0x0a, off - 1) + 1;
+          }
+          budget -= end;
           if (raw) rawLast = rawLines(buf.subarray(0, end).toString('utf8'), lines, rawLast);
           else parseLines(buf.subarray(0, end).toString('utf8'), records, lastSeq);
-          if (i === 0) newCursor = { ino: st.ino, offset: start + end };
+          newCursor = { ino: st.ino, offset: start + end };
+          // part of this file is left: newer files and the queue wait for the next call
+          if (want < len) complete = false;
         } finally {
           if (fd !== shared) closeSync(fd);
         }
@@ -808,6 +936,7 @@ export class LogStore {
       this.#writers.delete(instance);
       for (const wake of w.wake) wake();
     }
+    this.#limits.delete(instance);
     rmSync(dir, { recursive: true, force: true });
   }
 

@@ -4,7 +4,7 @@
 // opens the one pinned map it reads.
 import { BpfMap, infoOfId } from 'kbpf/bpf';
 import { NotFoundError } from '../errors.js';
-import { describeAttach, resolveAttach } from '../package/package-spec.js';
+import { describeAttach, instanceLogLimits, resolveAttach } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import type { InstanceView } from './instance-view.js';
 import type { MetricsSnapshot } from './metrics.js';
@@ -57,6 +57,7 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
       lost: view.eventsLost,
       ...(view.events?.processed ? { processor: { ...view.events.processed } } : {}),
     },
+    logs: instanceLogLimits(spec, rev.attach),
     ...(spec.guest ? { guest: structuredClone(spec.guest) } : {}),
     ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
   };

@@ -71,6 +71,8 @@ export interface InstanceStatus {
     /** the event processor's counts: records it saw, dropped, emitted; why it was stopped */
     processor?: { in: number; dropped: number; emitted: number; failed?: string };
   };
+  /** the size of its event log: files of at most maxBytes, keep rotated ones (kbpf.yaml logs:, run --log-size) */
+  logs?: { maxBytes: number; keep: number };
   /** a Wasm guest's module, arguments, limits and capability manifest */
   guest?: { module: string; args: string[]; capabilities: GuestCapabilities; limits?: GuestLimits };
   /** what the instance runs without (skipped programs) or with instead (a perf event's fallback) */

@@ -1,7 +1,7 @@
 // Options several verbs share, and the parsers of option values (a bad value is refused by
 // commander before anything is sent to the agent).
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type AttachOverrides, parseOrderString } from '../package/package-spec.js';
+import { type AttachOverrides, logLimitsProblem, parseByteSize, parseOrderString } from '../package/package-spec.js';
 import { DURATION_EXAMPLES, parseSince, TIME_EXAMPLE } from '../util/duration.js';
 
 const VAR_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -86,6 +86,18 @@ export interface AttachOptions {
   mapSize?: [string, string][];
   shareMap?: [string, string][];
   order?: [string, string][];
+  logSize?: number;
+}
+
+function parseLogSize(value: string): number {
+  const n = parseByteSize(value);
+  if (n === undefined)
+    throw new InvalidArgumentError(
+      `expected a size in bytes, or with Ki, Mi or Gi (got "${value}"), e.g. --log-size 32Mi`,
+    );
+  const problem = logLimitsProblem({ maxBytes: n });
+  if (problem) throw new InvalidArgumentError(problem);
+  return n;
 }
 
 /** --set, --cgroup, --iface, --attach: of run and upgrade */
@@ -109,6 +121,11 @@ export function addAttachOptions(cmd: Command): Command {
       '--order <PROGRAM=ORDER>',
       "a program's place among other instances' programs on its cgroup / tc hook: before:INSTANCE, after:INSTANCE or priority:N (repeatable)",
       parseOrderOption,
+    )
+    .option(
+      '--log-size <BYTES>',
+      "the size of each event log file of the instance (e.g. 32Mi) instead of the package's logs.max_bytes",
+      parseLogSize,
     );
 }
 
@@ -120,6 +137,7 @@ export function attachOverrides(opts: AttachOptions): AttachOverrides | undefine
   if (opts.mapSize?.length) a.mapSizes = Object.fromEntries(opts.mapSize.map(([k, v]) => [k, Number(v)]));
   if (opts.shareMap?.length) a.shareMaps = Object.fromEntries(opts.shareMap);
   if (opts.order?.length) a.order = Object.fromEntries(opts.order);
+  if (opts.logSize !== undefined) a.logBytes = opts.logSize;
   return Object.keys(a).length ? a : undefined;
 }
 

@@ -348,6 +348,7 @@ export function mergeSpec(
     maps,
     events,
     builder: KBPF_VERSION,
+    ...(m.logs ? { logs: m.logs } : {}),
   };
 }
 

@@ -67,6 +67,7 @@ export async function buildGuestPackage(
       throw new BuildError((e as Error).message, [], Invalid);
     }
     if (manifest.description) pkg.spec.description = manifest.description;
+    if (manifest.logs) pkg.spec.logs = manifest.logs;
     const layers = [...pkg.layers];
     if (sources.length || existsSync(join(dir, 'kbpf.yaml')))
       layers.push({ mediaType: KBPF_SOURCE, bytes: await tarSource(dir, sources), title: 'source.tar.gz' });

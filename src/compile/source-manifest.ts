@@ -7,8 +7,11 @@ import { parse } from 'yaml';
 import {
   type AttachSpec,
   HOOKS,
+  type LogLimits,
+  logLimitsProblem,
   type ProgramOrder,
   parseAttachString,
+  parseByteSize,
   parseOrder,
   parseShare,
 } from '../package/package-spec.js';
@@ -32,6 +35,8 @@ export interface SourceManifest {
   guest?: GuestSettings;
   /** an event processor: a C source compiled for wasm32 (docs/wasm.md), and the events it sees */
   processor?: { source: string; events: string[] };
+  /** the size of each instance's event log (`logs: { max_bytes: 32Mi, keep: 2 }`) */
+  logs?: LogLimits;
 }
 
 /** kbpf.yaml `guest:`: what a guest package runs with. */
@@ -194,6 +199,7 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     'events',
     'guest',
     'processor',
+    'logs',
   ]);
   for (const k of Object.keys(top))
     if (!known.has(k)) throw new BuildError(`${MANIFEST_FILE}: unknown key "${k}" (known: ${[...known].join(', ')})`);
@@ -273,7 +279,31 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     build: parseBuildSettings(top.build),
     ...(top.guest !== undefined ? { guest: parseGuestSettings(top.guest) } : {}),
     ...(top.processor !== undefined ? { processor: parseProcessor(top.processor) } : {}),
+    ...(top.logs !== undefined ? { logs: parseLogs(top.logs) } : {}),
   };
+}
+
+/** kbpf.yaml `logs: { max_bytes: SIZE, keep: N }`: SIZE is bytes or a number with Ki, Mi or Gi. */
+function parseLogs(v: unknown): LogLimits {
+  const l = obj(v, 'logs');
+  const out: LogLimits = {};
+  for (const [k, x] of Object.entries(l)) {
+    if (k === 'max_bytes') {
+      const n = parseByteSize(x);
+      if (n === undefined)
+        throw new BuildError(
+          `${MANIFEST_FILE}: logs.max_bytes must be a size in bytes, or a number with Ki, Mi or Gi (e.g. 32Mi); got ${JSON.stringify(x)}`,
+        );
+      out.maxBytes = n;
+    } else if (k === 'keep') {
+      if (typeof x !== 'number' || !Number.isSafeInteger(x))
+        throw new BuildError(`${MANIFEST_FILE}: logs.keep must be a whole number of rotated files`);
+      out.keep = x;
+    } else throw new BuildError(`${MANIFEST_FILE}: logs: unknown key "${k}" (known: max_bytes, keep)`);
+  }
+  const problem = logLimitsProblem(out);
+  if (problem) throw new BuildError(`${MANIFEST_FILE}: logs: ${problem}`);
+  return out;
 }
 
 /** kbpf.yaml `processor: FILE.c` or `processor: { source: FILE.c, events: [MAP…] }`. */

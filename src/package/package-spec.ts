@@ -267,6 +267,65 @@ export interface PackageSpec {
   events: EventSpec[];
   /** kbpf version that built it */
   builder: string;
+  /** the size of each instance's event log (kbpf.yaml `logs:`); the agent's defaults when absent */
+  logs?: LogLimits;
+}
+
+/** An instance's event log: rotate a file before it passes maxBytes, keep `keep` rotated files. */
+export interface LogLimits {
+  maxBytes?: number;
+  keep?: number;
+}
+
+/** The bounds of an event log: a file of at least 64 KiB, at most 16 rotated files, 1 GiB in all. */
+export const LOG_LIMITS = {
+  minFileBytes: 64 * 1024,
+  maxKeep: 16,
+  maxTotalBytes: 1024 * 1024 * 1024,
+  /** what the agent uses when a package does not say */
+  defaultFileBytes: 4 * 1024 * 1024,
+  defaultKeep: 2,
+} as const;
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1000, ki: 1024, m: 1e6, mi: 1024 ** 2, g: 1e9, gi: 1024 ** 3 };
+
+/**
+ * A size in bytes: a whole number, or a string "N", "NKi", "NMi", "NGi" (also K, M, G in powers
+ * of 1000, and an optional trailing B: "32MiB"). Undefined when it is not one.
+ */
+export function parseByteSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^\s*(\d+)\s*([kKmMgG]i?)?[bB]?\s*$/.exec(v);
+  if (!m) return undefined;
+  const unit = SIZE_UNITS[(m[2] ?? '').toLowerCase()];
+  const n = Number(m[1]) * unit!;
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** The event log size an instance runs with: run --log-size, else the package's logs:, else the defaults. */
+export function instanceLogLimits(
+  spec: PackageSpec | undefined,
+  attach: AttachOverrides = {},
+): { maxBytes: number; keep: number } {
+  return {
+    maxBytes: attach.logBytes ?? spec?.logs?.maxBytes ?? LOG_LIMITS.defaultFileBytes,
+    keep: spec?.logs?.keep ?? LOG_LIMITS.defaultKeep,
+  };
+}
+
+/** What is wrong with log limits (undefined when they are within LOG_LIMITS), in words. */
+export function logLimitsProblem(l: LogLimits): string | undefined {
+  const file = l.maxBytes ?? LOG_LIMITS.defaultFileBytes;
+  const keep = l.keep ?? LOG_LIMITS.defaultKeep;
+  if (!Number.isSafeInteger(file) || file < LOG_LIMITS.minFileBytes)
+    return `max_bytes ${file} is less than the ${LOG_LIMITS.minFileBytes} bytes (64Ki) a log file needs`;
+  if (!Number.isSafeInteger(keep) || keep < 0 || keep > LOG_LIMITS.maxKeep)
+    return `keep ${keep} is out of range (0..${LOG_LIMITS.maxKeep} rotated files)`;
+  const total = file * (keep + 1);
+  if (total > LOG_LIMITS.maxTotalBytes)
+    return `max_bytes ${file} × ${keep + 1} files is ${total} bytes, more than the ${LOG_LIMITS.maxTotalBytes} (1Gi) an instance's log may use`;
+  return undefined;
 }
 
 /** What a user may override per instance at run time (kept with the revision). */
@@ -284,6 +343,8 @@ export interface AttachOverrides {
   shareMaps?: Record<string, string>;
   /** per program: its order on its hook instead of the package's, "before:INSTANCE", "after:INSTANCE" or "priority:N" (run --order) */
   order?: Record<string, string>;
+  /** the size of each event log file instead of the package's logs.maxBytes (run --log-size) */
+  logBytes?: number;
 }
 
 /**
@@ -800,6 +861,16 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
       }
     }
   });
+  if (s.logs !== undefined) {
+    const l = c.object(s.logs, 'logs');
+    for (const k of Object.keys(l))
+      if (k !== 'maxBytes' && k !== 'keep') c.fail(`logs.${k}`, 'is not a log setting (maxBytes, keep)');
+    if (l.maxBytes !== undefined)
+      c.integer(l.maxBytes, 'logs.maxBytes', LOG_LIMITS.maxTotalBytes, LOG_LIMITS.minFileBytes);
+    if (l.keep !== undefined) c.integer(l.keep, 'logs.keep', LOG_LIMITS.maxKeep);
+    const problem = logLimitsProblem(l as LogLimits);
+    if (problem) c.fail('logs', problem);
+  }
   return s as unknown as PackageSpec;
 }
 

@@ -3,7 +3,7 @@
 // nothing; a restarted agent adopts running programs instead of attaching twice.
 
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -205,4 +205,41 @@ test('a failed upgrade leaves the running revision untouched', async (t) => {
     [1],
   );
   await openAndWaitForEvent(ta.agent, 'keep', 'kbpf-marker-keep');
+});
+
+test("an instance's event log has its package's size (kbpf.yaml logs:), or run --log-size's", async (t) => {
+  const before = kernelIds();
+  const ta = await testAgent(t);
+  const ref = await ta.build(
+    ta.variant('opensnoop', (f, s) => (f === 'kbpf.yaml' ? `${s}\nlogs: { max_bytes: 64Ki, keep: 1 }\n` : s)),
+  );
+  const st = await ta.agent.run({ image: ref, name: 'sized', config: { target_pid: String(process.pid) } });
+  assert.deepEqual(st.logs, { maxBytes: 64 * 1024, keep: 1 });
+  const other = await ta.agent.run({
+    image: ref,
+    name: 'resized',
+    config: { target_pid: '1' },
+    attach: { logBytes: 128 * 1024 },
+  });
+  assert.deepEqual(other.logs, { maxBytes: 128 * 1024, keep: 1 });
+  assert.deepEqual(ta.agent.inspect('resized').logs, { maxBytes: 128 * 1024, keep: 1 });
+  // opens until the log has rotated twice: two files, the rotated one filled to 64 KiB (not 4 MiB)
+  const logDir = join(ta.paths.logsDir, 'sized');
+  const dir = mkdtempSync(join(tmpdir(), 'kbpf-open-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // with keep: 1, the first record is gone after the second rotation
+  const oldest = (): number => (ta.agent.logs.read('sized')[0]?.seq as number | undefined) ?? 0;
+  for (let round = 0; round < 200 && oldest() <= 1; round++) {
+    for (let i = 0; i < 200; i++) closeSync(openSync(join(dir, `f${i}`), 'w'));
+    await sleep(50);
+  }
+  await ta.agent.logs.flush('sized');
+  assert.ok(oldest() > 1, 'the log rotated twice');
+  assert.deepEqual(readdirSync(logDir).sort(), ['events.jsonl', 'events.jsonl.1'], 'keep: 1');
+  const size = statSync(join(logDir, 'events.jsonl.1')).size;
+  assert.ok(size <= 64 * 1024 && size > 60 * 1024, `the rotated file is ${size} bytes`);
+  await ta.agent.remove('sized', { force: true });
+  await ta.agent.remove('resized', { force: true });
+  assert.ok(!existsSync(logDir));
+  assert.deepEqual(await leftSince(before), { prog: [], map: [], link: [] });
 });

@@ -289,3 +289,86 @@ test('instance names cannot escape the log directory', async (t) => {
   assert.throws(() => logs.read('a/b'), /invalid instance name/);
   await logs.close();
 });
+
+test('an instance rotates at its own size (setLimits), others at the store defaults', async (t) => {
+  const dir = tempDir(t, 'kbpf-logs-');
+  const logs = new LogStore(dir, { maxBytes: 16 * 1024, keep: 2, maxPendingBytes: 4096 });
+  logs.setLimits('big', { maxBytes: 64 * 1024, keep: 1 });
+  assert.deepEqual(logs.limits('big'), { maxBytes: 64 * 1024, keep: 1 });
+  assert.deepEqual(logs.limits('small'), { maxBytes: 16 * 1024, keep: 2 });
+  const payload = 'y'.repeat(200);
+  for (let i = 0; i < 5000; i++) {
+    logs.append('big', { i, payload });
+    logs.append('small', { i, payload });
+  }
+  await logs.flush();
+  const sizes = (name: string): Record<string, number> =>
+    Object.fromEntries(readdirSync(join(dir, name)).map((f) => [f, statSync(join(dir, name, f)).size]));
+  const big = sizes('big');
+  assert.deepEqual(Object.keys(big).sort(), ['events.jsonl', 'events.jsonl.1']);
+  // a full rotated file is within one line of its size (it was rotated at 64 KiB, not 16)
+  assert.ok(big['events.jsonl.1']! <= 64 * 1024 && big['events.jsonl.1']! > 63 * 1024, JSON.stringify(big));
+  const small = sizes('small');
+  assert.deepEqual(Object.keys(small).sort(), ['events.jsonl', 'events.jsonl.1', 'events.jsonl.2']);
+  for (const s of Object.values(small)) assert.ok(s <= 16 * 1024);
+  // reads see the instance's own files, and the newest records
+  const recs = logs.read('big');
+  assert.equal(recs.at(-1)!.i, 4999);
+  assert.ok(recs.length > 300, `${recs.length} records kept in 2 x 64 KiB`);
+  for (let k = 1; k < recs.length; k++) assert.equal(recs[k]!.seq, recs[k - 1]!.seq + 1);
+  await logs.close();
+});
+
+test('a follower far behind reads the files a chunk at a time, none lost or repeated', async (t) => {
+  const dir = tempDir(t, 'kbpf-logs-');
+  const chunk = 8 * 1024;
+  const logs = new LogStore(dir, { maxBytes: 256 * 1024, keep: 2, readChunkBytes: chunk, pollMs: 5000 });
+  logs.append('x', { i: 0 });
+  await logs.flush();
+  const ac = new AbortController();
+  const it = logs.followText('x', { tail: 1 }, ac.signal);
+  assert.match((await it.next()).value as string, /"i":0\}/);
+  const waiting = it.next();
+  const payload = 'z'.repeat(100);
+  const N = 4000; // ~600 KB: more than two files, all written before the follower reads again
+  for (let i = 1; i <= N; i++) logs.append('x', { i, payload });
+  await logs.flush();
+  const chunks: string[] = [(await waiting).value as string];
+  let text = chunks[0]!;
+  while (!text.includes(`"i":${N},`)) {
+    const next = (await it.next()).value as string;
+    chunks.push(next);
+    text += next;
+  }
+  ac.abort();
+  const lineMax = 200;
+  for (const c of chunks) assert.ok(c.length <= chunk + lineMax, `a chunk of ${c.length} bytes`);
+  assert.ok(chunks.length > 600_000 / chunk / 2, `${chunks.length} chunks`);
+  const got = text
+    .split('\n')
+    .filter((l) => l)
+    .map((l) => (JSON.parse(l) as LogRecord).i as number);
+  // the files (3 x 256 KiB) hold all of it: every record comes, in order, once
+  assert.deepEqual(
+    got,
+    Array.from({ length: N }, (_, k) => k + 1),
+  );
+  await logs.close();
+});
+
+test('tail reads only the end of a big file (in chunks), across files', async (t) => {
+  const dir = tempDir(t, 'kbpf-logs-');
+  const logs = new LogStore(dir, { maxBytes: 64 * 1024, keep: 2, readChunkBytes: 4096 });
+  for (let i = 0; i < 2000; i++) logs.append('t', { i, pad: 'p'.repeat(40) });
+  await logs.close();
+  const again = new LogStore(dir, { maxBytes: 64 * 1024, keep: 2, readChunkBytes: 4096 });
+  const all = again.read('t');
+  for (const n of [0, 1, 5, 100, 700, all.length, all.length + 10]) {
+    assert.deepEqual(
+      again.read('t', { tail: n }).map((r) => r.i),
+      n === 0 ? [] : all.slice(-n).map((r) => r.i),
+      `tail ${n}`,
+    );
+  }
+  await again.close();
+});

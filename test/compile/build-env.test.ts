@@ -200,3 +200,25 @@ test('run takes a package reference, a source directory, or source files with th
   assert.throws(() => runTarget(join(dir, 'missing.bpf.c'), []), /missing\.bpf\.c: no such file/);
   assert.throws(() => runTarget(join(dir, 'a.bpf.c'), [join(dir, 'a.bpf.c.txt')]), /no such file/);
 });
+
+test('kbpf.yaml logs: sizes with units, bounded, with clear refusals', () => {
+  assert.deepEqual(parseSourceManifest('logs: { max_bytes: 32Mi, keep: 2 }\n').logs, {
+    maxBytes: 32 * 1024 * 1024,
+    keep: 2,
+  });
+  assert.deepEqual(parseSourceManifest('logs:\n  max_bytes: 1048576\n').logs, { maxBytes: 1048576 });
+  assert.equal(parseSourceManifest('name: x\n').logs, undefined);
+  const refused: [string, RegExp][] = [
+    ['logs: { max_bytes: 32 MB please }\n', /logs\.max_bytes must be a size in bytes, or a number with Ki, Mi or Gi/],
+    ['logs: { max_bytes: 1Ki }\n', /logs: max_bytes 1024 is less than the 65536 bytes \(64Ki\)/],
+    [
+      'logs: { max_bytes: 512Mi, keep: 2 }\n',
+      /logs: max_bytes 536870912 × 3 files .* more than the 1073741824 \(1Gi\)/,
+    ],
+    ['logs: { keep: 100 }\n', /logs: keep 100 is out of range \(0\.\.16/],
+    ['logs: { keep: two }\n', /logs\.keep must be a whole number/],
+    ['logs: { size: 1Mi }\n', /logs: unknown key "size" \(known: max_bytes, keep\)/],
+    ['logs: 32Mi\n', /logs/],
+  ];
+  for (const [text, re] of refused) assert.throws(() => parseSourceManifest(text), re);
+});

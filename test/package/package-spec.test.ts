@@ -17,8 +17,11 @@ import {
 } from '../../src/package/index.js';
 import {
   describeAttach,
+  instanceLogLimits,
+  LOG_LIMITS,
   type PackageSpec,
   parseAttachString,
+  parseByteSize,
   resolveAttach,
   validatePackageSpec,
 } from '../../src/package/package-spec.js';
@@ -84,6 +87,29 @@ describe('validatePackageSpec', () => {
   it('accepts what kbpf build writes', () => {
     const s = validSpec();
     assert.equal(validatePackageSpec(s), s);
+  });
+
+  it('holds logs: to its bounds (a file of 64Ki or more, at most 16 kept, 1Gi in all)', () => {
+    const s = { ...validSpec(), logs: { maxBytes: 32 * 1024 * 1024, keep: 2 } };
+    assert.equal(validatePackageSpec(s), s);
+    assert.deepEqual(instanceLogLimits(s), { maxBytes: 32 * 1024 * 1024, keep: 2 });
+    assert.deepEqual(instanceLogLimits(s, { logBytes: 1024 * 1024 }), { maxBytes: 1024 * 1024, keep: 2 });
+    assert.deepEqual(instanceLogLimits(validSpec()), { maxBytes: LOG_LIMITS.defaultFileBytes, keep: 2 });
+    refused((x) => {
+      x.logs = { maxBytes: 1024 };
+    }, /logs\.maxBytes: 1024 is out of range \(65536\.\./);
+    refused((x) => {
+      x.logs = { maxBytes: 512 * 1024 * 1024, keep: 2 };
+    }, /logs: max_bytes 536870912 × 3 files is 1610612736 bytes, more than the 1073741824 \(1Gi\)/);
+    refused((x) => {
+      x.logs = { keep: 17 };
+    }, /logs\.keep: 17 is out of range \(0\.\.16\)/);
+    refused((x) => {
+      x.logs = { maxBytes: 1.5e6 + 0.5 };
+    }, /logs\.maxBytes: is not an integer/);
+    refused((x) => {
+      (x.logs as unknown) = { size: 1 };
+    }, /logs\.size: is not a log setting/);
   });
 
   it('refuses names that would leave the instance directory in bpffs', () => {
@@ -231,4 +257,20 @@ test('uprobe and usdt targets may end in :pid=N (that process only), checked lik
     target: '/usr/bin/app:prov:probe',
     pid: 9,
   });
+});
+
+test('parseByteSize: bytes, Ki/Mi/Gi (and K/M/G, a trailing B); anything else is not a size', () => {
+  const ok: [unknown, number][] = [
+    [4096, 4096],
+    ['4096', 4096],
+    ['64Ki', 65536],
+    ['32Mi', 32 * 1024 * 1024],
+    ['32MiB', 32 * 1024 * 1024],
+    ['1Gi', 1024 ** 3],
+    ['2M', 2_000_000],
+    [' 8 ki ', 8192],
+  ];
+  for (const [v, n] of ok) assert.equal(parseByteSize(v), n, String(v));
+  for (const v of ['', '32 MB MB', '-1', '1.5Mi', 'Mi', '32Ti', '1e6', -5, 1.5, true, null, {}])
+    assert.equal(parseByteSize(v), undefined, JSON.stringify(v));
 });
