@@ -12,7 +12,8 @@
 // old generation or the new one, never a mix. Each packet looks the slot up once.
 //
 // A pod selected by no policy of a direction is unrestricted in it. Connections allowed in one
-// direction have their replies allowed through the per-pod connection table `conns` (LRU). A
+// direction have their replies allowed through the per-pod connection tables `conns` (IPv4) and
+// `conns6` (IPv6), LRU hashes. A
 // connection remembered from an older generation is checked again against the current one.
 // Drops go to the ring buffer `drops` (at most one record per flow and second, with the number
 // of drops it stands for, and the policy's name) and are counted per policy in `drop_counts`.
@@ -78,7 +79,7 @@ struct {
 	__array(values, struct np_generation);
 } policy SEC(".maps");
 
-/* a pod's view of a flow */
+/* a pod's view of a flow (parsed from a packet; the key of drop_seen) */
 struct conn_key {
 	__u64 cgroup;
 	__u32 remote[4]; /* network order; IPv4 in [0], the rest 0 */
@@ -86,9 +87,30 @@ struct conn_key {
 	__u16 rport; /* host order */
 	__u16 lport;
 	__u8 proto;
-	__u8 dir; /* conns: 0; drop_seen: the direction of the drop */
+	__u8 dir; /* drop_seen: the direction of the drop */
 	__u8 family; /* AF_INET, AF_INET6 */
 	__u8 pad;
+};
+
+/* the keys of the connection tables, one per family: an IPv4 key is 24 bytes, an IPv6 key 48 */
+struct conn4_key {
+	__u64 cgroup;
+	__u32 remote; /* network order */
+	__u32 local;
+	__u16 rport; /* host order */
+	__u16 lport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct conn6_key {
+	__u64 cgroup;
+	__u32 remote[4]; /* network order */
+	__u32 local[4];
+	__u16 rport; /* host order */
+	__u16 lport;
+	__u8 proto;
+	__u8 pad[3];
 };
 
 struct conn {
@@ -100,9 +122,16 @@ struct conn {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
+	__type(key, struct conn4_key);
 	__type(value, struct conn);
 } conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn6_key);
+	__type(value, struct conn);
+} conns6 SEC(".maps");
 
 struct drop_seen {
 	__u64 reported_ns;
@@ -379,6 +408,37 @@ static __always_inline int to_itself(struct conn_key *ck)
 	       ck->remote[3] == ck->local[3];
 }
 
+/* The verdict of a packet by the connection table `table` (its family's, `key` the flow there) and the policy. */
+static __always_inline int track(void *table, void *key, void *gen, struct np_value *pod, int dir,
+				 struct conn_key *ck, __u8 flags)
+{
+	struct conn *c = bpf_map_lookup_elem(table, key);
+	if (c) {
+		if (c->gen == pod->f) {
+			count(ST_CONN);
+			return 1;
+		}
+		/* remembered from an older generation: is its first direction still allowed? */
+		count(ST_RECHECKED);
+		if (check(gen, pod, c->origin, ck)) {
+			c->gen = pod->f;
+			return 1;
+		}
+		bpf_map_delete_elem(table, key);
+		report_drop(ck, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		return 0;
+	}
+	if (!check(gen, pod, dir, ck)) {
+		report_drop(ck, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		return 0;
+	}
+	/* a new flow: remember it so that its replies pass the other direction's policy */
+	struct conn fresh = { .gen = pod->f, .origin = dir };
+	bpf_map_update_elem(table, key, &fresh, BPF_ANY);
+	count(ST_ALLOWED);
+	return 1;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, int dir)
 {
 	__u32 zero = 0;
@@ -417,31 +477,22 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	if (!isolated && ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
 		return 1;
 
-	struct conn *c = bpf_map_lookup_elem(&conns, &ck);
-	if (c) {
-		if (c->gen == pod->f) {
-			count(ST_CONN);
-			return 1;
-		}
-		/* remembered from an older generation: is its first direction still allowed? */
-		count(ST_RECHECKED);
-		if (check(gen, pod, c->origin, &ck)) {
-			c->gen = pod->f;
-			return 1;
-		}
-		bpf_map_delete_elem(&conns, &ck);
-		report_drop(&ck, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
-		return 0;
+	/* each family's table looked up at a call site of its own (so that the lookup is inlined) */
+	if (ck.family == AF_INET6) {
+		struct conn6_key k6 = { .cgroup = ck.cgroup, .rport = ck.rport, .lport = ck.lport, .proto = ck.proto };
+		__builtin_memcpy(k6.remote, ck.remote, 16);
+		__builtin_memcpy(k6.local, ck.local, 16);
+		return track(&conns6, &k6, gen, pod, dir, &ck, flags);
 	}
-	if (!check(gen, pod, dir, &ck)) {
-		report_drop(&ck, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
-		return 0;
-	}
-	/* a new flow: remember it so that its replies pass the other direction's policy */
-	struct conn fresh = { .gen = pod->f, .origin = dir };
-	bpf_map_update_elem(&conns, &ck, &fresh, BPF_ANY);
-	count(ST_ALLOWED);
-	return 1;
+	struct conn4_key k4 = {
+		.cgroup = ck.cgroup,
+		.remote = ck.remote[0],
+		.local = ck.local[0],
+		.rport = ck.rport,
+		.lport = ck.lport,
+		.proto = ck.proto,
+	};
+	return track(&conns, &k4, gen, pod, dir, &ck, flags);
 }
 
 SEC("cgroup_skb/ingress")
