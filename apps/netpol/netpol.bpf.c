@@ -128,7 +128,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, struct conn6_key);
 	__type(value, struct conn);
 } conns6 SEC(".maps");
