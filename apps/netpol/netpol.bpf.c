@@ -408,20 +408,46 @@ static __always_inline int to_itself(struct conn_key *ck)
 	       ck->remote[3] == ck->local[3];
 }
 
-/* The verdict of a packet by the connection table `table` (its family's, `key` the flow there) and the policy. */
-static __always_inline int track(void *table, void *key, void *gen, struct np_value *pod, int dir,
-				 struct conn_key *ck, __u8 flags)
+/* The pod's entry of the generation (NULL: not a pod of this node). */
+static __always_inline struct np_value *pod_of(void *gen, __u64 cgroup)
+{
+	struct np_key pk = {};
+	pk.prefixlen = 72; /* kind, cgroup id */
+	pk.data[0] = NP_POD;
+	__builtin_memcpy(&pk.data[1], &cgroup, 8);
+	return bpf_map_lookup_elem(gen, &pk);
+}
+
+/*
+ * The verdict of an IP packet: by the connection table `table` (its family's, `key` the flow
+ * there) for a connection this generation allowed, by the pod's policy otherwise.
+ */
+static __always_inline int track(void *table, void *key, void *gen, __u32 gen_id, int dir, struct conn_key *ck,
+				 __u8 flags)
 {
 	struct conn *c = bpf_map_lookup_elem(table, key);
+	if (c && c->gen == gen_id) {
+		count(ST_CONN);
+		return 1;
+	}
+	struct np_value *pod = pod_of(gen, ck->cgroup);
+	if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
+		count(ST_UNTRACKED);
+		return 1; /* not a pod, or a pod no policy selects */
+	}
+	__u32 isolated = pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED);
+	/*
+	 * An unrestricted direction only has to remember the flows that start in it (so that their
+	 * replies pass the other direction's policy): for TCP that is a SYN without ACK, the rest of
+	 * its packets pass.
+	 */
+	if (!isolated && ck->proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return 1;
 	if (c) {
-		if (c->gen == pod->f) {
-			count(ST_CONN);
-			return 1;
-		}
 		/* remembered from an older generation: is its first direction still allowed? */
 		count(ST_RECHECKED);
 		if (check(gen, pod, c->origin, ck)) {
-			c->gen = pod->f;
+			c->gen = gen_id;
 			return 1;
 		}
 		bpf_map_delete_elem(table, key);
@@ -433,7 +459,7 @@ static __always_inline int track(void *table, void *key, void *gen, struct np_va
 		return 0;
 	}
 	/* a new flow: remember it so that its replies pass the other direction's policy */
-	struct conn fresh = { .gen = pod->f, .origin = dir };
+	struct conn fresh = { .gen = gen_id, .origin = dir };
 	bpf_map_update_elem(table, key, &fresh, BPF_ANY);
 	count(ST_ALLOWED);
 	return 1;
@@ -445,23 +471,24 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	void *gen = bpf_map_lookup_elem(&policy, &zero);
 	if (!gen)
 		return 1; /* nothing applied yet */
+	/*
+	 * The generation's identity, read from its trie itself (so that it is the same generation's
+	 * as the lookups): the trie's map id, unique among the maps alive. A connection carries the
+	 * id of the generation that allowed it; one of the current generation passes with the
+	 * connection table's lookup alone.
+	 */
+	__u32 gen_id = ((struct bpf_map *)gen)->id;
 
 	struct conn_key ck = {};
 	ck.cgroup = bpf_skb_cgroup_id(skb);
-	struct np_key pk = {};
-	pk.prefixlen = 72; /* kind, cgroup id */
-	pk.data[0] = NP_POD;
-	__builtin_memcpy(&pk.data[1], &ck.cgroup, 8);
-	struct np_value *pod = bpf_map_lookup_elem(gen, &pk);
-	if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
-		count(ST_UNTRACKED);
-		return 1; /* not a pod, or a pod no policy selects */
-	}
-	__u32 isolated = pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED);
-
 	__u8 flags = 0;
 	if (!parse(skb, dir, &ck, &flags)) {
-		if (!isolated)
+		struct np_value *pod = pod_of(gen, ck.cgroup);
+		if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
+			count(ST_UNTRACKED);
+			return 1;
+		}
+		if (!(pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED)))
 			return 1;
 		count(ST_NOT_IP); /* an isolated direction fails closed */
 		return 0;
@@ -469,20 +496,12 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	if (to_itself(&ck))
 		return 1;
 
-	/*
-	 * An unrestricted direction only has to remember the flows that start in it (so that their
-	 * replies pass the other direction's policy): for TCP that is a SYN without ACK, the rest of
-	 * its packets pass without a lookup.
-	 */
-	if (!isolated && ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
-		return 1;
-
 	/* each family's table looked up at a call site of its own (so that the lookup is inlined) */
 	if (ck.family == AF_INET6) {
 		struct conn6_key k6 = { .cgroup = ck.cgroup, .rport = ck.rport, .lport = ck.lport, .proto = ck.proto };
 		__builtin_memcpy(k6.remote, ck.remote, 16);
 		__builtin_memcpy(k6.local, ck.local, 16);
-		return track(&conns6, &k6, gen, pod, dir, &ck, flags);
+		return track(&conns6, &k6, gen, gen_id, dir, &ck, flags);
 	}
 	struct conn4_key k4 = {
 		.cgroup = ck.cgroup,
@@ -492,7 +511,7 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 		.lport = ck.lport,
 		.proto = ck.proto,
 	};
-	return track(&conns, &k4, gen, pod, dir, &ck, flags);
+	return track(&conns, &k4, gen, gen_id, dir, &ck, flags);
 }
 
 SEC("cgroup_skb/ingress")
