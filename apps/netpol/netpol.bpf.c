@@ -12,8 +12,7 @@
 // old generation or the new one, never a mix. Each packet looks the slot up once.
 //
 // A pod selected by no policy of a direction is unrestricted in it. Connections allowed in one
-// direction have their replies allowed through the per-pod connection tables `conns` (IPv4) and
-// `conns6` (IPv6), LRU hashes. A
+// direction have their replies allowed through the per-pod connection table `conns` (LRU). A
 // connection remembered from an older generation is checked again against the current one.
 // Drops go to the ring buffer `drops` (at most one record per flow and second, with the number
 // of drops it stands for, and the policy's name) and are counted per policy in `drop_counts`.
@@ -79,7 +78,7 @@ struct {
 	__array(values, struct np_generation);
 } policy SEC(".maps");
 
-/* a pod's view of a flow (parsed from a packet; the key of drop_seen) */
+/* a pod's view of a flow */
 struct conn_key {
 	__u64 cgroup;
 	__u32 remote[4]; /* network order; IPv4 in [0], the rest 0 */
@@ -87,30 +86,9 @@ struct conn_key {
 	__u16 rport; /* host order */
 	__u16 lport;
 	__u8 proto;
-	__u8 dir; /* drop_seen: the direction of the drop */
+	__u8 dir; /* conns: 0; drop_seen: the direction of the drop */
 	__u8 family; /* AF_INET, AF_INET6 */
 	__u8 pad;
-};
-
-/* the keys of the connection tables, one per family: an IPv4 key is 24 bytes, an IPv6 key 48 */
-struct conn4_key {
-	__u64 cgroup;
-	__u32 remote; /* network order */
-	__u32 local;
-	__u16 rport; /* host order */
-	__u16 lport;
-	__u8 proto;
-	__u8 pad[3];
-};
-
-struct conn6_key {
-	__u64 cgroup;
-	__u32 remote[4]; /* network order */
-	__u32 local[4];
-	__u16 rport; /* host order */
-	__u16 lport;
-	__u8 proto;
-	__u8 pad[3];
 };
 
 struct conn {
@@ -122,16 +100,9 @@ struct conn {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct conn4_key);
+	__type(key, struct conn_key);
 	__type(value, struct conn);
 } conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct conn6_key);
-	__type(value, struct conn);
-} conns6 SEC(".maps");
 
 struct drop_seen {
 	__u64 reported_ns;
@@ -408,87 +379,29 @@ static __always_inline int to_itself(struct conn_key *ck)
 	       ck->remote[3] == ck->local[3];
 }
 
-/* The pod's entry of the generation (NULL: not a pod of this node). */
-static __always_inline struct np_value *pod_of(void *gen, __u64 cgroup)
-{
-	struct np_key pk = {};
-	pk.prefixlen = 72; /* kind, cgroup id */
-	pk.data[0] = NP_POD;
-	__builtin_memcpy(&pk.data[1], &cgroup, 8);
-	return bpf_map_lookup_elem(gen, &pk);
-}
-
-/*
- * The verdict of an IP packet: by the connection table `table` (its family's, `key` the flow
- * there) for a connection this generation allowed, by the pod's policy otherwise.
- */
-static __always_inline int track(void *table, void *key, void *gen, __u32 gen_id, int dir, struct conn_key *ck,
-				 __u8 flags)
-{
-	struct conn *c = bpf_map_lookup_elem(table, key);
-	if (c && c->gen == gen_id) {
-		count(ST_CONN);
-		return 1;
-	}
-	struct np_value *pod = pod_of(gen, ck->cgroup);
-	if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
-		count(ST_UNTRACKED);
-		return 1; /* not a pod, or a pod no policy selects */
-	}
-	__u32 isolated = pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED);
-	/*
-	 * An unrestricted direction only has to remember the flows that start in it (so that their
-	 * replies pass the other direction's policy): for TCP that is a SYN without ACK, the rest of
-	 * its packets pass.
-	 */
-	if (!isolated && ck->proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
-		return 1;
-	if (c) {
-		/* remembered from an older generation: is its first direction still allowed? */
-		count(ST_RECHECKED);
-		if (check(gen, pod, c->origin, ck)) {
-			c->gen = gen_id;
-			return 1;
-		}
-		bpf_map_delete_elem(table, key);
-		report_drop(ck, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
-		return 0;
-	}
-	if (!check(gen, pod, dir, ck)) {
-		report_drop(ck, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
-		return 0;
-	}
-	/* a new flow: remember it so that its replies pass the other direction's policy */
-	struct conn fresh = { .gen = gen_id, .origin = dir };
-	bpf_map_update_elem(table, key, &fresh, BPF_ANY);
-	count(ST_ALLOWED);
-	return 1;
-}
-
 static __always_inline int handle(struct __sk_buff *skb, int dir)
 {
 	__u32 zero = 0;
 	void *gen = bpf_map_lookup_elem(&policy, &zero);
 	if (!gen)
 		return 1; /* nothing applied yet */
-	/*
-	 * The generation's identity, read from its trie itself (so that it is the same generation's
-	 * as the lookups): the trie's map id, unique among the maps alive. A connection carries the
-	 * id of the generation that allowed it; one of the current generation passes with the
-	 * connection table's lookup alone.
-	 */
-	__u32 gen_id = ((struct bpf_map *)gen)->id;
 
 	struct conn_key ck = {};
 	ck.cgroup = bpf_skb_cgroup_id(skb);
+	struct np_key pk = {};
+	pk.prefixlen = 72; /* kind, cgroup id */
+	pk.data[0] = NP_POD;
+	__builtin_memcpy(&pk.data[1], &ck.cgroup, 8);
+	struct np_value *pod = bpf_map_lookup_elem(gen, &pk);
+	if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
+		count(ST_UNTRACKED);
+		return 1; /* not a pod, or a pod no policy selects */
+	}
+	__u32 isolated = pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED);
+
 	__u8 flags = 0;
 	if (!parse(skb, dir, &ck, &flags)) {
-		struct np_value *pod = pod_of(gen, ck.cgroup);
-		if (!pod || !(pod->c & (NP_INGRESS_ISOLATED | NP_EGRESS_ISOLATED))) {
-			count(ST_UNTRACKED);
-			return 1;
-		}
-		if (!(pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED)))
+		if (!isolated)
 			return 1;
 		count(ST_NOT_IP); /* an isolated direction fails closed */
 		return 0;
@@ -496,22 +409,39 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	if (to_itself(&ck))
 		return 1;
 
-	/* each family's table looked up at a call site of its own (so that the lookup is inlined) */
-	if (ck.family == AF_INET6) {
-		struct conn6_key k6 = { .cgroup = ck.cgroup, .rport = ck.rport, .lport = ck.lport, .proto = ck.proto };
-		__builtin_memcpy(k6.remote, ck.remote, 16);
-		__builtin_memcpy(k6.local, ck.local, 16);
-		return track(&conns6, &k6, gen, gen_id, dir, &ck, flags);
+	/*
+	 * An unrestricted direction only has to remember the flows that start in it (so that their
+	 * replies pass the other direction's policy): for TCP that is a SYN without ACK, the rest of
+	 * its packets pass without a lookup.
+	 */
+	if (!isolated && ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		return 1;
+
+	struct conn *c = bpf_map_lookup_elem(&conns, &ck);
+	if (c) {
+		if (c->gen == pod->f) {
+			count(ST_CONN);
+			return 1;
+		}
+		/* remembered from an older generation: is its first direction still allowed? */
+		count(ST_RECHECKED);
+		if (check(gen, pod, c->origin, &ck)) {
+			c->gen = pod->f;
+			return 1;
+		}
+		bpf_map_delete_elem(&conns, &ck);
+		report_drop(&ck, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		return 0;
 	}
-	struct conn4_key k4 = {
-		.cgroup = ck.cgroup,
-		.remote = ck.remote[0],
-		.local = ck.local[0],
-		.rport = ck.rport,
-		.lport = ck.lport,
-		.proto = ck.proto,
-	};
-	return track(&conns, &k4, gen, gen_id, dir, &ck, flags);
+	if (!check(gen, pod, dir, &ck)) {
+		report_drop(&ck, dir == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+		return 0;
+	}
+	/* a new flow: remember it so that its replies pass the other direction's policy */
+	struct conn fresh = { .gen = pod->f, .origin = dir };
+	bpf_map_update_elem(&conns, &ck, &fresh, BPF_ANY);
+	count(ST_ALLOWED);
+	return 1;
 }
 
 SEC("cgroup_skb/ingress")

@@ -29,7 +29,7 @@ export interface MapSource {
   map(name: string): BpfMap;
 }
 
-const MAPS = ['policy', 'policy_names', 'drop_counts', 'meta', 'stats', 'conns', 'conns6'] as const;
+const MAPS = ['policy', 'policy_names', 'drop_counts', 'meta', 'stats', 'conns'] as const;
 
 /** The local pods of an input: those with a cgroup (on this node), with its id. */
 export function localPods(input: PolicyInput): LocalPod[] {
@@ -163,7 +163,6 @@ export class NetpolMaps {
   clear(): void {
     this.m('policy').delete(0);
     this.m('conns').clear();
-    this.m('conns6').clear();
     const g = this.generation();
     this.m('meta').update(0, { applied_ns: process.hrtime.bigint(), gen: g.gen, policies: 0, pods: 0, entries: 0 });
   }
