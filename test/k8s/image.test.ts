@@ -210,6 +210,7 @@ describe('the kbpf images under podman', { skip, timeout: 900_000 }, () => {
       podmanRunArgs(podSpec('controller-deployment.yaml'), {
         name,
         image: CONTROLLER_IMAGE,
+        scratchDir: stateDir,
         fields: { 'metadata.name': name, 'metadata.namespace': 'kbpf-system' },
         // the API server of this test listens on the host's loopback
         network: 'host',
@@ -242,6 +243,7 @@ describe('the kbpf images under podman', { skip, timeout: 900_000 }, () => {
       podmanRunArgs(podSpec('agent-daemonset.yaml'), {
         name,
         image: AGENT_IMAGE,
+        scratchDir: stateDir,
         fields: { 'spec.nodeName': node.name, 'status.hostIP': '127.0.0.1', 'metadata.namespace': 'kbpf-system' },
         // the node's own directories on this shared machine, where the DaemonSet names the host's
         hostPaths: { state: stateDir, cgroup: node.cgroup },

@@ -6,7 +6,6 @@
 // would add on its own — the service account's credentials — the caller mounts (`extraMounts`).
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 interface SecurityContext {
@@ -52,6 +51,8 @@ export interface RunOptions {
   extraMounts?: string[];
   /** the network namespace: the pod's declaration (hostNetwork) unless given */
   network?: 'host';
+  /** where emptyDir volumes are made (a directory the test removes) */
+  scratchDir: string;
 }
 
 /** The rlimits podman must be given here (its defaults fail on these machines). */
@@ -80,7 +81,7 @@ export function podmanRunArgs(pod: PodSpec, o: RunOptions): string[] {
     if (!v) throw new Error(`${c.name}: mount ${m.name} has no volume`);
     const host = v.hostPath
       ? (o.hostPaths?.[m.name] ?? v.hostPath.path)
-      : mkdtempSync(join(tmpdir(), `kbpf-${m.name}-`));
+      : mkdtempSync(join(o.scratchDir, `${m.name}-`));
     if (!v.hostPath && !v.emptyDir) throw new Error(`${c.name}: volume ${m.name} is neither hostPath nor emptyDir`);
     const opts = [m.readOnly ? 'ro' : 'rw'];
     if (m.mountPropagation === 'HostToContainer') opts.push('rslave');
