@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { bpffsDir } from '../../src/agent/paths.js';
+import { declareArgs } from '../shared/declare-args.js';
 import { MeshMaps, type PodSpec } from './mesh.js';
 
 export function readPods(file: string): PodSpec[] {
@@ -28,23 +28,9 @@ export function readPods(file: string): PodSpec[] {
 }
 
 export function main(argv: string[]): number {
-  let instance = 'mesh';
-  let bpffs = bpffsDir();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--instance') instance = argv[++i]!;
-    else if (argv[i] === '--bpffs') bpffs = argv[++i]!;
-    else rest.push(argv[i]!);
-  }
-  const [verb, file] = rest;
-  if (
-    !verb ||
-    ((verb === 'apply' || verb === 'delete') && !file) ||
-    !['apply', 'delete', 'list', 'stats'].includes(verb)
-  ) {
-    process.stderr.write('usage: declare [--instance NAME] [--bpffs DIR] apply|delete FILE.yaml | list | stats\n');
-    return 2;
-  }
+  const args = declareArgs(argv, 'mesh', ['apply', 'delete'], ['list', 'stats']);
+  if (!args) return 2;
+  const { instance, bpffs, verb, file } = args;
   const pods = file ? readPods(file) : [];
   const maps = MeshMaps.ofInstance(bpffs, instance);
   try {

@@ -21,12 +21,11 @@
 import { type Dirent, existsSync, readdirSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { isAbsolute, join } from 'node:path';
-import { bpffsDir } from '../../src/agent/paths.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
 import { connect, errorText, type Kube } from '../../src/k8s/kube.js';
 import { Store } from '../../src/k8s/runtime/store.js';
 import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
-import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
+import { podWatcherArgs, runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import { MAX_CIDRS, MAX_PORTS, MeshMaps, type MeshMode, type PodSpec } from './mesh.js';
 
 export const ANNOTATIONS = {
@@ -389,27 +388,13 @@ export class MeshPodWatcher {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  let node = process.env.NODE_NAME ?? '';
-  let kubeconfig: string | undefined;
-  let instance = 'mesh';
-  let bpffs = bpffsDir();
-  const roots: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--node') node = argv[++i]!;
-    else if (a === '--kubeconfig') kubeconfig = argv[++i]!;
-    else if (a === '--instance') instance = argv[++i]!;
-    else if (a === '--bpffs') bpffs = argv[++i]!;
-    else if (a === '--cgroup-root') roots.push(argv[++i]!);
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!node) throw new Error('--node NAME (or $NODE_NAME) is required');
+  const { node, kubeconfig, instance, bpffs, cgroupRoots } = podWatcherArgs(argv, 'mesh');
   const maps = MeshMaps.ofInstance(bpffs, instance);
   const w = new MeshPodWatcher({
     kube: connect(kubeconfig),
     nodeName: node,
     maps,
-    resolveCgroup: roots.length ? kubeletCgroupResolver(roots) : undefined,
+    resolveCgroup: cgroupRoots.length ? kubeletCgroupResolver(cgroupRoots) : undefined,
     log: (m) => process.stderr.write(`${m}\n`),
   });
   await w.start();

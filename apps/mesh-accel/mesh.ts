@@ -6,8 +6,8 @@
 // pins them) or of a BpfObject loaded directly.
 import { statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
-import { BpfMap } from 'kbpf/bpf';
-import { instanceMapPin } from '../../src/agent/pins.js';
+import type { BpfMap } from 'kbpf/bpf';
+import { agentMaps, type MapOpener, MapSet, objectMaps, pinnedMaps } from '../shared/instance-maps.js';
 
 export type MeshMode = 'istio' | 'linkerd' | 'kuma' | 'osm';
 
@@ -224,45 +224,33 @@ export interface MeshMapSource {
   map(name: string): BpfMap;
 }
 
+const MESH_MAPS = ['pods_by_cgroup', 'pods_by_ip', 'pods_by_ip6', 'mesh_stats', 'orig_by_tuple', 'mesh_socks'] as const;
+
 /** The maps of one running mesh-accel instance (or a loaded object). */
 export class MeshMaps {
-  readonly #owned: BpfMap[] = [];
-  readonly #maps = new Map<string, BpfMap>();
+  readonly #set: MapSet<(typeof MESH_MAPS)[number]>;
 
-  private constructor(get: (name: string) => BpfMap, owned: boolean) {
-    try {
-      for (const n of ['pods_by_cgroup', 'pods_by_ip', 'pods_by_ip6', 'mesh_stats', 'orig_by_tuple', 'mesh_socks']) {
-        const m = get(n);
-        this.#maps.set(n, m);
-        if (owned) this.#owned.push(m);
-      }
-    } catch (e) {
-      this.close();
-      throw e;
-    }
+  private constructor(open: MapOpener, owned: boolean) {
+    this.#set = new MapSet(MESH_MAPS, open, owned);
   }
 
-  /** From a loaded BpfObject (the object keeps owning its maps). */
+  /** From a loaded object (the object keeps owning its maps). */
   static ofObject(obj: MeshMapSource): MeshMaps {
-    return new MeshMaps((n) => obj.map(n), false);
+    return new MeshMaps(objectMaps(obj), false);
   }
 
   /** From a running instance of the agent in this process. */
   static ofAgent(agent: { instanceMap(instance: string, map: string): BpfMap }, instance: string): MeshMaps {
-    return new MeshMaps((n) => agent.instanceMap(instance, n), true);
+    return new MeshMaps(agentMaps(agent, instance), true);
   }
 
   /** From the pins of an instance of the agent that owns `bpffsDir` (which may be another process). */
   static ofInstance(bpffsDir: string, instance: string): MeshMaps {
-    return new MeshMaps((n) => {
-      const path = instanceMapPin(bpffsDir, instance, n);
-      if (!path) throw new Error(`no pinned mesh-accel map ${n} of instance ${instance} (is the instance running?)`);
-      return BpfMap.fromPin(path);
-    }, true);
+    return new MeshMaps(pinnedMaps(bpffsDir, instance, 'mesh-accel'), true);
   }
 
-  private m(name: string): BpfMap {
-    return this.#maps.get(name)!;
+  private m(name: (typeof MESH_MAPS)[number]): BpfMap {
+    return this.#set.get(name);
   }
 
   /** Puts a pod into the mesh (before its first connection); answers the cgroup id it is keyed by. */
@@ -316,7 +304,6 @@ export class MeshMaps {
   }
 
   close(): void {
-    for (const m of this.#owned) m.close();
-    this.#owned.length = 0;
+    this.#set.close();
   }
 }

@@ -12,24 +12,14 @@
 // `clear` removes every policy (all traffic passes). The agent's bpffs directory defaults to
 // $KBPF_BPFFS_DIR or /sys/fs/bpf/kbpf, the instance to "netpol".
 import { fileURLToPath } from 'node:url';
-import { bpffsDir } from '../../src/agent/paths.js';
+import { declareArgs } from '../shared/declare-args.js';
 import { NetpolMaps } from './netpol.js';
 import { readPolicyFile } from './policy.js';
 
 export function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
-  let instance = 'netpol';
-  let bpffs = bpffsDir();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--instance') instance = argv[++i]!;
-    else if (argv[i] === '--bpffs') bpffs = argv[++i]!;
-    else rest.push(argv[i]!);
-  }
-  const [verb, file] = rest;
-  if (!verb || (verb === 'apply' && !file) || !['apply', 'clear', 'list', 'stats'].includes(verb)) {
-    process.stderr.write('usage: declare [--instance NAME] [--bpffs DIR] apply FILE.yaml | clear | list | stats\n');
-    return 2;
-  }
+  const args = declareArgs(argv, 'netpol', ['apply'], ['clear', 'list', 'stats']);
+  if (!args) return 2;
+  const { instance, bpffs, verb, file } = args;
   const input = verb === 'apply' ? readPolicyFile(file!) : undefined;
   const maps = NetpolMaps.ofInstance(bpffs, instance);
   try {

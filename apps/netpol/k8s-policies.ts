@@ -1,5 +1,4 @@
 import * as k8s from '@kubernetes/client-node';
-import { bpffsDir } from '../../src/agent/paths.js';
 import type { ObjectMeta } from '../../src/k8s/api.js';
 import { connect, errorText, type Kube } from '../../src/k8s/kube.js';
 import { Store } from '../../src/k8s/runtime/store.js';
@@ -7,7 +6,7 @@ import { apiListWatch, Watcher } from '../../src/k8s/runtime/watcher.js';
 import { type CgroupResolver, kubeletCgroupResolver, type PodObject } from '../mesh-accel/k8s-pods.js';
 import { cgroupId } from '../mesh-accel/mesh.js';
 import { podIdentityOf } from '../shared/pods.js';
-import { runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
+import { podWatcherArgs, runAsScript, stopOnSignals, untilReconciled } from '../shared/watcher-process.js';
 import type { LocalPod } from './compile.js';
 import { type Applied, NetpolMaps } from './netpol.js';
 import {
@@ -246,27 +245,13 @@ export class NetpolWatcher {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  let node = process.env.NODE_NAME ?? '';
-  let kubeconfig: string | undefined;
-  let instance = 'netpol';
-  let bpffs = bpffsDir();
-  const roots: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--node') node = argv[++i]!;
-    else if (a === '--kubeconfig') kubeconfig = argv[++i]!;
-    else if (a === '--instance') instance = argv[++i]!;
-    else if (a === '--bpffs') bpffs = argv[++i]!;
-    else if (a === '--cgroup-root') roots.push(argv[++i]!);
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!node) throw new Error('--node NAME (or $NODE_NAME) is required');
+  const { node, kubeconfig, instance, bpffs, cgroupRoots } = podWatcherArgs(argv, 'netpol');
   const maps = NetpolMaps.ofInstance(bpffs, instance);
   const w = new NetpolWatcher({
     kube: connect(kubeconfig),
     nodeName: node,
     maps,
-    resolveCgroup: roots.length ? kubeletCgroupResolver(roots) : undefined,
+    resolveCgroup: cgroupRoots.length ? kubeletCgroupResolver(cgroupRoots) : undefined,
     log: (m) => process.stderr.write(`${m}\n`),
   });
   await w.start();

@@ -4,9 +4,9 @@
 // the new one between two packets. The old trie goes when the last packet using it is done.
 import { existsSync } from 'node:fs';
 import { BpfMap } from 'kbpf/bpf';
-import { instanceMapPin } from '../../src/agent/pins.js';
 import { InvalidError, NotFoundError } from '../../src/errors.js';
 import { cgroupId } from '../mesh-accel/mesh.js';
+import { agentMaps, type MapOpener, MapSet, objectMaps, pinnedMaps } from '../shared/instance-maps.js';
 import { compile, type Generation, KEY_SIZE, type LocalPod, MAX_ENTRIES, VALUE_SIZE } from './compile.js';
 import { type PolicyInput, policyName } from './policy.js';
 
@@ -43,42 +43,29 @@ export function localPods(input: PolicyInput): LocalPod[] {
 
 /** The maps of one running netpol instance (or a loaded object). */
 export class NetpolMaps {
-  readonly #owned: BpfMap[] = [];
-  readonly #maps = new Map<string, BpfMap>();
+  readonly #set: MapSet<(typeof MAPS)[number]>;
 
-  private constructor(get: (name: string) => BpfMap, owned: boolean) {
-    try {
-      for (const n of MAPS) {
-        const m = get(n);
-        this.#maps.set(n, m);
-        if (owned) this.#owned.push(m);
-      }
-    } catch (e) {
-      this.close();
-      throw e;
-    }
+  private constructor(open: MapOpener, owned: boolean) {
+    this.#set = new MapSet(MAPS, open, owned);
   }
 
+  /** From a loaded object (the object keeps owning its maps). */
   static ofObject(obj: MapSource): NetpolMaps {
-    return new NetpolMaps((n) => obj.map(n), false);
+    return new NetpolMaps(objectMaps(obj), false);
   }
 
+  /** From a running instance of the agent in this process. */
   static ofAgent(agent: { instanceMap(instance: string, map: string): BpfMap }, instance: string): NetpolMaps {
-    return new NetpolMaps((n) => agent.instanceMap(instance, n), true);
+    return new NetpolMaps(agentMaps(agent, instance), true);
   }
 
   /** From the pins of an instance of the agent that owns `bpffsDir` (which may be another process). */
   static ofInstance(bpffsDir: string, instance: string): NetpolMaps {
-    return new NetpolMaps((n) => {
-      const path = instanceMapPin(bpffsDir, instance, n);
-      if (!path)
-        throw new NotFoundError(`no pinned netpol map ${n} of instance ${instance} (is the instance running?)`);
-      return BpfMap.fromPin(path);
-    }, true);
+    return new NetpolMaps(pinnedMaps(bpffsDir, instance, 'netpol'), true);
   }
 
   private m(name: (typeof MAPS)[number]): BpfMap {
-    return this.#maps.get(name)!;
+    return this.#set.get(name);
   }
 
   /** policy id -> namespace/name, as the data path reports them */
@@ -189,7 +176,6 @@ export class NetpolMaps {
   }
 
   close(): void {
-    for (const m of this.#owned) m.close();
-    this.#owned.length = 0;
+    this.#set.close();
   }
 }

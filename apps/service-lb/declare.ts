@@ -11,28 +11,14 @@
 // pod, port, node, zone, weight, priority }] }]. Unknown fields are ignored. Applying again updates the named services
 // live (each atomically); backends that left a service have their connections ended.
 import { fileURLToPath } from 'node:url';
-import { bpffsDir } from '../../src/agent/paths.js';
+import { declareArgs } from '../shared/declare-args.js';
 import { ServiceMaps } from './service-maps.js';
 import { readServices } from './services.js';
 
 export function main(argv: string[]): number {
-  let instance = 'svclb';
-  let bpffs = bpffsDir();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--instance') instance = argv[++i]!;
-    else if (argv[i] === '--bpffs') bpffs = argv[++i]!;
-    else rest.push(argv[i]!);
-  }
-  const [verb, file] = rest;
-  if (
-    !verb ||
-    ((verb === 'apply' || verb === 'delete') && !file) ||
-    !['apply', 'delete', 'list', 'stats'].includes(verb)
-  ) {
-    process.stderr.write('usage: declare [--instance NAME] [--bpffs DIR] apply|delete FILE.yaml | list | stats\n');
-    return 2;
-  }
+  const args = declareArgs(argv, 'svclb', ['apply', 'delete'], ['list', 'stats']);
+  if (!args) return 2;
+  const { instance, bpffs, verb, file } = args;
   const doc = file ? readServices(file) : { services: [], node: {} };
   const maps = ServiceMaps.ofInstance(bpffs, instance);
   try {

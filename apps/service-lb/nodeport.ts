@@ -13,11 +13,11 @@
 // written under a service id no frontend points to, then each frontend is switched to it in one
 // map update, then the old list is deleted.
 import { readFileSync } from 'node:fs';
-import { BpfMap } from 'kbpf/bpf';
+import type { BpfMap } from 'kbpf/bpf';
 import { parse } from 'yaml';
-import { instanceMapPin } from '../../src/agent/pins.js';
 import { InvalidError } from '../../src/errors.js';
 import { ipNet, ipString } from '../mesh-accel/mesh.js';
+import { type MapOpener, MapSet, objectMaps, pinnedMaps } from '../shared/instance-maps.js';
 
 export type Protocol = 'TCP' | 'UDP';
 export type TrafficPolicy = 'Cluster' | 'Local';
@@ -161,38 +161,24 @@ const frontendId = (k: FrontendKey) => `${k.addr}:${k.port}:${k.proto}`;
 
 /** The maps of one node's nodeport programs. */
 export class NodePortMaps {
-  readonly #maps = new Map<string, BpfMap>();
-  readonly #owned: BpfMap[] = [];
+  readonly #set: MapSet<(typeof NODEPORT_MAPS)[number]>;
 
-  private constructor(get: (name: string) => BpfMap, owned: boolean) {
-    try {
-      for (const n of NODEPORT_MAPS) {
-        const m = get(n);
-        this.#maps.set(n, m);
-        if (owned) this.#owned.push(m);
-      }
-    } catch (e) {
-      this.close();
-      throw e;
-    }
+  private constructor(open: MapOpener, owned: boolean) {
+    this.#set = new MapSet(NODEPORT_MAPS, open, owned);
   }
 
-  /** From a loaded object of nodeport.bpf.o (tests, benchmarks). */
+  /** From a loaded object (the object keeps owning its maps). */
   static ofObject(obj: { map(name: string): BpfMap }): NodePortMaps {
-    return new NodePortMaps((n) => obj.map(n), false);
+    return new NodePortMaps(objectMaps(obj), false);
   }
 
-  /** From the pins of a running instance of the agent that owns `bpffsDir`. */
+  /** From the pins of an instance of the agent that owns `bpffsDir` (which may be another process). */
   static ofInstance(bpffsDir: string, instance: string): NodePortMaps {
-    return new NodePortMaps((n) => {
-      const path = instanceMapPin(bpffsDir, instance, n);
-      if (!path) throw new InvalidError(`no pinned service-lb map ${n} of instance ${instance} (is it running?)`);
-      return BpfMap.fromPin(path);
-    }, true);
+    return new NodePortMaps(pinnedMaps(bpffsDir, instance, 'service-lb'), true);
   }
 
   private m(name: (typeof NODEPORT_MAPS)[number]): BpfMap {
-    return this.#maps.get(name)!;
+    return this.#set.get(name);
   }
 
   /** Makes the maps say what `decl` says for node `node`, switching each service's frontends atomically. */
@@ -282,7 +268,6 @@ export class NodePortMaps {
   }
 
   close(): void {
-    for (const m of this.#owned) m.close();
-    this.#owned.length = 0;
+    this.#set.close();
   }
 }
