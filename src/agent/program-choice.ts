@@ -64,6 +64,10 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
   fentry: 'fentry',
   fexit: 'fentry',
   fmod_ret: 'fentry',
+  fsession: 'fsession',
+  fentry_multi: 'fentry_multi',
+  fexit_multi: 'fentry_multi',
+  fsession_multi: 'fsession_multi',
   tp_btf: 'tp_btf',
   lsm: 'lsm',
   iter: 'iter',
@@ -78,12 +82,15 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
 
 /** uprobe.multi sections: one link on many functions, a kernel feature of its own */
 export const MULTI_SECTION = /^u(ret)?probe\.multi(\.s)?(\/|$)/;
+/** uprobe.session sections: a uprobe.multi link whose program runs at entry and at return */
+export const SESSION_SECTION = /^uprobe\.session(\.s)?(\/|$)/;
 
 /** Hooks whose target the object's BTF ids fix at build time (libbpf resolves them at open). */
 const BTF_FIXED = new Set<HookName>([
   'fentry',
   'fexit',
   'fmod_ret',
+  'fsession',
   'tp_btf',
   'lsm',
   'iter',
@@ -166,7 +173,11 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
       `program ${p.name}: the target of a ${a.hook} program is fixed when it is built (section "${p.section}"); it cannot attach to ${attachTarget(a)} instead`,
     );
   const feature =
-    (a.hook === 'uprobe' || a.hook === 'uretprobe') && MULTI_SECTION.test(p.section) ? 'uprobe_multi' : FEATURE[a.hook];
+    a.hook === 'uprobe' && SESSION_SECTION.test(p.section)
+      ? 'uprobe_session'
+      : (a.hook === 'uprobe' || a.hook === 'uretprobe') && MULTI_SECTION.test(p.section)
+        ? 'uprobe_multi'
+        : FEATURE[a.hook];
   if (feature) {
     const s = kernel.hook(feature);
     if (s.supported === 'no') return { ok: false, why: s.detail };

@@ -31,12 +31,12 @@ import {
   Program,
   switchStructOpsBack,
 } from 'kbpf/bpf';
-import { CorruptedError, InvalidError } from '../errors.js';
+import { CorruptedError, InvalidError, KbpfError, Unsupported } from '../errors.js';
 import { type AttachSpec, type PackageSpec, SPEC_LIMITS } from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
-import { MULTI_SECTION } from './program-choice.js';
+import { MULTI_SECTION, SESSION_SECTION } from './program-choice.js';
 
 /** Kernel ids of what one revision holds, by program / map name. */
 export interface KernelIds {
@@ -187,9 +187,11 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       if (!a.target)
         throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give BINARY:SYMBOL with --attach`);
       const [binary, symbol] = splitTarget(a.target);
-      if (MULTI_SECTION.test(prog.section))
+      const session = SESSION_SECTION.test(prog.section);
+      if (session || MULTI_SECTION.test(prog.section))
         return one(
-          attachUprobeMulti(prog, { binary, pattern: symbol, retprobe: a.hook === 'uretprobe', pid: a.pid }).link,
+          attachUprobeMulti(prog, { binary, pattern: symbol, retprobe: a.hook === 'uretprobe', session, pid: a.pid })
+            .link,
         );
       const m = /^(.*)\+(0x[0-9a-fA-F]+|\d+)$/.exec(symbol);
       return one(
@@ -218,6 +220,12 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       return one(attachAuto(prog));
     case 'iter':
       return { links: [attachIter(prog)], iterator: true };
+    case 'fsession':
+    case 'fentry_multi':
+    case 'fexit_multi':
+    case 'fsession_multi':
+      // the choice refuses them before load (hookSupport says why); reached only if it did not
+      throw new KbpfError(Unsupported, `program ${prog.name}: kbpf cannot attach ${a.hook} programs yet`);
     case 'perf_event': {
       const [event, freq] = (a.target ?? '').split(':');
       const r = attachPerfEvent(prog, { event: event || undefined, frequency: freq ? Number(freq) : undefined });

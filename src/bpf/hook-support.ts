@@ -28,9 +28,13 @@ export type KernelHook =
   | 'kprobe_multi'
   | 'uprobe'
   | 'uprobe_multi'
+  | 'uprobe_session'
   | 'tracepoint'
   | 'raw_tracepoint'
   | 'fentry'
+  | 'fsession'
+  | 'fentry_multi'
+  | 'fsession_multi'
   | 'tp_btf'
   | 'lsm'
   | 'iter'
@@ -130,6 +134,24 @@ function probe(hook: KernelHook): HookSupport {
         ? yes('uprobe PMU and uprobe_multi links present')
         : no('this kernel has no uprobe.multi links (BPF_TRACE_UPROBE_MULTI, Linux 6.6+)');
     }
+    case 'fsession':
+    case 'fentry_multi':
+    case 'fsession_multi': {
+      const [type, sections] = NEWER_TRACING[hook];
+      if (!kernelBtfHasName(type))
+        return no(`this kernel has no ${sections} programs (${type} is not one of its attach types)`);
+      const f = hookSupport('fentry');
+      if (f.supported === 'no') return f;
+      return no(`kbpf cannot attach ${sections} programs yet: Debian's libbpf 1.1 predates them`);
+    }
+    case 'uprobe_session': {
+      const u = hookSupport('uprobe_multi');
+      if (u.supported !== 'yes') return u;
+      // the session kfuncs came with BPF_TRACE_UPROBE_SESSION (Linux 6.13)
+      return kernelHasFunction('bpf_session_is_return')
+        ? yes('uprobe_multi links and session kfuncs present')
+        : no('this kernel has no uprobe.session links (BPF_TRACE_UPROBE_SESSION, Linux 6.13+)');
+    }
     case 'tracepoint':
       return existsSync('/sys/kernel/tracing/events') ||
         existsSync('/sys/kernel/debug/tracing/events') ||
@@ -168,6 +190,26 @@ function probe(hook: KernelHook): HookSupport {
           );
     }
   }
+}
+
+/** Tracing hooks newer than libbpf 1.1: the attach type a kernel must know, and the sections they serve. */
+const NEWER_TRACING: Record<'fsession' | 'fentry_multi' | 'fsession_multi', [string, string]> = {
+  fsession: ['BPF_TRACE_FSESSION', 'fsession'],
+  fentry_multi: ['BPF_TRACE_FENTRY_MULTI', 'fentry.multi and fexit.multi'],
+  fsession_multi: ['BPF_TRACE_FSESSION_MULTI', 'fsession.multi'],
+};
+
+let kernelBtfText: Buffer | null | undefined;
+/** Whether a name (a type, an enum value) is in the kernel's BTF string table. */
+function kernelBtfHasName(name: string): boolean {
+  if (kernelBtfText === undefined) {
+    try {
+      kernelBtfText = readFileSync('/sys/kernel/btf/vmlinux');
+    } catch {
+      kernelBtfText = null;
+    }
+  }
+  return kernelBtfText ? kernelBtfText.includes(`\0${name}\0`) : false;
 }
 
 /** Whether this kernel runs programs on `hook`, probed once per process. */

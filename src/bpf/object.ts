@@ -39,9 +39,11 @@ const NEWER_SECTIONS: [RegExp, string, string?][] = [
   [/^cgroup\/getsockname_unix$/, 'cgroup_sock_addr', 'cgroup_unix_getsockname'],
   [/^netfilter$/, 'netfilter', 'netfilter'],
   [/^u(ret)?probe\.multi(\.s)?(\/|$)/, 'kprobe', 'trace_uprobe_multi'],
+  [/^uprobe\.session(\.s)?(\/|$)/, 'kprobe', 'trace_uprobe_session'],
+  [/^kprobe\.session\//, 'kprobe', 'trace_kprobe_session'],
 ];
 /** Sleepable variants of the sections above (libbpf sets BPF_F_SLEEPABLE for them). */
-const SLEEPABLE_SECTION = /^u(ret)?probe\.multi\.s(\/|$)/;
+const SLEEPABLE_SECTION = /^u(ret)?probe\.(multi|session)\.s(\/|$)/;
 const BPF_F_SLEEPABLE = 1 << 4;
 const GLOBAL_SECTIONS = /^\.(rodata|data|bss)(\..*)?$/;
 

@@ -80,6 +80,10 @@ const KERNEL_TARGET_SECTIONS: [RegExp, KernelTargetHook][] = [
   [/^kretsyscall\/(.+)$/, 'kretsyscall'],
   [/^kprobe\.(?:multi|session)\/(.+)$/, 'kprobe_multi'],
   [/^kretprobe\.multi\/(.+)$/, 'kretprobe_multi'],
+  [/^fentry\.multi(?:\.s)?\/(.+)$/, 'fentry_multi'],
+  [/^fexit\.multi(?:\.s)?\/(.+)$/, 'fexit_multi'],
+  [/^fsession\.multi(?:\.s)?\/(.+)$/, 'fsession_multi'],
+  [/^fsession(?:\.s)?\/(.+)$/, 'fsession'],
   [/^fentry(?:\.s)?\/(.+)$/, 'fentry'],
   [/^fexit(?:\.s)?\/(.+)$/, 'fexit'],
   [/^fmod_ret(?:\.s)?\/(.+)$/, 'fmod_ret'],
@@ -113,7 +117,7 @@ export function attachFromSection(section: string, maps: MapEntrySpec[]): Attach
     m = re.exec(section);
     if (m) return { hook, target: m[1]! };
   }
-  m = /^(uprobe|uretprobe)(?:\.multi)?(?:\.s)?(?:\/(.*))?$/.exec(section);
+  m = /^(uprobe|uretprobe)(?:\.multi|(?<=^uprobe)\.session)?(?:\.s)?(?:\/(.*))?$/.exec(section);
   if (m) {
     const hook = m[1] as 'uprobe' | 'uretprobe';
     // "/proc/self/exe" is the loading program's own binary (libbpf-bootstrap's uprobe example

@@ -16,6 +16,12 @@ export type KernelTargetHook =
   | 'fentry'
   | 'fexit'
   | 'fmod_ret'
+  /** entry and exit of one kernel function in one program (libbpf's fsession sections) */
+  | 'fsession'
+  /** one link on every kernel function matching a pattern (fentry.multi, fexit.multi, fsession.multi) */
+  | 'fentry_multi'
+  | 'fexit_multi'
+  | 'fsession_multi'
   | 'tp_btf'
   | 'lsm'
   | 'iter';
@@ -53,6 +59,10 @@ export const KERNEL_TARGET_HOOKS: readonly KernelTargetHook[] = [
   'fentry',
   'fexit',
   'fmod_ret',
+  'fsession',
+  'fentry_multi',
+  'fexit_multi',
+  'fsession_multi',
   'tp_btf',
   'lsm',
   'iter',

@@ -59,3 +59,35 @@ test('uprobe.multi and uretprobe.multi programs count every call of the function
   await ta.agent.remove('multi', { force: true });
   assert.deepEqual(await leftOfOurs(before, OURS), NOTHING);
 });
+
+const SESSION_PKG = fileURLToPath(new URL('../../../test/agent/packages/uprobe_session/', import.meta.url));
+const SESSION_OURS = { progs: ['on_call'], maps: ['session_calls'], objects: ['uprobe_session'] };
+
+test('a uprobe.session program runs at entry and, when the entry returned 0, at return; rm leaves nothing', async (t) => {
+  const before = kernelIds();
+  const ta = await testAgent(t);
+  const ref = await ta.build(SESSION_PKG);
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  assert.deepEqual(
+    spec.programs.map((p) => [p.name, p.type, p.attach]),
+    [['on_call', 'kprobe', { hook: 'uprobe' }]],
+  );
+  const bin = join(tempDir(t, 'kbpf-session-'), 'multi_target');
+  execFileSync('cc', ['-O2', '-o', bin, TARGET]);
+  const run = () =>
+    ta.agent.run({ image: ref, name: 'session', attach: { programs: { on_call: `uprobe:${bin}:kbpf_multi_*` } } });
+  const support = hookSupport('uprobe_session');
+  if (support.supported !== 'yes') {
+    await assert.rejects(run(), (e: Error) => isKind(e, Unsupported) && /uprobe\.(session|multi)/.test(e.message));
+    assert.deepEqual(await leftOfOurs(before, SESSION_OURS), NOTHING);
+    return t.skip(support.detail);
+  }
+  const st = await run();
+  assert.equal(st.phase, 'running');
+  assert.equal(spawnSync(bin, ['4']).status, 0);
+  const calls = new Map(ta.agent.maps('session', 'session_calls')[0]!.entries.map(([k, v]) => [Number(k), Number(v)]));
+  // 24 matching calls, their arguments 0–5, 7–12, 14–19, 21–26: the 12 even ones ask for their return
+  assert.deepEqual([calls.get(0), calls.get(1)], [24, 12]);
+  await ta.agent.remove('session', { force: true });
+  assert.deepEqual(await leftOfOurs(before, SESSION_OURS), NOTHING);
+});

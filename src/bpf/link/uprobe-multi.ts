@@ -26,6 +26,8 @@ export interface UprobeMultiTarget {
   /** a glob over function names: `*` any run, `?` one character */
   pattern: string;
   retprobe?: boolean;
+  /** a session (uprobe.session): the program runs at entry and, unless it returned non-zero there, at return */
+  session?: boolean;
   pid?: number;
 }
 
@@ -84,7 +86,7 @@ export function attachUprobeMulti(prog: Program, target: UprobeMultiTarget): { l
     });
     const attr = Buffer.alloc(ATTR_SIZE);
     attr.writeUInt32LE(prog.fd, 0);
-    attr.writeUInt32LE(attachType.value('trace_uprobe_multi'), 8);
+    attr.writeUInt32LE(attachType.value(target.session ? 'trace_uprobe_session' : 'trace_uprobe_multi'), 8);
     attr.writeBigUInt64LE(addressOf(pathMem), 16);
     attr.writeBigUInt64LE(addressOf(offMem), 24);
     attr.writeUInt32LE(n, 48);
