@@ -17,6 +17,8 @@ import {
   BPF_F_LINK,
   kernelHasStructOpsLinks,
   libbpfKnowsStructOpsLink,
+  RENAMED_SLEEPABLE,
+  withPlainSleepableStructOps,
   withPlainStructOps,
 } from './struct-ops-sections.js';
 
@@ -72,14 +74,16 @@ export class BpfObject {
   readonly maps: ReadonlyMap<string, BpfMap>;
   readonly #internal = new Map<string, Pointer>();
 
-  private constructor(ptr: Pointer, name: string) {
+  private constructor(ptr: Pointer, name: string, renamedSleepable = false) {
     this.#ptr = ptr;
     this.name = name;
     const btfPtr = libbpf.objectBtf(ptr);
     this.btf = btfPtr ? Btf.parse(rawDataOf(btfPtr)) : null;
     const programs = new Map<string, Program>();
     for (let p = libbpf.objectNextProgram(ptr, null); p; p = libbpf.objectNextProgram(ptr, p)) {
-      const prog = Program.ofObject(name, p);
+      const prog = Program.ofObject(name, p, renamedSleepable);
+      if (renamedSleepable && RENAMED_SLEEPABLE.test(libbpf.programSectionName(p)))
+        libbpf.programSetFlags(p, libbpf.programFlags(p) | BPF_F_SLEEPABLE);
       if (prog.type === 'unspec') {
         const known = NEWER_SECTIONS.find(([re]) => re.test(prog.section));
         if (known) {
@@ -112,9 +116,9 @@ export class BpfObject {
   static open(source: string | Uint8Array, opts: OpenOptions = {}): BpfObject {
     const name = opts.name ?? (typeof source === 'string' ? basename(source).replace(/\.o$/, '') : 'object');
     const raw = typeof source === 'string' ? readSource(source) : source;
-    const bytes = libbpfKnowsStructOpsLink(libbpf.majorVersion(), libbpf.minorVersion())
-      ? raw
-      : withPlainStructOps(raw, name);
+    const old = !libbpfKnowsStructOpsLink(libbpf.majorVersion(), libbpf.minorVersion());
+    const plain = old ? withPlainSleepableStructOps(withPlainStructOps(raw, name)) : { bytes: raw, renamed: false };
+    const bytes = plain.bytes;
     const openOpts = { sz: OBJECT_OPEN_OPTS_SIZE, object_name: name };
     const { result: ptr, log } = captureLibbpfLog(() => libbpf.objectOpenMem(bytes, bytes.length, openOpts));
     if (!ptr) {
@@ -127,7 +131,7 @@ export class BpfObject {
             : undefined,
       });
     }
-    return new BpfObject(ptr, name);
+    return new BpfObject(ptr, name, plain.renamed);
   }
 
   get loaded(): boolean {

@@ -7,6 +7,7 @@ import type { Pointer } from './ffi/koffi.js';
 import { libbpf } from './ffi/libbpf.js';
 import { libc } from './ffi/libc.js';
 import { type ProgInfo, progInfo } from './info.js';
+import { originalSection } from './struct-ops-sections.js';
 
 export class Program {
   #fd: number;
@@ -28,8 +29,16 @@ export class Program {
   }
 
   /** @internal one of an object's programs */
-  static ofObject(objectName: string, ptr: Pointer): Program {
-    return new Program(libbpf.programName(ptr), objectName, ptr, -1, false, libbpf.programSectionName(ptr));
+  static ofObject(objectName: string, ptr: Pointer, renamedSleepable = false): Program {
+    const section = libbpf.programSectionName(ptr);
+    return new Program(
+      libbpf.programName(ptr),
+      objectName,
+      ptr,
+      -1,
+      false,
+      renamedSleepable ? originalSection(section) : section,
+    );
   }
 
   /** Re-opens a pinned program. The returned Program owns its fd: close() it. */

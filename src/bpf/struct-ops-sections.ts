@@ -5,6 +5,11 @@
 // so the two sections mean the same to it: an object's `.struct_ops.link` section (and its
 // relocations, and its BTF DATASEC) is renamed `.struct_ops` before libbpf 1.1 opens it.
 
+// Sleepable struct_ops programs (`struct_ops.s/NAME`, libbpf 1.3) are likewise unknown to 1.1,
+// which then cannot tie them to their map at open: their sections are renamed
+// `struct_ops/s/NAME` (same length, so done in place — in the section name table and in the BTF
+// strings .BTF.ext names sections by), opened as struct_ops programs, and made sleepable.
+
 import { readFileSync } from 'node:fs';
 import { Unsupported } from '../errors.js';
 import { readElfSectionHeaders, truncateElfSectionNames } from './btf/elf.js';
@@ -48,6 +53,34 @@ export function withPlainStructOps(buf: Uint8Array, object: string): Uint8Array 
       out[strStart + at + 1 + PLAIN_SECTION.length] = 0;
   }
   return out;
+}
+
+const SLEEPABLE = Buffer.from('struct_ops.s/');
+/** A sleepable struct_ops section as withPlainSleepableStructOps renamed it. */
+export const RENAMED_SLEEPABLE = /^struct_ops\/s\//;
+
+/** The section name a program had before withPlainSleepableStructOps renamed it. */
+export function originalSection(section: string): string {
+  return section.replace(RENAMED_SLEEPABLE, 'struct_ops.s/');
+}
+
+/**
+ * The object's bytes with `struct_ops.s/NAME` sections renamed `struct_ops/s/NAME` (`buf` itself
+ * when it has none), and whether any was.
+ */
+export function withPlainSleepableStructOps(buf: Uint8Array): { bytes: Uint8Array; renamed: boolean } {
+  const sections = readElfSectionHeaders(buf);
+  if (!sections.some((s) => s.name.startsWith('struct_ops.s/'))) return { bytes: buf, renamed: false };
+  const out = Uint8Array.from(buf);
+  const view = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  // the names are in the section name table and in .BTF's strings; no C name has "." or "/"
+  for (const s of sections) {
+    if (s.type !== 3 /* STRTAB */ && s.name !== '.BTF') continue;
+    const region = view.subarray(s.offset, s.offset + s.size);
+    for (let at = region.indexOf(SLEEPABLE); at >= 0; at = region.indexOf(SLEEPABLE, at + 1))
+      region[at + 'struct_ops'.length] = 0x2f; // '.' → '/'
+  }
+  return { bytes: out, renamed: true };
 }
 
 let links: boolean | undefined;

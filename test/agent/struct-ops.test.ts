@@ -103,3 +103,43 @@ for (const section of ['.struct_ops.link', '.struct_ops'])
     assert.ok(!available().includes(ccName), `${ccName} is unregistered after rm`);
     assert.deepEqual(await leftOfOurs(before, OURS), NOTHING);
   });
+
+// a sleepable operation (`struct_ops.s/`, newer than Debian's libbpf 1.1): it may call helpers
+// that sleep, here bpf_copy_from_user behind a branch the data never takes (the verifier checks it)
+const SLEEPING_INIT = (sleepable: boolean) => (src: string) =>
+  src.replace(
+    'SEC("struct_ops/kbpf_cc_init")\nvoid BPF_PROG(kbpf_cc_init, struct sock *sk)\n{\n\tcount(0);\n',
+    `SEC("struct_ops${sleepable ? '.s' : ''}/kbpf_cc_init")\nvoid BPF_PROG(kbpf_cc_init, struct sock *sk)\n{\n\t__u32 k = 1;\n\t__u64 *n = bpf_map_lookup_elem(&cc_calls, &k);\n\tchar c;\n\n\tif (n && *n > (1ULL << 62))\n\t\tbpf_copy_from_user(&c, 1, (void *)0);\n\tcount(0);\n`,
+  );
+
+test('a sleepable struct_ops operation (struct_ops.s/) loads sleepable and its map registers; the same code in a plain struct_ops/ section is refused by the verifier', async (t) => {
+  const support = hookSupport('struct_ops');
+  if (support.supported !== 'yes') return t.skip(support.detail);
+  const ta = await testAgent(t);
+  const before = kernelIds();
+  const asleep = variant(t, false, SLEEPING_INIT(true));
+  assert.match(readFileSync(join(asleep, 'tcp_cc.bpf.c'), 'utf8'), /struct_ops\.s\/kbpf_cc_init/);
+  const ref = await ta.build(asleep, 'tcp_cc_sleep:0.0.1');
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  assert.deepEqual(
+    spec.programs.find((p) => p.name === 'kbpf_cc_init'),
+    {
+      ...spec.programs.find((p) => p.name === 'kbpf_cc_init'),
+      section: 'struct_ops.s/kbpf_cc_init',
+      type: 'struct_ops',
+    },
+  );
+  const st = await ta.agent.run({ image: ref, name: 'cc-sleep' });
+  assert.equal(st.phase, 'running');
+  assert.ok(available().includes('kbpf_cc'));
+  const client = join(tempDir(t, 'kbpf-cc-'), 'cc_client');
+  execFileSync('cc', ['-O2', '-o', client, CLIENT]);
+  assert.equal(execFileSync(client, ['kbpf_cc', '1'], { encoding: 'utf8' }).trim(), 'cc kbpf_cc');
+  await ta.agent.remove('cc-sleep', { force: true });
+  assert.ok(!available().includes('kbpf_cc'));
+  assert.deepEqual(await leftOfOurs(before, OURS), NOTHING);
+
+  const awake = await ta.build(variant(t, false, SLEEPING_INIT(false)), 'tcp_cc_awake:0.0.1');
+  await assert.rejects(ta.agent.run({ image: awake, name: 'cc-awake' }), /might sleep in a non-sleepable prog/);
+  assert.deepEqual(await leftOfOurs(before, OURS), NOTHING);
+});
