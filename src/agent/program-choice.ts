@@ -160,7 +160,12 @@ interface Verdict {
 
 function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
   if (
-    (a.hook === 'uprobe' || a.hook === 'uretprobe' || a.hook === 'usdt' || a.hook === 'netfilter') &&
+    (a.hook === 'uprobe' ||
+      a.hook === 'uretprobe' ||
+      a.hook === 'usdt' ||
+      a.hook === 'netfilter' ||
+      a.hook === 'tracepoint' ||
+      a.hook === 'raw_tracepoint') &&
     a.target === undefined
   ) {
     throw new InvalidError(

@@ -179,9 +179,10 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
     case 'cgroup':
       return one(attachCgroup(prog, a.target!, undefined, position));
     case 'tracepoint':
-      return one(attachTracepoint(prog, a.target));
     case 'raw_tracepoint':
-      return one(attachRawTracepoint(prog, a.target));
+      if (!a.target)
+        throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give its name with --attach`);
+      return one(a.hook === 'tracepoint' ? attachTracepoint(prog, a.target) : attachRawTracepoint(prog, a.target));
     case 'uprobe':
     case 'uretprobe': {
       if (!a.target)

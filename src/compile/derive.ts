@@ -113,6 +113,9 @@ export function attachFromSection(section: string, maps: MapEntrySpec[]): Attach
   if (m) return { hook: 'tracepoint', target: m[1]! };
   m = /^(?:raw_tracepoint|raw_tp)(?:\.[sw])?\/(.+)$/.exec(section);
   if (m) return { hook: 'raw_tracepoint', target: m[1]! };
+  // bare sections (libbpf attaches them only by hand: learning-ebpf's SEC("raw_tp/")): run asks
+  if (/^(?:raw_tracepoint|raw_tp)(?:\.[sw])?\/?$/.test(section)) return { hook: 'raw_tracepoint' };
+  if (/^(?:tracepoint|tp)(?:\.s)?\/?$/.test(section)) return { hook: 'tracepoint' };
   for (const [re, hook] of KERNEL_TARGET_SECTIONS) {
     m = re.exec(section);
     if (m) return { hook, target: m[1]! };

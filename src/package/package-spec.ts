@@ -27,8 +27,9 @@ export type KernelTargetHook =
   | 'iter';
 
 export type AttachSpec =
-  | { hook: 'tracepoint'; target: string }
-  | { hook: 'raw_tracepoint'; target: string }
+  /** a bare section (`SEC("raw_tp/")`, `SEC("tp")`) names none: run must give it */
+  | { hook: 'tracepoint'; target?: string }
+  | { hook: 'raw_tracepoint'; target?: string }
   | { hook: KernelTargetHook; target: string }
   | { hook: 'cgroup'; type: string; target?: string }
   | { hook: 'xdp'; target?: string; mode?: 'generic' | 'native' | 'auto' }
@@ -88,6 +89,8 @@ export const HOOKS: readonly HookName[] = [
 
 /** What a hook's target looks like, for errors that ask for one. */
 export const TARGET_FORMS: Partial<Record<HookName, string>> = {
+  tracepoint: 'tracepoint:CATEGORY/NAME, e.g. tracepoint:syscalls/sys_enter_openat',
+  raw_tracepoint: 'raw_tracepoint:NAME, e.g. raw_tracepoint:sys_enter',
   uprobe: 'uprobe:BINARY:SYMBOL, e.g. uprobe:/usr/bin/bash:readline',
   uretprobe: 'uretprobe:BINARY:SYMBOL, e.g. uretprobe:/usr/bin/bash:readline',
   usdt: 'usdt:BINARY:PROVIDER:NAME[:pid=PID], e.g. usdt:/usr/lib/x86_64-linux-gnu/libstdc++.so.6:libstdcxx:throw',
@@ -651,13 +654,15 @@ class SpecChecker {
     const hook = this.oneOf(a.hook, `${path}.hook`, HOOKS);
     switch (hook) {
       case 'tracepoint': {
-        const target = this.text(a.target, `${path}.target`);
+        const target = this.optionalText(a.target, `${path}.target`);
+        if (target === undefined) return { hook }; // a bare section: run gives it
         if (!TRACEPOINT.test(target) || target.includes('..'))
           this.fail(`${path}.target`, `${JSON.stringify(target)} is not CATEGORY/NAME`);
         return { hook, target };
       }
       case 'raw_tracepoint': {
-        const target = this.text(a.target, `${path}.target`);
+        const target = this.optionalText(a.target, `${path}.target`);
+        if (target === undefined) return { hook };
         if (!/^[A-Za-z0-9_.-]+$/.test(target) || target.includes('..'))
           this.fail(`${path}.target`, `${JSON.stringify(target)} is not a tracepoint name`);
         return { hook, target };
