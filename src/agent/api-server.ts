@@ -234,6 +234,11 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
         if (typeof order !== 'string') throw new HttpError(400, `"attach.order.${prog}" must be a string`);
       }
       out.order = p as Record<string, string>;
+    } else if (k === 'optional') {
+      const list = a[k];
+      if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || !x))
+        throw new HttpError(400, '"attach.optional" must be an array of program names');
+      out.optional = list as string[];
     } else if (k === 'shareMaps') {
       const p = obj(a, 'shareMaps') ?? {};
       for (const [map, share] of Object.entries(p)) {
@@ -243,7 +248,7 @@ function attachOf(body: Record<string, unknown>): RunRequest['attach'] {
     } else {
       throw new HttpError(
         400,
-        `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps, order, logBytes)`,
+        `unknown attach field "${k}" (expected cgroup, iface, programs, mapSizes, shareMaps, order, logBytes, optional)`,
       );
     }
   }

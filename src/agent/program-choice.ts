@@ -214,8 +214,15 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
   }
 }
 
-function unsupported(message: string): KbpfError {
-  return new KbpfError(Unsupported, message);
+/** A refusal; when other programs could run without `without`, the hint says how. */
+function unsupported(message: string, without: ProgramSpec[] = [], others = 0): KbpfError {
+  const names = without.map((p) => p.name);
+  return new KbpfError(Unsupported, message, {
+    hint:
+      names.length && others > 0
+        ? `to run the other programs without ${names.length === 1 ? 'it' : 'them'}: --optional ${names.join(' --optional ')} (or --optional all: skip every program this kernel cannot run)`
+        : undefined,
+  });
 }
 
 /**
@@ -230,8 +237,17 @@ export function choosePrograms(
 ): ProgramChoices {
   const programs = new Map<string, ProgramChoice>();
   const warnings: string[] = [];
+  for (const name of overrides.optional ?? [])
+    if (name !== '*' && !spec.programs.some((p) => p.name === name))
+      throw new InvalidError(
+        `--optional ${name}: the package has no program "${name}" (programs: ${spec.programs.map((p) => p.name).join(', ')})`,
+      );
+  const optional = (p: ProgramSpec) =>
+    p.optional === true || (overrides.optional ?? []).some((n) => n === '*' || n === p.name);
   const attach = new Map(spec.programs.map((p) => [p.name, resolveAttach(p, overrides)]));
   const verdicts = new Map(spec.programs.map((p) => [p.name, verdict(p, attach.get(p.name)!, kernel)]));
+  const refuse = (message: string, without: ProgramSpec[]) =>
+    unsupported(message, without, spec.programs.filter((q) => !without.includes(q) && verdicts.get(q.name)!.ok).length);
 
   // groups of variants: declared, or inferred from the function or event
   const groups = new Map<string, ProgramSpec[]>();
@@ -256,7 +272,7 @@ export function choosePrograms(
       passed.push(...failing.map((p) => `${where(p, attach.get(p.name)!)}: ${verdicts.get(p.name)!.why}`));
     }
     if (chosen === undefined) {
-      if (members.every((p) => p.optional)) {
+      if (members.every(optional)) {
         for (const p of members) {
           const why = verdicts.get(p.name)!.why;
           programs.set(p.name, { name: p.name, state: 'skipped', attach: attach.get(p.name)!, reason: why });
@@ -264,7 +280,7 @@ export function choosePrograms(
         warnings.push(`skipped optional ${key} (no variant can run here: ${passed.join('; ')})`);
         continue;
       }
-      throw unsupported(`no variant of the ${key} can run on this kernel: ${passed.join('; ')}`);
+      throw refuse(`no variant of the ${key} can run on this kernel: ${passed.join('; ')}`, members);
     }
     const winners = members.filter((p) => tierOf(p) === chosen);
     const winnerNames = winners.map((p) => where(p, attach.get(p.name)!)).join(', ');
@@ -303,13 +319,13 @@ export function choosePrograms(
       programs.set(p.name, { name: p.name, state: 'run', attach: a });
       continue;
     }
-    if (p.optional) {
+    if (optional(p)) {
       programs.set(p.name, { name: p.name, state: 'skipped', attach: a, reason: v.why });
       warnings.push(`skipped optional program ${where(p, a)}: ${v.why}`);
       continue;
     }
     if (!v.missingTarget)
-      throw unsupported(`program ${p.name} (section "${p.section}") cannot run on this kernel: ${v.why}`);
+      throw refuse(`program ${p.name} (section "${p.section}") cannot run on this kernel: ${v.why}`, [p]);
     missing.push(p);
   }
   const running = [...programs.values()].filter((c) => c.state === 'run').length;

@@ -87,6 +87,7 @@ export interface AttachOptions {
   shareMap?: [string, string][];
   order?: [string, string][];
   logSize?: number;
+  optional?: string[];
 }
 
 function parseLogSize(value: string): number {
@@ -123,6 +124,11 @@ export function addAttachOptions(cmd: Command): Command {
       parseOrderOption,
     )
     .option(
+      '--optional <PROGRAM>',
+      "run without this program where this kernel cannot run it, with a warning, as kbpf.yaml's optional: true (repeatable; all: every program)",
+      (v: string, prev: string[] = []) => [...prev, v === 'all' ? '*' : v],
+    )
+    .option(
       '--log-size <BYTES>',
       "the size of each event log file of the instance (e.g. 32Mi) instead of the package's logs.max_bytes",
       parseLogSize,
@@ -138,6 +144,7 @@ export function attachOverrides(opts: AttachOptions): AttachOverrides | undefine
   if (opts.shareMap?.length) a.shareMaps = Object.fromEntries(opts.shareMap);
   if (opts.order?.length) a.order = Object.fromEntries(opts.order);
   if (opts.logSize !== undefined) a.logBytes = opts.logSize;
+  if (opts.optional?.length) a.optional = opts.optional;
   return Object.keys(a).length ? a : undefined;
 }
 

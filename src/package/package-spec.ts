@@ -358,6 +358,8 @@ export interface AttachOverrides {
   order?: Record<string, string>;
   /** the size of each event log file instead of the package's logs.maxBytes (run --log-size) */
   logBytes?: number;
+  /** programs that are optional for this instance, as if kbpf.yaml said so ("*": all) (run --optional) */
+  optional?: string[];
 }
 
 /**

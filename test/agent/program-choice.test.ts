@@ -131,3 +131,42 @@ test('a BTF-typed program cannot be pointed elsewhere at run: its target is in t
     (e: Error) => isKind(e, Invalid) && /target of a fentry program is fixed when it is built/.test(e.message),
   );
 });
+
+test('run --optional makes programs optional for one instance; a refusal says how to run the others without them', () => {
+  const spec = pkg(
+    ['main', { hook: 'tracepoint', target: 'a/b' }],
+    ['probe', { hook: 'kprobe', target: 'f' }],
+    ['trampoline', { hook: 'fentry', target: 'g' }],
+  );
+  assert.throws(
+    () => choosePrograms(spec, {}, kernel(['tracepoint'])),
+    (e: Error) => {
+      assert.ok(isKind(e, Unsupported), e.message);
+      assert.match(
+        e.message,
+        /program probe \(section "s"\) cannot run on this kernel: this kernel has no kprobe support/,
+      );
+      assert.match(e.message, /to run the other programs without it: --optional probe \(or --optional all/);
+      return true;
+    },
+  );
+  const one = choosePrograms(spec, { optional: ['probe', 'trampoline'] }, kernel(['tracepoint']));
+  assert.deepEqual(states(one), { main: 'run', probe: 'skipped', trampoline: 'skipped' });
+  assert.equal(one.warnings.length, 2);
+  assert.deepEqual(states(choosePrograms(spec, { optional: ['*'] }, kernel(['tracepoint']))), states(one));
+  // where the kernel runs it, an optional program runs
+  assert.deepEqual(states(choosePrograms(spec, { optional: ['*'] }, kernel(['tracepoint', 'kprobe', 'fentry']))), {
+    main: 'run',
+    probe: 'run',
+    trampoline: 'run',
+  });
+  assert.throws(
+    () => choosePrograms(spec, { optional: ['nope'] }, kernel(['tracepoint'])),
+    (e: Error) => isKind(e, Invalid) && /--optional nope: the package has no program "nope"/.test(e.message),
+  );
+  // nothing else would run: no hint
+  assert.throws(
+    () => choosePrograms(pkg(['probe', { hook: 'kprobe', target: 'f' }]), {}, kernel([])),
+    (e: Error) => !/--optional/.test(e.message),
+  );
+});
