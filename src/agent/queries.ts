@@ -15,6 +15,8 @@ import type { InstanceStatus, MapDump, ProgramStatus, VariableDump } from './typ
 export type { MapDump, VariableDump } from './types.js';
 
 const MAX_MAP_ENTRIES = 10_000;
+/** Global variables larger than this (a tool's scratch buffers) are listed without their value. */
+const MAX_VARIABLE_BYTES = 64 * 1024;
 
 export function instanceStatus(view: InstanceView): InstanceStatus {
   const record = view.record;
@@ -176,7 +178,8 @@ function sectionRank(d: MapDump): number {
 /**
  * The variables of a pinned data section, each decoded by its type in the section's BTF
  * DATASEC. Left out: bpf_printk's format strings and other static locals of functions
- * ("func.___fmt") in .rodata, and the markers KBPF_EVENT leaves ("__kbpf_event_MAP").
+ * ("func.___fmt") in .rodata, and the markers KBPF_EVENT leaves ("__kbpf_event_MAP"). A variable
+ * of more than 64 KiB is listed with "(N bytes, not shown)" for its value.
  */
 function readGlobals(pin: GlobalsPin): MapDump & { variables: VariableDump[] } {
   const map = BpfMap.fromPin(pin.path);
@@ -192,11 +195,13 @@ function readGlobals(pin: GlobalsPin): MapDump & { variables: VariableDump[] } {
         if (t.kind !== 'VAR' || t.name.startsWith('__kbpf_event_')) continue;
         if (section.startsWith('.rodata') && !/^[A-Za-z_]\w*$/.test(t.name)) continue;
         let value: unknown;
-        try {
-          value = jsonValue(codecFor(btf, t.type).decode(raw, v.offset));
-        } catch {
-          value = raw.subarray(v.offset, v.offset + v.size).toString('hex');
-        }
+        if (v.size > MAX_VARIABLE_BYTES) value = `(${v.size} bytes, not shown)`;
+        else
+          try {
+            value = jsonValue(codecFor(btf, t.type).decode(raw, v.offset));
+          } catch {
+            value = raw.subarray(v.offset, v.offset + v.size).toString('hex');
+          }
         variables.push({ name: t.name, type: btf.typeName(t.type), value });
       }
     return { name: section, type: map.type, entries: [], section, object: objectOfGlobalsPin(pin.name), variables };

@@ -46,13 +46,14 @@ test('global variables are pinned with the instance, shown by name after an agen
   assert.deepEqual(
     idle.filter((m) => m.section).map((m) => [m.section, m.type, m.variables!.map((v) => `${v.type} ${v.name}`)]),
     [
-      ['.bss', 'array', ['struct hist[4] hists', '__u64[4] counts']],
+      ['.bss', 'array', ['struct hist[4] hists', '__u64[4] counts', '__u8[131072] scratch']],
       ['.data', 'array', ['__u64 calls']],
       ['.rodata', 'array', ['const volatile __u32 target_tgid']],
     ],
   );
   assert.equal(variable(idle, '.rodata', 'target_tgid'), process.pid, 'the config as the programs see it');
   assert.equal(variable(idle, '.data', 'calls'), 7, 'the initial value of .data');
+  assert.equal(variable(idle, '.bss', 'scratch'), '(131072 bytes, not shown)');
   const start = counted(idle);
 
   const N = 200;
@@ -94,7 +95,7 @@ test('global variables are pinned with the instance, shown by name after an agen
   );
   assert.throws(
     () => ta.agent.maps('globals', 'nope'),
-    (e: Error) => isKind(e, NotFound) && /variables: hists, counts, calls, target_tgid/.test(e.message),
+    (e: Error) => isKind(e, NotFound) && /variables: hists, counts, scratch, calls, target_tgid/.test(e.message),
   );
 
   // pinned under the instance (bpffs allows no dots in names): the agent's restart reads them

@@ -1,6 +1,6 @@
 // Test package: counters and histograms kept in global variables, the way bcc's libbpf-tools
 // keep theirs (runqlen, softirqs): a .bss array of log2 histograms, a .bss counter array, a
-// .data variable with an initial value, and a .rodata config. Counts the getgid calls of one
+// .data variable with an initial value, a large .bss buffer, and a .rodata config. Counts the getgid calls of one
 // process: counts[1] and calls go up by one per call, hists[2] gets the log2 of the new count.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +16,8 @@ const volatile __u32 target_tgid = 0;
 struct hist hists[4] = {};
 __u64 counts[4] = {};
 __u64 calls = 7;
+/* too large to show: listed without its value */
+__u8 scratch[128 * 1024] = {};
 
 static __always_inline __u32 log2_of(__u64 v)
 {
