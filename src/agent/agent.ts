@@ -228,7 +228,8 @@ export class Agent {
   maps(name: string, only?: string): MapDump[] {
     const view = this.view(name);
     const planner = this.plannerFor(view.spec);
-    return dumpMaps(view, (m) => planner.mapPin(name, view.record.current, m), only);
+    const rev = view.record.current;
+    return dumpMaps(view, (m) => planner.mapPin(name, rev, m), only, planner.globalsPins?.(name, rev));
   }
 
   /**

@@ -5,7 +5,7 @@ import { ERROR_KINDS, type ErrorKind, KbpfError, Unavailable, Unknown } from '..
 import type { PackageSummary } from '../package/layout-store.js';
 import type { PackageSpec } from '../package/package-spec.js';
 import type { LogRecord } from './log-store.js';
-import type { InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type { InstanceStatus, MapDump, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 /**
  * An answer of the agent that was not a success, or a failure to reach it (status 0). Its kind is
@@ -32,11 +32,7 @@ export interface LogsQuery {
   tail?: number;
 }
 
-export interface MapDump {
-  name: string;
-  type: string;
-  entries: [unknown, unknown][];
-}
+export type { MapDump, VariableDump } from './types.js';
 
 export interface VersionInfo {
   version: string;

@@ -49,7 +49,7 @@ import { KBPF_VERSION } from '../version.js';
 import { checkInstanceName } from './instance-name.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
-import type { InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type { InstanceStatus, MapDump, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 export const API_VERSION = 'v1';
 const MAX_BODY = 1024 * 1024;
@@ -71,7 +71,7 @@ export interface AgentApi {
   upgrade(name: string, req: UpgradeRequest): Promise<InstanceStatus>;
   rollback(name: string, opts?: { toRevision?: number }): Promise<InstanceStatus>;
   history(name: string): Revision[];
-  maps(name: string, map?: string): { name: string; type: string; entries: [unknown, unknown][] }[];
+  maps(name: string, map?: string): MapDump[];
   packages(): Promise<PackageSummary[]>;
   inspectPackage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }>;
   removePackage(ref: string, opts?: { force?: boolean }): Promise<PackageRemoval>;

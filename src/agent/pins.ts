@@ -3,13 +3,16 @@
 //   rev-<n>/progs/<program>   loaded programs
 //   rev-<n>/maps/<map>        maps (a map carried over by an upgrade is pinned in both revisions)
 //   rev-<n>/links/<program>   links (a link switched in place is pinned in both revisions)
+//   rev-<n>/globals/<object>@<section>
+//                             the data sections of its global variables (libbpf's internal maps
+//                             .bss, .data, .rodata: "snoop@bss"), which `kbpf maps` reads
 // A pin is the only thing that keeps an agent-made object alive once the agent is gone, so
 // removing a revision's directory removes exactly what that revision alone held.
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkInstanceName, isInstanceName, pathUnder } from './instance-name.js';
 
-export type PinKind = 'progs' | 'maps' | 'links';
+export type PinKind = 'progs' | 'maps' | 'links' | 'globals';
 
 export class InstancePins {
   readonly dir: string;
@@ -43,7 +46,7 @@ export class InstancePins {
   }
 
   prepare(rev: number): void {
-    for (const kind of ['progs', 'maps', 'links'] as const)
+    for (const kind of ['progs', 'maps', 'links', 'globals'] as const)
       mkdirSync(join(this.revDir(rev), kind), { recursive: true });
   }
 
@@ -70,6 +73,20 @@ export class InstancePins {
   removeAll(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The pin name of the map of global variables of `section` (".bss", ".data.x") in object file
+ * `object`: bpffs refuses names with a dot, so "snoop.bpf.o" and ".data.x" give "snoop@data@x".
+ */
+export function globalsPinName(object: string, section: string): string {
+  const stem = object.replace(/\.bpf\.o$|\.o$/, '').replaceAll('.', '_');
+  return `${stem}@${section.slice(1).replaceAll('.', '@')}`;
+}
+
+/** The object stem a globals pin name starts with (globalsPinName's). */
+export function objectOfGlobalsPin(pin: string): string {
+  return pin.slice(0, pin.indexOf('@'));
 }
 
 /**

@@ -87,6 +87,8 @@ export interface InstancePlanner {
   ): Adopted;
   /** Where map `map` of revision `rev` is pinned (undefined: it is not). */
   mapPin(instance: string, rev: number, map: string): string | undefined;
+  /** The pinned data sections of revision `rev`'s global variables (.bss, .data, .rodata), by pin name. */
+  globalsPins?(instance: string, rev: number): { name: string; path: string }[];
   /** Starts moving the revision's events into `sink` (undefined: the package has none). */
   openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined;
   /** Stops what the planner runs in the agent's own process tree (Wasm guests) as the agent closes. */

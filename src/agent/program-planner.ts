@@ -9,14 +9,18 @@
 //   use maps shared by other instances           (same layout, or refused)
 //   carry maps over from an earlier revision     (same name and layout: the map is reused)
 //   load the objects
-//   pin maps and programs under rev-<n>/         undo: drop the revision's pins
+//   pin maps, global variables' data sections    undo: drop the revision's pins
+//   (.bss, .data, .rodata) and programs under
+//   rev-<n>/
 //   attach the programs, or switch the links     undo: switch the links back
 //   of the running revision in place, pin links
 //
 // Everything it pins lives under <bpffsDir>/<instance>/ (pins.ts).
+import { rmSync } from 'node:fs';
 import {
   BpfMap,
   type BpfObject,
+  isGlobalSection,
   Link,
   onlyStructOpsMap,
   Program,
@@ -33,7 +37,7 @@ import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-p
 import { positionFor } from './hook-order.js';
 import { iterEntries } from './iter-output.js';
 import type { FetchedPackage } from './package-cache.js';
-import { InstancePins, pinnedInstances } from './pins.js';
+import { globalsPinName, InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
 import type { Adopted, EventSource, InstancePlanner, Realization, RevisionTarget, RunningRevision } from './planner.js';
 import { choosePrograms, type ProgramChoices } from './program-choice.js';
@@ -158,6 +162,11 @@ export class ProgramPlanner implements InstancePlanner {
     return pins.has(rev, 'maps', map) ? pins.path(rev, 'maps', map) : undefined;
   }
 
+  globalsPins(instance: string, rev: number): { name: string; path: string }[] {
+    const pins = this.pins(instance);
+    return pins.names(rev, 'globals').map((name) => ({ name, path: pins.path(rev, 'globals', name) }));
+  }
+
   openEvents(instance: string, rev: number, pkg: FetchedPackage, sink: EventSink): EventSource | undefined {
     if (pkg.spec.events.length === 0) return undefined;
     if (pkg.spec.processor && pkg.processor && !pkg.processorModule)
@@ -220,8 +229,23 @@ export class ProgramPlanner implements InstancePlanner {
       });
 
     const carry = opts.carryMapsFrom;
+    const carriedGlobals = new Set<string>();
     if (carry !== undefined)
       plan.step(`carry maps over from revision ${carry}`, () => {
+        // the same revision started again (the same code) keeps its .bss and .data as it keeps
+        // its maps; .rodata is the config, written anew
+        if (carry === rev)
+          for (const [file, obj] of objects)
+            for (const section of globalSections(obj)) {
+              const name = globalsPinName(file, section);
+              if (section.startsWith('.rodata') || !pins.has(carry, 'globals', name)) continue;
+              const old = BpfMap.fromPin(pins.path(carry, 'globals', name));
+              opened.push(old);
+              if (sameLayout(old, layoutOf(obj, section))) {
+                obj.reuseMap(section, old);
+                carriedGlobals.add(name);
+              }
+            }
         for (const m of spec.maps) {
           // USDT argument specs are written anew for the new revision's links (the old ones
           // keep reading theirs until they are dropped);
@@ -252,6 +276,14 @@ export class ProgramPlanner implements InstancePlanner {
           if (!pins.has(rev, 'maps', m.name)) map.pin(pins.path(rev, 'maps', m.name));
           out.ids.maps.set(m.name, map.id);
         }
+        for (const [file, obj] of objects)
+          for (const section of globalSections(obj)) {
+            const name = globalsPinName(file, section);
+            if (carriedGlobals.has(name)) continue;
+            const path = pins.path(rev, 'globals', name);
+            rmSync(path, { force: true }); // the one a stopped revision left
+            obj.map(section).pin(path);
+          }
         for (const p of spec.programs) {
           if (!runs.has(p.name)) continue;
           const prog = objects.get(p.object)!.program(p.name);
@@ -347,6 +379,11 @@ export class ProgramPlanner implements InstancePlanner {
     );
     return out;
   }
+}
+
+/** The sections of an object's maps of global variables (.bss, .data, .rodata, .data.*). */
+function globalSections(obj: BpfObject): string[] {
+  return [...obj.maps.keys()].filter(isGlobalSection);
 }
 
 /** The map pinned in revision `rev` whose kernel id is `id`, opened (undefined when none is). */

@@ -1,16 +1,22 @@
 // The agent's read-only answers, from its view of the instances (instance-view.ts): status
 // (ps, inspect), the metrics snapshot, and map dumps. Status reads no pins; metrics ask the
 // kernel only for the figures that change (run counts and times, by program id); a map dump
-// opens the one pinned map it reads.
-import { BpfMap, infoOfId } from 'kbpf/bpf';
+// opens the pinned maps it reads (the package's maps, and the data sections of its global
+// variables, decoded by the BTF the kernel keeps with them).
+import { BpfMap, codecFor, infoOfId } from 'kbpf/bpf';
 import { NotFoundError } from '../errors.js';
 import { describeAttach, instanceLogLimits, resolveAttach } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import type { InstanceView } from './instance-view.js';
 import type { MetricsSnapshot } from './metrics.js';
-import type { InstanceStatus, ProgramStatus } from './types.js';
+import { objectOfGlobalsPin } from './pins.js';
+import type { InstanceStatus, MapDump, ProgramStatus, VariableDump } from './types.js';
+
+export type { MapDump, VariableDump } from './types.js';
 
 const MAX_MAP_ENTRIES = 10_000;
+/** Global variables larger than this (a tool's scratch buffers) are listed without their value. */
+const MAX_VARIABLE_BYTES = 64 * 1024;
 
 export function instanceStatus(view: InstanceView): InstanceStatus {
   const record = view.record;
@@ -113,32 +119,96 @@ export function metricsSnapshot(views: Iterable<InstanceView>): MetricsSnapshot 
   return { instances };
 }
 
-export interface MapDump {
+/** A global variable's data section, as pinned: where, and which object's. */
+export interface GlobalsPin {
   name: string;
-  type: string;
-  entries: [unknown, unknown][];
+  path: string;
 }
 
 /**
- * The entries of an instance's pinned maps (or of the one named `only`), as JSON values, at
- * most 10,000 per map. Maps the kernel does not let user space read as key/value pairs (ring
- * and perf buffers, socket maps, queues, …) are listed without entries.
+ * The entries of an instance's pinned maps, at most 10,000 per map, then its global variables
+ * by data section (.bss, .data, then .rodata: the config as the programs see it), as JSON
+ * values. `only` keeps one map, one section (".bss") or one variable. Maps the kernel does not
+ * let user space read as key/value pairs (ring and perf buffers, socket maps, queues, …) are
+ * listed without entries.
  */
-export function dumpMaps(view: InstanceView, pinOf: (map: string) => string | undefined, only?: string): MapDump[] {
+export function dumpMaps(
+  view: InstanceView,
+  pinOf: (map: string) => string | undefined,
+  only?: string,
+  globalsPins: GlobalsPin[] = [],
+): MapDump[] {
   const pinned = (view.spec?.maps ?? []).filter((m) => m.pin && pinOf(m.name) !== undefined).map((m) => m.name);
-  const names = pinned.filter((m) => !only || m === only);
-  if (only && names.length === 0)
-    throw new NotFoundError(`instance ${view.name} has no pinned map "${only}" (maps: ${pinned.join(', ') || 'none'})`);
-  return names.map((name) => {
-    const map = BpfMap.fromPin(pinOf(name)!);
-    try {
-      return { name, type: map.type, entries: readEntries(map) };
-    } finally {
-      map.close();
-    }
-  });
+  const sections = globalsPins
+    .map(readGlobals)
+    .filter((s) => s.variables.length > 0)
+    .sort((a, b) => sectionRank(a) - sectionRank(b));
+  const several = (view.spec?.objects.length ?? 1) > 1;
+  if (!several) for (const s of sections) delete s.object;
+  const maps = pinned.filter((m) => !only || m === only).map((name) => dumpPinned(name, pinOf(name)!));
+  if (!only) return [...maps, ...sections];
+  const kept = sections
+    .map((s) => (s.section === only ? s : { ...s, variables: s.variables!.filter((v) => v.name === only) }))
+    .filter((s) => s.variables.length > 0);
+  if (maps.length === 0 && kept.length === 0) {
+    const vars = sections.flatMap((s) => s.variables!.map((v) => v.name));
+    throw new NotFoundError(
+      `instance ${view.name} has no pinned map or global variable "${only}" (maps: ${pinned.join(', ') || 'none'}; variables: ${vars.join(', ') || 'none'})`,
+    );
+  }
+  return [...maps, ...kept];
 }
 
+function dumpPinned(name: string, path: string): MapDump {
+  const map = BpfMap.fromPin(path);
+  try {
+    return { name, type: map.type, entries: readEntries(map) };
+  } finally {
+    map.close();
+  }
+}
+
+const SECTION_ORDER = ['.bss', '.data', '.rodata'];
+
+function sectionRank(d: MapDump): number {
+  const i = SECTION_ORDER.findIndex((s) => d.section === s || d.section!.startsWith(`${s}.`));
+  return i < 0 ? SECTION_ORDER.length : i;
+}
+
+/**
+ * The variables of a pinned data section, each decoded by its type in the section's BTF
+ * DATASEC. Left out: bpf_printk's format strings and other static locals of functions
+ * ("func.___fmt") in .rodata, and the markers KBPF_EVENT leaves ("__kbpf_event_MAP"). A variable
+ * of more than 64 KiB is listed with "(N bytes, not shown)" for its value.
+ */
+function readGlobals(pin: GlobalsPin): MapDump & { variables: VariableDump[] } {
+  const map = BpfMap.fromPin(pin.path);
+  try {
+    const btf = map.btf;
+    const sec = btf?.type(map.valueTypeId);
+    const raw = map.lookupRaw(new Uint8Array(4));
+    const section = sec?.kind === 'DATASEC' ? sec.name : `.${pin.name.slice(pin.name.indexOf('@') + 1)}`;
+    const variables: VariableDump[] = [];
+    if (btf && sec?.kind === 'DATASEC' && raw)
+      for (const v of sec.vars) {
+        const t = btf.type(v.type);
+        if (t.kind !== 'VAR' || t.name.startsWith('__kbpf_event_')) continue;
+        if (section.startsWith('.rodata') && !/^[A-Za-z_]\w*$/.test(t.name)) continue;
+        let value: unknown;
+        if (v.size > MAX_VARIABLE_BYTES) value = `(${v.size} bytes, not shown)`;
+        else
+          try {
+            value = jsonValue(codecFor(btf, t.type).decode(raw, v.offset));
+          } catch {
+            value = raw.subarray(v.offset, v.offset + v.size).toString('hex');
+          }
+        variables.push({ name: t.name, type: btf.typeName(t.type), value });
+      }
+    return { name: section, type: map.type, entries: [], section, object: objectOfGlobalsPin(pin.name), variables };
+  } finally {
+    map.close();
+  }
+}
 function readEntries(map: BpfMap): [unknown, unknown][] {
   const list: [unknown, unknown][] = [];
   try {

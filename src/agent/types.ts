@@ -102,3 +102,22 @@ export interface PackageRemoval {
   blobsRemoved: number;
   freedBytes: number;
 }
+
+/** One map of an instance with its entries, or one data section of its global variables (kbpf maps). */
+export interface MapDump {
+  name: string;
+  type: string;
+  entries: [unknown, unknown][];
+  /** the data section of global variables this is (.bss, .data, .rodata): its variables are in `variables` */
+  section?: string;
+  /** the object the section is of (only for a package of several objects) */
+  object?: string;
+  variables?: VariableDump[];
+}
+
+/** One global variable: its name, its C type as BTF spells it, its value now. */
+export interface VariableDump {
+  name: string;
+  type: string;
+  value: unknown;
+}

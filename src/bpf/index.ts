@@ -68,7 +68,7 @@ export { attachXdp, type XdpMode } from './link/xdp.js';
 export { BpfMap, type MapSpec, numPossibleCpus, type UpdateFlag } from './map.js';
 export { MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, rawMapOperate } from './map-raw.js';
 export { BPFFS, ensureBpffs, ensureTracefs } from './mounts.js';
-export { BpfObject, type GlobalVariable, type OpenOptions } from './object.js';
+export { BpfObject, type GlobalVariable, isGlobalSection, type OpenOptions } from './object.js';
 export { type CapturedPacket, PACKET_OUTGOING, PacketSocket } from './packet-socket.js';
 export * from './perf/index.js';
 export { Poller, poller, type Watch } from './poller.js';

@@ -49,6 +49,11 @@ const SLEEPABLE_SECTION = /^u(ret)?probe\.(multi|session)\.s(\/|$)/;
 const BPF_F_SLEEPABLE = 1 << 4;
 const GLOBAL_SECTIONS = /^\.(rodata|data|bss)(\..*)?$/;
 
+/** Whether an internal map's section holds global variables (.rodata, .data, .bss, custom .data.* / .rodata.*). */
+export function isGlobalSection(section: string): boolean {
+  return GLOBAL_SECTIONS.test(section);
+}
+
 export interface OpenOptions {
   /** Object name used in errors and in names of internal maps (default: file name). */
   name?: string;
@@ -173,7 +178,7 @@ export class BpfObject {
     if (!this.btf) return [];
     const out: GlobalVariable[] = [];
     for (const section of this.#internal.keys()) {
-      if (!GLOBAL_SECTIONS.test(section)) continue;
+      if (!isGlobalSection(section)) continue;
       const sec = this.btf.datasec(section);
       for (const v of sec?.vars ?? []) {
         out.push({

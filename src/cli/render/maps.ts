@@ -1,5 +1,5 @@
-// An instance's maps with their entries, decoded from BTF (kbpf maps).
-import type { MapDump } from '../../agent/api-client.js';
+// An instance's maps with their entries, and its global variables, decoded from BTF (kbpf maps).
+import type { MapDump, VariableDump } from '../../agent/api-client.js';
 import { histogramSlots, renderLog2Histogram } from './histogram.js';
 import { data, isData, type ListFormat, table } from './output.js';
 import { cell } from './values.js';
@@ -14,13 +14,53 @@ function renderHistograms(m: MapDump, hists: (number[] | undefined)[]): string {
     .join('\n');
 }
 
+const indent = (text: string, by = '  '): string => text.replace(/^(?=.)/gm, by);
+
+/** A number as the BTF decoding gives it: a number, or a decimal string (64-bit values past 2^53). */
+const isCount = (v: unknown): boolean => typeof v === 'number' || (typeof v === 'string' && /^-?\d+$/.test(v));
+
+/**
+ * One global variable: a log2 histogram drawn (or one per index of an array of them, "hists[3]"),
+ * an array of numbers as an INDEX VALUE table of those that are not 0, anything else as
+ * "name (type) = value".
+ */
+function renderVariable(v: VariableDump): string {
+  const head = `${cell(v.name)} (${cell(v.type)})`;
+  const one = histogramSlots(v.value);
+  if (one) return `${head}\n${indent(renderLog2Histogram(one))}`;
+  if (Array.isArray(v.value) && v.value.length > 0) {
+    const hists = v.value.map(histogramSlots);
+    if (hists.every((h) => h)) {
+      const used = hists.map((h, i) => [i, h!] as const).filter(([, h]) => h.some((n) => n > 0));
+      if (used.length === 0) return `${head}: (no values)\n`;
+      return `${head}\n${used.map(([i, h]) => indent(`${cell(v.name)}[${i}]\n${indent(renderLog2Histogram(h))}`)).join('')}`;
+    }
+    if (v.value.every(isCount)) {
+      const rows = v.value.map((x, i) => [String(i), cell(x)]).filter(([, x]) => x !== '0');
+      if (rows.length === 0) return `${head}: all ${v.value.length} are 0\n`;
+      const zeros = v.value.length - rows.length;
+      return `${head}\n${indent(table(['INDEX', 'VALUE'], rows) + (zeros ? `(${zeros} more ${zeros === 1 ? 'is' : 'are'} 0)\n` : ''))}`;
+    }
+  }
+  return `${head} = ${cell(v.value)}\n`;
+}
+
+/** A data section of global variables: .bss and .data as they are now, .rodata as the config the programs run with. */
+function renderSection(m: MapDump): string {
+  const what = m.section!.startsWith('.rodata') ? 'config' : 'global variables';
+  const of = m.object ? ` of ${cell(m.object)}` : '';
+  return `${cell(m.section)}${of} (${what})\n${indent((m.variables ?? []).map(renderVariable).join(''))}`;
+}
+
 /**
  * One block per map: "name (type, N entries)", then its entries as an indented KEY VALUE table,
- * or, for a map of log2 histograms (values with a `slots` array), histograms like the tools draw.
+ * or, for a map of log2 histograms (values with a `slots` array), histograms like the tools draw;
+ * then one block per data section of global variables (.bss, .data, .rodata), by variable.
  */
 export function renderMaps(format: ListFormat, maps: readonly MapDump[]): string {
   if (isData(format)) return data(format, maps);
   const parts = maps.map((m) => {
+    if (m.variables) return renderSection(m);
     const n = m.entries.length;
     const head = `${cell(m.name)} (${cell(m.type)}, ${n} entr${n === 1 ? 'y' : 'ies'})\n`;
     if (n === 0) return head;
