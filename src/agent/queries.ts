@@ -8,7 +8,7 @@ import { describeAttach, instanceLogLimits, resolveAttach } from '../package/pac
 import { jsonValue } from '../util/json.js';
 import type { InstanceView } from './instance-view.js';
 import type { MetricsSnapshot } from './metrics.js';
-import type { InstanceStatus, ProgramStatus } from './types.js';
+import type { InstanceStatus, ProgramStatus, Revision } from './types.js';
 
 const MAX_MAP_ENTRIES = 10_000;
 
@@ -60,6 +60,7 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     logs: instanceLogLimits(spec, rev.attach),
     ...(spec.guest ? { guest: structuredClone(spec.guest) } : {}),
     ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
+    ...objectsStatus(rev),
   };
 }
 
@@ -91,6 +92,7 @@ function unreadableStatus(view: InstanceView): InstanceStatus {
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
     ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
+    ...objectsStatus(rev),
   };
 }
 
@@ -150,4 +152,9 @@ function readEntries(map: BpfMap): [unknown, unknown][] {
     return []; // not readable from user space as key/value pairs
   }
   return list;
+}
+
+/** The objects the revision runs from their other build, for its status. */
+function objectsStatus(rev: Revision): Pick<InstanceStatus, 'objects'> {
+  return rev.objects ? { objects: Object.entries(rev.objects).map(([object, c]) => ({ object, ...c })) } : {};
 }
