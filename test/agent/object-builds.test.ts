@@ -121,8 +121,11 @@ test('a program the default build of which the verifier refuses runs from its cp
   assert.ok((await tallies(ta.agent, 'slots', 1)) > 0, 'the counts were carried over and grow');
 
   // an upgrade decides afresh (the verifier's reason again); a rollback takes what its revision had
+  const beforeUpgrade = await tallies(ta.agent, 'slots', 1);
   const up = await ta.agent.upgrade('slots', { image: ref, config: { target_tgid: process.pid } });
   assert.equal(up.revision, 2);
+  // the objects were opened again for the v3 build: the map carried over from revision 1 still is
+  assert.ok(counted(ta.agent, 'slots') >= beforeUpgrade, 'the counts were carried over to revision 2');
   assert.deepEqual(up.objects, st.objects);
   assert.equal(up.phase, 'running');
   const back = await ta.agent.rollback('slots', { toRevision: 1 });
