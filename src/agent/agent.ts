@@ -35,7 +35,15 @@ import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queri
 import { noKernelIds } from './realizer.js';
 import { type StagedRecord, StateStore } from './state-store.js';
 import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
-import type { InstanceRecord, InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
+import type {
+  InstanceRecord,
+  InstanceStatus,
+  ObjectChoices,
+  PackageRemoval,
+  Revision,
+  RunRequest,
+  UpgradeRequest,
+} from './types.js';
 import { WasmPlanner } from './wasm-planner.js';
 
 const HISTORY_LIMIT = 10;
@@ -189,6 +197,7 @@ export class Agent {
           const plan = new Plan(`start ${name}`);
           const trusted = this.trustStep(plan, pkg, rev.image);
           const realised = planner.start(plan, name, this.target(name, record.current, pkg, rev, true));
+          this.recordObjectsStep(plan, view, realised);
           await execute(plan, this.#log);
           this.realised(view, realised);
           if (trusted.warning) view.message = `untrusted (warn): ${trusted.warning}`;
@@ -307,7 +316,13 @@ export class Agent {
       plan.step('fault point run-after-attach', () => faultPoint('run-after-attach'));
       plan.step(
         `save the record of ${name}`,
-        () => staged!.commit(),
+        async () => {
+          if (!realised.objects) return staged!.commit();
+          // an object runs from its other build: the record says so (written anew)
+          revision.objects = realised.objects;
+          staged!.discard();
+          this.#state.save(record);
+        },
         () => this.#state.delete(name),
       );
       await execute(plan, this.#log);
@@ -352,6 +367,7 @@ export class Agent {
       const realised = planner.start(plan, name, this.target(name, record.current, pkg, rev, true));
       this.recordStep(plan, view, 'record that it runs', (r) => {
         r.desired = 'running';
+        setObjects(r, realised);
       });
       await execute(plan, this.#log);
       view.spec = pkg.spec;
@@ -389,7 +405,12 @@ export class Agent {
   async upgrade(name: string, req: UpgradeRequest, cause: Revision['cause'] = 'upgrade'): Promise<InstanceStatus> {
     const pkg = await this.#packages.fetch(req.image);
     return this.locked(name, () =>
-      this.switchTo(this.view(name), pkg, { ...req, cause }, `upgrade ${name} to ${req.image}`),
+      this.switchTo(
+        this.view(name),
+        pkg,
+        { image: req.image, config: req.config, attach: req.attach, cause },
+        `upgrade ${name} to ${req.image}`,
+      ),
     );
   }
 
@@ -415,7 +436,13 @@ export class Agent {
       return this.switchTo(
         view,
         pkg,
-        { image: target.image, config: target.config, attach: target.attach, cause: 'rollback' },
+        {
+          image: target.image,
+          config: target.config,
+          attach: target.attach,
+          cause: 'rollback',
+          objects: target.objects,
+        },
         `roll ${name} back to revision ${target.revision}`,
       );
     });
@@ -475,7 +502,7 @@ export class Agent {
   private async switchTo(
     view: InstanceView,
     pkg: FetchedPackage,
-    req: UpgradeRequest & { cause: Revision['cause'] },
+    req: UpgradeRequest & { cause: Revision['cause']; objects?: ObjectChoices },
     subject: string,
   ): Promise<InstanceStatus> {
     const name = view.name;
@@ -493,6 +520,8 @@ export class Agent {
       attach: req.attach ?? from.attach,
       createdAt: new Date().toISOString(),
       cause: req.cause,
+      // a rollback loads what the revision it goes back to loaded; an upgrade decides afresh
+      ...(req.objects ? { objects: structuredClone(req.objects) } : {}),
     };
     const planner = this.plannerFor(pkg.spec);
     const target = this.target(name, to, pkg, revision, true);
@@ -513,6 +542,7 @@ export class Agent {
     this.recordStep(plan, view, `commit revision ${to}`, (r) => {
       delete r.transition;
       r.current = to;
+      if (running) setObjects(revision, realised);
       r.revisions.push(revision);
       if (r.revisions.length > HISTORY_LIMIT) r.revisions.splice(0, r.revisions.length - HISTORY_LIMIT);
     });
@@ -531,6 +561,21 @@ export class Agent {
     if (running) this.openEvents(view, planner, pkg);
     view.message = trusted.warning ? `untrusted (warn): ${trusted.warning}` : undefined;
     return instanceStatus(view);
+  }
+
+  /**
+   * After a start: a step that records which objects of the current revision run from their
+   * other build, when that changed (the default build is refused now, or loads again).
+   */
+  private recordObjectsStep(plan: Plan, view: InstanceView, realised: Realization): void {
+    plan.step('record which build of its objects runs', () => {
+      const rev = view.revision;
+      if (!rev || JSON.stringify(rev.objects) === JSON.stringify(realised.objects)) return;
+      const next = structuredClone(view.record);
+      setObjects(next.revisions.find((r) => r.revision === next.current)!, realised);
+      this.#state.save(next);
+      view.record = next;
+    });
   }
 
   /** A step that saves a changed copy of the instance's record; its undo saves the record as it was. */
@@ -566,6 +611,7 @@ export class Agent {
       config: revision.config,
       attach: revision.attach,
       sharedMaps: this.sharedMaps(pkg.spec, revision.attach, again),
+      objects: revision.objects,
       peers: pkg.spec.programs.some((p) => effectiveOrder(p, revision.attach))
         ? peerPrograms(this.#views.values(), name)
         : undefined,
@@ -698,4 +744,12 @@ export class Agent {
     });
     return next;
   }
+}
+
+/** Records in a revision (or the current one of a record) which objects run from their other build. */
+function setObjects(r: Revision | InstanceRecord, realised: Realization): void {
+  const rev = 'revisions' in r ? r.revisions.find((x) => x.revision === r.current) : r;
+  if (!rev) return;
+  if (realised.objects) rev.objects = realised.objects;
+  else delete rev.objects;
 }

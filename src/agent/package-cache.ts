@@ -22,6 +22,8 @@ export interface FetchedPackage {
   spec: PackageSpec;
   /** ELF bytes by object file name */
   objects: Map<string, Uint8Array>;
+  /** the other build of an object (spec.alternatives), by the object's file name */
+  alternatives?: Map<string, { file: string; cpu: string; bytes: Uint8Array }>;
   /** event record codecs by map name, derived once per package from the objects' BTF */
   eventCodecs?: Map<string, Codec | null>;
   /** the event processor's module bytes (spec.processor), and the module compiled once */
@@ -76,6 +78,11 @@ export class PackageCache {
     const objects = new Map<string, Uint8Array>();
     for (const file of spec.objects) objects.set(file, (await this.store.getLayer(resolved, file)).bytes);
     const pkg: FetchedPackage = { reference: resolved.reference, digest: resolved.digest, spec, objects };
+    if (spec.alternatives?.length) {
+      pkg.alternatives = new Map();
+      for (const a of spec.alternatives)
+        pkg.alternatives.set(a.object, { ...a, bytes: (await this.store.getLayer(resolved, a.file)).bytes });
+    }
     if (spec.processor) pkg.processor = (await this.store.getLayer(resolved, spec.processor.module)).bytes;
     this.#entries.set(pkg.digest, pkg);
     while (this.#entries.size > this.capacity) this.#entries.delete(this.#entries.keys().next().value!);

@@ -12,6 +12,7 @@ import type { FetchedPackage } from './package-cache.js';
 import type { Plan } from './plan.js';
 import type { ProgramChoices } from './program-choice.js';
 import type { KernelIds } from './realizer.js';
+import type { ObjectChoices } from './types.js';
 
 /** A program of another running instance, as the agent's view knows it. */
 export interface PeerProgram {
@@ -33,6 +34,8 @@ export interface RevisionTarget {
   sharedMaps?: Map<string, { owner: string; path: string }>;
   /** the programs other instances run, for programs that declare an order on a shared hook */
   peers?: PeerProgram[];
+  /** the objects to load from their other build first (what the revision recorded) */
+  objects?: ObjectChoices;
 }
 
 /** The revision that runs now, as an upgrade switches away from it. */
@@ -49,6 +52,8 @@ export interface Realization {
   codecs?: Map<string, Codec | null>;
   /** which programs run here, and why (variants, skipped programs) */
   choices?: ProgramChoices;
+  /** the objects loaded from their other build, and why (set by the load step) */
+  objects?: ObjectChoices;
   /** what attaching said (a perf event that fell back to the software clock) */
   warnings: string[];
   /** what the package's iterators wrote when the revision was attached, as log entries */

@@ -36,6 +36,7 @@ import { compileProcessor } from '../wasm/processor.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import { positionFor } from './hook-order.js';
 import { iterEntries } from './iter-output.js';
+import { loadObjects, recordedAlternatives } from './object-choice.js';
 import type { FetchedPackage } from './package-cache.js';
 import { globalsPinName, InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
@@ -202,9 +203,20 @@ export class ProgramPlanner implements InstancePlanner {
       runs = runningNames(out.choices);
     });
 
-    plan.step(`open the objects of ${pkg.reference} with the config`, () => {
-      objects = openConfigured(pkg, target.config, target.attach.mapSizes);
+    // the objects to open from their other build; the maps they use of others (replayed when the
+    // load step opens the objects again)
+    const alternative = recordedAlternatives(pkg, target.objects);
+    const reused: { object: string; map: string; from: BpfMap }[] = [];
+    const reuse = (object: string, map: string, from: BpfMap) => {
+      objects.get(object)!.reuseMap(map, from);
+      reused.push({ object, map, from });
+    };
+    const open = (alt: ReadonlySet<string>) => {
+      objects = openConfigured(pkg, target.config, target.attach.mapSizes, alt);
       for (const p of spec.programs) if (!runs.has(p.name)) objects.get(p.object)!.program(p.name).setAutoload(false);
+    };
+    plan.step(`open the objects of ${pkg.reference} with the config`, () => {
+      open(alternative);
       pkg.eventCodecs ??= eventCodecsOf(spec, (file) => objects.get(file)!);
       out.codecs = pkg.eventCodecs;
     });
@@ -224,7 +236,7 @@ export class ProgramPlanner implements InstancePlanner {
               `map ${name} cannot be shared with instance ${owner}: its map is ${describeLayout(theirs)}, this package's is ${describeLayout(ours)}`,
               { hint: 'share only maps of the same type, key and value sizes and max_entries' },
             );
-          obj.reuseMap(name, theirs);
+          reuse(m.object, name, theirs);
         }
       });
 
@@ -254,12 +266,20 @@ export class ProgramPlanner implements InstancePlanner {
           if (USDT_MAPS.has(m.name) || m.type === 'struct_ops') continue;
           const old = BpfMap.fromPin(pins.path(carry, 'maps', m.name));
           opened.push(old);
-          if (sameLayout(old, layoutOf(objects.get(m.object)!, m.name))) objects.get(m.object)!.reuseMap(m.name, old);
+          if (sameLayout(old, layoutOf(objects.get(m.object)!, m.name))) reuse(m.object, m.name, old);
         }
       });
 
     plan.step(`load the objects of ${pkg.reference}`, () => {
-      for (const o of objects.values()) o.load();
+      const loaded = loadObjects(pkg, objects, alternative, target.objects, (alt) => {
+        for (const o of objects.values()) o.close();
+        objects = new Map();
+        open(alt);
+        for (const r of reused) objects.get(r.object)!.reuseMap(r.map, r.from);
+        return objects;
+      });
+      objects = loaded.objects;
+      if (Object.keys(loaded.choices).length) out.objects = loaded.choices;
     });
 
     let instanceExisted = false;

@@ -10,7 +10,7 @@ import { jsonValue } from '../util/json.js';
 import type { InstanceView } from './instance-view.js';
 import type { MetricsSnapshot } from './metrics.js';
 import { objectOfGlobalsPin } from './pins.js';
-import type { InstanceStatus, MapDump, ProgramStatus, VariableDump } from './types.js';
+import type { InstanceStatus, MapDump, ProgramStatus, Revision, VariableDump } from './types.js';
 
 export type { MapDump, VariableDump } from './types.js';
 
@@ -66,6 +66,7 @@ export function instanceStatus(view: InstanceView): InstanceStatus {
     logs: instanceLogLimits(spec, rev.attach),
     ...(spec.guest ? { guest: structuredClone(spec.guest) } : {}),
     ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
+    ...objectsStatus(rev),
   };
 }
 
@@ -97,6 +98,7 @@ function unreadableStatus(view: InstanceView): InstanceStatus {
     config: { ...rev.config },
     events: { received: view.eventsReceived, lost: view.eventsLost },
     ...(view.warnings.length ? { warnings: [...view.warnings] } : {}),
+    ...objectsStatus(rev),
   };
 }
 
@@ -220,4 +222,9 @@ function readEntries(map: BpfMap): [unknown, unknown][] {
     return []; // not readable from user space as key/value pairs
   }
   return list;
+}
+
+/** The objects the revision runs from their other build, for its status. */
+function objectsStatus(rev: Revision): Pick<InstanceStatus, 'objects'> {
+  return rev.objects ? { objects: Object.entries(rev.objects).map(([object, c]) => ({ object, ...c })) } : {};
 }

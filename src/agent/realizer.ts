@@ -118,18 +118,22 @@ export function describeLayout(m: { type: string; keySize: number; valueSize: nu
   return `${m.type}, key ${m.keySize} B, value ${m.valueSize} B, ${m.maxEntries} entries`;
 }
 
-/** Opens the package's objects and applies config; validates everything before any load. */
+/**
+ * Opens the package's objects and applies config; validates everything before any load. The
+ * objects in `alternative` are opened from their other build (pkg.alternatives).
+ */
 export function openConfigured(
   pkg: FetchedPackage,
   config: Record<string, unknown>,
   mapSizes?: Record<string, number>,
+  alternative: ReadonlySet<string> = new Set(),
 ): Map<string, BpfObject> {
   const spec = pkg.spec;
   const values = resolveConfig(spec.config, config);
   const objects = new Map<string, BpfObject>();
   try {
     for (const file of spec.objects) {
-      const bytes = pkg.objects.get(file);
+      const bytes = alternative.has(file) ? pkg.alternatives?.get(file)?.bytes : pkg.objects.get(file);
       if (!bytes) throw new CorruptedError(`package ${pkg.reference} has no layer ${file}`);
       objects.set(file, BpfObject.open(bytes, { name: `${spec.name}/${file.replace(/\.bpf\.o$|\.o$/, '')}` }));
     }

@@ -15,7 +15,19 @@ export interface Revision {
   createdAt: string;
   /** why this revision exists: run, upgrade, rollback */
   cause: 'run' | 'upgrade' | 'rollback';
+  /** objects loaded from their other build (the verifier refused the default one), by object file */
+  objects?: ObjectChoices;
 }
+
+/** An object of a package that runs from its other build: the instruction set, and why. */
+export interface ObjectChoice {
+  cpu: string;
+  /** what the verifier said of the default object */
+  reason: string;
+}
+
+/** The objects of a revision that run from their other build, by object file name. */
+export type ObjectChoices = Record<string, ObjectChoice>;
 
 /** Desired state of one instance, as kept in the agent's state directory. */
 export interface InstanceRecord {
@@ -77,6 +89,8 @@ export interface InstanceStatus {
   guest?: { module: string; args: string[]; capabilities: GuestCapabilities; limits?: GuestLimits };
   /** what the instance runs without (skipped programs) or with instead (a perf event's fallback) */
   warnings?: string[];
+  /** objects that run from their other build (the verifier refused the default one) */
+  objects?: ({ object: string } & ObjectChoice)[];
   /** inspect: every program on each cgroup / tcx hook of this instance, in the order they run */
   hooks?: { attach: string; programs: HookProgram[] }[];
 }

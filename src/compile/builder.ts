@@ -9,14 +9,20 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Btf } from 'kbpf/bpf';
 import { NotFound } from '../errors.js';
-import { KBPF_BYTECODE, KBPF_SOURCE, KBPF_TESTS, KBPF_WASM } from '../package/media-types.js';
+import {
+  KBPF_BYTECODE,
+  KBPF_BYTECODE_ALTERNATIVE,
+  KBPF_SOURCE,
+  KBPF_TESTS,
+  KBPF_WASM,
+} from '../package/media-types.js';
 import type { PackageSpec, ProgramSpec } from '../package/package-spec.js';
 import { type PackageTests, parseTestFile, TESTS_DIR, TESTS_LAYER_TITLE } from '../pkgtest/cases.js';
 import { KBPF_VERSION } from '../version.js';
 import { compileProcessor } from '../wasm/processor.js';
 import { KBPF_COMPAT_DIR, KBPF_INCLUDE_DIR, systemIncludeDirs } from './build-env.js';
 import type { BuildOptions, BuildResult } from './build-types.js';
-import { compileBpf } from './clang.js';
+import { type CompileOptions, compileBpf, stripDebugInfo } from './clang.js';
 import { type DerivedObject, deriveFromObject, PRINTK_MAP } from './derive.js';
 import { BuildError } from './errors.js';
 import { eventFormat } from './event-format.js';
@@ -41,6 +47,27 @@ const execFileP = promisify(execFile);
 export type { BuildOptions, BuildResult } from './build-types.js';
 
 const PROCESSOR_MODULE = 'processor.wasm';
+
+/**
+ * The instruction set of each object's second build. clang 14 writes v1 code by default, and
+ * some sources verify only as the one or the other (a u32 argument's bounds check lands on a
+ * copy in v1 code; v3 code fails other tools): the package carries both, the agent loads the
+ * second when the verifier refuses the first.
+ */
+export const ALTERNATIVE_CPU = 'v3';
+
+/** The layer title of an object's other build: `x.bpf.o` → `x.bpf.cpu-v3.o` (undefined if an object is named so). */
+function alternativeName(object: string, objects: readonly string[]): string | undefined {
+  const name = `${object.replace(/\.o$/, '')}.cpu-${ALTERNATIVE_CPU}.o`;
+  return objects.includes(name) ? undefined : name;
+}
+
+/** The two builds of one source have the same programs (sections, attach), maps, globals and events. */
+function sameShape(a: DerivedObject, b: DerivedObject): boolean {
+  const shape = (d: DerivedObject) =>
+    JSON.stringify([d.programs, d.maps, d.config, d.events], (k, v) => (k === 'object' ? undefined : v));
+  return shape(a) === shape(b);
+}
 
 export async function buildPackage(dir: string, opts: BuildOptions): Promise<BuildResult> {
   const src = resolve(dir);
@@ -88,6 +115,9 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     const header = ensureVmlinuxHeader(opts.cacheDir);
     const sysDirs = systemIncludeDirs();
     const objects: { file: string; bytes: Uint8Array; derived: DerivedObject }[] = [];
+    const alternatives: { object: string; file: string; bytes: Uint8Array }[] = [];
+    // a source whose kbpf.yaml picks the instruction set gets only that build
+    const withAlternative = !manifest.build.flags.some((f) => f.startsWith('-mcpu='));
     let printkMaps = 0;
     for (const [i, f] of files.entries()) {
       say(`compiling ${f}`);
@@ -115,7 +145,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       });
       await writeFile(unit, keepTypesUnit(source, definedStructs(text), typedefStructs(own)));
       const out = join(work, objectNames[i]!);
-      await compileBpf(unit, out, {
+      const compile: CompileOptions = {
         includeDirs: [KBPF_COMPAT_DIR, join(header, '..'), KBPF_INCLUDE_DIR],
         sourceDir: dirname(source),
         extraIncludeDirs: includeDirs,
@@ -125,9 +155,30 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         flags: manifest.build.flags,
         label: f,
         scratchDir: work,
-      });
+      };
+      // the other build is made at the same time (a second clang process), and kept only when it
+      // compiled and has the same programs, maps and globals
+      const altFile = withAlternative ? alternativeName(objectNames[i]!, objectNames) : undefined;
+      const [built, alt] = await Promise.allSettled([
+        compileBpf(unit, out, compile),
+        altFile
+          ? compileBpf(unit, join(work, altFile), {
+              ...compile,
+              flags: [...manifest.build.flags, `-mcpu=${ALTERNATIVE_CPU}`],
+            })
+          : Promise.resolve(),
+      ]);
+      if (built.status === 'rejected') throw built.reason;
       const bytes = await readFile(out);
-      objects.push({ file: basename(out), bytes, derived: deriveFromObject(basename(out), bytes) });
+      const derived = deriveFromObject(basename(out), bytes);
+      objects.push({ file: basename(out), bytes, derived });
+      if (altFile && alt.status === 'fulfilled') {
+        // without its DWARF (the default object keeps it): a package no twice as big
+        await stripDebugInfo(join(work, altFile));
+        const altBytes = await readFile(join(work, altFile));
+        if (!Buffer.from(altBytes).equals(bytes) && sameShape(derived, deriveFromObject(altFile, altBytes)))
+          alternatives.push({ object: basename(out), file: altFile, bytes: altBytes });
+      }
     }
     const spec = mergeSpec(
       objects.map((o) => o.derived),
@@ -136,6 +187,8 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       opts.tag,
       opts.files?.length === 1 && !manifest.name ? basename(opts.files[0]!).replace(/(\.bpf)?\.c$/, '') : basename(src),
     );
+    if (alternatives.length)
+      spec.alternatives = alternatives.map((a) => ({ object: a.object, file: a.file, cpu: ALTERNATIVE_CPU }));
     const processor = manifest.processor ? await buildProcessor(src, work, manifest.processor, spec, say) : undefined;
     say(
       `packaging ${spec.name}:${spec.version} (${spec.programs.length} program(s), ${spec.maps.length} map(s), ${spec.config.length} config variable(s))`,
@@ -152,6 +205,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
         manifest: spec as unknown as Record<string, unknown>,
         layers: [
           ...objects.map((o) => ({ mediaType: KBPF_BYTECODE, bytes: o.bytes, title: o.file })),
+          ...alternatives.map((a) => ({ mediaType: KBPF_BYTECODE_ALTERNATIVE, bytes: a.bytes, title: a.file })),
           { mediaType: KBPF_SOURCE, bytes: source, title: 'source.tar.gz' },
           ...(processor ? [processor] : []),
           ...(tests

@@ -74,3 +74,19 @@ export async function compileBpf(src: string, out: string, opts: CompileOptions)
     throw new BuildError(`compiling ${opts.label ?? src} failed`, diags);
   }
 }
+
+/**
+ * Removes an object's DWARF sections (`llvm-strip --strip-debug`), keeping its BTF: what libbpf
+ * and the verifier read. False when no llvm-strip is installed (the object is left as it was).
+ */
+export async function stripDebugInfo(path: string): Promise<boolean> {
+  for (const tool of ['llvm-strip', 'llvm-strip-14']) {
+    try {
+      await execFileP(tool, ['--strip-debug', path]);
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOENT') throw new BuildError(`${tool} ${path}: ${(e as Error).message}`);
+    }
+  }
+  return false;
+}

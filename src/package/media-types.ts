@@ -17,6 +17,12 @@ export const KBPF_ARTIFACT_TYPE = 'application/vnd.kbpf.package.v1';
 export const KBPF_CONFIG = 'application/vnd.kbpf.package.config.v1+json';
 /** Layer: one compiled BPF ELF object (with BTF). */
 export const KBPF_BYTECODE = 'application/vnd.kbpf.bytecode.v1+elf';
+/**
+ * Layer: another build of one of the package's objects (the same source for another BPF
+ * instruction set, `-mcpu=v3`), named by the config's `alternatives`. The agent loads it only
+ * when the kernel's verifier refuses the object itself; readers that do not know it ignore it.
+ */
+export const KBPF_BYTECODE_ALTERNATIVE = 'application/vnd.kbpf.bytecode.alternative.v1+elf';
 /** Layer: the package's source directory as a gzip-compressed tar. */
 export const KBPF_SOURCE = 'application/vnd.kbpf.source.v1.tar+gzip';
 /** Layer: an optional WebAssembly module for user-space event processing (reserved). */
@@ -37,4 +43,10 @@ export const BPFMAN_PROGRAMS = 'io.ebpf.programs';
 export const BPFMAN_MAPS = 'io.ebpf.maps';
 
 /** Media types a kbpf layer may have; anything else is refused by putPackage. */
-export const KBPF_LAYER_TYPES: readonly string[] = [KBPF_BYTECODE, KBPF_SOURCE, KBPF_WASM, KBPF_TESTS];
+export const KBPF_LAYER_TYPES: readonly string[] = [
+  KBPF_BYTECODE,
+  KBPF_BYTECODE_ALTERNATIVE,
+  KBPF_SOURCE,
+  KBPF_WASM,
+  KBPF_TESTS,
+];

@@ -274,6 +274,8 @@ export interface PackageSpec {
   description?: string;
   /** ELF object file names, one per .bpf.c */
   objects: string[];
+  /** other builds of objects, loaded when the verifier refuses the object (absent: none) */
+  alternatives?: ObjectAlternative[];
   programs: ProgramSpec[];
   config: ConfigVarSpec[];
   maps: MapEntrySpec[];
@@ -282,6 +284,20 @@ export interface PackageSpec {
   builder: string;
   /** the size of each instance's event log (kbpf.yaml `logs:`); the agent's defaults when absent */
   logs?: LogLimits;
+}
+
+/**
+ * Another build of one of the package's objects: the same source compiled for another BPF
+ * instruction set (clang -mcpu=), with the same programs, maps and globals. Its layer is a
+ * KBPF_BYTECODE_ALTERNATIVE titled `file`.
+ */
+export interface ObjectAlternative {
+  /** the object it stands in for (one of `objects`) */
+  object: string;
+  /** its layer's title */
+  file: string;
+  /** the instruction set it was built for: v1..v4 */
+  cpu: string;
 }
 
 /** An instance's event log: rotate a file before it passes maxBytes, keep `keep` rotated files. */
@@ -777,6 +793,25 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     if (!objects.includes(f)) c.fail(path, `${JSON.stringify(f)} is not one of the package's objects`);
     return f;
   };
+  if (s.alternatives !== undefined) {
+    const alts = c.array(s.alternatives, 'alternatives', SPEC_LIMITS.objects).map((a, i) => {
+      const at = `alternatives[${i}]`;
+      const o = c.object(a, at);
+      const file = c.fileName(o.file, `${at}.file`);
+      if (objects.includes(file)) c.fail(`${at}.file`, `${JSON.stringify(file)} is also one of the package's objects`);
+      const cpu = c.text(o.cpu, `${at}.cpu`, 8);
+      if (!/^v[1-4]$/.test(cpu)) c.fail(`${at}.cpu`, `${JSON.stringify(cpu)} is not v1..v4`);
+      return { object: objectOf(o.object, `${at}.object`), file };
+    });
+    c.unique(
+      alts.map((a) => a.object),
+      'alternatives (objects)',
+    );
+    c.unique(
+      alts.map((a) => a.file),
+      'alternatives (files)',
+    );
+  }
 
   const programs = c.array(s.programs, 'programs', SPEC_LIMITS.programs);
   programs.forEach((p, i) => {

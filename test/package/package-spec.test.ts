@@ -89,6 +89,27 @@ describe('validatePackageSpec', () => {
     assert.equal(validatePackageSpec(s), s);
   });
 
+  it('checks alternatives: another build of one of its objects, for cpu v1..v4, in a file of its own', () => {
+    const alt = { object: 'opensnoop.bpf.o', file: 'opensnoop.bpf.cpu-v3.o', cpu: 'v3' };
+    const s = { ...validSpec(), alternatives: [alt] };
+    assert.equal(validatePackageSpec(s), s);
+    refused((x) => {
+      x.alternatives = [{ ...alt, object: 'other.bpf.o' }];
+    }, /alternatives\[0\]\.object: "other\.bpf\.o" is not one of the package's objects/);
+    refused((x) => {
+      x.alternatives = [{ ...alt, file: 'opensnoop.bpf.o' }];
+    }, /alternatives\[0\]\.file: "opensnoop\.bpf\.o" is also one of the package's objects/);
+    refused((x) => {
+      x.alternatives = [{ ...alt, file: '../x.o' }];
+    }, /alternatives\[0\]\.file/);
+    refused((x) => {
+      x.alternatives = [{ ...alt, cpu: 'v9' }];
+    }, /alternatives\[0\]\.cpu: "v9" is not v1\.\.v4/);
+    refused((x) => {
+      x.alternatives = [alt, { ...alt, file: 'opensnoop.bpf.v2.o', cpu: 'v2' }];
+    }, /alternatives \(objects\): two entries are named "opensnoop\.bpf\.o"/);
+  });
+
   it('holds logs: to its bounds (a file of 64Ki or more, at most 16 kept, 1Gi in all)', () => {
     const s = { ...validSpec(), logs: { maxBytes: 32 * 1024 * 1024, keep: 2 } };
     assert.equal(validatePackageSpec(s), s);

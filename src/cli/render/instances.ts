@@ -38,8 +38,20 @@ export const INSTANCE_COLUMNS: readonly Column<InstanceStatus>[] = [
         .join(','),
     wide: true,
   },
-  { header: 'MESSAGE', value: (s) => cell([s.message, ...(s.warnings ?? [])].filter(Boolean).join('; ')), wide: true },
+  {
+    header: 'MESSAGE',
+    value: (s) => cell([s.message, ...(s.warnings ?? []), ...objectNotes(s)].filter(Boolean).join('; ')),
+    wide: true,
+  },
 ];
+
+/** "object x.bpf.o: built for cpu v3 (the default object was refused by the verifier: …)", one per such object. */
+export function objectNotes(s: InstanceStatus): string[] {
+  return (s.objects ?? []).map(
+    (o) =>
+      `object ${o.object}: built for cpu ${o.cpu}${o.reason ? ` (the default object was refused by the verifier: ${o.reason})` : ''}`,
+  );
+}
 
 /** kbpf ps */
 export function renderInstances(format: ListFormat, instances: readonly InstanceStatus[]): string {
@@ -63,6 +75,7 @@ export function describeInstance(s: InstanceStatus): string {
   ];
   if (s.message) lines.push(`  ${escapeControl(s.message)}`);
   for (const w of s.warnings ?? []) lines.push(`  warning: ${escapeControl(w)}`);
+  for (const n of objectNotes(s)) lines.push(`  ${escapeControl(n)}`);
   const states = s.programs.some((p) => p.state);
   const rows = s.programs.map((p) => [
     `  ${cell(p.name)}`,
