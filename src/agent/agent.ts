@@ -33,6 +33,7 @@ import type { InstancePlanner, Realization, RevisionTarget } from './planner.js'
 import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
+import { type StackRequest, symbolizeDumps, symbolizeStacks } from './stacks.js';
 import { type StagedRecord, StateStore } from './state-store.js';
 import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
 import type { InstanceRecord, InstanceStatus, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
@@ -228,7 +229,15 @@ export class Agent {
   maps(name: string, only?: string): MapDump[] {
     const view = this.view(name);
     const planner = this.plannerFor(view.spec);
-    return dumpMaps(view, (m) => planner.mapPin(name, view.record.current, m), only);
+    const pinOf = (m: string): string | undefined => planner.mapPin(name, view.record.current, m);
+    return symbolizeDumps(view, pinOf, dumpMaps(view, pinOf, only));
+  }
+
+  /** Stacks of an instance's events as symbols: addresses, or ids in its stack trace maps. */
+  stacks(name: string, requests: readonly StackRequest[]): string[][] {
+    const view = this.view(name);
+    const planner = this.plannerFor(view.spec);
+    return symbolizeStacks(view, (m) => planner.mapPin(name, view.record.current, m), requests);
   }
 
   /**

@@ -40,6 +40,17 @@ test('addresses, ports, pointers and flags read as such', () => {
     '0xffffffff81000000',
     '0x1000',
   ]);
+  // a stack field: its frames (the agent's symbols) or addresses in hex on one line, as many as its size field says
+  const stack = { kind: 'stack', size: 'sz' } as const;
+  assert.equal(formatField(['18446744071578845184', 4096, 0, 0], stack), '0xffffffff81000000;0x1000');
+  assert.equal(formatField([1, 2, 3, 4], stack, { sz: 16 }), '0x1;0x2');
+  assert.equal(
+    formatField(['do_syscall_64+0x10', '0x7f00 (libc.so.6)'], stack),
+    'do_syscall_64+0x10;0x7f00 (libc.so.6)',
+  );
+  const id = { kind: 'stack-id', map: 'stacks' } as const;
+  assert.equal(formatField(['a+0x1', 'b+0x2'], id), 'a+0x1;b+0x2');
+  assert.equal(formatField(-14, id), -14, 'a failed bpf_get_stackid');
   // a value that does not fit the format stays as it is
   assert.equal(formatField('n/a', { kind: 'ipv4' }), 'n/a');
   assert.deepEqual(formatEvent({ daddr: [10, 1, 2, 3], pid: 7 }, { daddr: { kind: 'ipv4' } }), {

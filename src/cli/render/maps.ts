@@ -1,4 +1,4 @@
-// An instance's maps with their entries, decoded from BTF (kbpf maps).
+// An instance's maps with their entries, decoded from BTF (kbpf maps); stacks as their frames.
 import type { MapDump } from '../../agent/api-client.js';
 import { histogramSlots, renderLog2Histogram } from './histogram.js';
 import { data, isData, type ListFormat, table } from './output.js';
@@ -14,6 +14,13 @@ function renderHistograms(m: MapDump, hists: (number[] | undefined)[]): string {
     .join('\n');
 }
 
+/** A stack trace map: each stack's id, then its frames one a line, innermost first. */
+function renderStacks(m: MapDump): string {
+  return m.entries
+    .map(([k, v]) => `  stack ${cell(k)}\n${(v as unknown[]).map((f) => `    ${cell(f)}\n`).join('')}`)
+    .join('');
+}
+
 /**
  * One block per map: "name (type, N entries)", then its entries as an indented KEY VALUE table,
  * or, for a map of log2 histograms (values with a `slots` array), histograms like the tools draw.
@@ -24,6 +31,7 @@ export function renderMaps(format: ListFormat, maps: readonly MapDump[]): string
     const n = m.entries.length;
     const head = `${cell(m.name)} (${cell(m.type)}, ${n} entr${n === 1 ? 'y' : 'ies'})\n`;
     if (n === 0) return head;
+    if (m.type === 'stack_trace' && m.entries.every(([, v]) => Array.isArray(v))) return head + renderStacks(m);
     const hists = m.entries.map(([, v]) => histogramSlots(v));
     if (hists.every((h) => h)) return head + renderHistograms(m, hists);
     return (
