@@ -4,12 +4,10 @@
 // themselves come from src/symbols (kallsyms, the process's mappings and its files' ELF symbols).
 import { BpfMap } from 'kbpf/bpf';
 import { InvalidError } from '../errors.js';
+import { PID_FIELDS, STACK_ID, stackSpace } from '../symbols/fields.js';
 import { symbols } from '../symbols/index.js';
 import type { InstanceView } from './instance-view.js';
 
-/** The fields of a map's key or value holding a stack id (bpf_get_stackid). */
-const STACK_ID = /(^|_)(k|u|kern|kernel|user)?_?stack_?id$/;
-const PID_FIELDS = ['tgid', 'pid', 'tid'];
 /** Stacks one request may ask about. */
 export const MAX_STACK_REQUESTS = 4096;
 
@@ -83,28 +81,57 @@ function stackMapNames(view: InstanceView): string[] {
   return (view.spec?.maps ?? []).filter((m) => m.type === 'stack_trace').map((m) => m.name);
 }
 
-/** A key or value object with its stack id fields as the frames of their stacks (ids < 0 stay: errors). */
-function withStacks(v: unknown, maps: StackMaps, pid: number | undefined): unknown {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) return v;
-  const o = v as Record<string, unknown>;
+function isObject(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
+}
+
+const isKernelStack = (field: string): boolean => stackSpace(field) === 'kernel';
+
+/**
+ * A key or value object with its stack id fields, its nested structs' too (offcputime's value
+ * holds its key), as the frames of their stacks; ids < 0 (bpf_get_stackid's errors) stay.
+ */
+function withStacks(v: unknown, maps: StackMaps, pid: number | undefined, depth = 0): unknown {
+  if (!isObject(v) || depth > 4) return v;
   let out: Record<string, unknown> | undefined;
-  for (const [k, x] of Object.entries(o)) {
-    if (!STACK_ID.test(k.toLowerCase()) || typeof x !== 'number' || x < 0 || !maps.any) continue;
-    const addrs = maps.addresses(maps.any, x);
-    if (!addrs) continue;
-    out ??= { ...o };
-    out[k] = symbols.frames(addrs, /^(k|kern|kernel)_?stack/i.test(k) ? undefined : pid);
+  for (const [k, x] of Object.entries(v)) {
+    let to: unknown = x;
+    if (isObject(x)) to = withStacks(x, maps, pidOf(x) ?? pid, depth + 1);
+    else if (STACK_ID.test(k.toLowerCase()) && typeof x === 'number' && x >= 0 && maps.any) {
+      const addrs = maps.addresses(maps.any, x);
+      if (addrs) to = symbols.frames(addrs, isKernelStack(k) ? undefined : pid);
+    }
+    if (to === x) continue;
+    out ??= { ...v };
+    out[k] = to;
   }
   return out ?? v;
 }
 
+/** The process a key or value names: its tgid, pid, tid or pid_tgid field, or a nested struct's. */
 function pidOf(...objs: unknown[]): number | undefined {
   for (const name of PID_FIELDS)
     for (const o of objs) {
-      const p = o && typeof o === 'object' ? (o as Record<string, unknown>)[name] : undefined;
+      const p = isObject(o) ? o[name] : undefined;
       if (typeof p === 'number' && p > 0) return p;
     }
-  return undefined;
+  // bpf_get_current_pid_tgid() as it is (futexctn's key): the process in its upper half
+  for (const o of objs) {
+    const p = isObject(o) ? o.pid_tgid : undefined;
+    if (typeof p === 'number' && p >= 2 ** 32) return Math.floor(p / 2 ** 32);
+  }
+  const nested = objs.flatMap((o) => (isObject(o) ? Object.values(o).filter(isObject) : []));
+  return nested.length ? pidOf(...nested) : undefined;
+}
+
+/** The user stack ids an object (and its nested structs) holds. */
+function userStackIds(o: unknown, out: number[] = [], depth = 0): number[] {
+  if (!isObject(o) || depth > 4) return out;
+  for (const [k, x] of Object.entries(o)) {
+    if (isObject(x)) userStackIds(x, out, depth + 1);
+    else if (STACK_ID.test(k.toLowerCase()) && !isKernelStack(k) && typeof x === 'number' && x >= 0) out.push(x);
+  }
+  return out;
 }
 
 /**
@@ -124,14 +151,10 @@ export function symbolizeDumps<D extends Dump>(
   // the process of each user stack id other maps' keys and values name (bcc profile's counts)
   const owners = new Map<number, number>();
   for (const d of dumps)
-    for (const kv of d.entries)
-      for (const o of kv) {
-        const pid = pidOf(...kv);
-        if (!pid || !o || typeof o !== 'object') continue;
-        for (const [k, x] of Object.entries(o))
-          if (STACK_ID.test(k.toLowerCase()) && !/^(k|kern|kernel)_?stack/i.test(k) && typeof x === 'number')
-            owners.set(x, pid);
-      }
+    for (const kv of d.entries) {
+      const pid = pidOf(...kv);
+      if (pid) for (const id of [...userStackIds(kv[0]), ...userStackIds(kv[1])]) owners.set(id, pid);
+    }
   try {
     return dumps.map((d) => {
       if (d.type === 'stack_trace')

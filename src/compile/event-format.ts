@@ -5,17 +5,12 @@
 // spec's event entry; `kbpf logs` formats with it, the stored records stay as decoded.
 import type { Btf, BtfType } from 'kbpf/bpf';
 import type { EventFormat, FieldFormat, StackSpace } from '../package/package-spec.js';
+import { ADDRESS_LIST, PID_FIELDS, STACK_ID, stackSpace } from '../symbols/fields.js';
 import { BuildError } from './errors.js';
 import { openFlags } from './open-flags.js';
 
 const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
 const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
-/** arrays of 64-bit code addresses: stacks, callers, instruction pointers */
-const ADDRESS_LIST = /(^|_)(k|u|kern|kernel|user)?_?(stack|callers|ips?|addrs)$/;
-/** the id of a stack in a stack trace map (bpf_get_stackid) */
-export const STACK_ID = /(^|_)(k|u|kern|kernel|user)?_?stack_?id$/;
-/** the field naming the process whose user stack it is: the process (tgid) before the thread */
-const PID_FIELDS = ['tgid', 'pid', 'tid'];
 /** a stack array's sibling holding its size in bytes (bpf_get_stack's return value) */
 const STACK_SIZE_SUFFIXES = ['_sz', '_size', '_len'];
 /** a field saying which family the struct's addresses are (AF_INET / AF_INET6, or 4 / 6) */
@@ -72,20 +67,13 @@ export function inferFieldFormat(btf: Btf, name: string, typeId: number): FieldF
   return undefined;
 }
 
-/** Whose addresses a stack field named so holds: `kstack`, `kern_stack_id` the kernel's, `ustack` a process's. */
-export function stackSpace(name: string): StackSpace | undefined {
-  const m = /^(k|u|kern|kernel|user)_?(stack|callers|ips?|addrs)/.exec(name.toLowerCase());
-  if (!m) return undefined;
-  return m[1]!.startsWith('k') ? 'kernel' : 'user';
-}
-
 /** A stack format with what the struct tells: whose addresses, the process's field, the size field. */
 function stackFormat(
   members: { name: string; type: number }[],
   btf: Btf,
   field: string,
   base: FieldFormat & { kind: 'stack' | 'stack-id' },
-  space = stackSpace(field),
+  space: StackSpace | undefined,
 ): FieldFormat {
   const out: FieldFormat = { ...base };
   if (space) out.space = space;
@@ -151,10 +139,10 @@ export function eventFormat(
   const members = fields(btf, found.id);
   for (const f of members) {
     const fmt = inferFieldFormat(btf, f.name, f.type);
-    if (fmt?.kind === 'stack') out[f.name] = stackFormat(members, btf, f.name, fmt);
+    if (fmt?.kind === 'stack') out[f.name] = stackFormat(members, btf, f.name, fmt, stackSpace(f.name));
     else if (fmt) out[f.name] = fmt;
     else if (stackMaps.length === 1 && STACK_ID.test(f.name.toLowerCase()) && isInt(btf, f.type))
-      out[f.name] = stackFormat(members, btf, f.name, { kind: 'stack-id', map: stackMaps[0]! });
+      out[f.name] = stackFormat(members, btf, f.name, { kind: 'stack-id', map: stackMaps[0]! }, stackSpace(f.name));
   }
   // tools keep an IPv4 address in the first 4 bytes of a 16-byte field and say which in a family field
   const family = members.find((m) => FAMILY.test(m.name.toLowerCase()) && isInt(btf, m.type));

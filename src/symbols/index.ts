@@ -78,7 +78,7 @@ export class Symbolizer {
     if (pid === undefined || pid <= 0 || a > BigInt(Number.MAX_SAFE_INTEGER)) return hex(a);
     const addr = Number(a);
     const m = this.mapping(pid, addr);
-    if (!m) return hex(a);
+    if (!m?.path) return hex(a); // not mapped, or anonymous memory (a JIT's code)
     const name = m.path.startsWith('[') ? m.path : basename(m.path.replace(/ \(deleted\)$/, ''));
     const file = m.path.startsWith('/') ? this.fileSymbols(pid, m.path) : undefined;
     const elf = file?.addressOf(addr - m.start + m.offset);

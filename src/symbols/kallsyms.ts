@@ -1,6 +1,7 @@
 // Kernel addresses as symbols, from /proc/kallsyms: read once, sorted, searched by binary search.
 // Reading it needs root (kptr_restrict shows everyone else zeros, and then nothing resolves).
 import { readFileSync } from 'node:fs';
+import { floorIndex } from './search.js';
 
 /** Addresses at or above this are the kernel's (x86-64 and arm64 with 48-bit or larger VAs). */
 export const KERNEL_ADDRESS_MIN = 0xffff800000000000n;
@@ -37,14 +38,8 @@ export class KernelSymbols {
 
   private find(addr: bigint): KernelSymbol | undefined {
     const a = this.addrs;
-    let lo = 0;
-    let hi = a.length - 1;
-    if (hi < 0 || addr < a[0]!) return undefined;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (a[mid]! <= addr) lo = mid;
-      else hi = mid - 1;
-    }
+    const lo = floorIndex(a, addr);
+    if (lo < 0) return undefined;
     return { name: this.names[lo]!, module: this.modules[lo]!, offset: addr - a[lo]! };
   }
 

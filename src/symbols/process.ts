@@ -4,6 +4,7 @@
 // resolve too; their symbols are kept per file (device, inode and change time).
 import { readFileSync, statSync } from 'node:fs';
 import { type ElfSegment, readElfSegments, readElfSymbols } from 'kbpf/bpf';
+import { floorIndex } from './search.js';
 
 /** Files larger than this are not read for symbols (their addresses show with the file's name). */
 const MAX_ELF_BYTES = 512 * 1024 * 1024;
@@ -87,14 +88,8 @@ export class FileSymbols {
   /** `func+0xoff` of an ELF address, or undefined outside every function. */
   lookup(addr: number): string | undefined {
     const a = this.addrs;
-    let lo = 0;
-    let hi = a.length - 1;
-    if (hi < 0 || addr < a[0]!) return undefined;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (a[mid]! <= addr) lo = mid;
-      else hi = mid - 1;
-    }
+    const lo = floorIndex(a, addr);
+    if (lo < 0) return undefined;
     // among symbols at the same address, one whose size covers addr
     let i = lo;
     while (i > 0 && a[i - 1] === a[lo]) i--;

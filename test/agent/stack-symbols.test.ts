@@ -4,7 +4,7 @@
 // separated strings with their size) shown whole.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -129,6 +129,32 @@ test('kernel and user stacks of a process show as symbols: events in kbpf logs, 
   const gone = spawnSync('/bin/true').pid;
   const [unknown] = ta.agent.stacks('stk', [{ pid: gone, addresses: ustack }]);
   assert.ok(unknown!.length > 0 && unknown!.every((x) => /^0x[0-9a-f]+$/.test(x)), unknown!.join(';'));
+});
+
+test('kbpf.yaml names stacks: kstack/ustack/stack on an array, kstack:MAP/ustack:MAP on a stack id; refuses a map that is not one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kbpf-stackfmt-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(PKG('stack_symbols'), dir, { recursive: true });
+  const ta = await testAgent(t);
+  const yaml = (format: string): void =>
+    writeFileSync(
+      join(dir, 'kbpf.yaml'),
+      `name: stackfmt\nversion: 1.0.0\nevents:\n  events:\n    format: { ${format} }\n`,
+    );
+  yaml('kstack: stack, kern_stack_id: ustack:stacks, user_stack_id: kstack');
+  const ev = (await ta.agent.inspectPackage(await ta.build(dir))).spec.events[0]!;
+  assert.deepEqual(ev.format?.kstack, { kind: 'stack', pid: 'pid', size: 'kstack_sz' }, 'by each address');
+  assert.deepEqual(ev.format?.kern_stack_id, { kind: 'stack-id', map: 'stacks', space: 'user', pid: 'pid' });
+  assert.deepEqual(ev.format?.user_stack_id, { kind: 'stack-id', map: 'stacks', space: 'kernel' });
+  yaml('kern_stack_id: kstack:counts');
+  await assert.rejects(
+    ta.build(dir),
+    /events\.format\.kern_stack_id: no stack trace map "counts" \(stack trace maps: stacks\)/,
+  );
+  yaml('kstack: kstack:stacks');
+  await assert.rejects(ta.build(dir), /kstack:stacks: the field is an array of addresses, not a stack id/);
+  yaml('pid: kstacks');
+  await assert.rejects(ta.build(dir), /unknown format "kstacks"/);
 });
 
 test('an execsnoop-style argument list (NUL-separated strings, their size beside) shows every argument', async (t) => {

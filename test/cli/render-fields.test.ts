@@ -124,3 +124,41 @@ test('a map of log2 histograms is drawn like the tools draw it', () => {
   assert.doesNotMatch(maps, /key 2/);
   assert.match(maps, /plain \(hash, 1 entry\)\n {2}KEY\s+VALUE\n {2}1\s+5/);
 });
+
+test('kbpf maps: a stack trace map as frames one a line; entries keyed by stacks as lines and frames, largest first', () => {
+  const out = renderMaps('table', [
+    { name: 'stackmap', type: 'stack_trace', entries: [[7, ['do_syscall_64+0x71', 'entry_SYSCALL_64+0x76']]] },
+    {
+      name: 'counts',
+      type: 'hash',
+      entries: [
+        [{ pid: 9, user_stack_id: -14, kern_stack_id: ['schedule+0x27'] }, 2],
+        [{ pid: 5, user_stack_id: ['main+0x1 (a.out)'], kern_stack_id: -17 }, 40],
+      ],
+    },
+    { name: 'start', type: 'hash', entries: [[3, { ts: 1, key: { pid: 3, kern_stack_id: ['f+0x1'] } }]] },
+  ]);
+  assert.equal(
+    out,
+    [
+      'stackmap (stack_trace, 1 entry)',
+      '  stack 7',
+      '    do_syscall_64+0x71',
+      '    entry_SYSCALL_64+0x76',
+      '',
+      'counts (hash, 2 entries)',
+      '  pid=5 kern_stack_id=-17 → 40',
+      '    user_stack_id:',
+      '      main+0x1 (a.out)',
+      '  pid=9 user_stack_id=-14 → 2',
+      '    kern_stack_id:',
+      '      schedule+0x27',
+      '',
+      'start (hash, 1 entry)',
+      '  3 → ts=1 key.pid=3',
+      '    key.kern_stack_id:',
+      '      f+0x1',
+      '',
+    ].join('\n'),
+  );
+});
