@@ -33,6 +33,7 @@ import type { InstancePlanner, Realization, RevisionTarget } from './planner.js'
 import { ProgramPlanner } from './program-planner.js';
 import { dumpMaps, instanceStatus, type MapDump, metricsSnapshot } from './queries.js';
 import { noKernelIds } from './realizer.js';
+import { type StackRequest, symbolizeDumps, symbolizeStacks } from './stacks.js';
 import { type StagedRecord, StateStore } from './state-store.js';
 import { type AgentTrust, type TrustOutcome, trustCheck } from './trust.js';
 import type {
@@ -238,7 +239,15 @@ export class Agent {
     const view = this.view(name);
     const planner = this.plannerFor(view.spec);
     const rev = view.record.current;
-    return dumpMaps(view, (m) => planner.mapPin(name, rev, m), only, planner.globalsPins?.(name, rev));
+    const pinOf = (m: string): string | undefined => planner.mapPin(name, rev, m);
+    return symbolizeDumps(view, pinOf, dumpMaps(view, pinOf, only, planner.globalsPins?.(name, rev)));
+  }
+
+  /** Stacks of an instance's events as symbols: addresses, or ids in its stack trace maps. */
+  stacks(name: string, requests: readonly StackRequest[]): string[][] {
+    const view = this.view(name);
+    const planner = this.plannerFor(view.spec);
+    return symbolizeStacks(view, (m) => planner.mapPin(name, view.record.current, m), requests);
   }
 
   /**

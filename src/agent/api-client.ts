@@ -238,6 +238,15 @@ export class ApiClient {
     return this.call('GET', `/v1/instances/${enc(name)}/history`);
   }
 
+  /** The frames of stacks of an instance's events: addresses (in process `pid`), or ids in its stack trace maps. */
+  async stacks(
+    name: string,
+    stacks: { pid?: number; addresses?: unknown[]; map?: string; id?: number }[],
+  ): Promise<string[][]> {
+    const r = await this.call<{ stacks: string[][] }>('POST', `/v1/instances/${enc(name)}/stacks`, { stacks });
+    return r.stacks;
+  }
+
   maps(name: string, map?: string): Promise<MapDump[]> {
     return this.call('GET', `/v1/instances/${enc(name)}/maps${map !== undefined ? `/${enc(map)}` : ''}`);
   }

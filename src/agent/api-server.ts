@@ -12,6 +12,7 @@
 //   POST   /v1/instances/{name}/rollback       body: { toRevision? }
 //   GET    /v1/instances/{name}/history
 //   GET    /v1/instances/{name}/maps[/{map}]
+//   POST   /v1/instances/{name}/stacks         body: { stacks: StackRequest[] } -> { stacks: frames[] }
 //   GET    /v1/instances/{name}/logs[?follow=1&since=&tail=]   NDJSON (streamed with follow)
 //   GET    /v1/images
 //   GET    /v1/images/{ref}                    inspect (ref URL-encoded)
@@ -49,6 +50,7 @@ import { KBPF_VERSION } from '../version.js';
 import { checkInstanceName } from './instance-name.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
+import { MAX_STACK_REQUESTS, type StackRequest } from './stacks.js';
 import type { InstanceStatus, MapDump, PackageRemoval, Revision, RunRequest, UpgradeRequest } from './types.js';
 
 export const API_VERSION = 'v1';
@@ -72,6 +74,7 @@ export interface AgentApi {
   rollback(name: string, opts?: { toRevision?: number }): Promise<InstanceStatus>;
   history(name: string): Revision[];
   maps(name: string, map?: string): MapDump[];
+  stacks(name: string, requests: readonly StackRequest[]): string[][];
   packages(): Promise<PackageSummary[]>;
   inspectPackage(ref: string): Promise<{ reference: string; digest: string; spec: PackageSpec }>;
   removePackage(ref: string, opts?: { force?: boolean }): Promise<PackageRemoval>;
@@ -275,6 +278,35 @@ function upgradeRequest(body: Record<string, unknown>): UpgradeRequest {
   return req;
 }
 
+/** `{stacks: [{pid?, addresses?} | {pid?, map, id}]}`: what POST …/stacks asks about. */
+function stackRequests(body: Record<string, unknown>): StackRequest[] {
+  const list = body.stacks;
+  if (!Array.isArray(list)) throw new HttpError(400, '"stacks" must be an array');
+  if (list.length > MAX_STACK_REQUESTS) throw new HttpError(400, `"stacks": at most ${MAX_STACK_REQUESTS} at once`);
+  return list.map((r: unknown, i) => {
+    if (!r || typeof r !== 'object' || Array.isArray(r)) throw new HttpError(400, `"stacks[${i}]" must be an object`);
+    const o = r as Record<string, unknown>;
+    const out: StackRequest = {};
+    const int = (v: unknown, what: string): number => {
+      if (typeof v !== 'number' || !Number.isSafeInteger(v))
+        throw new HttpError(400, `"stacks[${i}].${what}" must be an integer`);
+      return v;
+    };
+    if (o.pid !== undefined) out.pid = int(o.pid, 'pid');
+    if (o.addresses !== undefined) {
+      if (!Array.isArray(o.addresses) || o.addresses.length > 1024)
+        throw new HttpError(400, `"stacks[${i}].addresses" must be an array of at most 1024 addresses`);
+      out.addresses = o.addresses;
+    }
+    if (o.map !== undefined) {
+      if (typeof o.map !== 'string') throw new HttpError(400, `"stacks[${i}].map" must be a map's name`);
+      out.map = o.map;
+      out.id = int(o.id, 'id');
+    }
+    return out;
+  });
+}
+
 function decodeSegment(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -421,6 +453,9 @@ async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promi
         case 'history':
           if (method !== 'GET') methodNotAllowed(['GET']);
           return sendJson(res, 200, agent.history(name));
+        case 'stacks':
+          if (method !== 'POST') methodNotAllowed(['POST']);
+          return sendJson(res, 200, { stacks: agent.stacks(name, stackRequests(await readBody(req))) });
         case 'logs':
           if (method !== 'GET') methodNotAllowed(['GET']);
           return streamLogs(ctx, name, q, req, res);

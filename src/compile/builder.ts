@@ -385,6 +385,7 @@ export function mergeSpec(
         m.events[ev.map]?.format,
         `${MANIFEST_FILE}: events.${ev.map}`,
         kernelBtf,
+        maps.filter((x) => x.type === 'stack_trace').map((x) => x.name),
       );
       if (format) ev.format = format;
     } catch (e) {

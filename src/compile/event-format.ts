@@ -1,16 +1,18 @@
 // How the human output should show an event's fields, decided at build time from the record
 // struct's BTF (field names and types) and kbpf.yaml's `events.MAP.format` hints: addresses as
-// IPv4/IPv6, ports, pointers in hex, enums of bit flags as FLAG|FLAG. Written into the package
+// IPv4/IPv6, ports, pointers in hex, enums of bit flags as FLAG|FLAG, stacks (arrays of
+// addresses, ids in a stack trace map) as symbols. Written into the package
 // spec's event entry; `kbpf logs` formats with it, the stored records stay as decoded.
 import type { Btf, BtfType } from 'kbpf/bpf';
-import type { EventFormat, FieldFormat } from '../package/package-spec.js';
+import type { EventFormat, FieldFormat, StackSpace } from '../package/package-spec.js';
+import { ADDRESS_LIST, PID_FIELDS, STACK_ID, stackSpace } from '../symbols/fields.js';
 import { BuildError } from './errors.js';
 import { openFlags } from './open-flags.js';
 
 const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
 const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
-/** arrays of 64-bit code addresses: stacks, callers, instruction pointers */
-const ADDRESS_LIST = /(^|_)(k|u|kern|user)?_?(stack|callers|ips?|addrs)$/;
+/** a stack array's sibling holding its size in bytes (bpf_get_stack's return value) */
+const STACK_SIZE_SUFFIXES = ['_sz', '_size', '_len'];
 /** a field saying which family the struct's addresses are (AF_INET / AF_INET6, or 4 / 6) */
 const FAMILY = /^(family|af|sa_family|addr_family|ip_?ver(sion)?|(s|sk|sock|inet)_?family)$/;
 /** a file name field: with it, an int `flags` field holds open(2) flags (opensnoop-style records) */
@@ -61,12 +63,52 @@ export function inferFieldFormat(btf: Btf, name: string, typeId: number): FieldF
     if (size === 8 && t.kind === 'INT') return { kind: 'hex' };
   }
   if (t.kind === 'INT' && size === 2 && PORT.test(lower)) return { kind: 'port' };
-  if (t.kind === 'ARRAY' && btf.sizeOf(t.type) === 8 && ADDRESS_LIST.test(lower)) return { kind: 'hex' };
+  if (t.kind === 'ARRAY' && btf.sizeOf(t.type) === 8 && ADDRESS_LIST.test(lower)) return { kind: 'stack' };
   return undefined;
+}
+
+/** A stack format with what the struct tells: whose addresses, the process's field, the size field. */
+function stackFormat(
+  members: { name: string; type: number }[],
+  btf: Btf,
+  field: string,
+  base: FieldFormat & { kind: 'stack' | 'stack-id' },
+  space: StackSpace | undefined,
+): FieldFormat {
+  const out: FieldFormat = { ...base };
+  if (space) out.space = space;
+  const pid = PID_FIELDS.find((p) => members.some((m) => m.name === p && isInt(btf, m.type)));
+  if (pid && space !== 'kernel') out.pid = pid;
+  if (out.kind === 'stack') {
+    const size = STACK_SIZE_SUFFIXES.map((x) => field + x).find((n) => members.some((m) => m.name === n));
+    if (size) out.size = size;
+  }
+  return out;
 }
 
 function isInt(btf: Btf, id: number): boolean {
   return btf.type(btf.resolve(id)).kind === 'INT' && btf.sizeOf(id) <= 4;
+}
+
+function isStackArray(btf: Btf, id: number): boolean {
+  const t = btf.type(btf.resolve(id));
+  return t.kind === 'ARRAY' && btf.sizeOf(t.type) === 8;
+}
+
+/** The stack trace map a stack id field's ids are in: the one given, else the package's only one. */
+function stackMapOf(stackMaps: readonly string[], given: string | undefined, where: string): string {
+  if (given) {
+    if (!stackMaps.includes(given))
+      throw new BuildError(
+        `${where}: no stack trace map "${given}" (stack trace maps: ${stackMaps.join(', ') || 'none'})`,
+      );
+    return given;
+  }
+  if (stackMaps.length !== 1)
+    throw new BuildError(
+      `${where}: which stack trace map holds its stacks? Name it: kstack:MAP or ustack:MAP (stack trace maps: ${stackMaps.join(', ') || 'none'})`,
+    );
+  return stackMaps[0]!;
 }
 
 /** An enum by name from the object's BTF, else the kernel's. */
@@ -89,6 +131,7 @@ export function eventFormat(
   hints: Record<string, string> = {},
   where = 'events',
   kernel?: () => Btf | undefined,
+  stackMaps: readonly string[] = [],
 ): EventFormat | undefined {
   const found = btf.findStruct(type);
   if (!found) return undefined;
@@ -96,7 +139,10 @@ export function eventFormat(
   const members = fields(btf, found.id);
   for (const f of members) {
     const fmt = inferFieldFormat(btf, f.name, f.type);
-    if (fmt) out[f.name] = fmt;
+    if (fmt?.kind === 'stack') out[f.name] = stackFormat(members, btf, f.name, fmt, stackSpace(f.name));
+    else if (fmt) out[f.name] = fmt;
+    else if (stackMaps.length === 1 && STACK_ID.test(f.name.toLowerCase()) && isInt(btf, f.type))
+      out[f.name] = stackFormat(members, btf, f.name, { kind: 'stack-id', map: stackMaps[0]! }, stackSpace(f.name));
   }
   // tools keep an IPv4 address in the first 4 bytes of a 16-byte field and say which in a family field
   const family = members.find((m) => FAMILY.test(m.name.toLowerCase()) && isInt(btf, m.type));
@@ -114,7 +160,19 @@ export function eventFormat(
         `${where}.format.${field}: struct ${type} has no field "${field}" (fields: ${members.map((m) => m.name).join(', ')})`,
       );
     const m = /^(flags|enum):(\w+)$/.exec(hint);
-    if (m) {
+    const stack = /^(k|u)?stack(?::(\w+))?$/.exec(hint);
+    if (stack) {
+      const member = members.find((x) => x.name === field)!;
+      const space = stack[1] === 'k' ? 'kernel' : stack[1] === 'u' ? 'user' : undefined;
+      const at = `${where}.format.${field}`;
+      if (isStackArray(btf, member.type)) {
+        if (stack[2]) throw new BuildError(`${at}: ${hint}: the field is an array of addresses, not a stack id`);
+        out[field] = stackFormat(members, btf, field, { kind: 'stack' }, space);
+      } else if (isInt(btf, member.type)) {
+        const map = stackMapOf(stackMaps, stack[2], at);
+        out[field] = stackFormat(members, btf, field, { kind: 'stack-id', map }, space);
+      } else throw new BuildError(`${at}: ${hint}: neither an array of 64-bit addresses nor a stack id`);
+    } else if (m) {
       const known = m[1] === 'flags' ? KNOWN_FLAGS[m[2]!] : undefined;
       const names = known ? known() : findEnum(btf, kernel, m[2]!);
       if (!names)

@@ -60,10 +60,28 @@ export interface BuildSettings {
 }
 
 /** Field formats kbpf.yaml may give an event field (the human output shows the value so). */
-export const FIELD_FORMATS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags:ENUM', 'enum:ENUM'] as const;
+export const FIELD_FORMATS = [
+  'ipv4',
+  'ipv6',
+  'port',
+  'net-port',
+  'hex',
+  'flags:ENUM',
+  'enum:ENUM',
+  'kstack',
+  'ustack',
+  'stack',
+  'kstack:MAP',
+  'ustack:MAP',
+] as const;
 
 export function checkFieldFormat(v: unknown, where: string): string {
-  if (typeof v === 'string' && (/^(ipv4|ipv6|port|net-port|hex)$/.test(v) || /^(flags|enum):[A-Za-z_]\w*$/.test(v)))
+  if (
+    typeof v === 'string' &&
+    (/^(ipv4|ipv6|port|net-port|hex)$/.test(v) ||
+      /^(flags|enum):[A-Za-z_]\w*$/.test(v) ||
+      /^(k|u)?stack(:[A-Za-z_]\w*)?$/.test(v))
+  )
     return v;
   throw new BuildError(
     `${MANIFEST_FILE}: ${where}: unknown format ${JSON.stringify(v)} (known: ${FIELD_FORMATS.join(', ')})`,

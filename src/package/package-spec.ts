@@ -249,12 +249,33 @@ export type FieldFormat =
   | { kind: 'ipv4' | 'ipv6' | 'port' | 'net-port' | 'hex' }
   | { kind: 'flags' | 'enum'; names: [string, number][] }
   /** a 16-byte address whose family is in another field: IPv4 (its first 4 bytes) where that says AF_INET */
-  | { kind: 'inet'; family: string };
+  | { kind: 'inet'; family: string }
+  /**
+   * a stack: an array of code addresses (`stack`), or the id of one in a stack trace map
+   * (`stack-id`, `map`), shown as symbols; `space` says whose addresses they are (else by value:
+   * kernel ones are ≥ 0xffff800000000000), `pid` the field naming the process user addresses are
+   * in, `size` the field saying how many bytes of the array bpf_get_stack filled
+   */
+  | { kind: 'stack'; space?: StackSpace; pid?: string; size?: string }
+  | { kind: 'stack-id'; map: string; space?: StackSpace; pid?: string };
+
+export type StackSpace = 'kernel' | 'user';
 
 /** field name → format */
 export type EventFormat = Record<string, FieldFormat>;
 
-export const FIELD_FORMAT_KINDS = ['ipv4', 'ipv6', 'port', 'net-port', 'hex', 'flags', 'enum', 'inet'] as const;
+export const FIELD_FORMAT_KINDS = [
+  'ipv4',
+  'ipv6',
+  'port',
+  'net-port',
+  'hex',
+  'flags',
+  'enum',
+  'inet',
+  'stack',
+  'stack-id',
+] as const;
 
 /** A package's event processor: a Wasm module that sees its events before they are logged. */
 export interface ProcessorSpec {
@@ -910,6 +931,14 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
             c.identifier((n as unknown[])[0], `${fat}.names[${j}][0]`);
           });
         if (kind === 'inet') c.identifier((f as { family?: unknown }).family, `${fat}.family`);
+        if (kind === 'stack-id') c.identifier((f as { map?: unknown }).map, `${fat}.map`);
+        if (kind === 'stack' || kind === 'stack-id') {
+          const st = f as { space?: unknown; pid?: unknown };
+          if (st.space !== undefined) c.oneOf(st.space, `${fat}.space`, ['kernel', 'user'] as const);
+          if (st.pid !== undefined) c.identifier(st.pid, `${fat}.pid`);
+          const size = (f as { size?: unknown }).size;
+          if (size !== undefined) c.identifier(size, `${fat}.size`);
+        }
       }
     }
   });

@@ -110,6 +110,62 @@ describe('JSON encoder', () => {
     assert.match(encoded(codec, codec.encode({ ...probe, u64: 2n ** 53n - 1n })), /"u64":9007199254740991,/);
   });
 
+  it("reads a char array of NUL-separated strings (execsnoop's args) up to its size or count sibling", () => {
+    const w = new BtfWriter();
+    const chr = w.add('INT', 'char', 0, false, 1, intEnc(8, { signed: true }));
+    const u32 = w.add('INT', 'unsigned int', 0, false, 4, intEnc(32));
+    const i32 = w.add('INT', 'int', 0, false, 4, intEnc(32, { signed: true }));
+    const arr = w.add('ARRAY', '', 0, false, 0, chr, u32, 24);
+    // { int args_count; unsigned args_size; char args[24]; char comm[24]; unsigned comm_len... none }
+    const st = w.add(
+      'STRUCT',
+      'event',
+      3,
+      false,
+      32,
+      w.str('args_count'),
+      i32,
+      0,
+      w.str('args_size'),
+      u32,
+      32,
+      w.str('args'),
+      arr,
+      64,
+    );
+    const counted = w.add('STRUCT', 'counted', 2, false, 28, w.str('argv'), arr, 0, w.str('argv_count'), i32, 24 * 8);
+    const plain = w.add('STRUCT', 'plain', 2, false, 28, w.str('argv'), arr, 0, w.str('other'), i32, 24 * 8);
+    const btf = Btf.parse(w.build());
+    const codec = codecFor(btf, st);
+    const ev = (count: number, size: number, text: string): Uint8Array => {
+      const b = new Uint8Array(32);
+      const dv = new DataView(b.buffer);
+      dv.setInt32(0, count, true);
+      dv.setUint32(4, size, true);
+      b.set(Buffer.from(text, 'latin1').subarray(0, 24), 8);
+      return b;
+    };
+    // stale bytes past the size (a ring buffer's reused memory) are not read
+    const b = ev(3, 12, '/bin/ls\0\0-l\0stale\0junk');
+    assert.deepEqual(codec.decode(b), { args_count: 3, args_size: 12, args: '/bin/ls  -l' });
+    same(codec, b);
+    assert.equal((codec.decode(ev(2, 10, '/bin/ls\0-l\0xx')) as { args: string }).args, '/bin/ls -l');
+    // a size out of range, or bytes after the NUL that are not text: the first string
+    assert.equal((codec.decode(ev(2, 99, 'a\0b\0')) as { args: string }).args, 'a');
+    assert.equal((codec.decode(ev(2, 6, 'a\0\x01\x02\x03\0')) as { args: string }).args, 'a');
+    assert.equal((codec.decode(ev(0, 0, 'a\0b\0')) as { args: string }).args, 'a');
+    same(codec, ev(2, 99, 'a\0b\0'));
+    // bounded by a count of strings
+    const c = codecFor(btf, counted);
+    const cb = new Uint8Array(28);
+    cb.set(Buffer.from('x\0yy\0zzz\0more\0'));
+    new DataView(cb.buffer).setInt32(24, 2, true);
+    assert.deepEqual(c.decode(cb), { argv: 'x yy', argv_count: 2 });
+    same(c, cb);
+    // no sibling bounding it: the first string, as every char array
+    assert.equal((codecFor(btf, plain).decode(cb) as { argv: string }).argv, 'x');
+  });
+
   it('writes char arrays as strings: escapes, non-ASCII, invalid UTF-8, no NUL, a leading BOM', () => {
     const w = new BtfWriter();
     const chr = w.add('INT', 'char', 0, false, 1, intEnc(8, { signed: true }));

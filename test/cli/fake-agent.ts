@@ -224,6 +224,20 @@ export class FakeAgent implements AgentApi {
     return m;
   }
 
+  /** Each address as `fn_ADDRESS (pid PID)`, an id as `stack MAP#ID`. */
+  stacks(
+    name: string,
+    requests: readonly { pid?: number; addresses?: unknown[]; map?: string; id?: number }[],
+  ): string[][] {
+    this.call('stacks', name, requests);
+    this.get(name);
+    return requests.map((r) =>
+      r.map !== undefined
+        ? [`stack ${r.map}#${r.id}`]
+        : (r.addresses ?? []).filter((a) => a !== 0).map((a) => `fn_${String(a)} (pid ${r.pid ?? '-'})`),
+    );
+  }
+
   async packages(): Promise<PackageSummary[]> {
     this.call('packages');
     return this.imageList;

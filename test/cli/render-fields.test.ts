@@ -40,6 +40,17 @@ test('addresses, ports, pointers and flags read as such', () => {
     '0xffffffff81000000',
     '0x1000',
   ]);
+  // a stack field: its frames (the agent's symbols) or addresses in hex on one line, as many as its size field says
+  const stack = { kind: 'stack', size: 'sz' } as const;
+  assert.equal(formatField(['18446744071578845184', 4096, 0, 0], stack), '0xffffffff81000000;0x1000');
+  assert.equal(formatField([1, 2, 3, 4], stack, { sz: 16 }), '0x1;0x2');
+  assert.equal(
+    formatField(['do_syscall_64+0x10', '0x7f00 (libc.so.6)'], stack),
+    'do_syscall_64+0x10;0x7f00 (libc.so.6)',
+  );
+  const id = { kind: 'stack-id', map: 'stacks' } as const;
+  assert.equal(formatField(['a+0x1', 'b+0x2'], id), 'a+0x1;b+0x2');
+  assert.equal(formatField(-14, id), -14, 'a failed bpf_get_stackid');
   // a value that does not fit the format stays as it is
   assert.equal(formatField('n/a', { kind: 'ipv4' }), 'n/a');
   assert.deepEqual(formatEvent({ daddr: [10, 1, 2, 3], pid: 7 }, { daddr: { kind: 'ipv4' } }), {
@@ -112,4 +123,42 @@ test('a map of log2 histograms is drawn like the tools draw it', () => {
   assert.match(maps, /^lat \(hash, 2 entries\)\n {2}key 1\n {7}value {15}: count/);
   assert.doesNotMatch(maps, /key 2/);
   assert.match(maps, /plain \(hash, 1 entry\)\n {2}KEY\s+VALUE\n {2}1\s+5/);
+});
+
+test('kbpf maps: a stack trace map as frames one a line; entries keyed by stacks as lines and frames, largest first', () => {
+  const out = renderMaps('table', [
+    { name: 'stackmap', type: 'stack_trace', entries: [[7, ['do_syscall_64+0x71', 'entry_SYSCALL_64+0x76']]] },
+    {
+      name: 'counts',
+      type: 'hash',
+      entries: [
+        [{ pid: 9, user_stack_id: -14, kern_stack_id: ['schedule+0x27'] }, 2],
+        [{ pid: 5, user_stack_id: ['main+0x1 (a.out)'], kern_stack_id: -17 }, 40],
+      ],
+    },
+    { name: 'start', type: 'hash', entries: [[3, { ts: 1, key: { pid: 3, kern_stack_id: ['f+0x1'] } }]] },
+  ]);
+  assert.equal(
+    out,
+    [
+      'stackmap (stack_trace, 1 entry)',
+      '  stack 7',
+      '    do_syscall_64+0x71',
+      '    entry_SYSCALL_64+0x76',
+      '',
+      'counts (hash, 2 entries)',
+      '  pid=5 kern_stack_id=-17 → 40',
+      '    user_stack_id:',
+      '      main+0x1 (a.out)',
+      '  pid=9 user_stack_id=-14 → 2',
+      '    kern_stack_id:',
+      '      schedule+0x27',
+      '',
+      'start (hash, 1 entry)',
+      '  3 → ts=1 key.pid=3',
+      '    key.kern_stack_id:',
+      '      f+0x1',
+      '',
+    ].join('\n'),
+  );
 });

@@ -838,6 +838,65 @@ function charArrayNode(n: number, label: string): Node {
   );
 }
 
+/** A size or count field bounding a char array of NUL-separated strings: `args` → `args_size`, `args_len`, `args_count`. */
+const STRINGS_BOUND = ['_size', '_len', '_count'] as const;
+
+/** Whether a string read from an event is text a human can read (no control characters but tab). */
+function printable(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 0x20 && c !== 9) || c === 0x7f) return false;
+  }
+  return true;
+}
+
+/**
+ * A char[n] holding NUL-separated strings (execsnoop's argv), bounded by a sibling field at
+ * `delta` bytes from it: its byte size (`_size`, `_len`) or its number of strings (`_count`).
+ * Reads the strings joined by spaces; the first string alone when the bound is out of range or
+ * what follows the first NUL is not printable text.
+ */
+function stringsNode(n: number, label: string, bound: { delta: number; read: SmallGet; count: boolean }): Node {
+  const plain = charArrayNode(n, label);
+  const read: Reader = (dv, bytes, off) => {
+    const first = readCharArray(bytes, off, n);
+    const limit = Number(bound.read(dv, off + bound.delta));
+    if (!Number.isSafeInteger(limit) || limit <= 0 || (!bound.count && limit > n)) return first;
+    const parts: string[] = [];
+    let at = off;
+    const end = bound.count ? off + n : off + limit;
+    while (at < end && (!bound.count || parts.length < limit)) {
+      let nul = at;
+      while (nul < end && bytes[nul] !== 0) nul++;
+      parts.push(readCharArray(bytes, at, nul - at));
+      at = nul + 1;
+    }
+    while (parts.length > 1 && parts.at(-1) === '') parts.pop();
+    return parts.length > 1 && parts.every(printable) ? parts.join(' ') : first;
+  };
+  return new Leaf(n, read, plain.writer(), {
+    lossy: true,
+    layout: { kind: 'other', size: n, read, maxJson: 6 * n + 2 },
+  });
+}
+
+/** Char array fields with a sibling bounding them (STRINGS_BOUND) read as their NUL-separated strings. */
+function withStringLists(fields: Field[], le: boolean): Field[] {
+  const byKey = new Map(fields.map((f) => [f.key, f]));
+  return fields.map((f) => {
+    if (f.node.layout.kind !== 'chars') return f;
+    for (const suffix of STRINGS_BOUND) {
+      const sib = byKey.get(f.key + suffix);
+      const l = sib?.node.layout;
+      if (!sib || l?.kind !== 'int' || l.size > 4) continue;
+      const [read] = smallAccessors(l.size, l.signed, le);
+      const node = stringsNode(f.node.size, f.key, { delta: sib.off - f.off, read, count: suffix === '_count' });
+      return { ...f, node };
+    }
+    return f;
+  });
+}
+
 function isArrayValue(v: unknown): boolean {
   return Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
 }
@@ -1214,7 +1273,15 @@ class Compiler {
         return bytesNode(t.size, label);
       case 'STRUCT': {
         const { read, write } = this.fields(t.members, 0, false, new Set(), { fields: 0, path: new Set([t.id]) });
-        return structNode(read, write, t.size, label);
+        if (!this.strings) return structNode(read, write, t.size, label);
+        const lists = withStringLists(read, le);
+        const swap = new Map(read.map((f, i) => [f, lists[i]!]));
+        return structNode(
+          lists,
+          write.map((f) => swap.get(f)!),
+          t.size,
+          label,
+        );
       }
       case 'VAR':
         return this.node(t.type);

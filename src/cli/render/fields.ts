@@ -1,6 +1,7 @@
 // Event fields as a human reads them, from the formats `kbpf build` put in the package spec:
 // 127.0.0.1 rather than [127,0,0,1] or 16777343, ::1, ports in host byte order, pointers in hex,
-// bit flags as NAME|NAME. Only the human output uses this; JSON and YAML keep the data as decoded.
+// bit flags as NAME|NAME, stacks as their frames. Only the human output uses this; JSON and YAML
+// keep the data as decoded.
 import type { EventFormat, FieldFormat } from '../../package/package-spec.js';
 
 /** The bytes of a decoded value as the kernel had them in memory (little-endian numbers). */
@@ -70,6 +71,24 @@ function inetAddress(v: unknown, family: unknown): unknown {
   return family === 2 || family === 4 || family === 'AF_INET' ? ipv4(b.slice(0, 4)) : ipv6(b);
 }
 
+/** Stack frames on one line, innermost first. */
+export const FRAME_SEPARATOR = ';';
+
+/** The entries of a stack array bpf_get_stack filled: the first `size` bytes' worth when its size field says. */
+export function stackEntries(v: readonly unknown[], size: unknown): readonly unknown[] {
+  return typeof size === 'number' && Number.isInteger(size) && size >= 0 ? v.slice(0, Math.floor(size / 8)) : v;
+}
+
+/** A stack as one line: its frames (symbolized by the agent: strings) or its addresses in hex. */
+function stackLine(v: unknown, f: FieldFormat & { kind: 'stack' }, event?: Record<string, unknown>): unknown {
+  if (!Array.isArray(v)) return v;
+  const frames = stackEntries(v, f.size ? event?.[f.size] : undefined).map((x) =>
+    typeof x === 'string' && !/^\d+$/.test(x) ? x : formatField(x, { kind: 'hex' }),
+  );
+  while (frames.length && frames.at(-1) === '0x0') frames.pop();
+  return frames.filter((x) => x !== '0x0').join(FRAME_SEPARATOR);
+}
+
 /** One field's value as text, or the value unchanged when the format does not fit it. */
 export function formatField(v: unknown, f: FieldFormat, event?: Record<string, unknown>): unknown {
   switch (f.kind) {
@@ -105,6 +124,11 @@ export function formatField(v: unknown, f: FieldFormat, event?: Record<string, u
       return typeof v === 'number' ? (f.names.find(([, x]) => x === v)?.[0] ?? v) : v;
     case 'flags':
       return flags(v, f.names) ?? v;
+    case 'stack':
+      return stackLine(v, f, event);
+    case 'stack-id':
+      // the agent replaced the id by its frames (kbpf logs asks it), else the id as it is
+      return Array.isArray(v) ? v.join(FRAME_SEPARATOR) : v;
   }
 }
 

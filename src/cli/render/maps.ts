@@ -1,4 +1,5 @@
-// An instance's maps with their entries, and its global variables, decoded from BTF (kbpf maps).
+// An instance's maps with their entries, and its global variables, decoded from BTF (kbpf maps);
+// stacks as their frames.
 import type { MapDump, VariableDump } from '../../agent/api-client.js';
 import { histogramSlots, renderLog2Histogram } from './histogram.js';
 import { data, isData, type ListFormat, table } from './output.js';
@@ -52,6 +53,60 @@ function renderSection(m: MapDump): string {
   return `${cell(m.section)}${of} (${what})\n${indent((m.variables ?? []).map(renderVariable).join(''))}`;
 }
 
+/** A stack trace map: each stack's id, then its frames one a line, innermost first. */
+function renderStacks(m: MapDump): string {
+  return m.entries
+    .map(([k, v]) => `  stack ${cell(k)}\n${(v as unknown[]).map((f) => `    ${cell(f)}\n`).join('')}`)
+    .join('');
+}
+
+const isFrames = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string');
+const isRecord = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/** The fields of a key or value, nested structs' as PARENT.FIELD: its stacks' frames apart from the rest. */
+function split(v: unknown, at = ''): { scalars: string[]; stacks: [string, string[]][] } {
+  const out = { scalars: [] as string[], stacks: [] as [string, string[]][] };
+  if (!isRecord(v)) {
+    if (v !== undefined) out.scalars.push(cell(v));
+    return out;
+  }
+  for (const [k, x] of Object.entries(v)) {
+    if (isFrames(x)) out.stacks.push([at + k, x]);
+    else if (isRecord(x)) {
+      const sub = split(x, `${at}${k}.`);
+      out.scalars.push(...sub.scalars);
+      out.stacks.push(...sub.stacks);
+    } else out.scalars.push(`${cell(at + k)}=${cell(x)}`);
+  }
+  return out;
+}
+
+function hasStacks(v: unknown): boolean {
+  return isRecord(v) && Object.values(v).some((x) => isFrames(x) || hasStacks(x));
+}
+
+/**
+ * Entries whose keys or values hold stacks (ids the agent turned into frames, as bcc's profile
+ * counts by stack): the other fields on a line, then each stack's frames one a line; the
+ * largest numeric values first, as the tools print them.
+ */
+function renderStackEntries(m: MapDump): string {
+  const entries = [...m.entries];
+  if (entries.every(([, v]) => typeof v === 'number')) entries.sort((a, b) => (b[1] as number) - (a[1] as number));
+  return entries
+    .map(([k, v]) => {
+      const key = split(k);
+      const value = split(v);
+      const head = `  ${[...key.scalars, ...(value.scalars.length ? ['→', ...value.scalars] : [])].join(' ')}\n`;
+      const stacks = [...key.stacks, ...value.stacks]
+        .map(([name, frames]) => `    ${cell(name)}:\n${frames.map((f) => `      ${cell(f)}\n`).join('')}`)
+        .join('');
+      return head + stacks;
+    })
+    .join('');
+}
+
 /**
  * One block per map: "name (type, N entries)", then its entries as an indented KEY VALUE table,
  * or, for a map of log2 histograms (values with a `slots` array), histograms like the tools draw;
@@ -64,6 +119,8 @@ export function renderMaps(format: ListFormat, maps: readonly MapDump[]): string
     const n = m.entries.length;
     const head = `${cell(m.name)} (${cell(m.type)}, ${n} entr${n === 1 ? 'y' : 'ies'})\n`;
     if (n === 0) return head;
+    if (m.type === 'stack_trace' && m.entries.every(([, v]) => Array.isArray(v))) return head + renderStacks(m);
+    if (m.entries.some(([k, v]) => hasStacks(k) || hasStacks(v))) return head + renderStackEntries(m);
     const hists = m.entries.map(([, v]) => histogramSlots(v));
     if (hists.every((h) => h)) return head + renderHistograms(m, hists);
     return (

@@ -6,6 +6,7 @@ import type { EventFormat } from '../../package/package-spec.js';
 import type { CliContext } from '../context.js';
 import { nonNegativeInt, outputOption, parseSinceArg } from '../options.js';
 import { LOG_FORMATS, type LogFormat, LogTable, renderRecords, sourceMatches } from '../render/logs.js';
+import { symbolizeRecords } from '../stacks.js';
 
 /** Records that arrive together are printed together, so the table's widths fit a first screenful. */
 const BATCH_MS = 20;
@@ -17,6 +18,10 @@ interface LogsOptions {
   tail?: number;
   source?: string[];
   output: LogFormat;
+}
+
+function hasStacks(f: EventFormat): boolean {
+  return Object.values(f).some((x) => x.kind === 'stack' || x.kind === 'stack-id');
 }
 
 /**
@@ -55,7 +60,7 @@ export function addLogVerbs(program: Command, ctx: CliContext): void {
     .addOption(outputOption(LOG_FORMATS))
     .addHelpText(
       'after',
-      '\nThe table shows addresses, ports, pointers and flags as the package says its fields read; JSON and YAML keep the data as decoded.\nbpf_printk lines of the instance\'s programs show as "printk: …".\nExamples:\n  kbpf logs -f snoop\n  kbpf logs --source printk snoop',
+      '\nThe table shows addresses, ports, pointers, flags and stacks (as symbols) as the package says its fields read; JSON and YAML keep the data as decoded.\nbpf_printk lines of the instance\'s programs show as "printk: …".\nExamples:\n  kbpf logs -f snoop\n  kbpf logs --source printk snoop',
     )
     .action(async (name: string, opts: LogsOptions, c: Command) => {
       const { io } = ctx;
@@ -67,16 +72,22 @@ export function addLogVerbs(program: Command, ctx: CliContext): void {
         process.once('SIGTERM', stop);
       }
       const api = ctx.client(c);
-      const t = new LogTable((s) => ctx.out(s), opts.output === 'table' ? await eventFormats(api, name) : undefined);
+      const formats = opts.output === 'table' ? await eventFormats(api, name) : undefined;
+      const t = new LogTable((s) => ctx.out(s), formats);
+      const stacks = formats && [...formats.values()].some(hasStacks) ? formats : undefined;
       const sources = opts.source ?? [];
       let batch: LogRecord[] = [];
       let flushTimer: NodeJS.Timeout | undefined;
+      // with stacks, a batch waits for the agent's symbols; the batches still print in order
+      let printed = Promise.resolve();
       const flush = (): void => {
         clearTimeout(flushTimer);
         flushTimer = undefined;
-        if (opts.output === 'table') t.add(batch);
-        else ctx.out(renderRecords(opts.output, batch));
+        const b = batch;
         batch = [];
+        if (opts.output !== 'table') ctx.out(renderRecords(opts.output, b));
+        else if (!stacks) t.add(b);
+        else printed = printed.then(async () => t.add(await symbolizeRecords(api, name, b, stacks)));
       };
       try {
         const q: { follow?: boolean; since?: string; tail?: number } = {};
@@ -91,6 +102,7 @@ export function addLogVerbs(program: Command, ctx: CliContext): void {
         }
       } finally {
         flush();
+        await printed;
         io.signal?.removeEventListener('abort', stop);
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
