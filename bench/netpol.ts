@@ -157,7 +157,7 @@ export const benchmark: Benchmark = {
       }
       const s = np.maps.stats();
       note(
-        `netpol: ${entries} trie entries, applied in ${median(applyMs).toFixed(1)} ms (median); allowed ${s.allowed}, known-connection packets ${s.conn}, dropped ${s.dropped}`,
+        `netpol: ${entries} trie entries, applied in ${median(applyMs).toFixed(1)} ms (median); allowed ${s.allowed}, known-connection packets ${s.conn} (${s.socket} decided by their socket's record), dropped ${s.dropped}`,
       );
       if (s.dropped > 0n) throw new Error(`netpol dropped ${s.dropped} packets of allowed connections`);
       await np.remove();

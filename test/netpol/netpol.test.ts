@@ -297,6 +297,106 @@ test('policy changes apply atomically: under churn between two generations no co
   assert.ok(np.maps.generation().gen > flips, 'the generation counts up');
 });
 
+// One keep-alive HTTP connection to ip:80, a request every 100 ms (an answer within 500 ms) for
+// `ms` or until one goes unanswered; prints {"oks": [ms of each answer], "failedAt": ms | null,
+// "closed": bool} (Date.now() times).
+const KEEPALIVE_CLIENT = `
+const net = require('node:net');
+const [ip, ms] = process.argv.slice(1);
+const out = { oks: [], failedAt: null, closed: false };
+const s = net.connect({ host: ip, port: 80 });
+const end = Date.now() + Number(ms);
+let buf = '';
+let waiting = null;
+const finish = () => { s.destroy(); console.log(JSON.stringify(out)); process.exit(0); };
+const ask = () => {
+  if (Date.now() > end) return finish();
+  s.write('GET / HTTP/1.1\\r\\nHost: s\\r\\n\\r\\n');
+  waiting = setTimeout(() => { out.failedAt = Date.now(); finish(); }, 500);
+};
+s.on('connect', ask);
+s.on('data', (d) => {
+  buf += d;
+  if (!/\\r\\n\\r\\n[^]*\\n/.test(buf)) return; // headers and the one-line body
+  buf = '';
+  clearTimeout(waiting);
+  out.oks.push(Date.now());
+  setTimeout(ask, 100);
+});
+s.on('close', () => { out.closed = true; finish(); });
+s.on('error', () => {});
+`;
+
+test("a connection's packets after the first are decided by its sockets' records; a new generation that denies it cuts the established connection, its drop named", async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const np = await runNetpol(t, tb);
+  const s = await tb.addPod({ sidecar: false });
+  const c = await tb.addPod({ sidecar: false });
+  const pods = [podIdentity(s, 'ns', { app: 's' }), podIdentity(c, 'ns', { app: 'c' })];
+  // both pods isolated both ways (replies pass by the connection's records only): s takes c on
+  // :80 (or nobody, in `cut`) and sends nothing; c sends to s:80 and takes nothing
+  const gen = (from: string): PolicyInput => ({
+    pods,
+    namespaces: [],
+    policies: [
+      policy('ns', 's', {
+        podSelector: { matchLabels: { app: 's' } },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: from } } }], ports: [{ port: APP_PORT }] }],
+        egress: [],
+      }),
+      policy('ns', 'c', {
+        podSelector: { matchLabels: { app: 'c' } },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [],
+        egress: [{ to: [{ podSelector: { matchLabels: { app: 's' } } }], ports: [{ port: APP_PORT }] }],
+      }),
+    ],
+  });
+  np.maps.apply(gen('c'));
+  assert.ok(await reaches(tb, c, s.ip), 'c -> s:80 (and its replies) pass');
+  assert.ok(!(await reaches(tb, s, c.ip)), "s -> c:80: s's egress allows nothing");
+
+  const run = tb.execInPod(c, process.execPath, ['-e', KEEPALIVE_CLIENT, s.ip, '6000'], { timeoutMs: 20_000 });
+  await sleep(800);
+  const s0 = np.maps.stats();
+  await sleep(1200);
+  const s1 = np.maps.stats();
+  const socket = s1.socket - s0.socket;
+  t.diagnostic(
+    `over 1.2 s: ${socket} packets decided by sockets' records, ${s1.conn - s0.conn} known-connection packets`,
+  );
+  assert.ok(socket >= 20n, `the requests' packets were decided by the sockets' records (${socket})`);
+  assert.equal(s1.conn - s0.conn, socket, 'every known-connection packet was (none went to a table)');
+  assert.equal(s1.allowed, s0.allowed, 'no first packets: the one connection');
+
+  const cutAt = Date.now();
+  np.maps.apply(gen('nobody'));
+  const r = await run;
+  const out = JSON.parse(r.stdout) as { oks: number[]; failedAt: number | null; closed: boolean };
+  t.diagnostic(`${out.oks.length} answers, cut at ${cutAt}, failed at ${out.failedAt}, closed ${out.closed}`);
+  assert.equal(out.closed, false, 'the server kept the connection open');
+  assert.ok(out.oks.filter((x) => x < cutAt).length >= 10, 'answers on the one connection before the change');
+  assert.ok(out.failedAt !== null && out.failedAt >= cutAt, 'a request went unanswered after the change');
+  assert.ok(out.oks.filter((x) => x > cutAt + 50).length === 0, 'no answer after the change');
+  const s2 = np.maps.stats();
+  assert.ok(s2.rechecked > s1.rechecked, 'the connection was checked again in the new generation');
+  assert.ok(s2.dropped > s1.dropped);
+
+  let drop: DropEvent | undefined;
+  for (let i = 0; i < 50 && !drop; i++) {
+    drop = np.ta.agent.logs
+      .read('netpol')
+      .map((x) => (x as { event?: DropEvent }).event)
+      .find((e) => e && e.direction === 0 && e.dport === APP_PORT && addrText(e.saddr, e.family) === c.ip);
+    if (!drop) await sleep(100);
+  }
+  assert.ok(drop, "a drop event for the connection's packet at s");
+  assert.equal(drop.policy, 'ns/s', 'named by the policy selecting s for ingress');
+  assert.equal(drop.tcp_flags & 0x02, 0, 'a packet of the established connection (no SYN)');
+  assert.ok((np.maps.drops().get('ns/s') ?? 0n) > 0n, 'counted for ns/s');
+});
+
 async function kbpf(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
