@@ -9,8 +9,12 @@
 //   netpol  the package run by a real agent on the pods' parent cgroup, with two policies:
 //           web's ingress has 1,000 rules (999 of other /32 CIDRs on other ports, and one
 //           allowing app=client on :80), client's egress 1,000 rules likewise (one allowing
-//           app=web on :80): every connection's first packet is checked on both ends, every
-//           packet of it goes through the connection table on both ends
+//           app=web on :80): every connection's first packet is checked on both ends (the
+//           trie, or the verdict kept for that peer and port); web's egress and client's ingress
+//           are unrestricted, so the connections need no records (replies pass anyway). With
+//           --netpol-isolate=both the two policies isolate the other direction too (allowing
+//           nothing there): replies then pass by the connections' records only — each TCP
+//           socket's record in socket storage, a listener's handshakes in a table
 //   empty   the same instance with no policy applied (its programs attached, the slot empty:
 //           every packet passes after one array lookup) — the headline's baseline
 // First `repeats` windows of none (netpol_none_conn_per_s, for reference), then netpol is run and
@@ -22,7 +26,8 @@
 // netpol_ns_per_packet_1000 and netpol_ns_per_packet_empty, medians of the windows) — CPU time
 // of the programs themselves, which the machine's load moves far less than the connection rate.
 // Options: --duration=S (default 3), --repeats=N (default 3), --netpol-conns=N (default 8),
-// --netpol-cpus=LIST (taskset list for the pods, default 0; =all pins nothing).
+// --netpol-cpus=LIST (taskset list for the pods, default 0; =all pins nothing),
+// --netpol-isolate=one|both (default one).
 import { performance } from 'node:perf_hooks';
 import { infoOfId, RunTimeStats } from 'kbpf/bpf';
 import type { NetworkPolicyPeer, NetworkPolicyPort, PolicyInput } from '../apps/netpol/policy.js';
@@ -50,7 +55,7 @@ function rulePeers(second: number, app: string): { peers: NetworkPolicyPeer[]; p
   return list;
 }
 
-export function benchPolicies(web: Pod, client: Pod): PolicyInput {
+export function benchPolicies(web: Pod, client: Pod, both = false): PolicyInput {
   const ingress = rulePeers(16, 'client').map((r) => ({ from: r.peers, ports: r.ports }));
   const egress = rulePeers(17, 'web').map((r) => ({ to: r.peers, ports: r.ports }));
   return {
@@ -59,11 +64,19 @@ export function benchPolicies(web: Pod, client: Pod): PolicyInput {
     policies: [
       {
         metadata: { namespace: 'bench', name: 'web-ingress' },
-        spec: { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress'], ingress },
+        spec: {
+          podSelector: { matchLabels: { app: 'web' } },
+          ...(both ? { policyTypes: ['Ingress', 'Egress'], egress: [] } : { policyTypes: ['Ingress'] }),
+          ingress,
+        },
       },
       {
         metadata: { namespace: 'bench', name: 'client-egress' },
-        spec: { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress },
+        spec: {
+          podSelector: { matchLabels: { app: 'client' } },
+          ...(both ? { policyTypes: ['Ingress', 'Egress'], ingress: [] } : { policyTypes: ['Egress'] }),
+          egress,
+        },
       },
     ],
   };
@@ -81,6 +94,8 @@ export const benchmark: Benchmark = {
     const conns = Number(option(opts, 'netpol-conns', '8'));
     const cpusOpt = option(opts, 'netpol-cpus', '0');
     const cpus = cpusOpt === 'all' ? undefined : cpusOpt;
+    const isolate = option(opts, 'netpol-isolate', 'one');
+    if (isolate !== 'one' && isolate !== 'both') throw new Error(`--netpol-isolate=${isolate}: one or both`);
     const cleanups: (() => unknown)[] = [];
     const t = { after: (fn: () => unknown) => cleanups.push(fn) };
     try {
@@ -89,7 +104,7 @@ export const benchmark: Benchmark = {
       const client = await tb.addPod({ sidecar: false, cpus });
       const ta = await testAgent(t);
       const ref = await ta.build(NETPOL_APP_DIR);
-      const input = benchPolicies(web, client);
+      const input = benchPolicies(web, client, isolate === 'both');
       const url = `http://${web.ip}:${APP_PORT}/`;
       const measure = async () => {
         const r = await tb.execInPod(
@@ -104,7 +119,7 @@ export const benchmark: Benchmark = {
         return w.rps;
       };
       note(
-        `netpol: pods ${client.ip} -> ${web.ip}:${APP_PORT}, ${conns} connections, ${opts.durationS} s windows, ${opts.repeats} repeats, CPUs ${cpus ?? 'all'}`,
+        `netpol: pods ${client.ip} -> ${web.ip}:${APP_PORT}, ${conns} connections, ${opts.durationS} s windows, ${opts.repeats} repeats, CPUs ${cpus ?? 'all'}, isolated ${isolate === 'both' ? 'both ways' : "web's ingress, client's egress"}`,
       );
       await measure(); // warm-up
       const none: number[] = [];
@@ -157,7 +172,7 @@ export const benchmark: Benchmark = {
       }
       const s = np.maps.stats();
       note(
-        `netpol: ${entries} trie entries, applied in ${median(applyMs).toFixed(1)} ms (median); allowed ${s.allowed}, known-connection packets ${s.conn}, dropped ${s.dropped}`,
+        `netpol: ${entries} trie entries, applied in ${median(applyMs).toFixed(1)} ms (median); allowed ${s.allowed}, known-connection packets ${s.conn} (${s.socket} decided by their socket's record), dropped ${s.dropped}`,
       );
       if (s.dropped > 0n) throw new Error(`netpol dropped ${s.dropped} packets of allowed connections`);
       await np.remove();

@@ -11,9 +11,17 @@
 // `policy`; a change builds a new trie and replaces that one slot, so a packet sees either the
 // old generation or the new one, never a mix. Each packet looks the slot up once.
 //
-// A pod selected by no policy of a direction is unrestricted in it. Connections allowed in one
-// direction have their replies allowed through the per-pod connection table `conns` (LRU). A
-// connection remembered from an older generation is checked again against the current one.
+// A pod selected by no policy of a direction is unrestricted in it. A packet its direction's
+// policy allows passes on that verdict (kept per pod, peer and port in `verdicts`, by generation:
+// the trie's lookups cost more) when the pod's other direction is unrestricted: its replies need
+// no record. Otherwise connections allowed in one direction have their replies allowed through a
+// record of the flow: its generation and the direction it started in. A connected TCP socket
+// (not a listener) keeps that record in its own socket storage (`sk_conns`, with the flow's key):
+// every packet of a TCP connection goes through its socket, so its packets after the first are
+// decided there, without a table lookup. A listener's handshakes are recorded in `handshakes`
+// (LRU) until the new socket's first packet moves the record onto it; UDP and other protocols in
+// the per-pod connection table `conns` (LRU). A connection recorded in an older generation is
+// checked again against the current one.
 // Drops go to the ring buffer `drops` (at most one record per flow and second, with the number
 // of drops it stands for, and the policy's name) and are counted per policy in `drop_counts`.
 #include "vmlinux.h"
@@ -104,6 +112,56 @@ struct {
 	__type(value, struct conn);
 } conns SEC(".maps");
 
+/*
+ * TCP's flows while their socket has no record: a listener's handshakes, until the new socket's
+ * first packet moves the record onto it (a new entry lives about one round trip)
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct conn_key);
+	__type(value, struct conn);
+} handshakes SEC(".maps");
+
+/* TCP's flows in `handshakes`, the others in `conns` */
+#define FLOWS(ck) ((ck)->proto == IPPROTO_TCP ? (void *)&handshakes : (void *)&conns)
+
+/* a pod's verdict on a peer and port in one direction (what check() decides from the trie) */
+struct verdict_key {
+	__u64 cgroup;
+	__u32 remote[4];
+	__u16 port;
+	__u8 proto;
+	__u8 dir;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct verdict {
+	__u32 gen; /* the pod's generation it was decided in */
+	__u32 allowed;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct verdict_key);
+	__type(value, struct verdict);
+} verdicts SEC(".maps");
+
+/* a connected TCP socket's flow (its key: the socket may connect again) and its record */
+struct sk_conn {
+	struct conn_key key; /* key.cgroup 0: none */
+	struct conn c;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sk_conn);
+} sk_conns SEC(".maps");
+
 struct drop_seen {
 	__u64 reported_ns;
 	__u32 count; /* drops since the last record */
@@ -180,6 +238,7 @@ enum np_stat {
 	ST_RECHECKED = 3, /* connections checked again after a change */
 	ST_UNTRACKED = 4, /* packets of pods whose both directions are unrestricted */
 	ST_NOT_IP = 5,    /* packets neither IPv4 nor IPv6 dropped in an isolated direction */
+	ST_SOCKET = 6,    /* packets of known connections decided by their socket's record (in ST_CONN too) */
 	NP_NR_STATS = 8,
 };
 
@@ -200,6 +259,44 @@ static __always_inline void count(int which)
 	struct np_stats *s = bpf_map_lookup_elem(&stats, &zero);
 	if (s && which < NP_NR_STATS)
 		s->c[which]++;
+}
+
+/*
+ * The TCP socket of a packet, where all the packets of its flow go through it (not a listener;
+ * *listener says whether the packet's socket is one).
+ */
+static __always_inline struct bpf_sock *conn_socket(struct __sk_buff *skb, int *listener)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return NULL;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return NULL;
+	if (sk->state == BPF_TCP_LISTEN) {
+		*listener = 1;
+		return NULL;
+	}
+	return sk;
+}
+
+static __always_inline int same_key(struct conn_key *a, struct conn_key *b)
+{
+	__u64 *x = (__u64 *)a, *y = (__u64 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4] && x[5] == y[5];
+}
+
+/* Keeps the flow's record on its socket (0: no storage). */
+static __always_inline int keep(struct bpf_sock *sk, struct sk_conn *sc, struct conn_key *ck, __u32 gen, __u8 origin)
+{
+	if (!sc)
+		sc = bpf_sk_storage_get(&sk_conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!sc)
+		return 0;
+	sc->key = *ck;
+	sc->c.gen = gen;
+	sc->c.origin = origin;
+	return 1;
 }
 
 /* Is the peer on `port` allowed by rule set `set`? (the port class, then the peer prefix) */
@@ -236,9 +333,24 @@ static __always_inline int allowed(void *gen, __u32 set, __u16 port, struct conn
 /* The verdict of a flow's first packet in direction `dir` (1 = pass). */
 static __always_inline int check(void *gen, struct np_value *pod, int dir, struct conn_key *ck)
 {
-	if (dir == DIR_INGRESS)
-		return !(pod->c & NP_INGRESS_ISOLATED) || allowed(gen, pod->a, ck->lport, ck);
-	return !(pod->c & NP_EGRESS_ISOLATED) || allowed(gen, pod->b, ck->rport, ck);
+	if (!(pod->c & (dir == DIR_INGRESS ? NP_INGRESS_ISOLATED : NP_EGRESS_ISOLATED)))
+		return 1;
+	/* the peer and port decided before in this generation (the trie's two lookups cost more) */
+	struct verdict_key vk = {
+		.cgroup = ck->cgroup,
+		.port = dir == DIR_INGRESS ? ck->lport : ck->rport,
+		.proto = ck->proto,
+		.dir = dir,
+		.family = ck->family,
+	};
+	__builtin_memcpy(vk.remote, ck->remote, 16);
+	struct verdict *v = bpf_map_lookup_elem(&verdicts, &vk);
+	if (v && v->gen == pod->f)
+		return v->allowed;
+	struct verdict fresh = { .gen = pod->f };
+	fresh.allowed = allowed(gen, dir == DIR_INGRESS ? pod->a : pod->b, vk.port, ck);
+	bpf_map_update_elem(&verdicts, &vk, &fresh, BPF_ANY);
+	return fresh.allowed;
 }
 
 static __always_inline void report_drop(struct conn_key *ck, __u32 policy_id, int dir, __u8 flags)
@@ -417,19 +529,87 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 	if (!isolated && ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
 		return 1;
 
-	struct conn *c = bpf_map_lookup_elem(&conns, &ck);
+	/*
+	 * The other direction unrestricted: replies need no record, and what this direction's policy
+	 * allows passes on the policy's verdict alone.
+	 */
+	if (!(pod->c & (dir == DIR_INGRESS ? NP_EGRESS_ISOLATED : NP_INGRESS_ISOLATED)) && check(gen, pod, dir, &ck)) {
+		count(ck.proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN ? ST_CONN : ST_ALLOWED);
+		return 1;
+	}
+
+	/* a connected TCP socket: its flow's record is on it */
+	struct sk_conn *sc = NULL;
+	int listener = 0;
+	struct bpf_sock *sk = conn_socket(skb, &listener);
+	if (sk) {
+		sc = bpf_sk_storage_get(&sk_conns, sk, 0, 0);
+		if (sc && same_key(&sc->key, &ck)) {
+			if (sc->c.gen == pod->f) {
+				__u32 zero = 0;
+				struct np_stats *s = bpf_map_lookup_elem(&stats, &zero);
+				if (s) {
+					s->c[ST_CONN]++;
+					s->c[ST_SOCKET]++;
+				}
+				return 1;
+			}
+			count(ST_RECHECKED);
+			if (check(gen, pod, sc->c.origin, &ck)) {
+				sc->c.gen = pod->f;
+				return 1;
+			}
+			sc->key.cgroup = 0;
+			report_drop(&ck, sc->c.origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
+			return 0;
+		}
+	}
+
+	/*
+	 * What arrives at a listener is its handshakes: a SYN is a new flow, the rest (the handshake's
+	 * last ACK) of a flow that started in ingress — what the ingress policy allows now, as for a
+	 * recorded flow checked again. The SYN's record is for the SYN-ACK (sent by the listener)
+	 * and for the new socket's first packet, which moves it onto the socket.
+	 */
+	if (listener && dir == DIR_INGRESS) {
+		if (!check(gen, pod, dir, &ck)) {
+			report_drop(&ck, pod->d, dir, flags);
+			return 0;
+		}
+		if ((flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+			count(ST_CONN);
+			return 1;
+		}
+		struct conn hs = { .gen = pod->f, .origin = dir };
+		bpf_map_update_elem(&handshakes, &ck, &hs, BPF_ANY);
+		count(ST_ALLOWED);
+		return 1;
+	}
+
+	/*
+	 * The flow tables, but not for the SYN of a connecting socket: its flow is a new one (a
+	 * record of the tuple's earlier connection is stale).
+	 */
+	struct conn *c = NULL;
+	if (!sk || (flags & (TCP_SYN | TCP_ACK)) != TCP_SYN)
+		c = bpf_map_lookup_elem(FLOWS(&ck), &ck);
 	if (c) {
 		if (c->gen == pod->f) {
 			count(ST_CONN);
+			/* a listener's connection, at its socket's first packet: moved onto the socket */
+			if (sk && keep(sk, sc, &ck, c->gen, c->origin))
+				bpf_map_delete_elem(FLOWS(&ck), &ck);
 			return 1;
 		}
 		/* remembered from an older generation: is its first direction still allowed? */
 		count(ST_RECHECKED);
 		if (check(gen, pod, c->origin, &ck)) {
 			c->gen = pod->f;
+			if (sk && keep(sk, sc, &ck, c->gen, c->origin))
+				bpf_map_delete_elem(FLOWS(&ck), &ck);
 			return 1;
 		}
-		bpf_map_delete_elem(&conns, &ck);
+		bpf_map_delete_elem(FLOWS(&ck), &ck);
 		report_drop(&ck, c->origin == DIR_INGRESS ? pod->d : pod->e, dir, flags);
 		return 0;
 	}
@@ -438,9 +618,11 @@ static __always_inline int handle(struct __sk_buff *skb, int dir)
 		return 0;
 	}
 	/* a new flow: remember it so that its replies pass the other direction's policy */
-	struct conn fresh = { .gen = pod->f, .origin = dir };
-	bpf_map_update_elem(&conns, &ck, &fresh, BPF_ANY);
 	count(ST_ALLOWED);
+	if (sk && keep(sk, sc, &ck, pod->f, dir))
+		return 1;
+	struct conn fresh = { .gen = pod->f, .origin = dir };
+	bpf_map_update_elem(FLOWS(&ck), &ck, &fresh, BPF_ANY);
 	return 1;
 }
 

@@ -13,7 +13,7 @@ import { type PolicyInput, policyName } from './policy.js';
 const BPF_F_NO_PREALLOC = 1;
 const MAX_POLICIES = 4096;
 
-export const STATS = ['allowed', 'conn', 'dropped', 'rechecked', 'untracked', 'not_ip'] as const;
+export const STATS = ['allowed', 'conn', 'dropped', 'rechecked', 'untracked', 'not_ip', 'socket'] as const;
 export type NetpolStats = Record<(typeof STATS)[number], bigint>;
 
 export interface Applied {
@@ -29,7 +29,7 @@ export interface MapSource {
   map(name: string): BpfMap;
 }
 
-const MAPS = ['policy', 'policy_names', 'drop_counts', 'meta', 'stats', 'conns'] as const;
+const MAPS = ['policy', 'policy_names', 'drop_counts', 'meta', 'stats', 'conns', 'handshakes'] as const;
 
 /** The local pods of an input: those with a cgroup (on this node), with its id. */
 export function localPods(input: PolicyInput): LocalPod[] {
@@ -150,6 +150,7 @@ export class NetpolMaps {
   clear(): void {
     this.m('policy').delete(0);
     this.m('conns').clear();
+    this.m('handshakes').clear();
     const g = this.generation();
     this.m('meta').update(0, { applied_ns: process.hrtime.bigint(), gen: g.gen, policies: 0, pods: 0, entries: 0 });
   }

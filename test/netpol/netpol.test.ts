@@ -297,6 +297,122 @@ test('policy changes apply atomically: under churn between two generations no co
   assert.ok(np.maps.generation().gen > flips, 'the generation counts up');
 });
 
+// One keep-alive HTTP connection to ip:80, a request every 100 ms (an answer within 500 ms) for
+// `ms` or until one goes unanswered; prints {"oks": [ms of each answer], "failedAt": ms | null,
+// "closed": bool} (Date.now() times).
+const KEEPALIVE_CLIENT = `
+const net = require('node:net');
+const [ip, ms] = process.argv.slice(1);
+const out = { oks: [], failedAt: null, closed: false };
+const s = net.connect({ host: ip, port: 80 });
+const end = Date.now() + Number(ms);
+let buf = '';
+let waiting = null;
+const finish = () => { s.destroy(); console.log(JSON.stringify(out)); process.exit(0); };
+const ask = () => {
+  if (Date.now() > end) return finish();
+  s.write('GET / HTTP/1.1\\r\\nHost: s\\r\\n\\r\\n');
+  waiting = setTimeout(() => { out.failedAt = Date.now(); finish(); }, 500);
+};
+s.on('connect', ask);
+s.on('data', (d) => {
+  buf += d;
+  if (!/\\r\\n\\r\\n[^]*\\n/.test(buf)) return; // headers and the one-line body
+  buf = '';
+  clearTimeout(waiting);
+  out.oks.push(Date.now());
+  setTimeout(ask, 100);
+});
+s.on('close', () => { out.closed = true; finish(); });
+s.on('error', () => {});
+`;
+
+/** The drop events of netpol's log from the `from`-th on. */
+function dropEvents(np: { ta: { agent: { logs: { read(name: string): unknown[] } } } }, from = 0): DropEvent[] {
+  return np.ta.agent.logs
+    .read('netpol')
+    .slice(from)
+    .map((x) => (x as { event?: DropEvent }).event)
+    .filter((e): e is DropEvent => e !== undefined);
+}
+
+test("a connection's packets after the first are decided by its sockets' records (pods isolated both ways) or by the policy's verdict alone (one way); a new generation that denies it cuts the established connection, its drop named", async (t) => {
+  const tb = await Testbed.create(t, 'kbpfnp');
+  const np = await runNetpol(t, tb);
+  const s = await tb.addPod({ sidecar: false });
+  const c = await tb.addPod({ sidecar: false });
+  const pods = [podIdentity(s, 'ns', { app: 's' }), podIdentity(c, 'ns', { app: 'c' })];
+  // s takes c on :80 (or nobody); c sends to s:80. `both`: both pods isolated both ways as well
+  // (s sends nothing, c takes nothing), so replies pass by the connection's records only; else
+  // s's egress and c's ingress are unrestricted and the connection needs no record.
+  const gen = (from: string, both: boolean): PolicyInput => ({
+    pods,
+    namespaces: [],
+    policies: [
+      policy('ns', 's', {
+        podSelector: { matchLabels: { app: 's' } },
+        ...(both ? { policyTypes: ['Ingress', 'Egress'], egress: [] } : { policyTypes: ['Ingress'] }),
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: from } } }], ports: [{ port: APP_PORT }] }],
+      }),
+      policy('ns', 'c', {
+        podSelector: { matchLabels: { app: 'c' } },
+        ...(both ? { policyTypes: ['Ingress', 'Egress'], ingress: [] } : { policyTypes: ['Egress'] }),
+        egress: [{ to: [{ podSelector: { matchLabels: { app: 's' } } }], ports: [{ port: APP_PORT }] }],
+      }),
+    ],
+  });
+
+  for (const both of [true, false]) {
+    const way = both ? 'isolated both ways' : 'isolated one way';
+    np.maps.apply(gen('c', both));
+    assert.ok(await reaches(tb, c, s.ip), `${way}: c -> s:80 (and its replies) pass`);
+    if (both) assert.ok(!(await reaches(tb, s, c.ip)), "s -> c:80: s's egress allows nothing");
+
+    const run = tb.execInPod(c, process.execPath, ['-e', KEEPALIVE_CLIENT, s.ip, '6000'], { timeoutMs: 20_000 });
+    await sleep(800);
+    const s0 = np.maps.stats();
+    await sleep(1200);
+    const s1 = np.maps.stats();
+    const socket = s1.socket - s0.socket;
+    const conn = s1.conn - s0.conn;
+    t.diagnostic(`${way}, over 1.2 s: ${conn} known-connection packets, ${socket} decided by sockets' records`);
+    assert.equal(s1.allowed, s0.allowed, `${way}: no first packets (the one connection)`);
+    if (both) {
+      assert.ok(socket >= 20n, `the requests' packets were decided by the sockets' records (${socket})`);
+      assert.equal(conn, socket, 'every known-connection packet was (none went to a table)');
+    } else {
+      assert.ok(conn >= 20n, `the requests' packets passed on the policy's verdict (${conn})`);
+      assert.equal(socket, 0n, 'no records: the replies pass the unrestricted directions');
+    }
+
+    const logged = np.ta.agent.logs.read('netpol').length;
+    const cutAt = Date.now();
+    np.maps.apply(gen('nobody', both));
+    const r = await run;
+    const out = JSON.parse(r.stdout) as { oks: number[]; failedAt: number | null; closed: boolean };
+    t.diagnostic(`${way}: ${out.oks.length} answers, cut at ${cutAt}, failed at ${out.failedAt}`);
+    assert.equal(out.closed, false, 'the server kept the connection open');
+    assert.ok(out.oks.filter((x) => x < cutAt).length >= 10, `${way}: answers on the one connection before`);
+    assert.ok(out.failedAt !== null && out.failedAt >= cutAt, `${way}: a request went unanswered after the change`);
+    assert.equal(out.oks.filter((x) => x > cutAt + 50).length, 0, `${way}: no answer after the change`);
+    const s2 = np.maps.stats();
+    if (both) assert.ok(s2.rechecked > s1.rechecked, 'the connection was checked again in the new generation');
+    assert.ok(s2.dropped > s1.dropped);
+
+    let drop: DropEvent | undefined;
+    for (let i = 0; i < 50 && !drop; i++) {
+      drop = dropEvents(np, logged).find(
+        (e) => e.direction === 0 && e.dport === APP_PORT && addrText(e.saddr, e.family) === c.ip,
+      );
+      if (!drop) await sleep(100);
+    }
+    assert.ok(drop, `${way}: a drop event for the connection's packet at s`);
+    assert.equal(drop.policy, 'ns/s', 'named by the policy selecting s for ingress');
+    assert.equal(drop.tcp_flags & 0x02, 0, 'a packet of the established connection (no SYN)');
+  }
+  assert.ok((np.maps.drops().get('ns/s') ?? 0n) > 0n, 'counted for ns/s');
+});
+
 async function kbpf(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
