@@ -9,7 +9,7 @@ import { describeAttach, instanceLogLimits, resolveAttach } from '../package/pac
 import { jsonValue } from '../util/json.js';
 import type { InstanceView } from './instance-view.js';
 import type { MetricsSnapshot } from './metrics.js';
-import { objectOfGlobalsPin } from './pins.js';
+import { globalsPinName, objectOfGlobalsPin } from './pins.js';
 import type { InstanceStatus, MapDump, ProgramStatus, Revision, VariableDump } from './types.js';
 
 export type { MapDump, VariableDump } from './types.js';
@@ -146,8 +146,18 @@ export function dumpMaps(
     .filter((s) => s.variables.length > 0)
     .sort((a, b) => sectionRank(a) - sectionRank(b));
   const several = (view.spec?.objects.length ?? 1) > 1;
+  const linear = new Set(view.spec?.linearHistograms ?? []);
+  // a section's object is its pin's stem ("runqlen" of runqlen.bpf.o)
+  const linearStems = new Set([...linear].map((o) => objectOfGlobalsPin(globalsPinName(o, '.bss'))));
+  for (const s of sections) if (s.object && linearStems.has(s.object)) s.linear = true;
   if (!several) for (const s of sections) delete s.object;
-  const maps = pinned.filter((m) => !only || m === only).map((name) => dumpPinned(name, pinOf(name)!));
+  const objectOf = new Map((view.spec?.maps ?? []).map((m) => [m.name, m.object]));
+  const maps = pinned
+    .filter((m) => !only || m === only)
+    .map((name) => {
+      const d = dumpPinned(name, pinOf(name)!);
+      return linear.has(objectOf.get(name) ?? '') ? { ...d, linear: true } : d;
+    });
   if (!only) return [...maps, ...sections];
   const kept = sections
     .map((s) => (s.section === only ? s : { ...s, variables: s.variables!.filter((v) => v.name === only) }))

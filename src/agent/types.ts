@@ -127,6 +127,8 @@ export interface MapDump {
   /** the object the section is of (only for a package of several objects) */
   object?: string;
   variables?: VariableDump[];
+  /** its histograms (`slots` arrays) are linear — slot i counts the value i — not log2 */
+  linear?: boolean;
 }
 
 /** One global variable: its name, its C type as BTF spells it, its value now. */

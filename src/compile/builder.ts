@@ -108,7 +108,8 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
   const headers: string[] = [];
   for (const [d, names] of [[src, entries] as const, ...includeDirs.map((d) => [d, readdirSync(d)] as const)])
     for (const f of [...names].sort()) if (f.endsWith('.h') && !isGeneratedHeader(f)) headers.push(join(d, f));
-  const headerText = (await Promise.all(headers.map((h) => readFile(h, 'utf8')))).join('\n');
+  const headerTexts = await Promise.all(headers.map((h) => readFile(h, 'utf8')));
+  const headerText = headerTexts.join('\n');
 
   const work = await mkdtemp(join(tmpdir(), 'kbpf-build-'));
   try {
@@ -119,6 +120,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     // a source whose kbpf.yaml picks the instruction set gets only that build
     const withAlternative = !manifest.build.flags.some((f) => f.startsWith('-mcpu='));
     let printkMaps = 0;
+    const linear: string[] = [];
     for (const [i, f] of files.entries()) {
       say(`compiling ${f}`);
       const source = join(src, f);
@@ -172,6 +174,12 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       const bytes = await readFile(out);
       const derived = deriveFromObject(basename(out), bytes);
       objects.push({ file: basename(out), bytes, derived });
+      if (
+        manifest.histograms
+          ? manifest.histograms === 'linear'
+          : linearHistograms(await readFile(source, 'utf8'), headerTexts)
+      )
+        linear.push(basename(out));
       if (altFile && alt.status === 'fulfilled') {
         // without its DWARF (the default object keeps it): a package no twice as big
         await stripDebugInfo(join(work, altFile));
@@ -189,6 +197,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     );
     if (alternatives.length)
       spec.alternatives = alternatives.map((a) => ({ object: a.object, file: a.file, cpu: ALTERNATIVE_CPU }));
+    if (linear.length) spec.linearHistograms = linear;
     const processor = manifest.processor ? await buildProcessor(src, work, manifest.processor, spec, say) : undefined;
     say(
       `packaging ${spec.name}:${spec.version} (${spec.programs.length} program(s), ${spec.maps.length} map(s), ${spec.config.length} config variable(s))`,
@@ -431,4 +440,19 @@ async function tarSource(dir: string, files: string[]): Promise<Uint8Array> {
     { encoding: 'buffer', maxBuffer: 64 << 20 },
   );
   return stdout;
+}
+
+/**
+ * Whether a source's histograms are linear: it or its headers keep `slots` arrays, and nothing
+ * takes a log2 of what goes into them — log2 histograms index by log2l(value) (bcc's bits.bpf.h),
+ * in the source or in a header's helper that fills the slots; runqlen indexes by the run queue's
+ * length.
+ */
+export function linearHistograms(source: string, headers: readonly string[]): boolean {
+  const code = (t: string) => t.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, '');
+  const log2 = (t: string) => /\blog2\w*\s*\(/.test(t);
+  const slots = (t: string) => /\bslots\b/.test(t);
+  const src = code(source);
+  const hs = headers.map(code);
+  return (slots(src) || hs.some(slots)) && !log2(src) && !hs.some((h) => slots(h) && log2(h));
 }

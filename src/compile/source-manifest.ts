@@ -37,6 +37,8 @@ export interface SourceManifest {
   processor?: { source: string; events: string[] };
   /** the size of each instance's event log (`logs: { max_bytes: 32Mi, keep: 2 }`) */
   logs?: LogLimits;
+  /** how the package's histograms (`slots` arrays) count: log2 or linear (absent: worked out from the source) */
+  histograms?: 'log2' | 'linear';
 }
 
 /** kbpf.yaml `guest:`: what a guest package runs with. */
@@ -218,6 +220,7 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     'guest',
     'processor',
     'logs',
+    'histograms',
   ]);
   for (const k of Object.keys(top))
     if (!known.has(k)) throw new BuildError(`${MANIFEST_FILE}: unknown key "${k}" (known: ${[...known].join(', ')})`);
@@ -298,7 +301,14 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     ...(top.guest !== undefined ? { guest: parseGuestSettings(top.guest) } : {}),
     ...(top.processor !== undefined ? { processor: parseProcessor(top.processor) } : {}),
     ...(top.logs !== undefined ? { logs: parseLogs(top.logs) } : {}),
+    ...(top.histograms !== undefined ? { histograms: parseHistograms(top.histograms) } : {}),
   };
+}
+
+function parseHistograms(v: unknown): 'log2' | 'linear' {
+  if (v !== 'log2' && v !== 'linear')
+    throw new BuildError(`${MANIFEST_FILE}: histograms must be log2 or linear (got ${JSON.stringify(v)})`);
+  return v;
 }
 
 /** kbpf.yaml `logs: { max_bytes: SIZE, keep: N }`: SIZE is bytes or a number with Ki, Mi or Gi. */

@@ -297,6 +297,11 @@ export interface PackageSpec {
   objects: string[];
   /** other builds of objects, loaded when the verifier refuses the object (absent: none) */
   alternatives?: ObjectAlternative[];
+  /**
+   * objects whose histograms (`slots` arrays, in maps or globals) are linear — slot i counts the
+   * value i, as runqlen's — rather than log2 (absent: none)
+   */
+  linearHistograms?: string[];
   programs: ProgramSpec[];
   config: ConfigVarSpec[];
   maps: MapEntrySpec[];
@@ -833,6 +838,11 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
       'alternatives (files)',
     );
   }
+
+  if (s.linearHistograms !== undefined)
+    c.array(s.linearHistograms, 'linearHistograms', SPEC_LIMITS.objects).forEach((o, i) =>
+      objectOf(o, `linearHistograms[${i}]`),
+    );
 
   const programs = c.array(s.programs, 'programs', SPEC_LIMITS.programs);
   programs.forEach((p, i) => {

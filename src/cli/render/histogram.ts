@@ -38,3 +38,24 @@ export function renderLog2Histogram(slots: readonly number[], unit = 'value'): s
   }
   return `${rows.join('\n')}\n`;
 }
+
+/**
+ * A linear histogram (slot i counts the value i, as runqlen's run queue lengths): "     value
+ * : count    distribution" and one row per slot from the first used one to the last.
+ */
+export function renderLinearHistogram(slots: readonly number[], unit = 'value'): string {
+  const used = slots.flatMap((n, i) => (n > 0 ? [i] : []));
+  if (used.length === 0) return '(no values)\n';
+  const max = Math.max(...slots);
+  const rows = [`     ${unit.padEnd(13)} : count    distribution`];
+  for (let i = used[0]!; i <= used[used.length - 1]!; i++) {
+    const stars = Math.round((slots[i]! * WIDTH) / max);
+    rows.push(`${String(i).padStart(10)}    : ${String(slots[i]).padEnd(8)} |${'*'.repeat(stars).padEnd(WIDTH)}|`);
+  }
+  return `${rows.join('\n')}\n`;
+}
+
+/** A histogram drawn as the package counts it: linear or log2. */
+export function renderHistogram(slots: readonly number[], linear = false): string {
+  return linear ? renderLinearHistogram(slots) : renderLog2Histogram(slots);
+}

@@ -1,7 +1,7 @@
 // An instance's maps with their entries, and its global variables, decoded from BTF (kbpf maps);
 // stacks as their frames.
 import type { MapDump, VariableDump } from '../../agent/api-client.js';
-import { histogramSlots, renderLog2Histogram } from './histogram.js';
+import { histogramSlots, renderHistogram } from './histogram.js';
 import { data, isData, type ListFormat, table } from './output.js';
 import { cell } from './values.js';
 
@@ -11,7 +11,7 @@ function renderHistograms(m: MapDump, hists: (number[] | undefined)[]): string {
   if (used.length === 0) return '  (no values)\n';
   const single = m.entries.length === 1;
   return used
-    .map(([k, h]) => `${single ? '' : `  key ${cell(k)}\n`}${renderLog2Histogram(h).replace(/^(?=.)/gm, '  ')}`)
+    .map(([k, h]) => `${single ? '' : `  key ${cell(k)}\n`}${renderHistogram(h, m.linear).replace(/^(?=.)/gm, '  ')}`)
     .join('\n');
 }
 
@@ -25,16 +25,16 @@ const isCount = (v: unknown): boolean => typeof v === 'number' || (typeof v === 
  * an array of numbers as an INDEX VALUE table of those that are not 0, anything else as
  * "name (type) = value".
  */
-function renderVariable(v: VariableDump): string {
+function renderVariable(v: VariableDump, linear = false): string {
   const head = `${cell(v.name)} (${cell(v.type)})`;
   const one = histogramSlots(v.value);
-  if (one) return `${head}\n${indent(renderLog2Histogram(one))}`;
+  if (one) return `${head}\n${indent(renderHistogram(one, linear))}`;
   if (Array.isArray(v.value) && v.value.length > 0) {
     const hists = v.value.map(histogramSlots);
     if (hists.every((h) => h)) {
       const used = hists.map((h, i) => [i, h!] as const).filter(([, h]) => h.some((n) => n > 0));
       if (used.length === 0) return `${head}: (no values)\n`;
-      return `${head}\n${used.map(([i, h]) => indent(`${cell(v.name)}[${i}]\n${indent(renderLog2Histogram(h))}`)).join('')}`;
+      return `${head}\n${used.map(([i, h]) => indent(`${cell(v.name)}[${i}]\n${indent(renderHistogram(h, linear))}`)).join('')}`;
     }
     if (v.value.every(isCount)) {
       const rows = v.value.map((x, i) => [String(i), cell(x)]).filter(([, x]) => x !== '0');
@@ -50,7 +50,7 @@ function renderVariable(v: VariableDump): string {
 function renderSection(m: MapDump): string {
   const what = m.section!.startsWith('.rodata') ? 'config' : 'global variables';
   const of = m.object ? ` of ${cell(m.object)}` : '';
-  return `${cell(m.section)}${of} (${what})\n${indent((m.variables ?? []).map(renderVariable).join(''))}`;
+  return `${cell(m.section)}${of} (${what})\n${indent((m.variables ?? []).map((v) => renderVariable(v, m.linear)).join(''))}`;
 }
 
 /** A stack trace map: each stack's id, then its frames one a line, innermost first. */
