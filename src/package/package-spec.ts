@@ -840,9 +840,8 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
   }
 
   if (s.linearHistograms !== undefined)
-    c.array(s.linearHistograms, 'linearHistograms', SPEC_LIMITS.objects).forEach((o, i) =>
-      objectOf(o, `linearHistograms[${i}]`),
-    );
+    for (const [i, o] of c.array(s.linearHistograms, 'linearHistograms', SPEC_LIMITS.objects).entries())
+      objectOf(o, `linearHistograms[${i}]`);
 
   const programs = c.array(s.programs, 'programs', SPEC_LIMITS.programs);
   programs.forEach((p, i) => {
