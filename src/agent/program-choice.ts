@@ -64,6 +64,7 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
   fentry: 'fentry',
   fexit: 'fentry',
   fmod_ret: 'fentry',
+  fsession: 'fsession',
   tp_btf: 'tp_btf',
   lsm: 'lsm',
   iter: 'iter',
@@ -178,7 +179,8 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
     case 'kretprobe':
     case 'fentry':
     case 'fexit':
-    case 'fmod_ret': {
+    case 'fmod_ret':
+    case 'fsession': {
       const fn = target.replace(/\+.*$/, '');
       if (!kernel.hasFunction(fn)) return { ok: false, missingTarget: true, why: `this kernel has no function ${fn}` };
       return { ok: true };

@@ -31,6 +31,7 @@ export {
   type HookSupport,
   hookSupport,
   type KernelHook,
+  kernelHasAttachType,
   kernelHasFunction,
   kernelHasTracepoint,
   onlineCpus,

@@ -1,14 +1,19 @@
-// Packages in the style of real tool collections (bcc's libbpf-tools, libbpf-bootstrap): an
-// iterator writing binary structs, a ring buffer whose record is a typedef'd anonymous struct
-// with an address read by its family field, a stack trace map its loader would size.
+// Packages in the style of real tool collections (bcc's libbpf-tools, libbpf-bootstrap,
+// bpf-developer-tutorial): an iterator writing binary structs, a ring buffer whose record is a
+// typedef'd anonymous struct with an address read by its family field, a stack trace map its
+// loader would size, loops written with newer libbpf's bpf_for macros, an fsession section, a
+// helper the kernel withholds from the program's type.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, hookSupport } from 'kbpf/bpf';
+import { BpfMap, hookSupport, kernelHasAttachType, VerifierError } from 'kbpf/bpf';
 import { formatEvent } from '../../src/cli/render/fields.js';
+import { isKind, Refused, Unsupported } from '../../src/errors.js';
 import { testAgent } from '../../testbed/agent.js';
+import { kernelIds } from '../../testbed/kernel.js';
+import { leftOfOurs, NOTHING } from '../bpf/leak-check.js';
 
 const PKG = (name: string) => fileURLToPath(new URL(`../../../test/agent/packages/${name}/`, import.meta.url));
 
@@ -72,4 +77,70 @@ test('a stack trace map without a size gets 1024 stacks of 127 frames, as the to
   execFileSync('/bin/true');
   const hits = ta.agent.maps('stacks', 'stack_hits')[0]!.entries;
   assert.ok(hits.length > 0, 'the program ran with its stack map');
+});
+
+test('loops written with bpf_for, bpf_repeat and bpf_for_each (newer libbpf macros) build and run', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('bounded_loops'));
+  await ta.agent.run({ image: ref, name: 'loops' });
+  for (let i = 0; i < 3; i++) execFileSync('/bin/true');
+  const sums = new Map(ta.agent.maps('loops', 'loop_sums')[0]!.entries.map(([k, v]) => [Number(k), Number(v)]));
+  const execs = sums.get(1)! / 3;
+  assert.ok(
+    execs >= 3 && Number.isInteger(execs),
+    `bpf_repeat(3) ran three times per exec: ${JSON.stringify([...sums])}`,
+  );
+  assert.equal(sums.get(0), 45 * execs, 'bpf_for(i, 0, 10) summed 0..9 on each exec');
+  assert.equal(sums.get(2), 10 * execs, 'bpf_for_each(num, v, 1, 5) summed 1..4 on each exec');
+});
+
+test('an fsession section builds; run refuses it naming what the kernel or loader lacks, with nothing loaded', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('session_probe'));
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  assert.deepEqual(spec.programs[0]!.attach, { hook: 'fsession', target: 'vfs_read' });
+  const why = kernelHasAttachType('BPF_TRACE_FSESSION')
+    ? /fentry is refused|fsession programs need a newer libbpf/
+    : /this kernel has no fsession programs \(the attach type BPF_TRACE_FSESSION/;
+  const before = kernelIds();
+  await assert.rejects(
+    () => ta.agent.run({ image: ref, name: 'session' }),
+    (e: Error) =>
+      isKind(e, Unsupported) &&
+      /program read_session \(section "fsession\/vfs_read"\) cannot run on this kernel: /.test(e.message) &&
+      why.test(e.message),
+  );
+  assert.deepEqual(
+    await leftOfOurs(before, { progs: ['read_session'], maps: ['session_hits'], objects: ['session_probe'] }),
+    NOTHING,
+  );
+  assert.equal(ta.agent.list().length, 0);
+});
+
+test('a helper the kernel withholds from the program type is named in the refusal, with nothing loaded', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('withheld_helper'));
+  const before = kernelIds();
+  await assert.rejects(
+    () => ta.agent.run({ image: ref, name: 'withheld' }),
+    (e: Error) =>
+      isKind(e, Refused) &&
+      /load program "on_execve" .*: this kernel does not let this program type call the helper bpf_xdp_adjust_head\n/.test(
+        e.message,
+      ),
+  );
+  assert.deepEqual(
+    await leftOfOurs(before, { progs: ['on_execve'], maps: ['helper_calls'], objects: ['withheld_helper'] }),
+    NOTHING,
+  );
+  assert.equal(ta.agent.list().length, 0);
+  // the tutorials' case: bpf_probe_write_user, which a kernel in lockdown gives no program
+  assert.equal(
+    VerifierError.refusedHelper([
+      '41: (85) call bpf_probe_write_user#36',
+      'program of this type cannot use helper bpf_probe_write_user#36',
+    ]),
+    'this kernel does not let this program type call the helper bpf_probe_write_user (a kernel in lockdown withholds it from every program)',
+  );
+  assert.equal(VerifierError.refusedHelper(['R2 min value is negative']), undefined);
 });
