@@ -204,6 +204,8 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
     }
     case 'kprobe':
     case 'kretprobe':
+      if (!a.target)
+        throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give FUNCTION with --attach`);
       return one(attachKprobe(prog, a.target, { retprobe: a.hook === 'kretprobe' }));
     case 'ksyscall':
     case 'kretsyscall':

@@ -144,3 +144,39 @@ test('a helper the kernel withholds from the program type is named in the refusa
   );
   assert.equal(VerifierError.refusedHelper(['R2 min value is negative']), undefined);
 });
+
+test('bare kprobe and kretprobe sections build; run refuses them naming kprobe support, or asks for the function', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('bare_kprobe'));
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  assert.deepEqual(
+    spec.programs.map((p) => p.attach),
+    [{ hook: 'kprobe' }, { hook: 'kretprobe' }],
+  );
+  const kprobes = hookSupport('kprobe').supported === 'yes';
+  const before = kernelIds();
+  await assert.rejects(
+    () => ta.agent.run({ image: ref, name: 'bare' }),
+    (e: Error) =>
+      kprobes
+        ? /program on_entry \(section "kprobe"\) attaches to a kprobe but names no target: give one with --attach on_entry=kprobe:FUNCTION/.test(
+            e.message,
+          )
+        : isKind(e, Unsupported) &&
+          /program on_entry \(section "kprobe"\) cannot run on this kernel: this kernel has no kprobe support/.test(
+            e.message,
+          ),
+  );
+  assert.deepEqual(
+    await leftOfOurs(before, { progs: ['on_entry', 'on_return'], maps: ['probe_hits'], objects: ['bare_kprobe'] }),
+    NOTHING,
+  );
+  assert.equal(ta.agent.list().length, 0);
+  if (!kprobes) return;
+  await ta.agent.run({
+    image: ref,
+    name: 'bare',
+    attach: { programs: { on_entry: 'kprobe:do_unlinkat', on_return: 'kretprobe:do_unlinkat' } },
+  });
+  assert.equal(ta.agent.inspect('bare').phase, 'running');
+});
