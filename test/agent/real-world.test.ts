@@ -180,3 +180,15 @@ test('bare kprobe and kretprobe sections build; run refuses them naming kprobe s
   });
   assert.equal(ta.agent.inspect('bare').phase, 'running');
 });
+
+test('a directory without *.bpf.c builds its .c files that have BPF sections (bpf2go style), and runs', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('plain_c'));
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  assert.deepEqual(spec.objects, ['counter.o'], 'user.c (no SEC) is not compiled');
+  assert.deepEqual(spec.programs[0]!.attach, { hook: 'tracepoint', target: 'syscalls/sys_enter_execve' });
+  await ta.agent.run({ image: ref, name: 'plain' });
+  execFileSync('/bin/true');
+  const [[, n]] = ta.agent.maps('plain', 'exec_count')[0]!.entries as [unknown, unknown][];
+  assert.ok(Number(n) >= 1, `execs counted: ${n}`);
+});
