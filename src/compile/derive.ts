@@ -229,7 +229,11 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
         map: m.name,
         object: file,
         kind: m.type === 'ringbuf' ? 'ringbuf' : 'perf',
-        type: eventTypes.get(m.name) ?? inferRecordType(btf, m.name, sizes.get(m.name), structs),
+        type:
+          eventTypes.get(m.name) ??
+          // `__type(value, struct event)` on the buffer (cilium/ebpf's examples say their record so)
+          obj.mapValueStruct(m.name) ??
+          inferRecordType(btf, m.name, sizes.get(m.name), structs),
       }));
     return { programs, maps, config, events, structs, btf };
   } finally {

@@ -192,3 +192,33 @@ test('a directory without *.bpf.c builds its .c files that have BPF sections (bp
   const [[, n]] = ta.agent.maps('plain', 'exec_count')[0]!.entries as [unknown, unknown][];
   assert.ok(Number(n) >= 1, `execs counted: ${n}`);
 });
+
+test('event buffers declared with __type(value, struct X) load (sizes as the kernel wants them) and decode as X', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('typed_buffers'));
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  assert.deepEqual(
+    spec.events.map((e) => [e.map, e.type]),
+    [
+      ['exec_events', 'exec_rec'],
+      ['exit_events', 'exit_rec'],
+    ],
+  );
+  await ta.agent.run({ image: ref, name: 'typed' });
+  const seen = (map: string, marker: number) =>
+    ta.agent.logs
+      .read('typed')
+      .filter((r) => r.source === map)
+      .map((r) => r.event as Record<string, unknown>)
+      .find((e) => e.marker === marker);
+  let exec: Record<string, unknown> | undefined;
+  let exit: Record<string, unknown> | undefined;
+  for (let i = 0; i < 40 && !(exec && exit); i++) {
+    execFileSync('/bin/true');
+    await sleep(100);
+    exec = seen('exec_events', 0xabcd);
+    exit = seen('exit_events', 0x1234);
+  }
+  assert.ok(exec && typeof exec.comm === 'string' && typeof exec.pid === 'number', JSON.stringify(exec));
+  assert.ok(exit && typeof exit.tgid === 'number', JSON.stringify(exit));
+});
