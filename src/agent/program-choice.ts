@@ -64,7 +64,6 @@ const FEATURE: Partial<Record<HookName, KernelHook>> = {
   fentry: 'fentry',
   fexit: 'fentry',
   fmod_ret: 'fentry',
-  fsession: 'fsession',
   tp_btf: 'tp_btf',
   lsm: 'lsm',
   iter: 'iter',
@@ -189,8 +188,7 @@ function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
     case 'kretprobe':
     case 'fentry':
     case 'fexit':
-    case 'fmod_ret':
-    case 'fsession': {
+    case 'fmod_ret': {
       const fn = target.replace(/\+.*$/, '');
       if (!kernel.hasFunction(fn)) return { ok: false, missingTarget: true, why: `this kernel has no function ${fn}` };
       return { ok: true };

@@ -31,7 +31,7 @@ import {
   Program,
   switchStructOpsBack,
 } from 'kbpf/bpf';
-import { CorruptedError, InvalidError, KbpfError, Unsupported } from '../errors.js';
+import { CorruptedError, InvalidError } from '../errors.js';
 import { type AttachSpec, type PackageSpec, SPEC_LIMITS } from '../package/package-spec.js';
 import { coerceConfigValue, resolveConfig } from './config-values.js';
 import type { FetchedPackage } from './package-cache.js';
@@ -227,9 +227,6 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
       return one(attachAuto(prog));
     case 'iter':
       return { links: [attachIter(prog)], iterator: true };
-    case 'fsession':
-      // refused before anything loads (program-choice: hookSupport('fsession')); libbpf 1.1 cannot attach it
-      throw new KbpfError(Unsupported, `program ${prog.name}: fsession programs need a newer libbpf than 1.1`);
     case 'perf_event': {
       const [event, freq] = (a.target ?? '').split(':');
       const r = attachPerfEvent(prog, { event: event || undefined, frequency: freq ? Number(freq) : undefined });

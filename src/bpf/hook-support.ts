@@ -6,7 +6,6 @@
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Btf } from './btf/index.js';
 import { progType } from './constants.js';
 import { BpfError, errnoText } from './errors.js';
 import { libbpf } from './ffi/libbpf.js';
@@ -32,7 +31,6 @@ export type KernelHook =
   | 'tracepoint'
   | 'raw_tracepoint'
   | 'fentry'
-  | 'fsession'
   | 'tp_btf'
   | 'lsm'
   | 'iter'
@@ -140,17 +138,6 @@ function probe(hook: KernelHook): HookSupport {
         : no('this kernel has no tracepoint support (no tracefs)');
     case 'raw_tracepoint':
       return programType('raw_tracepoint', 'raw tracepoint');
-    case 'fsession': {
-      // fentry and fexit as one program: an attach type of its own (BPF_TRACE_FSESSION), which
-      // kernels before it do not have, and which libbpf 1.1 (kbpf's loader) cannot attach
-      if (!kernelHasAttachType('BPF_TRACE_FSESSION'))
-        return no(
-          'this kernel has no fsession programs (the attach type BPF_TRACE_FSESSION: fentry and fexit of a function as one session, newer than this kernel)',
-        );
-      const f = hookSupport('fentry');
-      if (f.supported !== 'yes') return f;
-      return no('fsession programs need a newer libbpf than the 1.1 kbpf loads them with');
-    }
     case 'fentry':
     case 'tp_btf':
     case 'lsm':
@@ -181,16 +168,6 @@ function probe(hook: KernelHook): HookSupport {
           );
     }
   }
-}
-
-const KERNEL_BTF = '/sys/kernel/btf/vmlinux';
-
-/** Whether the kernel's enum bpf_attach_type has the constant `name` (read from its BTF). */
-export function kernelHasAttachType(name: string): boolean {
-  if (!existsSync(KERNEL_BTF)) return false;
-  return Btf.kernel()
-    .findAllByName('bpf_attach_type', 'ENUM')
-    .some((t) => t.kind === 'ENUM' && t.values.some((v) => v.name === name));
 }
 
 /** Whether this kernel runs programs on `hook`, probed once per process. */

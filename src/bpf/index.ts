@@ -31,7 +31,6 @@ export {
   type HookSupport,
   hookSupport,
   type KernelHook,
-  kernelHasAttachType,
   kernelHasFunction,
   kernelHasTracepoint,
   onlineCpus,

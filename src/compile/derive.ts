@@ -83,7 +83,6 @@ const KERNEL_TARGET_SECTIONS: [RegExp, KernelTargetHook][] = [
   [/^fentry(?:\.s)?\/(.+)$/, 'fentry'],
   [/^fexit(?:\.s)?\/(.+)$/, 'fexit'],
   [/^fmod_ret(?:\.s)?\/(.+)$/, 'fmod_ret'],
-  [/^fsession(?:\.s)?\/(.+)$/, 'fsession'],
   [/^tp_btf(?:\.s)?\/(.+)$/, 'tp_btf'],
   [/^lsm(?:\.s)?\/(.+)$/, 'lsm'],
   [/^iter(?:\.s)?\/(.+)$/, 'iter'],

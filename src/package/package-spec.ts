@@ -16,8 +16,6 @@ export type KernelTargetHook =
   | 'fentry'
   | 'fexit'
   | 'fmod_ret'
-  /** fentry and fexit of one function as one session (BPF_TRACE_FSESSION, newer than libbpf 1.1) */
-  | 'fsession'
   | 'tp_btf'
   | 'lsm'
   | 'iter';
@@ -57,7 +55,6 @@ export const KERNEL_TARGET_HOOKS: readonly KernelTargetHook[] = [
   'fentry',
   'fexit',
   'fmod_ret',
-  'fsession',
   'tp_btf',
   'lsm',
   'iter',

@@ -1,14 +1,14 @@
 // Packages in the style of real tool collections (bcc's libbpf-tools, libbpf-bootstrap,
 // bpf-developer-tutorial): an iterator writing binary structs, a ring buffer whose record is a
 // typedef'd anonymous struct with an address read by its family field, a stack trace map its
-// loader would size, loops written with newer libbpf's bpf_for macros, an fsession section, a
+// loader would size, loops written with newer libbpf's bpf_for macros, a
 // helper the kernel withholds from the program's type.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, hookSupport, kernelHasAttachType, VerifierError } from 'kbpf/bpf';
+import { BpfMap, hookSupport, VerifierError } from 'kbpf/bpf';
 import { formatEvent } from '../../src/cli/render/fields.js';
 import { isKind, Refused, Unsupported } from '../../src/errors.js';
 import { testAgent } from '../../testbed/agent.js';
@@ -92,29 +92,6 @@ test('loops written with bpf_for, bpf_repeat and bpf_for_each (newer libbpf macr
   );
   assert.equal(sums.get(0), 45 * execs, 'bpf_for(i, 0, 10) summed 0..9 on each exec');
   assert.equal(sums.get(2), 10 * execs, 'bpf_for_each(num, v, 1, 5) summed 1..4 on each exec');
-});
-
-test('an fsession section builds; run refuses it naming what the kernel or loader lacks, with nothing loaded', async (t) => {
-  const ta = await testAgent(t);
-  const ref = await ta.build(PKG('session_probe'));
-  const spec = (await ta.agent.inspectPackage(ref)).spec;
-  assert.deepEqual(spec.programs[0]!.attach, { hook: 'fsession', target: 'vfs_read' });
-  const why = kernelHasAttachType('BPF_TRACE_FSESSION')
-    ? /fentry is refused|fsession programs need a newer libbpf/
-    : /this kernel has no fsession programs \(the attach type BPF_TRACE_FSESSION/;
-  const before = kernelIds();
-  await assert.rejects(
-    () => ta.agent.run({ image: ref, name: 'session' }),
-    (e: Error) =>
-      isKind(e, Unsupported) &&
-      /program read_session \(section "fsession\/vfs_read"\) cannot run on this kernel: /.test(e.message) &&
-      why.test(e.message),
-  );
-  assert.deepEqual(
-    await leftOfOurs(before, { progs: ['read_session'], maps: ['session_hits'], objects: ['session_probe'] }),
-    NOTHING,
-  );
-  assert.equal(ta.agent.list().length, 0);
 });
 
 test('a helper the kernel withholds from the program type is named in the refusal, with nothing loaded', async (t) => {

@@ -32,7 +32,6 @@ const CASES: [string, AttachSpec][] = [
   ['fentry.s/do_unlinkat', { hook: 'fentry', target: 'do_unlinkat' }],
   ['fexit/do_unlinkat', { hook: 'fexit', target: 'do_unlinkat' }],
   ['fmod_ret/security_file_open', { hook: 'fmod_ret', target: 'security_file_open' }],
-  ['fsession/vfs_read', { hook: 'fsession', target: 'vfs_read' }],
   ['kprobe', { hook: 'kprobe' }],
   ['kretprobe', { hook: 'kretprobe' }],
   ['tp_btf/sched_switch', { hook: 'tp_btf', target: 'sched_switch' }],
