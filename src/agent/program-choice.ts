@@ -159,13 +159,20 @@ interface Verdict {
 }
 
 function verdict(p: ProgramSpec, a: AttachSpec, kernel: KernelView): Verdict {
+  // a bare kprobe on a kernel without kprobes: the missing feature, not the missing target
+  if ((a.hook === 'kprobe' || a.hook === 'kretprobe') && a.target === undefined) {
+    const s = kernel.hook('kprobe');
+    if (s.supported === 'no') return { ok: false, why: s.detail };
+  }
   if (
     (a.hook === 'uprobe' ||
       a.hook === 'uretprobe' ||
       a.hook === 'usdt' ||
       a.hook === 'netfilter' ||
       a.hook === 'tracepoint' ||
-      a.hook === 'raw_tracepoint') &&
+      a.hook === 'raw_tracepoint' ||
+      a.hook === 'kprobe' ||
+      a.hook === 'kretprobe') &&
     a.target === undefined
   ) {
     throw new InvalidError(

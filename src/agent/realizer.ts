@@ -91,6 +91,13 @@ export function applyMapSizes(
     const current = obj.mapMaxEntries(m.name);
     if (m.type === 'stack_trace' && obj.mapValueSize(m.name) === 0)
       obj.setMapValueSize(m.name, STACK_MAP_DEFAULT.frames * 8);
+    // `__type(value, struct event)` on an event buffer names its record (cilium/ebpf's examples):
+    // the kernel wants 4-byte keys and values (CPU → perf event fd) or none (a ring buffer)
+    const eventSizes = m.type === 'perf_event_array' ? 4 : m.type === 'ringbuf' ? 0 : undefined;
+    if (eventSizes !== undefined) {
+      if (obj.mapKeySize(m.name) !== eventSizes) obj.setMapKeySize(m.name, eventSizes);
+      if (obj.mapValueSize(m.name) !== eventSizes) obj.setMapValueSize(m.name, eventSizes);
+    }
     if (want === undefined && current === 0 && m.type === 'stack_trace') {
       obj.resizeMap(m.name, STACK_MAP_DEFAULT.maxEntries);
       continue;
@@ -211,6 +218,8 @@ export function attachProgram(prog: Program, a: AttachSpec, obj: BpfObject, posi
     }
     case 'kprobe':
     case 'kretprobe':
+      if (!a.target)
+        throw new InvalidError(`program ${prog.name} attaches to a ${a.hook}: give FUNCTION with --attach`);
       return one(attachKprobe(prog, a.target, { retprobe: a.hook === 'kretprobe' }));
     case 'ksyscall':
     case 'kretsyscall':

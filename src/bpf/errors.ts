@@ -103,9 +103,27 @@ export class VerifierError extends BpfError {
     libbpfLog: string[] = [],
   ) {
     super('load program', `"${programName}" of object "${objectName}"`, errno, { libbpfLog: [] });
+    const helper = VerifierError.refusedHelper(log);
+    if (helper) this.message += `: ${helper}`;
     const tail = VerifierError.excerpt(log);
     this.message += `\n  verifier: ${tail.join('\n  verifier: ')}`;
     (this as { libbpfLog: string[] }).libbpfLog = libbpfLog;
+  }
+
+  /**
+   * The helper the kernel withholds from the program's type, in words ("this kernel does not let
+   * this program type call bpf_probe_write_user …"), when that is why the verifier stopped.
+   */
+  static refusedHelper(log: string[]): string | undefined {
+    for (const l of log) {
+      const m = /program of this type cannot use helper (\w+)#\d+/.exec(l);
+      if (!m) continue;
+      const name = m[1]!.startsWith('bpf_') ? m[1]! : `bpf_${m[1]}`;
+      // the kernel gives tracing programs bpf_probe_write_user only outside lockdown
+      const why = name === 'bpf_probe_write_user' ? ' (a kernel in lockdown withholds it from every program)' : '';
+      return `this kernel does not let this program type call the helper ${name}${why}`;
+    }
+    return undefined;
   }
 
   /** The last lines of the log, which say why the verifier stopped. */

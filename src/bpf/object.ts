@@ -269,6 +269,30 @@ export class BpfObject {
     return libbpf.mapValueSize(this.map(name).handle);
   }
 
+  /** A map's key size as it will be created. */
+  mapKeySize(name: string): number {
+    return libbpf.mapKeySize(this.map(name).handle);
+  }
+
+  /** Sets a map's key size before load. */
+  setMapKeySize(name: string, size: number): void {
+    const m = this.map(name);
+    if (this.#loaded)
+      throw new BpfError('set key size', `"${name}" of object "${this.name}"`, Conflict, {
+        hint: 'the key size can only be set before load',
+      });
+    check(libbpf.mapSetKeySize(m.handle, size), 'set key size', `"${name}" of object "${this.name}"`);
+  }
+
+  /** The struct (or typedef of one) a map's BTF value type names, e.g. `__type(value, struct event)`. */
+  mapValueStruct(name: string): string | undefined {
+    const id = libbpf.mapBtfValueTypeId(this.map(name).handle);
+    if (!this.btf || !id) return undefined;
+    const t = this.btf.type(id);
+    const s = this.btf.type(this.btf.resolve(id));
+    return s.kind === 'STRUCT' && t.name ? t.name : undefined;
+  }
+
   /** A map's max_entries as it will be created (after resizeMap). */
   mapMaxEntries(name: string): number {
     return libbpf.mapMaxEntries(this.map(name).handle);

@@ -84,8 +84,14 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     const { name: tagName, version: tagVersion } = splitTag(opts.tag);
     return buildGuestPackage(src, guest, manifest, { ...opts, tagName, tagVersion }, tarSource);
   }
-  const files = opts.files ?? [...entries.filter((f) => f.endsWith('.bpf.c')).sort(), ...manifest.build.sources];
-  if (files.length === 0) throw new BuildError(`${src}: no *.bpf.c files: nothing to build`);
+  let files = opts.files ?? [...entries.filter((f) => f.endsWith('.bpf.c')).sort(), ...manifest.build.sources];
+  // no *.bpf.c (cilium/ebpf's bpf2go sources are NAME.c beside Go code): the .c files with BPF sections
+  if (files.length === 0 && !opts.files)
+    files = entries.filter((f) => f.endsWith('.c') && /\bSEC\(\s*"/.test(readFileSync(join(src, f), 'utf8'))).sort();
+  if (files.length === 0)
+    throw new BuildError(
+      `${src}: no *.bpf.c files and no .c file with a SEC("...") section: nothing to build (${MANIFEST_FILE} build.sources names others)`,
+    );
   for (const f of files)
     if (!existsSync(join(src, f)))
       throw new BuildError(

@@ -1,7 +1,7 @@
 // What a compiled object says about itself: programs and where their sections attach, maps,
 // config variables (const volatile globals in .rodata, with their defaults) and event buffers.
 // kbpf.yaml only adds to this.
-import { BpfObject, type Btf, readObjectBtf } from 'kbpf/bpf';
+import { BpfObject, type Btf, readElfSectionHeaders, readObjectBtf } from 'kbpf/bpf';
 import type {
   AttachSpec,
   ConfigVarSpec,
@@ -103,7 +103,7 @@ const LOAD_ONLY_SECTIONS =
 
 /**
  * The attach spec a section name implies — for every program type and section prefix in
- * libbpf's section table. Sections without a target (`uprobe`, `usdt`, `perf_event`,
+ * libbpf's section table. Sections without a target (`kprobe`, `uprobe`, `usdt`, `perf_event`,
  * `netfilter`) get a spec without one: the package builds and run asks for it. Undefined only
  * for a section libbpf does not know either (kbpf.yaml must say) and for an sk_msg/sk_skb
  * program of an object with more than one sockmap.
@@ -116,6 +116,9 @@ export function attachFromSection(section: string, maps: MapEntrySpec[]): Attach
   // bare sections (libbpf attaches them only by hand: learning-ebpf's SEC("raw_tp/")): run asks
   if (/^(?:raw_tracepoint|raw_tp)(?:\.[sw])?\/?$/.test(section)) return { hook: 'raw_tracepoint' };
   if (/^(?:tracepoint|tp)(?:\.s)?\/?$/.test(section)) return { hook: 'tracepoint' };
+  // a bare kprobe or kretprobe (its loader attaches it where the user says): run asks for the function
+  m = /^(kprobe|kretprobe)$/.exec(section);
+  if (m) return { hook: m[1] as 'kprobe' | 'kretprobe' };
   for (const [re, hook] of KERNEL_TARGET_SECTIONS) {
     m = re.exec(section);
     if (m) return { hook, target: m[1]! };
@@ -161,7 +164,12 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
   try {
     obj = BpfObject.open(bytes, { name: file.replace(/\.o$/, '').replace(/\.bpf$/, '') });
   } catch (e) {
-    throw new BuildError(`${file}: not a loadable BPF object: ${(e as Error).message}`);
+    // BPF arena (globals in __arena, an arena map): newer than the libbpf kbpf loads with
+    const arena = readElfSectionHeaders(bytes).some((s) => s.name.startsWith('.addr_space.'));
+    const why = arena
+      ? ': it uses a BPF arena (an arena map and __arena globals in .addr_space.1), which needs libbpf 1.4+ to open; kbpf loads objects with libbpf 1.1'
+      : '';
+    throw new BuildError(`${file}: not a loadable BPF object${why}: ${(e as Error).message}`);
   }
   try {
     const maps: MapEntrySpec[] = [];
@@ -227,7 +235,11 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
         map: m.name,
         object: file,
         kind: m.type === 'ringbuf' ? 'ringbuf' : 'perf',
-        type: eventTypes.get(m.name) ?? inferRecordType(btf, m.name, sizes.get(m.name), structs),
+        type:
+          eventTypes.get(m.name) ??
+          // `__type(value, struct event)` on the buffer (cilium/ebpf's examples say their record so)
+          obj.mapValueStruct(m.name) ??
+          inferRecordType(btf, m.name, sizes.get(m.name), structs),
       }));
     return { programs, maps, config, events, structs, btf };
   } finally {

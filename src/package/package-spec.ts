@@ -31,6 +31,8 @@ export type AttachSpec =
   | { hook: 'tracepoint'; target?: string }
   | { hook: 'raw_tracepoint'; target?: string }
   | { hook: KernelTargetHook; target: string }
+  /** a bare `kprobe`/`kretprobe` section names no function: run must give it */
+  | { hook: 'kprobe' | 'kretprobe'; target?: string }
   | { hook: 'cgroup'; type: string; target?: string }
   | { hook: 'xdp'; target?: string; mode?: 'generic' | 'native' | 'auto' }
   | { hook: 'tc'; direction: 'ingress' | 'egress'; target?: string }
@@ -91,6 +93,8 @@ export const HOOKS: readonly HookName[] = [
 export const TARGET_FORMS: Partial<Record<HookName, string>> = {
   tracepoint: 'tracepoint:CATEGORY/NAME, e.g. tracepoint:syscalls/sys_enter_openat',
   raw_tracepoint: 'raw_tracepoint:NAME, e.g. raw_tracepoint:sys_enter',
+  kprobe: 'kprobe:FUNCTION[+OFFSET], e.g. kprobe:do_unlinkat',
+  kretprobe: 'kretprobe:FUNCTION, e.g. kretprobe:do_unlinkat',
   uprobe: 'uprobe:BINARY:SYMBOL, e.g. uprobe:/usr/bin/bash:readline',
   uretprobe: 'uretprobe:BINARY:SYMBOL, e.g. uretprobe:/usr/bin/bash:readline',
   usdt: 'usdt:BINARY:PROVIDER:NAME[:pid=PID], e.g. usdt:/usr/lib/x86_64-linux-gnu/libstdc++.so.6:libstdcxx:throw',
@@ -787,7 +791,9 @@ class SpecChecker {
       case 'none':
         return { hook: 'none' };
       default: {
-        // fentry, kprobe, tp_btf, lsm, iter, …: one name of the kernel's (a function may have +OFFSET)
+        // fentry, kprobe, tp_btf, lsm, iter, …: one name of the kernel's (a function may have +OFFSET);
+        // a bare kprobe or kretprobe section has none (run gives it)
+        if ((hook === 'kprobe' || hook === 'kretprobe') && a.target === undefined) return { hook };
         const target = this.text(a.target, `${path}.target`);
         if (!KERNEL_NAME.test(target))
           this.fail(`${path}.target`, `${JSON.stringify(target)} is not a kernel function, event or hook name`);

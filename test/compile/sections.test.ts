@@ -40,6 +40,8 @@ const CASES: [string, AttachSpec][] = [
   ['fexit.multi.s/vfs_*', { hook: 'fexit_multi', target: 'vfs_*' }],
   ['fsession.multi/vfs_*', { hook: 'fsession_multi', target: 'vfs_*' }],
   ['fmod_ret/security_file_open', { hook: 'fmod_ret', target: 'security_file_open' }],
+  ['kprobe', { hook: 'kprobe' }],
+  ['kretprobe', { hook: 'kretprobe' }],
   ['tp_btf/sched_switch', { hook: 'tp_btf', target: 'sched_switch' }],
   ['raw_tp/sched_switch', { hook: 'raw_tracepoint', target: 'sched_switch' }],
   ['raw_tracepoint.w/sched_switch', { hook: 'raw_tracepoint', target: 'sched_switch' }],

@@ -123,6 +123,7 @@ export const libbpf = {
   mapMaxEntries: f('uint32_t bpf_map__max_entries(void *map)') as (m: Pointer) => number,
   mapSetMaxEntries: f('int bpf_map__set_max_entries(void *map, uint32_t n)') as (m: Pointer, n: number) => Ret,
   mapSetValueSize: f('int bpf_map__set_value_size(void *map, uint32_t size)') as (m: Pointer, n: number) => Ret,
+  mapSetKeySize: f('int bpf_map__set_key_size(void *map, uint32_t size)') as (m: Pointer, n: number) => Ret,
   mapFlags: f('uint32_t bpf_map__map_flags(void *map)') as (m: Pointer) => number,
   mapSetMapFlags: f('int bpf_map__set_map_flags(void *map, uint32_t flags)') as (m: Pointer, flags: number) => Ret,
   mapAttachStructOps: f('void *bpf_map__attach_struct_ops(void *map)') as (m: Pointer) => Pointer | null,

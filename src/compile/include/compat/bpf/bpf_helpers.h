@@ -41,6 +41,51 @@
 #define __ulong(name, val) enum { ___bpf_concat(__unique_value, __COUNTER__) = val } name
 #endif
 
+/*
+ * Bounded loops over the kernel's numbers iterator (kfuncs since Linux 6.4), as newer libbpf
+ * headers give them: bpf_for(i, start, end) runs i over [start, end), bpf_repeat(n) runs n
+ * times, bpf_for_each(type, cur, args...) walks a kernel iterator "bpf_iter_<type>". The
+ * iterator is destroyed when the loop's scope ends (cleanup attribute), as the verifier asks;
+ * the destroy function is also named outright, since clang emits no BTF for an extern that only
+ * a cleanup attribute uses (and libbpf needs BTF for every kfunc it resolves).
+ */
+#ifndef bpf_for_each
+struct bpf_iter_num;
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
+
+#define bpf_for_each(type, cur, args...)                                                \
+	for (struct bpf_iter_##type ___kbpf_it                                          \
+		     __attribute__((aligned(8), cleanup(bpf_iter_##type##_destroy))),   \
+	     *___kbpf_once __attribute__((unused)) =                                    \
+		     (bpf_iter_##type##_new(&___kbpf_it, ##args),                           \
+		      (void)bpf_iter_##type##_destroy, (void *)0);                        \
+	     ((cur) = bpf_iter_##type##_next(&___kbpf_it));)
+#endif
+#ifndef bpf_for
+#define bpf_for(i, start, end)                                                          \
+	for (struct bpf_iter_num ___kbpf_it                                             \
+		     __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))),        \
+	     *___kbpf_once __attribute__((unused)) =                                    \
+		     (bpf_iter_num_new(&___kbpf_it, (start), (end)),                        \
+		      (void)bpf_iter_num_destroy, (void *)0);                             \
+	     ({                                                                         \
+		     int *___kbpf_v = bpf_iter_num_next(&___kbpf_it);                   \
+		     /* the bounds again, for the verifier: i is then known in range */ \
+		     ___kbpf_v && ((i) = *___kbpf_v, (i) >= (start) && (i) < (end));    \
+	     });)
+#endif
+#ifndef bpf_repeat
+#define bpf_repeat(n)                                                                   \
+	for (struct bpf_iter_num ___kbpf_it                                             \
+		     __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))),        \
+	     *___kbpf_once __attribute__((unused)) =                                    \
+		     (bpf_iter_num_new(&___kbpf_it, 0, (n)),                                \
+		      (void)bpf_iter_num_destroy, (void *)0);                             \
+	     bpf_iter_num_next(&___kbpf_it);)
+#endif
+
 #ifdef KBPF_PRINTK_MAP
 /*
  * bpf_printk writes into this object's ring buffer KBPF_PRINTK_MAP instead of the kernel's
