@@ -12,7 +12,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { compileBpf } = await import(join(root, 'dist/src/compile/clang.js'));
 const { ensureVmlinuxHeader } = await import(join(root, 'dist/src/compile/vmlinux.js'));
 const { KBPF_INCLUDE_DIR } = await import(join(root, 'dist/src/compile/builder.js'));
-const { systemIncludeDirs } = await import(join(root, 'dist/src/compile/build-env.js'));
+const { systemIncludeDirs, KBPF_COMPAT_DIR } = await import(join(root, 'dist/src/compile/build-env.js'));
 
 const buildDir = join(root, 'build');
 const roots = ['src', 'apps', 'test', 'testbed', 'bench'];
@@ -42,7 +42,11 @@ for (const r of roots) {
     const deps = [src, header, ...headers];
     if (existsSync(out) && deps.every((d) => statSync(d).mtimeMs <= statSync(out).mtimeMs)) continue;
     try {
-      await compileBpf(src, out, { includeDirs: [buildDir, KBPF_INCLUDE_DIR], systemIncludeDirs: sysDirs });
+      // first, as kbpf build has it: what Debian's older libbpf headers lack (bpf_for, …)
+      await compileBpf(src, out, {
+        includeDirs: [KBPF_COMPAT_DIR, buildDir, KBPF_INCLUDE_DIR],
+        systemIncludeDirs: sysDirs,
+      });
     } catch (e) {
       console.error(`build-bpf: ${e.message}`);
       process.exit(1);
