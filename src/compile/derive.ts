@@ -60,6 +60,23 @@ export function inferRecordType(
     const named = fit.find((o) => /event/i.test(o.name));
     if (named) return named.name;
   }
+  // records cut to a filled prefix of the struct (sslsniff's: the header, then as much of its
+  // buffer as was read): every size reaches the struct's largest array member, none passes the struct
+  if (sizes?.size) {
+    const prefix = own.filter((o) => {
+      const t = btf.findStruct(o.name)?.type;
+      if (t?.kind !== 'STRUCT') return false;
+      let start = -1;
+      let widest = 0;
+      t.members.forEach((m, i) => {
+        const at = m.bitOffset / 8;
+        const width = (i + 1 < t.members.length ? t.members[i + 1]!.bitOffset / 8 : t.size) - at;
+        if (btf.type(btf.resolve(m.type)).kind === 'ARRAY' && width > widest) [start, widest] = [at, width];
+      });
+      return start >= 0 && [...sizes].every((n) => n >= start && n <= o.size);
+    });
+    if (prefix.length === 1) return prefix[0]!.name;
+  }
   if (structs.has('event')) return 'event';
   return own.length === 1 && !sizes ? own[0]!.name : '';
 }

@@ -11,6 +11,10 @@ import { openFlags } from './open-flags.js';
 
 const IPV4_OR_6 = /(^|_)(s|d|src|dst|saddr|daddr|local|remote|peer|l|r)?_?(addr|ip|ipaddr)(_?v?[46])?$|^(s|d)addr/;
 const PORT = /(^|_)(s|d|src|dst|local|remote|peer|l|r)?_?port$/;
+/** a byte array (`__u8 buf[N]`) by a name that says it holds text or data */
+const TEXT = /(buf|buffer|data|payload|msg|message|line|text|str|content|comm|name|path|args?)$/;
+/** the siblings that may say how many of its bytes are used, for a field F: F_len, F_size, …, len */
+const TEXT_LENGTH = (field: string) => [`${field}_len`, `${field}_size`, `${field}_sz`, 'len', 'size', 'data_len'];
 /** a stack array's sibling holding its size in bytes (bpf_get_stack's return value) */
 const STACK_SIZE_SUFFIXES = ['_sz', '_size', '_len'];
 /** a field saying which family the struct's addresses are (AF_INET / AF_INET6, or 4 / 6) */
@@ -86,6 +90,14 @@ function stackFormat(
   return out;
 }
 
+/** An array of unsigned bytes named as text or data (sslsniff's `__u8 buf[8192]`); char arrays decode as strings already. */
+function isByteText(btf: Btf, name: string, id: number): boolean {
+  const t = btf.type(btf.resolve(id));
+  if (t.kind !== 'ARRAY' || t.nelems < 8) return false;
+  const e = btf.type(btf.resolve(t.type));
+  return e.kind === 'INT' && e.size === 1 && !e.signed && e.name !== 'char' && TEXT.test(name.toLowerCase());
+}
+
 function isInt(btf: Btf, id: number): boolean {
   return btf.type(btf.resolve(id)).kind === 'INT' && btf.sizeOf(id) <= 4;
 }
@@ -138,6 +150,11 @@ export function eventFormat(
   const out: EventFormat = {};
   const members = fields(btf, found.id);
   for (const f of members) {
+    if (isByteText(btf, f.name, f.type)) {
+      const size = TEXT_LENGTH(f.name).find((n) => members.some((m) => m.name === n && isInt(btf, m.type)));
+      out[f.name] = size ? { kind: 'text', size } : { kind: 'text' };
+      continue;
+    }
     const fmt = inferFieldFormat(btf, f.name, f.type);
     if (fmt?.kind === 'stack') out[f.name] = stackFormat(members, btf, f.name, fmt, stackSpace(f.name));
     else if (fmt) out[f.name] = fmt;
@@ -180,6 +197,9 @@ export function eventFormat(
           `${where}.format.${field}: no enum ${m[2]} in the object's or the kernel's BTF (known flag sets: ${Object.keys(KNOWN_FLAGS).join(', ')})`,
         );
       out[field] = { kind: m[1] as 'flags' | 'enum', names };
+    } else if (hint === 'text') {
+      const size = TEXT_LENGTH(field).find((n) => members.some((x) => x.name === n && isInt(btf, x.type)));
+      out[field] = size ? { kind: 'text', size } : { kind: 'text' };
     } else out[field] = { kind: hint as 'ipv4' | 'ipv6' | 'port' | 'net-port' | 'hex' };
   }
   return Object.keys(out).length ? out : undefined;

@@ -75,12 +75,13 @@ export const FIELD_FORMATS = [
   'stack',
   'kstack:MAP',
   'ustack:MAP',
+  'text',
 ] as const;
 
 export function checkFieldFormat(v: unknown, where: string): string {
   if (
     typeof v === 'string' &&
-    (/^(ipv4|ipv6|port|net-port|hex)$/.test(v) ||
+    (/^(ipv4|ipv6|port|net-port|hex|text)$/.test(v) ||
       /^(flags|enum):[A-Za-z_]\w*$/.test(v) ||
       /^(k|u)?stack(:[A-Za-z_]\w*)?$/.test(v))
   )

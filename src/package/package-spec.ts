@@ -261,7 +261,9 @@ export type FieldFormat =
    * in, `size` the field saying how many bytes of the array bpf_get_stack filled
    */
   | { kind: 'stack'; space?: StackSpace; pid?: string; size?: string }
-  | { kind: 'stack-id'; map: string; space?: StackSpace; pid?: string };
+  | { kind: 'stack-id'; map: string; space?: StackSpace; pid?: string }
+  /** bytes holding text (a `__u8` buffer): shown as a string, up to the length field `size` says */
+  | { kind: 'text'; size?: string };
 
 export type StackSpace = 'kernel' | 'user';
 
@@ -279,6 +281,7 @@ export const FIELD_FORMAT_KINDS = [
   'inet',
   'stack',
   'stack-id',
+  'text',
 ] as const;
 
 /** A package's event processor: a Wasm module that sees its events before they are logged. */
@@ -947,6 +950,8 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
           });
         if (kind === 'inet') c.identifier((f as { family?: unknown }).family, `${fat}.family`);
         if (kind === 'stack-id') c.identifier((f as { map?: unknown }).map, `${fat}.map`);
+        if (kind === 'text' && (f as { size?: unknown }).size !== undefined)
+          c.identifier((f as { size?: unknown }).size, `${fat}.size`);
         if (kind === 'stack' || kind === 'stack-id') {
           const st = f as { space?: unknown; pid?: unknown };
           if (st.space !== undefined) c.oneOf(st.space, `${fat}.space`, ['kernel', 'user'] as const);

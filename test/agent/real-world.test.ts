@@ -199,3 +199,37 @@ test('event buffers declared with __type(value, struct X) load (sizes as the ker
   assert.ok(exec && typeof exec.comm === 'string' && typeof exec.pid === 'number', JSON.stringify(exec));
   assert.ok(exit && typeof exit.tgid === 'number', JSON.stringify(exit));
 });
+
+test('records sent cut to a filled prefix of their struct (sslsniff style) decode as that struct', async (t) => {
+  const ta = await testAgent(t);
+  const ref = await ta.build(PKG('cut_records'));
+  const spec = (await ta.agent.inspectPackage(ref)).spec;
+  const ev = spec.events.find((e) => e.map === 'cut_events')!;
+  assert.equal(ev.type, 'cut_rec');
+  assert.deepEqual(ev.format?.data, { kind: 'text', size: 'data_len' }, 'a __u8 buffer named as data');
+  await ta.agent.run({ image: ref, name: 'cut', config: { target_tgid: String(process.pid) } });
+  let recs: Record<string, unknown>[] = [];
+  for (let i = 0; i < 40 && recs.length < 4; i++) {
+    process.getgid!();
+    await sleep(50);
+    recs = ta.agent.logs.read('cut').map((r) => r.event as Record<string, unknown>);
+  }
+  assert.ok(recs.length >= 4, JSON.stringify(recs));
+  for (const r of recs) {
+    assert.equal(r.pid, process.pid, JSON.stringify(r));
+    assert.equal(r.comm, 'node');
+    assert.equal(
+      (formatEvent(r, ev.format) as Record<string, unknown>).data,
+      'kbpf-bytes',
+      'its bytes up to data_len, as text',
+    );
+  }
+  assert.ok(
+    recs.some((r) => r.len === 0 && r.buf === ''),
+    'a header-only record',
+  );
+  const cut = recs.filter((r) => (r.len as number) > 0);
+  assert.ok(cut.length > 0, JSON.stringify(recs));
+  for (const r of cut) assert.equal(r.buf, 'cut-record!'.slice(0, r.len as number), 'the filled part of buf');
+  await ta.agent.remove('cut', { force: true });
+});

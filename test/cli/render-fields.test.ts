@@ -162,3 +162,23 @@ test('kbpf maps: a stack trace map as frames one a line; entries keyed by stacks
     ].join('\n'),
   );
 });
+
+test('byte buffers holding text read as text, up to their length field; other bytes in hex', () => {
+  const text = { kind: 'text', size: 'len' } as const;
+  const buf = [...Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), 0, 0, 0, 0];
+  assert.equal(formatField(buf, text, { len: 14 }), 'GET / HTTP/1.1');
+  assert.equal(
+    formatField(buf, text, { len: 1000 }),
+    'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+    'a length past the buffer: all of it',
+  );
+  assert.equal(
+    formatField(buf, { kind: 'text' }),
+    'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+    'no length: to the last non-zero byte',
+  );
+  assert.equal(formatField([0x16, 0x03, 0x01, 0x02, 0x00], text, { len: 4 }), '0x16030102', 'a TLS record header: hex');
+  assert.equal(formatField(new Array(100).fill(1), { kind: 'text' }), `0x${'01'.repeat(64)}… (100 bytes)`);
+  assert.equal(formatField([], text, { len: 0 }), '');
+  assert.equal(formatField('already text', text, {}), 'already text');
+});

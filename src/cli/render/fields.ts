@@ -129,7 +129,28 @@ export function formatField(v: unknown, f: FieldFormat, event?: Record<string, u
     case 'stack-id':
       // the agent replaced the id by its frames (kbpf logs asks it), else the id as it is
       return Array.isArray(v) ? v.join(FRAME_SEPARATOR) : v;
+    case 'text':
+      return byteText(v, f.size ? event?.[f.size] : undefined);
   }
+}
+
+const TEXT_SHOWN = 4096;
+const HEX_SHOWN = 64;
+
+/**
+ * A byte buffer as text: its bytes up to the length field (else up to its last non-zero byte),
+ * as UTF-8 when that is what they are (tabs and line ends allowed), else in hex; long ones cut.
+ */
+function byteText(v: unknown, length: unknown): unknown {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'number')) return v;
+  let n = typeof length === 'number' && length >= 0 ? Math.min(length, v.length) : v.length;
+  while (n > 0 && v[n - 1] === 0) n--;
+  const bytes = Buffer.from(v.slice(0, n) as number[]);
+  const text = bytes.toString('utf8');
+  const printable = !text.includes('\uFFFD') && !/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text);
+  if (printable) return text.length > TEXT_SHOWN ? `${text.slice(0, TEXT_SHOWN)}…` : text;
+  const hex = bytes.subarray(0, HEX_SHOWN).toString('hex');
+  return n > HEX_SHOWN ? `0x${hex}… (${n} bytes)` : `0x${hex}`;
 }
 
 /** A decoded event with its fields formatted (fields without a format, or not fitting it, unchanged). */
