@@ -147,7 +147,9 @@ function byteText(v: unknown, length: unknown): unknown {
   while (n > 0 && v[n - 1] === 0) n--;
   const bytes = Buffer.from(v.slice(0, n) as number[]);
   const text = bytes.toString('utf8');
-  const printable = !text.includes('\uFFFD') && !/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text);
+  // control bytes other than tab, line feed and carriage return (9, 10, 13) make it binary
+  const printable =
+    !text.includes('\uFFFD') && !bytes.some((b) => (b < 32 && b !== 9 && b !== 10 && b !== 13) || b === 127);
   if (printable) return text.length > TEXT_SHOWN ? `${text.slice(0, TEXT_SHOWN)}…` : text;
   const hex = bytes.subarray(0, HEX_SHOWN).toString('hex');
   return n > HEX_SHOWN ? `0x${hex}… (${n} bytes)` : `0x${hex}`;
