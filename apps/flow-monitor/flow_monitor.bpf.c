@@ -6,7 +6,7 @@
 //                             last report at TCP_CLOSE with the socket's own counters (bytes,
 //                             segments, RTT, retransmits) and the TCP flags its states imply
 //   cgroup_skb/egress,ingress UDP / ICMP: every packet (flows start here; packets, bytes each
-//                             way); TCP: nothing per packet but, every 16th segment received, a
+//                             way); TCP: nothing per packet but, every 16th segment sent, a
 //                             check whether the flow's periodic report is due
 //   tracepoint tcp:tcp_retransmit_skb     retransmits (also read from the socket at reports)
 //   tracepoint skb:kfree_skb              drops of a flow's packets, with the kernel's reason
@@ -66,13 +66,13 @@
 #define ECONNREFUSED 111
 #define SOCK_DONE_BIT 1 /* enum sock_flags: SOCK_DONE, set by tcp_fin() when the peer's FIN arrives */
 #define TCP_ECN_OK 1
-/* a TCP flow's periodic report is checked for every 2^REPORT_CHECK_SHIFT segments received */
+/* a TCP flow's periodic report is checked for every 2^REPORT_CHECK_SHIFT segments sent */
 #define REPORT_CHECK_SHIFT 4
 
 /* config: how often an open flow with traffic is reported again (ms) */
 const volatile __u32 report_interval_ms = 5000;
 /* config: 1 = sock_ops RTT callbacks: a TCP flow's periodic report is checked at every RTT sample
- * too, not only every 16th segment received (a sock_ops run per ACK) */
+ * too, not only every 16th segment sent (a sock_ops run per ACK) */
 const volatile __u8 rtt_callbacks = 0;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
@@ -577,15 +577,15 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 	if (!sk)
 		return;
 	if (sk->protocol == PROTO_TCP) {
-		/* nothing per packet (the socket counts); every 16th segment received: a periodic
-		 * report due? (segs_in counts this one after the filter: the check is for a crossing) */
-		if (egress)
+		/* nothing per packet (the socket counts); every 16th segment sent: a periodic report
+		 * due? (on egress the socket is hot, and segs_out already counts this skb) */
+		if (!egress)
 			return;
 		struct bpf_tcp_sock *ts = bpf_tcp_sock(sk);
 		if (!ts)
 			return;
-		__u32 before = ts->segs_in;
-		__u32 after = before + (skb->gso_segs ? skb->gso_segs : 1);
+		__u32 after = ts->segs_out;
+		__u32 before = after - (skb->gso_segs ? skb->gso_segs : 1);
 		if ((before >> REPORT_CHECK_SHIFT) == (after >> REPORT_CHECK_SHIFT))
 			return;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
