@@ -28,7 +28,8 @@
 // report since the last wake-up) or a ring a quarter full wakes it — one wake-up for many reports
 // instead of one per connection (the agent's CPU per wake-up was most of its cost per connection).
 // Service fields: when service-lb runs, share its `svc_origin` map (run --share-map
-// svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in.
+// svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in (not
+// looked up while the map is empty).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -367,12 +368,27 @@ static __always_inline void tcp_counters(struct flow *f, const struct tcp_sock *
 	tcp_flags(f, tp, state, closing);
 }
 
-static __always_inline void start_tcp_flow(struct bpf_sock_ops *skops, __u8 active)
+/* an open TCP flow's periodic report, when it is due */
+static __always_inline void tcp_report_if_due(const struct flow_key *k, struct flow *f, const struct tcp_sock *tp,
+					      __u32 state, __u64 now)
+{
+	if (now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
+		return;
+	tcp_counters(f, tp, state, 0);
+	f->last_report_ns = now;
+	report(k, f, 0, now);
+}
+
+/* the TCP socket of a sock_ops call, with every field readable (NULL when there is none) */
+static __always_inline struct tcp_sock *skops_tcp_sock(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *bsk = skops->sk;
-	if (!bsk)
-		return;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+	return bsk ? bpf_skc_to_tcp_sock(bsk) : 0;
+}
+
+static __always_inline void start_tcp_flow(struct bpf_sock_ops *skops, __u8 active)
+{
+	struct tcp_sock *tp = skops_tcp_sock(skops);
 	if (!tp)
 		return;
 	struct flow f = {};
@@ -422,10 +438,7 @@ int flow_sockops(struct bpf_sock_ops *skops)
 		/* args[0]: the old state, args[1]: the new one; only the close has work */
 		if (skops->args[1] != TCP_STATE_CLOSE)
 			break;
-		struct bpf_sock *bsk = skops->sk;
-		if (!bsk)
-			break;
-		struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+		struct tcp_sock *tp = skops_tcp_sock(skops);
 		if (!tp)
 			break;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
@@ -442,20 +455,13 @@ int flow_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	case BPF_SOCK_OPS_RTT_CB: {
-		struct bpf_sock *bsk = skops->sk;
-		if (!bsk)
-			break;
-		struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+		struct tcp_sock *tp = skops_tcp_sock(skops);
 		if (!tp)
 			break;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		__u64 now = bpf_ktime_get_ns();
-		if (!f || now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
-			break;
-		tcp_counters(f, tp, skops->state, 0);
-		f->last_report_ns = now;
-		report(&k, f, 0, now);
+		if (f)
+			tcp_report_if_due(&k, f, tp, skops->state, bpf_ktime_get_ns());
 		break;
 	}
 	}
@@ -597,15 +603,11 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 			return;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		__u64 now = bpf_ktime_get_ns();
-		if (!f || now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
+		if (!f)
 			return;
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-		if (!tp)
-			return;
-		tcp_counters(f, tp, sk->state, 0);
-		f->last_report_ns = now;
-		report(&k, f, 0, now);
+		if (tp)
+			tcp_report_if_due(&k, f, tp, sk->state, bpf_ktime_get_ns());
 		return;
 	}
 	__u64 now = bpf_ktime_get_ns();
