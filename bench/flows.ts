@@ -10,6 +10,10 @@
 //                               step up until one loses (goal >= 100,000)
 //   flows_rss_mb_100k           the agent process's RSS with 100,000 open flows reported (the
 //                               reader's too)
+//   flows_conn_cpu_ratio,       the pods' CPU (their parent cgroup's usage_usec: wrk, HAProxy and
+//   flows_rps_cpu_ratio         the softirq work done in their context) per connection / request,
+//                               off / on (flows_*_cpu_us_off|on): what the rate ratio would be on a
+//                               machine doing nothing else; a busy machine disturbs it less
 //
 // The test bed is the mesh one without sidecars: pod A runs wrk against pod B's app (HAProxy
 // answering itself on :80). flow-monitor runs on the pods' parent cgroup through a real agent
@@ -17,10 +21,14 @@
 // a real `kbpf flows` process talking to that agent's API socket.
 // Options: --duration=S (each window, default 3), --repeats=N (default 3), --flows-conns=N (wrk
 // connections, default 16), --flows-rates=20000,50000,... (report rates to try),
-// --flows-parts=overhead,delivery (default both; the RSS figures come with delivery),
-// --flows-reader-profile=DIR (the reader's V8 CPU profile, written there when it stops).
+// --flows-parts=overhead,delivery (default both; the RSS figures come with delivery; conn or rps
+// instead of overhead for one of its two windows),
+// --flows-reader-profile=DIR (the reader's V8 CPU profile, written there when it stops),
+// --flows-package=DIR (another build of the package, e.g. a variant of the programs to compare),
+// --flows-config=NAME=VALUE,... (the instance's config), --flows-perf=DIR (`perf record -a -g` over
+// each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -117,6 +125,37 @@ async function wrkRate(
   return Number(m[1]);
 }
 
+/** CPU used so far by the processes of a cgroup (v2) and its children, µs */
+function cgroupCpuUs(cgroup: string): number {
+  const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(cgroup, 'cpu.stat'), 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** --flows-config=NAME=VALUE,...: numbers */
+function configArg(text: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kv of (text ?? '').split(',').filter(Boolean)) {
+    const i = kv.indexOf('=');
+    if (i <= 0 || !Number.isFinite(Number(kv.slice(i + 1)))) throw new Error(`--flows-config: not NAME=NUMBER: ${kv}`);
+    out[kv.slice(0, i)] = Number(kv.slice(i + 1));
+  }
+  return out;
+}
+
+/** Runs `f` under `perf record -a -g` writing DIR/NAME.data (just `f` without a DIR). */
+async function perfed<T>(dir: string | undefined, name: string, f: () => Promise<T>): Promise<T> {
+  if (!dir) return f();
+  mkdirSync(dir, { recursive: true });
+  const perf = spawn('perf', ['record', '-a', '-g', '-q', '-o', join(dir, `${name}.data`)], { stdio: 'ignore' });
+  await sleep(300); // perf's start
+  try {
+    return await f();
+  } finally {
+    perf.kill('SIGINT');
+    await new Promise((r) => (perf.exitCode !== null ? r(null) : perf.once('exit', r)));
+  }
+}
+
 /** A `kbpf flows -f -o json` process: counts the lines it prints. */
 class Reader {
   readonly proc: ChildProcess;
@@ -173,42 +212,72 @@ export const benchmark: Benchmark = {
       const ag = await startAgent(t);
       const api = ag.client;
       const store = new LayoutStore(join(ag.stateDir, 'store'));
-      const ref = (await buildPackage(FLOW_APP_DIR, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
+      const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
+      const ref = (await buildPackage(pkgDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
       const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
+      const config = configArg(arg(opts, 'config'));
+      const perfDir = arg(opts, 'perf');
       const conns = Number(arg(opts, 'conns') ?? 16);
       const url = `http://${b.ip}:80/`;
 
-      // 1. connection rate and request rate, off vs on, paired per repeat
-      if (parts.includes('overhead')) {
-        const conn: { off: number[]; on: number[] } = { off: [], on: [] };
-        const rps: { off: number[]; on: number[] } = { off: [], on: [] };
+      // 1. connection rate and request rate, off vs on, paired per repeat; with each rate the pods'
+      // CPU (their parent cgroup's usage: wrk, HAProxy and the packets' softirq work in their
+      // context) per connection / request, which a busy machine disturbs less than the rates
+      const windows = parts.includes('overhead') ? ['conn', 'rps'] : parts.filter((p) => p === 'conn' || p === 'rps');
+      if (windows.length > 0) {
+        type Series = { off: number[]; on: number[]; cpuOff: number[]; cpuOn: number[] };
+        const m: Record<string, Series> = {};
+        for (const w of windows) m[w] = { off: [], on: [], cpuOff: [], cpuOn: [] };
+        const measure = async (w: string, on: boolean, i: number): Promise<void> => {
+          const s = m[w]!;
+          const u0 = cgroupCpuUs(tb.parentCgroup);
+          const t0 = performance.now();
+          const rate = await perfed(perfDir, `${w}-${on ? 'on' : 'off'}-${i + 1}`, () =>
+            wrkRate(tb, a, url, conns, w === 'rps', opts.durationS),
+          );
+          const n = rate * opts.durationS; // wrk's rate is its count over its own run time
+          const cpu = (cgroupCpuUs(tb.parentCgroup) - u0) / n;
+          (on ? s.on : s.off).push(rate);
+          (on ? s.cpuOn : s.cpuOff).push(cpu);
+          if (performance.now() - t0 > (opts.durationS + 5) * 1000) note(`${w} window took long`);
+        };
         await wrkRate(tb, a, url, conns, false, 1); // warm-up
         for (let i = 0; i < opts.repeats; i++) {
-          conn.off.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
-          rps.off.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
-          await api.run({ image: ref, name: 'flows', attach });
+          for (const w of windows) await measure(w, false, i);
+          await api.run({ image: ref, name: 'flows', attach, config });
           const cpu0 = cpuMs(ag.proc.pid!);
-          conn.on.push(await wrkRate(tb, a, url, conns, false, opts.durationS));
-          const agentCpu = (cpuMs(ag.proc.pid!) - cpu0) / opts.durationS;
-          rps.on.push(await wrkRate(tb, a, url, conns, true, opts.durationS));
+          const t0 = performance.now();
+          for (const w of windows) await measure(w, true, i);
+          const agentCpu = (cpuMs(ag.proc.pid!) - cpu0) / ((performance.now() - t0) / 1000);
           const st = await api.inspect('flows');
+          const line = windows.map((w) => {
+            const s = m[w]!;
+            const unit = w === 'conn' ? 'conn/s' : 'req/s';
+            return `${unit} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpuOff[i]!.toFixed(1)} on ${s.cpuOn[i]!.toFixed(1)})`;
+          });
           note(
-            `repeat ${i + 1}: conn/s off ${conn.off[i]!.toFixed(0)} on ${conn.on[i]!.toFixed(0)} (agent CPU ${agentCpu.toFixed(0)} ms/s); req/s off ${rps.off[i]!.toFixed(0)} on ${rps.on[i]!.toFixed(0)}; flow reports ${st.events.received}, lost ${st.events.lost}`,
+            `repeat ${i + 1}: ${line.join('; ')}; agent CPU ${agentCpu.toFixed(0)} ms/s; flow reports ${st.events.received}, lost ${st.events.lost}`,
           );
           await api.remove('flows', { force: true });
         }
-        const ratio = (x: { off: number[]; on: number[] }): number => median(x.on.map((v, i) => v / x.off[i]!));
-        result('flows_conn_overhead_ratio', ratio(conn).toFixed(3));
-        result('flows_conn_per_s_off', median(conn.off).toFixed(0));
-        result('flows_conn_per_s_on', median(conn.on).toFixed(0));
-        result('flows_rps_overhead_ratio', ratio(rps).toFixed(3));
-        result('flows_rps_off', median(rps.off).toFixed(0));
-        result('flows_rps_on', median(rps.on).toFixed(0));
+        const ratio = (on: number[], off: number[]): number => median(on.map((v, i) => v / off[i]!));
+        const names: Record<string, [string, string]> = { conn: ['conn', 'conn_per_s'], rps: ['rps', 'rps'] };
+        for (const w of windows) {
+          const s = m[w]!;
+          const [k, rate] = names[w]!;
+          result(`flows_${k}_overhead_ratio`, ratio(s.on, s.off).toFixed(3));
+          result(`flows_${rate}_off`, median(s.off).toFixed(0));
+          result(`flows_${rate}_on`, median(s.on).toFixed(0));
+          // CPU per unit off / on: the rate ratio a machine with nothing else running would show
+          result(`flows_${k}_cpu_ratio`, ratio(s.cpuOff, s.cpuOn).toFixed(3));
+          result(`flows_${k}_cpu_us_off`, median(s.cpuOff).toFixed(2));
+          result(`flows_${k}_cpu_us_on`, median(s.cpuOn).toFixed(2));
+        }
       }
       if (!parts.includes('delivery')) return;
 
       // 2. flows/s delivered to `kbpf flows -f` and its metrics, synthetic reports into the ring
-      await api.run({ image: ref, name: 'flows', attach });
+      await api.run({ image: ref, name: 'flows', attach, config });
       await sleep(500);
       const idleRss = rssMb(ag.proc.pid!);
       const metricsPort = 19965 + Math.floor(Math.random() * 500);

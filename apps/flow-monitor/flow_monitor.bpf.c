@@ -2,25 +2,34 @@
 // buffer periodically while a flow is open and once when it closes.
 //
 //   sockops                   TCP: a flow starts at connect (active) or at passive established;
-//                             state callbacks (set on tracked sockets only) keep the TCP state
-//                             and, at TCP_CLOSE, write the flow's last report from the socket's
-//                             own counters; RTT callbacks (optional) refresh RTT and bytes
-//   cgroup_skb/egress,ingress every packet of the sockets below the cgroup: packets and IP bytes
-//                             each way, TCP flags each way; UDP / ICMP flows start here
-//   tracepoint tcp:tcp_retransmit_skb     retransmits
+//                             the state callback (set on tracked sockets only) writes the flow's
+//                             last report at TCP_CLOSE with the socket's own counters (bytes,
+//                             segments, RTT, retransmits) and the TCP flags its states imply
+//   cgroup_skb/egress,ingress UDP / ICMP: every packet (flows start here; packets, bytes each
+//                             way); TCP: nothing per packet but, every 16th segment sent, a
+//                             check whether the flow's periodic report is due
+//   tracepoint tcp:tcp_retransmit_skb     retransmits (also read from the socket at reports)
 //   tracepoint skb:kfree_skb              drops of a flow's packets, with the kernel's reason
 //   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report
 //
+// TCP costs no map access per packet (it was most of flow-monitor's cost on short connections): the
+// kernel's socket keeps the counters (tcp_sock: segs_in/out, bytes_acked/received/sent,
+// total_retrans, srtt, rtt_min), read at each report through bpf_skc_to_tcp_sock, and the flags
+// seen follow from how far the connection got (its states, its error at close, SOCK_DONE for a
+// FIN received). IP bytes of TCP are estimated: payload + segments x (IP + TCP header length).
 // Flows are keyed by the local socket's cookie (plus the peer for UDP / ICMP, whose sockets may
 // talk to many), so the counters of every hook join to the same record. A connection whose two
-// ends are both below the cgroup is reported once, by the end that connected (local_conns).
+// ends are both below the cgroup is reported once, by the end that connected: the connecting end
+// writes its tuple into a slot of local_conns (an array by the tuple's hash, no lock or
+// allocation), the accepting end finds it there and is not tracked.
 // The table of flows is an LRU (`flows`, size it with --map-size flows=N): a TCP flow pushed out
-// while its socket lives is counted in flow_stats[FS_EVICTED] when the socket next shows up.
+// while its socket lives is counted in flow_stats[FS_EVICTED] when the socket closes.
 // Reports go into the ring without waking its reader; a BPF timer (wakeup_us after the first
 // report since the last wake-up) or a ring a quarter full wakes it — one wake-up for many reports
 // instead of one per connection (the agent's CPU per wake-up was most of its cost per connection).
 // Service fields: when service-lb runs, share its `svc_origin` map (run --share-map
-// svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in.
+// svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in (not
+// looked up while the map is empty).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -35,12 +44,36 @@
 #define PROTO_TCP 6
 #define PROTO_UDP 17
 #define PROTO_ICMPV6 58
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
+#define TCP_FIN_WAIT2 5
+#define TCP_TIME_WAIT 6
 #define TCP_STATE_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
+#define TCP_CLOSING 11
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_PSH 0x08
+#define TH_ACK 0x10
+#define TH_ECE 0x40
+#define TH_CWR 0x80
+#define EPIPE 32
+#define ECONNABORTED 103
+#define ECONNRESET 104
+#define ECONNREFUSED 111
+#define SOCK_DONE_BIT 1 /* enum sock_flags: SOCK_DONE, set by tcp_fin() when the peer's FIN arrives */
+#define TCP_ECN_OK 1
+/* a TCP flow's periodic report is checked for every 2^REPORT_CHECK_SHIFT segments sent */
+#define REPORT_CHECK_SHIFT 4
 
 /* config: how often an open flow with traffic is reported again (ms) */
 const volatile __u32 report_interval_ms = 5000;
-/* config: 1 = sock_ops RTT callbacks on every RTT sample too (the packet hooks already read RTT and
- * bytes from the socket at every packet; the callbacks cost a sock_ops run per ACK) */
+/* config: 1 = sock_ops RTT callbacks: a TCP flow's periodic report is checked at every RTT sample
+ * too, not only every 16th segment sent (a sock_ops run per ACK) */
 const volatile __u8 rtt_callbacks = 0;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
@@ -81,21 +114,17 @@ struct conn_tuple {
 	__u16 rport;
 };
 
-/* connections made by tracked sockets, by their tuple: the accepting end of one is not tracked again */
+/* connections being made by tracked sockets, in the slot of their tuple's hash: the accepting end
+ * of one finds its tuple there and is not tracked again (and clears the slot). A slot holds the
+ * last connection that hashed to it: two local connections in their handshakes at once in one slot
+ * (16,384 slots) would both be reported by both ends. */
+#define LOCAL_SLOTS 16384
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct conn_tuple);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOCAL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct conn_tuple);
 } local_conns SEC(".maps");
-
-/* sockets whose TCP flow was started: 1 tracked, 2 eviction counted */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u8);
-} tracked SEC(".maps");
 
 /* UDP / ICMP sockets: the key of the flow they last sent or received on (closed with the socket) */
 struct {
@@ -198,8 +227,15 @@ static __always_inline void mapped4(__u8 *out, __u32 ip4)
 	__builtin_memcpy(out + 12, &ip4, 4);
 }
 
+/* the elements of a map, summed over CPUs (kernel 6.6+; hash maps keep the count) */
+extern s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
+
 static __always_inline void copy_svc(struct flow *f, __u64 cookie)
 {
+	/* an empty svc_origin (service-lb not running, or not shared) is not looked up: a lookup in
+	 * its 262,144 buckets is a cache and TLB miss, ~0.5 µs a connection on this VM */
+	if (bpf_ksym_exists(bpf_map_sum_elem_count) && bpf_map_sum_elem_count((const struct bpf_map *)&svc_origin) <= 0)
+		return;
 	struct svc_origin *o = bpf_map_lookup_elem(&svc_origin, &cookie);
 	if (!o)
 		return;
@@ -213,6 +249,29 @@ static __always_inline void tuple_of(struct conn_tuple *t, const struct flow *f,
 	__builtin_memcpy(t->raddr, reversed ? f->laddr : f->raddr, 16);
 	t->lport = reversed ? f->rport : f->lport;
 	t->rport = reversed ? f->lport : f->rport;
+}
+
+/* the slot of a connection's tuple in local_conns */
+static __always_inline __u32 tuple_slot(const struct conn_tuple *t)
+{
+	const __u32 *w = (const __u32 *)t;
+	__u32 h = 0x9e3779b9;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*t) / 4); i++) {
+		h = (h ^ w[i]) * 0x85ebca6b;
+		h ^= h >> 13;
+	}
+	return h & (LOCAL_SLOTS - 1);
+}
+
+static __always_inline int same_tuple(const struct conn_tuple *a, const struct conn_tuple *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 d = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
 }
 
 static __always_inline void skops_addrs(struct bpf_sock_ops *skops, struct flow *f)
@@ -231,119 +290,178 @@ static __always_inline void skops_addrs(struct bpf_sock_ops *skops, struct flow 
 	f->rport = bpf_ntohl(skops->remote_port) & 0xffff; /* network order, in the upper half */
 }
 
-static __always_inline void skops_stats(struct bpf_sock_ops *skops, struct flow *f)
+/* the socket's v2 cgroup (what bpf_skb_cgroup_id gives for its packets) */
+static __always_inline __u64 sock_cgroup_id(const struct tcp_sock *tp)
 {
-	__u32 srtt = skops->srtt_us >> 3;
-	__u32 minrtt = skops->rtt_min;
+	struct cgroup *cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
+	if (!cg)
+		return 0;
+	struct kernfs_node *kn = cg->kn;
+	return kn ? kn->id : 0;
+}
+
+/* The TCP flags the flow has seen each way, from how far it got: `state` is the socket's state (at
+ * close: the one before TCP_CLOSE). Exact for SYN, ACK, FIN (sent: a state past the FIN; received:
+ * SOCK_DONE, which only tcp_fin() sets) and RST received (the error tcp_reset() gives); RST sent
+ * when a synchronized connection went straight to TCP_CLOSE without an error of its own (an
+ * abort: close with unread data, SO_LINGER 0, too many orphans — the kernel resets those); PSH:
+ * the socket sent / received data segments; ECE and CWR: ECN negotiated (the handshake's). */
+static __always_inline void tcp_flags(struct flow *f, const struct tcp_sock *tp, __u32 state, int closing)
+{
+	const struct sock *sk = &tp->inet_conn.icsk_inet.sk;
+	__u8 tx = TH_SYN, rx = 0;
+	int opened = !f->active || state != TCP_SYN_SENT;
+	if (opened) {
+		tx |= TH_ACK;
+		rx |= TH_SYN | TH_ACK;
+	}
+	if (state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK ||
+	    state == TCP_TIME_WAIT)
+		tx |= TH_FIN;
+	if (sk->__sk_common.skc_flags & (1UL << SOCK_DONE_BIT))
+		rx |= TH_FIN;
+	if (tp->data_segs_out)
+		tx |= TH_PSH;
+	if (tp->data_segs_in)
+		rx |= TH_PSH;
+	if (tp->ecn_flags & TCP_ECN_OK) {
+		tx |= f->active ? TH_ECE | TH_CWR : TH_ECE;
+		rx |= f->active ? TH_ECE : TH_ECE | TH_CWR;
+	}
+	if (closing) {
+		int err = sk->sk_err;
+		if (err == ECONNREFUSED || err == ECONNRESET || err == EPIPE)
+			rx |= TH_RST | TH_ACK; /* a RST accepted in SYN_SENT carries an ACK */
+		else if ((err == 0 || err == ECONNABORTED) &&
+			 (state == TCP_ESTABLISHED || state == TCP_SYN_RECV || state == TCP_FIN_WAIT1 ||
+			  state == TCP_CLOSE_WAIT))
+			tx |= TH_RST;
+	}
+	f->flags_tx |= tx;
+	f->flags_rx |= rx;
+}
+
+/* A TCP flow's counters from its socket, for a report: payload bytes acknowledged / received,
+ * segments each way (GSO counted as on the wire, retransmits included), IP bytes estimated as
+ * payload sent / received + segments x (IP header + the connection's TCP header length), RTT,
+ * retransmits, state and flags. */
+static __always_inline void tcp_counters(struct flow *f, const struct tcp_sock *tp, __u32 state, int closing)
+{
+	f->bytes_tx = tp->bytes_acked;
+	f->bytes_rx = tp->bytes_received;
+	__u32 segs_out = tp->segs_out, segs_in = tp->segs_in;
+	f->packets_tx = segs_out;
+	f->packets_rx = segs_in;
+	/* IPv4 (also on an IPv6 socket, as ::ffff:a.b.c.d) or IPv6 */
+	__u32 hdr = (f->raddr[10] == 0xff && f->raddr[11] == 0xff && f->raddr[0] == 0 ? 20 : 40) + tp->tcp_header_len;
+	f->ip_bytes_tx = tp->bytes_sent + (__u64)segs_out * hdr;
+	f->ip_bytes_rx = tp->bytes_received + (__u64)segs_in * hdr;
+	__u32 srtt = tp->srtt_us >> 3;
+	__u32 minrtt = tp->rtt_min.s[0].v;
 	if (srtt)
 		f->srtt_us = srtt;
 	if (minrtt && minrtt != ~0U)
 		f->min_rtt_us = minrtt;
-	f->bytes_tx = skops->bytes_acked;
-	f->bytes_rx = skops->bytes_received;
-	if (skops->total_retrans > f->retransmits)
-		f->retransmits = skops->total_retrans;
+	if (tp->total_retrans > f->retransmits)
+		f->retransmits = tp->total_retrans;
+	f->tcp_state = closing ? TCP_STATE_CLOSE : state;
+	tcp_flags(f, tp, state, closing);
+}
+
+/* an open TCP flow's periodic report, when it is due */
+static __always_inline void tcp_report_if_due(const struct flow_key *k, struct flow *f, const struct tcp_sock *tp,
+					      __u32 state, __u64 now)
+{
+	if (now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
+		return;
+	tcp_counters(f, tp, state, 0);
+	f->last_report_ns = now;
+	report(k, f, 0, now);
+}
+
+/* the TCP socket of a sock_ops call, with every field readable (NULL when there is none) */
+static __always_inline struct tcp_sock *skops_tcp_sock(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *bsk = skops->sk;
+	return bsk ? bpf_skc_to_tcp_sock(bsk) : 0;
 }
 
 static __always_inline void start_tcp_flow(struct bpf_sock_ops *skops, __u8 active)
 {
-	struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
+	struct tcp_sock *tp = skops_tcp_sock(skops);
+	if (!tp)
+		return;
 	struct flow f = {};
+	skops_addrs(skops, &f);
+	struct conn_tuple t = {};
+	tuple_of(&t, &f, !active);
+	__u32 slot = tuple_slot(&t);
+	struct conn_tuple *s = bpf_map_lookup_elem(&local_conns, &slot);
+	if (!s)
+		return;
+	if (active) {
+		/* for the accepting end, if it is below the cgroup too */
+		__builtin_memcpy(s, &t, sizeof(t));
+	} else if (same_tuple(s, &t)) {
+		/* both ends below the cgroup: the connecting end's flow is the connection's */
+		__builtin_memset(s, 0, sizeof(*s));
+		stat_add(FS_LOCAL_PEER, 1);
+		return;
+	}
+	struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
 	__u64 now = bpf_ktime_get_ns();
 	f.start_ns = now;
 	f.last_report_ns = now;
 	f.proto = PROTO_TCP;
 	f.active = active;
-	skops_addrs(skops, &f);
 	f.tcp_state = skops->state;
-	if (!active) {
-		/* both ends below the cgroup: the connecting end's flow is the connection's */
-		struct conn_tuple t = {};
-		tuple_of(&t, &f, 1);
-		if (bpf_map_lookup_elem(&local_conns, &t)) {
-			stat_add(FS_LOCAL_PEER, 1);
-			return;
-		}
-	}
-	copy_svc(&f, k.cookie);
+	f.cgroup_id = sock_cgroup_id(tp);
+	if (active)
+		copy_svc(&f, k.cookie); /* service-lb translated the connecting socket */
 	if (bpf_map_update_elem(&flows, &k, &f, BPF_NOEXIST) != 0)
 		return;
 	stat_add(FS_CREATED, 1);
-	struct bpf_sock *sk = skops->sk;
-	if (sk) {
-		__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (m)
-			*m = 1;
-	}
 	/* state callbacks on this socket only (a node-wide tracepoint ran for every socket's every change) */
 	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | (rtt_callbacks ? BPF_SOCK_OPS_RTT_CB_FLAG : 0));
-}
-
-/* a tracked socket without its flow: the LRU pushed it out (counted once per socket) */
-static __always_inline void count_eviction(struct bpf_sock_ops *skops)
-{
-	struct bpf_sock *sk = skops->sk;
-	if (!sk)
-		return;
-	__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, 0);
-	if (m && *m == 1) {
-		*m = 2;
-		stat_add(FS_EVICTED, 1);
-	}
 }
 
 SEC("sockops")
 int flow_sockops(struct bpf_sock_ops *skops)
 {
-	if (skops->family != AF_INET && skops->family != AF_INET6)
-		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		start_tcp_flow(skops, 1);
-		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		start_tcp_flow(skops, 0);
+		if (skops->family == AF_INET || skops->family == AF_INET6)
+			start_tcp_flow(skops, skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB);
 		break;
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-	case BPF_SOCK_OPS_RTT_CB: {
+	case BPF_SOCK_OPS_STATE_CB: {
+		/* args[0]: the old state, args[1]: the new one; only the close has work */
+		if (skops->args[1] != TCP_STATE_CLOSE)
+			break;
+		struct tcp_sock *tp = skops_tcp_sock(skops);
+		if (!tp)
+			break;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
 		if (!f) {
-			count_eviction(skops);
+			/* the callbacks are set on tracked sockets only: the LRU pushed this one's flow out */
+			stat_add(FS_EVICTED, 1);
 			break;
 		}
-		skops_stats(skops, f);
-		f->tcp_state = skops->state;
-		if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
-			struct conn_tuple t = {};
-			tuple_of(&t, f, 0);
-			bpf_map_update_elem(&local_conns, &t, &k.cookie, BPF_ANY);
-		} else {
-			report_if_due(&k, f, bpf_ktime_get_ns());
-		}
+		/* the last report, with the socket's final counters */
+		tcp_counters(f, tp, skops->args[0], 1);
+		report(&k, f, 1, bpf_ktime_get_ns());
+		bpf_map_delete_elem(&flows, &k);
 		break;
 	}
-	case BPF_SOCK_OPS_STATE_CB: {
-		/* args[1]: the new state (skops->state is still the old one) */
+	case BPF_SOCK_OPS_RTT_CB: {
+		struct tcp_sock *tp = skops_tcp_sock(skops);
+		if (!tp)
+			break;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		if (!f) {
-			count_eviction(skops);
-			break;
-		}
-		__u32 state = skops->args[1];
-		f->tcp_state = state;
-		if (state != TCP_STATE_CLOSE)
-			break;
-		/* the last report, with the socket's final counters */
-		skops_stats(skops, f);
-		report(&k, f, 1, bpf_ktime_get_ns());
-		if (f->active) {
-			struct conn_tuple t = {};
-			tuple_of(&t, f, 0);
-			bpf_map_delete_elem(&local_conns, &t);
-		}
-		bpf_map_delete_elem(&flows, &k);
+		if (f)
+			tcp_report_if_due(&k, f, tp, skops->state, bpf_ktime_get_ns());
 		break;
 	}
 	}
@@ -451,34 +569,15 @@ static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct 
 	return bpf_map_lookup_elem(&flows, k);
 }
 
-/* the TCP flags of a packet (0 when it cannot be read) */
-static __always_inline __u8 tcp_flags_of(struct __sk_buff *skb)
-{
-	__u32 off = 40;
-	__u8 b = 0;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, &b, 1) < 0)
-			return 0;
-		off = (b & 0x0f) * 4;
-	} else if (skb->protocol != bpf_htons(ETH_P_IPV6)) {
-		return 0;
-	}
-	if (bpf_skb_load_bytes(skb, off + 13, &b, 1) < 0)
-		return 0;
-	return b;
-}
-
-static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, int egress, __u8 tcp_flags)
+static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, int egress)
 {
 	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
 	if (egress) {
 		__sync_fetch_and_add(&f->packets_tx, segs);
 		__sync_fetch_and_add(&f->ip_bytes_tx, skb->len);
-		f->flags_tx |= tcp_flags;
 	} else {
 		__sync_fetch_and_add(&f->packets_rx, segs);
 		__sync_fetch_and_add(&f->ip_bytes_rx, skb->len);
-		f->flags_rx |= tcp_flags;
 	}
 }
 
@@ -490,39 +589,28 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return;
-	__u64 now = bpf_ktime_get_ns();
 	if (sk->protocol == PROTO_TCP) {
-		/* TCP: the flow exists (sock_ops started it) or the socket is not tracked */
+		/* nothing per packet (the socket counts); every 16th segment sent: a periodic report
+		 * due? (on egress the socket is hot, and segs_out already counts this skb) */
+		if (!egress)
+			return;
+		struct bpf_tcp_sock *ts = bpf_tcp_sock(sk);
+		if (!ts)
+			return;
+		__u32 after = ts->segs_out;
+		__u32 before = after - (skb->gso_segs ? skb->gso_segs : 1);
+		if ((before >> REPORT_CHECK_SHIFT) == (after >> REPORT_CHECK_SHIFT))
+			return;
 		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		if (!f) {
-			/* a tracked socket without its flow: the LRU pushed it out (counted once) */
-			__u8 *m = bpf_sk_storage_get(&tracked, sk, 0, 0);
-			if (m && *m == 1) {
-				*m = 2;
-				stat_add(FS_EVICTED, 1);
-			}
+		if (!f)
 			return;
-		}
-		if (!f->cgroup_id)
-			f->cgroup_id = bpf_skb_cgroup_id(skb);
-		count_packet(skb, f, egress, tcp_flags_of(skb));
-		if (now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
-			return;
-		/* a periodic report: bytes and RTT from the socket (the close report reads them at close) */
-		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
-		if (tp) {
-			f->bytes_tx = tp->bytes_acked;
-			f->bytes_rx = tp->bytes_received;
-			if (tp->srtt_us)
-				f->srtt_us = tp->srtt_us >> 3;
-			if (tp->rtt_min && tp->rtt_min != ~0U)
-				f->min_rtt_us = tp->rtt_min;
-		}
-		f->last_report_ns = now;
-		report(&k, f, 0, now);
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+		if (tp)
+			tcp_report_if_due(&k, f, tp, sk->state, bpf_ktime_get_ns());
 		return;
 	}
+	__u64 now = bpf_ktime_get_ns();
 	if (!datagram_flows)
 		return;
 	struct pkt p = {};
@@ -538,7 +626,7 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 		__sync_fetch_and_add(&f->bytes_tx, payload);
 	else
 		__sync_fetch_and_add(&f->bytes_rx, payload);
-	count_packet(skb, f, egress, 0);
+	count_packet(skb, f, egress);
 	report_if_due(&k, f, now);
 }
 
