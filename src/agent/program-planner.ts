@@ -41,6 +41,7 @@ import type { FetchedPackage } from './package-cache.js';
 import { globalsPinName, InstancePins, pinnedInstances } from './pins.js';
 import type { Plan } from './plan.js';
 import type { Adopted, EventSource, InstancePlanner, Realization, RevisionTarget, RunningRevision } from './planner.js';
+import { fillProgArrays } from './prog-arrays.js';
 import { choosePrograms, type ProgramChoices } from './program-choice.js';
 import {
   attachProgram,
@@ -319,6 +320,19 @@ export class ProgramPlanner implements InstancePlanner {
         } else pins.removeRevision(rev);
       },
     );
+
+    if (spec.maps.some((m) => m.programs)) {
+      let undoFill = () => {};
+      plan.step(
+        `fill the program arrays of revision ${rev}`,
+        () => {
+          const filled = fillProgArrays(spec, objects, runs);
+          undoFill = filled.undo;
+          for (const s of filled.skipped) out.choices!.warnings.push(`program array entry ${s} left empty`);
+        },
+        () => undoFill(),
+      );
+    }
 
     const switched: { link: Link; old: Program | BpfMap }[] = [];
     plan.step(

@@ -48,6 +48,13 @@ export class Program {
     return Program.fromFd(fd, `pin ${path}`);
   }
 
+  /** Opens a loaded program by its id. The returned Program owns its fd: close() it. */
+  static fromId(id: number): Program {
+    const fd = libbpf.progGetFdById(id);
+    if (fd < 0) throw new BpfError('open program', `id ${id}`, -fd);
+    return Program.fromFd(fd, `id ${id}`);
+  }
+
   /** Wraps an fd of a loaded program (takes ownership). */
   static fromFd(fd: number, origin = 'fd'): Program {
     const info = progInfo(fd);

@@ -375,6 +375,22 @@ export function mergeSpec(
     if (mm.pin !== undefined) map.pin = mm.pin;
     if (mm.maxEntries !== undefined) map.maxEntries = mm.maxEntries;
     if (mm.share !== undefined) map.share = mm.share;
+    if (mm.programs !== undefined) {
+      if (map.type !== 'prog_array')
+        problems.push(`${MANIFEST_FILE}: maps.${key}.programs: ${key} is a ${map.type} map, not a program array`);
+      for (const [i, prog] of Object.entries(mm.programs)) {
+        const p = programs.find((x) => x.name === prog);
+        if (!p)
+          problems.push(
+            `${MANIFEST_FILE}: maps.${key}.programs.${i}: no program "${prog}" (programs: ${programs.map((x) => x.name).join(', ')})`,
+          );
+        else if (p.object !== map.object)
+          problems.push(
+            `${MANIFEST_FILE}: maps.${key}.programs.${i}: ${prog} is not of ${map.object}, the map's object`,
+          );
+      }
+      map.programs = mm.programs;
+    }
   }
   for (const [key, e] of Object.entries(m.events)) {
     const ev = events.find((x) => x.map === key);

@@ -133,6 +133,9 @@ export function attachFromSection(section: string, maps: MapEntrySpec[]): Attach
   // bare sections (libbpf attaches them only by hand: learning-ebpf's SEC("raw_tp/")): run asks
   if (/^(?:raw_tracepoint|raw_tp)(?:\.[sw])?\/?$/.test(section)) return { hook: 'raw_tracepoint' };
   if (/^(?:tracepoint|tp)(?:\.s)?\/?$/.test(section)) return { hook: 'tracepoint' };
+  // a tracepoint section that names no CATEGORY/NAME ("tp/unused"): libbpf cannot attach it either;
+  // loaders keep such programs as tail-call targets (bpf-developer-tutorial's pidhide)
+  if (/^(?:tracepoint|tp)(?:\.s)?\/[^/]+$/.test(section)) return { hook: 'none' };
   // a bare kprobe or kretprobe (its loader attaches it where the user says): run asks for the function
   m = /^(kprobe|kretprobe)$/.exec(section);
   if (m) return { hook: m[1] as 'kprobe' | 'kretprobe' };

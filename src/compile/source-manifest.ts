@@ -28,7 +28,8 @@ export interface SourceManifest {
   programs: Record<string, { attach?: AttachSpec; optional?: boolean; group?: string; order?: ProgramOrder }>;
   config: Record<string, { description?: string; default?: unknown }>;
   /** maxEntries: set before load (for maps the object leaves at 0); share: INSTANCE[:MAP] of another instance */
-  maps: Record<string, { pin?: boolean; maxEntries?: number; share?: string }>;
+  /** programs: a program array's entries (index → program) filled after load (tail calls) */
+  maps: Record<string, { pin?: boolean; maxEntries?: number; share?: string; programs?: Record<string, string> }>;
   events: Record<string, { type?: string; columns?: string[]; format?: Record<string, string> }>;
   build: BuildSettings;
   /** a Wasm guest's run settings (a directory with main.c or NAME.wasm.c, or one prebuilt .wasm) */
@@ -273,6 +274,17 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
           `${MANIFEST_FILE}: maps.${name}.share must be INSTANCE[:MAP], the map of another running instance`,
         );
       entry.share = e.share;
+    }
+    if (e.programs !== undefined) {
+      const list: Record<string, string> = record();
+      for (const [i, prog] of Object.entries(obj(e.programs, `maps.${name}.programs`))) {
+        if (!/^\d+$/.test(i) || typeof prog !== 'string')
+          throw new BuildError(
+            `${MANIFEST_FILE}: maps.${name}.programs: entries are INDEX: PROGRAM (got ${i}: ${JSON.stringify(prog)})`,
+          );
+        list[i] = prog;
+      }
+      entry.programs = list;
     }
     maps[name] = entry;
   }

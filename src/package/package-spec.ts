@@ -201,6 +201,8 @@ export interface MapEntrySpec {
   pin: boolean;
   /** use this map of another running instance, INSTANCE[:MAP] (default: the same map name) */
   share?: string;
+  /** a program array's entries the agent fills after load (index → program), as tools' loaders do for tail calls */
+  programs?: Record<string, string>;
 }
 
 export interface EventSpec {
@@ -897,6 +899,14 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     if (o.share !== undefined) {
       const share = c.text(o.share, `${at}.share`, 200);
       if (!SHARE.test(share)) c.fail(`${at}.share`, `${JSON.stringify(share)} is not INSTANCE[:MAP]`);
+    }
+    if (o.programs !== undefined) {
+      if (type !== 'prog_array') c.fail(`${at}.programs`, 'is only for a program array (prog_array)');
+      for (const [i, prog] of Object.entries(c.object(o.programs, `${at}.programs`))) {
+        const n = Number(i);
+        if (!/^\d+$/.test(i) || n >= entries) c.fail(`${at}.programs.${i}`, `is not an index below ${entries}`);
+        c.identifier(prog, `${at}.programs.${i}`);
+      }
     }
   });
   if (mapBytes > SPEC_LIMITS.packageMapBytes)

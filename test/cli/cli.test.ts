@@ -450,7 +450,10 @@ test('build and push refuse clearly without touching the agent', async () => {
     assert.equal(r.code, 1);
     assert.match(r.err, /^kbpf: .*nope: no such directory\n$/);
     r = await kbpf(['--state-dir', dir, 'build', dir]);
-    assert.match(r.err, /^kbpf: .*no \*\.bpf\.c files: nothing to build\n$/);
+    assert.match(
+      r.err,
+      /^kbpf: .*no \*\.bpf\.c files and no \.c file with a SEC\("\.\.\."\) section: nothing to build[^\n]*\n$/,
+    );
     r = await kbpf(['--state-dir', dir, 'push', 'opensnoop:1.0.0']);
     assert.equal(r.code, 1);
     assert.match(r.err, /^kbpf: push opensnoop:1\.0\.0: no registry in the reference/);

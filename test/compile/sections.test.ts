@@ -48,6 +48,7 @@ const CASES: [string, AttachSpec][] = [
   ['raw_tp/', { hook: 'raw_tracepoint' }],
   ['raw_tracepoint', { hook: 'raw_tracepoint' }],
   ['tp', { hook: 'tracepoint' }],
+  ['tp/unused', { hook: 'none' }],
   ['tracepoint.s/', { hook: 'tracepoint' }],
   ['tp/sched/sched_switch', { hook: 'tracepoint', target: 'sched/sched_switch' }],
   ['tracepoint.s/syscalls/sys_enter_openat', { hook: 'tracepoint', target: 'syscalls/sys_enter_openat' }],
