@@ -80,8 +80,12 @@ export class InstancePins {
  * `object`: bpffs refuses names with a dot, so "snoop.bpf.o" and ".data.x" give "snoop@data@x".
  */
 export function globalsPinName(object: string, section: string): string {
-  const stem = object.replace(/\.bpf\.o$|\.o$/, '').replaceAll('.', '_');
-  return `${stem}@${section.slice(1).replaceAll('.', '@')}`;
+  return `${globalsPinStem(object)}@${section.slice(1).replaceAll('.', '@')}`;
+}
+
+/** What the pins of object file `object`'s global variables start with ("snoop" of snoop.bpf.o). */
+export function globalsPinStem(object: string): string {
+  return object.replace(/\.bpf\.o$|\.o$/, '').replaceAll('.', '_');
 }
 
 /** The object stem a globals pin name starts with (globalsPinName's). */

@@ -9,7 +9,7 @@ import { describeAttach, instanceLogLimits, resolveAttach } from '../package/pac
 import { jsonValue } from '../util/json.js';
 import type { InstanceView } from './instance-view.js';
 import type { MetricsSnapshot } from './metrics.js';
-import { globalsPinName, objectOfGlobalsPin } from './pins.js';
+import { globalsPinStem, objectOfGlobalsPin } from './pins.js';
 import type { InstanceStatus, MapDump, ProgramStatus, Revision, VariableDump } from './types.js';
 
 export type { MapDump, VariableDump } from './types.js';
@@ -148,7 +148,7 @@ export function dumpMaps(
   const several = (view.spec?.objects.length ?? 1) > 1;
   const linear = new Set(view.spec?.linearHistograms ?? []);
   // a section's object is its pin's stem ("runqlen" of runqlen.bpf.o)
-  const linearStems = new Set([...linear].map((o) => objectOfGlobalsPin(globalsPinName(o, '.bss'))));
+  const linearStems = new Set([...linear].map(globalsPinStem));
   for (const s of sections) if (s.object && linearStems.has(s.object)) s.linear = true;
   if (!several) for (const s of sections) delete s.object;
   const objectOf = new Map((view.spec?.maps ?? []).map((m) => [m.name, m.object]));

@@ -10,6 +10,7 @@ import { progType } from './constants.js';
 import { BpfError, errnoText } from './errors.js';
 import { libbpf } from './ffi/libbpf.js';
 import { captureLibbpfLog } from './ffi/print.js';
+import { kernelBtfHasName } from './kernel-btf-names.js';
 import { attachAuto } from './link/tracing.js';
 import { BpfObject } from './object.js';
 import { kernelHasStructOpsLinks } from './struct-ops-sections.js';
@@ -198,19 +199,6 @@ const NEWER_TRACING: Record<'fsession' | 'fentry_multi' | 'fsession_multi', [str
   fentry_multi: ['BPF_TRACE_FENTRY_MULTI', 'fentry.multi and fexit.multi'],
   fsession_multi: ['BPF_TRACE_FSESSION_MULTI', 'fsession.multi'],
 };
-
-let kernelBtfText: Buffer | null | undefined;
-/** Whether a name (a type, an enum value) is in the kernel's BTF string table. */
-function kernelBtfHasName(name: string): boolean {
-  if (kernelBtfText === undefined) {
-    try {
-      kernelBtfText = readFileSync('/sys/kernel/btf/vmlinux');
-    } catch {
-      kernelBtfText = null;
-    }
-  }
-  return kernelBtfText ? kernelBtfText.includes(`\0${name}\0`) : false;
-}
 
 /** Whether this kernel runs programs on `hook`, probed once per process. */
 export function hookSupport(hook: KernelHook): HookSupport {

@@ -10,10 +10,10 @@
 // `struct_ops/s/NAME` (same length, so done in place — in the section name table and in the BTF
 // strings .BTF.ext names sections by), opened as struct_ops programs, and made sleepable.
 
-import { readFileSync } from 'node:fs';
 import { Unsupported } from '../errors.js';
 import { readElfSectionHeaders, truncateElfSectionNames } from './btf/elf.js';
 import { BpfError } from './errors.js';
+import { kernelBtfHasName } from './kernel-btf-names.js';
 
 /** map flag: a struct_ops map registered through a link */
 export const BPF_F_LINK = 1 << 13;
@@ -83,19 +83,10 @@ export function withPlainSleepableStructOps(buf: Uint8Array): { bytes: Uint8Arra
   return { bytes: out, renamed: true };
 }
 
-let links: boolean | undefined;
-
 /**
  * Whether this kernel registers struct_ops maps through links (BPF_F_LINK, Linux 6.4+): its BTF
- * has struct bpf_struct_ops_link. Asked once per process.
+ * has struct bpf_struct_ops_link.
  */
 export function kernelHasStructOpsLinks(): boolean {
-  if (links === undefined) {
-    try {
-      links = readFileSync('/sys/kernel/btf/vmlinux').includes('\0bpf_struct_ops_link\0');
-    } catch {
-      links = false;
-    }
-  }
-  return links;
+  return kernelBtfHasName('bpf_struct_ops_link');
 }

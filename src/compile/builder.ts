@@ -130,7 +130,8 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
     for (const [i, f] of files.entries()) {
       say(`compiling ${f}`);
       const source = join(src, f);
-      const text = `${await readFile(source, 'utf8')}\n${headerText}`;
+      const sourceText = await readFile(source, 'utf8');
+      const text = `${sourceText}\n${headerText}`;
       const defines: Record<string, string> = { ...manifest.build.defines };
       // KBPF_PRINTK_TRACE_PIPE (a define in kbpf.yaml) keeps bpf_printk on the kernel's trace pipe
       if (callsPrintk(text) && !Object.hasOwn(defines, 'KBPF_PRINTK_TRACE_PIPE'))
@@ -144,7 +145,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       }
       const unit = join(work, basename(f));
       // typedef'd structs only from the files this source includes: naming one it cannot see fails
-      const own = includedText(await readFile(source, 'utf8'), (name) => {
+      const own = includedText(sourceText, (name) => {
         for (const d of [dirname(source), ...includeDirs]) {
           const h = join(d, name);
           if (existsSync(h) && !isGeneratedHeader(basename(name))) return readFileSync(h, 'utf8');
@@ -180,11 +181,7 @@ export async function buildPackage(dir: string, opts: BuildOptions): Promise<Bui
       const bytes = await readFile(out);
       const derived = deriveFromObject(basename(out), bytes);
       objects.push({ file: basename(out), bytes, derived });
-      if (
-        manifest.histograms
-          ? manifest.histograms === 'linear'
-          : linearHistograms(await readFile(source, 'utf8'), headerTexts)
-      )
+      if (manifest.histograms ? manifest.histograms === 'linear' : linearHistograms(sourceText, headerTexts))
         linear.push(basename(out));
       if (altFile && alt.status === 'fulfilled') {
         // without its DWARF (the default object keeps it): a package no twice as big

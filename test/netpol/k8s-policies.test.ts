@@ -30,6 +30,25 @@ async function apiServer(t: Cleanup): Promise<Kube> {
   return kube;
 }
 
+/** netpol's Kubernetes watcher for this node, on the instance's maps, stopped with the test. */
+async function watchPolicies(
+  t: Cleanup,
+  kube: Kube,
+  tb: Testbed,
+  np: Awaited<ReturnType<typeof runNetpol>>,
+): Promise<NetpolWatcher> {
+  const w = new NetpolWatcher({
+    kube,
+    nodeName: NODE,
+    maps: np.maps,
+    resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]),
+    retryMs: 50,
+  });
+  await w.start();
+  t.after(() => w.stop());
+  return w;
+}
+
 /** Creates the Pod object, then the test bed pod (cgroup pod<uid>), reporting its IP like kubelet. */
 async function schedulePod(
   kube: Kube,
@@ -63,15 +82,7 @@ test('cluster mode: NetworkPolicy objects from the API server take effect live, 
   const kube = await apiServer(t);
   const tb = await Testbed.create(t, 'kbpfnp');
   const np = await runNetpol(t, tb);
-  const w = new NetpolWatcher({
-    kube,
-    nodeName: NODE,
-    maps: np.maps,
-    resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]),
-    retryMs: 50,
-  });
-  await w.start();
-  t.after(() => w.stop());
+  const w = await watchPolicies(t, kube, tb, np);
   const web = await schedulePod(kube, tb, 'web', { app: 'web' });
   const client = await schedulePod(kube, tb, 'client', { app: 'client' });
   const other = await schedulePod(kube, tb, 'other', { app: 'other' });
@@ -123,15 +134,7 @@ test("cluster mode: named ports resolve against the Pods' containerPorts — ing
   const kube = await apiServer(t);
   const tb = await Testbed.create(t, 'kbpfnp');
   const np = await runNetpol(t, tb);
-  const w = new NetpolWatcher({
-    kube,
-    nodeName: NODE,
-    maps: np.maps,
-    resolveCgroup: kubeletCgroupResolver([tb.parentCgroup]),
-    retryMs: 50,
-  });
-  await w.start();
-  t.after(() => w.stop());
+  const w = await watchPolicies(t, kube, tb, np);
   // web names :80 "http"; client names :8081 "http" (the same name, another number); other names nothing
   const web = await schedulePod(kube, tb, 'web', { app: 'web' }, [{ name: 'http', containerPort: APP_PORT }]);
   const client = await schedulePod(kube, tb, 'client', { app: 'client' }, [

@@ -29,19 +29,33 @@ function policy(namespace: string, name: string, spec: NetworkPolicy['spec']): N
   return { metadata: { namespace, name }, spec };
 }
 
+/** Three pods of namespace shop, labelled app=web, app=client and app=other, and their identities. */
+async function shopPods(tb: Testbed): Promise<{ web: Pod; client: Pod; other: Pod; pods: PolicyInput['pods'] }> {
+  const web = await tb.addPod({ sidecar: false });
+  const client = await tb.addPod({ sidecar: false });
+  const other = await tb.addPod({ sidecar: false });
+  const pods = [
+    podIdentity(web, 'shop', { app: 'web' }),
+    podIdentity(client, 'shop', { app: 'client' }),
+    podIdentity(other, 'shop', { app: 'other' }),
+  ];
+  return { web, client, other, pods };
+}
+
+/** web-ingress: web takes APP_PORT from client only. */
+const webIngress = (): NetworkPolicy =>
+  policy('shop', 'web-ingress', {
+    podSelector: { matchLabels: { app: 'web' } },
+    ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: APP_PORT }] }],
+  });
+
 test('an unselected pod is unrestricted; ingress allowed by podSelector + port passes and the rest drops; drops become flows named by the policy, are counted per policy; rm leaves nothing and traffic flows again', async (t) => {
   const tb = await Testbed.create(t, 'kbpfnp');
   const before = kernelIds();
   const np = await runNetpol(t, tb);
-  const web = await tb.addPod({ sidecar: false });
-  const client = await tb.addPod({ sidecar: false });
-  const other = await tb.addPod({ sidecar: false });
+  const { web, client, other, pods } = await shopPods(tb);
   const input: PolicyInput = {
-    pods: [
-      podIdentity(web, 'shop', { app: 'web' }),
-      podIdentity(client, 'shop', { app: 'client' }),
-      podIdentity(other, 'shop', { app: 'other' }),
-    ],
+    pods,
     namespaces: [],
     policies: [
       policy('shop', 'web-ingress', {
@@ -167,22 +181,13 @@ test('egress to a CIDR with except and a port range; ingress by namespaceSelecto
 test('IPv6: pod IPs and ipBlock CIDRs with except per family; allowed and denied IPv6 connections; an IPv6 drop names its policy', async (t) => {
   const tb = await Testbed.create(t, 'kbpfnp', { ipv6: true });
   const np = await runNetpol(t, tb);
-  const web = await tb.addPod({ sidecar: false });
-  const client = await tb.addPod({ sidecar: false });
-  const other = await tb.addPod({ sidecar: false });
+  const { web, client, other, pods } = await shopPods(tb);
   const v6 = (p: Pod) => p.ip6!;
   const input: PolicyInput = {
-    pods: [
-      podIdentity(web, 'shop', { app: 'web' }),
-      podIdentity(client, 'shop', { app: 'client' }),
-      podIdentity(other, 'shop', { app: 'other' }),
-    ],
+    pods,
     namespaces: [],
     policies: [
-      policy('shop', 'web-ingress', {
-        podSelector: { matchLabels: { app: 'web' } },
-        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: APP_PORT }] }],
-      }),
+      webIngress(),
       policy('shop', 'client-egress', {
         podSelector: { matchLabels: { app: 'client' } },
         policyTypes: ['Egress'],
@@ -439,21 +444,12 @@ function jsonFlows(out: string): Flow[] {
 test("netpol's drops in kbpf flows: DROPPED with POLICY_DENIED and the policy's name, merged with flow-monitor's record of the connection; --verdict DROPPED filters them", async (t) => {
   const tb = await Testbed.create(t, 'kbpfnp');
   const np = await runNetpol(t, tb);
-  const web = await tb.addPod({ sidecar: false });
-  const client = await tb.addPod({ sidecar: false });
-  const other = await tb.addPod({ sidecar: false });
+  const { web, client, other, pods } = await shopPods(tb);
   const input: PolicyInput = {
-    pods: [
-      podIdentity(web, 'shop', { app: 'web' }),
-      podIdentity(client, 'shop', { app: 'client' }),
-      podIdentity(other, 'shop', { app: 'other' }),
-    ],
+    pods,
     namespaces: [],
     policies: [
-      policy('shop', 'web-ingress', {
-        podSelector: { matchLabels: { app: 'web' } },
-        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: APP_PORT }] }],
-      }),
+      webIngress(),
       policy('shop', 'other-egress', {
         podSelector: { matchLabels: { app: 'other' } },
         policyTypes: ['Egress'],
