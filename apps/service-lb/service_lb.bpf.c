@@ -206,6 +206,28 @@ struct sock_tuple_key {
 	__u32 family;
 };
 
+/* fills tuple key `t` (its family set) from a context with the socket's addresses and ports —
+ * struct bpf_sock_ops and struct sk_msg_md name them alike; a macro, as each program type must
+ * read its own context's fields directly */
+#define SOCK_TUPLE_OF(t, ctx)                                  \
+	do {                                                   \
+		if ((t).family == AF_INET) {                   \
+			(t).local[0] = (ctx)->local_ip4;       \
+			(t).remote[0] = (ctx)->remote_ip4;     \
+		} else {                                       \
+			(t).local[0] = (ctx)->local_ip6[0];    \
+			(t).local[1] = (ctx)->local_ip6[1];    \
+			(t).local[2] = (ctx)->local_ip6[2];    \
+			(t).local[3] = (ctx)->local_ip6[3];    \
+			(t).remote[0] = (ctx)->remote_ip6[0];  \
+			(t).remote[1] = (ctx)->remote_ip6[1];  \
+			(t).remote[2] = (ctx)->remote_ip6[2];  \
+			(t).remote[3] = (ctx)->remote_ip6[3];  \
+		}                                              \
+		(t).local_port = (ctx)->local_port;            \
+		(t).remote_port = (ctx)->remote_port;          \
+	} while (0)
+
 /* connections redirected to a waypoint whose first message has not been sent yet (sockops puts
  * them here when they are established) */
 struct {
@@ -780,21 +802,7 @@ int svc_sockops(struct bpf_sock_ops *skops)
 		if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
 			return 1;
 		struct sock_tuple_key t = { .family = skops->family };
-		if (t.family == AF_INET) {
-			t.local[0] = skops->local_ip4;
-			t.remote[0] = skops->remote_ip4;
-		} else {
-			t.local[0] = skops->local_ip6[0];
-			t.local[1] = skops->local_ip6[1];
-			t.local[2] = skops->local_ip6[2];
-			t.local[3] = skops->local_ip6[3];
-			t.remote[0] = skops->remote_ip6[0];
-			t.remote[1] = skops->remote_ip6[1];
-			t.remote[2] = skops->remote_ip6[2];
-			t.remote[3] = skops->remote_ip6[3];
-		}
-		t.local_port = skops->local_port;
-		t.remote_port = skops->remote_port;
+		SOCK_TUPLE_OF(t, skops);
 		struct waypoint_dst d = { .port = o->vip_port, .family = o->family };
 		__builtin_memcpy(d.addr, o->vip, sizeof(d.addr));
 		bpf_map_update_elem(&waypoint_dst, &t, &d, BPF_ANY);
@@ -848,21 +856,7 @@ SEC("sk_msg")
 int svc_waypoint_msg(struct sk_msg_md *msg)
 {
 	struct sock_tuple_key t = { .family = msg->family };
-	if (t.family == AF_INET) {
-		t.local[0] = msg->local_ip4;
-		t.remote[0] = msg->remote_ip4;
-	} else {
-		t.local[0] = msg->local_ip6[0];
-		t.local[1] = msg->local_ip6[1];
-		t.local[2] = msg->local_ip6[2];
-		t.local[3] = msg->local_ip6[3];
-		t.remote[0] = msg->remote_ip6[0];
-		t.remote[1] = msg->remote_ip6[1];
-		t.remote[2] = msg->remote_ip6[2];
-		t.remote[3] = msg->remote_ip6[3];
-	}
-	t.local_port = msg->local_port;
-	t.remote_port = msg->remote_port;
+	SOCK_TUPLE_OF(t, msg);
 	struct waypoint_dst *p = bpf_map_lookup_elem(&waypoint_dst, &t);
 	if (!p)
 		return SK_PASS; /* a later message: nothing to add */
