@@ -118,7 +118,12 @@ test('a retransmit forced with netem loss is counted on the flow', async (t) => 
   }
   const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), String(400_000)], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
-  const closed = await fm.waitFor((f) => f.l4.TCP?.destination_port === PORT && f.state === 'CLOSED', 10_000);
+  // the connecting end's flow (EGRESS): the sender whose segments were dropped; should the accepting
+  // end also be reported (its local_conns slot taken by another connection), its flow is INGRESS
+  const closed = await fm.waitFor(
+    (f) => f.l4.TCP?.destination_port === PORT && f.state === 'CLOSED' && f.traffic_direction === 'EGRESS',
+    10_000,
+  );
   assert.ok(closed.retransmits > 0, `retransmits: ${closed.retransmits}`);
   assert.equal(closed.verdict, 'FORWARDED', 'the connection got through');
   assert.ok(Math.abs(closed.traffic.bytes_sent - 400_000) <= 12_000, `bytes ${closed.traffic.bytes_sent}`);
