@@ -26,9 +26,11 @@
 // --flows-reader-profile=DIR (the reader's V8 CPU profile, written there when it stops),
 // --flows-package=DIR (another build of the package, e.g. a variant of the programs to compare),
 // --flows-config=NAME=VALUE,... (the instance's config), --flows-perf=DIR (`perf record -a -g` over
-// each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...), --flows-progstats (the
+// kernel's run time of each flow-monitor program per connection / request over the on windows,
+// kernel.bpf_stats_enabled on while they run).
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -142,6 +144,20 @@ function configArg(text: string | undefined): Record<string, number> {
   return out;
 }
 
+/** Run count and run time (ns) of the loaded programs whose names start with `prefix` */
+function progStats(prefix: string): Map<string, { cnt: number; ns: number }> {
+  const out = new Map<string, { cnt: number; ns: number }>();
+  const r = spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const p of JSON.parse(r.stdout || '[]') as Array<{ name?: string; run_cnt?: number; run_time_ns?: number }>) {
+    if (!p.name?.startsWith(prefix)) continue;
+    const o = out.get(p.name) ?? { cnt: 0, ns: 0 };
+    o.cnt += p.run_cnt ?? 0;
+    o.ns += p.run_time_ns ?? 0;
+    out.set(p.name, o);
+  }
+  return out;
+}
+
 /** Runs `f` under `perf record -a -g` writing DIR/NAME.data (just `f` without a DIR). */
 async function perfed<T>(dir: string | undefined, name: string, f: () => Promise<T>): Promise<T> {
   if (!dir) return f();
@@ -217,6 +233,7 @@ export const benchmark: Benchmark = {
       const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
       const config = configArg(arg(opts, 'config'));
       const perfDir = arg(opts, 'perf');
+      const withProgStats = opts.args.includes('--flows-progstats');
       const conns = Number(arg(opts, 'conns') ?? 16);
       const url = `http://${b.ip}:80/`;
 
@@ -230,6 +247,8 @@ export const benchmark: Benchmark = {
         for (const w of windows) m[w] = { off: [], on: [], cpuOff: [], cpuOn: [] };
         const measure = async (w: string, on: boolean, i: number): Promise<void> => {
           const s = m[w]!;
+          if (on && withProgStats) writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
+          const ps0 = on && withProgStats ? progStats('flow_') : undefined;
           const u0 = cgroupCpuUs(tb.parentCgroup);
           const t0 = performance.now();
           const rate = await perfed(perfDir, `${w}-${on ? 'on' : 'off'}-${i + 1}`, () =>
@@ -237,6 +256,18 @@ export const benchmark: Benchmark = {
           );
           const n = rate * opts.durationS; // wrk's rate is its count over its own run time
           const cpu = (cgroupCpuUs(tb.parentCgroup) - u0) / n;
+          if (ps0) {
+            writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
+            const parts: string[] = [];
+            let total = 0;
+            for (const [name, b] of progStats('flow_')) {
+              const a0 = ps0.get(name) ?? { cnt: 0, ns: 0 };
+              const ns = (b.ns - a0.ns) / n;
+              total += ns;
+              parts.push(`${name} ${ns.toFixed(0)} ns (${((b.cnt - a0.cnt) / n).toFixed(1)} runs)`);
+            }
+            note(`${w} programs per ${w === 'conn' ? 'connection' : 'request'}: ${total.toFixed(0)} ns: ${parts.join(', ')}`);
+          }
           (on ? s.on : s.off).push(rate);
           (on ? s.cpuOn : s.cpuOff).push(cpu);
           if (performance.now() - t0 > (opts.durationS + 5) * 1000) note(`${w} window took long`);
