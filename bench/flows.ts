@@ -23,7 +23,8 @@
 // connections, default 16), --flows-rates=20000,50000,... (report rates to try),
 // --flows-parts=overhead,delivery (default both; the RSS figures come with delivery; conn or rps
 // instead of overhead for one of its two windows),
-// --flows-reader-profile=DIR (the reader's V8 CPU profile, written there when it stops),
+// --flows-reader-profile=DIR, --flows-agent-profile=DIR (the reader's, the agent's V8 CPU profile,
+// written there when it stops),
 // --flows-package=DIR (another build of the package, e.g. a variant of the programs to compare),
 // --flows-config=NAME=VALUE,... (the instance's config), --flows-perf=DIR (`perf record -a -g` over
 // each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...), --flows-progstats (the
@@ -67,16 +68,33 @@ function cpuMs(pid: number): number {
 }
 
 /** A `kbpf agent` process with its own state and bpffs directories, reached on its API socket. */
-async function startAgent(t: {
-  after(f: () => unknown): void;
-}): Promise<{ proc: ChildProcess; client: ApiClient; socket: string; stateDir: string; bpffsDir: string }> {
+async function startAgent(
+  t: {
+    after(f: () => unknown): void;
+  },
+  profileDir?: string,
+): Promise<{ proc: ChildProcess; client: ApiClient; socket: string; stateDir: string; bpffsDir: string }> {
   ensureBpffs();
   const stateDir = mkdtempSync(join(tmpdir(), 'kbpf-flows-bench-'));
   const bpffsDir = `/sys/fs/bpf/kbpf-flows-bench-${process.pid}`;
   const socket = join(stateDir, 'agent.sock');
-  const proc = spawn(KBPF, ['agent', '--state-dir', stateDir, '--bpffs-dir', bpffsDir, '--socket', socket], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [
+      // sampled every 10 ms: V8's profiler signals the thread at each sample, and a signal during
+      // BPF_PROG_LOAD stops the verifier (EAGAIN), which the default 1 ms makes near-certain
+      ...(profileDir ? ['--cpu-prof', '--cpu-prof-interval=10000', `--cpu-prof-dir=${profileDir}`] : []),
+      KBPF,
+      'agent',
+      '--state-dir',
+      stateDir,
+      '--bpffs-dir',
+      bpffsDir,
+      '--socket',
+      socket,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   const client = new ApiClient(socket);
   t.after(async () => {
     try {
@@ -225,7 +243,7 @@ export const benchmark: Benchmark = {
       const tb = await Testbed.create(t, 'kbpfflowb');
       const a = await tb.addPod({ sidecar: false });
       const b = await tb.addPod({ sidecar: false });
-      const ag = await startAgent(t);
+      const ag = await startAgent(t, arg(opts, 'agent-profile'));
       const api = ag.client;
       const store = new LayoutStore(join(ag.stateDir, 'store'));
       const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
@@ -266,7 +284,9 @@ export const benchmark: Benchmark = {
               total += ns;
               parts.push(`${name} ${ns.toFixed(0)} ns (${((b.cnt - a0.cnt) / n).toFixed(1)} runs)`);
             }
-            note(`${w} programs per ${w === 'conn' ? 'connection' : 'request'}: ${total.toFixed(0)} ns: ${parts.join(', ')}`);
+            note(
+              `${w} programs per ${w === 'conn' ? 'connection' : 'request'}: ${total.toFixed(0)} ns: ${parts.join(', ')}`,
+            );
           }
           (on ? s.on : s.off).push(rate);
           (on ? s.cpuOn : s.cpuOff).push(cpu);
