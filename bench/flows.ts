@@ -29,14 +29,14 @@
 // --flows-config=NAME=VALUE,... (the instance's config), --flows-perf=DIR (`perf record -a -g` over
 // each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...), --flows-progstats (the
 // kernel's run time of each flow-monitor program per connection / request over the on windows,
-// kernel.bpf_stats_enabled on while they run).
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// BPF stats on while they run).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, BpfObject, ensureBpffs, testRunAsync } from 'kbpf/bpf';
+import { BpfMap, BpfObject, ensureBpffs, infoOfId, RunTimeStats, testRunAsync } from 'kbpf/bpf';
 import { ApiClient } from '../src/agent/api-client.js';
 import { instanceMapPin } from '../src/agent/pins.js';
 import { buildPackage } from '../src/compile/builder.js';
@@ -162,16 +162,12 @@ function configArg(text: string | undefined): Record<string, number> {
   return out;
 }
 
-/** Run count and run time (ns) of the loaded programs whose names start with `prefix` */
-function progStats(prefix: string): Map<string, { cnt: number; ns: number }> {
+/** Run count and run time (ns) of each program, by name, from the kernel's info of its id */
+function progStats(programs: Array<{ name: string; progId?: number }>): Map<string, { cnt: number; ns: number }> {
   const out = new Map<string, { cnt: number; ns: number }>();
-  const r = spawnSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  for (const p of JSON.parse(r.stdout || '[]') as Array<{ name?: string; run_cnt?: number; run_time_ns?: number }>) {
-    if (!p.name?.startsWith(prefix)) continue;
-    const o = out.get(p.name) ?? { cnt: 0, ns: 0 };
-    o.cnt += p.run_cnt ?? 0;
-    o.ns += p.run_time_ns ?? 0;
-    out.set(p.name, o);
+  for (const p of programs) {
+    const i = p.progId === undefined ? undefined : infoOfId('prog', p.progId);
+    if (i) out.set(p.name, { cnt: Number(i.runCount), ns: Number(i.runTimeNs) });
   }
   return out;
 }
@@ -252,6 +248,7 @@ export const benchmark: Benchmark = {
       const config = configArg(arg(opts, 'config'));
       const perfDir = arg(opts, 'perf');
       const withProgStats = opts.args.includes('--flows-progstats');
+      let programs: Array<{ name: string; progId?: number }> = []; // the running instance's
       const conns = Number(arg(opts, 'conns') ?? 16);
       const url = `http://${b.ip}:80/`;
 
@@ -265,8 +262,9 @@ export const benchmark: Benchmark = {
         for (const w of windows) m[w] = { off: [], on: [], cpuOff: [], cpuOn: [] };
         const measure = async (w: string, on: boolean, i: number): Promise<void> => {
           const s = m[w]!;
-          if (on && withProgStats) writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
-          const ps0 = on && withProgStats ? progStats('flow_') : undefined;
+          // BPF stats on for this window only (held by an fd: off again if the window fails)
+          using stats = on && withProgStats ? RunTimeStats.enable() : undefined;
+          const ps0 = stats ? progStats(programs) : undefined;
           const u0 = cgroupCpuUs(tb.parentCgroup);
           const t0 = performance.now();
           const rate = await perfed(perfDir, `${w}-${on ? 'on' : 'off'}-${i + 1}`, () =>
@@ -275,10 +273,9 @@ export const benchmark: Benchmark = {
           const n = rate * opts.durationS; // wrk's rate is its count over its own run time
           const cpu = (cgroupCpuUs(tb.parentCgroup) - u0) / n;
           if (ps0) {
-            writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
             const parts: string[] = [];
             let total = 0;
-            for (const [name, b] of progStats('flow_')) {
+            for (const [name, b] of progStats(programs)) {
               const a0 = ps0.get(name) ?? { cnt: 0, ns: 0 };
               const ns = (b.ns - a0.ns) / n;
               total += ns;
@@ -296,6 +293,7 @@ export const benchmark: Benchmark = {
         for (let i = 0; i < opts.repeats; i++) {
           for (const w of windows) await measure(w, false, i);
           await api.run({ image: ref, name: 'flows', attach, config });
+          if (withProgStats) programs = (await api.inspect('flows')).programs;
           const cpu0 = cpuMs(ag.proc.pid!);
           const t0 = performance.now();
           for (const w of windows) await measure(w, true, i);
