@@ -10,6 +10,10 @@
 //                               step up until one loses (goal >= 100,000)
 //   flows_rss_mb_100k           the agent process's RSS with 100,000 open flows reported (the
 //                               reader's too)
+//   flows_conn_hooks_ratio,     the same rates with bench/flows-hooks instead: a program on each of
+//   flows_rps_hooks_ratio       flow-monitor's hooks that returns at once, paired with the same off
+//                               window — the floor the kernel's dispatch to those hooks sets, before
+//                               any work of flow-monitor's own (--flows-hooks=0 leaves it out)
 //   flows_conn_cpu_ratio,       the pods' CPU (their parent cgroup's usage_usec: wrk, HAProxy and
 //   flows_rps_cpu_ratio         the softirq work done in their context) per connection / request,
 //                               off / on (flows_*_cpu_us_off|on): what the rate ratio would be on a
@@ -48,6 +52,7 @@ import { type Benchmark, type BenchOptions, median, note, result } from './run.j
 const here = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PRODUCER = join(here, 'flows_producer.bpf.o');
+const HOOKS_PACKAGE = join(ROOT, 'bench/flows-hooks');
 const KBPF = join(ROOT, 'bin/kbpf.js');
 
 function arg(opts: BenchOptions, name: string): string | undefined {
@@ -244,6 +249,10 @@ export const benchmark: Benchmark = {
       const store = new LayoutStore(join(ag.stateDir, 'store'));
       const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
       const ref = (await buildPackage(pkgDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
+      const withHooks = arg(opts, 'hooks') !== '0';
+      const hooksRef = withHooks
+        ? (await buildPackage(HOOKS_PACKAGE, { store, cacheDir: join(ROOT, 'build') })).stored.reference
+        : undefined;
       const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
       const config = configArg(arg(opts, 'config'));
       const perfDir = arg(opts, 'perf');
@@ -257,17 +266,19 @@ export const benchmark: Benchmark = {
       // context) per connection / request, which a busy machine disturbs less than the rates
       const windows = parts.includes('overhead') ? ['conn', 'rps'] : parts.filter((p) => p === 'conn' || p === 'rps');
       if (windows.length > 0) {
-        type Series = { off: number[]; on: number[]; cpuOff: number[]; cpuOn: number[] };
+        type Arm = 'off' | 'on' | 'hooks';
+        type Series = Record<Arm, number[]> & { cpu: Record<Arm, number[]> };
         const m: Record<string, Series> = {};
-        for (const w of windows) m[w] = { off: [], on: [], cpuOff: [], cpuOn: [] };
-        const measure = async (w: string, on: boolean, i: number): Promise<void> => {
+        for (const w of windows) m[w] = { off: [], on: [], hooks: [], cpu: { off: [], on: [], hooks: [] } };
+        const measure = async (w: string, arm: Arm, i: number): Promise<void> => {
           const s = m[w]!;
+          const on = arm === 'on';
           // BPF stats on for this window only (held by an fd: off again if the window fails)
           using stats = on && withProgStats ? RunTimeStats.enable() : undefined;
           const ps0 = stats ? progStats(programs) : undefined;
           const u0 = cgroupCpuUs(tb.parentCgroup);
           const t0 = performance.now();
-          const rate = await perfed(perfDir, `${w}-${on ? 'on' : 'off'}-${i + 1}`, () =>
+          const rate = await perfed(perfDir, `${w}-${arm}-${i + 1}`, () =>
             wrkRate(tb, a, url, conns, w === 'rps', opts.durationS),
           );
           const n = rate * opts.durationS; // wrk's rate is its count over its own run time
@@ -285,29 +296,39 @@ export const benchmark: Benchmark = {
               `${w} programs per ${w === 'conn' ? 'connection' : 'request'}: ${total.toFixed(0)} ns: ${parts.join(', ')}`,
             );
           }
-          (on ? s.on : s.off).push(rate);
-          (on ? s.cpuOn : s.cpuOff).push(cpu);
+          s[arm].push(rate);
+          s.cpu[arm].push(cpu);
           if (performance.now() - t0 > (opts.durationS + 5) * 1000) note(`${w} window took long`);
         };
         await wrkRate(tb, a, url, conns, false, 1); // warm-up
         for (let i = 0; i < opts.repeats; i++) {
-          for (const w of windows) await measure(w, false, i);
+          for (const w of windows) await measure(w, 'off', i);
           await api.run({ image: ref, name: 'flows', attach, config });
           if (withProgStats) programs = (await api.inspect('flows')).programs;
           const cpu0 = cpuMs(ag.proc.pid!);
           const t0 = performance.now();
-          for (const w of windows) await measure(w, true, i);
+          for (const w of windows) await measure(w, 'on', i);
           const agentCpu = (cpuMs(ag.proc.pid!) - cpu0) / ((performance.now() - t0) / 1000);
           const st = await api.inspect('flows');
           const line = windows.map((w) => {
             const s = m[w]!;
             const unit = w === 'conn' ? 'conn/s' : 'req/s';
-            return `${unit} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpuOff[i]!.toFixed(1)} on ${s.cpuOn[i]!.toFixed(1)})`;
+            return `${unit} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpu.off[i]!.toFixed(1)} on ${s.cpu.on[i]!.toFixed(1)})`;
           });
           note(
             `repeat ${i + 1}: ${line.join('; ')}; agent CPU ${agentCpu.toFixed(0)} ms/s; flow reports ${st.events.received}, lost ${st.events.lost}`,
           );
           await api.remove('flows', { force: true });
+          if (hooksRef) {
+            await api.run({ image: hooksRef, name: 'flows-hooks', attach: { cgroup: tb.parentCgroup } });
+            for (const w of windows) await measure(w, 'hooks', i);
+            await api.remove('flows-hooks', { force: true });
+            const line = windows.map((w) => {
+              const s = m[w]!;
+              return `${w === 'conn' ? 'conn/s' : 'req/s'} ${s.hooks[i]!.toFixed(0)} (pods' CPU µs each ${s.cpu.hooks[i]!.toFixed(1)})`;
+            });
+            note(`repeat ${i + 1}, hooks only: ${line.join('; ')}`);
+          }
         }
         const ratio = (on: number[], off: number[]): number => median(on.map((v, i) => v / off[i]!));
         const names: Record<string, [string, string]> = { conn: ['conn', 'conn_per_s'], rps: ['rps', 'rps'] };
@@ -318,9 +339,14 @@ export const benchmark: Benchmark = {
           result(`flows_${rate}_off`, median(s.off).toFixed(0));
           result(`flows_${rate}_on`, median(s.on).toFixed(0));
           // CPU per unit off / on: the rate ratio a machine with nothing else running would show
-          result(`flows_${k}_cpu_ratio`, ratio(s.cpuOff, s.cpuOn).toFixed(3));
-          result(`flows_${k}_cpu_us_off`, median(s.cpuOff).toFixed(2));
-          result(`flows_${k}_cpu_us_on`, median(s.cpuOn).toFixed(2));
+          result(`flows_${k}_cpu_ratio`, ratio(s.cpu.off, s.cpu.on).toFixed(3));
+          result(`flows_${k}_cpu_us_off`, median(s.cpu.off).toFixed(2));
+          result(`flows_${k}_cpu_us_on`, median(s.cpu.on).toFixed(2));
+          if (s.hooks.length > 0) {
+            result(`flows_${k}_hooks_ratio`, ratio(s.hooks, s.off).toFixed(3));
+            result(`flows_${k}_hooks_cpu_ratio`, ratio(s.cpu.off, s.cpu.hooks).toFixed(3));
+            result(`flows_${k}_cpu_us_hooks`, median(s.cpu.hooks).toFixed(2));
+          }
         }
       }
       if (!parts.includes('delivery')) return;

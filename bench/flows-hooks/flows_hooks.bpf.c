@@ -1,0 +1,44 @@
+// flows-hooks: flow-monitor's hooks with nothing on them (bench/flows.ts, the "hooks" arm). Keep
+// the sections as apps/flow-monitor/flow_monitor.bpf.c has them: the difference between this
+// package's rates and flow-monitor's is what flow-monitor's own work costs.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+SEC("sockops")
+int hooks_sockops(struct bpf_sock_ops *skops)
+{
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int hooks_egress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int hooks_ingress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(hooks_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(hooks_drop, const struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	return 0;
+}
+
+SEC("cgroup/sock_release")
+int hooks_release(struct bpf_sock *sk)
+{
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "GPL";
