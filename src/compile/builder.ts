@@ -370,6 +370,11 @@ export function mergeSpec(
       continue;
     }
     if (mm.pin !== undefined) map.pin = mm.pin;
+    const held = derived.find((d) => d.maps.includes(map))?.fileBound.get(key);
+    if (mm.pin === false && held)
+      problems.push(
+        `${MANIFEST_FILE}: maps.${key}.pin: false, but its value holds a ${held}: the kernel refuses ${held}_init on a map no file holds (once the programs are attached and the loader's files closed), so it would never fire; pin it (leave pin out)`,
+      );
     if (mm.maxEntries !== undefined) map.maxEntries = mm.maxEntries;
     if (mm.share !== undefined) map.share = mm.share;
     if (mm.programs !== undefined) {

@@ -26,6 +26,31 @@ export interface DerivedObject {
   structs: Set<string>;
   /** the object's BTF (to work out how events show) */
   btf?: Btf;
+  /** maps whose values hold a kernel object that lives only while a file holds the map (a bpf_timer, …), and which one */
+  fileBound: Map<string, string>;
+}
+
+/**
+ * Value types the kernel frees or refuses once no file holds their map (bpf_timer_init is refused
+ * with EPERM and armed timers are cancelled when the map's last file reference goes): a map
+ * holding one must be pinned to work after the loader has closed its files.
+ */
+const FILE_BOUND_TYPES = new Set(['bpf_timer', 'bpf_wq']);
+
+/** The first file-bound struct found in type `id` (members, array elements, typedefs), if any. */
+function fileBoundType(btf: Btf, id: number, seen = new Set<number>()): string | undefined {
+  if (!id || seen.has(id)) return undefined;
+  seen.add(id);
+  const t = btf.type(btf.resolve(id));
+  if ((t.kind === 'STRUCT' || t.kind === 'UNION') && t.name && FILE_BOUND_TYPES.has(t.name)) return t.name;
+  if (t.kind === 'STRUCT' || t.kind === 'UNION') {
+    for (const m of t.members) {
+      const found = fileBoundType(btf, m.type, seen);
+      if (found) return found;
+    }
+  }
+  if (t.kind === 'ARRAY') return fileBoundType(btf, t.type, seen);
+  return undefined;
 }
 
 /** The ring buffer `kbpf build` gives an object whose source calls bpf_printk, and its record. */
@@ -261,7 +286,14 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
           obj.mapValueStruct(m.name) ??
           inferRecordType(btf, m.name, sizes.get(m.name), structs),
       }));
-    return { programs, maps, config, events, structs, btf };
+    const fileBound = new Map<string, string>();
+    if (btf)
+      for (const [name, m] of obj.maps) {
+        if (name.startsWith('.')) continue;
+        const held = fileBoundType(btf, m.valueTypeId);
+        if (held) fileBound.set(name, held);
+      }
+    return { programs, maps, config, events, structs, btf, fileBound };
   } finally {
     obj.close();
   }

@@ -184,6 +184,42 @@ char LICENSE[] SEC("license") = "GPL";
   );
 });
 
+test('a map whose value holds a bpf_timer cannot be unpinned: the build says why', {
+  skip: !KERNEL_BTF && 'no kernel BTF',
+}, async (t) => {
+  const dir = tempDir(t, 'kbpf-timer-');
+  writeFileSync(
+    join(dir, 'tick.bpf.c'),
+    `#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+struct tick { struct bpf_timer timer; __u64 fired; };
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, struct tick); } ticks SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u64); } plain SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int on_getpid(void *ctx)
+{
+	__u32 zero = 0;
+	struct tick *t = bpf_map_lookup_elem(&ticks, &zero);
+	if (t)
+		bpf_timer_init(&t->timer, &ticks, 1);
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+`,
+  );
+  const store = new LayoutStore(tempDir(t, 'kbpf-store-'));
+  writeFileSync(join(dir, 'kbpf.yaml'), 'name: tick\nmaps:\n  ticks: { pin: false }\n');
+  await assert.rejects(
+    buildPackage(dir, { store, cacheDir: VMLINUX_CACHE }),
+    /maps\.ticks\.pin: false, but its value holds a bpf_timer: the kernel refuses bpf_timer_init on a map no file holds/,
+  );
+  // pinned (the default), or another map unpinned: it builds
+  writeFileSync(join(dir, 'kbpf.yaml'), 'name: tick\nmaps:\n  plain: { pin: false }\n');
+  const { spec } = await buildPackage(dir, { store, cacheDir: VMLINUX_CACHE });
+  assert.equal(spec.maps.find((m) => m.name === 'ticks')!.pin, true);
+  assert.equal(spec.maps.find((m) => m.name === 'plain')!.pin, false);
+});
+
 test('run takes a package reference, a source directory, or source files with their headers', (t) => {
   const dir = tempDir(t, 'kbpf-runsrc-');
   writeFileSync(join(dir, 'a.bpf.c'), '');
