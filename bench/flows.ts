@@ -60,6 +60,11 @@ function arg(opts: BenchOptions, name: string): string | undefined {
   return a?.slice(a.indexOf('=') + 1);
 }
 
+/** How a window's rate reads: connections or requests a second. */
+function unitOf(window: string): string {
+  return window === 'conn' ? 'conn/s' : 'req/s';
+}
+
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -312,8 +317,7 @@ export const benchmark: Benchmark = {
           const st = await api.inspect('flows');
           const line = windows.map((w) => {
             const s = m[w]!;
-            const unit = w === 'conn' ? 'conn/s' : 'req/s';
-            return `${unit} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpu.off[i]!.toFixed(1)} on ${s.cpu.on[i]!.toFixed(1)})`;
+            return `${unitOf(w)} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpu.off[i]!.toFixed(1)} on ${s.cpu.on[i]!.toFixed(1)})`;
           });
           note(
             `repeat ${i + 1}: ${line.join('; ')}; agent CPU ${agentCpu.toFixed(0)} ms/s; flow reports ${st.events.received}, lost ${st.events.lost}`,
@@ -325,7 +329,7 @@ export const benchmark: Benchmark = {
             await api.remove('flows-hooks', { force: true });
             const line = windows.map((w) => {
               const s = m[w]!;
-              return `${w === 'conn' ? 'conn/s' : 'req/s'} ${s.hooks[i]!.toFixed(0)} (pods' CPU µs each ${s.cpu.hooks[i]!.toFixed(1)})`;
+              return `${unitOf(w)} ${s.hooks[i]!.toFixed(0)} (pods' CPU µs each ${s.cpu.hooks[i]!.toFixed(1)})`;
             });
             note(`repeat ${i + 1}, hooks only: ${line.join('; ')}`);
           }

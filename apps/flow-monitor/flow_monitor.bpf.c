@@ -28,7 +28,7 @@
 // after it caught up, so a busy ring wakes it once per batch it reads, not once per report (at
 // ~30,000 connections/s, ~50 wake-ups a second). (A BPF timer that woke it every 2 ms instead was
 // tried: its map is held by no file, so the kernel refuses bpf_timer_init; pinned, it woke the
-// agent ten times as often for no gain.)
+// agent about nine times as often for no gain.)
 // Service fields: when service-lb runs, share its `svc_origin` map (run --share-map
 // svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in (not
 // looked up while the map is empty).

@@ -370,8 +370,8 @@ export function mergeSpec(
       continue;
     }
     if (mm.pin !== undefined) map.pin = mm.pin;
-    const held = derived.find((d) => d.maps.includes(map))?.fileBound.get(key);
-    if (mm.pin === false && held)
+    const held = mm.pin === false ? derived.find((d) => d.maps.includes(map))?.fileBound.get(key) : undefined;
+    if (held)
       problems.push(
         `${MANIFEST_FILE}: maps.${key}.pin: false, but its value holds a ${held}: the kernel refuses ${held}_init on a map no file holds (once the programs are attached and the loader's files closed), so it would never fire; pin it (leave pin out)`,
       );

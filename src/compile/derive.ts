@@ -42,14 +42,13 @@ function fileBoundType(btf: Btf, id: number, seen = new Set<number>()): string |
   if (!id || seen.has(id)) return undefined;
   seen.add(id);
   const t = btf.type(btf.resolve(id));
-  if ((t.kind === 'STRUCT' || t.kind === 'UNION') && t.name && FILE_BOUND_TYPES.has(t.name)) return t.name;
-  if (t.kind === 'STRUCT' || t.kind === 'UNION') {
-    for (const m of t.members) {
-      const found = fileBoundType(btf, m.type, seen);
-      if (found) return found;
-    }
-  }
   if (t.kind === 'ARRAY') return fileBoundType(btf, t.type, seen);
+  if (t.kind !== 'STRUCT' && t.kind !== 'UNION') return undefined;
+  if (FILE_BOUND_TYPES.has(t.name)) return t.name;
+  for (const m of t.members) {
+    const found = fileBoundType(btf, m.type, seen);
+    if (found) return found;
+  }
   return undefined;
 }
 
