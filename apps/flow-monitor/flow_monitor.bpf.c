@@ -1,29 +1,36 @@
 // flow-monitor: per-connection flow records (TCP, UDP, ICMP) in the kernel, reported through a ring
 // buffer periodically while a flow is open and once when it closes.
 //
-//   sockops                   TCP: a flow starts at connect (active) or at passive established;
-//                             the state callback (set on tracked sockets only) writes the flow's
-//                             last report at TCP_CLOSE with the socket's own counters (bytes,
-//                             segments, RTT, retransmits) and the TCP flags its states imply
-//   cgroup_skb/egress,ingress UDP / ICMP: every packet (flows start here; packets, bytes each
-//                             way); TCP: nothing per packet but, every 16th segment sent, a
-//                             check whether the flow's periodic report is due
+//   cgroup_skb/egress,ingress TCP: a flow starts at its socket's first segment sent (the SYN of the
+//                             connecting end; the first segment of an accepted one), and every 16th
+//                             segment sent checks whether its periodic report is due; UDP / ICMP:
+//                             every packet (flows start here; packets, bytes each way)
+//   tp_btf inet_sock_set_state TCP: the change to TCP_CLOSE writes a tracked socket's last report
+//                             with the socket's own counters (bytes, segments, RTT, retransmits)
+//                             and the TCP flags its states imply
 //   tp_btf tcp_retransmit_skb retransmits (also read from the socket at reports)
 //   tp_btf kfree_skb          drops of a flow's packets, with the kernel's reason
 //   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report
 //
+// No sock_ops program: the kernel calls one about 13 times a connection (connect, RTO and window
+// init, ECN, established, and each state change), and that dispatch alone cost ~2% of the
+// connection rate; the BTF tracepoint of state changes runs for every TCP socket of the node but
+// costs a fraction of it, and does nothing but a switch unless the socket closes.
 // TCP costs no map access per packet (it was most of flow-monitor's cost on short connections): the
 // kernel's socket keeps the counters (tcp_sock: segs_in/out, bytes_acked/received/sent,
-// total_retrans, srtt, rtt_min), read at each report through bpf_skc_to_tcp_sock, and the flags
-// seen follow from how far the connection got (its states, its error at close, SOCK_DONE for a
-// FIN received). IP bytes of TCP are estimated: payload + segments x (IP + TCP header length).
-// Flows are keyed by the local socket's cookie (plus the peer for UDP / ICMP, whose sockets may
-// talk to many), so the counters of every hook join to the same record. A connection whose two
-// ends are both below the cgroup is reported once, by the end that connected: the connecting end
-// writes its tuple into a slot of local_conns (an array by the tuple's hash, no lock or
-// allocation), the accepting end finds it there and is not tracked.
-// The table of flows is an LRU (`flows`, size it with --map-size flows=N): a TCP flow pushed out
-// while its socket lives is counted in flow_stats[FS_EVICTED] when the socket closes.
+// total_retrans, srtt, rtt_min), read at each report, and the flags seen follow from how far the
+// connection got (its states, its error at close, SOCK_DONE for a FIN received). IP bytes of TCP
+// are estimated: payload + segments x (IP + TCP header length).
+// A TCP flow is keyed by its socket's address (a socket cookie would have to be made for every
+// connection; the tracepoints have the socket itself); what users see as its id is the socket's
+// cookie when service-lb made one, else a random number. UDP / ICMP flows are keyed by the
+// socket's cookie plus the peer (their sockets may talk to many), so the counters of every hook
+// join to the same record. A connection whose two ends are both below the cgroup is reported once,
+// by the end that connected: the connecting end writes its tuple into a slot of local_conns (an
+// array by the tuple's hash, no lock or allocation), the accepting end finds it there and is not
+// tracked.
+// The table of flows is an LRU (`flows`, size it with --map-size flows=N): an insert that pushes a
+// flow out is counted in flow_stats[FS_EVICTED] (by the map's element count, kernel 6.6+).
 // Reports are submitted with the ring's default wake-up: the reader is woken by the first report
 // after it caught up, so a busy ring wakes it once per batch it reads, not once per report (at
 // ~30,000 connections/s, ~50 wake-ups a second). (A BPF timer that woke it every 2 ms instead was
@@ -75,9 +82,6 @@
 
 /* config: how often an open flow with traffic is reported again (ms) */
 const volatile __u32 report_interval_ms = 5000;
-/* config: 1 = sock_ops RTT callbacks: a TCP flow's periodic report is checked at every RTT sample
- * too, not only every 16th segment sent (a sock_ops run per ACK) */
-const volatile __u8 rtt_callbacks = 0;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
 
@@ -86,7 +90,7 @@ const volatile __u8 datagram_flows = 1;
 enum flow_stat {
 	FS_CREATED = 0, /* flows started */
 	FS_CLOSED = 1,  /* flows reported closed */
-	FS_EVICTED = 2, /* TCP flows pushed out of the LRU while their socket lived */
+	FS_EVICTED = 2, /* flows pushed out of the LRU by an insert */
 	FS_REPORTS = 3, /* reports written (open and closed) */
 	FS_LOCAL_PEER = 4, /* accepted connections not tracked: their other end is tracked here */
 	FS_DROPS = 5,   /* drops of tracked flows' packets */
@@ -115,16 +119,22 @@ struct conn_tuple {
 	__u16 rport;
 };
 
-/* connections being made by tracked sockets, in the slot of their tuple's hash: the accepting end
- * of one finds its tuple there and is not tracked again (and clears the slot). A slot holds the
- * last connection that hashed to it: two local connections in their handshakes at once in one slot
- * (16,384 slots) would both be reported by both ends. */
-#define LOCAL_SLOTS 16384
+/* connections made by tracked sockets, in a bucket by their tuple's hash (4 slots each): the
+ * accepting end of one finds its tuple there at its first segment sent and is not tracked again
+ * (and clears the slot). A connection's slot is taken by an empty one, else by the bucket's oldest
+ * (connections to the world are never cleared): five local connections made in one bucket (of
+ * 4,096) before the first of them sends from its accepting end would have it reported by both. */
+#define LOCAL_BUCKETS 4096
+#define LOCAL_WAYS 4
+struct conn_bucket {
+	struct conn_tuple slot[LOCAL_WAYS];
+	__u32 next; /* the slot taken next when none is empty */
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LOCAL_SLOTS);
+	__uint(max_entries, LOCAL_BUCKETS);
 	__type(key, __u32);
-	__type(value, struct conn_tuple);
+	__type(value, struct conn_bucket);
 } local_conns SEC(".maps");
 
 /* UDP / ICMP sockets: the key of the flow they last sent or received on (closed with the socket) */
@@ -157,7 +167,7 @@ static __always_inline void report(const struct flow_key *k, struct flow *f, __u
 	struct flow_report *r = kbpf_reserve(flow_events, sizeof(*r));
 	if (!r)
 		return;
-	fill_report(r, k->cookie, f, closed, now);
+	fill_report(r, f->id, f, closed, now);
 	bpf_ringbuf_submit(r, 0);
 	stat_add(FS_REPORTS, 1);
 	if (closed)
@@ -197,6 +207,24 @@ static __always_inline void copy_svc(struct flow *f, __u64 cookie)
 	f->has_svc = 1;
 }
 
+/* A new flow into the LRU. The flows an insert pushed out are counted: the table's element count
+ * (kernel 6.6+) grew by less than one (the LRU frees several at a time when it has to). A flow
+ * closed on another CPU during the insert counts as pushed out too (a window of ~0.2 µs). */
+static __always_inline int insert_flow(const struct flow_key *k, const struct flow *f)
+{
+	int counted = bpf_ksym_exists(bpf_map_sum_elem_count);
+	s64 before = counted ? bpf_map_sum_elem_count((const struct bpf_map *)&flows) : 0;
+	if (bpf_map_update_elem(&flows, k, f, BPF_ANY) != 0)
+		return -1;
+	stat_add(FS_CREATED, 1);
+	if (counted) {
+		s64 pushed = before + 1 - bpf_map_sum_elem_count((const struct bpf_map *)&flows);
+		if (pushed > 0)
+			stat_add(FS_EVICTED, pushed);
+	}
+	return 0;
+}
+
 static __always_inline void tuple_of(struct conn_tuple *t, const struct flow *f, int reversed)
 {
 	__builtin_memcpy(t->laddr, reversed ? f->raddr : f->laddr, 16);
@@ -205,7 +233,7 @@ static __always_inline void tuple_of(struct conn_tuple *t, const struct flow *f,
 	t->rport = reversed ? f->lport : f->rport;
 }
 
-/* the slot of a connection's tuple in local_conns */
+/* the bucket of a connection's tuple in local_conns */
 static __always_inline __u32 tuple_slot(const struct conn_tuple *t)
 {
 	const __u32 *w = (const __u32 *)t;
@@ -215,7 +243,7 @@ static __always_inline __u32 tuple_slot(const struct conn_tuple *t)
 		h = (h ^ w[i]) * 0x85ebca6b;
 		h ^= h >> 13;
 	}
-	return h & (LOCAL_SLOTS - 1);
+	return h & (LOCAL_BUCKETS - 1);
 }
 
 static __always_inline int same_tuple(const struct conn_tuple *a, const struct conn_tuple *b)
@@ -226,32 +254,6 @@ static __always_inline int same_tuple(const struct conn_tuple *a, const struct c
 	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
 		d |= x[i] ^ y[i];
 	return d == 0;
-}
-
-static __always_inline void skops_addrs(struct bpf_sock_ops *skops, struct flow *f)
-{
-	f->family = skops->family;
-	if (skops->family == AF_INET) {
-		mapped4(f->laddr, skops->local_ip4);
-		mapped4(f->raddr, skops->remote_ip4);
-	} else {
-		__u32 l[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3]};
-		__u32 r[4] = {skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2], skops->remote_ip6[3]};
-		__builtin_memcpy(f->laddr, l, 16);
-		__builtin_memcpy(f->raddr, r, 16);
-	}
-	f->lport = skops->local_port;                       /* host order */
-	f->rport = bpf_ntohl(skops->remote_port) & 0xffff; /* network order, in the upper half */
-}
-
-/* the socket's v2 cgroup (what bpf_skb_cgroup_id gives for its packets) */
-static __always_inline __u64 sock_cgroup_id(const struct tcp_sock *tp)
-{
-	struct cgroup *cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
-	if (!cg)
-		return 0;
-	struct kernfs_node *kn = cg->kn;
-	return kn ? kn->id : 0;
 }
 
 /* The TCP flags the flow has seen each way, from how far it got: `state` is the socket's state (at
@@ -331,95 +333,6 @@ static __always_inline void tcp_report_if_due(const struct flow_key *k, struct f
 	tcp_counters(f, tp, state, 0);
 	f->last_report_ns = now;
 	report(k, f, 0, now);
-}
-
-/* the TCP socket of a sock_ops call, with every field readable (NULL when there is none) */
-static __always_inline struct tcp_sock *skops_tcp_sock(struct bpf_sock_ops *skops)
-{
-	struct bpf_sock *bsk = skops->sk;
-	return bsk ? bpf_skc_to_tcp_sock(bsk) : 0;
-}
-
-static __always_inline void start_tcp_flow(struct bpf_sock_ops *skops, __u8 active)
-{
-	struct tcp_sock *tp = skops_tcp_sock(skops);
-	if (!tp)
-		return;
-	struct flow f = {};
-	skops_addrs(skops, &f);
-	struct conn_tuple t = {};
-	tuple_of(&t, &f, !active);
-	__u32 slot = tuple_slot(&t);
-	struct conn_tuple *s = bpf_map_lookup_elem(&local_conns, &slot);
-	if (!s)
-		return;
-	if (active) {
-		/* for the accepting end, if it is below the cgroup too */
-		__builtin_memcpy(s, &t, sizeof(t));
-	} else if (same_tuple(s, &t)) {
-		/* both ends below the cgroup: the connecting end's flow is the connection's */
-		__builtin_memset(s, 0, sizeof(*s));
-		stat_add(FS_LOCAL_PEER, 1);
-		return;
-	}
-	struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
-	__u64 now = bpf_ktime_get_ns();
-	f.start_ns = now;
-	f.last_report_ns = now;
-	f.proto = PROTO_TCP;
-	f.active = active;
-	f.tcp_state = skops->state;
-	f.cgroup_id = sock_cgroup_id(tp);
-	if (active)
-		copy_svc(&f, k.cookie); /* service-lb translated the connecting socket */
-	if (bpf_map_update_elem(&flows, &k, &f, BPF_NOEXIST) != 0)
-		return;
-	stat_add(FS_CREATED, 1);
-	/* state callbacks on this socket only (a node-wide tracepoint ran for every socket's every change) */
-	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | (rtt_callbacks ? BPF_SOCK_OPS_RTT_CB_FLAG : 0));
-}
-
-SEC("sockops")
-int flow_sockops(struct bpf_sock_ops *skops)
-{
-	switch (skops->op) {
-	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		if (skops->family == AF_INET || skops->family == AF_INET6)
-			start_tcp_flow(skops, skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB);
-		break;
-	case BPF_SOCK_OPS_STATE_CB: {
-		/* args[0]: the old state, args[1]: the new one; only the close has work */
-		if (skops->args[1] != TCP_STATE_CLOSE)
-			break;
-		struct tcp_sock *tp = skops_tcp_sock(skops);
-		if (!tp)
-			break;
-		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
-		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		if (!f) {
-			/* the callbacks are set on tracked sockets only: the LRU pushed this one's flow out */
-			stat_add(FS_EVICTED, 1);
-			break;
-		}
-		/* the last report, with the socket's final counters */
-		tcp_counters(f, tp, skops->args[0], 1);
-		report(&k, f, 1, bpf_ktime_get_ns());
-		bpf_map_delete_elem(&flows, &k);
-		break;
-	}
-	case BPF_SOCK_OPS_RTT_CB: {
-		struct tcp_sock *tp = skops_tcp_sock(skops);
-		if (!tp)
-			break;
-		struct flow_key k = {.cookie = bpf_get_socket_cookie(skops), .proto = PROTO_TCP};
-		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		if (f)
-			tcp_report_if_due(&k, f, tp, skops->state, bpf_ktime_get_ns());
-		break;
-	}
-	}
-	return 1;
 }
 
 /* ---- packets ---------------------------------------------------------------------------- */
@@ -508,9 +421,9 @@ static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct 
 	n.icmp_type = p->icmp_type;
 	n.icmp_code = p->icmp_code;
 	n.cgroup_id = bpf_skb_cgroup_id(skb);
+	n.id = k->cookie;
 	copy_svc(&n, k->cookie);
-	if (bpf_map_update_elem(&flows, k, &n, BPF_NOEXIST) == 0)
-		stat_add(FS_CREATED, 1);
+	insert_flow(k, &n);
 	struct bpf_sock *sk = skb->sk;
 	if (sk) {
 		sk = bpf_sk_fullsock(sk);
@@ -535,6 +448,73 @@ static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, 
 	}
 }
 
+/* A TCP flow starts at its socket's first segment sent: the connecting end's SYN (SYN_SENT, so a
+ * refused or dropped connection is a flow too), or an accepted socket's first segment (its
+ * handshake's SYN-ACK was the request socket's). */
+static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_sock *sk, struct tcp_sock *tp)
+{
+	__u8 active = sk->state == TCP_SYN_SENT;
+	struct flow f = {};
+	f.family = sk->family;
+	if (sk->family == AF_INET) {
+		mapped4(f.laddr, sk->src_ip4);
+		mapped4(f.raddr, sk->dst_ip4);
+	} else if (sk->family == AF_INET6) {
+		__u32 l[4] = {sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]};
+		__u32 r[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
+		__builtin_memcpy(f.laddr, l, 16);
+		__builtin_memcpy(f.raddr, r, 16);
+		/* a dual-stack socket talking IPv4 (::ffff:a.b.c.d) sends IPv4 packets */
+		if (r[0] == 0 && r[1] == 0 && r[2] == bpf_htonl(0xffff))
+			f.family = AF_INET;
+	} else {
+		return;
+	}
+	f.lport = sk->src_port;            /* host order */
+	f.rport = bpf_ntohs(sk->dst_port); /* network order */
+	struct conn_tuple t = {};
+	tuple_of(&t, &f, !active);
+	__u32 bucket = tuple_slot(&t);
+	struct conn_bucket *b = bpf_map_lookup_elem(&local_conns, &bucket);
+	if (!b)
+		return;
+	if (active) {
+		/* for the accepting end, if it is below the cgroup too: an empty slot, else the oldest */
+		__u32 w = b->next & (LOCAL_WAYS - 1);
+#pragma unroll
+		for (int i = LOCAL_WAYS - 1; i >= 0; i--)
+			if (b->slot[i].lport == 0 && b->slot[i].rport == 0)
+				w = i;
+		if (w == (b->next & (LOCAL_WAYS - 1)))
+			b->next = w + 1;
+		__builtin_memcpy(&b->slot[w & (LOCAL_WAYS - 1)], &t, sizeof(t));
+	} else {
+#pragma unroll
+		for (int i = 0; i < LOCAL_WAYS; i++) {
+			if (same_tuple(&b->slot[i], &t)) {
+				/* both ends below the cgroup: the connecting end's flow is the connection's */
+				__builtin_memset(&b->slot[i], 0, sizeof(t));
+				stat_add(FS_LOCAL_PEER, 1);
+				return;
+			}
+		}
+	}
+	struct flow_key k = {.cookie = (__u64)tp, .proto = PROTO_TCP};
+	/* a cookie only if somebody made one (service-lb, for its translation) */
+	__u64 cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
+	__u64 now = bpf_ktime_get_ns();
+	f.id = cookie ? cookie : ((__u64)bpf_get_prandom_u32() << 32 | (__u32)now);
+	f.start_ns = now;
+	f.last_report_ns = now;
+	f.proto = PROTO_TCP;
+	f.active = active;
+	f.tcp_state = sk->state;
+	f.cgroup_id = bpf_skb_cgroup_id(skb);
+	if (active && cookie)
+		copy_svc(&f, cookie); /* service-lb translated the connecting socket */
+	insert_flow(&k, &f);
+}
+
 static __always_inline void account(struct __sk_buff *skb, int egress)
 {
 	struct bpf_sock *sk = skb->sk;
@@ -544,23 +524,25 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 	if (!sk)
 		return;
 	if (sk->protocol == PROTO_TCP) {
-		/* nothing per packet (the socket counts); every 16th segment sent: a periodic report
-		 * due? (on egress the socket is hot, and segs_out already counts this skb) */
+		/* nothing per packet (the socket counts) but on egress (the socket is hot, and segs_out
+		 * already counts this skb): its first segment starts the flow, every 16th checks
+		 * whether a periodic report is due */
 		if (!egress)
 			return;
-		struct bpf_tcp_sock *ts = bpf_tcp_sock(sk);
-		if (!ts)
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+		if (!tp)
 			return;
-		__u32 after = ts->segs_out;
+		__u32 after = tp->segs_out;
 		__u32 before = after - (skb->gso_segs ? skb->gso_segs : 1);
+		if (before == 0) {
+			start_tcp_flow(skb, sk, tp);
+			return;
+		}
 		if ((before >> REPORT_CHECK_SHIFT) == (after >> REPORT_CHECK_SHIFT))
 			return;
-		struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = PROTO_TCP};
+		struct flow_key k = {.cookie = (__u64)tp, .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
-		if (!f)
-			return;
-		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-		if (tp)
+		if (f)
 			tcp_report_if_due(&k, f, tp, sk->state, bpf_ktime_get_ns());
 		return;
 	}
@@ -600,11 +582,24 @@ int flow_ingress(struct __sk_buff *skb)
 
 /* ---- retransmits, drops (tracepoints: every socket of the node; ours by cookie) ---- */
 
-static __always_inline __u64 cookie_of(const struct sock *sk)
+/* a TCP socket's state changes (every TCP socket of the node): at TCP_CLOSE, a tracked one's last
+ * report, with the socket's final counters */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(flow_tcp_state, const struct sock *sk, int oldstate, int newstate)
 {
-	if (!sk)
+	if (newstate != TCP_STATE_CLOSE)
 		return 0;
-	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (!f)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (!tp)
+		return 0;
+	tcp_counters(f, tp, oldstate, 1);
+	report(&k, f, 1, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&flows, &k);
+	return 0;
 }
 
 /* BTF tracepoints (raw, with typed arguments): no trace record is built for them, so they cost
@@ -612,9 +607,7 @@ static __always_inline __u64 cookie_of(const struct sock *sk)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(flow_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
-	struct flow_key k = {.cookie = cookie_of(sk), .proto = PROTO_TCP};
-	if (!k.cookie)
-		return 0;
+	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
 	if (f)
 		__sync_fetch_and_add(&f->retransmits, 1);
@@ -629,9 +622,9 @@ int BPF_PROG(flow_drop, const struct sk_buff *skb, void *location, enum skb_drop
 	const struct sock *sk = BPF_CORE_READ(skb, sk);
 	if (!sk && bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
 		sk = (const struct sock *)ctx[3];
-	struct flow_key k = {.cookie = cookie_of(sk), .proto = PROTO_TCP};
-	if (!k.cookie)
+	if (!sk)
 		return 0;
+	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
 	if (!f)
 		return 0;

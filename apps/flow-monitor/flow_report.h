@@ -5,8 +5,8 @@
 #define FLOW_REPORT_H
 
 struct flow_key {
-	__u64 cookie;
-	__u8 raddr[16]; /* UDP / ICMP: the peer (TCP: zero, the cookie is the connection) */
+	__u64 cookie;   /* TCP: the socket's address; UDP / ICMP: the socket's cookie */
+	__u8 raddr[16]; /* UDP / ICMP: the peer (TCP: zero, the socket is the connection) */
 	__u16 rport;    /* UDP: the peer's port; ICMP: the echo id */
 	__u8 proto;
 	__u8 pad[5];
@@ -26,6 +26,8 @@ struct svc_origin {
 };
 
 struct flow {
+	__u64 id; /* what the report calls the flow (its cookie): TCP: the socket's cookie or a random
+		   * number; UDP / ICMP: the socket's cookie */
 	__u64 start_ns;
 	__u64 last_report_ns;
 	__u64 cgroup_id; /* the local socket's cgroup */

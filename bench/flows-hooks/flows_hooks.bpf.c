@@ -5,10 +5,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-SEC("sockops")
-int hooks_sockops(struct bpf_sock_ops *skops)
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(hooks_tcp_state, const struct sock *sk, int oldstate, int newstate)
 {
-	return 1;
+	return 0;
 }
 
 SEC("cgroup_skb/egress")

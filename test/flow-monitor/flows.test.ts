@@ -84,6 +84,36 @@ test('one connection between two pods: one flow with its tuple, identities, byte
   assert.ok(closed.duration_ms > 0);
 });
 
+test('a connection from outside the cgroup: the accepting end reports it (INGRESS), from its first segment sent', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup);
+  const SEND = 50_000;
+  const REPLY = 20_000;
+  await startServer(tb, b, REPLY);
+  // the client in A's network namespace but in this process's cgroup, not below the pods' parent
+  const r = await run('ip', ['netns', 'exec', a.netns, 'node', '-e', CLIENT, b.ip, String(PORT), String(SEND)]);
+  assert.equal(r.code, 0, r.stderr);
+  const [localPort, received] = r.stdout.trim().split(' ').map(Number);
+  assert.equal(received, REPLY);
+
+  const isOurs = (f: Flow): boolean => f.l4.TCP?.source_port === localPort && f.IP.source === a.ip;
+  const closed = await fm.waitFor((f) => isOurs(f) && f.state === 'CLOSED');
+  assert.equal(closed.traffic_direction, 'INGRESS');
+  assert.deepEqual(closed.IP, { source: a.ip, destination: b.ip, ipVersion: 'IPv4' });
+  assert.equal(closed.l4.TCP?.destination_port, PORT);
+  assert.equal(closed.tcp_state, 'CLOSE');
+  const within = (got: number, want: number): boolean => Math.abs(got - want) <= want * 0.03;
+  // counted at the accepting end, said from the source's side (the client's)
+  assert.ok(within(closed.traffic.bytes_sent, SEND), `bytes sent ${closed.traffic.bytes_sent}`);
+  assert.ok(within(closed.traffic.bytes_received, REPLY), `bytes received ${closed.traffic.bytes_received}`);
+  assert.ok(closed.l4.TCP?.flags?.SYN && closed.l4.TCP.flags.FIN, JSON.stringify(closed.l4.TCP?.flags));
+  const stats = await waitStats(fm.ta.agent, fm.name, (s) => s.closed >= 1, 3000);
+  assert.equal(stats.local_peer, 0, 'no end of it below the cgroup but the accepting one');
+  assert.equal(stats.created, 1, JSON.stringify(stats));
+});
+
 test('a retransmit forced with netem loss is counted on the flow', async (t) => {
   const tb = await Testbed.create(t, 'kbpfflow');
   const a = await tb.addPod({ sidecar: false });
