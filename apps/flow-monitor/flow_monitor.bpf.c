@@ -26,9 +26,9 @@
 // cookie when service-lb made one, else a random number. UDP / ICMP flows are keyed by the
 // socket's cookie plus the peer (their sockets may talk to many), so the counters of every hook
 // join to the same record. A connection whose two ends are both below the cgroup is reported once,
-// by the end that connected: the connecting end writes its tuple into a slot of local_conns (an
-// array by the tuple's hash, no lock or allocation), the accepting end finds it there and is not
-// tracked.
+// by the end that connected: the connecting end writes its tuple into a slot of local_conns
+// (buckets of 4 slots by the tuple's hash, no lock or allocation), the accepting end finds it
+// there and is not tracked.
 // The table of flows is an LRU (`flows`, size it with --map-size flows=N): an insert that pushes a
 // flow out is counted in flow_stats[FS_EVICTED] (by the map's element count, kernel 6.6+).
 // Reports are submitted with the ring's default wake-up: the reader is woken by the first report
@@ -210,11 +210,11 @@ static __always_inline void copy_svc(struct flow *f, __u64 cookie)
 /* A new flow into the LRU. The flows an insert pushed out are counted: the table's element count
  * (kernel 6.6+) grew by less than one (the LRU frees several at a time when it has to). A flow
  * closed on another CPU during the insert counts as pushed out too (a window of ~0.2 µs). */
-static __always_inline int insert_flow(const struct flow_key *k, const struct flow *f)
+static __always_inline int insert_flow(const struct flow_key *k, const struct flow *f, __u64 flags)
 {
 	int counted = bpf_ksym_exists(bpf_map_sum_elem_count);
 	s64 before = counted ? bpf_map_sum_elem_count((const struct bpf_map *)&flows) : 0;
-	if (bpf_map_update_elem(&flows, k, f, BPF_ANY) != 0)
+	if (bpf_map_update_elem(&flows, k, f, flags) != 0)
 		return -1;
 	stat_add(FS_CREATED, 1);
 	if (counted) {
@@ -423,7 +423,7 @@ static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct 
 	n.cgroup_id = bpf_skb_cgroup_id(skb);
 	n.id = k->cookie;
 	copy_svc(&n, k->cookie);
-	insert_flow(k, &n);
+	insert_flow(k, &n, BPF_NOEXIST); /* another CPU's first datagram may have made it already */
 	struct bpf_sock *sk = skb->sk;
 	if (sk) {
 		sk = bpf_sk_fullsock(sk);
@@ -446,6 +446,39 @@ static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, 
 		__sync_fetch_and_add(&f->packets_rx, segs);
 		__sync_fetch_and_add(&f->ip_bytes_rx, skb->len);
 	}
+}
+
+/* A connection through local_conns: its connecting end leaves its tuple for the accepting end (in
+ * an empty slot of the bucket, else the oldest); 1 for an accepting end that finds it there (both
+ * ends are below the cgroup: the connecting end's flow is the connection's), which clears it. */
+static __always_inline int local_peer(const struct flow *f, __u8 active)
+{
+	struct conn_tuple t = {};
+	tuple_of(&t, f, !active);
+	__u32 bucket = tuple_slot(&t);
+	struct conn_bucket *b = bpf_map_lookup_elem(&local_conns, &bucket);
+	if (!b)
+		return 0;
+	if (active) {
+		__u32 w = b->next & (LOCAL_WAYS - 1);
+#pragma unroll
+		for (int i = LOCAL_WAYS - 1; i >= 0; i--)
+			if (b->slot[i].lport == 0 && b->slot[i].rport == 0)
+				w = i;
+		if (w == (b->next & (LOCAL_WAYS - 1)))
+			b->next = w + 1;
+		__builtin_memcpy(&b->slot[w & (LOCAL_WAYS - 1)], &t, sizeof(t));
+		return 0;
+	}
+#pragma unroll
+	for (int i = 0; i < LOCAL_WAYS; i++) {
+		if (same_tuple(&b->slot[i], &t)) {
+			__builtin_memset(&b->slot[i], 0, sizeof(t));
+			stat_add(FS_LOCAL_PEER, 1);
+			return 1;
+		}
+	}
+	return 0;
 }
 
 /* A TCP flow starts at its socket's first segment sent: the connecting end's SYN (SYN_SENT, so a
@@ -472,33 +505,8 @@ static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_soc
 	}
 	f.lport = sk->src_port;            /* host order */
 	f.rport = bpf_ntohs(sk->dst_port); /* network order */
-	struct conn_tuple t = {};
-	tuple_of(&t, &f, !active);
-	__u32 bucket = tuple_slot(&t);
-	struct conn_bucket *b = bpf_map_lookup_elem(&local_conns, &bucket);
-	if (!b)
+	if (local_peer(&f, active))
 		return;
-	if (active) {
-		/* for the accepting end, if it is below the cgroup too: an empty slot, else the oldest */
-		__u32 w = b->next & (LOCAL_WAYS - 1);
-#pragma unroll
-		for (int i = LOCAL_WAYS - 1; i >= 0; i--)
-			if (b->slot[i].lport == 0 && b->slot[i].rport == 0)
-				w = i;
-		if (w == (b->next & (LOCAL_WAYS - 1)))
-			b->next = w + 1;
-		__builtin_memcpy(&b->slot[w & (LOCAL_WAYS - 1)], &t, sizeof(t));
-	} else {
-#pragma unroll
-		for (int i = 0; i < LOCAL_WAYS; i++) {
-			if (same_tuple(&b->slot[i], &t)) {
-				/* both ends below the cgroup: the connecting end's flow is the connection's */
-				__builtin_memset(&b->slot[i], 0, sizeof(t));
-				stat_add(FS_LOCAL_PEER, 1);
-				return;
-			}
-		}
-	}
 	struct flow_key k = {.cookie = (__u64)tp, .proto = PROTO_TCP};
 	/* a cookie only if somebody made one (service-lb, for its translation) */
 	__u64 cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
@@ -512,7 +520,7 @@ static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_soc
 	f.cgroup_id = bpf_skb_cgroup_id(skb);
 	if (active && cookie)
 		copy_svc(&f, cookie); /* service-lb translated the connecting socket */
-	insert_flow(&k, &f);
+	insert_flow(&k, &f, BPF_ANY); /* a socket at this address before was closed */
 }
 
 static __always_inline void account(struct __sk_buff *skb, int egress)
