@@ -108,7 +108,7 @@ class Stream {
     const decode = this.lines || this.processor ? 'raw' : this.decode;
     const reader: Reader =
       this.ev.kind === 'ringbuf'
-        ? new RingBufferReader(this.map, { decode, lostCounter: this.lostCounter, ref: false })
+        ? new RingBufferReader(this.map, { decode, lostCounter: this.lostCounter, ref: false, pollMs: this.ev.pollMs })
         : new PerfBufferReader(this.map, { decode, ref: false });
     this.#reader = reader;
     this.#lastRecord = Date.now();

@@ -402,6 +402,13 @@ export function mergeSpec(
     }
     if (e.type) ev.type = e.type;
     if (e.columns) ev.columns = e.columns;
+    if (e.pollMs !== undefined) {
+      if (ev.kind === 'ringbuf') ev.pollMs = e.pollMs;
+      else
+        problems.push(
+          `${MANIFEST_FILE}: events.${key}.poll_ms: only a ring buffer is polled (${key} is a perf event array)`,
+        );
+    }
   }
   for (const ev of events) {
     const d = derived[files.indexOf(ev.object)]!;

@@ -30,7 +30,8 @@ export interface SourceManifest {
   /** maxEntries: set before load (for maps the object leaves at 0); share: INSTANCE[:MAP] of another instance */
   /** programs: a program array's entries (index → program) filled after load (tail calls) */
   maps: Record<string, { pin?: boolean; maxEntries?: number; share?: string; programs?: Record<string, string> }>;
-  events: Record<string, { type?: string; columns?: string[]; format?: Record<string, string> }>;
+  /** poll_ms: the agent also reads the ring every poll_ms (its program wakes the reader only now and then) */
+  events: Record<string, { type?: string; columns?: string[]; format?: Record<string, string>; pollMs?: number }>;
   build: BuildSettings;
   /** a Wasm guest's run settings (a directory with main.c or NAME.wasm.c, or one prebuilt .wasm) */
   guest?: GuestSettings;
@@ -296,10 +297,16 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     const format: Record<string, string> = record();
     for (const [field, f] of Object.entries(obj(e.format, `events.${name}.format`)))
       format[field] = checkFieldFormat(f, `events.${name}.format.${field}`);
+    const poll = e.poll_ms;
+    if (poll !== undefined && !(Number.isInteger(poll) && (poll as number) >= 1 && (poll as number) <= 60_000))
+      throw new BuildError(
+        `${MANIFEST_FILE}: events.${name}.poll_ms must be a whole number of milliseconds, 1 to 60000`,
+      );
     events[name] = {
       type: e.type as string | undefined,
       columns: e.columns as string[] | undefined,
       ...(Object.keys(format).length ? { format } : {}),
+      ...(poll !== undefined ? { pollMs: poll as number } : {}),
     };
   }
   return {

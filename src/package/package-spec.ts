@@ -216,6 +216,12 @@ export interface EventSpec {
   columns?: string[];
   /** how the human output shows fields (the records themselves stay as decoded) */
   format?: EventFormat;
+  /**
+   * a ring buffer the agent also reads every pollMs, not only when woken: its program submits
+   * most records with BPF_RB_NO_WAKEUP (one wake-up per record costs the producer more than the
+   * record at tens of thousands a second) and wakes the reader now and then
+   */
+  pollMs?: number;
 }
 
 /**
@@ -939,6 +945,10 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     objectOf(o.object, `${at}.object`);
     c.oneOf(o.kind, `${at}.kind`, ['ringbuf', 'perf'] as const);
     if (o.type !== '') c.identifier(o.type, `${at}.type`);
+    if (o.pollMs !== undefined) {
+      c.integer(o.pollMs, `${at}.pollMs`, 60_000, 1);
+      if (o.kind !== 'ringbuf') c.fail(`${at}.pollMs`, 'is only for a ring buffer');
+    }
     if (o.columns !== undefined)
       c.array(o.columns, `${at}.columns`, SPEC_LIMITS.columns).forEach((col, j) => {
         const name = c.text(col, `${at}.columns[${j}]`, SPEC_LIMITS.identifier);

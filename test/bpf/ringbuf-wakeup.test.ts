@@ -125,3 +125,53 @@ for (const c of CASES) {
     assert.equal(got, Number(submitted));
   });
 }
+
+// A producer that never wakes its reader (BPF_RB_NO_WAKEUP, as flow-monitor's reports mostly are):
+// a reader with pollMs finds its records by looking every pollMs; one without it waits in vain.
+for (const pollMs of [20, undefined]) {
+  test(`records submitted without a wake-up: ${pollMs ? `found with pollMs ${pollMs}` : 'not seen without pollMs'}`, async (t) => {
+    const use = closer(t);
+    const obj = BpfObject.open(OBJ);
+    try {
+      obj.setGlobals({ per_run: 3, no_wakeup: 1, which: 1 });
+      obj.load();
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+    use(obj);
+    const reader = use(new RingBufferReader(obj.map('rb_four'), { decode: 'raw', pollMs }));
+    let got = 0;
+    let done = false;
+    const consumer = (async () => {
+      while (!done) {
+        await reader.readable();
+        if (reader.closed) break;
+        got += reader.consumeRaw(() => {});
+      }
+    })();
+    try {
+      for (let round = 0; round < 5; round++) {
+        const before = got;
+        await sleep(30); // the reader is waiting (its fd armed) before the records come
+        await testRunAsync(obj.program('produce'), PACKET, 10);
+        const start = Date.now();
+        while (got < before + 30 && Date.now() - start < 300) await sleep(2);
+        if (pollMs) {
+          assert.equal(
+            got,
+            before + 30,
+            `round ${round}: records read ${Date.now() - start} ms after they were written`,
+          );
+        } else {
+          assert.equal(got, 0, 'a reader without pollMs was woken by records submitted with BPF_RB_NO_WAKEUP');
+          assert.equal(reader.pendingBytes, 30 * (round + 1) * 24, 'the records wait in the ring');
+        }
+      }
+    } finally {
+      done = true;
+      reader.close();
+      await consumer;
+    }
+  });
+}

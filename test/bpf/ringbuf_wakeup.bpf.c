@@ -28,6 +28,8 @@ const volatile __u32 per_run = 1;
 const volatile __u32 discard_every = 0;
 /* 0: rb_page, 1: rb_four */
 const volatile __u32 which = 0;
+/* 1: submit with BPF_RB_NO_WAKEUP (the reader must look by itself: pollMs) */
+const volatile __u32 no_wakeup = 0;
 
 __u64 seq = 0;
 __u64 submitted = 0;
@@ -55,7 +57,7 @@ static long write_one(__u64 i, void *unused)
 		return 0;
 	}
 	__sync_fetch_and_add(&submitted, 1);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, no_wakeup ? BPF_RB_NO_WAKEUP : 0);
 	return 0;
 }
 

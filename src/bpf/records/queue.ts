@@ -14,7 +14,9 @@
 //
 // Waiting: a consumer that finds nothing waits on the process-wide poller (one-shot: the fd is
 // armed only while someone waits). When the buffer holds records already (read up to the limit
-// of this turn), the wait is a setImmediate instead.
+// of this turn), the wait is a setImmediate instead. With `pollMs`, a wait also looks at the
+// buffer every pollMs: for a producer that submits without waking its reader
+// (BPF_RB_NO_WAKEUP) and wakes it only now and then, which saves it a wake-up per record.
 //
 // Failure: if reading the buffer fails, or arming the poller does, every pending next() and
 // readable() is rejected with that error; the queue stays open (a later call may succeed).
@@ -32,6 +34,11 @@ export interface RecordQueueOptions {
   highWaterMark?: number;
   /** Whether a pending wait keeps the process alive (default true). */
   ref?: boolean;
+  /**
+   * While someone waits, look at the buffer every pollMs too (default: only when the fd says so).
+   * For producers that submit without a wake-up (BPF_RB_NO_WAKEUP) most of the time.
+   */
+  pollMs?: number;
   /** @internal the poller to wait on (default: the process-wide one) */
   poller?: RecordWatcher;
 }
@@ -55,12 +62,17 @@ export class RecordQueue<T> implements AsyncIterable<T> {
   #pulledThisTurn = false;
   #immediate: NodeJS.Immediate | null = null;
   #watch: Pick<Watch, 'arm' | 'close' | 'ref' | 'unref'> | null;
+  readonly #pollMs: number;
+  #ref: boolean;
+  #pollTimer: NodeJS.Timeout | null = null;
   #closed = false;
 
   /** Watches the source's fd; throws (leaving the source open) if the poller refuses it. */
   constructor(source: RecordSource<T>, opts: RecordQueueOptions = {}) {
     this.source = source;
     this.highWaterMark = Math.max(1, Math.floor(opts.highWaterMark ?? 1024));
+    this.#pollMs = opts.pollMs !== undefined && opts.pollMs > 0 ? opts.pollMs : 0;
+    this.#ref = opts.ref ?? true;
     this.#watch = (opts.poller ?? sharedPoller()).watch(source.fd, () => this.onReadable(), {
       ref: opts.ref ?? true,
       description: source.description,
@@ -82,11 +94,15 @@ export class RecordQueue<T> implements AsyncIterable<T> {
   }
 
   ref(): void {
+    this.#ref = true;
     this.#watch?.ref();
+    this.#pollTimer?.ref();
   }
 
   unref(): void {
+    this.#ref = false;
     this.#watch?.unref();
+    this.#pollTimer?.unref();
   }
 
   /** Throws the error of a closed reader when the queue is closed. */
@@ -194,6 +210,8 @@ export class RecordQueue<T> implements AsyncIterable<T> {
     this.#head = 0;
     if (this.#immediate) clearImmediate(this.#immediate);
     this.#immediate = null;
+    if (this.#pollTimer) clearTimeout(this.#pollTimer);
+    this.#pollTimer = null;
     const waiters = this.#waiters;
     const readable = this.#readableWaiters;
     this.#waiters = [];
@@ -218,12 +236,27 @@ export class RecordQueue<T> implements AsyncIterable<T> {
       if (!this.#immediate) this.#immediate = setImmediate(this.#onImmediate);
       return;
     }
+    this.armWait();
+  }
+
+  /** Waits on the poller (and the poll timer, with pollMs) for the records to come. */
+  private armWait(): void {
     try {
       this.#watch!.arm();
     } catch (e) {
       this.fail(e);
+      return;
+    }
+    if (this.#pollMs && !this.#pollTimer) {
+      this.#pollTimer = setTimeout(this.#onPoll, this.#pollMs);
+      if (!this.#ref) this.#pollTimer.unref();
     }
   }
+
+  readonly #onPoll = (): void => {
+    this.#pollTimer = null;
+    this.onReadable();
+  };
 
   readonly #onImmediate = (): void => {
     this.#immediate = null;
@@ -247,13 +280,7 @@ export class RecordQueue<T> implements AsyncIterable<T> {
       this.fail(e);
       return;
     }
-    if (this.#waiters.length > 0 || this.#readableWaiters.length > 0) {
-      try {
-        this.#watch!.arm();
-      } catch (e) {
-        this.fail(e);
-      }
-    }
+    if (this.#waiters.length > 0 || this.#readableWaiters.length > 0) this.armWait();
   }
 
   /** Rejects every pending next() and readable() with e. */

@@ -58,6 +58,11 @@ export interface RingBufferReaderOptions {
   lostKey?: unknown;
   /** Whether a pending iterator keeps the process alive (default true). */
   ref?: boolean;
+  /**
+   * Also look at the ring every pollMs while waiting: for a producer that submits with
+   * BPF_RB_NO_WAKEUP and wakes its reader only now and then (default: wait for wake-ups only).
+   */
+  pollMs?: number;
 }
 
 export interface RingBufferStats {
@@ -89,7 +94,7 @@ export class RingBufferReader<T = unknown> extends RecordReader<T> {
     const { codec, name } = resolveCodec(map, opts);
     const lost = opts.lostCounter ? lostCounterReader(opts.lostCounter, opts.lostKey ?? 0) : null;
     const ring = new RingWalker<T>(map, new RecordDecoder(codec), lost);
-    super(queueOver(ring, { highWaterMark: opts.highWaterMark, ref: opts.ref }), name);
+    super(queueOver(ring, { highWaterMark: opts.highWaterMark, ref: opts.ref, pollMs: opts.pollMs }), name);
     this.#ring = ring;
     this.map = map;
     this.capacity = ring.capacity;
