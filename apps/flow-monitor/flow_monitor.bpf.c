@@ -1,10 +1,19 @@
 // flow-monitor: per-connection flow records (TCP, UDP, ICMP) in the kernel, reported through a ring
 // buffer periodically while a flow is open and once when it closes.
 //
-//   cgroup_skb/egress,ingress TCP: a flow starts at its socket's first segment sent (the SYN of the
+//   cgroup_skb/egress         TCP: a flow starts at its socket's first segment sent (the SYN of the
 //                             connecting end; the first segment of an accepted one), and every 16th
 //                             segment sent checks whether its periodic report is due; UDP / ICMP:
-//                             every packet (flows start here; packets, bytes each way)
+//                             every packet sent (flows start here; packets, bytes)
+//   tp_btf skb_copy_datagram_iovec, cgroup/recvmsg4/6, tp_btf sock_recv_length
+//                             UDP / ICMP received, per receive call: the packet (ICMP, raw, a UDP
+//                             skb in fragments) or the sender (UDP), then the socket and the size.
+//                             Where this kernel lacks the tracepoints, cgroup_skb/ingress counts
+//                             every packet received instead (kbpf.yaml: group datagram_rx): the
+//                             cgroup's ingress hook costs every TCP segment ~5% of the connection
+//                             rate with nothing on it, and TCP needs nothing from it
+//   cgroup/sock_create        marks a UDP / ICMP socket made below the cgroup (its storage), so
+//                             that the tracepoints, which see every socket of the node, count it
 //   tp_btf inet_sock_set_state TCP: the change to TCP_CLOSE writes a tracked socket's last report
 //                             with the socket's own counters (bytes, segments, RTT, retransmits)
 //                             and the TCP flags its states imply
@@ -31,11 +40,11 @@
 // there and is not tracked.
 // The table of flows is an LRU (`flows`, size it with --map-size flows=N): an insert that pushes a
 // flow out is counted in flow_stats[FS_EVICTED] (by the map's element count, kernel 6.6+).
-// Reports are submitted with the ring's default wake-up: the reader is woken by the first report
-// after it caught up, so a busy ring wakes it once per batch it reads, not once per report (at
-// ~30,000 connections/s, ~50 wake-ups a second). (A BPF timer that woke it every 2 ms instead was
-// tried: its map is held by no file, so the kernel refuses bpf_timer_init; pinned, it woke the
-// agent about nine times as often for no gain.)
+// Reports wake the agent only now and then (wake_flag: when 1 MiB waits, or when the CPU's last
+// wake-up is 250 ms old); the agent reads the ring every 50 ms besides (kbpf.yaml poll_ms). A
+// wake-up per report cost the connecting CPU more than the report. (A BPF timer that woke it
+// every 2 ms was tried earlier: its map is held by no file, so the kernel refuses bpf_timer_init;
+// pinned, it woke the agent about nine times as often for no gain.)
 // Service fields: when service-lb runs, share its `svc_origin` map (run --share-map
 // svc_origin=INSTANCE); the translation it recorded under the socket's cookie is copied in (not
 // looked up while the map is empty).
@@ -94,6 +103,8 @@ enum flow_stat {
 	FS_REPORTS = 3, /* reports written (open and closed) */
 	FS_LOCAL_PEER = 4, /* accepted connections not tracked: their other end is tracked here */
 	FS_DROPS = 5,   /* drops of tracked flows' packets */
+	FS_WAKEUPS = 6, /* reports that woke the agent (the rest wait for its next look at the ring) */
+	FS_WOKEN_NS = 7, /* not a count: when this CPU last woke the agent (bpf_ktime_get_ns) */
 	FS_NR = 8,
 };
 
@@ -137,13 +148,45 @@ struct {
 	__type(value, struct conn_bucket);
 } local_conns SEC(".maps");
 
-/* UDP / ICMP sockets: the key of the flow they last sent or received on (closed with the socket) */
+/* UDP / ICMP sockets below the cgroup (marked when made, or at their first datagram sent): the key
+ * of the flow they last sent or received on (closed with the socket), and their cgroup */
+struct dgram_sock {
+	struct flow_key last;
+	__u64 cgroup_id;
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct flow_key);
-} dgram_last SEC(".maps");
+	__type(value, struct dgram_sock);
+} dgram_socks SEC(".maps");
+
+/* A datagram being received, by thread, until the receive call returns (sock_recv_length, which
+ * has the socket and the size): the packet, when it was copied through skb_copy_datagram_iovec
+ * (ICMP, raw sockets, a UDP skb in fragments); else the sender's address, from cgroup/recvmsg4/6
+ * (UDP, when the caller asks for the address; a linear UDP skb is copied without a tracepoint);
+ * else nothing, and the peer of a connected socket is its own. */
+#define RX_PACKET 1
+#define RX_PEER 2
+struct dgram_rx {
+	__u8 kind;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 ip_len;
+	__u32 payload;
+	__u8 proto;
+	__u8 family;
+	__u8 icmp_type;
+	__u8 icmp_code;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct dgram_rx);
+} dgram_rx SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -162,13 +205,37 @@ static __always_inline void stat_add(__u32 i, __u64 n)
 		*v += n;
 }
 
+/* Wake-ups. A ring wakes its reader for each record while the reader keeps up: at tens of thousands
+ * of flows a second that wake-up (and the agent's read of one record at a time) cost the connecting
+ * CPU ~4% of the connection rate, more than writing the record (docs/benchmarks.md). The agent reads
+ * flow_events every poll_ms (kbpf.yaml) whatever happens, so a report wakes it only when
+ * WAKE_BYTES wait in the ring (the agent is behind a burst: it must not let the ring fill), or
+ * when this CPU last woke it WAKE_INTERVAL_NS ago or more: an agent that unmapped the ring after
+ * 2 s of quiet watches its fd only, and the first report after the quiet must wake it. */
+#define WAKE_BYTES (1024 * 1024)
+#define WAKE_INTERVAL_NS (250 * 1000000ULL)
+
+static __always_inline __u64 wake_flag(__u64 now)
+{
+	if (bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA) >= WAKE_BYTES)
+		return BPF_RB_FORCE_WAKEUP;
+	__u32 i = FS_WOKEN_NS;
+	__u64 *woken = bpf_map_lookup_elem(&flow_stats, &i);
+	if (woken && now - *woken < WAKE_INTERVAL_NS)
+		return BPF_RB_NO_WAKEUP;
+	if (woken)
+		*woken = now;
+	stat_add(FS_WAKEUPS, 1);
+	return BPF_RB_FORCE_WAKEUP;
+}
+
 static __always_inline void report(const struct flow_key *k, struct flow *f, __u8 closed, __u64 now)
 {
 	struct flow_report *r = kbpf_reserve(flow_events, sizeof(*r));
 	if (!r)
 		return;
 	fill_report(r, f->id, f, closed, now);
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flag(now));
 	stat_add(FS_REPORTS, 1);
 	if (closed)
 		stat_add(FS_CLOSED, 1);
@@ -346,28 +413,46 @@ struct pkt {
 	__u16 sport; /* host order; ICMP echo: the id */
 	__u16 dport;
 	__u32 l4_off;
+	__u32 ip_len; /* the IP header's length of the packet */
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
 
-static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+/* Where a packet's bytes are read from: a cgroup_skb context (bpf_skb_load_bytes, offsets from
+ * its network header), or a kernel sk_buff (tracepoints: its network header in its head). */
+struct pkt_at {
+	struct __sk_buff *ctx;
+	const unsigned char *net; /* kernel: head + network_header */
+};
+
+static __always_inline int pkt_load(const struct pkt_at *at, __u32 off, void *to, __u32 len)
 {
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+	if (at->ctx)
+		return bpf_skb_load_bytes(at->ctx, off, to, len);
+	return bpf_probe_read_kernel(to, len, at->net + off);
+}
+
+/* the packet's addresses, protocol, ports (ICMP: type, code, echo id) and IP length */
+static __always_inline int parse(const struct pkt_at *at, __u16 eth_proto, struct pkt *p)
+{
+	if (eth_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
+		if (pkt_load(at, 0, &ip, sizeof(ip)) < 0)
 			return -1;
 		p->family = AF_INET;
 		p->proto = ip.protocol;
 		p->l4_off = ip.ihl * 4;
+		p->ip_len = bpf_ntohs(ip.tot_len);
 		mapped4(p->saddr, ip.saddr);
 		mapped4(p->daddr, ip.daddr);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+	} else if (eth_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+		if (pkt_load(at, 0, &ip6, sizeof(ip6)) < 0)
 			return -1;
 		p->family = AF_INET6;
 		p->proto = ip6.nexthdr;
 		p->l4_off = sizeof(ip6);
+		p->ip_len = sizeof(ip6) + bpf_ntohs(ip6.payload_len);
 		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
 	} else {
@@ -375,20 +460,20 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	}
 	if (p->proto == PROTO_TCP) {
 		__u8 hdr[14];
-		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
+		if (pkt_load(at, p->l4_off, hdr, sizeof(hdr)) < 0)
 			return -1;
 		p->sport = (hdr[0] << 8) | hdr[1];
 		p->dport = (hdr[2] << 8) | hdr[3];
 		p->tcp_flags = hdr[13];
 	} else if (p->proto == PROTO_UDP) {
 		__u8 hdr[4];
-		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
+		if (pkt_load(at, p->l4_off, hdr, sizeof(hdr)) < 0)
 			return -1;
 		p->sport = (hdr[0] << 8) | hdr[1];
 		p->dport = (hdr[2] << 8) | hdr[3];
 	} else if (p->proto == PROTO_ICMP || p->proto == PROTO_ICMPV6) {
 		__u8 hdr[6];
-		if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
+		if (pkt_load(at, p->l4_off, hdr, sizeof(hdr)) < 0)
 			return -1;
 		p->icmp_type = hdr[0];
 		p->icmp_code = hdr[1];
@@ -400,13 +485,29 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	return 0;
 }
 
-static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct pkt *p, struct flow_key *k,
-						  int egress, __u64 now)
+/* :: or ::ffff:0.0.0.0 */
+static __always_inline int unspecified(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+	return w[0] == 0 && w[1] == 0 && (w[2] == 0 || w[2] == bpf_htonl(0xffff)) && w[3] == 0;
+}
+
+/* payload bytes of a datagram: the IP packet less the IP header (and UDP's) */
+static __always_inline __u64 dgram_payload(const struct pkt *p, __u32 ip_len)
+{
+	__u32 hdr = p->l4_off + (p->proto == PROTO_UDP ? 8 : 0);
+	return ip_len > hdr ? ip_len - hdr : 0;
+}
+
+/* A datagram's flow (k: the socket's cookie and protocol; the peer is filled in): looked up, or
+ * made when it is new, with ds (the socket's storage) keeping its key for the socket's release. */
+static __always_inline struct flow *datagram_flow(const struct pkt *p, struct flow_key *k, int egress, __u64 now,
+						  __u64 cgroup_id, struct dgram_sock *ds)
 {
 	__builtin_memcpy(k->raddr, egress ? p->daddr : p->saddr, 16);
 	k->rport = egress ? p->dport : p->sport;
 	struct flow *f = bpf_map_lookup_elem(&flows, k);
-	if (f || !datagram_flows)
+	if (f)
 		return f;
 	struct flow n = {};
 	n.start_ns = now;
@@ -420,31 +521,26 @@ static __always_inline struct flow *datagram_flow(struct __sk_buff *skb, struct 
 	n.rport = k->rport;
 	n.icmp_type = p->icmp_type;
 	n.icmp_code = p->icmp_code;
-	n.cgroup_id = bpf_skb_cgroup_id(skb);
+	n.cgroup_id = cgroup_id;
 	n.id = k->cookie;
 	copy_svc(&n, k->cookie);
 	insert_flow(k, &n, BPF_NOEXIST); /* another CPU's first datagram may have made it already */
-	struct bpf_sock *sk = skb->sk;
-	if (sk) {
-		sk = bpf_sk_fullsock(sk);
-		if (sk) {
-			struct flow_key *last = bpf_sk_storage_get(&dgram_last, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-			if (last)
-				__builtin_memcpy(last, k, sizeof(*k));
-		}
-	}
+	if (ds)
+		__builtin_memcpy(&ds->last, k, sizeof(*k));
 	return bpf_map_lookup_elem(&flows, k);
 }
 
-static __always_inline void count_packet(struct __sk_buff *skb, struct flow *f, int egress)
+/* one datagram into its flow's counters: payload and IP bytes, packets (GSO: as on the wire) */
+static __always_inline void count_datagram(struct flow *f, int egress, __u64 payload, __u64 ip_bytes, __u32 segs)
 {
-	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
 	if (egress) {
+		__sync_fetch_and_add(&f->bytes_tx, payload);
 		__sync_fetch_and_add(&f->packets_tx, segs);
-		__sync_fetch_and_add(&f->ip_bytes_tx, skb->len);
+		__sync_fetch_and_add(&f->ip_bytes_tx, ip_bytes);
 	} else {
+		__sync_fetch_and_add(&f->bytes_rx, payload);
 		__sync_fetch_and_add(&f->packets_rx, segs);
-		__sync_fetch_and_add(&f->ip_bytes_rx, skb->len);
+		__sync_fetch_and_add(&f->ip_bytes_rx, ip_bytes);
 	}
 }
 
@@ -554,23 +650,25 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 			tcp_report_if_due(&k, f, tp, sk->state, bpf_ktime_get_ns());
 		return;
 	}
-	__u64 now = bpf_ktime_get_ns();
 	if (!datagram_flows)
 		return;
+	struct pkt_at at = {.ctx = skb};
 	struct pkt p = {};
-	if (parse(skb, &p) < 0 || p.proto == PROTO_TCP)
+	if (parse(&at, skb->protocol, &p) < 0 || p.proto == PROTO_TCP)
 		return;
+	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	__u64 cgroup_id = bpf_skb_cgroup_id(skb);
+	if (ds && !ds->cgroup_id)
+		ds->cgroup_id = cgroup_id;
+	__u64 now = bpf_ktime_get_ns();
 	struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = p.proto};
-	struct flow *f = datagram_flow(skb, &p, &k, egress, now);
+	struct flow *f = datagram_flow(&p, &k, egress, now, cgroup_id, ds);
 	if (!f)
 		return;
-	__u32 hdr = p.l4_off + (p.proto == PROTO_UDP ? 8 : 0);
-	__u64 payload = skb->len > hdr ? skb->len - hdr : 0;
-	if (egress)
-		__sync_fetch_and_add(&f->bytes_tx, payload);
-	else
-		__sync_fetch_and_add(&f->bytes_rx, payload);
-	count_packet(skb, f, egress);
+	/* a flow a wildcard-bound socket received first has its local address from its first send */
+	if (egress && unspecified(f->laddr))
+		__builtin_memcpy(f->laddr, p.saddr, 16);
+	count_datagram(f, egress, dgram_payload(&p, skb->len), skb->len, skb->gso_segs ? skb->gso_segs : 1);
 	report_if_due(&k, f, now);
 }
 
@@ -581,11 +679,177 @@ int flow_egress(struct __sk_buff *skb)
 	return 1;
 }
 
+/* Where this kernel has the receive tracepoints below, this program is not loaded: the ingress
+ * hook of a cgroup costs every TCP segment received ~5% of the connection rate even with nothing
+ * on it (docs/benchmarks.md), and TCP needs nothing from it. */
 SEC("cgroup_skb/ingress")
 int flow_ingress(struct __sk_buff *skb)
 {
 	account(skb, 0);
 	return 1;
+}
+
+/* ---- datagrams received (tracepoints: every socket of the node; ours by their storage) ---- */
+
+/* a UDP / ICMP socket made below the cgroup: marked (its storage), so that what it receives is
+ * counted before it ever sends */
+SEC("cgroup/sock_create")
+int flow_sock_create(struct bpf_sock *sk)
+{
+	if (sk->protocol == PROTO_TCP || !datagram_flows)
+		return 1;
+	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (ds)
+		ds->cgroup_id = bpf_get_current_cgroup_id();
+	return 1;
+}
+
+/* a datagram copied to a receiver: its addresses and sizes, kept for the end of the receive call
+ * (the socket is not known here: a UDP skb on the queue has no owner). TCP skbs have their
+ * socket, and are left at once. */
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(flow_dgram_copy, const struct sk_buff *skb, int len)
+{
+	const struct sock *owner = skb->sk;
+	if ((owner && owner->sk_protocol == PROTO_TCP) || !datagram_flows)
+		return 0;
+	struct pkt_at at = {.net = skb->head + skb->network_header};
+	struct pkt p = {};
+	if (parse(&at, skb->protocol, &p) < 0 || p.proto == PROTO_TCP)
+		return 0;
+	struct dgram_rx rx = {
+		.kind = RX_PACKET,
+		.sport = p.sport,
+		.dport = p.dport,
+		.ip_len = p.ip_len,
+		.payload = dgram_payload(&p, p.ip_len),
+		.proto = p.proto,
+		.family = p.family,
+		.icmp_type = p.icmp_type,
+		.icmp_code = p.icmp_code,
+	};
+	__builtin_memcpy(rx.saddr, p.saddr, 16);
+	__builtin_memcpy(rx.daddr, p.daddr, 16);
+	__u64 thread = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&dgram_rx, &thread, &rx, BPF_ANY);
+	return 0;
+}
+
+#define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
+
+/* the sender of a UDP datagram received by a process below the cgroup, when the caller asks */
+static __always_inline void dgram_sender(struct bpf_sock_addr *ctx, int v6)
+{
+	if (!datagram_flows)
+		return;
+	struct dgram_rx rx = {.kind = RX_PEER, .proto = PROTO_UDP, .family = v6 ? AF_INET6 : AF_INET};
+	if (v6) {
+		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+		__builtin_memcpy(rx.saddr, a, 16);
+	} else {
+		mapped4(rx.saddr, ctx->user_ip4);
+	}
+	rx.sport = bpf_ntohs(ctx->user_port);
+	__u64 thread = bpf_get_current_pid_tgid();
+	/* a packet copied in this call already says more */
+	bpf_map_update_elem(&dgram_rx, &thread, &rx, BPF_NOEXIST);
+}
+
+SEC("cgroup/recvmsg4")
+int flow_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	dgram_sender(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int flow_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	dgram_sender(ctx, 1);
+	return 1;
+}
+
+#define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
+
+/* the socket's own addresses into p: the local end, and the peer of a connected socket */
+static __always_inline void sock_addrs(const struct sock *sk, struct pkt *p, int peer)
+{
+	const struct sock_common *c = &sk->__sk_common;
+	if (c->skc_family == AF_INET6) {
+		__builtin_memcpy(p->daddr, &c->skc_v6_rcv_saddr, 16);
+		if (peer)
+			__builtin_memcpy(p->saddr, &c->skc_v6_daddr, 16);
+	} else {
+		mapped4(p->daddr, c->skc_rcv_saddr);
+		if (peer)
+			mapped4(p->saddr, c->skc_daddr);
+	}
+	p->dport = c->skc_num;
+	if (peer)
+		p->sport = bpf_ntohs(c->skc_dport);
+}
+
+/* a receive call returns: a marked datagram socket's datagram (received in this call) into its
+ * flow. Sizes: the packet's when it was seen, else the payload returned plus the headers. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
+{
+	if (sk->sk_protocol == PROTO_TCP || !datagram_flows)
+		return 0;
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct dgram_rx *rx = bpf_map_lookup_elem(&dgram_rx, &thread);
+	struct dgram_rx got = {};
+	if (rx) {
+		__builtin_memcpy(&got, rx, sizeof(got));
+		bpf_map_delete_elem(&dgram_rx, &thread);
+	}
+	if (ret < 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
+		return 0;
+	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, 0);
+	if (!ds)
+		return 0; /* not a socket below the cgroup */
+	__u8 family = sk->__sk_common.skc_family;
+	struct pkt p = {.family = family, .proto = sk->sk_protocol};
+	__u64 payload = ret, ip_len;
+	if (got.kind == RX_PACKET) {
+		p.proto = got.proto;
+		p.family = got.family;
+		p.icmp_type = got.icmp_type;
+		p.icmp_code = got.icmp_code;
+		p.sport = got.sport;
+		p.dport = got.dport;
+		__builtin_memcpy(p.saddr, got.saddr, 16);
+		__builtin_memcpy(p.daddr, got.daddr, 16);
+		payload = got.payload;
+		ip_len = got.ip_len;
+	} else {
+		if (p.proto != PROTO_UDP)
+			return 0; /* an ICMP message is always seen as a packet */
+		if (got.kind == RX_PEER) {
+			sock_addrs(sk, &p, 0);
+			p.family = got.family;
+			p.sport = got.sport;
+			__builtin_memcpy(p.saddr, got.saddr, 16);
+		} else if (sk->__sk_common.skc_dport) {
+			sock_addrs(sk, &p, 1); /* connected: its peer */
+		} else {
+			return 0; /* from nobody it can name */
+		}
+		/* a dual-stack socket's IPv4 peer (::ffff:a.b.c.d) came in IPv4 */
+		if (p.saddr[10] == 0xff && p.saddr[11] == 0xff && p.saddr[0] == 0)
+			p.family = AF_INET;
+		ip_len = payload + 8 + (p.family == AF_INET ? 20 : 40);
+	}
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_key k = {.cookie = bpf_get_socket_cookie(sk), .proto = p.proto};
+	struct flow *f = datagram_flow(&p, &k, 0, now, ds->cgroup_id, ds);
+	if (!f)
+		return 0;
+	count_datagram(f, 0, payload, ip_len, 1);
+	report_if_due(&k, f, now);
+	return 0;
 }
 
 /* ---- retransmits, drops (tracepoints: every socket of the node; ours by cookie) ---- */
@@ -648,11 +912,11 @@ int flow_release(struct bpf_sock *sk)
 {
 	if (sk->protocol == PROTO_TCP)
 		return 1;
-	struct flow_key *last = bpf_sk_storage_get(&dgram_last, sk, 0, 0);
-	if (!last)
+	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, 0);
+	if (!ds || !ds->last.cookie)
 		return 1;
 	struct flow_key k;
-	__builtin_memcpy(&k, last, sizeof(k));
+	__builtin_memcpy(&k, &ds->last, sizeof(k));
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
 	if (!f)
 		return 1;

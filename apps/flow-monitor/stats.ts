@@ -13,9 +13,11 @@ export interface FlowStats {
   local_peer: number;
   /** drops of tracked flows' packets */
   drops: number;
+  /** reports that woke the agent (the others waited for its next look at the ring) */
+  wakeups: number;
 }
 
-const ORDER: Array<keyof FlowStats> = ['created', 'closed', 'evicted', 'reports', 'local_peer', 'drops'];
+const ORDER: Array<keyof FlowStats> = ['created', 'closed', 'evicted', 'reports', 'local_peer', 'drops', 'wakeups'];
 
 function num(v: unknown): number {
   if (typeof v === 'number') return v;
@@ -26,7 +28,7 @@ function num(v: unknown): number {
 }
 
 export function flowStatsOf(dump: Array<{ entries: [unknown, unknown][] }>): FlowStats {
-  const out: FlowStats = { created: 0, closed: 0, evicted: 0, reports: 0, local_peer: 0, drops: 0 };
+  const out: FlowStats = { created: 0, closed: 0, evicted: 0, reports: 0, local_peer: 0, drops: 0, wakeups: 0 };
   for (const [k, v] of dump[0]?.entries ?? []) {
     const name = ORDER[num(k)];
     if (name) out[name] = num(v);

@@ -17,8 +17,39 @@ int hooks_egress(struct __sk_buff *skb)
 	return 1;
 }
 
+/* loaded only where the receive tracepoints are missing (kbpf.yaml: group datagram_rx) */
 SEC("cgroup_skb/ingress")
 int hooks_ingress(struct __sk_buff *skb)
+{
+	return 1;
+}
+
+SEC("cgroup/sock_create")
+int hooks_sock_create(struct bpf_sock *sk)
+{
+	return 1;
+}
+
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(hooks_dgram_copy, const struct sk_buff *skb, int len)
+{
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(hooks_dgram_recv, struct sock *sk, int ret, int flags)
+{
+	return 0;
+}
+
+SEC("cgroup/recvmsg4")
+int hooks_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int hooks_recvmsg6(struct bpf_sock_addr *ctx)
 {
 	return 1;
 }

@@ -250,6 +250,19 @@ test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with
   assert.equal(udp.traffic.bytes_received, 300);
   assert.equal(udp.traffic.packets_sent, 1);
   assert.equal(udp.traffic.packets_received, 1);
+  // the echo server (bound to the wildcard address, still open) received first: its flow counts
+  // what it received and has its own address, learnt from its reply
+  const server = (fm.ta.agent.maps(fm.name, 'flows')[0]?.entries ?? [])
+    .map(
+      ([, v]) =>
+        v as { lport: number; rport: number; laddr: number[]; bytes_rx: unknown; packets_rx: unknown; active: number },
+    )
+    .find((v) => v.lport === 9053 && v.rport === lport);
+  assert.ok(server, "the server's flow");
+  assert.equal(Number(server.bytes_rx), 700);
+  assert.equal(Number(server.packets_rx), 1);
+  assert.equal(server.active, 0, 'started by what it received');
+  assert.equal(server.laddr.slice(12).join('.'), b.ip);
   const p = await tb.execInPod(a, 'ping', ['-n', '-c', '2', '-i', '0.2', '-W', '1', b.ip]);
   assert.equal(p.code, 0, p.stdout + p.stderr);
   const icmp = await fm.waitFor((f) => f.l4.ICMPv4 !== undefined && f.IP.destination === b.ip);
