@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,7 @@ import type { Flow } from '../../apps/flow-monitor/flow.js';
 import { type FlowStats, flowStatsOf } from '../../apps/flow-monitor/stats.js';
 import type { PodIdentity } from '../../apps/shared/pods.js';
 import { startApiServer } from '../../src/agent/api-server.js';
+import { IDLE_UNMAP_MS } from '../../src/agent/event-pump.js';
 import { runCli } from '../../src/cli/program.js';
 import { type TestAgent, testAgent } from '../../testbed/agent.js';
 import { runFlowMonitor } from '../../testbed/flows.js';
@@ -82,6 +84,36 @@ test('one connection between two pods: one flow with its tuple, identities, byte
   assert.ok(closed.l4.TCP?.flags?.SYN && closed.l4.TCP.flags.FIN && closed.l4.TCP.flags.ACK);
   assert.equal(closed.retransmits, 0);
   assert.ok(closed.duration_ms > 0);
+});
+
+test('a report after the ring went quiet wakes the agent, which had unmapped it; reports close together do not wake it each', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup);
+  await startServer(tb, b, 1000);
+  const connect = async (): Promise<number> => {
+    const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), '1000']);
+    assert.equal(r.code, 0, r.stderr);
+    return Number(r.stdout.trim().split(' ')[0]);
+  };
+  const closedFrom = (port: number) => (f: Flow) => f.l4.TCP?.source_port === port && f.state === 'CLOSED';
+  await fm.waitFor(closedFrom(await connect()));
+  // quiet for longer than the agent keeps an idle ring mapped: it watches the ring's fd only
+  await new Promise((r) => setTimeout(r, IDLE_UNMAP_MS * 1.5 + 500));
+  const second = await connect();
+  const t0 = Date.now();
+  await fm.waitFor(closedFrom(second), 1500);
+  t.diagnostic(`the report after ${IDLE_UNMAP_MS * 1.5 + 500} ms of quiet read in ${Date.now() - t0} ms`);
+  // 20 connections closed at once: their reports, within 250 ms of each other, wake the agent at
+  // most once per CPU (the two above woke it once each)
+  const many = await tb.execInPod(a, 'node', ['-e', MANY, b.ip, String(PORT), '20']);
+  assert.equal(many.stdout.trim(), 'done 20', many.stderr);
+  const stats = await waitStats(fm.ta.agent, fm.name, (s) => s.closed >= 22, 3000);
+  assert.equal(stats.reports, 22, JSON.stringify(stats));
+  assert.ok(stats.wakeups >= 2 && stats.wakeups <= 2 + cpus().length, `wake-ups ${stats.wakeups} for 22 reports`);
+  const logged = fm.source.recent(100_000).filter((f) => f.state === 'CLOSED' && f.IP.source === a.ip);
+  assert.equal(logged.length, 22, 'every report read');
 });
 
 test('a connection from outside the cgroup: the accepting end reports it (INGRESS), from its first segment sent', async (t) => {
