@@ -303,6 +303,50 @@ test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with
   assert.equal(icmp.traffic.packets_received, 2);
 });
 
+// unconnected UDP over IPv6: the client sends to the server's address and reads the answer
+const UDP6_CLIENT = `
+const dgram = require('node:dgram');
+const [host, port] = [process.argv[1], Number(process.argv[2])];
+const s = dgram.createSocket('udp6');
+s.bind(0, () => s.send(Buffer.alloc(700, 1), port, host));
+const timer = setTimeout(() => process.exit(1), 3000);
+s.on('message', (m) => { console.log(s.address().port, m.length); clearTimeout(timer); s.close(); });
+`;
+const UDP6_ECHO = `
+const dgram = require('node:dgram');
+const s = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+s.on('message', (m, r) => s.send(Buffer.alloc(300, 2), r.port, r.address));
+s.bind(Number(process.argv[1]));
+`;
+
+test('UDP over IPv6, unconnected both ends: the sender of each datagram received (recvmsg6) names the flow', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow', { ipv6: true });
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup);
+  tb.spawnInPod(b, 'node', ['-e', UDP6_ECHO, '9054']);
+  for (let i = 0; i < 200; i++) {
+    const ss = await run('ip', ['netns', 'exec', b.netns, 'ss', '-Huln']);
+    if (/:9054\s/.test(ss.stdout)) break;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const r = await tb.execInPod(a, 'node', ['-e', UDP6_CLIENT, b.ip6!, '9054']);
+  assert.equal(r.code, 0, r.stderr);
+  const [lport] = r.stdout.trim().split(' ').map(Number);
+  const udp = await fm.waitFor((f) => f.l4.UDP?.destination_port === 9054 && f.state === 'CLOSED');
+  assert.deepEqual(udp.IP, { source: a.ip6, destination: b.ip6, ipVersion: 'IPv6' });
+  assert.equal(udp.l4.UDP?.source_port, lport);
+  assert.equal(udp.traffic.bytes_sent, 700);
+  assert.equal(udp.traffic.bytes_received, 300);
+  assert.equal(udp.traffic.packets_received, 1);
+  const server = (fm.ta.agent.maps(fm.name, 'flows')[0]?.entries ?? [])
+    .map(([, v]) => v as { lport: number; rport: number; bytes_rx: unknown; family: number })
+    .find((v) => v.lport === 9054 && v.rport === lport);
+  assert.ok(server, "the server's flow");
+  assert.equal(Number(server.bytes_rx), 700);
+  assert.equal(server.family, 10, 'AF_INET6');
+});
+
 // holds N connections open at once, then closes them all
 const MANY = `
 const net = require('node:net');
