@@ -607,7 +607,9 @@ static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_soc
 	/* a cookie only if somebody made one (service-lb, for its translation) */
 	__u64 cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
 	__u64 now = bpf_ktime_get_ns();
-	f.id = cookie ? cookie : ((__u64)bpf_get_prandom_u32() << 32 | (__u32)now);
+	/* below 2^53 (21 random bits over the clock's low 32): a JSON number, not a BigInt made and
+	 * printed as a string for each report in the agent (and parsed again in each reader) */
+	f.id = cookie ? cookie : ((__u64)(bpf_get_prandom_u32() & 0x1fffff) << 32 | (__u32)now);
 	f.start_ns = now;
 	f.last_report_ns = now;
 	f.proto = PROTO_TCP;
