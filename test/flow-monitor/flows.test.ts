@@ -41,6 +41,15 @@ function identity(p: Pod, labels: Record<string, string>): PodIdentity {
   return { namespace: 'shop', name: `${p.name}-7d4b9c6f5-x2x9k`, labels, ip: p.ip, cgroup: p.cgroup };
 }
 
+/** Until a UDP socket is bound to `port` in the pod. */
+async function waitUdpListening(pod: Pod, port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ss = await run('ip', ['netns', 'exec', pod.netns, 'ss', '-Huln']);
+    if (new RegExp(`:${port}\\s`).test(ss.stdout)) return;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
 async function startServer(tb: Testbed, pod: Pod, reply: number): Promise<void> {
   tb.spawnInPod(pod, 'node', ['-e', SERVER, String(PORT), String(reply)]);
   await tb.waitListening(pod, [PORT]);
@@ -268,11 +277,7 @@ test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with
   const b = await tb.addPod({ sidecar: false });
   const fm = await runFlowMonitor(t, tb.parentCgroup);
   tb.spawnInPod(b, 'node', ['-e', UDP_ECHO, '9053']);
-  for (let i = 0; i < 200; i++) {
-    const ss = await run('ip', ['netns', 'exec', b.netns, 'ss', '-Huln']);
-    if (/:9053\s/.test(ss.stdout)) break;
-    await new Promise((r) => setTimeout(r, 30));
-  }
+  await waitUdpListening(b, 9053);
   const r = await tb.execInPod(a, 'node', ['-e', UDP_PAIR, b.ip, '9053']);
   assert.equal(r.code, 0, r.stderr);
   const [lport] = r.stdout.trim().split(' ').map(Number);
@@ -327,11 +332,7 @@ test('UDP over IPv6, unconnected both ends: the sender of each datagram received
   const b = await tb.addPod({ sidecar: false });
   const fm = await runFlowMonitor(t, tb.parentCgroup);
   tb.spawnInPod(b, 'node', ['-e', UDP6_ECHO, '9054']);
-  for (let i = 0; i < 200; i++) {
-    const ss = await run('ip', ['netns', 'exec', b.netns, 'ss', '-Huln']);
-    if (/:9054\s/.test(ss.stdout)) break;
-    await new Promise((r) => setTimeout(r, 30));
-  }
+  await waitUdpListening(b, 9054);
   const r = await tb.execInPod(a, 'node', ['-e', UDP6_CLIENT, b.ip6!, '9054']);
   assert.equal(r.code, 0, r.stderr);
   const [lport] = r.stdout.trim().split(' ').map(Number);
