@@ -2,7 +2,7 @@
 // without sidecars), flows read through the collector from the agent's log of the instance.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -15,7 +15,7 @@ import { startApiServer } from '../../src/agent/api-server.js';
 import { IDLE_UNMAP_MS } from '../../src/agent/event-pump.js';
 import { runCli } from '../../src/cli/program.js';
 import { type TestAgent, testAgent } from '../../testbed/agent.js';
-import { runFlowMonitor } from '../../testbed/flows.js';
+import { FLOW_APP_DIR, type FlowMonitor, runFlowMonitor } from '../../testbed/flows.js';
 import { tempDir } from '../../testbed/kernel.js';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { madeIds, run, stillListed } from '../../testbed/netns.js';
@@ -271,11 +271,8 @@ s.on('message', (m, r) => s.send(Buffer.alloc(300, 2), r.port, r.address));
 s.bind(Number(process.argv[1]), () => console.log('listening'));
 `;
 
-test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with its socket; a ping', async (t) => {
-  const tb = await Testbed.create(t, 'kbpfflow');
-  const a = await tb.addPod({ sidecar: false });
-  const b = await tb.addPod({ sidecar: false });
-  const fm = await runFlowMonitor(t, tb.parentCgroup);
+/** A UDP exchange (connected client, wildcard-bound echo server) and a ping, counted both ways. */
+async function checkDatagrams(tb: Testbed, fm: FlowMonitor, a: Pod, b: Pod): Promise<void> {
   tb.spawnInPod(b, 'node', ['-e', UDP_ECHO, '9053']);
   await waitUdpListening(b, 9053);
   const r = await tb.execInPod(a, 'node', ['-e', UDP_PAIR, b.ip, '9053']);
@@ -308,6 +305,36 @@ test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with
   assert.equal(icmp.l4.ICMPv4?.type, 8, 'echo request');
   assert.equal(icmp.traffic.packets_sent, 2);
   assert.equal(icmp.traffic.packets_received, 2);
+}
+
+test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with its socket; a ping', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  await checkDatagrams(tb, await runFlowMonitor(t, tb.parentCgroup), a, b);
+});
+
+test('UDP and ICMP where the kernel lacks a receive tracepoint (made so here): cgroup_skb ingress counts the same', async (t) => {
+  const dir = join(tempDir(t, 'kbpf-flows-noreceive-'), 'flow-monitor');
+  cpSync(FLOW_APP_DIR, dir, { recursive: true });
+  const yaml = join(dir, 'kbpf.yaml');
+  const manifest = readFileSync(yaml, 'utf8');
+  const forced = manifest.replace(
+    '  flow_dgram_recv: { group: datagram_rx }',
+    '  flow_dgram_recv: { group: datagram_rx, attach: tp_btf:kbpf_no_such_tracepoint }',
+  );
+  assert.notEqual(forced, manifest);
+  writeFileSync(yaml, forced);
+  const ta = await testAgent(t);
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { agent: { ta, ref: await ta.build(dir) } });
+  const states = Object.fromEntries(ta.agent.inspect(fm.name).programs.map((p) => [p.name, p.state]));
+  assert.equal(states.flow_ingress, 'running');
+  assert.equal(states.flow_dgram_recv, 'disabled');
+  assert.equal(states.flow_dgram_copy, 'disabled');
+  await checkDatagrams(tb, fm, a, b);
 });
 
 // unconnected UDP over IPv6: the client sends to the server's address and reads the answer
