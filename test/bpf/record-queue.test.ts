@@ -263,3 +263,40 @@ test('a consumer that throws keeps the records after it for the next call', () =
   assert.deepEqual(queue.drain(), [2, 3, 4, 5]);
   queue.close();
 });
+
+test('pollMs: a waiting consumer finds records the fd never announced at the next poll; no timer while nobody waits; close stops it', async () => {
+  const source = new FakeSource('ring');
+  let watch!: FakeWatch;
+  const poller: RecordWatcher = {
+    watch: (_fd, onReadable) => {
+      watch = new FakeWatch(onReadable);
+      return watch as unknown as ReturnType<RecordWatcher['watch']>;
+    },
+  };
+  const queue = new RecordQueue(source, { poller, pollMs: 20 });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const waiting = queue.readable();
+  assert.equal(watch.armed, true, 'the fd is watched too');
+  source.write(3); // submitted without a wake-up: the watch never fires
+  let found = false;
+  await Promise.race([waiting.then(() => (found = true)), sleep(500)]);
+  assert.ok(found, 'found by a poll within 500 ms');
+  assert.deepEqual(queue.drain(), [0, 1, 2]);
+  // nobody waits: a record written now stays in the buffer (no timer pulls it)
+  source.write(1);
+  await sleep(60);
+  assert.equal(source.held.length, 1);
+  assert.equal(queue.drain().length, 1);
+  // a wait that the fd ends first still works, and close() ends a wait at once
+  const second = queue.readable();
+  source.write(1);
+  watch.fire();
+  await second;
+  assert.equal(queue.drain().length, 1);
+  const third = queue.readable();
+  queue.close();
+  await third;
+  source.write(1);
+  await sleep(60);
+  assert.equal(source.held.length, 1, 'a closed queue does not poll');
+});
