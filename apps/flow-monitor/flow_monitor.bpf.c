@@ -161,32 +161,6 @@ struct {
 	__type(value, struct dgram_sock);
 } dgram_socks SEC(".maps");
 
-/* A datagram being received, by thread, until the receive call returns (sock_recv_length, which
- * has the socket and the size): the packet, when it was copied through skb_copy_datagram_iovec
- * (ICMP, raw sockets, a UDP skb in fragments); else the sender's address, from cgroup/recvmsg4/6
- * (UDP, when the caller asks for the address; a linear UDP skb is copied without a tracepoint);
- * else nothing, and the peer of a connected socket is its own. */
-#define RX_PACKET 1
-#define RX_PEER 2
-struct dgram_rx {
-	__u8 kind;
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport;
-	__u16 dport;
-	__u32 ip_len;
-	__u32 payload;
-	__u8 proto;
-	__u8 family;
-	__u8 icmp_type;
-	__u8 icmp_code;
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, struct dgram_rx);
-} dgram_rx SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -418,6 +392,25 @@ struct pkt {
 	__u8 daddr[16];
 };
 
+/* A datagram being received, by thread, until the receive call returns (sock_recv_length, which
+ * has the socket and the size): the packet, when it was copied through skb_copy_datagram_iovec
+ * (ICMP, raw sockets, a UDP skb in fragments); else the sender's address, from cgroup/recvmsg4/6
+ * (UDP, when the caller asks for the address; a linear UDP skb is copied without a tracepoint);
+ * else nothing, and the peer of a connected socket is its own. */
+#define RX_PACKET 1
+#define RX_PEER 2
+struct dgram_rx {
+	struct pkt p; /* RX_PEER: only the sender (saddr, sport), family and protocol */
+	__u32 payload;
+	__u8 kind;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct dgram_rx);
+} dgram_rx SEC(".maps");
+
 /* Where a packet's bytes are read from: a cgroup_skb context (bpf_skb_load_bytes, offsets from
  * its network header), or a kernel sk_buff (tracepoints: its network header in its head). */
 struct pkt_at {
@@ -499,16 +492,19 @@ static __always_inline __u64 dgram_payload(const struct pkt *p, __u32 ip_len)
 	return ip_len > hdr ? ip_len - hdr : 0;
 }
 
-/* A datagram's flow (k: the socket's cookie and protocol; the peer is filled in): looked up, or
- * made when it is new, with ds (the socket's storage) keeping its key for the socket's release. */
-static __always_inline struct flow *datagram_flow(const struct pkt *p, struct flow_key *k, int egress, __u64 now,
-						  __u64 cgroup_id, struct dgram_sock *ds)
+/* A datagram's flow, when there is one (k: the socket's cookie and protocol; the peer is filled in) */
+static __always_inline struct flow *datagram_flow(const struct pkt *p, struct flow_key *k, int egress)
 {
 	__builtin_memcpy(k->raddr, egress ? p->daddr : p->saddr, 16);
 	k->rport = egress ? p->dport : p->sport;
-	struct flow *f = bpf_map_lookup_elem(&flows, k);
-	if (f)
-		return f;
+	return bpf_map_lookup_elem(&flows, k);
+}
+
+/* A datagram's new flow under k (datagram_flow found none), with ds (the socket's storage)
+ * keeping its key for the socket's release. */
+static __always_inline struct flow *new_datagram_flow(const struct pkt *p, const struct flow_key *k, int egress,
+						      __u64 now, __u64 cgroup_id, struct dgram_sock *ds)
+{
 	struct flow n = {};
 	n.start_ns = now;
 	n.last_report_ns = now;
@@ -658,15 +654,20 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 	struct pkt p = {};
 	if (parse(&at, skb->protocol, &p) < 0 || p.proto == PROTO_TCP)
 		return;
-	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	__u64 cgroup_id = bpf_skb_cgroup_id(skb);
-	if (ds && !ds->cgroup_id)
-		ds->cgroup_id = cgroup_id;
 	__u64 now = bpf_ktime_get_ns();
 	struct flow_key k = {.cookie = bpf_get_socket_cookie(skb), .proto = p.proto};
-	struct flow *f = datagram_flow(&p, &k, egress, now, cgroup_id, ds);
-	if (!f)
-		return;
+	struct flow *f = datagram_flow(&p, &k, egress);
+	if (!f) {
+		/* the socket is marked (a socket made before flow-monitor started, at its first
+		 * datagram), with its cgroup, when it starts a flow: not for every datagram */
+		struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		__u64 cgroup_id = bpf_skb_cgroup_id(skb);
+		if (ds && !ds->cgroup_id)
+			ds->cgroup_id = cgroup_id;
+		f = new_datagram_flow(&p, &k, egress, now, cgroup_id, ds);
+		if (!f)
+			return;
+	}
 	/* a flow a wildcard-bound socket received first has its local address from its first send */
 	if (egress && unspecified(f->laddr))
 		__builtin_memcpy(f->laddr, p.saddr, 16);
@@ -719,19 +720,7 @@ int BPF_PROG(flow_dgram_copy, const struct sk_buff *skb, int len)
 	struct pkt p = {};
 	if (parse(&at, skb->protocol, &p) < 0 || p.proto == PROTO_TCP)
 		return 0;
-	struct dgram_rx rx = {
-		.kind = RX_PACKET,
-		.sport = p.sport,
-		.dport = p.dport,
-		.ip_len = p.ip_len,
-		.payload = dgram_payload(&p, p.ip_len),
-		.proto = p.proto,
-		.family = p.family,
-		.icmp_type = p.icmp_type,
-		.icmp_code = p.icmp_code,
-	};
-	__builtin_memcpy(rx.saddr, p.saddr, 16);
-	__builtin_memcpy(rx.daddr, p.daddr, 16);
+	struct dgram_rx rx = {.p = p, .payload = dgram_payload(&p, p.ip_len), .kind = RX_PACKET};
 	__u64 thread = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&dgram_rx, &thread, &rx, BPF_ANY);
 	return 0;
@@ -745,14 +734,14 @@ static __always_inline void dgram_sender(struct bpf_sock_addr *ctx, int v6)
 {
 	if (!datagram_flows)
 		return;
-	struct dgram_rx rx = {.kind = RX_PEER, .proto = PROTO_UDP, .family = v6 ? AF_INET6 : AF_INET};
+	struct dgram_rx rx = {.p = {.proto = PROTO_UDP, .family = v6 ? AF_INET6 : AF_INET}, .kind = RX_PEER};
 	if (v6) {
 		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
-		__builtin_memcpy(rx.saddr, a, 16);
+		__builtin_memcpy(rx.p.saddr, a, 16);
 	} else {
-		mapped4(rx.saddr, ctx->user_ip4);
+		mapped4(rx.p.saddr, ctx->user_ip4);
 	}
-	rx.sport = bpf_ntohs(ctx->user_port);
+	rx.p.sport = bpf_ntohs(ctx->user_port);
 	__u64 thread = bpf_get_current_pid_tgid();
 	/* a packet copied in this call already says more */
 	bpf_map_update_elem(&dgram_rx, &thread, &rx, BPF_NOEXIST);
@@ -812,28 +801,20 @@ int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
 	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, 0);
 	if (!ds)
 		return 0; /* not a socket below the cgroup */
-	__u8 family = sk->__sk_common.skc_family;
-	struct pkt p = {.family = family, .proto = sk->sk_protocol};
+	struct pkt p = {.family = sk->__sk_common.skc_family, .proto = sk->sk_protocol};
 	__u64 payload = ret, ip_len;
 	if (got.kind == RX_PACKET) {
-		p.proto = got.proto;
-		p.family = got.family;
-		p.icmp_type = got.icmp_type;
-		p.icmp_code = got.icmp_code;
-		p.sport = got.sport;
-		p.dport = got.dport;
-		__builtin_memcpy(p.saddr, got.saddr, 16);
-		__builtin_memcpy(p.daddr, got.daddr, 16);
+		p = got.p;
 		payload = got.payload;
-		ip_len = got.ip_len;
+		ip_len = p.ip_len;
 	} else {
 		if (p.proto != PROTO_UDP)
 			return 0; /* an ICMP message is always seen as a packet */
 		if (got.kind == RX_PEER) {
 			sock_addrs(sk, &p, 0);
-			p.family = got.family;
-			p.sport = got.sport;
-			__builtin_memcpy(p.saddr, got.saddr, 16);
+			p.family = got.p.family;
+			p.sport = got.p.sport;
+			__builtin_memcpy(p.saddr, got.p.saddr, 16);
 		} else if (sk->__sk_common.skc_dport) {
 			sock_addrs(sk, &p, 1); /* connected: its peer */
 		} else {
@@ -846,7 +827,9 @@ int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
 	}
 	__u64 now = bpf_ktime_get_ns();
 	struct flow_key k = {.cookie = bpf_get_socket_cookie(sk), .proto = p.proto};
-	struct flow *f = datagram_flow(&p, &k, 0, now, ds->cgroup_id, ds);
+	struct flow *f = datagram_flow(&p, &k, 0);
+	if (!f)
+		f = new_datagram_flow(&p, &k, 0, now, ds->cgroup_id, ds);
 	if (!f)
 		return 0;
 	count_datagram(f, 0, payload, ip_len, 1);

@@ -14,6 +14,7 @@ import {
   parseByteSize,
   parseOrder,
   parseShare,
+  SPEC_LIMITS,
 } from '../package/package-spec.js';
 import { BuildError } from './errors.js';
 
@@ -298,9 +299,12 @@ export function parseSourceManifest(text: string, path: string = MANIFEST_FILE):
     for (const [field, f] of Object.entries(obj(e.format, `events.${name}.format`)))
       format[field] = checkFieldFormat(f, `events.${name}.format.${field}`);
     const poll = e.poll_ms;
-    if (poll !== undefined && !(Number.isInteger(poll) && (poll as number) >= 1 && (poll as number) <= 60_000))
+    if (
+      poll !== undefined &&
+      !(Number.isInteger(poll) && (poll as number) >= 1 && (poll as number) <= SPEC_LIMITS.pollMs)
+    )
       throw new BuildError(
-        `${MANIFEST_FILE}: events.${name}.poll_ms must be a whole number of milliseconds, 1 to 60000`,
+        `${MANIFEST_FILE}: events.${name}.poll_ms must be a whole number of milliseconds, 1 to ${SPEC_LIMITS.pollMs}`,
       );
     events[name] = {
       type: e.type as string | undefined,

@@ -571,6 +571,8 @@ export const SPEC_LIMITS = {
   config: 256,
   events: 32,
   columns: 128,
+  /** an event's poll_ms: at most a minute */
+  pollMs: 60_000,
   /** C identifiers: program, map, config variable, event field names */
   identifier: 128,
   /** file names of objects (layer titles) */
@@ -946,7 +948,7 @@ export function validatePackageSpec(v: unknown, where = 'package spec'): Package
     c.oneOf(o.kind, `${at}.kind`, ['ringbuf', 'perf'] as const);
     if (o.type !== '') c.identifier(o.type, `${at}.type`);
     if (o.pollMs !== undefined) {
-      c.integer(o.pollMs, `${at}.pollMs`, 60_000, 1);
+      c.integer(o.pollMs, `${at}.pollMs`, SPEC_LIMITS.pollMs, 1);
       if (o.kind !== 'ringbuf') c.fail(`${at}.pollMs`, 'is only for a ring buffer');
     }
     if (o.columns !== undefined)

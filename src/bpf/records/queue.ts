@@ -74,7 +74,7 @@ export class RecordQueue<T> implements AsyncIterable<T> {
     this.#pollMs = opts.pollMs !== undefined && opts.pollMs > 0 ? opts.pollMs : 0;
     this.#ref = opts.ref ?? true;
     this.#watch = (opts.poller ?? sharedPoller()).watch(source.fd, () => this.onReadable(), {
-      ref: opts.ref ?? true,
+      ref: this.#ref,
       description: source.description,
     });
   }
