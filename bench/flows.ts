@@ -13,7 +13,9 @@
 //   flows_conn_hooks_ratio,     the same rates with bench/flows-hooks instead: a program on each of
 //   flows_rps_hooks_ratio       flow-monitor's hooks that returns at once, paired with the same off
 //                               window — the floor the kernel's dispatch to those hooks sets, before
-//                               any work of flow-monitor's own (--flows-hooks=0 leaves it out)
+//                               any work of flow-monitor's own (--flows-hooks=0 leaves it out;
+//                               --flows-hooks=DIR puts another package there instead, attached
+//                               like flow-monitor: an A/B of two builds in one run)
 //   flows_conn_cpu_ratio,       the pods' CPU (their parent cgroup's usage_usec: wrk, HAProxy and
 //   flows_rps_cpu_ratio         the softirq work done in their context) per connection / request,
 //                               off / on (flows_*_cpu_us_off|on): what the rate ratio would be on a
@@ -254,11 +256,15 @@ export const benchmark: Benchmark = {
       const store = new LayoutStore(join(ag.stateDir, 'store'));
       const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
       const ref = (await buildPackage(pkgDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
-      const withHooks = arg(opts, 'hooks') !== '0';
-      const hooksRef = withHooks
-        ? (await buildPackage(HOOKS_PACKAGE, { store, cacheDir: join(ROOT, 'build') })).stored.reference
-        : undefined;
+      const hooksArg = arg(opts, 'hooks');
+      const hooksDir = hooksArg === undefined || hooksArg === '0' ? HOOKS_PACKAGE : hooksArg;
+      const hooksRef =
+        hooksArg !== '0'
+          ? (await buildPackage(hooksDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference
+          : undefined;
       const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
+      // the floor package has none of flow-monitor's maps; another build of flow-monitor has
+      const hooksAttach = hooksDir === HOOKS_PACKAGE ? { cgroup: tb.parentCgroup } : attach;
       const config = configArg(arg(opts, 'config'));
       const perfDir = arg(opts, 'perf');
       const withProgStats = opts.args.includes('--flows-progstats');
@@ -324,7 +330,12 @@ export const benchmark: Benchmark = {
           );
           await api.remove('flows', { force: true });
           if (hooksRef) {
-            await api.run({ image: hooksRef, name: 'flows-hooks', attach: { cgroup: tb.parentCgroup } });
+            await api.run({
+              image: hooksRef,
+              name: 'flows-hooks',
+              attach: hooksAttach,
+              config: hooksAttach === attach ? config : undefined,
+            });
             for (const w of windows) await measure(w, 'hooks', i);
             await api.remove('flows-hooks', { force: true });
             const line = windows.map((w) => {

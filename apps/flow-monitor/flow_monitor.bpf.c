@@ -35,9 +35,9 @@
 // cookie when service-lb made one, else a random number. UDP / ICMP flows are keyed by the
 // socket's cookie plus the peer (their sockets may talk to many), so the counters of every hook
 // join to the same record. A connection whose two ends are both below the cgroup is reported once,
-// by the end that connected: the connecting end writes its tuple into a slot of local_conns
-// (buckets of 4 slots by the tuple's hash, no lock or allocation), the accepting end finds it
-// there and is not tracked.
+// by the end that connected: the connecting end writes a 64-bit tag of its tuple into a slot of
+// local_conns (groups of 4 slots chosen by the tag, no lock or allocation), the accepting end finds
+// it there and is not tracked.
 // The table of flows is an LRU (`flows`, size it with --map-size flows=N): an insert that pushes a
 // flow out is counted in flow_stats[FS_EVICTED] (by the map's element count, kernel 6.6+).
 // Reports wake the agent only now and then (wake_flag: when 1 MiB waits, or when the CPU's last
@@ -130,22 +130,20 @@ struct conn_tuple {
 	__u16 rport;
 };
 
-/* connections made by tracked sockets, in a bucket by their tuple's hash (4 slots each): the
- * accepting end of one finds its tuple there at its first segment sent and is not tracked again
- * (and clears the slot). A connection's slot is taken by an empty one, else by the bucket's oldest
- * (connections to the world are never cleared): five local connections made in one bucket (of
- * 4,096) before the first of them sends from its accepting end would have it reported by both. */
-#define LOCAL_BUCKETS 4096
+/* connections made by tracked sockets, as 64-bit tags of their tuples in a group of 4 slots chosen
+ * by the tag: the accepting end of one finds its tag there at its first segment sent and is not
+ * tracked again (and clears the slot). A connection's tag takes an empty slot of its group, else
+ * one the tag picks (connections to the world are never cleared): five local connections made in
+ * one group (of 4,096) before the first of them sends from its accepting end could have it
+ * reported by both. A tag, not the tuple (36 bytes): a group is 32 bytes, one or two cache lines
+ * (the tuples' buckets were three, most of this check's cost). */
+#define LOCAL_SLOTS 16384
 #define LOCAL_WAYS 4
-struct conn_bucket {
-	struct conn_tuple slot[LOCAL_WAYS];
-	__u32 next; /* the slot taken next when none is empty */
-};
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LOCAL_BUCKETS);
+	__uint(max_entries, LOCAL_SLOTS);
 	__type(key, __u32);
-	__type(value, struct conn_bucket);
+	__type(value, __u64);
 } local_conns SEC(".maps");
 
 /* UDP / ICMP sockets below the cgroup (marked when made, or at their first datagram sent): the key
@@ -274,27 +272,17 @@ static __always_inline void tuple_of(struct conn_tuple *t, const struct flow *f,
 	t->rport = reversed ? f->lport : f->rport;
 }
 
-/* the bucket of a connection's tuple in local_conns */
-static __always_inline __u32 tuple_slot(const struct conn_tuple *t)
+/* a connection's tuple as 64 bits, never 0 (an empty slot) */
+static __always_inline __u64 tuple_tag(const struct conn_tuple *t)
 {
 	const __u32 *w = (const __u32 *)t;
-	__u32 h = 0x9e3779b9;
+	__u64 h = 0x9e3779b97f4a7c15ULL;
 #pragma unroll
 	for (int i = 0; i < (int)(sizeof(*t) / 4); i++) {
-		h = (h ^ w[i]) * 0x85ebca6b;
-		h ^= h >> 13;
+		h = (h ^ w[i]) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 29;
 	}
-	return h & (LOCAL_BUCKETS - 1);
-}
-
-static __always_inline int same_tuple(const struct conn_tuple *a, const struct conn_tuple *b)
-{
-	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
-	__u32 d = 0;
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
-		d |= x[i] ^ y[i];
-	return d == 0;
+	return h | 1;
 }
 
 /* The TCP flags the flow has seen each way, from how far it got: `state` is the socket's state (at
@@ -540,32 +528,40 @@ static __always_inline void count_datagram(struct flow *f, int egress, __u64 pay
 	}
 }
 
-/* A connection through local_conns: its connecting end leaves its tuple for the accepting end (in
- * an empty slot of the bucket, else the oldest); 1 for an accepting end that finds it there (both
- * ends are below the cgroup: the connecting end's flow is the connection's), which clears it. */
+/* A connection through local_conns: its connecting end leaves its tuple's tag for the accepting
+ * end (in an empty slot of the tag's group, else the one the tag picks); 1 for an accepting end
+ * that finds it there (both ends are below the cgroup: the connecting end's flow is the
+ * connection's), which clears it. */
 static __always_inline int local_peer(const struct flow *f, __u8 active)
 {
 	struct conn_tuple t = {};
 	tuple_of(&t, f, !active);
-	__u32 bucket = tuple_slot(&t);
-	struct conn_bucket *b = bpf_map_lookup_elem(&local_conns, &bucket);
-	if (!b)
-		return 0;
+	__u64 tag = tuple_tag(&t);
+	__u32 first = (__u32)(tag >> 32) & (LOCAL_SLOTS - LOCAL_WAYS);
+	__u64 *slot[LOCAL_WAYS];
+#pragma unroll
+	for (int i = 0; i < LOCAL_WAYS; i++) {
+		__u32 k = first + i;
+		slot[i] = bpf_map_lookup_elem(&local_conns, &k);
+		if (!slot[i])
+			return 0;
+	}
 	if (active) {
-		__u32 w = b->next & (LOCAL_WAYS - 1);
+		int w = (tag >> 8) & (LOCAL_WAYS - 1);
 #pragma unroll
 		for (int i = LOCAL_WAYS - 1; i >= 0; i--)
-			if (b->slot[i].lport == 0 && b->slot[i].rport == 0)
+			if (*slot[i] == 0)
 				w = i;
-		if (w == (b->next & (LOCAL_WAYS - 1)))
-			b->next = w + 1;
-		__builtin_memcpy(&b->slot[w & (LOCAL_WAYS - 1)], &t, sizeof(t));
+#pragma unroll
+		for (int i = 0; i < LOCAL_WAYS; i++)
+			if (i == w)
+				*slot[i] = tag;
 		return 0;
 	}
 #pragma unroll
 	for (int i = 0; i < LOCAL_WAYS; i++) {
-		if (same_tuple(&b->slot[i], &t)) {
-			__builtin_memset(&b->slot[i], 0, sizeof(t));
+		if (*slot[i] == tag) {
+			*slot[i] = 0;
 			stat_add(FS_LOCAL_PEER, 1);
 			return 1;
 		}
