@@ -39,8 +39,17 @@ export interface FlowState {
   packets_rx: number;
   ip_bytes_tx: number;
   ip_bytes_rx: number;
+  /** a TCP socket in a sockmap (mesh-accel): what its application sent / received, per call —
+   * bytes moved socket to socket, which the socket's own counters miss (absent before 0.2.1) */
+  sock_bytes_tx?: number;
+  sock_bytes_rx?: number;
   /** hex bytes of struct svc_origin (struct flow_report), or its fields (older reports) */
   svc: SvcOrigin | string;
+  /** 1: mesh-accel sent the connection elsewhere; orig_addr:orig_port is where the application
+   * was connecting (absent in reports of flow-monitor before 0.2.1) */
+  redirected?: number;
+  orig_addr?: number[] | string;
+  orig_port?: number;
 }
 
 /**
@@ -190,16 +199,30 @@ export class Collector {
     const family = f.family === 10 ? 10 : 2;
     const local = addrText(f.laddr, family);
     const remote = addrText(f.raddr, family);
+    // a connection mesh-accel redirected is shown going where the application sent it
+    const redirected = f.redirected === 1 && f.active === 1 && f.orig_addr !== undefined;
+    const shownRemote = redirected ? addrText(f.orig_addr!, family) : remote;
+    const shownRport = redirected ? f.orig_port! : f.rport;
     const ids = this.opts.identities;
     const localEp = endpointOf(ids.lookup(local, String(f.cgroup_id)));
-    const remoteEp = endpointOf(ids.lookup(remote));
+    const remoteEp = endpointOf(ids.lookup(shownRemote));
     const out = f.active === 1;
     const tcp = f.proto === 6;
     // TCP's byte counters include the SYN (connecting side) and the FIN, one sequence number each
-    const txPayload = tcp ? Math.max(0, f.bytes_tx - (out ? 1 : 0) - (f.flags_tx & 1 ? 1 : 0)) : f.bytes_tx;
-    const rxPayload = tcp ? Math.max(0, f.bytes_rx - (f.flags_rx & 1 ? 1 : 0)) : f.bytes_rx;
-    const [src, dst, srcEp, dstEp] = out ? [local, remote, localEp, remoteEp] : [remote, local, remoteEp, localEp];
-    const [sport, dport] = out ? [f.lport, f.rport] : [f.rport, f.lport];
+    // (a socket in a sockmap counted its application's bytes per call: those include what
+    // went through TCP, and what sk_msg moved socket to socket)
+    const txPayload = f.sock_bytes_tx
+      ? f.sock_bytes_tx
+      : tcp
+        ? Math.max(0, f.bytes_tx - (out ? 1 : 0) - (f.flags_tx & 1 ? 1 : 0))
+        : f.bytes_tx;
+    const rxPayload = f.sock_bytes_rx
+      ? f.sock_bytes_rx
+      : tcp
+        ? Math.max(0, f.bytes_rx - (f.flags_rx & 1 ? 1 : 0))
+        : f.bytes_rx;
+    const [src, dst, srcEp, dstEp] = out ? [local, shownRemote, localEp, remoteEp] : [remote, local, remoteEp, localEp];
+    const [sport, dport] = out ? [f.lport, shownRport] : [f.rport, f.lport];
     const l4: L4 = {};
     if (tcp) l4.TCP = { source_port: sport, destination_port: dport, flags: flagsOf(f.flags_tx | f.flags_rx) };
     else if (f.proto === 17) l4.UDP = { source_port: sport, destination_port: dport };
@@ -214,6 +237,8 @@ export class Collector {
     if (f.drops > 0 && neverOpened) {
       verdict = 'DROPPED';
       dropReason = dropReasonName(f.drop_reason);
+    } else if (redirected) {
+      verdict = 'REDIRECTED';
     }
     const nodeId = this.opts.node;
     const flow: Flow = {
@@ -239,6 +264,7 @@ export class Collector {
       duration_ms: Math.round(r.duration_ns / 1e4) / 100,
     };
     if (dropReason) flow.drop_reason_desc = dropReason;
+    if (redirected) flow.proxy_port = f.rport;
     if (tcpState) flow.tcp_state = tcpState;
     if (tcp && (f.srtt_us > 0 || f.min_rtt_us > 0)) flow.rtt = { srtt_us: f.srtt_us, min_rtt_us: f.min_rtt_us };
     if (f.drops > 0) flow.drops = { count: f.drops, last_reason: dropReasonName(f.drop_reason) };

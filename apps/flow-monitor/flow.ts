@@ -78,6 +78,12 @@ export interface Flow {
   drop_reason_desc?: string;
   /** the policy (namespace/name) that denied it; only on a policy drop */
   policy_name?: string;
+  /**
+   * REDIRECTED (mesh-accel sent the connection to a sidecar, or to a peer's inbound port): the
+   * port it was sent to. `IP.destination` and the destination port are then where the
+   * application was connecting, as Hubble shows a flow redirected to a proxy.
+   */
+  proxy_port?: number;
   IP: { source: string; destination: string; ipVersion: 'IPv4' | 'IPv6' };
   l4: L4;
   source: Endpoint;

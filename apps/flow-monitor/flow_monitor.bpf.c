@@ -123,6 +123,22 @@ struct {
 	__type(value, struct svc_origin);
 } svc_origin SEC(".maps");
 
+/* mesh-accel's original destinations; shared with its instance when it runs (run --share-map
+ * orig_by_cookie=MESH --share-map orig6_by_cookie=MESH; empty otherwise). The definitions are
+ * mesh-accel's, so that its pinned maps can be used in their place. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct orig_dst);
+} orig_by_cookie SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct orig_dst6);
+} orig6_by_cookie SEC(".maps");
+
 struct conn_tuple {
 	__u8 laddr[16];
 	__u8 raddr[16];
@@ -233,17 +249,48 @@ static __always_inline void mapped4(__u8 *out, __u32 ip4)
 /* the elements of a map, summed over CPUs (kernel 6.6+; hash maps keep the count) */
 extern s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
 
+/* 1 for a map known to be empty (its element count, kernel 6.6+), which is then not looked up */
+static __always_inline int map_empty(const void *map)
+{
+	return bpf_ksym_exists(bpf_map_sum_elem_count) && bpf_map_sum_elem_count((const struct bpf_map *)map) <= 0;
+}
+
 static __always_inline void copy_svc(struct flow *f, __u64 cookie)
 {
 	/* an empty svc_origin (service-lb not running, or not shared) is not looked up: a lookup in
 	 * its 262,144 buckets is a cache and TLB miss, ~0.5 µs a connection on this VM */
-	if (bpf_ksym_exists(bpf_map_sum_elem_count) && bpf_map_sum_elem_count((const struct bpf_map *)&svc_origin) <= 0)
+	if (map_empty(&svc_origin))
 		return;
 	struct svc_origin *o = bpf_map_lookup_elem(&svc_origin, &cookie);
 	if (!o)
 		return;
 	__builtin_memcpy(&f->svc, o, sizeof(*o));
 	f->has_svc = 1;
+}
+
+/* A connection mesh-accel's connect hook sent elsewhere (to the pod's sidecar, or a peer's inbound
+ * port): where the application was connecting, remembered under the socket's cookie. Not looked
+ * up while mesh-accel's maps are empty (not running, or not shared). */
+static __always_inline void copy_orig(struct flow *f, __u64 cookie, int v6)
+{
+	if (v6) {
+		if (map_empty(&orig6_by_cookie))
+			return;
+		struct orig_dst6 *o = bpf_map_lookup_elem(&orig6_by_cookie, &cookie);
+		if (!o)
+			return;
+		__builtin_memcpy(f->orig_addr, o->ip, 16);
+		f->orig_port = o->port;
+	} else {
+		if (map_empty(&orig_by_cookie))
+			return;
+		struct orig_dst *o = bpf_map_lookup_elem(&orig_by_cookie, &cookie);
+		if (!o)
+			return;
+		mapped4(f->orig_addr, o->ip);
+		f->orig_port = o->port;
+	}
+	f->redirected = 1;
 }
 
 /* A new flow into the LRU. The flows an insert pushed out are counted: the table's element count
@@ -608,8 +655,11 @@ static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_soc
 	f.active = active;
 	f.tcp_state = sk->state;
 	f.cgroup_id = bpf_skb_cgroup_id(skb);
-	if (active && cookie)
+	if (active && cookie) {
 		copy_svc(&f, cookie); /* service-lb translated the connecting socket */
+		/* or mesh-accel redirected it: a v4-mapped socket's original is in the IPv4 map */
+		copy_orig(&f, cookie, sk->family == AF_INET6 && f.family != AF_INET);
+	}
 	insert_flow(&k, &f, BPF_ANY); /* a socket at this address before was closed */
 }
 
@@ -757,8 +807,6 @@ int flow_recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-#define MSG_PEEK 2
-#define MSG_ERRQUEUE 0x2000
 
 /* the socket's own addresses into p: the local end, and the peer of a connected socket */
 static __always_inline void sock_addrs(const struct sock *sk, struct pkt *p, int peer)
@@ -778,12 +826,46 @@ static __always_inline void sock_addrs(const struct sock *sk, struct pkt *p, int
 		p->sport = bpf_ntohs(c->skc_dport);
 }
 
+/* What the application of a tracked TCP socket in a sockmap (sk_user_data: its psock) sent or
+ * received in one call: mesh-accel's sk_msg program moves those bytes socket to socket, so they
+ * never become segments and the socket's own counters miss them. A socket in no sockmap returns
+ * at the first load. These sockets send no segments to check their periodic report at, so it is
+ * checked here. */
+static __always_inline void count_sock_bytes(const struct sock *sk, int ret, int tx)
+{
+	if (ret <= 0 || !sk->sk_user_data)
+		return;
+	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (!f)
+		return;
+	__sync_fetch_and_add(tx ? &f->sock_bytes_tx : &f->sock_bytes_rx, ret);
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (tp)
+		tcp_report_if_due(&k, f, tp, sk->__sk_common.skc_state, bpf_ktime_get_ns());
+}
+
+/* a send call returns (every socket of the node): a TCP socket in a sockmap counts it */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(flow_sock_send, struct sock *sk, int ret, int flags)
+{
+	if (sk->sk_protocol == PROTO_TCP)
+		count_sock_bytes(sk, ret, 1);
+	return 0;
+}
+
 /* a receive call returns: a marked datagram socket's datagram (received in this call) into its
- * flow. Sizes: the packet's when it was seen, else the payload returned plus the headers. */
+ * flow. Sizes: the packet's when it was seen, else the payload returned plus the headers. A TCP
+ * socket in a sockmap counts what it read. */
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
 {
-	if (sk->sk_protocol == PROTO_TCP || !datagram_flows)
+	if (sk->sk_protocol == PROTO_TCP) {
+		if (!(flags & (MSG_PEEK | MSG_ERRQUEUE)))
+			count_sock_bytes(sk, ret, 0);
+		return 0;
+	}
+	if (!datagram_flows)
 		return 0;
 	__u64 thread = bpf_get_current_pid_tgid();
 	struct dgram_rx *rx = bpf_map_lookup_elem(&dgram_rx, &thread);

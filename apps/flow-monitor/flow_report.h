@@ -1,5 +1,6 @@
-// flow-monitor's records: the key and state of a flow in the LRU, service-lb's svc_origin, and the
-// report written into the ring buffer flow_events (what apps/flow-monitor/collector.ts reads).
+// flow-monitor's records: the key and state of a flow in the LRU, service-lb's svc_origin,
+// mesh-accel's original destinations, and the report written into the ring buffer flow_events
+// (what apps/flow-monitor/collector.ts reads).
 // Shared with bench/flows_producer.bpf.c, which writes synthetic reports into the same ring.
 #ifndef FLOW_REPORT_H
 #define FLOW_REPORT_H
@@ -25,6 +26,20 @@ struct svc_origin {
 	__u32 service_id;
 };
 
+/* mesh-accel's record of a connection it sent to a sidecar (or a peer's inbound port), under the
+ * socket's cookie: where the application was connecting (its layouts: orig_by_cookie,
+ * orig6_by_cookie) */
+struct orig_dst {
+	__u32 ip;   /* network order */
+	__u16 port; /* host order */
+	__u16 pad;
+};
+struct orig_dst6 {
+	__u32 ip[4]; /* network order */
+	__u16 port;  /* host order */
+	__u16 pad;
+};
+
 struct flow {
 	__u64 id; /* what the report calls the flow (its cookie): TCP: the socket's cookie or a random
 		   * number; UDP / ICMP: the socket's cookie */
@@ -44,7 +59,9 @@ struct flow {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 has_svc;
-	__u8 pad[3];
+	__u8 redirected; /* mesh-accel sent the connection elsewhere: orig_addr:orig_port is where to */
+	__u16 orig_port;
+	__u8 orig_addr[16];
 	__u32 srtt_us;
 	__u32 min_rtt_us;
 	__u32 retransmits;
@@ -57,6 +74,8 @@ struct flow {
 	__u64 packets_rx;
 	__u64 ip_bytes_tx; /* IP packet bytes */
 	__u64 ip_bytes_rx;
+	__u64 sock_bytes_tx; /* a TCP socket in a sockmap (mesh-accel): what the application sent / */
+	__u64 sock_bytes_rx; /* received, per call (sk_msg moves it socket to socket, not as segments) */
 	struct svc_origin svc;
 };
 
@@ -84,6 +103,8 @@ struct flow_report {
 	__u64 packets_rx;
 	__u64 ip_bytes_tx;
 	__u64 ip_bytes_rx;
+	__u64 sock_bytes_tx; /* a TCP socket in a sockmap: payload sent / received per call; 0 otherwise */
+	__u64 sock_bytes_rx;
 	union addr16 laddr; /* IPv4 as ::ffff:a.b.c.d */
 	union addr16 raddr;
 	union svc_bytes svc; /* when has_svc */
@@ -104,6 +125,9 @@ struct flow_report {
 	__u8 icmp_code;
 	__u8 closed; /* 0: a periodic report of an open flow; 1: its last */
 	__u8 has_svc;
+	__u16 orig_port;      /* when redirected: the port the application connected to */
+	union addr16 orig_addr; /* ... and the address (IPv4 as ::ffff:a.b.c.d) */
+	__u8 redirected;      /* 1: mesh-accel sent the connection to a sidecar (REDIRECTED) */
 };
 
 /* a flow's state -> its report */
@@ -119,6 +143,8 @@ static __always_inline void fill_report(struct flow_report *r, __u64 cookie, con
 	r->packets_rx = f->packets_rx;
 	r->ip_bytes_tx = f->ip_bytes_tx;
 	r->ip_bytes_rx = f->ip_bytes_rx;
+	r->sock_bytes_tx = f->sock_bytes_tx;
+	r->sock_bytes_rx = f->sock_bytes_rx;
 	__builtin_memcpy(r->laddr.b, f->laddr, 16);
 	__builtin_memcpy(r->raddr.b, f->raddr, 16);
 	__builtin_memcpy(&r->svc.o, &f->svc, sizeof(f->svc));
@@ -139,6 +165,9 @@ static __always_inline void fill_report(struct flow_report *r, __u64 cookie, con
 	r->icmp_code = f->icmp_code;
 	r->closed = closed;
 	r->has_svc = f->has_svc;
+	r->orig_port = f->orig_port;
+	__builtin_memcpy(r->orig_addr.b, f->orig_addr, 16);
+	r->redirected = f->redirected;
 }
 
 #endif

@@ -118,6 +118,36 @@ test('the collector reads the service translation from its bytes, and reports in
   assert.deepEqual(nested, collector.flowOf(report(), T));
 });
 
+test('a report mesh-accel redirected: REDIRECTED to where the app was connecting, the proxy port, the bytes counted per call', () => {
+  // the app connected to 10.1.0.9:80; mesh-accel sent it to its own pod's sidecar, 10.1.0.5:15001
+  const r = report({
+    raddr: mapped('10.1.0.5'),
+    rport: 15001,
+    redirected: 1,
+    orig_addr: mapped('10.1.0.9'),
+    orig_port: 80,
+    sock_bytes_tx: 3000,
+    sock_bytes_rx: 7000,
+  });
+  const f = collector.flowOf(r, T);
+  assert.equal(f.verdict, 'REDIRECTED');
+  assert.equal(f.proxy_port, 15001);
+  assert.deepEqual(f.IP, { source: '10.1.0.5', destination: '10.1.0.9', ipVersion: 'IPv4' });
+  assert.equal(f.l4.TCP?.destination_port, 80);
+  assert.equal(f.destination.pod_name, 'db-0', 'the pod it was going to, not the sidecar');
+  // the application's bytes (sk_msg moved them: no segments), not the socket's TCP counters
+  assert.equal(f.traffic.bytes_sent, 3000);
+  assert.equal(f.traffic.bytes_received, 7000);
+  assert.match(compactLine(f), /REDIRECTED \(proxy :15001\)/);
+  assert.ok(matchFlow({ verdict: ['REDIRECTED'] }, f) && !matchFlow({ verdict: ['FORWARDED'] }, f));
+  // a redirected connection that never opened, with drops, is DROPPED; reports before 0.2.1 have no such fields
+  const dropped = collector.flowOf({ ...r, tcp_state: 7, flags_rx: 0, drops: 2 }, T);
+  assert.equal(dropped.verdict, 'DROPPED');
+  const old = collector.flowOf(report(), T);
+  assert.equal(old.verdict, 'FORWARDED');
+  assert.equal(old.proxy_port, undefined);
+});
+
 test('filters: AND across fields, OR within one, --not, CIDRs, pods with namespace, flags, protocol', () => {
   const f = collector.flowOf(report(), T);
   const udp = collector.flowOf(report({ proto: 17, rport: 53 }), T);

@@ -17,6 +17,7 @@ import { runCli } from '../../src/cli/program.js';
 import { type TestAgent, testAgent } from '../../testbed/agent.js';
 import { FLOW_APP_DIR, type FlowMonitor, runFlowMonitor } from '../../testbed/flows.js';
 import { tempDir } from '../../testbed/kernel.js';
+import { runMesh } from '../../testbed/mesh/mesh-node.js';
 import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { madeIds, run, stillListed } from '../../testbed/netns.js';
 
@@ -254,6 +255,64 @@ test('a connection to a service address shows the VIP and the backend chosen (sv
     (x) => x.state === 'CLOSED' && x.l4.TCP?.destination_port === PORT && x.flow_id !== f.flow_id,
   );
   assert.equal(direct.service, undefined);
+});
+
+test('a connection mesh-accel sends to a sidecar is REDIRECTED: where the app was connecting, the proxy port, the bytes sk_msg moved', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflm');
+  const mesh = await runMesh(t, tb);
+  // L4 sidecars (HAProxy in tcp mode): the client's bytes and its half-close go through unchanged
+  const a = await tb.addPod({ sidecarProtocol: 'tcp', beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ sidecarProtocol: 'tcp', beforeStart: (p) => mesh.declare(p) });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, {
+    agent: { ta: mesh.ta },
+    pods: [identity(a, { app: 'front' }), identity(b, { app: 'cart' })],
+    shareMaps: { orig_by_cookie: 'mesh', orig6_by_cookie: 'mesh' },
+  });
+  const SEND = 50_000;
+  const REPLY = 7_000;
+  await startServer(tb, b, REPLY);
+  const before = mesh.maps.stats();
+  const r = await tb.execInPod(a, 'node', ['-e', CLIENT, b.ip, String(PORT), String(SEND)]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.trim(), new RegExp(` ${REPLY}$`));
+  const s = mesh.maps.stats();
+  assert.ok(
+    s.msg_redirect - s.msg_redirect_peer > before.msg_redirect - before.msg_redirect_peer,
+    'app<->sidecar bytes went through the sockhash',
+  );
+  const closed = async (pred: (f: Flow) => boolean, what: string): Promise<Flow> => {
+    try {
+      return await fm.waitFor((f) => f.state === 'CLOSED' && pred(f), 10_000);
+    } catch (e) {
+      const seen = fm.source
+        .recent(100)
+        .map((f) => `${f.IP.source} -> ${f.IP.destination}:${f.l4.TCP?.destination_port} ${f.verdict} ${f.proxy_port}`);
+      throw new Error(`${what}: ${(e as Error).message}; seen: ${seen.join('; ')}`);
+    }
+  };
+  // A's app -> A's sidecar (its outbound listener, on A's own address): shown going to B's app
+  const app = await closed((f) => f.proxy_port === 15001, "the app's connection");
+  assert.equal(app.verdict, 'REDIRECTED');
+  assert.deepEqual(app.IP, { source: a.ip, destination: b.ip, ipVersion: 'IPv4' });
+  assert.equal(app.l4.TCP?.destination_port, PORT);
+  assert.equal(app.source.labels?.includes('app=front'), true);
+  assert.equal(app.destination.labels?.includes('app=cart'), true, 'the pod the app connected to, not its sidecar');
+  assert.equal(app.traffic_direction, 'EGRESS');
+  // the bytes went socket to socket (no segments), counted per call: exactly what was sent
+  assert.equal(app.traffic.bytes_sent, SEND);
+  assert.equal(app.traffic.bytes_received, REPLY);
+  // A's sidecar -> B: sent to B's inbound listener instead of B's app port
+  const hop = await closed((f) => f.proxy_port === 15006, "the sidecars' connection");
+  assert.equal(hop.verdict, 'REDIRECTED');
+  assert.deepEqual(hop.IP, { source: a.ip, destination: b.ip, ipVersion: 'IPv4' });
+  assert.equal(hop.l4.TCP?.destination_port, PORT);
+  assert.equal(hop.traffic.bytes_sent, SEND);
+  assert.equal(hop.traffic.bytes_received, REPLY);
+  // B's sidecar -> B's app: not redirected
+  const last = await closed((f) => f.IP.source === '127.0.0.6' && f.l4.TCP?.destination_port === PORT, 'the last hop');
+  assert.equal(last.verdict, 'FORWARDED');
+  assert.equal(last.proxy_port, undefined);
+  assert.equal(last.traffic.bytes_sent, SEND);
 });
 
 // UDP: a connected socket sends a datagram and gets one back; prints the local port

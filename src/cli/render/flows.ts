@@ -53,6 +53,7 @@ function rtt(f: Flow): string {
 }
 
 function verdictText(f: Flow): string {
+  if (f.verdict === 'REDIRECTED' && f.proxy_port !== undefined) return `REDIRECTED (proxy :${f.proxy_port})`;
   if (f.verdict !== 'DROPPED') return f.verdict;
   const why = [f.drop_reason_desc, f.policy_name].filter(Boolean).join(' ');
   return why ? `DROPPED (${why})` : 'DROPPED';

@@ -72,6 +72,7 @@ export function FlowDetail(props: { flow: Flow; onClose: () => void }) {
           ['verdict', f.verdict],
           ['drop reason', f.drop_reason_desc],
           ['policy', f.policy_name],
+          ['proxy port', f.proxy_port?.toString()],
         ]}
       />
       <Section title="Source" rows={endpointRows(f.source, f.IP.source, p.source)} />
