@@ -18,7 +18,7 @@ import { type TestAgent, testAgent } from '../../testbed/agent.js';
 import { FLOW_APP_DIR, type FlowMonitor, runFlowMonitor } from '../../testbed/flows.js';
 import { tempDir } from '../../testbed/kernel.js';
 import { runMesh } from '../../testbed/mesh/mesh-node.js';
-import { type Pod, Testbed } from '../../testbed/mesh/testbed.js';
+import { APP_PORT, type Pod, Testbed } from '../../testbed/mesh/testbed.js';
 import { madeIds, run, stillListed } from '../../testbed/netns.js';
 
 const PORT = 9000;
@@ -313,6 +313,25 @@ test('a connection mesh-accel sends to a sidecar is REDIRECTED: where the app wa
   assert.equal(last.verdict, 'FORWARDED');
   assert.equal(last.proxy_port, undefined);
   assert.equal(last.traffic.bytes_sent, SEND);
+});
+
+test('over IPv6, a connection mesh-accel sends to a sidecar (connect6, orig6_by_cookie) is REDIRECTED to the IPv6 address the app asked for', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflm', { ipv6: true });
+  const mesh = await runMesh(t, tb);
+  const a = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  const b = await tb.addPod({ beforeStart: (p) => mesh.declare(p) });
+  assert.ok(a.ip6 && b.ip6);
+  const fm = await runFlowMonitor(t, tb.parentCgroup, {
+    agent: { ta: mesh.ta },
+    shareMaps: { orig_by_cookie: 'mesh', orig6_by_cookie: 'mesh' },
+  });
+  const r = await tb.get(a, `http://[${b.ip6}]:${APP_PORT}/`);
+  assert.ok(r.ok, `request failed: ${r.code} ${r.err}`);
+  const app = await fm.waitFor((f) => f.state === 'CLOSED' && f.proxy_port === 15001, 10_000);
+  assert.equal(app.verdict, 'REDIRECTED');
+  assert.deepEqual(app.IP, { source: a.ip6, destination: b.ip6, ipVersion: 'IPv6' });
+  assert.equal(app.l4.TCP?.destination_port, APP_PORT);
+  assert.ok(app.traffic.bytes_sent > 0 && app.traffic.bytes_received > r.body.length, JSON.stringify(app.traffic));
 });
 
 // UDP: a connected socket sends a datagram and gets one back; prints the local port
