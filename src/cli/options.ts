@@ -22,7 +22,8 @@ const MAP_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const parseMapSizeEntry = keyValue('MAP=N', MAP_NAME, 'a map name');
 const parseShareEntry = keyValue('MAP=INSTANCE[:MAP]', MAP_NAME, 'a map name');
 
-function parseMapSize(value: string, previous: [string, string][] = []): [string, string][] {
+/** --map-size MAP=N (repeatable): of kbpf run / upgrade and kubectl bpf run */
+export function parseMapSize(value: string, previous: [string, string][] = []): [string, string][] {
   const out = parseMapSizeEntry(value, previous);
   if (!/^[1-9]\d{0,9}$/.test(out.at(-1)![1]))
     throw new InvalidArgumentError(
@@ -31,7 +32,8 @@ function parseMapSize(value: string, previous: [string, string][] = []): [string
   return out;
 }
 
-function parseShare(value: string, previous: [string, string][] = []): [string, string][] {
+/** --share-map MAP=INSTANCE[:MAP] (repeatable): of kbpf run / upgrade and kubectl bpf run */
+export function parseShare(value: string, previous: [string, string][] = []): [string, string][] {
   const out = parseShareEntry(value, previous);
   if (!/^[a-z0-9][a-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_]*)?$/.test(out.at(-1)![1]))
     throw new InvalidArgumentError(

@@ -59,6 +59,10 @@ export interface Attach {
   cgroup?: string;
   iface?: string;
   programs?: Record<string, string>;
+  /** maps sized for this deployment: MAP -> max_entries (kbpf run --map-size) */
+  mapSizes?: Record<string, number>;
+  /** maps used from another deployment's instance on the same node: MAP -> INSTANCE[:MAP] */
+  shareMaps?: Record<string, string>;
 }
 
 export type ConfigValues = Record<string, string | number>;

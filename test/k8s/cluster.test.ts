@@ -395,6 +395,41 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
     assert.match(ps.stdout, /scoped\s+node-c\s+\S+\s+Failed\s+.*workloads/);
   });
 
+  it("kubectl bpf run --share-map / --map-size: on every node the deployment uses another deployment's map there and sizes one of its own", async () => {
+    const r = await kubectl(c, [
+      'bpf',
+      'run',
+      '-i',
+      'sharer',
+      '--share-map',
+      'connects_by_port=conn',
+      '--map-size',
+      'events=524288',
+      refs['tcpconnect:1.0.0']!,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const d = await c.deployment('sharer');
+    assert.deepEqual(d?.spec.attach, { mapSizes: { events: 524288 }, shareMaps: { connects_by_port: 'conn' } });
+    const nis = await c.until(
+      'sharer on three nodes',
+      async () => {
+        const l = await c.instances('sharer');
+        return l.length === 3 && l.every(instanceReady) && l;
+      },
+      60_000,
+    );
+    const conn = await c.instances('conn');
+    const maps = new Map(bpftoolShow('map').map((m) => [m.id as number, m]));
+    for (const ni of nis) {
+      const owner = conn.find((n) => n.spec.nodeName === ni.spec.nodeName)!;
+      const shared = (ni.status?.mapIds ?? []).filter((id) => owner.status?.mapIds?.includes(id));
+      assert.equal(shared.length, 1, `${ni.spec.nodeName}: one map of conn's (${JSON.stringify(ni.status?.mapIds)})`);
+      assert.equal(maps.get(shared[0]!)?.name, 'connects_by_por', 'the kernel keeps 15 characters of a name');
+      const ring = (ni.status?.mapIds ?? []).map((id) => maps.get(id)).find((m) => m?.type === 'ringbuf');
+      assert.equal(ring?.max_entries, 524288, `${ni.spec.nodeName}: its ring sized by --map-size`);
+    }
+  });
+
   it('an agent killed and restarted keeps its programs running and its status', async () => {
     const before = (await c.instances('conn')).find((n) => n.spec.nodeName === 'node-b')!;
     const ids = progIds([before]);
@@ -428,7 +463,7 @@ describe('kbpf on Kubernetes: controller and three node agents', { skip, timeout
   });
 
   it('deleting the deployments leaves nothing on any node (bpftool)', async () => {
-    for (const name of ['conn', 'edge', 'scoped']) {
+    for (const name of ['conn', 'edge', 'scoped', 'sharer']) {
       const r = await kubectl(c, ['bpf', 'rm', name]);
       assert.equal(r.code, 0, r.stderr);
     }

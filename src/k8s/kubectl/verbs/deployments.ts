@@ -2,7 +2,7 @@
 // `run` takes the prototype's forms too: sources (`run opensnoop.bpf.c opensnoop.h -i open -a`),
 // a source directory, or an existing package (-p); see package-source.ts for where it goes.
 import type { Command } from 'commander';
-import { outputOption } from '../../../cli/options.js';
+import { outputOption, parseMapSize, parseShare } from '../../../cli/options.js';
 import { data, LIST_FORMATS, type ListFormat } from '../../../cli/render/output.js';
 import { cell } from '../../../cli/render/values.js';
 import { API_VERSION, type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../api.js';
@@ -19,6 +19,8 @@ interface RunOptions extends PackageSourceOptions {
   selector?: string;
   cgroup?: string;
   iface?: string;
+  mapSize?: [string, string][];
+  shareMap?: [string, string][];
   maxUnavailable: string;
   pullSecret?: string;
   output?: 'name' | 'json' | 'yaml';
@@ -42,8 +44,15 @@ function deploymentOf(name: string, image: string, o: RunOptions): BpfDeployment
             },
           }
         : {}),
-      ...(o.cgroup || o.iface
-        ? { attach: { ...(o.cgroup ? { cgroup: o.cgroup } : {}), ...(o.iface ? { iface: o.iface } : {}) } }
+      ...(o.cgroup || o.iface || o.mapSize?.length || o.shareMap?.length
+        ? {
+            attach: {
+              ...(o.cgroup ? { cgroup: o.cgroup } : {}),
+              ...(o.iface ? { iface: o.iface } : {}),
+              ...(o.mapSize?.length ? { mapSizes: Object.fromEntries(o.mapSize.map(([k, v]) => [k, Number(v)])) } : {}),
+              ...(o.shareMap?.length ? { shareMaps: Object.fromEntries(o.shareMap) } : {}),
+            },
+          }
         : {}),
       strategy: {
         type: 'RollingUpdate',
@@ -94,6 +103,12 @@ export function addDeploymentVerbs(root: Command): void {
         .option('--set <var=value>', 'config variable (repeatable)', collect, [])
         .option('--cgroup <path>', "cgroup to attach cgroup programs to (relative to each node's cgroup root)")
         .option('--iface <name>', 'interface for xdp/tc programs')
+        .option('--map-size <MAP=N>', "set a map's max_entries before load (repeatable)", parseMapSize)
+        .option(
+          '--share-map <MAP=INSTANCE[:MAP]>',
+          "use the map of another deployment's instance on the same node instead of a new one (repeatable)",
+          parseShare,
+        )
         .option('--max-unavailable <n>', 'nodes that may be between revisions during a rollout', '1')
         .option(
           '--pull-secret <name>',
@@ -106,6 +121,7 @@ export function addDeploymentVerbs(root: Command): void {
       'kubectl bpf run -p opensnoop:1.0 -i open -l kbpf.io/tier=edge',
       'kubectl bpf run ./opensnoop.bpf.c --registry registry.example.com/kbpf/opensnoop:1.0',
       'kubectl bpf run conn registry.example.com/kbpf/tcpconnect@sha256:…',
+      'kubectl bpf run -i flows --share-map svc_origin=lb -p flow-monitor:0.2.1',
     ],
   ).action(async (args: string[], o: RunOptions, cmd: Command) => {
     if (o.all && (o.node.length || o.selector)) throw new Error('-a/--all runs on every node: give no --node or -l');
