@@ -36,6 +36,12 @@ int BPF_PROG(hooks_dgram_copy, const struct sk_buff *skb, int len)
 	return 0;
 }
 
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(hooks_sock_send, struct sock *sk, int ret, int flags)
+{
+	return 0;
+}
+
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(hooks_dgram_recv, struct sock *sk, int ret, int flags)
 {
