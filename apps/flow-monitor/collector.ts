@@ -39,17 +39,11 @@ export interface FlowState {
   packets_rx: number;
   ip_bytes_tx: number;
   ip_bytes_rx: number;
-  /** a TCP socket in a sockmap (mesh-accel): what its application sent / received, per call —
-   * bytes moved socket to socket, which the socket's own counters miss (absent before 0.2.1) */
-  sock_bytes_tx?: number;
-  sock_bytes_rx?: number;
   /** hex bytes of struct svc_origin (struct flow_report), or its fields (older reports) */
   svc: SvcOrigin | string;
-  /** 1: mesh-accel sent the connection elsewhere; orig_addr:orig_port is where the application
-   * was connecting (absent in reports of flow-monitor before 0.2.1) */
+  /** 1: mesh-accel sent the connection elsewhere; where the application was connecting is in
+   * `svc` (struct svc_bytes' orig), or with has_svc the backend (absent before 0.2.1) */
   redirected?: number;
-  orig_addr?: number[] | string;
-  orig_port?: number;
 }
 
 /**
@@ -79,6 +73,14 @@ function svcOf(v: SvcOrigin | string): SvcOrigin {
     affinity_hit: b[39]!,
     service_id: b.readUInt32LE(40),
   };
+}
+
+/** struct svc_bytes' orig (flow_report.h): where a connection mesh-accel redirected was going */
+function origOf(v: SvcOrigin | string): { addr: string; port: number } | undefined {
+  if (typeof v !== 'string') return undefined;
+  const b = Buffer.from(v, 'hex');
+  if (b.length < 18) return undefined;
+  return { addr: addrText(Array.from(b.subarray(0, 16)), 10), port: b.readUInt16LE(16) };
 }
 
 export const TCP_STATES = [
@@ -200,27 +202,23 @@ export class Collector {
     const local = addrText(f.laddr, family);
     const remote = addrText(f.raddr, family);
     // a connection mesh-accel redirected is shown going where the application sent it
-    const redirected = f.redirected === 1 && f.active === 1 && f.orig_addr !== undefined;
-    const shownRemote = redirected ? addrText(f.orig_addr!, family) : remote;
-    const shownRport = redirected ? f.orig_port! : f.rport;
+    const redirected = f.redirected === 1 && f.active === 1;
+    const service = f.has_svc ? this.service(f) : undefined;
+    const orig = redirected
+      ? service
+        ? { addr: service.backend, port: service.backend_port }
+        : origOf(f.svc)
+      : undefined;
+    const shownRemote = orig?.addr ?? remote;
+    const shownRport = orig?.port ?? f.rport;
     const ids = this.opts.identities;
     const localEp = endpointOf(ids.lookup(local, String(f.cgroup_id)));
     const remoteEp = endpointOf(ids.lookup(shownRemote));
     const out = f.active === 1;
     const tcp = f.proto === 6;
     // TCP's byte counters include the SYN (connecting side) and the FIN, one sequence number each
-    // (a socket in a sockmap counted its application's bytes per call: those include what
-    // went through TCP, and what sk_msg moved socket to socket)
-    const txPayload = f.sock_bytes_tx
-      ? f.sock_bytes_tx
-      : tcp
-        ? Math.max(0, f.bytes_tx - (out ? 1 : 0) - (f.flags_tx & 1 ? 1 : 0))
-        : f.bytes_tx;
-    const rxPayload = f.sock_bytes_rx
-      ? f.sock_bytes_rx
-      : tcp
-        ? Math.max(0, f.bytes_rx - (f.flags_rx & 1 ? 1 : 0))
-        : f.bytes_rx;
+    const txPayload = tcp ? Math.max(0, f.bytes_tx - (out ? 1 : 0) - (f.flags_tx & 1 ? 1 : 0)) : f.bytes_tx;
+    const rxPayload = tcp ? Math.max(0, f.bytes_rx - (f.flags_rx & 1 ? 1 : 0)) : f.bytes_rx;
     const [src, dst, srcEp, dstEp] = out ? [local, shownRemote, localEp, remoteEp] : [remote, local, remoteEp, localEp];
     const [sport, dport] = out ? [f.lport, shownRport] : [f.rport, f.lport];
     const l4: L4 = {};
@@ -268,8 +266,8 @@ export class Collector {
     if (tcpState) flow.tcp_state = tcpState;
     if (tcp && (f.srtt_us > 0 || f.min_rtt_us > 0)) flow.rtt = { srtt_us: f.srtt_us, min_rtt_us: f.min_rtt_us };
     if (f.drops > 0) flow.drops = { count: f.drops, last_reason: dropReasonName(f.drop_reason) };
-    if (f.has_svc) {
-      const s = this.service(f);
+    if (service) {
+      const s = service;
       flow.service = s;
       if (s.name) {
         const [ns, name] = s.name.includes('/') ? s.name.split('/', 2) : [undefined, s.name];

@@ -19,7 +19,14 @@
 //                             and the TCP flags its states imply
 //   tp_btf tcp_retransmit_skb retransmits (also read from the socket at reports)
 //   tp_btf kfree_skb          drops of a flow's packets, with the kernel's reason
-//   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report
+//   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report; so too for a
+//                             TCP socket in a sockmap (below)
+//   tp_btf sock_send_length, sock_recv_length (TCP)
+//                             a TCP socket in a sockmap (mesh-accel's sk_msg moves its bytes socket
+//                             to socket, as no segments): its application's bytes per call; its
+//                             last report waits for its release, when every read is done
+//   mesh-accel's orig_by_cookie / orig6_by_cookie (shared): a connection it sent to a sidecar is
+//                             REDIRECTED, with where the application was connecting
 //
 // No sock_ops program: the kernel calls one about 13 times a connection (connect, RTO and window
 // init, ECN, established, and each state change), and that dispatch alone cost ~2% of the
@@ -86,6 +93,10 @@
 #define ECONNREFUSED 111
 #define SOCK_DONE_BIT 1 /* enum sock_flags: SOCK_DONE, set by tcp_fin() when the peer's FIN arrives */
 #define TCP_ECN_OK 1
+/* struct flow.sock_wait: a TCP socket in a sockmap, whose application's bytes are counted per call */
+#define SOCK_MARKED 1     /* its storage (flow_socks) names the flow: its release closes it */
+#define SOCK_TCP_CLOSED 2 /* the connection closed; the last report waits for the release */
+#define SOCK_RELEASED 4   /* released first: the connection's close reports */
 /* a TCP flow's periodic report is checked for every 2^REPORT_CHECK_SHIFT segments sent */
 #define REPORT_CHECK_SHIFT 4
 
@@ -162,9 +173,11 @@ struct {
 	__type(value, __u64);
 } local_conns SEC(".maps");
 
-/* UDP / ICMP sockets below the cgroup (marked when made, or at their first datagram sent): the key
- * of the flow they last sent or received on (closed with the socket), and their cgroup */
-struct dgram_sock {
+/* Sockets whose release closes a flow: UDP / ICMP sockets below the cgroup (marked when made, or at
+ * their first datagram sent: the flow they last sent or received on, and their cgroup), and TCP
+ * sockets in a sockmap whose application's bytes are counted per call (count_sock_bytes: their
+ * flow, whose last report waits for the release, when every read is done) */
+struct flow_sock {
 	struct flow_key last;
 	__u64 cgroup_id;
 };
@@ -172,8 +185,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct dgram_sock);
-} dgram_socks SEC(".maps");
+	__type(value, struct flow_sock);
+} flow_socks SEC(".maps");
 
 
 struct {
@@ -373,6 +386,17 @@ static __always_inline void tcp_flags(struct flow *f, const struct tcp_sock *tp,
 	f->flags_rx |= rx;
 }
 
+/* A socket in a sockmap: what its application sent / received per call (sk_msg moved those bytes
+ * socket to socket, which the socket's counters miss) as its bytes, in the socket's sequence space
+ * (the SYN of a connecting end, a FIN each way), which the collector takes off again. */
+static __always_inline void fold_sock_bytes(struct flow *f)
+{
+	if (f->sock_bytes_tx)
+		f->bytes_tx = f->sock_bytes_tx + (f->active ? 1 : 0) + (f->flags_tx & TH_FIN ? 1 : 0);
+	if (f->sock_bytes_rx)
+		f->bytes_rx = f->sock_bytes_rx + (f->flags_rx & TH_FIN ? 1 : 0);
+}
+
 /* A TCP flow's counters from its socket, for a report: payload bytes acknowledged / received,
  * segments each way (GSO counted as on the wire, retransmits included), IP bytes estimated as
  * payload sent / received + segments x (IP header + the connection's TCP header length), RTT,
@@ -398,6 +422,7 @@ static __always_inline void tcp_counters(struct flow *f, const struct tcp_sock *
 		f->retransmits = tp->total_retrans;
 	f->tcp_state = closing ? TCP_STATE_CLOSE : state;
 	tcp_flags(f, tp, state, closing);
+	fold_sock_bytes(f);
 }
 
 /* an open TCP flow's periodic report, when it is due */
@@ -538,7 +563,7 @@ static __always_inline struct flow *datagram_flow(const struct pkt *p, struct fl
 /* A datagram's new flow under k (datagram_flow found none), with ds (the socket's storage)
  * keeping its key for the socket's release. */
 static __always_inline struct flow *new_datagram_flow(const struct pkt *p, const struct flow_key *k, int egress,
-						      __u64 now, __u64 cgroup_id, struct dgram_sock *ds)
+						      __u64 now, __u64 cgroup_id, struct flow_sock *ds)
 {
 	struct flow n = {};
 	n.start_ns = now;
@@ -706,7 +731,7 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 	if (!f) {
 		/* the socket is marked (a socket made before flow-monitor started, at its first
 		 * datagram), with its cgroup, when it starts a flow: not for every datagram */
-		struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		__u64 cgroup_id = bpf_skb_cgroup_id(skb);
 		if (ds && !ds->cgroup_id)
 			ds->cgroup_id = cgroup_id;
@@ -747,7 +772,7 @@ int flow_sock_create(struct bpf_sock *sk)
 {
 	if (sk->protocol == PROTO_TCP || !datagram_flows)
 		return 1;
-	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (ds)
 		ds->cgroup_id = bpf_get_current_cgroup_id();
 	return 1;
@@ -831,7 +856,7 @@ static __always_inline void sock_addrs(const struct sock *sk, struct pkt *p, int
  * never become segments and the socket's own counters miss them. A socket in no sockmap returns
  * at the first load. These sockets send no segments to check their periodic report at, so it is
  * checked here. */
-static __always_inline void count_sock_bytes(const struct sock *sk, int ret, int tx)
+static __always_inline void count_sock_bytes(struct sock *sk, int ret, int tx)
 {
 	if (ret <= 0 || !sk->sk_user_data)
 		return;
@@ -840,7 +865,18 @@ static __always_inline void count_sock_bytes(const struct sock *sk, int ret, int
 	if (!f)
 		return;
 	__sync_fetch_and_add(tx ? &f->sock_bytes_tx : &f->sock_bytes_rx, ret);
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (!(f->sock_wait & SOCK_MARKED)) {
+		/* its application may still read after the connection closed: the flow's last report
+		 * is the socket's release's (flow_release) */
+		struct flow_sock *fs = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!fs)
+			return;
+		__builtin_memcpy(&fs->last, &k, sizeof(k));
+		f->sock_wait |= SOCK_MARKED;
+	}
+	if (f->sock_wait & SOCK_TCP_CLOSED)
+		return;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	if (tp)
 		tcp_report_if_due(&k, f, tp, sk->__sk_common.skc_state, bpf_ktime_get_ns());
 }
@@ -876,7 +912,7 @@ int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
 	}
 	if (ret < 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
-	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, 0);
+	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, 0);
 	if (!ds)
 		return 0; /* not a socket below the cgroup */
 	struct pkt p = {.family = sk->__sk_common.skc_family, .proto = sk->sk_protocol};
@@ -932,6 +968,11 @@ int BPF_PROG(flow_tcp_state, const struct sock *sk, int oldstate, int newstate)
 	if (!tp)
 		return 0;
 	tcp_counters(f, tp, oldstate, 1);
+	if ((f->sock_wait & (SOCK_MARKED | SOCK_RELEASED)) == SOCK_MARKED) {
+		/* its application reads on: the release reports it */
+		f->sock_wait |= SOCK_TCP_CLOSED;
+		return 0;
+	}
 	report(&k, f, 1, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&flows, &k);
 	return 0;
@@ -973,9 +1014,8 @@ int BPF_PROG(flow_drop, const struct sk_buff *skb, void *location, enum skb_drop
 SEC("cgroup/sock_release")
 int flow_release(struct bpf_sock *sk)
 {
-	if (sk->protocol == PROTO_TCP)
-		return 1;
-	struct dgram_sock *ds = bpf_sk_storage_get(&dgram_socks, sk, 0, 0);
+	/* (a TCP socket in no sockmap has no storage: one load) */
+	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, 0);
 	if (!ds || !ds->last.cookie)
 		return 1;
 	struct flow_key k;
@@ -983,6 +1023,13 @@ int flow_release(struct bpf_sock *sk)
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
 	if (!f)
 		return 1;
+	if (sk->protocol == PROTO_TCP) {
+		if (!(f->sock_wait & SOCK_TCP_CLOSED)) {
+			f->sock_wait |= SOCK_RELEASED; /* the connection closes later: its close reports */
+			return 1;
+		}
+		fold_sock_bytes(f); /* with what was read since the connection closed */
+	}
 	report(&k, f, 1, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&flows, &k);
 	return 1;

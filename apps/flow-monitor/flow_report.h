@@ -60,6 +60,7 @@ struct flow {
 	__u8 icmp_code;
 	__u8 has_svc;
 	__u8 redirected; /* mesh-accel sent the connection elsewhere: orig_addr:orig_port is where to */
+	__u8 sock_wait;  /* a TCP socket in a sockmap: SOCK_* (flow_monitor.bpf.c), its last report waits */
 	__u16 orig_port;
 	__u8 orig_addr[16];
 	__u32 srtt_us;
@@ -74,8 +75,10 @@ struct flow {
 	__u64 packets_rx;
 	__u64 ip_bytes_tx; /* IP packet bytes */
 	__u64 ip_bytes_rx;
-	__u64 sock_bytes_tx; /* a TCP socket in a sockmap (mesh-accel): what the application sent / */
-	__u64 sock_bytes_rx; /* received, per call (sk_msg moves it socket to socket, not as segments) */
+	__u64 sock_bytes_tx; /* a TCP socket in a sockmap (mesh-accel): what the application sent /
+			      * received, per call (sk_msg moves it socket to socket, not as segments);
+			      * reported as bytes_tx / bytes_rx */
+	__u64 sock_bytes_rx;
 	struct svc_origin svc;
 };
 
@@ -85,9 +88,16 @@ union addr16 {
 	__u32 w[4];
 };
 
-/* svc_origin as hex in the log too (the collector reads its fields from the bytes) */
+/* svc_origin as hex in the log too (the collector reads its fields from the bytes); a connection
+ * mesh-accel redirected and service-lb did not translate carries where the application was
+ * connecting there instead (one of them at most gives the address the application asked for:
+ * mesh-accel redirecting after service-lb sees the backend, before it no service address) */
 union svc_bytes {
 	struct svc_origin o;
+	struct {
+		__u8 addr[16]; /* IPv4 as ::ffff:a.b.c.d */
+		__u16 port;    /* host order */
+	} orig;
 	__u8 b[sizeof(struct svc_origin)];
 };
 
@@ -103,11 +113,9 @@ struct flow_report {
 	__u64 packets_rx;
 	__u64 ip_bytes_tx;
 	__u64 ip_bytes_rx;
-	__u64 sock_bytes_tx; /* a TCP socket in a sockmap: payload sent / received per call; 0 otherwise */
-	__u64 sock_bytes_rx;
 	union addr16 laddr; /* IPv4 as ::ffff:a.b.c.d */
 	union addr16 raddr;
-	union svc_bytes svc; /* when has_svc */
+	union svc_bytes svc; /* when has_svc; else when redirected: svc.orig */
 	__u32 srtt_us;
 	__u32 min_rtt_us;
 	__u32 retransmits;
@@ -125,9 +133,8 @@ struct flow_report {
 	__u8 icmp_code;
 	__u8 closed; /* 0: a periodic report of an open flow; 1: its last */
 	__u8 has_svc;
-	__u16 orig_port;      /* when redirected: the port the application connected to */
-	union addr16 orig_addr; /* ... and the address (IPv4 as ::ffff:a.b.c.d) */
-	__u8 redirected;      /* 1: mesh-accel sent the connection to a sidecar (REDIRECTED) */
+	__u8 redirected; /* 1: mesh-accel sent the connection elsewhere (REDIRECTED); where the application
+			  * was connecting is in svc.orig, or, with has_svc, the backend service-lb chose */
 };
 
 /* a flow's state -> its report */
@@ -143,11 +150,13 @@ static __always_inline void fill_report(struct flow_report *r, __u64 cookie, con
 	r->packets_rx = f->packets_rx;
 	r->ip_bytes_tx = f->ip_bytes_tx;
 	r->ip_bytes_rx = f->ip_bytes_rx;
-	r->sock_bytes_tx = f->sock_bytes_tx;
-	r->sock_bytes_rx = f->sock_bytes_rx;
 	__builtin_memcpy(r->laddr.b, f->laddr, 16);
 	__builtin_memcpy(r->raddr.b, f->raddr, 16);
-	__builtin_memcpy(&r->svc.o, &f->svc, sizeof(f->svc));
+	__builtin_memcpy(&r->svc.o, &f->svc, sizeof(f->svc)); /* zero without has_svc */
+	if (!f->has_svc && f->redirected) {
+		__builtin_memcpy(r->svc.orig.addr, f->orig_addr, 16);
+		r->svc.orig.port = f->orig_port;
+	}
 	r->srtt_us = f->srtt_us;
 	r->min_rtt_us = f->min_rtt_us;
 	r->retransmits = f->retransmits;
@@ -165,8 +174,6 @@ static __always_inline void fill_report(struct flow_report *r, __u64 cookie, con
 	r->icmp_code = f->icmp_code;
 	r->closed = closed;
 	r->has_svc = f->has_svc;
-	r->orig_port = f->orig_port;
-	__builtin_memcpy(r->orig_addr.b, f->orig_addr, 16);
 	r->redirected = f->redirected;
 }
 

@@ -118,31 +118,37 @@ test('the collector reads the service translation from its bytes, and reports in
   assert.deepEqual(nested, collector.flowOf(report(), T));
 });
 
-test('a report mesh-accel redirected: REDIRECTED to where the app was connecting, the proxy port, the bytes counted per call', () => {
+test('a report mesh-accel redirected: REDIRECTED to where the app was connecting (svc.orig, or the backend service-lb chose), the proxy port', () => {
   // the app connected to 10.1.0.9:80; mesh-accel sent it to its own pod's sidecar, 10.1.0.5:15001
-  const r = report({
-    raddr: mapped('10.1.0.5'),
-    rport: 15001,
-    redirected: 1,
-    orig_addr: mapped('10.1.0.9'),
-    orig_port: 80,
-    sock_bytes_tx: 3000,
-    sock_bytes_rx: 7000,
-  });
+  const orig = Buffer.alloc(44);
+  Buffer.from(mapped('10.1.0.9'), 'hex').copy(orig, 0);
+  orig.writeUInt16LE(80, 16);
+  const r = report({ raddr: mapped('10.1.0.5'), rport: 15001, redirected: 1, svc: orig.toString('hex') });
   const f = collector.flowOf(r, T);
   assert.equal(f.verdict, 'REDIRECTED');
   assert.equal(f.proxy_port, 15001);
   assert.deepEqual(f.IP, { source: '10.1.0.5', destination: '10.1.0.9', ipVersion: 'IPv4' });
   assert.equal(f.l4.TCP?.destination_port, 80);
   assert.equal(f.destination.pod_name, 'db-0', 'the pod it was going to, not the sidecar');
-  // the application's bytes (sk_msg moved them: no segments), not the socket's TCP counters
-  assert.equal(f.traffic.bytes_sent, 3000);
-  assert.equal(f.traffic.bytes_received, 7000);
+  assert.equal(f.service, undefined);
+  assert.equal(f.traffic.bytes_sent, 1000);
   assert.match(compactLine(f), /REDIRECTED \(proxy :15001\)/);
   assert.ok(matchFlow({ verdict: ['REDIRECTED'] }, f) && !matchFlow({ verdict: ['FORWARDED'] }, f));
-  // a redirected connection that never opened, with drops, is DROPPED; reports before 0.2.1 have no such fields
-  const dropped = collector.flowOf({ ...r, tcp_state: 7, flags_rx: 0, drops: 2 }, T);
-  assert.equal(dropped.verdict, 'DROPPED');
+  // service-lb translated it first (VIP 10.96.0.10:80 -> backend 10.1.0.9:8080), then mesh-accel
+  // redirected it: where it was going is the backend
+  const svc = Buffer.alloc(44);
+  Buffer.from([10, 96, 0, 10]).copy(svc, 0);
+  Buffer.from([10, 1, 0, 9]).copy(svc, 16);
+  svc.writeUInt16BE(80, 32);
+  svc.writeUInt16BE(8080, 34);
+  svc[36] = 2;
+  const both = collector.flowOf({ ...r, has_svc: 1, svc: svc.toString('hex') }, T);
+  assert.equal(both.verdict, 'REDIRECTED');
+  assert.equal(both.IP.destination, '10.1.0.9');
+  assert.equal(both.l4.TCP?.destination_port, 8080);
+  assert.equal(both.service?.vip, '10.96.0.10');
+  // a redirected connection that never opened, with drops, is DROPPED; reports before 0.2.1 have no such field
+  assert.equal(collector.flowOf({ ...r, tcp_state: 7, flags_rx: 0, drops: 2 }, T).verdict, 'DROPPED');
   const old = collector.flowOf(report(), T);
   assert.equal(old.verdict, 'FORWARDED');
   assert.equal(old.proxy_port, undefined);
