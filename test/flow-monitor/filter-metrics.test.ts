@@ -58,6 +58,17 @@ function report(over: Partial<FlowState> = {}, closed = 1, cookie = 42): FlowRep
   };
 }
 
+/** struct svc_origin: vip 10.96.0.10:80 -> backend 10.1.0.9:8080, round-robin, level 1, id 7 */
+const SVC_BYTES = Buffer.alloc(44);
+Buffer.from([10, 96, 0, 10]).copy(SVC_BYTES, 0);
+Buffer.from([10, 1, 0, 9]).copy(SVC_BYTES, 16);
+SVC_BYTES.writeUInt16BE(80, 32);
+SVC_BYTES.writeUInt16BE(8080, 34);
+SVC_BYTES[36] = 2;
+SVC_BYTES[37] = 1;
+SVC_BYTES[38] = 1;
+SVC_BYTES.writeUInt32LE(7, 40);
+
 const ids = new Identities([
   { namespace: 'shop', name: 'web-7d4b9c6f5-x2x9k', labels: { app: 'web' }, ip: '10.1.0.5' },
   { namespace: 'shop', name: 'db-0', labels: { app: 'db' }, ip: '10.1.0.9' },
@@ -92,16 +103,7 @@ test('the collector orients a report (source = the end that connected) and names
 });
 
 test('the collector reads the service translation from its bytes, and reports in the older nested form', () => {
-  // struct svc_origin: vip 10.96.0.10:80 -> backend 10.1.0.9:8080, round-robin, level 1, id 7
-  const svc = Buffer.alloc(44);
-  Buffer.from([10, 96, 0, 10]).copy(svc, 0);
-  Buffer.from([10, 1, 0, 9]).copy(svc, 16);
-  svc.writeUInt16BE(80, 32);
-  svc.writeUInt16BE(8080, 34);
-  svc[36] = 2;
-  svc[37] = 1;
-  svc[38] = 1;
-  svc.writeUInt32LE(7, 40);
+  const svc = SVC_BYTES;
   const f = collector.flowOf(report({ has_svc: 1, svc: svc.toString('hex') }), T);
   assert.deepEqual(f.service, {
     vip: '10.96.0.10',
@@ -136,13 +138,7 @@ test('a report mesh-accel redirected: REDIRECTED to where the app was connecting
   assert.ok(matchFlow({ verdict: ['REDIRECTED'] }, f) && !matchFlow({ verdict: ['FORWARDED'] }, f));
   // service-lb translated it first (VIP 10.96.0.10:80 -> backend 10.1.0.9:8080), then mesh-accel
   // redirected it: where it was going is the backend
-  const svc = Buffer.alloc(44);
-  Buffer.from([10, 96, 0, 10]).copy(svc, 0);
-  Buffer.from([10, 1, 0, 9]).copy(svc, 16);
-  svc.writeUInt16BE(80, 32);
-  svc.writeUInt16BE(8080, 34);
-  svc[36] = 2;
-  const both = collector.flowOf({ ...r, has_svc: 1, svc: svc.toString('hex') }, T);
+  const both = collector.flowOf({ ...r, has_svc: 1, svc: SVC_BYTES.toString('hex') }, T);
   assert.equal(both.verdict, 'REDIRECTED');
   assert.equal(both.IP.destination, '10.1.0.9');
   assert.equal(both.l4.TCP?.destination_port, 8080);
