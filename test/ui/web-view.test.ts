@@ -175,5 +175,21 @@ describe('web view in chromium', { timeout: 90_000 }, () => {
     await page.waitForFunction(() => document.querySelector('aside.detail')?.textContent?.includes('10.96.12.7:80'));
     assert.match(await text(detail), /10\.96\.12\.7:80 → 10\.1\.0\.3:8080/);
     assert.match(await text(detail), /round-robin/);
+    // a connection mesh-accel sent to the sidecar: REDIRECTED in the table, its proxy port in the detail
+    source.add(
+      makeFlow({
+        from: { ...cart, port: 45200 },
+        to: db,
+        verdict: 'REDIRECTED',
+        flow_id: 'redirected-1',
+        extra: { proxy_port: 15001 },
+      }),
+    );
+    const redirected = page.locator('tr[data-flow-id="redirected-1"]');
+    await redirected.waitFor({ timeout: 5000 });
+    assert.match(await text(redirected), /REDIRECTED/);
+    await redirected.click();
+    await page.waitForFunction(() => document.querySelector('aside.detail')?.textContent?.includes('15001'));
+    assert.match(await text(detail), /proxy port\s*15001/);
   });
 });
