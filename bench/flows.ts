@@ -263,9 +263,9 @@ export const benchmark: Benchmark = {
           ? (await buildPackage(hooksDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference
           : undefined;
       const attach = { cgroup: tb.parentCgroup, mapSizes: { flows: 131072 } };
-      // the floor package has none of flow-monitor's maps; another build of flow-monitor has
-      const hooksAttach = hooksDir === HOOKS_PACKAGE ? { cgroup: tb.parentCgroup } : attach;
       const config = configArg(arg(opts, 'config'));
+      // the floor package has none of flow-monitor's maps or config; another build of flow-monitor has
+      const hooksRun = hooksDir === HOOKS_PACKAGE ? { attach: { cgroup: tb.parentCgroup } } : { attach, config };
       const perfDir = arg(opts, 'perf');
       const withProgStats = opts.args.includes('--flows-progstats');
       let programs: Array<{ name: string; progId?: number }> = []; // the running instance's
@@ -330,12 +330,7 @@ export const benchmark: Benchmark = {
           );
           await api.remove('flows', { force: true });
           if (hooksRef) {
-            await api.run({
-              image: hooksRef,
-              name: 'flows-hooks',
-              attach: hooksAttach,
-              config: hooksAttach === attach ? config : undefined,
-            });
+            await api.run({ image: hooksRef, name: 'flows-hooks', ...hooksRun });
             for (const w of windows) await measure(w, 'hooks', i);
             await api.remove('flows-hooks', { force: true });
             const line = windows.map((w) => {

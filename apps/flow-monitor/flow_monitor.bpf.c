@@ -242,6 +242,13 @@ static __always_inline void report(const struct flow_key *k, struct flow *f, __u
 		stat_add(FS_CLOSED, 1);
 }
 
+/* a flow's last report, and its end in the LRU */
+static __always_inline void close_flow(const struct flow_key *k, struct flow *f)
+{
+	report(k, f, 1, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&flows, k);
+}
+
 static __always_inline void report_if_due(const struct flow_key *k, struct flow *f, __u64 now)
 {
 	if (now - f->last_report_ns < (__u64)report_interval_ms * 1000000ULL)
@@ -973,8 +980,7 @@ int BPF_PROG(flow_tcp_state, const struct sock *sk, int oldstate, int newstate)
 		f->sock_wait |= SOCK_TCP_CLOSED;
 		return 0;
 	}
-	report(&k, f, 1, bpf_ktime_get_ns());
-	bpf_map_delete_elem(&flows, &k);
+	close_flow(&k, f);
 	return 0;
 }
 
@@ -1030,8 +1036,7 @@ int flow_release(struct bpf_sock *sk)
 		}
 		fold_sock_bytes(f); /* with what was read since the connection closed */
 	}
-	report(&k, f, 1, bpf_ktime_get_ns());
-	bpf_map_delete_elem(&flows, &k);
+	close_flow(&k, f);
 	return 1;
 }
 

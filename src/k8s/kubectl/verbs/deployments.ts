@@ -2,7 +2,7 @@
 // `run` takes the prototype's forms too: sources (`run opensnoop.bpf.c opensnoop.h -i open -a`),
 // a source directory, or an existing package (-p); see package-source.ts for where it goes.
 import type { Command } from 'commander';
-import { outputOption, parseMapSize, parseShare } from '../../../cli/options.js';
+import { attachOverrides, outputOption, parseMapSize, parseShare } from '../../../cli/options.js';
 import { data, LIST_FORMATS, type ListFormat } from '../../../cli/render/output.js';
 import { cell } from '../../../cli/render/values.js';
 import { API_VERSION, type BpfDeployment, type BpfNodeInstance, PLURAL } from '../../api.js';
@@ -29,6 +29,8 @@ interface RunOptions extends PackageSourceOptions {
 const say = (line: string): void => void process.stderr.write(`${line}\n`);
 
 function deploymentOf(name: string, image: string, o: RunOptions): BpfDeployment {
+  // the attach points kbpf run takes, from the same options
+  const attach = attachOverrides({ cgroup: o.cgroup, iface: o.iface, mapSize: o.mapSize, shareMap: o.shareMap });
   return {
     apiVersion: API_VERSION,
     kind: 'BpfDeployment',
@@ -44,16 +46,7 @@ function deploymentOf(name: string, image: string, o: RunOptions): BpfDeployment
             },
           }
         : {}),
-      ...(o.cgroup || o.iface || o.mapSize?.length || o.shareMap?.length
-        ? {
-            attach: {
-              ...(o.cgroup ? { cgroup: o.cgroup } : {}),
-              ...(o.iface ? { iface: o.iface } : {}),
-              ...(o.mapSize?.length ? { mapSizes: Object.fromEntries(o.mapSize.map(([k, v]) => [k, Number(v)])) } : {}),
-              ...(o.shareMap?.length ? { shareMaps: Object.fromEntries(o.shareMap) } : {}),
-            },
-          }
-        : {}),
+      ...(attach ? { attach } : {}),
       strategy: {
         type: 'RollingUpdate',
         rollingUpdate: {
