@@ -199,8 +199,14 @@ export class Collector {
   flowOf(r: FlowReport, time: string): Flow {
     const f = 'flow' in r ? r.flow : r;
     const family = f.family === 10 ? 10 : 2;
-    const local = addrText(f.laddr, family);
     const remote = addrText(f.raddr, family);
+    const ids = this.opts.identities;
+    const localPod = ids.lookup('', String(f.cgroup_id));
+    // a wildcard-bound datagram socket's own address is its pod's (the kernel's send and receive
+    // calls do not say which address the route chose)
+    let local = addrText(f.laddr, family);
+    if ((local === '0.0.0.0' || local === '::') && localPod)
+      local = (family === 2 ? localPod.ip : localPod.ip6) ?? local;
     // a connection mesh-accel redirected is shown going where the application sent it
     const redirected = f.redirected === 1 && f.active === 1;
     const service = f.has_svc ? this.service(f) : undefined;
@@ -211,8 +217,7 @@ export class Collector {
       : undefined;
     const shownRemote = orig?.addr ?? remote;
     const shownRport = orig?.port ?? f.rport;
-    const ids = this.opts.identities;
-    const localEp = endpointOf(ids.lookup(local, String(f.cgroup_id)));
+    const localEp = endpointOf(localPod ?? ids.lookup(local));
     const remoteEp = endpointOf(ids.lookup(shownRemote));
     const out = f.active === 1;
     const tcp = f.proto === 6;

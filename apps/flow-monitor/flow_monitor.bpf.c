@@ -1,28 +1,32 @@
 // flow-monitor: per-connection flow records (TCP, UDP, ICMP) in the kernel, reported through a ring
 // buffer periodically while a flow is open and once when it closes.
 //
-//   cgroup_skb/egress         TCP: a flow starts at its socket's first segment sent (the SYN of the
-//                             connecting end; the first segment of an accepted one), and every 16th
-//                             segment sent checks whether its periodic report is due; UDP / ICMP:
-//                             every packet sent (flows start here; packets, bytes)
+//   tp_btf sock_send_length, cgroup/sendmsg4/6
+//                             UDP / ICMP sent, per send call: where to (the call's address, from
+//                             the sendmsg hooks, or the connected peer), the socket and the size;
+//                             an ICMP socket's sends join the flow its first reply names
 //   tp_btf skb_copy_datagram_iovec, cgroup/recvmsg4/6, tp_btf sock_recv_length
 //                             UDP / ICMP received, per receive call: the packet (ICMP, raw, a UDP
 //                             skb in fragments) or the sender (UDP), then the socket and the size.
-//                             Where this kernel lacks the tracepoints, cgroup_skb/ingress counts
-//                             every packet received instead (kbpf.yaml: group datagram_rx): the
-//                             cgroup's ingress hook costs every TCP segment ~5% of the connection
-//                             rate with nothing on it, and TCP needs nothing from it
-//   cgroup/sock_create        marks a UDP / ICMP socket made below the cgroup (its storage), so
-//                             that the tracepoints, which see every socket of the node, count it
-//   tp_btf inet_sock_set_state TCP: the change to TCP_CLOSE writes a tracked socket's last report
-//                             with the socket's own counters (bytes, segments, RTT, retransmits)
-//                             and the TCP flags its states imply
+//                             Where this kernel lacks the send / receive tracepoints, the cgroup's
+//                             egress / ingress hooks count every packet instead (kbpf.yaml: groups
+//                             datagram_tx, datagram_rx): each costs every TCP segment ~2-5% of the
+//                             connection rate with nothing on it, and TCP needs nothing from them
+//   a datagram socket is tracked when its cgroup is the instance's or below (in_scope: the
+//                             tracepoints see every socket of the node), marked by its storage
+//   tp_btf inet_sock_set_state TCP: a flow starts when a socket below the cgroup enters SYN_SENT
+//                             (the connecting end) or ESTABLISHED from SYN_RECV (an accepted one);
+//                             the change to TCP_CLOSE writes its last report with the socket's own
+//                             counters (bytes, segments, RTT, retransmits) and the TCP flags its
+//                             states imply
+//   tp_btf sock_send_length, sock_recv_length (TCP)
+//                             a periodic report is checked each time a socket's bytes sent or read
+//                             cross a multiple of 16 KiB (no map access between)
 //   tp_btf tcp_retransmit_skb retransmits (also read from the socket at reports)
 //   tp_btf kfree_skb          drops of a flow's packets, with the kernel's reason
 //   cgroup/sock_release       connected UDP / ICMP sockets: the flow's last report; so too for a
 //                             TCP socket in a sockmap (below)
-//   tp_btf sock_send_length, sock_recv_length (TCP)
-//                             a TCP socket in a sockmap (mesh-accel's sk_msg moves its bytes socket
+//   the same two tracepoints, for a TCP socket in a sockmap (mesh-accel's sk_msg moves its bytes socket
 //                             to socket, as no segments): its application's bytes per call; its
 //                             last report waits for its release, when every read is done
 //   mesh-accel's orig_by_cookie / orig6_by_cookie (shared): a connection it sent to a sidecar is
@@ -32,7 +36,8 @@
 // init, ECN, established, and each state change), and that dispatch alone cost ~2% of the
 // connection rate; the BTF tracepoint of state changes runs for every TCP socket of the node but
 // costs a fraction of it, and does nothing but a switch unless the socket closes.
-// TCP costs no map access per packet (it was most of flow-monitor's cost on short connections): the
+// TCP has no packet hook at all (the dispatch of a cgroup's egress hook alone cost ~2% of the
+// connection rate and ~3% of the request rate) and no map access per packet: the
 // kernel's socket keeps the counters (tcp_sock: segs_in/out, bytes_acked/received/sent,
 // total_retrans, srtt, rtt_min), read at each report, and the flags seen follow from how far the
 // connection got (its states, its error at close, SOCK_DONE for a FIN received). IP bytes of TCP
@@ -93,17 +98,26 @@
 #define ECONNREFUSED 111
 #define SOCK_DONE_BIT 1 /* enum sock_flags: SOCK_DONE, set by tcp_fin() when the peer's FIN arrives */
 #define TCP_ECN_OK 1
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
 /* struct flow.sock_wait: a TCP socket in a sockmap, whose application's bytes are counted per call */
 #define SOCK_MARKED 1     /* its storage (flow_socks) names the flow: its release closes it */
 #define SOCK_TCP_CLOSED 2 /* the connection closed; the last report waits for the release */
 #define SOCK_RELEASED 4   /* released first: the connection's close reports */
-/* a TCP flow's periodic report is checked for every 2^REPORT_CHECK_SHIFT segments sent */
-#define REPORT_CHECK_SHIFT 4
+/* a TCP flow's periodic report is checked each time its application's bytes sent or received
+ * cross a multiple of 2^REPORT_CHECK_SHIFT */
+#define REPORT_CHECK_SHIFT 14
 
 /* config: how often an open flow with traffic is reported again (ms) */
 const volatile __u32 report_interval_ms = 5000;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
+/* set by the agent (src/agent/attach-globals.ts): the cgroup the instance attaches to, and its
+ * depth below the root */
+const volatile __u64 kbpf_cgroup_id = 0;
+const volatile __u32 kbpf_cgroup_level = 0;
 
 #include "flow_report.h"
 
@@ -180,6 +194,9 @@ struct {
 struct flow_sock {
 	struct flow_key last;
 	__u64 cgroup_id;
+	/* an ICMP socket's messages sent before its flow is known (its first reply names the peer) */
+	__u32 pending_packets;
+	__u32 pending_bytes;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -410,6 +427,11 @@ static __always_inline void fold_sock_bytes(struct flow *f)
  * retransmits, state and flags. */
 static __always_inline void tcp_counters(struct flow *f, const struct tcp_sock *tp, __u32 state, int closing)
 {
+	/* the connecting end's port was chosen after its flow started (inet_sport: the bound port,
+	 * skc_num, is 0 again by the time the close is traced) */
+	__u16 sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	if (sport)
+		f->lport = sport;
 	f->bytes_tx = tp->bytes_acked;
 	f->bytes_rx = tp->bytes_received;
 	__u32 segs_out = tp->segs_out, segs_in = tp->segs_in;
@@ -466,6 +488,7 @@ struct pkt {
  * else nothing, and the peer of a connected socket is its own. */
 #define RX_PACKET 1
 #define RX_PEER 2
+#define TX_DEST 3 /* a datagram sent: where to (p.daddr, p.dport), from (p.saddr, when the caller chose) */
 struct dgram_rx {
 	struct pkt p; /* RX_PEER: only the sender (saddr, sport), family and protocol */
 	__u32 payload;
@@ -476,7 +499,7 @@ struct {
 	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, struct dgram_rx);
-} dgram_rx SEC(".maps");
+} dgram_call SEC(".maps");
 
 /* Where a packet's bytes are read from: a cgroup_skb context (bpf_skb_load_bytes, offsets from
  * its network header), or a kernel sk_buff (tracepoints: its network header in its head). */
@@ -586,6 +609,17 @@ static __always_inline struct flow *new_datagram_flow(const struct pkt *p, const
 	n.icmp_code = p->icmp_code;
 	n.cgroup_id = cgroup_id;
 	n.id = k->cookie;
+	if (!egress && ds && ds->pending_packets) {
+		/* an ICMP socket that sent first (its sends name no peer): they were its flow's start */
+		n.active = 1;
+		n.packets_tx = ds->pending_packets;
+		n.bytes_tx = ds->pending_bytes;
+		n.ip_bytes_tx = ds->pending_bytes + (__u64)ds->pending_packets * (p->family == AF_INET ? 20 : 40);
+		if (p->icmp_type == ICMP_ECHOREPLY || p->icmp_type == ICMPV6_ECHO_REPLY)
+			n.icmp_type = p->icmp_type == ICMP_ECHOREPLY ? ICMP_ECHO : ICMPV6_ECHO_REQUEST;
+		ds->pending_packets = 0;
+		ds->pending_bytes = 0;
+	}
 	copy_svc(&n, k->cookie);
 	insert_flow(k, &n, BPF_NOEXIST); /* another CPU's first datagram may have made it already */
 	if (ds)
@@ -648,35 +682,65 @@ static __always_inline int local_peer(const struct flow *f, __u8 active)
 	return 0;
 }
 
-/* A TCP flow starts at its socket's first segment sent: the connecting end's SYN (SYN_SENT, so a
- * refused or dropped connection is a flow too), or an accepted socket's first segment (its
- * handshake's SYN-ACK was the request socket's). */
-static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_sock *sk, struct tcp_sock *tp)
+/* the socket's cgroup (v2), as bpf_skb_cgroup_id gives it for its packets (an accepted socket has
+ * its listener's) */
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 {
-	__u8 active = sk->state == TCP_SYN_SENT;
-	struct flow f = {};
-	f.family = sk->family;
-	if (sk->family == AF_INET) {
-		mapped4(f.laddr, sk->src_ip4);
-		mapped4(f.raddr, sk->dst_ip4);
-	} else if (sk->family == AF_INET6) {
-		__u32 l[4] = {sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]};
-		__u32 r[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
-		__builtin_memcpy(f.laddr, l, 16);
-		__builtin_memcpy(f.raddr, r, 16);
+	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+}
+
+/* 1 for a socket whose cgroup is the instance's or below it (the tracepoints see every socket of
+ * the node; the cgroup's own hooks only its sockets) */
+static __always_inline int in_scope(const struct sock *sk)
+{
+	if (!kbpf_cgroup_level)
+		return 1; /* the root: every socket */
+	const struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	if (!cg || BPF_CORE_READ(cg, level) < (int)kbpf_cgroup_level)
+		return 0;
+	const struct cgroup *a = 0;
+	__u64 off = bpf_core_field_offset(struct cgroup, ancestors) + (__u64)kbpf_cgroup_level * sizeof(a);
+	if (bpf_probe_read_kernel(&a, sizeof(a), (const void *)cg + off) < 0 || !a)
+		return 0;
+	return BPF_CORE_READ(a, kn, id) == kbpf_cgroup_id;
+}
+
+/* the socket's addresses and ports into f */
+static __always_inline int sock_tuple(struct flow *f, const struct sock *sk)
+{
+	const struct sock_common *c = &sk->__sk_common;
+	f->family = c->skc_family;
+	if (c->skc_family == AF_INET) {
+		mapped4(f->laddr, c->skc_rcv_saddr);
+		mapped4(f->raddr, c->skc_daddr);
+	} else if (c->skc_family == AF_INET6) {
+		__builtin_memcpy(f->laddr, &c->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(f->raddr, &c->skc_v6_daddr, 16);
 		/* a dual-stack socket talking IPv4 (::ffff:a.b.c.d) sends IPv4 packets */
+		const __u32 *r = (const __u32 *)f->raddr;
 		if (r[0] == 0 && r[1] == 0 && r[2] == bpf_htonl(0xffff))
-			f.family = AF_INET;
+			f->family = AF_INET;
 	} else {
-		return;
+		return -1;
 	}
-	f.lport = sk->src_port;            /* host order */
-	f.rport = bpf_ntohs(sk->dst_port); /* network order */
-	if (local_peer(&f, active))
+	f->lport = c->skc_num;                /* host order */
+	f->rport = bpf_ntohs(c->skc_dport);   /* network order */
+	return 0;
+}
+
+/* A TCP flow starts when its socket enters SYN_SENT (the connecting end: a refused or dropped
+ * connection is a flow too; its local port is chosen after this, and read at each report) or,
+ * for an accepted socket, ESTABLISHED (the handshake before was the request socket's). */
+static __always_inline void start_tcp_flow(const struct sock *sk, __u8 active)
+{
+	struct flow f = {};
+	if (sock_tuple(&f, sk) < 0)
 		return;
-	struct flow_key k = {.cookie = (__u64)tp, .proto = PROTO_TCP};
+	if (!active && local_peer(&f, 0))
+		return;
+	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
 	/* a cookie only if somebody made one (service-lb, for its translation) */
-	__u64 cookie = tp->inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter;
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	__u64 now = bpf_ktime_get_ns();
 	/* below 2^53 (21 random bits over the clock's low 32): a JSON number, not a BigInt made and
 	 * printed as a string for each report in the agent (and parsed again in each reader) */
@@ -685,12 +749,12 @@ static __always_inline void start_tcp_flow(struct __sk_buff *skb, struct bpf_soc
 	f.last_report_ns = now;
 	f.proto = PROTO_TCP;
 	f.active = active;
-	f.tcp_state = sk->state;
-	f.cgroup_id = bpf_skb_cgroup_id(skb);
+	f.tcp_state = active ? TCP_SYN_SENT : TCP_ESTABLISHED;
+	f.cgroup_id = sock_cgroup_id(sk);
 	if (active && cookie) {
 		copy_svc(&f, cookie); /* service-lb translated the connecting socket */
 		/* or mesh-accel redirected it: a v4-mapped socket's original is in the IPv4 map */
-		copy_orig(&f, cookie, sk->family == AF_INET6 && f.family != AF_INET);
+		copy_orig(&f, cookie, sk->__sk_common.skc_family == AF_INET6 && f.family != AF_INET);
 	}
 	insert_flow(&k, &f, BPF_ANY); /* a socket at this address before was closed */
 }
@@ -704,9 +768,8 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 	if (!sk)
 		return;
 	if (sk->protocol == PROTO_TCP) {
-		/* nothing per packet (the socket counts) but on egress (the socket is hot, and segs_out
-		 * already counts this skb): its first segment starts the flow, every 16th checks
-		 * whether a periodic report is due */
+		/* (a kernel without the send and receive tracepoints, where this program runs) every
+		 * 16th segment sent checks whether the flow's periodic report is due */
 		if (!egress)
 			return;
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
@@ -714,11 +777,7 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 			return;
 		__u32 after = tp->segs_out;
 		__u32 before = after - (skb->gso_segs ? skb->gso_segs : 1);
-		if (before == 0) {
-			start_tcp_flow(skb, sk, tp);
-			return;
-		}
-		if ((before >> REPORT_CHECK_SHIFT) == (after >> REPORT_CHECK_SHIFT))
+		if ((before >> 4) == (after >> 4))
 			return;
 		struct flow_key k = {.cookie = (__u64)tp, .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);
@@ -772,19 +831,6 @@ int flow_ingress(struct __sk_buff *skb)
 
 /* ---- datagrams received (tracepoints: every socket of the node; ours by their storage) ---- */
 
-/* a UDP / ICMP socket made below the cgroup: marked (its storage), so that what it receives is
- * counted before it ever sends */
-SEC("cgroup/sock_create")
-int flow_sock_create(struct bpf_sock *sk)
-{
-	if (sk->protocol == PROTO_TCP || !datagram_flows)
-		return 1;
-	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (ds)
-		ds->cgroup_id = bpf_get_current_cgroup_id();
-	return 1;
-}
-
 /* a datagram copied to a receiver: its addresses and sizes, kept for the end of the receive call
  * (the socket is not known here: a UDP skb on the queue has no owner). TCP skbs have their
  * socket, and are left at once. */
@@ -800,7 +846,7 @@ int BPF_PROG(flow_dgram_copy, const struct sk_buff *skb, int len)
 		return 0;
 	struct dgram_rx rx = {.p = p, .payload = dgram_payload(&p, p.ip_len), .kind = RX_PACKET};
 	__u64 thread = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&dgram_rx, &thread, &rx, BPF_ANY);
+	bpf_map_update_elem(&dgram_call, &thread, &rx, BPF_ANY);
 	return 0;
 }
 
@@ -822,7 +868,7 @@ static __always_inline void dgram_sender(struct bpf_sock_addr *ctx, int v6)
 	rx.p.sport = bpf_ntohs(ctx->user_port);
 	__u64 thread = bpf_get_current_pid_tgid();
 	/* a packet copied in this call already says more */
-	bpf_map_update_elem(&dgram_rx, &thread, &rx, BPF_NOEXIST);
+	bpf_map_update_elem(&dgram_call, &thread, &rx, BPF_NOEXIST);
 }
 
 SEC("cgroup/recvmsg4")
@@ -839,6 +885,55 @@ int flow_recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+
+/* The storage of a UDP / ICMP socket below the cgroup (made at its first datagram; its cgroup),
+ * or 0 for a socket of the node outside it. */
+static __always_inline struct flow_sock *dgram_sock(struct sock *sk)
+{
+	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, 0);
+	if (ds || !in_scope(sk))
+		return ds;
+	ds = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (ds)
+		ds->cgroup_id = sock_cgroup_id(sk);
+	return ds;
+}
+
+/* where a UDP datagram sent by a process below the cgroup goes, when the call names it (sendto;
+ * a connected socket's own peer otherwise), with the source the caller chose, if it did */
+static __always_inline void dgram_dest(struct bpf_sock_addr *ctx, int v6)
+{
+	if (!datagram_flows)
+		return;
+	struct dgram_rx tx = {.p = {.proto = PROTO_UDP, .family = v6 ? AF_INET6 : AF_INET}, .kind = TX_DEST};
+	if (v6) {
+		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+		__u32 s[4] = {ctx->msg_src_ip6[0], ctx->msg_src_ip6[1], ctx->msg_src_ip6[2], ctx->msg_src_ip6[3]};
+		__builtin_memcpy(tx.p.daddr, a, 16);
+		__builtin_memcpy(tx.p.saddr, s, 16);
+	} else {
+		mapped4(tx.p.daddr, ctx->user_ip4);
+		if (ctx->msg_src_ip4)
+			mapped4(tx.p.saddr, ctx->msg_src_ip4);
+	}
+	tx.p.dport = bpf_ntohs(ctx->user_port);
+	__u64 thread = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&dgram_call, &thread, &tx, BPF_ANY);
+}
+
+SEC("cgroup/sendmsg4")
+int flow_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	dgram_dest(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int flow_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	dgram_dest(ctx, 1);
+	return 1;
+}
 
 /* the socket's own addresses into p: the local end, and the peer of a connected socket */
 static __always_inline void sock_addrs(const struct sock *sk, struct pkt *p, int peer)
@@ -888,12 +983,114 @@ static __always_inline void count_sock_bytes(struct sock *sk, int ret, int tx)
 		tcp_report_if_due(&k, f, tp, sk->__sk_common.skc_state, bpf_ktime_get_ns());
 }
 
-/* a send call returns (every socket of the node): a TCP socket in a sockmap counts it */
+/* A TCP send or receive call returned `ret` bytes (every TCP socket of the node): a socket in a
+ * sockmap counts them; any other checks whether its periodic report is due each time its
+ * application's bytes cross a multiple of 2^REPORT_CHECK_SHIFT in its sequence space (no map is
+ * looked up between). */
+static __always_inline void tcp_call(struct sock *sk, int ret, int tx)
+{
+	if (ret <= 0)
+		return;
+	if (sk->sk_user_data) {
+		count_sock_bytes(sk, ret, tx);
+		return;
+	}
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	__u32 after = tx ? tp->write_seq : tp->copied_seq;
+	__u32 before = after - (__u32)ret;
+	if ((before >> REPORT_CHECK_SHIFT) == (after >> REPORT_CHECK_SHIFT))
+		return;
+	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
+	struct flow *f = bpf_map_lookup_elem(&flows, &k);
+	if (f)
+		tcp_report_if_due(&k, f, tp, sk->__sk_common.skc_state, bpf_ktime_get_ns());
+}
+
+/* A send call of a UDP / ICMP socket below the cgroup returned: a datagram into its flow. UDP: to
+ * the address the call named (cgroup/sendmsg4/6), else the connected peer; from the socket's
+ * address (a wildcard-bound socket's is left unspecified: the collector has it from the pod's
+ * identity). ICMP (ping and raw sockets, whose peer no hook names): into the socket's last flow,
+ * else held in its storage until its first reply names the peer. */
+static __always_inline void dgram_sent(struct sock *sk, int ret)
+{
+	if (!datagram_flows)
+		return;
+	struct flow_sock *ds = dgram_sock(sk);
+	if (!ds)
+		return;
+	__u64 thread = bpf_get_current_pid_tgid();
+	struct dgram_rx *call = bpf_map_lookup_elem(&dgram_call, &thread);
+	struct dgram_rx got = {};
+	if (call) {
+		__builtin_memcpy(&got, call, sizeof(got));
+		bpf_map_delete_elem(&dgram_call, &thread);
+	}
+	if (ret < 0)
+		return;
+	__u8 proto = sk->sk_protocol;
+	__u64 now = bpf_ktime_get_ns();
+	if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) {
+		struct flow_key k;
+		__builtin_memcpy(&k, &ds->last, sizeof(k));
+		struct flow *f = k.cookie ? bpf_map_lookup_elem(&flows, &k) : 0;
+		if (!f) {
+			ds->pending_packets += 1;
+			ds->pending_bytes += ret;
+			return;
+		}
+		if (!f->active && !f->packets_tx && (f->icmp_type == ICMP_ECHOREPLY || f->icmp_type == ICMPV6_ECHO_REPLY)) {
+			/* its reply came before its send call returned (a hook on the packet counted it):
+			 * the socket sent first */
+			f->active = 1;
+			f->icmp_type = f->icmp_type == ICMP_ECHOREPLY ? ICMP_ECHO : ICMPV6_ECHO_REQUEST;
+		}
+		count_datagram(f, 1, ret, ret + (f->family == AF_INET ? 20 : 40), 1);
+		report_if_due(&k, f, now);
+		return;
+	}
+	if (proto != PROTO_UDP)
+		return;
+	struct pkt own = {};
+	sock_addrs(sk, &own, 1); /* its address as own.daddr, its connected peer as own.saddr */
+	struct pkt p = {.family = sk->__sk_common.skc_family, .proto = PROTO_UDP, .sport = own.dport};
+	__builtin_memcpy(p.saddr, own.daddr, 16);
+	if (got.kind == TX_DEST) {
+		__builtin_memcpy(p.daddr, got.p.daddr, 16);
+		p.dport = got.p.dport;
+		p.family = got.p.family;
+		if (!unspecified(got.p.saddr))
+			__builtin_memcpy(p.saddr, got.p.saddr, 16);
+	} else if (sk->__sk_common.skc_dport) {
+		__builtin_memcpy(p.daddr, own.saddr, 16);
+		p.dport = own.sport;
+	} else {
+		return;
+	}
+	/* a dual-stack socket's IPv4 peer (::ffff:a.b.c.d) is sent to in IPv4 */
+	if (p.daddr[10] == 0xff && p.daddr[11] == 0xff && p.daddr[0] == 0)
+		p.family = AF_INET;
+	struct flow_key k = {.cookie = bpf_get_socket_cookie(sk), .proto = PROTO_UDP};
+	struct flow *f = datagram_flow(&p, &k, 1);
+	if (!f)
+		f = new_datagram_flow(&p, &k, 1, now, ds->cgroup_id, ds);
+	if (!f)
+		return;
+	if (unspecified(f->laddr) && !unspecified(p.saddr))
+		__builtin_memcpy(f->laddr, p.saddr, 16);
+	count_datagram(f, 1, ret, ret + 8 + (p.family == AF_INET ? 20 : 40), 1);
+	report_if_due(&k, f, now);
+}
+
+/* a send call returns (every socket of the node) */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(flow_sock_send, struct sock *sk, int ret, int flags)
 {
 	if (sk->sk_protocol == PROTO_TCP)
-		count_sock_bytes(sk, ret, 1);
+		tcp_call(sk, ret, 1);
+	else
+		dgram_sent(sk, ret);
 	return 0;
 }
 
@@ -905,21 +1102,21 @@ int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
 {
 	if (sk->sk_protocol == PROTO_TCP) {
 		if (!(flags & (MSG_PEEK | MSG_ERRQUEUE)))
-			count_sock_bytes(sk, ret, 0);
+			tcp_call(sk, ret, 0);
 		return 0;
 	}
 	if (!datagram_flows)
 		return 0;
 	__u64 thread = bpf_get_current_pid_tgid();
-	struct dgram_rx *rx = bpf_map_lookup_elem(&dgram_rx, &thread);
+	struct dgram_rx *rx = bpf_map_lookup_elem(&dgram_call, &thread);
 	struct dgram_rx got = {};
 	if (rx) {
 		__builtin_memcpy(&got, rx, sizeof(got));
-		bpf_map_delete_elem(&dgram_rx, &thread);
+		bpf_map_delete_elem(&dgram_call, &thread);
 	}
 	if (ret < 0 || (flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
-	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, 0);
+	struct flow_sock *ds = dgram_sock(sk);
 	if (!ds)
 		return 0; /* not a socket below the cgroup */
 	struct pkt p = {.family = sk->__sk_common.skc_family, .proto = sk->sk_protocol};
@@ -965,6 +1162,22 @@ int BPF_PROG(flow_dgram_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(flow_tcp_state, const struct sock *sk, int oldstate, int newstate)
 {
+	if (newstate == TCP_SYN_SENT || newstate == TCP_ESTABLISHED) {
+		if (sk->sk_protocol != PROTO_TCP || !in_scope(sk))
+			return 0;
+		if (newstate == TCP_SYN_SENT) {
+			start_tcp_flow(sk, 1);
+		} else if (oldstate == TCP_SYN_SENT) {
+			/* connected: its tuple is complete, for the accepting end to find (this runs
+			 * before the handshake's last ACK is sent) */
+			struct flow f = {};
+			if (sock_tuple(&f, sk) == 0)
+				local_peer(&f, 1);
+		} else if (oldstate == TCP_SYN_RECV) {
+			start_tcp_flow(sk, 0);
+		}
+		return 0;
+	}
 	if (newstate != TCP_STATE_CLOSE)
 		return 0;
 	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};

@@ -11,21 +11,28 @@ int BPF_PROG(hooks_tcp_state, const struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
+/* loaded only where the send and receive tracepoints are missing (kbpf.yaml: groups datagram_tx,
+ * datagram_rx) */
 SEC("cgroup_skb/egress")
 int hooks_egress(struct __sk_buff *skb)
 {
 	return 1;
 }
 
-/* loaded only where the receive tracepoints are missing (kbpf.yaml: group datagram_rx) */
 SEC("cgroup_skb/ingress")
 int hooks_ingress(struct __sk_buff *skb)
 {
 	return 1;
 }
 
-SEC("cgroup/sock_create")
-int hooks_sock_create(struct bpf_sock *sk)
+SEC("cgroup/sendmsg4")
+int hooks_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int hooks_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return 1;
 }

@@ -33,6 +33,7 @@ import {
 import { ConflictError, InvalidError } from '../errors.js';
 import { type AttachOverrides, describeAttach, type PackageSpec, resolveAttach } from '../package/package-spec.js';
 import { compileProcessor } from '../wasm/processor.js';
+import { setAttachGlobals } from './attach-globals.js';
 import { EventPump, type EventSink, eventCodecs, eventCodecsOf } from './event-pump.js';
 import { positionFor } from './hook-order.js';
 import { iterEntries } from './iter-output.js';
@@ -214,6 +215,7 @@ export class ProgramPlanner implements InstancePlanner {
     };
     const open = (alt: ReadonlySet<string>) => {
       objects = openConfigured(pkg, target.config, target.attach.mapSizes, alt);
+      setAttachGlobals(objects.values(), cgroupOfChoices(out.choices!));
       for (const p of spec.programs) if (!runs.has(p.name)) objects.get(p.object)!.program(p.name).setAutoload(false);
     };
     plan.step(`open the objects of ${pkg.reference} with the config`, () => {
@@ -431,6 +433,13 @@ function pinnedMapOfId(pins: InstancePins, rev: number, id: number): BpfMap | un
 }
 
 /** The names of the programs that run. */
+/** The cgroup the instance's cgroup programs attach to (the first's), if it has any. */
+export function cgroupOfChoices(choices: ProgramChoices): string | undefined {
+  for (const c of choices.programs.values())
+    if (c.state === 'run' && c.attach.hook === 'cgroup') return c.attach.target;
+  return undefined;
+}
+
 export function runningNames(choices: ProgramChoices): Set<string> {
   return new Set([...choices.programs.values()].filter((c) => c.state === 'run').map((c) => c.name));
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import type { FlowState } from '../../apps/flow-monitor/collector.js';
 import type { Flow } from '../../apps/flow-monitor/flow.js';
 import { type FlowStats, flowStatsOf } from '../../apps/flow-monitor/stats.js';
 import type { PodIdentity } from '../../apps/shared/pods.js';
@@ -39,7 +40,7 @@ let lp; c.on('connect', () => (lp = c.localPort));
 `;
 
 function identity(p: Pod, labels: Record<string, string>): PodIdentity {
-  return { namespace: 'shop', name: `${p.name}-7d4b9c6f5-x2x9k`, labels, ip: p.ip, cgroup: p.cgroup };
+  return { namespace: 'shop', name: `${p.name}-7d4b9c6f5-x2x9k`, labels, ip: p.ip, ip6: p.ip6, cgroup: p.cgroup };
 }
 
 /** Until a UDP socket is bound to `port` in the pod. */
@@ -198,7 +199,7 @@ test('a retransmit forced with netem loss is counted on the flow', async (t) => 
     (f) => f.l4.TCP?.destination_port === PORT && f.state === 'CLOSED' && f.traffic_direction === 'EGRESS',
     10_000,
   );
-  assert.ok(closed.retransmits > 0, `retransmits: ${closed.retransmits}`);
+  assert.ok(closed.retransmits > 0, `retransmits: ${closed.retransmits} ${JSON.stringify(closed)}`);
   assert.equal(closed.verdict, 'FORWARDED', 'the connection got through');
   assert.ok(Math.abs(closed.traffic.bytes_sent - 400_000) <= 12_000, `bytes ${closed.traffic.bytes_sent}`);
   if (netem.code !== 0) {
@@ -350,7 +351,7 @@ s.bind(Number(process.argv[1]), () => console.log('listening'));
 `;
 
 /** A UDP exchange (connected client, wildcard-bound echo server) and a ping, counted both ways. */
-async function checkDatagrams(tb: Testbed, fm: FlowMonitor, a: Pod, b: Pod): Promise<void> {
+async function checkDatagrams(tb: Testbed, fm: FlowMonitor, a: Pod, b: Pod, ingressHook = false): Promise<void> {
   tb.spawnInPod(b, 'node', ['-e', UDP_ECHO, '9053']);
   await waitUdpListening(b, 9053);
   const r = await tb.execInPod(a, 'node', ['-e', UDP_PAIR, b.ip, '9053']);
@@ -365,7 +366,7 @@ async function checkDatagrams(tb: Testbed, fm: FlowMonitor, a: Pod, b: Pod): Pro
   assert.equal(udp.traffic.packets_sent, 1);
   assert.equal(udp.traffic.packets_received, 1);
   // the echo server (bound to the wildcard address, still open) received first: its flow counts
-  // what it received and has its own address, learnt from its reply
+  // what it received; its own address, which its calls do not say, is its pod's
   const server = (fm.ta.agent.maps(fm.name, 'flows')[0]?.entries ?? [])
     .map(
       ([, v]) =>
@@ -376,7 +377,14 @@ async function checkDatagrams(tb: Testbed, fm: FlowMonitor, a: Pod, b: Pod): Pro
   assert.equal(Number(server.bytes_rx), 700);
   assert.equal(Number(server.packets_rx), 1);
   assert.equal(server.active, 0, 'started by what it received');
-  assert.equal(server.laddr.slice(12).join('.'), b.ip);
+  // (the ingress hook sees the packet, which says)
+  assert.equal(server.laddr.slice(12).join('.'), ingressHook ? b.ip : '0.0.0.0', 'the address the socket has');
+  const shown = fm.collector.flowOf(
+    { cookie: 1, duration_ns: 0, closed: 0, flow: server as unknown as FlowState },
+    new Date().toISOString(),
+  );
+  assert.deepEqual(shown.IP, { source: a.ip, destination: b.ip, ipVersion: 'IPv4' });
+  assert.equal(shown.destination.pod_name, identity(b, {}).name);
   const p = await tb.execInPod(a, 'ping', ['-n', '-c', '2', '-i', '0.2', '-W', '1', b.ip]);
   assert.equal(p.code, 0, p.stdout + p.stderr);
   const icmp = await fm.waitFor((f) => f.l4.ICMPv4 !== undefined && f.IP.destination === b.ip);
@@ -389,7 +397,12 @@ test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with
   const tb = await Testbed.create(t, 'kbpfflow');
   const a = await tb.addPod({ sidecar: false });
   const b = await tb.addPod({ sidecar: false });
-  await checkDatagrams(tb, await runFlowMonitor(t, tb.parentCgroup), a, b);
+  await checkDatagrams(
+    tb,
+    await runFlowMonitor(t, tb.parentCgroup, { pods: [identity(a, {}), identity(b, {})] }),
+    a,
+    b,
+  );
 });
 
 test('UDP and ICMP where the kernel lacks a receive tracepoint (made so here): cgroup_skb ingress counts the same', async (t) => {
@@ -407,12 +420,15 @@ test('UDP and ICMP where the kernel lacks a receive tracepoint (made so here): c
   const tb = await Testbed.create(t, 'kbpfflow');
   const a = await tb.addPod({ sidecar: false });
   const b = await tb.addPod({ sidecar: false });
-  const fm = await runFlowMonitor(t, tb.parentCgroup, { agent: { ta, ref: await ta.build(dir) } });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, {
+    agent: { ta, ref: await ta.build(dir) },
+    pods: [identity(a, {}), identity(b, {})],
+  });
   const states = Object.fromEntries(ta.agent.inspect(fm.name).programs.map((p) => [p.name, p.state]));
   assert.equal(states.flow_ingress, 'running');
   assert.equal(states.flow_dgram_recv, 'disabled');
   assert.equal(states.flow_dgram_copy, 'disabled');
-  await checkDatagrams(tb, fm, a, b);
+  await checkDatagrams(tb, fm, a, b, true);
 });
 
 // unconnected UDP over IPv6: the client sends to the server's address and reads the answer
@@ -435,7 +451,8 @@ test('UDP over IPv6, unconnected both ends: the sender of each datagram received
   const tb = await Testbed.create(t, 'kbpfflow', { ipv6: true });
   const a = await tb.addPod({ sidecar: false });
   const b = await tb.addPod({ sidecar: false });
-  const fm = await runFlowMonitor(t, tb.parentCgroup);
+  // a socket bound to the wildcard address sends from its pod's address (the pods' identities)
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { pods: [identity(a, {}), identity(b, {})] });
   tb.spawnInPod(b, 'node', ['-e', UDP6_ECHO, '9054']);
   await waitUdpListening(b, 9054);
   const r = await tb.execInPod(a, 'node', ['-e', UDP6_CLIENT, b.ip6!, '9054']);
