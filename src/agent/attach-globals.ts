@@ -10,9 +10,10 @@ import { type BigIntStats, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { BpfObject } from 'kbpf/bpf';
 import { InvalidError } from '../errors.js';
+import { AGENT_GLOBAL_PREFIX } from '../package/package-spec.js';
 
-export const CGROUP_ID_GLOBAL = 'kbpf_cgroup_id';
-export const CGROUP_LEVEL_GLOBAL = 'kbpf_cgroup_level';
+export const CGROUP_ID_GLOBAL = `${AGENT_GLOBAL_PREFIX}cgroup_id`;
+export const CGROUP_LEVEL_GLOBAL = `${AGENT_GLOBAL_PREFIX}cgroup_level`;
 
 export interface CgroupScope {
   id: bigint;

@@ -2,13 +2,14 @@
 // config variables (const volatile globals in .rodata, with their defaults) and event buffers.
 // kbpf.yaml only adds to this.
 import { BpfObject, type Btf, readElfSectionHeaders, readObjectBtf } from 'kbpf/bpf';
-import type {
-  AttachSpec,
-  ConfigVarSpec,
-  EventSpec,
-  KernelTargetHook,
-  MapEntrySpec,
-  ProgramSpec,
+import {
+  AGENT_GLOBAL_PREFIX,
+  type AttachSpec,
+  type ConfigVarSpec,
+  type EventSpec,
+  type KernelTargetHook,
+  type MapEntrySpec,
+  type ProgramSpec,
 } from '../package/package-spec.js';
 import { jsonValue } from '../util/json.js';
 import { BuildError } from './errors.js';
@@ -239,7 +240,10 @@ export function deriveFromObject(file: string, bytes: Uint8Array): DerivedObject
     const config: ConfigVarSpec[] = obj
       .globals()
       // a function's static locals (bpf_printk's format strings: "func.___fmt") are not settable
-      .filter((g) => g.section.startsWith('.rodata') && /^[A-Za-z_]\w*$/.test(g.name))
+      .filter(
+        (g) =>
+          g.section.startsWith('.rodata') && /^[A-Za-z_]\w*$/.test(g.name) && !g.name.startsWith(AGENT_GLOBAL_PREFIX),
+      )
       .map((g) => ({
         name: g.name,
         object: file,

@@ -6,6 +6,12 @@ import { InvalidError } from '../errors.js';
 import { PackageError } from './errors.js';
 
 /** Hooks whose target is one name of the kernel's: a function, a tracepoint, an LSM hook, an iterator. */
+/**
+ * The prefix of globals the agent sets itself (src/agent/attach-globals.ts: kbpf_cgroup_id,
+ * kbpf_cgroup_level), which are therefore not config variables of the package.
+ */
+export const AGENT_GLOBAL_PREFIX = 'kbpf_';
+
 export type KernelTargetHook =
   | 'kprobe'
   | 'kretprobe'
