@@ -689,20 +689,39 @@ static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
-/* 1 for a socket whose cgroup is the instance's or below it (the tracepoints see every socket of
- * the node; the cgroup's own hooks only its sockets) */
-static __always_inline int in_scope(const struct sock *sk)
+/* 1 when the ancestor of cg at `level` is the instance's cgroup */
+static __always_inline int ancestor_is_scope(const struct cgroup *cg, __u32 level)
 {
-	if (!kbpf_cgroup_level)
-		return 1; /* the root: every socket */
-	const struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
-	if (!cg || BPF_CORE_READ(cg, level) < (int)kbpf_cgroup_level)
-		return 0;
 	const struct cgroup *a = 0;
-	__u64 off = bpf_core_field_offset(struct cgroup, ancestors) + (__u64)kbpf_cgroup_level * sizeof(a);
+	__u64 off = bpf_core_field_offset(struct cgroup, ancestors) + (__u64)level * sizeof(a);
 	if (bpf_probe_read_kernel(&a, sizeof(a), (const void *)cg + off) < 0 || !a)
 		return 0;
 	return BPF_CORE_READ(a, kn, id) == kbpf_cgroup_id;
+}
+
+#define SCOPE_LEVELS 16
+
+/* 1 for a socket whose cgroup is the instance's or below it (the tracepoints see every socket of
+ * the node; the cgroup's own hooks only its sockets). The level the agent found first; then the
+ * deeper ones, for an agent whose cgroup2 mount is a cgroup namespace's (its depth counts from the
+ * namespace's root, which is below the real one). */
+static __always_inline int in_scope(const struct sock *sk)
+{
+	if (!kbpf_cgroup_id)
+		return 1; /* no cgroup: every socket */
+	const struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	if (!cg)
+		return 0;
+	int level = BPF_CORE_READ(cg, level);
+	if (level < (int)kbpf_cgroup_level)
+		return 0;
+	if (ancestor_is_scope(cg, kbpf_cgroup_level))
+		return 1;
+	/* a namespace's root is deeper than the root: the real level is below the one found */
+	for (int i = 1; i < SCOPE_LEVELS && kbpf_cgroup_level + i <= level; i++)
+		if (ancestor_is_scope(cg, kbpf_cgroup_level + i))
+			return 1;
+	return 0;
 }
 
 /* the socket's addresses and ports into f */
