@@ -872,18 +872,24 @@ int BPF_PROG(flow_dgram_copy, const struct sk_buff *skb, int len)
 #define MSG_PEEK 2
 #define MSG_ERRQUEUE 0x2000
 
+/* the address a sendmsg / recvmsg hook's call names (IPv4 as ::ffff:a.b.c.d) */
+static __always_inline void user_addr(const struct bpf_sock_addr *ctx, int v6, __u8 *out)
+{
+	if (v6) {
+		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+		__builtin_memcpy(out, a, 16);
+	} else {
+		mapped4(out, ctx->user_ip4);
+	}
+}
+
 /* the sender of a UDP datagram received by a process below the cgroup, when the caller asks */
 static __always_inline void dgram_sender(struct bpf_sock_addr *ctx, int v6)
 {
 	if (!datagram_flows)
 		return;
 	struct dgram_rx rx = {.p = {.proto = PROTO_UDP, .family = v6 ? AF_INET6 : AF_INET}, .kind = RX_PEER};
-	if (v6) {
-		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
-		__builtin_memcpy(rx.p.saddr, a, 16);
-	} else {
-		mapped4(rx.p.saddr, ctx->user_ip4);
-	}
+	user_addr(ctx, v6, rx.p.saddr);
 	rx.p.sport = bpf_ntohs(ctx->user_port);
 	__u64 thread = bpf_get_current_pid_tgid();
 	/* a packet copied in this call already says more */
@@ -925,15 +931,12 @@ static __always_inline void dgram_dest(struct bpf_sock_addr *ctx, int v6)
 	if (!datagram_flows)
 		return;
 	struct dgram_rx tx = {.p = {.proto = PROTO_UDP, .family = v6 ? AF_INET6 : AF_INET}, .kind = TX_DEST};
+	user_addr(ctx, v6, tx.p.daddr);
 	if (v6) {
-		__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
 		__u32 s[4] = {ctx->msg_src_ip6[0], ctx->msg_src_ip6[1], ctx->msg_src_ip6[2], ctx->msg_src_ip6[3]};
-		__builtin_memcpy(tx.p.daddr, a, 16);
 		__builtin_memcpy(tx.p.saddr, s, 16);
-	} else {
-		mapped4(tx.p.daddr, ctx->user_ip4);
-		if (ctx->msg_src_ip4)
-			mapped4(tx.p.saddr, ctx->msg_src_ip4);
+	} else if (ctx->msg_src_ip4) {
+		mapped4(tx.p.saddr, ctx->msg_src_ip4);
 	}
 	tx.p.dport = bpf_ntohs(ctx->user_port);
 	__u64 thread = bpf_get_current_pid_tgid();

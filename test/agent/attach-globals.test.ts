@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { cgroupScope } from '../../src/agent/attach-globals.js';
 import type { MapDump } from '../../src/agent/queries.js';
 import { testAgent } from '../../testbed/agent.js';
-import { CGROUP2_ROOT, removeCgroup, runInCgroup, uniqueName } from '../../testbed/kernel.js';
+import { CGROUP2_ROOT, type Cleanup, removeCgroup, runInCgroup, uniqueName } from '../../testbed/kernel.js';
 
 const PKG = fileURLToPath(new URL('../../../test/agent/packages/cgroup_scope/', import.meta.url));
 
@@ -17,6 +17,18 @@ function variable(dump: MapDump[], section: string, name: string): unknown {
   const v = dump.find((m) => m.section === section)?.variables?.find((x) => x.name === name);
   assert.ok(v, `variable ${name} in ${section}`);
   return v.value;
+}
+
+/** A cgroup with one below it, both removed at the end (the inner one first). */
+function nestedCgroups(t: Cleanup): { outer: string; inner: string } {
+  const outer = join(CGROUP2_ROOT, uniqueName('kbpf-scope'));
+  const inner = join(outer, 'inner');
+  mkdirSync(inner, { recursive: true });
+  t.after(async () => {
+    await removeCgroup(inner);
+    await removeCgroup(outer);
+  });
+  return { outer, inner };
 }
 
 // sends n UDP datagrams to the discard port of loopback, then exits
@@ -28,13 +40,7 @@ next();
 `;
 
 test('cgroupScope: a cgroup directory as the kernel numbers it (id: its inode; level: its depth)', (t) => {
-  const outer = join(CGROUP2_ROOT, uniqueName('kbpf-scope'));
-  const inner = join(outer, 'inner');
-  mkdirSync(inner, { recursive: true });
-  t.after(async () => {
-    await removeCgroup(inner);
-    await removeCgroup(outer);
-  });
+  const { outer, inner } = nestedCgroups(t);
   assert.deepEqual(cgroupScope(CGROUP2_ROOT), { id: statSync(CGROUP2_ROOT, { bigint: true }).ino, level: 0 });
   assert.deepEqual(cgroupScope(inner), { id: statSync(inner, { bigint: true }).ino, level: 2 });
   assert.equal(cgroupScope(`${outer}/`).level, 1);
@@ -42,13 +48,7 @@ test('cgroupScope: a cgroup directory as the kernel numbers it (id: its inode; l
 });
 
 test('a tracepoint program keeps to the instance cgroup with kbpf_cgroup_id / kbpf_cgroup_level', async (t) => {
-  const outer = join(CGROUP2_ROOT, uniqueName('kbpf-scope'));
-  const inner = join(outer, 'inner');
-  mkdirSync(inner, { recursive: true });
-  t.after(async () => {
-    await removeCgroup(inner);
-    await removeCgroup(outer);
-  });
+  const { outer, inner } = nestedCgroups(t);
   const ta = await testAgent(t);
   await ta.agent.run({ image: await ta.build(PKG), name: 'scope', attach: { cgroup: outer } });
   const set = ta.agent.maps('scope');
