@@ -192,8 +192,29 @@ function flagsOf(bits: number): Partial<Record<TcpFlag, boolean>> {
   return out;
 }
 
+/** How many cgroups' addresses a collector remembers (from their flows) before it starts afresh. */
+const LEARNT_MAX = 65_536;
+
 export class Collector {
+  /** cgroup id -> the local address its flows had, by family (for cgroups no identity names) */
+  readonly #learnt = new Map<string, { 2?: string; 10?: string }>();
+
   constructor(readonly opts: CollectorOptions) {}
+
+  #learn(cgroup: string, family: 2 | 10, address: string): void {
+    let known = this.#learnt.get(cgroup);
+    if (known?.[family] === address) return;
+    if (!known) {
+      if (this.#learnt.size >= LEARNT_MAX) this.#learnt.clear();
+      known = {};
+      this.#learnt.set(cgroup, known);
+    }
+    known[family] = address;
+  }
+
+  #addressOf(cgroup: string, family: 2 | 10): string | undefined {
+    return this.#learnt.get(cgroup)?.[family];
+  }
 
   /** One report (the `event` of a flow_events log line) and the time it was read. */
   flowOf(r: FlowReport, time: string): Flow {
@@ -201,12 +222,18 @@ export class Collector {
     const family = f.family === 10 ? 10 : 2;
     const remote = addrText(f.raddr, family);
     const ids = this.opts.identities;
-    const localPod = ids.lookup('', String(f.cgroup_id));
+    const cgroup = String(f.cgroup_id);
+    const localPod = ids.lookup('', cgroup);
     // a wildcard-bound datagram socket's own address is its pod's (the kernel's send and receive
-    // calls do not say which address the route chose)
+    // calls do not say which address the route chose): its identity's, else the one the other
+    // flows of its cgroup had
     let local = addrText(f.laddr, family);
-    if ((local === '0.0.0.0' || local === '::') && localPod)
-      local = (family === 2 ? localPod.ip : localPod.ip6) ?? local;
+    if (local === '0.0.0.0' || local === '::')
+      local =
+        (localPod ? (family === 2 ? localPod.ip : localPod.ip6) : undefined) ??
+        this.#addressOf(cgroup, family) ??
+        local;
+    else if (!localPod) this.#learn(cgroup, family, local);
     // a connection mesh-accel redirected is shown going where the application sent it
     const redirected = f.redirected === 1 && f.active === 1;
     const service = f.has_svc ? this.service(f) : undefined;

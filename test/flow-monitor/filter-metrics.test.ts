@@ -2,7 +2,7 @@
 // orientation of a report, the metrics (promtool-clean, deltas of cumulative reports, expiry).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -303,4 +303,28 @@ test('AgentFlowSource: followBatches gets the flows in order, a follower too far
   assert.equal(source.received, 35);
   assert.equal(source.lost, 10, 'what did not fit is counted lost');
   await source.close();
+});
+
+test("a wildcard-bound datagram socket's address: its pod's identity, else the one its cgroup's other flows had", () => {
+  const c = new Collector({ node: 'n1', identities: new Identities([]) });
+  const udp = (cgroup: number) =>
+    report({ cgroup_id: cgroup, proto: 17, laddr: mapped('0.0.0.0'), lport: 5353, rport: 53 }, 1, 7);
+  // nothing known of cgroup 77 yet: the socket's own (unspecified) address
+  assert.equal(c.flowOf(udp(77), T).IP.source, '0.0.0.0');
+  // a TCP flow of cgroup 77 says where it lives; the next wildcard flow of the cgroup is shown there
+  assert.equal(c.flowOf(report({ cgroup_id: 77, laddr: mapped('10.1.0.7') }), T).IP.source, '10.1.0.7');
+  assert.equal(c.flowOf(udp(77), T).IP.source, '10.1.0.7');
+  assert.equal(c.flowOf(udp(78), T).IP.source, '0.0.0.0', 'another cgroup: nothing learnt');
+  // a declared pod (by its cgroup) is named, and its address wins
+  const dir = mkdtempSync(join(tmpdir(), 'kbpf-cg-'));
+  try {
+    const named = new Identities([{ namespace: 'shop', name: 'dns-0', labels: {}, ip: '10.1.0.53', cgroup: dir }]);
+    const byPod = new Collector({ node: 'n1', identities: named });
+    const ino = Number(statSync(dir).ino);
+    const f = byPod.flowOf(udp(ino), T);
+    assert.equal(f.IP.source, '10.1.0.53');
+    assert.equal(f.source.pod_name, 'dns-0');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
