@@ -12,8 +12,8 @@
 //                             egress / ingress hooks count every packet instead (kbpf.yaml: groups
 //                             datagram_tx, datagram_rx): each costs every TCP segment ~2-5% of the
 //                             connection rate with nothing on it, and TCP needs nothing from them
-//   a datagram socket is tracked when its cgroup is the instance's or below (in_scope: the
-//                             tracepoints see every socket of the node), marked by its storage
+//   a datagram socket is tracked when its cgroup is the instance's or below (kbpf_sock_in_cgroup:
+//                             the tracepoints see every socket of the node), marked by its storage
 //   tp_btf inet_sock_set_state TCP: a flow starts when a socket below the cgroup enters SYN_SENT
 //                             (the connecting end) or ESTABLISHED from SYN_RECV (an accepted one);
 //                             the change to TCP_CLOSE writes its last report with the socket's own
@@ -66,6 +66,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include <kbpf.h>
+#include <kbpf_cgroup.h> /* kbpf_sock_in_cgroup: the tracepoints keep to the instance's cgroup */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -114,10 +115,7 @@
 const volatile __u32 report_interval_ms = 5000;
 /* config: 1 = UDP and ICMP flows too */
 const volatile __u8 datagram_flows = 1;
-/* set by the agent (src/agent/attach-globals.ts): the cgroup the instance attaches to, and its
- * depth below the root */
-const volatile __u64 kbpf_cgroup_id = 0;
-const volatile __u32 kbpf_cgroup_level = 0;
+
 
 #include "flow_report.h"
 
@@ -689,41 +687,6 @@ static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
-/* 1 when the ancestor of cg at `level` is the instance's cgroup */
-static __always_inline int ancestor_is_scope(const struct cgroup *cg, __u32 level)
-{
-	const struct cgroup *a = 0;
-	__u64 off = bpf_core_field_offset(struct cgroup, ancestors) + (__u64)level * sizeof(a);
-	if (bpf_probe_read_kernel(&a, sizeof(a), (const void *)cg + off) < 0 || !a)
-		return 0;
-	return BPF_CORE_READ(a, kn, id) == kbpf_cgroup_id;
-}
-
-#define SCOPE_LEVELS 16
-
-/* 1 for a socket whose cgroup is the instance's or below it (the tracepoints see every socket of
- * the node; the cgroup's own hooks only its sockets). The level the agent found first; then the
- * deeper ones, for an agent whose cgroup2 mount is a cgroup namespace's (its depth counts from the
- * namespace's root, which is below the real one). */
-static __always_inline int in_scope(const struct sock *sk)
-{
-	if (!kbpf_cgroup_id)
-		return 1; /* no cgroup: every socket */
-	const struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
-	if (!cg)
-		return 0;
-	int level = BPF_CORE_READ(cg, level);
-	if (level < (int)kbpf_cgroup_level)
-		return 0;
-	if (ancestor_is_scope(cg, kbpf_cgroup_level))
-		return 1;
-	/* a namespace's root is deeper than the root: the real level is below the one found */
-	for (int i = 1; i < SCOPE_LEVELS && kbpf_cgroup_level + i <= level; i++)
-		if (ancestor_is_scope(cg, kbpf_cgroup_level + i))
-			return 1;
-	return 0;
-}
-
 /* the socket's addresses and ports into f */
 static __always_inline int sock_tuple(struct flow *f, const struct sock *sk)
 {
@@ -916,7 +879,7 @@ int flow_recvmsg6(struct bpf_sock_addr *ctx)
 static __always_inline struct flow_sock *dgram_sock(struct sock *sk)
 {
 	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, 0);
-	if (ds || !in_scope(sk))
+	if (ds || !kbpf_sock_in_cgroup(sk))
 		return ds;
 	ds = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (ds)
@@ -1185,7 +1148,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(flow_tcp_state, const struct sock *sk, int oldstate, int newstate)
 {
 	if (newstate == TCP_SYN_SENT || newstate == TCP_ESTABLISHED) {
-		if (sk->sk_protocol != PROTO_TCP || !in_scope(sk))
+		if (sk->sk_protocol != PROTO_TCP || !kbpf_sock_in_cgroup(sk))
 			return 0;
 		if (newstate == TCP_SYN_SENT) {
 			start_tcp_flow(sk, 1);

@@ -2,7 +2,9 @@
 // node, and a package that declares kbpf_cgroup_id / kbpf_cgroup_level keeps to the sockets of its
 // instance's cgroup with them (flow-monitor does).
 import assert from 'node:assert/strict';
-import { mkdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -63,4 +65,29 @@ test('a tracepoint program keeps to the instance cgroup with kbpf_cgroup_id / kb
   assert.equal(variable(after, '.bss', 'in_scope'), 5, 'the sends of the cgroup below');
   assert.ok((variable(after, '.bss', 'outside') as number) >= 3, 'the sends outside it');
   assert.ok((variable(after, '.bss', 'created') as number) >= 1, 'the socket made below the cgroup');
+});
+
+test('where the cgroup2 mount starts below the root (a bind mount of a cgroup, as in a cgroup namespace), the deeper levels are looked at too', async (t) => {
+  // (cleanups run in the order they were added: the mount goes before the cgroups)
+  const mnt = mkdtempSync(join(tmpdir(), 'kbpf-cgmount-'));
+  t.after(() => {
+    spawnSync('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  });
+  const { outer, inner } = nestedCgroups(t);
+  const bound = spawnSync('mount', ['--bind', outer, mnt]);
+  assert.equal(bound.status, 0, String(bound.stderr));
+  // seen from the mount, inner is one level down (it is two below the root)
+  const scope = cgroupScope(join(mnt, 'inner'));
+  assert.deepEqual(scope, { id: statSync(inner, { bigint: true }).ino, level: 1 });
+  const ta = await testAgent(t);
+  await ta.agent.run({ image: await ta.build(PKG), name: 'scope', attach: { cgroup: join(mnt, 'inner') } });
+  assert.equal(variable(ta.agent.maps('scope'), '.rodata', 'kbpf_cgroup_level'), 1);
+  const below = await runInCgroup(inner, 'node', ['-e', SEND, '4']);
+  assert.equal(below.code, 0, below.stderr);
+  const beside = await runInCgroup(outer, 'node', ['-e', SEND, '2']);
+  assert.equal(beside.code, 0, beside.stderr);
+  const after = ta.agent.maps('scope');
+  assert.equal(variable(after, '.bss', 'in_scope'), 4, "the sends of the instance's cgroup, found a level deeper");
+  assert.ok((variable(after, '.bss', 'outside') as number) >= 2, 'the sends of the cgroup above it are outside');
 });
