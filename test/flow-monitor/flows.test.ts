@@ -97,6 +97,52 @@ test('one connection between two pods: one flow with its tuple, identities, byte
   assert.ok(closed.duration_ms > 0);
 });
 
+// client: sends three chunks of CHUNK bytes 300 ms apart, then half-closes; prints its port
+const SLOW_CLIENT = `
+const net = require('node:net');
+const [host, port, chunk] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const c = net.connect(port, host, () => {
+  c.write(Buffer.alloc(chunk, 0x62));
+  setTimeout(() => c.write(Buffer.alloc(chunk, 0x63)), 300);
+  setTimeout(() => c.end(Buffer.alloc(chunk, 0x64)), 600);
+});
+c.on('data', () => {}); c.on('close', () => console.log(lp));
+let lp; c.on('connect', () => (lp = c.localPort));
+`;
+
+test('an open TCP flow is reported while open (its bytes so far, at most every report_interval_ms), then at close', async (t) => {
+  const tb = await Testbed.create(t, 'kbpfflow');
+  const a = await tb.addPod({ sidecar: false });
+  const b = await tb.addPod({ sidecar: false });
+  const fm = await runFlowMonitor(t, tb.parentCgroup, { config: { report_interval_ms: 100 } });
+  await startServer(tb, b, 1000);
+  const CHUNK = 40_000; // more than 16 KiB: each send call crosses the check's boundary
+  const r = await tb.execInPod(a, 'node', ['-e', SLOW_CLIENT, b.ip, String(PORT), String(CHUNK)]);
+  assert.equal(r.code, 0, r.stderr);
+  const port = Number(r.stdout.trim());
+  const ours = (f: Flow) => f.l4.TCP?.source_port === port && f.l4.TCP.destination_port === PORT;
+  const closed = await fm.waitFor((f) => ours(f) && f.state === 'CLOSED');
+  assert.ok(Math.abs(closed.traffic.bytes_sent - 3 * CHUNK) <= 3 * CHUNK * 0.03, `bytes ${closed.traffic.bytes_sent}`);
+  const open = fm.source.recent(100_000).filter((f) => ours(f) && f.state === 'OPEN');
+  // the first chunk goes out within the interval of the flow's start; the next two are 300 ms later each
+  assert.ok(open.length >= 1 && open.length <= 2, `open reports: ${open.length}`);
+  let before = 0;
+  for (const f of open) {
+    assert.equal(f.flow_id, closed.flow_id, 'the same flow');
+    assert.equal(f.tcp_state, 'ESTABLISHED');
+    assert.ok(
+      f.traffic.bytes_sent >= before && f.traffic.bytes_sent <= 3 * CHUNK,
+      `bytes so far ${f.traffic.bytes_sent}`,
+    );
+    before = f.traffic.bytes_sent;
+  }
+  // the first is the second chunk's (the third had not been sent yet)
+  assert.ok(
+    open[0]!.traffic.bytes_sent >= CHUNK && open[0]!.traffic.bytes_sent <= 2 * CHUNK,
+    `${open[0]!.traffic.bytes_sent}`,
+  );
+});
+
 test('a report after the ring went quiet wakes the agent, which had unmapped it; reports close together do not wake it each', async (t) => {
   const tb = await Testbed.create(t, 'kbpfflow');
   const a = await tb.addPod({ sidecar: false });
