@@ -110,6 +110,8 @@
 /* a TCP flow's periodic report is checked each time its application's bytes sent or received
  * cross a multiple of 2^REPORT_CHECK_SHIFT */
 #define REPORT_CHECK_SHIFT 14
+/* where the egress hook runs instead (no send tracepoint): checked every 2^EGRESS_CHECK_SHIFT segments sent */
+#define EGRESS_CHECK_SHIFT 4
 
 /* config: how often an open flow with traffic is reported again (ms) */
 const volatile __u32 report_interval_ms = 5000;
@@ -759,7 +761,7 @@ static __always_inline void account(struct __sk_buff *skb, int egress)
 			return;
 		__u32 after = tp->segs_out;
 		__u32 before = after - (skb->gso_segs ? skb->gso_segs : 1);
-		if ((before >> 4) == (after >> 4))
+		if ((before >> EGRESS_CHECK_SHIFT) == (after >> EGRESS_CHECK_SHIFT))
 			return;
 		struct flow_key k = {.cookie = (__u64)tp, .proto = PROTO_TCP};
 		struct flow *f = bpf_map_lookup_elem(&flows, &k);

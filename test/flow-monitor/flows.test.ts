@@ -453,16 +453,21 @@ test('UDP and ICMP: a datagram flow with its payload bytes each way, closed with
   );
 });
 
-test('UDP and ICMP where the kernel lacks a receive tracepoint (made so here): cgroup_skb ingress counts the same', async (t) => {
+test('UDP and ICMP where the kernel lacks the send and receive tracepoints (made so here): the cgroup_skb hooks count the same', async (t) => {
   const dir = join(tempDir(t, 'kbpf-flows-noreceive-'), 'flow-monitor');
   cpSync(FLOW_APP_DIR, dir, { recursive: true });
   const yaml = join(dir, 'kbpf.yaml');
   const manifest = readFileSync(yaml, 'utf8');
-  const forced = manifest.replace(
-    '  flow_dgram_recv: { group: datagram_rx }',
-    '  flow_dgram_recv: { group: datagram_rx, attach: tp_btf:kbpf_no_such_tracepoint }',
-  );
-  assert.notEqual(forced, manifest);
+  const forced = manifest
+    .replace(
+      '  flow_dgram_recv: { group: datagram_rx }',
+      '  flow_dgram_recv: { group: datagram_rx, attach: tp_btf:kbpf_no_such_tracepoint }',
+    )
+    .replace(
+      '  flow_sock_send: { group: datagram_tx }',
+      '  flow_sock_send: { group: datagram_tx, attach: tp_btf:kbpf_no_such_tracepoint }',
+    );
+  assert.equal(forced.match(/kbpf_no_such_tracepoint/g)?.length, 2);
   writeFileSync(yaml, forced);
   const ta = await testAgent(t);
   const tb = await Testbed.create(t, 'kbpfflow');
@@ -476,6 +481,8 @@ test('UDP and ICMP where the kernel lacks a receive tracepoint (made so here): c
   assert.equal(states.flow_ingress, 'running');
   assert.equal(states.flow_dgram_recv, 'disabled');
   assert.equal(states.flow_dgram_copy, 'disabled');
+  assert.equal(states.flow_egress, 'running');
+  assert.equal(states.flow_sock_send, 'disabled');
   await checkDatagrams(tb, fm, a, b, true);
 });
 
