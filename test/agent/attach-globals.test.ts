@@ -68,11 +68,17 @@ test('a tracepoint program keeps to the instance cgroup with kbpf_cgroup_id / kb
 });
 
 test('where the cgroup2 mount starts below the root (a bind mount of a cgroup, as in a cgroup namespace), the deeper levels are looked at too', async (t) => {
-  // (cleanups run in the order they were added: the mount goes before the cgroups)
+  // (cleanups run in the order they were added: the instance goes first, then the mount, then the
+  // cgroups; a cleanup that throws would skip those after it)
+  const ta = await testAgent(t);
   const mnt = mkdtempSync(join(tmpdir(), 'kbpf-cgmount-'));
   t.after(() => {
     spawnSync('umount', [mnt]);
-    rmSync(mnt, { recursive: true, force: true });
+    try {
+      rmSync(mnt, { recursive: true, force: true });
+    } catch {
+      // still mounted: leave the empty directory rather than skip the cleanups after this one
+    }
   });
   const { outer, inner } = nestedCgroups(t);
   const bound = spawnSync('mount', ['--bind', outer, mnt]);
@@ -80,7 +86,6 @@ test('where the cgroup2 mount starts below the root (a bind mount of a cgroup, a
   // seen from the mount, inner is one level down (it is two below the root)
   const scope = cgroupScope(join(mnt, 'inner'));
   assert.deepEqual(scope, { id: statSync(inner, { bigint: true }).ino, level: 1 });
-  const ta = await testAgent(t);
   await ta.agent.run({ image: await ta.build(PKG), name: 'scope', attach: { cgroup: join(mnt, 'inner') } });
   assert.equal(variable(ta.agent.maps('scope'), '.rodata', 'kbpf_cgroup_level'), 1);
   const below = await runInCgroup(inner, 'node', ['-e', SEND, '4']);
