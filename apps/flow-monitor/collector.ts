@@ -223,7 +223,7 @@ export class Collector {
     const remote = addrText(f.raddr, family);
     const ids = this.opts.identities;
     const cgroup = String(f.cgroup_id);
-    const localPod = ids.lookup('', cgroup);
+    const localPod = ids.ofCgroup(cgroup);
     // a wildcard-bound datagram socket's own address is its pod's (the kernel's send and receive
     // calls do not say which address the route chose): its identity's, else the one the other
     // flows of its cgroup had

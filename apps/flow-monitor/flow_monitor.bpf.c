@@ -940,15 +940,12 @@ static __always_inline void sock_addrs(const struct sock *sk, struct pkt *p, int
 		p->sport = bpf_ntohs(c->skc_dport);
 }
 
-/* What the application of a tracked TCP socket in a sockmap (sk_user_data: its psock) sent or
- * received in one call: mesh-accel's sk_msg program moves those bytes socket to socket, so they
- * never become segments and the socket's own counters miss them. A socket in no sockmap returns
- * at the first load. These sockets send no segments to check their periodic report at, so it is
+/* What the application of a tracked TCP socket in a sockmap (sk_user_data: its psock; tcp_call
+ * checks it) sent or received in one call (ret > 0): mesh-accel's sk_msg program moves those bytes socket to socket, so they
+ * never become segments and the socket's own counters miss them. These sockets send no segments to check their periodic report at, so it is
  * checked here. */
 static __always_inline void count_sock_bytes(struct sock *sk, int ret, int tx)
 {
-	if (ret <= 0 || !sk->sk_user_data)
-		return;
 	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
 	if (!f)

@@ -54,7 +54,12 @@ export class Identities {
 
   /** The pod of a local socket's cgroup (its id as the kernel reports it), else of the address. */
   lookup(ip: string, cgroupId?: string): PodIdentity | undefined {
-    return (cgroupId !== undefined ? this.#byCgroup.get(cgroupId) : undefined) ?? this.#byIp.get(ip);
+    return (cgroupId !== undefined ? this.ofCgroup(cgroupId) : undefined) ?? this.#byIp.get(ip);
+  }
+
+  /** The pod whose cgroup has this id. */
+  ofCgroup(cgroupId: string): PodIdentity | undefined {
+    return this.#byCgroup.get(cgroupId);
   }
 
   private unindex(pod: PodIdentity): void {

@@ -37,13 +37,14 @@ export function cgroupScope(path: string): CgroupScope {
   return { id: st.ino, level };
 }
 
-/** Sets the scope globals in each object that declares them. */
+/** Sets the scope globals in each object that declares them (without a cgroup they keep their
+ * default, 0: everything). */
 export function setAttachGlobals(objects: Iterable<BpfObject>, cgroup: string | undefined): void {
+  if (!cgroup) return;
   let scope: CgroupScope | undefined;
   for (const o of objects) {
     const names = new Set(o.globals().map((g) => g.name));
     if (!names.has(CGROUP_ID_GLOBAL) && !names.has(CGROUP_LEVEL_GLOBAL)) continue;
-    if (!cgroup) continue; // no cgroup: the object keeps its default (0: the root, everything)
     scope ??= cgroupScope(cgroup);
     if (names.has(CGROUP_ID_GLOBAL)) o.setGlobal(CGROUP_ID_GLOBAL, scope.id);
     if (names.has(CGROUP_LEVEL_GLOBAL)) o.setGlobal(CGROUP_LEVEL_GLOBAL, scope.level);

@@ -432,7 +432,6 @@ function pinnedMapOfId(pins: InstancePins, rev: number, id: number): BpfMap | un
   return undefined;
 }
 
-/** The names of the programs that run. */
 /** The cgroup the instance's cgroup programs attach to (the first's), if it has any. */
 export function cgroupOfChoices(choices: ProgramChoices): string | undefined {
   for (const c of choices.programs.values())
@@ -440,6 +439,7 @@ export function cgroupOfChoices(choices: ProgramChoices): string | undefined {
   return undefined;
 }
 
+/** The names of the programs that run. */
 export function runningNames(choices: ProgramChoices): Set<string> {
   return new Set([...choices.programs.values()].filter((c) => c.state === 'run').map((c) => c.name));
 }
