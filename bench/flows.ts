@@ -16,6 +16,8 @@
 //                               any work of flow-monitor's own (--flows-hooks=0 leaves it out;
 //                               --flows-hooks=DIR puts another package there instead, attached
 //                               like flow-monitor: an A/B of two builds in one run)
+//   flows_agent_idle_cpu_ms_per_s  the agent's CPU (ms a second) with flow-monitor loaded and no
+//                               traffic, against _none: the same agent without an instance
 //   flows_conn_cpu_ratio,       the pods' CPU (their parent cgroup's usage_usec: wrk, HAProxy and
 //   flows_rps_cpu_ratio         the softirq work done in their context) per connection / request,
 //                               off / on (flows_*_cpu_us_off|on): what the rate ratio would be on a
@@ -74,9 +76,15 @@ function rssMb(pid: number): number {
 
 /** CPU time of a process so far (user + system), in ms */
 function cpuMs(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
+}
+
+/** CPU time of a process so far in user space and in the kernel, in ms */
+function cpuTimes(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10; // utime, stime: clock ticks of 10 ms (USER_HZ 100)
+  return { user: Number(f[11]) * 10, system: Number(f[12]) * 10 }; // clock ticks of 10 ms (USER_HZ 100)
 }
 
 /** A `kbpf agent` process with its own state and bpffs directories, reached on its API socket. */
@@ -316,30 +324,52 @@ export const benchmark: Benchmark = {
           for (const w of windows) await measure(w, 'off', i);
           await api.run({ image: ref, name: 'flows', attach, config });
           if (withProgStats) programs = (await api.inspect('flows')).programs;
-          const cpu0 = cpuMs(ag.proc.pid!);
+          const cpu0 = cpuTimes(ag.proc.pid!);
           const t0 = performance.now();
           for (const w of windows) await measure(w, 'on', i);
-          const agentCpu = (cpuMs(ag.proc.pid!) - cpu0) / ((performance.now() - t0) / 1000);
+          const cpu1 = cpuTimes(ag.proc.pid!);
+          const onS = (performance.now() - t0) / 1000;
+          const agentUser = (cpu1.user - cpu0.user) / onS;
+          const agentSystem = (cpu1.system - cpu0.system) / onS;
           const st = await api.inspect('flows');
           const line = windows.map((w) => {
             const s = m[w]!;
             return `${unitOf(w)} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpu.off[i]!.toFixed(1)} on ${s.cpu.on[i]!.toFixed(1)})`;
           });
           note(
-            `repeat ${i + 1}: ${line.join('; ')}; agent CPU ${agentCpu.toFixed(0)} ms/s; flow reports ${st.events.received}, lost ${st.events.lost}`,
+            `repeat ${i + 1}: ${line.join('; ')}; agent CPU ${(agentUser + agentSystem).toFixed(0)} ms/s (user ${agentUser.toFixed(0)}, system ${agentSystem.toFixed(0)}); flow reports ${st.events.received}, lost ${st.events.lost}`,
           );
           await api.remove('flows', { force: true });
           if (hooksRef) {
             await api.run({ image: hooksRef, name: 'flows-hooks', ...hooksRun });
+            const hc0 = cpuTimes(ag.proc.pid!);
+            const ht0 = performance.now();
             for (const w of windows) await measure(w, 'hooks', i);
+            const hc1 = cpuTimes(ag.proc.pid!);
+            const hookCpu = (hc1.user + hc1.system - hc0.user - hc0.system) / ((performance.now() - ht0) / 1000);
             await api.remove('flows-hooks', { force: true });
             const line = windows.map((w) => {
               const s = m[w]!;
               return `${unitOf(w)} ${s.hooks[i]!.toFixed(0)} (pods' CPU µs each ${s.cpu.hooks[i]!.toFixed(1)})`;
             });
-            note(`repeat ${i + 1}, hooks only: ${line.join('; ')}`);
+            note(`repeat ${i + 1}, hooks only: ${line.join('; ')}; agent CPU ${hookCpu.toFixed(0)} ms/s`);
           }
         }
+        // the agent's own CPU with no traffic: without an instance, then with flow-monitor loaded
+        // (its ring buffer watched), a second after the load
+        const idleCpu = async (): Promise<number> => {
+          const c0 = cpuMs(ag.proc.pid!);
+          const t0 = performance.now();
+          await sleep(3000);
+          return (cpuMs(ag.proc.pid!) - c0) / ((performance.now() - t0) / 1000);
+        };
+        const idleNone = await idleCpu();
+        await api.run({ image: ref, name: 'flows', attach, config });
+        await sleep(1000);
+        const idleLoaded = await idleCpu();
+        await api.remove('flows', { force: true });
+        result('flows_agent_idle_cpu_ms_per_s', idleLoaded.toFixed(1));
+        result('flows_agent_idle_cpu_ms_per_s_none', idleNone.toFixed(1));
         const ratio = (on: number[], off: number[]): number => median(on.map((v, i) => v / off[i]!));
         const names: Record<string, [string, string]> = { conn: ['conn', 'conn_per_s'], rps: ['rps', 'rps'] };
         for (const w of windows) {

@@ -442,7 +442,8 @@ export class LogStore {
       for (const wake of w.wake) wake();
       return;
     }
-    this.queue(instance, w, { text: lines.slice(), bytes: lines.length, firstSeq, lastSeq: w.seq });
+    // a copy (a Buffer's slice() would be a view of the caller's bytes)
+    this.queue(instance, w, { text: new Uint8Array(lines), bytes: lines.length, firstSeq, lastSeq: w.seq });
     if (durable) this.flushReporting(instance, w);
   }
 

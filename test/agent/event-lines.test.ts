@@ -103,6 +103,21 @@ test('seqs continue across append, appendLines and a restart; a stale head is re
   await again.close();
 });
 
+test('appendLines keeps its own copy of the lines, also of a Buffer (whose slice() is a view)', async (t) => {
+  const logs = new LogStore(tempDir(t, 'kbpf-lines-'));
+  t.after(() => logs.close());
+  const bytes = Buffer.alloc(64);
+  const h = logs.lineHead('x');
+  let n = Buffer.from(h.head).copy(bytes);
+  n += bytes.write(`${h.seq},"n":1}\n`, n);
+  logs.appendLines('x', bytes.subarray(0, n), 1, h.seq);
+  bytes.fill(0x20); // the caller's buffer is its own again
+  assert.deepEqual(
+    logs.read('x').map((r) => [r.seq, r.n]),
+    [[1, 1]],
+  );
+});
+
 test('durable batches are on disk when end() returns; rotation still bounds the files', async (t) => {
   const dir = tempDir(t, 'kbpf-lines-');
   const logs = new LogStore(dir, { maxBytes: 16 * 1024, keep: 2, flushMs: 60_000 });
