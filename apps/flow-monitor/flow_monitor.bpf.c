@@ -12,7 +12,7 @@
 //                             egress / ingress hooks count every packet instead (kbpf.yaml: groups
 //                             datagram_tx, datagram_rx): each costs every TCP segment ~2-5% of the
 //                             connection rate with nothing on it, and TCP needs nothing from them
-//   a datagram socket is tracked when its cgroup is the instance's or below (kbpf_sock_in_cgroup:
+//   a datagram socket is tracked when its cgroup is the instance's or below (kbpf_btf_sock_in_cgroup:
 //                             the tracepoints see every socket of the node), marked by its storage
 //   tp_btf inet_sock_set_state TCP: a flow starts when a socket below the cgroup enters SYN_SENT
 //                             (the connecting end) or ESTABLISHED from SYN_RECV (an accepted one);
@@ -66,7 +66,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include <kbpf.h>
-#include <kbpf_cgroup.h> /* kbpf_sock_in_cgroup: the tracepoints keep to the instance's cgroup */
+#include <kbpf_cgroup.h> /* kbpf_btf_sock_in_cgroup: the tracepoints keep to the instance's cgroup */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -232,10 +232,15 @@ static __always_inline void stat_add(__u32 i, __u64 n)
  * 2 s of quiet watches its fd only, and the first report after the quiet must wake it. */
 #define WAKE_BYTES (1024 * 1024)
 #define WAKE_INTERVAL_NS (250 * 1000000ULL)
+/* what waits in the ring is looked at every 2^WAKE_QUERY_SHIFT reports of a CPU: the query reads
+ * the consumer's position, which the agent writes from another CPU (a cache miss each time); a
+ * burst is then seen at most 32 reports (~6 KiB) late, against 1 MiB */
+#define WAKE_QUERY_SHIFT 5
 
-static __always_inline __u64 wake_flag(__u64 now)
+static __always_inline __u64 wake_flag(__u64 now, __u64 reports)
 {
-	if (bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA) >= WAKE_BYTES)
+	if ((reports & ((1 << WAKE_QUERY_SHIFT) - 1)) == 0 &&
+	    bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA) >= WAKE_BYTES)
 		return BPF_RB_FORCE_WAKEUP;
 	__u32 i = FS_WOKEN_NS;
 	__u64 *woken = bpf_map_lookup_elem(&flow_stats, &i);
@@ -253,8 +258,10 @@ static __always_inline void report(const struct flow_key *k, struct flow *f, __u
 	if (!r)
 		return;
 	fill_report(r, f->id, f, closed, now);
-	bpf_ringbuf_submit(r, wake_flag(now));
-	stat_add(FS_REPORTS, 1);
+	__u32 i = FS_REPORTS;
+	__u64 *reports = bpf_map_lookup_elem(&flow_stats, &i);
+	__u64 n = reports ? (*reports)++ : 0;
+	bpf_ringbuf_submit(r, wake_flag(now, n));
 	if (closed)
 		stat_add(FS_CLOSED, 1);
 }
@@ -332,11 +339,15 @@ static __always_inline void copy_orig(struct flow *f, __u64 cookie, int v6)
 
 /* A new flow into the LRU. The flows an insert pushed out are counted: the table's element count
  * (kernel 6.6+) grew by less than one (the LRU frees several at a time when it has to). A flow
- * closed on another CPU during the insert counts as pushed out too (a window of ~0.2 µs). */
+ * closed on another CPU during the insert counts as pushed out too (a window of ~0.2 µs). An LRU
+ * pushes flows out only when it is about full (its free nodes are gone), so below half full the
+ * count after the insert is not taken (each count is ~0.1 µs a connection). */
 static __always_inline int insert_flow(const struct flow_key *k, const struct flow *f, __u64 flags)
 {
 	int counted = bpf_ksym_exists(bpf_map_sum_elem_count);
 	s64 before = counted ? bpf_map_sum_elem_count((const struct bpf_map *)&flows) : 0;
+	if (counted && before < (s64)(((const struct bpf_map *)&flows)->max_entries / 2))
+		counted = 0;
 	if (bpf_map_update_elem(&flows, k, f, flags) != 0)
 		return -1;
 	stat_add(FS_CREATED, 1);
@@ -686,7 +697,8 @@ static __always_inline int local_peer(const struct flow *f, __u8 active)
  * its listener's) */
 static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	const struct cgroup *cg = sk->sk_cgrp_data.cgroup; /* a BTF pointer: read directly */
+	return cg ? cg->kn->id : 0;
 }
 
 /* the socket's addresses and ports into f */
@@ -715,32 +727,29 @@ static __always_inline int sock_tuple(struct flow *f, const struct sock *sk)
 /* A TCP flow starts when its socket enters SYN_SENT (the connecting end: a refused or dropped
  * connection is a flow too; its local port is chosen after this, and read at each report) or,
  * for an accepted socket, ESTABLISHED (the handshake before was the request socket's). */
-static __always_inline void start_tcp_flow(const struct sock *sk, __u8 active)
+/* A TCP flow starts: `f` (zeroed, its tuple from sock_tuple) into the LRU. The socket is below the
+ * cgroup; an accepted one's other end is not tracked. */
+static __always_inline void start_tcp_flow(const struct sock *sk, __u8 active, struct flow *f)
 {
-	struct flow f = {};
-	if (sock_tuple(&f, sk) < 0)
-		return;
-	if (!active && local_peer(&f, 0))
-		return;
 	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
 	/* a cookie only if somebody made one (service-lb, for its translation) */
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	__u64 now = bpf_ktime_get_ns();
 	/* below 2^53 (21 random bits over the clock's low 32): a JSON number, not a BigInt made and
 	 * printed as a string for each report in the agent (and parsed again in each reader) */
-	f.id = cookie ? cookie : ((__u64)(bpf_get_prandom_u32() & 0x1fffff) << 32 | (__u32)now);
-	f.start_ns = now;
-	f.last_report_ns = now;
-	f.proto = PROTO_TCP;
-	f.active = active;
-	f.tcp_state = active ? TCP_SYN_SENT : TCP_ESTABLISHED;
-	f.cgroup_id = sock_cgroup_id(sk);
+	f->id = cookie ? cookie : ((__u64)(bpf_get_prandom_u32() & 0x1fffff) << 32 | (__u32)now);
+	f->start_ns = now;
+	f->last_report_ns = now;
+	f->proto = PROTO_TCP;
+	f->active = active;
+	f->tcp_state = active ? TCP_SYN_SENT : TCP_ESTABLISHED;
+	f->cgroup_id = sock_cgroup_id(sk);
 	if (active && cookie) {
-		copy_svc(&f, cookie); /* service-lb translated the connecting socket */
+		copy_svc(f, cookie); /* service-lb translated the connecting socket */
 		/* or mesh-accel redirected it: a v4-mapped socket's original is in the IPv4 map */
-		copy_orig(&f, cookie, sk->__sk_common.skc_family == AF_INET6 && f.family != AF_INET);
+		copy_orig(f, cookie, sk->__sk_common.skc_family == AF_INET6 && f->family != AF_INET);
 	}
-	insert_flow(&k, &f, BPF_ANY); /* a socket at this address before was closed */
+	insert_flow(&k, f, BPF_ANY); /* a socket at this address before was closed */
 }
 
 static __always_inline void account(struct __sk_buff *skb, int egress)
@@ -881,7 +890,7 @@ int flow_recvmsg6(struct bpf_sock_addr *ctx)
 static __always_inline struct flow_sock *dgram_sock(struct sock *sk)
 {
 	struct flow_sock *ds = bpf_sk_storage_get(&flow_socks, sk, 0, 0);
-	if (ds || !kbpf_sock_in_cgroup(sk))
+	if (ds || !kbpf_btf_sock_in_cgroup(sk))
 		return ds;
 	ds = bpf_sk_storage_get(&flow_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (ds)
@@ -1147,18 +1156,23 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(flow_tcp_state, const struct sock *sk, int oldstate, int newstate)
 {
 	if (newstate == TCP_SYN_SENT || newstate == TCP_ESTABLISHED) {
-		if (sk->sk_protocol != PROTO_TCP || !kbpf_sock_in_cgroup(sk))
+		if (sk->sk_protocol != PROTO_TCP)
 			return 0;
+		/* the cgroup check (~0.2 µs: five reads along the socket's cgroup) once a connection:
+		 * where the flow starts, and only for an accepted socket whose other end is not ours */
+		struct flow t = {};
 		if (newstate == TCP_SYN_SENT) {
-			start_tcp_flow(sk, 1);
+			if (kbpf_btf_sock_in_cgroup(sk) && sock_tuple(&t, sk) == 0)
+				start_tcp_flow(sk, 1, &t);
 		} else if (oldstate == TCP_SYN_SENT) {
-			/* connected: its tuple is complete, for the accepting end to find (this runs
-			 * before the handshake's last ACK is sent) */
-			struct flow f = {};
-			if (sock_tuple(&f, sk) == 0)
-				local_peer(&f, 1);
+			/* connected (a flow of ours): its tuple is complete, for the accepting end to
+			 * find (this runs before the handshake's last ACK is sent) */
+			struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
+			if (bpf_map_lookup_elem(&flows, &k) && sock_tuple(&t, sk) == 0)
+				local_peer(&t, 1);
 		} else if (oldstate == TCP_SYN_RECV) {
-			start_tcp_flow(sk, 0);
+			if (sock_tuple(&t, sk) == 0 && !local_peer(&t, 0) && kbpf_btf_sock_in_cgroup(sk))
+				start_tcp_flow(sk, 0, &t);
 		}
 		return 0;
 	}
@@ -1198,7 +1212,7 @@ int BPF_PROG(flow_retransmit, const struct sock *sk, const struct sk_buff *skb)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(flow_drop, const struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	const struct sock *sk = BPF_CORE_READ(skb, sk);
+	const struct sock *sk = skb->sk; /* a BTF pointer: read directly */
 	if (!sk && bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
 		sk = (const struct sock *)ctx[3];
 	if (!sk)

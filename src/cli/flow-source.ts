@@ -22,7 +22,7 @@ export async function flowSourceFor(ctx: CliContext, cmd: Command, instance: str
   const inputs = flowInputsOf(instances, names, collector);
   if (inputs.length === 0)
     throw new NotFoundError(
-      'no flow-monitor instance is running (start one: kbpf run --cgroup PATH flow-monitor:0.3.0)',
+      'no flow-monitor instance is running (start one: kbpf run --cgroup PATH flow-monitor:0.3.1)',
     );
   return new AgentFlowSource(api, inputs).start();
 }

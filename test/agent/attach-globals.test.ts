@@ -63,6 +63,7 @@ test('a tracepoint program keeps to the instance cgroup with kbpf_cgroup_id / kb
   assert.equal(elsewhere.code, 0, elsewhere.stderr);
   const after = ta.agent.maps('scope');
   assert.equal(variable(after, '.bss', 'in_scope'), 5, 'the sends of the cgroup below');
+  assert.equal(variable(after, '.bss', 'in_scope_btf'), 5, 'the same by kbpf_btf_sock_in_cgroup');
   assert.ok((variable(after, '.bss', 'outside') as number) >= 3, 'the sends outside it');
   assert.ok((variable(after, '.bss', 'created') as number) >= 1, 'the socket made below the cgroup');
 });
@@ -94,5 +95,6 @@ test('where the cgroup2 mount starts below the root (a bind mount of a cgroup, a
   assert.equal(beside.code, 0, beside.stderr);
   const after = ta.agent.maps('scope');
   assert.equal(variable(after, '.bss', 'in_scope'), 4, "the sends of the instance's cgroup, found a level deeper");
+  assert.equal(variable(after, '.bss', 'in_scope_btf'), 4, 'the same by kbpf_btf_sock_in_cgroup');
   assert.ok((variable(after, '.bss', 'outside') as number) >= 2, 'the sends of the cgroup above it are outside');
 });

@@ -194,7 +194,7 @@ export function addFlowVerbs(program: Command, ctx: CliContext): void {
       const inputs = flowInputsOf(await api.list(), opts.instance, collector);
       if (inputs.length === 0)
         throw new NotFoundError(
-          'no flow-monitor instance is running (start one: kbpf run --cgroup PATH flow-monitor:0.3.0)',
+          'no flow-monitor instance is running (start one: kbpf run --cgroup PATH flow-monitor:0.3.1)',
         );
 
       const last = opts.last ?? (opts.follow ? 0 : 20);

@@ -114,7 +114,7 @@ export function addDeploymentVerbs(root: Command): void {
       'kubectl bpf run -p opensnoop:1.0 -i open -l kbpf.io/tier=edge',
       'kubectl bpf run ./opensnoop.bpf.c --registry registry.example.com/kbpf/opensnoop:1.0',
       'kubectl bpf run conn registry.example.com/kbpf/tcpconnect@sha256:…',
-      'kubectl bpf run -i flows --share-map svc_origin=lb -p flow-monitor:0.3.0',
+      'kubectl bpf run -i flows --share-map svc_origin=lb -p flow-monitor:0.3.1',
     ],
   ).action(async (args: string[], o: RunOptions, cmd: Command) => {
     if (o.all && (o.node.length || o.selector)) throw new Error('-a/--all runs on every node: give no --node or -l');

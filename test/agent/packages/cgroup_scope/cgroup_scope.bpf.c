@@ -10,6 +10,7 @@
 __u64 created = 0; /* sockets made below the cgroup (the cgroup hook) */
 __u64 in_scope = 0; /* UDP sends whose socket's cgroup is the instance's or below (the tracepoint) */
 __u64 outside = 0;  /* the other UDP sends of the node */
+__u64 in_scope_btf = 0; /* the same count by kbpf_btf_sock_in_cgroup (the socket is a BTF pointer) */
 
 SEC("cgroup/sock_create")
 int scope_sock_create(struct bpf_sock *sk)
@@ -25,6 +26,8 @@ int BPF_PROG(scope_send, struct sock *sk, int ret, int flags)
 		return 0;
 	int ours = kbpf_sock_in_cgroup(sk);
 	__sync_fetch_and_add(ours ? &in_scope : &outside, 1);
+	if (kbpf_btf_sock_in_cgroup(sk))
+		__sync_fetch_and_add(&in_scope_btf, 1);
 	return 0;
 }
 
