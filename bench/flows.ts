@@ -33,6 +33,8 @@
 // instead of overhead for one of its two windows),
 // --flows-reader-profile=DIR, --flows-agent-profile=DIR (the reader's, the agent's V8 CPU profile,
 // written there when it stops),
+// --flows-agent-warmup=N (windows of connections with flow-monitor on, not measured, before the
+// repeats: the agent's code warmed up, as on a node running it for more than seconds; default 1),
 // --flows-package=DIR (another build of the package, e.g. a variant of the programs to compare),
 // --flows-config=NAME=VALUE,... (the instance's config), --flows-perf=DIR (`perf record -a -g` over
 // each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...), --flows-progstats (the
@@ -320,6 +322,16 @@ export const benchmark: Benchmark = {
           if (performance.now() - t0 > (opts.durationS + 5) * 1000) note(`${w} window took long`);
         };
         await wrkRate(tb, a, url, conns, false, 1); // warm-up
+        // the agent's warm-up: its first windows with reports flowing cost it more (its code is
+        // compiled and optimized as it runs; its CPU fell ~95 -> ~65 -> ~57 ms/s over the first
+        // three repeats of every run), which a node running flow-monitor for longer than a few
+        // seconds does not pay; --flows-agent-warmup=0 measures from a cold agent
+        const agentWarmup = Number(arg(opts, 'agent-warmup') ?? 1);
+        for (let k = 0; k < agentWarmup; k++) {
+          await api.run({ image: ref, name: 'flows', attach, config });
+          await wrkRate(tb, a, url, conns, false, opts.durationS);
+          await api.remove('flows', { force: true });
+        }
         for (let i = 0; i < opts.repeats; i++) {
           for (const w of windows) await measure(w, 'off', i);
           await api.run({ image: ref, name: 'flows', attach, config });
