@@ -354,11 +354,10 @@ export const benchmark: Benchmark = {
           await api.remove('flows', { force: true });
           if (hooksRef) {
             await api.run({ image: hooksRef, name: 'flows-hooks', ...hooksRun });
-            const hc0 = cpuTimes(ag.proc.pid!);
+            const hc0 = cpuMs(ag.proc.pid!);
             const ht0 = performance.now();
             for (const w of windows) await measure(w, 'hooks', i);
-            const hc1 = cpuTimes(ag.proc.pid!);
-            const hookCpu = (hc1.user + hc1.system - hc0.user - hc0.system) / ((performance.now() - ht0) / 1000);
+            const hookCpu = (cpuMs(ag.proc.pid!) - hc0) / ((performance.now() - ht0) / 1000);
             await api.remove('flows-hooks', { force: true });
             const line = windows.map((w) => {
               const s = m[w]!;

@@ -730,9 +730,9 @@ static __always_inline int sock_tuple(struct flow *f, const struct sock *sk)
 
 /* A TCP flow starts when its socket enters SYN_SENT (the connecting end: a refused or dropped
  * connection is a flow too; its local port is chosen after this, and read at each report) or,
- * for an accepted socket, ESTABLISHED (the handshake before was the request socket's). */
-/* A TCP flow starts: `f` (zeroed, its tuple from sock_tuple) into the LRU. The socket is below the
- * cgroup; an accepted one's other end is not tracked. */
+ * for an accepted socket, ESTABLISHED (the handshake before was the request socket's): `f`
+ * (zeroed, its tuple from sock_tuple) into the LRU. The caller found the socket below the cgroup,
+ * and an accepted one's other end not tracked. */
 static __always_inline void start_tcp_flow(const struct sock *sk, __u8 active, struct flow *f)
 {
 	struct flow_key k = {.cookie = (__u64)sk, .proto = PROTO_TCP};
