@@ -220,11 +220,15 @@ struct {
 #define FLOW_RING_BYTES (16 * 1024 * 1024)
 KBPF_RINGBUF(flow_events, FLOW_RING_BYTES, struct flow_report);
 
-static __always_inline void stat_add(__u32 i, __u64 n)
+/* adds n to this CPU's count i; returns the count before */
+static __always_inline __u64 stat_add(__u32 i, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&flow_stats, &i);
-	if (v)
-		*v += n;
+	if (!v)
+		return 0;
+	__u64 before = *v;
+	*v = before + n;
+	return before;
 }
 
 /* Wake-ups. A ring wakes its reader for each record while the reader keeps up: at tens of thousands
@@ -262,10 +266,7 @@ static __always_inline void report(const struct flow_key *k, struct flow *f, __u
 	if (!r)
 		return;
 	fill_report(r, f->id, f, closed, now);
-	__u32 i = FS_REPORTS;
-	__u64 *reports = bpf_map_lookup_elem(&flow_stats, &i);
-	__u64 n = reports ? (*reports)++ : 0;
-	bpf_ringbuf_submit(r, wake_flag(now, n));
+	bpf_ringbuf_submit(r, wake_flag(now, stat_add(FS_REPORTS, 1)));
 	if (closed)
 		stat_add(FS_CLOSED, 1);
 }
@@ -350,12 +351,11 @@ static __always_inline int insert_flow(const struct flow_key *k, const struct fl
 {
 	int counted = bpf_ksym_exists(bpf_map_sum_elem_count);
 	s64 before = counted ? bpf_map_sum_elem_count((const struct bpf_map *)&flows) : 0;
-	if (counted && before < (s64)(((const struct bpf_map *)&flows)->max_entries / 2))
-		counted = 0;
+	int half_full = counted && before >= (s64)(((const struct bpf_map *)&flows)->max_entries / 2);
 	if (bpf_map_update_elem(&flows, k, f, flags) != 0)
 		return -1;
 	stat_add(FS_CREATED, 1);
-	if (counted) {
+	if (half_full) {
 		s64 pushed = before + 1 - bpf_map_sum_elem_count((const struct bpf_map *)&flows);
 		if (pushed > 0)
 			stat_add(FS_EVICTED, pushed);
