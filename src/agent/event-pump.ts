@@ -26,6 +26,7 @@ import type { EventSpec, PackageSpec, ProcessorSpec } from '../package/package-s
 import { jsonValue } from '../util/json.js';
 import { EventProcessor, type ProcessedBatch, type ProcessorCounts } from '../wasm/processor.js';
 import { EventLines, type LineSink } from './event-lines.js';
+import { eventPriority } from './event-priority.js';
 import type { FetchedPackage } from './package-cache.js';
 import type { InstancePins } from './pins.js';
 
@@ -161,12 +162,14 @@ class Stream {
     try {
       const data = reader.bytes;
       const visit = (_view: DataView, off: number, len: number): void => lines.add(data, off, len);
+      const priority = eventPriority();
       while (!reader.closed) {
         await reader.readable();
         if (reader.closed) break;
         lines.begin();
-        reader.consumeRaw(visit, BATCH);
+        const read = reader.consumeRaw(visit, BATCH);
         const n = lines.end();
+        priority.afterBatch(read, reader.pendingBytes / reader.capacity);
         if (n > 0) {
           this.#lastRecord = Date.now();
           this.onLines(n);

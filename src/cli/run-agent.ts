@@ -3,6 +3,7 @@
 // leaving every program attached (a restarted agent adopts them again).
 import { Agent } from '../agent/agent.js';
 import { ensureSocketFree, startApiServer, startMetricsServer } from '../agent/api-server.js';
+import { type EventsPriority, eventPriority } from '../agent/event-priority.js';
 import type { AgentPaths } from '../agent/paths.js';
 import type { AgentTrust } from '../agent/trust.js';
 import { KBPF_VERSION } from '../version.js';
@@ -20,6 +21,8 @@ export interface RunAgentOptions {
   bpfStats?: boolean;
   /** the trust policy (kbpf agent --trust / --trust-policy) */
   trust?: AgentTrust;
+  /** the main thread's priority while rings carry events (event-priority.ts; default normal) */
+  eventsPriority?: EventsPriority;
 }
 
 function describeTrust(t: AgentTrust): string {
@@ -32,6 +35,7 @@ export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promis
   const log = (m: string): void => opts.io.stderr(`${new Date().toISOString()} kbpf agent: ${escapeLines(m)}\n`);
   // refuse before touching anything if another agent already serves this socket
   await ensureSocketFree(paths.socketPath);
+  eventPriority().mode = opts.eventsPriority ?? 'normal';
   const agent = new Agent(paths, { log, bpfStats: opts.bpfStats, ...(opts.trust ? { trust: opts.trust } : {}) });
   await agent.start();
   let api: Awaited<ReturnType<typeof startApiServer>> | undefined;
@@ -72,5 +76,6 @@ export async function runAgent(paths: AgentPaths, opts: RunAgentOptions): Promis
   await metrics?.close();
   await api.close();
   await agent.close();
+  eventPriority().normal();
   log('stopped');
 }

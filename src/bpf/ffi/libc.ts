@@ -65,6 +65,12 @@ export const libc = {
     arg: number,
   ) => number,
   getpagesize: lib.func('int getpagesize(void)') as () => number,
+  schedSetscheduler: lib.func('int sched_setscheduler(int pid, int policy, const int *param)') as (
+    pid: number,
+    policy: number,
+    param: Int32Array,
+  ) => number,
+  schedGetscheduler: lib.func('int sched_getscheduler(int pid)') as (pid: number) => number,
 };
 
 export const PROT_READ = 1;

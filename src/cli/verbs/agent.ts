@@ -21,6 +21,7 @@ interface AgentVerbOptions {
   trustPolicy?: string;
   trustMode: string;
   allowLocal?: boolean;
+  eventsPriority: string;
 }
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -78,6 +79,11 @@ export function addAgentVerbs(program: Command, ctx: CliContext): void {
       '--allow-local',
       'with --trust: packages built on this node (no registry in the name) run unsigned; without it they need the node key (STATE_DIR/node.key, which kbpf build signs with)',
     )
+    .option(
+      '--events-priority <p>',
+      "idle: while rings carry events and have room, the agent's main thread reads them on CPU time the node's workloads leave (SCHED_IDLE), normal again when a ring backs up or the events go quiet; normal: always the normal share",
+      'idle',
+    )
     .addHelpText(
       'after',
       `
@@ -96,10 +102,19 @@ Examples:
     )
     .action(async (opts: AgentVerbOptions, c: Command) => {
       const metrics = opts.metricsAddress ? metricsAddress(opts.metricsAddress) : undefined;
+      if (opts.eventsPriority !== 'idle' && opts.eventsPriority !== 'normal')
+        throw new CliError(`--events-priority: expected idle or normal, got "${opts.eventsPriority}"`);
       const paths = ctx.paths(c);
       const trust = await trustOf(opts, paths.stateDir);
       const { runAgent } = await import('../run-agent.js');
-      await runAgent(paths, { io: ctx.io, metrics, signal: ctx.io.signal, bpfStats: !!opts.bpfStats, trust });
+      await runAgent(paths, {
+        io: ctx.io,
+        metrics,
+        signal: ctx.io.signal,
+        bpfStats: !!opts.bpfStats,
+        trust,
+        eventsPriority: opts.eventsPriority,
+      });
       ctx.io.onAgentStopped?.();
     });
 }
