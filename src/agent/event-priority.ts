@@ -28,15 +28,16 @@ export type EventsPriority = 'idle' | 'normal';
 export class EventPriority {
   #mode: EventsPriority;
   #idle = false;
-  #boosted = false;
+  /** the rings read at the normal share until drained below RESUME_FILL */
+  readonly #backedUp = new Set<object>();
   #lastBusy = 0;
   #timer: NodeJS.Timeout | null = null;
   readonly #param = new Int32Array(1);
-  /** switches made (both ways), for tests and metrics */
+  /** switches made (both ways), for tests */
   switches = 0;
 
   constructor(mode: EventsPriority = 'idle') {
-    this.#mode = mode === 'idle' && canSwitchBack() ? 'idle' : 'normal';
+    this.#mode = allowed(mode);
   }
 
   get mode(): EventsPriority {
@@ -49,18 +50,23 @@ export class EventPriority {
   }
 
   set mode(mode: EventsPriority) {
-    this.#mode = mode === 'idle' && canSwitchBack() ? 'idle' : 'normal';
+    this.#mode = allowed(mode);
     if (this.#mode === 'normal') this.normal();
   }
 
-  /** After a batch of a ring: `read` records taken, `fill` what it still holds (0..1). */
-  afterBatch(read: number, fill: number): void {
+  /** After a batch of `ring`: `read` records taken, `fill` what it still holds (0..1). */
+  afterBatch(ring: object, read: number, fill: number): void {
     if (this.#mode === 'normal') return;
     if (read > 0) this.#lastBusy = Date.now();
-    if (fill >= BOOST_FILL) this.#boosted = true;
-    else if (fill < RESUME_FILL) this.#boosted = false;
-    if (this.#boosted) this.normal();
+    if (fill >= BOOST_FILL) this.#backedUp.add(ring);
+    else if (fill < RESUME_FILL) this.#backedUp.delete(ring);
+    if (this.#backedUp.size > 0) this.normal();
     else if (read > 0) this.toIdle();
+  }
+
+  /** `ring` is no longer read (its stream closed). */
+  forget(ring: object): void {
+    this.#backedUp.delete(ring);
   }
 
   /** Back to the normal share now (the agent stops, the events stop). */
@@ -73,24 +79,29 @@ export class EventPriority {
   }
 
   private toIdle(): void {
-    if (this.#idle) return;
+    if (this.#idle || !this.set(SCHED_IDLE)) return;
     this.#idle = true;
-    this.set(SCHED_IDLE);
     this.#timer = setInterval(() => {
       if (Date.now() - this.#lastBusy >= QUIET_MS) this.normal();
     }, QUIET_MS / 2);
     this.#timer.unref();
   }
 
-  private set(policy: number): void {
+  /** Whether the calling thread's policy is now `policy`. */
+  private set(policy: number): boolean {
     this.switches++;
-    if (libc.schedSetscheduler(0, policy, this.#param) !== 0 && policy === SCHED_IDLE) this.#idle = false;
+    return libc.schedSetscheduler(0, policy, this.#param) === 0;
   }
 }
 
 /** The calling thread's policy (SCHED_OTHER 0, SCHED_IDLE 5, ...). */
 export function threadPolicy(): number {
   return libc.schedGetscheduler(0);
+}
+
+/** `mode`, or normal where this process could not switch back from idle. */
+function allowed(mode: EventsPriority): EventsPriority {
+  return mode === 'idle' && canSwitchBack() ? 'idle' : 'normal';
 }
 
 let checked: boolean | undefined;

@@ -169,7 +169,7 @@ class Stream {
         lines.begin();
         const read = reader.consumeRaw(visit, BATCH);
         const n = lines.end();
-        priority.afterBatch(read, reader.pendingBytes / reader.capacity);
+        priority.afterBatch(this, read, reader.pendingBytes / reader.capacity);
         if (n > 0) {
           this.#lastRecord = Date.now();
           this.onLines(n);
@@ -178,6 +178,8 @@ class Stream {
     } catch (e) {
       if (!this.#closed)
         process.stderr.write(`kbpf agent: events of ${this.ev.map} stopped: ${(e as Error).message}\n`);
+    } finally {
+      eventPriority().forget(this);
     }
   }
 

@@ -8,21 +8,22 @@ import { BOOST_FILL, EventPriority, QUIET_MS, RESUME_FILL, threadPolicy } from '
 
 const SCHED_OTHER = 0;
 const SCHED_IDLE = 5;
+const ring = {};
 
 test('the main thread reads events at SCHED_IDLE while rings have room, normal when one backs up or they go quiet', async (t) => {
   const p = new EventPriority('idle');
   t.after(() => p.normal());
   assert.equal(p.mode, 'idle', 'root may switch back, so the mode stays idle');
   assert.equal(threadPolicy(), SCHED_OTHER);
-  p.afterBatch(0, 0);
+  p.afterBatch(ring, 0, 0);
   assert.equal(threadPolicy(), SCHED_OTHER, 'an empty batch does not switch');
-  p.afterBatch(100, 0.01);
+  p.afterBatch(ring, 100, 0.01);
   assert.equal(threadPolicy(), SCHED_IDLE);
-  p.afterBatch(1024, BOOST_FILL);
+  p.afterBatch(ring, 1024, BOOST_FILL);
   assert.equal(threadPolicy(), SCHED_OTHER, 'a ring a quarter full: normal share');
-  p.afterBatch(1024, (BOOST_FILL + RESUME_FILL) / 2);
+  p.afterBatch(ring, 1024, (BOOST_FILL + RESUME_FILL) / 2);
   assert.equal(threadPolicy(), SCHED_OTHER, 'stays normal until drained below the resume mark');
-  p.afterBatch(10, RESUME_FILL / 2);
+  p.afterBatch(ring, 10, RESUME_FILL / 2);
   assert.equal(threadPolicy(), SCHED_IDLE);
   await sleep(QUIET_MS * 1.6);
   assert.equal(threadPolicy(), SCHED_OTHER, 'quiet for a second: normal again');
@@ -31,7 +32,7 @@ test('the main thread reads events at SCHED_IDLE while rings have room, normal w
 
 test('--events-priority normal never switches', () => {
   const p = new EventPriority('normal');
-  p.afterBatch(100, 0.01);
+  p.afterBatch(ring, 100, 0.01);
   assert.equal(threadPolicy(), SCHED_OTHER);
   assert.equal(p.switches, 0);
 });

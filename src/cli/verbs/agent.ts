@@ -1,6 +1,7 @@
 // kbpf agent: the node agent in the foreground (its code is loaded only for this verb).
 import { mkdirSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import type { EventsPriority } from '../../agent/event-priority.js';
 import { DEFAULT_BPFFS_DIR } from '../../agent/paths.js';
 import type { AgentTrust } from '../../agent/trust.js';
 import type { TrustMode, TrustPolicy } from '../../package/trust/policy.js';
@@ -21,7 +22,7 @@ interface AgentVerbOptions {
   trustPolicy?: string;
   trustMode: string;
   allowLocal?: boolean;
-  eventsPriority: string;
+  eventsPriority: EventsPriority;
 }
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -79,10 +80,13 @@ export function addAgentVerbs(program: Command, ctx: CliContext): void {
       '--allow-local',
       'with --trust: packages built on this node (no registry in the name) run unsigned; without it they need the node key (STATE_DIR/node.key, which kbpf build signs with)',
     )
-    .option(
-      '--events-priority <p>',
-      "idle: while rings carry events and have room, the agent's main thread reads them on CPU time the node's workloads leave (SCHED_IDLE), normal again when a ring backs up or the events go quiet; normal: always the normal share",
-      'idle',
+    .addOption(
+      new Option(
+        '--events-priority <p>',
+        "idle: while rings carry events and have room, the agent's main thread reads them on CPU time the node's workloads leave (SCHED_IDLE), normal again when a ring backs up or the events go quiet; normal: always the normal share",
+      )
+        .choices(['idle', 'normal'])
+        .default('idle'),
     )
     .addHelpText(
       'after',
@@ -102,8 +106,6 @@ Examples:
     )
     .action(async (opts: AgentVerbOptions, c: Command) => {
       const metrics = opts.metricsAddress ? metricsAddress(opts.metricsAddress) : undefined;
-      if (opts.eventsPriority !== 'idle' && opts.eventsPriority !== 'normal')
-        throw new CliError(`--events-priority: expected idle or normal, got "${opts.eventsPriority}"`);
       const paths = ctx.paths(c);
       const trust = await trustOf(opts, paths.stateDir);
       const { runAgent } = await import('../run-agent.js');
