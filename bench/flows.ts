@@ -39,7 +39,12 @@
 // --flows-config=NAME=VALUE,... (the instance's config), --flows-perf=DIR (`perf record -a -g` over
 // each window, off and on: DIR/conn-off-N.data, DIR/rps-on-N.data, ...), --flows-progstats (the
 // kernel's run time of each flow-monitor program per connection / request over the on windows,
-// BPF stats on while they run).
+// BPF stats on while they run), --flows-agent-args=A,B,... (more arguments of the agent's, e.g.
+// --events-priority=normal), --flows-alt-agent=A,B,... (a second agent with these arguments, its
+// own state and bpffs directories, runs flow-monitor for a third window each repeat, on and alt
+// taken in turns: flows_conn_alt_ratio, flows_rps_alt_ratio against the same off window — an A/B
+// of two agents' settings in one run; --flows-alt-package=DIR: the second agent runs that build
+// of the package instead, e.g. other kbpf.yaml event settings).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,6 +69,11 @@ const KBPF = join(ROOT, 'bin/kbpf.js');
 function arg(opts: BenchOptions, name: string): string | undefined {
   const a = opts.args.find((x) => x.startsWith(`--flows-${name}=`));
   return a?.slice(a.indexOf('=') + 1);
+}
+
+/** A comma-separated option's items (none when it is absent). */
+function listArg(opts: BenchOptions, name: string): string[] {
+  return (arg(opts, name) ?? '').split(',').filter((x) => x !== '');
 }
 
 /** How a window's rate reads: connections or requests a second. */
@@ -95,10 +105,12 @@ async function startAgent(
     after(f: () => unknown): void;
   },
   profileDir?: string,
+  extraArgs: string[] = [],
+  name = 'main',
 ): Promise<{ proc: ChildProcess; client: ApiClient; socket: string; stateDir: string; bpffsDir: string }> {
   ensureBpffs();
   const stateDir = mkdtempSync(join(tmpdir(), 'kbpf-flows-bench-'));
-  const bpffsDir = `/sys/fs/bpf/kbpf-flows-bench-${process.pid}`;
+  const bpffsDir = `/sys/fs/bpf/kbpf-flows-bench-${process.pid}-${name}`;
   const socket = join(stateDir, 'agent.sock');
   const proc = spawn(
     process.execPath,
@@ -114,6 +126,7 @@ async function startAgent(
       bpffsDir,
       '--socket',
       socket,
+      ...extraArgs,
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
@@ -261,11 +274,22 @@ export const benchmark: Benchmark = {
       const tb = await Testbed.create(t, 'kbpfflowb');
       const a = await tb.addPod({ sidecar: false });
       const b = await tb.addPod({ sidecar: false });
-      const ag = await startAgent(t, arg(opts, 'agent-profile'));
+      const ag = await startAgent(t, arg(opts, 'agent-profile'), listArg(opts, 'agent-args'));
       const api = ag.client;
       const store = new LayoutStore(join(ag.stateDir, 'store'));
       const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
       const ref = (await buildPackage(pkgDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
+      const altPkgDir = arg(opts, 'alt-package');
+      const altArgs = arg(opts, 'alt-agent') === undefined && !altPkgDir ? undefined : listArg(opts, 'alt-agent');
+      const alt = altArgs ? await startAgent(t, undefined, altArgs, 'alt') : undefined;
+      const altRef = alt
+        ? (
+            await buildPackage(altPkgDir ?? pkgDir, {
+              store: new LayoutStore(join(alt.stateDir, 'store')),
+              cacheDir: join(ROOT, 'build'),
+            })
+          ).stored.reference
+        : ref;
       const hooksArg = arg(opts, 'hooks');
       const hooksDir = hooksArg === undefined || hooksArg === '0' ? HOOKS_PACKAGE : hooksArg;
       const hooksRef =
@@ -287,10 +311,11 @@ export const benchmark: Benchmark = {
       // context) per connection / request, which a busy machine disturbs less than the rates
       const windows = parts.includes('overhead') ? ['conn', 'rps'] : parts.filter((p) => p === 'conn' || p === 'rps');
       if (windows.length > 0) {
-        type Arm = 'off' | 'on' | 'hooks';
+        type Arm = 'off' | 'on' | 'hooks' | 'alt';
         type Series = Record<Arm, number[]> & { cpu: Record<Arm, number[]> };
         const m: Record<string, Series> = {};
-        for (const w of windows) m[w] = { off: [], on: [], hooks: [], cpu: { off: [], on: [], hooks: [] } };
+        for (const w of windows)
+          m[w] = { off: [], on: [], hooks: [], alt: [], cpu: { off: [], on: [], hooks: [], alt: [] } };
         const measure = async (w: string, arm: Arm, i: number): Promise<void> => {
           const s = m[w]!;
           const on = arm === 'on';
@@ -327,31 +352,41 @@ export const benchmark: Benchmark = {
         // three repeats of every run), which a node running flow-monitor for longer than a few
         // seconds does not pay; --flows-agent-warmup=0 measures from a cold agent
         const agentWarmup = Number(arg(opts, 'agent-warmup') ?? 1);
+        const agents = alt ? [ag, alt] : [ag];
         for (let k = 0; k < agentWarmup; k++) {
-          await api.run({ image: ref, name: 'flows', attach, config });
-          await wrkRate(tb, a, url, conns, false, opts.durationS);
-          await api.remove('flows', { force: true });
+          for (const x of agents) {
+            await x.client.run({ image: x === alt ? altRef : ref, name: 'flows', attach, config });
+            await wrkRate(tb, a, url, conns, false, opts.durationS);
+            await x.client.remove('flows', { force: true });
+          }
         }
-        for (let i = 0; i < opts.repeats; i++) {
-          for (const w of windows) await measure(w, 'off', i);
-          await api.run({ image: ref, name: 'flows', attach, config });
-          if (withProgStats) programs = (await api.inspect('flows')).programs;
-          const cpu0 = cpuTimes(ag.proc.pid!);
+        // flow-monitor's windows through one agent: `on` (the agent) or `alt` (the second agent)
+        const withFlows = async (x: typeof ag, arm: 'on' | 'alt', i: number): Promise<void> => {
+          await x.client.run({ image: arm === 'alt' ? altRef : ref, name: 'flows', attach, config });
+          if (withProgStats && arm === 'on') programs = (await x.client.inspect('flows')).programs;
+          const cpu0 = cpuTimes(x.proc.pid!);
           const t0 = performance.now();
-          for (const w of windows) await measure(w, 'on', i);
-          const cpu1 = cpuTimes(ag.proc.pid!);
+          for (const w of windows) await measure(w, arm, i);
+          const cpu1 = cpuTimes(x.proc.pid!);
           const onS = (performance.now() - t0) / 1000;
           const agentUser = (cpu1.user - cpu0.user) / onS;
           const agentSystem = (cpu1.system - cpu0.system) / onS;
-          const st = await api.inspect('flows');
+          const st = await x.client.inspect('flows');
           const line = windows.map((w) => {
             const s = m[w]!;
-            return `${unitOf(w)} off ${s.off[i]!.toFixed(0)} on ${s.on[i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpu.off[i]!.toFixed(1)} on ${s.cpu.on[i]!.toFixed(1)})`;
+            return `${unitOf(w)} off ${s.off[i]!.toFixed(0)} ${arm} ${s[arm][i]!.toFixed(0)} (pods' CPU µs each: off ${s.cpu.off[i]!.toFixed(1)} ${arm} ${s.cpu[arm][i]!.toFixed(1)})`;
           });
           note(
-            `repeat ${i + 1}: ${line.join('; ')}; agent CPU ${(agentUser + agentSystem).toFixed(0)} ms/s (user ${agentUser.toFixed(0)}, system ${agentSystem.toFixed(0)}); flow reports ${st.events.received}, lost ${st.events.lost}`,
+            `repeat ${i + 1}${arm === 'alt' ? ', second agent' : ''}: ${line.join('; ')}; agent CPU ${(agentUser + agentSystem).toFixed(0)} ms/s (user ${agentUser.toFixed(0)}, system ${agentSystem.toFixed(0)}); flow reports ${st.events.received}, lost ${st.events.lost}`,
           );
-          await api.remove('flows', { force: true });
+          await x.client.remove('flows', { force: true });
+        };
+        for (let i = 0; i < opts.repeats; i++) {
+          for (const w of windows) await measure(w, 'off', i);
+          // the two agents in turns, so neither is always the one right after the off window
+          if (alt && i % 2 === 1) await withFlows(alt, 'alt', i);
+          await withFlows(ag, 'on', i);
+          if (alt && i % 2 === 0) await withFlows(alt, 'alt', i);
           if (hooksRef) {
             await api.run({ image: hooksRef, name: 'flows-hooks', ...hooksRun });
             const hc0 = cpuMs(ag.proc.pid!);
@@ -393,6 +428,10 @@ export const benchmark: Benchmark = {
           result(`flows_${k}_cpu_ratio`, ratio(s.cpu.off, s.cpu.on).toFixed(3));
           result(`flows_${k}_cpu_us_off`, median(s.cpu.off).toFixed(2));
           result(`flows_${k}_cpu_us_on`, median(s.cpu.on).toFixed(2));
+          if (s.alt.length > 0) {
+            result(`flows_${k}_alt_ratio`, ratio(s.alt, s.off).toFixed(3));
+            result(`flows_${k}_alt_cpu_ratio`, ratio(s.cpu.off, s.cpu.alt).toFixed(3));
+          }
           if (s.hooks.length > 0) {
             result(`flows_${k}_hooks_ratio`, ratio(s.hooks, s.off).toFixed(3));
             result(`flows_${k}_hooks_cpu_ratio`, ratio(s.cpu.off, s.cpu.hooks).toFixed(3));

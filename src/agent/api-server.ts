@@ -47,6 +47,7 @@ import { parseSince } from '../util/duration.js';
 import { writeWithBackpressure } from '../util/http-stream.js';
 import { requestUrl } from '../util/request-url.js';
 import { KBPF_VERSION } from '../version.js';
+import { eventPriority } from './event-priority.js';
 import { checkInstanceName } from './instance-name.js';
 import { jsonReplacer, type LogRecord, type ReadOptions } from './log-store.js';
 import { formatMetrics, METRICS_CONTENT_TYPE, type MetricsSnapshot } from './metrics.js';
@@ -360,6 +361,7 @@ async function streamLogs(
   // a followed stream is the connection's last response: it ends when the stream does
   res.writeHead(200, { ...headers, Connection: 'close' });
   res.flushHeaders();
+  held.get(res)?.(); // a reader of records itself: at the share the records are read at
   try {
     const logs = ctx.agent.logs;
     if (logs.followText) {
@@ -477,8 +479,14 @@ async function route(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promi
   throw new HttpError(404, `no such endpoint: ${method} ${url.pathname} (see docs/api.md)`);
 }
 
+/** A request's hold on the normal CPU share (event-priority.ts), let go when it is answered. */
+const held = new WeakMap<ServerResponse, () => void>();
+
 function handler(ctx: Ctx): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
+    const release = eventPriority().hold();
+    held.set(res, release);
+    res.once('close', release);
     route(ctx, req, res).catch((err: unknown) => {
       const allow = (err as { allow?: string[] }).allow;
       if (allow && !res.headersSent) res.setHeader('Allow', allow.join(', '));

@@ -1,17 +1,25 @@
-// The CPU priority of the agent's main thread while it moves events from rings into logs.
+// The CPU priority of the agent's threads while it moves events from rings into logs.
 //
 // On a busy node the agent's reading of a high-rate ring (flow-monitor's reports: tens of
 // thousands a second) competes with the workloads that make the events: each turn preempts a
 // client or a server, and on a node whose CPUs they keep busy the other end waits too. So while
-// rings carry records and have room, the main thread runs SCHED_IDLE: it uses CPU time the
+// rings carry records and have room, the process runs SCHED_IDLE: it uses CPU time the
 // workloads leave, and any workload thread that wakes takes the CPU at once. It takes its normal
 // share again (SCHED_OTHER) when a ring backs up (a quarter full: the reader is falling behind,
 // records would be lost next), until the rings are nearly drained, and whenever events go quiet
-// (so API requests and plans of a quiet agent never wait behind the workloads).
+// (so API requests and plans of a quiet agent never wait behind the workloads). An API request,
+// once read, holds the normal share until it is answered (hold()), so a request of many turns (a
+// run, an upgrade) does not wait behind the workloads at each of them; a followed log stream lets
+// go once its headers are out, as it is a reader of the rings' records itself.
 //
-// One thread's policy (sched_setscheduler on the calling thread): V8's helper threads and libuv's
-// threadpool keep theirs. Turned off with `kbpf agent --events-priority normal`; where the
-// process may not switch back (no CAP_SYS_NICE), it never switches.
+// Every thread of the process switches together (sched_setscheduler on each task in
+// /proc/self/task): the work of turning records into lines is the main thread's, but V8's helper
+// threads collect and compile what it leaves (its garbage, its hot code), and at the normal share
+// they preempt the workloads as the main thread did. Threads started while the process is idle
+// inherit the policy of the thread that starts them, and the next switch takes them all. Turned
+// off with `kbpf agent --events-priority normal`; where the process may not switch back (no
+// CAP_SYS_NICE), it never switches.
+import { readdirSync } from 'node:fs';
 import { libc } from '../bpf/ffi/libc.js';
 
 const SCHED_OTHER = 0;
@@ -32,6 +40,8 @@ export class EventPriority {
   readonly #backedUp = new Set<object>();
   #lastBusy = 0;
   #timer: NodeJS.Timeout | null = null;
+  /** requests being answered: the normal share until they are */
+  #holds = 0;
   readonly #param = new Int32Array(1);
   /** switches made (both ways), for tests */
   switches = 0;
@@ -44,7 +54,7 @@ export class EventPriority {
     return this.#mode;
   }
 
-  /** Whether the main thread runs SCHED_IDLE now. */
+  /** Whether the process's threads run SCHED_IDLE now. */
   get idle(): boolean {
     return this.#idle;
   }
@@ -64,6 +74,22 @@ export class EventPriority {
     else if (read > 0) this.toIdle();
   }
 
+  /**
+   * The normal share until the returned function is called (once or more: the first counts), as
+   * an API request is answered; the next batch after the last release may switch to idle again.
+   */
+  hold(): () => void {
+    if (this.#mode === 'normal') return () => {};
+    this.#holds++;
+    this.normal();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#holds--;
+    };
+  }
+
   /** `ring` is no longer read (its stream closed). */
   forget(ring: object): void {
     this.#backedUp.delete(ring);
@@ -79,7 +105,7 @@ export class EventPriority {
   }
 
   private toIdle(): void {
-    if (this.#idle || !this.set(SCHED_IDLE)) return;
+    if (this.#idle || this.#holds > 0 || !this.set(SCHED_IDLE)) return;
     this.#idle = true;
     this.#timer = setInterval(() => {
       if (Date.now() - this.#lastBusy >= QUIET_MS) this.normal();
@@ -87,16 +113,23 @@ export class EventPriority {
     this.#timer.unref();
   }
 
-  /** Whether the calling thread's policy is now `policy`. */
+  /** Whether the calling thread's policy is now `policy`; every other thread of the process is switched too. */
   private set(policy: number): boolean {
     this.switches++;
-    return libc.schedSetscheduler(0, policy, this.#param) === 0;
+    const ok = libc.schedSetscheduler(0, policy, this.#param) === 0;
+    if (ok) for (const tid of threads()) libc.schedSetscheduler(tid, policy, this.#param); // one that just exited: ESRCH
+    return ok;
   }
 }
 
-/** The calling thread's policy (SCHED_OTHER 0, SCHED_IDLE 5, ...). */
-export function threadPolicy(): number {
-  return libc.schedGetscheduler(0);
+/** The process's threads (their task ids; the main thread's is the pid). */
+export function threads(): number[] {
+  return readdirSync('/proc/self/task').map(Number);
+}
+
+/** A thread's policy (SCHED_OTHER 0, SCHED_IDLE 5, ...), the calling thread's by default. */
+export function threadPolicy(tid = 0): number {
+  return libc.schedGetscheduler(tid);
 }
 
 /** `mode`, or normal where this process could not switch back from idle. */
@@ -114,7 +147,7 @@ function canSwitchBack(): boolean {
 }
 
 let shared: EventPriority | undefined;
-/** The process's one EventPriority (its main thread's): normal until the agent sets it (runAgent). */
+/** The process's one EventPriority (its threads'): normal until the agent sets it (runAgent). */
 export function eventPriority(): EventPriority {
   shared ??= new EventPriority('normal');
   return shared;

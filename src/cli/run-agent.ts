@@ -21,7 +21,7 @@ export interface RunAgentOptions {
   bpfStats?: boolean;
   /** the trust policy (kbpf agent --trust / --trust-policy) */
   trust?: AgentTrust;
-  /** the main thread's priority while rings carry events (event-priority.ts; default normal) */
+  /** the agent's threads' priority while rings carry events (event-priority.ts; default normal) */
   eventsPriority?: EventsPriority;
 }
 

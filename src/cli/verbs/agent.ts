@@ -83,7 +83,7 @@ export function addAgentVerbs(program: Command, ctx: CliContext): void {
     .addOption(
       new Option(
         '--events-priority <p>',
-        "idle: while rings carry events and have room, the agent's main thread reads them on CPU time the node's workloads leave (SCHED_IDLE), normal again when a ring backs up or the events go quiet; normal: always the normal share",
+        "idle: while rings carry events and have room, the agent's threads read them on CPU time the node's workloads leave (SCHED_IDLE), normal again when a ring backs up or the events go quiet; normal: always the normal share",
       )
         .choices(['idle', 'normal'])
         .default('idle'),
