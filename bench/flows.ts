@@ -44,7 +44,8 @@
 // own state and bpffs directories, runs flow-monitor for a third window each repeat, on and alt
 // taken in turns: flows_conn_alt_ratio, flows_rps_alt_ratio against the same off window — an A/B
 // of two agents' settings in one run; --flows-alt-package=DIR: the second agent runs that build
-// of the package instead, e.g. other kbpf.yaml event settings).
+// of the package instead, e.g. other kbpf.yaml event settings; --flows-alt-state=DIR: the second
+// agent's state directory, its logs with it, is made under DIR, e.g. a tmpfs).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -107,9 +108,10 @@ async function startAgent(
   profileDir?: string,
   extraArgs: string[] = [],
   name = 'main',
+  under = tmpdir(),
 ): Promise<{ proc: ChildProcess; client: ApiClient; socket: string; stateDir: string; bpffsDir: string }> {
   ensureBpffs();
-  const stateDir = mkdtempSync(join(tmpdir(), 'kbpf-flows-bench-'));
+  const stateDir = mkdtempSync(join(under, 'kbpf-flows-bench-'));
   const bpffsDir = `/sys/fs/bpf/kbpf-flows-bench-${process.pid}-${name}`;
   const socket = join(stateDir, 'agent.sock');
   const proc = spawn(
@@ -280,8 +282,10 @@ export const benchmark: Benchmark = {
       const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
       const ref = (await buildPackage(pkgDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
       const altPkgDir = arg(opts, 'alt-package');
-      const altArgs = arg(opts, 'alt-agent') === undefined && !altPkgDir ? undefined : listArg(opts, 'alt-agent');
-      const alt = altArgs ? await startAgent(t, undefined, altArgs, 'alt') : undefined;
+      const altState = arg(opts, 'alt-state');
+      const altArgs =
+        arg(opts, 'alt-agent') === undefined && !altPkgDir && !altState ? undefined : listArg(opts, 'alt-agent');
+      const alt = altArgs ? await startAgent(t, undefined, altArgs, 'alt', altState) : undefined;
       const altRef = alt
         ? (
             await buildPackage(altPkgDir ?? pkgDir, {
