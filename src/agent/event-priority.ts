@@ -117,7 +117,8 @@ export class EventPriority {
   private set(policy: number): boolean {
     this.switches++;
     const ok = libc.schedSetscheduler(0, policy, this.#param) === 0;
-    if (ok) for (const tid of threads()) libc.schedSetscheduler(tid, policy, this.#param); // one that just exited: ESRCH
+    // the others (the main thread's task id is the pid); one that just exited answers ESRCH
+    if (ok) for (const tid of threads()) if (tid !== process.pid) libc.schedSetscheduler(tid, policy, this.#param);
     return ok;
   }
 }
