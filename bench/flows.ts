@@ -105,10 +105,13 @@ async function startAgent(
   t: {
     after(f: () => unknown): void;
   },
-  profileDir?: string,
-  extraArgs: string[] = [],
-  name = 'main',
-  under = tmpdir(),
+  /** profileDir: its V8 CPU profile; args: more arguments; name: its bpffs directory's suffix; under: where its state directory is made */
+  {
+    profileDir,
+    args = [],
+    name = 'main',
+    under = tmpdir(),
+  }: { profileDir?: string; args?: string[]; name?: string; under?: string } = {},
 ): Promise<{ proc: ChildProcess; client: ApiClient; socket: string; stateDir: string; bpffsDir: string }> {
   ensureBpffs();
   const stateDir = mkdtempSync(join(under, 'kbpf-flows-bench-'));
@@ -128,7 +131,7 @@ async function startAgent(
       bpffsDir,
       '--socket',
       socket,
-      ...extraArgs,
+      ...args,
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
@@ -276,24 +279,28 @@ export const benchmark: Benchmark = {
       const tb = await Testbed.create(t, 'kbpfflowb');
       const a = await tb.addPod({ sidecar: false });
       const b = await tb.addPod({ sidecar: false });
-      const ag = await startAgent(t, arg(opts, 'agent-profile'), listArg(opts, 'agent-args'));
+      const ag = await startAgent(t, { profileDir: arg(opts, 'agent-profile'), args: listArg(opts, 'agent-args') });
       const api = ag.client;
       const store = new LayoutStore(join(ag.stateDir, 'store'));
       const pkgDir = arg(opts, 'package') ?? FLOW_APP_DIR;
       const ref = (await buildPackage(pkgDir, { store, cacheDir: join(ROOT, 'build') })).stored.reference;
-      const altPkgDir = arg(opts, 'alt-package');
-      const altState = arg(opts, 'alt-state');
-      const altArgs =
-        arg(opts, 'alt-agent') === undefined && !altPkgDir && !altState ? undefined : listArg(opts, 'alt-agent');
-      const alt = altArgs ? await startAgent(t, undefined, altArgs, 'alt', altState) : undefined;
-      const altRef = alt
-        ? (
-            await buildPackage(altPkgDir ?? pkgDir, {
-              store: new LayoutStore(join(alt.stateDir, 'store')),
-              cacheDir: join(ROOT, 'build'),
-            })
-          ).stored.reference
-        : ref;
+      // the agents that run flow-monitor: this one (arm `on`), and a second one (`alt`) when any
+      // --flows-alt-* option is given
+      type FlowAgent = { agent: typeof ag; ref: string; arm: 'on' | 'alt' };
+      const flowAgents: FlowAgent[] = [{ agent: ag, ref, arm: 'on' }];
+      if (['alt-agent', 'alt-package', 'alt-state'].some((n) => arg(opts, n) !== undefined)) {
+        const alt = await startAgent(t, {
+          args: listArg(opts, 'alt-agent'),
+          name: 'alt',
+          under: arg(opts, 'alt-state'),
+        });
+        const altStore = new LayoutStore(join(alt.stateDir, 'store'));
+        const built = await buildPackage(arg(opts, 'alt-package') ?? pkgDir, {
+          store: altStore,
+          cacheDir: join(ROOT, 'build'),
+        });
+        flowAgents.push({ agent: alt, ref: built.stored.reference, arm: 'alt' });
+      }
       const hooksArg = arg(opts, 'hooks');
       const hooksDir = hooksArg === undefined || hooksArg === '0' ? HOOKS_PACKAGE : hooksArg;
       const hooksRef =
@@ -356,17 +363,16 @@ export const benchmark: Benchmark = {
         // three repeats of every run), which a node running flow-monitor for longer than a few
         // seconds does not pay; --flows-agent-warmup=0 measures from a cold agent
         const agentWarmup = Number(arg(opts, 'agent-warmup') ?? 1);
-        const agents = alt ? [ag, alt] : [ag];
         for (let k = 0; k < agentWarmup; k++) {
-          for (const x of agents) {
-            await x.client.run({ image: x === alt ? altRef : ref, name: 'flows', attach, config });
+          for (const { agent, ref } of flowAgents) {
+            await agent.client.run({ image: ref, name: 'flows', attach, config });
             await wrkRate(tb, a, url, conns, false, opts.durationS);
-            await x.client.remove('flows', { force: true });
+            await agent.client.remove('flows', { force: true });
           }
         }
-        // flow-monitor's windows through one agent: `on` (the agent) or `alt` (the second agent)
-        const withFlows = async (x: typeof ag, arm: 'on' | 'alt', i: number): Promise<void> => {
-          await x.client.run({ image: arm === 'alt' ? altRef : ref, name: 'flows', attach, config });
+        // flow-monitor's windows through one agent
+        const withFlows = async ({ agent: x, ref, arm }: FlowAgent, i: number): Promise<void> => {
+          await x.client.run({ image: ref, name: 'flows', attach, config });
           if (withProgStats && arm === 'on') programs = (await x.client.inspect('flows')).programs;
           const cpu0 = cpuTimes(x.proc.pid!);
           const t0 = performance.now();
@@ -387,10 +393,8 @@ export const benchmark: Benchmark = {
         };
         for (let i = 0; i < opts.repeats; i++) {
           for (const w of windows) await measure(w, 'off', i);
-          // the two agents in turns, so neither is always the one right after the off window
-          if (alt && i % 2 === 1) await withFlows(alt, 'alt', i);
-          await withFlows(ag, 'on', i);
-          if (alt && i % 2 === 0) await withFlows(alt, 'alt', i);
+          // two agents in turns, so neither is always the one right after the off window
+          for (const fa of i % 2 === 1 ? [...flowAgents].reverse() : flowAgents) await withFlows(fa, i);
           if (hooksRef) {
             await api.run({ image: hooksRef, name: 'flows-hooks', ...hooksRun });
             const hc0 = cpuMs(ag.proc.pid!);

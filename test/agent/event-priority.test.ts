@@ -19,7 +19,7 @@ const ring = {};
 /** every thread of this process (V8's helpers, libuv's pool): their policies */
 const policies = (): number[] => threads().map((tid) => threadPolicy(tid));
 
-test('the main thread reads events at SCHED_IDLE while rings have room, normal when one backs up or they go quiet', async (t) => {
+test("the agent's threads read events at SCHED_IDLE while rings have room, normal when one backs up or they go quiet", async (t) => {
   const p = new EventPriority('idle');
   t.after(() => p.normal());
   assert.equal(p.mode, 'idle', 'root may switch back, so the mode stays idle');
